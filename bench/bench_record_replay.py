@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Benchmark relive record/replay against native runs and the ptrace floor.
+
+For each workload, measures the median wall time over --repeat runs of:
+  native    the program on its own
+  floor     the program under bench/ptrace_floor (PTRACE_SYSCALL + GETREGS
+            at every stop: the least any syscall-stopping tracer can cost)
+  record    python3 -m relive record -o DIR --force PROGRAM ARGS
+  replay    python3 -m relive replay --autopilot DIR
+and prints absolute times, ratios, the syscall count seen by `ptrace_floor -c`
+and trace bytes per syscall (size of DIR/trace.db* divided by the `events: N`
+line of `python3 -m relive info DIR`; the event count is shown next to it).
+
+Cells whose command fails (e.g. the relive CLI does not exist yet) are shown
+as n/a and the error is listed under the table.
+
+Usage: python3 bench/bench_record_replay.py [--repeat 5] [--markdown]
+"""
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+PROGRAMS_DIR = REPO_ROOT / "tests" / "programs"
+
+# ~1 s of work at -O0 (cpu_loop.c runs ~400M iterations per second here).
+CPU_LOOP_ITERS = 400_000_000
+MANY_SYSCALLS_N = 20_000
+
+
+class Failed(Exception):
+    pass
+
+
+def compile_all(out_dir):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    builds = {
+        "cpu_loop": (["gcc", "-O0", "-g", f"-DCPU_LOOP_ITERS={CPU_LOOP_ITERS}UL"],
+                     PROGRAMS_DIR / "cpu_loop.c"),
+        "many_syscalls": (["gcc", "-O0", "-g"], PROGRAMS_DIR / "many_syscalls.c"),
+        "ptrace_floor": (["gcc", "-O2"], BENCH_DIR / "ptrace_floor.c"),
+    }
+    bins = {}
+    for name, (cc, src) in builds.items():
+        binary = out_dir / name
+        proc = subprocess.run([*cc, "-o", str(binary), str(src)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"compiling {src} failed:\n{proc.stderr}")
+        bins[name] = binary
+    return bins
+
+
+def relive_cmd(python, *args):
+    return [python, "-m", "relive", *map(str, args)]
+
+
+def relive_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def describe_failure(cmd, proc):
+    lines = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
+    last = lines[-1] if lines else "(no stderr)"
+    return f"`{' '.join(map(str, cmd))}` exited {proc.returncode}: {last}"
+
+
+def run_once(cmd, expect_rc, env=None, timeout=600):
+    """Run cmd once; return (seconds, stdout bytes). Raise Failed on error."""
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                              env=env, timeout=timeout, cwd=REPO_ROOT)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise Failed(f"`{' '.join(map(str, cmd))}`: {e}") from None
+    elapsed = time.perf_counter() - start
+    if expect_rc is not None and proc.returncode != expect_rc:
+        raise Failed(describe_failure(cmd, proc))
+    return elapsed, proc.stdout
+
+
+def measure(cmd, repeat, expect_rc, env=None, timeout=600):
+    """Median wall time of `repeat` runs, and the last run's stdout."""
+    times, out = [], b""
+    for _ in range(repeat):
+        t, out = run_once(cmd, expect_rc, env, timeout)
+        times.append(t)
+    return statistics.median(times), out
+
+
+def trace_bytes_per_syscall(python, trace_dir, env):
+    files = list(trace_dir.glob("trace.db*"))
+    if not files:
+        raise Failed(f"no trace.db* files in {trace_dir}")
+    size = sum(f.stat().st_size for f in files if f.is_file())
+    cmd = relive_cmd(python, "info", trace_dir)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, env=env, timeout=120,
+                              cwd=REPO_ROOT)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise Failed(f"relive info: {e}") from None
+    if proc.returncode != 0:
+        raise Failed(describe_failure(cmd, proc))
+    m = re.search(rb"^\s*events:\s*(\d+)", proc.stdout, re.MULTILINE)
+    if not m:
+        raise Failed("relive info printed no `events: N` line")
+    events = int(m.group(1))
+    if events == 0:
+        raise Failed("relive info reports 0 events")
+    return size / events, events, size
+
+
+def count_syscalls(bins, argv):
+    """Syscall entries seen by `ptrace_floor -c` (a cross-check for events)."""
+    proc = subprocess.run([str(bins["ptrace_floor"]), "-c", *argv],
+                          capture_output=True, stdin=subprocess.DEVNULL)
+    m = re.search(rb"ptrace_floor: syscalls=(\d+)", proc.stderr)
+    if not m:
+        raise Failed("ptrace_floor -c printed no syscall count")
+    return int(m.group(1))
+
+
+def bench_workload(name, argv, bins, args, env, errors):
+    """Return a dict of results (None = n/a) for one workload."""
+    res = {"workload": name}
+
+    def attempt(key, fn):
+        try:
+            return fn()
+        except Failed as e:
+            errors.append(f"{name} / {key}: {e}")
+            return None
+
+    # Untimed warm-up native run (page cache); its exit status is what every
+    # other run must reproduce.
+    try:
+        rc = subprocess.run(argv, capture_output=True,
+                            stdin=subprocess.DEVNULL).returncode
+    except OSError as e:
+        errors.append(f"{name} / native: {e}")
+        return res
+    res["native"] = attempt("native", lambda: measure(argv, args.repeat, rc)[0])
+    res["floor"] = attempt("floor", lambda: measure(
+        [str(bins["ptrace_floor"]), *argv], args.repeat, rc)[0])
+
+    res["syscalls"] = attempt("syscalls", lambda: count_syscalls(bins, argv))
+
+    trace_dir = args.out / "traces" / name
+    trace_dir.parent.mkdir(parents=True, exist_ok=True)
+    rec = attempt("record", lambda: measure(
+        relive_cmd(args.python, "record", "-o", trace_dir, "--force", *argv),
+        args.repeat, rc, env, args.timeout))
+    res["record"] = rec[0] if rec else None
+    if rec is None:
+        return res
+    rep = attempt("replay", lambda: measure(
+        relive_cmd(args.python, "replay", "--autopilot", trace_dir),
+        args.repeat, rc, env, args.timeout))
+    res["replay"] = rep[0] if rep else None
+    if rep is not None and rep[1] != rec[1]:
+        errors.append(f"{name} / replay: stdout differs from the recording "
+                      f"({len(rep[1])} vs {len(rec[1])} bytes)")
+    bps = attempt("bytes/syscall",
+                  lambda: trace_bytes_per_syscall(args.python, trace_dir, env))
+    if bps is not None:
+        res["bytes_per_syscall"], res["events"], res["trace_bytes"] = bps
+    return res
+
+
+def fmt_time(v):
+    return "n/a" if v is None else f"{v * 1000:.1f} ms"
+
+
+def fmt_ratio(a, b):
+    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+
+
+COLUMNS = ["workload", "native", "floor", "record", "replay", "rec/native",
+           "rec/floor", "rep/native", "rep/floor", "syscalls", "bytes/syscall"]
+
+
+def row_cells(r):
+    g = r.get
+    bps = g("bytes_per_syscall")
+    return [
+        r["workload"], fmt_time(g("native")), fmt_time(g("floor")),
+        fmt_time(g("record")), fmt_time(g("replay")),
+        fmt_ratio(g("record"), g("native")), fmt_ratio(g("record"), g("floor")),
+        fmt_ratio(g("replay"), g("native")), fmt_ratio(g("replay"), g("floor")),
+        "n/a" if g("syscalls") is None else str(g("syscalls")),
+        "n/a" if bps is None else f"{bps:.1f} ({g('events')} ev)",
+    ]
+
+
+def print_table(rows, markdown):
+    cells = [row_cells(r) for r in rows]
+    if markdown:
+        print("| " + " | ".join(COLUMNS) + " |")
+        print("|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|")
+        for c in cells:
+            print("| " + " | ".join(c) + " |")
+        return
+    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *cells)]
+    line = lambda c: "  ".join(x.ljust(w) if i == 0 else x.rjust(w)
+                               for i, (x, w) in enumerate(zip(c, widths)))
+    print(line(COLUMNS))
+    print("  ".join("-" * w for w in widths))
+    for c in cells:
+        print(line(c))
+
+
+def host_description():
+    cpu = "unknown CPU"
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="runs per measurement; the median is reported (default 5)")
+    ap.add_argument("--markdown", action="store_true",
+                    help="print a Markdown table (for docs/performance.md)")
+    ap.add_argument("--python", default=sys.executable,
+                    help="interpreter used for `python3 -m relive` (default: this one)")
+    ap.add_argument("--out", type=Path, default=BENCH_DIR / "out",
+                    help="build and trace directory (default bench/out)")
+    ap.add_argument("--timeout", type=float, default=600,
+                    help="per-run timeout for record/replay, seconds (default 600)")
+    ap.add_argument("--workload", action="append", choices=[
+        "cpu_loop", "many_syscalls", "python3_startup"],
+                    help="run only this workload (repeatable)")
+    args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be >= 1")
+    args.out = args.out.resolve()
+
+    bins = compile_all(args.out)
+    workloads = {
+        "cpu_loop": [str(bins["cpu_loop"])],
+        "many_syscalls": [str(bins["many_syscalls"]), str(MANY_SYSCALLS_N)],
+        "python3_startup": ["/usr/bin/python3", "-c", "pass"],
+    }
+    selected = args.workload or list(workloads)
+    env = relive_env()
+    errors, rows = [], []
+    for name in selected:
+        print(f"... {name}", file=sys.stderr, flush=True)
+        rows.append(bench_workload(name, workloads[name], bins, args, env, errors))
+
+    descr = {
+        "cpu_loop": f"cpu_loop.c, {CPU_LOOP_ITERS:,} iterations, no syscalls",
+        "many_syscalls": f"many_syscalls.c, {MANY_SYSCALLS_N:,} getppid()",
+        "python3_startup": "/usr/bin/python3 -c pass",
+    }
+    header = (f"Median wall time of {args.repeat} run(s); host: "
+              f"{host_description()}.")
+    if args.markdown:
+        print(header + "\n")
+        for name in selected:
+            print(f"- `{name}`: {descr[name]}")
+        print()
+    else:
+        print(header)
+    print_table(rows, args.markdown)
+    if errors:
+        print("\nn/a cells:" if not args.markdown else "\nn/a cells:\n")
+        for e in errors:
+            print(f"- {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

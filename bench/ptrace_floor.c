@@ -1,0 +1,113 @@
+/* ptrace_floor.c - the "ptrace floor": the cheapest possible syscall tracer.
+ *
+ *   ptrace_floor [-c] PROGRAM [ARGS...]
+ *
+ * Forks; the child does PTRACE_TRACEME, raise(SIGSTOP) and execvp(PROGRAM).
+ * The parent sets PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL (plus
+ * PTRACE_O_TRACEEXEC, so execve reports an event stop instead of a stray
+ * SIGTRAP), then loops PTRACE_SYSCALL + waitpid, doing one PTRACE_GETREGS at
+ * every stop, until the child exits.  Signals other than the syscall/event
+ * stops are passed through to the child.  Only the direct child is traced
+ * (no fork following).
+ *
+ * Exit status: the child's exit status, or 128+N if it was killed by signal
+ * N; 127 if PROGRAM cannot be executed; 126 on tracer errors.
+ * With -c, prints "ptrace_floor: syscalls=N stops=M" to stderr at the end
+ * (N counts syscall entries, including the few between raise() and execve).
+ *
+ * Every relive record/replay time is compared against this: a recorder that
+ * stops at every syscall cannot be faster than this loop.
+ * Build: gcc -O2 -o ptrace_floor ptrace_floor.c */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/types.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    int count = 0;
+    int argi = 1;
+    if (argi < argc && strcmp(argv[argi], "-c") == 0) {
+        count = 1;
+        argi++;
+    }
+    if (argi >= argc) {
+        fprintf(stderr, "usage: %s [-c] PROGRAM [ARGS...]\n", argv[0]);
+        return 126;
+    }
+
+    pid_t child = fork();
+    if (child < 0) {
+        perror("fork");
+        return 126;
+    }
+    if (child == 0) {
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0) {
+            perror("PTRACE_TRACEME");
+            _exit(126);
+        }
+        raise(SIGSTOP);
+        execvp(argv[argi], &argv[argi]);
+        fprintf(stderr, "ptrace_floor: exec %s: %s\n", argv[argi], strerror(errno));
+        _exit(127);
+    }
+
+    int status;
+    if (waitpid(child, &status, 0) != child || !WIFSTOPPED(status)) {
+        fprintf(stderr, "ptrace_floor: child did not stop\n");
+        return 126;
+    }
+    if (ptrace(PTRACE_SETOPTIONS, child, NULL,
+               (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL |
+                              PTRACE_O_TRACEEXEC)) != 0) {
+        perror("PTRACE_SETOPTIONS");
+        return 126;
+    }
+
+    struct user_regs_struct regs;
+    unsigned long syscalls = 0, stops = 0;
+    int in_syscall = 0;
+    int inject = 0;                     /* the initial SIGSTOP is suppressed */
+    for (;;) {
+        if (ptrace(PTRACE_SYSCALL, child, NULL, (void *)(long)inject) != 0) {
+            perror("PTRACE_SYSCALL");
+            return 126;
+        }
+        inject = 0;
+        if (waitpid(child, &status, __WALL) < 0) {
+            if (errno == EINTR)
+                continue;
+            perror("waitpid");
+            return 126;
+        }
+        if (WIFEXITED(status) || WIFSIGNALED(status))
+            break;
+        if (!WIFSTOPPED(status))
+            continue;
+        stops++;
+        ptrace(PTRACE_GETREGS, child, NULL, &regs);
+        int sig = WSTOPSIG(status);
+        if (sig == (SIGTRAP | 0x80)) {          /* syscall entry or exit */
+            in_syscall = !in_syscall;
+            if (in_syscall)
+                syscalls++;
+        } else if (status >> 16) {              /* PTRACE_EVENT_* stop */
+            /* execve: the syscall-exit stop still follows */
+        } else {
+            inject = sig;                       /* pass the signal on */
+        }
+    }
+
+    if (count)
+        fprintf(stderr, "ptrace_floor: syscalls=%lu stops=%lu\n", syscalls, stops);
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}

@@ -1,0 +1,68 @@
+"""What the recorder does at an exec stop: prepare the new image and describe it for replay.
+
+Order matters: map the relive page and hide the vDSO first, then snapshot the mappings and the
+memory replay cannot get from file copies (stack, auxv, bss, the loader's writable pages).
+"""
+from __future__ import annotations
+
+import os
+import stat
+
+from tracee import remote
+from tracee.address_space import (PROT_WRITE, AddressSpace, Flag, Mapping, mapping_info,
+                                  read_proc_maps)
+from tracee.auxv import hide_vdso
+from tracee.task import Task
+from tracefile.records import Event, Kind, MemoryWrite
+from tracefile.writer import TraceWriter
+
+KERNEL_MAPPINGS = ("[vdso]", "[vvar]", "[vsyscall]", "[vvar_vclock]")
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def snapshot_image(task: Task, writer: TraceWriter, argv: list[str]
+                   ) -> tuple[Event, AddressSpace, dict[str, tuple[int, int]]]:
+    """Map the relive page, hide the vDSO, and build the EXEC event of a fresh image.
+
+    Returns the event (seq unassigned), the logical address space, and the (dev, inode) of
+    every mapped file id (so writes to a mapped file can be noticed later)."""
+    remote.map_relive_page(task)
+    auxv = hide_vdso(task)
+    pid = task.pid
+    space = AddressSpace()
+    identities: dict[str, tuple[int, int]] = {}
+    writes = []
+    for m in read_proc_maps(pid):
+        if m.path in KERNEL_MAPPINGS:
+            continue
+        if m.start == remote.RELIVE_PAGE:
+            space.map(Mapping(start=m.start, end=m.end, prot=m.prot, flags=Flag.RELIVE_PAGE))
+            continue
+        file_id = None
+        if m.path and m.path.startswith("/"):
+            source = f"/proc/{pid}/map_files/{m.start:x}-{m.end:x}"
+            ident = file_identity(source)
+            if ident is not None:
+                file_id = writer.add_file(source)
+                identities[file_id] = ident
+        mapping = Mapping(start=m.start, end=m.end, prot=m.prot, shared=m.shared,
+                          offset=m.offset, path=m.path, file_id=file_id)
+        space.map(mapping)
+        if file_id is None or m.prot & PROT_WRITE:
+            data = task.mem.read_upto(m.start, m.size)
+            if file_id is not None or data.strip(b"\0"):
+                writes.append(MemoryWrite(addr=m.start, data=data))
+    exe = os.readlink(f"/proc/{pid}/exe")
+    exe_id = writer.add_file(f"/proc/{pid}/exe")
+    info = {"maps": [mapping_info(m) for m in space], "exe": exe, "exe_id": exe_id,
+            "auxv": auxv.hex(), "argv": argv}
+    event = Event(seq=-1, tid=task.tid, kind=Kind.EXEC, regs=task.regs_bytes(),
+                  writes=tuple(writes), info=info)
+    return event, space, identities

@@ -1,0 +1,215 @@
+"""Recording signals so that replay delivers each one at the same point with the same frame.
+
+Where a signal is delivered decides whether replay can find the point again without a PMU:
+  - "sync": a fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP) re-happens by itself in replay
+    at the same instruction;
+  - "after_syscall": the signal was pending when a syscall returned (kill/raise, or it
+    interrupted a blocking call): replay delivers it right after that SYSCALL event;
+  - "before_syscall": an asynchronous signal that arrived while the thread ran user code is
+    held back and delivered just before the thread's next syscall instead (the kernel may
+    deliver late; the program cannot tell);
+  - "user": a thread that makes no syscall within HOLD_BUDGET gets the held signal where it is
+    (PTRACE_INTERRUPT); the event stores all registers and a digest of writable memory, and
+    replay stops at that pc until both match (slow for tight loops; exact or a divergence).
+rdtsc/rdtscp traps (PR_SET_TSC) are emulated here too. Signal frames are recorded with a
+guessed size through `record_remote_writable`, clipped at flagged mappings, marked
+conservative.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import time
+from typing import TYPE_CHECKING
+
+from tracee import ptrace_api as api
+from tracee.address_space import AddressSpace, Flag, read_proc_maps
+from tracee.digest import KERNEL_MAPS, memory_digest
+from tracee.stops import SignalStop, SyscallStop, decode
+from tracefile.records import Kind, MemoryWrite
+
+if TYPE_CHECKING:
+    from recorder.session import RecordedTask, Recorder
+
+SYNC_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP,
+                signal.SIGSYS}
+DEFAULT_IGNORE = {signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT}
+STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+HOLD_BUDGET = 0.02
+FRAME_GUESS = 8192          # rt_sigframe + xsave area, generously
+SAME_STACK_LIMIT = 1 << 16
+RDTSC, RDTSCP = b"\x0f\x31", b"\x0f\x01\xf9"
+
+
+def si_code(siginfo: bytes) -> int:
+    return int(struct.unpack_from("<i", siginfo, 8)[0])
+
+
+def disposition(pid: int, sig: int) -> str:
+    """'caught', 'ignored' or 'default' for signal `sig` of process `pid`."""
+    masks = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("SigIgn:", "SigCgt:")):
+                key, value = line.split(":")
+                masks[key] = int(value, 16)
+    bit = 1 << (sig - 1)
+    if masks.get("SigCgt", 0) & bit:
+        return "caught"
+    if masks.get("SigIgn", 0) & bit:
+        return "ignored"
+    return "default"
+
+
+def record_remote_writable(pid: int, space: AddressSpace, addr: int, size: int,
+                           read) -> MemoryWrite | None:  # type: ignore[no-untyped-def]
+    """The one path for guessed-size writes: clip at unmapped/read-only bytes and at every
+    flagged-mapping boundary, read what remains, mark it conservative."""
+    view = AddressSpace([m for m in read_proc_maps(pid) if m.path not in KERNEL_MAPS])
+    for m in space.flagged(Flag.RELIVE_PAGE | Flag.SCRATCH | Flag.GUARD):
+        view.map(m)
+    n = view.writable_extent(addr, size)
+    if n <= 0:
+        return None
+    data = read(addr, n)
+    return MemoryWrite(addr=addr, data=data, conservative=True) if data else None
+
+
+class SignalRecorder:
+    def __init__(self, recorder: Recorder) -> None:
+        self.rec = recorder
+        self._held_since: dict[int, float] = {}
+        self._interrupted: set[int] = set()
+
+    # -- waiting, with a deadline for held signals ------------------------------------------
+    def wait_any(self) -> tuple[int, int]:
+        if not self._held_since:
+            return api.wait_any()
+        while True:
+            tid, status = os.waitpid(-1, api.WALL | os.WNOHANG)
+            if tid:
+                return tid, status
+            now = time.monotonic()
+            for t_id, since in self._held_since.items():
+                if now - since > HOLD_BUDGET and t_id not in self._interrupted:
+                    api.ptrace(api.Req.INTERRUPT, t_id)
+                    self._interrupted.add(t_id)
+            time.sleep(0.0005)
+
+    # -- stops --------------------------------------------------------------------------------
+    def on_signal_stop(self, t: RecordedTask, sig: int) -> None:
+        task = t.task
+        if sig == signal.SIGSEGV and self._emulate_tsc(t):
+            return
+        siginfo = api.get_siginfo(task.tid)
+        if sig in SYNC_SIGNALS and si_code(siginfo) > 0:
+            self.deliver(t, sig, siginfo, {"where": "sync"})
+        elif t.exit_rip is not None and task.regs.rip == t.exit_rip:
+            self.deliver(t, sig, siginfo, {"where": "after_syscall", "after": t.last_event})
+        else:
+            t.held.append(siginfo)
+            self._held_since.setdefault(task.tid, time.monotonic())
+            self.rec.resume(t)
+
+    def on_interrupt(self, t: RecordedTask) -> None:
+        """A PTRACE_INTERRUPT stop: deliver a held signal here if the thread still holds one."""
+        self._interrupted.discard(t.task.tid)
+        if not t.held:
+            self.rec.resume(t)
+            return
+        regs = t.task.regs
+        info = {"where": "user", "after": t.last_event,
+                "digest": memory_digest(t.task.pid, t.task.mem.read_upto),
+                "rip": regs.rip}
+        self._raise_held(t, info)
+
+    def deliver_held_before_syscall(self, t: RecordedTask) -> None:
+        """At a syscall entry with a held signal: skip the call, rewind to its `syscall`
+        instruction, deliver the signal there; the call runs again after the handler."""
+        task = t.task
+        entry_regs = task.regs_bytes()
+        task.set_reg("orig_rax", -1)
+        task.resume(api.Req.SYSCALL)
+        stop = task.wait()
+        if not isinstance(stop, SyscallStop):
+            self.rec.handle(t, stop)
+            return
+        task.set_regs_from(entry_regs)
+        task.set_reg("rip", task.regs.rip - 2)
+        task.set_reg("rax", task.regs.orig_rax)
+        task.set_reg("orig_rax", -1)
+        self._raise_held(t, {"where": "before_syscall", "after": t.last_event})
+
+    def _raise_held(self, t: RecordedTask, info: dict[str, object]) -> None:
+        task = t.task
+        siginfo = t.held.pop(0)
+        if not t.held:
+            self._held_since.pop(task.tid, None)
+        sig = struct.unpack_from("<i", siginfo, 0)[0]
+        api.tgkill(task.pid, task.tid, sig)
+        task.resume(api.Req.SYSCALL)
+        stop = task.wait()
+        if not (isinstance(stop, SignalStop) and stop.signal == sig):
+            self.rec.handle(t, stop)
+            return
+        api.set_siginfo(task.tid, siginfo)
+        self.deliver(t, sig, siginfo, info)
+
+    # -- delivery -----------------------------------------------------------------------------
+    def deliver(self, t: RecordedTask, sig: int, siginfo: bytes, info: dict[str, object]) -> None:
+        """At a signal-delivery-stop: record the SIGNAL event and let the kernel deliver it."""
+        task = t.task
+        t.exit_rip = None
+        regs_before = task.regs_bytes()
+        how = disposition(task.pid, sig)
+        if how == "ignored" or (how == "default" and sig in DEFAULT_IGNORE | STOP_SIGNALS):
+            if info["where"] == "sync":  # the kernel forces a fault's default action
+                how = "default"
+            else:
+                self.rec.resume(t)
+                return
+        event_info = dict(info, siginfo=siginfo.hex())
+        if how == "default":
+            event_info["fatal"] = True
+            self.rec.emit(t, Kind.SIGNAL, nr=sig, regs=regs_before, info=event_info)
+            task.resume(api.Req.CONT, sig)
+            return
+        old_rsp = task.regs.rsp
+        task.resume(api.Req.SINGLESTEP, sig)
+        stop = decode(task.tid, api.wait_task(task.tid))
+        if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP):
+            self.rec.emit(t, Kind.SIGNAL, nr=sig, regs=regs_before, info=event_info)
+            self.rec.handle(t, stop)
+            return
+        new_rsp = task.regs.rsp
+        same_stack = 0 < old_rsp - new_rsp <= SAME_STACK_LIMIT
+        size = old_rsp - new_rsp if same_stack else FRAME_GUESS
+        frame = record_remote_writable(task.pid, t.space, new_rsp, size, task.mem.read_upto)
+        event_info["handler_regs"] = task.regs_bytes().hex()
+        self.rec.emit(t, Kind.SIGNAL, nr=sig, regs=regs_before,
+                      writes=(frame,) if frame else (), info=event_info)
+        self.rec.resume(t)
+
+    def _emulate_tsc(self, t: RecordedTask) -> bool:
+        task = t.task
+        rip = task.regs.rip
+        code = task.mem.read_upto(rip, 3)
+        if code.startswith(RDTSC):
+            length, aux = 2, None
+        elif code == RDTSCP:
+            length, aux = 3, 0
+        else:
+            return False
+        t.exit_rip = None
+        regs = task.regs_bytes()
+        value = api.read_tsc()
+        task.set_reg("rax", value & 0xFFFFFFFF)
+        task.set_reg("rdx", value >> 32)
+        if aux is not None:
+            task.set_reg("rcx", aux)
+        task.set_reg("rip", rip + length)
+        self.rec.emit(t, Kind.RDTSC, result=value, regs=regs,
+                      info={"len": length, "aux": aux} if aux is not None else {"len": length})
+        self.rec.resume(t)
+        return True

@@ -1,0 +1,160 @@
+"""What one syscall did, as the trace must remember it: memory written, mappings changed.
+
+Table-driven for the regular syscalls (syscall_table), with code for the irregular ones. Runs at
+the syscall-exit stop; raises UnsupportedError for a call it cannot describe, so a recording
+never silently lacks a write.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Any
+
+from recorder import syscall_table as table
+from recorder.errors import UnsupportedError
+from tracee.address_space import AddressSpace, Mapping, mapping_info
+from tracee.remote import MAP_ANONYMOUS, MAP_SHARED
+from tracee.sysnums import name_of
+from tracee.task import MemoryAccessError, Task
+from tracefile.records import MemoryWrite
+from tracefile.writer import TraceWriter
+
+PAGE = 4096
+
+# Syscalls that write file contents (fd argument index): a privately mapped file that changes
+# under the mapping shows the change in the pages nobody wrote, so those pages are re-recorded.
+FILE_WRITERS = {"write": 0, "pwrite64": 0, "writev": 0, "pwritev": 0, "pwritev2": 0,
+                "ftruncate": 0, "fallocate": 0, "copy_file_range": 2, "sendfile": 0}
+OUTPUT_WRITERS = {"write", "writev"}
+
+
+def page_up(n: int) -> int:
+    return (n + PAGE - 1) & ~(PAGE - 1)
+
+
+@dataclass
+class Effects:
+    writes: list[MemoryWrite] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class EffectRecorder:
+    """Turns a finished syscall into its writes and info, keeping the address space current."""
+
+    def __init__(self, writer: TraceWriter, own_outputs: dict[int, tuple[int, int]]) -> None:
+        self.writer = writer
+        self.own_outputs = own_outputs  # recorder's fd -> (dev, ino) of its stdout/stderr
+        self.identities: dict[str, tuple[int, int]] = {}
+
+    def effects(self, task: Task, space: AddressSpace, nr: int, args: tuple[int, ...],
+                result: int) -> Effects:
+        name = name_of(nr)
+        eff = Effects()
+        failed = -4096 < result < 0
+        read_int = task.mem.read_uint
+        try:
+            ranges = self._ranges(name, args, result, read_int)
+        except MemoryAccessError as e:
+            raise UnsupportedError(f"cannot read what {name} wrote: {e}") from None
+        for addr, size in ranges:
+            data = task.mem.read_upto(addr, size)
+            if data:
+                eff.writes.append(MemoryWrite(addr=addr, data=data))
+        if not failed:
+            handler = getattr(self, f"_on_{name}", None)
+            if handler is not None:
+                handler(task, space, args, result, eff)
+            if name in FILE_WRITERS:
+                self._file_written(task, space, args[FILE_WRITERS[name]], name, result, eff)
+        return eff
+
+    def _ranges(self, name: str, args: tuple[int, ...], result: int,
+                read_int: table.ReadInt) -> list[tuple[int, int]]:
+        call = table.lookup(name)
+        if call is not None:
+            return table.output_ranges(call, args, result, read_int)
+        failed = -4096 < result < 0
+        if name == "ioctl":
+            outs = table.ioctl_outputs(args[1])
+            if outs is None:
+                if failed:
+                    return []
+                raise UnsupportedError(f"ioctl request {args[1]:#x} on fd {args[0]} is not "
+                                       "supported by relive yet")
+            return table.output_ranges(table.Syscall(outputs=outs), args, result, read_int)
+        if name == "fcntl":
+            return table.output_ranges(table.Syscall(outputs=table.fcntl_outputs(args)), args,
+                                       result, read_int)
+        if name == "recvmsg":
+            return [] if failed else table.msghdr_output_ranges(args[1], result, read_int)
+        if name == "arch_prctl" and args[0] in (0x1003, 0x1004):  # ARCH_GET_FS / GET_GS
+            return [] if failed else [(args[1], 8)]
+        if name == "prctl":
+            return [] if failed else self._prctl_ranges(args)
+        if name in table.IRREGULAR or name in table.FAKE_ENOSYS:
+            return []
+        raise UnsupportedError(f"syscall {name} is not supported by relive yet")
+
+    @staticmethod
+    def _prctl_ranges(args: tuple[int, ...]) -> list[tuple[int, int]]:
+        option = args[0]
+        if option == 16:                      # PR_GET_NAME
+            return [(args[1], 16)]
+        if option in (2, 19, 25, 40):         # PR_GET_PDEATHSIG, _TIMING?, _TSC, _TID_ADDRESS
+            return [(args[1], 8 if option == 40 else 4)]
+        return []
+
+    # -- address-space changes --------------------------------------------------------------
+    def _on_mmap(self, task: Task, space: AddressSpace, args: tuple[int, ...], result: int,
+                 eff: Effects) -> None:
+        _, length, prot, flags, fd, offset = args
+        path = file_id = None
+        if not flags & MAP_ANONYMOUS:
+            fd_path = f"/proc/{task.pid}/fd/{fd & 0xFFFFFFFF}"
+            st = os.stat(fd_path)
+            if stat.S_ISREG(st.st_mode):
+                file_id = self.writer.add_file(fd_path)
+                self.identities[file_id] = (st.st_dev, st.st_ino)
+                path = os.readlink(fd_path)
+            elif os.readlink(fd_path) != "/dev/zero":
+                raise UnsupportedError(f"mmap of {os.readlink(fd_path)} (not a regular file) "
+                                       "is not supported by relive")
+        mapping = Mapping(start=result, end=result + page_up(length), prot=prot,
+                          shared=bool(flags & MAP_SHARED) and file_id is None, offset=offset,
+                          path=path, file_id=file_id)
+        space.map(mapping)
+        eff.info["map"] = mapping_info(mapping)
+
+    def _on_munmap(self, task: Task, space: AddressSpace, args: tuple[int, ...], result: int,
+                   eff: Effects) -> None:
+        space.unmap(args[0], args[0] + page_up(args[1]))
+
+    def _on_mprotect(self, task: Task, space: AddressSpace, args: tuple[int, ...], result: int,
+                     eff: Effects) -> None:
+        space.protect(args[0], args[0] + page_up(args[1]), args[2])
+
+    def _on_mremap(self, task: Task, space: AddressSpace, args: tuple[int, ...], result: int,
+                   eff: Effects) -> None:
+        space.move(args[0], page_up(args[1]), result, page_up(args[2]))
+
+    # -- file contents that mappings show ----------------------------------------------------
+    def _file_written(self, task: Task, space: AddressSpace, fd: int, name: str, result: int,
+                      eff: Effects) -> None:
+        try:
+            st = os.stat(f"/proc/{task.pid}/fd/{fd & 0xFFFFFFFF}")
+        except OSError:
+            return
+        ident = (st.st_dev, st.st_ino)
+        if name in OUTPUT_WRITERS and fd in (1, 2) and self.own_outputs.get(fd) == ident:
+            eff.info["out"] = fd
+        if not stat.S_ISREG(st.st_mode):
+            return
+        mapped = [fid for fid, i in self.identities.items() if i == ident]
+        if not mapped:
+            return
+        for m in space:
+            if m.file_id in mapped and not m.shared:
+                data = task.mem.read_upto(m.start, m.size)
+                if data:
+                    eff.writes.append(MemoryWrite(addr=m.start, data=data))

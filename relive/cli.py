@@ -1,0 +1,188 @@
+"""The `relive` command line: record, replay, info, ps, dump.
+
+Errors a user can cause (a missing program, a bad trace, an unsupported syscall) are printed as
+one `relive: ...` line with a non-zero exit status, never as a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from tracefile.errors import ReliveError, TraceError
+
+TOOL_FAILURE = 125  # like env(1)/git: the tool failed, not the program
+
+
+def _program_path(program: str) -> str:
+    """Resolve PROGRAM like a shell: exit 127 if not found, 126 if not executable."""
+    if "/" in program:
+        path = program
+        if not os.path.exists(path):
+            _fail(f"{program}: No such file or directory", 127)
+    else:
+        found = shutil.which(program)
+        if found is None:
+            _fail(f"{program}: command not found", 127)
+        path = found  # type: ignore[assignment]
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        _fail(f"{program}: Permission denied (not an executable file)", 126)
+    return path
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"relive: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+# -- record ------------------------------------------------------------------------------------
+def cmd_record(args: argparse.Namespace) -> int:
+    from recorder.errors import UnsupportedError
+    from recorder.session import Recorder, exit_code
+    from relive import traces
+    from tracefile.writer import TraceWriter
+
+    argv = [args.program, *args.args]
+    path = _program_path(args.program)
+    out = Path(args.output) if args.output else traces.new_trace_dir(args.program)
+    writer = TraceWriter(out, force=args.force)
+    writer.set_meta(program=path, argv=argv, cwd=os.getcwd(), host=socket.gethostname(),
+                    started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                    cpu=_cpu_model(), complete=False)
+    writer.commit()
+    if not args.output:
+        traces.set_latest(out)
+    recorder = Recorder(writer, path, argv, dict(os.environ))
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the program's to get
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        status = recorder.run()
+    except (UnsupportedError, TraceError, OSError) as e:
+        writer.close(complete=False, error=str(e))
+        print(f"relive: {e}", file=sys.stderr)
+        print(f"relive: the recording stopped there; partial trace in {out}", file=sys.stderr)
+        return TOOL_FAILURE
+    except _Terminated:
+        writer.close(complete=False, error="recorder terminated")
+        print(f"relive: terminated; partial trace in {out}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+    writer.close(complete=True, exit_status=status)
+    print(f"relive: trace written to {out}  (replay: relive replay {out})", file=sys.stderr)
+    return exit_code(status)
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+# -- replay ------------------------------------------------------------------------------------
+def cmd_replay(args: argparse.Namespace) -> int:
+    from relive import traces
+    from replayer.autopilot import autopilot
+
+    trace = traces.resolve_trace(args.trace)
+    if args.autopilot:
+        return autopilot(trace)
+    from relive.serve import serve_replay
+    return serve_replay(trace, host=args.host, port=args.port, pid=args.pid)
+
+
+# -- inspection --------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from relive import inspect_trace, traces
+    print(inspect_trace.info_text(traces.resolve_trace(args.trace)))
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from relive import inspect_trace, traces
+    print(inspect_trace.ps_text(traces.resolve_trace(args.trace)))
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    from relive import inspect_trace, traces
+    inspect_trace.dump(traces.resolve_trace(args.trace), sys.stdout)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="relive",
+        description="Record a Linux x86-64 program under ptrace, replay it deterministically, "
+                    "and debug the replay forwards and backwards with gdb.")
+    p.add_argument("--log", choices=["debug", "info", "warning"], default="warning",
+                   help="logging level for relive's own messages")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("record", help="run PROGRAM and record it into a trace",
+                       description="Run PROGRAM with its stdin/stdout/stderr passed through and "
+                       "record it. Exits with the program's status (128+N if killed by signal "
+                       "N; 125 if relive itself could not record). The trace goes to "
+                       "$RELIVE_TRACE_DIR or ~/.local/share/relive/<name>-<n>, with a `latest` "
+                       "link.")
+    r.add_argument("-o", "--output", metavar="DIR", help="write the trace to DIR")
+    r.add_argument("--force", action="store_true",
+                   help="overwrite an existing trace in DIR")
+    r.add_argument("program", metavar="PROGRAM")
+    r.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG")
+    r.set_defaults(func=cmd_record)
+
+    rp = sub.add_parser("replay", help="replay a trace (under gdb, or --autopilot)",
+                        description="Replay a trace (default: the latest). With --autopilot, "
+                        "run it to the end with no debugger, re-emitting what the program "
+                        "printed; exit 0 if it replayed faithfully. Otherwise serve it to gdb.")
+    rp.add_argument("-a", "--autopilot", action="store_true",
+                    help="replay to the end with no debugger")
+    rp.add_argument("--port", type=int, default=None,
+                    help="only serve on PORT (print the gdb command to connect)")
+    rp.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    rp.add_argument("-p", "--pid", type=int, default=None,
+                    help="debug this process of the recorded tree (default: the first)")
+    rp.add_argument("trace", nargs="?", metavar="DIR")
+    rp.set_defaults(func=cmd_replay)
+
+    for name, func, text in (("info", cmd_info, "summarise a trace"),
+                             ("ps", cmd_ps, "list the processes of a trace"),
+                             ("dump", cmd_dump, "print a trace's events, one per line")):
+        sp = sub.add_parser(name, help=text, description=text)
+        sp.add_argument("trace", nargs="?", metavar="DIR")
+        sp.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log.upper(), format="relive: %(message)s")
+    if args.command == "record" and args.args[:1] == ["--"]:
+        args.args = args.args[1:]
+    try:
+        return int(args.func(args))
+    except ReliveError as e:
+        print(f"relive: {e}", file=sys.stderr)
+        return TOOL_FAILURE if args.command == "record" else 1
+    except BrokenPipeError:
+        return 1

@@ -1,0 +1,95 @@
+"""`relive info`, `relive ps`, `relive dump`: read-only views of a trace."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import TextIO
+
+from tracee.sysnums import name_of
+from tracefile.reader import TraceReader
+from tracefile.records import Event, Kind
+
+from replayer.registers import unpack
+
+
+def _status_text(status: int | None) -> str:
+    if status is None:
+        return "running when the recording stopped"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(sig).name}"
+        except ValueError:
+            return f"killed by signal {sig}"
+    return f"exit {os.WEXITSTATUS(status)}"
+
+
+def info_text(trace: Path) -> str:
+    r = TraceReader(trace)
+    try:
+        m = r.meta
+        lines = [
+            f"trace:    {trace}",
+            f"program:  {m.get('program', '?')}",
+            f"argv:     {' '.join(m.get('argv', []))}",
+            f"cwd:      {m.get('cwd', '?')}",
+            f"recorded: {m.get('started', '?')} on {m.get('host', '?')}",
+            f"cpu:      {m.get('cpu', '?')}",
+            f"events: {r.event_count}",
+            f"size:     {r.size_bytes()} bytes",
+            "complete: yes" if r.complete else
+            "complete: NO - the recording was cut off; replay stops at its last event"
+            + (f" ({m['error']})" if m.get("error") else ""),
+        ]
+        if "exit_status" in m:
+            lines.append(f"status:   {_status_text(m['exit_status'])}")
+        return "\n".join(lines)
+    finally:
+        r.close()
+
+
+def ps_text(trace: Path) -> str:
+    r = TraceReader(trace)
+    try:
+        rows = ["PID\tPPID\tSTATUS\tCOMMAND"]
+        for t in r.tasks():
+            if t.tid == t.pid:
+                rows.append(f"{t.pid}\t{t.ppid}\t{_status_text(t.exit_status)}\t"
+                            f"{' '.join(t.argv) or t.exe}")
+        return "\n".join(rows)
+    finally:
+        r.close()
+
+
+def describe_event(ev: Event) -> str:
+    written = sum(len(w.data) for w in ev.writes)
+    head = f"{ev.seq:>7} {ev.tid:>7} {ev.kind.name:<7}"
+    match ev.kind:
+        case Kind.SYSCALL:
+            regs = unpack(ev.regs)
+            args = ", ".join(f"{regs[r]:#x}" for r in ("rdi", "rsi", "rdx", "r10", "r8", "r9"))
+            return f"{head} {name_of(ev.nr)}({args}) = {ev.result:#x} [{written} bytes written]"
+        case Kind.SIGNAL:
+            try:
+                name = signal.Signals(ev.nr).name
+            except ValueError:
+                name = str(ev.nr)
+            return f"{head} {name} {ev.info.get('where')} [{written} bytes written]"
+        case Kind.RDTSC:
+            return f"{head} value {ev.result:#x}"
+        case Kind.EXEC:
+            return f"{head} {ev.info.get('exe')} [{len(ev.info.get('maps', []))} mappings, " \
+                   f"{written} bytes written]"
+        case Kind.EXIT:
+            return f"{head} {_status_text(ev.result)}"
+    return head
+
+
+def dump(trace: Path, out: TextIO) -> None:
+    r = TraceReader(trace)
+    try:
+        for ev in r.events():
+            out.write(describe_event(ev) + "\n")
+    finally:
+        r.close()

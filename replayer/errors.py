@@ -1,0 +1,20 @@
+"""Replay failures: a divergence names the event, thread and what differed."""
+from __future__ import annotations
+
+from tracefile.errors import ReliveError
+
+
+class ReplayDivergence(ReliveError):
+    """The replay did not do what the trace says the recording did."""
+
+    def __init__(self, *, event: int, tid: int, what: str,
+                 diff: dict[str, tuple[int, int]] | None = None) -> None:
+        self.event, self.tid, self.what, self.diff = event, tid, what, diff or {}
+        lines = [f"replay diverged at event {event} (thread {tid}): {what}"]
+        for name, (want, got) in self.diff.items():
+            lines.append(f"    {name:>8}: recorded {want:#x}, replay {got:#x}")
+        super().__init__("\n".join(lines))
+
+
+class ReplayError(ReliveError):
+    """The replay could not be set up (missing file copy, failed rebuild, ...)."""

@@ -1,0 +1,74 @@
+"""Rebuild a replayed process's address space from a trace's EXEC record.
+
+Replay never trusts what the kernel laid out: after exec'ing the trace's copy of the program it
+unmaps everything but the relive page, maps every recorded region at its recorded address
+(file-backed ones from the trace's copies, never the originals), writes the recorded contents
+(stack, auxv, writable data) and sets the recorded registers.
+"""
+from __future__ import annotations
+
+from tracee import remote
+from tracee.address_space import AddressSpace, Flag, Mapping, mapping_from_info, read_proc_maps
+from tracee.remote import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED,
+                           PROT_WRITE, checked, inject_syscall, map_relive_page, mmap_in_tracee,
+                           open_in_tracee)
+from tracee.task import Task
+from tracefile.reader import TraceReader
+from tracefile.records import Event
+
+from replayer.errors import ReplayDivergence
+
+UNMAPPABLE = ("[vsyscall]",)
+
+
+def map_file(task: Task, reader: TraceReader, m: Mapping, flags: int = 0) -> None:
+    """Map the trace's copy of a file at the mapping's address (always private: a replay must
+    never write back into the trace)."""
+    assert m.file_id is not None
+    fd = open_in_tracee(task, str(reader.file_path(m.file_id)))
+    try:
+        mmap_in_tracee(task, m.start, m.size, m.prot, MAP_PRIVATE | MAP_FIXED | flags, fd,
+                       m.offset)
+    finally:
+        inject_syscall(task, remote.NR_CLOSE, fd)
+
+
+def map_anonymous(task: Task, m: Mapping, extra: int = 0) -> None:
+    kind = MAP_SHARED if m.shared else MAP_PRIVATE
+    grows = MAP_GROWSDOWN if m.path == "[stack]" else 0
+    mmap_in_tracee(task, m.start, m.size, m.prot, kind | MAP_ANONYMOUS | MAP_FIXED | grows | extra)
+
+
+def write_memory(task: Task, event: Event) -> None:
+    """Apply an event's recorded writes; exact ones must land in full."""
+    for w in event.writes:
+        done = task.mem.write(w.addr, w.data)
+        if done != len(w.data) and not w.conservative:
+            raise ReplayDivergence(
+                event=event.seq, tid=event.tid,
+                what=f"recorded write of {len(w.data)} bytes at {w.addr:#x} landed only "
+                     f"{done} bytes (memory not mapped in replay)")
+
+
+def rebuild(task: Task, reader: TraceReader, event: Event) -> AddressSpace:
+    """At an exec stop: make the address space exactly the recorded one."""
+    map_relive_page(task)
+    for m in read_proc_maps(task.pid):
+        if m.start != remote.RELIVE_PAGE and m.path not in UNMAPPABLE:
+            checked(inject_syscall(task, remote.NR_MUNMAP, m.start, m.size), "munmap")
+    space = AddressSpace()
+    for info in event.info["maps"]:
+        m = mapping_from_info(info)
+        space.map(m)
+        if m.flags & Flag.RELIVE_PAGE:
+            continue
+        if m.file_id:
+            map_file(task, reader, m)
+        else:
+            map_anonymous(task, m)
+        if not m.prot & PROT_WRITE:
+            pass  # /proc/PID/mem writes reach read-only pages too
+    write_memory(task, event)
+    task.set_regs_from(event.regs)
+    task.flush_regs()
+    return space

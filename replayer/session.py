@@ -1,0 +1,302 @@
+"""A replay session: re-execute a trace event by event, checking each against the recording.
+
+The replayed process runs under PTRACE_SYSEMU, so every syscall stops once at entry and the
+kernel never runs it unless replay decides to. Each recorded event is matched with the stop the
+replay reaches; any difference (another stop, another syscall, other registers, a write that
+does not land) raises ReplayDivergence naming the event, the thread and what differed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tracee import ptrace_api as api
+from tracee.remote import SYSCALL_INSN, put_data
+from tracee.spawn import spawn
+from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
+from tracee.sysnums import name_of
+from tracee.task import Memory, Task
+from tracefile.reader import TraceReader
+from tracefile.records import Event, Kind
+
+from replayer import registers
+from replayer.errors import ReplayDivergence, ReplayError
+from replayer.rebuild import rebuild, write_memory
+from replayer.signals import SignalReplayer
+from replayer.syscalls import ProcessState, SyscallReplayer, args_of
+
+log = logging.getLogger(__name__)
+
+OutputSink = Callable[[int, bytes], None]
+NR_EXECVE = 59
+
+
+class ReplaySession:
+    """Owns the replayed process; `step()` replays one event, `run()` replays them all."""
+
+    def __init__(self, trace: Path, output: OutputSink | None = None) -> None:
+        self.reader = TraceReader(trace)
+        self.output = output
+        self.syscalls = SyscallReplayer(self.reader)
+        self.signals = SignalReplayer(self)
+        self._events: Iterator[Event] = self.reader.events()
+        self.next_event: Event | None = next(self._events, None)
+        self.task: Task | None = None
+        self.proc: ProcessState | None = None
+        self.finished = False
+        self.exit_status: int | None = None
+        # True while the task sits at a syscall-entry stop whose event is not yet replayed.
+        self._at_entry = False
+        # Set once the task was let go to exit (exit_group in place, a fatal signal).
+        self.dying = False
+        if self.next_event is None or self.next_event.kind != Kind.EXEC:
+            raise ReplayError(f"trace {trace} has no initial exec event; nothing to replay")
+
+    # -- driving ----------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self.finished:
+            self.step()
+
+    def step(self) -> Event | None:
+        """Replay the next event; None once the trace is exhausted."""
+        ev = self.next_event
+        if ev is None:
+            self.finished = True
+            return None
+        self.next_event = next(self._events, None)
+        self.replay_event(ev)
+        return ev
+
+    def close(self) -> None:
+        if self.task is not None:
+            try:
+                os.kill(self.task.pid, signal.SIGKILL)
+                os.waitpid(self.task.pid, api.WALL)
+            except OSError:
+                pass
+            self.task.mem.close()
+            self.task = None
+        self.reader.close()
+
+    # -- one event --------------------------------------------------------------------------
+    def replay_event(self, ev: Event) -> None:
+        match ev.kind:
+            case Kind.EXEC:
+                self._exec(ev)
+            case Kind.SYSCALL:
+                self._syscall(ev)
+            case Kind.RDTSC:
+                self._rdtsc(ev)
+            case Kind.SIGNAL:
+                self.signals.replay(ev)
+            case Kind.EXIT:
+                self._exit(ev)
+            case _:
+                raise ReplayError(f"event {ev.seq}: unknown kind {ev.kind}")
+
+    def resume_until_stop(self, ev: Event) -> Stop:
+        """Run the task (SYSEMU) to its next stop; exits and deaths end the session."""
+        task = self._task(ev)
+        if self._at_entry:
+            return SyscallStop(task.tid)
+        task.resume(api.Req.SYSEMU)
+        return task.wait()
+
+    def _task(self, ev: Event) -> Task:
+        if self.task is None:
+            raise ReplayError(f"event {ev.seq}: no replayed process")
+        return self.task
+
+    def divergence(self, ev: Event, what: str, stop: Stop | None = None,
+                   diff: dict[str, tuple[int, int]] | None = None) -> ReplayDivergence:
+        if stop is not None:
+            what += f"; replay reached {describe(stop, self.task)}"
+        return ReplayDivergence(event=ev.seq, tid=ev.tid, what=what, diff=diff)
+
+    def check_regs(self, ev: Event, what: str, skip: tuple[str, ...] = ()) -> None:
+        task = self._task(ev)
+        d = registers.diff(ev.regs, task.regs_bytes(), skip)
+        if d:
+            raise self.divergence(ev, f"registers differ at {what}", diff=d)
+
+    def _exec(self, ev: Event) -> None:
+        exe = self.reader.file_path(ev.info["exe_id"])
+        if self.task is None:
+            pid = spawn(str(exe), [str(exe)], {}, trap_tsc=True)
+            self.task = Task(pid, pid, Memory(pid))
+        else:
+            self.task.mem.reopen()
+            self.task.invalidate_regs()
+        self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
+        self._at_entry = False
+
+    def _syscall(self, ev: Event) -> None:
+        stop = self.resume_until_stop(ev)
+        task = self._task(ev)
+        if not isinstance(stop, SyscallStop):
+            raise self.divergence(ev, f"expected syscall {name_of(ev.nr)}", stop)
+        self._at_entry = False
+        if task.regs.orig_rax != ev.nr:
+            raise self.divergence(ev, f"expected syscall {name_of(ev.nr)}, replay made "
+                                      f"{name_of(task.regs.orig_rax)}",
+                                  diff=registers.diff(ev.regs, task.regs_bytes()))
+        self.check_regs(ev, f"syscall {name_of(ev.nr)}")
+        name = name_of(ev.nr)
+        if ev.nr == NR_EXECVE and ev.result == 0:
+            self._execve(ev)
+            return
+        kind = self.syscalls.kind(name)
+        if kind == "in_place":
+            self._in_place(ev, name)
+            return
+        if kind == "execute":
+            assert self.proc is not None
+            self.syscalls.execute(task, self.proc, ev)
+        task.set_reg("rax", ev.result)
+        write_memory(task, ev)
+        if self.output is not None and "out" in ev.info and ev.result > 0:
+            self._emit_output(ev)
+
+    def _in_place(self, ev: Event, name: str) -> None:
+        """rt_sigreturn, exit, exit_group: rewind to the `syscall` instruction and let the
+        kernel run it where the program made it."""
+        task = self._task(ev)
+        task.set_reg("rip", task.regs.rip - 2)
+        task.set_reg("rax", ev.nr)
+        task.set_reg("orig_rax", -1)
+        if name != "rt_sigreturn":
+            task.resume(api.Req.CONT)
+            self.dying = True
+            return
+        # Stops: the skipped call's exit, the real call's entry, its exit.
+        for what in ("skip", "entry", "exit"):
+            task.resume(api.Req.SYSCALL)
+            stop = task.wait()
+            if not isinstance(stop, SyscallStop):
+                raise self.divergence(ev, f"rt_sigreturn did not run ({what})", stop)
+
+    def _execve(self, ev: Event) -> None:
+        """A successful execve: exec the trace's copy of the new program (the next event is
+        its EXEC record), then rebuild."""
+        nxt = self.next_event
+        if nxt is None or nxt.kind != Kind.EXEC:
+            raise self.divergence(ev, "trace has no image after a successful execve")
+        task = self._task(ev)
+        exe = str(self.reader.file_path(nxt.info["exe_id"]))
+        path_addr, argv_addr = put_data(task, exe.encode() + b"\0", b"\0" * 16)
+        task.mem.write(argv_addr, struct.pack("<QQ", path_addr, 0))
+        regs = task.regs
+        regs.rip, regs.rax, regs.orig_rax = SYSCALL_INSN, NR_EXECVE, 0xFFFFFFFFFFFFFFFF
+        regs.rdi, regs.rsi, regs.rdx = path_addr, argv_addr, argv_addr + 8
+        task.set_reg("rip", SYSCALL_INSN)
+        for _ in range(3):
+            stop = task.step()
+            if isinstance(stop, EventStop) and stop.event == api.Event.EXEC:
+                return  # the EXEC event, replayed next, rebuilds the image
+            if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP):
+                break
+            if task.regs.rip == SYSCALL_INSN:
+                regs = task.regs
+                regs.rax, regs.rdi, regs.rsi, regs.rdx = NR_EXECVE, path_addr, argv_addr, argv_addr + 8
+                task.set_reg("rax", NR_EXECVE)
+        raise self.divergence(ev, f"could not exec {exe} in replay", stop)
+
+    def _rdtsc(self, ev: Event) -> None:
+        stop = self.resume_until_stop(ev)
+        task = self._task(ev)
+        if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGSEGV):
+            raise self.divergence(ev, "expected an rdtsc trap", stop)
+        self.check_regs(ev, "rdtsc")
+        task.set_reg("rax", ev.result & 0xFFFFFFFF)
+        task.set_reg("rdx", ev.result >> 32)
+        if "aux" in ev.info:
+            task.set_reg("rcx", ev.info["aux"])
+        task.set_reg("rip", task.regs.rip + ev.info["len"])
+
+    def _exit(self, ev: Event) -> None:
+        """The task ends: by exit/exit_group run in place or a fatal signal (`dying`), or by a
+        kill from outside the recording (replay has no more events for it)."""
+        task = self._task(ev)
+        if self.dying:
+            stop = task.wait()
+        elif self.next_event is None and os.WIFSIGNALED(ev.result):
+            self._gone(ev.result)  # killed from outside: the trace simply ends here
+            return
+        else:
+            stop = self.resume_until_stop(ev)
+        self.dying = False
+        if isinstance(stop, EventStop) and stop.event == api.Event.EXIT:
+            status = api.get_event_msg(task.tid)
+            task.resume(api.Req.CONT)
+            task.wait()
+        elif isinstance(stop, Exited):
+            status = stop.code << 8
+        elif isinstance(stop, Killed):
+            status = stop.signal
+        else:
+            raise self.divergence(ev, "expected the process to exit", stop)
+        if status != ev.result:
+            raise self.divergence(ev, f"exit status {status:#x} in replay, {ev.result:#x} "
+                                      "when recorded")
+        self._gone(status)
+
+    def _gone(self, status: int) -> None:
+        self.exit_status = status
+        if self.task is not None:
+            try:
+                os.kill(self.task.pid, signal.SIGKILL)
+                os.waitpid(self.task.pid, api.WALL)
+            except OSError:
+                pass
+            self.task.mem.close()
+        self.task = None
+        self.finished = self.next_event is None
+
+    def _emit_output(self, ev: Event) -> None:
+        task = self._task(ev)
+        args = args_of(unpack_regs(ev.regs))
+        fd = ev.info["out"]
+        if name_of(ev.nr) == "write":
+            data = task.mem.read_upto(args[1], ev.result)
+        else:  # writev
+            data, left = b"", ev.result
+            for i in range(args[2]):
+                base = task.mem.read_u64(args[1] + 16 * i)
+                length = task.mem.read_u64(args[1] + 16 * i + 8)
+                chunk = task.mem.read_upto(base, min(length, left))
+                data += chunk
+                left -= len(chunk)
+                if left <= 0:
+                    break
+        assert self.output is not None
+        self.output(fd, data)
+
+
+class _Regs:
+    def __init__(self, d: dict[str, int]) -> None:
+        self.__dict__.update(d)
+
+
+def unpack_regs(raw: bytes) -> _Regs:
+    return _Regs(registers.unpack(raw))
+
+
+def describe(stop: Stop, task: Task | None) -> str:
+    match stop:
+        case SyscallStop():
+            nr = task.regs.orig_rax if task else -1
+            return f"syscall {name_of(nr)} at rip {task.regs.rip:#x}" if task else "a syscall"
+        case SignalStop(signal=sig):
+            rip = f" at rip {task.regs.rip:#x}" if task else ""
+            return f"signal {signal.Signals(sig).name}{rip}"
+        case EventStop(event=ev):
+            return f"ptrace event {ev.name}"
+        case Exited(code=c):
+            return f"process exit {c}"
+        case Killed(signal=s):
+            return f"process killed by {signal.Signals(s).name}"
+    return repr(stop)

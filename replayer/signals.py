@@ -1,0 +1,107 @@
+"""Replaying SIGNAL events: reach the recorded delivery point, then let the kernel deliver the
+recorded siginfo, and put the recorded frame and handler registers in place.
+
+Points (see recorder.signals): "sync" faults recur by themselves; "after_syscall" and
+"before_syscall" are exact syscall boundaries; "user" is found by a hardware breakpoint on the
+recorded pc, checking all registers and a memory digest at each hit.
+"""
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING
+
+from tracee import ptrace_api as api
+from tracee.digest import memory_digest
+from tracee.stops import SignalStop, SyscallStop
+from tracefile.records import Event
+
+from replayer.rebuild import write_memory
+
+if TYPE_CHECKING:
+    from replayer.session import ReplaySession
+
+DR7_ENABLE_0 = 1
+MAX_HITS = 10_000_000
+
+
+class SignalReplayer:
+    def __init__(self, session: ReplaySession) -> None:
+        self.s = session
+
+    def replay(self, ev: Event) -> None:
+        where = ev.info["where"]
+        task = self.s._task(ev)
+        sig = ev.nr
+        if where == "sync":
+            stop = self.s.resume_until_stop(ev)
+            if not (isinstance(stop, SignalStop) and stop.signal == sig):
+                raise self.s.divergence(ev, f"expected signal {_name(sig)}", stop)
+        elif where in ("after_syscall", "before_syscall"):
+            if where == "before_syscall":
+                stop = self.s.resume_until_stop(ev)
+                if not isinstance(stop, SyscallStop):
+                    raise self.s.divergence(ev, f"expected a syscall before {_name(sig)}", stop)
+                task.set_reg("rip", task.regs.rip - 2)
+                task.set_reg("rax", task.regs.orig_rax)
+                task.set_reg("orig_rax", -1)
+            api.tgkill(task.pid, task.tid, sig)
+            task.resume(api.Req.SYSEMU)
+            stop = task.wait()
+            if not (isinstance(stop, SignalStop) and stop.signal == sig):
+                raise self.s.divergence(ev, f"expected signal {_name(sig)} to be delivered", stop)
+        else:
+            self._reach_user_point(ev)
+        self.s.check_regs(ev, f"delivery of {_name(sig)}")
+        self._deliver(ev)
+
+    def _reach_user_point(self, ev: Event) -> None:
+        """Stop at the recorded pc until registers and memory match the recording."""
+        task = self.s._task(ev)
+        rip = ev.info["rip"]
+        api.set_debugreg(task.tid, 0, rip)
+        api.set_debugreg(task.tid, 7, DR7_ENABLE_0)
+        try:
+            for _ in range(MAX_HITS):
+                task.resume(api.Req.SYSEMU)
+                stop = task.wait()
+                if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
+                        and task.regs.rip == rip):
+                    raise self.s.divergence(
+                        ev, f"never reached the point where {_name(ev.nr)} was delivered "
+                            f"(pc {rip:#x})", stop)
+                if (bytes(task.regs) == ev.regs
+                        and memory_digest(task.pid, task.mem.read_upto) == ev.info["digest"]):
+                    break
+            else:
+                raise self.s.divergence(ev, f"gave up looking for the delivery point of "
+                                            f"{_name(ev.nr)} after {MAX_HITS} hits")
+        finally:
+            api.set_debugreg(task.tid, 7, 0)
+        # We sit at the breakpoint's SIGTRAP stop; replace that trap with the signal.
+        api.tgkill(task.pid, task.tid, ev.nr)
+        task.resume(api.Req.SYSEMU)
+        stop = task.wait()
+        if not (isinstance(stop, SignalStop) and stop.signal == ev.nr):
+            raise self.s.divergence(ev, f"expected signal {_name(ev.nr)} to be delivered", stop)
+
+    def _deliver(self, ev: Event) -> None:
+        task = self.s._task(ev)
+        api.set_siginfo(task.tid, bytes.fromhex(ev.info["siginfo"]))
+        if ev.info.get("fatal"):
+            task.resume(api.Req.CONT, ev.nr)
+            self.s.dying = True
+            return
+        task.resume(api.Req.SINGLESTEP, ev.nr)
+        stop = task.wait()
+        if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP):
+            raise self.s.divergence(ev, f"{_name(ev.nr)} handler did not start", stop)
+        write_memory(task, ev)
+        if "handler_regs" in ev.info:
+            task.set_regs_from(bytes.fromhex(ev.info["handler_regs"]))
+
+
+def _name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"

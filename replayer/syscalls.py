@@ -1,0 +1,140 @@
+"""How replay treats each recorded syscall.
+
+Everything is emulated (PTRACE_SYSEMU skips it; the recorded result and memory are put in
+place) except what changes the address space or the kernel's signal state, which runs for real
+inside the tracee with the recorded outcome enforced: mmap at the recorded address from the
+trace's file copy, munmap/mprotect/mremap/madvise, brk (emulated with anonymous mappings, since
+the replay kernel's heap is elsewhere), arch_prctl, rt_sigaction/sigprocmask/sigaltstack.
+rt_sigreturn, exit and exit_group run in place; execve is replayed by exec + rebuild.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tracee import remote
+from tracee.address_space import AddressSpace, Mapping, mapping_from_info
+from tracee.remote import MAP_ANONYMOUS, MAP_FIXED, MAP_SHARED, inject_syscall
+from tracee.sysnums import name_of, nr
+from tracee.task import Task
+from tracefile.reader import TraceReader
+from tracefile.records import Event
+
+from replayer.errors import ReplayDivergence
+from replayer.rebuild import map_anonymous, map_file
+
+PAGE = 4096
+MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
+MAP_FIXED_NOREPLACE = 0x100000
+MAP_LOCKED = 0x2000
+ARCH_SET_GS, ARCH_SET_FS = 0x1001, 0x1002
+
+# Run for real with the same arguments; the result must match the recording.
+EXECUTE_AS_IS = frozenset({"munmap", "mprotect", "madvise", "rt_sigaction",
+                           "rt_sigprocmask", "sigaltstack", "mlock", "munlock", "msync",
+                           "mlockall", "munlockall", "pkey_mprotect"})
+# Run where the program made them (they change registers or end the task).
+IN_PLACE = frozenset({"rt_sigreturn", "exit", "exit_group"})
+
+
+def page_up(n: int) -> int:
+    return (n + PAGE - 1) & ~(PAGE - 1)
+
+
+def args_of(regs: object) -> tuple[int, ...]:
+    return tuple(getattr(regs, r) for r in ("rdi", "rsi", "rdx", "r10", "r8", "r9"))
+
+
+@dataclass
+class ProcessState:
+    """What replay tracks about one replayed process beyond the kernel's view."""
+    space: AddressSpace
+    brk: int | None = None
+
+
+class SyscallReplayer:
+    def __init__(self, reader: TraceReader) -> None:
+        self.reader = reader
+
+    def kind(self, name: str) -> str:
+        if name in IN_PLACE:
+            return "in_place"
+        if name in EXECUTE_AS_IS or name in ("mmap", "mremap", "brk", "arch_prctl"):
+            return "execute"
+        return "emulate"
+
+    def execute(self, task: Task, proc: ProcessState, event: Event) -> None:
+        """Run an address-space syscall for real at the recorded addresses; check the result."""
+        name = name_of(event.nr)
+        args = args_of(task.regs)
+        result = event.result
+        failed = -4096 < result < 0
+        if name == "brk":
+            self._brk(task, proc, result)
+            got = result
+        elif failed:
+            got = result  # a call that failed in the recording changed nothing: emulate it
+        elif name == "arch_prctl":
+            got = self._arch_prctl(task, args, result)
+        elif name == "mmap":
+            got = self._mmap(task, proc, event, args)
+        elif name == "mremap":
+            got = self._mremap(task, proc, args, result)
+        else:
+            got = inject_syscall(task, event.nr, *args)
+            self._track(proc, name, args)
+        if got != result:
+            raise ReplayDivergence(event=event.seq, tid=event.tid,
+                                   what=f"{name} returned {got:#x} in replay, "
+                                        f"{result:#x} when recorded")
+
+    def _mmap(self, task: Task, proc: ProcessState, event: Event, args: tuple[int, ...]) -> int:
+        m = mapping_from_info(event.info["map"])
+        flags = args[3] & ~(MAP_FIXED_NOREPLACE | MAP_LOCKED)
+        if m.file_id:
+            map_file(task, self.reader, m, flags & ~(MAP_SHARED | 0x3))
+        else:
+            extra = flags & ~(MAP_SHARED | 0x3 | MAP_ANONYMOUS | MAP_FIXED)
+            map_anonymous(task, m, extra & ~0x100)
+        proc.space.map(m)
+        return m.start
+
+    @staticmethod
+    def _arch_prctl(task: Task, args: tuple[int, ...], result: int) -> int:
+        """Set the segment bases directly: an injected arch_prctl would be undone when the
+        task's saved registers are restored."""
+        if args[0] == ARCH_SET_FS:
+            task.set_reg("fs_base", args[1])
+        elif args[0] == ARCH_SET_GS:
+            task.set_reg("gs_base", args[1])
+        return result
+
+    def _mremap(self, task: Task, proc: ProcessState, args: tuple[int, ...], result: int) -> int:
+        old, old_size, new_size, flags = args[:4]
+        if result != old:
+            flags |= MREMAP_MAYMOVE | MREMAP_FIXED
+        got = inject_syscall(task, nr("mremap"), old, old_size, new_size, flags, result)
+        if got == result:
+            proc.space.move(old, page_up(old_size), result, page_up(new_size))
+        return got
+
+    def _brk(self, task: Task, proc: ProcessState, result: int) -> None:
+        """The recorded heap break moved to `result`: map or unmap the pages in between."""
+        if proc.brk is None:
+            proc.brk = result
+            return
+        old, new = page_up(proc.brk), page_up(result)
+        if new > old:
+            m = Mapping(start=old, end=new, prot=3, path="[heap]")
+            map_anonymous(task, m)
+            proc.space.map(m)
+        elif new < old:
+            inject_syscall(task, remote.NR_MUNMAP, new, old - new)
+            proc.space.unmap(new, old)
+        proc.brk = result
+
+    @staticmethod
+    def _track(proc: ProcessState, name: str, args: tuple[int, ...]) -> None:
+        if name == "munmap":
+            proc.space.unmap(args[0], args[0] + page_up(args[1]))
+        elif name in ("mprotect", "pkey_mprotect"):
+            proc.space.protect(args[0], args[0] + page_up(args[1]), args[2])

@@ -1,0 +1,221 @@
+"""Raw ptrace, waitpid and perf bindings through ctypes: the only place that calls libc.
+
+Hot paths (the stop loop, registers) come through here rather than python-ptrace's object
+layer, which costs a syscall per register and a Python exception per process event. Every call
+must be made from the thread that attached (the kernel answers ESRCH otherwise).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import enum
+import os
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.ptrace.restype = ctypes.c_long
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+_libc.syscall.restype = ctypes.c_long
+
+
+class Req(enum.IntEnum):
+    TRACEME = 0
+    PEEKUSER = 3
+    POKEUSER = 6
+    CONT = 7
+    KILL = 8
+    SINGLESTEP = 9
+    GETREGS = 12
+    SETREGS = 13
+    GETFPREGS = 14
+    SETFPREGS = 15
+    ATTACH = 16
+    DETACH = 17
+    SYSCALL = 24
+    SYSEMU = 31
+    SYSEMU_SINGLESTEP = 32
+    SETOPTIONS = 0x4200
+    GETEVENTMSG = 0x4201
+    GETSIGINFO = 0x4202
+    SETSIGINFO = 0x4203
+    SEIZE = 0x4206
+    INTERRUPT = 0x4207
+    LISTEN = 0x4208
+    GET_SYSCALL_INFO = 0x420E
+
+
+class Opt(enum.IntFlag):
+    TRACESYSGOOD = 0x1
+    TRACEFORK = 0x2
+    TRACEVFORK = 0x4
+    TRACECLONE = 0x8
+    TRACEEXEC = 0x10
+    TRACEVFORKDONE = 0x20
+    TRACEEXIT = 0x40
+    TRACESECCOMP = 0x80
+    EXITKILL = 0x100000
+
+
+class Event(enum.IntEnum):
+    FORK = 1
+    VFORK = 2
+    CLONE = 3
+    EXEC = 4
+    VFORK_DONE = 5
+    EXIT = 6
+    SECCOMP = 7
+    STOP = 128
+
+
+class PtraceError(OSError):
+    """A ptrace request failed (ESRCH usually means the task died or is not stopped)."""
+
+
+def ptrace(req: int, pid: int, addr: int = 0, data: int | ctypes.c_void_p = 0) -> int:
+    ctypes.set_errno(0)
+    res = _libc.ptrace(req, pid, ctypes.c_void_p(addr), data if isinstance(data, ctypes.c_void_p)
+                       else ctypes.c_void_p(data))
+    if res == -1:
+        err = ctypes.get_errno()
+        if err:
+            raise PtraceError(err, f"ptrace({Req(req).name if req in Req._value2member_map_ else req}, "
+                                   f"{pid}): {os.strerror(err)}")
+    return int(res)
+
+
+class UserRegs(ctypes.Structure):
+    """struct user_regs_struct (x86-64), in the kernel's order."""
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
+        "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base",
+        "gs_base", "ds", "es", "fs", "gs")]
+
+
+REG_NAMES: tuple[str, ...] = tuple(f[0] for f in UserRegs._fields_)
+REGS_SIZE = ctypes.sizeof(UserRegs)  # 216
+
+
+class UserFPRegs(ctypes.Structure):
+    """struct user_fpregs_struct (the 512-byte FXSAVE area)."""
+    _fields_ = [("cwd", ctypes.c_uint16), ("swd", ctypes.c_uint16), ("ftw", ctypes.c_uint16),
+                ("fop", ctypes.c_uint16), ("rip", ctypes.c_uint64), ("rdp", ctypes.c_uint64),
+                ("mxcsr", ctypes.c_uint32), ("mxcr_mask", ctypes.c_uint32),
+                ("st_space", ctypes.c_uint32 * 32), ("xmm_space", ctypes.c_uint32 * 64),
+                ("padding", ctypes.c_uint32 * 24)]
+
+
+def get_regs(pid: int, into: UserRegs) -> UserRegs:
+    ptrace(Req.GETREGS, pid, 0, ctypes.c_void_p(ctypes.addressof(into)))
+    return into
+
+
+def set_regs(pid: int, regs: UserRegs) -> None:
+    ptrace(Req.SETREGS, pid, 0, ctypes.c_void_p(ctypes.addressof(regs)))
+
+
+def get_fpregs(pid: int) -> bytes:
+    buf = UserFPRegs()
+    ptrace(Req.GETFPREGS, pid, 0, ctypes.c_void_p(ctypes.addressof(buf)))
+    return bytes(buf)
+
+
+def set_fpregs(pid: int, data: bytes) -> None:
+    buf = UserFPRegs.from_buffer_copy(data)
+    ptrace(Req.SETFPREGS, pid, 0, ctypes.c_void_p(ctypes.addressof(buf)))
+
+
+SIGINFO_SIZE = 128
+
+
+def get_siginfo(pid: int) -> bytes:
+    buf = ctypes.create_string_buffer(SIGINFO_SIZE)
+    ptrace(Req.GETSIGINFO, pid, 0, ctypes.c_void_p(ctypes.addressof(buf)))
+    return buf.raw
+
+
+def set_siginfo(pid: int, data: bytes) -> None:
+    buf = ctypes.create_string_buffer(data, SIGINFO_SIZE)
+    ptrace(Req.SETSIGINFO, pid, 0, ctypes.c_void_p(ctypes.addressof(buf)))
+
+
+def get_event_msg(pid: int) -> int:
+    val = ctypes.c_ulong()
+    ptrace(Req.GETEVENTMSG, pid, 0, ctypes.c_void_p(ctypes.addressof(val)))
+    return val.value
+
+
+class SyscallInfo(ctypes.Structure):
+    """struct ptrace_syscall_info: op 1 = entry (nr, args), 2 = exit (rval, is_error)."""
+    _fields_ = [("op", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 3), ("arch", ctypes.c_uint32),
+                ("instruction_pointer", ctypes.c_uint64), ("stack_pointer", ctypes.c_uint64),
+                ("u", ctypes.c_uint64 * 7)]
+
+
+SYSCALL_INFO_ENTRY = 1
+SYSCALL_INFO_EXIT = 2
+
+
+def get_syscall_info(pid: int, into: SyscallInfo) -> SyscallInfo:
+    ptrace(Req.GET_SYSCALL_INFO, pid, ctypes.sizeof(into), ctypes.c_void_p(ctypes.addressof(into)))
+    return into
+
+
+# struct user: u_debugreg starts at offset 848.
+DEBUGREG_OFFSET = 848
+
+
+def set_debugreg(pid: int, index: int, value: int) -> None:
+    ptrace(Req.POKEUSER, pid, DEBUGREG_OFFSET + 8 * index, value)
+
+
+def get_debugreg(pid: int, index: int) -> int:
+    ctypes.set_errno(0)
+    res = _libc.ptrace(Req.PEEKUSER, pid, ctypes.c_void_p(DEBUGREG_OFFSET + 8 * index), None)
+    if res == -1 and ctypes.get_errno():
+        raise PtraceError(ctypes.get_errno(), "PEEKUSER debugreg")
+    return res & 0xFFFFFFFFFFFFFFFF
+
+
+WALL = 0x40000000
+
+
+def wait_any() -> tuple[int, int]:
+    """waitpid(-1, __WALL): the next stopped or exited task and its raw status."""
+    return os.waitpid(-1, WALL)
+
+
+def wait_task(tid: int) -> int:
+    return os.waitpid(tid, WALL)[1]
+
+
+def tgkill(tgid: int, tid: int, sig: int) -> None:
+    if _libc.syscall(234, tgid, tid, sig) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+PR_SET_TSC = 26
+PR_TSC_SIGSEGV = 2
+PR_SET_PDEATHSIG = 1
+
+
+def prctl(option: int, arg2: int = 0) -> None:
+    if _libc.prctl(option, ctypes.c_ulong(arg2), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl")
+
+
+def personality(persona: int) -> int:
+    return int(_libc.personality(ctypes.c_ulong(persona)))
+
+
+def _make_rdtsc() -> ctypes._CFuncPtr:  # type: ignore[name-defined]
+    """A tiny machine-code function returning the CPU's time-stamp counter."""
+    import mmap
+    code = bytes.fromhex("0f31" "48c1e220" "4809d0" "c3")  # rdtsc; shl rdx,32; or rax,rdx; ret
+    buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    buf.write(code)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    fn = ctypes.CFUNCTYPE(ctypes.c_uint64)(addr)
+    fn._keep = buf  # type: ignore[attr-defined]
+    return fn
+
+
+read_tsc = _make_rdtsc()

@@ -1,0 +1,103 @@
+"""Run syscalls inside a tracee: the relive page.
+
+One page at RELIVE_PAGE, mapped by the tool in every recorded and replayed process, holds a
+`syscall` instruction (then `int3`) and, from DATA_OFFSET, room for the strings and structs an
+injected syscall needs. Every syscall the tool itself runs in the tracee goes through it, with the
+task's registers saved and restored around it, so the program never notices.
+"""
+from __future__ import annotations
+
+import signal
+
+from tracee import ptrace_api as api
+from tracee.stops import SignalStop, Stop
+from tracee.task import Task
+
+RELIVE_PAGE = 0x7000_0000_0000
+PAGE_SIZE = 4096
+SYSCALL_INSN = RELIVE_PAGE
+DATA_OFFSET = 256
+DATA = RELIVE_PAGE + DATA_OFFSET
+DATA_SIZE = PAGE_SIZE - DATA_OFFSET
+
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x1, 0x2, 0x10, 0x20
+MAP_GROWSDOWN, MAP_NORESERVE, MAP_FIXED_NOREPLACE = 0x100, 0x4000, 0x100000
+
+NR_MMAP, NR_MUNMAP, NR_OPEN, NR_CLOSE, NR_MPROTECT = 9, 11, 2, 3, 10
+
+
+class InjectionError(RuntimeError):
+    """An injected syscall did not come back as expected (the task died or took a signal)."""
+
+
+def inject_syscall(task: Task, nr: int, *args: int, at: int = SYSCALL_INSN) -> int:
+    """Run syscall `nr(args)` in `task` (stopped) and return its raw result (negative errno).
+
+    From a syscall or event stop, the first single-step only finishes the interrupted syscall
+    (which may overwrite rax) and traps before the new rip runs: then the registers are set
+    again and the step repeated.
+    """
+    saved = task.regs_bytes()
+    for _ in range(2):
+        regs = task.regs
+        regs.rip, regs.rax, regs.orig_rax = at, nr, 0xFFFFFFFFFFFFFFFF
+        for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
+            setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
+        task.set_reg("rip", at)
+        stop: Stop = task.step()
+        if not isinstance(stop, SignalStop) or stop.signal != signal.SIGTRAP:
+            raise InjectionError(f"task {task.tid}: unexpected stop {stop} in injected syscall")
+        if task.regs.rip == at + 2:
+            break
+    else:
+        raise InjectionError(f"task {task.tid}: injected syscall never ran")
+    result = task.regs.rax
+    task.set_regs_from(saved)
+    task.flush_regs()
+    return result - (1 << 64) if result >= 1 << 63 else result
+
+
+def checked(result: int, what: str) -> int:
+    if -4096 < result < 0:
+        import os
+        raise InjectionError(f"{what} failed in the tracee: {os.strerror(-result)}")
+    return result
+
+
+def map_relive_page(task: Task) -> None:
+    """Map the relive page in a freshly exec'd task, using a temporary `syscall` at rip."""
+    rip = task.regs.rip
+    saved = task.mem.read(rip, 2)
+    task.mem.write(rip, b"\x0f\x05")
+    try:
+        res = inject_syscall(task, NR_MMAP, RELIVE_PAGE, PAGE_SIZE, PROT_READ | PROT_EXEC,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, at=rip)
+    finally:
+        task.mem.write(rip, saved)
+    if res != RELIVE_PAGE:
+        raise InjectionError(f"cannot map the relive page at {RELIVE_PAGE:#x}: result {res:#x}")
+    task.mem.write(RELIVE_PAGE, b"\x0f\x05\xcc")
+
+
+def put_data(task: Task, *blobs: bytes) -> list[int]:
+    """Copy blobs into the relive page's data area; returns their tracee addresses."""
+    addrs, off = [], 0
+    for blob in blobs:
+        if off + len(blob) > DATA_SIZE:
+            raise InjectionError("injected syscall arguments do not fit in the relive page")
+        task.mem.write(DATA + off, blob)
+        addrs.append(DATA + off)
+        off += (len(blob) + 15) & ~15
+    return addrs
+
+
+def open_in_tracee(task: Task, path: str, flags: int = 0) -> int:
+    (addr,) = put_data(task, path.encode() + b"\0")
+    return checked(inject_syscall(task, NR_OPEN, addr, flags | 0o2000000, 0), f"open {path}")
+
+
+def mmap_in_tracee(task: Task, addr: int, length: int, prot: int, flags: int, fd: int = -1,
+                   offset: int = 0) -> int:
+    return checked(inject_syscall(task, NR_MMAP, addr, length, prot, flags, fd, offset),
+                   f"mmap {addr:#x}+{length:#x}")

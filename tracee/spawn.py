@@ -1,0 +1,66 @@
+"""Start a program under ptrace (PTRACE_SEIZE) and stop it at its first instruction after exec.
+
+The child stops itself before exec so the parent can seize it with all options set; the
+first stop the caller sees is the exec event, before the dynamic loader has run.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+from tracee import ptrace_api as api
+from tracee.stops import EventStop, Exited, Killed, SignalStop, decode
+
+OPTIONS = (api.Opt.TRACESYSGOOD | api.Opt.TRACEEXEC | api.Opt.TRACECLONE | api.Opt.TRACEFORK
+           | api.Opt.TRACEVFORK | api.Opt.TRACEEXIT | api.Opt.EXITKILL)
+
+
+class SpawnError(OSError):
+    """The program could not be started (exec failed in the child)."""
+
+
+def spawn(path: str, argv: list[str], env: dict[str, str], *, trap_tsc: bool = True,
+          no_aslr: bool = False) -> int:
+    """Fork, exec `path` under ptrace; returns the pid stopped at its exec event."""
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(err_r)
+            api.prctl(api.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if trap_tsc:
+                api.prctl(api.PR_SET_TSC, api.PR_TSC_SIGSEGV)
+            if no_aslr:
+                api.personality(0x0040000)  # ADDR_NO_RANDOMIZE
+            os.kill(os.getpid(), signal.SIGSTOP)
+            os.execve(path, argv, env)
+        except OSError as e:
+            os.write(err_w, str(e.errno or 1).encode())
+        finally:
+            os._exit(127)
+    os.close(err_w)
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    if not os.WIFSTOPPED(status):
+        os.close(err_r)
+        raise SpawnError(0, f"child {pid} did not stop before exec")
+    api.ptrace(api.Req.SEIZE, pid, 0, int(OPTIONS))
+    os.kill(pid, signal.SIGCONT)
+    while True:
+        stop = decode(pid, api.wait_task(pid))
+        match stop:
+            case EventStop(event=api.Event.EXEC):
+                os.close(err_r)
+                return pid
+            case Exited() | Killed():
+                code = os.read(err_r, 16)
+                os.close(err_r)
+                errnum = int(code) if code else 0
+                raise SpawnError(errnum, f"cannot execute {path}: {os.strerror(errnum)}")
+            case EventStop(event=api.Event.EXIT):
+                api.ptrace(api.Req.CONT, pid, 0, 0)
+            case SignalStop(signal=sig) if sig in (signal.SIGCONT, signal.SIGSTOP):
+                api.ptrace(api.Req.CONT, pid, 0, 0)
+            case SignalStop(signal=sig):
+                api.ptrace(api.Req.CONT, pid, 0, sig)
+            case _:
+                api.ptrace(api.Req.CONT, pid, 0, 0)

@@ -1,0 +1,62 @@
+"""Stops as values: decode a waitpid status into what happened to one task.
+
+Callers `match` on these instead of catching exceptions for ordinary process events.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from typing import Union
+
+from tracee.ptrace_api import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    tid: int
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class Killed:
+    tid: int
+    signal: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyscallStop:
+    """Syscall entry or exit (PTRACE_SYSCALL / SYSEMU with TRACESYSGOOD)."""
+    tid: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignalStop:
+    """Signal-delivery-stop: `signal` is about to be delivered (single-step traps included)."""
+    tid: int
+    signal: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventStop:
+    """PTRACE_EVENT_* stop (exec, clone, fork, exit, or a group/interrupt stop)."""
+    tid: int
+    event: Event
+    signal: int
+
+
+Stop = Union[Exited, Killed, SyscallStop, SignalStop, EventStop]
+
+
+def decode(tid: int, status: int) -> Stop:
+    if os.WIFEXITED(status):
+        return Exited(tid, os.WEXITSTATUS(status))
+    if os.WIFSIGNALED(status):
+        return Killed(tid, os.WTERMSIG(status))
+    sig = os.WSTOPSIG(status)
+    event = status >> 16
+    if sig == signal.SIGTRAP | 0x80:
+        return SyscallStop(tid)
+    if event:
+        return EventStop(tid, Event(event), sig)
+    return SignalStop(tid, sig)

@@ -1,0 +1,152 @@
+"""One traced thread: resume it, wait for it, its registers (once per stop) and memory.
+
+Memory goes through /proc/PID/mem with pread/pwrite (writes even reach read-only pages); the
+file is reopened after exec because the old one still names the old address space.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+
+from tracee import ptrace_api as api
+from tracee.stops import Stop, decode
+
+
+class MemoryAccessError(OSError):
+    """Tracee memory could not be read or written at that address."""
+
+
+class Memory:
+    """A process's address space through /proc/PID/mem (shared by its threads)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+
+    def reopen(self) -> None:
+        os.close(self._fd)
+        self._fd = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def read(self, addr: int, size: int) -> bytes:
+        """Exactly `size` bytes or MemoryAccessError."""
+        data = self.read_upto(addr, size)
+        if len(data) != size:
+            raise MemoryAccessError(errno.EFAULT, f"cannot read {size} bytes at {addr:#x}")
+        return data
+
+    def read_upto(self, addr: int, size: int) -> bytes:
+        """As many bytes as are readable from `addr`, up to `size`."""
+        chunks = []
+        while size > 0:
+            try:
+                got = os.pread(self._fd, size, addr)
+            except OSError:
+                got = b""
+            if not got:
+                # Retry page by page so a partially mapped range yields its readable prefix.
+                page_end = (addr | 0xFFF) + 1
+                if page_end - addr < size:
+                    try:
+                        got = os.pread(self._fd, page_end - addr, addr)
+                    except OSError:
+                        got = b""
+                if not got:
+                    break
+            chunks.append(got)
+            addr += len(got)
+            size -= len(got)
+        return b"".join(chunks)
+
+    def write(self, addr: int, data: bytes) -> int:
+        """Bytes written; stops at the first unwritable byte."""
+        done = 0
+        while done < len(data):
+            try:
+                n = os.pwrite(self._fd, data[done:], addr + done)
+            except OSError:
+                n = 0
+            if n <= 0:
+                break
+            done += n
+        return done
+
+    def read_u64(self, addr: int) -> int:
+        return int(struct.unpack("<Q", self.read(addr, 8))[0])
+
+    def read_uint(self, addr: int, width: int) -> int:
+        return int.from_bytes(self.read(addr, width), "little")
+
+    def read_cstring(self, addr: int, limit: int = 4096) -> bytes:
+        out = b""
+        while len(out) < limit:
+            chunk = self.read_upto(addr + len(out), min(256, 4096 - ((addr + len(out)) & 0xFFF)))
+            if not chunk:
+                break
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                return out + chunk[:nul]
+            out += chunk
+        return out
+
+
+class Task:
+    """A stopped-or-running thread. Registers are fetched once per stop and cached."""
+
+    def __init__(self, tid: int, pid: int, memory: Memory) -> None:
+        self.tid = tid
+        self.pid = pid
+        self.mem = memory
+        self._regs = api.UserRegs()
+        self._regs_valid = False
+        self._regs_dirty = False
+
+    # -- registers --------------------------------------------------------------------------
+    @property
+    def regs(self) -> api.UserRegs:
+        if not self._regs_valid:
+            api.get_regs(self.tid, self._regs)
+            self._regs_valid = True
+        return self._regs
+
+    def set_reg(self, name: str, value: int) -> None:
+        setattr(self.regs, name, value & 0xFFFFFFFFFFFFFFFF)
+        self._regs_dirty = True
+
+    def set_regs_from(self, raw: bytes) -> None:
+        ctypes.memmove(ctypes.addressof(self._regs), raw, api.REGS_SIZE)
+        self._regs_valid = True
+        self._regs_dirty = True
+
+    def regs_bytes(self) -> bytes:
+        return bytes(self.regs)
+
+    def flush_regs(self) -> None:
+        if self._regs_dirty:
+            api.set_regs(self.tid, self._regs)
+            self._regs_dirty = False
+
+    def invalidate_regs(self) -> None:
+        self._regs_valid = False
+        self._regs_dirty = False
+
+    # -- resuming ---------------------------------------------------------------------------
+    def resume(self, request: api.Req, sig: int = 0) -> None:
+        self.flush_regs()
+        self._regs_valid = False
+        api.ptrace(request, self.tid, 0, sig)
+
+    def wait(self) -> Stop:
+        """Wait for this task's next stop (use only when no other task can report first)."""
+        status = api.wait_task(self.tid)
+        return decode(self.tid, status)
+
+    def step(self, sig: int = 0) -> Stop:
+        self.resume(api.Req.SINGLESTEP, sig)
+        return self.wait()

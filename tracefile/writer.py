@@ -1,0 +1,143 @@
+"""Write a trace directory: trace.db (SQLite, WAL) plus files/ with copies of mapped files.
+
+Events are batched and committed often (every COMMIT_EVERY events or COMMIT_SECONDS), so a
+recorder killed mid-recording leaves a trace that replays up to its last commit; `complete` is
+written into meta only by `close()` after a normal end. Large payloads are zstd-compressed.
+The directory is private to the user (0700, files 0600; copies of executables 0700).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from tracefile.errors import TraceError
+from tracefile.records import FORMAT_VERSION, Event, TaskRecord
+from tracefile.schema import SCHEMA
+
+COMMIT_EVERY = 4096
+COMMIT_SECONDS = 0.25
+COMPRESS_OVER = 128
+
+
+def encode_blob(data: bytes, compressor: zstandard.ZstdCompressor) -> tuple[int, bytes]:
+    if len(data) > COMPRESS_OVER:
+        packed = compressor.compress(data)
+        if len(packed) < len(data):
+            return 1, packed
+    return 0, data
+
+
+class TraceWriter:
+    def __init__(self, directory: Path, *, force: bool = False) -> None:
+        self.dir = Path(directory)
+        if self.dir.exists() and any(self.dir.iterdir()):
+            if not force:
+                raise TraceError(f"{self.dir} exists and is not empty; use --force to overwrite it")
+            if not (self.dir / "trace.db").exists():
+                raise TraceError(f"{self.dir} is not empty and does not hold a trace; "
+                                 "refusing to overwrite it even with --force")
+            for name in ("trace.db", "trace.db-wal", "trace.db-shm"):
+                (self.dir / name).unlink(missing_ok=True)
+        old_umask = os.umask(0o077)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.dir, 0o700)
+            (self.dir / "files").mkdir(exist_ok=True, mode=0o700)
+            self.db = sqlite3.connect(self.dir / "trace.db", isolation_level=None,
+                                      check_same_thread=False)
+        finally:
+            os.umask(old_umask)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self._zstd = zstandard.ZstdCompressor(level=3)
+        self._events: list[tuple[Any, ...]] = []
+        self._writes: list[tuple[Any, ...]] = []
+        self._last_commit = time.monotonic()
+        self._file_cache: dict[tuple[int, int, int, int], str] = {}
+        self.event_count = 0
+        self.db.execute("BEGIN")
+        self.set_meta(format_version=FORMAT_VERSION)
+        self.commit()
+
+    # -- metadata ---------------------------------------------------------------------------
+    def set_meta(self, **values: Any) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                            [(k, json.dumps(v)) for k, v in values.items()])
+
+    def put_task(self, task: TaskRecord) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO tasks(tid, pid, ppid, argv, exe, exit_status, first_event) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (task.tid, task.pid, task.ppid, json.dumps(list(task.argv)), task.exe,
+             task.exit_status, self.event_count))
+
+    def set_task_exit(self, tid: int, status: int) -> None:
+        self.db.execute("UPDATE tasks SET exit_status = ? WHERE tid = ?", (status, tid))
+
+    # -- events -----------------------------------------------------------------------------
+    def add(self, event: Event) -> int:
+        """Store `event` (its seq is assigned here and returned)."""
+        seq = self.event_count
+        self.event_count += 1
+        info = json.dumps(event.info, separators=(",", ":")).encode() if event.info else b""
+        self._events.append((seq, event.tid, int(event.kind), event.nr, event.result,
+                             event.regs, info))
+        for i, w in enumerate(event.writes):
+            packed, data = encode_blob(w.data, self._zstd)
+            self._writes.append((seq, i, w.addr, len(w.data), int(w.conservative), packed, data))
+        if (len(self._events) >= COMMIT_EVERY
+                or time.monotonic() - self._last_commit > COMMIT_SECONDS):
+            self.commit()
+        return seq
+
+    def commit(self) -> None:
+        if self._events:
+            self.db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", self._events)
+            self._events.clear()
+        if self._writes:
+            self.db.executemany("INSERT INTO writes VALUES (?, ?, ?, ?, ?, ?, ?)", self._writes)
+            self._writes.clear()
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
+        self._last_commit = time.monotonic()
+
+    # -- files ------------------------------------------------------------------------------
+    def add_file(self, path: str) -> str:
+        """Copy a mapped file into the trace (content-addressed); returns its id."""
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._file_cache.get(key)
+        if cached:
+            return cached
+        tmp = self.dir / "files" / f".incoming-{os.getpid()}"
+        digest = hashlib.sha256()
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            os.fchmod(dst.fileno(), 0o700)
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+        file_id = digest.hexdigest()[:32]
+        final = self.dir / "files" / file_id
+        if final.exists():
+            tmp.unlink()
+        else:
+            tmp.rename(final)
+            self.db.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
+                            (file_id, path, st.st_size))
+        self._file_cache[key] = file_id
+        return file_id
+
+    def close(self, *, complete: bool = True, **meta: Any) -> None:
+        self.set_meta(complete=complete, events=self.event_count, **meta)
+        self.commit()
+        self.db.execute("COMMIT")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.close()
