@@ -36,10 +36,14 @@ SYNC_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, sig
                 signal.SIGSYS}
 DEFAULT_IGNORE = {signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT}
 STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
-HOLD_BUDGET = 0.02
+HOLD_BUDGET = 0.002
 FRAME_GUESS = 8192          # rt_sigframe + xsave area, generously
 SAME_STACK_LIMIT = 1 << 16
 RDTSC, RDTSCP = b"\x0f\x31", b"\x0f\x01\xf9"
+
+
+def si_signo(siginfo: bytes) -> int:
+    return int(struct.unpack_from("<i", siginfo, 0)[0])
 
 
 def si_code(siginfo: bytes) -> int:
@@ -107,6 +111,8 @@ class SignalRecorder:
             self.deliver(t, sig, siginfo, {"where": "sync"})
         elif t.exit_rip is not None and task.regs.rip == t.exit_rip:
             self.deliver(t, sig, siginfo, {"where": "after_syscall", "after": t.last_event})
+        elif sig < signal.SIGRTMIN and any(si_signo(h) == sig for h in t.held):
+            self.rec.resume(t)  # standard signals do not queue: one pending instance
         else:
             t.held.append(siginfo)
             self._held_since.setdefault(task.tid, time.monotonic())
@@ -146,7 +152,7 @@ class SignalRecorder:
         siginfo = t.held.pop(0)
         if not t.held:
             self._held_since.pop(task.tid, None)
-        sig = struct.unpack_from("<i", siginfo, 0)[0]
+        sig = si_signo(siginfo)
         api.tgkill(task.pid, task.tid, sig)
         task.resume(api.Req.SYSCALL)
         stop = task.wait()

@@ -17,8 +17,9 @@ This module knows nothing of ptrace: it is pure data plus one evaluator.
 
 Invariant: a range may cover more than the kernel wrote (those bytes are saved and written back
 unchanged, which is harmless) but never less (a missed byte silently corrupts the replay). Where
-the exact count is unknowable after the call (a truncated socket address), rules over-approximate
-within the caller's buffer or the largest struct the kernel can write. Struct sizes below are
+the exact count is unknowable after the call (a socket address longer than the caller's buffer:
+the kernel stores the full length), rules over-approximate, capped by the largest struct the
+kernel can write; such a range may then end past the caller's buffer. Struct sizes below are
 checked against gcc's sizeof() by tests/test_syscall_table.py.
 
 Not covered here: writes the kernel makes outside a syscall's exit (CLONE_CHILD_CLEARTID /
@@ -27,9 +28,9 @@ those of the interrupted call it resumes.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Callable, Union
 
 # ---- size rules ---------------------------------------------------------------------------
 
@@ -77,8 +78,8 @@ class DerefAfter:
 
 @dataclass(frozen=True, slots=True)
 class Min:
-    a: "Size"
-    b: "Size"
+    a: Size
+    b: Size
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +89,11 @@ class WhenArg:
     pointer arguments may hold garbage for operations that ignore them."""
     arg: int
     values: frozenset[int]
-    then: "Size"
+    then: Size
     mask: int = 0xFFFF_FFFF
 
 
-Size = Union[Fixed, Result, ArgValue, ArgCeil, ResultTimes, DerefAfter, Min, WhenArg]
+Size = Fixed | Result | ArgValue | ArgCeil | ResultTimes | DerefAfter | Min | WhenArg
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ class IovecOut:
     limit: Size = Result()
 
 
-Output = Union[Out, IovecOut]
+Output = Out | IovecOut
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ recorded pc, checking all registers and a memory digest at each hit.
 """
 from __future__ import annotations
 
+import logging
 import signal
+import time
 from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
@@ -15,10 +17,13 @@ from tracee.digest import memory_digest
 from tracee.stops import SignalStop, SyscallStop
 from tracefile.records import Event
 
+from replayer import registers
 from replayer.rebuild import write_memory
 
 if TYPE_CHECKING:
     from replayer.session import ReplaySession
+
+log = logging.getLogger(__name__)
 
 DR7_ENABLE_0 = 1
 MAX_HITS = 10_000_000
@@ -60,8 +65,15 @@ class SignalReplayer:
         rip = ev.info["rip"]
         api.set_debugreg(task.tid, 0, rip)
         api.set_debugreg(task.tid, 7, DR7_ENABLE_0)
+        started = last_note = time.monotonic()
         try:
-            for _ in range(MAX_HITS):
+            for hits in range(MAX_HITS):
+                if hits % 4096 == 0 and time.monotonic() - last_note > 5:
+                    last_note = time.monotonic()
+                    log.warning("still looking for where %s was delivered: pc %#x executed %d "
+                                "times so far (%.0f s); a thread that spins without syscalls "
+                                "replays slowly without a hardware PMU", _name(ev.nr), rip,
+                                hits, last_note - started)
                 task.resume(api.Req.SYSEMU)
                 stop = task.wait()
                 if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
@@ -69,7 +81,7 @@ class SignalReplayer:
                     raise self.s.divergence(
                         ev, f"never reached the point where {_name(ev.nr)} was delivered "
                             f"(pc {rip:#x})", stop)
-                if (bytes(task.regs) == ev.regs
+                if (not registers.diff(ev.regs, task.regs_bytes())
                         and memory_digest(task.pid, task.mem.read_upto) == ev.info["digest"]):
                     break
             else:

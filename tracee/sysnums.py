@@ -1,13 +1,25 @@
 """Syscall numbering for x86-64, shared by the recorder and the replayer.
 
-Names come from python-ptrace's table (kept behind this module so nothing else imports its
-object layer); a few numbers the tool itself injects are spelled out as constants.
+Names come from python-ptrace's table, restricted to the native x86-64 numbers (its table also
+lists x32 numbers >= 512 under the same names, which would corrupt a name -> number map), with
+the names it lacks or spells the old way corrected from the kernel's asm/unistd_64.h.
 """
 from __future__ import annotations
 
 from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES as _NAMES
 
-NAME_OF: dict[int, str] = dict(_NAMES)
+_CORRECTIONS = {
+    283: "timerfd_create", 441: "epoll_pwait2", 442: "mount_setattr", 443: "quotactl_fd",
+    444: "landlock_create_ruleset", 445: "landlock_add_rule", 446: "landlock_restrict_self",
+    447: "memfd_secret", 448: "process_mrelease", 449: "futex_waitv",
+    450: "set_mempolicy_home_node", 451: "cachestat", 452: "fchmodat2",
+    453: "map_shadow_stack", 454: "futex_wake", 455: "futex_wait", 456: "futex_requeue",
+    457: "statmount", 458: "listmount", 459: "lsm_get_self_attr", 460: "lsm_set_self_attr",
+    461: "lsm_list_modules", 462: "mseal",
+}
+
+NAME_OF: dict[int, str] = {nr: name for nr, name in _NAMES.items() if nr < 512}
+NAME_OF.update(_CORRECTIONS)
 NUMBER_OF: dict[str, int] = {name: nr for nr, name in NAME_OF.items()}
 
 

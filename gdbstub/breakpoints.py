@@ -1,0 +1,108 @@
+"""The breakpoints and watchpoints gdb has inserted (``Z``/``z``), kept by the stub.
+
+gdb inserts every breakpoint right before each resume and removes it right after each stop, so
+``Z``/``z`` must be cheap: they only edit this table, and the table is handed to the target as
+part of the next ``ResumeCommand``. The target never writes an ``int3`` the user could see.
+
+Hardware resources are accounted as x86 has them: four debug registers, each covering one
+aligned region of 1, 2, 4 or 8 bytes. A hardware breakpoint (Z1) takes one; a watchpoint
+(Z2-Z4) takes one per aligned piece of its range (gdbserver splits unaligned ranges the same
+way). An insertion that does not fit is refused, and gdb reports "Could not insert hardware
+watchpoint" instead of silently watching the wrong bytes. Re-inserting an existing entry is
+idempotent; one removal removes it.
+"""
+from __future__ import annotations
+
+from typing import Final
+
+from gdbstub.requests import BreakpointType
+from gdbstub.target import Address, WatchKind, Watchpoint
+
+DEBUG_REGISTERS: Final = 4
+
+_WATCH_KIND: Final = {
+    BreakpointType.WRITE_WATCH: WatchKind.WRITE,
+    BreakpointType.READ_WATCH: WatchKind.READ,
+    BreakpointType.ACCESS_WATCH: WatchKind.ACCESS,
+}
+
+
+def debug_register_pieces(addr: Address, length: int) -> int:
+    """How many aligned 1/2/4/8-byte regions cover [addr, addr + length)."""
+    pieces = 0
+    while length > 0:
+        size = 8
+        while size > 1 and (addr % size or size > length):
+            size //= 2
+        addr += size
+        length -= size
+        pieces += 1
+    return pieces
+
+
+class BreakpointTable:
+    """Software breakpoints, hardware breakpoints and watchpoints of one gdb connection."""
+
+    def __init__(self, *, debug_registers: int = DEBUG_REGISTERS) -> None:
+        self._debug_registers = debug_registers
+        self._software: set[Address] = set()
+        self._hardware: set[Address] = set()
+        self._watch: set[Watchpoint] = set()
+
+    def insert(self, type: BreakpointType, addr: Address, length: int) -> bool:
+        """Add an entry; False if it needs hardware slots that are not free (or length 0)."""
+        if type is BreakpointType.SOFTWARE:
+            self._software.add(addr)
+            return True
+        if type is BreakpointType.HARDWARE:
+            if addr in self._hardware:
+                return True
+            if self.slots_used() + 1 > self._debug_registers:
+                return False
+            self._hardware.add(addr)
+            return True
+        watch = Watchpoint(kind=_WATCH_KIND[type], addr=addr, length=length)
+        if watch in self._watch:
+            return True
+        if length <= 0:
+            return False
+        if self.slots_used() + debug_register_pieces(addr, length) > self._debug_registers:
+            return False
+        self._watch.add(watch)
+        return True
+
+    def remove(self, type: BreakpointType, addr: Address, length: int) -> None:
+        """Drop an entry (removing one that is not there is harmless)."""
+        if type is BreakpointType.SOFTWARE:
+            self._software.discard(addr)
+        elif type is BreakpointType.HARDWARE:
+            self._hardware.discard(addr)
+        else:
+            self._watch.discard(Watchpoint(kind=_WATCH_KIND[type], addr=addr, length=length))
+
+    def clear(self) -> None:
+        """Forget everything (a new program run)."""
+        self._software.clear()
+        self._hardware.clear()
+        self._watch.clear()
+
+    def slots_used(self) -> int:
+        """Debug registers taken by hardware breakpoints and watchpoints."""
+        return len(self._hardware) + sum(
+            debug_register_pieces(w.addr, w.length) for w in self._watch)
+
+    @property
+    def breakpoints(self) -> frozenset[Address]:
+        """Every code address execution must stop at (software and hardware alike)."""
+        return frozenset(self._software | self._hardware)
+
+    @property
+    def watchpoints(self) -> frozenset[Watchpoint]:
+        """Every watched data range."""
+        return frozenset(self._watch)
+
+    def stop_reason(self, pc: Address) -> bytes:
+        """``swbreak`` or ``hwbreak`` for a breakpoint stop at ``pc`` (software wins a tie)."""
+        if pc in self._hardware and pc not in self._software:
+            return b"hwbreak"
+        return b"swbreak"

@@ -1,0 +1,230 @@
+"""The trio TCP server: bytes between a gdb socket, the codec, and the session on the engine.
+
+Per connection two tasks run side by side:
+
+- the **reader** receives bytes, feeds the codec, writes its acks, parses each packet into a
+  request and queues it; a Ctrl-C (``\\x03``) is acted on at once, even while a resume is
+  running on the engine thread, by ``Session.request_interrupt`` (-> ``Target.interrupt``);
+- the **dispatcher** takes requests in order, runs ``session.handle`` on the engine thread
+  (``await engine.call``), and sends the reply packets.
+
+One client at a time. A second gdb that connects while one is attached gets its first packet
+answered with ``E.another gdb is already connected to this replay`` (gdb 13 prints it as
+"Remote failure reply: ...") and is disconnected; the first session is undisturbed.
+
+When gdb goes away mid-resume, the running resume is interrupted, its result dropped, and the
+server accepts the next connection; ``Detach`` (``D``) and ``k`` end a connection the same way.
+Every packet is logged at DEBUG on the ``gdbstub.packets`` logger (silent unless enabled).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+import trio
+
+from gdbstub.codec import NEED_DATA, Connection, Interrupt, Packet
+from gdbstub.engine import Engine
+from gdbstub.errors import BadRequest, RemoteProtocolError
+from gdbstub.replies import ERROR
+from gdbstub.requests import Request, Resume, Run, parse_request
+from gdbstub.session import Reply, Session
+from gdbstub.target import Target
+
+log = logging.getLogger(__name__)
+packet_log = logging.getLogger("gdbstub.packets")
+
+REFUSAL = b"E.another gdb is already connected to this replay"
+REFUSAL_TIMEOUT = 10.0
+RECEIVE_SIZE = 65536
+
+
+class TaskStatus(Protocol):
+    """What ``nursery.start`` passes as ``task_status`` (trio 0.22 exports no such type)."""
+
+    def started(self, value: int) -> None:
+        """Report that the task is ready, with a value for the starter."""
+
+
+class GdbServer:
+    """Accepts gdb connections for one target, one at a time."""
+
+    def __init__(self, target: Target, engine: Engine,
+                 session_factory: Callable[[Target], Session] = Session) -> None:
+        self._target = target
+        self._engine = engine
+        self._session_factory = session_factory
+        self._busy = False
+
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one accepted connection (the handler for ``trio.serve_listeners``)."""
+        if self._busy:
+            await refuse(stream)
+            return
+        self._busy = True
+        try:
+            session = self._session_factory(self._target)
+            await GdbConnection(stream, session, self._engine).run()
+        finally:
+            self._busy = False
+
+
+async def serve(target: Target, engine: Engine, *, host: str = "127.0.0.1", port: int = 0,
+                task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    """Listen on ``host:port`` (0: any free port) and serve gdb until cancelled.
+
+    Use ``port = await nursery.start(serve, target, engine)``: the bound port is reported
+    through ``task_status`` once the socket is listening.
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound: int = listeners[0].socket.getsockname()[1]
+    log.info("listening for gdb on %s:%d", host, bound)
+    task_status.started(bound)
+    await trio.serve_listeners(GdbServer(target, engine).handle_stream, listeners)
+
+
+async def refuse(stream: trio.abc.Stream) -> None:
+    """Answer a surplus client's first packet with REFUSAL, then hang up.
+
+    After the reply the stream is half-closed and drained, so gdb reads the refusal and a clean
+    end of stream rather than a connection reset.
+    """
+    log.warning("refusing a second gdb connection: one is already attached")
+    codec = Connection()
+    with trio.move_on_after(REFUSAL_TIMEOUT):
+        try:
+            while True:
+                data = await stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    break
+                codec.receive_data(data)
+                if _has_packet(codec):
+                    await stream.send_all(codec.data_to_send() + codec.send_packet(REFUSAL))
+                    if isinstance(stream, trio.abc.HalfCloseableStream):
+                        await stream.send_eof()
+                    while await stream.receive_some(RECEIVE_SIZE):
+                        pass
+                    break
+        except (trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
+            pass
+    await trio.aclose_forcefully(stream)
+
+
+def _has_packet(codec: Connection) -> bool:
+    """Consume buffered events; True once a whole packet has arrived."""
+    while (event := codec.next_event()) is not NEED_DATA:
+        if isinstance(event, Packet):
+            return True
+    return False
+
+
+class GdbConnection:
+    """One attached gdb: the reader and dispatcher tasks around a codec and a session."""
+
+    def __init__(self, stream: trio.abc.Stream, session: Session, engine: Engine) -> None:
+        self._stream = stream
+        self._session = session
+        self._engine = engine
+        self._codec = Connection()
+        self._send_lock = trio.StrictFIFOLock()
+        self._queue_in, self._queue_out = trio.open_memory_channel[Request | BadRequest](
+            math.inf)
+        self._resume_outstanding = False
+
+    async def run(self) -> None:
+        """Serve until gdb disconnects, detaches, kills, or breaks the protocol."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_loop, nursery.cancel_scope)
+                await self._dispatch_loop()
+                nursery.cancel_scope.cancel()
+        finally:
+            if self._resume_outstanding:
+                log.info("gdb left during a resume; interrupting it")
+                self._session.request_interrupt()
+            with contextlib.suppress(RuntimeError):  # the engine is already closed
+                self._engine.submit(self._session.close)
+            await trio.aclose_forcefully(self._stream)
+        log.info("gdb connection closed")
+
+    async def _send(self, data: bytes) -> None:
+        if data:
+            async with self._send_lock:
+                await self._stream.send_all(data)
+
+    async def _read_loop(self, connection_scope: trio.CancelScope) -> None:
+        try:
+            while True:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    log.info("gdb closed the connection")
+                    break
+                self._codec.receive_data(data)
+                await self._process_events()
+        except RemoteProtocolError as exc:
+            log.warning("closing the gdb connection: %s", exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.info("gdb connection lost: %s", exc)
+        connection_scope.cancel()
+
+    async def _process_events(self) -> None:
+        while True:
+            event = self._codec.next_event()
+            await self._send(self._codec.data_to_send())
+            if event is NEED_DATA:
+                return
+            if isinstance(event, Interrupt):
+                self._on_interrupt()
+            elif isinstance(event, Packet):
+                packet_log.debug("<- %r", event.payload)
+                self._queue_in.send_nowait(self._parse(event.payload))
+
+    def _parse(self, payload: bytes) -> Request | BadRequest:
+        try:
+            request = parse_request(payload)
+        except BadRequest as exc:
+            log.info("%s", exc)
+            return exc
+        if isinstance(request, (Resume, Run)):
+            self._resume_outstanding = True
+        return request
+
+    def _on_interrupt(self) -> None:
+        packet_log.debug("<- ^C")
+        if self._resume_outstanding:
+            self._session.request_interrupt()
+        else:
+            log.info("ignoring Ctrl-C: nothing is running")
+
+    async def _dispatch_loop(self) -> None:
+        """Answer requests in order until one ends the session or gdb goes away."""
+        async for item in self._queue_out:
+            reply = await self._handle(item)
+            try:
+                for payload in reply.packets:
+                    packet_log.debug("-> %r", payload)
+                    await self._send(self._codec.send_packet(payload))
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                log.info("gdb connection lost while replying: %s", exc)
+                return
+            if reply.no_ack_after:
+                self._codec.enter_no_ack_mode()
+            if reply.close_after:
+                return
+
+    async def _handle(self, item: Request | BadRequest) -> Reply:
+        if isinstance(item, BadRequest):
+            return Reply.of(ERROR)
+        try:
+            reply = await self._engine.call(self._session.handle, item)
+        except Exception:
+            log.exception("internal error while handling %r", item)
+            reply = Reply.of(ERROR)
+        if isinstance(item, (Resume, Run)):
+            # Not in a finally: if we are cancelled mid-resume, run() must still see it.
+            self._resume_outstanding = False
+            self._session.discard_interrupt()
+        return reply
