@@ -11,7 +11,9 @@ Policies worth knowing:
 - The replay is read-only: ``G``, ``P``, ``M``, ``X`` are refused with ``E01`` (an empty
   ``X`` probe is accepted so gdb keeps using binary downloads for reads it never does).
 - Target errors become ``E01``, ``Unsupported`` becomes the empty reply; the session survives
-  both. A failing resume also prints the error on gdb's console (``O`` packets).
+  both. A failing resume also prints the error on gdb's console (``O`` packets), and so does
+  a failing ``monitor`` command, which then answers ``OK`` (gdb 13 would otherwise print only
+  "Protocol error with Rcmd").
 - Stop replies report breakpoints as ``swbreak``/``hwbreak`` only if gdb offered them, and
   history ends as ``replaylog:begin``/``replaylog:end``.
 - Ctrl-C: ``request_interrupt`` forwards to ``Target.interrupt`` while ``resume`` runs; if
@@ -149,8 +151,6 @@ class Session:
     def handle(self, request: Request) -> Reply:
         """The reply to one request. Raises only for bugs (in the stub or the target)."""
         try:
-            if self._last_stop is None:
-                self._last_stop = self._target.current_stop()
             return self._dispatch(request)
         except Unsupported as exc:
             log.debug("%s: unsupported by the target: %s", type(request).__name__, exc)
@@ -253,7 +253,9 @@ class Session:
     # -- threads -------------------------------------------------------------------------
 
     def _stop(self) -> Stop:
-        assert self._last_stop is not None, "handle() sets it first"
+        """The last stop reported (on first use: where the target is when gdb connects)."""
+        if self._last_stop is None:
+            self._last_stop = self._target.current_stop()
         return self._last_stop
 
     def _resolve(self, thread: ThreadId) -> ThreadId:

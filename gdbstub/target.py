@@ -86,12 +86,17 @@ class ResumeCommand:
     """One resume, in either direction, with everything it must watch for.
 
     ``thread`` is the thread gdb is stepping or continuing; other threads run as recorded (a
-    replay cannot hold them back). ``step_range`` is set for RANGE_STEP: keep stepping
-    ``thread`` while ``start <= pc < end``, and stop with ``StopKind.STEPPED`` when it leaves.
-    ``breakpoints`` are code addresses (software and hardware alike) and ``watchpoints`` data
-    ranges, both valid only for this call. ``signal`` (forward only) is the Linux signal gdb
-    asks to deliver, 0 for none; a replay may ignore it. ``pass_signals`` are Linux signals
-    gdb does not want to stop for (QPassSignals): the target may run through them silently.
+    replay cannot hold them back). STEP executes one instruction of ``thread`` (backwards: un-
+    executes the last one). RANGE_STEP (forward only) keeps stepping ``thread`` while
+    ``start <= pc < end`` of ``step_range`` and stops with ``StopKind.STEPPED`` when it leaves.
+    CONTINUE runs until something below stops it, or to an end of history.
+
+    Any resume ends early on arriving at one of ``breakpoints`` (code addresses, software and
+    hardware alike), on an access to one of ``watchpoints``, or on a signal; both sets are
+    valid only for this call. ``signal`` (forward only) is the Linux signal gdb asks to
+    deliver, 0 for none; a replay may ignore it. ``pass_signals`` are Linux signals gdb does
+    not want to stop for (QPassSignals): the target may run through them silently. gdb sends
+    backwards only STEP and CONTINUE, never with a signal.
     """
 
     action: Action
