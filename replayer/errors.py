@@ -18,3 +18,13 @@ class ReplayDivergence(ReliveError):
 
 class ReplayError(ReliveError):
     """The replay could not be set up (missing file copy, failed rebuild, ...)."""
+
+
+class Paused(Exception):
+    """Raised by a session observer to stop replaying in the middle of an event (gdb wants
+    control: a breakpoint, a watchpoint, Ctrl-C); the event is replayed again on the next
+    step. Not an error: `reason` is whatever the observer needs to report."""
+
+    def __init__(self, reason: object) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import struct
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tracefile.reader import TraceReader
 from tracefile.records import Event, Kind
 
 from replayer import registers
-from replayer.errors import ReplayDivergence, ReplayError
+from replayer.errors import Paused, ReplayDivergence, ReplayError
 from replayer.rebuild import rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.syscalls import ProcessState, SyscallReplayer, args_of
@@ -32,6 +33,7 @@ from replayer.syscalls import ProcessState, SyscallReplayer, args_of
 log = logging.getLogger(__name__)
 
 OutputSink = Callable[[int, bytes], None]
+
 NR_EXECVE = 59
 
 
@@ -44,13 +46,24 @@ class ReplaySession:
         self.syscalls = SyscallReplayer(self.reader)
         self.signals = SignalReplayer(self)
         self._events: Iterator[Event] = self.reader.events()
-        self.next_event: Event | None = next(self._events, None)
+        self._ahead: deque[Event] = deque()
+        # Called with every stop the tracee reaches while running program code; it may raise
+        # Paused (a breakpoint, a watchpoint, Ctrl-C) to abandon the current event, which
+        # is then replayed again on the next step. The gdb target installs it.
+        self.observer: Callable[[Stop], None] | None = None
+        # How the tracee runs between events: SYSEMU, or SYSEMU_SINGLESTEP to stop after
+        # every instruction.
+        self.run_request = api.Req.SYSEMU
         self.task: Task | None = None
         self.proc: ProcessState | None = None
         self.finished = False
         self.exit_status: int | None = None
-        # True while the task sits at a syscall-entry stop whose event is not yet replayed.
-        self._at_entry = False
+        self.position = 0  # seq of the next event to replay
+        # The SIGNAL event whose delivery point is reached but not yet delivered.
+        self.signal_ready: int | None = None
+        # Whether to pause before delivering a signal (gdb shows "received signal").
+        self.wants_signal_stop: Callable[[int], bool] = lambda sig: False
+        self.running = False  # True while waiting for the running tracee
         # Set once the task was let go to exit (exit_group in place, a fatal signal).
         self.dying = False
         if self.next_event is None or self.next_event.kind != Kind.EXEC:
@@ -61,14 +74,33 @@ class ReplaySession:
         while not self.finished:
             self.step()
 
+    @property
+    def next_event(self) -> Event | None:
+        return self.peek(0)
+
+    def peek(self, n: int) -> Event | None:
+        """The n-th event after the current position (0 = the next one to replay)."""
+        while len(self._ahead) <= n:
+            ev = next(self._events, None)
+            if ev is None:
+                return None
+            self._ahead.append(ev)
+        return self._ahead[n]
+
     def step(self) -> Event | None:
-        """Replay the next event; None once the trace is exhausted."""
+        """Replay the next event; None once the trace is exhausted. If the observer pauses
+        the run (Paused), the event stays next and is replayed again later."""
         ev = self.next_event
         if ev is None:
             self.finished = True
             return None
-        self.next_event = next(self._events, None)
-        self.replay_event(ev)
+        self._ahead.popleft()
+        try:
+            self.replay_event(ev)
+        except Paused:
+            self._ahead.appendleft(ev)
+            raise
+        self.position = ev.seq + 1
         return ev
 
     def close(self) -> None:
@@ -100,11 +132,19 @@ class ReplaySession:
 
     def resume_until_stop(self, ev: Event) -> Stop:
         """Run the task (SYSEMU) to its next stop; exits and deaths end the session."""
-        task = self._task(ev)
-        if self._at_entry:
-            return SyscallStop(task.tid)
-        task.resume(api.Req.SYSEMU)
-        return task.wait()
+        return self.run_once(self._task(ev))
+
+    def run_once(self, task: Task, request: api.Req | None = None) -> Stop:
+        """Let the program run to its next stop, showing the stop to the observer."""
+        task.resume(request or self.run_request)
+        self.running = True
+        try:
+            stop = task.wait()
+        finally:
+            self.running = False
+        if self.observer is not None:
+            self.observer(stop)
+        return stop
 
     def _task(self, ev: Event) -> Task:
         if self.task is None:
@@ -132,14 +172,12 @@ class ReplaySession:
             self.task.mem.reopen()
             self.task.invalidate_regs()
         self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
-        self._at_entry = False
 
     def _syscall(self, ev: Event) -> None:
         stop = self.resume_until_stop(ev)
         task = self._task(ev)
         if not isinstance(stop, SyscallStop):
             raise self.divergence(ev, f"expected syscall {name_of(ev.nr)}", stop)
-        self._at_entry = False
         if task.regs.orig_rax != ev.nr:
             raise self.divergence(ev, f"expected syscall {name_of(ev.nr)}, replay made "
                                       f"{name_of(task.regs.orig_rax)}",

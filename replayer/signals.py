@@ -18,6 +18,7 @@ from tracee.stops import SignalStop, SyscallStop
 from tracefile.records import Event
 
 from replayer import registers
+from replayer.errors import Paused
 from replayer.rebuild import write_memory
 
 if TYPE_CHECKING:
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DR7_ENABLE_0 = 1
+# Debug register 3 is relive's own (finding signal points); 0-2 serve gdb's watchpoints.
+MATCH_SLOT = 3
+DR7_MATCH_ENABLE = 1 << (2 * MATCH_SLOT)
 MAX_HITS = 10_000_000
 
 
@@ -34,6 +37,17 @@ class SignalReplayer:
         self.s = session
 
     def replay(self, ev: Event) -> None:
+        if self.s.signal_ready != ev.seq:
+            self._reach(ev)
+            self.s.check_regs(ev, f"delivery of {_name(ev.nr)}")
+            self.s.signal_ready = ev.seq
+            if self.s.wants_signal_stop(ev.nr):
+                raise Paused(("signal", ev))
+        self.s.signal_ready = None
+        self._deliver(ev)
+
+    def _reach(self, ev: Event) -> None:
+        """Bring the task to the recorded delivery point, at a signal-delivery-stop."""
         where = ev.info["where"]
         task = self.s._task(ev)
         sig = ev.nr
@@ -56,15 +70,14 @@ class SignalReplayer:
                 raise self.s.divergence(ev, f"expected signal {_name(sig)} to be delivered", stop)
         else:
             self._reach_user_point(ev)
-        self.s.check_regs(ev, f"delivery of {_name(sig)}")
-        self._deliver(ev)
 
     def _reach_user_point(self, ev: Event) -> None:
         """Stop at the recorded pc until registers and memory match the recording."""
         task = self.s._task(ev)
         rip = ev.info["rip"]
-        api.set_debugreg(task.tid, 0, rip)
-        api.set_debugreg(task.tid, 7, DR7_ENABLE_0)
+        api.set_debugreg(task.tid, MATCH_SLOT, rip)
+        dr7 = api.get_debugreg(task.tid, 7)
+        api.set_debugreg(task.tid, 7, dr7 | DR7_MATCH_ENABLE)
         started = last_note = time.monotonic()
         try:
             for hits in range(MAX_HITS):
@@ -74,8 +87,7 @@ class SignalReplayer:
                                 "times so far (%.0f s); a thread that spins without syscalls "
                                 "replays slowly without a hardware PMU", _name(ev.nr), rip,
                                 hits, last_note - started)
-                task.resume(api.Req.SYSEMU)
-                stop = task.wait()
+                stop = self.s.run_once(task, api.Req.SYSEMU)
                 if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
                         and task.regs.rip == rip):
                     raise self.s.divergence(
@@ -88,7 +100,7 @@ class SignalReplayer:
                 raise self.s.divergence(ev, f"gave up looking for the delivery point of "
                                             f"{_name(ev.nr)} after {MAX_HITS} hits")
         finally:
-            api.set_debugreg(task.tid, 7, 0)
+            api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) & ~DR7_MATCH_ENABLE)
         # We sit at the breakpoint's SIGTRAP stop; replace that trap with the signal.
         api.tgkill(task.pid, task.tid, ev.nr)
         task.resume(api.Req.SYSEMU)
