@@ -106,7 +106,7 @@ def libraries_svr4_xml(libraries: LibraryList) -> bytes:
     parts = [f'<library-list-svr4 version="1.0"{main}>']
     for lib in libraries.libraries:
         parts.append(f"<library name={quoteattr(lib.name)} lm=\"{lib.lm:#x}\""
-                     f" l_addr=\"{lib.l_addr:#x}\" l_ld=\"{lib.l_ld:#x}\"/>")
+                     f" l_addr=\"{lib.l_addr:#x}\" l_ld=\"{lib.l_ld:#x}\" lmid=\"0x0\"/>")
     parts.append("</library-list-svr4>")
     return "".join(parts).encode()
 

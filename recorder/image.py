@@ -50,19 +50,25 @@ def snapshot_image(task: Task, writer: TraceWriter, argv: list[str]
             source = f"/proc/{pid}/map_files/{m.start:x}-{m.end:x}"
             ident = file_identity(source)
             if ident is not None:
-                file_id = writer.add_file(source)
+                file_id = writer.add_file(source, name=_clean(m.path))
                 identities[file_id] = ident
         mapping = Mapping(start=m.start, end=m.end, prot=m.prot, shared=m.shared,
-                          offset=m.offset, path=m.path, file_id=file_id)
+                          offset=m.offset, path=_clean(m.path) if m.path else None,
+                          file_id=file_id)
         space.map(mapping)
         if file_id is None or m.prot & PROT_WRITE:
             data = task.mem.read_upto(m.start, m.size)
             if file_id is not None or data.strip(b"\0"):
                 writes.append(MemoryWrite(addr=m.start, data=data))
-    exe = os.readlink(f"/proc/{pid}/exe")
-    exe_id = writer.add_file(f"/proc/{pid}/exe")
+    exe = _clean(os.readlink(f"/proc/{pid}/exe"))
+    exe_id = writer.add_file(f"/proc/{pid}/exe", name=_clean(exe))
     info = {"maps": [mapping_info(m) for m in space], "exe": exe, "exe_id": exe_id,
             "auxv": auxv.hex(), "argv": argv}
     event = Event(seq=-1, tid=task.tid, kind=Kind.EXEC, regs=task.regs_bytes(),
                   writes=tuple(writes), info=info)
     return event, space, identities
+
+
+def _clean(path: str) -> str:
+    """A path as /proc shows it, without the kernel's " (deleted)" note."""
+    return path[:-len(" (deleted)")] if path.endswith(" (deleted)") else path

@@ -114,9 +114,11 @@ class EffectRecorder:
             fd_path = f"/proc/{task.pid}/fd/{fd & 0xFFFFFFFF}"
             st = os.stat(fd_path)
             if stat.S_ISREG(st.st_mode):
-                file_id = self.writer.add_file(fd_path)
-                self.identities[file_id] = (st.st_dev, st.st_ino)
                 path = os.readlink(fd_path)
+                if path.endswith(" (deleted)"):
+                    path = path[:-len(" (deleted)")]
+                file_id = self.writer.add_file(fd_path, name=path)
+                self.identities[file_id] = (st.st_dev, st.st_ino)
             elif os.readlink(fd_path) != "/dev/zero":
                 raise UnsupportedError(f"mmap of {os.readlink(fd_path)} (not a regular file) "
                                        "is not supported by relive")

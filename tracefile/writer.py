@@ -110,8 +110,9 @@ class TraceWriter:
         self._last_commit = time.monotonic()
 
     # -- files ------------------------------------------------------------------------------
-    def add_file(self, path: str) -> str:
-        """Copy a mapped file into the trace (content-addressed); returns its id."""
+    def add_file(self, path: str, name: str | None = None) -> str:
+        """Copy a mapped file into the trace (content-addressed); returns its id. `path` is
+        where to read it (e.g. /proc/PID/map_files/...), `name` what the program called it."""
         st = os.stat(path)
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._file_cache.get(key)
@@ -130,8 +131,8 @@ class TraceWriter:
             tmp.unlink()
         else:
             tmp.rename(final)
-            self.db.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
-                            (file_id, path, st.st_size))
+        self.db.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
+                        (file_id, name or path, st.st_size))
         self._file_cache[key] = file_id
         return file_id
 

@@ -1,0 +1,56 @@
+"""`relive replay` with a debugger: serve the replay over the GDB remote protocol and, unless
+--port was given, start gdb connected to it.
+
+The replay target is created and used only on the engine thread (ptrace answers only the
+thread that attached); trio runs the server beside it.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from gdbstub.engine import Engine
+from gdbstub.server import serve
+from replayer.target import ReplayTarget
+
+
+def _emit(fd: int, data: bytes) -> None:
+    os.write(fd, data)
+
+
+def gdb_command(host: str, port: int) -> list[str]:
+    return ["gdb", "-q", "-ex", "set remotetimeout 600", "-ex", "set pagination off",
+            "-ex", f"target remote {host}:{port}"]
+
+
+def serve_replay(trace: Path, *, host: str = "127.0.0.1", port: int | None = None,
+                 pid: int | None = None) -> int:
+    with Engine() as engine:
+        target = engine.submit(partial(ReplayTarget, trace, output=_emit)).result()
+        try:
+            return trio.run(_main, target, engine, host, port)
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            engine.submit(target.close).result()
+
+
+async def _main(target: ReplayTarget, engine: Engine, host: str, port: int | None) -> int:
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(partial(serve, target, engine, host=host, port=port or 0))
+        connect = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        if port is not None:
+            cmd = " ".join(shlex.quote(a) for a in gdb_command(connect, bound))
+            print(f"relive: serving {target.trace} on {host}:{bound}\n"
+                  f"relive: connect with: {cmd}", file=sys.stderr, flush=True)
+            await trio.sleep_forever()
+        result = await trio.to_thread.run_sync(
+            lambda: subprocess.run(gdb_command(connect, bound)).returncode)
+        nursery.cancel_scope.cancel()
+    return int(result)

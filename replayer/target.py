@@ -1,0 +1,456 @@
+"""The replay as a gdb target: implements gdbstub's Target protocol on a ReplaySession.
+
+Forward execution runs the replay event by event with gdb's breakpoints armed (int3 written
+only while a resume runs), its watchpoints in debug registers 0-2, and an observer that turns
+the first breakpoint/watchpoint/step trap or Ctrl-C into a stop. The end of the trace is a stop
+(replaylog:end) with the process still alive, so it can be inspected; the process is never
+allowed to exit under gdb. Every method runs on the engine thread except `interrupt`.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import struct
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from gdbstub.errors import TargetError, Unsupported
+from gdbstub.target import (Action, Direction, FileStat, Library, LibraryList,
+                            ResumeCommand, Stop,
+                            StopKind, ThreadId, ThreadInfo, Watchpoint, WatchKind)
+from tracee import ptrace_api as api
+from tracee.stops import SignalStop, Stop as TraceeStop, SyscallStop
+from tracee.sysnums import name_of
+from tracefile.records import Event, Kind
+
+from replayer.errors import Paused
+from replayer.session import ReplaySession
+
+INT3 = b"\xcc"
+AT_PHDR, AT_PHNUM = 3, 5
+PT_DYNAMIC, PT_PHDR = 2, 6
+DT_NULL, DT_DEBUG = 0, 21
+# offsetof(struct link_map, l_tls_modid) in glibc 2.36 (Debian 12); it changes rarely.
+LINK_MAP_TLS_MODID = 1152
+TRAP_TRACE, TRAP_HWBKPT = 2, 4
+DR6, DR7 = 6, 7
+WATCH_SLOTS = 3  # debug registers 0-2; 3 is the replayer's own
+_RW = {WatchKind.WRITE: 0b01, WatchKind.READ: 0b11, WatchKind.ACCESS: 0b11}
+_LEN = {1: 0b00, 2: 0b01, 4: 0b11, 8: 0b10}
+KEEP_DR7 = 0xF << 28 | 0b11 << 6  # slot 3's enable and condition bits
+
+
+class ReplayTarget:
+    def __init__(self, trace: Path, output=None) -> None:  # type: ignore[no-untyped-def]
+        self.trace = Path(trace)
+        self.output = output
+        self._interrupt = False
+        self._start()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _start(self) -> None:
+        self.session = ReplaySession(self.trace, output=self.output)
+        self.session.step()  # the initial EXEC: the process now sits at its first instruction
+        self.exec_event: Event = self._initial_exec()
+        self.pid = self.exec_event.tid
+        self.tid = self.exec_event.tid
+        self._last: Stop = Stop(kind=StopKind.SIGNAL, thread=self._thread(), signal=5)
+        self._siginfo = b"\0" * api.SIGINFO_SIZE
+        self._files: dict[int, int] = {}
+        self._paths = self._trace_files()
+        self._parked = False  # stopped at the final exit syscall
+
+    def _initial_exec(self) -> Event:
+        r = self.session.reader
+        return next(ev for ev in r.events(0, 1))
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _thread(self) -> ThreadId:
+        return ThreadId(self.pid, self.tid)
+
+    @property
+    def task(self):  # type: ignore[no-untyped-def]
+        if self.session.task is None:
+            raise TargetError("the replayed process has ended")
+        return self.session.task
+
+    # -- inspection -------------------------------------------------------------------------
+    def current_stop(self) -> Stop:
+        return self._last
+
+    def threads(self) -> Sequence[ThreadInfo]:
+        name = os.path.basename(self.exec_event.info.get("exe", ""))[:15]
+        return [ThreadInfo(id=self._thread(), name=name)]
+
+    def registers(self, thread: ThreadId) -> Mapping[str, int]:
+        task = self.task
+        regs = task.regs
+        out = {name: getattr(regs, name) for name in (
+            "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
+            "r12", "r13", "r14", "r15", "rip", "eflags", "cs", "ss", "ds", "es", "fs", "gs",
+            "fs_base", "gs_base", "orig_rax")}
+        out.update(_fp_registers(api.get_fpregs(task.tid)))
+        return out
+
+    def read_memory(self, thread: ThreadId, addr: int, length: int) -> bytes:
+        return self.task.mem.read_upto(addr, length)
+
+    def siginfo(self, thread: ThreadId) -> bytes:
+        return self._siginfo
+
+    def auxv(self, pid: int) -> bytes:
+        return bytes.fromhex(self._current_exec().info["auxv"])
+
+    def exec_file(self, pid: int) -> str:
+        return str(self._current_exec().info["exe"])
+
+    def _current_exec(self) -> Event:
+        seq = self.session.position
+        last = self.exec_event
+        for ev in self.session.reader.events(0, seq):
+            if ev.kind == Kind.EXEC:
+                last = ev
+        return last
+
+    def libraries(self, pid: int) -> LibraryList:
+        """The loader's link_map list, found through the executable's DT_DEBUG entry."""
+        mem = self.task.mem
+        auxv = dict(struct.iter_unpack("<QQ", self.auxv(pid)))
+        phdr, phnum = auxv.get(AT_PHDR, 0), auxv.get(AT_PHNUM, 0)
+        headers = [struct.unpack_from("<IIQQQQQQ", mem.read(phdr + 56 * i, 56))
+                   for i in range(phnum)]
+        bias = next((phdr - h[3] for h in headers if h[0] == PT_PHDR), 0)
+        dynamic = next((bias + h[3] for h in headers if h[0] == PT_DYNAMIC), 0)
+        r_debug = 0
+        for off in range(0, 16 * 512, 16):
+            tag, value = struct.unpack("<QQ", mem.read(dynamic + off, 16))
+            if tag == DT_NULL:
+                break
+            if tag == DT_DEBUG:
+                r_debug = value
+        if not r_debug:
+            return LibraryList()
+        lm = mem.read_u64(r_debug + 8)
+        main_lm, libs = lm, []
+        for _ in range(4096):
+            if not lm:
+                break
+            l_addr, l_name, l_ld, l_next = struct.unpack("<QQQQ", mem.read(lm, 32))
+            name = mem.read_cstring(l_name).decode(errors="replace") if l_name else ""
+            if lm != main_lm and name:
+                libs.append(Library(name=name, lm=lm, l_addr=l_addr, l_ld=l_ld))
+            lm = l_next
+        return LibraryList(libraries=libs, main_lm=main_lm)
+
+    def tls_address(self, thread: ThreadId, offset: int, lm: int) -> int:
+        """Thread-local variable address: dtv[l_tls_modid].pointer + offset, the dtv being
+        the second word of the thread control block at fs_base (x86-64 TLS ABI)."""
+        mem = self.task.mem
+        modid = mem.read_u64(lm + LINK_MAP_TLS_MODID)
+        if not 0 < modid < 1 << 16:
+            raise TargetError(f"cannot find the TLS module of link_map {lm:#x} (this glibc's "
+                              "struct link_map layout is not known to relive)")
+        dtv = mem.read_u64(self.task.regs.fs_base + 8)
+        block = mem.read_u64(dtv + 16 * modid)
+        if block in (0, 0xFFFFFFFFFFFFFFFF):
+            raise TargetError("the thread's TLS block for that module is not allocated yet")
+        return block + offset
+
+    # -- files: only the trace's copies -----------------------------------------------------
+    def _trace_files(self) -> dict[str, Path]:
+        r = self.session.reader
+        paths = {orig: r.dir / "files" / fid for fid, orig in r.file_ids().items()}
+        for ev in r.events(0, 1):
+            paths[ev.info["exe"]] = r.file_path(ev.info["exe_id"])
+        return paths
+
+    def _copy_of(self, path: str) -> Path | None:
+        """The trace's copy of `path`: by exact name, by the name it resolves to here, or by a
+        unique file name (the loader is mapped as /usr/lib/... but named /lib64/...)."""
+        copy = self._paths.get(path) or self._paths.get(os.path.realpath(path))
+        if copy is None:
+            base = os.path.basename(path)
+            matches = {c for p, c in self._paths.items() if os.path.basename(p) == base}
+            copy = matches.pop() if len(matches) == 1 else None
+        return copy
+
+    def open_file(self, pid: int, path: str) -> int:
+        copy = self._copy_of(path)
+        if copy is None:
+            raise OSError(errno.ENOENT, f"{path} is not part of this trace")
+        fd = os.open(copy, os.O_RDONLY | os.O_CLOEXEC)
+        self._files[fd] = fd
+        return fd
+
+    def pread(self, handle: int, length: int, offset: int) -> bytes:
+        return os.pread(self._files[handle], length, offset)
+
+    def fstat(self, handle: int) -> FileStat:
+        return FileStat.from_os(os.fstat(self._files[handle]))
+
+    def close_file(self, handle: int) -> None:
+        os.close(self._files.pop(handle))
+
+    def readlink(self, pid: int, path: str) -> str:
+        raise OSError(errno.EINVAL, path)
+
+    # -- control ----------------------------------------------------------------------------
+    def kill(self, pid: int) -> None:
+        pass
+
+    def restart(self) -> Stop:
+        self.session.close()
+        self._start()
+        return self._last
+
+    def interrupt(self) -> None:
+        """From the server thread: set the flag; if the tracee is running, kick it with
+        SIGSTOP (cannot be blocked) so the engine's wait returns."""
+        self._interrupt = True
+        task = self.session.task
+        if task is not None and self.session.running:
+            try:
+                api.tgkill(task.pid, task.tid, signal.SIGSTOP)
+            except OSError:
+                pass
+
+    def monitor(self, command: str) -> str:
+        words = command.split()
+        if not words or words[0] == "help":
+            return ("relive monitor commands:\n"
+                    "  info   the trace, the current event and whether the trace is complete\n"
+                    "  when   the current event number\n")
+        if words[0] == "when":
+            return f"Current event: {self.session.position}\n"
+        if words[0] == "info":
+            r = self.session.reader
+            nxt = self.session.next_event
+            return (f"trace: {self.trace}\nprogram: {r.meta.get('program')}\n"
+                    f"events: {r.event_count} ({'complete' if r.complete else 'INCOMPLETE'})\n"
+                    f"current event: {self.session.position}"
+                    + (f" (next: {nxt.kind.name.lower()} "
+                       f"{name_of(nxt.nr) if nxt.kind == Kind.SYSCALL else ''})\n" if nxt
+                       else " (end of trace)\n"))
+        raise TargetError(f"unknown monitor command {words[0]!r}; try `monitor help`")
+
+    # -- resuming ---------------------------------------------------------------------------
+    def resume(self, command: ResumeCommand) -> Stop:
+        if command.direction is Direction.BACKWARD:
+            raise TargetError("reverse execution is not implemented yet")
+        try:
+            stop = self._forward(command)
+        finally:
+            self._interrupt = False
+        self._last = stop
+        return stop
+
+    def _forward(self, command: ResumeCommand) -> Stop:
+        s = self.session
+        task = self.task
+        pass_signals = command.pass_signals
+        s.wants_signal_stop = lambda sig: sig not in pass_signals
+        stepping = command.action in (Action.STEP, Action.RANGE_STEP)
+        start_pc = task.regs.rip
+        # Leave a breakpoint at the starting pc alone for the first instruction.
+        if not stepping and start_pc in command.breakpoints:
+            first = self._run(ResumeCommand(action=Action.STEP, direction=command.direction,
+                                            thread=command.thread,
+                                            watchpoints=command.watchpoints), step_once=True)
+            if first.kind is not StopKind.STEPPED:
+                return first
+        if command.action is Action.RANGE_STEP and command.step_range:
+            lo, hi = command.step_range
+            while True:
+                stop = self._run(command, step_once=True)
+                if stop.kind is not StopKind.STEPPED or not lo <= self.task.regs.rip < hi:
+                    return stop
+        return self._run(command, step_once=stepping)
+
+    def _run(self, command: ResumeCommand, step_once: bool) -> Stop:
+        """Replay events until a breakpoint, watchpoint, signal, end of trace, Ctrl-C, or
+        (step_once) one instruction."""
+        s = self.session
+        task = self.task
+        breakpoints = set(command.breakpoints)
+        saved = self._arm(task, breakpoints, command.watchpoints)
+        s.run_request = api.Req.SYSEMU_SINGLESTEP if step_once else api.Req.SYSEMU
+        s.observer = lambda stop: self._observe(stop, breakpoints, step_once)
+        try:
+            while True:
+                if self._interrupt:
+                    return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
+                if self._at_end():
+                    try:
+                        self._park_at_exit()
+                    except Paused as p:
+                        return self._paused(p.reason)
+                    return self._stop(StopKind.HISTORY_END)
+                try:
+                    ev = s.step()
+                except Paused as p:
+                    return self._paused(p.reason)
+                if ev is None:
+                    return self._stop(StopKind.HISTORY_END)
+                hit = self._kernel_write_hit(ev, command.watchpoints)
+                if hit is not None:
+                    return self._stop(StopKind.WATCHPOINT, watch=hit)
+                if step_once and self._completes_instruction(ev):
+                    return self._stop(StopKind.STEPPED)
+        finally:
+            s.observer = None
+            s.run_request = api.Req.SYSEMU
+            if s.task is not None:
+                self._disarm(s.task, saved)
+
+    @staticmethod
+    def _completes_instruction(ev: Event) -> bool:
+        """Events that finish the instruction being stepped (a syscall, an emulated rdtsc)."""
+        return ev.kind in (Kind.SYSCALL, Kind.RDTSC, Kind.SIGNAL)
+
+    def _at_end(self) -> bool:
+        """Stop before the process would end: the user can still look at it (and, later,
+        go back)."""
+        s = self.session
+        nxt = s.next_event
+        if nxt is None:
+            return True
+        if nxt.kind == Kind.EXIT:
+            return True
+        if nxt.kind == Kind.SYSCALL and name_of(nxt.nr) in ("exit", "exit_group"):
+            after = s.peek(1)
+            return after is None or after.kind == Kind.EXIT
+        if nxt.kind == Kind.SIGNAL and nxt.info.get("fatal") and s.signal_ready == nxt.seq:
+            return True
+        return False
+
+    def _park_at_exit(self) -> None:
+        """At the end of the trace, run the program up to its exit_group (the last code it
+        runs) and leave it stopped there, alive and inspectable."""
+        s = self.session
+        nxt = s.next_event
+        if self._parked or nxt is None or nxt.kind != Kind.SYSCALL:
+            return
+        stop = s.run_once(self.task, api.Req.SYSEMU)
+        if not isinstance(stop, SyscallStop) or self.task.regs.orig_rax != nxt.nr:
+            raise s.divergence(nxt, f"expected syscall {name_of(nxt.nr)}", stop)
+        self._parked = True
+
+    def _observe(self, stop: TraceeStop, breakpoints: set[int], step_once: bool) -> None:
+        """Called at every stop while the program runs: is it one gdb wants to see?"""
+        task = self.task
+        if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self._interrupt:
+            raise Paused(("interrupt",))
+        if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP):
+            return
+        dr6 = api.get_debugreg(task.tid, DR6)
+        if dr6 & 0b111:
+            api.set_debugreg(task.tid, DR6, 0)
+            slot = (dr6 & 0b111).bit_length() - 1
+            raise Paused(("watch", self._watch_slots[slot]))
+        if dr6 & 0b1000:
+            return  # the replayer's own signal-point breakpoint
+        rip = task.regs.rip
+        if rip - 1 in breakpoints and task.mem.read_upto(rip - 1, 1) == INT3:
+            task.set_reg("rip", rip - 1)
+            raise Paused(("breakpoint",))
+        code = struct.unpack_from("<i", api.get_siginfo(task.tid), 8)[0]
+        if step_once and code in (TRAP_TRACE, 0x80, 1):
+            raise Paused(("step",))
+
+    def _paused(self, reason: tuple) -> Stop:  # type: ignore[type-arg]
+        match reason:
+            case ("breakpoint",):
+                return self._stop(StopKind.BREAKPOINT)
+            case ("step",):
+                return self._stop(StopKind.STEPPED)
+            case ("watch", wp):
+                return self._stop(StopKind.WATCHPOINT, watch=wp)
+            case ("interrupt",):
+                return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
+            case ("signal", ev):
+                self._siginfo = bytes.fromhex(ev.info["siginfo"])
+                return self._stop(StopKind.SIGNAL, ev.nr)
+        raise TargetError(f"unexpected pause {reason!r}")
+
+    def _stop(self, kind: StopKind, sig: int = signal.SIGTRAP,
+              watch: Watchpoint | None = None) -> Stop:
+        if watch is not None:
+            return Stop(kind=kind, thread=self._thread(), signal=sig, watch_addr=watch.addr,
+                        watch_kind=watch.kind)
+        return Stop(kind=kind, thread=self._thread(), signal=sig)
+
+    # -- breakpoints and watchpoints --------------------------------------------------------
+    def _arm(self, task, breakpoints: set[int],  # type: ignore[no-untyped-def]
+             watchpoints: frozenset[Watchpoint]) -> dict[int, bytes]:
+        saved = {}
+        for addr in breakpoints:
+            orig = task.mem.read_upto(addr, 1)
+            if orig and task.mem.write(addr, INT3) == 1:
+                saved[addr] = orig
+        self._watch_slots: list[Watchpoint] = []
+        dr7 = api.get_debugreg(task.tid, DR7) & KEEP_DR7
+        for slot, wp in enumerate(sorted(watchpoints, key=lambda w: w.addr)[:WATCH_SLOTS]):
+            api.set_debugreg(task.tid, slot, wp.addr)
+            dr7 |= 1 << (2 * slot)
+            dr7 |= (_RW[wp.kind] | _LEN.get(wp.length, 0b11) << 2) << (16 + 4 * slot)
+            self._watch_slots.append(wp)
+        if watchpoints:
+            api.set_debugreg(task.tid, DR7, dr7)
+        return saved
+
+    def _disarm(self, task, saved: dict[int, bytes]) -> None:  # type: ignore[no-untyped-def]
+        for addr, orig in saved.items():
+            task.mem.write(addr, orig)
+        if self._watch_slots:
+            dr7 = api.get_debugreg(task.tid, DR7)
+            api.set_debugreg(task.tid, DR7, dr7 & KEEP_DR7)
+            self._watch_slots = []
+
+    @staticmethod
+    def _kernel_write_hit(ev: Event, watchpoints: frozenset[Watchpoint]) -> Watchpoint | None:
+        """A watched range that a syscall's recorded output (the kernel's write) touched."""
+        for wp in watchpoints:
+            if wp.kind is WatchKind.READ:
+                continue
+            for w in ev.writes:
+                if w.addr < wp.addr + wp.length and wp.addr < w.addr + len(w.data):
+                    return wp
+        return None
+
+
+def _fp_registers(fx: bytes) -> dict[str, int]:
+    """x87/SSE registers from the 512-byte FXSAVE image, named as gdb's target.xml."""
+    cwd, swd, ftw, fop, rip, rdp, mxcsr = struct.unpack_from("<HHHHQQI", fx, 0)
+    out = {"fctrl": cwd, "fstat": swd, "ftag": _full_tag(ftw, swd, fx), "fop": fop,
+           "fioff": rip & 0xFFFFFFFF, "fiseg": (rip >> 32) & 0xFFFF,
+           "fooff": rdp & 0xFFFFFFFF, "foseg": (rdp >> 32) & 0xFFFF, "mxcsr": mxcsr}
+    for i in range(8):
+        out[f"st{i}"] = int.from_bytes(fx[32 + 16 * i: 32 + 16 * i + 10], "little")
+    for i in range(16):
+        out[f"xmm{i}"] = int.from_bytes(fx[160 + 16 * i: 176 + 16 * i], "little")
+    return out
+
+
+def _full_tag(abridged: int, swd: int, fx: bytes) -> int:
+    """FXSAVE keeps one bit per register; gdb shows the full two-bit tag word."""
+    top = (swd >> 11) & 7
+    tag = 0
+    for phys in range(8):
+        if not abridged & (1 << phys):
+            t = 3  # empty
+        else:
+            st = (phys - top) & 7
+            raw = fx[32 + 16 * st: 42 + 16 * st]
+            exp = int.from_bytes(raw[8:10], "little") & 0x7FFF
+            mant = int.from_bytes(raw[:8], "little")
+            if exp == 0x7FFF:
+                t = 2
+            elif exp == 0:
+                t = 1 if mant == 0 else 2
+            else:
+                t = 0 if mant >> 63 else 2
+        tag |= t << (2 * phys)
+    return tag
