@@ -24,7 +24,7 @@ def diff(recorded: bytes, actual: bytes, skip: tuple[str, ...] = ()) -> dict[str
         if name in skip:
             continue
         a, b = want[name], got[name]
-        if name == "eflags":
+        if name in ("eflags", "r11"):  # r11 holds rflags after a syscall instruction
             a, b = a & ~EFLAGS_IGNORED, b & ~EFLAGS_IGNORED
         if a != b:
             out[name] = (a, b)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tracee import ptrace_api as api
 from tracee.remote import SYSCALL_INSN, put_data
+from tracee.fork import fork_tracee
 from tracee.spawn import spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
 from tracee.sysnums import name_of
@@ -104,14 +105,7 @@ class ReplaySession:
         return ev
 
     def close(self) -> None:
-        if self.task is not None:
-            try:
-                os.kill(self.task.pid, signal.SIGKILL)
-                os.waitpid(self.task.pid, api.WALL)
-            except OSError:
-                pass
-            self.task.mem.close()
-            self.task = None
+        self._kill_task()
         self.reader.close()
 
     # -- one event --------------------------------------------------------------------------
@@ -135,16 +129,56 @@ class ReplaySession:
         return self.run_once(self._task(ev))
 
     def run_once(self, task: Task, request: api.Req | None = None) -> Stop:
-        """Let the program run to its next stop, showing the stop to the observer."""
-        task.resume(request or self.run_request)
-        self.running = True
-        try:
-            stop = task.wait()
-        finally:
-            self.running = False
-        if self.observer is not None:
-            self.observer(stop)
-        return stop
+        """Let the program run to its next stop that matters to replay. The observer sees
+        every stop first: it may raise Paused, consume the stop (return None: keep running),
+        or hand back the stop (possibly another one) for replay to use."""
+        while True:
+            task.resume(request or self.run_request)
+            self.running = True
+            try:
+                stop = task.wait()
+            finally:
+                self.running = False
+            if self.observer is None:
+                return stop
+            seen = self.observer(stop)
+            if seen is not None:
+                return seen
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def snapshot(self) -> tuple[Task, int, ProcessState]:
+        """A stopped copy of the process at the current event boundary, with what replay
+        needs to continue from it."""
+        task = self._task_or_fail()
+        assert self.proc is not None
+        return fork_tracee(task), self.position, self.proc.copy()
+
+    def restore(self, stored: Task, position: int, proc: ProcessState) -> None:
+        """Continue from a snapshot: a fresh fork of the stored copy (which never runs)."""
+        self._kill_task()
+        self.task = fork_tracee(stored)
+        self.proc = proc.copy()
+        self.position = position
+        self._events = self.reader.events(position)
+        self._ahead.clear()
+        self.signal_ready = None
+        self.dying = False
+        self.finished = False
+
+    def _task_or_fail(self) -> Task:
+        if self.task is None:
+            raise ReplayError("no replayed process")
+        return self.task
+
+    def _kill_task(self) -> None:
+        if self.task is not None:
+            try:
+                os.kill(self.task.pid, signal.SIGKILL)
+                os.waitpid(self.task.pid, api.WALL)
+            except OSError:
+                pass
+            self.task.mem.close()
+            self.task = None
 
     def _task(self, ev: Event) -> Task:
         if self.task is None:
@@ -167,7 +201,7 @@ class ReplaySession:
         exe = self.reader.file_path(ev.info["exe_id"])
         if self.task is None:
             pid = spawn(str(exe), [str(exe)], {}, trap_tsc=True)
-            self.task = Task(pid, pid, Memory(pid))
+            self.task = Task(pid, pid, Memory(pid), drop_child_signals=True)
         else:
             self.task.mem.reopen()
             self.task.invalidate_regs()
@@ -284,14 +318,7 @@ class ReplaySession:
 
     def _gone(self, status: int) -> None:
         self.exit_status = status
-        if self.task is not None:
-            try:
-                os.kill(self.task.pid, signal.SIGKILL)
-                os.waitpid(self.task.pid, api.WALL)
-            except OSError:
-                pass
-            self.task.mem.close()
-        self.task = None
+        self._kill_task()
         self.finished = self.next_event is None
 
     def _emit_output(self, ev: Event) -> None:

@@ -50,6 +50,9 @@ class ProcessState:
     space: AddressSpace
     brk: int | None = None
 
+    def copy(self) -> ProcessState:
+        return ProcessState(space=self.space.copy(), brk=self.brk)
+
 
 class SyscallReplayer:
     def __init__(self, reader: TraceReader) -> None:

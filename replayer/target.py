@@ -12,6 +12,7 @@ import errno
 import os
 import signal
 import struct
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,19 +27,14 @@ from tracefile.records import Event, Kind
 
 from replayer.errors import Paused
 from replayer.session import ReplaySession
+from replayer.timeline import CHECKPOINT_INTERVAL, Now, Timeline
+from replayer.traps import Traps
 
-INT3 = b"\xcc"
 AT_PHDR, AT_PHNUM = 3, 5
 PT_DYNAMIC, PT_PHDR = 2, 6
 DT_NULL, DT_DEBUG = 0, 21
 # offsetof(struct link_map, l_tls_modid) in glibc 2.36 (Debian 12); it changes rarely.
 LINK_MAP_TLS_MODID = 1152
-TRAP_TRACE, TRAP_HWBKPT = 2, 4
-DR6, DR7 = 6, 7
-WATCH_SLOTS = 3  # debug registers 0-2; 3 is the replayer's own
-_RW = {WatchKind.WRITE: 0b01, WatchKind.READ: 0b11, WatchKind.ACCESS: 0b11}
-_LEN = {1: 0b00, 2: 0b01, 4: 0b11, 8: 0b10}
-KEEP_DR7 = 0xF << 28 | 0b11 << 6  # slot 3's enable and condition bits
 
 
 class ReplayTarget:
@@ -52,6 +48,8 @@ class ReplayTarget:
     def _start(self) -> None:
         self.session = ReplaySession(self.trace, output=self.output)
         self.session.step()  # the initial EXEC: the process now sits at its first instruction
+        self.timeline = Timeline(self.session)
+        self._where(True, 0)
         self.exec_event: Event = self._initial_exec()
         self.pid = self.exec_event.tid
         self.tid = self.exec_event.tid
@@ -66,6 +64,7 @@ class ReplayTarget:
         return next(ev for ev in r.events(0, 1))
 
     def close(self) -> None:
+        self.timeline.close()
         self.session.close()
 
     def _thread(self) -> ThreadId:
@@ -202,7 +201,7 @@ class ReplayTarget:
         pass
 
     def restart(self) -> Stop:
-        self.session.close()
+        self.close()
         self._start()
         return self._last
 
@@ -222,9 +221,31 @@ class ReplayTarget:
         if not words or words[0] == "help":
             return ("relive monitor commands:\n"
                     "  info   the trace, the current event and whether the trace is complete\n"
-                    "  when   the current event number\n")
+                    "  when   the current event number\n"
+                    "  goto N go to the state right after event N\n"
+                    "  checkpoint / info checkpoints\n")
         if words[0] == "when":
             return f"Current event: {self.session.position}\n"
+        if words[0] == "checkpoint":
+            if not self._boundary:
+                raise TargetError("checkpoints are taken at event boundaries; step to one "
+                                  "(`monitor goto N`) first")
+            self.timeline.take()
+            return f"Checkpoint at event {self.session.position}\n"
+        if words[:2] == ["info", "checkpoints"]:
+            cps = self.timeline.checkpoints
+            lines = [f"  event {cp.position}" for cp in cps]
+            return (f"{len(cps)} checkpoints, {self.timeline.memory_kib()} KiB private "
+                    "memory:\n" + "\n".join(lines) + "\n")
+        if words[0] == "goto" and len(words) == 2 and words[1].isdigit():
+            target = int(words[1])
+            if not 1 <= target <= self.session.reader.event_count:
+                raise TargetError(f"event {target} is outside the trace "
+                                  f"(1..{self.session.reader.event_count})")
+            self.timeline.seek(target)
+            self._parked = False
+            self._where(True, 0)
+            return f"At event {self.session.position}; use `flushregs` or `stepi` to refresh\n"
         if words[0] == "info":
             r = self.session.reader
             nxt = self.session.next_event
@@ -238,24 +259,56 @@ class ReplayTarget:
 
     # -- resuming ---------------------------------------------------------------------------
     def resume(self, command: ResumeCommand) -> Stop:
-        if command.direction is Direction.BACKWARD:
-            raise TargetError("reverse execution is not implemented yet")
         try:
-            stop = self._forward(command)
+            if command.direction is Direction.BACKWARD:
+                stop = self._backward(command)
+            else:
+                stop = self._forward(command)
         finally:
             self._interrupt = False
         self._last = stop
         return stop
 
+    def _where(self, boundary: bool, steps: int | None) -> None:
+        """Remember how the current state relates to the last event boundary (for reverse)."""
+        self._boundary, self._steps = boundary, steps
+
+    def _backward(self, command: ResumeCommand) -> Stop:
+        now = self.timeline.now(self._boundary, self._steps)
+        try:
+            return self._search_backward(command, now)
+        except Exception:
+            # Leave a consistent replay behind: the boundary before where the user was.
+            self.timeline.seek(max(1, now.position))
+            self._where(True, 0)
+            raise
+
+    def _search_backward(self, command: ResumeCommand, now: Now) -> Stop:
+        tl = self.timeline
+        self._parked = False
+        if command.action is Action.CONTINUE:
+            hit = tl.last_hit_before(now, command.breakpoints, command.watchpoints)
+            if hit is None:
+                tl.seek(1)
+                self._where(True, 0)
+                return self._stop(StopKind.HISTORY_BEGIN)
+            tl.goto_hit(hit, command.watchpoints)
+            self._where(False, None)
+            if hit.kind == "bp":
+                return self._stop(StopKind.BREAKPOINT)
+            return self._stop(StopKind.WATCHPOINT, watch=hit.wp)
+        landed, steps = tl.step_back(now)
+        self._where(landed != "mid", steps)
+        if landed == "begin":
+            return self._stop(StopKind.HISTORY_BEGIN)
+        return self._stop(StopKind.STEPPED)
+
     def _forward(self, command: ResumeCommand) -> Stop:
-        s = self.session
         task = self.task
-        pass_signals = command.pass_signals
-        s.wants_signal_stop = lambda sig: sig not in pass_signals
+        self.session.wants_signal_stop = lambda sig: sig not in command.pass_signals
         stepping = command.action in (Action.STEP, Action.RANGE_STEP)
-        start_pc = task.regs.rip
-        # Leave a breakpoint at the starting pc alone for the first instruction.
-        if not stepping and start_pc in command.breakpoints:
+        # A breakpoint at the starting pc does not trigger: step off it first.
+        if not stepping and task.regs.rip in command.breakpoints:
             first = self._run(ResumeCommand(action=Action.STEP, direction=command.direction,
                                             thread=command.thread,
                                             watchpoints=command.watchpoints), step_once=True)
@@ -273,11 +326,10 @@ class ReplayTarget:
         """Replay events until a breakpoint, watchpoint, signal, end of trace, Ctrl-C, or
         (step_once) one instruction."""
         s = self.session
-        task = self.task
         breakpoints = set(command.breakpoints)
-        saved = self._arm(task, breakpoints, command.watchpoints)
+        traps = Traps(self.task, breakpoints, command.watchpoints)
         s.run_request = api.Req.SYSEMU_SINGLESTEP if step_once else api.Req.SYSEMU
-        s.observer = lambda stop: self._observe(stop, breakpoints, step_once)
+        s.observer = lambda stop: self._observe(traps, stop, step_once)
         try:
             while True:
                 if self._interrupt:
@@ -287,6 +339,7 @@ class ReplayTarget:
                         self._park_at_exit()
                     except Paused as p:
                         return self._paused(p.reason)
+                    self._where(not self._parked, 0 if not self._parked else None)
                     return self._stop(StopKind.HISTORY_END)
                 try:
                     ev = s.step()
@@ -294,6 +347,11 @@ class ReplayTarget:
                     return self._paused(p.reason)
                 if ev is None:
                     return self._stop(StopKind.HISTORY_END)
+                self._where(True, 0)
+                if self.timeline_due():
+                    traps.disarm()
+                    self.timeline.take()
+                    traps = Traps(self.task, breakpoints, command.watchpoints)
                 hit = self._kernel_write_hit(ev, command.watchpoints)
                 if hit is not None:
                     return self._stop(StopKind.WATCHPOINT, watch=hit)
@@ -303,7 +361,10 @@ class ReplayTarget:
             s.observer = None
             s.run_request = api.Req.SYSEMU
             if s.task is not None:
-                self._disarm(s.task, saved)
+                traps.disarm()
+
+    def timeline_due(self) -> bool:
+        return time.monotonic() - self.timeline._last_time > CHECKPOINT_INTERVAL
 
     @staticmethod
     def _completes_instruction(ev: Event) -> bool:
@@ -338,33 +399,29 @@ class ReplayTarget:
             raise s.divergence(nxt, f"expected syscall {name_of(nxt.nr)}", stop)
         self._parked = True
 
-    def _observe(self, stop: TraceeStop, breakpoints: set[int], step_once: bool) -> None:
+    def _observe(self, traps: Traps, stop: TraceeStop, step_once: bool) -> TraceeStop:
         """Called at every stop while the program runs: is it one gdb wants to see?"""
-        task = self.task
         if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self._interrupt:
             raise Paused(("interrupt",))
-        if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP):
-            return
-        dr6 = api.get_debugreg(task.tid, DR6)
-        if dr6 & 0b111:
-            api.set_debugreg(task.tid, DR6, 0)
-            slot = (dr6 & 0b111).bit_length() - 1
-            raise Paused(("watch", self._watch_slots[slot]))
-        if dr6 & 0b1000:
-            return  # the replayer's own signal-point breakpoint
-        rip = task.regs.rip
-        if rip - 1 in breakpoints and task.mem.read_upto(rip - 1, 1) == INT3:
-            task.set_reg("rip", rip - 1)
+        trap = traps.classify(stop)
+        if trap is None or trap.kind in ("own", "other"):
+            return stop
+        if trap.kind == "watch":
+            raise Paused(("watch", trap.wp))
+        if trap.kind == "breakpoint":
             raise Paused(("breakpoint",))
-        code = struct.unpack_from("<i", api.get_siginfo(task.tid), 8)[0]
-        if step_once and code in (TRAP_TRACE, 0x80, 1):
+        if step_once:
             raise Paused(("step",))
+        return stop
 
     def _paused(self, reason: tuple) -> Stop:  # type: ignore[type-arg]
+        stepped_from = self._steps if not self._boundary else 0
+        self._where(False, None)
         match reason:
             case ("breakpoint",):
                 return self._stop(StopKind.BREAKPOINT)
             case ("step",):
+                self._where(False, None if stepped_from is None else stepped_from + 1)
                 return self._stop(StopKind.STEPPED)
             case ("watch", wp):
                 return self._stop(StopKind.WATCHPOINT, watch=wp)
@@ -381,33 +438,6 @@ class ReplayTarget:
             return Stop(kind=kind, thread=self._thread(), signal=sig, watch_addr=watch.addr,
                         watch_kind=watch.kind)
         return Stop(kind=kind, thread=self._thread(), signal=sig)
-
-    # -- breakpoints and watchpoints --------------------------------------------------------
-    def _arm(self, task, breakpoints: set[int],  # type: ignore[no-untyped-def]
-             watchpoints: frozenset[Watchpoint]) -> dict[int, bytes]:
-        saved = {}
-        for addr in breakpoints:
-            orig = task.mem.read_upto(addr, 1)
-            if orig and task.mem.write(addr, INT3) == 1:
-                saved[addr] = orig
-        self._watch_slots: list[Watchpoint] = []
-        dr7 = api.get_debugreg(task.tid, DR7) & KEEP_DR7
-        for slot, wp in enumerate(sorted(watchpoints, key=lambda w: w.addr)[:WATCH_SLOTS]):
-            api.set_debugreg(task.tid, slot, wp.addr)
-            dr7 |= 1 << (2 * slot)
-            dr7 |= (_RW[wp.kind] | _LEN.get(wp.length, 0b11) << 2) << (16 + 4 * slot)
-            self._watch_slots.append(wp)
-        if watchpoints:
-            api.set_debugreg(task.tid, DR7, dr7)
-        return saved
-
-    def _disarm(self, task, saved: dict[int, bytes]) -> None:  # type: ignore[no-untyped-def]
-        for addr, orig in saved.items():
-            task.mem.write(addr, orig)
-        if self._watch_slots:
-            dr7 = api.get_debugreg(task.tid, DR7)
-            api.set_debugreg(task.tid, DR7, dr7 & KEEP_DR7)
-            self._watch_slots = []
 
     @staticmethod
     def _kernel_write_hit(ev: Event, watchpoints: frozenset[Watchpoint]) -> Watchpoint | None:

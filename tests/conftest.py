@@ -66,3 +66,50 @@ def trace_root(tmp_path, monkeypatch):
 def relive():
     """The run_relive helper, for tests that prefer a fixture to an import."""
     return run_relive
+
+
+# -- helpers for the record/replay tests (import them: ``from conftest import ...``) ----------
+
+def strip_relive(stderr):
+    """stderr without relive's own ``relive: ...`` lines (what remains is the program's)."""
+    return b"".join(line for line in stderr.splitlines(keepends=True)
+                    if not line.startswith(b"relive:"))
+
+
+def shell_status(returncode):
+    """A subprocess return code as a shell reports it: 128+N for death by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def run_native(argv, **kw):
+    """Run a program directly (no relive), stdin from /dev/null, output captured."""
+    kw.setdefault("capture_output", True)
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    kw.setdefault("timeout", 120)
+    return subprocess.run([str(a) for a in argv], check=False, **kw)
+
+
+def record(trace, *argv, **kw):
+    """``relive record -o TRACE ARGV...`` with stdin from /dev/null."""
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    return run_relive("record", "-o", trace, *argv, **kw)
+
+
+def replay(trace, **kw):
+    """``relive replay --autopilot TRACE``."""
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    return run_relive("replay", "--autopilot", trace, **kw)
+
+
+def describe(proc):
+    """A failing subprocess, for assertion messages."""
+    return (f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]!r}\n"
+            f"--- stderr ---\n{proc.stderr[-3000:]!r}")
+
+
+def assert_faithful(rec, rep):
+    """The replay re-emitted exactly what the recording printed and exited 0."""
+    assert rep.returncode == 0, describe(rep)
+    assert b"Traceback" not in rep.stderr, describe(rep)
+    assert rep.stdout == rec.stdout, describe(rep)
+    assert strip_relive(rep.stderr) == strip_relive(rec.stderr), describe(rep)

@@ -20,7 +20,7 @@ def fork_tracee(task: Task) -> Task:
     """A stopped copy of `task`'s process at the same point (same registers and memory)."""
     saved = task.regs_bytes()
     child = 0
-    for _ in range(4):
+    for _ in range(16):
         regs = task.regs
         if regs.rip != SYSCALL_INSN + 2 or not child:
             if regs.rip != SYSCALL_INSN:
@@ -36,6 +36,8 @@ def fork_tracee(task: Task) -> Task:
             if task.regs.rip == SYSCALL_INSN + 2 and child:
                 break
             continue
+        if isinstance(stop, SignalStop):
+            continue  # e.g. SIGCHLD from an earlier copy's death: dropped, step again
         raise InjectionError(f"fork of {task.tid} stopped unexpectedly: {stop}")
     else:
         raise InjectionError(f"fork of {task.tid} did not complete")
@@ -46,7 +48,7 @@ def fork_tracee(task: Task) -> Task:
         st = decode(child, api.wait_task(child))
         if isinstance(st, (EventStop, SignalStop)):
             break
-    copy = Task(child, child, Memory(child))
+    copy = Task(child, child, Memory(child), drop_child_signals=True)
     copy.set_regs_from(saved)
     copy.flush_regs()
     return copy

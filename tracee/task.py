@@ -8,10 +8,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 import struct
 
 from tracee import ptrace_api as api
-from tracee.stops import Stop, decode
+from tracee.stops import SignalStop, Stop, decode
 
 
 class MemoryAccessError(OSError):
@@ -96,13 +97,23 @@ class Memory:
         return out
 
 
+def _from_kernel(tid: int) -> bool:
+    """The pending signal's si_code says the kernel sent it (a child changed state)."""
+    return int.from_bytes(api.get_siginfo(tid)[8:12], "little", signed=True) > 0
+
+
 class Task:
     """A stopped-or-running thread. Registers are fetched once per stop and cached."""
 
-    def __init__(self, tid: int, pid: int, memory: Memory) -> None:
+    def __init__(self, tid: int, pid: int, memory: Memory, *,
+                 drop_child_signals: bool = False) -> None:
         self.tid = tid
         self.pid = pid
         self.mem = memory
+        # Replay's own forks (checkpoints) send SIGCHLD to their parent when discarded; a
+        # replayed task never has real children, so those kernel SIGCHLDs are dropped.
+        self.drop_child_signals = drop_child_signals
+        self._last_request = api.Req.CONT
         self._regs = api.UserRegs()
         self._regs_valid = False
         self._regs_dirty = False
@@ -140,12 +151,17 @@ class Task:
     def resume(self, request: api.Req, sig: int = 0) -> None:
         self.flush_regs()
         self._regs_valid = False
+        self._last_request = request
         api.ptrace(request, self.tid, 0, sig)
 
     def wait(self) -> Stop:
         """Wait for this task's next stop (use only when no other task can report first)."""
-        status = api.wait_task(self.tid)
-        return decode(self.tid, status)
+        while True:
+            stop = decode(self.tid, api.wait_task(self.tid))
+            if not (self.drop_child_signals and isinstance(stop, SignalStop)
+                    and stop.signal == signal.SIGCHLD and _from_kernel(self.tid)):
+                return stop
+            api.ptrace(self._last_request, self.tid, 0, 0)
 
     def step(self, sig: int = 0) -> Stop:
         self.resume(api.Req.SINGLESTEP, sig)

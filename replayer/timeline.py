@@ -1,0 +1,377 @@
+"""Reverse execution by re-execution: checkpoints, positions, backward searches.
+
+A position is (events replayed, instructions executed since that event boundary). Without a
+PMU the instruction count is not known for free: a position reached by a breakpoint is
+identified by its registers (and, when those match, a digest of writable memory), and its
+count is found only if needed, by single-stepping from the boundary.
+
+- Checkpoints are forks of the replayed process taken at event boundaries (at start and every
+  CHECKPOINT_INTERVAL of replay), thinned to MAX_CHECKPOINTS; a stored one never runs, it is
+  forked again to be used.
+- reverse-continue = forward passes from the checkpoint before "now" with the breakpoints and
+  watchpoints armed, remembering the last hit before now; none -> an earlier checkpoint; none
+  at all -> the start of history. Then go to that hit.
+- reverse-stepi = the state one instruction earlier: at an event boundary, the instruction that
+  caused the event (a syscall is shown before it runs); inside a stretch, the same stretch
+  stepped one instruction less (mid-stretch forks every STEP_CACHE steps keep this cheap).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from gdbstub.target import Watchpoint, WatchKind
+from tracee import ptrace_api as api
+from tracee.digest import memory_digest
+from tracee.stops import SignalStop, Stop, SyscallStop
+from tracee.task import Task
+from tracefile.records import Event, Kind
+
+from replayer import registers
+from replayer.errors import Paused, ReplayError
+from replayer.session import ReplaySession
+from replayer.syscalls import ProcessState
+from replayer.traps import Traps
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL = 0.25
+MAX_CHECKPOINTS = 48
+STEP_CACHE = 512
+MAX_STEPS = 2_000_000
+
+
+@dataclass
+class Checkpoint:
+    position: int
+    task: Task
+    proc: ProcessState
+    steps: int = 0  # instructions after the boundary (mid-stretch snapshots)
+
+
+@dataclass
+class Now:
+    """Where the user is: enough to recognise this state again in a forward pass."""
+    position: int
+    regs: bytes
+    boundary: bool
+    steps: int | None = None
+    digest: str | None = None
+
+    @property
+    def pc(self) -> int:
+        return registers.unpack(self.regs)["rip"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A breakpoint arrival (kind 'bp': count-th arrival at pc in the stretch after
+    `position`), a watchpoint trap ('watch': the count-th in that stretch), or a syscall
+    whose recorded output touched a watched range ('kernel': before event `position`)."""
+    kind: str
+    position: int
+    pc: int = 0
+    count: int = 0
+    wp: Watchpoint | None = None
+
+
+@dataclass
+class StepCache:
+    """Mid-stretch forks for one stretch, so repeated reverse-stepi stays cheap."""
+    position: int
+    forks: dict[int, Checkpoint] = field(default_factory=dict)
+
+
+class Timeline:
+    def __init__(self, session: ReplaySession) -> None:
+        self.s = session
+        self.checkpoints: list[Checkpoint] = []
+        self._last_time = time.monotonic()
+        self._steps: StepCache | None = None
+        self.take()
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def take(self) -> None:
+        if any(cp.position == self.s.position for cp in self.checkpoints):
+            return
+        task, position, proc = self.s.snapshot()
+        self.checkpoints.append(Checkpoint(position, task, proc))
+        self.checkpoints.sort(key=lambda cp: cp.position)
+        self._last_time = time.monotonic()
+        self._thin()
+
+    def maybe_take(self) -> None:
+        if time.monotonic() - self._last_time > CHECKPOINT_INTERVAL:
+            self.take()
+
+    def _thin(self) -> None:
+        """Keep the first and last; drop the checkpoint closest to its predecessor, so
+        their number grows slowly and they stay spread over the trace."""
+        while len(self.checkpoints) > MAX_CHECKPOINTS:
+            gaps = [(self.checkpoints[i].position - self.checkpoints[i - 1].position, i)
+                    for i in range(1, len(self.checkpoints) - 1)]
+            _, i = min(gaps)
+            _discard(self.checkpoints.pop(i).task)
+
+    def memory_kib(self) -> int:
+        """Private (copied) memory of all stored checkpoints, in KiB."""
+        total = 0
+        for cp in self.checkpoints:
+            try:
+                with open(f"/proc/{cp.task.pid}/smaps_rollup") as f:
+                    for line in f:
+                        if line.startswith(("Private_Dirty:", "Private_Clean:")):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def close(self) -> None:
+        for cp in self.checkpoints:
+            _discard(cp.task)
+        self.checkpoints.clear()
+        self._drop_step_cache()
+
+    # -- positioning ------------------------------------------------------------------------
+    def seek(self, position: int) -> None:
+        """Go to the event boundary `position` (events replayed)."""
+        cp = max((c for c in self.checkpoints if c.position <= position),
+                 key=lambda c: c.position)
+        self.s.restore(cp.task, cp.position, cp.proc)
+        while self.s.position < position:
+            if self.s.step() is None:
+                break
+
+    def now(self, boundary: bool, steps: int | None) -> Now:
+        task = self.s._task_or_fail()
+        return Now(self.s.position, task.regs_bytes(), boundary, steps)
+
+    def matches(self, now: Now) -> bool:
+        task = self.s._task_or_fail()
+        differ = registers.diff(now.regs, task.regs_bytes())
+        # Shown before a syscall instruction, a state carries the rcx/r11 the instruction
+        # will clobber as the kernel saw them: those two cannot tell states apart there.
+        if differ and not (set(differ) <= {"rcx", "r11"}
+                           and task.mem.read_upto(task.regs.rip, 2) == b"\x0f\x05"):
+            return False
+        if now.digest is None:
+            return True  # caller computed `now` from this very state
+        return memory_digest(task.pid, task.mem.read_upto) == now.digest
+
+    def fingerprint(self, now: Now) -> None:
+        task = self.s._task_or_fail()
+        if now.digest is None:
+            now.digest = memory_digest(task.pid, task.mem.read_upto)
+
+    # -- reverse-continue -------------------------------------------------------------------
+    def last_hit_before(self, now: Now, breakpoints: frozenset[int],
+                        watchpoints: frozenset[Watchpoint]) -> Hit | None:
+        """The last breakpoint/watchpoint hit strictly before `now`, searching back one
+        checkpoint at a time."""
+        self.fingerprint(now)
+        until = now
+        for cp in sorted((c for c in self.checkpoints if c.position <= now.position),
+                         key=lambda c: -c.position):
+            self.s.restore(cp.task, cp.position, cp.proc)
+            hits = self._pass(until, breakpoints, watchpoints)
+            log.debug("backward pass from checkpoint %d to %s: %d hits, last %s",
+                      cp.position, (until.position, until.steps), len(hits),
+                      hits[-1] if hits else None)
+            if hits:
+                return hits[-1]
+            until = Now(cp.position, b"", boundary=True)
+        return None
+
+    def _pass(self, until: Now, breakpoints: frozenset[int],
+              watchpoints: frozenset[Watchpoint]) -> list[Hit]:
+        """Replay forward to `until`, collecting every hit on the way."""
+        s = self.s
+        hits: list[Hit] = []
+        arrivals: Counter[tuple[int, int]] = Counter()
+        watch_traps: Counter[int] = Counter()
+        armed = set(breakpoints) | (set() if until.boundary else {until.pc})
+        traps = Traps(s._task_or_fail(), armed, watchpoints)
+
+        def observe(stop: Stop) -> Stop | None:
+            trap = traps.classify(stop)
+            if trap is None or trap.kind in ("own", "other", "step"):
+                return stop
+            if trap.kind == "watch":
+                watch_traps[s.position] += 1
+                hits.append(Hit("watch", s.position, count=watch_traps[s.position], wp=trap.wp))
+                return None
+            arrivals[(s.position, trap.pc)] += 1
+            if (not until.boundary and s.position == until.position and trap.pc == until.pc
+                    and self.matches(until)):
+                raise Paused("now")
+            if trap.pc in breakpoints:
+                hits.append(Hit("bp", s.position, trap.pc, arrivals[(s.position, trap.pc)]))
+            after = traps.step_over(trap.pc)
+            return None if _is_step(after) else after
+
+        s.observer = observe
+        try:
+            while not (until.boundary and s.position >= until.position):
+                try:
+                    ev = s.step()
+                except Paused:
+                    break
+                if ev is None:
+                    break
+                for wp in watchpoints:
+                    if wp.kind is not WatchKind.READ and _touches(ev, wp):
+                        hits.append(Hit("kernel", ev.seq, wp=wp))
+        finally:
+            s.observer = None
+            if s.task is not None:
+                traps.disarm()
+        return hits
+
+    def goto_hit(self, hit: Hit, watchpoints: frozenset[Watchpoint]) -> None:
+        """Position the replay at `hit`: at the breakpoint before its instruction runs, or,
+        for a watchpoint, before the instruction (or syscall) that wrote."""
+        if hit.kind == "kernel":
+            self.before_trigger(hit.position)
+            return
+        self.seek(hit.position)
+        s = self.s
+        count = 0
+        traps = Traps(s._task_or_fail(), {hit.pc} if hit.kind == "bp" else set(),
+                      watchpoints if hit.kind == "watch" else frozenset())
+
+        def observe(stop: Stop) -> Stop | None:
+            nonlocal count
+            trap = traps.classify(stop)
+            if trap is None or trap.kind in ("own", "other", "step"):
+                return stop
+            count += 1
+            if count == hit.count:
+                raise Paused("there")
+            if trap.kind == "watch":
+                return None
+            after = traps.step_over(trap.pc)
+            return None if _is_step(after) else after
+
+        s.observer = observe
+        try:
+            while True:
+                try:
+                    s.step()
+                except Paused:
+                    break
+                if s.position > hit.position:
+                    raise ReplayError(f"could not find hit {hit} again")
+        finally:
+            s.observer = None
+            if s.task is not None:
+                traps.disarm()
+        if hit.kind == "watch":
+            self.step_back(self.now(boundary=False, steps=None))
+
+    # -- reverse-stepi ----------------------------------------------------------------------
+    def before_trigger(self, seq: int) -> None:
+        """Position just before the instruction that caused event `seq` (a syscall is shown
+        at its `syscall` instruction, not yet run)."""
+        self.seek(seq)
+        s = self.s
+        ev = s.next_event
+        stop = s.run_once(s._task_or_fail(), api.Req.SYSEMU)
+        task = s._task_or_fail()
+        if isinstance(stop, SyscallStop):
+            task.set_reg("rip", task.regs.rip - 2)
+            task.set_reg("rax", task.regs.orig_rax)
+            task.set_reg("orig_rax", -1)
+            task.flush_regs()
+        elif not isinstance(stop, SignalStop) and ev is not None:
+            raise s.divergence(ev, "expected the event's trigger", stop)
+
+    def step_back(self, now: Now) -> tuple[str, int | None]:
+        """Go one instruction back from `now`. Returns where it landed: ('begin', 0) at the
+        start of history, ('boundary', 0), or ('mid', instructions since the boundary if
+        known)."""
+        if now.boundary or now.steps == 0:
+            return self._step_back_over_event(now.position)
+        steps = now.steps if now.steps is not None else self._count_steps(now)
+        self.goto_steps(now.position, steps - 1)
+        return ("boundary", 0) if steps - 1 == 0 else ("mid", steps - 1)
+
+    def _step_back_over_event(self, position: int) -> tuple[str, int | None]:
+        if position <= 1:
+            self.seek(1)
+            return "begin", 0
+        ev = self.s.reader.event(position - 1)
+        if ev.kind == Kind.SIGNAL and ev.info.get("where") != "sync":
+            self.seek(position - 1)  # before delivery, nothing ran in between
+            return "boundary", 0
+        if ev.kind == Kind.EXEC:
+            return self._step_back_over_event(position - 1)
+        self.before_trigger(ev.seq)
+        return "mid", None
+
+    def _count_steps(self, now: Now) -> int:
+        """Instructions from the boundary of `now.position` to `now`, by single-stepping."""
+        self.fingerprint(now)
+        self.seek(now.position)
+        task = self.s._task_or_fail()
+        for n in range(1, MAX_STEPS):
+            task.resume(api.Req.SYSEMU_SINGLESTEP)
+            stop = task.wait()
+            if not _is_step(stop):
+                break  # the stretch ended (a syscall, a fault) without meeting `now`
+            if self.matches(now):
+                return n
+        raise ReplayError("could not find the current position by single-stepping")
+
+    def goto_steps(self, position: int, steps: int) -> None:
+        """Go to `steps` instructions after the boundary `position`, via mid-stretch forks."""
+        cache = self._steps
+        if cache is None or cache.position != position:
+            self._drop_step_cache()
+            cache = self._steps = StepCache(position)
+        base = max((k for k in cache.forks if k <= steps), default=None)
+        if base is None:
+            self.seek(position)
+            done = 0
+        else:
+            cp = cache.forks[base]
+            self.s.restore(cp.task, cp.position, cp.proc)
+            done = base
+        task = self.s._task_or_fail()
+        while done < steps:
+            if done and done % STEP_CACHE == 0 and done not in cache.forks:
+                stored, pos, proc = self.s.snapshot()
+                cache.forks[done] = Checkpoint(pos, stored, proc, done)
+            task.resume(api.Req.SYSEMU_SINGLESTEP)
+            stop = task.wait()
+            if not (isinstance(stop, SignalStop) and _is_step(stop)):
+                raise ReplayError(f"single-stepping stretch {position} met {stop}")
+            done += 1
+
+    def _drop_step_cache(self) -> None:
+        if self._steps is not None:
+            for cp in self._steps.forks.values():
+                _discard(cp.task)
+            self._steps = None
+
+
+def _is_step(stop: Stop) -> bool:
+    import signal
+    return isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
+
+
+def _touches(ev: Event, wp: Watchpoint) -> bool:
+    return any(w.addr < wp.addr + wp.length and wp.addr < w.addr + len(w.data)
+               for w in ev.writes)
+
+
+def _discard(task: Task) -> None:
+    import os
+    import signal
+    try:
+        os.kill(task.pid, signal.SIGKILL)
+        os.waitpid(task.pid, api.WALL)
+    except OSError:
+        pass
+    task.mem.close()

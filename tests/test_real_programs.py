@@ -1,0 +1,150 @@
+"""Record and replay ordinary installed programs (coreutils, python, gzip, sqlite3, perl): the
+replay re-emits what the recording printed, byte for byte, and exit statuses are preserved."""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+
+import pytest
+from conftest import assert_faithful, describe, record, replay, run_native, shell_status
+
+PYTHON = "/usr/bin/python3"  # not the `python3` on PATH, which may be a pyenv shim script
+
+
+def need(program):
+    path = program if "/" in program else shutil.which(program)
+    if not path or not os.access(path, os.X_OK):
+        pytest.skip(f"{program} is not installed")
+    return path
+
+
+def record_and_replay(tmp_path, *argv, name="trace", **kw):
+    rec = record(tmp_path / name, *argv, **kw)
+    assert b"Traceback" not in rec.stderr, describe(rec)
+    assert rec.returncode != 125, describe(rec)
+    rep = replay(tmp_path / name)
+    assert_faithful(rec, rep)
+    return rec, rep
+
+
+def test_ls_la(tmp_path):
+    ls = need("ls")
+    rec, _ = record_and_replay(tmp_path, ls, "-la", "/usr/lib")
+    assert rec.returncode == 0
+    assert rec.stdout.startswith(b"total ")
+    assert rec.stdout == run_native([ls, "-la", "/usr/lib"]).stdout
+
+
+PY_NONDET = "import time, random, os; print(time.time(), random.random(), os.urandom(8).hex())"
+
+
+def test_python_time_random_urandom(tmp_path):
+    python = need(PYTHON)
+    rec1, rep1 = record_and_replay(tmp_path, python, "-c", PY_NONDET, name="t1")
+    rec2, _ = record_and_replay(tmp_path, python, "-c", PY_NONDET, name="t2")
+    assert rec1.returncode == rec2.returncode == 0
+    assert len(rec1.stdout.split()) == 3
+    assert rec1.stdout != rec2.stdout  # the values are live, so the comparison means something
+    assert rep1.stdout != rec2.stdout
+
+
+def test_sort_random_sort(tmp_path):
+    sort = need("sort")
+    numbers = tmp_path / "numbers"
+    numbers.write_text("".join(f"{i}\n" for i in range(300)))
+    rec1, _ = record_and_replay(tmp_path, sort, "--random-sort", numbers, name="t1")
+    rec2, _ = record_and_replay(tmp_path, sort, "--random-sort", numbers, name="t2")
+    assert rec1.returncode == 0
+    assert sorted(rec1.stdout.split(), key=int) == [str(i).encode() for i in range(300)]
+    assert rec1.stdout != rec2.stdout
+
+
+def test_gzip_binary_stdout_and_input_changed_after_recording(tmp_path):
+    gz = need("gzip")
+    data = tmp_path / "data.txt"
+    original = b"".join(b"line %d of some compressible text\n" % i for i in range(4000))
+    data.write_bytes(original)
+    rec = record(tmp_path / "trace", gz, "-c", data)
+    assert rec.returncode == 0, describe(rec)
+    assert gzip.decompress(rec.stdout) == original
+    data.write_bytes(b"something else entirely\n")  # replay must not read the file again
+    rep = replay(tmp_path / "trace")
+    assert_faithful(rec, rep)
+    assert gzip.decompress(rep.stdout) == original
+
+
+def test_cat_of_a_file_changed_after_recording(tmp_path):
+    cat = need("cat")
+    data = tmp_path / "data.txt"
+    data.write_text("recorded contents\n")
+    rec = record(tmp_path / "trace", cat, data)
+    assert rec.stdout == b"recorded contents\n", describe(rec)
+    data.write_text("changed!\n")
+    rep = replay(tmp_path / "trace")
+    assert_faithful(rec, rep)
+
+
+def test_sqlite3_random_and_now(tmp_path):
+    sqlite3 = need("sqlite3")
+    sql = "select random(), datetime('now');"
+    rec1, _ = record_and_replay(tmp_path, sqlite3, ":memory:", sql, name="t1")
+    rec2, _ = record_and_replay(tmp_path, sqlite3, ":memory:", sql, name="t2")
+    assert rec1.returncode == 0
+    assert rec1.stdout.count(b"|") == 1
+    assert rec1.stdout != rec2.stdout
+
+
+def test_perl_time_and_rand(tmp_path):
+    perl = need("perl")
+    script = 'print time, " ", rand(), "\\n"'
+    rec1, _ = record_and_replay(tmp_path, perl, "-e", script, name="t1")
+    rec2, _ = record_and_replay(tmp_path, perl, "-e", script, name="t2")
+    assert rec1.returncode == 0
+    assert len(rec1.stdout.split()) == 2
+    assert rec1.stdout != rec2.stdout
+
+
+@pytest.mark.parametrize("argv,status", [
+    ([PYTHON, "-c", "import sys; sys.exit(3)"], 3),
+    ([PYTHON, "-c", "import sys; print('to stderr', file=sys.stderr); sys.exit(42)"], 42),
+    ([PYTHON, "-c", "import os; os.abort()"], 128 + signal.SIGABRT),
+    (["sh", "-c", "echo before; kill -TERM $$"], 128 + signal.SIGTERM),
+    (["false"], 1),
+], ids=["py-exit3", "py-stderr-exit42", "py-abort", "sh-sigterm", "false"])
+def test_exit_status_preserved(tmp_path, argv, status):
+    argv = [need(argv[0]), *argv[1:]]
+    assert shell_status(run_native(argv).returncode) == status
+    rec, _ = record_and_replay(tmp_path, *argv)
+    assert rec.returncode == status, describe(rec)
+
+
+def test_stdin_is_recorded_not_reread(tmp_path):
+    cat = need("cat")
+    rec = record(tmp_path / "trace", cat, stdin=None, input=b"typed into stdin\n" * 100)
+    assert rec.returncode == 0 and rec.stdout == b"typed into stdin\n" * 100, describe(rec)
+    rep = replay(tmp_path / "trace")  # stdin is /dev/null now
+    assert_faithful(rec, rep)
+
+
+# Bug: replay re-emits only write/writev calls made on fds 1 and 2 while they still refer to
+# the file relive's own stdout/stderr referred to (recorder/syscall_effects.py
+# _file_written). Output written any other way is silently missing from the replay, which
+# still exits 0.
+@pytest.mark.xfail(strict=True, reason="BUG: replay drops output written through a dup of "
+                   "stdout, via `>&2` in a shell, or with sendfile, and still exits 0")
+@pytest.mark.parametrize("argv", [
+    [PYTHON, "-c", "import os; os.write(os.dup(1), b'through a dup of stdout\\n')"],
+    ["sh", "-c", "echo to stderr >&2; echo to stdout"],
+    [PYTHON, "-c", ("import os, sys; f = os.open(sys.argv[1], os.O_RDONLY); "
+                    "os.sendfile(1, f, 0, 100)"), "{data}"],
+], ids=["dup-of-stdout", "shell-redirect-to-stderr", "sendfile-to-stdout"])
+def test_output_not_written_by_write_on_fd_1_or_2(tmp_path, argv):
+    data = tmp_path / "data.txt"
+    data.write_text("sent with sendfile\n")
+    argv = [need(argv[0]), *(str(data) if a == "{data}" else a for a in argv[1:])]
+    native = run_native(argv)
+    assert native.stdout or native.stderr
+    rec, _ = record_and_replay(tmp_path, *argv)
+    assert (rec.stdout, rec.stderr.startswith(native.stderr)) == (native.stdout, True)
