@@ -203,9 +203,11 @@ class Timeline:
                 hits.append(Hit("watch", s.position, count=watch_traps[s.position], wp=trap.wp))
                 return None
             arrivals[(s.position, trap.pc)] += 1
-            if (not until.boundary and s.position == until.position and trap.pc == until.pc
-                    and self.matches(until)):
-                raise Paused("now")
+            if not until.boundary and s.position == until.position and trap.pc == until.pc:
+                if self.matches(until):
+                    raise Paused("now")
+                log.debug("arrival at %#x does not match now: %s", trap.pc,
+                          registers.diff(until.regs, s._task_or_fail().regs_bytes()))
             if trap.pc in breakpoints:
                 hits.append(Hit("bp", s.position, trap.pc, arrivals[(s.position, trap.pc)]))
             after = traps.step_over(trap.pc)

@@ -101,6 +101,13 @@ break factorial if n == 2
 continue
 bt
 print n
+up
+print n
+frame 3
+print n
+down
+print n
+frame 0
 delete
 finish
 tbreak gdb_target.c:{summary_line}
@@ -153,7 +160,8 @@ def test_live_and_replay_print_the_same_frames_and_values(programs, target_trace
         "$8 = 2",  # errno after the failing open
         "Breakpoint 5, factorial (n=2) at",
         "#3 0xADDR in factorial (n=5) at",
-        "Value returned is $11 = 2",
+        "$11 = 3", "$12 = 5", "$13 = 4", "#3 0xADDR in factorial (n=5) at",
+        "Value returned is $14 = 2",
         "fact = 120", "len = 6", "total = 30",
         "Thread <id> \"gdb_target\" main () at",
     ]
