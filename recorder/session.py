@@ -23,7 +23,7 @@ from recorder.signals import SignalRecorder
 from recorder.syscall_effects import EffectRecorder
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace
-from tracee.spawn import spawn
+from tracee.spawn import pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop, decode
 from tracee.sysnums import name_of
 from tracee.task import Memory, Task
@@ -84,6 +84,7 @@ class Recorder:
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> int:
         """Record until the program ends; returns its wait status."""
+        pin_to_one_cpu()
         pid = spawn(self.path, self.argv, self.env)
         task = Task(pid, pid, Memory(pid))
         t = RecordedTask(task=task, space=AddressSpace())

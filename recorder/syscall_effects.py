@@ -26,7 +26,7 @@ PAGE = 4096
 # under the mapping shows the change in the pages nobody wrote, so those pages are re-recorded.
 FILE_WRITERS = {"write": 0, "pwrite64": 0, "writev": 0, "pwritev": 0, "pwritev2": 0,
                 "ftruncate": 0, "fallocate": 0, "copy_file_range": 2, "sendfile": 0}
-OUTPUT_WRITERS = {"write", "writev"}
+OUTPUT_WRITERS = {"write", "writev", "pwrite64", "pwritev", "pwritev2", "sendfile"}
 
 
 def page_up(n: int) -> int:
@@ -66,7 +66,7 @@ class EffectRecorder:
             if handler is not None:
                 handler(task, space, args, result, eff)
             if name in FILE_WRITERS:
-                self._file_written(task, space, args[FILE_WRITERS[name]], name, result, eff)
+                self._file_written(task, space, args, name, result, eff)
         return eff
 
     def _ranges(self, name: str, args: tuple[int, ...], result: int,
@@ -141,15 +141,20 @@ class EffectRecorder:
         space.move(args[0], page_up(args[1]), result, page_up(args[2]))
 
     # -- file contents that mappings show ----------------------------------------------------
-    def _file_written(self, task: Task, space: AddressSpace, fd: int, name: str, result: int,
-                      eff: Effects) -> None:
+    def _file_written(self, task: Task, space: AddressSpace, args: tuple[int, ...], name: str,
+                      result: int, eff: Effects) -> None:
+        fd = args[FILE_WRITERS[name]]
         try:
             st = os.stat(f"/proc/{task.pid}/fd/{fd & 0xFFFFFFFF}")
         except OSError:
             return
         ident = (st.st_dev, st.st_ino)
-        if name in OUTPUT_WRITERS and fd in (1, 2) and self.own_outputs.get(fd) == ident:
-            eff.info["out"] = fd
+        if name in OUTPUT_WRITERS:
+            out = self._output_stream(fd, ident)
+            if out:
+                eff.info["out"] = out
+                if name == "sendfile":  # the bytes never pass through tracee memory
+                    eff.info["data"] = _sendfile_data(task.pid, args, result).hex()
         if not stat.S_ISREG(st.st_mode):
             return
         mapped = [fid for fid, i in self.identities.items() if i == ident]
@@ -160,3 +165,30 @@ class EffectRecorder:
                 data = task.mem.read_upto(m.start, m.size)
                 if data:
                     eff.writes.append(MemoryWrite(addr=m.start, data=data))
+
+    def _output_stream(self, fd: int, ident: tuple[int, int]) -> int:
+        """1 or 2 if the program wrote to the file that is relive's stdout or stderr (through
+        any descriptor: `>&2`, a dup), else 0. When both are the same file (a terminal), the
+        program's own fd number decides."""
+        matches = [out for out, own in self.own_outputs.items() if own == ident]
+        if not matches:
+            return 0
+        return fd if fd in matches else matches[0]
+
+
+def _sendfile_data(pid: int, args: tuple[int, ...], result: int) -> bytes:
+    """What sendfile(out, in, offset, count) copied: re-read from the input file at the
+    offset it started from (the call has advanced the offset by `result`)."""
+    in_fd, offset_ptr = args[1] & 0xFFFFFFFF, args[2]
+    if offset_ptr:
+        with open(f"/proc/{pid}/mem", "rb") as mem:
+            mem.seek(offset_ptr)
+            end = int.from_bytes(mem.read(8), "little")
+    else:
+        with open(f"/proc/{pid}/fdinfo/{in_fd}") as info:
+            end = next(int(line.split()[1]) for line in info if line.startswith("pos:"))
+    fd = os.open(f"/proc/{pid}/fd/{in_fd}", os.O_RDONLY)
+    try:
+        return os.pread(fd, result, end - result)
+    finally:
+        os.close(fd)

@@ -83,6 +83,11 @@ def cmd_record(args: argparse.Namespace) -> int:
         writer.close(complete=False, error="recorder terminated")
         print(f"relive: terminated; partial trace in {out}", file=sys.stderr)
         return 128 + signal.SIGTERM
+    except Exception as e:  # a relive bug: keep what was recorded, then show the traceback
+        writer.close(complete=False, error=f"internal error: {e!r}")
+        print(f"relive: internal error while recording (partial trace kept in {out}); "
+              "please report this:", file=sys.stderr)
+        raise
     finally:
         signal.signal(signal.SIGINT, old_int)
     writer.close(complete=True, exit_status=status)
@@ -174,11 +179,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _split_record_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split `record [OPTIONS] [--] PROGRAM ARGS...` so that everything from PROGRAM on,
+    including any `--` or option-like words, belongs to the program untouched."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):  # relive's own options (--log LEVEL)
+        i += 2 if argv[i] == "--log" else 1
+    if i >= len(argv) or argv[i] != "record":
+        return argv, []
+    i += 1
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return argv[:i], argv[i + 1:]
+        if word in ("-o", "--output"):
+            i += 2
+        elif word.startswith("-"):
+            i += 1
+        else:
+            return argv[:i], argv[i:]
+    return argv, []
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    options, program = _split_record_argv(argv)
+    parser = build_parser()
+    if program:
+        args = parser.parse_args([*options, program[0]])
+        args.args = program[1:]
+    else:
+        args = parser.parse_args(argv)
     logging.basicConfig(level=args.log.upper(), format="relive: %(message)s")
-    if args.command == "record" and args.args[:1] == ["--"]:
-        args.args = args.args[1:]
     try:
         return int(args.func(args))
     except ReliveError as e:

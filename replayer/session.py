@@ -18,10 +18,11 @@ from pathlib import Path
 from tracee import ptrace_api as api
 from tracee.remote import SYSCALL_INSN, put_data
 from tracee.fork import fork_tracee
-from tracee.spawn import spawn
+from tracee.spawn import pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
 from tracee.sysnums import name_of
 from tracee.task import Memory, Task
+from tracefile.errors import TraceError
 from tracefile.reader import TraceReader
 from tracefile.records import Event, Kind
 
@@ -101,6 +102,9 @@ class ReplaySession:
         except Paused:
             self._ahead.appendleft(ev)
             raise
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise TraceError(f"trace {self.reader.dir} is corrupt at event {ev.seq}: "
+                             f"{type(e).__name__}: {e}") from None
         self.position = ev.seq + 1
         return ev
 
@@ -200,7 +204,8 @@ class ReplaySession:
     def _exec(self, ev: Event) -> None:
         exe = self.reader.file_path(ev.info["exe_id"])
         if self.task is None:
-            pid = spawn(str(exe), [str(exe)], {}, trap_tsc=True)
+            pin_to_one_cpu()
+            pid = spawn(str(exe), [str(exe)], {})
             self.task = Task(pid, pid, Memory(pid), drop_child_signals=True)
         else:
             self.task.mem.reopen()
@@ -325,9 +330,11 @@ class ReplaySession:
         task = self._task(ev)
         args = args_of(unpack_regs(ev.regs))
         fd = ev.info["out"]
-        if name_of(ev.nr) == "write":
+        if "data" in ev.info:  # sendfile: recorded, never in tracee memory
+            data = bytes.fromhex(ev.info["data"])
+        elif name_of(ev.nr) in ("write", "pwrite64"):
             data = task.mem.read_upto(args[1], ev.result)
-        else:  # writev
+        else:  # writev, pwritev, pwritev2
             data, left = b"", ev.result
             for i in range(args[2]):
                 base = task.mem.read_u64(args[1] + 16 * i)

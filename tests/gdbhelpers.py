@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import pytest
-
 from conftest import REPO_ROOT
 
 GDB = shutil.which("gdb")
@@ -131,7 +131,7 @@ class ReplayServer:
         if self.proc.poll() is None:
             self.proc.wait(timeout=5)
 
-    def __enter__(self) -> ReplayServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -187,7 +187,8 @@ def gdb_batch(*commands: str, connect: str | None = None, extended: bool = False
     if program is not None:
         argv += ["--args", str(program), *program_args] if program_args else [str(program)]
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, env=gdb_env(), timeout=timeout)
+                          stderr=subprocess.STDOUT, env=gdb_env(), timeout=timeout,
+                          check=False)
     return GdbRun(argv, proc.returncode, proc.stdout.decode(errors="replace"))
 
 
@@ -350,12 +351,9 @@ class MiSession:
                          for r in self.records[-last:])
 
     def close(self) -> None:
-        try:
-            self.gdb.exit()
-        except Exception:  # already gone
-            pass
+        self.gdb.exit()
 
-    def __enter__(self) -> MiSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

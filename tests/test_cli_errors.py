@@ -163,8 +163,6 @@ def test_empty_trace_db(tmp_path):
 
 
 # Bugs: a corrupt trace that SQLite itself accepts crashes relive with a traceback.
-@pytest.mark.xfail(strict=True, reason="BUG: an EXEC event whose info JSON lacks a key "
-                   "(e.g. 'file_id') crashes replay with KeyError instead of a TraceError")
 def test_corrupt_event_info_is_a_clean_error(trace_copy):
     db = sqlite3.connect(trace_copy / "trace.db")
     info = db.execute("SELECT info FROM events WHERE seq = 0").fetchone()[0]
@@ -176,8 +174,6 @@ def test_corrupt_event_info_is_a_clean_error(trace_copy):
     assert_clean_failure(replay(trace_copy), 1, "corrupt")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a corrupt (non-UTF-8) schema text in trace.db "
-                   "raises UnicodeDecodeError out of TraceReader instead of a TraceError")
 def test_corrupt_schema_text_is_a_clean_error(trace_copy):
     db = sqlite3.connect(trace_copy / "trace.db")
     db.execute("PRAGMA writable_schema = ON")
@@ -190,8 +186,6 @@ def test_corrupt_schema_text_is_a_clean_error(trace_copy):
         assert_clean_failure(run_relive(*command, trace_copy), 1, "corrupt")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a complete trace whose last events are missing "
-                   "replays with exit 0 and silently prints less than the recording did")
 def test_trace_missing_its_last_events_is_not_faithful(programs, tmp_path):
     trace = tmp_path / "trace"
     rec = record(trace, programs["pids"])
@@ -264,9 +258,6 @@ def test_program_options_are_not_taken_by_relive(programs, tmp_path):
     assert not (tmp_path / "elsewhere").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a `--` given as the program's first argument is "
-                   "dropped (argparse REMAINDER eats it, and cli.main strips another leading "
-                   "`--`), so e.g. `relive record grep -- -v FILE` runs `grep -v FILE`")
 @pytest.mark.parametrize("prefix", [[], ["--"]], ids=["prog---x", "--prog---x"])
 def test_double_dash_argument_reaches_the_program(programs, tmp_path, prefix):
     argv = [programs["hello"], "--", "x"]

@@ -15,10 +15,18 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import PROGRAMS_DIR, describe, record
-from gdbhelpers import (END_OF_HISTORY, frame_names, gdb_batch, normalise, relive_env,
-                        requires_gdb, section, serve, start_gdb_batch)
+from gdbhelpers import (
+    END_OF_HISTORY,
+    frame_names,
+    gdb_batch,
+    normalise,
+    relive_env,
+    requires_gdb,
+    section,
+    serve,
+    start_gdb_batch,
+)
 
 __all__ = ["serve"]  # the fixture, imported for pytest
 pytestmark = [requires_gdb, pytest.mark.slow]
@@ -414,7 +422,7 @@ def test_replay_without_port_runs_gdb_connected(target_trace):
     proc = subprocess.run(
         [sys.executable, "-m", "relive", "replay", str(target_trace)],
         input=b"break bump\ncontinue\nprint by\ncontinue\nprint counter\nquit\n",
-        capture_output=True, env=env, timeout=90)
+        capture_output=True, env=env, timeout=90, check=False)
     out = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
     assert proc.returncode == 0, out
     assert "Breakpoint 1, bump (by=1)" in out, out

@@ -132,8 +132,6 @@ def test_stdin_is_recorded_not_reread(tmp_path):
 # the file relive's own stdout/stderr referred to (recorder/syscall_effects.py
 # _file_written). Output written any other way is silently missing from the replay, which
 # still exits 0.
-@pytest.mark.xfail(strict=True, reason="BUG: replay drops output written through a dup of "
-                   "stdout, via `>&2` in a shell, or with sendfile, and still exits 0")
 @pytest.mark.parametrize("argv", [
     [PYTHON, "-c", "import os; os.write(os.dup(1), b'through a dup of stdout\\n')"],
     ["sh", "-c", "echo to stderr >&2; echo to stdout"],

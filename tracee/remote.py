@@ -24,7 +24,8 @@ PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x1, 0x2, 0x10, 0x20
 MAP_GROWSDOWN, MAP_NORESERVE, MAP_FIXED_NOREPLACE = 0x100, 0x4000, 0x100000
 
-NR_MMAP, NR_MUNMAP, NR_OPEN, NR_CLOSE, NR_MPROTECT = 9, 11, 2, 3, 10
+NR_MMAP, NR_MUNMAP, NR_OPEN, NR_CLOSE, NR_MPROTECT, NR_PRCTL = 9, 11, 2, 3, 10, 157
+PR_SET_TSC, PR_TSC_SIGSEGV = 26, 2
 
 
 class InjectionError(RuntimeError):
@@ -78,6 +79,9 @@ def map_relive_page(task: Task) -> None:
     if res != RELIVE_PAGE:
         raise InjectionError(f"cannot map the relive page at {RELIVE_PAGE:#x}: result {res:#x}")
     task.mem.write(RELIVE_PAGE, b"\x0f\x05\xcc")
+    # rdtsc/rdtscp now fault so they can be recorded or replayed (inherited by fork and
+    # kept across exec). Set here, not before exec, so relive's own child never traps.
+    checked(inject_syscall(task, NR_PRCTL, PR_SET_TSC, PR_TSC_SIGSEGV), "prctl(PR_SET_TSC)")
 
 
 def put_data(task: Task, *blobs: bytes) -> list[int]:

@@ -19,8 +19,7 @@ class SpawnError(OSError):
     """The program could not be started (exec failed in the child)."""
 
 
-def spawn(path: str, argv: list[str], env: dict[str, str], *, trap_tsc: bool = True,
-          no_aslr: bool = False) -> int:
+def spawn(path: str, argv: list[str], env: dict[str, str], *, no_aslr: bool = False) -> int:
     """Fork, exec `path` under ptrace; returns the pid stopped at its exec event."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -28,8 +27,6 @@ def spawn(path: str, argv: list[str], env: dict[str, str], *, trap_tsc: bool = T
         try:
             os.close(err_r)
             api.prctl(api.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if trap_tsc:
-                api.prctl(api.PR_SET_TSC, api.PR_TSC_SIGSEGV)
             if no_aslr:
                 api.personality(0x0040000)  # ADDR_NO_RANDOMIZE
             os.kill(os.getpid(), signal.SIGSTOP)
@@ -42,7 +39,7 @@ def spawn(path: str, argv: list[str], env: dict[str, str], *, trap_tsc: bool = T
     _, status = os.waitpid(pid, os.WUNTRACED)
     if not os.WIFSTOPPED(status):
         os.close(err_r)
-        raise SpawnError(0, f"child {pid} did not stop before exec")
+        raise SpawnError(0, f"child {pid} did not stop before exec (wait status {status:#x})")
     api.ptrace(api.Req.SEIZE, pid, 0, int(OPTIONS))
     os.kill(pid, signal.SIGCONT)
     while True:
@@ -64,3 +61,17 @@ def spawn(path: str, argv: list[str], env: dict[str, str], *, trap_tsc: bool = T
                 api.ptrace(api.Req.CONT, pid, 0, sig)
             case _:
                 api.ptrace(api.Req.CONT, pid, 0, 0)
+
+
+def pin_to_one_cpu() -> int | None:
+    """Bind this process (and so the tracees it starts) to one CPU, as rr does: a ptrace stop
+    and resume on the same CPU costs a few microseconds, across CPUs several times more. The
+    recorded program then sees one CPU (sched_getaffinity is recorded). RELIVE_CPU picks it;
+    RELIVE_CPU=none disables pinning."""
+    choice = os.environ.get("RELIVE_CPU", "")
+    if choice == "none":
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = int(choice) if choice.isdigit() and int(choice) in allowed else allowed[0]
+    os.sched_setaffinity(0, {cpu})
+    return cpu

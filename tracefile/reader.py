@@ -31,8 +31,12 @@ class TraceReader:
             rows = self.db.execute("SELECT key, value FROM meta").fetchall()
             self.meta: dict[str, Any] = {k: json.loads(v) for k, v in rows}
             self.event_count = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
-        except (sqlite3.DatabaseError, json.JSONDecodeError) as e:
+        except (sqlite3.DatabaseError, ValueError) as e:  # incl. JSON and UnicodeDecodeError
             raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
+        recorded = self.meta.get("events")
+        if self.meta.get("complete") and isinstance(recorded, int) and recorded != self.event_count:
+            raise TraceError(f"trace {self.dir} is corrupt: it should hold {recorded} events "
+                             f"but holds {self.event_count}")
         version = self.meta.get("format_version")
         if not isinstance(version, int):
             raise TraceError(f"trace {self.dir} has no format version: corrupt or not a trace")
@@ -54,14 +58,17 @@ class TraceReader:
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         try:
             return self.db.execute(sql, args).fetchall()
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, ValueError) as e:
             raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
 
     def tasks(self) -> list[TaskRecord]:
-        return [TaskRecord(tid=t, pid=p, ppid=pp, argv=tuple(json.loads(a)), exe=e,
-                           exit_status=s)
-                for t, p, pp, a, e, s in self._query(
-                    "SELECT tid, pid, ppid, argv, exe, exit_status FROM tasks ORDER BY first_event")]
+        rows = self._query("SELECT tid, pid, ppid, argv, exe, exit_status FROM tasks "
+                           "ORDER BY first_event")
+        try:
+            return [TaskRecord(tid=t, pid=p, ppid=pp, argv=tuple(json.loads(a)), exe=e,
+                               exit_status=s) for t, p, pp, a, e, s in rows]
+        except (ValueError, TypeError) as e:
+            raise TraceError(f"trace {self.dir} is corrupt (task table): {e}") from None
 
     def events(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
         """Events with seq in [start, stop), in order, read CHUNK at a time."""
@@ -85,7 +92,7 @@ class TraceReader:
                     yield Event(seq=s, tid=tid, kind=Kind(kind), nr=nr, result=result,
                                 regs=bytes(regs), writes=tuple(writes.get(s, ())),
                                 info=json.loads(info) if info else {})
-                except (ValueError, json.JSONDecodeError) as e:
+                except (ValueError, TypeError) as e:
                     raise TraceError(f"trace {self.dir} is corrupt at event {s}: {e}") from None
             seq = hi
 

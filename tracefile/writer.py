@@ -45,6 +45,8 @@ class TraceWriter:
                                  "refusing to overwrite it even with --force")
             for name in ("trace.db", "trace.db-wal", "trace.db-shm"):
                 (self.dir / name).unlink(missing_ok=True)
+            for old in (self.dir / "files").glob("*"):
+                old.unlink()
         old_umask = os.umask(0o077)
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
