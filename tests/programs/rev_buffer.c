@@ -7,7 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-char buf[32] = "before the read";
+char buffer[32] = "before the read";
 int total;
 
 static int sum(const char *p, int n)
@@ -21,10 +21,10 @@ static int sum(const char *p, int n)
 int main(int argc, char **argv)
 {
     int fd = open(argc > 1 ? argv[1] : "/dev/null", O_RDONLY);
-    int n = read(fd, buf, 10);
-    total = sum(buf, n);
-    n = read(fd, buf + 4, 4);
-    total += sum(buf, 16);
+    int n = read(fd, buffer, 10);
+    total = sum(buffer, n);
+    n = read(fd, buffer + 4, 4);
+    total += sum(buffer, 16);
     close(fd);
     return total == 0;
 }
