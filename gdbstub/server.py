@@ -73,8 +73,10 @@ class GdbServer:
 
 
 async def serve(target: Target, engine: Engine, *, host: str = "127.0.0.1", port: int = 0,
+                debug_registers: int = 4,
                 task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
     """Listen on ``host:port`` (0: any free port) and serve gdb until cancelled.
+    ``debug_registers`` is how many hardware breakpoint/watchpoint slots the target offers.
 
     Use ``port = await nursery.start(serve, target, engine)``: the bound port is reported
     through ``task_status`` once the socket is listening.
@@ -83,7 +85,9 @@ async def serve(target: Target, engine: Engine, *, host: str = "127.0.0.1", port
     bound: int = listeners[0].socket.getsockname()[1]
     log.info("listening for gdb on %s:%d", host, bound)
     task_status.started(bound)
-    await trio.serve_listeners(GdbServer(target, engine).handle_stream, listeners)
+    server = GdbServer(target, engine,
+                       session_factory=lambda t: Session(t, debug_registers=debug_registers))
+    await trio.serve_listeners(server.handle_stream, listeners)
 
 
 async def refuse(stream: trio.abc.Stream) -> None:

@@ -18,6 +18,7 @@ import trio
 from gdbstub.engine import Engine
 from gdbstub.server import serve
 from replayer.target import ReplayTarget
+from replayer.traps import WATCH_SLOTS
 
 
 def _emit(fd: int, data: bytes) -> None:
@@ -43,7 +44,8 @@ def serve_replay(trace: Path, *, host: str = "127.0.0.1", port: int | None = Non
 
 async def _main(target: ReplayTarget, engine: Engine, host: str, port: int | None) -> int:
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(partial(serve, target, engine, host=host, port=port or 0))
+        bound = await nursery.start(partial(serve, target, engine, host=host, port=port or 0,
+                                            debug_registers=WATCH_SLOTS))
         connect = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         if port is not None:
             cmd = " ".join(shlex.quote(a) for a in gdb_command(connect, bound))

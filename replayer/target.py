@@ -27,7 +27,7 @@ from tracefile.records import Event, Kind
 
 from replayer.errors import Paused
 from replayer.session import ReplaySession
-from replayer.timeline import CHECKPOINT_INTERVAL, Now, Timeline
+from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
 from replayer.traps import Traps
 
 AT_PHDR, AT_PHNUM = 3, 5
@@ -48,7 +48,7 @@ class ReplayTarget:
     def _start(self) -> None:
         self.session = ReplaySession(self.trace, output=self.output)
         self.session.step()  # the initial EXEC: the process now sits at its first instruction
-        self.timeline = Timeline(self.session)
+        self.timeline = Timeline(self.session, interrupted=lambda: self._interrupt)
         self._where(True, 0)
         self.exec_event: Event = self._initial_exec()
         self.pid = self.exec_event.tid
@@ -223,7 +223,9 @@ class ReplayTarget:
                     "  info   the trace, the current event and whether the trace is complete\n"
                     "  when   the current event number\n"
                     "  goto N go to the state right after event N\n"
-                    "  checkpoint / info checkpoints\n")
+                    "  checkpoint / info checkpoints / restart N (go to checkpoint N)\n"
+                    "  last-write ADDR [LEN]  go back to the last write to that memory\n"
+                    "  (after goto/restart/last-write, gdb needs `maint flush register-cache` to see the new state)\n")
         if words[0] == "when":
             return f"Current event: {self.session.position}\n"
         if words[0] == "checkpoint":
@@ -237,6 +239,19 @@ class ReplayTarget:
             lines = [f"  event {cp.position}" for cp in cps]
             return (f"{len(cps)} checkpoints, {self.timeline.memory_kib()} KiB private "
                     "memory:\n" + "\n".join(lines) + "\n")
+        if words[0] == "last-write" and len(words) in (2, 3):
+            try:
+                addr, length = int(words[1], 0), int(words[2], 0) if len(words) == 3 else 8
+            except ValueError:
+                raise TargetError("usage: monitor last-write ADDRESS [LENGTH] (numbers; from "
+                                  "gdb: eval \"monitor last-write %p %d\", &var, sizeof(var))")
+            return self._last_write(addr, length)
+        if words[0] == "restart" and len(words) == 2 and words[1].isdigit():
+            cps = self.timeline.checkpoints
+            n = int(words[1])
+            if not 0 <= n < len(cps):
+                raise TargetError(f"no checkpoint {n}; `monitor info checkpoints` lists them")
+            words = ["goto", str(cps[n].position)]
         if words[0] == "goto" and len(words) == 2 and words[1].isdigit():
             target = int(words[1])
             if not 1 <= target <= self.session.reader.event_count:
@@ -245,7 +260,7 @@ class ReplayTarget:
             self.timeline.seek(target)
             self._parked = False
             self._where(True, 0)
-            return f"At event {self.session.position}; use `flushregs` or `stepi` to refresh\n"
+            return f"At event {self.session.position}; `maint flush register-cache` refreshes gdb's view\n"
         if words[0] == "info":
             r = self.session.reader
             nxt = self.session.next_event
@@ -256,6 +271,23 @@ class ReplayTarget:
                        f"{name_of(nxt.nr) if nxt.kind == Kind.SYSCALL else ''})\n" if nxt
                        else " (end of trace)\n"))
         raise TargetError(f"unknown monitor command {words[0]!r}; try `monitor help`")
+
+    def _last_write(self, addr: int, length: int) -> str:
+        """Go back to just before the instruction (or syscall) that last wrote
+        [addr, addr+length) before now: a reverse watchpoint without gdb's help."""
+        if length not in (1, 2, 4, 8) or addr % length:
+            raise TargetError("last-write needs an aligned length of 1, 2, 4 or 8 bytes")
+        wp = Watchpoint(kind=WatchKind.WRITE, addr=addr, length=length)
+        now = self.timeline.now(self._boundary, self._steps)
+        hit = self.timeline.last_hit_before(now, frozenset(), frozenset({wp}))
+        if hit is None:
+            raise TargetError(f"nothing wrote {addr:#x} (+{length}) before this point")
+        self.timeline.goto_hit(hit, frozenset({wp}))
+        self._where(False, None)
+        rip = self.task.regs.rip
+        where = "a syscall" if hit.kind == "kernel" else f"the instruction at {rip:#x}"
+        return (f"Went back to {where}, which wrote {addr:#x}; event {self.session.position}."
+                " Type `maint flush register-cache` to refresh gdb's view.\n")
 
     # -- resuming ---------------------------------------------------------------------------
     def resume(self, command: ResumeCommand) -> Stop:
@@ -277,6 +309,9 @@ class ReplayTarget:
         now = self.timeline.now(self._boundary, self._steps)
         try:
             return self._search_backward(command, now)
+        except SearchInterrupted:
+            self._where(True, 0)
+            return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
         except Exception:
             # Leave a consistent replay behind: the boundary before where the user was.
             self.timeline.seek(max(1, now.position))

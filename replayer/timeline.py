@@ -18,9 +18,12 @@ count is found only if needed, by single-stepping from the boundary.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from signal import SIGSTOP
 
 from gdbstub.target import Watchpoint, WatchKind
 from tracee import ptrace_api as api
@@ -41,6 +44,11 @@ CHECKPOINT_INTERVAL = 0.25
 MAX_CHECKPOINTS = 48
 STEP_CACHE = 512
 MAX_STEPS = 2_000_000
+MEMORY_BUDGET_KIB = int(os.environ.get("RELIVE_CHECKPOINT_MB", "1024")) * 1024
+
+
+class SearchInterrupted(Exception):
+    """Ctrl-C during a backward search; the replay is left at an event boundary."""
 
 
 @dataclass
@@ -85,11 +93,15 @@ class StepCache:
 
 
 class Timeline:
-    def __init__(self, session: ReplaySession) -> None:
+    def __init__(self, session: ReplaySession,
+                 interrupted: Callable[[], bool] = lambda: False) -> None:
         self.s = session
+        # Polled during backward searches: Ctrl-C stops them at the next event boundary.
+        self.interrupted = interrupted
         self.checkpoints: list[Checkpoint] = []
         self._last_time = time.monotonic()
         self._steps: StepCache | None = None
+        self._takes = 0
         self.take()
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -108,8 +120,13 @@ class Timeline:
 
     def _thin(self) -> None:
         """Keep the first and last; drop the checkpoint closest to its predecessor, so
-        their number grows slowly and they stay spread over the trace."""
-        while len(self.checkpoints) > MAX_CHECKPOINTS:
+        their number grows slowly and they stay spread over the trace. Every few checkpoints
+        the memory they hold is measured against the budget (RELIVE_CHECKPOINT_MB)."""
+        limit = MAX_CHECKPOINTS
+        self._takes += 1
+        if self._takes % 8 == 0 and self.memory_kib() > MEMORY_BUDGET_KIB:
+            limit = max(2, len(self.checkpoints) // 2)
+        while len(self.checkpoints) > limit:
             gaps = [(self.checkpoints[i].position - self.checkpoints[i - 1].position, i)
                     for i in range(1, len(self.checkpoints) - 1)]
             _, i = min(gaps)
@@ -195,6 +212,8 @@ class Timeline:
         traps = Traps(s._task_or_fail(), armed, watchpoints)
 
         def observe(stop: Stop) -> Stop | None:
+            if isinstance(stop, SignalStop) and stop.signal == SIGSTOP and self.interrupted():
+                raise Paused("interrupt")
             trap = traps.classify(stop)
             if trap is None or trap.kind in ("own", "other", "step"):
                 return stop
@@ -216,9 +235,13 @@ class Timeline:
         s.observer = observe
         try:
             while not (until.boundary and s.position >= until.position):
+                if self.interrupted():
+                    raise SearchInterrupted()
                 try:
                     ev = s.step()
-                except Paused:
+                except Paused as p:
+                    if p.reason == "interrupt":
+                        raise SearchInterrupted() from None
                     break
                 if ev is None:
                     break
@@ -369,7 +392,6 @@ def _touches(ev: Event, wp: Watchpoint) -> bool:
 
 
 def _discard(task: Task) -> None:
-    import os
     import signal
     try:
         os.kill(task.pid, signal.SIGKILL)
