@@ -42,6 +42,7 @@ class ReplayTarget:
         self.trace = Path(trace)
         self.output = output
         self._interrupt = False
+        self._files: dict[int, int] = {}  # gdb's open handles survive a restart
         self._start()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -55,7 +56,6 @@ class ReplayTarget:
         self.tid = self.exec_event.tid
         self._last: Stop = Stop(kind=StopKind.SIGNAL, thread=self._thread(), signal=5)
         self._siginfo = b"\0" * api.SIGINFO_SIZE
-        self._files: dict[int, int] = {}
         self._paths = self._trace_files()
         self._parked = False  # stopped at the final exit syscall
 

@@ -490,8 +490,9 @@ def test_monitor_when_goto_and_checkpoints(target_trace, serve, tmp_path):
     assert when[1] == 5 and when[0] > 5, lines
     assert "checkpoints are taken at event boundaries" in text
     assert "Checkpoint at event 5" in text
-    assert re.search(r"\d+ checkpoints, \d+ KiB private memory:\n(  event \d+\n)*  event 5\n",
-                     text + "\n"), lines
+    listing = next(i for i, line in enumerate(lines)
+                   if re.match(r"\d+ checkpoints, \d+ KiB private memory:", line))
+    assert "event 5" in lines[listing + 1:listing + 50], lines
     assert values(lines) == ["1"], lines  # from event 5 the first bump is bump(1)
     assert re.search(r"events: \d+ \(complete\)", text)
 
