@@ -152,8 +152,11 @@ def bench_workload(name, argv, bins, args, env, errors):
         errors.append(f"{name} / native: {e}")
         return res
     res["native"] = attempt("native", lambda: measure(argv, args.repeat, rc)[0])
+    # relive pins tracer and tracee to one CPU (see tracee/spawn.py); the floor gets the same
+    # treatment so both pay the same-CPU ptrace round trip.
     res["floor"] = attempt("floor", lambda: measure(
-        [str(bins["ptrace_floor"]), *argv], args.repeat, rc)[0])
+        ["taskset", "-c", str(min(os.sched_getaffinity(0))), str(bins["ptrace_floor"]), *argv],
+        args.repeat, rc)[0])
 
     res["syscalls"] = attempt("syscalls", lambda: count_syscalls(bins, argv))
 
