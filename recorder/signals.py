@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace, Flag, read_proc_maps
 from tracee.digest import KERNEL_MAPS, memory_digest
-from tracee.stops import SignalStop, SyscallStop, decode
+from tracee.stops import EventStop, SignalStop, Stop, SyscallStop, decode
 from tracefile.records import Kind, MemoryWrite
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class SignalRecorder:
         entry_regs = task.regs_bytes()
         task.set_reg("orig_rax", -1)
         task.resume(api.Req.SYSCALL)
-        stop = task.wait()
+        stop = self._wait(t, api.Req.SYSCALL)
         if not isinstance(stop, SyscallStop):
             self.rec.handle(t, stop)
             return
@@ -155,12 +155,22 @@ class SignalRecorder:
         sig = si_signo(siginfo)
         api.tgkill(task.pid, task.tid, sig)
         task.resume(api.Req.SYSCALL)
-        stop = task.wait()
+        stop = self._wait(t, api.Req.SYSCALL)
         if not (isinstance(stop, SignalStop) and stop.signal == sig):
             self.rec.handle(t, stop)
             return
         api.set_siginfo(task.tid, siginfo)
         self.deliver(t, sig, siginfo, info)
+
+    def _wait(self, t: RecordedTask, request: api.Req) -> Stop:
+        """The task's next stop, skipping a PTRACE_INTERRUPT stop that was sent for a held
+        signal already delivered another way (the request raced with a syscall stop)."""
+        while True:
+            stop = t.task.wait()
+            if not (isinstance(stop, EventStop) and stop.event == api.Event.STOP):
+                return stop
+            self._interrupted.discard(t.task.tid)
+            t.task.resume(request)
 
     # -- delivery -----------------------------------------------------------------------------
     def deliver(self, t: RecordedTask, sig: int, siginfo: bytes, info: dict[str, object]) -> None:

@@ -322,10 +322,17 @@ class Replay:
         records = list(before or [])
         done = next((i for i, r in enumerate(records) if _is_stopped(r)), None)
         if done is None:
-            records += self._take(_is_stopped, "*stopped")
+            # gdb may also give up after "^running": a second result, "^error", no *stopped
+            # (e.g. "Command aborted." when it cannot insert a watchpoint).
+            records += self._take(lambda r: _is_stopped(r) or _is_error(r), "*stopped")
         else:
             self._pending[:0] = records[done + 1:]
             del records[done + 1:]
+        if _is_error(records[-1]):
+            said = "".join(r["payload"] for r in records
+                           if r["type"] == "log" and isinstance(r["payload"], str))
+            msg = (records[-1]["payload"] or {}).get("msg", "")
+            raise ScriptError(" ".join((said + " " + msg).split()))
         payload = records[-1]["payload"] or {}
         console = "".join(r["payload"] for r in records
                           if r["type"] in ("console", "target") and isinstance(r["payload"], str))
@@ -363,6 +370,10 @@ class Replay:
 
 def _is_stopped(record: dict[str, Any]) -> bool:
     return bool(record["type"] == "notify" and record["message"] == "stopped")
+
+
+def _is_error(record: dict[str, Any]) -> bool:
+    return bool(record["type"] == "result" and record["message"] == "error")
 
 
 def _quote(text: str) -> str:

@@ -88,6 +88,8 @@ def test_going_backwards(replay):
 
     stop = replay.next_back()  # back over factorial(5)
     assert (stop.reason, _at(stop.frame)) == ("step", ("main", 43))
+    assert _at(replay.next().frame) == ("main", 44)  # and forward over it again
+    assert replay.eval("fact") == "120"
 
     replay.break_at("factorial", condition="n == 3")
     stop = replay.cont_back()
@@ -122,8 +124,14 @@ def test_step_back_into_a_callee_stops_on_its_last_line(replay):
     stop = replay.step_back(lines=2)
     assert _at(stop.frame) == ("bump", 23)
     replay.delete_breakpoints()
-    stop = replay.step_back(lines=50)  # runs out of history? no: stops at nothing early
-    assert stop.reason == "step"
+    walk = [replay.step_back() for _ in range(4)]
+    assert [_at(s.frame) for s in walk] == [("bump", 22), ("main", 37), ("main", 36),
+                                           ("square", 18)]  # square(0) of the iteration before
+    assert replay.eval("x") == "0" and replay.eval("counter") == "1"
+    replay.break_at("bump")
+    stop = replay.step_back(lines=100)  # a breakpoint ends the walk early
+    assert (stop.reason, _at(stop.frame)) == ("breakpoint", ("bump", 22))
+    assert replay.eval("by") == "1"
 
 
 def test_last_change(replay):
@@ -143,7 +151,7 @@ def test_last_change(replay):
     assert change.function is not None and change.function != "main"
 
     # never written since the start: None, and we are at the start
-    assert replay.last_change("message") is None
+    assert replay.last_change("message[0]") is None
     assert replay.frame().function == "_start"
 
 
