@@ -11,13 +11,12 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import struct
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from gdbstub.errors import TargetError, Unsupported
-from gdbstub.target import (Action, Direction, FileStat, Library, LibraryList,
+from gdbstub.errors import TargetError
+from gdbstub.target import (Action, Direction, FileStat, LibraryList,
                             ResumeCommand, Stop,
                             StopKind, ThreadId, ThreadInfo, Watchpoint, WatchKind)
 from tracee import ptrace_api as api
@@ -25,7 +24,9 @@ from tracee.stops import SignalStop, Stop as TraceeStop, SyscallStop
 from tracee.sysnums import name_of
 from tracefile.records import Event, Kind
 
+from replayer import monitor, process_view
 from replayer.errors import Paused
+from replayer.trace_files import TraceFiles
 from replayer.session import ReplaySession
 from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
 from replayer.traps import Traps
@@ -42,7 +43,7 @@ class ReplayTarget:
         self.trace = Path(trace)
         self.output = output
         self._interrupt = False
-        self._files: dict[int, int] = {}  # gdb's open handles survive a restart
+        self.files = TraceFiles(self.trace)  # gdb's open handles survive a restart
         self._start()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -56,7 +57,6 @@ class ReplayTarget:
         self.tid = self.exec_event.tid
         self._last: Stop = Stop(kind=StopKind.SIGNAL, thread=self._thread(), signal=5)
         self._siginfo = b"\0" * api.SIGINFO_SIZE
-        self._paths = self._trace_files()
         self._parked = False  # stopped at the final exit syscall
 
     def _initial_exec(self) -> Event:
@@ -91,7 +91,7 @@ class ReplayTarget:
             "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
             "r12", "r13", "r14", "r15", "rip", "eflags", "cs", "ss", "ds", "es", "fs", "gs",
             "fs_base", "gs_base", "orig_rax")}
-        out.update(_fp_registers(api.get_fpregs(task.tid)))
+        out.update(process_view.fp_registers(api.get_fpregs(task.tid)))
         return out
 
     def read_memory(self, thread: ThreadId, addr: int, length: int) -> bytes:
@@ -115,83 +115,23 @@ class ReplayTarget:
         return last
 
     def libraries(self, pid: int) -> LibraryList:
-        """The loader's link_map list, found through the executable's DT_DEBUG entry."""
-        mem = self.task.mem
-        auxv = dict(struct.iter_unpack("<QQ", self.auxv(pid)))
-        phdr, phnum = auxv.get(AT_PHDR, 0), auxv.get(AT_PHNUM, 0)
-        headers = [struct.unpack_from("<IIQQQQQQ", mem.read(phdr + 56 * i, 56))
-                   for i in range(phnum)]
-        bias = next((phdr - h[3] for h in headers if h[0] == PT_PHDR), 0)
-        dynamic = next((bias + h[3] for h in headers if h[0] == PT_DYNAMIC), 0)
-        r_debug = 0
-        for off in range(0, 16 * 512, 16):
-            tag, value = struct.unpack("<QQ", mem.read(dynamic + off, 16))
-            if tag == DT_NULL:
-                break
-            if tag == DT_DEBUG:
-                r_debug = value
-        if not r_debug:
-            return LibraryList()
-        lm = mem.read_u64(r_debug + 8)
-        main_lm, libs = lm, []
-        for _ in range(4096):
-            if not lm:
-                break
-            l_addr, l_name, l_ld, l_next = struct.unpack("<QQQQ", mem.read(lm, 32))
-            name = mem.read_cstring(l_name).decode(errors="replace") if l_name else ""
-            if lm != main_lm and name:
-                libs.append(Library(name=name, lm=lm, l_addr=l_addr, l_ld=l_ld))
-            lm = l_next
-        return LibraryList(libraries=libs, main_lm=main_lm)
+        return process_view.libraries(self.task.mem, self.auxv(pid))
 
     def tls_address(self, thread: ThreadId, offset: int, lm: int) -> int:
-        """Thread-local variable address: dtv[l_tls_modid].pointer + offset, the dtv being
-        the second word of the thread control block at fs_base (x86-64 TLS ABI)."""
-        mem = self.task.mem
-        modid = mem.read_u64(lm + LINK_MAP_TLS_MODID)
-        if not 0 < modid < 1 << 16:
-            raise TargetError(f"cannot find the TLS module of link_map {lm:#x} (this glibc's "
-                              "struct link_map layout is not known to relive)")
-        dtv = mem.read_u64(self.task.regs.fs_base + 8)
-        block = mem.read_u64(dtv + 16 * modid)
-        if block in (0, 0xFFFFFFFFFFFFFFFF):
-            raise TargetError("the thread's TLS block for that module is not allocated yet")
-        return block + offset
+        return process_view.tls_address(self.task.mem, self.task.regs.fs_base, offset, lm)
 
     # -- files: only the trace's copies -----------------------------------------------------
-    def _trace_files(self) -> dict[str, Path]:
-        r = self.session.reader
-        paths = {orig: r.dir / "files" / fid for fid, orig in r.file_ids().items()}
-        for ev in r.events(0, 1):
-            paths[ev.info["exe"]] = r.file_path(ev.info["exe_id"])
-        return paths
-
-    def _copy_of(self, path: str) -> Path | None:
-        """The trace's copy of `path`: by exact name, by the name it resolves to here, or by a
-        unique file name (the loader is mapped as /usr/lib/... but named /lib64/...)."""
-        copy = self._paths.get(path) or self._paths.get(os.path.realpath(path))
-        if copy is None:
-            base = os.path.basename(path)
-            matches = {c for p, c in self._paths.items() if os.path.basename(p) == base}
-            copy = matches.pop() if len(matches) == 1 else None
-        return copy
-
     def open_file(self, pid: int, path: str) -> int:
-        copy = self._copy_of(path)
-        if copy is None:
-            raise OSError(errno.ENOENT, f"{path} is not part of this trace")
-        fd = os.open(copy, os.O_RDONLY | os.O_CLOEXEC)
-        self._files[fd] = fd
-        return fd
+        return self.files.open(path)
 
     def pread(self, handle: int, length: int, offset: int) -> bytes:
-        return os.pread(self._files[handle], length, offset)
+        return self.files.pread(handle, length, offset)
 
     def fstat(self, handle: int) -> FileStat:
-        return FileStat.from_os(os.fstat(self._files[handle]))
+        return self.files.fstat(handle)
 
     def close_file(self, handle: int) -> None:
-        os.close(self._files.pop(handle))
+        self.files.close(handle)
 
     def readlink(self, pid: int, path: str) -> str:
         raise OSError(errno.EINVAL, path)
@@ -217,62 +157,26 @@ class ReplayTarget:
                 pass
 
     def monitor(self, command: str) -> str:
-        words = command.split()
-        if not words or words[0] == "help":
-            return ("relive monitor commands:\n"
-                    "  info   the trace, the current event and whether the trace is complete\n"
-                    "  when   the current event number\n"
-                    "  goto N go to the state right after event N\n"
-                    "  checkpoint / info checkpoints / restart N (go to checkpoint N)\n"
-                    "  last-write ADDR [LEN]  go back to the last write to that memory\n"
-                    "  (after goto/restart/last-write, gdb needs `maint flush register-cache` to see the new state)\n")
-        if words[0] == "when":
-            return f"Current event: {self.session.position}\n"
-        if words[0] == "checkpoint":
-            if not self._boundary:
-                raise TargetError("checkpoints are taken at event boundaries; step to one "
-                                  "(`monitor goto N`) first")
-            self.timeline.take()
-            return f"Checkpoint at event {self.session.position}\n"
-        if words[:2] == ["info", "checkpoints"]:
-            cps = self.timeline.checkpoints
-            lines = [f"  event {cp.position}" for cp in cps]
-            return (f"{len(cps)} checkpoints, {self.timeline.memory_kib()} KiB private "
-                    "memory:\n" + "\n".join(lines) + "\n")
-        if words[0] == "last-write" and len(words) in (2, 3):
-            try:
-                addr, length = int(words[1], 0), int(words[2], 0) if len(words) == 3 else 8
-            except ValueError:
-                raise TargetError("usage: monitor last-write ADDRESS [LENGTH] (numbers; from "
-                                  "gdb: eval \"monitor last-write %p %d\", &var, sizeof(var))")
-            return self._last_write(addr, length)
-        if words[0] == "restart" and len(words) == 2 and words[1].isdigit():
-            cps = self.timeline.checkpoints
-            n = int(words[1])
-            if not 0 <= n < len(cps):
-                raise TargetError(f"no checkpoint {n}; `monitor info checkpoints` lists them")
-            words = ["goto", str(cps[n].position)]
-        if words[0] == "goto" and len(words) == 2 and words[1].isdigit():
-            target = int(words[1])
-            if not 1 <= target <= self.session.reader.event_count:
-                raise TargetError(f"event {target} is outside the trace "
-                                  f"(1..{self.session.reader.event_count})")
-            self.timeline.seek(target)
-            self._parked = False
-            self._where(True, 0)
-            return f"At event {self.session.position}; `maint flush register-cache` refreshes gdb's view\n"
-        if words[0] == "info":
-            r = self.session.reader
-            nxt = self.session.next_event
-            return (f"trace: {self.trace}\nprogram: {r.meta.get('program')}\n"
-                    f"events: {r.event_count} ({'complete' if r.complete else 'INCOMPLETE'})\n"
-                    f"current event: {self.session.position}"
-                    + (f" (next: {nxt.kind.name.lower()} "
-                       f"{name_of(nxt.nr) if nxt.kind == Kind.SYSCALL else ''})\n" if nxt
-                       else " (end of trace)\n"))
-        raise TargetError(f"unknown monitor command {words[0]!r}; try `monitor help`")
+        return monitor.run(self, command)
 
-    def _last_write(self, addr: int, length: int) -> str:
+    def take_checkpoint(self) -> int:
+        if not self._boundary:
+            raise TargetError("checkpoints are taken at event boundaries; go to one "
+                              "(`monitor goto N`) first")
+        self.timeline.take()
+        return self.session.position
+
+    def goto_event(self, position: int) -> int:
+        """Go to the state right after event `position` - 1 (`monitor goto`)."""
+        count = self.session.reader.event_count
+        if not 1 <= position <= count:
+            raise TargetError(f"event {position} is outside the trace (1..{count})")
+        self.timeline.seek(position)
+        self._parked = False
+        self._where(True, 0)
+        return self.session.position
+
+    def last_write(self, addr: int, length: int) -> str:
         """Go back to just before the instruction (or syscall) that last wrote
         [addr, addr+length) before now: a reverse watchpoint without gdb's help."""
         if length not in (1, 2, 4, 8) or addr % length:
@@ -286,8 +190,7 @@ class ReplayTarget:
         self._where(False, None)
         rip = self.task.regs.rip
         where = "a syscall" if hit.kind == "kernel" else f"the instruction at {rip:#x}"
-        return (f"Went back to {where}, which wrote {addr:#x}; event {self.session.position}."
-                " Type `maint flush register-cache` to refresh gdb's view.\n")
+        return f"Went back to {where}, which wrote {addr:#x}; event {self.session.position}"
 
     # -- resuming ---------------------------------------------------------------------------
     def resume(self, command: ResumeCommand) -> Stop:
@@ -484,38 +387,3 @@ class ReplayTarget:
                 if w.addr < wp.addr + wp.length and wp.addr < w.addr + len(w.data):
                     return wp
         return None
-
-
-def _fp_registers(fx: bytes) -> dict[str, int]:
-    """x87/SSE registers from the 512-byte FXSAVE image, named as gdb's target.xml."""
-    cwd, swd, ftw, fop, rip, rdp, mxcsr = struct.unpack_from("<HHHHQQI", fx, 0)
-    out = {"fctrl": cwd, "fstat": swd, "ftag": _full_tag(ftw, swd, fx), "fop": fop,
-           "fioff": rip & 0xFFFFFFFF, "fiseg": (rip >> 32) & 0xFFFF,
-           "fooff": rdp & 0xFFFFFFFF, "foseg": (rdp >> 32) & 0xFFFF, "mxcsr": mxcsr}
-    for i in range(8):
-        out[f"st{i}"] = int.from_bytes(fx[32 + 16 * i: 32 + 16 * i + 10], "little")
-    for i in range(16):
-        out[f"xmm{i}"] = int.from_bytes(fx[160 + 16 * i: 176 + 16 * i], "little")
-    return out
-
-
-def _full_tag(abridged: int, swd: int, fx: bytes) -> int:
-    """FXSAVE keeps one bit per register; gdb shows the full two-bit tag word."""
-    top = (swd >> 11) & 7
-    tag = 0
-    for phys in range(8):
-        if not abridged & (1 << phys):
-            t = 3  # empty
-        else:
-            st = (phys - top) & 7
-            raw = fx[32 + 16 * st: 42 + 16 * st]
-            exp = int.from_bytes(raw[8:10], "little") & 0x7FFF
-            mant = int.from_bytes(raw[:8], "little")
-            if exp == 0x7FFF:
-                t = 2
-            elif exp == 0:
-                t = 1 if mant == 0 else 2
-            else:
-                t = 0 if mant >> 63 else 2
-        tag |= t << (2 * phys)
-    return tag

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 
-from tracee import ptrace_api as api
 from tracee.stops import SignalStop, Stop
 from tracee.task import Task
 
