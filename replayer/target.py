@@ -186,8 +186,8 @@ class ReplayTarget:
         hit = self.timeline.last_hit_before(now, frozenset(), frozenset({wp}))
         if hit is None:
             raise TargetError(f"nothing wrote {addr:#x} (+{length}) before this point")
-        self.timeline.goto_hit(hit, frozenset({wp}))
-        self._where(False, None)
+        _, steps, anchor = self.timeline.goto_hit(hit, frozenset({wp}))
+        self._where(False, steps, anchor)
         rip = self.task.regs.rip
         where = "a syscall" if hit.kind == "kernel" else f"the instruction at {rip:#x}"
         return f"Went back to {where}, which wrote {addr:#x}; event {self.session.position}"
@@ -204,12 +204,14 @@ class ReplayTarget:
         self._last = stop
         return stop
 
-    def _where(self, boundary: bool, steps: int | None) -> None:
-        """Remember how the current state relates to the last event boundary (for reverse)."""
-        self._boundary, self._steps = boundary, steps
+    def _where(self, boundary: bool, steps: int | None,
+               anchor: tuple[int, int] | None = None) -> None:
+        """Remember how the current state relates to the last event boundary: instructions
+        since it (or since an anchor arrival), if known. Reverse-stepi uses it."""
+        self._boundary, self._steps, self._anchor = boundary, steps, anchor
 
     def _backward(self, command: ResumeCommand) -> Stop:
-        now = self.timeline.now(self._boundary, self._steps)
+        now = self.timeline.now(self._boundary, self._steps, self._anchor)
         try:
             return self._search_backward(command, now)
         except SearchInterrupted:
@@ -230,13 +232,13 @@ class ReplayTarget:
                 tl.seek(1)
                 self._where(True, 0)
                 return self._stop(StopKind.HISTORY_BEGIN)
-            tl.goto_hit(hit, command.watchpoints)
-            self._where(False, None)
+            _, steps, anchor = tl.goto_hit(hit, command.watchpoints)
+            self._where(False, steps, anchor)
             if hit.kind == "bp":
                 return self._stop(StopKind.BREAKPOINT)
             return self._stop(StopKind.WATCHPOINT, watch=hit.wp)
-        landed, steps = tl.step_back(now)
-        self._where(landed != "mid", steps)
+        landed, steps, anchor = tl.step_back(now)
+        self._where(landed != "mid", steps, anchor)
         if landed == "begin":
             return self._stop(StopKind.HISTORY_BEGIN)
         return self._stop(StopKind.STEPPED)
@@ -354,12 +356,13 @@ class ReplayTarget:
 
     def _paused(self, reason: tuple) -> Stop:  # type: ignore[type-arg]
         stepped_from = self._steps if not self._boundary else 0
+        anchor = None if self._boundary else self._anchor
         self._where(False, None)
         match reason:
             case ("breakpoint",):
                 return self._stop(StopKind.BREAKPOINT)
             case ("step",):
-                self._where(False, None if stepped_from is None else stepped_from + 1)
+                self._where(False, None if stepped_from is None else stepped_from + 1, anchor)
                 return self._stop(StopKind.STEPPED)
             case ("watch", wp):
                 return self._stop(StopKind.WATCHPOINT, watch=wp)

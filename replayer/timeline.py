@@ -23,11 +23,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from signal import SIGSTOP
+from signal import SIGSTOP, SIGTRAP
 
 from gdbstub.target import Watchpoint, WatchKind
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest
+from tracee.hwcount import HwCounter, HwCounterError
 from tracee.stops import SignalStop, Stop, SyscallStop
 from tracee.task import Task
 from tracefile.records import Event, Kind
@@ -44,6 +45,7 @@ CHECKPOINT_INTERVAL = 0.25
 MAX_CHECKPOINTS = 48
 STEP_CACHE = 512
 MAX_STEPS = 2_000_000
+COUNTER_WORTH = 8  # go to a hit with a kernel counter beyond this many arrivals
 MEMORY_BUDGET_KIB = int(os.environ.get("RELIVE_CHECKPOINT_MB", "1024")) * 1024
 
 
@@ -67,6 +69,10 @@ class Now:
     boundary: bool
     steps: int | None = None
     digest: str | None = None
+    # Steps are counted from here: the count-th arrival at pc in the stretch (None: from the
+    # event boundary). A state found by reverse-continue is such an arrival, so stepping back
+    # from it single-steps one loop iteration, not the whole stretch.
+    anchor: tuple[int, int] | None = None
 
     @property
     def pc(self) -> int:
@@ -83,13 +89,19 @@ class Hit:
     pc: int = 0
     count: int = 0
     wp: Watchpoint | None = None
+    ordered: bool = True  # False: counted by the kernel, order among a stretch's hits unknown
 
 
 @dataclass
 class StepCache:
-    """Mid-stretch forks for one stretch, so repeated reverse-stepi stays cheap."""
+    """Mid-stretch forks for one stretch (counted from one anchor), so repeated
+    reverse-stepi stays cheap."""
     position: int
+    anchor: tuple[int, int] | None
     forks: dict[int, Checkpoint] = field(default_factory=dict)
+
+
+Landing = tuple[str, "int | None", "tuple[int, int] | None"]
 
 
 class Timeline:
@@ -161,9 +173,10 @@ class Timeline:
             if self.s.step() is None:
                 break
 
-    def now(self, boundary: bool, steps: int | None) -> Now:
+    def now(self, boundary: bool, steps: int | None,
+            anchor: tuple[int, int] | None = None) -> Now:
         task = self.s._task_or_fail()
-        return Now(self.s.position, task.regs_bytes(), boundary, steps)
+        return Now(self.s.position, task.regs_bytes(), boundary, steps, anchor=anchor)
 
     def matches(self, now: Now) -> bool:
         task = self.s._task_or_fail()
@@ -192,24 +205,44 @@ class Timeline:
         for cp in sorted((c for c in self.checkpoints if c.position <= now.position),
                          key=lambda c: -c.position):
             self.s.restore(cp.task, cp.position, cp.proc)
-            hits = self._pass(until, breakpoints, watchpoints)
+            counted = breakpoints - {until.pc} if not until.boundary else breakpoints
+            hits = self._pass(until, breakpoints, watchpoints, counted=counted)
             log.debug("backward pass from checkpoint %d to %s: %d hits, last %s",
                       cp.position, (until.position, until.steps), len(hits),
                       hits[-1] if hits else None)
             if hits:
+                last = [h for h in hits if h.position == hits[-1].position]
+                if len(last) > 1 and any(h.ordered is False for h in last):
+                    # Counted hits say how many, not in which order: replay that checkpoint's
+                    # span again stopping at every hit.
+                    self.s.restore(cp.task, cp.position, cp.proc)
+                    hits = self._pass(until, breakpoints, watchpoints, counted=frozenset())
                 return hits[-1]
             until = Now(cp.position, b"", boundary=True)
         return None
 
     def _pass(self, until: Now, breakpoints: frozenset[int],
-              watchpoints: frozenset[Watchpoint]) -> list[Hit]:
-        """Replay forward to `until`, collecting every hit on the way."""
+              watchpoints: frozenset[Watchpoint], counted: frozenset[int] = frozenset()
+              ) -> list[Hit]:
+        """Replay forward to `until`, collecting every hit on the way. Breakpoints in
+        `counted` are counted by the kernel (hardware counters, no stop per hit) where a
+        debug register is free; their hits come per stretch, after that stretch's other hits,
+        marked unordered."""
         s = self.s
         hits: list[Hit] = []
         arrivals: Counter[tuple[int, int]] = Counter()
         watch_traps: Counter[int] = Counter()
-        armed = set(breakpoints) | (set() if until.boundary else {until.pc})
+        counters = _open_counters(s._task_or_fail().tid, counted)
+        base = {c.addr: 0 for c in counters}
+        armed = (set(breakpoints) - set(base)) | (set() if until.boundary else {until.pc})
         traps = Traps(s._task_or_fail(), armed, watchpoints)
+
+        def add_counted(position: int) -> None:
+            for c in counters:
+                total = c.count()
+                if total > base[c.addr]:
+                    hits.append(Hit("bp", position, c.addr, total - base[c.addr], ordered=False))
+                base[c.addr] = total
 
         def observe(stop: Stop) -> Stop | None:
             if isinstance(stop, SignalStop) and stop.signal == SIGSTOP and self.interrupted():
@@ -237,12 +270,15 @@ class Timeline:
             while not (until.boundary and s.position >= until.position):
                 if self.interrupted():
                     raise SearchInterrupted()
+                position = s.position
                 try:
                     ev = s.step()
                 except Paused as p:
                     if p.reason == "interrupt":
                         raise SearchInterrupted() from None
+                    add_counted(position)  # reached `now` inside this stretch
                     break
+                add_counted(position)
                 if ev is None:
                     break
                 for wp in watchpoints:
@@ -250,18 +286,22 @@ class Timeline:
                         hits.append(Hit("kernel", ev.seq, wp=wp))
         finally:
             s.observer = None
+            for c in counters:
+                c.close()
             if s.task is not None:
                 traps.disarm()
         return hits
 
-    def goto_hit(self, hit: Hit, watchpoints: frozenset[Watchpoint]) -> None:
+    def goto_hit(self, hit: Hit, watchpoints: frozenset[Watchpoint]) -> Landing:
         """Position the replay at `hit`: at the breakpoint before its instruction runs, or,
         for a watchpoint, before the instruction (or syscall) that wrote."""
         if hit.kind == "kernel":
             self.before_trigger(hit.position)
-            return
+            return "mid", None, None
         self.seek(hit.position)
         s = self.s
+        if hit.kind == "bp" and hit.count > COUNTER_WORTH and self._goto_counted(hit):
+            return "mid", 0, (hit.pc, hit.count)
         count = 0
         traps = Traps(s._task_or_fail(), {hit.pc} if hit.kind == "bp" else set(),
                       watchpoints if hit.kind == "watch" else frozenset())
@@ -293,7 +333,37 @@ class Timeline:
             if s.task is not None:
                 traps.disarm()
         if hit.kind == "watch":
-            self.step_back(self.now(boundary=False, steps=None))
+            return self.step_back(self.now(boundary=False, steps=None))
+        return "mid", 0, (hit.pc, hit.count)
+
+    def _goto_counted(self, hit: Hit) -> bool:
+        """Run to the hit.count-th arrival at hit.pc with a kernel counter that stops the
+        thread there; False if no counter is available (then stop at every arrival)."""
+        s = self.s
+        task = s._task_or_fail()
+        try:
+            counter = HwCounter(task.tid, hit.pc, stop_at=hit.count, sig=SIGTRAP)
+        except HwCounterError:
+            return False
+
+        def observe(stop: Stop) -> Stop | None:
+            if (isinstance(stop, SignalStop) and stop.signal == SIGTRAP
+                    and s._task_or_fail().regs.rip == hit.pc):
+                raise Paused("there")
+            return stop
+
+        s.observer = observe
+        try:
+            while True:
+                try:
+                    s.step()
+                except Paused:
+                    return True
+                if s.position > hit.position:
+                    raise ReplayError(f"could not find hit {hit} again")
+        finally:
+            s.observer = None
+            counter.close()
 
     # -- reverse-stepi ----------------------------------------------------------------------
     def before_trigger(self, seq: int) -> None:
@@ -312,57 +382,67 @@ class Timeline:
         elif not isinstance(stop, SignalStop) and ev is not None:
             raise s.divergence(ev, "expected the event's trigger", stop)
 
-    def step_back(self, now: Now) -> tuple[str, int | None]:
-        """Go one instruction back from `now`. Returns where it landed: ('begin', 0) at the
-        start of history, ('boundary', 0), or ('mid', instructions since the boundary if
-        known)."""
-        if now.boundary or now.steps == 0:
+    def step_back(self, now: Now) -> Landing:
+        """Go one instruction back from `now`. Returns where it landed: ('begin', 0, None) at
+        the start of history, ('boundary', 0, None), or ('mid', steps, anchor) with steps
+        counted from the anchor (None if unknown)."""
+        if now.boundary or (now.steps == 0 and now.anchor is None):
             return self._step_back_over_event(now.position)
-        steps = now.steps if now.steps is not None else self._count_steps(now)
-        self.goto_steps(now.position, steps - 1)
-        return ("boundary", 0) if steps - 1 == 0 else ("mid", steps - 1)
+        if now.steps == 0:
+            assert now.anchor is not None
+            pc, k = now.anchor
+            prev = (pc, k - 1) if k > 1 else None
+            steps = self._count_steps(now, prev)
+            return self._land(now.position, steps - 1, prev)
+        steps = now.steps if now.steps is not None else self._count_steps(now, now.anchor)
+        return self._land(now.position, steps - 1, now.anchor)
 
-    def _step_back_over_event(self, position: int) -> tuple[str, int | None]:
+    def _land(self, position: int, steps: int, anchor: tuple[int, int] | None) -> Landing:
+        self.goto_steps(position, steps, anchor)
+        if steps == 0 and anchor is None:
+            return "boundary", 0, None
+        return "mid", steps, anchor
+
+    def _step_back_over_event(self, position: int) -> Landing:
         if position <= 1:
             self.seek(1)
-            return "begin", 0
+            return "begin", 0, None
         ev = self.s.reader.event(position - 1)
         if ev.kind == Kind.SIGNAL and ev.info.get("where") != "sync":
             self.seek(position - 1)  # before delivery, nothing ran in between
-            return "boundary", 0
+            return "boundary", 0, None
         if ev.kind == Kind.EXEC:
             return self._step_back_over_event(position - 1)
         self.before_trigger(ev.seq)
-        return "mid", None
+        return "mid", None, None
 
-    def _count_steps(self, now: Now) -> int:
-        """Instructions from the boundary of `now.position` to `now`, by single-stepping."""
+    def goto_anchor(self, position: int, anchor: tuple[int, int] | None) -> None:
+        """Go to the boundary `position`, then to the anchor's arrival if there is one."""
+        if anchor is None:
+            self.seek(position)
+        else:
+            self.goto_hit(Hit("bp", position, anchor[0], anchor[1]), frozenset())
+
+    def _count_steps(self, now: Now, anchor: tuple[int, int] | None) -> int:
+        """Instructions from `anchor` (or the boundary) to `now`, by single-stepping."""
         self.fingerprint(now)
-        self.seek(now.position)
+        self._from_step_cache(now.position, 0, anchor)
         task = self.s._task_or_fail()
+        if self.matches(now):
+            return 0
         for n in range(1, MAX_STEPS):
             task.resume(api.Req.SYSEMU_SINGLESTEP)
             stop = task.wait()
+            if self.matches(now):
+                return n  # (a syscall entry too: the end of the trace is parked at one)
             if not _is_step(stop):
                 break  # the stretch ended (a syscall, a fault) without meeting `now`
-            if self.matches(now):
-                return n
         raise ReplayError("could not find the current position by single-stepping")
 
-    def goto_steps(self, position: int, steps: int) -> None:
-        """Go to `steps` instructions after the boundary `position`, via mid-stretch forks."""
-        cache = self._steps
-        if cache is None or cache.position != position:
-            self._drop_step_cache()
-            cache = self._steps = StepCache(position)
-        base = max((k for k in cache.forks if k <= steps), default=None)
-        if base is None:
-            self.seek(position)
-            done = 0
-        else:
-            cp = cache.forks[base]
-            self.s.restore(cp.task, cp.position, cp.proc)
-            done = base
+    def goto_steps(self, position: int, steps: int,
+                   anchor: tuple[int, int] | None = None) -> None:
+        """Go to `steps` instructions after the anchor (or boundary), via cached forks."""
+        cache, done = self._from_step_cache(position, steps, anchor)
         task = self.s._task_or_fail()
         while done < steps:
             if done and done % STEP_CACHE == 0 and done not in cache.forks:
@@ -374,11 +454,40 @@ class Timeline:
                 raise ReplayError(f"single-stepping stretch {position} met {stop}")
             done += 1
 
+    def _from_step_cache(self, position: int, steps: int, anchor: tuple[int, int] | None
+                         ) -> tuple[StepCache, int]:
+        """Restore the cached fork closest before `steps` from the anchor; the first time,
+        go to the anchor (maybe costly: a run to the k-th arrival) and fork it there."""
+        cache = self._steps
+        if cache is None or (cache.position, cache.anchor) != (position, anchor):
+            self._drop_step_cache()
+            cache = self._steps = StepCache(position, anchor)
+        base = max((k for k in cache.forks if k <= steps), default=None)
+        if base is None:
+            self.goto_anchor(position, anchor)
+            stored, pos, proc = self.s.snapshot()
+            cache.forks[0] = Checkpoint(pos, stored, proc, 0)
+            return cache, 0
+        cp = cache.forks[base]
+        self.s.restore(cp.task, cp.position, cp.proc)
+        return cache, base
+
     def _drop_step_cache(self) -> None:
         if self._steps is not None:
             for cp in self._steps.forks.values():
                 _discard(cp.task)
             self._steps = None
+
+
+def _open_counters(tid: int, addrs: frozenset[int]) -> list[HwCounter]:
+    """Kernel counters for as many of `addrs` as there are free debug registers."""
+    counters = []
+    for addr in sorted(addrs):
+        try:
+            counters.append(HwCounter(tid, addr))
+        except HwCounterError:
+            break
+    return counters
 
 
 def _is_step(stop: Stop) -> bool:

@@ -38,6 +38,7 @@ pytestmark = [requires_gdb, pytest.mark.slow]
 
 GLIBC_TUNABLES = "glibc.cpu.hwcaps=-AVX2,-AVX,-AVX512F,-ERMS,-AVX_Fast_Unaligned_Load"
 BEGIN, END = "==reverse-script-begin==", "==reverse-script-end=="
+LOOP_ITERATIONS = "200"  # cpu_loop.c: x is seeded with getpid(), so only i is compared
 DATA = b"0123456789ABCDEFGHIJ"  # rev_buffer reads 10 bytes, then 4 more into buffer+4
 
 #: Lines only one side prints for reasons that are not about reverse execution.
@@ -67,6 +68,12 @@ def data_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def target_trace(programs, tmp_path_factory) -> Path:
     return _record(tmp_path_factory.mktemp("reverse") / "gdb_target", programs["gdb_target"])
+
+
+@pytest.fixture(scope="module")
+def loop_trace(programs, tmp_path_factory) -> Path:
+    return _record(tmp_path_factory.mktemp("reverse") / "cpu_loop", programs["cpu_loop"],
+                   LOOP_ITERATIONS)
 
 
 @pytest.fixture(scope="module")
@@ -325,6 +332,35 @@ def test_recursion_and_conditional_breakpoint_match_record_full(programs, target
     assert "Value returned is $4 = 24" in lines
     assert "Value returned is $5 = 120" in lines
     assert values(lines)[-2] == "4"  # n in factorial(4), reached by reverse-next
+
+
+LOOP_CONDITION = """
+break 26
+continue
+break 22 if i == 150
+reverse-continue
+print i
+delete
+next
+next
+next
+next
+print i
+reverse-next
+reverse-next
+print i
+"""
+
+
+def test_conditional_breakpoint_in_a_loop_matches_record_full(programs, loop_trace, serve,
+                                                              tmp_path):
+    """Going back to ``i == 150`` of a 200-iteration loop: gdb evaluates the condition at
+    every earlier hit and resumes backwards (one reverse search and one reverse step per
+    hit), so this also checks that a long run of those lands on the right iteration."""
+    lines = both(programs["cpu_loop"], loop_trace, LOOP_CONDITION, serve, tmp_path,
+                 args=[LOOP_ITERATIONS])
+    assert ("main", 22) in stops(lines)
+    assert values(lines) == ["150", "151", "150"], lines
 
 
 BACK_AND_FORTH = """
