@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import struct
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tracee import ptrace_api as api
-from tracee.remote import SYSCALL_INSN, put_data
+from tracee.remote import InjectionError, exec_in_tracee
 from tracee.fork import fork_tracee
 from tracee.spawn import pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
@@ -262,25 +261,12 @@ class ReplaySession:
         nxt = self.next_event
         if nxt is None or nxt.kind != Kind.EXEC:
             raise self.divergence(ev, "trace has no image after a successful execve")
-        task = self._task(ev)
         exe = str(self.reader.file_path(nxt.info["exe_id"]))
-        path_addr, argv_addr = put_data(task, exe.encode() + b"\0", b"\0" * 16)
-        task.mem.write(argv_addr, struct.pack("<QQ", path_addr, 0))
-        regs = task.regs
-        regs.rip, regs.rax, regs.orig_rax = SYSCALL_INSN, NR_EXECVE, 0xFFFFFFFFFFFFFFFF
-        regs.rdi, regs.rsi, regs.rdx = path_addr, argv_addr, argv_addr + 8
-        task.set_reg("rip", SYSCALL_INSN)
-        for _ in range(3):
-            stop = task.step()
-            if isinstance(stop, EventStop) and stop.event == api.Event.EXEC:
-                return  # the EXEC event, replayed next, rebuilds the image
-            if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP):
-                break
-            if task.regs.rip == SYSCALL_INSN:
-                regs = task.regs
-                regs.rax, regs.rdi, regs.rsi, regs.rdx = NR_EXECVE, path_addr, argv_addr, argv_addr + 8
-                task.set_reg("rax", NR_EXECVE)
-        raise self.divergence(ev, f"could not exec {exe} in replay", stop)
+        try:
+            exec_in_tracee(self._task(ev), exe)
+        except InjectionError as e:
+            raise self.divergence(ev, str(e)) from None
+        # the EXEC event, replayed next, rebuilds the image
 
     def _rdtsc(self, ev: Event) -> None:
         stop = self.resume_until_stop(ev)

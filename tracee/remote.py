@@ -8,8 +8,10 @@ task's registers saved and restored around it, so the program never notices.
 from __future__ import annotations
 
 import signal
+import struct
 
-from tracee.stops import SignalStop, Stop
+from tracee import ptrace_api as api
+from tracee.stops import EventStop, SignalStop, Stop
 from tracee.task import Task
 
 RELIVE_PAGE = 0x7000_0000_0000
@@ -24,6 +26,7 @@ MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x1, 0x2, 0x10, 0x20
 MAP_GROWSDOWN, MAP_NORESERVE, MAP_FIXED_NOREPLACE = 0x100, 0x4000, 0x100000
 
 NR_MMAP, NR_MUNMAP, NR_OPEN, NR_CLOSE, NR_MPROTECT, NR_PRCTL = 9, 11, 2, 3, 10, 157
+NR_EXECVE = 59
 PR_SET_TSC, PR_TSC_SIGSEGV = 26, 2
 
 
@@ -31,31 +34,49 @@ class InjectionError(RuntimeError):
     """An injected syscall did not come back as expected (the task died or took a signal)."""
 
 
-def inject_syscall(task: Task, nr: int, *args: int, at: int = SYSCALL_INSN) -> int:
-    """Run syscall `nr(args)` in `task` (stopped) and return its raw result (negative errno).
+def _step_into_syscall(task: Task, nr: int, args: tuple[int, ...], at: int) -> Stop:
+    """Point the task at the `syscall` instruction at `at` with `nr(args)` and single-step it.
 
-    From a syscall or event stop, the first single-step only finishes the interrupted syscall
-    (which may overwrite rax) and traps before the new rip runs: then the registers are set
-    again and the step repeated.
-    """
-    saved = task.regs_bytes()
+    From a syscall or event stop, the first step only finishes the interrupted syscall (which
+    may overwrite rax) and traps before the new rip runs: then the registers are set again and
+    the step repeated. Returns the stop that follows the injected instruction."""
+    stop: Stop = SignalStop(task.tid, signal.SIGTRAP)
     for _ in range(2):
         regs = task.regs
         regs.rip, regs.rax, regs.orig_rax = at, nr, 0xFFFFFFFFFFFFFFFF
         for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
             setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
         task.set_reg("rip", at)
-        stop: Stop = task.step()
-        if not isinstance(stop, SignalStop) or stop.signal != signal.SIGTRAP:
-            raise InjectionError(f"task {task.tid}: unexpected stop {stop} in injected syscall")
-        if task.regs.rip == at + 2:
+        stop = task.step()
+        if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
+                and task.regs.rip == at):
             break
-    else:
-        raise InjectionError(f"task {task.tid}: injected syscall never ran")
+    return stop
+
+
+def inject_syscall(task: Task, nr: int, *args: int, at: int = SYSCALL_INSN) -> int:
+    """Run syscall `nr(args)` in `task` (stopped) and return its raw result (negative errno);
+    the task's registers are restored afterwards."""
+    saved = task.regs_bytes()
+    stop = _step_into_syscall(task, nr, args, at)
+    if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
+            and task.regs.rip == at + 2):
+        raise InjectionError(f"task {task.tid}: unexpected stop {stop} in injected syscall")
     result = task.regs.rax
     task.set_regs_from(saved)
     task.flush_regs()
     return result - (1 << 64) if result >= 1 << 63 else result
+
+
+def exec_in_tracee(task: Task, path: str) -> None:
+    """execve(path, [path], []) in the task; returns at the exec event stop (the old image
+    and its relive page are gone; the caller rebuilds)."""
+    path_addr, argv_addr = put_data(task, path.encode() + b"\0", b"\0" * 16)
+    task.mem.write(argv_addr, struct.pack("<QQ", path_addr, 0))
+    stop = _step_into_syscall(task, NR_EXECVE, (path_addr, argv_addr, argv_addr + 8),
+                              SYSCALL_INSN)
+    if not (isinstance(stop, EventStop) and stop.event == api.Event.EXEC):
+        raise InjectionError(f"task {task.tid}: exec of {path} failed ({stop})")
 
 
 def checked(result: int, what: str) -> int:
