@@ -16,6 +16,8 @@ from pathlib import Path
 import trio
 
 from gdbstub.engine import Engine
+from tracefile.errors import TraceError
+from tracefile.reader import TraceReader
 from gdbstub.server import serve
 from replayer.target import ReplayTarget
 from replayer.traps import WATCH_SLOTS
@@ -32,6 +34,15 @@ def gdb_command(host: str, port: int) -> list[str]:
 
 def serve_replay(trace: Path, *, host: str = "127.0.0.1", port: int | None = None,
                  pid: int | None = None) -> int:
+    if pid is not None:
+        reader = TraceReader(trace)
+        try:
+            pids = sorted({t.pid for t in reader.tasks()})
+        finally:
+            reader.close()
+        if pid not in pids:
+            raise TraceError(f"process {pid} is not in {trace}; its processes: "
+                             f"{', '.join(map(str, pids))} (see `relive ps`)")
     with Engine() as engine:
         target = engine.submit(partial(ReplayTarget, trace, output=_emit)).result()
         try:
