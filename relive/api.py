@@ -25,6 +25,7 @@ server's "relive: serving TRACE on HOST:PORT" line.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -35,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 __all__ = ["Change", "Frame", "Replay", "ScriptError", "Stop"]
 
@@ -152,10 +153,8 @@ class Replay:
     def close(self) -> None:
         """Quit gdb and stop the replay server (and the replayed process with it)."""
         if self._gdb is not None:
-            try:
+            with contextlib.suppress(OSError):  # already gone
                 self._gdb.exit()
-            except Exception:  # already gone
-                pass
             self._gdb = None
         if self._server is not None:
             if self._server.poll() is None:
@@ -173,7 +172,7 @@ class Replay:
             self._server = None
         self._logs.cleanup()
 
-    def __enter__(self) -> Replay:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -339,8 +338,8 @@ class Replay:
         failure = [r["payload"] for r in records if r["type"] == "log"
                    and "Remote failure reply" in str(r["payload"])]
         if failure:  # the server could not do it; gdb then only says "Program stopped."
-            said = [line for line in console.splitlines() if line.startswith("relive:")]
-            raise ScriptError("; ".join([failure[0].strip(), *said]))
+            relive_says = [line for line in console.splitlines() if line.startswith("relive:")]
+            raise ScriptError("; ".join([failure[0].strip(), *relive_says]))
         reason = _REASONS.get(payload.get("reason", ""), "other")
         if "reason" not in payload and END_OF_HISTORY in console:
             reason = "end-of-history"  # gdb 13.1 gives this stop no reason field
