@@ -237,11 +237,18 @@ class ReplayTarget:
             if hit.kind == "bp":
                 return self._stop(StopKind.BREAKPOINT)
             return self._stop(StopKind.WATCHPOINT, watch=hit.wp)
+        watched = {wp: self._peek(wp) for wp in command.watchpoints}
         landed, steps, anchor = tl.step_back(now)
         self._where(landed != "mid", steps, anchor)
         if landed == "begin":
             return self._stop(StopKind.HISTORY_BEGIN)
+        for wp, later in watched.items():
+            if wp.kind is not WatchKind.READ and self._peek(wp) != later:
+                return self._stop(StopKind.WATCHPOINT, watch=wp)  # stepped back over a write
         return self._stop(StopKind.STEPPED)
+
+    def _peek(self, wp: Watchpoint) -> bytes:
+        return self.task.mem.read_upto(wp.addr, wp.length)
 
     def _forward(self, command: ResumeCommand) -> Stop:
         task = self.task
@@ -276,9 +283,11 @@ class ReplayTarget:
                     return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
                 if self._at_end():
                     try:
-                        self._park_at_exit()
+                        self._park_at_exit(step_once)
                     except Paused as p:
                         return self._paused(p.reason)
+                    if not self._parked and step_once and s.next_event is not None:
+                        return self._paused(("step",))  # one instruction nearer the exit
                     self._where(not self._parked, 0 if not self._parked else None)
                     return self._stop(StopKind.HISTORY_END)
                 try:
@@ -327,14 +336,17 @@ class ReplayTarget:
             return True
         return False
 
-    def _park_at_exit(self) -> None:
+    def _park_at_exit(self, step_once: bool = False) -> None:
         """At the end of the trace, run the program up to its exit_group (the last code it
-        runs) and leave it stopped there, alive and inspectable."""
+        runs) and leave it stopped there, alive and inspectable. With `step_once`, run one
+        instruction only (parking if that instruction is the exit syscall)."""
         s = self.session
         nxt = s.next_event
         if self._parked or nxt is None or nxt.kind != Kind.SYSCALL:
             return
-        stop = s.run_once(self.task, api.Req.SYSEMU)
+        stop = s.run_once(self.task, api.Req.SYSEMU_SINGLESTEP if step_once else api.Req.SYSEMU)
+        if step_once and isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP:
+            return
         if not isinstance(stop, SyscallStop) or self.task.regs.orig_rax != nxt.nr:
             raise s.divergence(nxt, f"expected syscall {name_of(nxt.nr)}", stop)
         self._parked = True

@@ -178,14 +178,18 @@ class Timeline:
         task = self.s._task_or_fail()
         return Now(self.s.position, task.regs_bytes(), boundary, steps, anchor=anchor)
 
-    def matches(self, now: Now) -> bool:
+    def matches(self, now: Now, planted: bool = False) -> bool:
+        """Is the current state `now`? `planted`: an int3 of ours sits at the pc."""
         task = self.s._task_or_fail()
         differ = registers.diff(now.regs, task.regs_bytes())
         # Shown before a syscall instruction, a state carries the rcx/r11 the instruction
         # will clobber as the kernel saw them: those two cannot tell states apart there.
-        if differ and not (set(differ) <= {"rcx", "r11"}
-                           and task.mem.read_upto(task.regs.rip, 2) == b"\x0f\x05"):
-            return False
+        if differ:
+            code = task.mem.read_upto(task.regs.rip, 2)
+            if planted and code[:1] == b"\xcc":
+                code = b"\x0f" + code[1:]  # our int3 over the syscall's first byte
+            if not (set(differ) <= {"rcx", "r11"} and code == b"\x0f\x05"):
+                return False
         if now.digest is None:
             return True  # caller computed `now` from this very state
         return memory_digest(task.pid, task.mem.read_upto) == now.digest
@@ -247,6 +251,9 @@ class Timeline:
         def observe(stop: Stop) -> Stop | None:
             if isinstance(stop, SignalStop) and stop.signal == SIGSTOP and self.interrupted():
                 raise Paused("interrupt")
+            if (isinstance(stop, SyscallStop) and not until.boundary
+                    and s.position == until.position and self.matches(until)):
+                raise Paused("now")  # `now` is parked at this syscall's entry (end of trace)
             trap = traps.classify(stop)
             if trap is None or trap.kind in ("own", "other", "step"):
                 return stop
@@ -256,14 +263,21 @@ class Timeline:
                 return None
             arrivals[(s.position, trap.pc)] += 1
             if not until.boundary and s.position == until.position and trap.pc == until.pc:
-                if self.matches(until):
+                if self.matches(until, planted=True):
                     raise Paused("now")
                 log.debug("arrival at %#x does not match now: %s", trap.pc,
                           registers.diff(until.regs, s._task_or_fail().regs_bytes()))
             if trap.pc in breakpoints:
                 hits.append(Hit("bp", s.position, trap.pc, arrivals[(s.position, trap.pc)]))
             after = traps.step_over(trap.pc)
-            return None if _is_step(after) else after
+            stepped = traps.after_step(after)
+            if stepped is None:
+                return after  # the instruction was a syscall (or faulted): replay uses it
+            if stepped.kind == "watch":
+                watch_traps[s.position] += 1
+                hits.append(Hit("watch", s.position, count=watch_traps[s.position],
+                                wp=stepped.wp))
+            return None
 
         s.observer = observe
         try:
@@ -281,6 +295,9 @@ class Timeline:
                 add_counted(position)
                 if ev is None:
                     break
+                if not until.boundary and s.position > until.position:
+                    raise ReplayError("lost the current position while searching backwards "
+                                      f"(it was in the stretch after event {until.position})")
                 for wp in watchpoints:
                     if wp.kind is not WatchKind.READ and _touches(ev, wp):
                         hits.append(Hit("kernel", ev.seq, wp=wp))
@@ -317,7 +334,7 @@ class Timeline:
             if trap.kind == "watch":
                 return None
             after = traps.step_over(trap.pc)
-            return None if _is_step(after) else after
+            return None if traps.after_step(after) is not None else after
 
         s.observer = observe
         try:

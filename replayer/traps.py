@@ -87,6 +87,19 @@ class Traps:
             return Trap("step")
         return Trap("other")
 
+    def after_step(self, stop: Stop) -> Trap | None:
+        """What the single step of `step_over` met: a watchpoint the stepped instruction
+        triggered ('watch'), a plain 'step', or None (not a SIGTRAP: a syscall, a fault)."""
+        if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP):
+            return None
+        dr6 = api.get_debugreg(self.task.tid, DR6)
+        if dr6:
+            api.set_debugreg(self.task.tid, DR6, 0)
+        slot = (dr6 & 0b111).bit_length() - 1
+        if 0 <= slot < len(self.slots):
+            return Trap("watch", wp=self.slots[slot])
+        return Trap("step")
+
     def step_over(self, pc: int) -> Stop:
         """Execute the instruction under the int3 at `pc` (the program's own byte), then plant
         the int3 again. Returns the stop of that one instruction (a syscall entry if it was a

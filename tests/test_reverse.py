@@ -269,14 +269,6 @@ print counter
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "relive bug: a second reverse-continue from a watchpoint stop fails. Timeline._pass "
-    "plants an int3 at the stop's pc (the watched write itself), steps over it with the "
-    "watchpoint armed and discards that step's stop without classifying it or clearing DR6: "
-    "the write is not counted, and the stale watch bit makes the next int3 look like a "
-    "watchpoint hit, so the replay resumes at int3+1 ('replay diverged at event N ...: "
-    "SIGSEGV at rip <breakpoint+1>' or 'registers differ at syscall write'), or, in a loop, "
-    "silently stops at an earlier write"))
 def test_repeated_reverse_watchpoint_matches_record_full(programs, target_trace, serve,
                                                          tmp_path):
     lines = both(programs["gdb_target"], target_trace, WATCH_REPEATEDLY, serve, tmp_path)
@@ -296,10 +288,6 @@ print counter
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "relive: reverse-stepi back over an instruction that wrote a watched variable does not "
-    "report the watchpoint (forward stepi over it does, on relive and on a live process; "
-    "record full does backwards)"))
 def test_reverse_stepi_over_watched_write_reports_it(programs, target_trace, serve, tmp_path):
     lines = both(programs["gdb_target"], target_trace, REVERSE_STEPI_OVER_WATCHED_WRITE,
                  serve, tmp_path)
@@ -337,7 +325,8 @@ def test_recursion_and_conditional_breakpoint_match_record_full(programs, target
     assert stops(lines)[:6] == [("main", 44), ("factorial", 28), ("factorial", 28),
                                 ("factorial", 30), ("factorial", 30), ("main", 43)], lines
     # reverse-finish: on the call instruction in factorial(4), mid-line (gdb 13)
-    assert "0xADDR in factorial (n=4) at /work/main/tests/programs/gdb_target.c:30" in lines
+    assert any(re.fullmatch(r"0xADDR in factorial \(n=4\) at .*/gdb_target\.c:30", line)
+               for line in lines), lines
     assert "Value returned is $4 = 24" in lines
     assert "Value returned is $5 = 120" in lines
     assert values(lines)[-2] == "4"  # n in factorial(4), reached by reverse-next
@@ -461,12 +450,6 @@ print buffer
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "relive bug: reverse-continue from a stop at a syscall instruction runs forward. The "
-    "pass plants an int3 on the `syscall` instruction, so Timeline.matches() reads 0xcc 0x05 "
-    "instead of 0f 05 and refuses the rcx/r11 difference; 'now' is never recognised, and "
-    "_pass (until.boundary False) runs on to the end of the trace, returning later hits "
-    "(here: Breakpoint 2 at line 28, where the user came from)"))
 def test_second_reverse_watchpoint_on_kernel_writes(programs, buffer_trace, data_file, serve,
                                                     tmp_path):
     lines = both(programs["rev_buffer"], buffer_trace, READ_WATCH_TWICE, serve, tmp_path,
@@ -493,7 +476,8 @@ def test_reverse_continue_without_breakpoints_reaches_the_start(target_trace, se
     assert lines[start + 1].startswith("0xADDR in _start ()"), lines
     assert "Current event: 1" in lines
     # and forward again from the start of history
-    assert "Breakpoint 3, main () at /work/main/tests/programs/gdb_target.c:35" in lines
+    assert any(re.fullmatch(r"Breakpoint 3, main \(\) at .*/gdb_target\.c:35", line)
+               for line in lines), lines
     assert values(lines) == ["0"]
 
 
@@ -510,10 +494,6 @@ def test_reverse_step_from_the_end_of_the_trace(target_trace, serve, tmp_path):
     assert "__GI__exit" in lines[lines.index(END_OF_HISTORY, 1) + 1], lines
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "relive bug: a forward stepi when the next event is the final exit_group jumps to the "
-    "parked exit state: from `call _exit` it lands on _exit+41 (the syscall) instead of "
-    "_exit's first instruction"))
 def test_stepi_into_exit_does_not_skip_instructions(target_trace, serve, tmp_path):
     server = serve(target_trace)
     lines = _replay_only(server, tmp_path, "continue", "reverse-finish", "stepi",

@@ -164,10 +164,6 @@ def test_last_change_after_stepping_back_once(replay):
     assert replay.last_change("counter") == ("bump", 22, "6", "10")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "relive bug: a second reverse-continue from a watchpoint stop fails (Timeline._pass "
-    "loses the watch trap of the step over its own int3 and leaves DR6 stale); "
-    "see tests/test_reverse.py::test_repeated_reverse_watchpoint_matches_record_full"))
 def test_last_change_twice(replay):
     replay.break_at(f"{SOURCE}:40")
     replay.cont()
