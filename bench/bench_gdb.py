@@ -47,6 +47,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -72,7 +73,7 @@ class Failed(Exception):
 def compile_c(src: Path, binary: Path, *flags: str) -> Path:
     binary.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(["gcc", "-O0", "-g", *flags, "-o", str(binary), str(src)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"compiling {src} failed:\n{proc.stderr}")
     return binary
@@ -103,7 +104,7 @@ def relive_record(python: str, trace: Path, argv: list[str], timeout: float) -> 
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              env=relive_env(), timeout=timeout, cwd=REPO_ROOT)
+                              env=relive_env(), timeout=timeout, cwd=REPO_ROOT, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise Failed(f"relive record: {e}") from None
     elapsed = time.perf_counter() - start
@@ -115,7 +116,8 @@ def relive_record(python: str, trace: Path, argv: list[str], timeout: float) -> 
 def relive_event_count(python: str, trace: Path) -> int | None:
     try:
         proc = subprocess.run([python, "-m", "relive", "info", str(trace)], capture_output=True,
-                              text=True, env=relive_env(), timeout=120, cwd=REPO_ROOT)
+                              text=True, env=relive_env(), timeout=120, cwd=REPO_ROOT,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"^\s*events:\s*(\d+)", proc.stdout, re.MULTILINE)
@@ -183,7 +185,7 @@ class Server:
             except OSError:
                 pass
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -462,7 +464,7 @@ def host_description() -> str:
         pass
     try:
         gdb_version = subprocess.run([GDB or "gdb", "--version"], capture_output=True,
-                                     text=True).stdout.splitlines()[0]
+                                     text=True, check=False).stdout.splitlines()[0]
     except (OSError, IndexError):
         gdb_version = "gdb ?"
     return (f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
@@ -546,7 +548,8 @@ def wall_gdb(commands: list[str], timeout: float = 120) -> tuple[float, str]:
         argv += ["-ex", c]
     start = time.perf_counter()
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, env=gdb_env(), timeout=timeout)
+                          stderr=subprocess.STDOUT, env=gdb_env(), timeout=timeout,
+                          check=False)
     elapsed = time.perf_counter() - start
     return elapsed, proc.stdout.decode(errors="replace")
 

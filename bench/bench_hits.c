@@ -2,10 +2,9 @@
  * bench/bench_gdb.py: `stepi` latency in main's loop and the cost of one
  * `continue` to a breakpoint on target_fn.  No system calls in the loop.
  *
- * The result is printed after the loop on purpose: relive (as of this
- * benchmark) runs straight to the end of history on any single-step taken
- * after the program's last system call before exit_group, so the loop must
- * not be the program's final syscall-free stretch (see docs/performance-gdb.md). */
+ * The result is printed after the loop, so that the loop is not the program's
+ * final syscall-free stretch (an earlier relive ran to the end of history on
+ * any single-step taken after the last system call before exit_group). */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -43,17 +43,29 @@ Usage: python3 bench/bench_reverse.py [--seconds 30] [--bs 30] [--hot-rc 5] [--m
 from __future__ import annotations
 
 import argparse
-import re
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gdb import (BENCH_DIR, GDB, Failed, compile_c, fmt_ratio, fmt_s,  # noqa: E402
-                       gdb_env, host_description, load_note, print_errors, print_table,
-                       relive_event_count, relive_record, relive_server, run_gdb)
+from bench_gdb import (
+    BENCH_DIR,
+    GDB,
+    Failed,
+    compile_c,
+    fmt_ratio,
+    fmt_s,
+    gdb_env,
+    host_description,
+    load_note,
+    print_errors,
+    print_table,
+    relive_event_count,
+    relive_record,
+    relive_server,
+    run_gdb,
+)
 
 GLIBC_TUNABLES = "glibc.cpu.hwcaps=-AVX2,-AVX,-AVX512F,-ERMS,-AVX_Fast_Unaligned_Load"
 BS_TARGET = 0.050
@@ -117,6 +129,18 @@ def position(label, k):
         emit(label + ".fwd_1s", fwd)
     attempt(label + ".rc_1s", back_and_forth)
 
+    def cross():
+        """One reverse-stepi back over the syscall instruction: into the end of the
+        previous chunk's arithmetic, millions of instructions after its last syscall."""
+        frame = gdb.selected_frame()
+        fn, pc = frame.name(), int(frame.pc())
+        dt, _ = run("reverse-stepi", P["cross_limit"])
+        now = gdb.selected_frame()
+        landed = f"{now.name()} pc={int(now.pc()):#x}"
+        ok = now.name() == fn and pc - 16 <= int(now.pc()) < pc
+        emit(label + ".cross", {"time": dt, "landed": landed, "from": f"{fn} pc={pc:#x}",
+                                "ok": ok})
+
     def bs():
         reposition(k)
         times, stopped, trail = [], "", []
@@ -140,6 +164,8 @@ def position(label, k):
         emit(label + ".bs", s)
         note(f"{label}: {len(times)} reverse-stepi, {stopped or 'no syscall met'}; "
              f"ends {'; '.join(trail[-3:])}")
+        if stopped and P["cross"] and label == P["positions"][0][0]:
+            attempt(label + ".cross", cross)
     attempt(label + ".bs", bs)
 
     def hot():
@@ -279,6 +305,11 @@ def main() -> int:
                     help="reverse-stepi on the small program (100)")
     ap.add_argument("--cmd-limit", type=float, default=60,
                     help="time limit of one gdb command, s (60; positioning runs get 3x)")
+    ap.add_argument("--cross-syscall", action="store_true",
+                    help="at the start position, also time one reverse-stepi back over "
+                    "the syscall into the preceding arithmetic (minutes)")
+    ap.add_argument("--cross-limit", type=float, default=600,
+                    help="time limit of that reverse-stepi, s (600)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument("--python", default=sys.executable,
                     help="interpreter for `python3 -m relive` (default: this one)")
@@ -327,13 +358,16 @@ def main() -> int:
     if trace is not None:
         print("... gdb on the replay: start, middle, end", file=sys.stderr, flush=True)
         params = {"positions": positions, "bs": args.bs, "hot_rc": args.hot_rc,
+                  "cross": args.cross_syscall, "cross_limit": args.cross_limit,
                   "reach_limit": 3 * args.cmd_limit * max(1, args.seconds / 30) * 1.5,
                   "line_hot": line_of(src, "acc = hot("),
                   "line_for": line_of(src, "for (long i = 0")}
         try:
             with relive_server(args.python, trace, work_dir) as srv:
                 params["address"] = srv.address
-                res = run_gdb(REVERSE_BODY, params, work_dir, timeout=args.timeout,
+                res = run_gdb(REVERSE_BODY, params, work_dir,
+                              timeout=args.timeout + (args.cross_limit + 20
+                                                      if args.cross_syscall else 0),
                               cmd_limit=args.cmd_limit, label="reverse")
             rev = res.values
             if res.error:
@@ -391,7 +425,7 @@ def main() -> int:
     def row(name: str, fn, target: str = "") -> None:
         rows.append([name, *(fn(label) for label, _ in positions), target])
 
-    row("reach marker(K) by continue from the previous position",
+    row("reach marker(K) by continue from the previous column",
         lambda p: fmt_s(rev.get(f"{p}.reach"), "s"))
     row("reverse-continue to marker(K-1), 1 s back", lambda p: fmt_s(rev.get(f"{p}.rc_1s"), "s"))
     row("continue marker(K-1) -> marker(K), 1 s forwards",
@@ -421,6 +455,11 @@ def main() -> int:
     row("checkpoints on arrival (count / private memory)", lambda p: ckpt(p, "before"))
     row("checkpoints after the measurements", lambda p: ckpt(p, "after"))
     print_table(cols, rows, md)
+    c = rev.get(f"{positions[0][0]}.cross")
+    if isinstance(c, dict):
+        print(f"\nreverse-stepi back over the syscall at {c['from']} into the preceding "
+              f"~{work:,}-iteration loop: {fmt_s(c['time'], 's')}, landed at {c['landed']} "
+              f"({'the instruction before the syscall' if c['ok'] else 'WRONG PLACE'}).")
     final = rev.get("ckpt_final")
     if isinstance(final, dict):
         print(f"\nCheckpoints at the end of the session: {final['count']}, "
@@ -430,7 +469,7 @@ def main() -> int:
     r, f = small["relive"], small["record-full"]
     insns = f.get("insns")
     rb, fb = r.get("bs"), f.get("bs")
-    print(("\n" if md else "\n") + f"Small program: `bench_small {args.small_iters}`, "
+    print("\n" + f"Small program: `bench_small {args.small_iters}`, "
           f"{args.small_bs} reverse-stepi back from done() into the loop"
           + (f" ({insns:,} instructions from work() to done())" if insns else "")
           + "." + ("\n" if md else ""))
@@ -449,14 +488,14 @@ def main() -> int:
     print_table(["measurement", "relive replay", "gdb record full (live)"], rows2, md)
 
     # Targets.
-    print(("\n" if md else "\n") + "Targets:" + ("\n" if md else ""))
+    print("\n" + "Targets:" + ("\n" if md else ""))
     for label, _ in positions:
         med = sub(rev.get(f"{label}.bs"), "median")
         ratio = (rev[f"{label}.rc_1s"] / rev[f"{label}.fwd_1s"]
                  if isinstance(rev.get(f"{label}.rc_1s"), float)
                  and isinstance(rev.get(f"{label}.fwd_1s"), float) and rev[f"{label}.fwd_1s"]
                  else None)
-        verdict = lambda ok: "n/a" if ok is None else ("met" if ok else "NOT met")  # noqa
+        verdict = lambda ok: "n/a" if ok is None else ("met" if ok else "NOT met")
         print(f"- {label}: bs median {fmt_s(med)} (<= {BS_TARGET * 1000:.0f} ms: "
               f"{verdict(None if med is None else med <= BS_TARGET)}); reverse-continue 1 s "
               f"back / forward {'n/a' if ratio is None else f'{ratio:.2f}x'} "

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL = 0.25
 MAX_CHECKPOINTS = 48
 STEP_CACHE = 512
-MAX_STEPS = 2_000_000
+MAX_STEPS = 50_000_000  # single steps to find a position (~25 µs each)
 COUNTER_WORTH = 8  # go to a hit with a kernel counter beyond this many arrivals
 MEMORY_BUDGET_KIB = int(os.environ.get("RELIVE_CHECKPOINT_MB", "1024")) * 1024
 
@@ -447,11 +447,16 @@ class Timeline:
         task = self.s._task_or_fail()
         if self.matches(now):
             return 0
+        started = noted = time.monotonic()
         for n in range(1, MAX_STEPS):
             task.resume(api.Req.SYSEMU_SINGLESTEP)
             stop = task.wait()
             if self.matches(now):
                 return n  # (a syscall entry too: the end of the trace is parked at one)
+            if n % 65536 == 0 and time.monotonic() - noted > 5:
+                noted = time.monotonic()
+                log.warning("stepping back: single-stepped %d instructions of a long stretch "
+                            "without syscalls so far (%.0f s)", n, noted - started)
             if not _is_step(stop):
                 break  # the stretch ended (a syscall, a fault) without meeting `now`
         raise ReplayError("could not find the current position by single-stepping")
