@@ -214,8 +214,8 @@ class ReplayTarget:
         now = self.timeline.now(self._boundary, self._steps, self._anchor)
         try:
             return self._search_backward(command, now)
-        except SearchInterrupted:
-            self._where(True, 0)
+        except SearchInterrupted as e:
+            self._where(e.boundary, 0 if e.boundary else None)
             return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
         except Exception:
             # Leave a consistent replay behind: the boundary before where the user was.

@@ -50,7 +50,12 @@ MEMORY_BUDGET_KIB = int(os.environ.get("RELIVE_CHECKPOINT_MB", "1024")) * 1024
 
 
 class SearchInterrupted(Exception):
-    """Ctrl-C during a backward search; the replay is left at an event boundary."""
+    """Ctrl-C during a backward search; the replay is left where the search was, at an event
+    boundary or (`boundary` False) inside a stretch."""
+
+    def __init__(self, boundary: bool) -> None:
+        super().__init__("interrupted")
+        self.boundary = boundary
 
 
 @dataclass
@@ -283,13 +288,13 @@ class Timeline:
         try:
             while not (until.boundary and s.position >= until.position):
                 if self.interrupted():
-                    raise SearchInterrupted()
+                    raise SearchInterrupted(boundary=True)
                 position = s.position
                 try:
                     ev = s.step()
                 except Paused as p:
                     if p.reason == "interrupt":
-                        raise SearchInterrupted() from None
+                        raise SearchInterrupted(boundary=False) from None
                     add_counted(position)  # reached `now` inside this stretch
                     break
                 add_counted(position)

@@ -27,6 +27,7 @@ Limits of the oracle on these machines, and how the scripts stay inside them:
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -598,3 +599,32 @@ def test_reverse_through_mi(target_trace, serve):
         assert "reason" not in stop or stop["reason"] == "no-history", stop
         assert END_OF_HISTORY in mi.console_since(mark), mi.transcript()
         assert stop["frame"]["func"] == "_start"
+
+
+def test_ctrl_c_interrupts_a_long_reverse_search(programs, tmp_path, serve):
+    """reverse-continue to hot() from the end replays the whole 100,000-call loop; Ctrl-C
+    (-exec-interrupt) stops the search within a second or two, leaves a consistent state
+    inside the loop, and the next reverse-continue still finds the previous hot() call."""
+    trace = _record(tmp_path / "hot", programs["rev_hot_loop"])
+    server = serve(trace)
+    with MiSession() as mi:
+        mi.ok("-gdb-set mi-async on")
+        mi.ok(f"-target-select remote {server.address}", expect=("connected",))
+        mi.wait_stopped()
+        mi.ok("-break-insert marker")
+        mi.ok("-exec-continue")
+        assert mi.wait_stopped().get("reason") == "breakpoint-hit"
+        mi.ok("-break-insert hot")
+        mi.ok("-exec-continue --reverse")
+        time.sleep(0.5)
+        started = time.monotonic()
+        mi.ok("-exec-interrupt")
+        stopped = mi.wait_stopped(timeout=10)
+        assert time.monotonic() - started < 3, stopped
+        assert stopped.get("signal-name") == "SIGINT", stopped
+        here = int(mi.ok("-data-evaluate-expression i")["value"])
+        assert 0 < here < 100_000
+        mi.ok("-exec-continue --reverse")
+        assert mi.wait_stopped(timeout=60).get("reason") == "breakpoint-hit"
+        before = int(mi.ok("-data-evaluate-expression i")["value"])
+        assert here - 2 <= before <= here  # the hot() call just before the interrupted point
