@@ -413,9 +413,16 @@ class Timeline:
         if now.steps == 0:
             assert now.anchor is not None
             pc, k = now.anchor
-            prev = (pc, k - 1) if k > 1 else None
-            steps = self._count_steps(now, prev)
-            return self._land(now.position, steps - 1, prev)
+            if k > 1:  # one iteration back: single-step from the previous arrival
+                steps = self._count_steps(now, (pc, k - 1))
+                return self._land(now.position, steps - 1, (pc, k - 1))
+        if now.steps is None or now.steps == 0:
+            landed = self._step_back_by_decoding(now)
+            if landed is not None:
+                return landed
+        if now.steps == 0:  # at the first arrival of its anchor: count from the boundary
+            steps = self._count_steps(now, None)
+            return self._land(now.position, steps - 1, None)
         steps = now.steps if now.steps is not None else self._count_steps(now, now.anchor)
         return self._land(now.position, steps - 1, now.anchor)
 
@@ -444,6 +451,51 @@ class Timeline:
             self.seek(position)
         else:
             self.goto_hit(Hit("bp", position, anchor[0], anchor[1]), frozenset())
+
+    def _step_back_by_decoding(self, now: Now) -> Landing | None:
+        """Cheap reverse-stepi for a state whose step count is unknown: guess the previous
+        instruction as the one that ends right before the pc (decoded with capstone, not a
+        jump), count its arrivals in the stretch up to `now` with a kernel counter, go to the
+        last one and check that one step reaches `now`. None if the guess does not hold
+        (the previous instruction jumped here): the caller single-steps the stretch."""
+        self.fingerprint(now)
+        mem = self.s._task_or_fail().mem
+        pc = now.pc
+        regs = registers.unpack(now.regs)
+        candidates = [_previous_instruction(mem.read_upto(pc - 16, 16), pc)]
+        # At a function's first instruction, the previous one is usually the call that
+        # pushed the return address now at the top of the stack.
+        ret = int.from_bytes(mem.read_upto(regs["rsp"], 8), "little")
+        if ret:
+            candidates.append(_previous_instruction(mem.read_upto(ret - 16, 16), ret,
+                                                    want_call=True))
+        for candidate in candidates:
+            if candidate is None:
+                continue
+            arrivals = self._arrivals_before(now, candidate)
+            if not arrivals:
+                continue
+            anchor = (candidate, arrivals)
+            self._from_step_cache(now.position, 0, anchor)
+            task = self.s._task_or_fail()
+            task.resume(api.Req.SYSEMU_SINGLESTEP)
+            task.wait()
+            if self.matches(now):
+                return self._land(now.position, 0, anchor)
+        return None
+
+    def _arrivals_before(self, now: Now, addr: int) -> int:
+        """How many times the stretch of `now` reaches `addr` before `now` (kernel-counted)."""
+        self.seek(now.position)
+        try:
+            counter = HwCounter(self.s._task_or_fail().tid, addr)
+        except HwCounterError:
+            return 0
+        try:
+            self._pass(now, frozenset(), frozenset())
+            return counter.count()
+        finally:
+            counter.close()
 
     def _count_steps(self, now: Now, anchor: tuple[int, int] | None) -> int:
         """Instructions from `anchor` (or the boundary) to `now`, by single-stepping."""
@@ -504,6 +556,33 @@ class Timeline:
             for cp in self._steps.forks.values():
                 _discard(cp.task)
             self._steps = None
+
+
+_DISASM = None
+
+
+def _previous_instruction(code: bytes, pc: int, want_call: bool = False) -> int | None:
+    """The address of an instruction that ends exactly at `pc` and falls through to it (not a
+    jump, call or return; with `want_call`, a call), decoding the 16 bytes before pc; None
+    if there is none."""
+    global _DISASM
+    import capstone
+    if _DISASM is None:
+        _DISASM = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        _DISASM.detail = True
+    for length in range(1, min(15, len(code)) + 1):
+        start = pc - length
+        insns = list(_DISASM.disasm(code[len(code) - length:], start, 1))
+        if insns and insns[0].size == length:
+            groups = set(insns[0].groups)
+            if want_call:
+                if capstone.CS_GRP_CALL in groups:
+                    return start
+            elif not (groups & {capstone.CS_GRP_CALL, capstone.CS_GRP_RET, capstone.CS_GRP_INT,
+                                capstone.CS_GRP_IRET}
+                      or insns[0].mnemonic in ("jmp", "ljmp")):
+                return start  # (a conditional jump may fall through)
+    return None
 
 
 def _open_counters(tid: int, addrs: frozenset[int]) -> list[HwCounter]:
