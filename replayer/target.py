@@ -297,6 +297,7 @@ class ReplayTarget:
                 if ev is None:
                     return self._stop(StopKind.HISTORY_END)
                 self._where(True, 0)
+                traps.replant(ev)
                 if self.timeline_due():
                     traps.disarm()
                     self.timeline.take()

@@ -300,6 +300,7 @@ class Timeline:
                 add_counted(position)
                 if ev is None:
                     break
+                traps.replant(ev)
                 if not until.boundary and s.position > until.position:
                     raise ReplayError("lost the current position while searching backwards "
                                       f"(it was in the stretch after event {until.position})")
@@ -345,11 +346,12 @@ class Timeline:
         try:
             while True:
                 try:
-                    s.step()
+                    ev = s.step()
                 except Paused:
                     break
                 if s.position > hit.position:
                     raise ReplayError(f"could not find hit {hit} again")
+                traps.replant(ev)
         finally:
             s.observer = None
             if s.task is not None:

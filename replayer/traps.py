@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from gdbstub.target import Watchpoint, WatchKind
 from tracee import ptrace_api as api
 from tracee.stops import SignalStop, Stop
+from tracee.sysnums import name_of
 from tracee.task import Task
+from tracefile.records import Event, Kind
 
 INT3 = b"\xcc"
 DR6, DR7 = 6, 7
@@ -22,6 +24,14 @@ KEEP_DR7 = 0xF << 28 | 0b11 << 6  # slot 3's enable and condition bits
 TRAP_TRACE = 2
 _RW = {WatchKind.WRITE: 0b01, WatchKind.READ: 0b11, WatchKind.ACCESS: 0b11}
 _LEN = {1: 0b00, 2: 0b01, 4: 0b11, 8: 0b10}
+
+
+MAP_CHANGERS = frozenset({"mmap", "munmap", "mremap", "mprotect", "brk", "execve", "madvise"})
+
+
+def _maps_change(event: Event) -> bool:
+    return event.kind == Kind.EXEC or (event.kind == Kind.SYSCALL
+                                       and name_of(event.nr) in MAP_CHANGERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,16 @@ class Traps:
                 dr7 |= (_RW[wp.kind] | _LEN.get(wp.length, 0b11) << 2) << (16 + 4 * slot)
                 self.slots.append(wp)
             api.set_debugreg(task.tid, DR7, dr7)
+
+    def replant(self, event: Event | None) -> None:
+        """After an event that changed the address space, plant again the int3s that a new
+        mapping replaced or that could not be planted before (a library loaded since)."""
+        if event is None or not _maps_change(event):
+            return
+        for addr in self.breakpoints:
+            if self.task.mem.read_upto(addr, 1) != INT3:
+                self.saved.pop(addr, None)
+                self._plant(addr)
 
     def _plant(self, addr: int) -> None:
         orig = self.task.mem.read_upto(addr, 1)
