@@ -628,3 +628,21 @@ def test_ctrl_c_interrupts_a_long_reverse_search(programs, tmp_path, serve):
         assert mi.wait_stopped(timeout=60).get("reason") == "breakpoint-hit"
         before = int(mi.ok("-data-evaluate-expression i")["value"])
         assert here - 2 <= before <= here  # the hot() call just before the interrupted point
+
+
+def test_reverse_continue_to_a_library_function_in_python(tmp_path, serve):
+    """The checkpoint a backward search starts from predates libc being mapped: breakpoints
+    in libc must still be planted once the loader maps it (python3 from Debian)."""
+    python = Path("/usr/bin/python3")
+    if not python.exists():
+        pytest.skip("/usr/bin/python3 is not installed")
+    trace = _record(tmp_path / "py", python, "-c", "import os; os.getpid(); print(1)")
+    server = serve(trace)
+    run = gdb_batch("break getpid", "continue", "break read", "reverse-continue", "bt 1",
+                    "continue", connect=server.address)
+    out = run.output
+    assert "Traceback" not in server.describe(), server.describe()
+    after = out[out.index("getpid"):]
+    assert re.search(r"Breakpoint 2, \S*read \(fd=", after), str(run)  # went back to a read()
+    assert re.search(r"Breakpoint 1(\.\d+)?, \S*getpid", after[after.index("Breakpoint 2"):]), \
+        str(run)  # and forward again to getpid
