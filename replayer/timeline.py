@@ -49,6 +49,10 @@ COUNTER_WORTH = 8  # go to a hit with a kernel counter beyond this many arrivals
 MEMORY_BUDGET_KIB = int(os.environ.get("RELIVE_CHECKPOINT_MB", "1024")) * 1024
 
 
+class LostPosition(ReplayError):
+    """A backward pass ran past the stretch of `now` without recognising it."""
+
+
 class SearchInterrupted(Exception):
     """Ctrl-C during a backward search; the replay is left where the search was, at an event
     boundary or (`boundary` False) inside a stretch."""
@@ -215,7 +219,15 @@ class Timeline:
                          key=lambda c: -c.position):
             self.s.restore(cp.task, cp.position, cp.proc)
             counted = breakpoints - {until.pc} if not until.boundary else breakpoints
-            hits = self._pass(until, breakpoints, watchpoints, counted=counted)
+            try:
+                hits = self._pass(until, breakpoints, watchpoints, counted=counted)
+            except LostPosition:
+                if not counted:
+                    raise
+                log.warning("backward search lost its position with kernel counters; "
+                            "searching again stopping at every hit")
+                self.s.restore(cp.task, cp.position, cp.proc)
+                hits = self._pass(until, breakpoints, watchpoints, counted=frozenset())
             log.debug("backward pass from checkpoint %d to %s: %d hits, last %s",
                       cp.position, (until.position, until.steps), len(hits),
                       hits[-1] if hits else None)
@@ -302,8 +314,8 @@ class Timeline:
                     break
                 traps.replant(ev)
                 if not until.boundary and s.position > until.position:
-                    raise ReplayError("lost the current position while searching backwards "
-                                      f"(it was in the stretch after event {until.position})")
+                    raise LostPosition("lost the current position while searching backwards "
+                                       f"(it was in the stretch after event {until.position})")
                 for wp in watchpoints:
                     if wp.kind is not WatchKind.READ and _touches(ev, wp):
                         hits.append(Hit("kernel", ev.seq, wp=wp))
