@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 from dataclasses import dataclass, field
 
 from recorder import syscall_table as table
@@ -102,10 +101,7 @@ class Recorder:
                 self.handle(t, decode(tid, status))
         finally:
             for t in self.tasks.values():
-                try:
-                    os.kill(t.task.tid, signal.SIGKILL)
-                except OSError:
-                    pass
+                t.task.kill()
         return self.status
 
     def resume(self, t: RecordedTask, sig: int = 0) -> None:

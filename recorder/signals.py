@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace, Flag, read_proc_maps
 from tracee.digest import KERNEL_MAPS, memory_digest
-from tracee.stops import EventStop, SignalStop, Stop, SyscallStop, decode
+from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
 from tracefile.records import Kind, MemoryWrite
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ class SignalRecorder:
             return
         old_rsp = task.regs.rsp
         task.resume(api.Req.SINGLESTEP, sig)
-        stop = decode(task.tid, api.wait_task(task.tid))
+        stop = task.wait()
         if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP):
             self.rec.emit(t, Kind.SIGNAL, nr=sig, regs=regs_before, info=event_info)
             self.rec.handle(t, stop)

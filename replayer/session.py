@@ -60,6 +60,7 @@ class ReplaySession:
         self.finished = False
         self.exit_status: int | None = None
         self.position = 0  # seq of the next event to replay
+        self.last_exec: Event | None = None  # the image the process runs now
         # The SIGNAL event whose delivery point is reached but not yet delivered.
         self.signal_ready: int | None = None
         # Whether to pause before delivering a signal (gdb shows "received signal").
@@ -175,12 +176,7 @@ class ReplaySession:
 
     def _kill_task(self) -> None:
         if self.task is not None:
-            try:
-                os.kill(self.task.pid, signal.SIGKILL)
-                os.waitpid(self.task.pid, api.WALL)
-            except OSError:
-                pass
-            self.task.mem.close()
+            self.task.kill()
             self.task = None
 
     def _task(self, ev: Event) -> Task:
@@ -210,6 +206,7 @@ class ReplaySession:
             self.task.mem.reopen()
             self.task.invalidate_regs()
         self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
+        self.last_exec = ev
 
     def _syscall(self, ev: Event) -> None:
         stop = self.resume_until_stop(ev)

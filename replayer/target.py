@@ -29,7 +29,7 @@ from replayer.errors import Paused
 from replayer.trace_files import TraceFiles
 from replayer.session import ReplaySession
 from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
-from replayer.traps import Traps
+from replayer.traps import Traps, written_watchpoints
 
 AT_PHDR, AT_PHNUM = 3, 5
 PT_DYNAMIC, PT_PHDR = 2, 6
@@ -107,12 +107,7 @@ class ReplayTarget:
         return str(self._current_exec().info["exe"])
 
     def _current_exec(self) -> Event:
-        seq = self.session.position
-        last = self.exec_event
-        for ev in self.session.reader.events(0, seq):
-            if ev.kind == Kind.EXEC:
-                last = ev
-        return last
+        return self.session.last_exec or self.exec_event
 
     def libraries(self, pid: int) -> LibraryList:
         return process_view.libraries(self.task.mem, self.auxv(pid))
@@ -302,9 +297,9 @@ class ReplayTarget:
                     traps.disarm()
                     self.timeline.take()
                     traps = Traps(self.task, breakpoints, command.watchpoints)
-                hit = self._kernel_write_hit(ev, command.watchpoints)
-                if hit is not None:
-                    return self._stop(StopKind.WATCHPOINT, watch=hit)
+                written = written_watchpoints(ev, command.watchpoints)
+                if written:
+                    return self._stop(StopKind.WATCHPOINT, watch=written[0])
                 if step_once and self._completes_instruction(ev):
                     return self._stop(StopKind.STEPPED)
         finally:
@@ -392,14 +387,3 @@ class ReplayTarget:
             return Stop(kind=kind, thread=self._thread(), signal=sig, watch_addr=watch.addr,
                         watch_kind=watch.kind)
         return Stop(kind=kind, thread=self._thread(), signal=sig)
-
-    @staticmethod
-    def _kernel_write_hit(ev: Event, watchpoints: frozenset[Watchpoint]) -> Watchpoint | None:
-        """A watched range that a syscall's recorded output (the kernel's write) touched."""
-        for wp in watchpoints:
-            if wp.kind is WatchKind.READ:
-                continue
-            for w in ev.writes:
-                if w.addr < wp.addr + wp.length and wp.addr < w.addr + len(w.data):
-                    return wp
-        return None

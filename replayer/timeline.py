@@ -25,19 +25,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from signal import SIGSTOP, SIGTRAP
 
-from gdbstub.target import Watchpoint, WatchKind
+from gdbstub.target import Watchpoint
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest
 from tracee.hwcount import HwCounter, HwCounterError
 from tracee.stops import SignalStop, Stop, SyscallStop
 from tracee.task import Task
-from tracefile.records import Event, Kind
+from tracefile.records import Kind
 
 from replayer import registers
 from replayer.errors import Paused, ReplayError
 from replayer.session import ReplaySession
 from replayer.syscalls import ProcessState
-from replayer.traps import Traps
+from replayer.traps import Traps, written_watchpoints
 
 log = logging.getLogger(__name__)
 
@@ -316,9 +316,8 @@ class Timeline:
                 if not until.boundary and s.position > until.position:
                     raise LostPosition("lost the current position while searching backwards "
                                        f"(it was in the stretch after event {until.position})")
-                for wp in watchpoints:
-                    if wp.kind is not WatchKind.READ and _touches(ev, wp):
-                        hits.append(Hit("kernel", ev.seq, wp=wp))
+                for wp in written_watchpoints(ev, watchpoints):
+                    hits.append(Hit("kernel", ev.seq, wp=wp))
         finally:
             s.observer = None
             for c in counters:
@@ -615,16 +614,5 @@ def _is_step(stop: Stop) -> bool:
     return isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
 
 
-def _touches(ev: Event, wp: Watchpoint) -> bool:
-    return any(w.addr < wp.addr + wp.length and wp.addr < w.addr + len(w.data)
-               for w in ev.writes)
-
-
 def _discard(task: Task) -> None:
-    import signal
-    try:
-        os.kill(task.pid, signal.SIGKILL)
-        os.waitpid(task.pid, api.WALL)
-    except OSError:
-        pass
-    task.mem.close()
+    task.kill()

@@ -34,6 +34,14 @@ def _maps_change(event: Event) -> bool:
                                        and name_of(event.nr) in MAP_CHANGERS)
 
 
+def written_watchpoints(event: Event, watchpoints: frozenset[Watchpoint]) -> list[Watchpoint]:
+    """Write/access watchpoints whose range the event's recorded writes (the kernel's, for a
+    syscall) touched: debug registers never see those writes."""
+    return [wp for wp in watchpoints if wp.kind is not WatchKind.READ
+            and any(w.addr < wp.addr + wp.length and wp.addr < w.addr + len(w.data)
+                    for w in event.writes)]
+
+
 @dataclass(frozen=True, slots=True)
 class Trap:
     """What a SIGTRAP stop was: kind is 'breakpoint' (pc = its address, already rewound),

@@ -163,6 +163,15 @@ class Task:
                 return stop
             api.ptrace(self._last_request, self.tid, 0, 0)
 
+    def kill(self) -> None:
+        """SIGKILL the task's process, reap it, close its memory file (idempotent)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, api.WALL)
+        except OSError:
+            pass
+        self.mem.close()
+
     def step(self, sig: int = 0) -> Stop:
         self.resume(api.Req.SINGLESTEP, sig)
         return self.wait()
