@@ -5,19 +5,25 @@ One loop owns every ptrace call. Each stop is a value; per kind:
   - exec -> an EXEC event describing the new image (recorder.image);
   - rdtsc/rdtscp trap (PR_SET_TSC) -> an RDTSC event with the value the program got;
   - signals -> SIGNAL events at points replay can find again (recorder.signals);
+  - clone/fork/vfork -> a SYSCALL event naming the new task (recorded at the ptrace event,
+    before the child runs), then the child is one more task of the run queue;
   - exit -> an EXIT event.
-Threads and child processes are refused with a clear message for now: the scheduler that makes
-them replayable is not written yet.
+Threads of every process run one at a time (recorder.scheduler); a thread that leaves the CPU
+inside a syscall gets an ENTER event, a thread preempted in user code a PREEMPT event
+(recorder.preempt), so replay can run the same stretches in the same order.
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import dataclass, field
 
 from recorder import syscall_table as table
 from recorder.errors import UnsupportedError
 from recorder.image import snapshot_image
+from recorder.preempt import Preempter
+from recorder.scheduler import RunQueue, may_block
 from recorder.signals import SignalRecorder
 from recorder.syscall_effects import EffectRecorder
 from tracee import ptrace_api as api
@@ -25,17 +31,22 @@ from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop, decode
 from tracee.sysnums import name_of
-from tracee.task import Memory, Task
+from tracee.task import Memory, Task, kill_tasks
 from tracefile.records import Event, Kind, TaskRecord
 from tracefile.writer import TraceWriter
 
 log = logging.getLogger(__name__)
 
 ENOSYS = 38
-NOT_YET = {"clone": "threads or child processes", "fork": "child processes",
-           "vfork": "child processes"}
 # prctl options that would undo what the recorder set up: answered as if they worked.
 PR_SET_TSC, PR_SET_SECCOMP = 26, 22
+CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
+CLONE_PARENT_SETTID, CLONE_CHILD_SETTID = 0x100000, 0x1000000
+FORK_FLAGS = {"fork": int(signal.SIGCHLD), "vfork": CLONE_VM | CLONE_VFORK | int(signal.SIGCHLD)}
+# A syscall interrupted by PTRACE_INTERRUPT (no signal) is restarted by the kernel.
+ERESTART = {-512, -513, -514, -516}
+NR_RESTART_SYSCALL = 219
+CLONE_EVENTS = (api.Event.CLONE, api.Event.FORK, api.Event.VFORK)
 
 
 @dataclass
@@ -45,12 +56,14 @@ class Entry:
     args: tuple[int, ...]
     regs: bytes
     fake_result: int | None = None
-    exec_done: bool = False
+    # Already recorded (exec, clone): its exit stop only resumes the task.
+    done: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class RecordedTask:
     task: Task
+    # Shared by every task of one address space (threads, a vfork child until it execs).
     space: AddressSpace
     entry: Entry | None = None
     exited: bool = False
@@ -59,6 +72,11 @@ class RecordedTask:
     exit_rip: int | None = None
     last_event: int = -1
     held: list[bytes] = field(default_factory=list)
+    # -- scheduling (recorder.scheduler) --
+    pending: Stop | None = None       # a stop reported while another task ran
+    wants: tuple[api.Req, int] | None = None  # how to resume it when it runs again
+    in_kernel: bool = False           # inside a syscall that may block (exit not seen yet)
+    running_user: bool = False        # resumed into user code (may be interrupted)
 
 
 class Recorder:
@@ -69,9 +87,14 @@ class Recorder:
         self.argv = argv
         self.env = env
         self.tasks: dict[int, RecordedTask] = {}
+        self.queue = RunQueue()
         self.effects = EffectRecorder(writer, own_outputs=_own_outputs())
         self.signals = SignalRecorder(self)
+        self.preempter = Preempter(self)
         self._info = api.SyscallInfo()
+        self._newborn: dict[int, int] = {}   # tid -> first status, before its parent's event
+        self._ppid: dict[int, int] = {}      # pid -> parent pid
+        self.root = 0
         self.status = 0
 
     # -- events -----------------------------------------------------------------------------
@@ -85,27 +108,62 @@ class Recorder:
         """Record until the program ends; returns its wait status."""
         pin_to_one_cpu()
         pid = spawn(self.path, self.argv, self.env)
-        task = Task(pid, pid, Memory(pid))
-        t = RecordedTask(task=task, space=AddressSpace())
+        self.root = pid
+        self._ppid[pid] = os.getpid()
+        t = RecordedTask(task=Task(pid, pid, Memory(pid)), space=AddressSpace())
         self.tasks[pid] = t
         self.writer.put_task(TaskRecord(tid=pid, pid=pid, ppid=os.getpid(),
                                         argv=tuple(self.argv), exe=self.path))
         self._record_exec(t)
+        self.queue.current = t
         self.resume(t)
         try:
             while self.tasks:
+                if self.queue.current is None:
+                    nxt = self.queue.pick()
+                    if nxt is not None:
+                        self._run(nxt)
+                        continue
                 tid, status = self.signals.wait_any()
                 t = self.tasks.get(tid)  # type: ignore[assignment]
                 if t is None:
+                    self._newborn[tid] = status
                     continue
-                self.handle(t, decode(tid, status))
+                t.running_user = t.in_kernel = False
+                stop = decode(tid, status)
+                if t is not self.queue.current and not _ends_task(stop):
+                    t.pending = stop
+                    self.queue.make_ready(t)
+                    cur = self.queue.current
+                    if cur is not None and cur.in_kernel:  # it may wait for t: let t run
+                        self._leave_cpu(cur)
+                    continue
+                self.handle(t, stop)
         finally:
-            for t in self.tasks.values():
-                t.task.kill()
+            self.queue.close()
+            kill_tasks([t.task for t in self.tasks.values()])
         return self.status
 
-    def resume(self, t: RecordedTask, sig: int = 0) -> None:
-        t.task.resume(api.Req.SYSCALL, sig)
+    def _run(self, t: RecordedTask) -> None:
+        """Give the CPU to `t`: handle the stop it reported while waiting, or resume it."""
+        if t.pending is not None:
+            stop, t.pending = t.pending, None
+            self.handle(t, stop)
+            return
+        request, sig = t.wants or (api.Req.SYSCALL, 0)
+        t.wants = None
+        t.task.resume(request, sig)
+        t.running_user = True
+
+    def resume(self, t: RecordedTask, sig: int = 0, *, in_syscall: bool = False) -> None:
+        """Let `t` go on, unless its timeslice is over and another task is ready: then it
+        waits in the run queue, stopped where it is (an exact point for replay)."""
+        if t is self.queue.current and not self.queue.should_switch():
+            t.task.resume(api.Req.SYSCALL, sig)
+            t.running_user = not in_syscall
+            return
+        t.wants = (api.Req.SYSCALL, sig)
+        self.queue.make_ready(t)
 
     def handle(self, t: RecordedTask, stop: Stop) -> None:
         match stop:
@@ -123,23 +181,21 @@ class Recorder:
                 self.on_exit_event(t)
             case EventStop(event=api.Event.STOP):
                 self.signals.on_interrupt(t)
+            case EventStop(event=ev) if ev in CLONE_EVENTS:
+                self.on_clone(t, ev)
             case EventStop(event=ev):
-                raise UnsupportedError(f"{NOT_YET.get(ev.name.lower(), ev.name.lower())} "
-                                       "are not supported by relive yet")
+                raise UnsupportedError(f"ptrace event {ev.name} is not supported by relive")
             case Exited() | Killed():
                 self.on_gone(t, stop)
 
     # -- syscalls ---------------------------------------------------------------------------
     def on_entry(self, t: RecordedTask, nr: int, args: tuple[int, ...]) -> None:
         t.exit_rip = None
+        self.preempter.made_syscall(t)
         if t.held:
             self.signals.deliver_held_before_syscall(t)
             return
         name = name_of(nr)
-        if name in NOT_YET:
-            raise UnsupportedError(
-                f"the program called {name}: recording {NOT_YET[name]} is not supported by "
-                "relive yet")
         entry = Entry(nr=nr, args=args, regs=t.task.regs_bytes())
         if name in table.FAKE_ENOSYS:
             entry.fake_result = -ENOSYS
@@ -148,66 +204,204 @@ class Recorder:
         elif table.lookup(name) is None and name not in table.IRREGULAR:
             raise UnsupportedError(f"the program called syscall {name} (number {nr}), which "
                                    "relive cannot record yet")
+        if name == "clone":
+            _check_clone_flags(args[0])
         if entry.fake_result is not None:
             t.task.set_reg("orig_rax", -1)  # the kernel skips the call
         if name in ("exit", "exit_group"):  # no exit stop follows: record it now
             self.emit(t, Kind.SYSCALL, nr=nr, result=0, regs=entry.regs)
         t.entry = entry
-        self.resume(t)
+        t.in_kernel = entry.fake_result is None and may_block(name)
+        if t.in_kernel and self.queue.ready:
+            self._enter_blocking(t)
+            return
+        self.resume(t, in_syscall=True)
+
+    def _enter_blocking(self, t: RecordedTask) -> None:
+        """A syscall that may wait for another task while one is ready: if it does not
+        return at once, leave it in the kernel and let the ready task run."""
+        t.task.resume(api.Req.SYSCALL)
+        os.sched_yield()
+        tid, status = os.waitpid(t.task.tid, api.WALL | os.WNOHANG)
+        if tid:
+            t.in_kernel = False
+            self.handle(t, decode(tid, status))
+            return
+        self._leave_cpu(t)
+
+    def _leave_cpu(self, t: RecordedTask) -> None:
+        """The current task stays in its syscall while others run: ENTER records where it
+        left the CPU, so replay parks it there too."""
+        assert t.entry is not None
+        self.emit(t, Kind.ENTER, nr=t.entry.nr, regs=t.entry.regs)
+        self.queue.current = None
 
     def on_exit(self, t: RecordedTask, result: int, rip: int) -> None:
         entry, t.entry = t.entry, None
         if entry is None:  # the exit half of an exec whose entry we saw before the image
             self.resume(t)
             return
-        if entry.exec_done:
+        if entry.done:
             t.exit_rip = rip
             self.resume(t)
             return
         if entry.fake_result is not None:
             result = entry.fake_result
             t.task.set_reg("rax", result)
+        if result in ERESTART and self._restarts_unseen(t, entry, result, rip):
+            return
         eff = self.effects.effects(t.task, t.space, entry.nr, entry.args, result)
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,
                   writes=tuple(eff.writes), info=eff.info)
         t.exit_rip = rip
         self.resume(t)
 
+    def _restarts_unseen(self, t: RecordedTask, entry: Entry, result: int, rip: int) -> bool:
+        """A syscall cut short by a PTRACE_INTERRUPT (not a signal) is restarted by the kernel
+        before any user instruction runs: the program never sees the first attempt, so it is
+        not recorded. With a signal next, the ERESTART result is recorded as usual (replay
+        delivers the signal and the kernel decides the same way)."""
+        t.task.resume(api.Req.SYSCALL)
+        stop = t.task.wait()
+        if isinstance(stop, EventStop) and stop.event == api.Event.STOP:
+            if t.task.regs.rax == NR_RESTART_SYSCALL:
+                t.task.set_reg("rax", entry.nr)  # start it again rather than resume it
+            self.signals.on_interrupt(t)
+            return True
+        eff = self.effects.effects(t.task, t.space, entry.nr, entry.args, result)
+        self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,
+                  writes=tuple(eff.writes), info=eff.info)
+        t.exit_rip = rip
+        self.handle(t, stop)
+        return True
+
+    # -- new tasks ----------------------------------------------------------------------------
+    def on_clone(self, t: RecordedTask, event: api.Event) -> None:
+        """clone/fork/vfork at its ptrace event: record it with the new task's tid before
+        either side runs again; the child joins the run queue."""
+        entry = t.entry
+        if entry is None:
+            raise UnsupportedError(f"ptrace {event.name} event without a syscall entry")
+        name = name_of(entry.nr)
+        flags = FORK_FLAGS.get(name, entry.args[0])
+        child_tid = api.get_event_msg(t.task.tid)
+        status = self._newborn.pop(child_tid, None)
+        if status is None:
+            status = api.wait_task(child_tid)
+        thread = bool(flags & CLONE_THREAD)
+        pid = t.task.pid if thread else child_tid
+        memory = t.task.mem if thread else Memory(child_tid)
+        space = t.space if flags & CLONE_VM else t.space.copy()
+        child = RecordedTask(task=Task(child_tid, pid, memory), space=space)
+        self.tasks[child_tid] = child
+        if not thread:
+            self._ppid[pid] = t.task.pid
+        self.writer.put_task(TaskRecord(
+            tid=child_tid, pid=pid, ppid=self._ppid.get(pid, 0),
+            argv=tuple(_cmdline(child_tid)), exe=_exe(child_tid)))
+        info: dict[str, object] = {"child": child_tid, "flags": flags}
+        if flags & CLONE_PARENT_SETTID:
+            info["ptid"] = entry.args[2]
+        if flags & CLONE_CHILD_SETTID:
+            info["ctid"] = entry.args[3]
+        self.emit(t, Kind.SYSCALL, nr=entry.nr, result=child_tid, regs=entry.regs, info=info)
+        entry.done = True
+        if decode(child_tid, status) != EventStop(child_tid, api.Event.STOP, signal.SIGTRAP):
+            log.debug("new task %d first reported %#x", child_tid, status)
+        child.wants = (api.Req.SYSCALL, 0)
+        self.queue.make_ready(child)
+        if event == api.Event.VFORK:  # the parent waits in the kernel until the child execs
+            t.task.resume(api.Req.SYSCALL)
+            t.in_kernel = True
+            self.queue.current = None
+        else:
+            self.resume(t, in_syscall=True)
+
     # -- exec and exit ----------------------------------------------------------------------
     def on_exec(self, t: RecordedTask) -> None:
         entry = t.entry
         if entry is None or name_of(entry.nr) not in ("execve", "execveat"):
             raise UnsupportedError("exec stop without an execve entry")
+        if t.task.tid != t.task.pid or any(
+                o.task.pid == t.task.pid and o is not t for o in self.tasks.values()):
+            raise UnsupportedError("execve in a multi-threaded process is not supported by "
+                                   "relive yet")
         t.task.mem.reopen()
         t.task.invalidate_regs()
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=0, regs=entry.regs)
-        entry.exec_done = True
+        entry.done = True
         self._record_exec(t)
         self.resume(t)
 
     def _record_exec(self, t: RecordedTask) -> None:
-        argv = self.argv if t.last_event < 0 else []
+        first = t.last_event < 0 and t.task.tid == self.root
+        argv = self.argv if first else _cmdline(t.task.tid)
         event, space, identities = snapshot_image(t.task, self.writer, argv)
         self.effects.identities.update(identities)
         t.space = space
+        if not first:
+            self.writer.set_task_command(t.task.tid, argv, _exe(t.task.tid))
         self.emit(t, Kind.EXEC, regs=event.regs, writes=event.writes, info=event.info)
 
     def on_exit_event(self, t: RecordedTask) -> None:
+        """The task is exiting (PTRACE_EVENT_EXIT). It is let go and, unless it leads a
+        process whose other threads live on, reaped here: its exit (the kernel clearing
+        the CLONE_CHILD_CLEARTID word, a parent's wait returning) completes before any other
+        task runs, as it does in replay."""
         status = api.get_event_msg(t.task.tid)
         self.emit(t, Kind.EXIT, result=status)
         t.exited = True
         self.writer.set_task_exit(t.task.tid, status)
+        self.queue.remove(t)
         t.task.resume(api.Req.CONT)
+        if t.task.tid == t.task.pid and any(
+                o.task.pid == t.task.pid and o is not t for o in self.tasks.values()):
+            return
+        while True:
+            stop = decode(t.task.tid, api.wait_task(t.task.tid))
+            if isinstance(stop, (Exited, Killed)):
+                self.on_gone(t, stop)
+                return
+            t.task.resume(api.Req.CONT)
 
     def on_gone(self, t: RecordedTask, stop: Exited | Killed) -> None:
         status = (stop.code << 8) if isinstance(stop, Exited) else stop.signal
         if not t.exited:
             self.emit(t, Kind.EXIT, result=status)
             self.writer.set_task_exit(t.task.tid, status)
-        if t.task.tid == t.task.pid:
+        if t.task.tid == self.root:
             self.status = status
-        t.task.mem.close()
+        self.queue.remove(t)
         del self.tasks[t.task.tid]
+        if not any(o.task.mem is t.task.mem for o in self.tasks.values()):
+            t.task.mem.close()
+
+
+def _check_clone_flags(flags: int) -> None:
+    if flags & CLONE_VM and not flags & (CLONE_THREAD | CLONE_VFORK):
+        raise UnsupportedError("the program called clone with CLONE_VM but neither "
+                               "CLONE_THREAD nor CLONE_VFORK (two processes sharing memory): "
+                               "not supported by relive")
+
+
+def _ends_task(stop: Stop) -> bool:
+    return isinstance(stop, (Exited, Killed)) or (
+        isinstance(stop, EventStop) and stop.event == api.Event.EXIT)
+
+
+def _cmdline(tid: int) -> list[str]:
+    try:
+        with open(f"/proc/{tid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        return []
+
+
+def _exe(tid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{tid}/exe")
+    except OSError:
+        return ""
 
 
 def _signed(v: int) -> int:
@@ -230,4 +424,3 @@ def exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
-

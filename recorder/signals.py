@@ -122,7 +122,10 @@ class SignalRecorder:
         """A PTRACE_INTERRUPT stop: deliver a held signal here if the thread still holds one."""
         self._interrupted.discard(t.task.tid)
         if not t.held:
-            self.rec.resume(t)
+            if self.rec.queue.should_switch() and t is self.rec.queue.current:
+                self.rec.preempter.on_interrupt(t)
+            else:
+                self.rec.resume(t)
             return
         regs = t.task.regs
         info = {"where": "user", "after": t.last_event,

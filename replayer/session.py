@@ -4,6 +4,12 @@ The replayed process runs under PTRACE_SYSEMU, so every syscall stops once at en
 kernel never runs it unless replay decides to. Each recorded event is matched with the stop the
 replay reaches; any difference (another stop, another syscall, other registers, a write that
 does not land) raises ReplayDivergence naming the event, the thread and what differed.
+
+Threads and processes: every recorded task has a replayed task (clone, fork and vfork run for
+real; `tasks` maps recorded tids to them). Only the task of the next event runs; the others
+stay stopped where their last event left them, so stretches of user code run in the recorded
+order. ENTER parks a task at a syscall entry (it left the CPU there when recorded); PREEMPT
+stops it at a recorded user-code point.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from replayer.errors import Paused, ReplayDivergence, ReplayError
 from replayer.rebuild import rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.syscalls import ProcessState, SyscallReplayer, args_of
+from replayer.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,8 @@ class ReplaySession:
         # How the tracee runs between events: SYSEMU, or SYSEMU_SINGLESTEP to stop after
         # every instruction.
         self.run_request = api.Req.SYSEMU
+        # The replayed tasks; `task` and `proc` are those of the event being replayed.
+        self.taskset = TaskSet()
         self.task: Task | None = None
         self.proc: ProcessState | None = None
         self.finished = False
@@ -66,8 +75,8 @@ class ReplaySession:
         # Whether to pause before delivering a signal (gdb shows "received signal").
         self.wants_signal_stop: Callable[[int], bool] = lambda sig: False
         self.running = False  # True while waiting for the running tracee
-        # Set once the task was let go to exit (exit_group in place, a fatal signal).
-        self.dying = False
+        # Real tids of tasks let go to exit (exit/exit_group in place, a fatal signal).
+        self.dying: set[int] = set()
         if self.next_event is None or self.next_event.kind != Kind.EXEC:
             raise ReplayError(f"trace {trace} has no initial exec event; nothing to replay")
 
@@ -97,6 +106,7 @@ class ReplaySession:
             self.finished = True
             return None
         self._ahead.popleft()
+        self.task, self.proc = self.taskset.select(ev.tid)
         try:
             self.replay_event(ev)
         except Paused:
@@ -125,12 +135,20 @@ class ReplaySession:
                 self.signals.replay(ev)
             case Kind.EXIT:
                 self._exit(ev)
+            case Kind.ENTER:
+                self._enter(ev)
+            case Kind.PREEMPT:
+                self.signals.reach_point(ev)
+            case Kind.MAPPING:
+                pass
             case _:
                 raise ReplayError(f"event {ev.seq}: unknown kind {ev.kind}")
 
     def resume_until_stop(self, ev: Event) -> Stop:
         """Run the task (SYSEMU) to its next stop; exits and deaths end the session."""
-        return self.run_once(self._task(ev))
+        task = self._task(ev)
+        self.taskset.settle(task)
+        return self.run_once(task)
 
     def run_once(self, task: Task, request: api.Req | None = None) -> Stop:
         """Let the program run to its next stop that matters to replay. The observer sees
@@ -150,23 +168,29 @@ class ReplaySession:
                 return seen
 
     # -- checkpoints ------------------------------------------------------------------------
+    def can_snapshot(self) -> bool:
+        """Checkpoints copy one thread of one process (fork): only when that is all there is."""
+        return len(self.taskset.tasks) == 1 and not self.taskset.busy()
+
     def snapshot(self) -> tuple[Task, int, ProcessState]:
         """A stopped copy of the process at the current event boundary, with what replay
         needs to continue from it."""
-        task = self._task_or_fail()
-        assert self.proc is not None
-        return fork_tracee(task), self.position, self.proc.copy()
+        if not self.can_snapshot():
+            raise ReplayError("cannot checkpoint while several threads or processes run")
+        task, proc = self.taskset.only()
+        return fork_tracee(task), self.position, proc.copy()
 
     def restore(self, stored: Task, position: int, proc: ProcessState) -> None:
         """Continue from a snapshot: a fresh fork of the stored copy (which never runs)."""
         self._kill_task()
         self.task = fork_tracee(stored)
         self.proc = proc.copy()
+        self.taskset.add(proc.owner, self.task, self.proc)
         self.position = position
         self._events = self.reader.events(position)
         self._ahead.clear()
         self.signal_ready = None
-        self.dying = False
+        self.dying.clear()
         self.finished = False
 
     def _task_or_fail(self) -> Task:
@@ -175,9 +199,9 @@ class ReplaySession:
         return self.task
 
     def _kill_task(self) -> None:
-        if self.task is not None:
-            self.task.kill()
-            self.task = None
+        self.taskset.kill_all()
+        self.task = None
+        self.proc = None
 
     def _task(self, ev: Event) -> Task:
         if self.task is None:
@@ -206,21 +230,27 @@ class ReplaySession:
             self.task.mem.reopen()
             self.task.invalidate_regs()
         self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
+        self.taskset.add(ev.tid, self.task, self.proc)
         self.last_exec = ev
 
+    def _enter(self, ev: Event) -> None:
+        """The thread reaches a syscall and stays there: recorded, it left the CPU inside the
+        call; its SYSCALL event, later, completes it."""
+        self._reach_syscall(ev)
+        self.taskset.entered.add(self._task(ev).tid)
+
     def _syscall(self, ev: Event) -> None:
-        stop = self.resume_until_stop(ev)
         task = self._task(ev)
-        if not isinstance(stop, SyscallStop):
-            raise self.divergence(ev, f"expected syscall {name_of(ev.nr)}", stop)
-        if task.regs.orig_rax != ev.nr:
-            raise self.divergence(ev, f"expected syscall {name_of(ev.nr)}, replay made "
-                                      f"{name_of(task.regs.orig_rax)}",
-                                  diff=registers.diff(ev.regs, task.regs_bytes()))
-        self.check_regs(ev, f"syscall {name_of(ev.nr)}")
+        if task.tid in self.taskset.entered:
+            self.taskset.entered.discard(task.tid)
+        else:
+            self._reach_syscall(ev)
         name = name_of(ev.nr)
         if ev.nr == NR_EXECVE and ev.result == 0:
             self._execve(ev)
+            return
+        if name in ("clone", "fork", "vfork") and ev.result > 0:
+            self.taskset.clone(task, ev, self.divergence)
             return
         kind = self.syscalls.kind(name)
         if kind == "in_place":
@@ -234,6 +264,17 @@ class ReplaySession:
         if self.output is not None and "out" in ev.info and ev.result > 0:
             self._emit_output(ev)
 
+    def _reach_syscall(self, ev: Event) -> None:
+        stop = self.resume_until_stop(ev)
+        task = self._task(ev)
+        if not isinstance(stop, SyscallStop):
+            raise self.divergence(ev, f"expected syscall {name_of(ev.nr)}", stop)
+        if task.regs.orig_rax != ev.nr:
+            raise self.divergence(ev, f"expected syscall {name_of(ev.nr)}, replay made "
+                                      f"{name_of(task.regs.orig_rax)}",
+                                  diff=registers.diff(ev.regs, task.regs_bytes()))
+        self.check_regs(ev, f"syscall {name_of(ev.nr)}")
+
     def _in_place(self, ev: Event, name: str) -> None:
         """rt_sigreturn, exit, exit_group: rewind to the `syscall` instruction and let the
         kernel run it where the program made it."""
@@ -243,7 +284,7 @@ class ReplaySession:
         task.set_reg("orig_rax", -1)
         if name != "rt_sigreturn":
             task.resume(api.Req.CONT)
-            self.dying = True
+            self.dying |= self.taskset.dying_with(task, whole_process=name == "exit_group")
             return
         # Stops: the skipped call's exit, the real call's entry, its exit.
         for what in ("skip", "entry", "exit"):
@@ -281,18 +322,19 @@ class ReplaySession:
         """The task ends: by exit/exit_group run in place or a fatal signal (`dying`), or by a
         kill from outside the recording (replay has no more events for it)."""
         task = self._task(ev)
-        if self.dying:
+        if task.tid in self.dying:
             stop = task.wait()
         elif self.next_event is None and os.WIFSIGNALED(ev.result):
-            self._gone(ev.result)  # killed from outside: the trace simply ends here
+            self._gone(ev, ev.result)  # killed from outside: the trace simply ends here
             return
         else:
             stop = self.resume_until_stop(ev)
-        self.dying = False
+        self.dying.discard(task.tid)
         if isinstance(stop, EventStop) and stop.event == api.Event.EXIT:
             status = api.get_event_msg(task.tid)
             task.resume(api.Req.CONT)
-            task.wait()
+            if not self.taskset.leader_with_threads(task):
+                task.wait()
         elif isinstance(stop, Exited):
             status = stop.code << 8
         elif isinstance(stop, Killed):
@@ -302,12 +344,16 @@ class ReplaySession:
         if status != ev.result:
             raise self.divergence(ev, f"exit status {status:#x} in replay, {ev.result:#x} "
                                       "when recorded")
-        self._gone(status)
+        self._gone(ev, status)
 
-    def _gone(self, status: int) -> None:
-        self.exit_status = status
-        self._kill_task()
+    def _gone(self, ev: Event, status: int) -> None:
+        if ev.tid == self.taskset.root:
+            self.exit_status = status
+        self.taskset.remove(ev.tid)
+        self.task = None
         self.finished = self.next_event is None
+        if self.finished:
+            self._kill_task()
 
     def _emit_output(self, ev: Event) -> None:
         task = self._task(ev)

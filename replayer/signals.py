@@ -71,9 +71,25 @@ class SignalReplayer:
         else:
             self._reach_user_point(ev)
 
+    def reach_point(self, ev: Event) -> None:
+        """A PREEMPT event: stop where the thread was preempted (at a debug trap)."""
+        self._find_point(ev, "where the thread was preempted")
+
     def _reach_user_point(self, ev: Event) -> None:
+        """Stop where the signal was delivered, then have the kernel deliver it there."""
+        task = self.s._task(ev)
+        self._find_point(ev, f"where {_name(ev.nr)} was delivered")
+        # We sit at the breakpoint's SIGTRAP stop; replace that trap with the signal.
+        api.tgkill(task.pid, task.tid, ev.nr)
+        task.resume(api.Req.SYSEMU)
+        stop = task.wait()
+        if not (isinstance(stop, SignalStop) and stop.signal == ev.nr):
+            raise self.s.divergence(ev, f"expected signal {_name(ev.nr)} to be delivered", stop)
+
+    def _find_point(self, ev: Event, what: str) -> None:
         """Stop at the recorded pc until registers and memory match the recording."""
         task = self.s._task(ev)
+        self.s.taskset.settle(task)
         rip = ev.info["rip"]
         api.set_debugreg(task.tid, MATCH_SLOT, rip)
         dr7 = api.get_debugreg(task.tid, 7)
@@ -83,37 +99,30 @@ class SignalReplayer:
             for hits in range(MAX_HITS):
                 if hits % 4096 == 0 and time.monotonic() - last_note > 5:
                     last_note = time.monotonic()
-                    log.warning("still looking for where %s was delivered: pc %#x executed %d "
-                                "times so far (%.0f s); a thread that spins without syscalls "
-                                "replays slowly without a hardware PMU", _name(ev.nr), rip,
-                                hits, last_note - started)
+                    log.warning("still looking for %s: pc %#x executed %d times so far "
+                                "(%.0f s); a thread that computes without syscalls replays "
+                                "slowly without a hardware PMU", what, rip, hits,
+                                last_note - started)
                 stop = self.s.run_once(task, api.Req.SYSEMU)
                 if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
                         and task.regs.rip == rip):
                     raise self.s.divergence(
-                        ev, f"never reached the point where {_name(ev.nr)} was delivered "
-                            f"(pc {rip:#x})", stop)
+                        ev, f"never reached the point {what} (pc {rip:#x})", stop)
                 if (not registers.diff(ev.regs, task.regs_bytes())
                         and memory_digest(task.pid, task.mem.read_upto) == ev.info["digest"]):
                     break
             else:
-                raise self.s.divergence(ev, f"gave up looking for the delivery point of "
-                                            f"{_name(ev.nr)} after {MAX_HITS} hits")
+                raise self.s.divergence(ev, f"gave up looking for the point {what} after "
+                                            f"{MAX_HITS} hits")
         finally:
             api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) & ~DR7_MATCH_ENABLE)
-        # We sit at the breakpoint's SIGTRAP stop; replace that trap with the signal.
-        api.tgkill(task.pid, task.tid, ev.nr)
-        task.resume(api.Req.SYSEMU)
-        stop = task.wait()
-        if not (isinstance(stop, SignalStop) and stop.signal == ev.nr):
-            raise self.s.divergence(ev, f"expected signal {_name(ev.nr)} to be delivered", stop)
 
     def _deliver(self, ev: Event) -> None:
         task = self.s._task(ev)
         api.set_siginfo(task.tid, bytes.fromhex(ev.info["siginfo"]))
         if ev.info.get("fatal"):
             task.resume(api.Req.CONT, ev.nr)
-            self.s.dying = True
+            self.s.dying |= self.s.taskset.dying_with(task, whole_process=True)
             return
         task.resume(api.Req.SINGLESTEP, ev.nr)
         stop = task.wait()

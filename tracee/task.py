@@ -97,6 +97,22 @@ class Memory:
         return out
 
 
+def kill_tasks(tasks: list[Task]) -> None:
+    """SIGKILL the tasks' processes and reap every task: threads before their leader (a
+    traced thread not yet reaped keeps its leader from being reaped)."""
+    for pid in {t.pid for t in tasks}:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for t in sorted(tasks, key=lambda t: t.tid == t.pid):
+        try:
+            os.waitpid(t.tid, api.WALL)
+        except OSError:
+            pass
+        t.mem.close()
+
+
 def _from_kernel(tid: int) -> bool:
     """The pending signal's si_code says the kernel sent it (a child changed state)."""
     return int.from_bytes(api.get_siginfo(tid)[8:12], "little", signed=True) > 0
@@ -165,12 +181,7 @@ class Task:
 
     def kill(self) -> None:
         """SIGKILL the task's process, reap it, close its memory file (idempotent)."""
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, api.WALL)
-        except OSError:
-            pass
-        self.mem.close()
+        kill_tasks([self])
 
     def step(self, sig: int = 0) -> Stop:
         self.resume(api.Req.SINGLESTEP, sig)

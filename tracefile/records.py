@@ -8,7 +8,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Kind(enum.IntEnum):
@@ -18,6 +18,8 @@ class Kind(enum.IntEnum):
     RDTSC = 4     # result = the time-stamp counter value; info has tsc_aux for rdtscp
     EXIT = 5      # result = wait status of the task's end
     MAPPING = 6   # the address space changed without a syscall (e.g. file content reloaded)
+    ENTER = 7     # the thread entered syscall nr and left the CPU there (regs at entry)
+    PREEMPT = 8   # the thread was preempted in user code: info has rip and a memory digest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -81,6 +81,11 @@ class TraceWriter:
             (task.tid, task.pid, task.ppid, json.dumps(list(task.argv)), task.exe,
              task.exit_status, self.event_count))
 
+    def set_task_command(self, tid: int, argv: list[str], exe: str) -> None:
+        """The task exec'd: its command line is the new program's."""
+        self.db.execute("UPDATE tasks SET argv = ?, exe = ? WHERE tid = ?",
+                        (json.dumps(argv), exe, tid))
+
     def set_task_exit(self, tid: int, status: int) -> None:
         self.db.execute("UPDATE tasks SET exit_status = ? WHERE tid = ?", (status, tid))
 

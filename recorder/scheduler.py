@@ -1,0 +1,132 @@
+"""Which recorded thread runs: exactly one at a time, switched at points replay can find again.
+
+Threads of every recorded process share one run queue. The running thread ("current") keeps the
+CPU until it
+  - enters a syscall that may block while another thread is ready: it is left in the kernel
+    and another thread runs (the recorder writes an ENTER event so replay parks it there too);
+  - reaches a syscall boundary after its timeslice expired while another thread is ready;
+  - runs user code past its timeslice while another thread is ready: it is interrupted and
+    preempted at a point replay can find again (recorder.preempt).
+A stop reported by a thread that is not current (a blocked syscall returned, a new thread
+started) is kept with that thread, which becomes ready; it is handled when the thread runs.
+
+The timeslice is measured with ITIMER_REAL; its SIGALRM handler only sets a flag and
+interrupts the current thread, so the blocking waitpid in the main loop is retried (PEP 475).
+"""
+from __future__ import annotations
+
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tracee import ptrace_api as api
+
+if TYPE_CHECKING:
+    from recorder.session import RecordedTask
+
+TIMESLICE = 0.02
+
+# Syscalls that return without waiting for another thread or process: a thread making one keeps
+# the CPU. Everything else may block and lets another ready thread run.
+NEVER_BLOCKS = frozenset("""
+    getpid gettid getppid getuid geteuid getgid getegid getresuid getresgid getgroups getpgrp
+    getpgid getsid getcwd getrlimit prlimit64 getrusage times uname sysinfo umask
+    clock_gettime clock_getres gettimeofday time getcpu getrandom
+    mmap munmap mprotect mremap madvise brk msync mlock munlock mincore pkey_mprotect
+    arch_prctl set_tid_address set_robust_list get_robust_list rseq prctl
+    rt_sigaction rt_sigprocmask sigaltstack rt_sigpending rt_sigreturn kill tgkill tkill
+    close dup dup2 dup3 fcntl fstat newfstatat stat lstat statx statfs fstatfs lseek
+    access faccessat faccessat2 readlink readlinkat getdents64 getdents
+    openat open mkdir mkdirat unlink unlinkat rename renameat renameat2 chdir fchdir
+    chmod fchmod fchmodat chown fchown fchownat lchown utimensat symlink symlinkat link linkat
+    ftruncate truncate fallocate fadvise64 sync_file_range
+    pipe pipe2 socket socketpair bind listen getsockname getpeername setsockopt getsockopt
+    eventfd eventfd2 timerfd_create timerfd_settime timerfd_gettime signalfd signalfd4
+    epoll_create epoll_create1 epoll_ctl inotify_init1 inotify_add_watch inotify_rm_watch
+    sched_getaffinity sched_setaffinity sched_getparam sched_getscheduler sched_get_priority_max
+    sched_get_priority_min setitimer getitimer alarm timer_create timer_settime timer_gettime
+    timer_delete capget capset setpgid setsid setuid setgid setreuid setregid setresuid
+    setresgid setgroups personality ioctl memfd_create membarrier
+    clone fork vfork execve execveat exit exit_group
+    """.split())
+
+
+@dataclass
+class RunQueue:
+    """The ready threads and the one allowed to run user code."""
+    current: RecordedTask | None = None
+    ready: deque[RecordedTask] = field(default_factory=deque)
+    expired: bool = False
+    _armed: bool = False
+
+    def __post_init__(self) -> None:
+        signal.signal(signal.SIGALRM, self._on_alarm)
+
+    def close(self) -> None:
+        self.disarm()
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    # -- the timeslice ----------------------------------------------------------------------
+    def start_slice(self) -> None:
+        """The current thread starts a timeslice; it only counts if someone else waits."""
+        self.expired = False
+        if self.ready:
+            self.arm()
+        else:
+            self.disarm()
+
+    def arm(self) -> None:
+        if not self._armed:
+            self._armed = True
+            self._since = time.monotonic()
+            signal.setitimer(signal.ITIMER_REAL, TIMESLICE)
+
+    def disarm(self) -> None:
+        if self._armed:
+            self._armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        self._armed = False
+        self.expired = True
+        cur = self.current
+        if cur is not None and cur.running_user:
+            try:
+                api.ptrace(api.Req.INTERRUPT, cur.task.tid)
+            except OSError:
+                pass
+
+    def should_switch(self) -> bool:
+        """At a syscall boundary of the current thread: give the CPU to another?"""
+        return self.expired and bool(self.ready)
+
+    # -- the queue ----------------------------------------------------------------------------
+    def make_ready(self, t: RecordedTask) -> None:
+        if t is self.current:
+            self.current = None
+        if t not in self.ready:
+            self.ready.append(t)
+        if self.current is not None:
+            self.arm()
+
+    def remove(self, t: RecordedTask) -> None:
+        if t is self.current:
+            self.current = None
+        try:
+            self.ready.remove(t)
+        except ValueError:
+            pass
+
+    def pick(self) -> RecordedTask | None:
+        if not self.ready:
+            return None
+        t = self.ready.popleft()
+        self.current = t
+        self.start_slice()
+        return t
+
+
+def may_block(name: str) -> bool:
+    return name not in NEVER_BLOCKS

@@ -1,0 +1,151 @@
+"""The replayed tasks: recorded tid -> live task, and clone/fork/vfork run for real.
+
+Replay creates threads and processes the way the recording did (the same clone call, made by
+the program at the same point), so their stacks, TLS and shared memory are the program's own.
+The kernel gives them other tids; the program never sees those: every syscall that returns a
+tid is emulated, and the tid words the kernel writes for CLONE_PARENT_SETTID/CHILD_SETTID are
+overwritten with the recorded ones.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from tracee import ptrace_api as api
+from tracee.stops import EventStop, SignalStop, Stop, SyscallStop, decode
+from tracee.task import Memory, Task, kill_tasks
+from tracefile.records import Event
+
+from replayer.errors import ReplayDivergence, ReplayError
+from replayer.syscalls import ProcessState
+
+CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
+CLONE_PARENT_SETTID, CLONE_CHILD_SETTID = 0x100000, 0x1000000
+Divergence = Callable[..., ReplayDivergence]
+
+
+class TaskSet:
+    def __init__(self) -> None:
+        self.tasks: dict[int, Task] = {}
+        self.procs: dict[int, ProcessState] = {}
+        self.root = 0
+        # Real tids parked at a syscall entry by an ENTER event.
+        self.entered: set[int] = set()
+        # Real tids inside a real syscall (a vfork parent) -> the result to give them.
+        self.in_kernel: dict[int, int] = {}
+
+    def select(self, tid: int) -> tuple[Task | None, ProcessState | None]:
+        return self.tasks.get(tid), self.procs.get(tid)
+
+    def add(self, tid: int, task: Task, proc: ProcessState) -> None:
+        if not self.tasks:
+            self.root = self.root or tid
+        self.tasks[tid] = task
+        self.procs[tid] = proc
+
+    def busy(self) -> bool:
+        return bool(self.entered or self.in_kernel)
+
+    def only(self) -> tuple[Task, ProcessState]:
+        ((tid, task),) = self.tasks.items()
+        proc = self.procs[tid].copy()
+        proc.owner = tid
+        return task, proc
+
+    def recorded_tid(self, task: Task) -> int:
+        for tid, t in self.tasks.items():
+            if t is task:
+                return tid
+        raise KeyError(task.tid)
+
+    def threads_of(self, task: Task) -> list[Task]:
+        return [t for t in self.tasks.values() if t.pid == task.pid]
+
+    def dying_with(self, task: Task, *, whole_process: bool) -> set[int]:
+        """Real tids that go when `task` exits (all its process's threads for exit_group)."""
+        return {t.tid for t in self.threads_of(task)} if whole_process else {task.tid}
+
+    def leader_with_threads(self, task: Task) -> bool:
+        """A process leader whose other threads live on: it is reaped after them."""
+        return task.tid == task.pid and len(self.threads_of(task)) > 1
+
+    def remove(self, tid: int) -> None:
+        task = self.tasks.pop(tid, None)
+        self.procs.pop(tid, None)
+        if task is None:
+            return
+        self.entered.discard(task.tid)
+        self.in_kernel.pop(task.tid, None)
+        if not self.threads_of(task):
+            try:  # a leader that exited before its threads is a zombie until now
+                os.waitpid(task.pid, api.WALL | os.WNOHANG)
+            except OSError:
+                pass
+            task.mem.close()
+
+    def kill_all(self) -> None:
+        kill_tasks(list(self.tasks.values()))
+        self.tasks.clear()
+        self.procs.clear()
+        self.entered.clear()
+        self.in_kernel.clear()
+
+    def settle(self, task: Task) -> None:
+        """A task left inside a real syscall (vfork) has returned from it by now: collect
+        that stop and give it the recorded result."""
+        result = self.in_kernel.pop(task.tid, None)
+        if result is None:
+            return
+        stop = task.wait()
+        if not isinstance(stop, SyscallStop):
+            raise ReplayError(f"task {task.tid}: expected the end of vfork, got {stop}")
+        task.set_reg("rax", result)
+
+    # -- clone, fork, vfork -------------------------------------------------------------------
+    def clone(self, parent: Task, ev: Event, divergence: Divergence) -> None:
+        """At the SYSEMU entry of a recorded clone/fork/vfork: make the call for real."""
+        flags = int(ev.info.get("flags", 0))
+        parent.set_reg("rip", parent.regs.rip - 2)
+        parent.set_reg("rax", ev.nr)
+        parent.set_reg("orig_rax", -1)
+        for what in ("the skipped call's exit", "the real call's entry"):
+            stop = _step(parent)
+            if not isinstance(stop, SyscallStop):
+                raise divergence(ev, f"clone did not run ({what})", stop)
+        stop = _step(parent)
+        if not (isinstance(stop, EventStop) and stop.event in (
+                api.Event.CLONE, api.Event.FORK, api.Event.VFORK)):
+            raise divergence(ev, "clone did not create a task", stop)
+        real = api.get_event_msg(parent.tid)
+        _first_stop(real)
+        thread = bool(flags & CLONE_THREAD)
+        child = Task(real, parent.pid if thread else real,
+                     parent.mem if thread else Memory(real), drop_child_signals=True)
+        proc = self.procs[ev.tid]
+        self.add(ev.result, child, proc if flags & CLONE_VM else proc.copy())
+        if "ptid" in ev.info:
+            parent.mem.write(ev.info["ptid"], ev.result.to_bytes(4, "little"))
+        if "ctid" in ev.info:
+            child.mem.write(ev.info["ctid"], ev.result.to_bytes(4, "little"))
+        if stop.event == api.Event.VFORK:  # back when the child has exec'd or exited
+            parent.resume(api.Req.SYSCALL)
+            self.in_kernel[parent.tid] = ev.result
+            return
+        stop = _step(parent)
+        if not isinstance(stop, SyscallStop):
+            raise divergence(ev, "clone did not return", stop)
+        parent.set_reg("rax", ev.result)
+
+
+def _step(task: Task) -> Stop:
+    task.resume(api.Req.SYSCALL)
+    return task.wait()
+
+
+def _first_stop(tid: int) -> None:
+    """A new task reports one stop (PTRACE_EVENT_STOP) before it runs."""
+    while True:
+        stop = decode(tid, api.wait_task(tid))
+        if isinstance(stop, (EventStop, SignalStop)):
+            return
+        raise ReplayError(f"new task {tid} ended before it started ({stop})")
