@@ -18,18 +18,19 @@ from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest
-from tracee.stops import SignalStop
+from tracee.stops import SignalStop, Stop
 from tracefile.records import Kind
 
 if TYPE_CHECKING:
     from recorder.session import RecordedTask, Recorder
 
-FORCE_AFTER = 25  # timeslices of computing without a syscall while others wait (~0.5 s)
+FORCE_AFTER = 100  # timeslices computing without a syscall while others wait (~2 s)
 SLOT = 3          # debug register 3: relive's own
 DR7_ENABLE = 1 << (2 * SLOT)
 DR6_HIT = 1 << SLOT
 _EFLAGS = api.UserRegs.eflags.offset
-_TRAP_FLAGS = (1 << 8) | (1 << 16)  # TF, RF: the debugger's, not the program's
+RESUME_FLAG = 1 << 16
+_TRAP_FLAGS = (1 << 8) | RESUME_FLAG  # TF, RF: the debugger's, not the program's
 
 
 def same_state(a: bytes, b: bytes) -> bool:
@@ -45,6 +46,7 @@ class Preempter:
     def __init__(self, recorder: Recorder) -> None:
         self.rec = recorder
         self._slices: dict[int, int] = {}
+        self._repeating = False
 
     def made_syscall(self, t: RecordedTask) -> None:
         self._slices.pop(t.task.tid, None)
@@ -53,30 +55,49 @@ class Preempter:
         """The current thread was interrupted in user code after its timeslice."""
         task = t.task
         n = self._slices[task.tid] = self._slices.get(task.tid, 0) + 1
-        regs, rip = task.regs_bytes(), task.regs.rip
-        digest = memory_digest(task.pid, task.mem.read_upto)
         if n < FORCE_AFTER:
-            stop = self._next_arrival(t, rip)
+            stop = self._repeats(t)
             if stop is not None:       # it made a syscall or took a signal first
                 self.rec.handle(t, stop)
                 return
-            if not (same_state(regs, task.regs_bytes())
-                    and memory_digest(task.pid, task.mem.read_upto) == digest):
+            if not self._repeating:
                 self.rec.queue.start_slice()  # computing: it keeps the CPU
                 self.rec.resume(t)
                 return
         self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(),
-                      info={"rip": rip, "digest": digest, "after": t.last_event})
+                      info={"rip": task.regs.rip, "after": t.last_event,
+                            "digest": memory_digest(task.pid, task.mem.read_upto)})
         self._slices.pop(task.tid, None)
         t.wants = (api.Req.SYSCALL, 0)
         self.rec.queue.make_ready(t)
 
-    def _next_arrival(self, t: RecordedTask, rip: int) -> object | None:
+    def _repeats(self, t: RecordedTask) -> Stop | None:
+        """Does the thread come back to this pc in the same state? Registers are compared
+        at the next arrival; only if they match is memory digested, at that arrival and the
+        one after (digests are costly for big processes). Sets `_repeating`; returns a stop
+        that came first instead (a syscall, a signal), to be handled as usual."""
+        task = t.task
+        self._repeating = False
+        regs, rip = task.regs_bytes(), task.regs.rip
+        stop = self._next_arrival(t, rip)
+        if stop is not None or not same_state(regs, task.regs_bytes()):
+            return stop
+        digest = memory_digest(task.pid, task.mem.read_upto)
+        stop = self._next_arrival(t, rip)
+        if stop is not None:
+            return stop
+        self._repeating = (same_state(regs, task.regs_bytes())
+                           and memory_digest(task.pid, task.mem.read_upto) == digest)
+        return None
+
+    def _next_arrival(self, t: RecordedTask, rip: int) -> Stop | None:
         """Run the thread until it executes `rip` again (None) or stops for another reason
         (that stop is returned)."""
         task = t.task
         api.set_debugreg(task.tid, SLOT, rip)
         api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) | DR7_ENABLE)
+        # RF: the instruction at rip runs first instead of trapping at once.
+        task.set_reg("eflags", task.regs.eflags | RESUME_FLAG)
         try:
             task.resume(api.Req.SYSCALL)
             stop = task.wait()
