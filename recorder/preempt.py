@@ -17,7 +17,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
-from tracee.digest import memory_digest
+from tracee.digest import memory_digest, scratch_ranges
 from tracee.stops import SignalStop, Stop
 from tracefile.records import Kind
 
@@ -66,7 +66,7 @@ class Preempter:
                 return
         self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(),
                       info={"rip": task.regs.rip, "after": t.last_event,
-                            "digest": memory_digest(task.pid, task.mem.read_upto)})
+                            "digest": memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space))})
         self._slices.pop(task.tid, None)
         t.wants = (api.Req.SYSCALL, 0)
         self.rec.queue.make_ready(t)
@@ -82,12 +82,12 @@ class Preempter:
         stop = self._next_arrival(t, rip)
         if stop is not None or not same_state(regs, task.regs_bytes()):
             return stop
-        digest = memory_digest(task.pid, task.mem.read_upto)
+        digest = memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space))
         stop = self._next_arrival(t, rip)
         if stop is not None:
             return stop
         self._repeating = (same_state(regs, task.regs_bytes())
-                           and memory_digest(task.pid, task.mem.read_upto) == digest)
+                           and memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space)) == digest)
         return None
 
     def _next_arrival(self, t: RecordedTask, rip: int) -> Stop | None:

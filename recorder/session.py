@@ -24,6 +24,7 @@ from recorder.errors import UnsupportedError
 from recorder.image import snapshot_image
 from recorder.preempt import Preempter
 from recorder.scheduler import RunQueue, may_block
+from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_info
 from recorder.signals import SignalRecorder
 from recorder.syscall_effects import EffectRecorder
 from tracee import ptrace_api as api
@@ -31,8 +32,9 @@ from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop, decode
 from tracee.sysnums import name_of
-from tracee.task import Memory, Task, kill_tasks
-from tracefile.records import Event, Kind, TaskRecord
+from tracee.address_space import Flag
+from tracee.task import Memory, MemoryAccessError, Task, kill_tasks
+from tracefile.records import Event, Kind, MemoryWrite, TaskRecord
 from tracefile.writer import TraceWriter
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class Entry:
     fake_result: int | None = None
     # Already recorded (exec, clone): its exit stop only resumes the task.
     done: bool = False
+    redirect: Redirect | None = None  # outputs moved to the thread's scratch area
 
 
 @dataclass(eq=False)
@@ -91,6 +94,7 @@ class Recorder:
         self.effects = EffectRecorder(writer, own_outputs=_own_outputs())
         self.signals = SignalRecorder(self)
         self.preempter = Preempter(self)
+        self.scratch = ScratchAreas()
         self._info = api.SyscallInfo()
         self._newborn: dict[int, int] = {}   # tid -> first status, before its parent's event
         self._ppid: dict[int, int] = {}      # pid -> parent pid
@@ -208,6 +212,8 @@ class Recorder:
             _check_clone_flags(args[0])
         if entry.fake_result is not None:
             t.task.set_reg("orig_rax", -1)  # the kernel skips the call
+        elif self._shares_memory(t) and not self._use_scratch(t, entry, name):
+            return  # the call is made again once its scratch area exists
         if name in ("exit", "exit_group"):  # no exit stop follows: record it now
             self.emit(t, Kind.SYSCALL, nr=nr, result=0, regs=entry.regs)
         t.entry = entry
@@ -216,6 +222,58 @@ class Recorder:
             self._enter_blocking(t)
             return
         self.resume(t, in_syscall=True)
+
+    def _shares_memory(self, t: RecordedTask) -> bool:
+        return any(o.space is t.space and o is not t for o in self.tasks.values())
+
+    def _use_scratch(self, t: RecordedTask, entry: Entry, name: str) -> bool:
+        """Move a blocking call's outputs to the thread's scratch area (recorder.scratch).
+        False when the area had to be mapped first: the call is then made again."""
+        plan = self.scratch.plan(name, entry.args, t.task)
+        if not plan:
+            return True
+        tid = t.task.tid
+        area = self.scratch.area_of(tid, t.space) or self.scratch.claim(tid, t.space)
+        if area is None:
+            for m in self.scratch.create(t.task, t.space):
+                self.emit(t, Kind.MAPPING, info=mapping_event_info(m))
+            regs = t.task.regs  # restored to the entry: run the `syscall` instruction again
+            t.task.set_reg("rip", regs.rip - 2)
+            t.task.set_reg("rax", regs.orig_rax)
+            t.task.set_reg("orig_rax", -1)
+            t.task.resume(api.Req.SYSCALL)
+            t.running_user = True
+            return False
+        try:
+            entry.redirect = self.scratch.redirect(t.task, area, plan, entry.args)
+        except MemoryAccessError:
+            pass  # an unreadable input: the kernel will say EFAULT on the real buffer
+        return True
+
+    def _effects(self, t: RecordedTask, entry: Entry, result: int) -> tuple[list[MemoryWrite],
+                                                                           dict[str, object]]:
+        """What the call wrote; outputs that went to scratch are copied to the program's
+        buffers now (the thread runs again) and recorded there."""
+        red = entry.redirect
+        eff = self.effects.effects(t.task, t.space, entry.nr, red.args if red else entry.args,
+                                   result)
+        if red is None:
+            return eff.writes, eff.info
+        writes = []
+        for w in eff.writes:
+            addr = red.to_program(w.addr)
+            if addr is not None:
+                t.task.mem.write(addr, w.data)
+                w = MemoryWrite(addr=addr, data=w.data)
+            writes.append(w)
+        self._restore_args(t, entry)
+        return writes, eff.info
+
+    @staticmethod
+    def _restore_args(t: RecordedTask, entry: Entry) -> None:
+        if entry.redirect is not None:
+            for reg, value in zip(ARG_REGS, entry.args):
+                t.task.set_reg(reg, value)
 
     def _enter_blocking(self, t: RecordedTask) -> None:
         """A syscall that may wait for another task while one is ready: if it does not
@@ -250,9 +308,9 @@ class Recorder:
             t.task.set_reg("rax", result)
         if result in ERESTART and self._restarts_unseen(t, entry, result, rip):
             return
-        eff = self.effects.effects(t.task, t.space, entry.nr, entry.args, result)
+        writes, info = self._effects(t, entry, result)
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,
-                  writes=tuple(eff.writes), info=eff.info)
+                  writes=tuple(writes), info=info)
         t.exit_rip = rip
         self.resume(t)
 
@@ -261,6 +319,7 @@ class Recorder:
         before any user instruction runs: the program never sees the first attempt, so it is
         not recorded. With a signal next, the ERESTART result is recorded as usual (replay
         delivers the signal and the kernel decides the same way)."""
+        self._restore_args(t, entry)  # the kernel restarts the call with these registers
         t.task.resume(api.Req.SYSCALL)
         stop = t.task.wait()
         if isinstance(stop, EventStop) and stop.event == api.Event.STOP:
@@ -268,9 +327,9 @@ class Recorder:
                 t.task.set_reg("rax", entry.nr)  # start it again rather than resume it
             self.signals.on_interrupt(t)
             return True
-        eff = self.effects.effects(t.task, t.space, entry.nr, entry.args, result)
+        writes, info = self._effects(t, entry, result)
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,
-                  writes=tuple(eff.writes), info=eff.info)
+                  writes=tuple(writes), info=info)
         t.exit_rip = rip
         self.handle(t, stop)
         return True
@@ -292,6 +351,9 @@ class Recorder:
         pid = t.task.pid if thread else child_tid
         memory = t.task.mem if thread else Memory(child_tid)
         space = t.space if flags & CLONE_VM else t.space.copy()
+        if not flags & CLONE_VM:  # the copied scratch areas are the child's to reuse
+            for m in space.flagged(Flag.SCRATCH):
+                self.scratch.release(m.owner, space)
         child = RecordedTask(task=Task(child_tid, pid, memory), space=space)
         self.tasks[child_tid] = child
         if not thread:
@@ -326,6 +388,7 @@ class Recorder:
                 o.task.pid == t.task.pid and o is not t for o in self.tasks.values()):
             raise UnsupportedError("execve in a multi-threaded process is not supported by "
                                    "relive yet")
+        self.scratch.release(t.task.tid, t.space)  # a vfork child leaves it to its parent
         t.task.mem.reopen()
         t.task.invalidate_regs()
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=0, regs=entry.regs)
@@ -371,6 +434,7 @@ class Recorder:
             self.writer.set_task_exit(t.task.tid, status)
         if t.task.tid == self.root:
             self.status = status
+        self.scratch.release(t.task.tid, t.space)
         self.queue.remove(t)
         del self.tasks[t.task.tid]
         if not any(o.task.mem is t.task.mem for o in self.tasks.values()):

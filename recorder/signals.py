@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace, Flag, read_proc_maps
-from tracee.digest import KERNEL_MAPS, memory_digest
+from tracee.digest import KERNEL_MAPS, memory_digest, scratch_ranges
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
 from tracefile.records import Kind, MemoryWrite
 
@@ -129,7 +129,7 @@ class SignalRecorder:
             return
         regs = t.task.regs
         info = {"where": "user", "after": t.last_event,
-                "digest": memory_digest(t.task.pid, t.task.mem.read_upto),
+                "digest": memory_digest(t.task.pid, t.task.mem.read_upto, scratch_ranges(t.space)),
                 "rip": regs.rip}
         self._raise_held(t, info)
 

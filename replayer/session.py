@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tracee import ptrace_api as api
+from tracee.address_space import mapping_from_info
 from tracee.remote import InjectionError, exec_in_tracee
 from tracee.fork import fork_tracee
 from tracee.spawn import pin_to_one_cpu, spawn
@@ -33,7 +34,7 @@ from tracefile.records import Event, Kind
 
 from replayer import registers
 from replayer.errors import Paused, ReplayDivergence, ReplayError
-from replayer.rebuild import rebuild, write_memory
+from replayer.rebuild import map_anonymous, rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.syscalls import ProcessState, SyscallReplayer, args_of
 from replayer.tasks import TaskSet
@@ -140,7 +141,7 @@ class ReplaySession:
             case Kind.PREEMPT:
                 self.signals.reach_point(ev)
             case Kind.MAPPING:
-                pass
+                self._mapping(ev)
             case _:
                 raise ReplayError(f"event {ev.seq}: unknown kind {ev.kind}")
 
@@ -232,6 +233,16 @@ class ReplaySession:
         self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
         self.taskset.add(ev.tid, self.task, self.proc)
         self.last_exec = ev
+
+    def _mapping(self, ev: Event) -> None:
+        """A mapping the recorder made (a scratch area, its guard): made here too, so both
+        address spaces stay alike."""
+        m = mapping_from_info(ev.info["map"])
+        task = self._task(ev)
+        self.taskset.settle(task)
+        map_anonymous(task, m)
+        assert self.proc is not None
+        self.proc.space.map(m)
 
     def _enter(self, ev: Event) -> None:
         """The thread reaches a syscall and stays there: recorded, it left the CPU inside the

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
-from tracee.digest import memory_digest
+from tracee.digest import memory_digest, scratch_ranges
 from tracee.stops import SignalStop, SyscallStop
 from tracefile.records import Event
 
@@ -90,6 +90,7 @@ class SignalReplayer:
         """Stop at the recorded pc until registers and memory match the recording."""
         task = self.s._task(ev)
         self.s.taskset.settle(task)
+        skip = scratch_ranges(self.s.proc.space if self.s.proc else None)
         rip = ev.info["rip"]
         api.set_debugreg(task.tid, MATCH_SLOT, rip)
         dr7 = api.get_debugreg(task.tid, 7)
@@ -109,7 +110,7 @@ class SignalReplayer:
                     raise self.s.divergence(
                         ev, f"never reached the point {what} (pc {rip:#x})", stop)
                 if (not registers.diff(ev.regs, task.regs_bytes())
-                        and memory_digest(task.pid, task.mem.read_upto) == ev.info["digest"]):
+                        and memory_digest(task.pid, task.mem.read_upto, skip) == ev.info["digest"]):
                     break
             else:
                 raise self.s.divergence(ev, f"gave up looking for the point {what} after "

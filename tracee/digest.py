@@ -1,21 +1,52 @@
 """A digest of a process's writable memory: what identifies a point in a loop that registers
-alone do not (the recorder stores it, replay compares it). Shared by both sides."""
+alone do not (the recorder stores it, replay compares it). Shared by both sides.
+
+Only the program's memory counts: kernel mappings, the relive page and the recorder's scratch
+areas (whose contents differ between record and replay) are left out, and adjacent ranges are
+joined first so the digest does not depend on how the kernel happened to split or merge VMAs.
+"""
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from tracee.address_space import PROT_WRITE, read_proc_maps
+from tracee.address_space import PROT_WRITE, AddressSpace, Flag, read_proc_maps
 from tracee.remote import RELIVE_PAGE
 
 KERNEL_MAPS = ("[vdso]", "[vvar]", "[vsyscall]", "[vvar_vclock]")
 
 
-def memory_digest(pid: int, read: Callable[[int, int], bytes]) -> str:
-    h = hashlib.blake2b(digest_size=16)
+def writable_ranges(pid: int, skip: Iterable[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+    ranges: list[list[int]] = []
     for m in read_proc_maps(pid):
         if m.prot & PROT_WRITE and m.path not in KERNEL_MAPS and m.start != RELIVE_PAGE:
-            h.update(struct.pack("<QQ", m.start, m.end))
-            h.update(read(m.start, m.size))
+            if ranges and ranges[-1][1] == m.start:
+                ranges[-1][1] = m.end
+            else:
+                ranges.append([m.start, m.end])
+    for lo, hi in skip:
+        cut: list[list[int]] = []
+        for start, end in ranges:
+            if end <= lo or start >= hi:
+                cut.append([start, end])
+                continue
+            if start < lo:
+                cut.append([start, lo])
+            if end > hi:
+                cut.append([hi, end])
+        ranges = cut
+    return [(start, end) for start, end in ranges]
+
+
+def scratch_ranges(space: AddressSpace | None) -> list[tuple[int, int]]:
+    return [(m.start, m.end) for m in space.flagged(Flag.SCRATCH)] if space else []
+
+
+def memory_digest(pid: int, read: Callable[[int, int], bytes],
+                  skip: Iterable[tuple[int, int]] = ()) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for start, end in writable_ranges(pid, skip):
+        h.update(struct.pack("<QQ", start, end))
+        h.update(read(start, end - start))
     return h.hexdigest()
