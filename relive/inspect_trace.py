@@ -52,10 +52,12 @@ def info_text(trace: Path) -> str:
 def ps_text(trace: Path) -> str:
     r = TraceReader(trace)
     try:
-        rows = ["PID\tPPID\tSTATUS\tCOMMAND"]
-        for t in r.tasks():
+        tasks = r.tasks()
+        rows = ["PID\tPPID\tTHREADS\tSTATUS\tCOMMAND"]
+        for t in tasks:
             if t.tid == t.pid:
-                rows.append(f"{t.pid}\t{t.ppid}\t{_status_text(t.exit_status)}\t"
+                threads = sum(1 for o in tasks if o.pid == t.pid)
+                rows.append(f"{t.pid}\t{t.ppid}\t{threads}\t{_status_text(t.exit_status)}\t"
                             f"{' '.join(t.argv) or t.exe}")
         return "\n".join(rows)
     finally:
@@ -83,6 +85,14 @@ def describe_event(ev: Event) -> str:
                    f"{written} bytes written]"
         case Kind.EXIT:
             return f"{head} {_status_text(ev.result)}"
+        case Kind.ENTER:
+            return f"{head} {name_of(ev.nr)}: blocked, another thread runs"
+        case Kind.PREEMPT:
+            return f"{head} at rip {ev.info.get('rip', 0):#x}, another thread runs"
+        case Kind.MAPPING:
+            m = ev.info.get("map", {})
+            what = {2: "scratch area", 4: "guard page"}.get(m.get("flags", 0), "mapping")
+            return f"{head} {what} {m.get('start', 0):#x}-{m.get('end', 0):#x}"
     return head
 
 

@@ -210,10 +210,10 @@ def test_info_ps_dump_describe_the_recording(programs, tmp_path):
     ps = run_relive("ps", trace, text=True)
     assert ps.returncode == 0, ps.stderr
     rows = [row.split("\t") for row in ps.stdout.splitlines()]
-    assert rows[0] == ["PID", "PPID", "STATUS", "COMMAND"]
+    assert rows[0] == ["PID", "PPID", "THREADS", "STATUS", "COMMAND"]
     assert len(rows) == 2
-    assert rows[1][0] == str(pid) and rows[1][2] == "exit 7"
-    assert rows[1][3] == f"{programs['exit_status']} 7"
+    assert rows[1][0] == str(pid) and rows[1][2] == "1" and rows[1][3] == "exit 7"
+    assert rows[1][4] == f"{programs['exit_status']} 7"
 
 
 # -- a recorder killed mid-recording -----------------------------------------------------------
