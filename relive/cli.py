@@ -57,6 +57,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from recorder.errors import UnsupportedError
     from recorder.session import Recorder, exit_code
     from relive import traces
+    from tracee.hwcount import has_pmu
     from tracefile.writer import TraceWriter
 
     argv = [args.program, *args.args]
@@ -65,7 +66,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     writer = TraceWriter(out, force=args.force)
     writer.set_meta(program=path, argv=argv, cwd=os.getcwd(), host=socket.gethostname(),
                     started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                    cpu=_cpu_model(), complete=False)
+                    cpu=_cpu_model(), pmu=has_pmu(), complete=False)
     writer.commit()
     if not args.output:
         traces.set_latest(out)

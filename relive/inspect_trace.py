@@ -8,7 +8,7 @@ from typing import TextIO
 
 from tracee.sysnums import name_of
 from tracefile.reader import TraceReader
-from tracefile.records import Event, Kind
+from tracefile.records import Event, Kind, TaskRecord
 
 from replayer.registers import unpack
 
@@ -35,8 +35,11 @@ def info_text(trace: Path) -> str:
             f"argv:     {' '.join(m.get('argv', []))}",
             f"cwd:      {m.get('cwd', '?')}",
             f"recorded: {m.get('started', '?')} on {m.get('host', '?')}",
-            f"cpu:      {m.get('cpu', '?')}",
-            f"events: {r.event_count}",
+            f"cpu:      {m.get('cpu', '?')}" + (
+                "" if "pmu" not in m else " (with a PMU, not used)" if m["pmu"] else
+                " (no PMU: preemption points found by pc, registers and memory)"),
+            f"tasks:    {_task_summary(r.tasks())}",
+            f"events:   {r.event_count}",
             f"size:     {r.size_bytes()} bytes",
             "complete: yes" if r.complete else
             "complete: NO - the recording was cut off; replay stops at its last event"
@@ -47,6 +50,13 @@ def info_text(trace: Path) -> str:
         return "\n".join(lines)
     finally:
         r.close()
+
+
+def _task_summary(tasks: list[TaskRecord]) -> str:
+    processes = sum(1 for t in tasks if t.tid == t.pid)
+    threads = len(tasks)
+    return (f"{processes} process{'es' if processes != 1 else ''}, "
+            f"{threads} thread{'s' if threads != 1 else ''}")
 
 
 def ps_text(trace: Path) -> str:

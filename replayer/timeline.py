@@ -127,7 +127,10 @@ class Timeline:
 
     # -- checkpoints ------------------------------------------------------------------------
     def take(self) -> None:
-        if any(cp.position == self.s.position for cp in self.checkpoints):
+        """A checkpoint here, if the replay is a single thread (a fork copies one thread;
+        reversing in a multi-threaded stretch re-runs it from the checkpoint before it)."""
+        if (any(cp.position == self.s.position for cp in self.checkpoints)
+                or not self.s.can_snapshot()):
             return
         task, position, proc = self.s.snapshot()
         self.checkpoints.append(Checkpoint(position, task, proc))
@@ -537,7 +540,8 @@ class Timeline:
         cache, done = self._from_step_cache(position, steps, anchor)
         task = self.s._task_or_fail()
         while done < steps:
-            if done and done % STEP_CACHE == 0 and done not in cache.forks:
+            if (done and done % STEP_CACHE == 0 and done not in cache.forks
+                    and self.s.can_snapshot()):
                 stored, pos, proc = self.s.snapshot()
                 cache.forks[done] = Checkpoint(pos, stored, proc, done)
             task.resume(api.Req.SYSEMU_SINGLESTEP)
@@ -557,8 +561,9 @@ class Timeline:
         base = max((k for k in cache.forks if k <= steps), default=None)
         if base is None:
             self.goto_anchor(position, anchor)
-            stored, pos, proc = self.s.snapshot()
-            cache.forks[0] = Checkpoint(pos, stored, proc, 0)
+            if self.s.can_snapshot():
+                stored, pos, proc = self.s.snapshot()
+                cache.forks[0] = Checkpoint(pos, stored, proc, 0)
             return cache, 0
         cp = cache.forks[base]
         self.s.restore(cp.task, cp.position, cp.proc)

@@ -193,7 +193,7 @@ def test_info_ps_dump_describe_the_recording(programs, tmp_path):
     assert info.returncode == 0, info.stderr
     assert "complete: yes" in info.stdout.splitlines()
     assert "status:   exit 7" in info.stdout
-    events = int(re.search(r"^events: (\d+)$", info.stdout, re.MULTILINE).group(1))
+    events = int(re.search(r"^events:\s+(\d+)$", info.stdout, re.MULTILINE).group(1))
 
     dump = run_relive("dump", trace, text=True)
     assert dump.returncode == 0, dump.stderr

@@ -64,3 +64,10 @@ class HwCounter:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def has_pmu() -> bool:
+    """Whether the CPU's performance-monitoring unit is visible (most VMs: no). rr needs its
+    retired-branch counter; relive only records whether it was there."""
+    base = "/sys/bus/event_source/devices"
+    return any(os.path.exists(f"{base}/{name}") for name in ("cpu", "cpu_core", "cpu_atom"))
