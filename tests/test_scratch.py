@@ -84,3 +84,12 @@ def test_vfork_child_scratch_is_left_to_the_parent_and_reused(programs, tmp_path
     assert len(_scratch_areas(tmp_path / "t")) == 1  # made by the first child, reused after
     assert b"parent handled 1 signal(s)" in rec.stdout
     assert_faithful(rec, replay(tmp_path / "t"))
+
+
+def test_signals_interrupting_blocked_calls_restart_or_fail_with_eintr(programs, tmp_path):
+    rec = record(tmp_path / "t", programs["threads_sigrestart"])
+    assert rec.returncode == 0, describe(rec)
+    assert rec.stdout.splitlines() == [
+        b'reader: 1 SIGUSR1, read "after restart"',
+        b"sleeper: 1 SIGUSR2, nanosleep -1 (Interrupted system call), rem about 5 s"]
+    assert_faithful(rec, replay(tmp_path / "t"))
