@@ -25,8 +25,9 @@ sqlite3), and the size of DIR/trace.db* (not the copies of the mapped files) div
 number of SYSCALL events (bytes/syscall) and by all events (bytes/event).
 
 Replay must be faithful: the stdout of every record and replay run must be byte-identical to
-the native output (both programs are deterministic). If it is not, or a command fails, the
-script says so loudly under the table and exits 1.
+the native output (both programs are deterministic), and every replay's stdout identical to
+the recording it replays. If it is not, or a command fails, the script says so loudly under
+the table and exits 1.
 
 Usage: python3 bench/bench_threads.py [--repeat 5] [--markdown]
 """
@@ -152,7 +153,7 @@ def bench_workload(name, argv, args, env, cpu, errors, unfaithful):
     res["output"] = expected
 
     times = {key: [] for key in commands}
-    broken = set()
+    broken, recorded = set(), None
     for _ in range(args.repeat):
         for key, cmd in commands.items():
             if key in broken or (key == "replay" and "record" in broken):
@@ -164,6 +165,11 @@ def bench_workload(name, argv, args, env, cpu, errors, unfaithful):
                 broken.add(key)
                 continue
             times[key].append(t)
+            if key == "record":
+                recorded = out
+            elif key == "replay" and out != recorded:
+                unfaithful.append(f"{name} / replay: stdout differs from the recording of "
+                                  f"the same round ({len(out)} vs {len(recorded)} bytes)")
             if out != expected:
                 unfaithful.append(
                     f"{name} / {key}: stdout differs from the native run "
