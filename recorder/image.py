@@ -12,6 +12,7 @@ from tracee import remote
 from tracee.address_space import (PROT_WRITE, AddressSpace, Flag, Mapping, mapping_info,
                                   read_proc_maps)
 from tracee.auxv import hide_vdso
+from tracee.spawn import ignored_signals
 from tracee.task import Task
 from tracefile.records import Event, Kind, MemoryWrite
 from tracefile.writer import TraceWriter
@@ -63,7 +64,7 @@ def snapshot_image(task: Task, writer: TraceWriter, argv: list[str]
     exe = _clean(os.readlink(f"/proc/{pid}/exe"))
     exe_id = writer.add_file(f"/proc/{pid}/exe", name=_clean(exe))
     info = {"maps": [mapping_info(m) for m in space], "exe": exe, "exe_id": exe_id,
-            "auxv": auxv.hex(), "argv": argv}
+            "auxv": auxv.hex(), "argv": argv, "ignored": ignored_signals(task.pid)}
     event = Event(seq=-1, tid=task.tid, kind=Kind.EXEC, regs=task.regs_bytes(),
                   writes=tuple(writes), info=info)
     return event, space, identities

@@ -100,7 +100,7 @@ class Preempter:
         task.set_reg("eflags", task.regs.eflags | RESUME_FLAG)
         try:
             task.resume(api.Req.SYSCALL)
-            stop = task.wait()
+            stop = self.rec.wait_for(t)
         finally:
             api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) & ~DR7_ENABLE)
         if (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP

@@ -14,6 +14,7 @@ inside a syscall gets an ENTER event, a thread preempted in user code a PREEMPT 
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -33,6 +34,7 @@ from tracee.spawn import pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop, decode
 from tracee.sysnums import name_of
 from tracee.address_space import PROT_WRITE, Flag, read_proc_maps
+from tracee.remote import InjectionError
 from tracee.task import Memory, MemoryAccessError, Task, kill_tasks
 from tracefile.records import Event, Kind, MemoryWrite, TaskRecord
 from tracefile.writer import TraceWriter
@@ -79,6 +81,7 @@ class RecordedTask:
     pending: Stop | None = None       # a stop reported while another task ran
     wants: tuple[api.Req, int] | None = None  # how to resume it when it runs again
     in_kernel: bool = False           # inside a syscall that may block (exit not seen yet)
+    entered: bool = False             # an ENTER was recorded for the syscall it is in
     running_user: bool = False        # resumed into user code (may be interrupted)
 
 
@@ -96,7 +99,9 @@ class Recorder:
         self.preempter = Preempter(self)
         self.scratch = ScratchAreas()
         self._info = api.SyscallInfo()
-        self._newborn: dict[int, int] = {}   # tid -> first status, before its parent's event
+        # Statuses reaped while waiting for one task: new tasks' first stops (before their
+        # parent's clone event) and stops of others, handled by the main loop later.
+        self._stashed: dict[int, int] = {}
         self._ppid: dict[int, int] = {}      # pid -> parent pid
         self.root = 0
         self.status = 0
@@ -114,8 +119,7 @@ class Recorder:
         pid = spawn(self.path, self.argv, self.env)
         self.root = pid
         self._ppid[pid] = os.getpid()
-        t = RecordedTask(task=Task(pid, pid, Memory(pid)), space=AddressSpace())
-        self.tasks[pid] = t
+        t = self._add_task(Task(pid, pid, Memory(pid)), AddressSpace())
         self.writer.put_task(TaskRecord(tid=pid, pid=pid, ppid=os.getpid(),
                                         argv=tuple(self.argv), exe=self.path))
         self._record_exec(t)
@@ -128,10 +132,10 @@ class Recorder:
                     if nxt is not None:
                         self._run(nxt)
                         continue
-                tid, status = self.signals.wait_any()
+                tid, status = self._next_status()
                 t = self.tasks.get(tid)  # type: ignore[assignment]
                 if t is None:
-                    self._newborn[tid] = status
+                    self._stashed[tid] = status
                     continue
                 t.running_user = t.in_kernel = False
                 stop = decode(tid, status)
@@ -148,22 +152,61 @@ class Recorder:
             kill_tasks([t.task for t in self.tasks.values()])
         return self.status
 
+    def _add_task(self, task: Task, space: AddressSpace) -> RecordedTask:
+        t = RecordedTask(task=task, space=space)
+        task.wait_hook = lambda: self.wait_for(t)
+        self.tasks[task.tid] = t
+        return t
+
+    def _next_status(self) -> tuple[int, int]:
+        for tid in self._stashed:
+            if tid in self.tasks:
+                return tid, self._stashed.pop(tid)
+        return self.signals.wait_any()
+
+    def wait_for(self, t: RecordedTask) -> Stop:
+        """The next stop of `t`. Other tasks' stops that come first are kept for the main
+        loop, except exits, which are let go at once: a thread stopped at its exit keeps its
+        process's leader from ever reporting (the wait for `t` would never end)."""
+        while True:
+            status = self._stashed.pop(t.task.tid, None)
+            if status is not None:
+                return decode(t.task.tid, status)
+            tid, status = api.wait_any()
+            if tid == t.task.tid:
+                return decode(tid, status)
+            other = self.tasks.get(tid)
+            stop = decode(tid, status)
+            if other is not None and isinstance(stop, EventStop) and stop.event == api.Event.EXIT:
+                self._exiting(other)
+                other.task.resume(api.Req.CONT)
+            else:
+                self._stashed[tid] = status
+
     def _run(self, t: RecordedTask) -> None:
-        """Give the CPU to `t`: handle the stop it reported while waiting, or resume it."""
-        if t.pending is not None:
-            stop, t.pending = t.pending, None
-            self.handle(t, stop)
-            return
-        request, sig = t.wants or (api.Req.SYSCALL, 0)
-        t.wants = None
-        t.task.resume(request, sig)
-        t.running_user = True
+        """Give the CPU to `t`: handle the stop it reported while waiting, or resume it.
+        A task killed while it waited (another thread's exit_group) is no longer in that
+        stop: it reports its exit next."""
+        try:
+            if t.pending is not None:
+                stop, t.pending = t.pending, None
+                self.handle(t, stop)
+                return
+            request, sig = t.wants or (api.Req.SYSCALL, 0)
+            t.wants = None
+            t.task.resume(request, sig)
+            t.running_user = True
+        except api.PtraceError as e:
+            if e.errno != errno.ESRCH:
+                raise
+            log.debug("task %d died while it waited for the CPU", t.task.tid)
+            self.queue.remove(t)
 
     def resume(self, t: RecordedTask, sig: int = 0, *, in_syscall: bool = False) -> None:
         """Let `t` go on, unless its timeslice is over and another task is ready: then it
         waits in the run queue, stopped where it is (an exact point for replay)."""
-        if t is self.queue.current and not self.queue.should_switch():
-            t.task.resume(api.Req.SYSCALL, sig)
+        if t is self.queue.current and (in_syscall or not self.queue.should_switch()):
+            t.task.resume(api.Req.SYSCALL, sig)  # never parked at an entry without ENTER
             t.running_user = not in_syscall
             return
         t.wants = (api.Req.SYSCALL, sig)
@@ -217,7 +260,8 @@ class Recorder:
         if name in ("exit", "exit_group"):  # no exit stop follows: record it now
             self.emit(t, Kind.SYSCALL, nr=nr, result=0, regs=entry.regs)
         t.entry = entry
-        t.in_kernel = entry.fake_result is None and may_block(name)
+        t.in_kernel = (entry.fake_result is None and may_block(name) and not (
+            len(self.tasks) > 1 and self.effects.writes_own_output(t.task.pid, name, args)))
         if t.in_kernel and self.queue.ready:
             self._enter_blocking(t)
             return
@@ -235,7 +279,14 @@ class Recorder:
         tid = t.task.tid
         area = self.scratch.area_of(tid, t.space) or self.scratch.claim(tid, t.space)
         if area is None:
-            for m in self.scratch.create(t.task, t.space):
+            try:
+                made = self.scratch.create(t.task, t.space)
+            except InjectionError as e:  # killed meanwhile (another thread's exit_group)
+                if e.stop is None:
+                    raise
+                self.handle(t, e.stop)
+                return False
+            for m in made:
                 self.emit(t, Kind.MAPPING, info=mapping_event_info(m))
             regs = t.task.regs  # restored to the entry: run the `syscall` instruction again
             t.task.set_reg("rip", regs.rip - 2)
@@ -291,7 +342,9 @@ class Recorder:
         """The current task stays in its syscall while others run: ENTER records where it
         left the CPU, so replay parks it there too."""
         assert t.entry is not None
-        self.emit(t, Kind.ENTER, nr=t.entry.nr, regs=t.entry.regs)
+        if not t.entered:  # (a restarted call keeps the ENTER of its first attempt)
+            self.emit(t, Kind.ENTER, nr=t.entry.nr, regs=t.entry.regs)
+            t.entered = True
         self.queue.current = None
 
     def on_exit(self, t: RecordedTask, result: int, rip: int) -> None:
@@ -311,25 +364,33 @@ class Recorder:
         writes, info = self._effects(t, entry, result)
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,
                   writes=tuple(writes), info=info)
+        t.entered = False
         t.exit_rip = rip
         self.resume(t)
 
     def _restarts_unseen(self, t: RecordedTask, entry: Entry, result: int, rip: int) -> bool:
-        """A syscall cut short by a PTRACE_INTERRUPT (not a signal) is restarted by the kernel
-        before any user instruction runs: the program never sees the first attempt, so it is
-        not recorded. With a signal next, the ERESTART result is recorded as usual (replay
-        delivers the signal and the kernel decides the same way)."""
+        """A syscall cut short without a signal to deliver (a PTRACE_INTERRUPT) is restarted by
+        the kernel before any user instruction runs: the program never sees the first
+        attempt, so it is not recorded. With a signal next, the ERESTART result is recorded
+        as usual (replay delivers the signal and the kernel decides the same way)."""
         self._restore_args(t, entry)  # the kernel restarts the call with these registers
         t.task.resume(api.Req.SYSCALL)
-        stop = t.task.wait()
+        stop = self.wait_for(t)
         if isinstance(stop, EventStop) and stop.event == api.Event.STOP:
             if t.task.regs.rax == NR_RESTART_SYSCALL:
                 t.task.set_reg("rax", entry.nr)  # start it again rather than resume it
-            self.signals.on_interrupt(t)
+            if t.entered:  # replay waits at this call's entry: make it again at once
+                self.resume(t, in_syscall=True)
+            else:
+                self.signals.on_interrupt(t)
+            return True
+        if isinstance(stop, SyscallStop):  # already restarted: this is its new entry
+            self.handle(t, stop)
             return True
         writes, info = self._effects(t, entry, result)
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,
                   writes=tuple(writes), info=info)
+        t.entered = False
         t.exit_rip = rip
         self.handle(t, stop)
         return True
@@ -346,7 +407,7 @@ class Recorder:
         if not flags & CLONE_VM:
             _check_no_shared_file_mappings(t.task.pid)
         child_tid = api.get_event_msg(t.task.tid)
-        status = self._newborn.pop(child_tid, None)
+        status = self._stashed.pop(child_tid, None)
         if status is None:
             status = api.wait_task(child_tid)
         thread = bool(flags & CLONE_THREAD)
@@ -356,8 +417,7 @@ class Recorder:
         if not flags & CLONE_VM:  # the copied scratch areas are the child's to reuse
             for m in space.flagged(Flag.SCRATCH):
                 self.scratch.release(m.owner, space)
-        child = RecordedTask(task=Task(child_tid, pid, memory), space=space)
-        self.tasks[child_tid] = child
+        child = self._add_task(Task(child_tid, pid, memory), space)
         if not thread:
             self._ppid[pid] = t.task.pid
         self.writer.put_task(TaskRecord(
@@ -413,21 +473,25 @@ class Recorder:
         process whose other threads live on, reaped here: its exit (the kernel clearing
         the CLONE_CHILD_CLEARTID word, a parent's wait returning) completes before any other
         task runs, as it does in replay."""
-        status = api.get_event_msg(t.task.tid)
-        self.emit(t, Kind.EXIT, result=status)
-        t.exited = True
-        self.writer.set_task_exit(t.task.tid, status)
-        self.queue.remove(t)
+        self._exiting(t)
         t.task.resume(api.Req.CONT)
         if t.task.tid == t.task.pid and any(
                 o.task.pid == t.task.pid and o is not t for o in self.tasks.values()):
             return
         while True:
-            stop = decode(t.task.tid, api.wait_task(t.task.tid))
+            stop = self.wait_for(t)
             if isinstance(stop, (Exited, Killed)):
                 self.on_gone(t, stop)
                 return
             t.task.resume(api.Req.CONT)
+
+    def _exiting(self, t: RecordedTask) -> None:
+        """At a task's PTRACE_EVENT_EXIT stop: its EXIT event."""
+        status = api.get_event_msg(t.task.tid)
+        self.emit(t, Kind.EXIT, result=status)
+        t.exited = True
+        self.writer.set_task_exit(t.task.tid, status)
+        self.queue.remove(t)
 
     def on_gone(self, t: RecordedTask, stop: Exited | Killed) -> None:
         status = (stop.code << 8) if isinstance(stop, Exited) else stop.signal

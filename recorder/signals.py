@@ -169,7 +169,7 @@ class SignalRecorder:
         """The task's next stop, skipping a PTRACE_INTERRUPT stop that was sent for a held
         signal already delivered another way (the request raced with a syscall stop)."""
         while True:
-            stop = t.task.wait()
+            stop = self.rec.wait_for(t)
             if not (isinstance(stop, EventStop) and stop.event == api.Event.STOP):
                 return stop
             self._interrupted.discard(t.task.tid)
@@ -196,7 +196,7 @@ class SignalRecorder:
             return
         old_rsp = task.regs.rsp
         task.resume(api.Req.SINGLESTEP, sig)
-        stop = task.wait()
+        stop = self.rec.wait_for(t)
         if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP):
             self.rec.emit(t, Kind.SIGNAL, nr=sig, regs=regs_before, info=event_info)
             self.rec.handle(t, stop)

@@ -166,6 +166,17 @@ class EffectRecorder:
                 if data:
                     eff.writes.append(MemoryWrite(addr=m.start, data=data))
 
+    def writes_own_output(self, pid: int, name: str, args: tuple[int, ...]) -> bool:
+        """Is this a write to the file that is relive's stdout or stderr? The user sees
+        those in the order they complete, so no other thread may run while one is made."""
+        if name not in OUTPUT_WRITERS:
+            return False
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{args[0] & 0xFFFFFFFF}")
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in self.own_outputs.values()
+
     def _output_stream(self, fd: int, ident: tuple[int, int]) -> int:
         """1 or 2 if the program wrote to the file that is relive's stdout or stderr (through
         any descriptor: `>&2`, a dup), else 0. When both are the same file (a terminal), the

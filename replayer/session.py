@@ -59,7 +59,7 @@ class ReplaySession:
         # Called with every stop the tracee reaches while running program code; it may raise
         # Paused (a breakpoint, a watchpoint, Ctrl-C) to abandon the current event, which
         # is then replayed again on the next step. The gdb target installs it.
-        self.observer: Callable[[Stop], None] | None = None
+        self.observer: Callable[[Stop], Stop | None] | None = None
         # How the tracee runs between events: SYSEMU, or SYSEMU_SINGLESTEP to stop after
         # every instruction.
         self.run_request = api.Req.SYSEMU
@@ -78,6 +78,9 @@ class ReplaySession:
         self.running = False  # True while waiting for the running tracee
         # Real tids of tasks let go to exit (exit/exit_group in place, a fatal signal).
         self.dying: set[int] = set()
+        # Called with every event once it is replayed, the event's task still stopped right
+        # after it (the gdb target learns thread names and program images this way).
+        self.listeners: list[Callable[[Event], None]] = []
         if self.next_event is None or self.next_event.kind != Kind.EXEC:
             raise ReplayError(f"trace {trace} has no initial exec event; nothing to replay")
 
@@ -117,6 +120,8 @@ class ReplaySession:
             raise TraceError(f"trace {self.reader.dir} is corrupt at event {ev.seq}: "
                              f"{type(e).__name__}: {e}") from None
         self.position = ev.seq + 1
+        for listener in self.listeners:
+            listener(ev)
         return ev
 
     def close(self) -> None:
@@ -225,7 +230,7 @@ class ReplaySession:
         exe = self.reader.file_path(ev.info["exe_id"])
         if self.task is None:
             pin_to_one_cpu()
-            pid = spawn(str(exe), [str(exe)], {})
+            pid = spawn(str(exe), [str(exe)], {}, ignored=ev.info.get("ignored"))
             self.task = Task(pid, pid, Memory(pid), drop_child_signals=True)
         else:
             self.task.mem.reopen()

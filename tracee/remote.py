@@ -31,7 +31,12 @@ PR_SET_TSC, PR_TSC_SIGSEGV = 26, 2
 
 
 class InjectionError(RuntimeError):
-    """An injected syscall did not come back as expected (the task died or took a signal)."""
+    """An injected syscall did not come back as expected (the task died or took a signal);
+    `stop` is what came instead, for the caller to handle."""
+
+    def __init__(self, message: str, stop: Stop | None = None) -> None:
+        super().__init__(message)
+        self.stop = stop
 
 
 def _step_into_syscall(task: Task, nr: int, args: tuple[int, ...], at: int) -> Stop:
@@ -61,7 +66,8 @@ def inject_syscall(task: Task, nr: int, *args: int, at: int = SYSCALL_INSN) -> i
     stop = _step_into_syscall(task, nr, args, at)
     if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
             and task.regs.rip == at + 2):
-        raise InjectionError(f"task {task.tid}: unexpected stop {stop} in injected syscall")
+        raise InjectionError(f"task {task.tid}: unexpected stop {stop} in injected syscall",
+                             stop)
     result = task.regs.rax
     task.set_regs_from(saved)
     task.flush_regs()

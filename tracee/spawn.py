@@ -19,7 +19,35 @@ class SpawnError(OSError):
     """The program could not be started (exec failed in the child)."""
 
 
-def spawn(path: str, argv: list[str], env: dict[str, str], *, no_aslr: bool = False) -> int:
+# Ignored by the Python interpreter running relive (SIGPIPE, SIGXFSZ) or by relive itself
+# (SIGINT, which the terminal should deliver to the program): the program gets the default.
+RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
+
+
+def ignored_signals(pid: int) -> list[int]:
+    """The signals process `pid` ignores (SigIgn in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
+    return [sig for sig in range(1, 65) if mask & (1 << (sig - 1))]
+
+
+def _set_dispositions(ignored: list[int] | None) -> None:
+    """In the child before exec: what relive's Python changed goes back to the default; with
+    `ignored` (replay), exactly those signals are ignored, as they were when recorded."""
+    for sig in RESET_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    if ignored is not None:
+        for sig in signal.valid_signals():
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def spawn(path: str, argv: list[str], env: dict[str, str], *, no_aslr: bool = False,
+          ignored: list[int] | None = None) -> int:
     """Fork, exec `path` under ptrace; returns the pid stopped at its exec event."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -27,6 +55,7 @@ def spawn(path: str, argv: list[str], env: dict[str, str], *, no_aslr: bool = Fa
         try:
             os.close(err_r)
             api.prctl(api.PR_SET_PDEATHSIG, signal.SIGKILL)
+            _set_dispositions(ignored)
             if no_aslr:
                 api.personality(0x0040000)  # ADDR_NO_RANDOMIZE
             os.kill(os.getpid(), signal.SIGSTOP)

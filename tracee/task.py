@@ -10,6 +10,7 @@ import errno
 import os
 import signal
 import struct
+from collections.abc import Callable
 
 from tracee import ptrace_api as api
 from tracee.stops import SignalStop, Stop, decode
@@ -107,7 +108,14 @@ def kill_tasks(tasks: list[Task]) -> None:
             pass
     for t in sorted(tasks, key=lambda t: t.tid == t.pid):
         try:
-            os.waitpid(t.tid, api.WALL)
+            while True:  # a task held in a ptrace stop (its exit event) must be let go
+                try:
+                    api.ptrace(api.Req.CONT, t.tid, 0, 0)
+                except OSError:
+                    pass
+                _, status = os.waitpid(t.tid, api.WALL)
+                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                    break
         except OSError:
             pass
         t.mem.close()
@@ -133,6 +141,9 @@ class Task:
         self._regs = api.UserRegs()
         self._regs_valid = False
         self._regs_dirty = False
+        # Set by a session that waits for all its tasks at once (the recorder): how to get
+        # this task's next stop without losing other tasks' stops.
+        self.wait_hook: Callable[[], Stop] | None = None
 
     # -- registers --------------------------------------------------------------------------
     @property
@@ -172,6 +183,8 @@ class Task:
 
     def wait(self) -> Stop:
         """Wait for this task's next stop (use only when no other task can report first)."""
+        if self.wait_hook is not None:
+            return self.wait_hook()
         while True:
             stop = decode(self.tid, api.wait_task(self.tid))
             if not (self.drop_child_signals and isinstance(stop, SignalStop)
