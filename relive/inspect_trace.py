@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 from pathlib import Path
 from typing import TextIO
@@ -67,8 +68,9 @@ def ps_text(trace: Path) -> str:
         for t in tasks:
             if t.tid == t.pid:
                 threads = sum(1 for o in tasks if o.pid == t.pid)
+                command = shlex.join(t.argv) if t.argv else t.exe
                 rows.append(f"{t.pid}\t{t.ppid}\t{threads}\t{_status_text(t.exit_status)}\t"
-                            f"{' '.join(t.argv) or t.exe}")
+                            + command.replace("\n", "\\n").replace("\t", "\\t"))
         return "\n".join(rows)
     finally:
         r.close()

@@ -243,8 +243,8 @@ def test_ps_shows_posix_spawned_children(programs, tmp_path):
     rows = ps_rows(trace)
     root = root_of(rows)
     children = {r["COMMAND"]: r for r in rows if r is not root}
-    assert set(children) == {"sh -c echo spawned; exit 3", "true"}, rows
-    assert children["sh -c echo spawned; exit 3"]["STATUS"] == "exit 3"
+    assert set(children) == {"sh -c 'echo spawned; exit 3'", "true"}, rows
+    assert children["sh -c 'echo spawned; exit 3'"]["STATUS"] == "exit 3"
     assert children["true"]["STATUS"] == "exit 0"
     assert all(r["PPID"] == root["PID"] for r in children.values())
 
