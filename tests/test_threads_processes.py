@@ -144,6 +144,8 @@ CASES = [
     ("posix_spawn", 0, True),
     ("sigchld_handler", 0, True),
     ("fork_tree", 7, True),
+    ("fork_shared_memory", 0, True),  # MAP_SHARED|MAP_ANONYMOUS between two processes
+    ("threads_sigrestart", 0, True),
 ]
 
 
