@@ -16,11 +16,11 @@ from pathlib import Path
 import trio
 
 from gdbstub.engine import Engine
-from tracefile.errors import TraceError
-from tracefile.reader import TraceReader
 from gdbstub.server import serve
 from replayer.target import ReplayTarget
 from replayer.traps import WATCH_SLOTS
+from tracefile.errors import TraceError
+from tracefile.reader import TraceReader
 
 
 def _emit(fd: int, data: bytes) -> None:
@@ -44,7 +44,7 @@ def serve_replay(trace: Path, *, host: str = "127.0.0.1", port: int | None = Non
             raise TraceError(f"process {pid} is not in {trace}; its processes: "
                              f"{', '.join(map(str, pids))} (see `relive ps`)")
     with Engine() as engine:
-        target = engine.submit(partial(ReplayTarget, trace, output=_emit)).result()
+        target = engine.submit(partial(ReplayTarget, trace, output=_emit, pid=pid)).result()
         try:
             return trio.run(_main, target, engine, host, port)
         except KeyboardInterrupt:

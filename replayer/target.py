@@ -1,91 +1,177 @@
 """The replay as a gdb target: implements gdbstub's Target protocol on a ReplaySession.
 
+gdb debugs one process of the recorded tree (the root unless another pid was asked for): it
+sees that process's live threads under their *recorded* ids and names, its program image and
+memory, and stops only for what that process does. The replay runs the whole tree, each event's
+task in turn, exactly as recorded.
+
 Forward execution runs the replay event by event with gdb's breakpoints armed (int3 written
-only while a resume runs), its watchpoints in debug registers 0-2, and an observer that turns
-the first breakpoint/watchpoint/step trap or Ctrl-C into a stop. The end of the trace is a stop
-(replaylog:end) with the process still alive, so it can be inspected; the process is never
-allowed to exit under gdb. Every method runs on the engine thread except `interrupt`.
+only while a resume runs) and its watchpoints in debug registers 0-2 of every thread of the
+debugged process, and an observer that turns the first breakpoint/watchpoint/step trap or
+Ctrl-C into a stop, reported for the thread it happened in. Stepping a thread single-steps
+that thread only: the events of other threads that come first replay normally (and can stop
+at breakpoints), then the stepped thread executes its instruction. The end of the debugged
+process is a stop (replaylog:end) with the process still alive, so it can be inspected; it is
+never allowed to exit under gdb.
+
+Backwards, a trace of one task uses the Timeline's fast machinery; a trace of several uses the
+slower thread-aware re-execution of `reverse_threads`. Every method runs on the engine thread
+except `interrupt`.
 """
 from __future__ import annotations
 
 import errno
-import os
 import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from gdbstub.errors import TargetError
-from gdbstub.target import (Action, Direction, FileStat, LibraryList,
-                            ResumeCommand, Stop,
-                            StopKind, ThreadId, ThreadInfo, Watchpoint, WatchKind)
-from tracee import ptrace_api as api
-from tracee.stops import SignalStop, Stop as TraceeStop, SyscallStop
-from tracee.sysnums import name_of
-from tracefile.records import Event, Kind
-
-from replayer import monitor, process_view
+from gdbstub.target import (
+    Action,
+    Direction,
+    FileStat,
+    LibraryList,
+    ResumeCommand,
+    Stop,
+    StopKind,
+    ThreadId,
+    ThreadInfo,
+    WatchKind,
+    Watchpoint,
+)
+from replayer import monitor, process_view, registers
 from replayer.errors import Paused
-from replayer.trace_files import TraceFiles
+from replayer.process_view import Image, ProcessFacts
+from replayer.reverse_threads import Landing, ThreadedReverse
 from replayer.session import ReplaySession
 from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
+from replayer.trace_files import TraceFiles
 from replayer.traps import Traps, written_watchpoints
-
-AT_PHDR, AT_PHNUM = 3, 5
-PT_DYNAMIC, PT_PHDR = 2, 6
-DT_NULL, DT_DEBUG = 0, 21
-# offsetof(struct link_map, l_tls_modid) in glibc 2.36 (Debian 12); it changes rarely.
-LINK_MAP_TLS_MODID = 1152
+from tracee import ptrace_api as api
+from tracee.digest import memory_digest
+from tracee.stops import SignalStop, SyscallStop
+from tracee.stops import Stop as TraceeStop
+from tracee.sysnums import name_of
+from tracee.task import Task
+from tracefile.records import Event, Kind
 
 
 class ReplayTarget:
-    def __init__(self, trace: Path, output=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, trace: Path, output=None,  # type: ignore[no-untyped-def]
+                 pid: int | None = None) -> None:
         self.trace = Path(trace)
         self.output = output
+        self.wanted_pid = pid
         self._interrupt = False
         self.files = TraceFiles(self.trace)  # gdb's open handles survive a restart
+        self.facts: ProcessFacts | None = None  # facts about the trace survive a restart too
         self._start()
 
     # -- lifecycle --------------------------------------------------------------------------
     def _start(self) -> None:
-        self.session = ReplaySession(self.trace, output=self.output)
-        self.session.step()  # the initial EXEC: the process now sits at its first instruction
-        self.timeline = Timeline(self.session, interrupted=lambda: self._interrupt)
+        self.session = s = ReplaySession(self.trace, output=self.output)
+        self.pid_of = {t.tid: t.pid for t in s.reader.tasks()}
+        if self.facts is None:
+            self.facts = ProcessFacts(self.pid_of)
+        s.listeners.append(self._learn)
+        s.step()  # the initial EXEC: the process now sits at its first instruction
+        self.exec_event: Event = next(ev for ev in s.reader.events(0, 1))
+        root = self.exec_event.tid
+        self.pid = self.wanted_pid or self.pid_of.get(root, root)
+        self.pid_of.setdefault(root, root)
+        self.timeline = Timeline(s, interrupted=lambda: self._interrupt)
+        self.single = len(self.pid_of) == 1
+        self.reverse = ThreadedReverse(self)
+        self.birth = 1 if self.pid == self.pid_of[root] else self._run_until_born()
         self._where(True, 0)
-        self.exec_event: Event = self._initial_exec()
-        self.pid = self.exec_event.tid
-        self.tid = self.exec_event.tid
+        self._current = self.pid if self.pid in s.taskset.tasks else self.live_threads()[0]
         self._last: Stop = Stop(kind=StopKind.SIGNAL, thread=self._thread(), signal=5)
         self._siginfo = b"\0" * api.SIGINFO_SIZE
-        self._parked = False  # stopped at the final exit syscall
+        self._parked = False  # stopped at the debugged process's final exit syscall
+        self._stepper: int | None = None  # the thread a forward step is for
+        self.previous: tuple[ResumeCommand, Stop] | None = None  # the last resume and its stop
 
-    def _initial_exec(self) -> Event:
-        r = self.session.reader
-        return next(ev for ev in r.events(0, 1))
+    def _run_until_born(self) -> int:
+        """Replay (no debugger) until the debugged process exists: gdb meets it right after
+        the fork that created it."""
+        s = self.session
+        while not self.live_threads():
+            if s.step() is None:
+                raise TargetError(f"process {self.pid} never appears in the replay")
+        return s.position
+
+    def _learn(self, ev: Event) -> None:
+        assert self.facts is not None
+        task = self.session.task
+        self.facts.learn(ev, task.mem if task is not None else None)
 
     def close(self) -> None:
         self.timeline.close()
         self.session.close()
 
-    def _thread(self) -> ThreadId:
-        return ThreadId(self.pid, self.tid)
+    # -- threads ----------------------------------------------------------------------------
+    def debugged(self, tid: int | None) -> bool:
+        """Is recorded thread `tid` one of the debugged process's?"""
+        return tid is not None and self.pid_of.get(tid) == self.pid
+
+    def live_threads(self) -> list[int]:
+        """Recorded tids of the debugged process's threads alive here, leader first."""
+        s = self.session
+        tids = [tid for tid, t in s.taskset.tasks.items()
+                if self.debugged(tid) and t.tid not in s.dying]
+        return sorted(tids, key=lambda tid: tid != self.pid)
+
+    def task_of(self, tid: int) -> Task:
+        task = self.session.taskset.tasks.get(tid)
+        if task is None or not self.debugged(tid):
+            raise TargetError(f"thread {tid} does not exist at this point of the replay")
+        return task
+
+    def recorded(self, task: Task | None) -> int | None:
+        if task is None:
+            return None
+        try:
+            return self.session.taskset.recorded_tid(task)
+        except KeyError:
+            return None
+
+    def _thread(self, tid: int | None = None) -> ThreadId:
+        if tid is None or not self.debugged(tid) or tid not in self.session.taskset.tasks:
+            live = self.live_threads()
+            tid = self._current if self._current in live else (live[0] if live else self.pid)
+        self._current = tid
+        return ThreadId(self.pid, tid)
+
+    def _any_task(self) -> Task:
+        """A task of the debugged process (its memory is every thread's)."""
+        live = self.live_threads()
+        tid = self._current if self._current in live else (live[0] if live else None)
+        if tid is None:
+            raise TargetError("the debugged process has ended")
+        return self.session.taskset.tasks[tid]
 
     @property
-    def task(self):  # type: ignore[no-untyped-def]
-        if self.session.task is None:
-            raise TargetError("the replayed process has ended")
-        return self.session.task
+    def task(self) -> Task:
+        """The current thread's task (monitor commands and tests use it)."""
+        return self.task_of(self._thread().tid)
 
     # -- inspection -------------------------------------------------------------------------
     def current_stop(self) -> Stop:
         return self._last
 
     def threads(self) -> Sequence[ThreadInfo]:
-        name = os.path.basename(self.exec_event.info.get("exe", ""))[:15]
-        return [ThreadInfo(id=self._thread(), name=name)]
+        assert self.facts is not None
+        names = self.facts.names_at(self.session.position)
+        live = self.live_threads() or [self._thread().tid]
+        return [ThreadInfo(id=ThreadId(self.pid, tid), name=names.get(tid, "")) for tid in live]
 
     def registers(self, thread: ThreadId) -> Mapping[str, int]:
-        task = self.task
+        task = self.task_of(thread.tid)
+        if task.tid in self.session.taskset.in_kernel:
+            raise TargetError(f"thread {thread.tid} is inside vfork; its registers are not "
+                              "readable until the child execs or exits")
         regs = task.regs
         out = {name: getattr(regs, name) for name in (
             "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
@@ -95,25 +181,31 @@ class ReplayTarget:
         return out
 
     def read_memory(self, thread: ThreadId, addr: int, length: int) -> bytes:
-        return self.task.mem.read_upto(addr, length)
+        return self.task_of(thread.tid).mem.read_upto(addr, length)
 
     def siginfo(self, thread: ThreadId) -> bytes:
         return self._siginfo
 
+    def _image(self) -> Image:
+        assert self.facts is not None
+        image = self.facts.image_at(self.pid, self.session.position)
+        if image is None:
+            info = self.exec_event.info
+            return Image(exe=str(info["exe"]), auxv=bytes.fromhex(info["auxv"]))
+        return image
+
     def auxv(self, pid: int) -> bytes:
-        return bytes.fromhex(self._current_exec().info["auxv"])
+        return self._image().auxv
 
     def exec_file(self, pid: int) -> str:
-        return str(self._current_exec().info["exe"])
-
-    def _current_exec(self) -> Event:
-        return self.session.last_exec or self.exec_event
+        return self._image().exe
 
     def libraries(self, pid: int) -> LibraryList:
-        return process_view.libraries(self.task.mem, self.auxv(pid))
+        return process_view.libraries(self._any_task().mem, self.auxv(pid))
 
     def tls_address(self, thread: ThreadId, offset: int, lm: int) -> int:
-        return process_view.tls_address(self.task.mem, self.task.regs.fs_base, offset, lm)
+        task = self.task_of(thread.tid)
+        return process_view.tls_address(task.mem, task.regs.fs_base, offset, lm)
 
     # -- files: only the trace's copies -----------------------------------------------------
     def open_file(self, pid: int, path: str) -> int:
@@ -158,18 +250,34 @@ class ReplayTarget:
         if not self._boundary:
             raise TargetError("checkpoints are taken at event boundaries; go to one "
                               "(`monitor goto N`) first")
+        if not self.session.can_snapshot():
+            raise TargetError("checkpoints are taken only where a single thread of a single "
+                              "process lives; there are several here")
         self.timeline.take()
         return self.session.position
 
     def goto_event(self, position: int) -> int:
         """Go to the state right after event `position` - 1 (`monitor goto`)."""
         count = self.session.reader.event_count
-        if not 1 <= position <= count:
-            raise TargetError(f"event {position} is outside the trace (1..{count})")
+        if not max(1, self.birth) <= position <= count:
+            lo = max(1, self.birth)
+            what = "the trace" if lo == 1 else f"the life of process {self.pid}"
+            raise TargetError(f"event {position} is outside {what} ({lo}..{count})")
         self.timeline.seek(position)
         self._parked = False
         self._where(True, 0)
+        self._current = self._default_thread()
         return self.session.position
+
+    def _default_thread(self) -> int:
+        """After moving through time: the thread of the last event, else of the next one,
+        else the leader."""
+        s = self.session
+        live = self.live_threads()
+        for tid in (self.recorded(s.task), s.next_event.tid if s.next_event else None):
+            if tid in live:
+                return tid
+        return live[0] if live else self.pid
 
     def last_write(self, addr: int, length: int) -> str:
         """Go back to just before the instruction (or syscall) that last wrote
@@ -177,6 +285,8 @@ class ReplayTarget:
         if length not in (1, 2, 4, 8) or addr % length:
             raise TargetError("last-write needs an aligned length of 1, 2, 4 or 8 bytes")
         wp = Watchpoint(kind=WatchKind.WRITE, addr=addr, length=length)
+        if not self.single:
+            return self.reverse.last_write(wp)
         now = self.timeline.now(self._boundary, self._steps)
         hit = self.timeline.last_hit_before(now, frozenset(), frozenset({wp}))
         if hit is None:
@@ -197,15 +307,40 @@ class ReplayTarget:
         finally:
             self._interrupt = False
         self._last = stop
+        self.previous = (command, stop)
         return stop
 
     def _where(self, boundary: bool, steps: int | None,
                anchor: tuple[int, int] | None = None) -> None:
         """Remember how the current state relates to the last event boundary: instructions
-        since it (or since an anchor arrival), if known. Reverse-stepi uses it."""
+        since it (or since an anchor arrival), if known, run by the task of the next event
+        (`_mid_tid`). Reverse-stepi uses it."""
         self._boundary, self._steps, self._anchor = boundary, steps, anchor
+        nxt = self.session.next_event
+        self._mid_tid = None if boundary or nxt is None else nxt.tid
+
+    def land(self, landing: Landing) -> None:
+        """Take note of where a backward search of several threads left the replay."""
+        self._parked = False
+        if landing.tid is None or landing.steps == 0:
+            self._where(True, 0)
+        else:
+            self._where(False, landing.steps)
+            self._mid_tid = landing.tid
 
     def _backward(self, command: ResumeCommand) -> Stop:
+        if not self.single:
+            position = self.session.position
+            try:
+                return self.reverse.resume_back(command)
+            except SearchInterrupted as e:
+                self._where(e.boundary, 0 if e.boundary else None)
+                return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
+            except Exception:
+                self.timeline.seek(max(self.birth, position))
+                self._parked = False
+                self._where(True, 0)
+                raise
         now = self.timeline.now(self._boundary, self._steps, self._anchor)
         try:
             return self._search_backward(command, now)
@@ -232,59 +367,67 @@ class ReplayTarget:
             if hit.kind == "bp":
                 return self._stop(StopKind.BREAKPOINT)
             return self._stop(StopKind.WATCHPOINT, watch=hit.wp)
-        watched = {wp: self._peek(wp) for wp in command.watchpoints}
+        watched = {wp: self.peek(wp) for wp in command.watchpoints}
         landed, steps, anchor = tl.step_back(now)
         self._where(landed != "mid", steps, anchor)
         if landed == "begin":
             return self._stop(StopKind.HISTORY_BEGIN)
         for wp, later in watched.items():
-            if wp.kind is not WatchKind.READ and self._peek(wp) != later:
+            if wp.kind is not WatchKind.READ and self.peek(wp) != later:
                 return self._stop(StopKind.WATCHPOINT, watch=wp)  # stepped back over a write
         return self._stop(StopKind.STEPPED)
 
-    def _peek(self, wp: Watchpoint) -> bytes:
-        return self.task.mem.read_upto(wp.addr, wp.length)
+    def peek(self, wp: Watchpoint) -> bytes:
+        return self._any_task().mem.read_upto(wp.addr, wp.length)
 
+    # -- forwards ---------------------------------------------------------------------------
     def _forward(self, command: ResumeCommand) -> Stop:
-        task = self.task
-        self.session.wants_signal_stop = lambda sig: sig not in command.pass_signals
-        stepping = command.action in (Action.STEP, Action.RANGE_STEP)
-        # A breakpoint at the starting pc does not trigger: step off it first.
-        if not stepping and task.regs.rip in command.breakpoints:
-            first = self._run(ResumeCommand(action=Action.STEP, direction=command.direction,
-                                            thread=command.thread,
-                                            watchpoints=command.watchpoints), step_once=True)
-            if first.kind is not StopKind.STEPPED:
-                return first
+        s = self.session
+        s.wants_signal_stop = lambda sig: (self.debugged(self.recorded(s.task))
+                                           and sig not in command.pass_signals)
+        stepper = command.thread.tid if command.action in (Action.STEP,
+                                                           Action.RANGE_STEP) else None
+        # A breakpoint at the pc the resumed thread starts from does not trigger for it
+        # (gdb steps it over breakpoints itself). Another thread sitting at a breakpoint
+        # reports it when it runs, as on a live target: gdb relies on that.
+        skip = {}
+        resumed = s.taskset.tasks.get(command.thread.tid)
+        if (resumed is not None and resumed.tid not in s.taskset.in_kernel
+                and resumed.regs.rip in command.breakpoints):
+            skip[resumed.tid] = resumed.regs.rip
         if command.action is Action.RANGE_STEP and command.step_range:
             lo, hi = command.step_range
             while True:
-                stop = self._run(command, step_once=True)
-                if stop.kind is not StopKind.STEPPED or not lo <= self.task.regs.rip < hi:
+                stop = self._run(command, stepper, skip)
+                if (stop.kind is not StopKind.STEPPED or stop.thread.tid != stepper
+                        or not lo <= self.task_of(stepper).regs.rip < hi):
                     return stop
-        return self._run(command, step_once=stepping)
+        return self._run(command, stepper, skip)
 
-    def _run(self, command: ResumeCommand, step_once: bool) -> Stop:
-        """Replay events until a breakpoint, watchpoint, signal, end of trace, Ctrl-C, or
-        (step_once) one instruction."""
+    def _traps(self, command: ResumeCommand, skip: dict[int, int]) -> Traps:
+        return Traps(self._any_task(), set(command.breakpoints), command.watchpoints,
+                     taskset=self.session.taskset, skip=skip)
+
+    def _run(self, command: ResumeCommand, stepper: int | None,
+             skip: dict[int, int]) -> Stop:
+        """Replay events until a breakpoint, watchpoint, signal, end of the debugged
+        process, Ctrl-C, or (stepper) one instruction of the thread `stepper`."""
         s = self.session
-        breakpoints = set(command.breakpoints)
-        traps = Traps(self.task, breakpoints, command.watchpoints)
-        s.run_request = api.Req.SYSEMU_SINGLESTEP if step_once else api.Req.SYSEMU
-        s.observer = lambda stop: self._observe(traps, stop, step_once)
+        self._stepper = stepper
+        traps = self._traps(command, skip)
+        s.observer = lambda stop: self._observe(traps, stop)
         try:
             while True:
                 if self._interrupt:
                     return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
                 if self._at_end():
-                    try:
-                        self._park_at_exit(step_once)
-                    except Paused as p:
-                        return self._paused(p.reason)
-                    if not self._parked and step_once and s.next_event is not None:
-                        return self._paused(("step",))  # one instruction nearer the exit
-                    self._where(not self._parked, 0 if not self._parked else None)
-                    return self._stop(StopKind.HISTORY_END)
+                    return self._end()
+                nxt = s.next_event
+                assert nxt is not None
+                mine = self._stepper is not None and nxt.tid == self._stepper
+                if mine and self._found_by_search(nxt):
+                    return self._step_alone(nxt.tid)
+                s.run_request = api.Req.SYSEMU_SINGLESTEP if mine else api.Req.SYSEMU
                 try:
                     ev = s.step()
                 except Paused as p:
@@ -293,20 +436,52 @@ class ReplayTarget:
                     return self._stop(StopKind.HISTORY_END)
                 self._where(True, 0)
                 traps.replant(ev)
-                if self.timeline_due():
+                if self.timeline_due() and s.can_snapshot():
                     traps.disarm()
                     self.timeline.take()
-                    traps = Traps(self.task, breakpoints, command.watchpoints)
-                written = written_watchpoints(ev, command.watchpoints)
-                if written:
-                    return self._stop(StopKind.WATCHPOINT, watch=written[0])
-                if step_once and self._completes_instruction(ev):
-                    return self._stop(StopKind.STEPPED)
+                    traps = self._traps(command, skip)
+                if self.debugged(ev.tid):
+                    written = written_watchpoints(ev, command.watchpoints)
+                    if written:
+                        return self._stop(StopKind.WATCHPOINT, watch=written[0], tid=ev.tid)
+                if self._stepper is not None and ev.tid == self._stepper:
+                    if self._ends_thread(ev):
+                        self._stepper = None  # the stepped thread is gone: a continue now
+                    elif self._completes_instruction(ev):
+                        return self._stop(StopKind.STEPPED, tid=ev.tid)
         finally:
             s.observer = None
             s.run_request = api.Req.SYSEMU
-            if s.task is not None:
-                traps.disarm()
+            self._stepper = None
+            traps.disarm()
+
+    def _found_by_search(self, ev: Event) -> bool:
+        """Does replaying `ev` run its thread to a point found with relive's own breakpoint
+        (a preemption, a signal in user code), more than one instruction away? Then a step
+        of that thread is made by hand instead."""
+        s = self.session
+        if not (ev.kind == Kind.PREEMPT or (ev.kind == Kind.SIGNAL and s.signal_ready != ev.seq
+                                            and ev.info.get("where") == "user")):
+            return False
+        task = self.task_of(ev.tid)
+        if registers.diff(ev.regs, task.regs_bytes()):
+            return True
+        return bool(memory_digest(task.pid, task.mem.read_upto) != ev.info.get("digest"))
+
+    def _step_alone(self, tid: int) -> Stop:
+        """One instruction of `tid`, whose next event is found by running to a point (relive
+        would otherwise run it there in one go)."""
+        s = self.session
+        task = self.task_of(tid)
+        s.taskset.settle(task)
+        s.task, s.proc = s.taskset.select(tid)
+        try:
+            stop = s.run_once(task, api.Req.SYSEMU_SINGLESTEP)
+        except Paused as p:
+            return self._paused(p.reason)
+        nxt = s.next_event
+        assert nxt is not None
+        raise s.divergence(nxt, "single-stepping towards the event's point", stop)
 
     def timeline_due(self) -> bool:
         return time.monotonic() - self.timeline._last_time > CHECKPOINT_INTERVAL
@@ -316,74 +491,117 @@ class ReplayTarget:
         """Events that finish the instruction being stepped (a syscall, an emulated rdtsc)."""
         return ev.kind in (Kind.SYSCALL, Kind.RDTSC, Kind.SIGNAL)
 
+    @staticmethod
+    def _ends_thread(ev: Event) -> bool:
+        return ((ev.kind == Kind.SYSCALL and name_of(ev.nr) in ("exit", "exit_group"))
+                or (ev.kind == Kind.SIGNAL and bool(ev.info.get("fatal"))) or ev.kind == Kind.EXIT)
+
     def _at_end(self) -> bool:
-        """Stop before the process would end: the user can still look at it (and, later,
+        """Stop before the debugged process would end: the user can still look at it (and
         go back)."""
         s = self.session
         nxt = s.next_event
         if nxt is None:
             return True
-        if nxt.kind == Kind.EXIT:
+        if not self.debugged(nxt.tid):
+            return False
+        task = s.taskset.tasks.get(nxt.tid)
+        if nxt.kind == Kind.EXIT:  # killed from outside the recording (or all exiting)
+            return task is None or task.tid not in s.dying or not self.live_threads()
+        if nxt.kind == Kind.SYSCALL and name_of(nxt.nr) == "exit_group":
             return True
-        if nxt.kind == Kind.SYSCALL and name_of(nxt.nr) in ("exit", "exit_group"):
-            after = s.peek(1)
-            return after is None or after.kind == Kind.EXIT
-        if nxt.kind == Kind.SIGNAL and nxt.info.get("fatal") and s.signal_ready == nxt.seq:
-            return True
-        return False
+        if nxt.kind == Kind.SYSCALL and name_of(nxt.nr) == "exit":
+            return self.live_threads() == [nxt.tid]
+        return bool(nxt.kind == Kind.SIGNAL and nxt.info.get("fatal")
+                    and s.signal_ready == nxt.seq)
+
+    def _end(self) -> Stop:
+        """At the end of the debugged process: run its last thread up to its exit syscall (the
+        last code it runs) and leave it stopped there, alive and inspectable. Stepping that
+        thread runs one instruction at a time towards it."""
+        nxt = self.session.next_event
+        tid = nxt.tid if nxt is not None and self.debugged(nxt.tid) else None
+        stepping = tid is not None and self._stepper == tid
+        try:
+            self._park_at_exit(stepping)
+        except Paused as p:
+            return self._paused(p.reason)
+        if not self._parked and stepping:
+            return self._paused(("step", tid))  # one instruction nearer the exit
+        self._where(not self._parked, 0 if not self._parked else None)
+        return self._stop(StopKind.HISTORY_END, tid=tid)
 
     def _park_at_exit(self, step_once: bool = False) -> None:
-        """At the end of the trace, run the program up to its exit_group (the last code it
-        runs) and leave it stopped there, alive and inspectable. With `step_once`, run one
-        instruction only (parking if that instruction is the exit syscall)."""
         s = self.session
         nxt = s.next_event
         if self._parked or nxt is None or nxt.kind != Kind.SYSCALL:
             return
-        stop = s.run_once(self.task, api.Req.SYSEMU_SINGLESTEP if step_once else api.Req.SYSEMU)
+        task = self.task_of(nxt.tid)
+        s.taskset.settle(task)
+        s.task, s.proc = s.taskset.select(nxt.tid)
+        if task.tid in s.taskset.entered:
+            self._parked = True
+            return
+        stop = s.run_once(task, api.Req.SYSEMU_SINGLESTEP if step_once else api.Req.SYSEMU)
         if step_once and isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP:
             return
-        if not isinstance(stop, SyscallStop) or self.task.regs.orig_rax != nxt.nr:
+        if not isinstance(stop, SyscallStop) or task.regs.orig_rax != nxt.nr:
             raise s.divergence(nxt, f"expected syscall {name_of(nxt.nr)}", stop)
         self._parked = True
 
-    def _observe(self, traps: Traps, stop: TraceeStop, step_once: bool) -> TraceeStop:
+    def _observe(self, traps: Traps, stop: TraceeStop) -> TraceeStop | None:
         """Called at every stop while the program runs: is it one gdb wants to see?"""
         if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self._interrupt:
             raise Paused(("interrupt",))
         trap = traps.classify(stop)
         if trap is None or trap.kind in ("own", "other"):
             return stop
+        if trap.kind == "pass":  # run the instruction under our int3, then go on
+            after = traps.step_over(trap.pc, trap.task)
+            stepped = traps.after_step(after)
+            if stepped is None:
+                return after
+            trap = stepped
+        tid = self.recorded(trap.task)
         if trap.kind == "watch":
-            raise Paused(("watch", trap.wp))
+            raise Paused(("watch", trap.wp, tid))
         if trap.kind == "breakpoint":
-            raise Paused(("breakpoint",))
-        if step_once:
-            raise Paused(("step",))
-        return stop
+            raise Paused(("breakpoint", tid))
+        if self._stepper is not None and tid == self._stepper:
+            raise Paused(("step", tid))
+        return None  # another thread's step over one of our int3s: let it run on
 
-    def _paused(self, reason: tuple) -> Stop:  # type: ignore[type-arg]
+    def _paused(self, reason: object) -> Stop:
         stepped_from = self._steps if not self._boundary else 0
         anchor = None if self._boundary else self._anchor
         self._where(False, None)
-        match reason:
-            case ("breakpoint",):
-                return self._stop(StopKind.BREAKPOINT)
-            case ("step",):
+        parts: tuple[Any, ...] = reason if isinstance(reason, tuple) else (reason,)
+        match parts:
+            case ("breakpoint", tid):
+                return self._stop(StopKind.BREAKPOINT, tid=tid)
+            case ("step", tid):
                 self._where(False, None if stepped_from is None else stepped_from + 1, anchor)
-                return self._stop(StopKind.STEPPED)
-            case ("watch", wp):
-                return self._stop(StopKind.WATCHPOINT, watch=wp)
+                return self._stop(StopKind.STEPPED, tid=tid)
+            case ("watch", wp, tid):
+                return self._stop(StopKind.WATCHPOINT, watch=wp, tid=tid)
             case ("interrupt",):
-                return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
+                return self._stop(StopKind.INTERRUPTED, signal.SIGINT,
+                                  tid=self.recorded(self.session.task))
             case ("signal", ev):
                 self._siginfo = bytes.fromhex(ev.info["siginfo"])
-                return self._stop(StopKind.SIGNAL, ev.nr)
+                return self._stop(StopKind.SIGNAL, ev.nr, tid=ev.tid)
         raise TargetError(f"unexpected pause {reason!r}")
 
     def _stop(self, kind: StopKind, sig: int = signal.SIGTRAP,
-              watch: Watchpoint | None = None) -> Stop:
+              watch: Watchpoint | None = None, tid: int | None = None) -> Stop:
+        thread = self._thread(tid)
         if watch is not None:
-            return Stop(kind=kind, thread=self._thread(), signal=sig, watch_addr=watch.addr,
+            return Stop(kind=kind, thread=thread, signal=sig, watch_addr=watch.addr,
                         watch_kind=watch.kind)
-        return Stop(kind=kind, thread=self._thread(), signal=sig)
+        return Stop(kind=kind, thread=thread, signal=sig)
+
+    def stop(self, kind: StopKind, tid: int | None = None, watch: Watchpoint | None = None,
+             sig: int = signal.SIGTRAP) -> Stop:
+        """A stop for the thread `tid` (reverse_threads reports through this)."""
+        return self._stop(kind, sig, watch, tid)
+

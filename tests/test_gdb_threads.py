@@ -75,8 +75,9 @@ def _threads(text: str) -> list[dict[str, str]]:
 def _comparable(text: str) -> list[str]:
     """normalise(), also without what only a live target prints (thread exits), the
     connection line and the `finish` value of a barrier wait (which thread is the barrier's
-    "serial" one depends on the schedule)."""
-    return [line for line in normalise(text)
+    "serial" one depends on the schedule), and with gdb's thread numbers (gdb numbers threads
+    in the order it learns of them)."""
+    return [re.sub(r'^Thread \d+ "', 'Thread N "', line) for line in normalise(text)
             if not re.match(r"^\[Thread .* exited\]$|^0xADDR in _start \(\)|^Value returned",
                             line)]
 
