@@ -501,8 +501,8 @@ def test_python_subprocess(tmp_path):
     rows = ps_rows(trace)
     commands = [r["COMMAND"] for r in rows]
     assert "echo 'from echo'" in commands, rows
-    assert "sh -c ls /usr | head -3" in commands, rows
-    assert [r["STATUS"] for r in rows if r["COMMAND"].startswith("sh -c echo straight")] \
+    assert "sh -c 'ls /usr | head -3'" in commands, rows
+    assert [r["STATUS"] for r in rows if r["COMMAND"].startswith("sh -c 'echo straight")] \
         == ["exit 5"], rows
 
 
