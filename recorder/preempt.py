@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest, scratch_ranges
-from tracee.stops import SignalStop, Stop
+from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
 from tracefile.records import Kind
 
 if TYPE_CHECKING:
@@ -98,11 +98,11 @@ class Preempter:
         api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) | DR7_ENABLE)
         # RF: the instruction at rip runs first instead of trapping at once.
         task.set_reg("eflags", task.regs.eflags | RESUME_FLAG)
-        try:
-            task.resume(api.Req.SYSCALL)
-            stop = self.rec.wait_for(t)
-        finally:
-            api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) & ~DR7_ENABLE)
+        task.resume(api.Req.SYSCALL)
+        stop = self.rec.wait_for(t)
+        if not isinstance(stop, (SignalStop, EventStop, SyscallStop)):
+            return stop  # it is gone
+        api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) & ~DR7_ENABLE)
         if (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
                 and api.get_debugreg(task.tid, 6) & DR6_HIT):
             api.set_debugreg(task.tid, 6, 0)

@@ -16,7 +16,6 @@ interrupts the current thread, so the blocking waitpid in the main loop is retri
 from __future__ import annotations
 
 import signal
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -80,7 +79,6 @@ class RunQueue:
     def arm(self) -> None:
         if not self._armed:
             self._armed = True
-            self._since = time.monotonic()
             signal.setitimer(signal.ITIMER_REAL, TIMESLICE)
 
     def disarm(self) -> None:
