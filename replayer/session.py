@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tracee import ptrace_api as api
-from tracee.address_space import mapping_from_info
+from tracee.address_space import PROT_WRITE, mapping_from_info
 from tracee.remote import InjectionError, exec_in_tracee
 from tracee.fork import fork_tracee
 from tracee.spawn import pin_to_one_cpu, spawn
@@ -175,8 +175,13 @@ class ReplaySession:
 
     # -- checkpoints ------------------------------------------------------------------------
     def can_snapshot(self) -> bool:
-        """Checkpoints copy one thread of one process (fork): only when that is all there is."""
-        return len(self.taskset.tasks) == 1 and not self.taskset.busy()
+        """Checkpoints copy one thread of one process (fork): only when that is all there is,
+        and when it has no writable shared memory (a fork would share it with the copy, so
+        the copy's view would change as the replay goes on)."""
+        if len(self.taskset.tasks) != 1 or self.taskset.busy():
+            return False
+        ((_, proc),) = self.taskset.procs.items()
+        return not any(m.shared and m.prot & PROT_WRITE for m in proc.space)
 
     def snapshot(self) -> tuple[Task, int, ProcessState]:
         """A stopped copy of the process at the current event boundary, with what replay
