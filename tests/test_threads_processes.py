@@ -20,6 +20,7 @@ from conftest import (
     REPO_ROOT,
     assert_faithful,
     describe,
+    record,
     replay,
     run_native,
     run_relive,
@@ -519,3 +520,19 @@ def test_python_unittest_suite_with_threads(tmp_path):
     err = strip_relive(rec.stderr)
     assert re.search(rb"^Ran \d+ tests in ", err, re.MULTILINE), describe(rec)
     assert re.search(rb"^OK( \(skipped=\d+\))?$", err, re.MULTILINE), describe(rec)
+
+
+def test_processes_sharing_a_file_mapping_are_refused_clearly(tmp_path):
+    """multiprocessing's semaphores live in /dev/shm files mapped shared by parent and
+    workers: replay cannot share a file mapping yet, so the recording stops with a message
+    naming the file (exit 125) instead of writing a trace that would not replay."""
+    python = need(PYTHON)
+    script = ("import multiprocessing as m\n"
+              "def f(x): return x * x\n"
+              "if __name__ == '__main__':\n"
+              "    with m.Pool(2) as p: print(p.map(f, range(5)))\n")
+    rec = record(tmp_path / "t", python, "-c", script)
+    assert rec.returncode == 125, describe(rec)
+    assert re.search(rb"forked while it had /dev/shm/sem\.\S+ .*mapped shared and writable",
+                     rec.stderr), describe(rec)
+    assert b"Traceback" not in rec.stderr
