@@ -33,7 +33,7 @@ from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop, decode
 from tracee.sysnums import name_of
-from tracee.address_space import PROT_WRITE, Flag, read_proc_maps
+from tracee.address_space import Flag
 from tracee.remote import InjectionError
 from tracee.task import Memory, MemoryAccessError, Task, kill_tasks
 from tracefile.records import Event, Kind, MemoryWrite, TaskRecord
@@ -404,8 +404,6 @@ class Recorder:
             raise UnsupportedError(f"ptrace {event.name} event without a syscall entry")
         name = name_of(entry.nr)
         flags = FORK_FLAGS.get(name, entry.args[0])
-        if not flags & CLONE_VM:
-            _check_no_shared_file_mappings(t.task.pid)
         child_tid = api.get_event_msg(t.task.tid)
         status = self._stashed.pop(child_tid, None)
         if status is None:
@@ -512,18 +510,6 @@ def _check_clone_flags(flags: int) -> None:
         raise UnsupportedError("the program called clone with CLONE_VM but neither "
                                "CLONE_THREAD nor CLONE_VFORK (two processes sharing memory): "
                                "not supported by relive")
-
-
-def _check_no_shared_file_mappings(pid: int) -> None:
-    """Processes may share anonymous MAP_SHARED memory (replay maps it shared and runs them
-    one at a time, as recorded), but a writable shared *file* mapping is replayed from a
-    private copy of the file: after a fork the two processes would no longer share it."""
-    for m in read_proc_maps(pid):
-        if m.shared and m.prot & PROT_WRITE and m.path and not m.path.startswith(
-                ("/dev/zero", "[")):
-            raise UnsupportedError(
-                f"the program forked while it had {m.path} mapped shared and writable: "
-                "processes sharing a file mapping are not supported by relive yet")
 
 
 def _ends_task(stop: Stop) -> bool:

@@ -123,10 +123,13 @@ class EffectRecorder:
                 raise UnsupportedError(f"mmap of {os.readlink(fd_path)} (not a regular file) "
                                        "is not supported by relive")
         mapping = Mapping(start=result, end=result + page_up(length), prot=prot,
-                          shared=bool(flags & MAP_SHARED) and file_id is None, offset=offset,
+                          shared=bool(flags & MAP_SHARED), offset=offset,
                           path=path, file_id=file_id)
         space.map(mapping)
         eff.info["map"] = mapping_info(mapping)
+        if file_id is not None and flags & MAP_SHARED:
+            # which file it was (copies are named by content: two files may share one)
+            eff.info["inode"] = "%d:%d" % self.identities[file_id]
 
     def _on_munmap(self, task: Task, space: AddressSpace, args: tuple[int, ...], result: int,
                    eff: Effects) -> None:
@@ -161,7 +164,7 @@ class EffectRecorder:
         if not mapped:
             return
         for m in space:
-            if m.file_id in mapped and not m.shared:
+            if m.file_id in mapped:
                 data = task.mem.read_upto(m.start, m.size)
                 if data:
                     eff.writes.append(MemoryWrite(addr=m.start, data=data))

@@ -19,6 +19,7 @@ from tracefile.records import Event
 from replayer.errors import ReplayDivergence
 
 UNMAPPABLE = ("[vsyscall]",)
+O_RDWR = 2
 
 
 def map_file(task: Task, reader: TraceReader, m: Mapping, flags: int = 0) -> None:
@@ -29,6 +30,15 @@ def map_file(task: Task, reader: TraceReader, m: Mapping, flags: int = 0) -> Non
     try:
         mmap_in_tracee(task, m.start, m.size, m.prot, MAP_PRIVATE | MAP_FIXED | flags, fd,
                        m.offset)
+    finally:
+        inject_syscall(task, remote.NR_CLOSE, fd)
+
+
+def map_shared_copy(task: Task, path: str, m: Mapping) -> None:
+    """Map `path` (replay's own copy of a file the program mapped MAP_SHARED) shared."""
+    fd = open_in_tracee(task, path, O_RDWR)
+    try:
+        mmap_in_tracee(task, m.start, m.size, m.prot, MAP_SHARED | MAP_FIXED, fd, m.offset)
     finally:
         inject_syscall(task, remote.NR_CLOSE, fd)
 

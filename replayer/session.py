@@ -126,6 +126,7 @@ class ReplaySession:
 
     def close(self) -> None:
         self._kill_task()
+        self.syscalls.close()
         self.reader.close()
 
     # -- one event --------------------------------------------------------------------------

@@ -9,6 +9,9 @@ rt_sigreturn, exit and exit_group run in place; execve is replayed by exec + reb
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 from tracee import remote
@@ -20,7 +23,7 @@ from tracefile.reader import TraceReader
 from tracefile.records import Event
 
 from replayer.errors import ReplayDivergence
-from replayer.rebuild import map_anonymous, map_file
+from replayer.rebuild import map_anonymous, map_file, map_shared_copy
 
 PAGE = 4096
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
@@ -58,6 +61,27 @@ class ProcessState:
 class SyscallReplayer:
     def __init__(self, reader: TraceReader) -> None:
         self.reader = reader
+        self._shared_dir: str | None = None
+        self._shared: dict[str, str] = {}
+
+    def _shared_copy(self, key: str, file_id: str) -> str:
+        """A file the replay maps MAP_SHARED: a private, writable copy of the trace's copy
+        (never the trace's own file), one per recorded file (`key`: its device and inode),
+        so processes that shared the mapping when recorded (across fork) share it here."""
+        if key not in self._shared:
+            if self._shared_dir is None:
+                self._shared_dir = tempfile.mkdtemp(prefix="relive-shared-")
+            path = os.path.join(self._shared_dir, key.replace(":", "-"))
+            shutil.copyfile(self.reader.file_path(file_id), path)
+            os.chmod(path, 0o600)
+            self._shared[key] = path
+        return self._shared[key]
+
+    def close(self) -> None:
+        if self._shared_dir is not None:
+            shutil.rmtree(self._shared_dir, ignore_errors=True)
+            self._shared_dir = None
+            self._shared.clear()
 
     def kind(self, name: str) -> str:
         if name in IN_PLACE:
@@ -94,7 +118,10 @@ class SyscallReplayer:
     def _mmap(self, task: Task, proc: ProcessState, event: Event, args: tuple[int, ...]) -> int:
         m = mapping_from_info(event.info["map"])
         flags = args[3] & ~(MAP_FIXED_NOREPLACE | MAP_LOCKED)
-        if m.file_id:
+        if m.file_id and flags & MAP_SHARED:
+            key = event.info.get("inode", m.file_id)
+            map_shared_copy(task, self._shared_copy(key, m.file_id), m)
+        elif m.file_id:
             map_file(task, self.reader, m, flags & ~(MAP_SHARED | 0x3))
         else:
             extra = flags & ~(MAP_SHARED | 0x3 | MAP_ANONYMOUS | MAP_FIXED)
