@@ -19,7 +19,6 @@ Usage: python3 bench/bench_record_replay.py [--repeat 5] [--markdown]
 
 import argparse
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -27,8 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
+from benchlib import (BENCH_DIR, REPO_ROOT, describe_failure, fmt_ratio, fmt_time, host_description,
+                      print_cells, relive_cmd, relive_env)
+
 PROGRAMS_DIR = REPO_ROOT / "tests" / "programs"
 
 # ~1 s of work at -O0 (cpu_loop.c runs ~400M iterations per second here).
@@ -59,21 +59,10 @@ def compile_all(out_dir):
     return bins
 
 
-def relive_cmd(python, *args):
-    return [python, "-m", "relive", *map(str, args)]
 
 
-def relive_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    return env
 
 
-def describe_failure(cmd, proc):
-    lines = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
-    last = lines[-1] if lines else "(no stderr)"
-    return f"`{' '.join(map(str, cmd))}` exited {proc.returncode}: {last}"
 
 
 def run_once(cmd, expect_rc, env=None, timeout=600):
@@ -181,12 +170,8 @@ def bench_workload(name, argv, bins, args, env, errors):
     return res
 
 
-def fmt_time(v):
-    return "n/a" if v is None else f"{v * 1000:.1f} ms"
 
 
-def fmt_ratio(a, b):
-    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 
 
 COLUMNS = ["workload", "native", "floor", "record", "replay", "rec/native",
@@ -207,33 +192,9 @@ def row_cells(r):
 
 
 def print_table(rows, markdown):
-    cells = [row_cells(r) for r in rows]
-    if markdown:
-        print("| " + " | ".join(COLUMNS) + " |")
-        print("|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|")
-        for c in cells:
-            print("| " + " | ".join(c) + " |")
-        return
-    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *cells)]
-    line = lambda c: "  ".join(x.ljust(w) if i == 0 else x.rjust(w)
-                               for i, (x, w) in enumerate(zip(c, widths)))
-    print(line(COLUMNS))
-    print("  ".join("-" * w for w in widths))
-    for c in cells:
-        print(line(c))
+    print_cells(COLUMNS, [row_cells(r) for r in rows], markdown)
 
 
-def host_description():
-    cpu = "unknown CPU"
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
 
 
 def main():

@@ -34,7 +34,6 @@ Usage: python3 bench/bench_threads.py [--repeat 5] [--markdown]
 
 import argparse
 import os
-import platform
 import sqlite3
 import statistics
 import subprocess
@@ -42,8 +41,9 @@ import sys
 import time
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
+from benchlib import (BENCH_DIR, REPO_ROOT, describe_failure, fmt_ratio, fmt_time, host_description,
+                      print_cells, relive_cmd, relive_env)
+
 
 # ~0.25 s per thread at -O2 here (the loop runs ~640M iterations per second on one CPU).
 CPU_ITERS = 160_000_000
@@ -74,15 +74,8 @@ def compile_all(out_dir):
     return bins
 
 
-def relive_cmd(python, *args):
-    return [python, "-m", "relive", *map(str, args)]
 
 
-def relive_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    return env
 
 
 def relive_cpu():
@@ -94,10 +87,6 @@ def relive_cpu():
     return int(choice) if choice.isdigit() and int(choice) in allowed else allowed[0]
 
 
-def describe_failure(cmd, proc):
-    lines = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
-    last = lines[-1] if lines else "(no stderr)"
-    return f"`{' '.join(map(str, cmd))}` exited {proc.returncode}: {last}"
 
 
 def run_once(cmd, env=None, timeout=600):
@@ -190,12 +179,8 @@ def bench_workload(name, argv, args, env, cpu, errors, unfaithful):
     return res
 
 
-def fmt_time(v):
-    return "n/a" if v is None else f"{v * 1000:.1f} ms"
 
 
-def fmt_ratio(a, b):
-    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 
 
 COLUMNS = ["workload", "native", "native 1 CPU", "record", "replay", "rec/native",
@@ -222,20 +207,7 @@ def row_cells(r):
 
 
 def print_table(rows, markdown):
-    cells = [row_cells(r) for r in rows]
-    if markdown:
-        print("| " + " | ".join(COLUMNS) + " |")
-        print("|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|")
-        for c in cells:
-            print("| " + " | ".join(c) + " |")
-        return
-    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *cells)]
-    line = lambda c: "  ".join(x.ljust(w) if i == 0 else x.rjust(w)
-                               for i, (x, w) in enumerate(zip(c, widths)))
-    print(line(COLUMNS))
-    print("  ".join("-" * w for w in widths))
-    for c in cells:
-        print(line(c))
+    print_cells(COLUMNS, [row_cells(r) for r in rows], markdown)
 
 
 def per_syscall_lines(rows):
@@ -252,17 +224,6 @@ def per_syscall_lines(rows):
     return out
 
 
-def host_description():
-    cpu = "unknown CPU"
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), "
-            f"Linux {platform.release()}, Python {platform.python_version()}")
 
 
 def main():

@@ -46,7 +46,6 @@ class Preempter:
     def __init__(self, recorder: Recorder) -> None:
         self.rec = recorder
         self._slices: dict[int, int] = {}
-        self._repeating = False
 
     def made_syscall(self, t: RecordedTask) -> None:
         self._slices.pop(t.task.tid, None)
@@ -56,11 +55,11 @@ class Preempter:
         task = t.task
         n = self._slices[task.tid] = self._slices.get(task.tid, 0) + 1
         if n < FORCE_AFTER:
-            stop = self._repeats(t)
+            stop, repeating = self._repeats(t)
             if stop is not None:       # it made a syscall or took a signal first
                 self.rec.handle(t, stop)
                 return
-            if not self._repeating:
+            if not repeating:
                 self.rec.queue.start_slice()  # computing: it keeps the CPU
                 self.rec.resume(t)
                 return
@@ -71,24 +70,22 @@ class Preempter:
         t.wants = (api.Req.SYSCALL, 0)
         self.rec.queue.make_ready(t)
 
-    def _repeats(self, t: RecordedTask) -> Stop | None:
+    def _repeats(self, t: RecordedTask) -> tuple[Stop | None, bool]:
         """Does the thread come back to this pc in the same state? Registers are compared
         at the next arrival; only if they match is memory digested, at that arrival and the
-        one after (digests are costly for big processes). Sets `_repeating`; returns a stop
-        that came first instead (a syscall, a signal), to be handled as usual."""
+        one after (digests are costly for big processes). Returns (a stop that came first
+        instead: a syscall, a signal, to be handled as usual; or None, whether it repeats)."""
         task = t.task
-        self._repeating = False
         regs, rip = task.regs_bytes(), task.regs.rip
         stop = self._next_arrival(t, rip)
         if stop is not None or not same_state(regs, task.regs_bytes()):
-            return stop
+            return stop, False
         digest = memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space))
         stop = self._next_arrival(t, rip)
         if stop is not None:
-            return stop
-        self._repeating = (same_state(regs, task.regs_bytes())
-                           and memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space)) == digest)
-        return None
+            return stop, False
+        return None, (same_state(regs, task.regs_bytes()) and digest == memory_digest(
+            task.pid, task.mem.read_upto, scratch_ranges(t.space)))
 
     def _next_arrival(self, t: RecordedTask, rip: int) -> Stop | None:
         """Run the thread until it executes `rip` again (None) or stops for another reason

@@ -2,6 +2,7 @@
 helper to run the relive CLI as a subprocess (``python -m relive``)."""
 
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -113,3 +114,14 @@ def assert_faithful(rec, rep):
     assert b"Traceback" not in rep.stderr, describe(rep)
     assert rep.stdout == rec.stdout, describe(rep)
     assert strip_relive(rep.stderr) == strip_relive(rec.stderr), describe(rep)
+
+
+@pytest.fixture
+def copy_of(recorded, tmp_path):
+    """A throwaway copy of one of the module's `recorded` traces, to tamper with."""
+    def copy(name):
+        trace, proc = recorded[name]
+        dest = tmp_path / name
+        shutil.copytree(trace, dest)
+        return dest, proc
+    return copy

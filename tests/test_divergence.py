@@ -4,7 +4,6 @@ ReplayDivergence carrying the event number."""
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 import struct
 
@@ -37,16 +36,6 @@ def recorded(programs, tmp_path_factory):
         assert proc.returncode == 0, describe(proc)
         out[name] = (base / name, proc)
     return out
-
-
-@pytest.fixture
-def copy_of(recorded, tmp_path):
-    def copy(name):
-        trace, proc = recorded[name]
-        dest = tmp_path / name
-        shutil.copytree(trace, dest)
-        return dest, proc
-    return copy
 
 
 class Db:

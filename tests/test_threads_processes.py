@@ -265,16 +265,6 @@ def recorded(programs, tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def copy_of(recorded, tmp_path):
-    def copy(name):
-        trace, proc = recorded[name]
-        dest = tmp_path / name
-        shutil.copytree(trace, dest)
-        return dest, proc
-    return copy
-
-
 def worker_syscalls(db, nr):
     """[(seq, tid, result, regs)] of syscall `nr` made by threads other than the first."""
     main_tid = db.execute("SELECT tid FROM events WHERE seq = 0").fetchone()[0]

@@ -1,0 +1,67 @@
+"""What the bench/ scripts share: running relive from this checkout, formatting, the host line.
+
+The scripts are run as `python3 bench/NAME.py`, so this directory is on sys.path.
+"""
+import os
+import platform
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+
+
+def relive_cmd(python, *args):
+    return [python, "-m", "relive", *map(str, args)]
+
+
+def relive_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def describe_failure(cmd, proc):
+    lines = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
+    last = lines[-1] if lines else "(no stderr)"
+    return f"`{' '.join(map(str, cmd))}` exited {proc.returncode}: {last}"
+
+
+def fmt_time(v):
+    return "n/a" if v is None else f"{v * 1000:.1f} ms"
+
+
+def fmt_ratio(a, b):
+    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+
+
+def print_cells(columns, cells, markdown):
+    """A table of strings: Markdown, or aligned text (first column left, others right)."""
+    if markdown:
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|")
+        for c in cells:
+            print("| " + " | ".join(c) + " |")
+        return
+    widths = [max(len(x) for x in col) for col in zip(columns, *cells)]
+
+    def line(c):
+        return "  ".join(x.ljust(w) if i == 0 else x.rjust(w)
+                         for i, (x, w) in enumerate(zip(c, widths)))
+    print(line(columns))
+    print("  ".join("-" * w for w in widths))
+    for c in cells:
+        print(line(c))
+
+
+def host_description():
+    cpu = "unknown CPU"
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), "
+            f"Linux {platform.release()}, Python {platform.python_version()}")
