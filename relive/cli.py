@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -64,7 +63,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     path = _program_path(args.program)
     out = Path(args.output) if args.output else traces.new_trace_dir(args.program)
     writer = TraceWriter(out, force=args.force)
-    writer.set_meta(program=path, argv=argv, cwd=os.getcwd(), host=socket.gethostname(),
+    writer.set_meta(program=path, argv=argv, cwd=os.getcwd(), host=os.uname().nodename,
                     started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                     cpu=_cpu_model(), pmu=has_pmu(), complete=False)
     writer.commit()

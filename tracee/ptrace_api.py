@@ -7,11 +7,11 @@ must be made from the thread that attached (the kernel answers ESRCH otherwise).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import enum
 import os
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# glibc's soname on x86-64 Linux; ctypes.util.find_library would run ldconfig at every start.
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.ptrace.restype = ctypes.c_long
 _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
 _libc.syscall.restype = ctypes.c_long

@@ -6,7 +6,28 @@ the names it lacks or spells the old way corrected from the kernel's asm/unistd_
 """
 from __future__ import annotations
 
-from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES as _NAMES
+import importlib.util
+import os
+
+
+def _python_ptrace_names() -> dict[int, str]:
+    """python-ptrace's x86-64 name table, loaded from its own file: importing it as
+    `ptrace.syscall.linux.x86_64` runs the `ptrace.syscall` package, which imports most of
+    python-ptrace (~15 ms at every relive start) for one dict."""
+    spec = importlib.util.find_spec("ptrace")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("python-ptrace is not installed (pip install python-ptrace)")
+    path = os.path.join(spec.submodule_search_locations[0], "syscall", "linux", "x86_64.py")
+    leaf = importlib.util.spec_from_file_location("_relive_ptrace_x86_64_names", path)
+    if leaf is None or leaf.loader is None:
+        raise ImportError(f"python-ptrace's syscall table is missing: {path}")
+    module = importlib.util.module_from_spec(leaf)
+    leaf.loader.exec_module(module)
+    names: dict[int, str] = module.SYSCALL_NAMES
+    return names
+
+
+_NAMES = _python_ptrace_names()
 
 _CORRECTIONS = {
     283: "timerfd_create", 441: "epoll_pwait2", 442: "mount_setattr", 443: "quotactl_fd",
