@@ -410,8 +410,11 @@ IRREGULAR: frozenset[str] = frozenset({
     "rt_sigreturn", "arch_prctl", "prctl",
 })
 
-# Never run; answered -ENOSYS because glibc falls back to something the recorder handles.
-FAKE_ENOSYS: frozenset[str] = frozenset({"rseq", "clone3", "io_uring_setup"})
+# Never run; answered -ENOSYS because glibc (or the program) falls back to something the
+# recorder handles. pkey_alloc: memory protection keys would live in the kernel beyond the
+# trace; node/V8 and glibc users treat a failed pkey_alloc as "no keys" and carry on.
+FAKE_ENOSYS: frozenset[str] = frozenset({"rseq", "clone3", "io_uring_setup",
+                                         "pkey_alloc", "pkey_free"})
 
 
 def lookup(name: str) -> Syscall | None:

@@ -146,3 +146,29 @@ def test_output_not_written_by_write_on_fd_1_or_2(tmp_path, argv):
     assert native.stdout or native.stderr
     rec, _ = record_and_replay(tmp_path, *argv)
     assert (rec.stdout, rec.stderr.startswith(native.stderr)) == (native.stdout, True)
+
+
+NODE_WORKER = """
+const { Worker, isMainThread, parentPort } = require('worker_threads');
+if (isMainThread) {
+  const w = new Worker(__filename);
+  w.on('message', m => {
+    console.log('worker sum', m, require('crypto').randomBytes(8).toString('hex'));
+    setTimeout(() => console.log('timer at', Date.now()), 10);
+  });
+} else {
+  let s = 0; for (let i = 0; i < 100000; i++) s += i; parentPort.postMessage(s);
+}
+"""
+
+
+def test_node_worker_threads(tmp_path):
+    """node (V8: a JIT, several threads, pkey_alloc answered ENOSYS so V8 goes without
+    memory protection keys) with a worker thread, random bytes and a timer."""
+    node = need("node")
+    script = tmp_path / "worker.js"
+    script.write_text(NODE_WORKER)
+    rec, _ = record_and_replay(tmp_path, node, script)
+    assert rec.returncode == 0, describe(rec)
+    assert rec.stdout.startswith(b"worker sum 4999950000 "), describe(rec)
+    assert b"timer at " in rec.stdout
