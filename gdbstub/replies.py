@@ -38,6 +38,7 @@ class StopReplyOptions:
     multiprocess: bool = True
     swbreak: bool = True
     hwbreak: bool = True
+    exec_events: bool = False
 
 
 def _stop_signal(stop: Stop) -> int:
@@ -60,6 +61,8 @@ def _reason(stop: Stop, break_reason: bytes, options: StopReplyOptions) -> bytes
             return b"replaylog:begin;"
         case StopKind.HISTORY_END:
             return b"replaylog:end;"
+        case StopKind.EXECD if options.exec_events:
+            return b"exec:%s;" % stop.exec_path.encode().hex().encode()
     return b""
 
 

@@ -89,7 +89,7 @@ SUPPORTED: Final = (
     b"PacketSize=%x;QStartNoAckMode+;qXfer:features:read+;qXfer:auxv:read+;"
     b"qXfer:exec-file:read+;qXfer:libraries-svr4:read+;qXfer:threads:read+;"
     b"qXfer:siginfo:read+;QPassSignals+;multiprocess+;swbreak+;hwbreak+;vContSupported+;"
-    b"ReverseStep+;ReverseContinue+" % PACKET_SIZE)
+    b"exec-events+;ReverseStep+;ReverseContinue+" % PACKET_SIZE)
 VCONT_ACTIONS: Final = b"vCont;c;C;s;S;r"
 MAX_MEMORY_READ: Final = (PACKET_SIZE - 16) // 2
 
@@ -165,7 +165,8 @@ class Session:
                 self._options = StopReplyOptions(
                     multiprocess=features.get("multiprocess") == "+",
                     swbreak=features.get("swbreak") == "+",
-                    hwbreak=features.get("hwbreak") == "+")
+                    hwbreak=features.get("hwbreak") == "+",
+                    exec_events=features.get("exec-events") == "+")
                 return Reply.of(SUPPORTED)
             case StartNoAck():
                 return Reply((OK,), no_ack_after=True)
@@ -336,7 +337,8 @@ class Session:
             thread=self._resolve(target_thread),
             signal=signal if request.direction is Direction.FORWARD else 0,
             step_range=primary.step_range, breakpoints=self._breakpoints.breakpoints,
-            watchpoints=self._breakpoints.watchpoints, pass_signals=self._pass_signals)
+            watchpoints=self._breakpoints.watchpoints, pass_signals=self._pass_signals,
+            exec_events=self._options.exec_events)
         with self._lock:
             interrupted = self._interrupt_pending
             self._interrupt_pending = False

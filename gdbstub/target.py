@@ -96,7 +96,9 @@ class ResumeCommand:
     valid only for this call. ``signal`` (forward only) is the Linux signal gdb asks to
     deliver, 0 for none; a replay may ignore it. ``pass_signals`` are Linux signals gdb does
     not want to stop for (QPassSignals): the target may run through them silently. gdb sends
-    backwards only STEP and CONTINUE, never with a signal.
+    backwards only STEP and CONTINUE, never with a signal. ``exec_events``: gdb follows execs
+    (it negotiated ``exec-events``), so a forward resume stops with ``StopKind.EXECD`` where
+    the process execs; otherwise execs are run through silently.
     """
 
     action: Action
@@ -107,6 +109,7 @@ class ResumeCommand:
     breakpoints: frozenset[Address] = frozenset()
     watchpoints: frozenset[Watchpoint] = frozenset()
     pass_signals: frozenset[int] = frozenset()
+    exec_events: bool = False
 
 
 class StopKind(enum.Enum):
@@ -119,6 +122,7 @@ class StopKind(enum.Enum):
     INTERRUPTED = "interrupted"  # interrupt() was called (reported as SIGINT)
     HISTORY_BEGIN = "history-begin"  # going backwards, reached the start of the recording
     HISTORY_END = "history-end"  # going forwards, reached the end of the recording
+    EXECD = "exec"  # going forwards, the process exec'd ``exec_path`` (now at its entry)
     EXITED = "exited"  # the process exited with ``exit_code`` (ends gdb's view of it)
     KILLED = "killed"  # the process was terminated by ``signal``
 
@@ -140,6 +144,7 @@ class Stop:
     exit_code: int = 0
     watch_addr: Address = 0
     watch_kind: WatchKind = WatchKind.WRITE
+    exec_path: str = ""
     registers: Mapping[str, int] | None = None
 
 

@@ -253,6 +253,10 @@ class Recorder:
                                    "relive cannot record yet")
         if name == "clone":
             _check_clone_flags(args[0])
+        elif name in ("execve", "execveat") and t.task.tid != t.task.pid:
+            raise UnsupportedError(f"thread {t.task.tid}, not the main thread of its process, "
+                                   "called execve (the kernel would give it the main thread's "
+                                   "id): not supported by relive yet")
         if entry.fake_result is not None:
             t.task.set_reg("orig_rax", -1)  # the kernel skips the call
         elif self._shares_memory(t) and not self._use_scratch(t, entry, name):
@@ -484,12 +488,24 @@ class Recorder:
             t.task.resume(api.Req.CONT)
 
     def _exiting(self, t: RecordedTask) -> None:
-        """At a task's PTRACE_EVENT_EXIT stop: its EXIT event."""
+        """At a task's PTRACE_EVENT_EXIT stop: its EXIT event. A thread killed because
+        another thread of its process is inside execve is marked so (`exec`: that thread's
+        tid): in replay the exec kills it, it does not run to an exit of its own."""
         status = api.get_event_msg(t.task.tid)
-        self.emit(t, Kind.EXIT, result=status)
+        execing = self._execing_thread(t)
+        info = {"exec": execing.task.tid} if execing is not None else {}
+        self.emit(t, Kind.EXIT, result=status, info=info)
         t.exited = True
         self.writer.set_task_exit(t.task.tid, status)
         self.queue.remove(t)
+
+    def _execing_thread(self, t: RecordedTask) -> RecordedTask | None:
+        """Another thread of t's process that is inside execve (which kills t), if any."""
+        for o in self.tasks.values():
+            if (o is not t and o.task.pid == t.task.pid and o.entry is not None
+                    and not o.entry.done and name_of(o.entry.nr) in ("execve", "execveat")):
+                return o
+        return None
 
     def on_gone(self, t: RecordedTask, stop: Exited | Killed) -> None:
         status = (stop.code << 8) if isinstance(stop, Exited) else stop.signal

@@ -95,6 +95,8 @@ def describe_event(ev: Event) -> str:
         case Kind.EXEC:
             return f"{head} {ev.info.get('exe')} [{len(ev.info.get('maps', []))} mappings, " \
                    f"{written} bytes written]"
+        case Kind.EXIT if "exec" in ev.info:
+            return f"{head} {_status_text(ev.result)} (killed by thread {ev.info['exec']}'s execve)"
         case Kind.EXIT:
             return f"{head} {_status_text(ev.result)}"
         case Kind.ENTER:

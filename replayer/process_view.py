@@ -252,6 +252,13 @@ class ProcessFacts:
         """Recorded tid -> thread name, after the events before `position`."""
         return self._replay(position)[0]
 
+    def last_exec(self, pid: int, position: int) -> int | None:
+        """The seq of the last EXEC event of process `pid` before `position` (its exec of a
+        new program; the recording's first image is not one), if any."""
+        return max((seq for seq, fact in self._facts.items()
+                    if 0 < seq < position and fact.image is not None
+                    and self.pid_of.get(fact.tid, fact.tid) == pid), default=None)
+
     def image_at(self, pid: int, position: int) -> Image | None:
         """The program recorded process `pid` runs after the events before `position`."""
         return self._replay(position)[1].get(pid)

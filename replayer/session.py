@@ -37,7 +37,7 @@ from replayer.errors import Paused, ReplayDivergence, ReplayError
 from replayer.rebuild import map_anonymous, rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.syscalls import ProcessState, SyscallReplayer, args_of
-from replayer.tasks import TaskSet
+from replayer.tasks import TaskSet, reap_exec_victims, wait_through_exec
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,9 @@ class ReplaySession:
         self.running = False  # True while waiting for the running tracee
         # Real tids of tasks let go to exit (exit/exit_group in place, a fatal signal).
         self.dying: set[int] = set()
+        # Threads whose recorded exit was caused by another thread's execve, not yet run:
+        # real tid -> recorded exit status. That execve kills them.
+        self.exec_victims: dict[int, int] = {}
         # Called with every event once it is replayed, the event's task still stopped right
         # after it (the gdb target learns thread names and program images this way).
         self.listeners: list[Callable[[Event], None]] = []
@@ -179,10 +182,16 @@ class ReplaySession:
         """Checkpoints copy one thread of one process (fork): only when that is all there is,
         and when it has no writable shared memory (a fork would share it with the copy, so
         the copy's view would change as the replay goes on)."""
-        if len(self.taskset.tasks) != 1 or self.taskset.busy():
+        if len(self.taskset.tasks) != 1 or self.taskset.busy() or self.mid_exec():
             return False
         ((_, proc),) = self.taskset.procs.items()
         return not any(m.shared and m.prot & PROT_WRITE for m in proc.space)
+
+    def mid_exec(self) -> bool:
+        """Between an execve and its EXEC event: the kernel has loaded the new program but
+        replay has not rebuilt its address space yet (no relive page, nothing recorded)."""
+        nxt = self.next_event
+        return nxt is not None and nxt.kind == Kind.EXEC and self.position > 0
 
     def snapshot(self) -> tuple[Task, int, ProcessState]:
         """A stopped copy of the process at the current event boundary, with what replay
@@ -322,10 +331,17 @@ class ReplaySession:
         if nxt is None or nxt.kind != Kind.EXEC:
             raise self.divergence(ev, "trace has no image after a successful execve")
         exe = str(self.reader.file_path(nxt.info["exe_id"]))
+        task = self._task(ev)
+        victims, self.exec_victims = self.exec_victims, {}
+        if victims:  # the exec completes only once the tracer has reaped them
+            task.wait_hook = lambda: wait_through_exec(task, victims)
         try:
-            exec_in_tracee(self._task(ev), exe)
-        except InjectionError as e:
+            exec_in_tracee(task, exe)
+            reap_exec_victims(victims)
+        except (InjectionError, ReplayError) as e:
             raise self.divergence(ev, str(e)) from None
+        finally:
+            task.wait_hook = None
         # the EXEC event, replayed next, rebuilds the image
 
     def _rdtsc(self, ev: Event) -> None:
@@ -344,6 +360,11 @@ class ReplaySession:
         """The task ends: by exit/exit_group run in place or a fatal signal (`dying`), or by a
         kill from outside the recording (replay has no more events for it)."""
         task = self._task(ev)
+        if "exec" in ev.info:  # killed by another thread's execve, the next event of its
+            self.exec_victims[task.tid] = ev.result  # process: that exec kills it here too
+            self.taskset.remove(ev.tid)
+            self.task = None
+            return
         if task.tid in self.dying:
             stop = task.wait()
         elif self.next_event is None and os.WIFSIGNALED(ev.result):

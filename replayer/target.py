@@ -356,8 +356,11 @@ class ReplayTarget:
     def _search_backward(self, command: ResumeCommand, now: Now) -> Stop:
         tl = self.timeline
         self._parked = False
+        exec_seq = self._exec_to_cross(command, now.position)
         if command.action is Action.CONTINUE:
             hit = tl.last_hit_before(now, command.breakpoints, command.watchpoints)
+            if exec_seq is not None and (hit is None or hit.position <= exec_seq):
+                return self._back_to_exec(exec_seq)
             if hit is None:
                 tl.seek(1)
                 self._where(True, 0)
@@ -372,10 +375,38 @@ class ReplayTarget:
         self._where(landed != "mid", steps, anchor)
         if landed == "begin":
             return self._stop(StopKind.HISTORY_BEGIN)
+        if exec_seq is not None and self.session.position < exec_seq:
+            return self._exec_stop(exec_seq - 1)  # stepped back into the previous program
         for wp, later in watched.items():
             if wp.kind is not WatchKind.READ and self.peek(wp) != later:
                 return self._stop(StopKind.WATCHPOINT, watch=wp)  # stepped back over a write
         return self._stop(StopKind.STEPPED)
+
+    def _exec_to_cross(self, command: ResumeCommand, position: int) -> int | None:
+        """The EXEC event a backward resume from `position` would cross first, if gdb follows
+        execs: going back over it, gdb must load the previous program's symbols."""
+        assert self.facts is not None
+        if not command.exec_events:
+            return None
+        seq = self.facts.last_exec(self.pid, position)
+        if seq is None:
+            return None
+        execve = self.session.reader.event(seq - 1)
+        if execve.kind != Kind.SYSCALL or execve.tid != self.session.reader.event(seq).tid:
+            return None
+        return seq
+
+    def _back_to_exec(self, exec_seq: int) -> Stop:
+        """Nothing to stop at in this program: stop at its start, shown as the execve
+        instruction of the previous program, and tell gdb that program runs there (gdb
+        reloads its symbols and breakpoints, then goes on backwards by itself)."""
+        self.timeline.before_trigger(exec_seq - 1)
+        self._where(False, None)
+        return self._exec_stop(exec_seq - 1)
+
+    def _exec_stop(self, execve_seq: int) -> Stop:
+        tid = self.session.reader.event(execve_seq).tid
+        return Stop(kind=StopKind.EXECD, thread=self._thread(tid), exec_path=self._image().exe)
 
     def peek(self, wp: Watchpoint) -> bytes:
         return self._any_task().mem.read_upto(wp.addr, wp.length)
@@ -435,6 +466,11 @@ class ReplayTarget:
                 if ev is None:
                     return self._stop(StopKind.HISTORY_END)
                 self._where(True, 0)
+                if ev.kind == Kind.EXEC and command.exec_events and self.debugged(ev.tid):
+                    # gdb loads the new program's symbols, sets its breakpoints again, and
+                    # resumes by itself (unless the user asked for `catch exec`).
+                    return Stop(kind=StopKind.EXECD, thread=self._thread(ev.tid),
+                                exec_path=str(ev.info["exe"]))
                 traps.replant(ev)
                 if self.timeline_due() and s.can_snapshot():
                     traps.disarm()
@@ -447,7 +483,7 @@ class ReplayTarget:
                 if self._stepper is not None and ev.tid == self._stepper:
                     if self._ends_thread(ev):
                         self._stepper = None  # the stepped thread is gone: a continue now
-                    elif self._completes_instruction(ev):
+                    elif self._completes_instruction(ev) and not s.mid_exec():
                         return self._stop(StopKind.STEPPED, tid=ev.tid)
         finally:
             s.observer = None
@@ -506,6 +542,8 @@ class ReplayTarget:
         if not self.debugged(nxt.tid):
             return False
         task = s.taskset.tasks.get(nxt.tid)
+        if nxt.kind == Kind.EXIT and "exec" in nxt.info:
+            return False  # killed by another thread's execve, which the process goes on to
         if nxt.kind == Kind.EXIT:  # killed from outside the recording (or all exiting)
             return task is None or task.tid not in s.dying or not self.live_threads()
         if nxt.kind == Kind.SYSCALL and name_of(nxt.nr) == "exit_group":

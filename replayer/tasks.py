@@ -9,10 +9,11 @@ overwritten with the recorded ones.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 from tracee import ptrace_api as api
-from tracee.stops import EventStop, SignalStop, Stop, SyscallStop, decode
+from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop, decode
 from tracee.task import Memory, Task, kill_tasks
 from tracefile.records import Event
 
@@ -135,6 +136,46 @@ class TaskSet:
         if not isinstance(stop, SyscallStop):
             raise divergence(ev, "clone did not return", stop)
         parent.set_reg("rax", ev.result)
+
+
+def wait_through_exec(task: Task, victims: dict[int, int]) -> Stop:
+    """The next stop of `task` while it runs an execve that kills the other threads of its
+    process (`victims`: real tid -> recorded exit status). The kernel finishes the exec only
+    once the tracer has let each victim through its exit stop and reaped it, so this polls
+    all of them (any other task of the replay is stopped and reports nothing)."""
+    while True:
+        for tid in list(victims):
+            if _let_victim_go(tid, victims, os.WNOHANG):
+                del victims[tid]
+        pid, status = os.waitpid(task.tid, api.WALL | os.WNOHANG)
+        if pid:
+            return decode(task.tid, status)
+        time.sleep(0.0002)
+
+
+def reap_exec_victims(victims: dict[int, int]) -> None:
+    """After the exec: whatever victims are left (normally none) are waited for."""
+    for tid in list(victims):
+        while not _let_victim_go(tid, victims, 0):
+            pass
+        del victims[tid]
+
+
+def _let_victim_go(tid: int, victims: dict[int, int], flags: int) -> bool:
+    """Handle one status of an exec victim; True once it is gone."""
+    pid, status = os.waitpid(tid, api.WALL | flags)
+    if not pid:
+        return False
+    stop = decode(tid, status)
+    if isinstance(stop, (Exited, Killed)):
+        return True
+    if isinstance(stop, EventStop) and stop.event == api.Event.EXIT:
+        got = api.get_event_msg(tid)
+        if got != victims[tid]:
+            raise ReplayError(f"thread {tid}, killed by the exec, exited with status {got:#x} "
+                              f"in replay, {victims[tid]:#x} when recorded")
+    api.ptrace(api.Req.CONT, tid, 0, 0)
+    return False
 
 
 def _step(task: Task) -> Stop:

@@ -147,6 +147,7 @@ CASES = [
     ("fork_tree", 7, True),
     ("fork_shared_memory", 0, True),  # MAP_SHARED|MAP_ANONYMOUS between two processes
     ("threads_sigrestart", 0, True),
+    ("exec_from_threads", 3, True),  # the main thread execs while three threads wait
 ]
 
 
@@ -168,6 +169,31 @@ def test_replay_reproduces_recording(programs, tmp_path, name, status, determini
 
     rep = replay(tmp_path / "trace", cwd=tmp_path)
     assert_faithful(rec, rep)
+
+
+def test_exec_kills_the_waiting_threads_in_replay_too(programs, tmp_path):
+    """The threads an execve kills (blocked in read, a condition variable, nanosleep) have
+    EXIT events marked as caused by that exec, before it; replay lets the exec kill them."""
+    trace = tmp_path / "trace"
+    rec, _ = record_and_replay(trace, programs["exec_from_threads"])
+    assert rec.returncode == 3, describe(rec)
+    rows = dump_lines(trace)
+    execve = [seq for seq, _, kind, rest in rows if kind == "SYSCALL" and rest.startswith("execve(")]
+    assert len(execve) == 1, rows
+    leader = next(tid for seq, tid, _, _ in rows if seq == execve[0])
+    killed = [(seq, tid) for seq, tid, kind, rest in rows
+              if kind == "EXIT" and f"killed by thread {leader}'s execve" in rest]
+    assert len(killed) == 3 and all(seq < execve[0] for seq, _ in killed), rows
+    (proc,) = ps_rows(trace)
+    assert proc["THREADS"] == "4" and proc["STATUS"] == "exit 3", proc
+
+
+def test_execve_from_a_thread_other_than_main_is_refused(programs, tmp_path):
+    rec = record(tmp_path / "trace", programs["exec_from_worker"], timeout=60)
+    assert rec.returncode == 125, describe(rec)
+    assert b"not the main thread of its process, called execve" in rec.stderr, describe(rec)
+    rep = replay(tmp_path / "trace")
+    assert rep.returncode == 0 and b"incomplete" in rep.stderr, describe(rep)
 
 
 # -- nondeterminism captured ------------------------------------------------------------------
