@@ -358,8 +358,11 @@ class ReplayTarget:
         self._parked = False
         exec_seq = self._exec_to_cross(command, now.position)
         if command.action is Action.CONTINUE:
-            hit = tl.last_hit_before(now, command.breakpoints, command.watchpoints)
-            if exec_seq is not None and (hit is None or hit.position <= exec_seq):
+            # gdb's breakpoints are addresses in the program running now: search back only
+            # to where it was exec'd (before that, another program ran at those addresses).
+            floor = exec_seq + 1 if exec_seq is not None else 0
+            hit = tl.last_hit_before(now, command.breakpoints, command.watchpoints, floor)
+            if hit is None and exec_seq is not None:
                 return self._back_to_exec(exec_seq)
             if hit is None:
                 tl.seek(1)

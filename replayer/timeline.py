@@ -213,12 +213,21 @@ class Timeline:
 
     # -- reverse-continue -------------------------------------------------------------------
     def last_hit_before(self, now: Now, breakpoints: frozenset[int],
-                        watchpoints: frozenset[Watchpoint]) -> Hit | None:
+                        watchpoints: frozenset[Watchpoint], floor: int = 0) -> Hit | None:
         """The last breakpoint/watchpoint hit strictly before `now`, searching back one
-        checkpoint at a time."""
+        checkpoint at a time, not before the boundary `floor` (where the program the
+        breakpoints belong to was exec'd: a checkpoint is taken there if there is none)."""
         self.fingerprint(now)
+
+        def above_floor() -> bool:
+            return any(floor <= c.position <= now.position for c in self.checkpoints)
+        if floor and not above_floor():
+            self.seek(floor)
+            self.take()
+            if not above_floor():  # no checkpoint possible there (shared memory)
+                floor = 0
         until = now
-        for cp in sorted((c for c in self.checkpoints if c.position <= now.position),
+        for cp in sorted((c for c in self.checkpoints if floor <= c.position <= now.position),
                          key=lambda c: -c.position):
             self.s.restore(cp.task, cp.position, cp.proc)
             counted = breakpoints - {until.pc} if not until.boundary else breakpoints
