@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest, scratch_ranges
 from tracee.stops import SignalStop, SyscallStop
+from tracee.sysnums import name_of
+from tracee.task import MemoryAccessError, Task
 from tracefile.records import Event
 
 from replayer import registers
@@ -63,6 +65,8 @@ class SignalReplayer:
                 task.set_reg("rip", task.regs.rip - 2)
                 task.set_reg("rax", task.regs.orig_rax)
                 task.set_reg("orig_rax", -1)
+            if where == "after_syscall":
+                _let_in(task, sig)
             api.tgkill(task.pid, task.tid, sig)
             task.resume(api.Req.SYSEMU)
             stop = task.wait()
@@ -132,6 +136,38 @@ class SignalReplayer:
         write_memory(task, ev)
         if "handler_regs" in ev.info:
             task.set_regs_from(bytes.fromhex(ev.info["handler_regs"]))
+
+
+def _let_in(task: Task, sig: int) -> None:
+    """pselect6, ppoll, epoll_pwait and rt_sigsuspend wait with a temporary signal mask, which
+    let `sig` in when recorded; replay emulates the call, so the kernel never installed that
+    mask and would keep `sig` pending. Install it for the delivery: the handler then runs
+    with the recorded mask, and the recorded signal frame holds the program's own mask, which
+    sigreturn restores, as when recorded."""
+    bit = 1 << (sig - 1)
+    mask = api.get_sigmask(task.tid)
+    if not mask & bit:
+        return
+    temporary = _temporary_mask(task)
+    if temporary is None or temporary & bit:
+        temporary = mask & ~bit
+    api.set_sigmask(task.tid, temporary)
+
+
+def _temporary_mask(task: Task) -> int | None:
+    """The mask the syscall the task just made waits with, if it takes one."""
+    regs = task.regs
+    name = name_of(regs.orig_rax) if regs.orig_rax < 1 << 63 else ""
+    pointer = {"rt_sigsuspend": regs.rdi, "ppoll": regs.r10, "epoll_pwait": regs.r8,
+               "epoll_pwait2": regs.r8}.get(name)
+    try:
+        if name == "pselect6" and regs.r9:  # r9 -> {const sigset_t *, size_t}
+            pointer = int.from_bytes(task.mem.read(regs.r9, 8), "little")
+        if not pointer:
+            return None
+        return int.from_bytes(task.mem.read(pointer, 8), "little")
+    except MemoryAccessError:
+        return None
 
 
 def _name(sig: int) -> str:

@@ -172,3 +172,27 @@ def test_node_worker_threads(tmp_path):
     assert rec.returncode == 0, describe(rec)
     assert rec.stdout.startswith(b"worker sum 4999950000 "), describe(rec)
     assert b"timer at " in rec.stdout
+
+
+MAKEFILE = """\
+all: a b c d
+a:
+\t@echo a; sleep 0.02; echo a done
+b:
+\t@echo b
+c: b
+\t@echo c after b
+d:
+\t@sh -c 'echo d; exit 0'
+"""
+
+
+def test_make_parallel_jobs(tmp_path):
+    """make -j2 blocks SIGCHLD except inside pselect (a temporary signal mask), forks and
+    execs shells, and reads its jobserver pipe."""
+    make = need("make")
+    (tmp_path / "Makefile").write_text(MAKEFILE)
+    rec, _ = record_and_replay(tmp_path, make, "-j2", "-C", tmp_path)
+    assert rec.returncode == 0, describe(rec)
+    lines = rec.stdout.decode().splitlines()
+    assert {"a", "a done", "b", "c after b", "d"} <= set(lines), describe(rec)

@@ -148,6 +148,7 @@ CASES = [
     ("fork_shared_memory", 0, True),  # MAP_SHARED|MAP_ANONYMOUS between two processes
     ("threads_sigrestart", 0, True),
     ("exec_from_threads", 3, True),  # the main thread execs while three threads wait
+    ("sigmask_wait", 0, True),  # SIGCHLD let in only by pselect/ppoll/epoll_pwait/sigsuspend
 ]
 
 

@@ -41,6 +41,8 @@ class Req(enum.IntEnum):
     INTERRUPT = 0x4207
     LISTEN = 0x4208
     GET_SYSCALL_INFO = 0x420E
+    GETSIGMASK = 0x420A
+    SETSIGMASK = 0x420B
 
 
 class Opt(enum.IntFlag):
@@ -135,6 +137,18 @@ def get_siginfo(pid: int) -> bytes:
 def set_siginfo(pid: int, data: bytes) -> None:
     buf = ctypes.create_string_buffer(data, SIGINFO_SIZE)
     ptrace(Req.SETSIGINFO, pid, 0, ctypes.c_void_p(ctypes.addressof(buf)))
+
+
+def get_sigmask(pid: int) -> int:
+    """The thread's blocked-signal mask (bit n-1 for signal n)."""
+    val = ctypes.c_uint64()
+    ptrace(Req.GETSIGMASK, pid, 8, ctypes.c_void_p(ctypes.addressof(val)))
+    return val.value
+
+
+def set_sigmask(pid: int, mask: int) -> None:
+    val = ctypes.c_uint64(mask)
+    ptrace(Req.SETSIGMASK, pid, 8, ctypes.c_void_p(ctypes.addressof(val)))
 
 
 def get_event_msg(pid: int) -> int:
