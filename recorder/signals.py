@@ -17,6 +17,7 @@ conservative.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import struct
@@ -97,7 +98,11 @@ class SignalRecorder:
             now = time.monotonic()
             for t_id, since in self._held_since.items():
                 if now - since > HOLD_BUDGET and t_id not in self._interrupted:
-                    api.ptrace(api.Req.INTERRUPT, t_id)
+                    try:
+                        api.ptrace(api.Req.INTERRUPT, t_id)
+                    except api.PtraceError as e:  # it is exiting: its exit stop comes next
+                        if e.errno != errno.ESRCH:
+                            raise
                     self._interrupted.add(t_id)
             time.sleep(0.0005)
 

@@ -370,6 +370,12 @@ class ReplaySession:
         elif self.next_event is None and os.WIFSIGNALED(ev.result):
             self._gone(ev, ev.result)  # killed from outside: the trace simply ends here
             return
+        elif os.WIFSIGNALED(ev.result) and os.WTERMSIG(ev.result) == signal.SIGKILL:
+            # SIGKILL from another process of the recording (whose kill() replay emulates)
+            # or from outside: no signal stop was recorded, the task just ended here.
+            api.tgkill(task.pid, task.tid, signal.SIGKILL)
+            self.dying |= self.taskset.dying_with(task, whole_process=True)
+            stop = task.wait()
         else:
             stop = self.resume_until_stop(ev)
         self.dying.discard(task.tid)

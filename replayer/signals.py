@@ -58,7 +58,9 @@ class SignalReplayer:
             if not (isinstance(stop, SignalStop) and stop.signal == sig):
                 raise self.s.divergence(ev, f"expected signal {_name(sig)}", stop)
         elif where in ("after_syscall", "before_syscall"):
-            if where == "before_syscall":
+            if where == "before_syscall" and task.tid in self.s.taskset.entered:
+                self._interrupt_parked(ev, task)
+            elif where == "before_syscall":
                 stop = self.s.resume_until_stop(ev)
                 if not isinstance(stop, SyscallStop):
                     raise self.s.divergence(ev, f"expected a syscall before {_name(sig)}", stop)
@@ -74,6 +76,20 @@ class SignalReplayer:
                 raise self.s.divergence(ev, f"expected signal {_name(sig)} to be delivered", stop)
         else:
             self._reach_user_point(ev)
+
+    def _interrupt_parked(self, ev: Event, task: Task) -> None:
+        """The signal interrupted the blocking call the task is parked in (ENTER): when
+        recorded, the kernel cut the call short and set up its restart (`syscall` again,
+        rax = the call or restart_syscall), and the signal came there. Put the task in that
+        state instead of running it."""
+        want = registers.unpack(ev.regs)
+        if want["rip"] != task.regs.rip - 2:
+            raise self.s.divergence(ev, f"{_name(ev.nr)} interrupted a call elsewhere "
+                                        f"(parked at {task.regs.rip - 2:#x})")
+        self.s.taskset.entered.discard(task.tid)
+        task.set_reg("rip", want["rip"])
+        task.set_reg("rax", want["rax"])
+        task.set_reg("orig_rax", -1)
 
     def reach_point(self, ev: Event) -> None:
         """A PREEMPT event: stop where the thread was preempted (at a debug trap)."""

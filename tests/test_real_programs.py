@@ -196,3 +196,20 @@ def test_make_parallel_jobs(tmp_path):
     assert rec.returncode == 0, describe(rec)
     lines = rec.stdout.decode().splitlines()
     assert {"a", "a done", "b", "c after b", "d"} <= set(lines), describe(rec)
+
+
+@pytest.mark.parametrize("signal_option", [[], ["-s", "KILL"]], ids=["TERM", "KILL"])
+def test_timeout_kills_its_child(tmp_path, signal_option):
+    """timeout(1) kills `sleep`, which is blocked in clock_nanosleep; its own exit status
+    says so (124 for TERM, 137 for KILL)."""
+    timeout = need("timeout")
+    rec, _ = record_and_replay(tmp_path, timeout, *signal_option, "0.3", "sleep", "5")
+    assert rec.returncode == (137 if signal_option else 124), describe(rec)
+
+
+def test_python_subprocess_timeout(tmp_path):
+    python = need(PYTHON)
+    script = ("import subprocess\ntry:\n    subprocess.run(['sleep', '5'], timeout=0.3)\n"
+              "except subprocess.TimeoutExpired:\n    print('timed out')\n")
+    rec, _ = record_and_replay(tmp_path, python, "-c", script)
+    assert rec.stdout == b"timed out\n", describe(rec)

@@ -149,6 +149,7 @@ CASES = [
     ("threads_sigrestart", 0, True),
     ("exec_from_threads", 3, True),  # the main thread execs while three threads wait
     ("sigmask_wait", 0, True),  # SIGCHLD let in only by pselect/ppoll/epoll_pwait/sigsuspend
+    ("kill_children", 0, True),  # children blocked in the kernel killed by their parent
 ]
 
 
