@@ -357,6 +357,10 @@ TABLE: dict[str, Syscall] = {
     "sched_yield": S(),
     "sched_getaffinity": S(Out(2, Min(ArgValue(1), Result()))),  # result: bytes written
     "sched_setaffinity": S(),
+    # NUMA policy (procps' ps/top ask): the mode, and the node mask in whole longs of
+    # maxnode - 1 bits (over by at most one long when that is a multiple of 64)
+    "get_mempolicy": S(Out(0, INT), Out(1, ArgCeil(2, 64, 8))),
+    "set_mempolicy": S(),
     "sched_getparam": S(Out(1, SCHED_PARAM)),
     "sched_setparam": S(),
     "sched_getscheduler": S(), "sched_setscheduler": S(),

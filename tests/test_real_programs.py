@@ -213,3 +213,13 @@ def test_python_subprocess_timeout(tmp_path):
               "except subprocess.TimeoutExpired:\n    print('timed out')\n")
     rec, _ = record_and_replay(tmp_path, python, "-c", script)
     assert rec.stdout == b"timed out\n", describe(rec)
+
+
+def test_ps_and_top(tmp_path):
+    """procps reads /proc of every process and asks for the NUMA policy (get_mempolicy)."""
+    ps = need("ps")
+    rec, _ = record_and_replay(tmp_path, ps, "-eo", "pid,comm", name="ps")
+    assert rec.returncode == 0 and b" ps\n" in rec.stdout, describe(rec)
+    top = need("top")
+    rec, _ = record_and_replay(tmp_path, top, "-b", "-n", "1", name="top")
+    assert rec.returncode == 0 and rec.stdout.startswith(b"top - "), describe(rec)
