@@ -223,3 +223,27 @@ def test_ps_and_top(tmp_path):
     top = need("top")
     rec, _ = record_and_replay(tmp_path, top, "-b", "-n", "1", name="top")
     assert rec.returncode == 0 and rec.stdout.startswith(b"top - "), describe(rec)
+
+
+JAVA_THREAD = """
+public class T {
+    public static void main(String[] args) throws Exception {
+        Thread t = new Thread(() -> System.out.println("thread " + Math.random()));
+        t.start();
+        t.join();
+        System.out.println("time " + System.currentTimeMillis());
+    }
+}
+"""
+
+
+def test_java_with_a_thread(tmp_path):
+    """A JVM: a dozen threads of its own, a JIT, signals; timed waits cut short by a
+    PTRACE_INTERRUPT come back as restart_syscall, which is made as the original call."""
+    javac, java = need("javac"), need("java")
+    (tmp_path / "T.java").write_text(JAVA_THREAD)
+    compiled = run_native([javac, "-d", tmp_path, tmp_path / "T.java"])
+    assert compiled.returncode == 0, describe(compiled)
+    rec, _ = record_and_replay(tmp_path, java, "-cp", tmp_path, "T")
+    assert rec.returncode == 0, describe(rec)
+    assert rec.stdout.startswith(b"thread 0.") and b"\ntime " in rec.stdout, describe(rec)

@@ -324,7 +324,7 @@ FIXED_SPEC: dict[tuple[str, int], str] = {
     ("getrlimit", 1): "rlimit", ("prlimit64", 3): "rlimit", ("getrusage", 1): "rusage",
     ("sysinfo", 0): "sysinfo", ("uname", 0): "utsname",
     ("capget", 0): "cap_version", ("capget", 1): "cap_data",
-    ("getcpu", 0): "unsigned", ("getcpu", 1): "unsigned",
+    ("getcpu", 0): "unsigned", ("getcpu", 1): "unsigned", ("get_mempolicy", 0): "int",
     ("sched_getparam", 1): "sched_param", ("sched_rr_get_interval", 1): "timespec",
     ("rt_sigaction", 2): "kernel_sigaction", ("rt_sigtimedwait", 1): "siginfo",
     ("sigaltstack", 1): "stack_t",
