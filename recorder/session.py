@@ -26,7 +26,7 @@ from recorder.image import snapshot_image
 from recorder.preempt import Preempter
 from recorder.scheduler import RunQueue, may_block
 from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_info
-from recorder.signals import SignalRecorder
+from recorder.signals import SignalRecorder, disposition, has_no_effect
 from recorder.syscall_effects import EffectRecorder
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace
@@ -373,13 +373,17 @@ class Recorder:
         self.resume(t)
 
     def _restarts_unseen(self, t: RecordedTask, entry: Entry, result: int, rip: int) -> bool:
-        """A syscall cut short without a signal to deliver (a PTRACE_INTERRUPT) is restarted by
-        the kernel before any user instruction runs: the program never sees the first
-        attempt, so it is not recorded. With a signal next, the ERESTART result is recorded
+        """A syscall cut short without a signal to deliver (a PTRACE_INTERRUPT, or a signal
+        that is dropped because it is ignored) is restarted by the kernel before any user
+        instruction runs: the program never sees the first attempt, so it is not recorded. With a signal next, the ERESTART result is recorded
         as usual (replay delivers the signal and the kernel decides the same way)."""
         self._restore_args(t, entry)  # the kernel restarts the call with these registers
         t.task.resume(api.Req.SYSCALL)
         stop = self.wait_for(t)
+        while (isinstance(stop, SignalStop)  # e.g. SIGCHLD at its default: dropped, restarted
+               and has_no_effect(disposition(t.task.pid, stop.signal), stop.signal)):
+            t.task.resume(api.Req.SYSCALL)
+            stop = self.wait_for(t)
         if isinstance(stop, EventStop) and stop.event == api.Event.STOP:
             if t.task.regs.rax == NR_RESTART_SYSCALL:
                 t.task.set_reg("rax", entry.nr)  # start it again rather than resume it

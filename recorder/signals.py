@@ -67,6 +67,13 @@ def disposition(pid: int, sig: int) -> str:
     return "default"
 
 
+def has_no_effect(how: str, sig: int) -> bool:
+    """Whether an asynchronous signal with this disposition is dropped rather than delivered
+    (ignored; or by default ignored, or a stop signal, which relive does not let stop the
+    program): nothing runs, and a call it interrupted is restarted by the kernel."""
+    return how == "ignored" or (how == "default" and sig in DEFAULT_IGNORE | STOP_SIGNALS)
+
+
 def record_remote_writable(pid: int, space: AddressSpace, addr: int, size: int,
                            read) -> MemoryWrite | None:  # type: ignore[no-untyped-def]
     """The one path for guessed-size writes: clip at unmapped/read-only bytes and at every
@@ -187,7 +194,7 @@ class SignalRecorder:
         t.exit_rip = None
         regs_before = task.regs_bytes()
         how = disposition(task.pid, sig)
-        if how == "ignored" or (how == "default" and sig in DEFAULT_IGNORE | STOP_SIGNALS):
+        if has_no_effect(how, sig):
             if info["where"] == "sync":  # the kernel forces a fault's default action
                 how = "default"
             else:

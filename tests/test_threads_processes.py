@@ -150,6 +150,7 @@ CASES = [
     ("exec_from_threads", 3, True),  # the main thread execs while three threads wait
     ("sigmask_wait", 0, True),  # SIGCHLD let in only by pselect/ppoll/epoll_pwait/sigsuspend
     ("kill_children", 0, True),  # children blocked in the kernel killed by their parent
+    ("wait_restart", 0, True),  # waits cut short by an ignored SIGCHLD, restarted
 ]
 
 
