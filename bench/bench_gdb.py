@@ -401,7 +401,8 @@ def run_gdb(body: str, params: dict, workdir: Path, *, timeout: float, cmd_limit
             except OSError:
                 pass
     if res.error is None and proc.returncode != 0 and not res.values:
-        res.error = f"{label}: gdb exited {proc.returncode}: {last_line(chr(10).join(res.transcript))}"
+        last = last_line(chr(10).join(res.transcript))
+        res.error = f"{label}: gdb exited {proc.returncode}: {last}"
     return res
 
 

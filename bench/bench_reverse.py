@@ -495,7 +495,8 @@ def main() -> int:
                  if isinstance(rev.get(f"{label}.rc_1s"), float)
                  and isinstance(rev.get(f"{label}.fwd_1s"), float) and rev[f"{label}.fwd_1s"]
                  else None)
-        verdict = lambda ok: "n/a" if ok is None else ("met" if ok else "NOT met")
+        def verdict(ok):
+            return "n/a" if ok is None else ("met" if ok else "NOT met")
         print(f"- {label}: bs median {fmt_s(med)} (<= {BS_TARGET * 1000:.0f} ms: "
               f"{verdict(None if med is None else med <= BS_TARGET)}); reverse-continue 1 s "
               f"back / forward {'n/a' if ratio is None else f'{ratio:.2f}x'} "

@@ -195,7 +195,8 @@ def row_cells(r):
     events = "n/a" if ev is None else (
         f"{ev} ({kinds.get(ENTER, 0)} enter, {kinds.get(PREEMPT, 0)} preempt)")
     size = g("trace_bytes")
-    per = lambda n: "n/a" if size is None or not n else f"{size / n:.1f}"
+    def per(n):
+        return "n/a" if size is None or not n else f"{size / n:.1f}"
     return [
         r["workload"], fmt_time(g("native")), fmt_time(g("native1")),
         fmt_time(g("record")), fmt_time(g("replay")),

@@ -65,7 +65,8 @@ class Preempter:
                 return
         self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(),
                       info={"rip": task.regs.rip, "after": t.last_event,
-                            "digest": memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space))})
+                            "digest": memory_digest(task.pid, task.mem.read_upto,
+                                                    scratch_ranges(t.space))})
         self._slices.pop(task.tid, None)
         t.wants = (api.Req.SYSCALL, 0)
         self.rec.queue.make_ready(t)

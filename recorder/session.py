@@ -375,8 +375,9 @@ class Recorder:
     def _restarts_unseen(self, t: RecordedTask, entry: Entry, result: int, rip: int) -> bool:
         """A syscall cut short without a signal to deliver (a PTRACE_INTERRUPT, or a signal
         that is dropped because it is ignored) is restarted by the kernel before any user
-        instruction runs: the program never sees the first attempt, so it is not recorded. With a signal next, the ERESTART result is recorded
-        as usual (replay delivers the signal and the kernel decides the same way)."""
+        instruction runs: the program never sees the first attempt, so it is not recorded.
+        With a signal delivered next, the ERESTART result is recorded as usual (replay
+        delivers the signal and the kernel decides the same way)."""
         self._restore_args(t, entry)  # the kernel restarts the call with these registers
         t.task.resume(api.Req.SYSCALL)
         stop = self.wait_for(t)

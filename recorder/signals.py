@@ -22,6 +22,7 @@ import os
 import signal
 import struct
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
@@ -75,7 +76,7 @@ def has_no_effect(how: str, sig: int) -> bool:
 
 
 def record_remote_writable(pid: int, space: AddressSpace, addr: int, size: int,
-                           read) -> MemoryWrite | None:  # type: ignore[no-untyped-def]
+                           read: Callable[[int, int], bytes]) -> MemoryWrite | None:
     """The one path for guessed-size writes: clip at unmapped/read-only bytes and at every
     flagged-mapping boundary, read what remains, mark it conservative."""
     view = AddressSpace([m for m in read_proc_maps(pid) if m.path not in KERNEL_MAPS])

@@ -148,7 +148,8 @@ class Replay:
         # Return as soon as a burst of output has been read (pygdbmi waits 0.2 s for more by
         # default, which would cost every command 0.2 s); _take keeps reading anyway.
         self._gdb = GdbController(command=argv, time_to_check_for_additional_output_sec=0.005)
-        self._wait_stopped(self._mi_records(f"-target-select remote {self.address}"))  # the replay starts at the program's first instruction
+        # the replay starts at the program's first instruction
+        self._wait_stopped(self._mi_records(f"-target-select remote {self.address}"))
 
     def close(self) -> None:
         """Quit gdb and stop the replay server (and the replayed process with it)."""

@@ -46,7 +46,7 @@ def serve_replay(trace: Path, *, host: str = "127.0.0.1", port: int | None = Non
     with Engine() as engine:
         target = engine.submit(partial(ReplayTarget, trace, output=_emit, pid=pid)).result()
         try:
-            return trio.run(_main, target, engine, host, port)
+            return int(trio.run(_main, target, engine, host, port))
         except KeyboardInterrupt:
             return 130
         finally:

@@ -15,10 +15,9 @@ import pytest
 from conftest import REPO_ROOT, describe, record
 from gdbhelpers import requires_gdb
 
-pytestmark = [requires_gdb, pytest.mark.slow]
-pytest.importorskip("pygdbmi")
-
 from relive.api import Change, Frame, Replay, ScriptError, Stop
+
+pytestmark = [requires_gdb, pytest.mark.slow]
 
 SOURCE = "gdb_target.c"
 DOC = REPO_ROOT / "docs" / "scripting.md"

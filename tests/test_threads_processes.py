@@ -181,7 +181,8 @@ def test_exec_kills_the_waiting_threads_in_replay_too(programs, tmp_path):
     rec, _ = record_and_replay(trace, programs["exec_from_threads"])
     assert rec.returncode == 3, describe(rec)
     rows = dump_lines(trace)
-    execve = [seq for seq, _, kind, rest in rows if kind == "SYSCALL" and rest.startswith("execve(")]
+    execve = [seq for seq, _, kind, rest in rows
+              if kind == "SYSCALL" and rest.startswith("execve(")]
     assert len(execve) == 1, rows
     leader = next(tid for seq, tid, _, _ in rows if seq == execve[0])
     killed = [(seq, tid) for seq, tid, kind, rest in rows

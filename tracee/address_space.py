@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import enum
 from dataclasses import dataclass, replace
+from typing import cast
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 
@@ -139,9 +140,12 @@ def mapping_info(m: Mapping) -> dict[str, object]:
 
 
 def mapping_from_info(d: dict[str, object]) -> Mapping:
-    return Mapping(start=int(d["start"]), end=int(d["end"]), prot=int(d["prot"]),  # type: ignore[arg-type]
-                   shared=bool(d["shared"]), offset=int(d["offset"]),  # type: ignore[arg-type]
-                   path=d["path"], file_id=d["file_id"], flags=Flag(int(d["flags"])))  # type: ignore[arg-type]
+    def num(key: str) -> int:
+        return int(cast(int, d[key]))
+    return Mapping(start=num("start"), end=num("end"), prot=num("prot"),
+                   shared=bool(d["shared"]), offset=num("offset"),
+                   path=cast("str | None", d["path"]), file_id=cast("str | None", d["file_id"]),
+                   flags=Flag(num("flags")))
 
 
 def parse_proc_maps(text: str) -> list[Mapping]:

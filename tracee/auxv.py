@@ -19,7 +19,7 @@ def auxv_address(task: Task) -> int:
     addr = rsp + 8 * (argc + 2)          # skip argc, argv[], NULL
     while task.mem.read_u64(addr) != 0:  # envp[]
         addr += 8
-    return addr + 8
+    return int(addr) + 8
 
 
 def read_auxv(task: Task, addr: int) -> bytes:

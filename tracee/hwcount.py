@@ -54,7 +54,7 @@ class HwCounter:
         self.addr = addr
         if stop_at:
             fcntl.fcntl(self.fd, F_SETSIG, sig)
-            fcntl.fcntl(self.fd, F_SETOWN_EX, struct.pack("<ii", F_OWNER_TID, tid))  # type: ignore[call-overload]
+            fcntl.fcntl(self.fd, F_SETOWN_EX, struct.pack("<ii", F_OWNER_TID, tid))
             fcntl.fcntl(self.fd, fcntl.F_SETFL, os.O_ASYNC)
 
     def count(self) -> int:

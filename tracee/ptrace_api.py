@@ -79,7 +79,8 @@ def ptrace(req: int, pid: int, addr: int = 0, data: int | ctypes.c_void_p = 0) -
     if res == -1:
         err = ctypes.get_errno()
         if err:
-            raise PtraceError(err, f"ptrace({Req(req).name if req in Req._value2member_map_ else req}, "
+            name = Req(req).name if req in Req._value2member_map_ else req
+            raise PtraceError(err, f"ptrace({name}, "
                                    f"{pid}): {os.strerror(err)}")
     return int(res)
 
@@ -186,7 +187,7 @@ def get_debugreg(pid: int, index: int) -> int:
     res = _libc.ptrace(Req.PEEKUSER, pid, ctypes.c_void_p(DEBUGREG_OFFSET + 8 * index), None)
     if res == -1 and ctypes.get_errno():
         raise PtraceError(ctypes.get_errno(), "PEEKUSER debugreg")
-    return res & 0xFFFFFFFFFFFFFFFF
+    return int(res) & 0xFFFFFFFFFFFFFFFF
 
 
 WALL = 0x40000000

@@ -68,7 +68,7 @@ def inject_syscall(task: Task, nr: int, *args: int, at: int = SYSCALL_INSN) -> i
             and task.regs.rip == at + 2):
         raise InjectionError(f"task {task.tid}: unexpected stop {stop} in injected syscall",
                              stop)
-    result = task.regs.rax
+    result = int(task.regs.rax)
     task.set_regs_from(saved)
     task.flush_regs()
     return result - (1 << 64) if result >= 1 << 63 else result
