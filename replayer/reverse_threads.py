@@ -232,7 +232,7 @@ class ThreadedReverse:
         """Replay from `cp` to `until` (or to `goal`), collecting every hit of the debugged
         process on the way. Returns the hits and 'now', 'goal' or None (reached a boundary)."""
         t, s = self.t, self.s
-        s.restore(cp.task, cp.position, cp.proc)
+        s.restore(cp)
         while s.position < t.birth:
             self._check_interrupt(boundary=True)
             s.step()
