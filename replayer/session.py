@@ -181,15 +181,17 @@ class ReplaySession:
     # -- checkpoints ------------------------------------------------------------------------
     def can_snapshot(self) -> bool:
         """Checkpoints copy one process, its threads recreated from their saved state
-        (replayer.snapshot): only when there is one process, none of its threads is inside a
-        real syscall (a vfork parent) or on its way out or about to be killed by an exec, no
-        signal is half delivered, it is not between an execve and its EXEC event, and it
-        has no writable shared memory (a fork would share it with the copy, so the copy's
-        view would change as the replay goes on)."""
+        (replayer.snapshot): only when there is one process, its leader thread is alive (the
+        copy's leader is the same thread), none of its threads is inside a real syscall (a
+        vfork parent) or on its way out or about to be killed by an exec, no signal is half
+        delivered, it is not between an execve and its EXEC event, and it has no writable
+        shared memory (a fork would share it with the copy, so the copy's view would change
+        as the replay goes on)."""
         ts = self.taskset
         if (not ts.tasks or ts.in_kernel or self.dying or self.exec_victims
                 or self.signal_ready is not None or self.mid_exec()
-                or len({t.pid for t in ts.tasks.values()}) != 1):
+                or len({t.pid for t in ts.tasks.values()}) != 1
+                or not any(t.tid == t.pid for t in ts.tasks.values())):
             return False
         proc = next(iter(ts.procs.values()))
         return not any(m.shared and m.prot & PROT_WRITE for m in proc.space)

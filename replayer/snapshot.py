@@ -118,13 +118,12 @@ def _park(task: Task, image: ThreadImage) -> None:
 
 
 def _forker(taskset: TaskSet) -> tuple[int, Task]:
-    """The thread to fork from: preferably one not waiting in a syscall (forking takes it
-    out, and it must be put back), and the leader (so the copy's leader is the same)."""
-    tasks = list(taskset.tasks.items())
-    if not tasks:
-        raise ReplayError("no replayed process to checkpoint")
-    return min(tasks, key=lambda item: (item[1].tid in taskset.entered,
-                                        item[1].tid != item[1].pid))
+    """The process leader forks: the copy's leader is then the same thread, and the copy's
+    /proc/PID files (memory, maps) stay readable as long as the original's do."""
+    for tid, task in taskset.tasks.items():
+        if task.tid == task.pid:
+            return tid, task
+    raise ReplayError("no checkpoint without the process leader")
 
 
 def _image(images: tuple[ThreadImage, ...], tid: int) -> ThreadImage:
