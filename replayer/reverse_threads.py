@@ -1,14 +1,16 @@
 """Reverse execution when the trace holds several tasks: thread-aware, by plain re-execution.
 
 The Timeline's fast paths (kernel counters, mid-stretch forks, step caches) follow one task.
-Here every backward request replays forward from a checkpoint (they exist only where a single
-task lived, at least at the start) with Traps that know every thread, so it is slower but
-correct whichever thread runs:
+Here every backward request replays forward from a checkpoint (threads included, see
+replayer.snapshot; none while several processes live) or a waypoint (replayer.waypoints: a
+snapshot inside a stretch left by an earlier pass), with Traps that know every thread, so it is
+slower but correct whichever thread runs. Passes take checkpoints and waypoints as they go.
 
-- reverse-continue: one forward pass from a checkpoint to now records every hit in the
+- reverse-continue: one forward pass from the latest start before now records every hit in the
   debugged process (breakpoint arrivals and watchpoint traps, each numbered within the stretch
   of the event it precedes, and syscalls whose recorded writes touch a watched range); a second
-  pass goes to the last one. No hit: an earlier checkpoint, down to the process's birth.
+  pass goes to the last one, from the last waypoint before it. No hit: an earlier start, down
+  to the process's birth.
 - reverse-stepi of thread T: if T ran in the current stretch, the same stretch with T stepped
   one instruction less (the count found by single-stepping from the boundary); otherwise the
   state just before the instruction that caused T's previous event (a syscall shown before it

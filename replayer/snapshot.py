@@ -1,16 +1,16 @@
 """Checkpoints of the replayed process, threads included.
 
 fork copies only the thread that calls it. A snapshot is therefore two things: a forked copy
-of the process made by one of its threads (a frozen memory image that never runs: to use it,
-it is forked again), and every other thread's state as plain data (tracee.thread_state).
+of the process made by its leader (a frozen memory image that never runs: to use it, it is
+forked again), and every other thread's state as plain data (tracee.thread_state).
 Restoring forks the stored copy, clones the other threads into the new copy (through the
 relive page), gives each its registers, extended state, signal mask, signal stack and
 clear-tid word, and parks each where its original was: after its last event, or at the entry
 of the syscall an ENTER event left it in. The recorded tid -> live task map is rebuilt around
 them, so replay goes on as if nothing happened.
 
-Only one process, with no thread inside a real syscall (a vfork parent) or on its way out, and
-no signal half delivered, can be snapshotted (ReplaySession.can_snapshot says when).
+Only one process, its leader alive, with no thread inside a real syscall (a vfork parent) or on
+its way out, and no signal half delivered, can be snapshotted (ReplaySession.can_snapshot).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class Snapshot:
     """The replay at event boundary `position` (plus `steps` instructions, for the forks a
     reverse-stepi keeps inside a stretch)."""
     position: int
-    stored: Task  # the forked copy, made by thread `owner`
+    stored: Task  # the forked copy, made by thread `owner` (the leader)
     owner: int
     threads: tuple[ThreadImage, ...]  # every thread, the owner too, in the TaskSet's order
     proc: ProcessState

@@ -8,12 +8,13 @@ that: a pass snapshots the replay every WAYPOINT_INTERVAL (at a trap it handles,
 instructions), with the hit counts it had reached there, so the next pass can start from the
 last waypoint before its goal.
 
-Invariant: every waypoint held lies strictly before the replay's current state (they are
-made on the way to it). Going back to a state L keeps only those known to lie before L: in an
-earlier stretch, or met on the pass that reached L. Hit counts are per stretch from its start
-("absolute") when the pass started from a boundary or from a waypoint that counted the same
-breakpoints/watchpoints; otherwise they are counted from the waypoint, which the hit names as
-its `origin` so that going to it starts there again.
+Which waypoints lie before which state is known only along one run: those a pass met on its
+way to a state lie before it. So `held` are the waypoints met by the pass that positioned the
+replay where it is (forward commands keep them valid), and a backward command's other passes
+add `fresh` ones, used only where their hit counts place them before a hit. Hit counts are per
+stretch from its start when the pass started from a boundary or from a waypoint that counted
+the same breakpoints/watchpoints; otherwise they are counted from the waypoint, which the hit
+names as its `origin` so that going to it starts there again.
 """
 from __future__ import annotations
 
