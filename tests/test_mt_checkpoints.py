@@ -21,7 +21,6 @@ from replayer import registers
 from replayer.session import ReplaySession
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest
-from tracee.thread_state import blocked_signals
 
 __all__ = ["serve"]  # the fixture, imported for pytest
 pytestmark = pytest.mark.slow
@@ -58,7 +57,7 @@ def _printed_after(trace: Path) -> tuple[bytes, dict[int, int]]:
 
 def _threads(session: ReplaySession) -> dict[int, tuple[bytes, bytes, int, bool]]:
     ts = session.taskset
-    return {tid: (t.regs_bytes(), api.get_xstate(t.tid), blocked_signals(t.tid),
+    return {tid: (t.regs_bytes(), api.get_xstate(t.tid), api.get_sigmask(t.tid),
                   t.tid in ts.entered) for tid, t in ts.tasks.items()}
 
 

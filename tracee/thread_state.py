@@ -16,7 +16,6 @@ syscall restart is attempted, as it would be from a signal stop).
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from tracee import ptrace_api as api
@@ -24,8 +23,7 @@ from tracee.remote import SYSCALL_INSN, InjectionError, checked, inject_syscall,
 from tracee.stops import SyscallStop
 from tracee.task import Task
 
-NR_RT_SIGPROCMASK, NR_SIGALTSTACK, NR_GETPID, NR_SET_TID_ADDRESS = 14, 131, 39, 218
-SIG_SETMASK = 2
+NR_SIGALTSTACK, NR_GETPID, NR_SET_TID_ADDRESS = 131, 39, 218
 SYSCALL_BYTES = b"\x0f\x05"
 
 
@@ -39,19 +37,10 @@ class ThreadState:
     clear_tid: int = 0  # the CLONE_CHILD_CLEARTID / set_tid_address word, if any
 
 
-def blocked_signals(tid: int) -> int:
-    """The thread's blocked-signal mask (/proc/TID/status, SigBlk)."""
-    with open(f"/proc/{tid}/status") as f:
-        for line in f:
-            if line.startswith("SigBlk:"):
-                return int(line.split()[1], 16)
-    raise InjectionError(f"no signal mask for task {tid} in /proc")
-
-
 def capture(task: Task, *, altstack: bytes | None = None, clear_tid: int = 0) -> ThreadState:
     """The state of `task` (stopped), with what the kernel does not show."""
     return ThreadState(regs=task.regs_bytes(), xstate=api.get_xstate(task.tid),
-                       sigmask=blocked_signals(task.tid), altstack=altstack,
+                       sigmask=api.get_sigmask(task.tid), altstack=altstack,
                        clear_tid=clear_tid)
 
 
@@ -62,9 +51,7 @@ def give_kernel_state(task: Task, state: ThreadState, *,
     clear-tid word if any. Through injected syscalls: the task must not be parked in a syscall yet."""
     api.set_xstate(task.tid, state.xstate)
     if inherited is None or state.sigmask != inherited.sigmask:
-        (addr,) = put_data(task, struct.pack("<Q", state.sigmask))
-        checked(inject_syscall(task, NR_RT_SIGPROCMASK, SIG_SETMASK, addr, 0, 8),
-                "rt_sigprocmask")
+        api.set_sigmask(task.tid, state.sigmask)
     if state.altstack is not None:  # (a new thread never inherits one)
         (addr,) = put_data(task, state.altstack)
         checked(inject_syscall(task, NR_SIGALTSTACK, addr, 0), "sigaltstack")
