@@ -47,7 +47,9 @@ def run(target: ReplayTarget, command: str) -> str:
             return f"Checkpoint at event {target.take_checkpoint()}\n"
         case ["info", "checkpoints"]:
             cps = target.timeline.checkpoints
-            lines = "".join(f"  {i}: event {cp.position}\n" for i, cp in enumerate(cps))
+            lines = "".join(f"  {i}: event {cp.position}"
+                            + (f" ({len(cp.threads)} threads)" if cp.multi else "") + "\n"
+                            for i, cp in enumerate(cps))
             return (f"{len(cps)} checkpoints, {target.timeline.memory_kib()} KiB private "
                     f"memory:\n{lines}")
         case ["restart", n] if n.isdigit():

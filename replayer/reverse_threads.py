@@ -1,14 +1,16 @@
 """Reverse execution when the trace holds several tasks: thread-aware, by plain re-execution.
 
 The Timeline's fast paths (kernel counters, mid-stretch forks, step caches) follow one task.
-Here every backward request replays forward from a checkpoint (they exist only where a single
-task lived, at least at the start) with Traps that know every thread, so it is slower but
-correct whichever thread runs:
+Here every backward request replays forward from a checkpoint (threads included, see
+replayer.snapshot; none while several processes live) or a waypoint (replayer.waypoints: a
+snapshot inside a stretch left by an earlier pass), with Traps that know every thread, so it is
+slower but correct whichever thread runs. Passes take checkpoints and waypoints as they go.
 
-- reverse-continue: one forward pass from a checkpoint to now records every hit in the
+- reverse-continue: one forward pass from the latest start before now records every hit in the
   debugged process (breakpoint arrivals and watchpoint traps, each numbered within the stretch
   of the event it precedes, and syscalls whose recorded writes touch a watched range); a second
-  pass goes to the last one. No hit: an earlier checkpoint, down to the process's birth.
+  pass goes to the last one, from the last waypoint before it. No hit: an earlier start, down
+  to the process's birth.
 - reverse-stepi of thread T: if T ran in the current stretch, the same stretch with T stepped
   one instruction less (the count found by single-stepping from the boundary); otherwise the
   state just before the instruction that caused T's previous event (a syscall shown before it
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +50,7 @@ from replayer.timeline import (
     SearchInterrupted,
 )
 from replayer.traps import Traps, is_clone, written_watchpoints
+from replayer.waypoints import WAYPOINT_INTERVAL, Hit, Point, Waypoint, Waypoints
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest
 from tracee.stops import SignalStop, SyscallStop
@@ -69,37 +73,6 @@ class Landing:
     steps: int | None = 0
 
 
-@dataclass
-class Point:
-    """A state to find again: boundary `position`, then (tid not None) `tid`'s registers
-    inside the stretch after it."""
-    position: int
-    tid: int | None = None
-    regs: bytes = b""
-    steps: int | None = None
-    digest: str | None = None
-    # A hash of the stack around rsp: tells most loop iterations apart at the cost of one
-    # small read, before the full memory digest is computed.
-    quick: bytes | None = None
-
-    @property
-    def pc(self) -> int:
-        return registers.unpack(self.regs)["rip"]
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A breakpoint arrival (the count-th at pc in the stretch after `position`), a
-    watchpoint trap (the count-th in that stretch), or ('kernel') event `position` whose
-    recorded writes touched a watched range; `tid` is the recorded thread."""
-    kind: str
-    position: int
-    pc: int = 0
-    count: int = 0
-    wp: Watchpoint | None = None
-    tid: int = 0
-
-
 class ThreadedReverse:
     def __init__(self, target: ReplayTarget) -> None:
         self.t = target
@@ -107,19 +80,22 @@ class ThreadedReverse:
         # The last reverse-stepi landing inside a stretch, its anchor arrival and the steps
         # from that arrival to it.
         self._anchored: tuple[Point, Hit, int] | None = None
+        self.waypoints = Waypoints()
+        self._met: list[Waypoint] = []  # the waypoints the last positioning pass met
 
     # -- the request ------------------------------------------------------------------------
     def resume_back(self, command: ResumeCommand) -> Stop:
         t = self.t
         now = self.now()
         t._parked = False
+        self._met = []
         if command.action is Action.CONTINUE:
             return self.continue_back(command.breakpoints, command.watchpoints, now,
                                       *self._private(command))
         tid = command.thread.tid
         watched = {wp: t.peek(wp) for wp in command.watchpoints}
         landing = self.step_back(tid, now)
-        t.land(landing)
+        self.land(landing)
         if landing.kind == "begin":
             return t.stop(StopKind.HISTORY_BEGIN, tid)
         for wp, later in watched.items():
@@ -162,13 +138,19 @@ class ThreadedReverse:
         now = now or self.now()
         hit = self.last_hit_before(now, breakpoints, watchpoints, private, owner)
         if hit is None:
-            t.timeline.seek(t.birth)
-            t.land(Landing("begin"))
+            self._seek(t.birth)
+            self.land(Landing("begin"))
             return t.stop(StopKind.HISTORY_BEGIN, t.pid)
-        t.land(self.goto_hit(hit, watchpoints))
+        self.land(self.goto_hit(hit, watchpoints))
         if hit.kind == "bp":
             return t.stop(StopKind.BREAKPOINT, hit.tid)
         return t.stop(StopKind.WATCHPOINT, hit.tid, watch=hit.wp)
+
+    def land(self, landing: Landing) -> None:
+        """Take note of where a backward command left the replay; keep the waypoints known to
+        lie before it."""
+        self.t.land(landing)
+        self.waypoints.landed(self._met)
 
     def last_write(self, wp: Watchpoint) -> str:
         """`monitor last-write`: just before the last write to `wp`'s range before now."""
@@ -177,72 +159,100 @@ class ThreadedReverse:
         hit = self.last_hit_before(now, frozenset(), frozenset({wp}))
         if hit is None:
             self.return_to(now)
+            self.waypoints.landed(self._met)
             raise TargetError(f"nothing wrote {wp.addr:#x} (+{wp.length}) before this point")
-        t.land(self.goto_hit(hit, frozenset({wp})))
+        self.land(self.goto_hit(hit, frozenset({wp})))
         t._last = t.stop(StopKind.WATCHPOINT, hit.tid, watch=wp)
         return (f"Went back to just before the write to {wp.addr:#x} by thread {hit.tid}; "
                 f"event {self.s.position}")
 
     # -- reverse-continue -------------------------------------------------------------------
+    def _starts(self, position: int) -> list[Checkpoint | Waypoint]:
+        """Where a pass towards a point of the stretch after `position` (not before the
+        waypoints held) can start, latest first: the held waypoints, then the checkpoints."""
+        cps = [c for c in self.t.timeline.checkpoints if c.position <= position]
+        starts: list[Checkpoint | Waypoint] = sorted(cps, key=lambda c: c.position)
+        starts += [w for w in self.waypoints.held if w.position <= position]
+        starts.sort(key=lambda c: c.position)  # (stable: a stretch's waypoints after its start)
+        return starts[::-1]
+
     def last_hit_before(self, now: Point, breakpoints: frozenset[int],
                         watchpoints: frozenset[Watchpoint], private: frozenset[int] = frozenset(),
                         owner: int | None = None) -> Hit | None:
         """The last hit strictly before `now`; breakpoints in `private` count only for
         thread `owner`."""
         until = now
-        for cp in sorted((c for c in self.t.timeline.checkpoints if c.position <= now.position),
-                         key=lambda c: -c.position):
-            hits, _ = self._pass(cp, until, breakpoints, watchpoints, private=private,
+        for start in self._starts(now.position):
+            hits, _ = self._pass(start, until, breakpoints, watchpoints, private=private,
                                  owner=owner)
-            log.debug("backward pass from checkpoint %d to %s: %d hits", cp.position,
-                      (until.position, until.tid), len(hits))
+            log.debug("backward pass from %s %d to %s: %d hits", type(start).__name__,
+                      start.position, (until.position, until.tid), len(hits))
             if hits:
                 return hits[-1]
-            if cp.position <= self.t.birth:
+            if isinstance(start, Waypoint):
+                until = start.point
+                continue
+            if start.position <= self.t.birth:
                 break
-            until = Point(cp.position)
+            until = Point(start.position)
         return None
 
     def return_to(self, point: Point) -> None:
         """Go back to `point` (after a search that found nothing)."""
-        self._pass(self._checkpoint_before(point.position), point, frozenset(), frozenset())
+        self._pass(self._starts(point.position)[0], point, frozenset(), frozenset())
 
     def goto_hit(self, hit: Hit, watchpoints: frozenset[Watchpoint]) -> Landing:
         """Go to `hit`: at the breakpoint before its instruction runs, or before the
         instruction (or syscall) that wrote the watched memory."""
         if hit.kind == "kernel":
             return self.before_trigger(self._trigger_of(self.s.reader.event(hit.position)))
-        cp = self._checkpoint_before(hit.position)
         bps = frozenset({hit.pc}) if hit.kind == "bp" else frozenset()
         wps = watchpoints if hit.kind == "watch" else frozenset()
-        _, reached = self._pass(cp, Point(hit.position + 1), bps, wps, goal=hit)
+        start = self._start_before(hit, wps)
+        _, reached = self._pass(start, Point(hit.position + 1), bps, wps, goal=hit)
         if reached != "goal":
             raise ReplayError(f"could not find {hit} again")
         if hit.kind == "bp":
             return Landing("mid", hit.tid, None)
+        self.waypoints.landed(self._met)  # (the pass's waypoints lie before the write)
         task = self.s.taskset.tasks[hit.tid]
         here = Point(hit.position, hit.tid, task.regs_bytes())
         _fingerprint(here, task)
         return self.step_back(hit.tid, here)
 
-    def _pass(self, cp: Checkpoint, until: Point, breakpoints: frozenset[int],
+    def _start_before(self, hit: Hit, watchpoints: frozenset[Watchpoint]
+                      ) -> Checkpoint | Waypoint:
+        """The latest place known to lie before `hit` from which its count holds."""
+        cp = self._checkpoint_before(hit.position)
+        w = self.waypoints.before_hit(hit, watchpoints)
+        if w is not None and (hit.origin is not None or w.position >= cp.position):
+            return w
+        if hit.origin is not None:
+            raise LostPosition(f"the waypoint {hit} was counted from is gone")
+        return cp
+
+    def _pass(self, start: Checkpoint | Waypoint, until: Point, breakpoints: frozenset[int],
               watchpoints: frozenset[Watchpoint], goal: Hit | None = None,
               private: frozenset[int] = frozenset(), owner: int | None = None
               ) -> tuple[list[Hit], str | None]:
-        """Replay from `cp` to `until` (or to `goal`), collecting every hit of the debugged
-        process on the way. Returns the hits and 'now', 'goal' or None (reached a boundary)."""
+        """Replay from `start` to `until` (or to `goal`), collecting every hit of the
+        debugged process on the way, and dropping checkpoints and waypoints as it goes.
+        Returns the hits and 'now', 'goal' or None (reached a boundary)."""
         t, s = self.t, self.s
-        s.restore(cp.task, cp.position, cp.proc)
+        origin = start if isinstance(start, Waypoint) else None
+        s.restore(origin.snap if origin is not None else start)  # type: ignore[union-attr]
+        self._met = [origin] if origin is not None else []
         while s.position < t.birth:
             self._check_interrupt(boundary=True)
             s.step()
         hits: list[Hit] = []
         if until.tid is None and s.position >= until.position:
             return hits, None
-        armed = set(breakpoints) | ({until.pc} if until.tid is not None else set())
-        traps = Traps(t._any_task(), armed, watchpoints, taskset=s.taskset)
-        arrivals: Counter[tuple[int, int]] = Counter()
-        watches: Counter[int] = Counter()
+        armed = frozenset(breakpoints) | ({until.pc} if until.tid is not None else set())
+        count = _Counts(origin, armed, watchpoints)
+        traps = [Traps(t._any_task(), armed, watchpoints, taskset=s.taskset)]
+        taken: list[Waypoint] = []
+        clock = [time.monotonic()]
 
         def note(hit: Hit) -> None:
             hits.append(hit)
@@ -250,12 +260,34 @@ class ThreadedReverse:
                 raise Paused("goal")
 
         def note_watch(wp: Watchpoint | None, tid: int) -> None:
-            watches[s.position] += 1
-            note(Hit("watch", s.position, count=watches[s.position], wp=wp, tid=tid))
+            n, origin_ = count.watch(s.position)
+            note(Hit("watch", s.position, count=n, wp=wp, tid=tid, origin=origin_))
 
         def at_now(tid: int | None, task: Task, planted: bool) -> bool:
             return (until.tid is not None and tid == until.tid
                     and s.position == until.position and self._matches(until, task, planted))
+
+        def rearm(take: object) -> None:
+            """Take a checkpoint or waypoint with our int3s out of memory."""
+            traps[0].disarm()
+            try:
+                take()  # type: ignore[operator]
+            finally:
+                traps[0] = Traps(t._any_task(), armed, watchpoints, taskset=s.taskset)
+            clock[0] = time.monotonic()
+
+        def waypoint(task: Task, tid: int) -> None:
+            if time.monotonic() - clock[0] < WAYPOINT_INTERVAL or not s.can_snapshot():
+                return
+
+            def take() -> None:
+                point = Point(s.position, tid, task.regs_bytes())
+                _fingerprint(point, task)
+                w = count.waypoint(s.snapshot(), point)
+                taken.append(w)
+                self.waypoints.add(w)
+                self.waypoints.thin(taken)
+            rearm(take)
 
         def observe(stop: TraceeStop) -> TraceeStop | None:
             if self._interrupted(stop):
@@ -263,7 +295,7 @@ class ThreadedReverse:
             if isinstance(stop, SyscallStop) and s.task is not None and at_now(
                     t.recorded(s.task), s.task, False):
                 raise Paused("now")  # `now` is parked at this syscall's entry
-            trap = traps.classify(stop)
+            trap = traps[0].classify(stop)
             if trap is None or trap.kind in ("own", "other", "step"):
                 return stop
             task = trap.task
@@ -271,20 +303,21 @@ class ThreadedReverse:
             tid = t.recorded(task) or 0
             if trap.kind == "watch":
                 note_watch(trap.wp, tid)
+                waypoint(task, tid)
                 return None
             if trap.kind == "breakpoint":
-                arrivals[(s.position, trap.pc)] += 1
+                n, origin_ = count.arrival(s.position, trap.pc)
                 if until.tid is not None and trap.pc == until.pc and at_now(tid, task, True):
                     raise Paused("now")
                 if trap.pc in breakpoints and (trap.pc not in private or tid == owner):
-                    note(Hit("bp", s.position, trap.pc, arrivals[(s.position, trap.pc)],
-                             tid=tid))
-            after = traps.step_over(trap.pc, task)
-            stepped = traps.after_step(after)
+                    note(Hit("bp", s.position, trap.pc, n, tid=tid, origin=origin_))
+            after = traps[0].step_over(trap.pc, task)
+            stepped = traps[0].after_step(after)
             if stepped is None:
                 return after  # the instruction was a syscall (or faulted): replay uses it
             if stepped.kind == "watch":
                 note_watch(stepped.wp, tid)
+            waypoint(task, tid)
             return None
 
         s.observer = observe
@@ -301,18 +334,21 @@ class ThreadedReverse:
                     break
                 if ev is None:
                     break
-                traps.replant(ev)
+                traps[0].replant(ev)
                 if until.tid is not None and s.position > until.position:
                     raise LostPosition("lost the current position while searching backwards "
                                        f"(it was in the stretch after event {until.position})")
                 if t.debugged(ev.tid):
                     for wp in written_watchpoints(ev, watchpoints):
                         note(Hit("kernel", ev.seq, wp=wp, tid=ev.tid))
+                if t.timeline_due() and s.can_snapshot():
+                    rearm(t.timeline.take)
         except Paused as p:  # the goal was a kernel write (not used) or found after an event
             reached = str(p.reason)
         finally:
             s.observer = None
-            traps.disarm()
+            traps[0].disarm()
+            self._met += taken
         return hits, reached
 
     # -- reverse-stepi ----------------------------------------------------------------------
@@ -339,18 +375,24 @@ class ThreadedReverse:
         instruction less. None if `now` is the first arrival at its pc. The anchor is kept,
         so the next reverse-stepi from the landing costs one forward pass."""
         cached = self._anchored
-        if cached is not None and _same_state(cached[0], now) and cached[2] >= 1:
+        if (cached is not None and _same_state(cached[0], now) and cached[2] >= 1
+                and (cached[1].origin is None or cached[1].origin.alive)):
             anchor, steps = cached[1], cached[2] - 1
         else:
-            hits, reached = self._pass(self._checkpoint_before(now.position), now,
-                                       frozenset({now.pc}), frozenset())
-            if reached != "now":
-                raise LostPosition("lost the current position while stepping back "
-                                   f"(it was in the stretch after event {now.position})")
-            earlier = [h for h in hits if h.position == now.position and h.tid == now.tid]
-            if not earlier:
+            anchor = None
+            starts = self._starts(now.position)
+            nearest = [w for w in starts[:1] if isinstance(w, Waypoint)]
+            for start in nearest + [next(c for c in starts if not isinstance(c, Waypoint))]:
+                hits, reached = self._pass(start, now, frozenset({now.pc}), frozenset())
+                if reached != "now":
+                    raise LostPosition("lost the current position while stepping back "
+                                       f"(it was in the stretch after event {now.position})")
+                earlier = [h for h in hits if h.position == now.position and h.tid == now.tid]
+                if earlier:
+                    anchor = earlier[-1]
+                    break
+            if anchor is None:
                 return None
-            anchor = earlier[-1]
             steps = self._steps_from(anchor, now) - 1
         self._goto_arrival(anchor)
         task = self.s.taskset.tasks[anchor.tid]
@@ -376,10 +418,15 @@ class ThreadedReverse:
         return steps
 
     def _goto_arrival(self, hit: Hit) -> None:
-        _, reached = self._pass(self._checkpoint_before(hit.position), Point(hit.position + 1),
+        _, reached = self._pass(self._start_before(hit, frozenset()), Point(hit.position + 1),
                                 frozenset({hit.pc}), frozenset(), goal=hit)
         if reached != "goal":
             raise ReplayError(f"could not find {hit} again")
+
+    def _seek(self, position: int) -> None:
+        """Go to boundary `position` (meeting no waypoint on the way)."""
+        self._met = []
+        self.t.timeline.seek(position)
 
     def _checkpoint_before(self, position: int) -> Checkpoint:
         return max((c for c in self.t.timeline.checkpoints if c.position <= position),
@@ -412,7 +459,7 @@ class ThreadedReverse:
         return self._begin_at(self.t.birth)
 
     def _begin_at(self, position: int) -> Landing:
-        self.t.timeline.seek(max(position, self.t.birth))
+        self._seek(max(position, self.t.birth))
         return Landing("begin")
 
     def _trigger_of(self, ev: Event) -> Event:
@@ -427,7 +474,7 @@ class ThreadedReverse:
         """Just before the instruction that caused event `ev` (a syscall is shown at its
         `syscall` instruction, not yet run; an rdtsc or a fault at the instruction)."""
         s = self.s
-        self.t.timeline.seek(ev.seq)
+        self._seek(ev.seq)
         task = s.taskset.tasks[ev.tid]
         s.taskset.settle(task)
         s.task, s.proc = s.taskset.select(ev.tid)
@@ -444,7 +491,7 @@ class ThreadedReverse:
     def _at_signal_point(self, ev: Event) -> Landing:
         """Where signal event `ev` is delivered, before the delivery."""
         s = self.s
-        self.t.timeline.seek(ev.seq)
+        self._seek(ev.seq)
         wants = s.wants_signal_stop
         s.wants_signal_stop = lambda sig: True
         try:
@@ -458,7 +505,7 @@ class ThreadedReverse:
     def _count(self, point: Point) -> int | None:
         """Instructions `point.tid` runs from boundary `point.position` to `point`, by
         single-stepping (None if the stretch ends first)."""
-        self.t.timeline.seek(point.position)
+        self._seek(point.position)
         task = self.s.taskset.tasks[point.tid]  # type: ignore[index]
         self.s.taskset.settle(task)
         steps = 0
@@ -474,7 +521,7 @@ class ThreadedReverse:
         return steps
 
     def _goto_steps(self, position: int, tid: int, steps: int) -> None:
-        self.t.timeline.seek(position)
+        self._seek(position)
         task = self.s.taskset.tasks[tid]
         self.s.taskset.settle(task)
         for _ in range(steps):
@@ -519,6 +566,55 @@ class ThreadedReverse:
     def _check_interrupt(self, boundary: bool) -> None:
         if self.t._interrupt:
             raise SearchInterrupted(boundary=boundary)
+
+
+class _Counts:
+    """A pass's hit counts, per stretch: from the stretch's start; in the stretch of the
+    waypoint the pass started from, continuing that waypoint's counts where it kept them,
+    else counted from the waypoint (such hits name it as their origin)."""
+
+    def __init__(self, origin: Waypoint | None, armed: frozenset[int],
+                 watchpoints: frozenset[Watchpoint]) -> None:
+        self.origin, self.armed, self.watchpoints = origin, armed, watchpoints
+        self.arrivals: Counter[tuple[int, int]] = Counter()
+        self.watches: Counter[int] = Counter()
+        self.relative: set[int] = set()
+        self.relative_watch = False
+        if origin is not None:
+            for pc in armed:
+                n = origin.counts(pc)
+                if n is None:
+                    self.relative.add(pc)
+                else:
+                    self.arrivals[(origin.position, pc)] = n
+            seen = origin.watch_count(watchpoints)
+            if seen is None:
+                self.relative_watch = True
+            else:
+                self.watches[origin.position] = seen
+
+    def _at_origin(self, position: int) -> bool:
+        return self.origin is not None and position == self.origin.position
+
+    def arrival(self, position: int, pc: int) -> tuple[int, Waypoint | None]:
+        self.arrivals[(position, pc)] += 1
+        relative = self._at_origin(position) and pc in self.relative
+        return self.arrivals[(position, pc)], self.origin if relative else None
+
+    def watch(self, position: int) -> tuple[int, Waypoint | None]:
+        self.watches[position] += 1
+        relative = self._at_origin(position) and self.relative_watch
+        return self.watches[position], self.origin if relative else None
+
+    def waypoint(self, snap: Checkpoint, point: Point) -> Waypoint:
+        """A waypoint here, with the counts of its stretch that are from its start."""
+        at_origin = self._at_origin(point.position)
+        armed = self.armed - self.relative if at_origin else self.armed
+        arrivals = Counter({pc: n for (q, pc), n in self.arrivals.items()
+                            if q == point.position and pc in armed})
+        watchpoints = None if at_origin and self.relative_watch else self.watchpoints
+        return Waypoint(snap, point, frozenset(armed), arrivals, watchpoints,
+                        self.watches[point.position])
 
 
 def _same_state(a: Point, b: Point) -> bool:

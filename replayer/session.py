@@ -23,7 +23,6 @@ from pathlib import Path
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_WRITE, mapping_from_info
 from tracee.remote import InjectionError, exec_in_tracee
-from tracee.fork import fork_tracee
 from tracee.spawn import pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
 from tracee.sysnums import name_of
@@ -32,10 +31,11 @@ from tracefile.errors import TraceError
 from tracefile.reader import TraceReader
 from tracefile.records import Event, Kind
 
-from replayer import registers
+from replayer import registers, snapshot
 from replayer.errors import Paused, ReplayDivergence, ReplayError
 from replayer.rebuild import map_anonymous, rebuild, write_memory
 from replayer.signals import SignalReplayer
+from replayer.snapshot import Snapshot
 from replayer.syscalls import ProcessState, SyscallReplayer, args_of
 from replayer.tasks import TaskSet, reap_exec_victims, wait_through_exec
 
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 OutputSink = Callable[[int, bytes], None]
 
 NR_EXECVE = 59
+STACK_T_SIZE, SS_DISABLE = 24, 2
 
 
 class ReplaySession:
@@ -179,12 +180,20 @@ class ReplaySession:
 
     # -- checkpoints ------------------------------------------------------------------------
     def can_snapshot(self) -> bool:
-        """Checkpoints copy one thread of one process (fork): only when that is all there is,
-        and when it has no writable shared memory (a fork would share it with the copy, so
-        the copy's view would change as the replay goes on)."""
-        if len(self.taskset.tasks) != 1 or self.taskset.busy() or self.mid_exec():
+        """Checkpoints copy one process, its threads recreated from their saved state
+        (replayer.snapshot): only when there is one process, its leader thread is alive (the
+        copy's leader is the same thread), none of its threads is inside a real syscall (a
+        vfork parent) or on its way out or about to be killed by an exec, no signal is half
+        delivered, it is not between an execve and its EXEC event, and it has no writable
+        shared memory (a fork would share it with the copy, so the copy's view would change
+        as the replay goes on)."""
+        ts = self.taskset
+        if (not ts.tasks or ts.in_kernel or self.dying or self.exec_victims
+                or self.signal_ready is not None or self.mid_exec()
+                or len({t.pid for t in ts.tasks.values()}) != 1
+                or not any(t.tid == t.pid for t in ts.tasks.values())):
             return False
-        ((_, proc),) = self.taskset.procs.items()
+        proc = next(iter(ts.procs.values()))
         return not any(m.shared and m.prot & PROT_WRITE for m in proc.space)
 
     def mid_exec(self) -> bool:
@@ -193,25 +202,29 @@ class ReplaySession:
         nxt = self.next_event
         return nxt is not None and nxt.kind == Kind.EXEC and self.position > 0
 
-    def snapshot(self) -> tuple[Task, int, ProcessState]:
-        """A stopped copy of the process at the current event boundary, with what replay
-        needs to continue from it."""
+    def snapshot(self, steps: int = 0) -> Snapshot:
+        """A stopped copy of the process at the current point, with what replay needs to
+        continue from it."""
         if not self.can_snapshot():
-            raise ReplayError("cannot checkpoint while several threads or processes run")
-        task, proc = self.taskset.only()
-        return fork_tracee(task), self.position, proc.copy()
+            raise ReplayError("cannot checkpoint here: several processes run, or a thread is "
+                              "inside vfork or exiting")
+        snap = snapshot.take(self.taskset, self.position, self.task)
+        snap.steps = steps
+        return snap
 
-    def restore(self, stored: Task, position: int, proc: ProcessState) -> None:
-        """Continue from a snapshot: a fresh fork of the stored copy (which never runs)."""
+    def restore(self, snap: Snapshot) -> None:
+        """Continue from a snapshot: a fresh fork of the stored copy (which never runs), with
+        its other threads recreated."""
         self._kill_task()
-        self.task = fork_tracee(stored)
-        self.proc = proc.copy()
-        self.taskset.add(proc.owner, self.task, self.proc)
-        self.position = position
-        self._events = self.reader.events(position)
+        self.taskset = snapshot.restore(snap)
+        self.task, self.proc = self.taskset.select(
+            snap.current if snap.current in self.taskset.tasks else snap.owner)
+        self.position = snap.position
+        self._events = self.reader.events(snap.position)
         self._ahead.clear()
         self.signal_ready = None
         self.dying.clear()
+        self.exec_victims.clear()
         self.finished = False
 
     def _task_or_fail(self) -> Task:
@@ -252,6 +265,7 @@ class ReplaySession:
             self.task.invalidate_regs()
         self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
         self.taskset.add(ev.tid, self.task, self.proc)
+        self.taskset.note_exec(ev.tid)
         self.last_exec = ev
 
     def _mapping(self, ev: Event) -> None:
@@ -290,10 +304,21 @@ class ReplaySession:
         if kind == "execute":
             assert self.proc is not None
             self.syscalls.execute(task, self.proc, ev)
+            if name == "sigaltstack":
+                self._note_altstack(task, ev)
         task.set_reg("rax", ev.result)
         write_memory(task, ev)
         if self.output is not None and "out" in ev.info and ev.result > 0:
             self._emit_output(ev)
+
+    def _note_altstack(self, task: Task, ev: Event) -> None:
+        """Remember a thread's signal stack: the kernel will not show it to a checkpoint."""
+        new = registers.unpack(ev.regs)["rdi"]
+        if ev.result != 0 or not new:
+            return
+        stack = task.mem.read(new, STACK_T_SIZE)
+        disabled = int.from_bytes(stack[8:12], "little") & SS_DISABLE
+        self.taskset.note_altstack(ev.tid, None if disabled else stack)
 
     def _reach_syscall(self, ev: Event) -> None:
         stop = self.resume_until_stop(ev)

@@ -52,10 +52,9 @@ class ProcessState:
     """What replay tracks about one replayed process beyond the kernel's view."""
     space: AddressSpace
     brk: int | None = None
-    owner: int = 0  # in a checkpoint: the recorded tid of the task it copies
 
     def copy(self) -> ProcessState:
-        return ProcessState(space=self.space.copy(), brk=self.brk, owner=self.owner)
+        return ProcessState(space=self.space.copy(), brk=self.brk)
 
 
 class SyscallReplayer:

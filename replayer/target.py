@@ -108,6 +108,7 @@ class ReplayTarget:
         self.facts.learn(ev, task.mem if task is not None else None)
 
     def close(self) -> None:
+        self.reverse.waypoints.clear()
         self.timeline.close()
         self.session.close()
 
@@ -251,8 +252,9 @@ class ReplayTarget:
             raise TargetError("checkpoints are taken at event boundaries; go to one "
                               "(`monitor goto N`) first")
         if not self.session.can_snapshot():
-            raise TargetError("checkpoints are taken only where a single thread of a single "
-                              "process lives; there are several here")
+            raise TargetError("no checkpoint can be taken here: several processes live, a "
+                              "thread is inside vfork or exiting, or the process has writable "
+                              "shared memory; try another event (`monitor goto N`)")
         self.timeline.take()
         return self.session.position
 
@@ -264,6 +266,7 @@ class ReplayTarget:
             what = "the trace" if lo == 1 else f"the life of process {self.pid}"
             raise TargetError(f"event {position} is outside {what} ({lo}..{count})")
         self.timeline.seek(position)
+        self.reverse.waypoints.clear()
         self._parked = False
         self._where(True, 0)
         self._current = self._default_thread()
@@ -334,10 +337,12 @@ class ReplayTarget:
             try:
                 return self.reverse.resume_back(command)
             except SearchInterrupted as e:
+                self.reverse.waypoints.landed(self.reverse._met)
                 self._where(e.boundary, 0 if e.boundary else None)
                 return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
             except Exception:
                 self.timeline.seek(max(self.birth, position))
+                self.reverse.waypoints.clear()
                 self._parked = False
                 self._where(True, 0)
                 raise

@@ -17,11 +17,12 @@ from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallSto
 from tracee.task import Memory, Task, kill_tasks
 from tracefile.records import Event
 
+from replayer import registers
 from replayer.errors import ReplayDivergence, ReplayError
 from replayer.syscalls import ProcessState
 
 CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
-CLONE_PARENT_SETTID, CLONE_CHILD_SETTID = 0x100000, 0x1000000
+CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID = 0x100000, 0x200000, 0x1000000
 Divergence = Callable[..., ReplayDivergence]
 
 
@@ -34,6 +35,11 @@ class TaskSet:
         self.entered: set[int] = set()
         # Real tids inside a real syscall (a vfork parent) -> the result to give them.
         self.in_kernel: dict[int, int] = {}
+        # Per recorded tid, what the kernel holds for a thread but will not show, so that a
+        # checkpoint can give it back: the CLONE_CHILD_CLEARTID word (the real clone sets it;
+        # set_tid_address is emulated) and the stack_t of a real sigaltstack.
+        self.clear_tid: dict[int, int] = {}
+        self.altstack: dict[int, bytes] = {}
 
     def select(self, tid: int) -> tuple[Task | None, ProcessState | None]:
         return self.tasks.get(tid), self.procs.get(tid)
@@ -46,12 +52,6 @@ class TaskSet:
 
     def busy(self) -> bool:
         return bool(self.entered or self.in_kernel)
-
-    def only(self) -> tuple[Task, ProcessState]:
-        ((tid, task),) = self.tasks.items()
-        proc = self.procs[tid].copy()
-        proc.owner = tid
-        return task, proc
 
     def recorded_tid(self, task: Task) -> int:
         for tid, t in self.tasks.items():
@@ -77,6 +77,8 @@ class TaskSet:
             return
         self.entered.discard(task.tid)
         self.in_kernel.pop(task.tid, None)
+        self.clear_tid.pop(tid, None)
+        self.altstack.pop(tid, None)
         if not self.threads_of(task):
             try:  # a leader that exited before its threads is a zombie until now
                 os.waitpid(task.pid, api.WALL | os.WNOHANG)
@@ -90,6 +92,20 @@ class TaskSet:
         self.procs.clear()
         self.entered.clear()
         self.in_kernel.clear()
+        self.clear_tid.clear()
+        self.altstack.clear()
+
+    def note_altstack(self, tid: int, stack: bytes | None) -> None:
+        """Thread `tid` now has the signal stack `stack` (None: none, SS_DISABLE)."""
+        if stack is None:
+            self.altstack.pop(tid, None)
+        else:
+            self.altstack[tid] = stack
+
+    def note_exec(self, tid: int) -> None:
+        """execve drops the signal stack and the clear-tid word."""
+        self.clear_tid.pop(tid, None)
+        self.altstack.pop(tid, None)
 
     def settle(self, task: Task) -> None:
         """A task left inside a real syscall (vfork) has returned from it by now: collect
@@ -128,6 +144,10 @@ class TaskSet:
             parent.mem.write(ev.info["ptid"], ev.result.to_bytes(4, "little"))
         if "ctid" in ev.info:
             child.mem.write(ev.info["ctid"], ev.result.to_bytes(4, "little"))
+        if flags & CLONE_CHILD_CLEARTID:
+            self.clear_tid[ev.result] = registers.unpack(ev.regs)["r10"]
+        if ev.tid in self.altstack and flags & (CLONE_VM | CLONE_VFORK) != CLONE_VM:
+            self.altstack[ev.result] = self.altstack[ev.tid]  # (a new thread has none)
         if stop.event == api.Event.VFORK:  # back when the child has exec'd or exited
             parent.resume(api.Req.SYSCALL)
             self.in_kernel[parent.tid] = ev.result

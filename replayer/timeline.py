@@ -30,13 +30,12 @@ from tracee import ptrace_api as api
 from tracee.digest import memory_digest
 from tracee.hwcount import HwCounter, HwCounterError
 from tracee.stops import SignalStop, Stop, SyscallStop
-from tracee.task import Task
 from tracefile.records import Kind
 
 from replayer import registers
 from replayer.errors import Paused, ReplayError
 from replayer.session import ReplaySession
-from replayer.syscalls import ProcessState
+from replayer.snapshot import Snapshot as Checkpoint
 from replayer.traps import Traps, written_watchpoints
 
 log = logging.getLogger(__name__)
@@ -60,14 +59,6 @@ class SearchInterrupted(Exception):
     def __init__(self, boundary: bool) -> None:
         super().__init__("interrupted")
         self.boundary = boundary
-
-
-@dataclass
-class Checkpoint:
-    position: int
-    task: Task
-    proc: ProcessState
-    steps: int = 0  # instructions after the boundary (mid-stretch snapshots)
 
 
 @dataclass
@@ -127,13 +118,12 @@ class Timeline:
 
     # -- checkpoints ------------------------------------------------------------------------
     def take(self) -> None:
-        """A checkpoint here, if the replay is a single thread (a fork copies one thread;
-        reversing in a multi-threaded stretch re-runs it from the checkpoint before it)."""
+        """A checkpoint here, if the replay can be snapshotted (one process, threads
+        recreated on restore; see ReplaySession.can_snapshot)."""
         if (any(cp.position == self.s.position for cp in self.checkpoints)
                 or not self.s.can_snapshot()):
             return
-        task, position, proc = self.s.snapshot()
-        self.checkpoints.append(Checkpoint(position, task, proc))
+        self.checkpoints.append(self.s.snapshot())
         self.checkpoints.sort(key=lambda cp: cp.position)
         self._last_time = time.monotonic()
         self._thin()
@@ -154,14 +144,14 @@ class Timeline:
             gaps = [(self.checkpoints[i].position - self.checkpoints[i - 1].position, i)
                     for i in range(1, len(self.checkpoints) - 1)]
             _, i = min(gaps)
-            _discard(self.checkpoints.pop(i).task)
+            self.checkpoints.pop(i).discard()
 
     def memory_kib(self) -> int:
         """Private (copied) memory of all stored checkpoints, in KiB."""
         total = 0
         for cp in self.checkpoints:
             try:
-                with open(f"/proc/{cp.task.pid}/smaps_rollup") as f:
+                with open(f"/proc/{cp.stored.pid}/smaps_rollup") as f:
                     for line in f:
                         if line.startswith(("Private_Dirty:", "Private_Clean:")):
                             total += int(line.split()[1])
@@ -171,7 +161,7 @@ class Timeline:
 
     def close(self) -> None:
         for cp in self.checkpoints:
-            _discard(cp.task)
+            cp.discard()
         self.checkpoints.clear()
         self._drop_step_cache()
 
@@ -180,7 +170,7 @@ class Timeline:
         """Go to the event boundary `position` (events replayed)."""
         cp = max((c for c in self.checkpoints if c.position <= position),
                  key=lambda c: c.position)
-        self.s.restore(cp.task, cp.position, cp.proc)
+        self.s.restore(cp)
         while self.s.position < position:
             if self.s.step() is None:
                 break
@@ -229,7 +219,7 @@ class Timeline:
         until = now
         for cp in sorted((c for c in self.checkpoints if floor <= c.position <= now.position),
                          key=lambda c: -c.position):
-            self.s.restore(cp.task, cp.position, cp.proc)
+            self.s.restore(cp)
             counted = breakpoints - {until.pc} if not until.boundary else breakpoints
             try:
                 hits = self._pass(until, breakpoints, watchpoints, counted=counted)
@@ -238,7 +228,7 @@ class Timeline:
                     raise
                 log.warning("backward search lost its position with kernel counters; "
                             "searching again stopping at every hit")
-                self.s.restore(cp.task, cp.position, cp.proc)
+                self.s.restore(cp)
                 hits = self._pass(until, breakpoints, watchpoints, counted=frozenset())
             log.debug("backward pass from checkpoint %d to %s: %d hits, last %s",
                       cp.position, (until.position, until.steps), len(hits),
@@ -248,7 +238,7 @@ class Timeline:
                 if len(last) > 1 and any(h.ordered is False for h in last):
                     # Counted hits say how many, not in which order: replay that checkpoint's
                     # span again stopping at every hit.
-                    self.s.restore(cp.task, cp.position, cp.proc)
+                    self.s.restore(cp)
                     hits = self._pass(until, breakpoints, watchpoints, counted=frozenset())
                 return hits[-1]
             until = Now(cp.position, b"", boundary=True)
@@ -551,8 +541,7 @@ class Timeline:
         while done < steps:
             if (done and done % STEP_CACHE == 0 and done not in cache.forks
                     and self.s.can_snapshot()):
-                stored, pos, proc = self.s.snapshot()
-                cache.forks[done] = Checkpoint(pos, stored, proc, done)
+                cache.forks[done] = self.s.snapshot(steps=done)
             task.resume(api.Req.SYSEMU_SINGLESTEP)
             stop = task.wait()
             if not (isinstance(stop, SignalStop) and _is_step(stop)):
@@ -571,17 +560,16 @@ class Timeline:
         if base is None:
             self.goto_anchor(position, anchor)
             if self.s.can_snapshot():
-                stored, pos, proc = self.s.snapshot()
-                cache.forks[0] = Checkpoint(pos, stored, proc, 0)
+                cache.forks[0] = self.s.snapshot()
             return cache, 0
         cp = cache.forks[base]
-        self.s.restore(cp.task, cp.position, cp.proc)
+        self.s.restore(cp)
         return cache, base
 
     def _drop_step_cache(self) -> None:
         if self._steps is not None:
             for cp in self._steps.forks.values():
-                _discard(cp.task)
+                cp.discard()
             self._steps = None
 
 
@@ -626,7 +614,3 @@ def _open_counters(tid: int, addrs: frozenset[int]) -> list[HwCounter]:
 def _is_step(stop: Stop) -> bool:
     import signal
     return isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
-
-
-def _discard(task: Task) -> None:
-    task.kill()

@@ -1,8 +1,11 @@
-"""Fork a stopped tracee from inside (through the relive page): the basis of checkpoints.
+"""Fork a stopped tracee, or add a thread to it, from inside (through the relive page): the
+basis of checkpoints.
 
-The copy shares nothing with the original but file-backed pages (copy-on-write), is
+A forked copy shares nothing with the original but file-backed pages (copy-on-write), is
 auto-attached by ptrace (TRACEFORK) and is left stopped; its registers are set to the
-original's so it stands at exactly the same point.
+original's so it stands at exactly the same point. A new thread (TRACECLONE) shares its
+creator's process and is left stopped before it runs any user code, with its creator's
+registers: the caller gives it the state it is meant to have.
 """
 from __future__ import annotations
 
@@ -13,23 +16,33 @@ from tracee.remote import SYSCALL_INSN, InjectionError
 from tracee.stops import EventStop, SignalStop, decode
 from tracee.task import Memory, Task
 
-NR_FORK = 57
+NR_CLONE, NR_FORK = 56, 57
+# What pthread_create asks for, minus what the caller sets by hand afterwards (the TLS base is
+# a register; the tid words are the program's business, already written).
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_THREAD, CLONE_SYSVSEM = 0x10000, 0x40000
+THREAD_FLAGS = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM
+_ARGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 
 
-def fork_tracee(task: Task) -> Task:
-    """A stopped copy of `task`'s process at the same point (same registers and memory)."""
+def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int:
+    """Run the task-creating syscall `nr(args)` in `task` (stopped) and return the new task's
+    tid once it has reported its first stop; the task's registers are restored."""
     saved = task.regs_bytes()
     child = 0
     for _ in range(16):
         regs = task.regs
         if regs.rip != SYSCALL_INSN + 2 or not child:
+            # From a syscall or event stop the first step only finishes the interrupted call
+            # (which may change rax) and traps before the new rip runs: set it all again.
             if regs.rip != SYSCALL_INSN:
                 regs.rip, regs.orig_rax = SYSCALL_INSN, 0xFFFFFFFFFFFFFFFF
                 task.set_reg("rip", SYSCALL_INSN)
-            regs.rax = NR_FORK
-            task.set_reg("rax", NR_FORK)
+            task.set_reg("rax", nr)
+            for name, value in zip(_ARGS, args):
+                task.set_reg(name, value)
         stop = task.step()
-        if isinstance(stop, EventStop) and stop.event == api.Event.FORK:
+        if isinstance(stop, EventStop) and stop.event == event:
             child = api.get_event_msg(task.tid)
             continue
         if isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP:
@@ -38,17 +51,31 @@ def fork_tracee(task: Task) -> Task:
             continue
         if isinstance(stop, SignalStop):
             continue  # e.g. SIGCHLD from an earlier copy's death: dropped, step again
-        raise InjectionError(f"fork of {task.tid} stopped unexpectedly: {stop}")
+        raise InjectionError(f"{event.name.lower()} in {task.tid} stopped unexpectedly: {stop}")
     else:
-        raise InjectionError(f"fork of {task.tid} did not complete")
+        raise InjectionError(f"{event.name.lower()} in {task.tid} did not complete")
     task.set_regs_from(saved)
     task.flush_regs()
-    # The child reports a stop of its own once it exists.
+    # The new task reports a stop of its own once it exists.
     while True:
         st = decode(child, api.wait_task(child))
         if isinstance(st, (EventStop, SignalStop)):
-            break
+            return child
+        raise InjectionError(f"new task {child} ended before it started ({st})")
+
+
+def fork_tracee(task: Task) -> Task:
+    """A stopped copy of `task`'s process at the same point (same registers and memory)."""
+    child = _create(task, NR_FORK, (), api.Event.FORK)
     copy = Task(child, child, Memory(child), drop_child_signals=True)
-    copy.set_regs_from(saved)
+    copy.set_regs_from(task.regs_bytes())
     copy.flush_regs()
     return copy
+
+
+def clone_thread(task: Task) -> Task:
+    """A new stopped thread in `task`'s process (sharing memory, files, signal handlers).
+    Until the caller gives it registers it stands where `task` does, with no signal stack
+    and no CLONE_CHILD_CLEARTID word."""
+    child = _create(task, NR_CLONE, (THREAD_FLAGS, 0, 0, 0, 0), api.Event.CLONE)
+    return Task(child, task.pid, task.mem, drop_child_signals=True)

@@ -40,6 +40,8 @@ class Req(enum.IntEnum):
     SEIZE = 0x4206
     INTERRUPT = 0x4207
     LISTEN = 0x4208
+    GETREGSET = 0x4204
+    SETREGSET = 0x4205
     GET_SYSCALL_INFO = 0x420E
     GETSIGMASK = 0x420A
     SETSIGMASK = 0x420B
@@ -124,6 +126,36 @@ def get_fpregs(pid: int) -> bytes:
 def set_fpregs(pid: int, data: bytes) -> None:
     buf = UserFPRegs.from_buffer_copy(data)
     ptrace(Req.SETFPREGS, pid, 0, ctypes.c_void_p(ctypes.addressof(buf)))
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+NT_X86_XSTATE = 0x202
+XSTATE_MAX = 16384  # larger than any XSAVE area (AVX-512 with AMX tiles is ~11 KiB)
+
+
+def get_xstate(pid: int) -> bytes:
+    """The thread's whole extended state (x87, SSE, AVX, ...: the XSAVE area), or, where the
+    kernel has no NT_X86_XSTATE regset, the 512-byte FXSAVE area."""
+    buf = ctypes.create_string_buffer(XSTATE_MAX)
+    iov = _IoVec(ctypes.addressof(buf), XSTATE_MAX)
+    try:
+        ptrace(Req.GETREGSET, pid, NT_X86_XSTATE, ctypes.c_void_p(ctypes.addressof(iov)))
+    except PtraceError:
+        return get_fpregs(pid)
+    return buf.raw[:iov.len]
+
+
+def set_xstate(pid: int, data: bytes) -> None:
+    """Give the thread an extended state read by get_xstate."""
+    if len(data) == ctypes.sizeof(UserFPRegs):
+        set_fpregs(pid, data)
+        return
+    buf = ctypes.create_string_buffer(data, len(data))
+    iov = _IoVec(ctypes.addressof(buf), len(data))
+    ptrace(Req.SETREGSET, pid, NT_X86_XSTATE, ctypes.c_void_p(ctypes.addressof(iov)))
 
 
 SIGINFO_SIZE = 128
