@@ -18,8 +18,10 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterator
+import time
 from pathlib import Path
 
+from tracee import fastloop
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_WRITE, mapping_from_info
 from tracee.remote import InjectionError, exec_in_tracee
@@ -34,6 +36,7 @@ from tracefile.records import Event, Kind
 
 from replayer import registers
 from replayer.errors import Paused, ReplayDivergence, ReplayError
+from replayer.fastpath import MAX_BATCH, ReplayLoop, emulated_only
 from replayer.rebuild import map_anonymous, rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.syscalls import ProcessState, SyscallReplayer, args_of
@@ -44,6 +47,9 @@ log = logging.getLogger(__name__)
 OutputSink = Callable[[int, bytes], None]
 
 NR_EXECVE = 59
+# A batch of syscalls replayed in compiled code returns at least this often, so checkpoints
+# are taken on time.
+BATCH_BUDGET_NS = 20_000_000
 
 
 class ReplaySession:
@@ -81,6 +87,15 @@ class ReplaySession:
         # Called with every event once it is replayed, the event's task still stopped right
         # after it (the gdb target learns thread names and program images this way).
         self.listeners: list[Callable[[Event], None]] = []
+        # Replay runs of emulated syscalls in compiled code (replayer.fastpath). Off unless
+        # the driver turns it on: only where per-event hooks (observers, watchpoints,
+        # positions of a reverse search) cannot miss anything.
+        self.fast = False
+        lib = fastloop.load()
+        self._loop = ReplayLoop(lib) if lib is not None else None
+        # A stop that compiled code waited for and left for the ordinary path (the next
+        # event is replayed from it): consumed by run_once within the same step.
+        self._pending: tuple[Task, Stop] | None = None
         if self.next_event is None or self.next_event.kind != Kind.EXEC:
             raise ReplayError(f"trace {trace} has no initial exec event; nothing to replay")
 
@@ -109,6 +124,12 @@ class ReplaySession:
         if ev is None:
             self.finished = True
             return None
+        if self.fast and self._loop is not None:
+            last = self._run_batch(ev)
+            if last is not None and self._pending is None:
+                return last
+            ev = self.next_event
+            assert ev is not None  # a stop is left pending only at an event of the batch
         self._ahead.popleft()
         self.task, self.proc = self.taskset.select(ev.tid)
         try:
@@ -119,10 +140,56 @@ class ReplaySession:
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise TraceError(f"trace {self.reader.dir} is corrupt at event {ev.seq}: "
                              f"{type(e).__name__}: {e}") from None
+        finally:
+            self._pending = None
         self.position = ev.seq + 1
         for listener in self.listeners:
             listener(ev)
         return ev
+
+    def _run_batch(self, first: Event) -> Event | None:
+        """Replay the run of emulated syscalls of `first`'s task that starts here in compiled
+        code; the last event replayed, or None. If the loop met a stop it does not handle,
+        that stop is left in `_pending` for the ordinary replay of the next event."""
+        task = self.taskset.tasks.get(first.tid)
+        if (task is None or task.tid in self.taskset.entered
+                or task.tid in self.taskset.in_kernel):
+            return None
+        naming = bool(self.listeners)
+        batch: list[Event] = []
+        while len(batch) < MAX_BATCH:
+            ev = self.peek(len(batch))
+            if ev is None or not emulated_only(ev, first.tid, naming=naming):
+                break
+            batch.append(ev)
+        if not batch:
+            return None
+        self.task, self.proc = self.taskset.select(first.tid)
+        task.hand_over(api.Req.SYSEMU)
+        self.running = True
+        try:
+            outcome = self._loop.run(task.tid, task.mem.fd, batch,  # type: ignore[union-attr]
+                                     time.monotonic_ns() + BATCH_BUDGET_NS)
+        finally:
+            self.running = False
+        if outcome is None:
+            return None
+        done = batch[:outcome.done]
+        for _ in done:
+            self._ahead.popleft()
+        if done:
+            self.position = done[-1].seq + 1
+        if outcome.reason == fastloop.STOP:
+            self._pending = (task, task.stop_from(outcome.status))
+        elif outcome.reason == fastloop.EINTR:  # interrupted while the task ran
+            self._pending = (task, task.wait())
+        elif outcome.reason == fastloop.ERROR:
+            raise api.PtraceError(outcome.errno, f"ptrace of task {task.tid} failed while "
+                                  f"replaying event {batch[outcome.done].seq}")
+        for ev in done:
+            for listener in self.listeners:
+                listener(ev)
+        return done[-1] if done else None
 
     def close(self) -> None:
         self._kill_task()
@@ -162,12 +229,15 @@ class ReplaySession:
         every stop first: it may raise Paused, consume the stop (return None: keep running),
         or hand back the stop (possibly another one) for replay to use."""
         while True:
-            task.resume(request or self.run_request)
-            self.running = True
-            try:
-                stop = task.wait()
-            finally:
-                self.running = False
+            if self._pending is not None and self._pending[0] is task:
+                stop, self._pending = self._pending[1], None
+            else:
+                task.resume(request or self.run_request)
+                self.running = True
+                try:
+                    stop = task.wait()
+                finally:
+                    self.running = False
             if self.observer is None:
                 return stop
             seen = self.observer(stop)
