@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from tracee import fastloop
 from tracee.ptrace_api import REGS_SIZE
 from tracee.sysnums import NAME_OF
+from tracefile.reader import Row
 from tracefile.records import Event, Kind
 
 from replayer.syscalls import EXECUTE_AS_IS, IN_PLACE
@@ -34,6 +35,7 @@ NAMING = frozenset({"prctl", "open", "openat", "write", "pwrite64"})
 MAX_BATCH = 256
 _BATCHABLE = frozenset(nr for nr, name in NAME_OF.items() if name not in NOT_EMULATED)
 _NAMING_NRS = frozenset(nr for nr, name in NAME_OF.items() if name in NAMING)
+_SYSCALL = int(Kind.SYSCALL)
 _EV = struct.Struct("<qqII")
 _WR = struct.Struct("<QQQ")
 
@@ -46,6 +48,19 @@ def emulated_only(ev: Event, tid: int, *, naming: bool) -> bool:
     if ev.info and "out" in ev.info:
         return False
     for w in ev.writes:
+        if w.conservative:
+            return False
+    return True
+
+
+def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:
+    """`emulated_only` on an event as stored (replayer.session makes Events only for the
+    events it hands to others); stricter: an event with any info is not batched."""
+    _, rtid, kind, nr, _, regs, info, writes = row
+    if (kind != _SYSCALL or rtid != tid or nr not in _BATCHABLE or len(regs) != REGS_SIZE
+            or info or (naming and nr in _NAMING_NRS)):
+        return False
+    for w in writes:
         if w.conservative:
             return False
     return True
@@ -64,7 +79,7 @@ class ReplayLoop:
         self._lib = lib
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
 
-    def run(self, tid: int, memfd: int, events: Sequence[Event],
+    def run(self, tid: int, memfd: int, events: Sequence[Row],
             deadline_ns: int) -> Outcome | None:
         """Replay `events` (task `tid` stopped at the boundary before the first); None if
         they cannot be handed to C (values out of range: a corrupt trace)."""
@@ -72,11 +87,12 @@ class ReplayLoop:
         wparts: list[bytes] = []
         data: list[bytes] = []
         off = nwrites = 0
+        pack = _EV.pack
         try:
-            for ev in events:
-                parts.append(ev.regs)
-                parts.append(_EV.pack(ev.nr, ev.result, len(ev.writes), nwrites))
-                for w in ev.writes:
+            for _, _, _, nr, result, regs, _, writes in events:
+                parts.append(regs)
+                parts.append(pack(nr, result, len(writes), nwrites))
+                for w in writes:
                     wparts.append(_WR.pack(w.addr, len(w.data), off))
                     data.append(w.data)
                     off += len(w.data)

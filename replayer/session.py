@@ -31,12 +31,12 @@ from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallSto
 from tracee.sysnums import name_of
 from tracee.task import Memory, Task
 from tracefile.errors import TraceError
-from tracefile.reader import TraceReader
+from tracefile.reader import EventCursor, Row, TraceReader
 from tracefile.records import Event, Kind
 
 from replayer import registers
 from replayer.errors import Paused, ReplayDivergence, ReplayError
-from replayer.fastpath import MAX_BATCH, ReplayLoop, emulated_only
+from replayer.fastpath import MAX_BATCH, ReplayLoop, emulated_only, row_emulated_only
 from replayer.rebuild import map_anonymous, rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.syscalls import ProcessState, SyscallReplayer, args_of
@@ -156,40 +156,51 @@ class ReplaySession:
                 or task.tid in self.taskset.in_kernel):
             return None
         naming = bool(self.listeners)
-        batch: list[Event] = []
-        while len(batch) < MAX_BATCH:
-            ev = self.peek(len(batch))
-            if ev is None or not emulated_only(ev, first.tid, naming=naming):
-                break
-            batch.append(ev)
-        if not batch:
+        cursor = self._events
+        if (len(self._ahead) != 1 or not isinstance(cursor, EventCursor)
+                or not emulated_only(first, first.tid, naming=naming)):
             return None
+        rows = [_row_of(first)]
+        while len(rows) < MAX_BATCH:
+            row = cursor.next_row()
+            if row is None:
+                break
+            if not row_emulated_only(row, first.tid, naming=naming):
+                cursor.push_back(row)
+                break
+            rows.append(row)
         self.task, self.proc = self.taskset.select(first.tid)
         task.hand_over(api.Req.SYSEMU)
         self.running = True
         try:
-            outcome = self._loop.run(task.tid, task.mem.fd, batch,  # type: ignore[union-attr]
+            outcome = self._loop.run(task.tid, task.mem.fd, rows,  # type: ignore[union-attr]
                                      time.monotonic_ns() + BATCH_BUDGET_NS)
         finally:
             self.running = False
+        done = outcome.done if outcome is not None else 0
+        for row in reversed(rows[max(done, 1):]):  # not replayed: next again
+            cursor.push_back(row)
         if outcome is None:
             return None
-        done = batch[:outcome.done]
-        for _ in done:
-            self._ahead.popleft()
         if done:
-            self.position = done[-1].seq + 1
+            self._ahead.popleft()  # first
+            self.position = first.seq + done
         if outcome.reason == fastloop.STOP:
             self._pending = (task, task.stop_from(outcome.status))
         elif outcome.reason == fastloop.EINTR:  # interrupted while the task ran
             self._pending = (task, task.wait())
         elif outcome.reason == fastloop.ERROR:
             raise api.PtraceError(outcome.errno, f"ptrace of task {task.tid} failed while "
-                                  f"replaying event {batch[outcome.done].seq}")
-        for ev in done:
-            for listener in self.listeners:
-                listener(ev)
-        return done[-1] if done else None
+                                  f"replaying event {first.seq + done}")
+        if not done:
+            return None
+        if self.listeners:  # (Events are made only for those who look at them)
+            replayed = [first] + [self.reader.event_from(r) for r in rows[1:done]]
+            for ev in replayed:
+                for listener in self.listeners:
+                    listener(ev)
+            return replayed[-1]
+        return first if done == 1 else self.reader.event_from(rows[done - 1])
 
     def close(self) -> None:
         self._kill_task()
@@ -467,6 +478,10 @@ class ReplaySession:
                     break
         assert self.output is not None
         self.output(fd, data)
+
+
+def _row_of(ev: Event) -> Row:
+    return (ev.seq, ev.tid, int(ev.kind), ev.nr, ev.result, ev.regs, b"", ev.writes)
 
 
 class _Regs:
