@@ -7,9 +7,10 @@ is `Out(arg, Fixed | Result | ArgValue(scale 1))`, sized at the exit. With sever
 calls that never block (scheduler.NEVER_BLOCKS) and that never go through scratch are simple,
 so no thread switch, ENTER or scratch redirect is ever skipped.
 
-The recorder calls `run()` where it would resume a task after recording a syscall exit, and
-only when nothing else is waiting to be handled (no stashed stops, no held signals, no switch
-due). The loop records simple syscalls of that task until anything else happens and hands
+The recorder calls `run()` where it would resume a task after recording the exit of a simple
+syscall (a run of them is likely to go on; after other calls the loop would mostly return at
+once, a cost for nothing), and only when nothing else is waiting to be handled (no stashed
+stops, no held signals, no switch due). The loop records simple syscalls of that task until anything else happens and hands
 that stop back (`Batch.status`), with the entry registers when a syscall was entered but not
 recorded; the recorder then carries on exactly as if its own loop had reached that stop.
 """
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from recorder import syscall_table as table
 from recorder.scheduler import NEVER_BLOCKS
 from recorder.scratch import REDIRECTED
-from recorder.syscall_effects import FILE_WRITERS
+from recorder.syscall_effects import FILE_WRITERS, EffectRecorder
 from tracee import fastloop
 from tracee.ptrace_api import REGS_SIZE, PtraceError
 from tracee.sysnums import NAME_OF
@@ -38,7 +39,8 @@ _REC = struct.Struct(f"<{REGS_SIZE}sqQQ" + "QQQ" * fastloop.MAX_OUTS)
 
 def _outputs(name: str) -> list[tuple[int, int, int, int]] | None:
     """The spec of a simple syscall's outputs, None if it is not simple."""
-    if (name in table.IRREGULAR or name in table.FAKE_ENOSYS or name in FILE_WRITERS):
+    if (name in table.IRREGULAR or name in table.FAKE_ENOSYS or name in FILE_WRITERS
+            or hasattr(EffectRecorder, f"_on_{name}")):
         return None
     call = table.lookup(name)
     if call is None or len(call.outputs) > fastloop.MAX_OUTS:
@@ -59,16 +61,23 @@ def _outputs(name: str) -> list[tuple[int, int, int, int]] | None:
     return outs
 
 
-def spec_table(*, alone: bool) -> ctypes.Array[ctypes.c_int64]:
-    """SPEC_WORDS int64 per syscall number: -1 (not simple) or the outputs' count and rules.
-    `alone`: the task is the only one recorded (calls that may block are then simple too)."""
+def simple_calls(*, alone: bool) -> dict[int, list[tuple[int, int, int, int]]]:
+    """Syscall number -> output rules of every simple syscall. `alone`: the task is the only
+    one recorded (calls that may block are then simple too)."""
+    out = {}
+    for nr, name in NAME_OF.items():
+        outs = _outputs(name)
+        if outs is not None and (alone or name in NEVER_BLOCKS and name not in REDIRECTED):
+            out[nr] = outs
+    return out
+
+
+def spec_table(calls: dict[int, list[tuple[int, int, int, int]]]) -> ctypes.Array[ctypes.c_int64]:
+    """SPEC_WORDS int64 per syscall number: -1 (not simple) or the outputs' count and rules."""
     spec = (ctypes.c_int64 * (512 * fastloop.SPEC_WORDS))()
     for i in range(512):
         spec[i * fastloop.SPEC_WORDS] = -1
-    for nr, name in NAME_OF.items():
-        outs = _outputs(name)
-        if outs is None or not alone and (name not in NEVER_BLOCKS or name in REDIRECTED):
-            continue
+    for nr, outs in calls.items():
         words = [len(outs)] + [v for o in outs for v in o]
         for k, v in enumerate(words):
             spec[nr * fastloop.SPEC_WORDS + k] = v
@@ -99,7 +108,9 @@ class Batch:
 class RecordLoop:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._lib = lib
-        self._specs = {True: spec_table(alone=True), False: spec_table(alone=False)}
+        calls = {alone: simple_calls(alone=alone) for alone in (True, False)}
+        self._specs = {alone: spec_table(c) for alone, c in calls.items()}
+        self.simple = {alone: frozenset(c) for alone, c in calls.items()}
         self._recs = ctypes.create_string_buffer(_REC.size * MAX_RECORDS)
         self._data = ctypes.create_string_buffer(DATA_SIZE)
         self._entry = ctypes.create_string_buffer(REGS_SIZE)

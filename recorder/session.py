@@ -370,13 +370,15 @@ class Recorder:
                   writes=tuple(writes), info=info)
         t.entered = False
         t.exit_rip = rip
-        self._resume_after_exit(t)
+        self._resume_after_exit(t, entry.nr)
 
-    def _resume_after_exit(self, t: RecordedTask) -> None:
-        """Resume `t` after a recorded syscall exit: through the compiled loop
-        (recorder.fastpath), which records the simple syscalls that follow, when nothing
-        else waits to be handled; otherwise as usual."""
-        if (self.fast is None or t is not self.queue.current or t.held or self._stashed
+    def _resume_after_exit(self, t: RecordedTask, nr: int) -> None:
+        """Resume `t` after recording the exit of syscall `nr`: if that was a simple one,
+        through the compiled loop (recorder.fastpath), which records the simple syscalls
+        that follow, when nothing else waits to be handled; otherwise as usual."""
+        alone = len(self.tasks) == 1
+        if (self.fast is None or nr not in self.fast.simple[alone]
+                or t is not self.queue.current or t.held or self._stashed
                 or self.signals.holding() or self.queue.should_switch()):
             self.resume(t)
             return
@@ -387,7 +389,7 @@ class Recorder:
         # sent is sent below if the task is in user code.
         t.running_user = False
         alarms = self.queue.alarms
-        batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=len(self.tasks) == 1)
+        batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone)
         self._take_batch(t, batch, interrupt=self.queue.alarms != alarms)
 
     def _take_batch(self, t: RecordedTask, batch: Batch, *, interrupt: bool) -> None:

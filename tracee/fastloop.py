@@ -80,6 +80,10 @@ def load() -> ctypes.CDLL | None:
     try:
         path = _build(SOURCE.read_bytes())
         lib = ctypes.CDLL(str(path))
+    except FileNotFoundError as e:
+        log.warning("compiled fast path unavailable (%s not found); using the slower Python "
+                    "path", e.filename)
+        return None
     except (OSError, subprocess.SubprocessError) as e:
         log.warning("compiled fast path unavailable (%s); using the slower Python path", e)
         return None
