@@ -1,6 +1,6 @@
 /* ptrace_floor.c - the "ptrace floor": the cheapest possible syscall tracer.
  *
- *   ptrace_floor [-c] PROGRAM [ARGS...]
+ *   ptrace_floor [-c] [-t] PROGRAM [ARGS...]
  *
  * Forks; the child does PTRACE_TRACEME, raise(SIGSTOP) and execvp(PROGRAM).
  * The parent sets PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL (plus
@@ -15,6 +15,10 @@
  * With -c, prints "ptrace_floor: syscalls=N stops=M" to stderr at the end
  * (N counts syscall entries, including the few between raise() and execve).
  *
+ * With -t the child makes rdtsc/rdtscp fault (prctl PR_SET_TSC, PR_TSC_SIGSEGV) as relive
+ * does, and the tracer emulates them: the same floor plus what trapping rdtsc costs on
+ * every context switch (the kernel toggles CR4.TSD, which a VM may have to trap).
+ *
  * Every relive record/replay time is compared against this: a recorder that
  * stops at every syscall cannot be faster than this loop.
  * Build: gcc -O2 -o ptrace_floor ptrace_floor.c */
@@ -24,18 +28,43 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/types.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* At a SIGSEGV: if the child stopped at rdtsc (0f 31) or rdtscp (0f 01 f9), do it for it. */
+static int emulate_tsc(pid_t child, struct user_regs_struct *regs)
+{
+    errno = 0;
+    long code = ptrace(PTRACE_PEEKTEXT, child, (void *)regs->rip, NULL);
+    if (errno)
+        return 0;
+    unsigned len = (code & 0xffff) == 0x310f ? 2 : (code & 0xffffff) == 0xf9010f ? 3 : 0;
+    if (!len)
+        return 0;
+    unsigned lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    regs->rax = lo;
+    regs->rdx = hi;
+    if (len == 3)
+        regs->rcx = 0;
+    regs->rip += len;
+    return ptrace(PTRACE_SETREGS, child, NULL, regs) == 0;
+}
+
 int main(int argc, char **argv)
 {
-    int count = 0;
+    int count = 0, tsc = 0;
     int argi = 1;
     if (argi < argc && strcmp(argv[argi], "-c") == 0) {
         count = 1;
+        argi++;
+    }
+    if (argi < argc && strcmp(argv[argi], "-t") == 0) {
+        tsc = 1;
         argi++;
     }
     if (argi >= argc) {
@@ -54,6 +83,10 @@ int main(int argc, char **argv)
             _exit(126);
         }
         raise(SIGSTOP);
+        if (tsc && prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) != 0) {
+            perror("PR_SET_TSC");
+            _exit(126);
+        }
         execvp(argv[argi], &argv[argi]);
         fprintf(stderr, "ptrace_floor: exec %s: %s\n", argv[argi], strerror(errno));
         _exit(127);
@@ -100,6 +133,8 @@ int main(int argc, char **argv)
                 syscalls++;
         } else if (status >> 16) {              /* PTRACE_EVENT_* stop */
             /* execve: the syscall-exit stop still follows */
+        } else if (tsc && sig == SIGSEGV && emulate_tsc(child, &regs)) {
+            /* rdtsc/rdtscp emulated: the child goes on after it */
         } else {
             inject = sig;                       /* pass the signal on */
         }

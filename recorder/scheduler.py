@@ -58,6 +58,7 @@ class RunQueue:
     current: RecordedTask | None = None
     ready: deque[RecordedTask] = field(default_factory=deque)
     expired: bool = False
+    alarms: int = 0  # timer signals handled so far
     _armed: bool = False
 
     def __post_init__(self) -> None:
@@ -89,6 +90,7 @@ class RunQueue:
     def _on_alarm(self, signum: int, frame: object) -> None:
         self._armed = False
         self.expired = True
+        self.alarms += 1
         cur = self.current
         if cur is not None and cur.running_user:
             try:

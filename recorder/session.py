@@ -21,6 +21,7 @@ import signal
 from dataclasses import dataclass, field
 
 from recorder import syscall_table as table
+from recorder.fastpath import Batch, RecordLoop, entry_of
 from recorder.errors import UnsupportedError
 from recorder.image import snapshot_image
 from recorder.preempt import Preempter
@@ -28,6 +29,7 @@ from recorder.scheduler import RunQueue, may_block
 from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_info
 from recorder.signals import SignalRecorder, disposition, has_no_effect
 from recorder.syscall_effects import EffectRecorder
+from tracee import fastloop
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
@@ -105,6 +107,8 @@ class Recorder:
         self._ppid: dict[int, int] = {}      # pid -> parent pid
         self.root = 0
         self.status = 0
+        lib = fastloop.load()
+        self.fast = RecordLoop(lib) if lib is not None else None
 
     # -- events -----------------------------------------------------------------------------
     def emit(self, t: RecordedTask, kind: Kind, **fields: object) -> int:
@@ -370,7 +374,54 @@ class Recorder:
                   writes=tuple(writes), info=info)
         t.entered = False
         t.exit_rip = rip
-        self.resume(t)
+        self._resume_after_exit(t, entry.nr)
+
+    def _resume_after_exit(self, t: RecordedTask, nr: int) -> None:
+        """Resume `t` after recording the exit of syscall `nr`: if that was a simple one,
+        through the compiled loop (recorder.fastpath), which records the simple syscalls
+        that follow, when nothing else waits to be handled; otherwise as usual."""
+        alone = len(self.tasks) == 1
+        if (self.fast is None or nr not in self.fast.simple[alone]
+                or t is not self.queue.current or t.held or self._stashed
+                or self.signals.holding() or self.queue.should_switch()):
+            self.resume(t)
+            return
+        t.task.hand_over(api.Req.SYSCALL)
+        # While the loop runs, the timer's handler cannot: it runs once the loop returns,
+        # when the task may be inside a syscall, which must not be interrupted (the Python
+        # path never does). So it sees no task in user code; the interrupt it would have
+        # sent is sent below if the task is in user code.
+        t.running_user = False
+        alarms = self.queue.alarms
+        batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone)
+        self._take_batch(t, batch, interrupt=self.queue.alarms != alarms)
+
+    def _take_batch(self, t: RecordedTask, batch: Batch, *, interrupt: bool) -> None:
+        """Write what the compiled loop recorded and put `t` in the state the Python path
+        would have left it in at the stop where the loop gave up."""
+        if batch.records:
+            t.last_event = self.writer.add_syscalls(t.task.tid, batch.records)
+            t.exit_rip = batch.exit_rip
+            self.preempter.made_syscall(t)
+        if batch.entry is not None:  # entered, resumed into the kernel, not recorded
+            nr, args = entry_of(batch.entry)
+            t.exit_rip = None
+            self.preempter.made_syscall(t)
+            t.entry = Entry(nr=nr, args=args, regs=batch.entry)
+            t.in_kernel = may_block(name_of(nr))  # (simple calls never write our outputs)
+            t.running_user = False
+        if batch.reason == fastloop.STOP:
+            self._stashed[batch.tid] = batch.status  # the main loop takes it from here
+        elif batch.reason == fastloop.PARKED:
+            self.resume(t)
+        elif batch.entry is None:  # EINTR with the task in user code; the main loop waits
+            t.running_user = True
+            if interrupt and t is self.queue.current:
+                try:
+                    api.ptrace(api.Req.INTERRUPT, t.task.tid)
+                except OSError:
+                    pass
+        # (EINTR inside the syscall entered: the main loop waits for its exit)
 
     def _restarts_unseen(self, t: RecordedTask, entry: Entry, result: int, rip: int) -> bool:
         """A syscall cut short without a signal to deliver (a PTRACE_INTERRUPT, or a signal

@@ -95,6 +95,10 @@ class SignalRecorder:
         self._held_since: dict[int, float] = {}
         self._interrupted: set[int] = set()
 
+    def holding(self) -> bool:
+        """Does any task hold a signal back (then stops are polled with a deadline)?"""
+        return bool(self._held_since)
+
     # -- waiting, with a deadline for held signals ------------------------------------------
     def wait_any(self) -> tuple[int, int]:
         if not self._held_since:

@@ -27,6 +27,7 @@ def autopilot(trace: Path) -> int:
     except ReliveError as e:
         print(f"relive: {e}", file=sys.stderr)
         return 1
+    session.fast = True  # no debugger: nothing to see between events
     try:
         session.run()
     except ReliveError as e:

@@ -18,8 +18,10 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterator
+import time
 from pathlib import Path
 
+from tracee import fastloop
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_WRITE, mapping_from_info
 from tracee.remote import InjectionError, exec_in_tracee
@@ -28,11 +30,12 @@ from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallSto
 from tracee.sysnums import name_of
 from tracee.task import Memory, Task
 from tracefile.errors import TraceError
-from tracefile.reader import TraceReader
+from tracefile.reader import EventCursor, Row, TraceReader
 from tracefile.records import Event, Kind
 
 from replayer import registers, snapshot
 from replayer.errors import Paused, ReplayDivergence, ReplayError
+from replayer.fastpath import MAX_BATCH, ReplayLoop, emulated_only, row_emulated_only
 from replayer.rebuild import map_anonymous, rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.snapshot import Snapshot
@@ -45,6 +48,9 @@ OutputSink = Callable[[int, bytes], None]
 
 NR_EXECVE = 59
 STACK_T_SIZE, SS_DISABLE = 24, 2
+# A batch of syscalls replayed in compiled code returns at least this often, so checkpoints
+# are taken on time.
+BATCH_BUDGET_NS = 20_000_000
 
 
 class ReplaySession:
@@ -85,6 +91,15 @@ class ReplaySession:
         # Called with every event once it is replayed, the event's task still stopped right
         # after it (the gdb target learns thread names and program images this way).
         self.listeners: list[Callable[[Event], None]] = []
+        # Replay runs of emulated syscalls in compiled code (replayer.fastpath). Off unless
+        # the driver turns it on: only where per-event hooks (observers, watchpoints,
+        # positions of a reverse search) cannot miss anything.
+        self.fast = False
+        lib = fastloop.load()
+        self._loop = ReplayLoop(lib) if lib is not None else None
+        # A stop that compiled code waited for and left for the ordinary path (the next
+        # event is replayed from it): consumed by run_once within the same step.
+        self._pending: tuple[Task, Stop] | None = None
         if self.next_event is None or self.next_event.kind != Kind.EXEC:
             raise ReplayError(f"trace {trace} has no initial exec event; nothing to replay")
 
@@ -113,6 +128,12 @@ class ReplaySession:
         if ev is None:
             self.finished = True
             return None
+        if self.fast and self._loop is not None:
+            last = self._run_batch(ev)
+            if last is not None and self._pending is None:
+                return last
+            ev = self.next_event
+            assert ev is not None  # a stop is left pending only at an event of the batch
         self._ahead.popleft()
         self.task, self.proc = self.taskset.select(ev.tid)
         try:
@@ -123,10 +144,67 @@ class ReplaySession:
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise TraceError(f"trace {self.reader.dir} is corrupt at event {ev.seq}: "
                              f"{type(e).__name__}: {e}") from None
+        finally:
+            self._pending = None
         self.position = ev.seq + 1
         for listener in self.listeners:
             listener(ev)
         return ev
+
+    def _run_batch(self, first: Event) -> Event | None:
+        """Replay the run of emulated syscalls of `first`'s task that starts here in compiled
+        code; the last event replayed, or None. If the loop met a stop it does not handle,
+        that stop is left in `_pending` for the ordinary replay of the next event."""
+        task = self.taskset.tasks.get(first.tid)
+        if (task is None or task.tid in self.taskset.entered
+                or task.tid in self.taskset.in_kernel):
+            return None
+        naming = bool(self.listeners)
+        cursor = self._events
+        if (len(self._ahead) != 1 or not isinstance(cursor, EventCursor)
+                or not emulated_only(first, first.tid, naming=naming)):
+            return None
+        rows = [_row_of(first)]
+        while len(rows) < MAX_BATCH:
+            row = cursor.next_row()
+            if row is None:
+                break
+            if not row_emulated_only(row, first.tid, naming=naming):
+                cursor.push_back(row)
+                break
+            rows.append(row)
+        self.task, self.proc = self.taskset.select(first.tid)
+        task.hand_over(api.Req.SYSEMU)
+        self.running = True
+        try:
+            outcome = self._loop.run(task.tid, task.mem.fd, rows,  # type: ignore[union-attr]
+                                     time.monotonic_ns() + BATCH_BUDGET_NS)
+        finally:
+            self.running = False
+        done = outcome.done if outcome is not None else 0
+        for row in reversed(rows[max(done, 1):]):  # not replayed: next again
+            cursor.push_back(row)
+        if outcome is None:
+            return None
+        if done:
+            self._ahead.popleft()  # first
+            self.position = first.seq + done
+        if outcome.reason == fastloop.STOP:
+            self._pending = (task, task.stop_from(outcome.status))
+        elif outcome.reason == fastloop.EINTR:  # interrupted while the task ran
+            self._pending = (task, task.wait())
+        elif outcome.reason == fastloop.ERROR:
+            raise api.PtraceError(outcome.errno, f"ptrace of task {task.tid} failed while "
+                                  f"replaying event {first.seq + done}")
+        if not done:
+            return None
+        if self.listeners:  # (Events are made only for those who look at them)
+            replayed = [first] + [self.reader.event_from(r) for r in rows[1:done]]
+            for ev in replayed:
+                for listener in self.listeners:
+                    listener(ev)
+            return replayed[-1]
+        return first if done == 1 else self.reader.event_from(rows[done - 1])
 
     def close(self) -> None:
         self._kill_task()
@@ -166,12 +244,15 @@ class ReplaySession:
         every stop first: it may raise Paused, consume the stop (return None: keep running),
         or hand back the stop (possibly another one) for replay to use."""
         while True:
-            task.resume(request or self.run_request)
-            self.running = True
-            try:
-                stop = task.wait()
-            finally:
-                self.running = False
+            if self._pending is not None and self._pending[0] is task:
+                stop, self._pending = self._pending[1], None
+            else:
+                task.resume(request or self.run_request)
+                self.running = True
+                try:
+                    stop = task.wait()
+                finally:
+                    self.running = False
             if self.observer is None:
                 return stop
             seen = self.observer(stop)
@@ -449,6 +530,10 @@ class ReplaySession:
                     break
         assert self.output is not None
         self.output(fd, data)
+
+
+def _row_of(ev: Event) -> Row:
+    return (ev.seq, ev.tid, int(ev.kind), ev.nr, ev.result, ev.regs, b"", ev.writes)
 
 
 class _Regs:

@@ -455,6 +455,10 @@ class ReplayTarget:
         self._stepper = stepper
         traps = self._traps(command, skip)
         s.observer = lambda stop: self._observe(traps, stop)
+        # Runs of emulated syscalls in compiled code: breakpoints, signals and Ctrl-C still
+        # reach the observer; not with watchpoints (a syscall's recorded writes are checked
+        # after each event) nor while stepping (each event may end the step).
+        s.fast = not command.watchpoints and stepper is None
         try:
             while True:
                 if self._interrupt:
@@ -495,6 +499,7 @@ class ReplayTarget:
                         return self._stop(StopKind.STEPPED, tid=ev.tid)
         finally:
             s.observer = None
+            s.fast = False
             s.run_request = api.Req.SYSEMU
             self._stepper = None
             traps.disarm()

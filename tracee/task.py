@@ -31,6 +31,11 @@ class Memory:
         os.close(self._fd)
         self._fd = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
 
+    @property
+    def fd(self) -> int:
+        """The open /proc/PID/mem (for compiled code that reads and writes it itself)."""
+        return self._fd
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -180,6 +185,24 @@ class Task:
         self._regs_valid = False
         self._last_request = request
         api.ptrace(request, self.tid, 0, sig)
+
+    def hand_over(self, request: api.Req) -> None:
+        """Compiled code (tracee.fastloop) is about to resume this task with `request` and
+        wait for it itself: registers set here go to the kernel first, and are fetched
+        again afterwards."""
+        self.flush_regs()
+        self._regs_valid = False
+        self._last_request = request
+
+    def stop_from(self, status: int) -> Stop:
+        """The stop that compiled code waited for, as `wait()` would have returned it (the
+        kernel's SIGCHLDs that `wait()` drops are dropped here too)."""
+        stop = decode(self.tid, status)
+        if (self.drop_child_signals and isinstance(stop, SignalStop)
+                and stop.signal == signal.SIGCHLD and _from_kernel(self.tid)):
+            api.ptrace(self._last_request, self.tid, 0, 0)
+            return self.wait()
+        return stop
 
     def wait(self) -> Stop:
         """Wait for this task's next stop (use only when no other task can report first)."""

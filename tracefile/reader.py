@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterator
+from collections import deque
+from typing import Any
 
 import zstandard
 
@@ -16,6 +17,9 @@ from tracefile.errors import TraceError
 from tracefile.records import FORMAT_VERSION, Event, Kind, MemoryWrite, TaskRecord
 
 CHUNK = 2048
+_KINDS = {int(k): k for k in Kind}
+# An event as stored: seq, tid, kind, nr, result, regs, info (JSON bytes), writes.
+Row = tuple[int, int, int, int, int, bytes, bytes, tuple[MemoryWrite, ...]]
 
 
 class TraceReader:
@@ -70,31 +74,34 @@ class TraceReader:
         except (ValueError, TypeError) as e:
             raise TraceError(f"trace {self.dir} is corrupt (task table): {e}") from None
 
-    def events(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
+    def events(self, start: int = 0, stop: int | None = None) -> EventCursor:
         """Events with seq in [start, stop), in order, read CHUNK at a time."""
         end = self.event_count if stop is None else min(stop, self.event_count)
-        seq = start
-        while seq < end:
-            hi = min(seq + CHUNK, end)
-            rows = self._query("SELECT seq, tid, kind, nr, result, regs, info FROM events "
-                               "WHERE seq >= ? AND seq < ? ORDER BY seq", (seq, hi))
-            writes: dict[int, list[MemoryWrite]] = {}
-            for wseq, addr, size, cons, packed, data in self._query(
-                    "SELECT seq, addr, size, conservative, zstd, data FROM writes "
-                    "WHERE seq >= ? AND seq < ? ORDER BY seq, ord", (seq, hi)):
-                writes.setdefault(wseq, []).append(MemoryWrite(
-                    addr=addr, data=self._unpack(packed, data, size, wseq),
-                    conservative=bool(cons)))
-            if len(rows) != hi - seq:
-                raise TraceError(f"trace {self.dir} is corrupt: events {seq}..{hi - 1} missing")
-            for s, tid, kind, nr, result, regs, info in rows:
-                try:
-                    yield Event(seq=s, tid=tid, kind=Kind(kind), nr=nr, result=result,
-                                regs=bytes(regs), writes=tuple(writes.get(s, ())),
-                                info=json.loads(info) if info else {})
-                except (ValueError, TypeError) as e:
-                    raise TraceError(f"trace {self.dir} is corrupt at event {s}: {e}") from None
-            seq = hi
+        return EventCursor(self, start, end)
+
+    def _rows(self, seq: int, hi: int) -> list[Row]:
+        rows = self._query("SELECT seq, tid, kind, nr, result, regs, info FROM events "
+                           "WHERE seq >= ? AND seq < ? ORDER BY seq", (seq, hi))
+        writes: dict[int, list[MemoryWrite]] = {}
+        for wseq, addr, size, cons, packed, data in self._query(
+                "SELECT seq, addr, size, conservative, zstd, data FROM writes "
+                "WHERE seq >= ? AND seq < ? ORDER BY seq, ord", (seq, hi)):
+            writes.setdefault(wseq, []).append(MemoryWrite(
+                addr=addr, data=self._unpack(packed, data, size, wseq),
+                conservative=bool(cons)))
+        if len(rows) != hi - seq:
+            raise TraceError(f"trace {self.dir} is corrupt: events {seq}..{hi - 1} missing")
+        return [(s, tid, kind, nr, result, regs, info, tuple(writes.get(s, ())))
+                for s, tid, kind, nr, result, regs, info in rows]
+
+    def event_from(self, row: Row) -> Event:
+        s, tid, kind, nr, result, regs, info, writes = row
+        try:
+            return Event(seq=s, tid=tid, kind=_KINDS.get(kind) or Kind(kind), nr=nr,
+                         result=result, regs=bytes(regs), writes=writes,
+                         info=json.loads(info) if info else {})
+        except (ValueError, TypeError) as e:
+            raise TraceError(f"trace {self.dir} is corrupt at event {s}: {e}") from None
 
     def event(self, seq: int) -> Event:
         for ev in self.events(seq, seq + 1):
@@ -123,3 +130,35 @@ class TraceReader:
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file())
+
+
+class EventCursor:
+    """Iterates over a trace's events in order (fetched CHUNK rows at a time). Besides
+    Events it hands out the rows they are made from (`next_row`, `push_back`), for callers
+    that look at many events and need objects only for a few (replay's compiled batches)."""
+
+    def __init__(self, reader: TraceReader, start: int, end: int) -> None:
+        self._reader = reader
+        self._seq = start
+        self._end = end
+        self._rows: deque[Row] = deque()
+
+    def __iter__(self) -> EventCursor:
+        return self
+
+    def __next__(self) -> Event:
+        row = self.next_row()
+        if row is None:
+            raise StopIteration
+        return self._reader.event_from(row)
+
+    def next_row(self) -> Row | None:
+        if not self._rows and self._seq < self._end:
+            hi = min(self._seq + CHUNK, self._end)
+            self._rows.extend(self._reader._rows(self._seq, hi))
+            self._seq = hi
+        return self._rows.popleft() if self._rows else None
+
+    def push_back(self, row: Row) -> None:
+        """Make `row` the next one again (rows go back in the reverse of their order)."""
+        self._rows.appendleft(row)

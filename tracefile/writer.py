@@ -18,7 +18,7 @@ from typing import Any
 import zstandard
 
 from tracefile.errors import TraceError
-from tracefile.records import FORMAT_VERSION, Event, TaskRecord
+from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
 
 COMMIT_EVERY = 4096
@@ -104,6 +104,25 @@ class TraceWriter:
                 or time.monotonic() - self._last_commit > COMMIT_SECONDS):
             self.commit()
         return seq
+
+    def add_syscalls(self, tid: int,
+                     rows: list[tuple[int, int, bytes, list[tuple[int, bytes]]]]) -> int:
+        """Store a run of SYSCALL events of task `tid`, each (nr, result, regs, exact writes
+        as (addr, data)), exactly as `add` would store them; returns the last seq."""
+        kind = int(Kind.SYSCALL)
+        events, writes, zstd = self._events, self._writes, self._zstd
+        for nr, result, regs, ws in rows:
+            seq = self.event_count
+            self.event_count += 1
+            events.append((seq, tid, kind, nr, result, regs, b""))
+            for i, (addr, data) in enumerate(ws):
+                packed, blob = encode_blob(data, zstd)
+                writes.append((seq, i, addr, len(data), 0, packed, blob))
+            if len(events) >= COMMIT_EVERY:
+                self.commit()
+        if time.monotonic() - self._last_commit > COMMIT_SECONDS:
+            self.commit()
+        return self.event_count - 1
 
     def commit(self) -> None:
         if self._events:

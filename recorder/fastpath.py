@@ -1,0 +1,138 @@
+"""Recording runs of simple syscalls in compiled code (tracee/fastloop.c, relive_record_run).
+
+A syscall is *simple* when the Python path would do nothing at its stops but save the entry
+registers, run it, and record the result and its outputs: it is in the table (no code of its
+own: not irregular, not faked, no file-content or output-stream bookkeeping), and every output
+is `Out(arg, Fixed | Result | ArgValue(scale 1))`, sized at the exit. With several tasks only
+calls that never block (scheduler.NEVER_BLOCKS) and that never go through scratch are simple,
+so no thread switch, ENTER or scratch redirect is ever skipped.
+
+The recorder calls `run()` where it would resume a task after recording the exit of a simple
+syscall (a run of them is likely to go on; after other calls the loop would mostly return at
+once, a cost for nothing), and only when nothing else is waiting to be handled (no stashed
+stops, no held signals, no switch due). The loop records simple syscalls of that task until anything else happens and hands
+that stop back (`Batch.status`), with the entry registers when a syscall was entered but not
+recorded; the recorder then carries on exactly as if its own loop had reached that stop.
+"""
+from __future__ import annotations
+
+import ctypes
+import struct
+import time
+from dataclasses import dataclass
+
+from recorder import syscall_table as table
+from recorder.scheduler import NEVER_BLOCKS
+from recorder.scratch import REDIRECTED
+from recorder.syscall_effects import FILE_WRITERS, EffectRecorder
+from tracee import fastloop
+from tracee.ptrace_api import REGS_SIZE, PtraceError
+from tracee.sysnums import NAME_OF
+
+MAX_RECORDS = 4096
+DATA_SIZE = 4 << 20
+# The loop returns at least this often so that commits and the run queue stay on time even
+# if a timer signal slipped in between two waits.
+BUDGET_NS = 5_000_000
+_REC = struct.Struct(f"<{REGS_SIZE}sqQQ" + "QQQ" * fastloop.MAX_OUTS)
+
+
+def _outputs(name: str) -> list[tuple[int, int, int, int]] | None:
+    """The spec of a simple syscall's outputs, None if it is not simple."""
+    if (name in table.IRREGULAR or name in table.FAKE_ENOSYS or name in FILE_WRITERS
+            or hasattr(EffectRecorder, f"_on_{name}")):
+        return None
+    call = table.lookup(name)
+    if call is None or len(call.outputs) > fastloop.MAX_OUTS:
+        return None
+    outs = []
+    for o in call.outputs:
+        if not isinstance(o, table.Out):
+            return None
+        match o.size:
+            case table.Fixed(nbytes=n):
+                outs.append((o.arg, fastloop.SIZE_FIXED, n, int(o.always)))
+            case table.Result():
+                outs.append((o.arg, fastloop.SIZE_RESULT, 0, int(o.always)))
+            case table.ArgValue(arg=i, scale=1):
+                outs.append((o.arg, fastloop.SIZE_ARG, i, int(o.always)))
+            case _:
+                return None
+    return outs
+
+
+def simple_calls(*, alone: bool) -> dict[int, list[tuple[int, int, int, int]]]:
+    """Syscall number -> output rules of every simple syscall. `alone`: the task is the only
+    one recorded (calls that may block are then simple too)."""
+    out = {}
+    for nr, name in NAME_OF.items():
+        outs = _outputs(name)
+        if outs is not None and (alone or name in NEVER_BLOCKS and name not in REDIRECTED):
+            out[nr] = outs
+    return out
+
+
+def spec_table(calls: dict[int, list[tuple[int, int, int, int]]]) -> ctypes.Array[ctypes.c_int64]:
+    """SPEC_WORDS int64 per syscall number: -1 (not simple) or the outputs' count and rules."""
+    spec = (ctypes.c_int64 * (512 * fastloop.SPEC_WORDS))()
+    for i in range(512):
+        spec[i * fastloop.SPEC_WORDS] = -1
+    for nr, outs in calls.items():
+        words = [len(outs)] + [v for o in outs for v in o]
+        for k, v in enumerate(words):
+            spec[nr * fastloop.SPEC_WORDS + k] = v
+    return spec
+
+
+_REGS = struct.Struct("<27Q")
+_NR = struct.Struct("<q")
+_ORIG_RAX, _ARGS = 15, (14, 13, 12, 7, 9, 8)  # indexes in user_regs_struct: rdi..r9
+
+
+def entry_of(regs: bytes) -> tuple[int, tuple[int, ...]]:
+    """(syscall number, arguments) from the registers at a syscall entry."""
+    r = _REGS.unpack(regs)
+    return r[_ORIG_RAX], tuple(r[i] for i in _ARGS)
+
+
+@dataclass
+class Batch:
+    records: list[tuple[int, int, bytes, list[tuple[int, bytes]]]]  # nr, result, regs, writes
+    reason: int
+    tid: int = 0            # with reason STOP: whose stop
+    status: int = 0         # its raw waitpid status
+    entry: bytes | None = None  # registers of a syscall entered and not recorded
+    exit_rip: int | None = None  # of the last record
+
+
+class RecordLoop:
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._lib = lib
+        calls = {alone: simple_calls(alone=alone) for alone in (True, False)}
+        self._specs = {alone: spec_table(c) for alone, c in calls.items()}
+        self.simple = {alone: frozenset(c) for alone, c in calls.items()}
+        self._recs = ctypes.create_string_buffer(_REC.size * MAX_RECORDS)
+        self._data = ctypes.create_string_buffer(DATA_SIZE)
+        self._entry = ctypes.create_string_buffer(REGS_SIZE)
+        self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
+
+    def run(self, tid: int, memfd: int, *, alone: bool) -> Batch:
+        """Resume `tid` (stopped after a recorded syscall exit) and record what it can."""
+        out = self._out
+        n = self._lib.relive_record_run(
+            tid, memfd, self._specs[alone], 512, self._recs, MAX_RECORDS, self._data,
+            DATA_SIZE, time.monotonic_ns() + BUDGET_NS, self._entry, out)
+        reason = out[1]
+        if reason == fastloop.ERROR:
+            raise PtraceError(out[5], f"ptrace of task {tid} failed in the fast path")
+        records = []
+        exit_rip = None
+        if n:
+            data = self._data.raw[:out[6]] if out[6] else b""
+            view = memoryview(self._recs)[:n * _REC.size]
+            for regs, result, exit_rip, nw, *w in _REC.iter_unpack(view):
+                writes = [(w[3 * k], data[w[3 * k + 2]:w[3 * k + 2] + w[3 * k + 1]])
+                          for k in range(nw)]
+                records.append((_NR.unpack_from(regs, 8 * _ORIG_RAX)[0], result, regs, writes))
+        return Batch(records=records, reason=reason, tid=out[2], status=out[3],
+                     entry=self._entry.raw if out[4] else None, exit_rip=exit_rip)

@@ -1,0 +1,105 @@
+"""Replaying runs of emulated syscalls in compiled code (tracee/fastloop.c, relive_replay_run).
+
+A SYSCALL event can go into a batch when replay only has to emulate it: stop at its entry
+under PTRACE_SYSEMU, check the registers, write the recorded memory (exact writes only), set
+the result. Not batched: the calls replay executes (address space, signal state: see
+replayer.syscalls), execve, clone/fork/vfork, rt_sigreturn/exit, a call completing an ENTER,
+writes re-emitted to stdout/stderr, conservative writes, and (when `naming` is set) the calls
+the gdb target reads thread names from.
+
+The loop stops at the first event whose stop is not the recorded one (another stop, other
+registers, a write that does not land) and hands back that stop untouched: the session
+replays that event through its ordinary path, which reports the same divergence, with the same
+words, as if there had been no batch.
+"""
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tracee import fastloop
+from tracee.ptrace_api import REGS_SIZE
+from tracee.sysnums import NAME_OF
+from tracefile.reader import Row
+from tracefile.records import Event, Kind
+
+from replayer.syscalls import EXECUTE_AS_IS, IN_PLACE
+
+# Executed for real, or replayed by their own code.
+NOT_EMULATED = EXECUTE_AS_IS | IN_PLACE | {"mmap", "mremap", "brk", "arch_prctl", "execve",
+                                          "execveat", "clone", "fork", "vfork"}
+# The gdb target reads the program's memory at these to learn thread names.
+NAMING = frozenset({"prctl", "open", "openat", "write", "pwrite64"})
+MAX_BATCH = 256
+_BATCHABLE = frozenset(nr for nr, name in NAME_OF.items() if name not in NOT_EMULATED)
+_NAMING_NRS = frozenset(nr for nr, name in NAME_OF.items() if name in NAMING)
+_SYSCALL = int(Kind.SYSCALL)
+_EV = struct.Struct("<qqII")
+_WR = struct.Struct("<QQQ")
+
+
+def emulated_only(ev: Event, tid: int, *, naming: bool) -> bool:
+    """Can `ev` go into a batch of task `tid`'s syscalls?"""
+    if (ev.kind != Kind.SYSCALL or ev.tid != tid or ev.nr not in _BATCHABLE
+            or len(ev.regs) != REGS_SIZE or (naming and ev.nr in _NAMING_NRS)):
+        return False
+    if ev.info and "out" in ev.info:
+        return False
+    for w in ev.writes:
+        if w.conservative:
+            return False
+    return True
+
+
+def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:
+    """`emulated_only` on an event as stored (replayer.session makes Events only for the
+    events it hands to others); stricter: an event with any info is not batched."""
+    _, rtid, kind, nr, _, regs, info, writes = row
+    if (kind != _SYSCALL or rtid != tid or nr not in _BATCHABLE or len(regs) != REGS_SIZE
+            or info or (naming and nr in _NAMING_NRS)):
+        return False
+    for w in writes:
+        if w.conservative:
+            return False
+    return True
+
+
+@dataclass
+class Outcome:
+    done: int      # events replayed
+    reason: int    # fastloop.STOP / EINTR / PARKED / ERROR
+    status: int    # with STOP: the raw status of the stop met at event `done`
+    errno: int
+
+
+class ReplayLoop:
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._lib = lib
+        self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
+
+    def run(self, tid: int, memfd: int, events: Sequence[Row],
+            deadline_ns: int) -> Outcome | None:
+        """Replay `events` (task `tid` stopped at the boundary before the first); None if
+        they cannot be handed to C (values out of range: a corrupt trace)."""
+        parts: list[bytes] = []
+        wparts: list[bytes] = []
+        data: list[bytes] = []
+        off = nwrites = 0
+        pack = _EV.pack
+        try:
+            for _, _, _, nr, result, regs, _, writes in events:
+                parts.append(regs)
+                parts.append(pack(nr, result, len(writes), nwrites))
+                for w in writes:
+                    wparts.append(_WR.pack(w.addr, len(w.data), off))
+                    data.append(w.data)
+                    off += len(w.data)
+                    nwrites += 1
+        except struct.error:
+            return None
+        out = self._out
+        self._lib.relive_replay_run(tid, memfd, b"".join(parts), len(events),
+                                    b"".join(wparts), b"".join(data), deadline_ns, out)
+        return Outcome(done=out[0], reason=out[1], status=out[3], errno=out[5])

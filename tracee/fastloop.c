@@ -1,0 +1,307 @@
+/* fastloop.c - relive's compiled inner loops for the common syscall case.
+ *
+ * Built by tracee/fastloop.py with gcc at first use and loaded with ctypes. Each function
+ * handles a run of ordinary syscalls of ONE task by itself and returns to Python at the first
+ * thing it does not handle, with enough state for Python to carry on exactly as if it had
+ * handled every stop itself:
+ *
+ *   relive_record_run   record: from a task stopped at a syscall exit that Python has
+ *                       recorded, resume it (PTRACE_SYSCALL), and while the next stop is the
+ *                       entry of a syscall the spec table marks simple, run it to its exit,
+ *                       read its outputs from /proc/PID/mem and append (entry registers,
+ *                       result, exit rip, outputs) to a buffer.
+ *   relive_replay_run   replay: for a batch of recorded syscalls of one task that need only
+ *                       emulation, PTRACE_SYSEMU to the entry, compare the registers with
+ *                       the recorded ones (as replayer/registers.diff does), write the
+ *                       recorded memory, set rax.
+ *
+ * Nothing here decides policy: which syscalls are simple, which events may be batched, is
+ * decided in Python and passed in. Neither function ever retries a ptrace request after an
+ * error or skips a stop: anything unexpected is handed back with the raw waitpid status.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/types.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Why a loop returned (out[1]). */
+#define R_STOP 1     /* a stop it does not handle: out[2] = tid, out[3] = status */
+#define R_EINTR 2    /* waitpid was interrupted by a signal: the task is running */
+#define R_PARKED 3   /* time or buffer is up: the task is stopped after the last record */
+#define R_ERROR 4    /* a ptrace request failed: out[5] = errno */
+
+#define SYSCALL_TRAP (SIGTRAP | 0x80)
+#define NREGS 27
+#define REGS_SIZE (NREGS * 8)
+#define MAX_OUTS 3
+#define SPEC_WORDS (1 + 4 * MAX_OUTS)
+/* Output size kinds in the spec table (recorder/fastpath.py builds it). */
+#define SIZE_FIXED 1   /* n bytes */
+#define SIZE_RESULT 2  /* max(result, 0) bytes */
+#define SIZE_ARG 3     /* args[n] bytes */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int is_syscall_stop(int status)
+{
+    return WIFSTOPPED(status) && WSTOPSIG(status) == SYSCALL_TRAP && (status >> 16) == 0;
+}
+
+static int is_erestart(int64_t r)
+{
+    return r == -512 || r == -513 || r == -514 || r == -516;
+}
+
+/* One recorded syscall, as Python reads it (struct "<216sqQQ" + "QQQ" * MAX_OUTS). */
+struct rec {
+    unsigned char regs[REGS_SIZE]; /* at the entry stop */
+    int64_t result;
+    uint64_t exit_rip;
+    uint64_t nwrites;
+    struct { uint64_t addr, len, off; } w[MAX_OUTS];
+};
+
+static int64_t out_size(const int64_t *o, const uint64_t *args, int64_t result)
+{
+    switch (o[1]) {
+    case SIZE_FIXED: return o[2];
+    case SIZE_RESULT: return result > 0 ? result : 0;
+    case SIZE_ARG: return (int64_t)args[o[2]] < 0 ? -1 : (int64_t)args[o[2]];
+    }
+    return -1;
+}
+
+/* Read the outputs of the syscall in `r` (entry regs) with result `result` into data.
+   0: done; -1: Python must do it (unreadable, too big, unknown rule). */
+static int read_outputs(int memfd, const int64_t *spec, const struct user_regs_struct *e,
+                        struct rec *r, unsigned char *data, int64_t cap, int64_t *used)
+{
+    uint64_t args[6] = {e->rdi, e->rsi, e->rdx, e->r10, e->r8, e->r9};
+    int failed = r->result > -4096 && r->result < 0;
+    r->nwrites = 0;
+    for (int k = 0; k < spec[0]; k++) {
+        const int64_t *o = spec + 1 + 4 * k;
+        if (failed && !o[3])
+            continue;
+        uint64_t addr = args[o[0]];
+        if (!addr)
+            continue;
+        int64_t n = out_size(o, args, r->result);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            continue;
+        if (n > cap - *used)
+            return -1;
+        ssize_t got = pread(memfd, data + *used, (size_t)n, (off_t)addr);
+        if (got != n)
+            return -1;
+        r->w[r->nwrites].addr = addr;
+        r->w[r->nwrites].len = (uint64_t)n;
+        r->w[r->nwrites].off = (uint64_t)*used;
+        r->nwrites++;
+        *used += n;
+    }
+    return 0;
+}
+
+/* out: [0] records, [1] reason, [2] tid, [3] status, [4] entry pending (its registers are in
+   `entry`), [5] errno, [6] data bytes used. spec: SPEC_WORDS int64 per syscall number below
+   nspec; spec[0] < 0 means "not simple". */
+long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
+                       struct rec *recs, long max_recs, unsigned char *data, int64_t data_cap,
+                       int64_t deadline_ns, unsigned char *entry, int64_t *out)
+{
+    struct user_regs_struct regs, xregs;
+    long n = 0;
+    int64_t used = 0;
+    int status = 0, reason = 0, w;
+    memset(out, 0, 7 * sizeof(int64_t));
+    for (;;) {
+        if (n >= max_recs || now_ns() >= deadline_ns) {
+            reason = R_PARKED;
+            break;
+        }
+        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0) {
+            reason = R_ERROR;
+            out[5] = errno;
+            break;
+        }
+        /* the task runs user code */
+        w = waitpid(-1, &status, __WALL);
+        if (w < 0) {
+            reason = errno == EINTR ? R_EINTR : R_ERROR;
+            out[5] = errno;
+            break;
+        }
+        if (w != tid || !is_syscall_stop(status)) {
+            reason = R_STOP;
+            out[2] = w;
+            break;
+        }
+        if (ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0) {
+            reason = R_STOP;  /* Python will see the same stop and fail the same way */
+            out[2] = w;
+            break;
+        }
+        uint64_t nr = regs.orig_rax;
+        if (nr >= (uint64_t)nspec || spec[nr * SPEC_WORDS] < 0) {
+            reason = R_STOP;  /* an entry Python handles */
+            out[2] = w;
+            break;
+        }
+        /* a simple syscall: run it to its exit */
+        memcpy(entry, &regs, REGS_SIZE);
+        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0) {
+            reason = R_ERROR;
+            out[4] = 1;
+            out[5] = errno;
+            break;
+        }
+        w = waitpid(-1, &status, __WALL);
+        if (w < 0) {
+            reason = errno == EINTR ? R_EINTR : R_ERROR;
+            out[4] = 1;
+            out[5] = errno;
+            break;
+        }
+        out[4] = 1;  /* until recorded, the entry is pending */
+        if (w != tid || !is_syscall_stop(status)) {
+            reason = R_STOP;
+            out[2] = w;
+            break;
+        }
+        if (ptrace(PTRACE_GETREGS, tid, 0, &xregs) < 0) {
+            reason = R_STOP;
+            out[2] = w;
+            break;
+        }
+        struct rec *r = &recs[n];
+        r->result = (int64_t)xregs.rax;
+        if (is_erestart(r->result)
+            || read_outputs(memfd, spec + nr * SPEC_WORDS, &regs, r, data, data_cap, &used)) {
+            reason = R_STOP;  /* Python handles this exit stop */
+            out[2] = w;
+            break;
+        }
+        memcpy(r->regs, &regs, REGS_SIZE);
+        r->exit_rip = xregs.rip;
+        out[4] = 0;
+        n++;
+    }
+    out[0] = n;
+    out[1] = reason;
+    out[3] = status;
+    out[6] = used;
+    return n;
+}
+
+/* One event to replay (struct "<216sqqII"). */
+struct ev {
+    unsigned char regs[REGS_SIZE];
+    int64_t nr;
+    int64_t result;
+    uint32_t nwrites;
+    uint32_t first_write;
+};
+
+struct wr {
+    uint64_t addr, len, off;
+};
+
+#define EFLAGS_IGNORED (0x100 | 0x10000)  /* trap and resume flags: the debugger's */
+
+/* The registers match as replayer/registers.diff sees it (eflags and r11 without TF/RF). */
+static int same_regs(const unsigned char *want, const struct user_regs_struct *got)
+{
+    const uint64_t *a = (const uint64_t *)want, *b = (const uint64_t *)got;
+    for (int i = 0; i < NREGS; i++) {
+        uint64_t x = a[i], y = b[i];
+        if (i == (int)(offsetof(struct user_regs_struct, eflags) / 8)
+            || i == (int)(offsetof(struct user_regs_struct, r11) / 8)) {
+            x &= ~(uint64_t)EFLAGS_IGNORED;
+            y &= ~(uint64_t)EFLAGS_IGNORED;
+        }
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
+static int write_all(int memfd, const unsigned char *data, uint64_t len, uint64_t addr)
+{
+    uint64_t done = 0;
+    while (done < len) {
+        ssize_t k = pwrite(memfd, data + done, len - done, (off_t)(addr + done));
+        if (k <= 0)
+            return -1;
+        done += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* out: [0] events replayed, [1] reason, [2] tid, [3] status, [5] errno. The task starts
+   stopped at the previous event's boundary with its registers set. Events are replayed in
+   order; at the first one whose stop, registers or writes are not as recorded, the loop
+   returns R_STOP with that stop untouched (registers and memory as the kernel left them), so
+   Python replays that event itself from this stop. */
+long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
+                       const struct wr *writes, const unsigned char *data,
+                       int64_t deadline_ns, int64_t *out)
+{
+    struct user_regs_struct regs;
+    long i;
+    int status = 0, reason = R_PARKED;
+    memset(out, 0, 7 * sizeof(int64_t));
+    for (i = 0; i < nev; i++) {
+        if (i > 0 && now_ns() >= deadline_ns)
+            break;
+        if (ptrace(PTRACE_SYSEMU, tid, 0, 0) < 0) {
+            reason = R_ERROR;
+            out[5] = errno;
+            break;
+        }
+        int w = waitpid(tid, &status, __WALL);
+        if (w < 0) {
+            reason = errno == EINTR ? R_EINTR : R_ERROR;
+            out[5] = errno;
+            break;
+        }
+        out[2] = w;
+        if (!is_syscall_stop(status) || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
+            || (int64_t)regs.orig_rax != evs[i].nr || !same_regs(evs[i].regs, &regs)) {
+            reason = R_STOP;
+            break;
+        }
+        const struct wr *wp = writes + evs[i].first_write;
+        int ok = 1;
+        for (uint32_t k = 0; k < evs[i].nwrites && ok; k++)
+            ok = write_all(memfd, data + wp[k].off, wp[k].len, wp[k].addr) == 0;
+        if (!ok) {
+            reason = R_STOP;  /* Python writes again and reports what did not land */
+            break;
+        }
+        if (ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, rax),
+                   (void *)evs[i].result) < 0) {
+            reason = R_STOP;  /* Python replays the event again from this stop */
+            break;
+        }
+    }
+    out[0] = i;
+    out[1] = reason;
+    out[3] = status;
+    return i;
+}

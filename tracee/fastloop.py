@@ -1,0 +1,101 @@
+"""The compiled inner loops (fastloop.c): built with gcc at first use, loaded with ctypes.
+
+The shared object is cached in $XDG_CACHE_HOME/relive (~/.cache/relive; a 0700 directory),
+named by a hash of the source, so an edited source is rebuilt and two relive versions never
+share a build. If gcc is missing or the build fails, one line says so and `load()` returns
+None: callers then use the pure-Python paths, which do the same thing more slowly.
+RELIVE_FASTPATH=0 disables the compiled loops (tests compare both paths this way).
+
+ctypes releases the GIL during a call; a signal arriving meanwhile (the recorder's SIGALRM
+timeslice timer, Ctrl-C) interrupts the loop's waitpid (EINTR): the loop returns and the
+Python handler runs then.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("fastloop.c")
+
+# Why a loop returned (fastloop.c R_*).
+STOP, EINTR, PARKED, ERROR = 1, 2, 3, 4
+OUT_WORDS = 7
+# Output size kinds of the record spec table (fastloop.c SIZE_*).
+SIZE_FIXED, SIZE_RESULT, SIZE_ARG = 1, 2, 3
+MAX_OUTS = 3
+SPEC_WORDS = 1 + 4 * MAX_OUTS
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def enabled() -> bool:
+    return os.environ.get("RELIVE_FASTPATH", "1") != "0"
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "relive"
+
+
+def _build(source: bytes) -> Path:
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    cache = _cache_dir()
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(cache, 0o700)
+    target = cache / f"fastloop-{digest}.so"
+    if target.exists():
+        return target
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".fastloop-", suffix=".so")
+    os.close(fd)
+    try:
+        proc = subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise OSError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
+                          else f"gcc exited with {proc.returncode}")
+        os.chmod(tmp, 0o700)
+        os.replace(tmp, target)  # atomic: concurrent builders each install a whole file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def load() -> ctypes.CDLL | None:
+    """The loaded library, or None (disabled, or it could not be built: said once)."""
+    global _lib, _tried
+    if not enabled():
+        return None
+    if _tried:
+        return _lib
+    _tried = True
+    try:
+        path = _build(SOURCE.read_bytes())
+        lib = ctypes.CDLL(str(path))
+    except FileNotFoundError as e:
+        log.warning("compiled fast path unavailable (%s not found); using the slower Python "
+                    "path", e.filename)
+        return None
+    except (OSError, subprocess.SubprocessError) as e:
+        log.warning("compiled fast path unavailable (%s); using the slower Python path", e)
+        return None
+    lib.relive_record_run.restype = ctypes.c_long
+    lib.relive_record_run.argtypes = [
+        ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p,
+        ctypes.c_long, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+        ctypes.c_void_p]
+    lib.relive_replay_run.restype = ctypes.c_long
+    lib.relive_replay_run.argtypes = [
+        ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p,
+        ctypes.c_char_p, ctypes.c_int64, ctypes.c_void_p]
+    log.debug("compiled fast path loaded from %s", path)
+    _lib = lib
+    return lib
