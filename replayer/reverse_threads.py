@@ -43,9 +43,9 @@ from gdbstub.target import (
 )
 from replayer import registers
 from replayer.errors import Paused, ReplayError
+from replayer.snapshot import Snapshot as Checkpoint
 from replayer.timeline import (
     MAX_STEPS,
-    Checkpoint,
     LostPosition,
     SearchInterrupted,
 )
@@ -240,7 +240,7 @@ class ThreadedReverse:
         Returns the hits and 'now', 'goal' or None (reached a boundary)."""
         t, s = self.t, self.s
         origin = start if isinstance(start, Waypoint) else None
-        s.restore(origin.snap if origin is not None else start)  # type: ignore[union-attr]
+        s.restore(start.snap if isinstance(start, Waypoint) else start)
         self._met = [origin] if origin is not None else []
         while s.position < t.birth:
             self._check_interrupt(boundary=True)
@@ -375,11 +375,11 @@ class ThreadedReverse:
         instruction less. None if `now` is the first arrival at its pc. The anchor is kept,
         so the next reverse-stepi from the landing costs one forward pass."""
         cached = self._anchored
+        anchor: Hit | None = None
         if (cached is not None and _same_state(cached[0], now) and cached[2] >= 1
                 and (cached[1].origin is None or cached[1].origin.alive)):
             anchor, steps = cached[1], cached[2] - 1
         else:
-            anchor = None
             starts = self._starts(now.position)
             nearest = [w for w in starts[:1] if isinstance(w, Waypoint)]
             for start in nearest + [next(c for c in starts if not isinstance(c, Waypoint))]:

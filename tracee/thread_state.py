@@ -46,9 +46,9 @@ def capture(task: Task, *, altstack: bytes | None = None, clear_tid: int = 0) ->
 
 def give_kernel_state(task: Task, state: ThreadState, *,
                       inherited: ThreadState | None = None) -> None:
-    """Everything but the registers and the place: the extended state, and (where they differ
+    """Everything but the registers and the place: the extended state, and (where it differs
     from what the task `inherited` from its creator) the signal mask; the signal stack and
-    clear-tid word if any. Through injected syscalls: the task must not be parked in a syscall yet."""
+    clear-tid word if any (injected syscalls: the task must not be parked in a syscall yet)."""
     api.set_xstate(task.tid, state.xstate)
     if inherited is None or state.sigmask != inherited.sigmask:
         api.set_sigmask(task.tid, state.sigmask)
