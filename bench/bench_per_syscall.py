@@ -69,7 +69,8 @@ def main() -> None:
                     rep = relive_cmd(python, "replay", "--autopilot", trace)
                     times.setdefault((f"replay fast={fast}", n), []).append(timed(rep, env))
     per = {}
-    for what in ("floor", "floor -t", "record fast=1", "record fast=0", "replay fast=1", "replay fast=0"):
+    for what in ("floor", "floor -t", "record fast=1", "record fast=0", "replay fast=1",
+                 "replay fast=0"):
         hi = statistics.median(times[what, args.calls])
         lo = statistics.median(times[what, 0])
         per[what] = (hi - lo) / args.calls * 1e6

@@ -10,9 +10,10 @@ so no thread switch, ENTER or scratch redirect is ever skipped.
 The recorder calls `run()` where it would resume a task after recording the exit of a simple
 syscall (a run of them is likely to go on; after other calls the loop would mostly return at
 once, a cost for nothing), and only when nothing else is waiting to be handled (no stashed
-stops, no held signals, no switch due). The loop records simple syscalls of that task until anything else happens and hands
-that stop back (`Batch.status`), with the entry registers when a syscall was entered but not
-recorded; the recorder then carries on exactly as if its own loop had reached that stop.
+stops, no held signals, no switch due). The loop records simple syscalls of that task until
+anything else happens and hands that stop back (`Batch.status`), with the entry registers
+when a syscall was entered but not recorded; the recorder then carries on exactly as if its
+own loop had reached that stop.
 """
 from __future__ import annotations
 

@@ -57,39 +57,44 @@ class SignalReplayer:
             stop = self.s.resume_until_stop(ev)
             if not (isinstance(stop, SignalStop) and stop.signal == sig):
                 raise self.s.divergence(ev, f"expected signal {_name(sig)}", stop)
+        elif task.tid in self.s.taskset.entered:  # it cut short the call the task waits in
+            self._interrupt_parked(ev, task)
+            self._raise(ev, task)
         elif where in ("after_syscall", "before_syscall"):
-            if where == "before_syscall" and task.tid in self.s.taskset.entered:
-                self._interrupt_parked(ev, task)
-            elif where == "before_syscall":
+            if where == "before_syscall":
                 stop = self.s.resume_until_stop(ev)
                 if not isinstance(stop, SyscallStop):
                     raise self.s.divergence(ev, f"expected a syscall before {_name(sig)}", stop)
                 task.set_reg("rip", task.regs.rip - 2)
                 task.set_reg("rax", task.regs.orig_rax)
                 task.set_reg("orig_rax", -1)
-            if where == "after_syscall":
+            else:
                 _let_in(task, sig)
-            api.tgkill(task.pid, task.tid, sig)
-            task.resume(api.Req.SYSEMU)
-            stop = task.wait()
-            if not (isinstance(stop, SignalStop) and stop.signal == sig):
-                raise self.s.divergence(ev, f"expected signal {_name(sig)} to be delivered", stop)
+            self._raise(ev, task)
         else:
             self._reach_user_point(ev)
 
+    def _raise(self, ev: Event, task: Task) -> None:
+        """Have the kernel deliver the event's signal where the task stands: a
+        signal-delivery-stop."""
+        api.tgkill(task.pid, task.tid, ev.nr)
+        task.resume(api.Req.SYSEMU)
+        stop = task.wait()
+        if not (isinstance(stop, SignalStop) and stop.signal == ev.nr):
+            raise self.s.divergence(ev, f"expected signal {_name(ev.nr)} to be delivered", stop)
+
     def _interrupt_parked(self, ev: Event, task: Task) -> None:
-        """The signal interrupted the blocking call the task is parked in (ENTER): when
-        recorded, the kernel cut the call short and set up its restart (`syscall` again,
-        rax = the call or restart_syscall), and the signal came there. Put the task in that
-        state instead of running it."""
-        want = registers.unpack(ev.regs)
-        if want["rip"] != task.regs.rip - 2:
-            raise self.s.divergence(ev, f"{_name(ev.nr)} interrupted a call elsewhere "
-                                        f"(parked at {task.regs.rip - 2:#x})")
+        """The signal cut short the blocking call the task is parked in (ENTER). When
+        recorded, it came where the call returned (rip after the `syscall`), or once the
+        kernel had set up the call's restart (rip on the `syscall`, rax the call or
+        restart_syscall): the recorded registers say which. Put the task in that state
+        instead of running it (the call itself is never replayed)."""
+        here = task.regs.rip
+        if registers.unpack(ev.regs)["rip"] not in (here, here - 2):
+            raise self.s.divergence(ev, f"{_name(ev.nr)} came at another place than the call "
+                                        f"the thread waits in (at {here - 2:#x})")
         self.s.taskset.entered.discard(task.tid)
-        task.set_reg("rip", want["rip"])
-        task.set_reg("rax", want["rax"])
-        task.set_reg("orig_rax", -1)
+        task.set_regs_from(ev.regs)
 
     def reach_point(self, ev: Event) -> None:
         """A PREEMPT event: stop where the thread was preempted (at a debug trap)."""
