@@ -161,7 +161,9 @@ def test_mi_interrupt_stops_a_running_replay_and_continue_resumes(cpu_loop_trace
         _connect(mi, server.address)
         mi.ok("-exec-continue")
         mi.wait_for(lambda r: r["type"] == "notify" and r["message"] == "running")
-        time.sleep(0.5)  # well inside the loop, which runs for seconds
+        # well inside the loop, which runs for seconds (reaching main takes ~0.5 s of replay
+        # when other work loads the machine)
+        time.sleep(1.5)
         sent = time.monotonic()
         mi.ok("-exec-interrupt")
         stop = mi.wait_stopped(timeout=2.0)
