@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
-import time
 from pathlib import Path
 
 from tracee import fastloop
