@@ -253,9 +253,9 @@ class ReplaySession:
                     stop = task.wait()
                 finally:
                     self.running = False
-            if self.observer is None:
-                return stop
-            seen = self.observer(stop)
+            seen = stop if self.observer is None else self.observer(stop)
+            if isinstance(seen, SignalStop) and seen.signal == signal.SIGSTOP:
+                continue  # relive's own Ctrl-C kick that nobody took: never the program's
             if seen is not None:
                 return seen
 

@@ -344,6 +344,8 @@ class Timeline:
 
         def observe(stop: Stop) -> Stop | None:
             nonlocal count
+            if isinstance(stop, SignalStop) and stop.signal == SIGSTOP and self.interrupted():
+                raise Paused("interrupt")
             trap = traps.classify(stop)
             if trap is None or trap.kind in ("own", "other", "step"):
                 return stop
@@ -360,7 +362,9 @@ class Timeline:
             while True:
                 try:
                     ev = s.step()
-                except Paused:
+                except Paused as p:
+                    if p.reason == "interrupt":
+                        raise SearchInterrupted(boundary=False) from None
                     break
                 if s.position > hit.position:
                     raise ReplayError(f"could not find hit {hit} again")
@@ -384,6 +388,8 @@ class Timeline:
             return False
 
         def observe(stop: Stop) -> Stop | None:
+            if isinstance(stop, SignalStop) and stop.signal == SIGSTOP and self.interrupted():
+                raise Paused("interrupt")
             if (isinstance(stop, SignalStop) and stop.signal == SIGTRAP
                     and s._task_or_fail().regs.rip == hit.pc):
                 raise Paused("there")
@@ -394,7 +400,9 @@ class Timeline:
             while True:
                 try:
                     s.step()
-                except Paused:
+                except Paused as p:
+                    if p.reason == "interrupt":
+                        raise SearchInterrupted(boundary=False) from None
                     return True
                 if s.position > hit.position:
                     raise ReplayError(f"could not find hit {hit} again")
