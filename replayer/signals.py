@@ -104,12 +104,7 @@ class SignalReplayer:
         """Stop where the signal was delivered, then have the kernel deliver it there."""
         task = self.s._task(ev)
         self._find_point(ev, f"where {_name(ev.nr)} was delivered")
-        # We sit at the breakpoint's SIGTRAP stop; replace that trap with the signal.
-        api.tgkill(task.pid, task.tid, ev.nr)
-        task.resume(api.Req.SYSEMU)
-        stop = task.wait()
-        if not (isinstance(stop, SignalStop) and stop.signal == ev.nr):
-            raise self.s.divergence(ev, f"expected signal {_name(ev.nr)} to be delivered", stop)
+        self._raise(ev, task)  # (in place of the breakpoint's SIGTRAP stop we sit at)
 
     def _find_point(self, ev: Event, what: str) -> None:
         """Stop at the recorded pc until registers and memory match the recording."""
