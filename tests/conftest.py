@@ -3,6 +3,7 @@ helper to run the relive CLI as a subprocess (``python -m relive``)."""
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -125,3 +126,16 @@ def copy_of(recorded, tmp_path):
         shutil.copytree(trace, dest)
         return dest, proc
     return copy
+
+
+# rdi in struct user_regs_struct: r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi
+RDI = 14
+
+
+def set_rdi(regs, value=None):
+    """A recorded register file with rdi replaced (by default: plus one), for tampering with
+    a trace; returns (the old rdi, the new register bytes)."""
+    old = struct.unpack_from("<Q", regs, 8 * RDI)[0]
+    new = bytearray(regs)
+    struct.pack_into("<Q", new, 8 * RDI, old + 1 if value is None else value)
+    return old, bytes(new)

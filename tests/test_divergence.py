@@ -8,14 +8,13 @@ import sqlite3
 import struct
 
 import pytest
-from conftest import assert_faithful, describe, record, replay
+from conftest import RDI, assert_faithful, describe, record, replay, set_rdi
 
 from replayer.errors import ReplayDivergence
 from replayer.session import ReplaySession
 from tracee.ptrace_api import REG_NAMES, REGS_SIZE
 from tracefile.records import Kind
 
-RDI = 14  # struct user_regs_struct: r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi
 NR = {"write": 1, "lseek": 8, "getpid": 39, "getppid": 110}
 
 
@@ -57,13 +56,6 @@ class Db:
 
     def close(self):
         self.db.close()
-
-
-def set_rdi(regs, value):
-    regs = bytearray(regs)
-    old = struct.unpack_from("<Q", regs, 8 * RDI)[0]
-    struct.pack_into("<Q", regs, 8 * RDI, value)
-    return old, bytes(regs)
 
 
 def first_lseek(trace):

@@ -10,12 +10,11 @@ import os
 import re
 import shutil
 import sqlite3
-import struct
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT, assert_faithful, describe, replay, run_relive
+from conftest import REPO_ROOT, assert_faithful, describe, replay, run_relive, set_rdi
 from gdbhelpers import gdb_batch, requires_gdb, serve
 
 from replayer.errors import ReplayDivergence
@@ -26,7 +25,6 @@ from tracefile.records import Kind
 __all__ = ["serve"]  # the fixture, imported for pytest
 
 GETPPID = 110
-RDI = 14
 pytestmark = pytest.mark.skipif(fastloop.load() is None,
                                 reason="the fast path could not be built (no gcc?)")
 SETARCH = shutil.which("setarch")
@@ -115,10 +113,8 @@ def _middle_getppid(trace):
 def test_a_changed_register_in_a_fast_run_is_reported_with_its_event(both, tmp_path):
     trace, rec = _copy(both, tmp_path)
     db, (seq, regs, _) = _middle_getppid(trace)
-    old = struct.unpack_from("<Q", regs, 8 * RDI)[0]
-    tampered = bytearray(regs)
-    struct.pack_into("<Q", tampered, 8 * RDI, old + 1)
-    db.execute("UPDATE events SET regs = ? WHERE seq = ?", (bytes(tampered), seq))
+    old, tampered = set_rdi(regs)
+    db.execute("UPDATE events SET regs = ? WHERE seq = ?", (tampered, seq))
     db.commit()
     db.close()
     rep = replay(trace, env=_env(True))

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import sqlite3
-import struct
 import subprocess
 import sys
 
@@ -24,6 +23,7 @@ from conftest import (
     replay,
     run_native,
     run_relive,
+    set_rdi,
     shell_status,
     strip_relive,
 )
@@ -31,7 +31,6 @@ from conftest import (
 from tracefile.records import Kind
 
 PYTHON = "/usr/bin/python3"  # the Debian interpreter, not the pyenv shim on PATH
-RDI = 14  # index of rdi in struct user_regs_struct (see test_divergence.py)
 NR = {"read": 0, "rt_sigprocmask": 14}
 
 
@@ -315,10 +314,8 @@ def test_changed_register_of_a_worker_thread_syscall_is_reported(copy_of):
     trace, rec = copy_of("threads_mutex")
     db = sqlite3.connect(trace / "trace.db")
     seq, tid, _, regs = worker_syscalls(db, NR["rt_sigprocmask"])[0]
-    old = struct.unpack_from("<Q", regs, 8 * RDI)[0]
-    regs = bytearray(regs)
-    struct.pack_into("<Q", regs, 8 * RDI, old + 1)
-    db.execute("UPDATE events SET regs = ? WHERE seq = ?", (bytes(regs), seq))
+    old, regs = set_rdi(regs)
+    db.execute("UPDATE events SET regs = ? WHERE seq = ?", (regs, seq))
     db.commit()
     db.close()
     rep = replay(trace)
