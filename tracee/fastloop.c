@@ -15,6 +15,12 @@
  *                       the recorded ones (as replayer/registers.diff does), write the
  *                       recorded memory, set rax.
  *
+ * Both loops make rdtsc fault in the calling thread while they run, as it faults in every
+ * tracee (PR_SET_TSC): the kernel toggles CR4.TSD at each switch between a task that traps
+ * rdtsc and one that does not, and on a VM that costs about a third of a ptrace round trip
+ * (bench/ptrace_floor -t). Nothing in the loops reads the TSC: now_ns() makes a real
+ * clock_gettime syscall (the vDSO's reads it).
+ *
  * Nothing here decides policy: which syscalls are simple, which events may be batched, is
  * decided in Python and passed in. Neither function ever retries a ptrace request after an
  * error or skips a stop: anything unexpected is handed back with the raw waitpid status.
@@ -25,7 +31,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -51,8 +59,23 @@
 static int64_t now_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Make rdtsc fault in this thread, as in the tracees; returns what to restore. */
+static int trap_tsc_like_tracees(void)
+{
+    int old = PR_TSC_ENABLE;
+    if (prctl(PR_GET_TSC, &old, 0, 0, 0) == 0 && old != PR_TSC_SIGSEGV)
+        prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);
+    return old;
+}
+
+static void restore_tsc(int old)
+{
+    if (old != PR_TSC_SIGSEGV)
+        prctl(PR_SET_TSC, old, 0, 0, 0);
 }
 
 static int is_syscall_stop(int status)
@@ -129,6 +152,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
     long n = 0;
     int64_t used = 0;
     int status = 0, reason = 0, w;
+    int tsc = trap_tsc_like_tracees();
     memset(out, 0, 7 * sizeof(int64_t));
     for (;;) {
         if (n >= max_recs || now_ns() >= deadline_ns) {
@@ -202,6 +226,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
         out[4] = 0;
         n++;
     }
+    restore_tsc(tsc);
     out[0] = n;
     out[1] = reason;
     out[3] = status;
@@ -265,6 +290,7 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
     struct user_regs_struct regs;
     long i;
     int status = 0, reason = R_PARKED;
+    int tsc = trap_tsc_like_tracees();
     memset(out, 0, 7 * sizeof(int64_t));
     for (i = 0; i < nev; i++) {
         if (i > 0 && now_ns() >= deadline_ns)
@@ -300,6 +326,7 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
             break;
         }
     }
+    restore_tsc(tsc);
     out[0] = i;
     out[1] = reason;
     out[3] = status;
