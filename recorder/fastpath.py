@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import struct
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from recorder import syscall_table as table
@@ -29,6 +30,7 @@ from recorder.syscall_effects import FILE_WRITERS, EffectRecorder
 from tracee import fastloop
 from tracee.ptrace_api import REGS_SIZE, PtraceError
 from tracee.sysnums import NAME_OF
+from tracefile.writer import SyscallRecord
 
 MAX_RECORDS = 4096
 DATA_SIZE = 4 << 20
@@ -36,6 +38,7 @@ DATA_SIZE = 4 << 20
 # if a timer signal slipped in between two waits.
 BUDGET_NS = 5_000_000
 _REC = struct.Struct(f"<{REGS_SIZE}sqQQ" + "QQQ" * fastloop.MAX_OUTS)
+_EXIT_RIP = struct.Struct(f"<{REGS_SIZE + 8}xQ")
 
 
 def _outputs(name: str) -> list[tuple[int, int, int, int]] | None:
@@ -96,9 +99,18 @@ def entry_of(regs: bytes) -> tuple[int, tuple[int, ...]]:
     return r[_ORIG_RAX], tuple(r[i] for i in _ARGS)
 
 
+def _unpack(raw: bytes, data: bytes) -> Iterator[SyscallRecord]:
+    """The records of relive_record_run's buffer (`raw`, whole records) and its output
+    bytes, as the trace writer stores them."""
+    for regs, result, _exit_rip, nw, *w in _REC.iter_unpack(raw):
+        writes = [(w[3 * k], data[w[3 * k + 2]:w[3 * k + 2] + w[3 * k + 1]]) for k in range(nw)]
+        yield _NR.unpack_from(regs, 8 * _ORIG_RAX)[0], result, regs, writes
+
+
 @dataclass
 class Batch:
-    records: list[tuple[int, int, bytes, list[tuple[int, bytes]]]]  # nr, result, regs, writes
+    count: int              # syscalls recorded
+    records: Callable[[], Iterator[SyscallRecord]]  # them, unpacked when called
     reason: int
     tid: int = 0            # with reason STOP: whose stop
     status: int = 0         # its raw waitpid status
@@ -118,7 +130,9 @@ class RecordLoop:
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
 
     def run(self, tid: int, memfd: int, *, alone: bool) -> Batch:
-        """Resume `tid` (stopped after a recorded syscall exit) and record what it can."""
+        """Resume `tid` (stopped after a recorded syscall exit) and record what it can. The
+        records are copied out of the loop's buffers here and unpacked later (by the trace
+        writer's thread)."""
         out = self._out
         n = self._lib.relive_record_run(
             tid, memfd, self._specs[alone], 512, self._recs, MAX_RECORDS, self._data,
@@ -126,14 +140,9 @@ class RecordLoop:
         reason = out[1]
         if reason == fastloop.ERROR:
             raise PtraceError(out[5], f"ptrace of task {tid} failed in the fast path")
-        records = []
-        exit_rip = None
-        if n:
-            data = self._data.raw[:out[6]] if out[6] else b""
-            view = memoryview(self._recs)[:n * _REC.size]
-            for regs, result, exit_rip, nw, *w in _REC.iter_unpack(view):
-                writes = [(w[3 * k], data[w[3 * k + 2]:w[3 * k + 2] + w[3 * k + 1]])
-                          for k in range(nw)]
-                records.append((_NR.unpack_from(regs, 8 * _ORIG_RAX)[0], result, regs, writes))
-        return Batch(records=records, reason=reason, tid=out[2], status=out[3],
-                     entry=self._entry.raw if out[4] else None, exit_rip=exit_rip)
+        raw = ctypes.string_at(self._recs, n * _REC.size)
+        data = ctypes.string_at(self._data, out[6])
+        exit_rip = _EXIT_RIP.unpack_from(raw, len(raw) - _REC.size)[0] if n else None
+        return Batch(count=n, records=lambda: _unpack(raw, data), reason=reason, tid=out[2],
+                     status=out[3], entry=self._entry.raw if out[4] else None,
+                     exit_rip=exit_rip)

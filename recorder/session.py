@@ -119,7 +119,9 @@ class Recorder:
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> int:
         """Record until the program ends; returns its wait status."""
-        pin_to_one_cpu()
+        cpu = pin_to_one_cpu()
+        if cpu is not None:
+            self.writer.sql.avoid_cpu(cpu)  # SQLite's work goes on beside the recording
         pid = spawn(self.path, self.argv, self.env)
         self.root = pid
         self._ppid[pid] = os.getpid()
@@ -399,8 +401,8 @@ class Recorder:
     def _take_batch(self, t: RecordedTask, batch: Batch, *, interrupt: bool) -> None:
         """Write what the compiled loop recorded and put `t` in the state the Python path
         would have left it in at the stop where the loop gave up."""
-        if batch.records:
-            t.last_event = self.writer.add_syscalls(t.task.tid, batch.records)
+        if batch.count:
+            t.last_event = self.writer.add_syscalls(t.task.tid, batch.count, batch.records)
             t.exit_rip = batch.exit_rip
             self.preempter.made_syscall(t)
         if batch.entry is not None:  # entered, resumed into the kernel, not recorded

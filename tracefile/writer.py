@@ -3,6 +3,8 @@
 Events are batched and committed often (every COMMIT_EVERY events or COMMIT_SECONDS), so a
 recorder killed mid-recording leaves a trace that replays up to its last commit; `complete` is
 written into meta only by `close()` after a normal end. Large payloads are zstd-compressed.
+SQLite runs on a thread of its own (tracefile.sql_thread); `commit()` waits for it, the
+periodic commits do not.
 The directory is private to the user (0700, files 0600; copies of executables 0700).
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +23,15 @@ import zstandard
 from tracefile.errors import TraceError
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
+from tracefile.sql_thread import SqlThread
 
 COMMIT_EVERY = 4096
 COMMIT_SECONDS = 0.25
 COMPRESS_OVER = 128
+INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)"
+INSERT_WRITE = "INSERT INTO writes VALUES (?, ?, ?, ?, ?, ?, ?)"
+# nr, result, registers, exact writes as (addr, data)
+SyscallRecord = tuple[int, int, bytes, list[tuple[int, bytes]]]
 
 
 def encode_blob(data: bytes, compressor: zstandard.ZstdCompressor) -> tuple[int, bytes]:
@@ -32,6 +40,21 @@ def encode_blob(data: bytes, compressor: zstandard.ZstdCompressor) -> tuple[int,
         if len(packed) < len(data):
             return 1, packed
     return 0, data
+
+
+def _insert_syscalls(db: sqlite3.Connection, tid: int, first: int,
+                     records: Iterable[SyscallRecord],
+                     compressor: zstandard.ZstdCompressor) -> None:
+    kind = int(Kind.SYSCALL)
+    events, writes = [], []
+    for seq, (nr, result, regs, ws) in enumerate(records, first):
+        events.append((seq, tid, kind, nr, result, regs, b""))
+        for i, (addr, data) in enumerate(ws):
+            packed, blob = encode_blob(data, compressor)
+            writes.append((seq, i, addr, len(data), 0, packed, blob))
+    db.executemany(INSERT_EVENT, events)
+    if writes:
+        db.executemany(INSERT_WRITE, writes)
 
 
 class TraceWriter:
@@ -52,30 +75,34 @@ class TraceWriter:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.dir, 0o700)
             (self.dir / "files").mkdir(exist_ok=True, mode=0o700)
-            self.db = sqlite3.connect(self.dir / "trace.db", isolation_level=None,
-                                      check_same_thread=False)
+            db = sqlite3.connect(self.dir / "trace.db", isolation_level=None,
+                                 check_same_thread=False)
         finally:
             os.umask(old_umask)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        db.execute("BEGIN")
+        self._db = db
+        self.sql = SqlThread(db)
         self._zstd = zstandard.ZstdCompressor(level=3)
+        self._sql_zstd = zstandard.ZstdCompressor(level=3)  # the SQL thread's own
+        self._uncommitted = 0
         self._events: list[tuple[Any, ...]] = []
         self._writes: list[tuple[Any, ...]] = []
         self._last_commit = time.monotonic()
         self._file_cache: dict[tuple[int, int, int, int], str] = {}
         self.event_count = 0
-        self.db.execute("BEGIN")
         self.set_meta(format_version=FORMAT_VERSION)
         self.commit()
 
     # -- metadata ---------------------------------------------------------------------------
     def set_meta(self, **values: Any) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+        self.sql.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                             [(k, json.dumps(v)) for k, v in values.items()])
 
     def put_task(self, task: TaskRecord) -> None:
-        self.db.execute(
+        self.sql.execute(
             "INSERT OR REPLACE INTO tasks(tid, pid, ppid, argv, exe, exit_status, first_event) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (task.tid, task.pid, task.ppid, json.dumps(list(task.argv)), task.exe,
@@ -83,11 +110,11 @@ class TraceWriter:
 
     def set_task_command(self, tid: int, argv: list[str], exe: str) -> None:
         """The task exec'd: its command line is the new program's."""
-        self.db.execute("UPDATE tasks SET argv = ?, exe = ? WHERE tid = ?",
+        self.sql.execute("UPDATE tasks SET argv = ?, exe = ? WHERE tid = ?",
                         (json.dumps(argv), exe, tid))
 
     def set_task_exit(self, tid: int, status: int) -> None:
-        self.db.execute("UPDATE tasks SET exit_status = ? WHERE tid = ?", (status, tid))
+        self.sql.execute("UPDATE tasks SET exit_status = ? WHERE tid = ?", (status, tid))
 
     # -- events -----------------------------------------------------------------------------
     def add(self, event: Event) -> int:
@@ -100,40 +127,49 @@ class TraceWriter:
         for i, w in enumerate(event.writes):
             packed, data = encode_blob(w.data, self._zstd)
             self._writes.append((seq, i, w.addr, len(w.data), int(w.conservative), packed, data))
-        if (len(self._events) >= COMMIT_EVERY
+        self._uncommitted += 1
+        if (self._uncommitted >= COMMIT_EVERY
                 or time.monotonic() - self._last_commit > COMMIT_SECONDS):
-            self.commit()
+            self._flush()
         return seq
 
-    def add_syscalls(self, tid: int,
-                     rows: list[tuple[int, int, bytes, list[tuple[int, bytes]]]]) -> int:
-        """Store a run of SYSCALL events of task `tid`, each (nr, result, regs, exact writes
-        as (addr, data)), exactly as `add` would store them; returns the last seq."""
-        kind = int(Kind.SYSCALL)
-        events, writes, zstd = self._events, self._writes, self._zstd
-        for nr, result, regs, ws in rows:
-            seq = self.event_count
-            self.event_count += 1
-            events.append((seq, tid, kind, nr, result, regs, b""))
-            for i, (addr, data) in enumerate(ws):
-                packed, blob = encode_blob(data, zstd)
-                writes.append((seq, i, addr, len(data), 0, packed, blob))
-            if len(events) >= COMMIT_EVERY:
-                self.commit()
-        if time.monotonic() - self._last_commit > COMMIT_SECONDS:
-            self.commit()
+    def add_syscalls(self, tid: int, count: int,
+                     records: Callable[[], Iterable[SyscallRecord]]) -> int:
+        """Store a run of `count` SYSCALL events of task `tid`, exactly as `add` would store
+        them: `records()` yields each as (nr, result, regs, exact writes as (addr, data)).
+        It is called on the SQL thread, so unpacking and compressing a run costs the
+        recording thread nothing. Returns the last seq."""
+        first = self.event_count
+        self.event_count += count
+        self._uncommitted += count
+        self._queue_rows()  # what `add` stored before comes first
+        zstd = self._sql_zstd
+        self.sql.submit(lambda db: _insert_syscalls(db, tid, first, records(), zstd))
+        if (self._uncommitted >= COMMIT_EVERY
+                or time.monotonic() - self._last_commit > COMMIT_SECONDS):
+            self._flush()
         return self.event_count - 1
 
     def commit(self) -> None:
-        if self._events:
-            self.db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", self._events)
-            self._events.clear()
-        if self._writes:
-            self.db.executemany("INSERT INTO writes VALUES (?, ?, ?, ?, ?, ?, ?)", self._writes)
-            self._writes.clear()
-        self.db.execute("COMMIT")
-        self.db.execute("BEGIN")
+        """Commit everything so far and wait until it is in the database."""
+        self._flush()
+        self.sql.wait()
+
+    def _flush(self) -> None:
+        """Queue the events so far and a commit (the SQL thread runs them)."""
+        self._queue_rows()
+        self.sql.execute("COMMIT")
+        self.sql.execute("BEGIN")
+        self._uncommitted = 0
         self._last_commit = time.monotonic()
+
+    def _queue_rows(self) -> None:
+        if self._events:
+            self.sql.executemany(INSERT_EVENT, self._events)
+            self._events = []
+        if self._writes:
+            self.sql.executemany(INSERT_WRITE, self._writes)
+            self._writes = []
 
     # -- files ------------------------------------------------------------------------------
     def add_file(self, path: str, name: str | None = None) -> str:
@@ -157,14 +193,15 @@ class TraceWriter:
             tmp.unlink()
         else:
             tmp.rename(final)
-        self.db.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
+        self.sql.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
                         (file_id, name or path, st.st_size))
         self._file_cache[key] = file_id
         return file_id
 
     def close(self, *, complete: bool = True, **meta: Any) -> None:
         self.set_meta(complete=complete, events=self.event_count, **meta)
-        self.commit()
-        self.db.execute("COMMIT")
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.close()
+        self._flush()
+        self.sql.execute("COMMIT")
+        self.sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.sql.stop()
+        self._db.close()
