@@ -4,6 +4,7 @@ Python traceback, and nothing of theirs overwritten."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import sqlite3
 
@@ -93,6 +94,26 @@ def test_unsupported_syscall_is_refused_at_record_time(programs, tmp_path):
     assert rep.returncode == 0, describe(rep)
     assert rep.stdout == b"before userfaultfd\n"
     assert b"incomplete" in rep.stderr
+
+
+def test_full_disk_while_recording_keeps_what_was_committed(programs, tmp_path):
+    """The trace database cannot grow (a file size limit stands in for a full disk): the
+    failure, met by the writing thread, stops the recording with one clear line, and what
+    was committed before it replays."""
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 20, 3 << 20))
+
+    trace = tmp_path / "trace"
+    script = f"echo started; exec {programs['many_syscalls']} 300000"
+    proc = record(trace, "sh", "-c", script, preexec_fn=small_files)
+    assert_clean_failure(proc, 125, "writing the trace failed", str(trace))
+    assert proc.stdout == b"started\n"  # many_syscalls did not get to its end
+    info = run_relive("info", trace, text=True)
+    assert info.returncode == 0 and "complete: NO" in info.stdout, info.stdout
+    rep = replay(trace)
+    assert rep.returncode == 0, describe(rep)
+    assert b"incomplete" in rep.stderr
+    assert rep.stdout == b"started\n"
 
 
 # -- replay: bad traces ------------------------------------------------------------------------

@@ -199,9 +199,20 @@ class TraceWriter:
         return file_id
 
     def close(self, *, complete: bool = True, **meta: Any) -> None:
-        self.set_meta(complete=complete, events=self.event_count, **meta)
-        self._flush()
-        self.sql.execute("COMMIT")
-        self.sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.sql.stop()
-        self._db.close()
+        """Write the final metadata, commit and close. A writing failure is raised (as a
+        TraceError) unless `complete` is False: a recording that ends in an error, maybe
+        that very failure, has it reported already."""
+        try:
+            self.set_meta(complete=complete, events=self.event_count, **meta)
+            self._flush()
+            self.sql.execute("COMMIT")
+            self.sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except TraceError:
+            pass  # stop() raises it
+        try:
+            self.sql.stop()
+        except TraceError:
+            if complete:
+                raise
+        finally:
+            self._db.close()
