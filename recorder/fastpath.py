@@ -18,6 +18,7 @@ own loop had reached that stop.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -99,6 +100,12 @@ def entry_of(regs: bytes) -> tuple[int, tuple[int, ...]]:
     return r[_ORIG_RAX], tuple(r[i] for i in _ARGS)
 
 
+def _zero_pages(size: int) -> ctypes.Array[ctypes.c_char]:
+    """A buffer of `size` zero bytes whose pages the kernel provides when first touched
+    (ctypes.create_string_buffer fills them all at once: milliseconds of start-up)."""
+    return (ctypes.c_char * size).from_buffer(mmap.mmap(-1, size))
+
+
 def _unpack(raw: bytes, data: bytes) -> Iterator[SyscallRecord]:
     """The records of relive_record_run's buffer (`raw`, whole records) and its output
     bytes, as the trace writer stores them."""
@@ -121,19 +128,28 @@ class Batch:
 class RecordLoop:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._lib = lib
-        calls = {alone: simple_calls(alone=alone) for alone in (True, False)}
-        self._specs = {alone: spec_table(c) for alone, c in calls.items()}
-        self.simple = {alone: frozenset(c) for alone, c in calls.items()}
-        self._recs = ctypes.create_string_buffer(_REC.size * MAX_RECORDS)
-        self._data = ctypes.create_string_buffer(DATA_SIZE)
+        self._specs: dict[bool, ctypes.Array[ctypes.c_int64]] = {}
+        self._simple: dict[bool, frozenset[int]] = {}
+        self._recs = _zero_pages(_REC.size * MAX_RECORDS)
+        self._data = _zero_pages(DATA_SIZE)
         self._entry = ctypes.create_string_buffer(REGS_SIZE)
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
+
+    def simple(self, *, alone: bool) -> frozenset[int]:
+        """The numbers of the syscalls the loop records (worked out at first use: start-up
+        time)."""
+        if alone not in self._simple:
+            calls = simple_calls(alone=alone)
+            self._specs[alone] = spec_table(calls)
+            self._simple[alone] = frozenset(calls)
+        return self._simple[alone]
 
     def run(self, tid: int, memfd: int, *, alone: bool) -> Batch:
         """Resume `tid` (stopped after a recorded syscall exit) and record what it can. The
         records are copied out of the loop's buffers here and unpacked later (by the trace
         writer's thread)."""
         out = self._out
+        self.simple(alone=alone)
         n = self._lib.relive_record_run(
             tid, memfd, self._specs[alone], 512, self._recs, MAX_RECORDS, self._data,
             DATA_SIZE, time.monotonic_ns() + BUDGET_NS, self._entry, out)

@@ -381,26 +381,34 @@ class Recorder:
     def _resume_after_exit(self, t: RecordedTask, nr: int) -> None:
         """Resume `t` after recording the exit of syscall `nr`: if that was a simple one,
         through the compiled loop (recorder.fastpath), which records the simple syscalls
-        that follow, when nothing else waits to be handled; otherwise as usual."""
+        that follow, when nothing else waits to be handled; otherwise as usual. A loop that
+        used up its time is entered again at once when nothing else waits still."""
         alone = len(self.tasks) == 1
-        if (self.fast is None or nr not in self.fast.simple[alone]
-                or t is not self.queue.current or t.held or self._stashed
-                or self.signals.holding() or self.queue.should_switch()):
+        if self.fast is None or nr not in self.fast.simple(alone=alone):
             self.resume(t)
             return
-        t.task.hand_over(api.Req.SYSCALL)
-        # While the loop runs, the timer's handler cannot: it runs once the loop returns,
-        # when the task may be inside a syscall, which must not be interrupted (the Python
-        # path never does). So it sees no task in user code; the interrupt it would have
-        # sent is sent below if the task is in user code.
-        t.running_user = False
-        alarms = self.queue.alarms
-        batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone)
-        self._take_batch(t, batch, interrupt=self.queue.alarms != alarms)
+        while self._nothing_else_waits(t):
+            t.task.hand_over(api.Req.SYSCALL)
+            # While the loop runs, the timer's handler cannot: it runs once the loop returns,
+            # when the task may be inside a syscall, which must not be interrupted (the
+            # Python path never does). So it sees no task in user code; the interrupt it
+            # would have sent is sent below if the task is in user code.
+            t.running_user = False
+            alarms = self.queue.alarms
+            batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone)
+            self._take_batch(t, batch, interrupt=self.queue.alarms != alarms)
+            if batch.reason != fastloop.PARKED:
+                return
+        self.resume(t)
+
+    def _nothing_else_waits(self, t: RecordedTask) -> bool:
+        return (t is self.queue.current and not t.held and not self._stashed
+                and not self.signals.holding() and not self.queue.should_switch())
 
     def _take_batch(self, t: RecordedTask, batch: Batch, *, interrupt: bool) -> None:
         """Write what the compiled loop recorded and put `t` in the state the Python path
-        would have left it in at the stop where the loop gave up."""
+        would have left it in at the stop where the loop gave up (PARKED: stopped after the
+        last record, for the caller to resume)."""
         if batch.count:
             t.last_event = self.writer.add_syscalls(t.task.tid, batch.count, batch.records)
             t.exit_rip = batch.exit_rip
@@ -414,10 +422,8 @@ class Recorder:
             t.running_user = False
         if batch.reason == fastloop.STOP:
             self._stashed[batch.tid] = batch.status  # the main loop takes it from here
-        elif batch.reason == fastloop.PARKED:
-            self.resume(t)
-        elif batch.entry is None:  # EINTR with the task in user code; the main loop waits
-            t.running_user = True
+        elif batch.reason == fastloop.EINTR and batch.entry is None:
+            t.running_user = True  # in user code; the main loop waits
             if interrupt and t is self.queue.current:
                 try:
                     api.ptrace(api.Req.INTERRUPT, t.task.tid)

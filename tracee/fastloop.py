@@ -16,8 +16,6 @@ import ctypes
 import hashlib
 import logging
 import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -53,11 +51,16 @@ def _build(source: bytes) -> Path:
     target = cache / f"fastloop-{digest}.so"
     if target.exists():
         return target
+    import subprocess  # only to build: most runs find the build cached (start-up time)
+    import tempfile
     fd, tmp = tempfile.mkstemp(dir=cache, prefix=".fastloop-", suffix=".so")
     os.close(fd)
     try:
-        proc = subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
-                              capture_output=True, text=True, timeout=120)
+        try:
+            proc = subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
+                                  capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired as e:
+            raise OSError(f"gcc took more than {e.timeout} s") from e
         if proc.returncode != 0:
             raise OSError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
                           else f"gcc exited with {proc.returncode}")
@@ -84,7 +87,7 @@ def load() -> ctypes.CDLL | None:
         log.warning("compiled fast path unavailable (%s not found); using the slower Python "
                     "path", e.filename)
         return None
-    except (OSError, subprocess.SubprocessError) as e:
+    except OSError as e:
         log.warning("compiled fast path unavailable (%s); using the slower Python path", e)
         return None
     lib.relive_record_run.restype = ctypes.c_long
