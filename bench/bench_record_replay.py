@@ -10,6 +10,8 @@ For each workload, measures the median wall time over --repeat runs of:
 and prints absolute times, ratios, the syscall count seen by `ptrace_floor -c`
 and trace bytes per syscall (size of DIR/trace.db* divided by the `events: N`
 line of `python3 -m relive info DIR`; the event count is shown next to it).
+The four run in turn within each of the --repeat rounds. `true` (/bin/true) shows the fixed
+cost alone; cpu_loop and cpu_loop_5x the same loop-only program at ~1 s and ~5 s natively.
 
 Cells whose command fails (e.g. the relive CLI does not exist yet) are shown
 as n/a and the error is listed under the table.
@@ -45,6 +47,8 @@ def compile_all(out_dir):
     builds = {
         "cpu_loop": (["gcc", "-O0", "-g", f"-DCPU_LOOP_ITERS={CPU_LOOP_ITERS}UL"],
                      PROGRAMS_DIR / "cpu_loop.c"),
+        "cpu_loop_5x": (["gcc", "-O0", "-g", f"-DCPU_LOOP_ITERS={5 * CPU_LOOP_ITERS}UL"],
+                        PROGRAMS_DIR / "cpu_loop.c"),
         "many_syscalls": (["gcc", "-O0", "-g"], PROGRAMS_DIR / "many_syscalls.c"),
         "ptrace_floor": (["gcc", "-O2"], BENCH_DIR / "ptrace_floor.c"),
     }
@@ -59,12 +63,6 @@ def compile_all(out_dir):
     return bins
 
 
-
-
-
-
-
-
 def run_once(cmd, expect_rc, env=None, timeout=600):
     """Run cmd once; return (seconds, stdout bytes). Raise Failed on error."""
     start = time.perf_counter()
@@ -77,15 +75,6 @@ def run_once(cmd, expect_rc, env=None, timeout=600):
     if expect_rc is not None and proc.returncode != expect_rc:
         raise Failed(describe_failure(cmd, proc))
     return elapsed, proc.stdout
-
-
-def measure(cmd, repeat, expect_rc, env=None, timeout=600):
-    """Median wall time of `repeat` runs, and the last run's stdout."""
-    times, out = [], b""
-    for _ in range(repeat):
-        t, out = run_once(cmd, expect_rc, env, timeout)
-        times.append(t)
-    return statistics.median(times), out
 
 
 def trace_bytes_per_syscall(python, trace_dir, env):
@@ -121,16 +110,9 @@ def count_syscalls(bins, argv):
 
 
 def bench_workload(name, argv, bins, args, env, errors):
-    """Return a dict of results (None = n/a) for one workload."""
+    """Return a dict of results (None = n/a) for one workload. The four configurations run
+    in turn within each round, so load from other work spreads over all of them."""
     res = {"workload": name}
-
-    def attempt(key, fn):
-        try:
-            return fn()
-        except Failed as e:
-            errors.append(f"{name} / {key}: {e}")
-            return None
-
     # Untimed warm-up native run (page cache); its exit status is what every
     # other run must reproduce.
     try:
@@ -139,39 +121,42 @@ def bench_workload(name, argv, bins, args, env, errors):
     except OSError as e:
         errors.append(f"{name} / native: {e}")
         return res
-    res["native"] = attempt("native", lambda: measure(argv, args.repeat, rc)[0])
-    # relive pins tracer and tracee to one CPU (see tracee/spawn.py); the floor gets the same
-    # treatment so both pay the same-CPU ptrace round trip.
-    res["floor"] = attempt("floor", lambda: measure(
-        ["taskset", "-c", str(min(os.sched_getaffinity(0))), str(bins["ptrace_floor"]), *argv],
-        args.repeat, rc)[0])
-
-    res["syscalls"] = attempt("syscalls", lambda: count_syscalls(bins, argv))
-
     trace_dir = args.out / "traces" / name
     trace_dir.parent.mkdir(parents=True, exist_ok=True)
-    rec = attempt("record", lambda: measure(
-        relive_cmd(args.python, "record", "-o", trace_dir, "--force", *argv),
-        args.repeat, rc, env, args.timeout))
-    res["record"] = rec[0] if rec else None
-    if rec is None:
-        return res
-    rep = attempt("replay", lambda: measure(
-        relive_cmd(args.python, "replay", "--autopilot", trace_dir),
-        args.repeat, rc, env, args.timeout))
-    res["replay"] = rep[0] if rep else None
-    if rep is not None and rep[1] != rec[1]:
+    # relive pins tracer and tracee to one CPU (see tracee/spawn.py); the floor gets the same
+    # treatment so both pay the same-CPU ptrace round trip.
+    commands = {
+        "native": (argv, None),
+        "floor": (["taskset", "-c", str(min(os.sched_getaffinity(0))),
+                   str(bins["ptrace_floor"]), *argv], None),
+        "record": (relive_cmd(args.python, "record", "-o", trace_dir, "--force", *argv), env),
+        "replay": (relive_cmd(args.python, "replay", "--autopilot", trace_dir), env),
+    }
+    times = {key: [] for key in commands}
+    outputs = {}
+    for _ in range(args.repeat):
+        for key, (cmd, cmd_env) in commands.items():
+            if times[key] is None or (key == "replay" and times["record"] is None):
+                continue
+            try:
+                elapsed, outputs[key] = run_once(cmd, rc, cmd_env, args.timeout)
+                times[key].append(elapsed)
+            except Failed as e:
+                errors.append(f"{name} / {key}: {e}")
+                times[key] = None
+    for key, values in times.items():
+        res[key] = statistics.median(values) if values else None
+    if outputs.get("replay") not in (None, outputs.get("record")):
         errors.append(f"{name} / replay: stdout differs from the recording "
-                      f"({len(rep[1])} vs {len(rec[1])} bytes)")
-    bps = attempt("bytes/syscall",
-                  lambda: trace_bytes_per_syscall(args.python, trace_dir, env))
-    if bps is not None:
-        res["bytes_per_syscall"], res["events"], res["trace_bytes"] = bps
+                      f"({len(outputs['replay'])} vs {len(outputs['record'])} bytes)")
+    try:
+        res["syscalls"] = count_syscalls(bins, argv)
+        if res["record"] is not None:
+            res["bytes_per_syscall"], res["events"], res["trace_bytes"] = \
+                trace_bytes_per_syscall(args.python, trace_dir, env)
+    except Failed as e:
+        errors.append(f"{name} / counts: {e}")
     return res
-
-
-
-
 
 
 COLUMNS = ["workload", "native", "floor", "record", "replay", "rec/native",
@@ -195,8 +180,6 @@ def print_table(rows, markdown):
     print_cells(COLUMNS, [row_cells(r) for r in rows], markdown)
 
 
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5,
@@ -210,7 +193,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=600,
                     help="per-run timeout for record/replay, seconds (default 600)")
     ap.add_argument("--workload", action="append", choices=[
-        "cpu_loop", "many_syscalls", "python3_startup"],
+        "true", "cpu_loop", "cpu_loop_5x", "many_syscalls", "python3_startup"],
                     help="run only this workload (repeatable)")
     args = ap.parse_args()
     if args.repeat < 1:
@@ -219,7 +202,9 @@ def main():
 
     bins = compile_all(args.out)
     workloads = {
+        "true": ["/bin/true"],
         "cpu_loop": [str(bins["cpu_loop"])],
+        "cpu_loop_5x": [str(bins["cpu_loop_5x"])],
         "many_syscalls": [str(bins["many_syscalls"]), str(MANY_SYSCALLS_N)],
         "python3_startup": ["/usr/bin/python3", "-c", "pass"],
     }
@@ -231,7 +216,9 @@ def main():
         rows.append(bench_workload(name, workloads[name], bins, args, env, errors))
 
     descr = {
+        "true": "/bin/true: the fixed cost (start-up and end) alone",
         "cpu_loop": f"cpu_loop.c, {CPU_LOOP_ITERS:,} iterations, no syscalls",
+        "cpu_loop_5x": f"cpu_loop.c, {5 * CPU_LOOP_ITERS:,} iterations, no syscalls",
         "many_syscalls": f"many_syscalls.c, {MANY_SYSCALLS_N:,} getppid()",
         "python3_startup": "/usr/bin/python3 -c pass",
     }
