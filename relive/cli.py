@@ -62,7 +62,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     argv = [args.program, *args.args]
     path = _program_path(args.program)
     out = Path(args.output) if args.output else traces.new_trace_dir(args.program)
-    writer = TraceWriter(out, force=args.force)
+    writer = TraceWriter(out, force=args.force, file_cache=traces.file_cache_dir())
     writer.set_meta(program=path, argv=argv, cwd=os.getcwd(), host=os.uname().nodename,
                     started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                     cpu=_cpu_model(), pmu=has_pmu(), complete=False)

@@ -1,5 +1,6 @@
 """Where traces live: $RELIVE_TRACE_DIR or $XDG_DATA_HOME/relive (~/.local/share/relive),
-one directory per recording named <program>-<n>, and a `latest` symlink to the newest."""
+one directory per recording named <program>-<n>, a `latest` symlink to the newest, and `.files`,
+the cache of mapped files that recordings hard-link instead of copying."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,12 @@ def trace_root() -> Path:
         return Path(os.environ["RELIVE_TRACE_DIR"])
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return Path(data) / "relive"
+
+
+def file_cache_dir() -> Path:
+    """Where recordings share the unchanged files they map (tracefile.file_cache); removing
+    it is always safe."""
+    return trace_root() / ".files"
 
 
 def new_trace_dir(program: str) -> Path:

@@ -55,6 +55,15 @@ def programs(tmp_path_factory):
     return {binary.name: binary for _, binary, _ in results}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _suite_trace_root(tmp_path_factory):
+    """The suite's recordings keep their traces, and the cache of mapped files they share,
+    out of the user's own ~/.local/share/relive."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RELIVE_TRACE_DIR", str(tmp_path_factory.mktemp("relive-data")))
+        yield
+
+
 @pytest.fixture
 def trace_root(tmp_path, monkeypatch):
     """A fresh directory, also exported as RELIVE_TRACE_DIR to subprocesses."""

@@ -6,6 +6,8 @@ written into meta only by `close()` after a normal end. Large payloads are zstd-
 SQLite runs on a thread of its own (tracefile.sql_thread); `commit()` waits for it, the
 periodic commits do not.
 The directory is private to the user (0700, files 0600; copies of executables 0700).
+Given a `file_cache` directory (tracefile.file_cache), a mapped file unchanged since an earlier
+recording is hard-linked from there instead of copied; the trace is the same either way.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Any
 import zstandard
 
 from tracefile.errors import TraceError
+from tracefile.file_cache import FileCache
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
 from tracefile.sql_thread import SqlThread
@@ -58,7 +61,8 @@ def _insert_syscalls(db: sqlite3.Connection, tid: int, first: int,
 
 
 class TraceWriter:
-    def __init__(self, directory: Path, *, force: bool = False) -> None:
+    def __init__(self, directory: Path, *, force: bool = False,
+                 file_cache: Path | None = None) -> None:
         self.dir = Path(directory)
         if self.dir.exists() and any(self.dir.iterdir()):
             if not force:
@@ -77,6 +81,7 @@ class TraceWriter:
             (self.dir / "files").mkdir(exist_ok=True, mode=0o700)
             db = sqlite3.connect(self.dir / "trace.db", isolation_level=None,
                                  check_same_thread=False)
+            self._cache = FileCache.open(file_cache) if file_cache is not None else None
         finally:
             os.umask(old_umask)
         db.execute("PRAGMA journal_mode=WAL")
@@ -91,7 +96,7 @@ class TraceWriter:
         self._events: list[tuple[Any, ...]] = []
         self._writes: list[tuple[Any, ...]] = []
         self._last_commit = time.monotonic()
-        self._file_cache: dict[tuple[int, int, int, int], str] = {}
+        self._added: dict[tuple[int, ...], str] = {}
         self.event_count = 0
         self.set_meta(format_version=FORMAT_VERSION)
         self.commit()
@@ -176,10 +181,23 @@ class TraceWriter:
         """Copy a mapped file into the trace (content-addressed); returns its id. `path` is
         where to read it (e.g. /proc/PID/map_files/...), `name` what the program called it."""
         st = os.stat(path)
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        cached = self._file_cache.get(key)
-        if cached:
-            return cached
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        added = self._added.get(key)
+        if added:
+            return added
+        cache = self._cache
+        file_id = cache.link_into(st, self.dir / "files") if cache is not None else None
+        if file_id is None:
+            file_id = self._copy(path)
+            if cache is not None:
+                cache.remember(st, self.dir / "files" / file_id)
+        self.sql.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
+                        (file_id, name or path, st.st_size))
+        self._added[key] = file_id
+        return file_id
+
+    def _copy(self, path: str) -> str:
+        """Copy `path` into files/ under its id; returns the id."""
         tmp = self.dir / "files" / f".incoming-{os.getpid()}"
         digest = hashlib.sha256()
         with open(path, "rb") as src, open(tmp, "wb") as dst:
@@ -193,9 +211,6 @@ class TraceWriter:
             tmp.unlink()
         else:
             tmp.rename(final)
-        self.sql.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
-                        (file_id, name or path, st.st_size))
-        self._file_cache[key] = file_id
         return file_id
 
     def close(self, *, complete: bool = True, **meta: Any) -> None:
@@ -216,3 +231,5 @@ class TraceWriter:
                 raise
         finally:
             self._db.close()
+        if self._cache is not None:
+            self._cache.sweep()  # once per recording, when it no longer delays the program
