@@ -5,7 +5,7 @@ recorder killed mid-recording leaves a trace that replays up to its last commit;
 written into meta only by `close()` after a normal end. Large payloads are zstd-compressed.
 SQLite runs on a thread of its own (tracefile.sql_thread); `commit()` waits for it, the
 periodic commits do not.
-The directory is private to the user (0700, files 0600; copies of executables 0700).
+The directory is private to the user (0700; the database 0600, copied files 0700).
 Given a `file_cache` directory (tracefile.file_cache), a mapped file unchanged since an earlier
 recording is hard-linked from there instead of copied; the trace is the same either way.
 """
