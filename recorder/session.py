@@ -121,7 +121,7 @@ class Recorder:
         """Record until the program ends; returns its wait status."""
         cpu = pin_to_one_cpu()
         if cpu is not None:
-            self.writer.sql.avoid_cpu(cpu)  # SQLite's work goes on beside the recording
+            self.writer.avoid_cpu(cpu)  # SQLite's work goes on beside the recording
         pid = spawn(self.path, self.argv, self.env)
         self.root = pid
         self._ppid[pid] = os.getpid()

@@ -45,19 +45,32 @@ def encode_blob(data: bytes, compressor: zstandard.ZstdCompressor) -> tuple[int,
     return 0, data
 
 
+# A row of the writes table before its data is compressed: seq, ord, addr, data, conservative.
+RawWrite = tuple[int, int, int, bytes, int]
+
+
+def _insert(db: sqlite3.Connection, events: list[tuple[Any, ...]], writes: list[RawWrite],
+            compressor: zstandard.ZstdCompressor) -> None:
+    """Insert event rows and their memory writes, compressing the writes' data (on the SQL
+    thread, the only user of `compressor`)."""
+    if events:
+        db.executemany(INSERT_EVENT, events)
+    if writes:
+        db.executemany(INSERT_WRITE, [(seq, i, addr, len(data), conservative,
+                                       *encode_blob(data, compressor))
+                                      for seq, i, addr, data, conservative in writes])
+
+
 def _insert_syscalls(db: sqlite3.Connection, tid: int, first: int,
                      records: Iterable[SyscallRecord],
                      compressor: zstandard.ZstdCompressor) -> None:
     kind = int(Kind.SYSCALL)
-    events, writes = [], []
+    events: list[tuple[Any, ...]] = []
+    writes: list[RawWrite] = []
     for seq, (nr, result, regs, ws) in enumerate(records, first):
         events.append((seq, tid, kind, nr, result, regs, b""))
-        for i, (addr, data) in enumerate(ws):
-            packed, blob = encode_blob(data, compressor)
-            writes.append((seq, i, addr, len(data), 0, packed, blob))
-    db.executemany(INSERT_EVENT, events)
-    if writes:
-        db.executemany(INSERT_WRITE, writes)
+        writes.extend((seq, i, addr, data, 0) for i, (addr, data) in enumerate(ws))
+    _insert(db, events, writes, compressor)
 
 
 class TraceWriter:
@@ -89,12 +102,11 @@ class TraceWriter:
         db.executescript(SCHEMA)
         db.execute("BEGIN")
         self._db = db
-        self.sql = SqlThread(db)
-        self._zstd = zstandard.ZstdCompressor(level=3)
-        self._sql_zstd = zstandard.ZstdCompressor(level=3)  # the SQL thread's own
+        self._sql = SqlThread(db)
+        self._zstd = zstandard.ZstdCompressor(level=3)  # used on the SQL thread only
         self._uncommitted = 0
         self._events: list[tuple[Any, ...]] = []
-        self._writes: list[tuple[Any, ...]] = []
+        self._writes: list[RawWrite] = []
         self._last_commit = time.monotonic()
         self._added: dict[tuple[int, ...], str] = {}
         self.event_count = 0
@@ -103,11 +115,11 @@ class TraceWriter:
 
     # -- metadata ---------------------------------------------------------------------------
     def set_meta(self, **values: Any) -> None:
-        self.sql.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+        self._sql.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                             [(k, json.dumps(v)) for k, v in values.items()])
 
     def put_task(self, task: TaskRecord) -> None:
-        self.sql.execute(
+        self._sql.execute(
             "INSERT OR REPLACE INTO tasks(tid, pid, ppid, argv, exe, exit_status, first_event) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (task.tid, task.pid, task.ppid, json.dumps(list(task.argv)), task.exe,
@@ -115,11 +127,11 @@ class TraceWriter:
 
     def set_task_command(self, tid: int, argv: list[str], exe: str) -> None:
         """The task exec'd: its command line is the new program's."""
-        self.sql.execute("UPDATE tasks SET argv = ?, exe = ? WHERE tid = ?",
+        self._sql.execute("UPDATE tasks SET argv = ?, exe = ? WHERE tid = ?",
                         (json.dumps(argv), exe, tid))
 
     def set_task_exit(self, tid: int, status: int) -> None:
-        self.sql.execute("UPDATE tasks SET exit_status = ? WHERE tid = ?", (status, tid))
+        self._sql.execute("UPDATE tasks SET exit_status = ? WHERE tid = ?", (status, tid))
 
     # -- events -----------------------------------------------------------------------------
     def add(self, event: Event) -> int:
@@ -129,9 +141,8 @@ class TraceWriter:
         info = json.dumps(event.info, separators=(",", ":")).encode() if event.info else b""
         self._events.append((seq, event.tid, int(event.kind), event.nr, event.result,
                              event.regs, info))
-        for i, w in enumerate(event.writes):
-            packed, data = encode_blob(w.data, self._zstd)
-            self._writes.append((seq, i, w.addr, len(w.data), int(w.conservative), packed, data))
+        self._writes.extend((seq, i, w.addr, w.data, int(w.conservative))
+                            for i, w in enumerate(event.writes))
         self._uncommitted += 1
         if (self._uncommitted >= COMMIT_EVERY
                 or time.monotonic() - self._last_commit > COMMIT_SECONDS):
@@ -148,8 +159,8 @@ class TraceWriter:
         self.event_count += count
         self._uncommitted += count
         self._queue_rows()  # what `add` stored before comes first
-        zstd = self._sql_zstd
-        self.sql.submit(lambda db: _insert_syscalls(db, tid, first, records(), zstd))
+        zstd = self._zstd
+        self._sql.submit(lambda db: _insert_syscalls(db, tid, first, records(), zstd))
         if (self._uncommitted >= COMMIT_EVERY
                 or time.monotonic() - self._last_commit > COMMIT_SECONDS):
             self._flush()
@@ -158,23 +169,26 @@ class TraceWriter:
     def commit(self) -> None:
         """Commit everything so far and wait until it is in the database."""
         self._flush()
-        self.sql.wait()
+        self._sql.wait()
 
     def _flush(self) -> None:
         """Queue the events so far and a commit (the SQL thread runs them)."""
         self._queue_rows()
-        self.sql.execute("COMMIT")
-        self.sql.execute("BEGIN")
+        self._sql.execute("COMMIT")
+        self._sql.execute("BEGIN")
         self._uncommitted = 0
         self._last_commit = time.monotonic()
 
     def _queue_rows(self) -> None:
-        if self._events:
-            self.sql.executemany(INSERT_EVENT, self._events)
-            self._events = []
-        if self._writes:
-            self.sql.executemany(INSERT_WRITE, self._writes)
-            self._writes = []
+        if self._events or self._writes:
+            events, writes, zstd = self._events, self._writes, self._zstd
+            self._sql.submit(lambda db: _insert(db, events, writes, zstd))
+            self._events, self._writes = [], []
+
+    def avoid_cpu(self, cpu: int) -> None:
+        """Do the database work on other CPUs than `cpu` (the recorder's), if there are
+        any."""
+        self._sql.avoid_cpu(cpu)
 
     # -- files ------------------------------------------------------------------------------
     def add_file(self, path: str, name: str | None = None) -> str:
@@ -191,7 +205,7 @@ class TraceWriter:
             file_id = self._copy(path)
             if cache is not None:
                 cache.remember(st, self.dir / "files" / file_id)
-        self.sql.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
+        self._sql.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
                         (file_id, name or path, st.st_size))
         self._added[key] = file_id
         return file_id
@@ -220,12 +234,12 @@ class TraceWriter:
         try:
             self.set_meta(complete=complete, events=self.event_count, **meta)
             self._flush()
-            self.sql.execute("COMMIT")
-            self.sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._sql.execute("COMMIT")
+            self._sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except TraceError:
             pass  # stop() raises it
         try:
-            self.sql.stop()
+            self._sql.stop()
         except TraceError:
             if complete:
                 raise
