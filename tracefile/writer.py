@@ -111,7 +111,7 @@ class TraceWriter:
         self._added: dict[tuple[int, ...], str] = {}
         self.event_count = 0
         self.set_meta(format_version=FORMAT_VERSION)
-        self.commit()
+        self._flush()
 
     # -- metadata ---------------------------------------------------------------------------
     def set_meta(self, **values: Any) -> None:
