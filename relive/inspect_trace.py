@@ -14,6 +14,12 @@ from tracefile.records import Event, Kind, TaskRecord
 from replayer.registers import unpack
 
 
+def _size_text(total: int, shared: int) -> str:
+    if not shared:
+        return f"{total} bytes"
+    return f"{total} bytes ({shared} of them in files shared with other traces)"
+
+
 def _status_text(status: int | None) -> str:
     if status is None:
         return "running when the recording stopped"
@@ -41,7 +47,7 @@ def info_text(trace: Path) -> str:
                 " (no PMU: preemption points found by pc, registers and memory)"),
             f"tasks:    {_task_summary(r.tasks())}",
             f"events:   {r.event_count}",
-            f"size:     {r.size_bytes()} bytes",
+            f"size:     {_size_text(*r.size_bytes())}",
             "complete: yes" if r.complete else
             "complete: NO - the recording was cut off; replay stops at its last event"
             + (f" ({m['error']})" if m.get("error") else ""),

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_faithful, record, replay, run_native
+from conftest import assert_faithful, record, replay, run_native, run_relive
 
 from tracefile import file_cache
 from tracefile.reader import TraceReader
@@ -169,6 +169,8 @@ def test_second_recording_links_libc_and_traces_outlive_the_cache(tmp_path, prog
     assert [r.returncode for r in recs] == [0, 0]
     libc1, libc2 = _libc_copy(tmp_path / "t1"), _libc_copy(tmp_path / "t2")
     assert libc2.stat().st_ino == libc1.stat().st_ino
+    info = run_relive("info", tmp_path / "t2", text=True)
+    assert "in files shared with other traces" in info.stdout, info.stdout  # du would say less
 
     shutil.rmtree(trace_root / ".files")
     shutil.copy2("/bin/true", prog)  # the program is rebuilt into something else

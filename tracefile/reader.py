@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 from pathlib import Path
 from collections import deque
 from typing import Any
@@ -128,8 +129,16 @@ class TraceReader:
         """id -> original path of every file copied into the trace."""
         return dict(self._query("SELECT id, path FROM files"))
 
-    def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file())
+    def size_bytes(self) -> tuple[int, int]:
+        """(bytes of the whole trace, bytes of it in copied files that other traces or the
+        cache of mapped files hard-link too: on disk once)."""
+        total = shared = 0
+        for p in self.dir.rglob("*"):
+            st = p.lstat()
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+                shared += st.st_size if st.st_nlink > 1 else 0
+        return total, shared
 
 
 class EventCursor:
