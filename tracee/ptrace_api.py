@@ -75,16 +75,14 @@ class PtraceError(OSError):
 
 
 def ptrace(req: int, pid: int, addr: int = 0, data: int | ctypes.c_void_p = 0) -> int:
-    ctypes.set_errno(0)
-    res = _libc.ptrace(req, pid, ctypes.c_void_p(addr), data if isinstance(data, ctypes.c_void_p)
-                       else ctypes.c_void_p(data))
+    """One ptrace request; -1 is always an error here (PEEK requests, whose data may be -1,
+    are made directly: get_debugreg)."""
+    res: int = _libc.ptrace(req, pid, addr, data)
     if res == -1:
         err = ctypes.get_errno()
-        if err:
-            name = Req(req).name if req in Req._value2member_map_ else req
-            raise PtraceError(err, f"ptrace({name}, "
-                                   f"{pid}): {os.strerror(err)}")
-    return int(res)
+        name = Req(req).name if req in Req._value2member_map_ else req
+        raise PtraceError(err, f"ptrace({name}, {pid}): {os.strerror(err)}")
+    return res
 
 
 class UserRegs(ctypes.Structure):
@@ -109,23 +107,23 @@ class UserFPRegs(ctypes.Structure):
 
 
 def get_regs(pid: int, into: UserRegs) -> UserRegs:
-    ptrace(Req.GETREGS, pid, 0, ctypes.c_void_p(ctypes.addressof(into)))
+    ptrace(Req.GETREGS, pid, 0, ctypes.addressof(into))
     return into
 
 
 def set_regs(pid: int, regs: UserRegs) -> None:
-    ptrace(Req.SETREGS, pid, 0, ctypes.c_void_p(ctypes.addressof(regs)))
+    ptrace(Req.SETREGS, pid, 0, ctypes.addressof(regs))
 
 
 def get_fpregs(pid: int) -> bytes:
     buf = UserFPRegs()
-    ptrace(Req.GETFPREGS, pid, 0, ctypes.c_void_p(ctypes.addressof(buf)))
+    ptrace(Req.GETFPREGS, pid, 0, ctypes.addressof(buf))
     return bytes(buf)
 
 
 def set_fpregs(pid: int, data: bytes) -> None:
     buf = UserFPRegs.from_buffer_copy(data)
-    ptrace(Req.SETFPREGS, pid, 0, ctypes.c_void_p(ctypes.addressof(buf)))
+    ptrace(Req.SETFPREGS, pid, 0, ctypes.addressof(buf))
 
 
 class _IoVec(ctypes.Structure):
@@ -142,7 +140,7 @@ def get_xstate(pid: int) -> bytes:
     buf = ctypes.create_string_buffer(XSTATE_MAX)
     iov = _IoVec(ctypes.addressof(buf), XSTATE_MAX)
     try:
-        ptrace(Req.GETREGSET, pid, NT_X86_XSTATE, ctypes.c_void_p(ctypes.addressof(iov)))
+        ptrace(Req.GETREGSET, pid, NT_X86_XSTATE, ctypes.addressof(iov))
     except PtraceError:
         return get_fpregs(pid)
     return buf.raw[:iov.len]
@@ -155,7 +153,7 @@ def set_xstate(pid: int, data: bytes) -> None:
         return
     buf = ctypes.create_string_buffer(data, len(data))
     iov = _IoVec(ctypes.addressof(buf), len(data))
-    ptrace(Req.SETREGSET, pid, NT_X86_XSTATE, ctypes.c_void_p(ctypes.addressof(iov)))
+    ptrace(Req.SETREGSET, pid, NT_X86_XSTATE, ctypes.addressof(iov))
 
 
 SIGINFO_SIZE = 128
@@ -163,30 +161,30 @@ SIGINFO_SIZE = 128
 
 def get_siginfo(pid: int) -> bytes:
     buf = ctypes.create_string_buffer(SIGINFO_SIZE)
-    ptrace(Req.GETSIGINFO, pid, 0, ctypes.c_void_p(ctypes.addressof(buf)))
+    ptrace(Req.GETSIGINFO, pid, 0, ctypes.addressof(buf))
     return buf.raw
 
 
 def set_siginfo(pid: int, data: bytes) -> None:
     buf = ctypes.create_string_buffer(data, SIGINFO_SIZE)
-    ptrace(Req.SETSIGINFO, pid, 0, ctypes.c_void_p(ctypes.addressof(buf)))
+    ptrace(Req.SETSIGINFO, pid, 0, ctypes.addressof(buf))
 
 
 def get_sigmask(pid: int) -> int:
     """The thread's blocked-signal mask (bit n-1 for signal n)."""
     val = ctypes.c_uint64()
-    ptrace(Req.GETSIGMASK, pid, 8, ctypes.c_void_p(ctypes.addressof(val)))
+    ptrace(Req.GETSIGMASK, pid, 8, ctypes.addressof(val))
     return val.value
 
 
 def set_sigmask(pid: int, mask: int) -> None:
     val = ctypes.c_uint64(mask)
-    ptrace(Req.SETSIGMASK, pid, 8, ctypes.c_void_p(ctypes.addressof(val)))
+    ptrace(Req.SETSIGMASK, pid, 8, ctypes.addressof(val))
 
 
 def get_event_msg(pid: int) -> int:
     val = ctypes.c_ulong()
-    ptrace(Req.GETEVENTMSG, pid, 0, ctypes.c_void_p(ctypes.addressof(val)))
+    ptrace(Req.GETEVENTMSG, pid, 0, ctypes.addressof(val))
     return val.value
 
 
@@ -202,7 +200,7 @@ SYSCALL_INFO_EXIT = 2
 
 
 def get_syscall_info(pid: int, into: SyscallInfo) -> SyscallInfo:
-    ptrace(Req.GET_SYSCALL_INFO, pid, ctypes.sizeof(into), ctypes.c_void_p(ctypes.addressof(into)))
+    ptrace(Req.GET_SYSCALL_INFO, pid, ctypes.sizeof(into), ctypes.addressof(into))
     return into
 
 
@@ -216,7 +214,7 @@ def set_debugreg(pid: int, index: int, value: int) -> None:
 
 def get_debugreg(pid: int, index: int) -> int:
     ctypes.set_errno(0)
-    res = _libc.ptrace(Req.PEEKUSER, pid, ctypes.c_void_p(DEBUGREG_OFFSET + 8 * index), None)
+    res = _libc.ptrace(Req.PEEKUSER, pid, DEBUGREG_OFFSET + 8 * index, None)
     if res == -1 and ctypes.get_errno():
         raise PtraceError(ctypes.get_errno(), "PEEKUSER debugreg")
     return int(res) & 0xFFFFFFFFFFFFFFFF
