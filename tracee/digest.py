@@ -7,7 +7,6 @@ joined first so the digest does not depend on how the kernel happened to split o
 """
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable, Iterable
 
@@ -45,7 +44,9 @@ def scratch_ranges(space: AddressSpace | None) -> list[tuple[int, int]]:
 
 def memory_digest(pid: int, read: Callable[[int, int], bytes],
                   skip: Iterable[tuple[int, int]] = ()) -> str:
-    h = hashlib.blake2b(digest_size=16)
+    import hashlib  # here, not at start-up: importing it costs ~5 ms (OpenSSL) and most
+    h = hashlib.blake2b(digest_size=16)  # recordings never digest
+
     for start, end in writable_ranges(pid, skip):
         h.update(struct.pack("<QQ", start, end))
         h.update(read(start, end - start))

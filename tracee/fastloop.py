@@ -1,9 +1,11 @@
 """The compiled inner loops (fastloop.c): built with gcc at first use, loaded with ctypes.
 
 The shared object is cached in $XDG_CACHE_HOME/relive (~/.cache/relive; a 0700 directory),
-named by a hash of the source, so an edited source is rebuilt and two relive versions never
-share a build. If gcc is missing or the build fails, one line says so and `load()` returns
-None: callers then use the pure-Python paths, which do the same thing more slowly.
+named by a checksum of the source and kept with a copy of that source, which must match byte
+for byte: an edited source is rebuilt and two relive versions never share a build (a
+checksum and a comparison, not hashlib: importing hashlib costs every start-up ~5 ms). If gcc
+is missing or the build fails, one line says so and `load()` returns None: callers then use
+the pure-Python paths, which do the same thing more slowly.
 RELIVE_FASTPATH=0 disables the compiled loops (tests compare both paths this way).
 
 ctypes releases the GIL during a call; a signal arriving meanwhile (the recorder's SIGALRM
@@ -13,9 +15,9 @@ Python handler runs then.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
+import zlib
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -44,12 +46,12 @@ def _cache_dir() -> Path:
 
 
 def _build(source: bytes) -> Path:
-    digest = hashlib.sha256(source).hexdigest()[:16]
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(cache, 0o700)
-    target = cache / f"fastloop-{digest}.so"
-    if target.exists():
+    target = cache / f"fastloop-{zlib.crc32(source):08x}-{len(source)}.so"
+    built_from = target.with_suffix(".c")
+    if target.exists() and built_from.exists() and built_from.read_bytes() == source:
         return target
     import subprocess  # only to build: most runs find the build cached (start-up time)
     import tempfile
@@ -66,6 +68,9 @@ def _build(source: bytes) -> Path:
                           else f"gcc exited with {proc.returncode}")
         os.chmod(tmp, 0o700)
         os.replace(tmp, target)  # atomic: concurrent builders each install a whole file
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(source)
+        os.replace(tmp, built_from)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

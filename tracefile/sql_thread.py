@@ -7,11 +7,13 @@ pinned to, that cost leaves the recording's critical path: the recording thread 
 statements. The GIL is no obstacle: the recorder's compiled loop and its waits release it,
 and sqlite3 releases it while SQLite works.
 
-Once started, only this thread uses the connection. Statements run in the order they were
-queued; `wait()` returns when every statement queued before it has run. A failure (disk full,
-an I/O error) is kept: the statements queued after it are dropped, and the next call from the
-recording thread raises it as a TraceError. The queue is bounded, so a recorder faster than
-its disk waits instead of buffering without limit.
+The thread opens the connection itself, as its first job (creating the database is ~10 ms
+the recording need not wait for), and closes it when stopped; only this thread uses it.
+Statements run in the order they were queued; `wait()` returns when every statement queued
+before it has run. A failure (disk full, an I/O error, a database that cannot be created) is
+kept: the statements queued after it are dropped, and the next call from the recording
+thread raises it as a TraceError. The queue is bounded, so a recorder faster than its disk
+waits instead of buffering without limit.
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ QUEUED_JOBS = 64
 
 
 class SqlThread:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    def __init__(self, open_db: Callable[[], sqlite3.Connection]) -> None:
+        self._open_db = open_db
         self._jobs: queue.Queue[Job | threading.Event | None] = queue.Queue(QUEUED_JOBS)
         self._error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="relive-trace-writer",
@@ -80,11 +82,18 @@ class SqlThread:
             raise TraceError(f"writing the trace failed: {self._error}") from self._error
 
     def _run(self) -> None:
+        db: sqlite3.Connection | None = None
+        try:
+            db = self._open_db()
+        except Exception as e:  # kept for the recording thread, like any other failure
+            self._error = e
         while (job := self._jobs.get()) is not None:
             if isinstance(job, threading.Event):
                 job.set()
-            elif self._error is None:
+            elif self._error is None and db is not None:
                 try:
-                    job(self._db)
+                    job(db)
                 except Exception as e:  # kept for the recording thread: this one must go on
                     self._error = e
+        if db is not None:
+            db.close()

@@ -11,22 +11,23 @@ recording is hard-linked from there instead of copied; the trace is the same eit
 """
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
-
-import zstandard
+from typing import TYPE_CHECKING, Any
 
 from tracefile.errors import TraceError
 from tracefile.file_cache import FileCache
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
 from tracefile.sql_thread import SqlThread
+
+if TYPE_CHECKING:
+    import zstandard
 
 COMMIT_EVERY = 4096
 COMMIT_SECONDS = 0.25
@@ -37,12 +38,23 @@ INSERT_WRITE = "INSERT INTO writes VALUES (?, ?, ?, ?, ?, ?, ?)"
 SyscallRecord = tuple[int, int, bytes, list[tuple[int, bytes]]]
 
 
-def encode_blob(data: bytes, compressor: zstandard.ZstdCompressor) -> tuple[int, bytes]:
-    if len(data) > COMPRESS_OVER:
-        packed = compressor.compress(data)
-        if len(packed) < len(data):
-            return 1, packed
-    return 0, data
+class BlobEncoder:
+    """A writer's blobs as stored: (1, zstd-compressed) when that is smaller, else (0, as
+    is). Used on the writer's SQL thread only, where zstandard is imported too, off the
+    recording's start-up (~5 ms)."""
+
+    def __init__(self) -> None:
+        self._compressor: zstandard.ZstdCompressor | None = None
+
+    def __call__(self, data: bytes) -> tuple[int, bytes]:
+        if len(data) > COMPRESS_OVER:
+            if self._compressor is None:
+                import zstandard
+                self._compressor = zstandard.ZstdCompressor(level=3)
+            packed = self._compressor.compress(data)
+            if len(packed) < len(data):
+                return 1, packed
+        return 0, data
 
 
 # A row of the writes table before its data is compressed: seq, ord, addr, data, conservative.
@@ -50,27 +62,35 @@ RawWrite = tuple[int, int, int, bytes, int]
 
 
 def _insert(db: sqlite3.Connection, events: list[tuple[Any, ...]], writes: list[RawWrite],
-            compressor: zstandard.ZstdCompressor) -> None:
+            encode: BlobEncoder) -> None:
     """Insert event rows and their memory writes, compressing the writes' data (on the SQL
-    thread, the only user of `compressor`)."""
+    thread)."""
     if events:
         db.executemany(INSERT_EVENT, events)
     if writes:
         db.executemany(INSERT_WRITE, [(seq, i, addr, len(data), conservative,
-                                       *encode_blob(data, compressor))
+                                       *encode(data))
                                       for seq, i, addr, data, conservative in writes])
 
 
 def _insert_syscalls(db: sqlite3.Connection, tid: int, first: int,
-                     records: Iterable[SyscallRecord],
-                     compressor: zstandard.ZstdCompressor) -> None:
+                     records: Iterable[SyscallRecord], encode: BlobEncoder) -> None:
     kind = int(Kind.SYSCALL)
     events: list[tuple[Any, ...]] = []
     writes: list[RawWrite] = []
     for seq, (nr, result, regs, ws) in enumerate(records, first):
         events.append((seq, tid, kind, nr, result, regs, b""))
         writes.extend((seq, i, addr, data, 0) for i, (addr, data) in enumerate(ws))
-    _insert(db, events, writes, compressor)
+    _insert(db, events, writes, encode)
+
+
+def _create_database(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    db.execute("BEGIN")
+    return db
 
 
 class TraceWriter:
@@ -92,18 +112,13 @@ class TraceWriter:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.dir, 0o700)
             (self.dir / "files").mkdir(exist_ok=True, mode=0o700)
-            db = sqlite3.connect(self.dir / "trace.db", isolation_level=None,
-                                 check_same_thread=False)
+            # Created here, 0600: SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(self.dir / "trace.db", os.O_CREAT | os.O_WRONLY, 0o600))
             self._cache = FileCache.open(file_cache) if file_cache is not None else None
         finally:
             os.umask(old_umask)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        db.execute("BEGIN")
-        self._db = db
-        self._sql = SqlThread(db)
-        self._zstd = zstandard.ZstdCompressor(level=3)  # used on the SQL thread only
+        self._sql = SqlThread(functools.partial(_create_database, self.dir / "trace.db"))
+        self._encode = BlobEncoder()
         self._uncommitted = 0
         self._events: list[tuple[Any, ...]] = []
         self._writes: list[RawWrite] = []
@@ -159,17 +174,18 @@ class TraceWriter:
         self.event_count += count
         self._uncommitted += count
         self._queue_rows()  # what `add` stored before comes first
-        zstd = self._zstd
-        self._sql.submit(lambda db: _insert_syscalls(db, tid, first, records(), zstd))
+        encode = self._encode
+        self._sql.submit(lambda db: _insert_syscalls(db, tid, first, records(), encode))
         if (self._uncommitted >= COMMIT_EVERY
                 or time.monotonic() - self._last_commit > COMMIT_SECONDS):
             self._flush()
         return self.event_count - 1
 
-    def commit(self) -> None:
-        """Commit everything so far and wait until it is in the database."""
+    def commit(self, *, wait: bool = True) -> None:
+        """Commit everything so far; with `wait`, return once it is in the database."""
         self._flush()
-        self._sql.wait()
+        if wait:
+            self._sql.wait()
 
     def _flush(self) -> None:
         """Queue the events so far and a commit (the SQL thread runs them)."""
@@ -181,8 +197,8 @@ class TraceWriter:
 
     def _queue_rows(self) -> None:
         if self._events or self._writes:
-            events, writes, zstd = self._events, self._writes, self._zstd
-            self._sql.submit(lambda db: _insert(db, events, writes, zstd))
+            events, writes, encode = self._events, self._writes, self._encode
+            self._sql.submit(lambda db: _insert(db, events, writes, encode))
             self._events, self._writes = [], []
 
     def avoid_cpu(self, cpu: int) -> None:
@@ -212,6 +228,7 @@ class TraceWriter:
 
     def _copy(self, path: str) -> str:
         """Copy `path` into files/ under its id; returns the id."""
+        import hashlib  # only on a file-cache miss: OpenSSL's start-up costs ~5 ms
         tmp = self.dir / "files" / f".incoming-{os.getpid()}"
         digest = hashlib.sha256()
         with open(path, "rb") as src, open(tmp, "wb") as dst:
@@ -243,7 +260,5 @@ class TraceWriter:
         except TraceError:
             if complete:
                 raise
-        finally:
-            self._db.close()
         if self._cache is not None:
             self._cache.sweep()  # once per recording, when it no longer delays the program
