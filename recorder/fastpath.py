@@ -2,10 +2,12 @@
 
 A syscall is *simple* when the Python path would do nothing at its stops but save the entry
 registers, run it, and record the result and its outputs: it is in the table (no code of its
-own: not irregular, not faked, no file-content or output-stream bookkeeping), and every output
-is `Out(arg, Fixed | Result | ArgValue(scale 1))`, sized at the exit. With several tasks only
-calls that never block (scheduler.NEVER_BLOCKS) and that never go through scratch are simple,
-so no thread switch, ENTER or scratch redirect is ever skipped.
+own: not irregular, not faked), and every output is `Out(arg, Fixed | Result | ArgValue(scale
+1))`, sized at the exit. A call that writes to a file (FILE_WRITERS) is simple when that file
+is none of the watched ones (relive's stdout and stderr, whose writes are replayed as output,
+and mapped files, whose mappings show the change): the loop checks at its entry. With
+several tasks only calls that never block (scheduler.NEVER_BLOCKS) and that never go through
+scratch are simple, so no thread switch, ENTER or scratch redirect is ever skipped.
 
 The recorder calls `run()` where it would resume a task after recording the exit of a simple
 syscall (a run of them is likely to go on; after other calls the loop would mostly return at
@@ -42,9 +44,12 @@ _REC = struct.Struct(f"<{REGS_SIZE}sqQQ" + "QQQ" * fastloop.MAX_OUTS)
 _EXIT_RIP = struct.Struct(f"<{REGS_SIZE + 8}xQ")
 
 
-def _outputs(name: str) -> list[tuple[int, int, int, int]] | None:
+Outputs = list[tuple[int, int, int, int]]
+
+
+def _outputs(name: str) -> Outputs | None:
     """The spec of a simple syscall's outputs, None if it is not simple."""
-    if (name in table.IRREGULAR or name in table.FAKE_ENOSYS or name in FILE_WRITERS
+    if (name in table.IRREGULAR or name in table.FAKE_ENOSYS
             or hasattr(EffectRecorder, f"_on_{name}")):
         return None
     call = table.lookup(name)
@@ -66,24 +71,26 @@ def _outputs(name: str) -> list[tuple[int, int, int, int]] | None:
     return outs
 
 
-def simple_calls(*, alone: bool) -> dict[int, list[tuple[int, int, int, int]]]:
-    """Syscall number -> output rules of every simple syscall. `alone`: the task is the only
-    one recorded (calls that may block are then simple too)."""
+def simple_calls(*, alone: bool) -> dict[int, tuple[int, Outputs]]:
+    """Syscall number -> (the argument holding the file descriptor it writes to, or -1;
+    output rules) of every simple syscall. `alone`: the task is the only one recorded (calls
+    that may block are then simple too)."""
     out = {}
     for nr, name in NAME_OF.items():
         outs = _outputs(name)
         if outs is not None and (alone or name in NEVER_BLOCKS and name not in REDIRECTED):
-            out[nr] = outs
+            out[nr] = FILE_WRITERS.get(name, -1), outs
     return out
 
 
-def spec_table(calls: dict[int, list[tuple[int, int, int, int]]]) -> ctypes.Array[ctypes.c_int64]:
-    """SPEC_WORDS int64 per syscall number: -1 (not simple) or the outputs' count and rules."""
+def spec_table(calls: dict[int, tuple[int, Outputs]]) -> ctypes.Array[ctypes.c_int64]:
+    """SPEC_WORDS int64 per syscall number: -1 (not simple) or the outputs' count, the
+    argument holding the file descriptor written to (-1: none) and the output rules."""
     spec = (ctypes.c_int64 * (512 * fastloop.SPEC_WORDS))()
     for i in range(512):
         spec[i * fastloop.SPEC_WORDS] = -1
-    for nr, outs in calls.items():
-        words = [len(outs)] + [v for o in outs for v in o]
+    for nr, (fd_arg, outs) in calls.items():
+        words = [len(outs), fd_arg] + [v for o in outs for v in o]
         for k, v in enumerate(words):
             spec[nr * fastloop.SPEC_WORDS + k] = v
     return spec
@@ -134,6 +141,8 @@ class RecordLoop:
         self._data = _zero_pages(DATA_SIZE)
         self._entry = ctypes.create_string_buffer(REGS_SIZE)
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
+        self._watched: tuple[tuple[int, int], ...] = ()
+        self._watched_array = (ctypes.c_uint64 * 0)()
 
     def simple(self, *, alone: bool) -> frozenset[int]:
         """The numbers of the syscalls the loop records (worked out at first use: start-up
@@ -144,15 +153,22 @@ class RecordLoop:
             self._simple[alone] = frozenset(calls)
         return self._simple[alone]
 
-    def run(self, tid: int, memfd: int, *, alone: bool) -> Batch:
-        """Resume `tid` (stopped after a recorded syscall exit) and record what it can. The
+    def run(self, tid: int, memfd: int, *, alone: bool,
+            watched: tuple[tuple[int, int], ...]) -> Batch:
+        """Resume `tid` (stopped after a recorded syscall exit) and record what it can,
+        leaving writes to the `watched` files ((dev, ino) pairs) to the Python path. The
         records are copied out of the loop's buffers here and unpacked later (by the trace
         writer's thread)."""
         out = self._out
         self.simple(alone=alone)
+        if watched is not self._watched:
+            self._watched = watched
+            self._watched_array = (ctypes.c_uint64 * (2 * len(watched)))(
+                *(v for pair in watched for v in pair))
         n = self._lib.relive_record_run(
-            tid, memfd, self._specs[alone], 512, self._recs, MAX_RECORDS, self._data,
-            DATA_SIZE, time.monotonic_ns() + BUDGET_NS, self._entry, out)
+            tid, memfd, self._specs[alone], 512, self._watched_array, len(watched),
+            self._recs, MAX_RECORDS, self._data, DATA_SIZE, time.monotonic_ns() + BUDGET_NS,
+            self._entry, out)
         reason = out[1]
         if reason == fastloop.ERROR:
             raise PtraceError(out[5], f"ptrace of task {tid} failed in the fast path")

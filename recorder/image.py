@@ -29,16 +29,16 @@ def file_identity(path: str) -> tuple[int, int] | None:
 
 
 def snapshot_image(task: Task, writer: TraceWriter, argv: list[str]
-                   ) -> tuple[Event, AddressSpace, dict[str, tuple[int, int]]]:
+                   ) -> tuple[Event, AddressSpace, list[tuple[tuple[int, int], str]]]:
     """Map the relive page, hide the vDSO, and build the EXEC event of a fresh image.
 
-    Returns the event (seq unassigned), the logical address space, and the (dev, inode) of
-    every mapped file id (so writes to a mapped file can be noticed later)."""
+    Returns the event (seq unassigned), the logical address space, and the (dev, inode) and
+    file id of every mapped file (so writes to a mapped file can be noticed later)."""
     remote.map_relive_page(task)
     auxv = hide_vdso(task)
     pid = task.pid
     space = AddressSpace()
-    identities: dict[str, tuple[int, int]] = {}
+    files: list[tuple[tuple[int, int], str]] = []
     writes = []
     for m in read_proc_maps(pid):
         if m.path in KERNEL_MAPPINGS:
@@ -52,7 +52,7 @@ def snapshot_image(task: Task, writer: TraceWriter, argv: list[str]
             ident = file_identity(source)
             if ident is not None:
                 file_id = writer.add_file(source, name=_clean(m.path))
-                identities[file_id] = ident
+                files.append((ident, file_id))
         mapping = Mapping(start=m.start, end=m.end, prot=m.prot, shared=m.shared,
                           offset=m.offset, path=_clean(m.path) if m.path else None,
                           file_id=file_id)
@@ -67,7 +67,7 @@ def snapshot_image(task: Task, writer: TraceWriter, argv: list[str]
             "auxv": auxv.hex(), "argv": argv, "ignored": ignored_signals(task.pid)}
     event = Event(seq=-1, tid=task.tid, kind=Kind.EXEC, regs=task.regs_bytes(),
                   writes=tuple(writes), info=info)
-    return event, space, identities
+    return event, space, files
 
 
 def _clean(path: str) -> str:

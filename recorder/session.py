@@ -395,7 +395,8 @@ class Recorder:
             # would have sent is sent below if the task is in user code.
             t.running_user = False
             alarms = self.queue.alarms
-            batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone)
+            batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
+                                  watched=self.effects.watched_files())
             self._take_batch(t, batch, interrupt=self.queue.alarms != alarms)
             if batch.reason != fastloop.PARKED:
                 return
@@ -530,8 +531,9 @@ class Recorder:
     def _record_exec(self, t: RecordedTask) -> None:
         first = t.last_event < 0 and t.task.tid == self.root
         argv = self.argv if first else _cmdline(t.task.tid)
-        event, space, identities = snapshot_image(t.task, self.writer, argv)
-        self.effects.identities.update(identities)
+        event, space, files = snapshot_image(t.task, self.writer, argv)
+        for ident, file_id in files:
+            self.effects.note_mapped_file(ident, file_id)
         t.space = space
         if not first:
             self.writer.set_task_command(t.task.tid, argv, _exe(t.task.tid))

@@ -45,7 +45,24 @@ class EffectRecorder:
     def __init__(self, writer: TraceWriter, own_outputs: dict[int, tuple[int, int]]) -> None:
         self.writer = writer
         self.own_outputs = own_outputs  # recorder's fd -> (dev, ino) of its stdout/stderr
-        self.identities: dict[str, tuple[int, int]] = {}
+        # (dev, ino) -> ids of the copies of that file that were mapped (one per content)
+        self.mapped_files: dict[tuple[int, int], set[str]] = {}
+        self._watched: tuple[tuple[int, int], ...] | None = None
+
+    def note_mapped_file(self, ident: tuple[int, int], file_id: str) -> None:
+        """The file `ident` (dev, ino) was mapped; its copy in the trace is `file_id`."""
+        ids = self.mapped_files.setdefault(ident, set())
+        if file_id not in ids:
+            ids.add(file_id)
+            self._watched = None
+
+    def watched_files(self) -> tuple[tuple[int, int], ...]:
+        """The (dev, ino) of every file a write to which needs more than its result recorded:
+        relive's own stdout and stderr, and the files ever mapped (the compiled loop leaves
+        writes to these to the Python path)."""
+        if self._watched is None:
+            self._watched = tuple({*self.own_outputs.values(), *self.mapped_files})
+        return self._watched
 
     def effects(self, task: Task, space: AddressSpace, nr: int, args: tuple[int, ...],
                 result: int) -> Effects:
@@ -118,7 +135,7 @@ class EffectRecorder:
                 if path.endswith(" (deleted)"):
                     path = path[:-len(" (deleted)")]
                 file_id = self.writer.add_file(fd_path, name=path)
-                self.identities[file_id] = (st.st_dev, st.st_ino)
+                self.note_mapped_file((st.st_dev, st.st_ino), file_id)
             elif os.readlink(fd_path) != "/dev/zero":
                 raise UnsupportedError(f"mmap of {os.readlink(fd_path)} (not a regular file) "
                                        "is not supported by relive")
@@ -129,7 +146,7 @@ class EffectRecorder:
         eff.info["map"] = mapping_info(mapping)
         if file_id is not None and flags & MAP_SHARED:
             # which file it was (copies are named by content: two files may share one)
-            eff.info["inode"] = "%d:%d" % self.identities[file_id]
+            eff.info["inode"] = "%d:%d" % (st.st_dev, st.st_ino)
 
     def _on_munmap(self, task: Task, space: AddressSpace, args: tuple[int, ...], result: int,
                    eff: Effects) -> None:
@@ -160,7 +177,7 @@ class EffectRecorder:
                     eff.info["data"] = _sendfile_data(task.pid, args, result).hex()
         if not stat.S_ISREG(st.st_mode):
             return
-        mapped = [fid for fid, i in self.identities.items() if i == ident]
+        mapped = self.mapped_files.get(ident)
         if not mapped:
             return
         for m in space:

@@ -89,7 +89,9 @@ def describe_event(ev: Event) -> str:
         case Kind.SYSCALL:
             regs = unpack(ev.regs)
             args = ", ".join(f"{regs[r]:#x}" for r in ("rdi", "rsi", "rdx", "r10", "r8", "r9"))
-            return f"{head} {name_of(ev.nr)}({args}) = {ev.result:#x} [{written} bytes written]"
+            shown = {1: " -> stdout", 2: " -> stderr"}.get(ev.info.get("out", 0), "")
+            return (f"{head} {name_of(ev.nr)}({args}) = {ev.result:#x} [{written} bytes "
+                    f"written]{shown}")
         case Kind.SIGNAL:
             try:
                 name = signal.Signals(ev.nr).name

@@ -64,18 +64,20 @@ def _events(trace):
 
 @pytest.fixture(scope="module")
 def both(programs, tmp_path_factory):
-    """syscall_runs (5000 rounds) and many_syscalls (20,000 getppid), each recorded with
-    the fast path on and off: {(name, fast): (trace, CompletedProcess)}."""
+    """syscall_runs (5000 rounds), many_syscalls (20,000 getppid) and file_writes (4000
+    rounds), each recorded with the fast path on and off: {(name, fast): (trace,
+    CompletedProcess)}."""
     base = tmp_path_factory.mktemp("fastpath")
     out = {}
-    for name, args in (("syscall_runs", ["5000"]), ("many_syscalls", ["20000"])):
+    for name, args in (("syscall_runs", ["5000"]), ("many_syscalls", ["20000"]),
+                       ("file_writes", ["4000"])):
         for fast in (True, False):
             trace = base / f"{name}-{int(fast)}"
             out[name, fast] = trace, _record(trace, programs[name], *args, fast=fast)
     return out
 
 
-@pytest.mark.parametrize("name", ["syscall_runs", "many_syscalls"])
+@pytest.mark.parametrize("name", ["syscall_runs", "many_syscalls", "file_writes"])
 def test_both_paths_record_the_same_events(both, name):
     fast, slow = _events(both[name, True][0]), _events(both[name, False][0])
     assert len(fast) > 20000
@@ -83,16 +85,21 @@ def test_both_paths_record_the_same_events(both, name):
         assert fast == slow
     else:  # ASLR moves addresses: compare what each event is
         assert [line.split("(")[0] for line in fast] == [line.split("(")[0] for line in slow]
-    if name == "syscall_runs":  # (many_syscalls prints a sum of parent pids)
+    if name != "many_syscalls":  # (which prints a sum of parent pids)
         assert both[name, True][1].stdout == both[name, False][1].stdout
+    if name == "file_writes":  # what went to stdout is marked so, whichever path saw it
+        assert sum(line.endswith(" -> stdout") for line in fast) == 9
 
 
 @pytest.mark.parametrize("recorded_fast", [True, False])
 @pytest.mark.parametrize("replay_fast", [True, False])
-def test_each_trace_replays_faithfully_either_way(both, recorded_fast, replay_fast):
-    trace, rec = both["syscall_runs", recorded_fast]
+@pytest.mark.parametrize("name, says", [("syscall_runs", b"markers: 5\n"),
+                                        ("file_writes", b"rounds: 4000\n")])
+def test_each_trace_replays_faithfully_either_way(both, recorded_fast, replay_fast, name,
+                                                  says):
+    trace, rec = both[name, recorded_fast]
     assert_faithful(rec, replay(trace, env=_env(replay_fast)))
-    assert b"markers: 5\n" in rec.stdout
+    assert says in rec.stdout
 
 
 def _copy(both, tmp_path, name="many_syscalls"):

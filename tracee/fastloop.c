@@ -9,7 +9,9 @@
  *                       recorded, resume it (PTRACE_SYSCALL), and while the next stop is the
  *                       entry of a syscall the spec table marks simple, run it to its exit,
  *                       read its outputs from /proc/PID/mem and append (entry registers,
- *                       result, exit rip, outputs) to a buffer.
+ *                       result, exit rip, outputs) to a buffer. A call that writes to a
+ *                       file (write, pwrite64, ...) is simple only if that file is not one
+ *                       of the `watched` ones (relive's stdout and stderr, mapped files).
  *   relive_replay_run   replay: for a batch of recorded syscalls of one task that need only
  *                       emulation, PTRACE_SYSEMU to the entry, compare the registers with
  *                       the recorded ones (as replayer/registers.diff does), write the
@@ -32,7 +34,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <stdio.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/user.h>
@@ -50,7 +54,7 @@
 #define NREGS 27
 #define REGS_SIZE (NREGS * 8)
 #define MAX_OUTS 3
-#define SPEC_WORDS (1 + 4 * MAX_OUTS)
+#define SPEC_WORDS (2 + 4 * MAX_OUTS)
 /* Output size kinds in the spec table (recorder/fastpath.py builds it). */
 #define SIZE_FIXED 1   /* n bytes */
 #define SIZE_RESULT 2  /* max(result, 0) bytes */
@@ -116,7 +120,7 @@ static int read_outputs(int memfd, const int64_t *spec, const struct user_regs_s
     int failed = r->result > -4096 && r->result < 0;
     r->nwrites = 0;
     for (int k = 0; k < spec[0]; k++) {
-        const int64_t *o = spec + 1 + 4 * k;
+        const int64_t *o = spec + 2 + 4 * k;
         if (failed && !o[3])
             continue;
         uint64_t addr = args[o[0]];
@@ -141,10 +145,35 @@ static int read_outputs(int memfd, const int64_t *spec, const struct user_regs_s
     return 0;
 }
 
+/* Is the file open as descriptor `fd` in task `tid` one of `watched` (n (dev, ino) pairs)?
+   A descriptor that cannot be looked at is not: the call fails, and the Python path records
+   nothing more for it either. */
+static int writes_watched_file(int tid, uint64_t fd, const uint64_t *watched, long n)
+{
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%d/fd/%u", tid, (unsigned)fd);
+    if (stat(path, &st) < 0)
+        return 0;
+    for (long i = 0; i < n; i++)
+        if (watched[2 * i] == (uint64_t)st.st_dev && watched[2 * i + 1] == (uint64_t)st.st_ino)
+            return 1;
+    return 0;
+}
+
+static uint64_t arg_of(const struct user_regs_struct *e, int64_t i)
+{
+    uint64_t args[6] = {e->rdi, e->rsi, e->rdx, e->r10, e->r8, e->r9};
+    return args[i];
+}
+
 /* out: [0] records, [1] reason, [2] tid, [3] status, [4] entry pending (its registers are in
    `entry`), [5] errno, [6] data bytes used. spec: SPEC_WORDS int64 per syscall number below
-   nspec; spec[0] < 0 means "not simple". */
+   nspec: [0] the number of outputs, < 0 for "not simple"; [1] the argument holding a file
+   descriptor written to, checked against `watched`, or -1; then MAX_OUTS rules of 4 words
+   (argument, size kind, size value, written even on failure). */
 long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
+                       const uint64_t *watched, long nwatched,
                        struct rec *recs, long max_recs, unsigned char *data, int64_t data_cap,
                        int64_t deadline_ns, unsigned char *entry, int64_t *out)
 {
@@ -182,7 +211,10 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             break;
         }
         uint64_t nr = regs.orig_rax;
-        if (nr >= (uint64_t)nspec || spec[nr * SPEC_WORDS] < 0) {
+        const int64_t *call = nr < (uint64_t)nspec ? spec + nr * SPEC_WORDS : NULL;
+        if (!call || call[0] < 0
+            || (call[1] >= 0
+                && writes_watched_file(tid, arg_of(&regs, call[1]), watched, nwatched))) {
             reason = R_STOP;  /* an entry Python handles */
             out[2] = w;
             break;
@@ -216,7 +248,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
         struct rec *r = &recs[n];
         r->result = (int64_t)xregs.rax;
         if (is_erestart(r->result)
-            || read_outputs(memfd, spec + nr * SPEC_WORDS, &regs, r, data, data_cap, &used)) {
+            || read_outputs(memfd, call, &regs, r, data, data_cap, &used)) {
             reason = R_STOP;  /* Python handles this exit stop */
             out[2] = w;
             break;

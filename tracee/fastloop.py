@@ -30,7 +30,7 @@ OUT_WORDS = 7
 # Output size kinds of the record spec table (fastloop.c SIZE_*).
 SIZE_FIXED, SIZE_RESULT, SIZE_ARG = 1, 2, 3
 MAX_OUTS = 3
-SPEC_WORDS = 1 + 4 * MAX_OUTS
+SPEC_WORDS = 2 + 4 * MAX_OUTS
 
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -98,8 +98,8 @@ def load() -> ctypes.CDLL | None:
     lib.relive_record_run.restype = ctypes.c_long
     lib.relive_record_run.argtypes = [
         ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p,
-        ctypes.c_long, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-        ctypes.c_void_p]
+        ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_int64,
+        ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     lib.relive_replay_run.restype = ctypes.c_long
     lib.relive_replay_run.argtypes = [
         ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p,

@@ -85,9 +85,15 @@ def _insert_syscalls(db: sqlite3.Connection, tid: int, first: int,
 
 
 def _create_database(path: Path) -> sqlite3.Connection:
+    """A new trace database. 64 KiB pages: a memory write of a few KiB fits in a page instead
+    of a chain of overflow pages (2.5x the throughput for reads of file data). No syncs: a
+    committed transaction survives the recorder being killed (the kernel has the data), only
+    a crash of the machine itself could lose or damage the trace; syncing at every WAL
+    checkpoint halved the writer thread's throughput."""
     db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA page_size=65536")
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA synchronous=OFF")
     db.executescript(SCHEMA)
     db.execute("BEGIN")
     return db
