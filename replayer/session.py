@@ -338,7 +338,7 @@ class ReplaySession:
     def _exec(self, ev: Event) -> None:
         exe = self.reader.file_path(ev.info["exe_id"])
         if self.task is None:
-            pin_to_one_cpu()
+            self.reader.avoid_cpu(pin_to_one_cpu())
             pid = spawn(str(exe), [str(exe)], {}, ignored=ev.info.get("ignored"))
             self.task = Task(pid, pid, Memory(pid), drop_child_signals=True)
         else:
