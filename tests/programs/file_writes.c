@@ -16,9 +16,14 @@
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 2000;
-    char scratch[] = "/tmp/relive-file-writes-XXXXXX";
-    char mapped_name[] = "/tmp/relive-file-writes-map-XXXXXX";
-    int scratch_fd = mkstemp(scratch), map_fd = mkstemp(mapped_name);
+    /* named by pid, not mkstemp: glibc's mkstemp calls getrandom a random number of times,
+       and the test compares the syscalls of two recordings */
+    char scratch[64], mapped_name[64], twin_name[64];
+    snprintf(scratch, sizeof scratch, "/tmp/relive-file-writes-%d", (int)getpid());
+    snprintf(mapped_name, sizeof mapped_name, "/tmp/relive-file-writes-%d-map", (int)getpid());
+    snprintf(twin_name, sizeof twin_name, "/tmp/relive-file-writes-%d-twin", (int)getpid());
+    int scratch_fd = open(scratch, O_RDWR | O_CREAT | O_EXCL, 0600);
+    int map_fd = open(mapped_name, O_RDWR | O_CREAT | O_EXCL, 0600);
     int devnull = open("/dev/null", O_WRONLY), out = dup(1), pipefd[2];
     if (scratch_fd < 0 || map_fd < 0 || devnull < 0 || out < 0 || pipe(pipefd) < 0)
         return 1;
@@ -31,8 +36,7 @@ int main(int argc, char **argv)
     if (view == MAP_FAILED)
         return 1;
     /* a second file with the same contents, mapped later: the trace keeps one copy of both */
-    char twin_name[] = "/tmp/relive-file-writes-twin-XXXXXX";
-    int twin_fd = mkstemp(twin_name);
+    int twin_fd = open(twin_name, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (twin_fd < 0 || write(twin_fd, page, sizeof page) != sizeof page)
         return 1;
     unlink(twin_name);
