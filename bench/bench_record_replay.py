@@ -11,7 +11,8 @@ and prints absolute times, ratios, the syscall count seen by `ptrace_floor -c`
 and trace bytes per syscall (size of DIR/trace.db* divided by the `events: N`
 line of `python3 -m relive info DIR`; the event count is shown next to it).
 The four run in turn within each of the --repeat rounds. `true` (/bin/true) shows the fixed
-cost alone; cpu_loop and cpu_loop_5x the same loop-only program at ~1 s and ~5 s natively.
+cost alone; cpu_loop and cpu_loop_5x the same loop-only program at ~1 s and ~5 s natively;
+tar a real program reading files and writing an archive (/usr/share/doc, into --out).
 
 Cells whose command fails (e.g. the relive CLI does not exist yet) are shown
 as n/a and the error is listed under the table.
@@ -193,7 +194,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=600,
                     help="per-run timeout for record/replay, seconds (default 600)")
     ap.add_argument("--workload", action="append", choices=[
-        "true", "cpu_loop", "cpu_loop_5x", "many_syscalls", "python3_startup"],
+        "true", "cpu_loop", "cpu_loop_5x", "many_syscalls", "python3_startup", "tar"],
                     help="run only this workload (repeatable)")
     args = ap.parse_args()
     if args.repeat < 1:
@@ -207,6 +208,7 @@ def main():
         "cpu_loop_5x": [str(bins["cpu_loop_5x"])],
         "many_syscalls": [str(bins["many_syscalls"]), str(MANY_SYSCALLS_N)],
         "python3_startup": ["/usr/bin/python3", "-c", "pass"],
+        "tar": ["tar", "cf", str(args.out / "doc.tar"), "-C", "/usr/share", "doc"],
     }
     selected = args.workload or list(workloads)
     env = relive_env()
@@ -221,6 +223,7 @@ def main():
         "cpu_loop_5x": f"cpu_loop.c, {5 * CPU_LOOP_ITERS:,} iterations, no syscalls",
         "many_syscalls": f"many_syscalls.c, {MANY_SYSCALLS_N:,} getppid()",
         "python3_startup": "/usr/bin/python3 -c pass",
+        "tar": "tar cf OUT/doc.tar -C /usr/share doc (files read, an archive written)",
     }
     header = (f"Median wall time of {args.repeat} run(s); host: "
               f"{host_description()}.")

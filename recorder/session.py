@@ -200,8 +200,8 @@ class Recorder:
                 return
             request, sig = t.wants or (api.Req.SYSCALL, 0)
             t.wants = None
+            t.running_user = True  # first: see `resume`
             t.task.resume(request, sig)
-            t.running_user = True
         except api.PtraceError as e:
             if e.errno != errno.ESRCH:
                 raise
@@ -212,8 +212,12 @@ class Recorder:
         """Let `t` go on, unless its timeslice is over and another task is ready: then it
         waits in the run queue, stopped where it is (an exact point for replay)."""
         if t is self.queue.current and (in_syscall or not self.queue.should_switch()):
-            t.task.resume(api.Req.SYSCALL, sig)  # never parked at an entry without ENTER
+            # Marked before it goes: the timeslice's end (SIGALRM) interrupts the task only
+            # when this says it runs user code, and an end that came between the resume and
+            # the mark would never interrupt it (a thread spinning on another would keep the
+            # CPU for good). Interrupted just before it goes, it stops as soon as it goes.
             t.running_user = not in_syscall
+            t.task.resume(api.Req.SYSCALL, sig)  # never parked at an entry without ENTER
             return
         t.wants = (api.Req.SYSCALL, sig)
         self.queue.make_ready(t)
@@ -302,8 +306,8 @@ class Recorder:
             t.task.set_reg("rip", regs.rip - 2)
             t.task.set_reg("rax", regs.orig_rax)
             t.task.set_reg("orig_rax", -1)
+            t.running_user = True  # first: see `resume`
             t.task.resume(api.Req.SYSCALL)
-            t.running_user = True
             return False
         try:
             entry.redirect = self.scratch.redirect(t.task, area, plan, entry.args)
@@ -397,7 +401,7 @@ class Recorder:
             alarms = self.queue.alarms
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
                                   watched=self.effects.watched_files())
-            self._take_batch(t, batch, interrupt=self.queue.alarms != alarms)
+            self._take_batch(t, batch, alarms_before=alarms)
             if batch.reason != fastloop.PARKED:
                 return
         self.resume(t)
@@ -406,10 +410,11 @@ class Recorder:
         return (t is self.queue.current and not t.held and not self._stashed
                 and not self.signals.holding() and not self.queue.should_switch())
 
-    def _take_batch(self, t: RecordedTask, batch: Batch, *, interrupt: bool) -> None:
+    def _take_batch(self, t: RecordedTask, batch: Batch, *, alarms_before: int) -> None:
         """Write what the compiled loop recorded and put `t` in the state the Python path
         would have left it in at the stop where the loop gave up (PARKED: stopped after the
-        last record, for the caller to resume)."""
+        last record, for the caller to resume). `alarms_before`: the timer signals handled
+        before the loop ran."""
         if batch.count:
             t.last_event = self.writer.add_syscalls(t.task.tid, batch.count, batch.records)
             t.exit_rip = batch.exit_rip
@@ -423,14 +428,18 @@ class Recorder:
             t.running_user = False
         if batch.reason == fastloop.STOP:
             self._stashed[batch.tid] = batch.status  # the main loop takes it from here
-        elif batch.reason == fastloop.EINTR and batch.entry is None:
-            t.running_user = True  # in user code; the main loop waits
-            if interrupt and t is self.queue.current:
+        # `t` still runs user code if the loop stopped waiting for it (EINTR) or met another
+        # task's stop, while `t` was not inside a syscall it entered (the main loop then
+        # waits for that syscall's exit). It may be interrupted again from now on.
+        if (batch.reason == fastloop.EINTR or batch.reason == fastloop.STOP
+                and batch.tid != t.task.tid) and batch.entry is None:
+            t.running_user = True
+            # (counted after the mark: a later signal interrupts the task itself)
+            if self.queue.alarms != alarms_before and t is self.queue.current:
                 try:
                     api.ptrace(api.Req.INTERRUPT, t.task.tid)
                 except OSError:
                     pass
-        # (EINTR inside the syscall entered: the main loop waits for its exit)
 
     def _restarts_unseen(self, t: RecordedTask, entry: Entry, result: int, rip: int) -> bool:
         """A syscall cut short without a signal to deliver (a PTRACE_INTERRUPT, or a signal

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import os
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracefile.errors import TraceError
 
-Job = Callable[[sqlite3.Connection], object]
+if TYPE_CHECKING:
+    import sqlite3
+
+    Job = Callable[[sqlite3.Connection], object]
+
 QUEUED_JOBS = 64
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,6 +26,8 @@ from tracefile.schema import SCHEMA
 from tracefile.sql_thread import SqlThread
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import zstandard
 
 COMMIT_EVERY = 4096
@@ -89,7 +90,9 @@ def _create_database(path: Path) -> sqlite3.Connection:
     of a chain of overflow pages (2.5x the throughput for reads of file data). No syncs: a
     committed transaction survives the recorder being killed (the kernel has the data), only
     a crash of the machine itself could lose or damage the trace; syncing at every WAL
-    checkpoint halved the writer thread's throughput."""
+    checkpoint halved the writer thread's throughput. Called on the SQL thread, which imports
+    sqlite3 too (with datetime, ~9 ms) while the recording starts."""
+    import sqlite3
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA page_size=65536")
     db.execute("PRAGMA journal_mode=WAL")
@@ -103,6 +106,8 @@ class TraceWriter:
     def __init__(self, directory: Path, *, force: bool = False,
                  file_cache: Path | None = None) -> None:
         self.dir = Path(directory)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise TraceError(f"{self.dir} exists and is not a directory")
         if self.dir.exists() and any(self.dir.iterdir()):
             if not force:
                 raise TraceError(f"{self.dir} exists and is not empty; use --force to overwrite it")
