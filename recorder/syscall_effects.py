@@ -25,8 +25,16 @@ PAGE = 4096
 # Syscalls that write file contents (fd argument index): a privately mapped file that changes
 # under the mapping shows the change in the pages nobody wrote, so those pages are re-recorded.
 FILE_WRITERS = {"write": 0, "pwrite64": 0, "writev": 0, "pwritev": 0, "pwritev2": 0,
-                "ftruncate": 0, "fallocate": 0, "copy_file_range": 2, "sendfile": 0}
-OUTPUT_WRITERS = {"write", "writev", "pwrite64", "pwritev", "pwritev2", "sendfile"}
+                "ftruncate": 0, "fallocate": 0, "copy_file_range": 2, "sendfile": 0,
+                "splice": 2, "tee": 1, "vmsplice": 0}
+# Those whose bytes replay shows again when they went to relive's stdout or stderr.
+OUTPUT_WRITERS = {"write", "writev", "pwrite64", "pwritev", "pwritev2", "vmsplice",
+                  "sendfile", "copy_file_range", "splice", "tee"}
+# Those of them that move bytes without passing them through the caller's memory, so the
+# recording keeps the bytes: (input fd argument, input offset pointer argument or None,
+# output offset pointer argument or None).
+COPIERS = {"sendfile": (1, 2, None), "copy_file_range": (0, 1, 3), "splice": (0, 1, 3),
+           "tee": (0, None, None)}
 
 
 def page_up(n: int) -> int:
@@ -173,8 +181,9 @@ class EffectRecorder:
             out = self._output_stream(fd, ident)
             if out:
                 eff.info["out"] = out
-                if name == "sendfile":  # the bytes never pass through tracee memory
-                    eff.info["data"] = _sendfile_data(task.pid, args, result).hex()
+                if name in COPIERS:
+                    eff.info["data"] = _copied_data(task.pid, name, args, result, st,
+                                                    "stdout" if out == 1 else "stderr").hex()
         if not stat.S_ISREG(st.st_mode):
             return
         mapped = self.mapped_files.get(ident)
@@ -192,7 +201,7 @@ class EffectRecorder:
         if name not in OUTPUT_WRITERS:
             return False
         try:
-            st = os.stat(f"/proc/{pid}/fd/{args[0] & 0xFFFFFFFF}")
+            st = os.stat(f"/proc/{pid}/fd/{args[FILE_WRITERS[name]] & 0xFFFFFFFF}")
         except OSError:
             return False
         return (st.st_dev, st.st_ino) in self.own_outputs.values()
@@ -207,19 +216,40 @@ class EffectRecorder:
         return fd if fd in matches else matches[0]
 
 
-def _sendfile_data(pid: int, args: tuple[int, ...], result: int) -> bytes:
-    """What sendfile(out, in, offset, count) copied: re-read from the input file at the
-    offset it started from (the call has advanced the offset by `result`)."""
-    in_fd, offset_ptr = args[1] & 0xFFFFFFFF, args[2]
+def _copied_data(pid: int, name: str, args: tuple[int, ...], result: int,
+                 out_st: os.stat_result, stream: str) -> bytes:
+    """The `result` bytes a copying call (COPIERS) just wrote to relive's stdout or stderr:
+    read back from that file if it is a regular one, else re-read from the input file. A copy
+    from a pipe or socket to a pipe or terminal leaves the bytes nowhere to read: refused."""
+    in_arg, in_offset_arg, out_offset_arg = COPIERS[name]
+    try:
+        if stat.S_ISREG(out_st.st_mode):
+            out_offset = args[out_offset_arg] if out_offset_arg is not None else 0
+            return _moved_bytes(pid, args[FILE_WRITERS[name]], out_offset, result)
+        in_fd = args[in_arg] & 0xFFFFFFFF
+        if in_offset_arg is not None and stat.S_ISREG(os.stat(f"/proc/{pid}/fd/{in_fd}").st_mode):
+            return _moved_bytes(pid, in_fd, args[in_offset_arg], result)
+    except OSError as e:
+        raise UnsupportedError(f"cannot read what {name} wrote to relive's {stream}: {e}"
+                               ) from None
+    raise UnsupportedError(f"{name} from a pipe or socket to relive's {stream} (a pipe or "
+                           f"terminal) is not supported by relive: redirect the program's "
+                           f"{stream} to a file")
+
+
+def _moved_bytes(pid: int, fd: int, offset_ptr: int, count: int) -> bytes:
+    """The `count` bytes a call just moved through `fd` of process `pid`, whose offset
+    (*offset_ptr if not NULL, else the file position) the call advanced past them."""
+    fd &= 0xFFFFFFFF
     if offset_ptr:
         with open(f"/proc/{pid}/mem", "rb") as mem:
             mem.seek(offset_ptr)
             end = int.from_bytes(mem.read(8), "little")
     else:
-        with open(f"/proc/{pid}/fdinfo/{in_fd}") as info:
+        with open(f"/proc/{pid}/fdinfo/{fd}") as info:
             end = next(int(line.split()[1]) for line in info if line.startswith("pos:"))
-    fd = os.open(f"/proc/{pid}/fd/{in_fd}", os.O_RDONLY)
+    readable = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY)
     try:
-        return os.pread(fd, result, end - result)
+        return os.pread(readable, count, end - count)
     finally:
-        os.close(fd)
+        os.close(readable)

@@ -514,11 +514,11 @@ class ReplaySession:
         task = self._task(ev)
         args = args_of(unpack_regs(ev.regs))
         fd = ev.info["out"]
-        if "data" in ev.info:  # sendfile: recorded, never in tracee memory
+        if "data" in ev.info:  # sendfile, splice, ...: recorded, never in tracee memory
             data = bytes.fromhex(ev.info["data"])
         elif name_of(ev.nr) in ("write", "pwrite64"):
             data = task.mem.read_upto(args[1], ev.result)
-        else:  # writev, pwritev, pwritev2
+        else:  # writev, pwritev, pwritev2, vmsplice
             data, left = b"", ev.result
             for i in range(args[2]):
                 base = task.mem.read_u64(args[1] + 16 * i)

@@ -300,3 +300,46 @@ def test_terminated_recorder_saves_what_was_recorded(programs, tmp_path):
     assert printed.startswith(rep.stdout)
     # everything up to the signal was saved (the last line may have been mid-write)
     assert len(rep.stdout.splitlines()) >= len(printed.splitlines()) - 1 >= 11
+
+
+# -- output that is copied, not written: copy_file_range, sendfile, splice, vmsplice, tee ---
+COPIED_FROM = "/etc/services"  # any file longer than 120 bytes
+
+
+def test_output_copied_to_a_stdout_file_is_replayed(programs, tmp_path):
+    """`cat FILE > out` copies with copy_file_range when stdout is a regular file: the bytes
+    never pass through the program's memory, so the trace keeps them (read back from the
+    output file) and replay shows them."""
+    for argv in ([programs["copy_to_stdout"], COPIED_FROM, "file"], ["cat", COPIED_FROM]):
+        native, out, again = (tmp_path / f"{run}.txt" for run in ("native", "recorded",
+                                                                   "replayed"))
+        with open(native, "wb") as f:
+            assert run_native(argv, stdout=f, capture_output=False).returncode == 0
+        with open(out, "wb") as f:
+            rec = record(tmp_path / "trace", "--force", *argv, stdout=f,
+                         stderr=subprocess.PIPE, capture_output=False)
+        assert rec.returncode == 0, describe(rec)
+        with open(again, "wb") as f:
+            rep = replay(tmp_path / "trace", stdout=f, stderr=subprocess.PIPE,
+                         capture_output=False)
+        assert rep.returncode == 0, describe(rep)
+        assert out.read_bytes() == again.read_bytes() == native.read_bytes()
+        if argv[0] == "cat":
+            dump = run_relive("dump", tmp_path / "trace", text=True).stdout
+            assert re.search(r"copy_file_range\(.*-> stdout$", dump, re.MULTILINE), dump
+
+
+def test_output_copied_to_a_stdout_pipe_is_replayed(programs, tmp_path):
+    rec = record(tmp_path / "trace", programs["copy_to_stdout"], COPIED_FROM, "pipe")
+    assert rec.returncode == 0, describe(rec)
+    assert b"vmsplice'd bytes\n[vmsplice: 16]" in rec.stdout
+    assert_faithful(rec, replay(tmp_path / "trace"))
+
+
+def test_tee_from_a_pipe_to_a_stdout_pipe_is_refused_at_record_time(programs, tmp_path):
+    """Nothing keeps the bytes tee copies from one pipe to another: the recording stops,
+    saying so, rather than make a trace that replays without them."""
+    rec = record(tmp_path / "trace", programs["copy_to_stdout"], COPIED_FROM, "tee")
+    assert rec.returncode == 125, describe(rec)
+    assert b"tee from a pipe or socket to relive's stdout" in rec.stderr, describe(rec)
+    assert b"partial trace in" in rec.stderr
