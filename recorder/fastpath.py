@@ -25,6 +25,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from recorder import syscall_table as table
 from recorder.scheduler import NEVER_BLOCKS
@@ -45,6 +46,17 @@ _EXIT_RIP = struct.Struct(f"<{REGS_SIZE + 8}xQ")
 
 
 Outputs = list[tuple[int, int, int, int]]
+# Irregular calls that are simple unless one argument has one of some values: (argument,
+# values). fcntl: the commands that write a struct or wait for a lock.
+SIMPLE_EXCEPT = {"fcntl": (1, table.FCNTL_NOT_PLAIN)}
+
+
+class CallSpec(NamedTuple):
+    """How the compiled loop records a simple syscall."""
+    outputs: Outputs
+    fd_arg: int = -1      # the descriptor it writes to, if the file may be a watched one
+    except_arg: int = -1  # an argument whose values in `exceptions` leave it to Python
+    exceptions: frozenset[int] = frozenset()
 
 
 def _outputs(name: str) -> Outputs | None:
@@ -71,26 +83,35 @@ def _outputs(name: str) -> Outputs | None:
     return outs
 
 
-def simple_calls(*, alone: bool) -> dict[int, tuple[int, Outputs]]:
-    """Syscall number -> (the argument holding the file descriptor it writes to, or -1;
-    output rules) of every simple syscall. `alone`: the task is the only one recorded (calls
-    that may block are then simple too)."""
+def simple_calls(*, alone: bool) -> dict[int, CallSpec]:
+    """Syscall number -> how the loop records it, for every simple syscall. `alone`: the
+    task is the only one recorded (calls that may block are then simple too)."""
     out = {}
     for nr, name in NAME_OF.items():
-        outs = _outputs(name)
-        if outs is not None and (alone or name in NEVER_BLOCKS and name not in REDIRECTED):
-            out[nr] = FILE_WRITERS.get(name, -1), outs
+        if not alone and (name not in NEVER_BLOCKS or name in REDIRECTED):
+            continue
+        if name in SIMPLE_EXCEPT:
+            arg, values = SIMPLE_EXCEPT[name]
+            out[nr] = CallSpec([], except_arg=arg, exceptions=values)
+        elif (outs := _outputs(name)) is not None:
+            out[nr] = CallSpec(outs, fd_arg=FILE_WRITERS.get(name, -1))
     return out
 
 
-def spec_table(calls: dict[int, tuple[int, Outputs]]) -> ctypes.Array[ctypes.c_int64]:
-    """SPEC_WORDS int64 per syscall number: -1 (not simple) or the outputs' count, the
-    argument holding the file descriptor written to (-1: none) and the output rules."""
+def spec_table(calls: dict[int, CallSpec]) -> ctypes.Array[ctypes.c_int64]:
+    """SPEC_WORDS int64 per syscall number: -1 (not simple), or the outputs' count, the
+    argument holding the file descriptor written to (-1: none), the argument whose listed
+    values make it not simple (-1: none) and those values, and the output rules."""
     spec = (ctypes.c_int64 * (512 * fastloop.SPEC_WORDS))()
     for i in range(512):
         spec[i * fastloop.SPEC_WORDS] = -1
-    for nr, (fd_arg, outs) in calls.items():
-        words = [len(outs), fd_arg] + [v for o in outs for v in o]
+    for nr, call in calls.items():
+        exceptions = sorted(call.exceptions)
+        if len(exceptions) > fastloop.MAX_EXCEPT:
+            raise ValueError(f"syscall {nr}: more exceptions than the loop takes")
+        exceptions += [-1] * (fastloop.MAX_EXCEPT - len(exceptions))
+        words = [len(call.outputs), call.fd_arg, call.except_arg, *exceptions]
+        words += [v for o in call.outputs for v in o]
         for k, v in enumerate(words):
             spec[nr * fastloop.SPEC_WORDS + k] = v
     return spec

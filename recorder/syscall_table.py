@@ -518,6 +518,11 @@ _FCNTL_OUTPUTS: dict[int, tuple[Output, ...]] = {
 }
 
 
+# The fcntl commands that need more than their result recorded: those that write a struct
+# through arg, and those that may wait for a lock.
+FCNTL_NOT_PLAIN = frozenset(_FCNTL_OUTPUTS) | {Fcntl.F_SETLKW, Fcntl.F_OFD_SETLKW}
+
+
 def fcntl_outputs(args: tuple[int, ...]) -> tuple[Output, ...]:
     """fcntl(fd, cmd, arg) writes only for the commands that return a struct through arg."""
     return _FCNTL_OUTPUTS.get(args[1] & 0xFFFF_FFFF, ())

@@ -54,7 +54,9 @@
 #define NREGS 27
 #define REGS_SIZE (NREGS * 8)
 #define MAX_OUTS 3
-#define SPEC_WORDS (2 + 4 * MAX_OUTS)
+#define MAX_EXCEPT 8
+#define SPEC_HEAD (3 + MAX_EXCEPT)
+#define SPEC_WORDS (SPEC_HEAD + 4 * MAX_OUTS)
 /* Output size kinds in the spec table (recorder/fastpath.py builds it). */
 #define SIZE_FIXED 1   /* n bytes */
 #define SIZE_RESULT 2  /* max(result, 0) bytes */
@@ -120,7 +122,7 @@ static int read_outputs(int memfd, const int64_t *spec, const struct user_regs_s
     int failed = r->result > -4096 && r->result < 0;
     r->nwrites = 0;
     for (int k = 0; k < spec[0]; k++) {
-        const int64_t *o = spec + 2 + 4 * k;
+        const int64_t *o = spec + SPEC_HEAD + 4 * k;
         if (failed && !o[3])
             continue;
         uint64_t addr = args[o[0]];
@@ -167,11 +169,25 @@ static uint64_t arg_of(const struct user_regs_struct *e, int64_t i)
     return args[i];
 }
 
+/* Is this call one of the exceptions its spec lists (an argument, e.g. fcntl's command, whose
+   low 32 bits have one of MAX_EXCEPT values)? */
+static int is_exception(const int64_t *call, const struct user_regs_struct *e)
+{
+    if (call[2] < 0)
+        return 0;
+    int64_t v = (int64_t)(uint32_t)arg_of(e, call[2]);
+    for (int k = 0; k < MAX_EXCEPT; k++)
+        if (call[3 + k] == v)
+            return 1;
+    return 0;
+}
+
 /* out: [0] records, [1] reason, [2] tid, [3] status, [4] entry pending (its registers are in
    `entry`), [5] errno, [6] data bytes used. spec: SPEC_WORDS int64 per syscall number below
    nspec: [0] the number of outputs, < 0 for "not simple"; [1] the argument holding a file
-   descriptor written to, checked against `watched`, or -1; then MAX_OUTS rules of 4 words
-   (argument, size kind, size value, written even on failure). */
+   descriptor written to, checked against `watched`, or -1; [2] an argument whose values
+   [3 .. 3 + MAX_EXCEPT) (-1: none) make the call not simple, or -1; then MAX_OUTS rules of
+   4 words (argument, size kind, size value, written even on failure). */
 long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
                        const uint64_t *watched, long nwatched,
                        struct rec *recs, long max_recs, unsigned char *data, int64_t data_cap,
@@ -212,7 +228,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
         }
         uint64_t nr = regs.orig_rax;
         const int64_t *call = nr < (uint64_t)nspec ? spec + nr * SPEC_WORDS : NULL;
-        if (!call || call[0] < 0
+        if (!call || call[0] < 0 || is_exception(call, &regs)
             || (call[1] >= 0
                 && writes_watched_file(tid, arg_of(&regs, call[1]), watched, nwatched))) {
             reason = R_STOP;  /* an entry Python handles */

@@ -30,7 +30,9 @@ OUT_WORDS = 7
 # Output size kinds of the record spec table (fastloop.c SIZE_*).
 SIZE_FIXED, SIZE_RESULT, SIZE_ARG = 1, 2, 3
 MAX_OUTS = 3
-SPEC_WORDS = 2 + 4 * MAX_OUTS
+MAX_EXCEPT = 8
+SPEC_HEAD = 3 + MAX_EXCEPT
+SPEC_WORDS = SPEC_HEAD + 4 * MAX_OUTS
 
 _lib: ctypes.CDLL | None = None
 _tried = False

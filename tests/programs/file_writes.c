@@ -2,7 +2,8 @@
  * (argv[1], default 2000) of write to a pipe (read back), pwrite64 to a scratch file,
  * writev to /dev/null, write through a dup of stdout every 500 rounds, and write into a file
  * that is mapped MAP_PRIVATE (the change shows in the mapping's untouched page; a twin file
- * with the same contents is mapped too, after it). Prints
+ * with the same contents is mapped too, after it), and fcntl (F_GETFD each round, F_GETLK,
+ * which writes a struct, every 100). Prints
  * what it read back, and a checksum of the mapping, which only a recording that noticed the
  * writes to the mapped file replays identically.  Exit status: 0. */
 #include <fcntl.h>
@@ -42,7 +43,7 @@ int main(int argc, char **argv)
     unlink(twin_name);
     if (mmap(NULL, sizeof page, PROT_READ, MAP_PRIVATE, twin_fd, 0) == MAP_FAILED)
         return 1;
-    unsigned long echoed = 0, seen = 0;
+    unsigned long echoed = 0, seen = 0, locks_free = 0;
     for (long i = 0; i < n; i++) {
         char buf[32], back[32];
         int len = snprintf(buf, sizeof buf, "round %ld\n", i);
@@ -59,10 +60,18 @@ int main(int argc, char **argv)
         seen += view[(i % 512) * 8];
         if (i % 500 == 0 && write(out, buf, (size_t)len) != len)
             return 1;
+        /* fcntl: a plain command, and one that writes a struct (F_GETLK) */
+        if (fcntl(scratch_fd, F_GETFD) < 0)
+            return 1;
+        struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_len = 1};
+        if (i % 100 == 0 && fcntl(map_fd, F_GETLK, &lock) < 0)
+            return 1;
+        locks_free += lock.l_type == F_UNLCK;
     }
     unsigned long sum = 0;
     for (int k = 0; k < 4096; k++)
         sum = sum * 31 + view[k];
-    printf("rounds: %ld\nechoed: %lu\nseen: %lu\nmapping: %lx\n", n, echoed, seen, sum);
+    printf("rounds: %ld\nechoed: %lu\nseen: %lu\nlocks free: %lu\nmapping: %lx\n", n, echoed,
+           seen, locks_free, sum);
     return 0;
 }
