@@ -44,9 +44,10 @@ def scratch_ranges(space: AddressSpace | None) -> list[tuple[int, int]]:
 
 def memory_digest(pid: int, read: Callable[[int, int], bytes],
                   skip: Iterable[tuple[int, int]] = ()) -> str:
-    import hashlib  # here, not at start-up: importing it costs ~5 ms (OpenSSL) and most
-    h = hashlib.blake2b(digest_size=16)  # recordings never digest
-
+    # Imported here, not at start-up: importing hashlib costs ~5 ms (OpenSSL), and most
+    # recordings never digest memory.
+    import hashlib
+    h = hashlib.blake2b(digest_size=16)
     for start, end in writable_ranges(pid, skip):
         h.update(struct.pack("<QQ", start, end))
         h.update(read(start, end - start))
