@@ -220,6 +220,23 @@ def test_trace_missing_its_last_events_is_not_faithful(programs, tmp_path):
     assert rep.stdout == rec.stdout or rep.returncode == 1, describe(rep)
 
 
+def test_events_missing_far_into_a_trace_are_reported_cleanly(programs, tmp_path):
+    """Events are read ahead on a thread of their own past the first 4096: a damaged
+    stretch there is still one clear message, after the output up to it, not a traceback."""
+    trace = tmp_path / "trace"
+    rec = record(trace, programs["many_syscalls"], "20000")
+    assert rec.returncode == 0, describe(rec)
+    db = sqlite3.connect(trace / "trace.db")
+    db.execute("DELETE FROM events WHERE seq BETWEEN 15000 AND 15010")
+    db.execute("UPDATE meta SET value = value - 11 WHERE key = 'events'")  # hide the count
+    db.commit()
+    db.close()
+    rep = replay(trace, timeout=300)
+    assert rep.returncode == 1, describe(rep)
+    assert b"Traceback" not in rep.stderr, describe(rep)
+    assert b"is corrupt: events 14336..16383 missing" in rep.stderr, describe(rep)
+
+
 # -- help, and which trace `replay` picks ------------------------------------------------------
 @pytest.mark.parametrize("command", [[], ["record"], ["replay"], ["info"], ["ps"], ["dump"]],
                          ids=["relive", "record", "replay", "info", "ps", "dump"])
