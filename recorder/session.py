@@ -396,7 +396,7 @@ class Recorder:
             # While the loop runs, the timer's handler cannot: it runs once the loop returns,
             # when the task may be inside a syscall, which must not be interrupted (the
             # Python path never does). So it sees no task in user code; the interrupt it
-            # would have sent is sent below if the task is in user code.
+            # would have sent is sent by `_take_batch` if the task is in user code.
             t.running_user = False
             alarms = self.queue.alarms
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
@@ -431,8 +431,9 @@ class Recorder:
         # `t` still runs user code if the loop stopped waiting for it (EINTR) or met another
         # task's stop, while `t` was not inside a syscall it entered (the main loop then
         # waits for that syscall's exit). It may be interrupted again from now on.
-        if (batch.reason == fastloop.EINTR or batch.reason == fastloop.STOP
-                and batch.tid != t.task.tid) and batch.entry is None:
+        left_running = (batch.reason == fastloop.EINTR
+                        or batch.reason == fastloop.STOP and batch.tid != t.task.tid)
+        if left_running and batch.entry is None:
             t.running_user = True
             # (counted after the mark: a later signal interrupts the task itself)
             if self.queue.alarms != alarms_before and t is self.queue.current:

@@ -82,6 +82,9 @@ def ps_text(trace: Path) -> str:
         r.close()
 
 
+_STREAMS = {1: " -> stdout", 2: " -> stderr"}  # a SYSCALL's info["out"]: what it printed
+
+
 def describe_event(ev: Event) -> str:
     written = sum(len(w.data) for w in ev.writes)
     head = f"{ev.seq:>7} {ev.tid:>7} {ev.kind.name:<7}"
@@ -89,7 +92,7 @@ def describe_event(ev: Event) -> str:
         case Kind.SYSCALL:
             regs = unpack(ev.regs)
             args = ", ".join(f"{regs[r]:#x}" for r in ("rdi", "rsi", "rdx", "r10", "r8", "r9"))
-            shown = {1: " -> stdout", 2: " -> stderr"}.get(ev.info.get("out", 0), "")
+            shown = _STREAMS.get(ev.info.get("out", 0), "")
             return (f"{head} {name_of(ev.nr)}({args}) = {ev.result:#x} [{written} bytes "
                     f"written]{shown}")
         case Kind.SIGNAL:
