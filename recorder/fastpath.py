@@ -24,7 +24,6 @@ import mmap
 import struct
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from recorder import syscall_table as table
@@ -142,9 +141,8 @@ def _unpack(raw: bytes, data: bytes) -> Iterator[SyscallRecord]:
         yield _NR.unpack_from(regs, 8 * _ORIG_RAX)[0], result, regs, writes
 
 
-@dataclass
-class Batch:
-    count: int              # syscalls recorded
+class Batch(NamedTuple):
+    recorded: int           # syscalls recorded
     records: Callable[[], Iterator[SyscallRecord]]  # them, unpacked when called
     reason: int
     tid: int = 0            # with reason STOP: whose stop
@@ -196,6 +194,6 @@ class RecordLoop:
         raw = ctypes.string_at(self._recs, n * _REC.size)
         data = ctypes.string_at(self._data, out[6])
         exit_rip = _EXIT_RIP.unpack_from(raw, len(raw) - _REC.size)[0] if n else None
-        return Batch(count=n, records=lambda: _unpack(raw, data), reason=reason, tid=out[2],
+        return Batch(recorded=n, records=lambda: _unpack(raw, data), reason=reason, tid=out[2],
                      status=out[3], entry=self._entry.raw if out[4] else None,
                      exit_rip=exit_rip)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import signal
 from collections import deque
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
@@ -52,16 +51,15 @@ NEVER_BLOCKS = frozenset("""
     """.split())
 
 
-@dataclass
 class RunQueue:
     """The ready threads and the one allowed to run user code."""
-    current: RecordedTask | None = None
-    ready: deque[RecordedTask] = field(default_factory=deque)
-    expired: bool = False
-    alarms: int = 0  # timer signals handled so far
-    _armed: bool = False
 
-    def __post_init__(self) -> None:
+    def __init__(self) -> None:
+        self.current: RecordedTask | None = None
+        self.ready: deque[RecordedTask] = deque()
+        self.expired = False
+        self.alarms = 0  # timer signals handled so far
+        self._armed = False
         signal.signal(signal.SIGALRM, self._on_alarm)
 
     def close(self) -> None:

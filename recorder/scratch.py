@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from tracee.address_space import AddressSpace, Flag, Mapping, mapping_info
 from tracee.remote import (MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, checked,
@@ -63,11 +63,11 @@ REDIRECTED: dict[str, Callable[[Args, ReadInt], Plan]] = {
 ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 
 
-@dataclass
-class Redirect:
-    """One call's outputs moved to scratch: (scratch address, program address, size)."""
-    moves: list[tuple[int, int, int]] = field(default_factory=list)
-    args: Args = ()
+class Redirect(NamedTuple):
+    """One call's outputs moved to scratch: (scratch address, program address, size), and
+    the arguments the call was made with."""
+    moves: list[tuple[int, int, int]]
+    args: Args
 
     def to_program(self, addr: int) -> int | None:
         for scratch, orig, size in self.moves:
@@ -131,18 +131,17 @@ class ScratchAreas:
     def redirect(self, task: Task, area: Mapping, plan: Plan, args: Args) -> Redirect:
         """Point the call's output arguments into `area` (inputs copied in first)."""
         inputs = {arg: task.mem.read(args[arg], size) for arg, size, copy_in in plan if copy_in}
-        red = Redirect(args=args)
+        moves = []
         at = area.start
         new_args = list(args)
         for arg, size, _ in plan:
             if arg in inputs:
                 task.mem.write(at, inputs[arg])
-            red.moves.append((at, args[arg], size))
+            moves.append((at, args[arg], size))
             new_args[arg] = at
             task.set_reg(ARG_REGS[arg], at)
             at += (size + ALIGN - 1) // ALIGN * ALIGN
-        red.args = tuple(new_args)
-        return red
+        return Redirect(moves, tuple(new_args))
 
 
 def mapping_event_info(m: Mapping) -> dict[str, object]:

@@ -18,7 +18,6 @@ import errno
 import logging
 import os
 import signal
-from dataclasses import dataclass, field
 
 from recorder import syscall_table as table
 from recorder.fastpath import Batch, RecordLoop, entry_of
@@ -55,36 +54,44 @@ NR_RESTART_SYSCALL = 219
 CLONE_EVENTS = (api.Event.CLONE, api.Event.FORK, api.Event.VFORK)
 
 
-@dataclass
+# The two classes below are mutable state with slots, written out rather than dataclasses
+# (creating a dataclass costs ~1 ms of start-up: docs/performance.md, "Start-up").
+
 class Entry:
     """A syscall between its entry and exit stops."""
-    nr: int
-    args: tuple[int, ...]
-    regs: bytes
-    fake_result: int | None = None
-    # Already recorded (exec, clone): its exit stop only resumes the task.
-    done: bool = False
-    redirect: Redirect | None = None  # outputs moved to the thread's scratch area
+    __slots__ = ("nr", "args", "regs", "fake_result", "done", "redirect")
+
+    def __init__(self, *, nr: int, args: tuple[int, ...], regs: bytes) -> None:
+        self.nr = nr
+        self.args = args
+        self.regs = regs
+        self.fake_result: int | None = None
+        # Already recorded (exec, clone): its exit stop only resumes the task.
+        self.done = False
+        self.redirect: Redirect | None = None  # outputs moved to the thread's scratch area
 
 
-@dataclass(eq=False)
 class RecordedTask:
-    task: Task
-    # Shared by every task of one address space (threads, a vfork child until it execs).
-    space: AddressSpace
-    entry: Entry | None = None
-    exited: bool = False
-    # Set when the task was resumed from a syscall-exit stop: a signal stop that follows at
-    # the same rip came before any user instruction ran, i.e. right after that syscall.
-    exit_rip: int | None = None
-    last_event: int = -1
-    held: list[bytes] = field(default_factory=list)
-    # -- scheduling (recorder.scheduler) --
-    pending: Stop | None = None       # a stop reported while another task ran
-    wants: tuple[api.Req, int] | None = None  # how to resume it when it runs again
-    in_kernel: bool = False           # inside a syscall that may block (exit not seen yet)
-    entered: bool = False             # an ENTER was recorded for the syscall it is in
-    running_user: bool = False        # resumed into user code (may be interrupted)
+    __slots__ = ("task", "space", "entry", "exited", "exit_rip", "last_event", "held",
+                 "pending", "wants", "in_kernel", "entered", "running_user")
+
+    def __init__(self, *, task: Task, space: AddressSpace) -> None:
+        self.task = task
+        # Shared by every task of one address space (threads, a vfork child until it execs).
+        self.space = space
+        self.entry: Entry | None = None
+        self.exited = False
+        # Set when the task was resumed from a syscall-exit stop: a signal stop that follows
+        # at the same rip came before any user instruction ran, i.e. right after that syscall.
+        self.exit_rip: int | None = None
+        self.last_event = -1
+        self.held: list[bytes] = []
+        # -- scheduling (recorder.scheduler) --
+        self.pending: Stop | None = None  # a stop reported while another task ran
+        self.wants: tuple[api.Req, int] | None = None  # how to resume it when it runs again
+        self.in_kernel = False            # inside a syscall that may block (exit not seen yet)
+        self.entered = False              # an ENTER was recorded for the syscall it is in
+        self.running_user = False         # resumed into user code (may be interrupted)
 
 
 class Recorder:
@@ -415,8 +422,8 @@ class Recorder:
         would have left it in at the stop where the loop gave up (PARKED: stopped after the
         last record, for the caller to resume). `alarms_before`: the timer signals handled
         before the loop ran."""
-        if batch.count:
-            t.last_event = self.writer.add_syscalls(t.task.tid, batch.count, batch.records)
+        if batch.recorded:
+            t.last_event = self.writer.add_syscalls(t.task.tid, batch.recorded, batch.records)
             t.exit_rip = batch.exit_rip
             self.preempter.made_syscall(t)
         if batch.entry is not None:  # entered, resumed into the kernel, not recorded

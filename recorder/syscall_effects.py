@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
 from typing import Any
 
 from recorder import syscall_table as table
@@ -41,10 +40,13 @@ def page_up(n: int) -> int:
     return (n + PAGE - 1) & ~(PAGE - 1)
 
 
-@dataclass
 class Effects:
-    writes: list[MemoryWrite] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
+    """What one finished syscall did: the memory it wrote and what replay must know of it."""
+    __slots__ = ("writes", "info")
+
+    def __init__(self) -> None:
+        self.writes: list[MemoryWrite] = []
+        self.info: dict[str, Any] = {}
 
 
 class EffectRecorder:

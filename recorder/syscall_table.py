@@ -29,32 +29,32 @@ those of the interrupted call it resumes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
+
+# The rules are NamedTuples rather than frozen dataclasses for start-up time: `relive record`
+# imports this table before the program starts, and making a dataclass costs ~1 ms on the
+# development VMs (docs/performance.md, "Start-up").
 
 # ---- size rules ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Fixed:
+class Fixed(NamedTuple):
     """A constant number of bytes (a struct)."""
     nbytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     """As many bytes as the syscall returned (read, getdents64, readlink, ...)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ArgValue:
+class ArgValue(NamedTuple):
     """The value of argument `arg` times `scale` (e.g. poll: nfds * 8)."""
     arg: int
     scale: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class ArgCeil:
+class ArgCeil(NamedTuple):
     """ceil(args[arg] / per) * scale: a bitmap or per-page vector sized by an argument
     (select: nfds bits in whole 8-byte longs; mincore: one byte per 4 KiB page)."""
     arg: int
@@ -62,28 +62,24 @@ class ArgCeil:
     scale: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class ResultTimes:
+class ResultTimes(NamedTuple):
     """result * scale (epoll_wait: number of events * 12)."""
     scale: int
 
 
-@dataclass(frozen=True, slots=True)
-class DerefAfter:
+class DerefAfter(NamedTuple):
     """The integer of `width` bytes the pointer argument `arg` points to, read after the call
     (accept/getsockname: *addrlen)."""
     arg: int
     width: int = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Min:
+class Min(NamedTuple):
     a: Size
     b: Size
 
 
-@dataclass(frozen=True, slots=True)
-class WhenArg:
+class WhenArg(NamedTuple):
     """`then` if argument `arg` masked by `mask` is one of `values`, else no bytes. For the
     few multiplexed calls whose outputs depend on an operation code (futex), and whose other
     pointer arguments may hold garbage for operations that ignore them."""
@@ -96,8 +92,7 @@ class WhenArg:
 Size = Fixed | Result | ArgValue | ArgCeil | ResultTimes | DerefAfter | Min | WhenArg
 
 
-@dataclass(frozen=True, slots=True)
-class Out:
+class Out(NamedTuple):
     """The kernel writes `size` bytes at the address in argument `arg` (skipped if that
     argument is NULL). `always`: written even when the call fails (rare)."""
     arg: int
@@ -105,8 +100,7 @@ class Out:
     always: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class IovecOut:
+class IovecOut(NamedTuple):
     """The kernel fills the iovec array at argument `arg` (count in argument `count_arg`), in
     order, up to `limit` bytes in total (readv: the result)."""
     arg: int
@@ -117,8 +111,7 @@ class IovecOut:
 Output = Out | IovecOut
 
 
-@dataclass(frozen=True, slots=True)
-class Syscall:
+class Syscall(NamedTuple):
     outputs: tuple[Output, ...] = ()
     # May block for a long time (read on a pipe, poll, futex wait): the scheduler may run
     # other threads meanwhile and outputs go through scratch buffers (issue 5).

@@ -2,7 +2,6 @@
 good trace is a TraceError, never another exception."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import sqlite3
@@ -65,7 +64,7 @@ def test_events_round_trip(evs, meta):
             assert r.meta["format_version"] == FORMAT_VERSION
             for key, value in meta.items():
                 assert r.meta[key] == value
-            expected = [dataclasses.replace(ev, seq=i) for i, ev in enumerate(evs)]
+            expected = [ev._replace(seq=i) for i, ev in enumerate(evs)]
             assert list(r.events()) == expected
             for i, ev in enumerate(expected):
                 assert r.event(i) == ev

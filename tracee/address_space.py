@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from dataclasses import dataclass, replace
-from typing import cast
+from typing import NamedTuple, cast
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 
@@ -25,8 +24,8 @@ class Flag(enum.IntFlag):
     GUARD = 4
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Mapping:
+class Mapping(NamedTuple):
+    """One logical mapping (a NamedTuple: cheap to define at start-up; build it with keywords)."""
     start: int
     end: int
     prot: int
@@ -45,7 +44,7 @@ class Mapping:
         """The part of this mapping inside [start, end), file offset adjusted."""
         lo, hi = max(start, self.start), min(end, self.end)
         off = self.offset + (lo - self.start) if self.file_id or self.path else self.offset
-        return replace(self, start=lo, end=hi, offset=off)
+        return self._replace(start=lo, end=hi, offset=off)
 
 
 class AddressSpace:
@@ -99,7 +98,7 @@ class AddressSpace:
     def protect(self, start: int, end: int, prot: int) -> None:
         pieces = self.unmap(start, end)
         for p in pieces:
-            self._maps.append(replace(p, prot=prot))
+            self._maps.append(p._replace(prot=prot))
         self._reindex()
 
     def move(self, old: int, old_size: int, new: int, new_size: int) -> None:
@@ -108,7 +107,7 @@ class AddressSpace:
         if not pieces:
             return
         first = pieces[0]
-        self.map(replace(first, start=new, end=new + new_size))
+        self.map(first._replace(start=new, end=new + new_size))
 
     def flagged(self, flag: Flag) -> list[Mapping]:
         return [m for m in self._maps if m.flags & flag]

@@ -1,44 +1,39 @@
 """Stops as values: decode a waitpid status into what happened to one task.
 
-Callers `match` on these instead of catching exceptions for ordinary process events.
+Callers `match` on these instead of catching exceptions for ordinary process events. They are
+NamedTuples, cheap to define at start-up (see recorder/syscall_table.py).
 """
 from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 from tracee.ptrace_api import Event
 
 
-@dataclass(frozen=True, slots=True)
-class Exited:
+class Exited(NamedTuple):
     tid: int
     code: int
 
 
-@dataclass(frozen=True, slots=True)
-class Killed:
+class Killed(NamedTuple):
     tid: int
     signal: int
 
 
-@dataclass(frozen=True, slots=True)
-class SyscallStop:
+class SyscallStop(NamedTuple):
     """Syscall entry or exit (PTRACE_SYSCALL / SYSEMU with TRACESYSGOOD)."""
     tid: int
 
 
-@dataclass(frozen=True, slots=True)
-class SignalStop:
+class SignalStop(NamedTuple):
     """Signal-delivery-stop: `signal` is about to be delivered (single-step traps included)."""
     tid: int
     signal: int
 
 
-@dataclass(frozen=True, slots=True)
-class EventStop:
+class EventStop(NamedTuple):
     """PTRACE_EVENT_* stop (exec, clone, fork, exit, or a group/interrupt stop)."""
     tid: int
     event: Event

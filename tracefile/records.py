@@ -1,12 +1,14 @@
 """The records a trace holds: events with their memory writes, and the trace's metadata.
 
-Frozen, slotted, keyword-only values; the writer stores them, the reader gives them back.
+Immutable values; the writer stores them, the reader gives them back. NamedTuples rather than
+frozen dataclasses: `relive record` creates these classes before the program starts, where
+a dataclass costs ~1 ms each (docs/performance.md, "Start-up"). Build them with keywords.
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 FORMAT_VERSION = 2
 
@@ -22,16 +24,14 @@ class Kind(enum.IntEnum):
     PREEMPT = 8   # the thread was preempted in user code: info has rip and a memory digest
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemoryWrite:
+class MemoryWrite(NamedTuple):
     addr: int
     data: bytes
     # A guessed-size write (signal frames): replay tolerates it landing short.
     conservative: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class Event(NamedTuple):
     seq: int
     tid: int
     kind: Kind
@@ -39,11 +39,10 @@ class Event:
     result: int = 0
     regs: bytes = b""
     writes: tuple[MemoryWrite, ...] = ()
-    info: dict[str, Any] = field(default_factory=dict)
+    info: Mapping[str, Any] = {}  # shared by events without info: never mutated
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskRecord:
+class TaskRecord(NamedTuple):
     tid: int
     pid: int
     ppid: int
