@@ -269,10 +269,12 @@ class TraceWriter:
             self._sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except TraceError:
             pass  # stop() raises it
+        if self._cache is not None:
+            # Once per recording, when it no longer delays the program, and while the SQL
+            # thread commits.
+            self._cache.sweep()
         try:
             self._sql.stop()
         except TraceError:
             if complete:
                 raise
-        if self._cache is not None:
-            self._cache.sweep()  # once per recording, when it no longer delays the program
