@@ -18,6 +18,27 @@ from typing import TYPE_CHECKING
 
 from tracefile.errors import ReliveError, TraceError
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal's width: left to find it, argparse imports
+    shutil (~5 ms of start-up) for every parser it builds, even when no help is shown."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_terminal_width() - 2)
+
+
+def _terminal_width() -> int:
+    """As shutil.get_terminal_size: $COLUMNS, else the width of the terminal on stdout, else
+    80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(1).columns or 80
+    except OSError:
+        return 80
+
+
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -170,7 +191,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line, or, with `only`, the parser of that one command (enough to
     parse its arguments, and a few ms less of start-up)."""
     p = argparse.ArgumentParser(
-        prog="relive",
+        prog="relive", formatter_class=_HelpFormatter,
         description="Record a Linux x86-64 program under ptrace, replay it deterministically, "
                     "and debug the replay forwards and backwards with gdb.")
     p.add_argument("--log", choices=["debug", "info", "warning"], default="warning",
@@ -183,7 +204,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _add_record(sub: Subparsers) -> None:
-    r = sub.add_parser("record", help="run PROGRAM and record it into a trace",
+    r = sub.add_parser("record", formatter_class=_HelpFormatter,
+                       help="run PROGRAM and record it into a trace",
                        description="Run PROGRAM with its stdin/stdout/stderr passed through and "
                        "record it. Exits with the program's status (128+N if killed by signal "
                        "N; 125 if relive itself could not record). The trace goes to "
@@ -198,7 +220,8 @@ def _add_record(sub: Subparsers) -> None:
 
 
 def _add_replay(sub: Subparsers) -> None:
-    rp = sub.add_parser("replay", help="replay a trace (under gdb, or --autopilot)",
+    rp = sub.add_parser("replay", formatter_class=_HelpFormatter,
+                        help="replay a trace (under gdb, or --autopilot)",
                         description="Replay a trace (default: the latest). With --autopilot, "
                         "run it to the end with no debugger, re-emitting what the program "
                         "printed; exit 0 if it replayed faithfully. Otherwise serve it to gdb.")
@@ -216,7 +239,7 @@ def _add_replay(sub: Subparsers) -> None:
 def _inspection(name: str, func: Callable[[argparse.Namespace], int],
                 text: str) -> Callable[[Subparsers], None]:
     def add(sub: Subparsers) -> None:
-        sp = sub.add_parser(name, help=text, description=text)
+        sp = sub.add_parser(name, formatter_class=_HelpFormatter, help=text, description=text)
         sp.add_argument("trace", nargs="?", metavar="DIR")
         sp.set_defaults(func=func)
     return add
