@@ -17,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracee import fastloop
 from tracee.ptrace_api import REGS_SIZE
@@ -66,8 +66,7 @@ def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:
     return True
 
 
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
     done: int      # events replayed
     reason: int    # fastloop.STOP / EINTR / PARKED / ERROR
     status: int    # with STOP: the raw status of the stop met at event `done`

@@ -289,9 +289,7 @@ class ReplaySession:
         if not self.can_snapshot():
             raise ReplayError("cannot checkpoint here: several processes run, or a thread is "
                               "inside vfork or exiting")
-        snap = snapshot.take(self.taskset, self.position, self.task)
-        snap.steps = steps
-        return snap
+        return snapshot.take(self.taskset, self.position, self.task, steps)
 
     def restore(self, snap: Snapshot) -> None:
         """Continue from a snapshot: a fresh fork of the stored copy (which never runs), with

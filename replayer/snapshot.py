@@ -14,7 +14,7 @@ its way out, and no signal half delivered, can be snapshotted (ReplaySession.can
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracee import thread_state
 from tracee.fork import clone_thread, fork_tracee
@@ -26,8 +26,7 @@ from replayer.syscalls import ProcessState
 from replayer.tasks import TaskSet
 
 
-@dataclass(frozen=True, slots=True)
-class ThreadImage:
+class ThreadImage(NamedTuple):
     """One thread of a snapshot: its recorded tid, its state, and whether it waits at a
     syscall entry (ENTER)."""
     tid: int
@@ -35,8 +34,7 @@ class ThreadImage:
     entered: bool
 
 
-@dataclass
-class Snapshot:
+class Snapshot(NamedTuple):
     """The replay at event boundary `position` (plus `steps` instructions, for the forks a
     reverse-stepi keeps inside a stretch)."""
     position: int
@@ -56,7 +54,7 @@ class Snapshot:
         self.stored.kill()
 
 
-def take(taskset: TaskSet, position: int, current: Task | None) -> Snapshot:
+def take(taskset: TaskSet, position: int, current: Task | None, steps: int = 0) -> Snapshot:
     """A snapshot of the (one) replayed process; the live tasks are left as they were."""
     order = list(taskset.tasks.items())
     owner, task = _forker(taskset)
@@ -68,7 +66,7 @@ def take(taskset: TaskSet, position: int, current: Task | None) -> Snapshot:
         thread_state.enter_syscall(task, _image(images, owner).state.regs)
     proc = taskset.procs[owner].copy()
     return Snapshot(position=position, stored=stored, owner=owner, threads=images, proc=proc,
-                    root=taskset.root, current=_recorded(taskset, current))
+                    root=taskset.root, current=_recorded(taskset, current), steps=steps)
 
 
 def restore(snap: Snapshot) -> TaskSet:

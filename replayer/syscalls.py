@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 
 from tracee import remote
 from tracee.address_space import AddressSpace, Mapping, mapping_from_info
@@ -47,11 +46,13 @@ def args_of(regs: object) -> tuple[int, ...]:
     return tuple(getattr(regs, r) for r in ("rdi", "rsi", "rdx", "r10", "r8", "r9"))
 
 
-@dataclass
 class ProcessState:
     """What replay tracks about one replayed process beyond the kernel's view."""
-    space: AddressSpace
-    brk: int | None = None
+    __slots__ = ("space", "brk")
+
+    def __init__(self, *, space: AddressSpace, brk: int | None = None) -> None:
+        self.space = space
+        self.brk = brk
 
     def copy(self) -> ProcessState:
         return ProcessState(space=self.space.copy(), brk=self.brk)

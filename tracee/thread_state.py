@@ -16,7 +16,7 @@ syscall restart is attempted, as it would be from a signal stop).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracee import ptrace_api as api
 from tracee.remote import SYSCALL_INSN, InjectionError, checked, inject_syscall, put_data
@@ -27,8 +27,7 @@ NR_SIGALTSTACK, NR_GETPID, NR_SET_TID_ADDRESS = 131, 39, 218
 SYSCALL_BYTES = b"\x0f\x05"
 
 
-@dataclass(frozen=True, slots=True)
-class ThreadState:
+class ThreadState(NamedTuple):
     """What a thread needs to continue exactly where another left off."""
     regs: bytes
     xstate: bytes
