@@ -1,8 +1,6 @@
 """`python -m relive`."""
 from __future__ import annotations
 
-import sys
+from relive.cli import run
 
-from relive.cli import main
-
-sys.exit(main())
+run()
