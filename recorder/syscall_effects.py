@@ -36,6 +36,13 @@ COPIERS = {"sendfile": (1, 2, None), "copy_file_range": (0, 1, 3), "splice": (0,
            "tee": (0, None, None)}
 
 
+# The irregular syscalls that write no memory of the program's at their exit (their code is
+# about mappings, tasks and images); every other one needs its own rule above.
+WRITE_NOTHING = frozenset({"mmap", "munmap", "mremap", "mprotect", "brk", "madvise", "execve",
+                           "execveat", "exit", "exit_group", "clone", "fork", "vfork",
+                           "rt_sigreturn", "arch_prctl"})
+
+
 def page_up(n: int) -> int:
     return (n + PAGE - 1) & ~(PAGE - 1)
 
@@ -115,11 +122,15 @@ class EffectRecorder:
                                        result, read_int)
         if name == "recvmsg":
             return [] if failed else table.msghdr_output_ranges(args[1], result, read_int)
+        if name == "recvmmsg":
+            return table.recvmmsg_output_ranges(args, result, read_int)
+        if name == "sendmmsg":
+            return table.sendmmsg_output_ranges(args, result)
         if name == "arch_prctl" and args[0] in (0x1003, 0x1004):  # ARCH_GET_FS / GET_GS
             return [] if failed else [(args[1], 8)]
         if name == "prctl":
             return [] if failed else self._prctl_ranges(args)
-        if name in table.IRREGULAR or name in table.FAKE_ENOSYS:
+        if name in WRITE_NOTHING or name in table.FAKE_ENOSYS:
             return []
         raise UnsupportedError(f"syscall {name} is not supported by relive yet")
 

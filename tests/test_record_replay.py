@@ -37,6 +37,7 @@ CASES = [
     ("mmap_file", ["{tmp}"], False),
     ("mprotect_mremap", [], False),
     ("epoll_timers", [], False),
+    ("udp_mmsg", [], True),
     ("itimer_spin", [], False),
     ("sigsegv_altstack", [], False),
     ("raise_signal", [], False),
