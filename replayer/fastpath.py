@@ -33,6 +33,11 @@ NOT_EMULATED = EXECUTE_AS_IS | IN_PLACE | {"mmap", "mremap", "brk", "arch_prctl"
 # The gdb target reads the program's memory at these to learn thread names.
 NAMING = frozenset({"prctl", "open", "openat", "write", "pwrite64"})
 MAX_BATCH = 256
+# A batch also ends once its events write this many bytes: a batch is built (its writes
+# joined into one buffer) before the loop knows how many of its events fit in its time, and
+# the events it had no time for are built again into the next (with 1 MiB reads, 256 of them
+# made every 20 ms batch copy 256 MiB).
+MAX_BATCH_BYTES = 4 << 20
 _BATCHABLE = frozenset(nr for nr, name in NAME_OF.items() if name not in NOT_EMULATED)
 _NAMING_NRS = frozenset(nr for nr, name in NAME_OF.items() if name in NAMING)
 _SYSCALL = int(Kind.SYSCALL)
@@ -51,6 +56,10 @@ def emulated_only(ev: Event, tid: int, *, naming: bool) -> bool:
         if w.conservative:
             return False
     return True
+
+
+def written_bytes(row: Row) -> int:
+    return sum(len(w.data) for w in row[7])
 
 
 def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:

@@ -35,7 +35,8 @@ from tracefile.records import Event, Kind
 
 from replayer import registers, snapshot
 from replayer.errors import Paused, ReplayDivergence, ReplayError
-from replayer.fastpath import MAX_BATCH, ReplayLoop, emulated_only, row_emulated_only
+from replayer.fastpath import (MAX_BATCH, MAX_BATCH_BYTES, ReplayLoop, emulated_only,
+                               row_emulated_only, written_bytes)
 from replayer.rebuild import map_anonymous, rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.snapshot import Snapshot
@@ -165,7 +166,8 @@ class ReplaySession:
                 or not emulated_only(first, first.tid, naming=naming)):
             return None
         rows = [_row_of(first)]
-        while len(rows) < MAX_BATCH:
+        size = written_bytes(rows[0])
+        while len(rows) < MAX_BATCH and size < MAX_BATCH_BYTES:
             row = cursor.next_row()
             if row is None:
                 break
@@ -173,6 +175,7 @@ class ReplaySession:
                 cursor.push_back(row)
                 break
             rows.append(row)
+            size += written_bytes(row)
         self.task, self.proc = self.taskset.select(first.tid)
         task.hand_over(api.Req.SYSEMU)
         self.running = True
