@@ -354,6 +354,7 @@ TABLE: dict[str, Syscall] = {
     # maxnode - 1 bits (over by at most one long when that is a multiple of 64)
     "get_mempolicy": S(Out(0, INT), Out(1, ArgCeil(2, 64, 8))),
     "set_mempolicy": S(),
+    "mbind": S(),  # a range's policy (OpenBLAS, so numpy, at start-up); reads its node mask
     "sched_getparam": S(Out(1, SCHED_PARAM)),
     "sched_setparam": S(),
     "sched_getscheduler": S(), "sched_setscheduler": S(),

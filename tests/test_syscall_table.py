@@ -738,6 +738,12 @@ def getgroups(env: Env) -> Call:
 
 
 @case
+def mbind(env: Env) -> Call:
+    """OpenBLAS (numpy) sets a policy at start-up; the call only reads its node mask."""
+    return Call("mbind", (env.arena.base, 4096, 0, 0, 0, 0), writes=False)  # MPOL_DEFAULT
+
+
+@case
 def getdents64(env: Env) -> Call:
     for name in ("a", "bb", "ccc"):
         env.file(name)
