@@ -110,6 +110,8 @@ class EffectRecorder:
             return table.output_ranges(call, args, result, read_int)
         failed = -4096 < result < 0
         if name == "ioctl":
+            if args[1] & 0xFFFF_FFFF == table.Ioctl.SIOCGIFCONF:
+                return table.ifconf_ranges(args[2], result, read_int)
             outs = table.ioctl_outputs(args[1])
             if outs is None:
                 if failed:

@@ -572,6 +572,17 @@ class Ioctl(IntEnum):
     FICLONERANGE = 0x4020940D
     FS_IOC_GETFLAGS = 0x80086601  # declared long, but the kernel stores an int
     SIOCGIFNAME = 0x8910         # if_indextoname
+    SIOCGIFCONF = 0x8912         # the interfaces (libuuid's uuid_generate_time, ifconfig)
+    SIOCGIFFLAGS = 0x8913        # ... and what each is: ifconfig, libuuid
+    SIOCGIFADDR = 0x8915
+    SIOCGIFDSTADDR = 0x8917
+    SIOCGIFBRDADDR = 0x8919
+    SIOCGIFNETMASK = 0x891B
+    SIOCGIFMETRIC = 0x891D
+    SIOCGIFMTU = 0x8921
+    SIOCGIFHWADDR = 0x8927
+    SIOCGIFTXQLEN = 0x8942
+    SIOCGIFMAP = 0x8970
     SIOCGIFINDEX = 0x8933        # if_nametoindex
 
 
@@ -580,7 +591,8 @@ def _arg2(size: Fixed) -> tuple[Output, ...]:
 
 
 IOCTLS: dict[int, tuple[Output, ...]] = {
-    **{int(req): () for req in Ioctl},  # by default a request only reads its argument
+    # by default a request only reads its argument; SIOCGIFCONF has code (ifconf_ranges)
+    **{int(req): () for req in Ioctl if req != Ioctl.SIOCGIFCONF},
     Ioctl.TCGETS: _arg2(TERMIOS),
     Ioctl.TCGETA: _arg2(TERMIO),
     Ioctl.TCGETS2: _arg2(TERMIOS2),
@@ -596,8 +608,10 @@ IOCTLS: dict[int, tuple[Output, ...]] = {
     Ioctl.TIOCGEXCL: _arg2(INT),
     Ioctl.FIOQSIZE: _arg2(LONG),
     Ioctl.FS_IOC_GETFLAGS: _arg2(INT),
-    Ioctl.SIOCGIFNAME: _arg2(IFREQ),
-    Ioctl.SIOCGIFINDEX: _arg2(IFREQ),
+    **{int(req): _arg2(IFREQ) for req in (
+        Ioctl.SIOCGIFNAME, Ioctl.SIOCGIFINDEX, Ioctl.SIOCGIFFLAGS, Ioctl.SIOCGIFADDR,
+        Ioctl.SIOCGIFDSTADDR, Ioctl.SIOCGIFBRDADDR, Ioctl.SIOCGIFNETMASK, Ioctl.SIOCGIFMETRIC,
+        Ioctl.SIOCGIFMTU, Ioctl.SIOCGIFHWADDR, Ioctl.SIOCGIFTXQLEN, Ioctl.SIOCGIFMAP)},
 }
 
 # Requests that wait for the terminal's output to drain.
@@ -611,6 +625,23 @@ def ioctl_outputs(request: int) -> tuple[Output, ...] | None:
     """Outputs of ioctl(fd, request, argp); None for a request this table does not know
     (the recorder then refuses it, naming the request)."""
     return IOCTLS.get(request & 0xFFFF_FFFF)  # the kernel's cmd is an unsigned int
+
+
+# struct ifconf: int ifc_len, then (after 4 bytes of padding) the buffer's address.
+IFCONF_LEN, IFCONF_BUF = 0, 8
+
+
+def ifconf_ranges(ifconf: int, result: int, read_int: ReadInt) -> list[tuple[int, int]]:
+    """ioctl(fd, SIOCGIFCONF, &ifconf): the kernel stores in ifc_len the bytes of struct
+    ifreq it wrote at ifc_buf (or, with a NULL buffer, the bytes it would write). Read after
+    the call."""
+    if _failed(result) or not ifconf:
+        return []
+    ranges = [(ifconf + IFCONF_LEN, 4)]
+    buf, used = read_int(ifconf + IFCONF_BUF, 8), read_int(ifconf + IFCONF_LEN, 4)
+    if buf and 0 < used < 1 << 31:
+        ranges.append((buf, used))
+    return ranges
 
 
 def ioctl_may_block(request: int) -> bool:

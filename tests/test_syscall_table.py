@@ -62,6 +62,7 @@ from recorder.syscall_table import (
     WhenArg,
     fcntl_may_block,
     fcntl_outputs,
+    ifconf_ranges,
     ioctl_may_block,
     ioctl_outputs,
     lookup,
@@ -341,7 +342,10 @@ IOCTL_SPEC = {
     Ioctl.TIOCOUTQ: "int", Ioctl.TIOCMGET: "int", Ioctl.FIONREAD: "int", Ioctl.TIOCGETD: "int",
     Ioctl.TIOCGPTN: "unsigned", Ioctl.TIOCGPTLCK: "int", Ioctl.TIOCGEXCL: "int",
     Ioctl.FIOQSIZE: "loff_t", Ioctl.FS_IOC_GETFLAGS: "int", Ioctl.SIOCGIFNAME: "ifreq",
-    Ioctl.SIOCGIFINDEX: "ifreq",
+    Ioctl.SIOCGIFINDEX: "ifreq", Ioctl.SIOCGIFFLAGS: "ifreq", Ioctl.SIOCGIFADDR: "ifreq",
+    Ioctl.SIOCGIFBRDADDR: "ifreq", Ioctl.SIOCGIFNETMASK: "ifreq", Ioctl.SIOCGIFMTU: "ifreq",
+    Ioctl.SIOCGIFHWADDR: "ifreq", Ioctl.SIOCGIFDSTADDR: "ifreq", Ioctl.SIOCGIFMETRIC: "ifreq",
+    Ioctl.SIOCGIFTXQLEN: "ifreq", Ioctl.SIOCGIFMAP: "ifreq",
 }
 
 
@@ -1064,6 +1068,37 @@ def ioctl_FIONREAD(env: Env) -> Call:
 @case
 def ioctl_FIOQSIZE(env: Env) -> Call:
     return ioctl(env.open(), Ioctl.FIOQSIZE, env.buf(16))
+
+
+def inet_socket(env: Env) -> int:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    env.keep.append(sock)
+    return sock.fileno()
+
+
+@case
+def ioctl_SIOCGIFCONF(env: Env) -> Call:
+    """The interfaces, as libuuid and ifconfig ask: ifc_len and that many bytes of ifreq."""
+    ifconf = env.arena.ints(512, env.buf(512))  # ifc_len (then padding), ifc_buf
+    args = (inet_socket(env), Ioctl.SIOCGIFCONF, ifconf)
+    return Call("ioctl", args, ranges=lambda result: ifconf_ranges(ifconf, result,
+                                                                   env.arena.read_int))
+
+
+@case
+def ioctl_SIOCGIFCONF_size(env: Env) -> Call:
+    """With no buffer the kernel only stores the length it would need."""
+    ifconf = env.arena.ints(0, 0)
+    args = (inet_socket(env), Ioctl.SIOCGIFCONF, ifconf)
+    return Call("ioctl", args, ranges=lambda result: ifconf_ranges(ifconf, result,
+                                                                   env.arena.read_int))
+
+
+for _request in (Ioctl.SIOCGIFFLAGS, Ioctl.SIOCGIFADDR, Ioctl.SIOCGIFNETMASK,
+                 Ioctl.SIOCGIFMTU, Ioctl.SIOCGIFHWADDR, Ioctl.SIOCGIFTXQLEN, Ioctl.SIOCGIFMAP):
+    CASES[f"ioctl_{_request.name}"] = (
+        lambda request: lambda env: ioctl(inet_socket(env), request,
+                                          env.arena.alloc(40, b"lo\0")))(_request)
 
 
 # -- futexes (private operations on words in the arena)
