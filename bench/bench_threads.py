@@ -15,10 +15,10 @@ For each, measures the median wall time over --repeat rounds of:
 The four commands run one after the other in each round (so the ratios are measured side by
 side), and each replay replays the trace recorded in the same round.
 
-relive pins the recorder and the tracee to one CPU (tracee/spawn.py pin_to_one_cpu: the
-first allowed CPU, or $RELIVE_CPU), and runs the recorded threads one at a time, so a
-recording of threads_cpu serialises the 4 threads that run in parallel natively; the honest
-comparisons are both native columns.
+relive pins the recorder and the tracee to one CPU (tracee/spawn.py pin_to_one_cpu; here
+$RELIVE_CPU, by default the first allowed CPU: benchlib.relive_env), and runs the recorded
+threads one at a time, so a recording of threads_cpu serialises the 4 threads that run in
+parallel natively; the honest comparisons are both native columns.
 
 The trace columns come from DIR/trace.db of the last recording: events by kind (counted with
 sqlite3), and the size of DIR/trace.db* (not the copies of the mapped files) divided by the
@@ -79,7 +79,7 @@ def compile_all(out_dir):
 
 
 def relive_cpu():
-    """The CPU relive pins to (same rule as tracee/spawn.py pin_to_one_cpu), or None."""
+    """The CPU relive pins to (as benchlib.relive_env sets $RELIVE_CPU), or None."""
     choice = os.environ.get("RELIVE_CPU", "")
     if choice == "none":
         return None

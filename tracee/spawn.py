@@ -96,11 +96,27 @@ def pin_to_one_cpu() -> int | None:
     """Bind this process (and so the tracees it starts) to one CPU, as rr does: a ptrace stop
     and resume on the same CPU costs a few microseconds, across CPUs several times more. The
     recorded program then sees one CPU (sched_getaffinity is recorded). RELIVE_CPU picks it;
-    RELIVE_CPU=none disables pinning."""
+    RELIVE_CPU=none disables pinning. By default: the CPU this process runs on, where the
+    scheduler has just put it (so concurrent recordings and replays spread out, where always
+    the first CPU made them share it)."""
     choice = os.environ.get("RELIVE_CPU", "")
     if choice == "none":
         return None
     allowed = sorted(os.sched_getaffinity(0))
-    cpu = int(choice) if choice.isdigit() and int(choice) in allowed else allowed[0]
+    if choice.isdigit() and int(choice) in allowed:
+        cpu = int(choice)
+    else:
+        current = _current_cpu()
+        cpu = current if current in allowed else allowed[0]
     os.sched_setaffinity(0, {cpu})
     return cpu
+
+
+def _current_cpu() -> int | None:
+    """The CPU this thread last ran on (field 39 of /proc/thread-self/stat)."""
+    try:
+        with open("/proc/thread-self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[36])  # fields from the 3rd (state) on
+    except (OSError, IndexError, ValueError):
+        return None
