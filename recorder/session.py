@@ -50,6 +50,7 @@ CLONE_PARENT_SETTID, CLONE_CHILD_SETTID = 0x100000, 0x1000000
 FORK_FLAGS = {"fork": int(signal.SIGCHLD), "vfork": CLONE_VM | CLONE_VFORK | int(signal.SIGCHLD)}
 # A syscall interrupted by PTRACE_INTERRUPT (no signal) is restarted by the kernel.
 ERESTART = {-512, -513, -514, -516}
+ERESTART_RESTARTBLOCK = -516  # resumed with restart_syscall once the signal is handled
 NR_RESTART_SYSCALL = 219
 CLONE_EVENTS = (api.Event.CLONE, api.Event.FORK, api.Event.VFORK)
 
@@ -73,7 +74,7 @@ class Entry:
 
 class RecordedTask:
     __slots__ = ("task", "space", "entry", "exited", "exit_rip", "last_event", "held",
-                 "pending", "wants", "in_kernel", "entered", "running_user")
+                 "restart_of", "pending", "wants", "in_kernel", "entered", "running_user")
 
     def __init__(self, *, task: Task, space: AddressSpace) -> None:
         self.task = task
@@ -86,6 +87,8 @@ class RecordedTask:
         self.exit_rip: int | None = None
         self.last_event = -1
         self.held: list[bytes] = []
+        # The call a signal cut short, which the kernel may resume with restart_syscall.
+        self.restart_of: Entry | None = None
         # -- scheduling (recorder.scheduler) --
         self.pending: Stop | None = None  # a stop reported while another task ran
         self.wants: tuple[api.Req, int] | None = None  # how to resume it when it runs again
@@ -254,6 +257,9 @@ class Recorder:
 
     # -- syscalls ---------------------------------------------------------------------------
     def on_entry(self, t: RecordedTask, nr: int, args: tuple[int, ...]) -> None:
+        if nr == NR_RESTART_SYSCALL and t.restart_of is not None:
+            nr, args = self._call_again(t, t.restart_of)
+        t.restart_of = None
         t.exit_rip = None
         self.preempter.made_syscall(t)
         if t.held:
@@ -341,6 +347,16 @@ class Recorder:
         self._restore_args(t, entry)
         return writes, eff.info
 
+    def _call_again(self, t: RecordedTask, entry: Entry) -> tuple[int, tuple[int, ...]]:
+        """restart_syscall: the kernel resumes a call that a dropped signal (SIGCONT, say)
+        cut short. Make that call again instead, with its arguments, as for the restarts
+        the program never sees (`_restarts_unseen`): a sleep or poll starts its time over,
+        which the program cannot tell from a slow machine."""
+        self._restore_args(t, entry)
+        t.task.set_reg("orig_rax", entry.nr)
+        t.task.flush_regs()
+        return entry.nr, entry.args
+
     @staticmethod
     def _restore_args(t: RecordedTask, entry: Entry) -> None:
         if entry.redirect is not None:
@@ -380,6 +396,8 @@ class Recorder:
         if entry.fake_result is not None:
             result = entry.fake_result
             t.task.set_reg("rax", result)
+        if result == ERESTART_RESTARTBLOCK:
+            t.restart_of = entry
         if result in ERESTART and self._restarts_unseen(t, entry, result, rip):
             return
         writes, info = self._effects(t, entry, result)

@@ -41,6 +41,7 @@ CASES = [
     ("itimer_spin", [], False),
     ("sigsegv_altstack", [], False),
     ("raise_signal", [], False),
+    ("sigcont_sleep", [], True),
     ("exit_status", ["7"], False),
     ("exit_status", ["abort"], False),
     ("many_syscalls", ["2000"], False),
