@@ -26,7 +26,8 @@ from recorder.image import snapshot_image
 from recorder.preempt import Preempter
 from recorder.scheduler import RunQueue, may_block
 from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_info
-from recorder.signals import SignalRecorder, disposition, has_no_effect
+from recorder.signals import (SignalRecorder, disposition, has_no_effect,
+                              pending_with_effect)
 from recorder.syscall_effects import EffectRecorder
 from tracee import fastloop
 from tracee import ptrace_api as api
@@ -476,8 +477,12 @@ class Recorder:
         self._restore_args(t, entry)  # the kernel restarts the call with these registers
         t.task.resume(api.Req.SYSCALL)
         stop = self.wait_for(t)
-        while (isinstance(stop, SignalStop)  # e.g. SIGCHLD at its default: dropped, restarted
-               and has_no_effect(disposition(t.task.pid, stop.signal), stop.signal)):
+        while ((isinstance(stop, SignalStop)  # e.g. SIGCHLD at its default: dropped, restarted
+                and has_no_effect(disposition(t.task.pid, stop.signal), stop.signal))
+               # An event stop (SIGCONT makes one) before a signal that will be delivered
+               # (the call then fails with EINTR or is restarted after the handler).
+               or (isinstance(stop, EventStop) and stop.event == api.Event.STOP
+                   and pending_with_effect(t.task.tid))):
             t.task.resume(api.Req.SYSCALL)
             stop = self.wait_for(t)
         if isinstance(stop, EventStop) and stop.event == api.Event.STOP:

@@ -68,6 +68,26 @@ def disposition(pid: int, sig: int) -> str:
     return "default"
 
 
+def pending_with_effect(tid: int) -> bool:
+    """Whether thread `tid` has a signal pending (to it or its process), not blocked, that
+    will be delivered rather than dropped (see `has_no_effect`)."""
+    masks = {}
+    with open(f"/proc/{tid}/status") as f:
+        for line in f:
+            if line.startswith(("SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:")):
+                key, value = line.split(":")
+                masks[key] = int(value, 16)
+    pending = (masks.get("SigPnd", 0) | masks.get("ShdPnd", 0)) & ~masks.get("SigBlk", 0)
+    for sig in range(1, 65):
+        bit = 1 << (sig - 1)
+        if pending & bit:
+            how = ("caught" if masks.get("SigCgt", 0) & bit
+                   else "ignored" if masks.get("SigIgn", 0) & bit else "default")
+            if not has_no_effect(how, sig):
+                return True
+    return False
+
+
 def has_no_effect(how: str, sig: int) -> bool:
     """Whether an asynchronous signal with this disposition is dropped rather than delivered
     (ignored; or by default ignored, or a stop signal, which relive does not let stop the

@@ -42,6 +42,7 @@ CASES = [
     ("sigsegv_altstack", [], False),
     ("raise_signal", [], False),
     ("sigcont_sleep", [], True),
+    ("signal_cont_read", [], True),
     ("exit_status", ["7"], False),
     ("exit_status", ["abort"], False),
     ("many_syscalls", ["2000"], False),
