@@ -621,13 +621,26 @@ class Recorder:
         if not t.exited:
             self.emit(t, Kind.EXIT, result=status)
             self.writer.set_task_exit(t.task.tid, status)
-        if t.task.tid == self.root:
-            self.status = status
         self.scratch.release(t.task.tid, t.space)
         self.queue.remove(t)
         del self.tasks[t.task.tid]
         if not any(o.task.mem is t.task.mem for o in self.tasks.values()):
             t.task.mem.close()
+        if t.task.tid == self.root:
+            self.status = status
+            pids = sorted({o.task.pid for o in self.tasks.values()} - {self.root})
+            if pids:
+                self._left_running(pids)
+
+    def _left_running(self, pids: list[int]) -> None:
+        """The program exited but processes it started run on (daemons, `cmd &`): they are
+        recorded until they exit too, which may be never (gpg-agent). Say so, and let Ctrl-C
+        (SIGINT, until now the program's) stop the recording: KeyboardInterrupt."""
+        log.warning("the program exited; still recording %d process%s it left running "
+                    "(pid %s) until %s; Ctrl-C stops the recording here",
+                    len(pids), "es" if len(pids) > 1 else "", ", ".join(map(str, pids)),
+                    "they exit" if len(pids) > 1 else "it exits")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _check_clone_flags(flags: int) -> None:

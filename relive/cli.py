@@ -136,6 +136,12 @@ def cmd_record(args: argparse.Namespace) -> int:
         writer.close(complete=False, error="recorder terminated")
         print(f"relive: terminated; partial trace in {out}", file=sys.stderr)
         return 128 + signal.SIGTERM
+    except KeyboardInterrupt:  # only once the program exited (Recorder._left_running)
+        writer.close(complete=False, error="stopped by Ctrl-C after the program exited, "
+                     "while processes it left running were recorded", exit_status=recorder.status)
+        print(f"relive: stopped; the trace in {out} ends there (the program's own run is all "
+              "in it)", file=sys.stderr)
+        return exit_code(recorder.status)
     except Exception as e:  # a relive bug: keep what was recorded, then show the traceback
         writer.close(complete=False, error=f"internal error: {e!r}")
         print(f"relive: internal error while recording (partial trace kept in {out}); "

@@ -305,6 +305,37 @@ def test_terminated_recorder_saves_what_was_recorded(programs, tmp_path):
     assert len(rep.stdout.splitlines()) >= len(printed.splitlines()) - 1 >= 11
 
 
+def test_ctrl_c_stops_recording_processes_the_program_left_running(tmp_path):
+    """A program that exits leaving a background process: relive says it records on, and
+    Ctrl-C (SIGINT, the program's while it ran) then ends the recording with the program's
+    status and a trace that replays its whole run."""
+    trace = tmp_path / "trace"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relive", "record", "-o", str(trace),
+         "sh", "-c", "sleep 600 & echo started; exit 3"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    err = b""
+    deadline = time.monotonic() + 60
+    while b"Ctrl-C stops the recording" not in err and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], deadline - time.monotonic())
+        chunk = os.read(proc.stderr.fileno(), 65536) if ready else b""
+        if not chunk:
+            break
+        err += chunk
+    assert b"still recording 1 process it left running" in err, err
+    rest, more = _stop_recorder(proc, signal.SIGINT)
+    err += more
+    assert proc.returncode == 3, err
+    assert b"stopped" in err and b"Traceback" not in err, err
+
+    info = run_relive("info", trace, text=True)
+    assert "complete: NO" in info.stdout and "stopped by Ctrl-C" in info.stdout, info.stdout
+    rep = replay(trace)
+    assert rep.returncode == 0, describe(rep)
+    assert rep.stdout == b"started\n" == rest
+
+
 # -- output that is copied, not written: copy_file_range, sendfile, splice, vmsplice, tee ---
 COPIED_FROM = "/etc/services"  # any file longer than 120 bytes
 
