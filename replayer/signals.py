@@ -118,12 +118,12 @@ class SignalReplayer:
         started = last_note = time.monotonic()
         try:
             for hits in range(MAX_HITS):
-                if hits % 4096 == 0 and time.monotonic() - last_note > 5:
+                if hits % 64 == 0 and time.monotonic() - last_note > 5:
                     last_note = time.monotonic()
                     log.warning("still looking for %s: pc %#x executed %d times so far "
-                                "(%.0f s); a thread that computes without syscalls replays "
-                                "slowly without a hardware PMU", what, rip, hits,
-                                last_note - started)
+                                "(%.0f s, %.0f per second); a thread that computes without "
+                                "syscalls replays slowly without a hardware PMU", what, rip,
+                                hits, last_note - started, hits / (last_note - started))
                 stop = self.s.run_once(task, api.Req.SYSEMU)
                 if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
                         and task.regs.rip == rip):
