@@ -19,27 +19,6 @@ from typing import TYPE_CHECKING
 
 from tracefile.errors import ReliveError, TraceError
 
-class _HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter, told the terminal's width: left to find it, argparse imports
-    shutil (~5 ms of start-up) for every parser it builds, even when no help is shown."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=_terminal_width() - 2)
-
-
-def _terminal_width() -> int:
-    """As shutil.get_terminal_size: $COLUMNS, else the width of the terminal on stdout, else
-    80."""
-    try:
-        return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        pass
-    try:
-        return os.get_terminal_size(1).columns or 80
-    except OSError:
-        return 80
-
-
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -192,6 +171,27 @@ def cmd_dump(args: argparse.Namespace) -> int:
     from relive import inspect_trace, traces
     inspect_trace.dump(traces.resolve_trace(args.trace), sys.stdout)
     return 0
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal's width: left to find it, argparse imports
+    shutil (~5 ms of start-up) for every parser it builds, even when no help is shown."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_terminal_width() - 2)
+
+
+def _terminal_width() -> int:
+    """As shutil.get_terminal_size: $COLUMNS, else the width of the terminal on stdout, else
+    80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(1).columns or 80
+    except OSError:
+        return 80
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
