@@ -636,11 +636,11 @@ class Recorder:
         """The program exited but processes it started run on (daemons, `cmd &`): they are
         recorded until they exit too, which may be never (gpg-agent). Say so, and let Ctrl-C
         (SIGINT, until now the program's) stop the recording: KeyboardInterrupt."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # before anyone reads it
         log.warning("the program exited; still recording %d process%s it left running "
                     "(pid %s) until %s; Ctrl-C stops the recording here",
                     len(pids), "es" if len(pids) > 1 else "", ", ".join(map(str, pids)),
                     "they exit" if len(pids) > 1 else "it exits")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _check_clone_flags(flags: int) -> None:
