@@ -222,7 +222,7 @@ def _add_record(sub: Subparsers) -> None:
     r.add_argument("--force", action="store_true",
                    help="overwrite an existing trace in DIR")
     r.add_argument("program", metavar="PROGRAM")
-    r.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG")
+    r.add_argument("args", nargs="*", default=[], metavar="ARG")  # (main splits them off)
     r.set_defaults(func=cmd_record)
 
 
