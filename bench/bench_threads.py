@@ -78,9 +78,9 @@ def compile_all(out_dir):
 
 
 
-def relive_cpu():
-    """The CPU relive pins to (as benchlib.relive_env sets $RELIVE_CPU), or None."""
-    choice = os.environ.get("RELIVE_CPU", "")
+def relive_cpu(env):
+    """The CPU relive pins to with `env` (benchlib.relive_env sets $RELIVE_CPU), or None."""
+    choice = env["RELIVE_CPU"]
     if choice == "none":
         return None
     allowed = sorted(os.sched_getaffinity(0))
@@ -257,7 +257,7 @@ def main():
     }
     selected = args.workload or list(workloads)
     env = relive_env()
-    cpu = relive_cpu()
+    cpu = relive_cpu(env)
     errors, unfaithful, rows = [], [], []
     for name in selected:
         print(f"... {name}", file=sys.stderr, flush=True)

@@ -494,10 +494,7 @@ class Recorder:
                 self.signals.on_interrupt(t)
             return True
         if isinstance(stop, SyscallStop):  # already restarted: this is its new entry
-            if t.task.regs.orig_rax == NR_RESTART_SYSCALL:
-                t.task.set_reg("orig_rax", entry.nr)  # make the call again, as above
-                t.task.flush_regs()
-            self.handle(t, stop)
+            self.handle(t, stop)  # (restart_syscall is made the call again: on_entry)
             return True
         writes, info = self._effects(t, entry, result)
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,

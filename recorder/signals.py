@@ -52,14 +52,18 @@ def si_code(siginfo: bytes) -> int:
     return int(struct.unpack_from("<i", siginfo, 8)[0])
 
 
-def disposition(pid: int, sig: int) -> str:
-    """'caught', 'ignored' or 'default' for signal `sig` of process `pid`."""
+def _signal_masks(tid: int) -> dict[str, int]:
+    """The signal masks of /proc/TID/status (SigPnd, ShdPnd, SigBlk, SigIgn, SigCgt)."""
     masks = {}
-    with open(f"/proc/{pid}/status") as f:
+    with open(f"/proc/{tid}/status") as f:
         for line in f:
-            if line.startswith(("SigIgn:", "SigCgt:")):
+            if line.startswith(("SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:")):
                 key, value = line.split(":")
                 masks[key] = int(value, 16)
+    return masks
+
+
+def _how(masks: dict[str, int], sig: int) -> str:
     bit = 1 << (sig - 1)
     if masks.get("SigCgt", 0) & bit:
         return "caught"
@@ -68,24 +72,18 @@ def disposition(pid: int, sig: int) -> str:
     return "default"
 
 
+def disposition(pid: int, sig: int) -> str:
+    """'caught', 'ignored' or 'default' for signal `sig` of process `pid`."""
+    return _how(_signal_masks(pid), sig)
+
+
 def pending_with_effect(tid: int) -> bool:
     """Whether thread `tid` has a signal pending (to it or its process), not blocked, that
     will be delivered rather than dropped (see `has_no_effect`)."""
-    masks = {}
-    with open(f"/proc/{tid}/status") as f:
-        for line in f:
-            if line.startswith(("SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:")):
-                key, value = line.split(":")
-                masks[key] = int(value, 16)
+    masks = _signal_masks(tid)
     pending = (masks.get("SigPnd", 0) | masks.get("ShdPnd", 0)) & ~masks.get("SigBlk", 0)
-    for sig in range(1, 65):
-        bit = 1 << (sig - 1)
-        if pending & bit:
-            how = ("caught" if masks.get("SigCgt", 0) & bit
-                   else "ignored" if masks.get("SigIgn", 0) & bit else "default")
-            if not has_no_effect(how, sig):
-                return True
-    return False
+    return any(pending & 1 << (sig - 1) and not has_no_effect(_how(masks, sig), sig)
+               for sig in range(1, 65))
 
 
 def has_no_effect(how: str, sig: int) -> bool:

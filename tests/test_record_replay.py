@@ -220,15 +220,16 @@ def test_info_ps_dump_describe_the_recording(programs, tmp_path):
 
 
 # -- a recorder killed mid-recording -----------------------------------------------------------
-def _read_until(proc, needle, deadline):
+def _read_until(proc, needle, deadline, stream=None):
+    stream = stream or proc.stdout
     got = b""
     while needle not in got:
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        ready, _, _ = select.select([proc.stdout], [], [], left)
+        ready, _, _ = select.select([stream], [], [], left)
         if ready:
-            chunk = os.read(proc.stdout.fileno(), 65536)
+            chunk = os.read(stream.fileno(), 65536)
             if not chunk:
                 break
             got += chunk
@@ -315,14 +316,7 @@ def test_ctrl_c_stops_recording_processes_the_program_left_running(tmp_path):
         [sys.executable, "-m", "relive", "record", "-o", str(trace),
          "sh", "-c", "sleep 600 & echo started; exit 3"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    err = b""
-    deadline = time.monotonic() + 60
-    while b"Ctrl-C stops the recording" not in err and time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], deadline - time.monotonic())
-        chunk = os.read(proc.stderr.fileno(), 65536) if ready else b""
-        if not chunk:
-            break
-        err += chunk
+    err = _read_until(proc, b"Ctrl-C stops the recording", time.monotonic() + 60, proc.stderr)
     assert b"still recording 1 process it left running" in err, err
     rest, more = _stop_recorder(proc, signal.SIGINT)
     err += more
