@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 
+from recorder.code_patches import CodePatcher
 from tracee import remote
 from tracee.address_space import (PROT_WRITE, AddressSpace, Flag, Mapping, mapping_info,
                                   read_proc_maps)
@@ -28,9 +29,10 @@ def file_identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
-def snapshot_image(task: Task, writer: TraceWriter, argv: list[str]
+def snapshot_image(task: Task, writer: TraceWriter, argv: list[str], patcher: CodePatcher
                    ) -> tuple[Event, AddressSpace, list[tuple[tuple[int, int], str]]]:
-    """Map the relive page, hide the vDSO, and build the EXEC event of a fresh image.
+    """Map the relive page, hide the vDSO, patch rdrand out of the code (recorder.code_patches)
+    and build the EXEC event of a fresh image.
 
     Returns the event (seq unassigned), the logical address space, and the (dev, inode) and
     file id of every mapped file (so writes to a mapped file can be noticed later)."""
@@ -65,6 +67,9 @@ def snapshot_image(task: Task, writer: TraceWriter, argv: list[str]
     exe_id = writer.add_file(f"/proc/{pid}/exe", name=_clean(exe))
     info = {"maps": [mapping_info(m) for m in space], "exe": exe, "exe_id": exe_id,
             "auxv": auxv.hex(), "argv": argv, "ignored": ignored_signals(task.pid)}
+    patched = patcher.patch(task, space)
+    if patched:
+        info["rdrand"] = patched
     event = Event(seq=-1, tid=task.tid, kind=Kind.EXEC, regs=task.regs_bytes(),
                   writes=tuple(writes), info=info)
     return event, space, files

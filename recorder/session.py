@@ -568,7 +568,7 @@ class Recorder:
     def _record_exec(self, t: RecordedTask) -> None:
         first = t.last_event < 0 and t.task.tid == self.root
         argv = self.argv if first else _cmdline(t.task.tid)
-        event, space, files = snapshot_image(t.task, self.writer, argv)
+        event, space, files = snapshot_image(t.task, self.writer, argv, self.effects.patcher)
         for ident, file_id in files:
             self.effects.note_mapped_file(ident, file_id)
         t.space = space

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
+from tracee import rdrand
 from tracee.address_space import AddressSpace, Flag, read_proc_maps
 from tracee.digest import KERNEL_MAPS, memory_digest, scratch_ranges
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
@@ -141,6 +142,8 @@ class SignalRecorder:
         task = t.task
         if sig == signal.SIGSEGV and self._emulate_tsc(t):
             return
+        if sig == signal.SIGILL and self._emulate_rdrand(t):
+            return
         siginfo = api.get_siginfo(task.tid)
         if sig in SYNC_SIGNALS and si_code(siginfo) > 0:
             self.deliver(t, sig, siginfo, {"where": "sync"})
@@ -244,6 +247,24 @@ class SignalRecorder:
         self.rec.emit(t, Kind.SIGNAL, nr=sig, regs=regs_before,
                       writes=(frame,) if frame else (), info=event_info)
         self.rec.resume(t)
+
+    def _emulate_rdrand(self, t: RecordedTask) -> bool:
+        """A patched rdrand/rdseed (recorder.code_patches): give it a random number."""
+        task = t.task
+        rip = task.regs.rip
+        site = self.rec.effects.patcher.site_at(t.space, rip)
+        if site is None or task.mem.read_upto(rip, 2) != rdrand.UD2:
+            return False
+        t.exit_rip = None
+        regs = task.regs_bytes()
+        value = rdrand.new_value(site.width)
+        rdrand.emulate(task, site.reg, site.width, len(site.code), value)
+        signed = value - (1 << 64) if value >= 1 << 63 else value  # what SQLite stores
+        self.rec.emit(t, Kind.RDRAND, result=signed, regs=regs,
+                      info={"insn": site.insn, "reg": site.reg, "width": site.width,
+                            "len": len(site.code)})
+        self.rec.resume(t)
+        return True
 
     def _emulate_tsc(self, t: RecordedTask) -> bool:
         task = t.task

@@ -11,8 +11,9 @@ import stat
 from typing import Any
 
 from recorder import syscall_table as table
+from recorder.code_patches import CodePatcher
 from recorder.errors import UnsupportedError
-from tracee.address_space import AddressSpace, Mapping, mapping_info
+from tracee.address_space import PROT_EXEC, AddressSpace, Mapping, mapping_info
 from tracee.remote import MAP_ANONYMOUS, MAP_SHARED
 from tracee.sysnums import name_of
 from tracee.task import MemoryAccessError, Task
@@ -61,6 +62,7 @@ class EffectRecorder:
 
     def __init__(self, writer: TraceWriter, own_outputs: dict[int, tuple[int, int]]) -> None:
         self.writer = writer
+        self.patcher = CodePatcher(writer)
         self.own_outputs = own_outputs  # recorder's fd -> (dev, ino) of its stdout/stderr
         # (dev, ino) -> ids of the copies of that file that were mapped (one per content)
         self.mapped_files: dict[tuple[int, int], set[str]] = {}
@@ -167,6 +169,9 @@ class EffectRecorder:
                           path=path, file_id=file_id)
         space.map(mapping)
         eff.info["map"] = mapping_info(mapping)
+        if prot & PROT_EXEC and (patched := self.patcher.patch(task, space, mapping.start,
+                                                                mapping.end)):
+            eff.info["rdrand"] = patched
         if file_id is not None and flags & MAP_SHARED:
             # which file it was (copies are named by content: two files may share one)
             eff.info["inode"] = "%d:%d" % (st.st_dev, st.st_ino)
@@ -178,6 +183,9 @@ class EffectRecorder:
     def _on_mprotect(self, task: Task, space: AddressSpace, args: tuple[int, ...], result: int,
                      eff: Effects) -> None:
         space.protect(args[0], args[0] + page_up(args[1]), args[2])
+        if args[2] & PROT_EXEC and (patched := self.patcher.patch(
+                task, space, args[0], args[0] + page_up(args[1]))):
+            eff.info["rdrand"] = patched
 
     def _on_mremap(self, task: Task, space: AddressSpace, args: tuple[int, ...], result: int,
                    eff: Effects) -> None:

@@ -103,6 +103,9 @@ def describe_event(ev: Event) -> str:
             return f"{head} {name} {ev.info.get('where')} [{written} bytes written]"
         case Kind.RDTSC:
             return f"{head} value {ev.result:#x}"
+        case Kind.RDRAND:
+            value = ev.result & 0xFFFF_FFFF_FFFF_FFFF
+            return f"{head} {ev.info.get('insn')} {ev.info.get('reg')} = {value:#x}"
         case Kind.EXEC:
             return f"{head} {ev.info.get('exe')} [{len(ev.info.get('maps', []))} mappings, " \
                    f"{written} bytes written]"

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tracee import fastloop
+from tracee import fastloop, rdrand
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_WRITE, mapping_from_info
 from tracee.remote import InjectionError, exec_in_tracee
@@ -223,6 +223,8 @@ class ReplaySession:
                 self._syscall(ev)
             case Kind.RDTSC:
                 self._rdtsc(ev)
+            case Kind.RDRAND:
+                self._rdrand(ev)
             case Kind.SIGNAL:
                 self.signals.replay(ev)
             case Kind.EXIT:
@@ -346,6 +348,7 @@ class ReplaySession:
             self.task.mem.reopen()
             self.task.invalidate_regs()
         self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
+        self.proc.patch_code(self.task, ev)
         self.taskset.add(ev.tid, self.task, self.proc)
         self.taskset.note_exec(ev.tid)
         self.last_exec = ev
@@ -462,6 +465,15 @@ class ReplaySession:
         if "aux" in ev.info:
             task.set_reg("rcx", ev.info["aux"])
         task.set_reg("rip", task.regs.rip + ev.info["len"])
+
+    def _rdrand(self, ev: Event) -> None:
+        """A patched rdrand/rdseed (tracee.rdrand) raises SIGILL: give it the recorded number."""
+        stop = self.resume_until_stop(ev)
+        task = self._task(ev)
+        if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGILL):
+            raise self.divergence(ev, f"expected the patched {ev.info['insn']} to trap", stop)
+        self.check_regs(ev, ev.info["insn"])
+        rdrand.emulate(task, ev.info["reg"], ev.info["width"], ev.info["len"], ev.result)
 
     def _exit(self, ev: Event) -> None:
         """The task ends: by exit/exit_group run in place or a fatal signal (`dying`), or by a

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 
-from tracee import remote
+from tracee import rdrand, remote
 from tracee.address_space import AddressSpace, Mapping, mapping_from_info
 from tracee.remote import MAP_ANONYMOUS, MAP_FIXED, MAP_SHARED, inject_syscall
 from tracee.sysnums import name_of, nr
@@ -48,14 +48,22 @@ def args_of(regs: object) -> tuple[int, ...]:
 
 class ProcessState:
     """What replay tracks about one replayed process beyond the kernel's view."""
-    __slots__ = ("space", "brk")
+    __slots__ = ("space", "brk", "patched")
 
-    def __init__(self, *, space: AddressSpace, brk: int | None = None) -> None:
+    def __init__(self, *, space: AddressSpace, brk: int | None = None,
+                 patched: dict[int, bytes] | None = None) -> None:
         self.space = space
         self.brk = brk
+        # address -> original bytes of each rdrand/rdseed patched out (tracee.rdrand)
+        self.patched = patched if patched is not None else {}
 
     def copy(self) -> ProcessState:
-        return ProcessState(space=self.space.copy(), brk=self.brk)
+        return ProcessState(space=self.space.copy(), brk=self.brk, patched=dict(self.patched))
+
+    def patch_code(self, task: Task, event: Event) -> None:
+        """Patch the rdrand/rdseed sites the recorder patched at this event (if any)."""
+        if "rdrand" in event.info:
+            self.patched.update(rdrand.apply(task.mem.write, event.info["rdrand"]))
 
 
 class SyscallReplayer:
@@ -114,6 +122,7 @@ class SyscallReplayer:
             raise ReplayDivergence(event=event.seq, tid=event.tid,
                                    what=f"{name} returned {got:#x} in replay, "
                                         f"{result:#x} when recorded")
+        proc.patch_code(task, event)
 
     def _mmap(self, task: Task, proc: ProcessState, event: Event, args: tuple[int, ...]) -> int:
         m = mapping_from_info(event.info["map"])

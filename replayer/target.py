@@ -50,6 +50,7 @@ from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timel
 from replayer.trace_files import TraceFiles
 from replayer.traps import Traps, written_watchpoints
 from tracee import ptrace_api as api
+from tracee import rdrand
 from tracee.digest import memory_digest
 from tracee.stops import SignalStop, SyscallStop
 from tracee.stops import Stop as TraceeStop
@@ -182,7 +183,11 @@ class ReplayTarget:
         return out
 
     def read_memory(self, thread: ThreadId, addr: int, length: int) -> bytes:
-        return self.task_of(thread.tid).mem.read_upto(addr, length)
+        data = self.task_of(thread.tid).mem.read_upto(addr, length)
+        proc = self.session.taskset.procs.get(thread.tid)
+        if proc is not None and proc.patched:
+            return rdrand.show_original(proc.patched, addr, data)  # code as the program has it
+        return data
 
     def siginfo(self, thread: ThreadId) -> bytes:
         return self._siginfo
@@ -537,8 +542,9 @@ class ReplayTarget:
 
     @staticmethod
     def _completes_instruction(ev: Event) -> bool:
-        """Events that finish the instruction being stepped (a syscall, an emulated rdtsc)."""
-        return ev.kind in (Kind.SYSCALL, Kind.RDTSC, Kind.SIGNAL)
+        """Events that finish the instruction being stepped (a syscall, an emulated rdtsc or
+        rdrand)."""
+        return ev.kind in (Kind.SYSCALL, Kind.RDTSC, Kind.RDRAND, Kind.SIGNAL)
 
     @staticmethod
     def _ends_thread(ev: Event) -> bool:

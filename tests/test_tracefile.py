@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tracefile.errors import TraceError
 from tracefile.reader import CHUNK, TraceReader
-from tracefile.records import FORMAT_VERSION, Event, Kind, MemoryWrite, TaskRecord
+from tracefile.records import FORMAT_VERSION, OLDEST_FORMAT, Event, Kind, MemoryWrite, TaskRecord
 from tracefile.writer import TraceWriter
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -248,9 +248,19 @@ def test_newer_and_older_format_versions(written):
     with pytest.raises(TraceError, match="newer"):
         TraceReader(written)
     _sql(written, "UPDATE meta SET value = ? WHERE key = 'format_version'",
-         str(FORMAT_VERSION - 1))
+         str(OLDEST_FORMAT - 1))
     with pytest.raises(TraceError, match="re-record"):
         TraceReader(written)
+
+
+def test_a_version_2_trace_still_reads(written):
+    """Version 3 only added RDRAND events: traces recorded before it stay usable."""
+    _sql(written, "UPDATE meta SET value = ? WHERE key = 'format_version'", "2")
+    r = TraceReader(written)
+    try:
+        assert len(list(r.events())) == r.event_count > 0
+    finally:
+        r.close()
 
 
 def test_damaged_write_payload_is_trace_error(tmp_path):

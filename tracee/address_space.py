@@ -73,6 +73,12 @@ class AddressSpace:
             return self._maps[i]
         return None
 
+    def overlapping(self, start: int, end: int) -> list[Mapping]:
+        """The mappings that overlap [start, end), in address order."""
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        j = bisect.bisect_left(self._starts, end)
+        return [m for m in self._maps[i:j] if m.end > start]
+
     def unmap(self, start: int, end: int) -> list[Mapping]:
         """Remove [start, end); returns the removed pieces."""
         kept, removed = [], []

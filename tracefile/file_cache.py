@@ -7,6 +7,8 @@ Layout of the cache directory (relive puts it in the trace root as `.files`, mod
     by-id/<id>      the content: a hard link of some trace's files/<id> (the same inode)
     by-stat/<key>   a symlink -> ../by-id/<id>; key = dev-ino-size-mtime_ns-ctime_ns of the
                     original file when it was copied
+    notes/<kind>-<id>  what a recorder learned about the content <id> and keeps for the next
+                    recordings (e.g. where its rdrand instructions are); swept with by-id/<id>
 
 A file whose key is in the index holds the bytes that were copied: users cannot set a ctime,
 so any change to the file gives it a new key. The exception is two changes within one tick of
@@ -47,6 +49,7 @@ class FileCache:
         self.root = root
         self._by_id = root / "by-id"
         self._by_stat = root / "by-stat"
+        self._notes = root / "notes"
         self._usable = True
 
     @classmethod
@@ -108,9 +111,28 @@ class FileCache:
         except OSError as e:
             self._give_up_on(e)
 
+    def note(self, kind: str, file_id: str) -> str | None:
+        """The note of `kind` kept about the content `file_id`, or None."""
+        try:
+            return (self._notes / f"{kind}-{file_id}").read_text()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def keep_note(self, kind: str, file_id: str, text: str) -> None:
+        """Keep `text` about the content `file_id` (cached: by-id/<id> exists)."""
+        if not self._usable or not (self._by_id / file_id).exists():
+            return
+        tmp = self._notes / f".{kind}-{file_id}.{os.getpid()}"
+        try:
+            self._notes.mkdir(exist_ok=True, mode=0o700)
+            tmp.write_text(text)
+            os.replace(tmp, self._notes / f"{kind}-{file_id}")
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
     def sweep(self) -> None:
-        """Remove the content no trace uses any more, then index entries left pointing at
-        nothing."""
+        """Remove the content no trace uses any more, then index entries and notes left
+        pointing at nothing."""
         for entry in _entries(self._by_id):
             try:
                 if entry.stat(follow_symlinks=False).st_nlink == 1:
@@ -120,6 +142,12 @@ class FileCache:
         for entry in _entries(self._by_stat):
             try:
                 if not os.path.exists(entry.path):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+        for entry in _entries(self._notes):
+            try:
+                if not (self._by_id / entry.name.rpartition("-")[2]).exists():
                     os.unlink(entry.path)
             except OSError:
                 pass

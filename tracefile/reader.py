@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from tracefile.errors import TraceError
-from tracefile.records import FORMAT_VERSION, Event, Kind, MemoryWrite, TaskRecord
+from tracefile.records import FORMAT_VERSION, OLDEST_FORMAT, Event, Kind, MemoryWrite, TaskRecord
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,7 +55,7 @@ class TraceReader:
         if version > FORMAT_VERSION:
             raise TraceError(f"trace {self.dir} uses format version {version}, newer than this "
                              f"relive understands ({FORMAT_VERSION}); upgrade relive")
-        if version < FORMAT_VERSION:
+        if version < OLDEST_FORMAT:
             raise TraceError(f"trace {self.dir} uses old format version {version}; "
                              f"re-record it with this relive")
         self._zstd = zstandard.ZstdDecompressor()

@@ -10,7 +10,8 @@ import enum
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+OLDEST_FORMAT = 2  # version 3 added RDRAND events; a version 2 trace reads the same
 
 
 class Kind(enum.IntEnum):
@@ -22,6 +23,8 @@ class Kind(enum.IntEnum):
     MAPPING = 6   # the address space changed without a syscall (e.g. file content reloaded)
     ENTER = 7     # the thread entered syscall nr and left the CPU there (regs at entry)
     PREEMPT = 8   # the thread was preempted in user code: info has rip and a memory digest
+    RDRAND = 9    # a patched rdrand/rdseed (tracee.rdrand): result = the number it gave (as
+    #               a signed 64-bit integer); info has the instruction's reg, width, len
 
 
 class MemoryWrite(NamedTuple):

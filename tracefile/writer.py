@@ -240,6 +240,18 @@ class TraceWriter:
         self._added[key] = file_id
         return file_id
 
+    def copy_of(self, file_id: str) -> Path:
+        """The trace's copy of a file added with `add_file`."""
+        return self.dir / "files" / file_id
+
+    def cached_note(self, kind: str, file_id: str) -> str | None:
+        """What an earlier recording noted about this file content (tracefile.file_cache)."""
+        return self._cache.note(kind, file_id) if self._cache is not None else None
+
+    def keep_note(self, kind: str, file_id: str, text: str) -> None:
+        if self._cache is not None:
+            self._cache.keep_note(kind, file_id, text)
+
     def _copy(self, path: str) -> str:
         """Copy `path` into files/ under its id; returns the id."""
         import hashlib  # only on a file-cache miss: OpenSSL's start-up costs ~5 ms
