@@ -177,3 +177,25 @@ def test_second_recording_links_libc_and_traces_outlive_the_cache(tmp_path, prog
     assert run_native([prog]).stdout == b""
     for name, rec in zip(("t1", "t2"), recs):
         assert_faithful(rec, replay(tmp_path / name))
+
+
+def test_notes_last_as_long_as_the_content(tmp_path, settled):
+    """What a recorder learned about a file (its rdrand scan) is found by the next recording,
+    and swept with the content."""
+    src = tmp_path / "libfoo.so"
+    src.write_bytes(os.urandom(10_000))
+    cache = tmp_path / "cache"
+    w = TraceWriter(tmp_path / "t1", file_cache=cache)
+    file_id = w.add_file(str(src))
+    w.keep_note("scan", file_id, "what was found")
+    w.keep_note("scan", "0" * 32, "about content the cache does not hold")  # not kept
+    w.close()
+    w = TraceWriter(tmp_path / "t2", file_cache=cache)
+    assert w.cached_note("scan", file_id) == "what was found"
+    assert w.cached_note("scan", "0" * 32) is None
+    assert w.cached_note("other", file_id) is None
+    w.close()
+    shutil.rmtree(tmp_path / "t1")
+    shutil.rmtree(tmp_path / "t2")
+    file_cache.FileCache(cache).sweep()
+    assert not list((cache / "notes").iterdir())

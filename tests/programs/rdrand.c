@@ -1,7 +1,9 @@
 /* rdrand.c - takes random numbers from the CPU with RDRAND and RDSEED in every operand size
  * (16, 32, 64 bits, and into r9, which needs a REX prefix), prints them, and hands each to a
  * syscall as an argument (so a replay that computed another number differs in a register the
- * replayer compares, not only in what it would print). All differ per run. Exit status: 0. */
+ * replayer compares, not only in what it would print). All differ per run. It also holds the
+ * bytes of an rdrand inside another instruction (`lookalike`), which must run unchanged.
+ * Exit status: 0. */
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/syscall.h>
@@ -34,6 +36,14 @@ static uint64_t rdrand_r9(void)
     return v;
 }
 
+/* mov $0xf0c70f00, %eax: bytes b8 00 0f c7 f0, the last three those of rdrand %eax */
+static uint32_t lookalike(void)
+{
+    uint32_t v;
+    __asm__ volatile("movl $0xf0c70f00, %0" : "=a"(v));
+    return v;
+}
+
 int main(void)
 {
     uint64_t values[] = {rdrand16(), rdrand32(), rdrand64(), rdseed32(), rdseed64(),
@@ -44,5 +54,6 @@ int main(void)
         syscall(SYS_getppid, values[i]);
         printf("%s: %#llx\n", names[i], (unsigned long long)values[i]);
     }
+    printf("lookalike: %#x\n", lookalike());
     return 0;
 }
