@@ -35,8 +35,9 @@ class CodePatcher:
         for m in space.overlapping(lo, hi):
             if rdrand.patchable(m):
                 for addr, site in rdrand.in_mapping(m, self._sites(m), lo, hi):
-                    task.mem.write(addr, rdrand.patched_code(len(site.code)))
-                    done.append([addr, site.code.hex()])
+                    if task.mem.write(addr, rdrand.patched_code(len(site.code))) == len(
+                            site.code):
+                        done.append([addr, site.code.hex()])
         return done
 
     def site_at(self, space: AddressSpace, rip: int) -> rdrand.Site | None:

@@ -61,9 +61,15 @@ class ProcessState:
         return ProcessState(space=self.space.copy(), brk=self.brk, patched=dict(self.patched))
 
     def patch_code(self, task: Task, event: Event) -> None:
-        """Patch the rdrand/rdseed sites the recorder patched at this event (if any)."""
-        if "rdrand" in event.info:
-            self.patched.update(rdrand.apply(task.mem.write, event.info["rdrand"]))
+        """Patch the rdrand/rdseed sites the recorder patched at this event (its info
+        "rdrand": [address, original bytes (hex)] pairs), if any."""
+        for addr, code in event.info.get("rdrand", ()):
+            original = bytes.fromhex(code)
+            if task.mem.write(addr, rdrand.patched_code(len(original))) != len(original):
+                raise ReplayDivergence(event=event.seq, tid=event.tid,
+                                       what=f"cannot patch the {original.hex()} (rdrand or "
+                                            f"rdseed) at {addr:#x}: not mapped in replay")
+            self.patched[addr] = original
 
 
 class SyscallReplayer:

@@ -23,7 +23,7 @@ import bisect
 import json
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from collections.abc import Mapping as Mapping_
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -226,17 +226,6 @@ def in_mapping(m: Mapping, sites: FileSites, lo: int, hi: int) -> Iterator[tuple
 
 def patched_code(length: int) -> bytes:
     return UD2 + NOP * (length - len(UD2))
-
-
-def apply(write: Callable[[int, bytes], int], listed: list[list[Any]]) -> dict[int, bytes]:
-    """Patch the sites an event lists (its info "rdrand": [address, original bytes (hex)]
-    pairs, what the recorder patched); returns address -> original bytes."""
-    done = {}
-    for addr, code in listed:
-        original = bytes.fromhex(code)
-        write(addr, patched_code(len(original)))
-        done[addr] = original
-    return done
 
 
 def show_original(patched: Mapping_[int, bytes], addr: int, data: bytes) -> bytes:
