@@ -24,7 +24,6 @@ import json
 import os
 import struct
 from collections.abc import Iterator
-from collections.abc import Mapping as Mapping_
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracee.address_space import PROT_EXEC, Mapping
@@ -71,10 +70,10 @@ def scan(path: Path) -> FileSites:
         segments = _segments(data)
         code = _code_sections(data) or list(_executable(segments))
         hits = [hit for off, size in code for hit in _matches(data, off, size)]
-        starts = _function_starts(data, segments) if hits else []
+        functions = _functions(data, segments) if hits else []
     except (struct.error, ValueError):
         return NO_SITES  # not a whole ELF file: nothing the loader would have mapped
-    found = [_confirm(data, starts, hit) for hit in hits]
+    found = [_confirm(data, functions, hit) for hit in hits]
     return FileSites(tuple(f for f in found if isinstance(f, Site)),
                      sum(1 for f in found if f is True))
 
@@ -132,9 +131,11 @@ def _matches(data: bytes, offset: int, size: int) -> Iterator[int]:
         i = data.find(b"\x0f\xc7", i + 2, end)
 
 
-def _function_starts(data: bytes, segments: list[tuple[int, int, int, int, int]]) -> list[int]:
-    """File offsets of the functions .eh_frame_hdr lists (sorted); [] if it has no table in
-    the usual encoding (datarel sdata4 pairs)."""
+def _functions(data: bytes, segments: list[tuple[int, int, int, int, int]]
+               ) -> list[tuple[int, int]]:
+    """(start, end) file offsets of the functions .eh_frame_hdr lists, sorted; [] if it has
+    no table in the usual encodings (datarel sdata4 pairs; FDEs with pcrel sdata4 pc_begin,
+    so pc_range is the 4 bytes after it)."""
     hdr = next(((off, vaddr) for p_type, _, off, vaddr, _ in segments
                 if p_type == PT_GNU_EH_FRAME), None)
     if hdr is None:
@@ -145,13 +146,15 @@ def _function_starts(data: bytes, segments: list[tuple[int, int, int, int, int]]
         return []
     count, = struct.unpack_from("<I", data, off + 8)
     loads = [(v, o, size) for p_type, _, o, v, size in segments if p_type == PT_LOAD]
-    starts = []
+    functions = []
     for i in range(count):
-        rel, = struct.unpack_from("<i", data, off + 12 + 8 * i)
-        file_off = _file_offset(loads, vaddr + rel)
-        if file_off is not None:
-            starts.append(file_off)
-    return sorted(starts)
+        start_rel, fde_rel = struct.unpack_from("<ii", data, off + 12 + 8 * i)
+        start = _file_offset(loads, vaddr + start_rel)
+        fde = _file_offset(loads, vaddr + fde_rel)
+        if start is not None and fde is not None:
+            size, = struct.unpack_from("<I", data, fde + 12)
+            functions.append((start, start + size))
+    return sorted(functions)
 
 
 def _file_offset(loads: list[tuple[int, int, int]], vaddr: int) -> int | None:
@@ -161,20 +164,21 @@ def _file_offset(loads: list[tuple[int, int, int]], vaddr: int) -> int | None:
     return None
 
 
-def _confirm(data: bytes, starts: list[int], hit: int) -> Site | bool:
-    """The instruction at `hit` (its 0F byte) if decoding from its function's start lands on
-    an rdrand/rdseed there; False if it lands on another instruction that covers `hit`
-    (bytes of a displacement, say); True if undecided."""
+def _confirm(data: bytes, functions: list[tuple[int, int]], hit: int) -> Site | bool:
+    """The instruction at `hit` (its 0F byte) if decoding from the start of the function
+    that holds it lands on an rdrand/rdseed there; False if it lands on another instruction
+    that covers `hit` (bytes of a displacement, say); True if undecided."""
     import capstone  # only for files that have matching bytes
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    i = bisect.bisect_right(starts, hit) - 1
-    if i >= 0:
-        found = _covering(md, data, starts[i], hit)
+    i = bisect.bisect_right(functions, (hit, 1 << 64)) - 1
+    if i >= 0 and functions[i][0] <= hit < functions[i][1]:
+        found = _covering(md, data, functions[i][0], hit)
         if found is not None:
             return found
-    # No function start known (Go binaries have no .eh_frame_hdr), or undecodable bytes on
-    # the way: x86 decoding falls into step within a few instructions, so decode from several
-    # points shortly before; if most see another instruction there, it is one.
+    # No function known to hold it (Go binaries have no .eh_frame_hdr) or undecodable bytes
+    # on the way: never patched. x86 decoding falls into step within a few instructions, so
+    # decode from several points shortly before; if most see another instruction there, it
+    # is one; otherwise it stays doubtful.
     seen = [_covering(md, data, max(hit - back, 0), hit) for back in (16, 24, 32, 48, 64)]
     others = seen.count(False)
     return False if others > len(seen) - others else True
@@ -228,7 +232,7 @@ def patched_code(length: int) -> bytes:
     return UD2 + NOP * (length - len(UD2))
 
 
-def show_original(patched: Mapping_[int, bytes], addr: int, data: bytes) -> bytes:
+def show_original(patched: dict[int, bytes], addr: int, data: bytes) -> bytes:
     """`data` read at `addr` as the program's code has it, for gdb: the bytes of each patched
     site that still hold our patch show the original instruction."""
     out = None
