@@ -26,6 +26,7 @@ class CodePatcher:
     def __init__(self, writer: TraceWriter) -> None:
         self.writer = writer
         self._scans: dict[str, rdrand.FileSites] = {}
+        self._cpu: frozenset[str] | None = None
 
     def patch(self, task: Task, space: AddressSpace, lo: int = 0,
               hi: int = 1 << 64) -> list[list[object]]:
@@ -35,10 +36,22 @@ class CodePatcher:
         for m in space.overlapping(lo, hi):
             if rdrand.patchable(m):
                 for addr, site in rdrand.in_mapping(m, self._sites(m), lo, hi):
-                    if task.mem.write(addr, rdrand.patched_code(len(site.code))) == len(
+                    if site.insn in self._cpu_has() and task.mem.write(addr, rdrand.patched_code(len(site.code))) == len(
                             site.code):
                         done.append([addr, site.code.hex()])
         return done
+
+    def _cpu_has(self) -> frozenset[str]:
+        """Which of rdrand/rdseed this CPU executes. One it lacks raises SIGILL, in the
+        recording and in replay alike: left as it is."""
+        if self._cpu is None:
+            self._cpu = frozenset()
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("flags"):
+                        self._cpu = frozenset(line.split()) & {"rdrand", "rdseed"}
+                        break
+        return self._cpu
 
     def site_at(self, space: AddressSpace, rip: int) -> rdrand.Site | None:
         m = space.find(rip)
