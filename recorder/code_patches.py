@@ -36,8 +36,10 @@ class CodePatcher:
         for m in space.overlapping(lo, hi):
             if rdrand.patchable(m):
                 for addr, site in rdrand.in_mapping(m, self._sites(m), lo, hi):
-                    if site.insn in self._cpu_has() and task.mem.write(addr, rdrand.patched_code(len(site.code))) == len(
-                            site.code):
+                    if site.insn not in self._cpu_has():
+                        continue
+                    patch = rdrand.patched_code(len(site.code))
+                    if task.mem.write(addr, patch) == len(patch):
                         done.append([addr, site.code.hex()])
         return done
 
