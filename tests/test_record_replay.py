@@ -371,3 +371,45 @@ def test_tee_from_a_pipe_to_a_stdout_pipe_is_refused_at_record_time(programs, tm
     assert rec.returncode == 125, describe(rec)
     assert b"tee from a pipe or socket to relive's stdout" in rec.stderr, describe(rec)
     assert b"partial trace in" in rec.stderr
+
+
+def _state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0]
+
+
+def test_ctrl_z_suspends_the_recording_and_fg_resumes_it(programs, tmp_path):
+    """What a terminal does on Ctrl-Z and `fg`: SIGTSTP, then SIGCONT, to the whole
+    foreground process group (relive and the program). The recording is suspended as a
+    whole (the program prints nothing meanwhile), then completes and replays."""
+    trace = tmp_path / "trace"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relive", "record", "-o", str(trace),
+         str(programs["print_loop"]), "40"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        process_group=0)  # a job of its own, in pytest's session (not orphaned)
+    try:
+        printed = _read_until(proc, b"tick 5\n", time.monotonic() + 60)
+        assert b"tick 5\n" in printed, printed
+        os.killpg(proc.pid, signal.SIGTSTP)
+        deadline = time.monotonic() + 10
+        while _state(proc.pid) != "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _state(proc.pid) == "T"
+        time.sleep(0.3)
+        printed += _read_until(proc, b"\n", time.monotonic() + 0.1)  # what was under way
+        during = _read_until(proc, b"\n", time.monotonic() + 0.5)
+        assert during == b"", during  # suspended: no tick for 0.5 s (they come every 50 ms)
+        os.killpg(proc.pid, signal.SIGCONT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    printed += rest
+    assert proc.returncode == 0, err
+    assert printed.endswith(b"tick 39\ndone\n"), printed
+    rep = replay(trace)
+    assert rep.returncode == 0, describe(rep)
+    assert rep.stdout == printed
