@@ -143,6 +143,14 @@ class FakeTarget:
                 return bytes(region[addr - base:addr - base + length])
         return b""
 
+    def write_registers(self, thread: ThreadId, values: Mapping[str, int]) -> None:
+        self._log("write_registers")
+        raise TargetError("the fake target is read-only")
+
+    def write_memory(self, thread: ThreadId, addr: Address, data: bytes) -> None:
+        self._log("write_memory")
+        raise TargetError("the fake target is read-only")
+
     # -- moving through time -------------------------------------------------------------
 
     def resume(self, command: ResumeCommand) -> Stop:

@@ -147,6 +147,17 @@ def encode_registers(values: Mapping[str, int]) -> bytes:
     return b"".join(encode_register(i, values) for i in range(len(REGISTERS)))
 
 
+def values_from_bytes(raw: bytes) -> dict[str, int]:
+    """The registers a ``G`` packet sets: its raw bytes, in regnum order (G_PACKET_SIZE)."""
+    if len(raw) != G_PACKET_SIZE:
+        raise ValueError(f"G packet has {len(raw)} bytes, expected {G_PACKET_SIZE}")
+    out, pos = {}, 0
+    for spec in REGISTERS:
+        out[spec.name] = int.from_bytes(raw[pos:pos + spec.size], "little")
+        pos += spec.size
+    return out
+
+
 def decode_registers(data: bytes) -> dict[str, int | None]:
     """Parse a ``g`` reply back to values (None for ``xx``); the inverse of encode_registers."""
     if len(data) != 2 * G_PACKET_SIZE:

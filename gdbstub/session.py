@@ -8,8 +8,9 @@ it there with ``engine.call(session.handle, request)``. Only ``request_interrupt
 ``discard_interrupt`` may be called from another thread.
 
 Policies worth knowing:
-- The replay is read-only: ``G``, ``P``, ``M``, ``X`` are refused with ``E01`` (an empty
-  ``X`` probe is accepted so gdb keeps using binary downloads for reads it never does).
+- Writes (``G``, ``P``, ``M``, ``X``) go to the target, which refuses them (``E01``) or
+  applies them to a throwaway copy (relive's diversions). An empty ``X`` probe is accepted
+  without asking it, and so is gdb's reset of orig_rax to -1 after ``run``.
 - Target errors become ``E01``, ``Unsupported`` becomes the empty reply; the session survives
   both. A failing resume also prints the error on gdb's console (``O`` packets), and so does
   a failing ``monitor`` command, which then answers ``OK`` (gdb 13 would otherwise print only
@@ -32,7 +33,14 @@ from gdbstub import replies
 from gdbstub.breakpoints import BreakpointTable
 from gdbstub.codec import PACKET_SIZE
 from gdbstub.errors import BadRequest, NoSuchThread, TargetError, Unsupported
-from gdbstub.registers import REGISTERS, REGNUM, TARGET_XML, encode_register, encode_registers
+from gdbstub.registers import (
+    REGISTERS,
+    REGNUM,
+    TARGET_XML,
+    encode_register,
+    encode_registers,
+    values_from_bytes,
+)
 from gdbstub.replies import EMPTY, ERROR, OK, StopReplyOptions
 from gdbstub.requests import (
     Detach,
@@ -192,17 +200,26 @@ class Session:
                 # gdb resets orig_rax to -1 after `run` so the kernel will not restart a
                 # syscall; in a replay that is already the case: accept it as a no-op.
                 return Reply.of(OK)
-            case WriteRegisters() | WriteRegister():
-                log.info("refused a register write: the replay is read-only")
-                return Reply.of(ERROR)
+            case WriteRegister(regnum=regnum, data=data):
+                if regnum >= len(REGISTERS) or len(data) != REGISTERS[regnum].size:
+                    return Reply.of(ERROR)
+                value = int.from_bytes(data, "little")
+                self._target.write_registers(self._reads_thread(),
+                                             {REGISTERS[regnum].name: value})
+                return Reply.of(OK)
+            case WriteRegisters(data=data):
+                try:
+                    values = values_from_bytes(data)
+                except ValueError:
+                    return Reply.of(ERROR)
+                self._target.write_registers(self._reads_thread(), values)
+                return Reply.of(OK)
             case ReadMemory(addr=addr, length=length):
                 return Reply.of(self._read_memory(addr, length))
             case WriteMemory(addr=addr, data=data):
-                if not data:
-                    return Reply.of(OK)
-                log.info("refused a %d-byte memory write at %#x: the replay is read-only",
-                         len(data), addr)
-                return Reply.of(ERROR)
+                if data:
+                    self._target.write_memory(self._reads_thread(), addr, data)
+                return Reply.of(OK)
             case InsertBreakpoint(type=kind, addr=addr, length=length):
                 inserted = self._breakpoints.insert(kind, addr, length)
                 return Reply.of(OK if inserted else ERROR)
@@ -354,6 +371,8 @@ class Session:
         finally:
             with self._lock:
                 self._running = False
+        if stop.console:
+            return Reply((*replies.console_output(stop.console), self._report(stop)))
         return Reply.of(self._report(stop))
 
     def _report(self, stop: Stop) -> bytes:

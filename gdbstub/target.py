@@ -14,8 +14,9 @@ imports the implementation. Rules every implementation can rely on:
   every stop. The stub keeps that set and hands it to ``resume`` inside ``ResumeCommand``; the
   target arms them only while ``resume`` runs. Between calls, memory reads must show the
   program's own bytes, never an ``int3`` the target planted.
-- **Read-only.** The stub refuses memory and register writes itself; a target is never asked
-  to change the program's state except by moving through time (resume, restart).
+- **Writes are the target's call.** ``write_registers``/``write_memory`` (``G``, ``P``,
+  ``M``, ``X``) may refuse with TargetError, or apply to a throwaway copy (a replay's
+  diversion, which lets gdb call functions): history itself only moves through time.
 - **Errors.** Raise ``TargetError`` (message for the log) when an operation fails, ``NoSuchThread``
   for an unknown thread, ``Unsupported`` for an optional operation you do not implement;
   ``OSError`` from the file methods is passed to gdb with its errno.
@@ -146,6 +147,7 @@ class Stop:
     watch_kind: WatchKind = WatchKind.WRITE
     exec_path: str = ""
     registers: Mapping[str, int] | None = None
+    console: str = ""  # a note for gdb's console, shown before the stop (lines end in \n)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,6 +225,17 @@ class Target(Protocol):
     def read_memory(self, thread: ThreadId, addr: Address, length: int) -> bytes:
         """Up to ``length`` bytes at ``addr`` in ``thread``'s address space, as the program
         sees them. Fewer bytes means the rest is unreadable; b"" (or TargetError) means none."""
+        ...
+
+    def write_registers(self, thread: ThreadId, values: Mapping[str, int]) -> None:
+        """Set registers (names as in ``registers``; only those given). A replay keeps its
+        history intact: it may apply the write to a throwaway copy (a diversion) or raise
+        TargetError to refuse it."""
+        ...
+
+    def write_memory(self, thread: ThreadId, addr: Address, data: bytes) -> None:
+        """Write ``data`` at ``addr`` in ``thread``'s address space (or raise TargetError),
+        with the same freedom as ``write_registers``."""
         ...
 
     def resume(self, command: ResumeCommand) -> Stop:

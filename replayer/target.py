@@ -20,7 +20,9 @@ except `interrupt`.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
+import logging
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -42,6 +44,7 @@ from gdbstub.target import (
     Watchpoint,
 )
 from replayer import monitor, process_view, registers
+from replayer.diversion import Diversion, register_values
 from replayer.errors import Paused
 from replayer.process_view import Image, ProcessFacts
 from replayer.reverse_threads import Landing, ThreadedReverse
@@ -58,6 +61,8 @@ from tracee.sysnums import name_of
 from tracee.task import Task
 from tracefile.records import Event, Kind
 
+log = logging.getLogger(__name__)
+
 
 class ReplayTarget:
     def __init__(self, trace: Path, output=None,  # type: ignore[no-untyped-def]
@@ -68,6 +73,7 @@ class ReplayTarget:
         self._interrupt = False
         self.files = TraceFiles(self.trace)  # gdb's open handles survive a restart
         self.facts: ProcessFacts | None = None  # facts about the trace survive a restart too
+        self.diversion: Diversion | None = None  # gdb's writes and calls (replayer.diversion)
         self._start()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -109,6 +115,7 @@ class ReplayTarget:
         self.facts.learn(ev, task.mem if task is not None else None)
 
     def close(self) -> None:
+        self.end_diversion()
         self.reverse.waypoints.clear()
         self.timeline.close()
         self.session.close()
@@ -170,19 +177,17 @@ class ReplayTarget:
         return [ThreadInfo(id=ThreadId(self.pid, tid), name=names.get(tid, "")) for tid in live]
 
     def registers(self, thread: ThreadId) -> Mapping[str, int]:
+        if self.diversion is not None and thread.tid == self.diversion.thread.tid:
+            return self.diversion.registers()
         task = self.task_of(thread.tid)
         if task.tid in self.session.taskset.in_kernel:
             raise TargetError(f"thread {thread.tid} is inside vfork; its registers are not "
                               "readable until the child execs or exits")
-        regs = task.regs
-        out = {name: getattr(regs, name) for name in (
-            "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
-            "r12", "r13", "r14", "r15", "rip", "eflags", "cs", "ss", "ds", "es", "fs", "gs",
-            "fs_base", "gs_base", "orig_rax")}
-        out.update(process_view.fp_registers(api.get_fpregs(task.tid)))
-        return out
+        return register_values(task)
 
     def read_memory(self, thread: ThreadId, addr: int, length: int) -> bytes:
+        if self.diversion is not None:
+            return self.diversion.read_memory(addr, length)
         data = self.task_of(thread.tid).mem.read_upto(addr, length)
         proc = self.session.taskset.procs.get(thread.tid)
         if proc is not None and proc.patched:
@@ -229,12 +234,44 @@ class ReplayTarget:
     def readlink(self, pid: int, path: str) -> str:
         raise OSError(errno.EINVAL, path)
 
+    # -- writes: diversions -----------------------------------------------------------------
+    def write_registers(self, thread: ThreadId, values: Mapping[str, int]) -> None:
+        now = self.registers(thread)
+        changed = {name: v for name, v in values.items() if now.get(name) != v}
+        if changed:
+            self._diverted(thread).write_registers(changed)
+
+    def write_memory(self, thread: ThreadId, addr: int, data: bytes) -> None:
+        if self.read_memory(thread, addr, len(data)) != data:
+            self._diverted(thread).write_memory(addr, data)
+
+    def _diverted(self, thread: ThreadId) -> Diversion:
+        """The diversion gdb's writes go to, begun at the first write that changes anything."""
+        if self.diversion is None:
+            task = self.task_of(thread.tid)
+            if task.tid in self.session.taskset.in_kernel:
+                raise TargetError(f"thread {thread.tid} is inside vfork; nothing can run in it")
+            self.diversion = Diversion(task, thread,
+                                       in_syscall=task.tid in self.session.taskset.entered)
+            log.info("diverting: gdb's writes and calls go to a copy of process %d; the "
+                     "replay is unchanged", self.pid)
+        elif thread.tid != self.diversion.thread.tid:
+            raise TargetError("a diversion runs one thread; finish with it before writing "
+                              "to another")
+        return self.diversion
+
+    def end_diversion(self) -> None:
+        if self.diversion is not None:
+            self.diversion.end()
+            self.diversion = None
+            log.info("diversion ended: back in the replay")
+
     # -- control ----------------------------------------------------------------------------
     def kill(self, pid: int) -> None:
-        pass
+        self.end_diversion()
 
     def restart(self) -> Stop:
-        self.close()
+        self.close()  # (ends a diversion)
         self._start()
         return self._last
 
@@ -242,6 +279,8 @@ class ReplayTarget:
         """From the server thread: set the flag; if the tracee is running, kick it with
         SIGSTOP (cannot be blocked) so the engine's wait returns."""
         self._interrupt = True
+        if self.diversion is not None:
+            self.diversion.interrupt()
         task = self.session.task
         if task is not None and self.session.running:
             try:
@@ -253,6 +292,7 @@ class ReplayTarget:
         return monitor.run(self, command)
 
     def take_checkpoint(self) -> int:
+        self.end_diversion()
         if not self._boundary:
             raise TargetError("checkpoints are taken at event boundaries; go to one "
                               "(`monitor goto N`) first")
@@ -265,6 +305,7 @@ class ReplayTarget:
 
     def goto_event(self, position: int) -> int:
         """Go to the state right after event `position` - 1 (`monitor goto`)."""
+        self.end_diversion()
         count = self.session.reader.event_count
         if not max(1, self.birth) <= position <= count:
             lo = max(1, self.birth)
@@ -292,6 +333,7 @@ class ReplayTarget:
         [addr, addr+length) before now: a reverse watchpoint without gdb's help."""
         if length not in (1, 2, 4, 8) or addr % length:
             raise TargetError("last-write needs an aligned length of 1, 2, 4 or 8 bytes")
+        self.end_diversion()
         wp = Watchpoint(kind=WatchKind.WRITE, addr=addr, length=length)
         if not self.single:
             return self.reverse.last_write(wp)
@@ -307,6 +349,19 @@ class ReplayTarget:
 
     # -- resuming ---------------------------------------------------------------------------
     def resume(self, command: ResumeCommand) -> Stop:
+        d = self.diversion
+        note = ""
+        if d is not None and (command.direction is Direction.BACKWARD or not d.continues()):
+            # gdb is done with it (or leaves it by going back in time)
+            if d.wrote_data or not d.restored():  # `set var`, not only a call's frame
+                note = ("relive: what gdb wrote is dropped: the replay goes on as "
+                        "recorded\n")
+            self.end_diversion()
+        elif d is not None:
+            try:
+                return d.resume(command)
+            finally:
+                self._interrupt = False
         try:
             if command.direction is Direction.BACKWARD:
                 stop = self._backward(command)
@@ -314,6 +369,8 @@ class ReplayTarget:
                 stop = self._forward(command)
         finally:
             self._interrupt = False
+        if note:
+            stop = dataclasses.replace(stop, console=note)
         self._last = stop
         self.previous = (command, stop)
         return stop
