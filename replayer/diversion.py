@@ -59,9 +59,12 @@ class Diversion:
         if in_syscall:  # the fork took it out of its syscall: back in
             thread_state.enter_syscall(task, saved)
         self._interrupted = False
-        self._dead = False
-        self.ran = False  # gdb ran code in it (an inferior call), not only wrote
+        self.dead = False  # the code run here ended the copy (exit, a fatal signal)
         self.wrote_data = False  # memory beyond the stack below rsp (a call's frame)
+        # The stack pointers of gdb's inferior calls under way, innermost last, and where
+        # the copy last stopped (rip, rsp).
+        self._calls: list[int] = []
+        self._last = (self.original["rip"], self.original["rsp"])
 
     def registers(self) -> dict[str, int]:
         return register_values(self.copy)
@@ -75,11 +78,15 @@ class Diversion:
         return self.copy.mem.read_upto(addr, length)
 
     def continues(self) -> bool:
-        """Should a forward resume run here? Yes while an inferior call is under way (gdb
-        moved the pc, or code ran and gdb has not put the registers back), not after a mere
-        `set var`."""
-        now = self.registers()
-        return now["rip"] != self.original["rip"] or (self.ran and not self.restored())
+        """Should a forward resume run here? Only for gdb's inferior calls: one starts (gdb
+        moved the pc and built a frame below the stack pointer) or one is under way (stopped
+        inside the called code, not yet returned). Not after `set var` or once a call
+        returned: the diversion is over then."""
+        return not self.dead and (self._starting_call() or bool(self._calls))
+
+    def _starting_call(self) -> bool:
+        rip, rsp = int(self.copy.regs.rip), int(self.copy.regs.rsp)
+        return rip != self._last[0] and rsp < self._last[1]
 
     def write_memory(self, addr: int, data: bytes) -> None:
         rsp = self.original["rsp"]
@@ -116,8 +123,19 @@ class Diversion:
     def resume(self, command: ResumeCommand) -> Stop:
         """Run the copy's thread: one instruction, while in a range, or until a breakpoint,
         a signal or Ctrl-C."""
+        if self._starting_call():
+            self._calls.append(self.copy.regs.rsp)
+        try:
+            return self._run(command)
+        finally:
+            if not self.dead:
+                rip, rsp = self.copy.regs.rip, self.copy.regs.rsp
+                while self._calls and rsp > self._calls[-1]:  # returned: `ret` popped it
+                    self._calls.pop()
+                self._last = (rip, rsp)
+
+    def _run(self, command: ResumeCommand) -> Stop:
         task = self.copy
-        self.ran = True
         if command.action is Action.STEP:
             return self._step(command.signal) or self._stop(StopKind.STEPPED)
         if command.action is Action.RANGE_STEP and command.step_range is not None:
@@ -165,7 +183,7 @@ class Diversion:
                     return self._stop(StopKind.SIGNAL, stop.signal)
                 sig = stop.signal
         finally:
-            if not self._dead:
+            if not self.dead:
                 for addr, byte in planted.items():
                     if byte:
                         task.mem.write(addr, byte)
@@ -181,7 +199,7 @@ class Diversion:
     def _ended(self, stop: TraceeStop) -> Stop | None:
         """The copy died (the code called exit, or a fatal signal), or Ctrl-C stopped it."""
         if isinstance(stop, (Exited, Killed)):
-            self._dead = True
+            self.dead = True
             return self._stop(StopKind.SIGNAL, signal.SIGKILL)
         if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self._interrupted:
             self._interrupted = False

@@ -353,15 +353,21 @@ class ReplayTarget:
         note = ""
         if d is not None and (command.direction is Direction.BACKWARD or not d.continues()):
             # gdb is done with it (or leaves it by going back in time)
-            if d.wrote_data or not d.restored():  # `set var`, not only a call's frame
+            if d.wrote_data or not d.restored():  # more than a call's frame
                 note = ("relive: what gdb wrote is dropped: the replay goes on as "
                         "recorded\n")
             self.end_diversion()
         elif d is not None:
             try:
-                return d.resume(command)
+                stop = d.resume(command)
             finally:
                 self._interrupt = False
+            if d.dead:
+                self.end_diversion()
+                stop = dataclasses.replace(stop, console=(
+                    "relive: the code gdb called ended the process copy it ran in; back "
+                    "in the replay, unchanged\n"))
+            return stop
         try:
             if command.direction is Direction.BACKWARD:
                 stop = self._backward(command)

@@ -83,3 +83,14 @@ def test_ctrl_c_stops_a_call_that_never_returns(calls_trace, serve, tmp_path):
     out = log.read_text(errors="replace")
     assert "SIGINT" in out and "function called from GDB" in out, out
     assert "$1 = 7\n" in out and "$2 = 8\n" in out, out
+
+
+def test_a_call_that_exits_leaves_the_replay_as_it_was(calls_trace, serve):
+    server = serve(calls_trace)
+    run = gdb_batch(f"break {LINE}", "continue", "print (int)exit(3)", "print counter",
+                    "next", "print counter", "continue", connect=server.address)
+    out = run.output
+    assert "the code gdb called ended the process copy it ran in" in out, str(run)
+    assert "$1 = 7\n" in out, str(run)  # the replay, unchanged
+    assert "Breakpoint 1, main" in out.split("$1 = 7")[1], str(run)  # and it goes on
+    assert "internal error" not in server.stderr(), server.describe()
