@@ -159,7 +159,9 @@ class EffectRecorder:
                 path = os.readlink(fd_path)
                 if path.endswith(" (deleted)"):
                     path = path[:-len(" (deleted)")]
-                file_id = self.writer.add_file(fd_path, name=path)
+                # shared: its content now, which replay checks its own copy against
+                file_id = self.writer.add_file(fd_path, name=path,
+                                               fresh=bool(flags & MAP_SHARED))
                 self.note_mapped_file((st.st_dev, st.st_ino), file_id)
             elif os.readlink(fd_path) != "/dev/zero":
                 raise UnsupportedError(f"mmap of {os.readlink(fd_path)} (not a regular file) "

@@ -9,6 +9,7 @@ rt_sigreturn, exit and exit_group run in place; execve is replayed by exec + reb
 """
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
 import tempfile
@@ -81,15 +82,26 @@ class SyscallReplayer:
     def _shared_copy(self, key: str, file_id: str) -> str:
         """A file the replay maps MAP_SHARED: a private, writable copy of the trace's copy
         (never the trace's own file), one per recorded file (`key`: its device and inode),
-        so processes that shared the mapping when recorded (across fork) share it here."""
-        if key not in self._shared:
+        so processes that shared the mapping when recorded (across fork) share it here.
+
+        The recording holds the file's content at each such mmap (`file_id`). If the copy
+        here differs, the file changed between mappings by other means (truncated, written,
+        deleted and made again under the same inode number): the copy takes that content,
+        in place, as the file did."""
+        source = self.reader.file_path(file_id)
+        path = self._shared.get(key)
+        if path is None:
             if self._shared_dir is None:
                 self._shared_dir = tempfile.mkdtemp(prefix="relive-shared-")
             path = os.path.join(self._shared_dir, key.replace(":", "-"))
-            shutil.copyfile(self.reader.file_path(file_id), path)
+            shutil.copyfile(source, path)
             os.chmod(path, 0o600)
             self._shared[key] = path
-        return self._shared[key]
+        elif not filecmp.cmp(source, path, shallow=False):
+            with open(source, "rb") as src, open(path, "r+b") as dst:
+                shutil.copyfileobj(src, dst)
+                dst.truncate()
+        return path
 
     def close(self) -> None:
         if self._shared_dir is not None:

@@ -96,6 +96,20 @@ def test_sqlite3_random_and_now(tmp_path):
     assert rec1.stdout != rec2.stdout
 
 
+def test_sqlite3_wal_database_used_by_one_process_after_another(tmp_path):
+    """Each sqlite3 process maps the WAL index (w.db-shm) MAP_SHARED; the last one to close
+    deletes it and the next one creates it again, often under the same inode number."""
+    sqlite3 = need("sqlite3")
+    work = tmp_path / "work"
+    work.mkdir()
+    script = (f'{sqlite3} w.db "pragma journal_mode=wal; create table t(x); '
+              f'insert into t values (1), (2)"; '
+              f'{sqlite3} w.db "insert into t values (3); select count(*) from t"; '
+              f'{sqlite3} w.db "select sum(x) from t"')
+    rec, _ = record_and_replay(tmp_path, "/bin/sh", "-c", script, cwd=work)
+    assert rec.returncode == 0 and rec.stdout == b"wal\n3\n6\n", describe(rec)
+
+
 def test_perl_time_and_rand(tmp_path):
     perl = need("perl")
     script = 'print time, " ", rand(), "\\n"'

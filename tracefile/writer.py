@@ -221,15 +221,17 @@ class TraceWriter:
         self._sql.avoid_cpu(cpu)
 
     # -- files ------------------------------------------------------------------------------
-    def add_file(self, path: str, name: str | None = None) -> str:
+    def add_file(self, path: str, name: str | None = None, *, fresh: bool = False) -> str:
         """Copy a mapped file into the trace (content-addressed); returns its id. `path` is
-        where to read it (e.g. /proc/PID/map_files/...), `name` what the program called it."""
+        where to read it (e.g. /proc/PID/map_files/...), `name` what the program called it.
+        `fresh`: read the content now, whatever the file's times say (a file written through
+        shared mappings may not have them updated on every write)."""
         st = os.stat(path)
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        added = self._added.get(key)
-        if added:
-            return added
-        cache = self._cache
+        file_id = None if fresh else self._added.get(key)
+        if file_id is not None:
+            return file_id
+        cache = self._cache if not fresh else None
         file_id = cache.link_into(st, self.dir / "files") if cache is not None else None
         if file_id is None:
             file_id = self._copy(path)
@@ -237,7 +239,8 @@ class TraceWriter:
                 cache.remember(st, self.dir / "files" / file_id)
         self._sql.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
                         (file_id, name or path, st.st_size))
-        self._added[key] = file_id
+        if not fresh:
+            self._added[key] = file_id
         return file_id
 
     def copy_of(self, file_id: str) -> Path:
