@@ -241,6 +241,19 @@ def test_program_output_is_re_emitted_as_the_replay_passes_it(target_trace, serv
     assert END_OF_HISTORY in run.output, str(run)
 
 
+def test_output_is_shown_once_however_often_the_replay_passes_it(programs, tmp_path, serve):
+    """Reverse execution re-runs the replay from checkpoints, and the user may go back and
+    forth: each write the program made is shown once."""
+    trace = _record(tmp_path / "trace", programs["print_loop"], "5")
+    server = serve(trace)
+    run = gdb_batch("continue", "reverse-stepi", "reverse-stepi", "break nanosleep",
+                    "reverse-continue", "reverse-continue", "delete", "continue",
+                    connect=server.address)
+    assert run.output.count(END_OF_HISTORY) == 2, str(run)
+    out = server.wait_for_stdout("done\n")
+    assert out == "".join(f"tick {i}\n" for i in range(5)) + "done\n", server.describe()
+
+
 # -- 2. kill, disconnects, one gdb at a time -------------------------------------------------------
 
 def test_kill_ends_gdb_cleanly_and_the_server_serves_again(target_trace, serve):
