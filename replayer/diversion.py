@@ -6,11 +6,13 @@ The first write gdb makes that changes something forks the debugged process at t
 point (through the relive page, as a checkpoint does) and the write lands in the copy; from
 then on gdb's reads, writes and resumes of that thread go to the copy. There the program runs
 for real: its syscalls are executed by the kernel, not emulated (a function that prints
-writes to relive's own stdout), and only the diverted thread exists. The diversion ends at
-the next resume once gdb has put the thread's registers back as they were (it does after an
-inferior call; `set var` never changed them): the copy is killed and the resume runs in the
-replay, which never saw the writes. Going backwards, restarting, killing, moving to an event
-or a checkpoint end it too.
+writes to relive's own stdout), and only the diverted thread exists. A forward resume runs
+in the copy only as part of one of gdb's inferior calls: one that starts (gdb moved the pc
+and built a frame below the stack pointer) or one stopped inside the called code (a
+breakpoint there) that has not returned. Any other resume ends the diversion: the copy is
+killed and the resume runs in the replay, which never saw the writes (a `set var` lasts
+until then; gdb's console is told when more than a call's own frame is dropped). Going
+backwards, restarting, killing, moving to an event or a checkpoint end it too.
 
 Floating-point and vector registers other than x87/SSE ones (st, xmm, mxcsr, control and
 status words) cannot be written.

@@ -279,8 +279,9 @@ class ReplayTarget:
         """From the server thread: set the flag; if the tracee is running, kick it with
         SIGSTOP (cannot be blocked) so the engine's wait returns."""
         self._interrupt = True
-        if self.diversion is not None:
-            self.diversion.interrupt()
+        diversion = self.diversion  # (read once: the engine thread may end it meanwhile)
+        if diversion is not None:
+            diversion.interrupt()
         task = self.session.task
         if task is not None and self.session.running:
             try:
