@@ -60,7 +60,6 @@ class ReplaySession:
     def __init__(self, trace: Path, output: OutputSink | None = None) -> None:
         self.reader = TraceReader(trace)
         self.output = output
-        self._emitted_upto = -1  # the last event whose output was shown
         self.syscalls = SyscallReplayer(self.reader)
         self.signals = SignalReplayer(self)
         self._events: Iterator[Event] = self.reader.events()
@@ -394,9 +393,7 @@ class ReplaySession:
                 self._note_altstack(task, ev)
         task.set_reg("rax", ev.result)
         write_memory(task, ev)
-        if (self.output is not None and "out" in ev.info and ev.result > 0
-                and ev.seq > self._emitted_upto):
-            self._emitted_upto = ev.seq  # once: not again when a checkpoint is re-run
+        if self.output is not None and "out" in ev.info and ev.result > 0:
             self._emit_output(ev)
 
     def _note_altstack(self, task: Task, ev: Event) -> None:

@@ -20,12 +20,13 @@ except `interrupt`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -312,7 +313,8 @@ class ReplayTarget:
             lo = max(1, self.birth)
             what = "the trace" if lo == 1 else f"the life of process {self.pid}"
             raise TargetError(f"event {position} is outside {what} ({lo}..{count})")
-        self.timeline.seek(position)
+        with self._silenced():
+            self.timeline.seek(position)
         self.reverse.waypoints.clear()
         self._parked = False
         self._where(True, 0)
@@ -335,6 +337,10 @@ class ReplayTarget:
         if length not in (1, 2, 4, 8) or addr % length:
             raise TargetError("last-write needs an aligned length of 1, 2, 4 or 8 bytes")
         self.end_diversion()
+        with self._silenced():
+            return self._last_write(addr, length)
+
+    def _last_write(self, addr: int, length: int) -> str:
         wp = Watchpoint(kind=WatchKind.WRITE, addr=addr, length=length)
         if not self.single:
             return self.reverse.last_write(wp)
@@ -371,7 +377,8 @@ class ReplayTarget:
             return stop
         try:
             if command.direction is Direction.BACKWARD:
-                stop = self._backward(command)
+                with self._silenced():
+                    stop = self._backward(command)
             else:
                 stop = self._forward(command)
         finally:
@@ -381,6 +388,16 @@ class ReplayTarget:
         self._last = stop
         self.previous = (command, stop)
         return stop
+
+    @contextlib.contextmanager
+    def _silenced(self) -> Iterator[None]:
+        """The program's output is shown as the user moves forwards over it; the re-runs
+        from checkpoints behind going backwards or to an event show nothing."""
+        output, self.session.output = self.session.output, None
+        try:
+            yield
+        finally:
+            self.session.output = output
 
     def _where(self, boundary: bool, steps: int | None,
                anchor: tuple[int, int] | None = None) -> None:

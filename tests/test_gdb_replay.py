@@ -241,17 +241,24 @@ def test_program_output_is_re_emitted_as_the_replay_passes_it(target_trace, serv
     assert END_OF_HISTORY in run.output, str(run)
 
 
-def test_output_is_shown_once_however_often_the_replay_passes_it(programs, tmp_path, serve):
-    """Reverse execution re-runs the replay from checkpoints, and the user may go back and
-    forth: each write the program made is shown once."""
+def test_output_is_shown_as_the_user_moves_forwards_and_not_by_reverse_searches(
+        programs, tmp_path, serve):
+    """Going backwards re-runs the replay from checkpoints: that prints nothing. Moving
+    forwards again over a write prints it again, as the program did at that point."""
     trace = _record(tmp_path / "trace", programs["print_loop"], "5")
     server = serve(trace)
+    everything = "".join(f"tick {i}\n" for i in range(5)) + "done\n"
     run = gdb_batch("continue", "reverse-stepi", "reverse-stepi", "break nanosleep",
-                    "reverse-continue", "reverse-continue", "delete", "continue",
-                    connect=server.address)
-    assert run.output.count(END_OF_HISTORY) == 2, str(run)
-    out = server.wait_for_stdout("done\n")
-    assert out == "".join(f"tick {i}\n" for i in range(5)) + "done\n", server.describe()
+                    "reverse-continue", "reverse-continue", connect=server.address)
+    assert run.output.count("Breakpoint 1, ") == 2, str(run)
+    assert server.wait_for_stdout("done\n") == everything, server.describe()
+    time.sleep(0.5)
+    assert server.stdout() == everything, server.describe()  # nothing more while going back
+    run = gdb_batch("delete", "continue", connect=server.address)
+    assert END_OF_HISTORY in run.output, str(run)
+    # from the second-last nanosleep (after tick 3) onwards: tick 4 and done, again
+    assert server.wait_for_stdout(everything + "tick 4\ndone\n") == (
+        everything + "tick 4\ndone\n"), server.describe()
 
 
 # -- 2. kill, disconnects, one gdb at a time -------------------------------------------------------
