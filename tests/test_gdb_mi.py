@@ -207,3 +207,25 @@ def test_the_guides_pygdbmi_example_runs(target_trace, serve, tmp_path):
         "stack: bump <- main",
         "end of the recording: No more reverse-execution history.",
     ], proc.stdout
+
+
+# -- calls from a watch expression (VS Code evaluates them through MI) ---------------------------
+
+def test_mi_evaluates_calls_and_assignments_without_changing_history(target_trace, serve):
+    server = serve(target_trace)
+    with MiSession() as mi:
+        _connect(mi, server.address)
+        mi.ok("-break-insert bump")
+        mi.ok("-exec-continue")
+        assert mi.wait_stopped().get("reason") == "breakpoint-hit", mi.transcript()
+        assert mi.ok("-data-evaluate-expression square(7)")["value"] == "49"
+        assert mi.ok("-data-evaluate-expression \"counter = 5\"")["value"] == "5"
+        assert mi.ok("-data-evaluate-expression counter")["value"] == "5"
+        assert mi.ok("-data-evaluate-expression square(counter)")["value"] == "25"
+        mark = len(mi.records)
+        mi.ok("-exec-continue")
+        stop = mi.wait_stopped()
+        assert stop.get("reason") == "breakpoint-hit" and _args(stop["frame"]) == {"by": "2"}
+        told = [r["payload"] for r in mi.records[mark:] if r["type"] == "target"]
+        assert any("what gdb wrote is dropped" in t for t in told), mi.transcript()
+        assert mi.ok("-data-evaluate-expression counter")["value"] == "1"  # as recorded
