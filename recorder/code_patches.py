@@ -84,4 +84,3 @@ class CodePatcher:
         found = rdrand.scan(self.writer.copy_of(file_id))
         self.writer.keep_note(NOTE, file_id, rdrand.to_json(found))
         return found
-

@@ -742,4 +742,3 @@ class ReplayTarget:
              sig: int = signal.SIGTRAP) -> Stop:
         """A stop for the thread `tid` (reverse_threads reports through this)."""
         return self._stop(kind, sig, watch, tid)
-
