@@ -9,22 +9,36 @@ since the thread's last syscall, so the recorder chooses where to preempt:
     matching arrival, which is the same state;
   - a thread that computes (its state changes) keeps the CPU, since it does not wait for
     anyone, until FORCE_AFTER timeslices have passed without a syscall: then it is preempted
-    where it is, and replay finds that point exactly but slowly.
+    at a point of the recorder's choosing, which replay finds exactly. Where it is, a hot
+    loop's pc, would cost replay a trap per iteration since the thread's last event; so the
+    recorder looks for a colder place: the return addresses on the thread's stack are
+    counted in the kernel for a few milliseconds (perf breakpoint counters) and the thread
+    is preempted at its next arrival at the least frequent one that it reached (a loop that
+    calls nothing has none: it is preempted where it is).
 """
 from __future__ import annotations
 
 import signal
+import struct
+import time
 from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
+from tracee.address_space import PROT_EXEC, AddressSpace
 from tracee.digest import memory_digest, scratch_ranges
+from tracee.hwcount import HwCounter, HwCounterError
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
 from tracefile.records import Kind
 
 if TYPE_CHECKING:
     from recorder.session import RecordedTask, Recorder
+    from tracee.task import Task
 
 FORCE_AFTER = 100  # timeslices computing without a syscall while others wait (~2 s)
+COLD_WINDOW = 0.01  # s: how long each batch of return addresses is counted
+COUNTERS = 3        # perf breakpoint counters at once (debug register 3 is relive's own)
+RETURNS = 9         # return addresses tried, innermost first
+STACK_SCAN = 1 << 14  # bytes of stack searched for them
 SLOT = 3          # debug register 3: relive's own
 DR7_ENABLE = 1 << (2 * SLOT)
 DR6_HIT = 1 << SLOT
@@ -63,6 +77,11 @@ class Preempter:
                 self.rec.queue.start_slice()  # computing: it keeps the CPU
                 self.rec.resume(t)
                 return
+        else:
+            stop = self._to_colder_place(t)
+            if stop is not None:  # a syscall or signal came first: an exact point anyway
+                self.rec.handle(t, stop)
+                return
         self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(),
                       info={"rip": task.regs.rip, "after": t.last_event,
                             "digest": memory_digest(task.pid, task.mem.read_upto,
@@ -70,6 +89,39 @@ class Preempter:
         self._slices.pop(task.tid, None)
         t.wants = (api.Req.SYSCALL, 0)
         self.rec.queue.make_ready(t)
+
+    def _to_colder_place(self, t: RecordedTask) -> Stop | None:
+        """Run the thread on to the return address on its stack it reaches least often, if
+        it reaches one within COLD_WINDOW. Returns a stop that came first instead."""
+        task = t.task
+        best: tuple[int, int] | None = None  # (count, address)
+        found = return_addresses(task, t.space)[:RETURNS]
+        for i in range(0, len(found), COUNTERS):
+            counters = []
+            for addr in found[i:i + COUNTERS]:
+                try:
+                    counters.append(HwCounter(task.tid, addr))
+                except HwCounterError:
+                    break
+            if not counters:
+                break
+            try:
+                task.resume(api.Req.SYSCALL)
+                time.sleep(COLD_WINDOW)
+                api.ptrace(api.Req.INTERRUPT, task.tid)
+                stop = self.rec.wait_for(t)
+                counts = [(c.count(), c.addr) for c in counters]
+            finally:
+                for c in counters:
+                    c.close()
+            if not (isinstance(stop, EventStop) and stop.event == api.Event.STOP):
+                return stop
+            for count, addr in counts:
+                if count and (best is None or count < best[0]):
+                    best = (count, addr)
+        if best is None:
+            return None
+        return self._next_arrival(t, best[1])
 
     def _repeats(self, t: RecordedTask) -> tuple[Stop | None, bool]:
         """Does the thread come back to this pc in the same state? Registers are compared
@@ -106,3 +158,30 @@ class Preempter:
             api.set_debugreg(task.tid, 6, 0)
             return None
         return stop
+
+
+def return_addresses(task: Task, space: AddressSpace) -> list[int]:
+    """Values on the stack above rsp that point just after a call instruction in code mapped
+    from a file: the return addresses of the frames the thread is in, innermost first
+    (without frame pointers or unwind tables; a stale value that passes is harmless, the
+    point chosen is verified like any other)."""
+    rsp = task.regs.rsp
+    stack = task.mem.read_upto(rsp, STACK_SCAN)
+    found: list[int] = []
+    for (value,) in struct.iter_unpack("<Q", stack[:len(stack) & ~7]):
+        m = space.find(value)
+        if m is None or not m.prot & PROT_EXEC or not m.file_id or value in found:
+            continue
+        if _after_call(task.mem.read_upto(value - 7, 7)):
+            found.append(value)
+    return found
+
+
+def _after_call(code: bytes) -> bool:
+    """The 7 bytes before an address end with a call: E8 rel32, or FF /2 (indirect) in its
+    2, 3, 6 and 7-byte forms."""
+    if len(code) != 7:
+        return False
+    if code[2] == 0xE8:
+        return True
+    return any(code[7 - n] == 0xFF and (code[8 - n] >> 3) & 7 == 2 for n in (2, 3, 6, 7))
