@@ -13,8 +13,9 @@ since the thread's last syscall, so the recorder chooses where to preempt:
     loop's pc, would cost replay a trap per iteration since the thread's last event; so the
     recorder looks for a colder place: the return addresses on the thread's stack are
     counted in the kernel for a few milliseconds (perf breakpoint counters) and the thread
-    is preempted at its next arrival at the least frequent one that it reached (a loop that
-    calls nothing has none: it is preempted where it is).
+    is preempted at its next arrival at the least frequent one it reached, if that one is
+    cold (at most COLD_ENOUGH arrivals in the window; a loop that calls nothing, or only a
+    function called every iteration, has none: it is preempted where it is).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 FORCE_AFTER = 100  # timeslices computing without a syscall while others wait (~2 s)
 COLD_WINDOW = 0.01  # s: how long each batch of return addresses is counted
+COLD_ENOUGH = 50    # arrivals in that window: at most 5,000 a second for replay to stop at
 COUNTERS = 3        # perf breakpoint counters at once (debug register 3 is relive's own)
 RETURNS = 9         # return addresses tried, innermost first
 STACK_SCAN = 1 << 14  # bytes of stack searched for them
@@ -92,13 +94,15 @@ class Preempter:
 
     def _to_colder_place(self, t: RecordedTask) -> Stop | None:
         """Run the thread on to the return address on its stack it reaches least often, if
-        it reaches one within COLD_WINDOW. Returns a stop that came first instead."""
+        it reaches one within COLD_WINDOW at most COLD_ENOUGH times. Returns a stop that came
+        first instead. The outermost frames are counted first: a hot address slows the
+        thread (a few µs per arrival), so counting stops at the first batch that has one."""
         task = t.task
         best: tuple[int, int] | None = None  # (count, address)
         found = return_addresses(task, t.space)[:RETURNS]
-        for i in range(0, len(found), COUNTERS):
+        for end in range(len(found), 0, -COUNTERS):
             counters = []
-            for addr in found[i:i + COUNTERS]:
+            for addr in found[max(end - COUNTERS, 0):end]:
                 try:
                     counters.append(HwCounter(task.tid, addr))
                 except HwCounterError:
@@ -117,8 +121,10 @@ class Preempter:
             if not (isinstance(stop, EventStop) and stop.event == api.Event.STOP):
                 return stop
             for count, addr in counts:
-                if count and (best is None or count < best[0]):
+                if 0 < count <= COLD_ENOUGH and (best is None or count < best[0]):
                     best = (count, addr)
+            if best is not None or any(count > COLD_ENOUGH for count, _ in counts):
+                break  # frames further in return more often still
         if best is None:
             return None
         return self._next_arrival(t, best[1])
@@ -172,12 +178,12 @@ def return_addresses(task: Task, space: AddressSpace) -> list[int]:
         m = space.find(value)
         if m is None or not m.prot & PROT_EXEC or not m.file_id or value in found:
             continue
-        if _after_call(task.mem.read_upto(value - 7, 7)):
+        if after_call(task.mem.read_upto(value - 7, 7)):
             found.append(value)
     return found
 
 
-def _after_call(code: bytes) -> bool:
+def after_call(code: bytes) -> bool:
     """The 7 bytes before an address end with a call: E8 rel32, or FF /2 (indirect) in its
     2, 3, 6 and 7-byte forms."""
     if len(code) != 7:

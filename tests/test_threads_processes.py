@@ -28,6 +28,9 @@ from conftest import (
     strip_relive,
 )
 
+from recorder.preempt import after_call
+from tracee.address_space import mapping_from_info
+from tracefile.reader import TraceReader
 from tracefile.records import Kind
 
 PYTHON = "/usr/bin/python3"  # the Debian interpreter, not the pyenv shim on PATH
@@ -235,6 +238,31 @@ def test_threads_spin_is_preempted_and_replays(programs, tmp_path):
     preempts = [(seq, tid) for seq, tid, kind, _ in events if kind == "PREEMPT"]
     assert preempts, "no PREEMPT event in the trace of threads_spin"
     assert all(tid != main_tid for _, tid in preempts), preempts
+
+
+def test_a_computing_thread_is_preempted_where_replay_finds_it_quickly(programs, tmp_path):
+    """Two threads compute for seconds without a syscall, calling a function per step: the
+    recorder preempts one after ~2 s, not at its hot pc (which replay would have to trap at
+    millions of times) but at the return address of the per-block call, found on its stack
+    and counted cold: every PREEMPT point follows a call instruction of the program."""
+    trace = tmp_path / "trace"
+    rec, _ = record_and_replay(trace, programs["threads_cpu_calls"])
+    assert rec.returncode == 0
+    assert re.fullmatch(rb"thread 0: [0-9a-f]{16}\nthread 1: [0-9a-f]{16}\n", rec.stdout)
+    points = [int(rest.split()[2].rstrip(","), 16) for _, _, kind, rest in dump_lines(trace)
+              if kind == "PREEMPT"]
+    assert points, "no PREEMPT event: the threads did not compute long enough"
+    reader = TraceReader(trace)
+    try:
+        maps = [mapping_from_info(m) for m in reader.event(0).info["maps"]]
+        binary = programs["threads_cpu_calls"].read_bytes()
+    finally:
+        reader.close()
+    for pc in points:
+        m = next(m for m in maps if m.start <= pc < m.end)
+        assert m.path and m.path.endswith("threads_cpu_calls"), (hex(pc), m)
+        offset = m.offset + pc - m.start
+        assert after_call(binary[offset - 7:offset]), hex(pc)
 
 
 # -- relive ps --------------------------------------------------------------------------------
