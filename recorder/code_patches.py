@@ -8,6 +8,7 @@ kept in the file cache: capstone's import alone costs ~70 ms, paid once per libr
 """
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,6 @@ class CodePatcher:
     def __init__(self, writer: TraceWriter) -> None:
         self.writer = writer
         self._scans: dict[str, rdrand.FileSites] = {}
-        self._cpu: frozenset[str] | None = None
 
     def patch(self, task: Task, space: AddressSpace, lo: int = 0,
               hi: int = 1 << 64) -> list[list[object]]:
@@ -36,24 +36,12 @@ class CodePatcher:
         for m in space.overlapping(lo, hi):
             if rdrand.patchable(m):
                 for addr, site in rdrand.in_mapping(m, self._sites(m), lo, hi):
-                    if site.insn not in self._cpu_has():
+                    if site.insn not in cpu_has():
                         continue
                     patch = rdrand.patched_code(len(site.code))
                     if task.mem.write(addr, patch) == len(patch):
                         done.append([addr, site.code.hex()])
         return done
-
-    def _cpu_has(self) -> frozenset[str]:
-        """Which of rdrand/rdseed this CPU executes. One it lacks raises SIGILL, in the
-        recording and in replay alike: left as it is."""
-        if self._cpu is None:
-            self._cpu = frozenset()
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    if line.startswith("flags"):
-                        self._cpu = frozenset(line.split()) & {"rdrand", "rdseed"}
-                        break
-        return self._cpu
 
     def site_at(self, space: AddressSpace, rip: int) -> rdrand.Site | None:
         m = space.find(rip)
@@ -84,3 +72,14 @@ class CodePatcher:
         found = rdrand.scan(self.writer.copy_of(file_id))
         self.writer.keep_note(NOTE, file_id, rdrand.to_json(found))
         return found
+
+
+@functools.cache
+def cpu_has() -> frozenset[str]:
+    """Which of rdrand/rdseed this CPU executes. One it lacks raises SIGILL, in the recording
+    and in replay alike: left as it is."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return frozenset(line.split()) & {"rdrand", "rdseed"}
+    return frozenset()

@@ -98,12 +98,10 @@ class Diversion:
             raise TargetError(f"cannot write {len(data)} bytes at {addr:#x}")
 
     def write_registers(self, values: Mapping[str, int]) -> None:
-        current = self.registers()
+        """Set the registers given (the caller passes only those that change)."""
         fx = bytearray(api.get_fpregs(self.copy.tid))
         fx_changed = False
         for name, value in values.items():
-            if current.get(name) == value:
-                continue
             if name in GPRS:
                 self.copy.set_reg(name, value)
             elif _set_fx(fx, name, value):
