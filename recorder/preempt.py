@@ -14,11 +14,14 @@ since the thread's last syscall, so the recorder chooses where to preempt:
     recorder looks for a colder place: the return addresses on the thread's stack are
     counted in the kernel for a few milliseconds (perf breakpoint counters) and the thread
     is preempted at its next arrival at the least frequent one it reached, if that one is
-    cold (at most COLD_ENOUGH arrivals in the window; a loop that calls nothing, or only a
-    function called every iteration, has none: it is preempted where it is).
+    cold (at most COLD_ENOUGH arrivals in the window), or hot but reached less often than
+    the pc where it is; otherwise (a loop that calls nothing) it is preempted where it is.
+An asynchronous signal that arrives while a thread computes is delivered at such a place too
+(recorder.signals); signals that arrive while the recorder takes the thread there are held.
 """
 from __future__ import annotations
 
+import os
 import signal
 import struct
 import time
@@ -26,9 +29,9 @@ from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_EXEC, AddressSpace
-from tracee.digest import memory_digest, scratch_ranges
+from tracee.digest import memory_digest, scratch_ranges, stack_digest
 from tracee.hwcount import HwCounter, HwCounterError
-from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
+from tracee.stops import EventStop, SignalStop, Stop, SyscallStop, decode
 from tracefile.records import Kind
 
 if TYPE_CHECKING:
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 FORCE_AFTER = 100  # timeslices computing without a syscall while others wait (~2 s)
 COLD_WINDOW = 0.01  # s: how long each batch of return addresses is counted
 COLD_ENOUGH = 50    # arrivals in that window: at most 5,000 a second for replay to stop at
+POLL = 0.001        # s: how often counters are read, to drop a hot one
 COUNTERS = 3        # perf breakpoint counters at once (debug register 3 is relive's own)
 RETURNS = 9         # return addresses tried, innermost first
 STACK_SCAN = 1 << 14  # bytes of stack searched for them
@@ -80,54 +84,105 @@ class Preempter:
                 self.rec.resume(t)
                 return
         else:
-            stop = self._to_colder_place(t)
+            stop = self.to_colder_place(t)
             if stop is not None:  # a syscall or signal came first: an exact point anyway
                 self.rec.handle(t, stop)
                 return
         self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(),
-                      info={"rip": task.regs.rip, "after": t.last_event,
-                            "digest": memory_digest(task.pid, task.mem.read_upto,
-                                                    scratch_ranges(t.space))})
+                      info=point_info(t))
         self._slices.pop(task.tid, None)
         t.wants = (api.Req.SYSCALL, 0)
         self.rec.queue.make_ready(t)
 
-    def _to_colder_place(self, t: RecordedTask) -> Stop | None:
+    def to_colder_place(self, t: RecordedTask) -> Stop | None:
         """Run the thread on to the return address on its stack it reaches least often, if
-        it reaches one within COLD_WINDOW at most COLD_ENOUGH times. Returns a stop that came
-        first instead. The outermost frames are counted first: a hot address slows the
-        thread (a few µs per arrival), so counting stops at the first batch that has one."""
-        task = t.task
-        best: tuple[int, int] | None = None  # (count, address)
-        found = return_addresses(task, t.space)[:RETURNS]
+        it reaches one within COLD_WINDOW at most COLD_ENOUGH times; failing that, to the
+        least frequent hot one if it is reached less often than the pc where the thread is
+        (a loop's per-iteration return, against an instruction of an inner loop). Returns a
+        stop that came first instead. The outermost frames are counted first, COUNTERS at a
+        time, up to the first batch with an address reached: frames further in return more
+        often still."""
+        found = return_addresses(t.task, t.space)[:RETURNS]
         for end in range(len(found), 0, -COUNTERS):
-            counters = []
-            for addr in found[max(end - COUNTERS, 0):end]:
-                try:
-                    counters.append(HwCounter(task.tid, addr))
-                except HwCounterError:
-                    break
-            if not counters:
-                break
-            try:
-                task.resume(api.Req.SYSCALL)
-                time.sleep(COLD_WINDOW)
-                api.ptrace(api.Req.INTERRUPT, task.tid)
-                stop = self.rec.wait_for(t)
-                counts = [(c.count(), c.addr) for c in counters]
-            finally:
-                for c in counters:
-                    c.close()
-            if not (isinstance(stop, EventStop) and stop.event == api.Event.STOP):
+            stop, counts = self._count_arrivals(t, found[max(end - COUNTERS, 0):end])
+            if stop is not None:
                 return stop
-            for count, addr in counts:
-                if 0 < count <= COLD_ENOUGH and (best is None or count < best[0]):
-                    best = (count, addr)
-            if best is not None or any(count > COLD_ENOUGH for count, _ in counts):
-                break  # frames further in return more often still
-        if best is None:
+            reached = [(n, addr) for n, addr in counts if n > 0]
+            if reached or not counts:
+                break
+        else:
             return None
-        return self._next_arrival(t, best[1])
+        if not reached:
+            return None
+        count, addr = min(reached)
+        if count > COLD_ENOUGH:
+            here = t.task.regs.rip
+            stop, counts = self._count_arrivals(t, [addr, here], COLD_WINDOW / 10, evict=False)
+            if stop is not None:
+                return stop
+            if len(counts) < 2 or counts[0][0] >= counts[1][0]:
+                return None
+        return self._next_arrival(t, addr)
+
+    def _count_arrivals(self, t: RecordedTask, addrs: list[int], window: float = COLD_WINDOW,
+                        evict: bool = True) -> tuple[Stop | None, list[tuple[int, int]]]:
+        """Let the thread run for `window` and count its arrivals at `addrs` in the kernel:
+        (None, [(count, address)] in the order of `addrs`), or (a stop that came first, []).
+        With `evict`, a counter is read every millisecond and dropped once its address is
+        hot: each arrival at a counted address costs the thread a few µs, and a hot one
+        would starve the others of arrivals."""
+        task = t.task
+        counters: list[HwCounter] = []
+        for addr in addrs:
+            try:
+                counters.append(HwCounter(task.tid, addr))
+            except HwCounterError:
+                break
+        if not counters:
+            return None, []
+        hot: dict[int, int] = {}
+        stop: Stop | None = None
+        try:
+            task.resume(api.Req.SYSCALL)
+            deadline = time.monotonic() + window
+            while stop is None and time.monotonic() < deadline:
+                time.sleep(min(POLL, window))
+                for c in counters:
+                    if evict and c.fd >= 0 and (n := c.count()) > COLD_ENOUGH:
+                        hot[c.addr] = n
+                        c.close()
+                stop = self._poll(t)
+            if stop is None:
+                api.ptrace(api.Req.INTERRUPT, task.tid)
+                stop = self._wait(t)
+            counts = [(hot[c.addr] if c.fd < 0 else c.count(), c.addr) for c in counters]
+        finally:
+            for c in counters:
+                c.close()
+        if not (isinstance(stop, EventStop) and stop.event == api.Event.STOP):
+            return stop, []
+        return None, counts
+
+    def _wait(self, t: RecordedTask) -> Stop:
+        """The thread's next stop but for asynchronous signals, which are held for later: the
+        thread is on its way to a point of the recorder's choosing."""
+        while True:
+            stop = self.rec.wait_for(t)
+            if not self.rec.signals.absorb(t, stop):
+                return stop
+            t.task.resume(api.Req.SYSCALL)
+
+    def _poll(self, t: RecordedTask) -> Stop | None:
+        """The thread's stop if it stopped (a timer signal must not keep it stopped for the
+        rest of a counting window: it is held, and the thread goes on)."""
+        tid, status = os.waitpid(t.task.tid, api.WALL | os.WNOHANG)
+        if not tid:
+            return None
+        stop = decode(tid, status)
+        if not self.rec.signals.absorb(t, stop):
+            return stop
+        t.task.resume(api.Req.SYSCALL)
+        return None
 
     def _repeats(self, t: RecordedTask) -> tuple[Stop | None, bool]:
         """Does the thread come back to this pc in the same state? Registers are compared
@@ -155,7 +210,7 @@ class Preempter:
         # RF: the instruction at rip runs first instead of trapping at once.
         task.set_reg("eflags", task.regs.eflags | RESUME_FLAG)
         task.resume(api.Req.SYSCALL)
-        stop = self.rec.wait_for(t)
+        stop = self._wait(t)
         if not isinstance(stop, (SignalStop, EventStop, SyscallStop)):
             return stop  # it is gone
         api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) & ~DR7_ENABLE)
@@ -164,6 +219,15 @@ class Preempter:
             api.set_debugreg(task.tid, 6, 0)
             return None
         return stop
+
+
+def point_info(t: RecordedTask) -> dict[str, object]:
+    """What identifies a point in user code: the pc, the thread's last event, a digest of
+    writable memory and one of the top of the stack (checked first in replay: cheaper)."""
+    task = t.task
+    return {"rip": task.regs.rip, "after": t.last_event,
+            "digest": memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space)),
+            "stack": stack_digest(task.mem.read_upto, task.regs.rsp)}
 
 
 def return_addresses(task: Task, space: AddressSpace) -> list[int]:

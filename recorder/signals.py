@@ -8,9 +8,11 @@ Where a signal is delivered decides whether replay can find the point again with
   - "before_syscall": an asynchronous signal that arrived while the thread ran user code is
     held back and delivered just before the thread's next syscall instead (the kernel may
     deliver late; the program cannot tell);
-  - "user": a thread that makes no syscall within HOLD_BUDGET gets the held signal where it is
-    (PTRACE_INTERRUPT); the event stores all registers and a digest of writable memory, and
-    replay stops at that pc until both match (slow for tight loops; exact or a divergence).
+  - "user": a thread that makes no syscall within HOLD_BUDGET is interrupted and gets the held
+    signal at a place replay finds fast: where it is, or a little later at a cold return
+    address on its stack (recorder.preempt, as for a preemption); the event stores all
+    registers and a digest of writable memory, and replay stops at that pc until both match
+    (one trap per execution of the pc since the thread's last event; exact or a divergence).
 rdtsc/rdtscp traps (PR_SET_TSC) are emulated here too. Signal frames are recorded with a
 guessed size through `record_remote_writable`, clipped at flagged mappings, marked
 conservative.
@@ -25,10 +27,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from recorder.preempt import point_info
 from tracee import ptrace_api as api
 from tracee import rdrand
 from tracee.address_space import AddressSpace, Flag, read_proc_maps
-from tracee.digest import KERNEL_MAPS, memory_digest, scratch_ranges
+from tracee.digest import KERNEL_MAPS
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
 from tracefile.records import Kind, MemoryWrite
 
@@ -149,12 +152,27 @@ class SignalRecorder:
             self.deliver(t, sig, siginfo, {"where": "sync"})
         elif t.exit_rip is not None and task.regs.rip == t.exit_rip:
             self.deliver(t, sig, siginfo, {"where": "after_syscall", "after": t.last_event})
-        elif sig < signal.SIGRTMIN and any(si_signo(h) == sig for h in t.held):
-            self.rec.resume(t)  # standard signals do not queue: one pending instance
         else:
-            t.held.append(siginfo)
-            self._held_since.setdefault(task.tid, time.monotonic())
+            self._hold(t, sig, siginfo)
             self.rec.resume(t)
+
+    def _hold(self, t: RecordedTask, sig: int, siginfo: bytes) -> None:
+        if sig < signal.SIGRTMIN and any(si_signo(h) == sig for h in t.held):
+            return  # standard signals do not queue: one pending instance
+        t.held.append(siginfo)
+        self._held_since.setdefault(t.task.tid, time.monotonic())
+
+    def absorb(self, t: RecordedTask, stop: Stop) -> bool:
+        """While the recorder runs `t` on to a place of its choosing (recorder.preempt): hold
+        an asynchronous signal that arrives (True: resume the thread and wait on). A fault,
+        a trap, an rdtsc or rdrand is an exact point of its own and is not absorbed."""
+        if not isinstance(stop, SignalStop):
+            return False
+        siginfo = api.get_siginfo(t.task.tid)
+        if stop.signal in SYNC_SIGNALS and si_code(siginfo) > 0:
+            return False
+        self._hold(t, stop.signal, siginfo)
+        return True
 
     def on_interrupt(self, t: RecordedTask) -> None:
         """A PTRACE_INTERRUPT stop: deliver a held signal here if the thread still holds one."""
@@ -165,11 +183,11 @@ class SignalRecorder:
             else:
                 self.rec.resume(t)
             return
-        regs = t.task.regs
-        info = {"where": "user", "after": t.last_event,
-                "digest": memory_digest(t.task.pid, t.task.mem.read_upto, scratch_ranges(t.space)),
-                "rip": regs.rip}
-        self._raise_held(t, info)
+        stop = self.rec.preempter.to_colder_place(t)
+        if stop is not None:  # an exact point came first (a syscall: delivered before it)
+            self.rec.handle(t, stop)
+            return
+        self._raise_held(t, dict(point_info(t), where="user"))
 
     def deliver_held_before_syscall(self, t: RecordedTask) -> None:
         """At a syscall entry with a held signal: skip the call, rewind to its `syscall`

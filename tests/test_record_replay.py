@@ -24,6 +24,10 @@ from conftest import (
     run_relive,
     shell_status,
 )
+from recorder.preempt import after_call
+from tracee.address_space import mapping_from_info
+from tracefile.reader import TraceReader
+from tracefile.records import Kind
 
 # name, args ("{tmp}" becomes a per-test scratch directory), deterministic output?
 CASES = [
@@ -416,3 +420,31 @@ def test_ctrl_z_suspends_the_recording_and_fg_resumes_it(programs, tmp_path):
     rep = replay(trace)
     assert rep.returncode == 0, describe(rep)
     assert rep.stdout == printed
+
+
+def test_a_profiling_timer_is_delivered_where_replay_finds_it_quickly(programs, tmp_path):
+    """SIGPROF every 10 ms of CPU time while the program computes in blocks of calls (what
+    gcc -pg does): each tick is delivered a little late, at the return from a block, which
+    the recorder found cold on the stack, and the replay reproduces where every tick
+    landed. Delivered where they came, at the hot per-step code, the replay of this one
+    second of work had to trap at every execution of that pc: it ran for hours."""
+    trace = tmp_path / "trace"
+    binary = programs["prof_timer"]
+    rec = record(trace, binary, capture_output=True, timeout=120)
+    assert rec.returncode == 0, describe(rec)
+    assert_faithful(rec, replay(trace, capture_output=True, timeout=120))
+    ticks = int(re.search(rb"ticks=(\d+)", rec.stdout).group(1))
+    reader = TraceReader(trace)
+    try:
+        maps = [mapping_from_info(m) for m in reader.event(0).info["maps"]]
+        points = [ev.info["rip"] for ev in reader.events()
+                  if ev.kind == Kind.SIGNAL and ev.info.get("where") == "user"]
+    finally:
+        reader.close()
+    assert len(points) >= ticks // 2 >= 5, (ticks, points)
+    code = binary.read_bytes()
+    for pc in points:
+        m = next(m for m in maps if m.start <= pc < m.end)
+        assert m.path and m.path.endswith("prof_timer"), (hex(pc), m)
+        offset = m.offset + pc - m.start
+        assert after_call(code[offset - 7:offset]), hex(pc)

@@ -52,3 +52,13 @@ def memory_digest(pid: int, read: Callable[[int, int], bytes],
         h.update(struct.pack("<QQ", start, end))
         h.update(read(start, end - start))
     return h.hexdigest()
+
+
+STACK_SPAN = 4096
+
+
+def stack_digest(read: Callable[[int, int], bytes], rsp: int) -> str:
+    """A digest of the live stack's first page above rsp: a cheap first test before
+    `memory_digest` (a loop whose registers repeat often keeps its counters there)."""
+    import hashlib
+    return hashlib.blake2b(read(rsp, STACK_SPAN), digest_size=8).hexdigest()
