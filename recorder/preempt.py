@@ -28,8 +28,8 @@ import time
 from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
-from tracee.address_space import PROT_EXEC, AddressSpace
-from tracee.digest import memory_digest, scratch_ranges, stack_digest
+from tracee.address_space import PROT_EXEC, PROT_WRITE, AddressSpace
+from tracee.digest import KERNEL_MAPS, memory_digest, scratch_ranges, stack_digest
 from tracee.hwcount import HwCounter, HwCounterError
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop, decode
 from tracefile.records import Kind
@@ -225,9 +225,14 @@ def point_info(t: RecordedTask) -> dict[str, object]:
     """What identifies a point in user code: the pc, the thread's last event, a digest of
     writable memory and one of the top of the stack (checked first in replay: cheaper)."""
     task = t.task
-    return {"rip": task.regs.rip, "after": t.last_event,
-            "digest": memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space)),
-            "stack": stack_digest(task.mem.read_upto, task.regs.rsp)}
+    rsp = task.regs.rsp
+    info: dict[str, object] = {
+        "rip": task.regs.rip, "after": t.last_event,
+        "digest": memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space))}
+    m = t.space.find(rsp)
+    if m is not None and m.prot & PROT_WRITE and not m.flags and m.path not in KERNEL_MAPS:
+        info["stack"] = stack_digest(task.mem.read_upto, rsp)  # memory the digest covers
+    return info
 
 
 def return_addresses(task: Task, space: AddressSpace) -> list[int]:

@@ -219,10 +219,15 @@ class Recorder:
             log.debug("task %d died while it waited for the CPU", t.task.tid)
             self.queue.remove(t)
 
-    def resume(self, t: RecordedTask, sig: int = 0, *, in_syscall: bool = False) -> None:
+    def resume(self, t: RecordedTask, sig: int = 0, *, in_syscall: bool = False,
+               mid_user: bool = False) -> None:
         """Let `t` go on, unless its timeslice is over and another task is ready: then it
-        waits in the run queue, stopped where it is (an exact point for replay)."""
-        if t is self.queue.current and (in_syscall or not self.queue.should_switch()):
+        waits in the run queue, stopped where it is (an exact point for replay). A task
+        stopped in user code where no event was recorded (`mid_user`: a signal it holds
+        for later, one without effect) goes on: replay could not find that point, and the
+        other tasks' events would replay before the user code it ran up to there."""
+        if t is self.queue.current and (in_syscall or mid_user
+                                        or not self.queue.should_switch()):
             # Marked before it goes: the timeslice's end (SIGALRM) interrupts the task only
             # when this says it runs user code, and an end that came between the resume and
             # the mark would never interrupt it (a thread spinning on another would keep the

@@ -154,7 +154,7 @@ class SignalRecorder:
             self.deliver(t, sig, siginfo, {"where": "after_syscall", "after": t.last_event})
         else:
             self._hold(t, sig, siginfo)
-            self.rec.resume(t)
+            self.rec.resume(t, mid_user=True)
 
     def _hold(self, t: RecordedTask, sig: int, siginfo: bytes) -> None:
         if sig < signal.SIGRTMIN and any(si_signo(h) == sig for h in t.held):
@@ -242,7 +242,7 @@ class SignalRecorder:
             if info["where"] == "sync":  # the kernel forces a fault's default action
                 how = "default"
             else:
-                self.rec.resume(t)
+                self.rec.resume(t, mid_user=info["where"] != "after_syscall")
                 return
         event_info = dict(info, siginfo=siginfo.hex())
         if how == "default":

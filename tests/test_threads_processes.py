@@ -596,3 +596,18 @@ def test_python_multiprocessing(tmp_path, repeat):
     assert rec.stdout.splitlines() == [
         b"[(0, 0), (1, 499500), (2, 1999000)] [0, 0, 0]", b"[5, 4, 3, 2, 1, 0, 1, 2, 3, 4]"]
     assert_faithful(rec, replay(tmp_path / "t"))
+
+
+def test_a_profiling_timer_while_threads_compute(programs, tmp_path):
+    """Two threads compute while SIGPROF ticks (the process's timer signals whichever thread
+    runs): each tick is delivered at a cold place of the thread that got it. A thread that
+    gets a signal to hold for later is never left stopped mid-computation, where no event
+    marks the point: the other thread's events would then replay before the code it had
+    run, and the replay could not find where the signal was delivered."""
+    trace = tmp_path / "trace"
+    rec, _ = record_and_replay(trace, programs["prof_timer"], "2000", "2", timeout=120)
+    assert rec.returncode == 0
+    assert re.fullmatch(rb"thread 0: x=[0-9a-f]{16}\nthread 1: x=[0-9a-f]{16}\n", rec.stdout)
+    kinds = [(kind, rest.split()[1] if kind == "SIGNAL" else "")
+             for _, _, kind, rest in dump_lines(trace)]
+    assert ("SIGNAL", "user") in kinds, kinds

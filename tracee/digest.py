@@ -14,6 +14,7 @@ from tracee.address_space import PROT_WRITE, AddressSpace, Flag, read_proc_maps
 from tracee.remote import RELIVE_PAGE
 
 KERNEL_MAPS = ("[vdso]", "[vvar]", "[vsyscall]", "[vvar_vclock]")
+PAGE = 4096
 
 
 def writable_ranges(pid: int, skip: Iterable[tuple[int, int]] = ()) -> list[tuple[int, int]]:
@@ -54,11 +55,10 @@ def memory_digest(pid: int, read: Callable[[int, int], bytes],
     return h.hexdigest()
 
 
-STACK_SPAN = 4096
-
 
 def stack_digest(read: Callable[[int, int], bytes], rsp: int) -> str:
-    """A digest of the live stack's first page above rsp: a cheap first test before
-    `memory_digest` (a loop whose registers repeat often keeps its counters there)."""
+    """A digest of the stack from rsp to the end of its page: a cheap first test before
+    `memory_digest` (a loop whose registers repeat often keeps its counters there). Only
+    that page: the next may belong to another mapping, one whose contents differ in replay."""
     import hashlib
-    return hashlib.blake2b(read(rsp, STACK_SPAN), digest_size=8).hexdigest()
+    return hashlib.blake2b(read(rsp, PAGE - rsp % PAGE), digest_size=8).hexdigest()

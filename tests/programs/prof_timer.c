@@ -4,7 +4,11 @@
  * block and step each tick lands in; those vary from run to run, so a replay reproduces
  * them only if it delivers every SIGPROF at exactly the recorded point. The recorder
  * delivers them a little late, at a place replay finds quickly.
- * Usage: prof_timer [BLOCKS]   (default 12000, about a second). Exit status 0. */
+ * With THREADS > 1, that many threads compute (the process's timer signals whichever runs)
+ * and print their results; the ticks they note are not printed.
+ * Usage: prof_timer [BLOCKS [THREADS]]   (default 12000 blocks, about a second; 1 thread).
+ * Exit status 0. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,12 +43,35 @@ __attribute__((noinline)) static unsigned long block(unsigned long x)
     return x;
 }
 
+static unsigned long blocks = 12000;
+
+static void *compute(void *seed)
+{
+    unsigned long x = (unsigned long)seed;
+    for (unsigned long b = 0; b < blocks; b++)
+        x = block(x);
+    return (void *)x;
+}
+
 int main(int argc, char **argv)
 {
-    unsigned long blocks = argc > 1 ? strtoul(argv[1], NULL, 10) : 12000;
+    if (argc > 1)
+        blocks = strtoul(argv[1], NULL, 10);
+    int threads = argc > 2 ? atoi(argv[2]) : 1;
     struct itimerval every_10ms = {{0, 10000}, {0, 10000}};
     signal(SIGPROF, on_tick);
     setitimer(ITIMER_PROF, &every_10ms, NULL);
+    if (threads > 1) {
+        pthread_t tids[threads];
+        for (long i = 0; i < threads; i++)
+            pthread_create(&tids[i], NULL, compute, (void *)(i + 1));
+        for (int i = 0; i < threads; i++) {
+            void *x;
+            pthread_join(tids[i], &x);
+            printf("thread %d: x=%016lx\n", i, (unsigned long)x);
+        }
+        return 0;
+    }
     unsigned long x = 1;
     for (block_no = 0; block_no < blocks; block_no++)
         x = block(x);
