@@ -12,6 +12,7 @@ and trace bytes per syscall (size of DIR/trace.db* divided by the `events: N`
 line of `python3 -m relive info DIR`; the event count is shown next to it).
 The four run in turn within each of the --repeat rounds. `true` (/bin/true) shows the fixed
 cost alone; cpu_loop and cpu_loop_5x the same loop-only program at ~1 s and ~5 s natively;
+prof_timer a profiling timer's signals arriving while the program computes (gcc -pg's case);
 tar a real program reading files and writing an archive (/usr/share/doc, into --out).
 
 Cells whose command fails (e.g. the relive CLI does not exist yet) are shown
@@ -51,6 +52,7 @@ def compile_all(out_dir):
         "cpu_loop_5x": (["gcc", "-O0", "-g", f"-DCPU_LOOP_ITERS={5 * CPU_LOOP_ITERS}UL"],
                         PROGRAMS_DIR / "cpu_loop.c"),
         "many_syscalls": (["gcc", "-O0", "-g"], PROGRAMS_DIR / "many_syscalls.c"),
+        "prof_timer": (["gcc", "-O0", "-g"], PROGRAMS_DIR / "prof_timer.c"),
         "ptrace_floor": (["gcc", "-O2"], BENCH_DIR / "ptrace_floor.c"),
     }
     bins = {}
@@ -194,7 +196,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=600,
                     help="per-run timeout for record/replay, seconds (default 600)")
     ap.add_argument("--workload", action="append", choices=[
-        "true", "cpu_loop", "cpu_loop_5x", "many_syscalls", "python3_startup", "tar"],
+        "true", "cpu_loop", "cpu_loop_5x", "many_syscalls", "prof_timer", "python3_startup",
+        "tar"],
                     help="run only this workload (repeatable)")
     args = ap.parse_args()
     if args.repeat < 1:
@@ -207,6 +210,7 @@ def main():
         "cpu_loop": [str(bins["cpu_loop"])],
         "cpu_loop_5x": [str(bins["cpu_loop_5x"])],
         "many_syscalls": [str(bins["many_syscalls"]), str(MANY_SYSCALLS_N)],
+        "prof_timer": [str(bins["prof_timer"])],
         "python3_startup": ["/usr/bin/python3", "-c", "pass"],
         "tar": ["tar", "cf", str(args.out / "doc.tar"), "-C", "/usr/share", "doc"],
     }
@@ -222,6 +226,7 @@ def main():
         "cpu_loop": f"cpu_loop.c, {CPU_LOOP_ITERS:,} iterations, no syscalls",
         "cpu_loop_5x": f"cpu_loop.c, {5 * CPU_LOOP_ITERS:,} iterations, no syscalls",
         "many_syscalls": f"many_syscalls.c, {MANY_SYSCALLS_N:,} getppid()",
+        "prof_timer": "prof_timer.c: SIGPROF every 10 ms of CPU time during ~1 s of calls",
         "python3_startup": "/usr/bin/python3 -c pass",
         "tar": "tar cf OUT/doc.tar -C /usr/share doc (files read, an archive written)",
     }

@@ -41,7 +41,6 @@ DATA_SIZE = 4 << 20
 # if a timer signal slipped in between two waits.
 BUDGET_NS = 5_000_000
 _REC = struct.Struct(f"<{REGS_SIZE}sqQQ" + "QQQ" * fastloop.MAX_OUTS)
-_EXIT_RIP = struct.Struct(f"<{REGS_SIZE + 8}xQ")
 
 
 Outputs = list[tuple[int, int, int, int]]
@@ -148,7 +147,7 @@ class Batch(NamedTuple):
     tid: int = 0            # with reason STOP: whose stop
     status: int = 0         # its raw waitpid status
     entry: bytes | None = None  # registers of a syscall entered and not recorded
-    exit_rip: int | None = None  # of the last record
+    exit_at: tuple[int, int] | None = None  # (rip, result) of the last record
 
 
 class RecordLoop:
@@ -193,7 +192,10 @@ class RecordLoop:
             raise PtraceError(out[5], f"ptrace of task {tid} failed in the fast path")
         raw = ctypes.string_at(self._recs, n * _REC.size)
         data = ctypes.string_at(self._data, out[6])
-        exit_rip = _EXIT_RIP.unpack_from(raw, len(raw) - _REC.size)[0] if n else None
+        exit_at = None
+        if n:
+            _regs, result, exit_rip, *_ = _REC.unpack_from(raw, len(raw) - _REC.size)
+            exit_at = (exit_rip, result)
         return Batch(recorded=n, records=lambda: _unpack(raw, data), reason=reason, tid=out[2],
                      status=out[3], entry=self._entry.raw if out[4] else None,
-                     exit_rip=exit_rip)
+                     exit_at=exit_at)

@@ -14,7 +14,7 @@ since the thread's last syscall, so the recorder chooses where to preempt:
     recorder looks for a colder place: the return addresses on the thread's stack are
     counted in the kernel for a few milliseconds (perf breakpoint counters) and the thread
     is preempted at its next arrival at the least frequent one it reached, if that one is
-    cold (at most COLD_ENOUGH arrivals in the window), or hot but reached less often than
+    cold (at most COLD_RATE arrivals a second), or hot but reached less often than
     the pc where it is; otherwise (a loop that calls nothing) it is preempted where it is.
 An asynchronous signal that arrives while a thread computes is delivered at such a place too
 (recorder.signals); signals that arrive while the recorder takes the thread there are held.
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 FORCE_AFTER = 100  # timeslices computing without a syscall while others wait (~2 s)
 COLD_WINDOW = 0.01  # s: how long each batch of return addresses is counted
-COLD_ENOUGH = 50    # arrivals in that window: at most 5,000 a second for replay to stop at
+COLD_RATE = 5000    # arrivals a second at most, for replay to stop at each
 POLL = 0.001        # s: how often counters are read, to drop a hot one
 COUNTERS = 3        # perf breakpoint counters at once (debug register 3 is relive's own)
 RETURNS = 9         # return addresses tried, innermost first
@@ -96,41 +96,40 @@ class Preempter:
 
     def to_colder_place(self, t: RecordedTask) -> Stop | None:
         """Run the thread on to the return address on its stack it reaches least often, if
-        it reaches one within COLD_WINDOW at most COLD_ENOUGH times; failing that, to the
-        least frequent hot one if it is reached less often than the pc where the thread is
-        (a loop's per-iteration return, against an instruction of an inner loop). Returns a
-        stop that came first instead. The outermost frames are counted first, COUNTERS at a
-        time, up to the first batch with an address reached: frames further in return more
-        often still."""
+        it reaches one at most COLD_RATE times a second; failing that, to the least frequent
+        hot one if it is reached less often than the pc where the thread is (a loop's
+        per-iteration return, against an instruction of an inner loop). Returns a stop that
+        came first instead. The outermost frames are counted first, COUNTERS at a time, up
+        to the first batch with an address reached: frames further in return more often."""
         found = return_addresses(t.task, t.space)[:RETURNS]
         for end in range(len(found), 0, -COUNTERS):
-            stop, counts = self._count_arrivals(t, found[max(end - COUNTERS, 0):end])
+            stop, rates = self._count_arrivals(t, found[max(end - COUNTERS, 0):end])
             if stop is not None:
                 return stop
-            reached = [(n, addr) for n, addr in counts if n > 0]
-            if reached or not counts:
+            reached = [(rate, addr) for rate, addr in rates if rate > 0]
+            if reached or not rates:
                 break
         else:
             return None
         if not reached:
             return None
-        count, addr = min(reached)
-        if count > COLD_ENOUGH:
+        rate, addr = min(reached)
+        if rate > COLD_RATE:
             here = t.task.regs.rip
-            stop, counts = self._count_arrivals(t, [addr, here], COLD_WINDOW / 10, evict=False)
+            stop, rates = self._count_arrivals(t, [addr, here], COLD_WINDOW / 10, evict=False)
             if stop is not None:
                 return stop
-            if len(counts) < 2 or counts[0][0] >= counts[1][0]:
+            if len(rates) < 2 or rates[0][0] >= rates[1][0]:
                 return None
         return self._next_arrival(t, addr)
 
     def _count_arrivals(self, t: RecordedTask, addrs: list[int], window: float = COLD_WINDOW,
-                        evict: bool = True) -> tuple[Stop | None, list[tuple[int, int]]]:
+                        evict: bool = True) -> tuple[Stop | None, list[tuple[float, int]]]:
         """Let the thread run for `window` and count its arrivals at `addrs` in the kernel:
-        (None, [(count, address)] in the order of `addrs`), or (a stop that came first, []).
-        With `evict`, a counter is read every millisecond and dropped once its address is
-        hot: each arrival at a counted address costs the thread a few µs, and a hot one
-        would starve the others of arrivals."""
+        (None, [(arrivals per second, address)] in the order of `addrs`), or (a stop that
+        came first, []). With `evict`, a counter is read every millisecond and dropped once
+        its address is hot: each arrival at a counted address costs the thread a few µs,
+        and a hot one would starve the others of arrivals."""
         task = t.task
         counters: list[HwCounter] = []
         for addr in addrs:
@@ -140,28 +139,29 @@ class Preempter:
                 break
         if not counters:
             return None, []
-        hot: dict[int, int] = {}
+        rates: dict[HwCounter, float] = {}
         stop: Stop | None = None
         try:
             task.resume(api.Req.SYSCALL)
-            deadline = time.monotonic() + window
-            while stop is None and time.monotonic() < deadline:
+            started = time.monotonic()
+            while stop is None and time.monotonic() < started + window:
                 time.sleep(min(POLL, window))
                 for c in counters:
-                    if evict and c.fd >= 0 and (n := c.count()) > COLD_ENOUGH:
-                        hot[c.addr] = n
+                    if evict and c not in rates and (n := c.count()) > COLD_RATE * window:
+                        rates[c] = n / (time.monotonic() - started)
                         c.close()
                 stop = self._poll(t)
             if stop is None:
                 api.ptrace(api.Req.INTERRUPT, task.tid)
                 stop = self._wait(t)
-            counts = [(hot[c.addr] if c.fd < 0 else c.count(), c.addr) for c in counters]
+            elapsed = time.monotonic() - started
+            found = [(rates[c] if c in rates else c.count() / elapsed, c.addr) for c in counters]
         finally:
             for c in counters:
                 c.close()
         if not (isinstance(stop, EventStop) and stop.event == api.Event.STOP):
             return stop, []
-        return None, counts
+        return None, found
 
     def _wait(self, t: RecordedTask) -> Stop:
         """The thread's next stop but for asynchronous signals, which are held for later: the
@@ -173,13 +173,15 @@ class Preempter:
             t.task.resume(api.Req.SYSCALL)
 
     def _poll(self, t: RecordedTask) -> Stop | None:
-        """The thread's stop if it stopped (a timer signal must not keep it stopped for the
-        rest of a counting window: it is held, and the thread goes on)."""
+        """The thread's stop if it stopped during a counting window. It goes on after a
+        timer signal (held for later) and after an interrupt (the scheduler's end of a
+        timeslice: the window ends with an interrupt of its own)."""
         tid, status = os.waitpid(t.task.tid, api.WALL | os.WNOHANG)
         if not tid:
             return None
         stop = decode(tid, status)
-        if not self.rec.signals.absorb(t, stop):
+        interrupt = isinstance(stop, EventStop) and stop.event == api.Event.STOP
+        if not interrupt and not self.rec.signals.absorb(t, stop):
             return stop
         t.task.resume(api.Req.SYSCALL)
         return None

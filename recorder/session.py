@@ -74,7 +74,7 @@ class Entry:
 
 
 class RecordedTask:
-    __slots__ = ("task", "space", "entry", "exited", "exit_rip", "last_event", "held",
+    __slots__ = ("task", "space", "entry", "exited", "exit_at", "last_event", "held",
                  "restart_of", "pending", "wants", "in_kernel", "entered", "running_user")
 
     def __init__(self, *, task: Task, space: AddressSpace) -> None:
@@ -85,7 +85,7 @@ class RecordedTask:
         self.exited = False
         # Set when the task was resumed from a syscall-exit stop: a signal stop that follows
         # at the same rip came before any user instruction ran, i.e. right after that syscall.
-        self.exit_rip: int | None = None
+        self.exit_at: tuple[int, int] | None = None  # (rip, rax) after its last syscall
         self.last_event = -1
         self.held: list[bytes] = []
         # The call a signal cut short, which the kernel may resume with restart_syscall.
@@ -245,7 +245,7 @@ class Recorder:
                 if info.op == api.SYSCALL_INFO_ENTRY:
                     self.on_entry(t, info.u[0], tuple(info.u[1:7]))
                 else:
-                    self.on_exit(t, _signed(info.u[0]), info.instruction_pointer)
+                    self.on_exit(t, api.signed(info.u[0]), info.instruction_pointer)
             case SignalStop(signal=sig):
                 self.signals.on_signal_stop(t, sig)
             case EventStop(event=api.Event.EXEC):
@@ -266,7 +266,7 @@ class Recorder:
         if nr == NR_RESTART_SYSCALL and t.restart_of is not None:
             nr, args = self._call_again(t, t.restart_of)
         t.restart_of = None
-        t.exit_rip = None
+        t.exit_at = None
         self.preempter.made_syscall(t)
         if t.held:
             self.signals.deliver_held_before_syscall(t)
@@ -396,7 +396,7 @@ class Recorder:
             self.resume(t)
             return
         if entry.done:
-            t.exit_rip = rip
+            t.exit_at = (rip, result)
             self.resume(t)
             return
         if entry.fake_result is not None:
@@ -410,7 +410,7 @@ class Recorder:
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,
                   writes=tuple(writes), info=info)
         t.entered = False
-        t.exit_rip = rip
+        t.exit_at = (rip, result)
         self._resume_after_exit(t, entry.nr)
 
     def _resume_after_exit(self, t: RecordedTask, nr: int) -> None:
@@ -448,11 +448,11 @@ class Recorder:
         before the loop ran."""
         if batch.recorded:
             t.last_event = self.writer.add_syscalls(t.task.tid, batch.recorded, batch.records)
-            t.exit_rip = batch.exit_rip
+            t.exit_at = batch.exit_at
             self.preempter.made_syscall(t)
         if batch.entry is not None:  # entered, resumed into the kernel, not recorded
             nr, args = entry_of(batch.entry)
-            t.exit_rip = None
+            t.exit_at = None
             self.preempter.made_syscall(t)
             t.entry = Entry(nr=nr, args=args, regs=batch.entry)
             t.in_kernel = may_block(name_of(nr))  # (simple calls never write our outputs)
@@ -505,7 +505,7 @@ class Recorder:
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,
                   writes=tuple(writes), info=info)
         t.entered = False
-        t.exit_rip = rip
+        t.exit_at = (rip, result)
         self.handle(t, stop)
         return True
 
@@ -670,10 +670,6 @@ def _exe(tid: int) -> str:
         return os.readlink(f"/proc/{tid}/exe")
     except OSError:
         return ""
-
-
-def _signed(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
 
 
 def _own_outputs() -> dict[int, tuple[int, int]]:

@@ -20,6 +20,7 @@ conservative.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import struct
@@ -37,6 +38,8 @@ from tracefile.records import Kind, MemoryWrite
 
 if TYPE_CHECKING:
     from recorder.session import RecordedTask, Recorder
+
+log = logging.getLogger(__name__)
 
 SYNC_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP,
                 signal.SIGSYS}
@@ -150,7 +153,7 @@ class SignalRecorder:
         siginfo = api.get_siginfo(task.tid)
         if sig in SYNC_SIGNALS and si_code(siginfo) > 0:
             self.deliver(t, sig, siginfo, {"where": "sync"})
-        elif t.exit_rip is not None and task.regs.rip == t.exit_rip:
+        elif t.exit_at == (task.regs.rip, api.signed(task.regs.rax)):  # (rip alone: a loop's?)
             self.deliver(t, sig, siginfo, {"where": "after_syscall", "after": t.last_event})
         else:
             self._hold(t, sig, siginfo)
@@ -218,6 +221,11 @@ class SignalRecorder:
         if not (isinstance(stop, SignalStop) and stop.signal == sig):
             self.rec.handle(t, stop)
             return
+        if info.get("rip") is not None and info["rip"] != task.regs.rip:
+            # Never seen, but the point must be where the signal is delivered.
+            log.warning("task %d: %s came at %#x, not at the point chosen (%#x)",
+                        task.tid, signal.Signals(sig).name, task.regs.rip, info["rip"])
+            info = dict(point_info(t), where="user")
         api.set_siginfo(task.tid, siginfo)
         self.deliver(t, sig, siginfo, info)
 
@@ -235,7 +243,7 @@ class SignalRecorder:
     def deliver(self, t: RecordedTask, sig: int, siginfo: bytes, info: dict[str, object]) -> None:
         """At a signal-delivery-stop: record the SIGNAL event and let the kernel deliver it."""
         task = t.task
-        t.exit_rip = None
+        t.exit_at = None
         regs_before = task.regs_bytes()
         how = disposition(task.pid, sig)
         if has_no_effect(how, sig):
@@ -273,11 +281,11 @@ class SignalRecorder:
         site = self.rec.effects.patcher.site_at(t.space, rip)
         if site is None or task.mem.read_upto(rip, 2) != rdrand.UD2:
             return False
-        t.exit_rip = None
+        t.exit_at = None
         regs = task.regs_bytes()
         value = rdrand.new_value(site.width)
         rdrand.emulate(task, site.reg, site.width, len(site.code), value)
-        signed = value - (1 << 64) if value >= 1 << 63 else value  # what SQLite stores
+        signed = api.signed(value)  # what SQLite stores
         self.rec.emit(t, Kind.RDRAND, result=signed, regs=regs,
                       info={"insn": site.insn, "reg": site.reg, "width": site.width,
                             "len": len(site.code)})
@@ -294,7 +302,7 @@ class SignalRecorder:
             length, aux = 3, 0
         else:
             return False
-        t.exit_rip = None
+        t.exit_at = None
         regs = task.regs_bytes()
         value = api.read_tsc()
         task.set_reg("rax", value & 0xFFFFFFFF)

@@ -106,6 +106,11 @@ class UserFPRegs(ctypes.Structure):
                 ("padding", ctypes.c_uint32 * 24)]
 
 
+def signed(value: int) -> int:
+    """A 64-bit register's value as a signed number (a syscall's result: -errno)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 def get_regs(pid: int, into: UserRegs) -> UserRegs:
     ptrace(Req.GETREGS, pid, 0, ctypes.addressof(into))
     return into

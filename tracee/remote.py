@@ -71,7 +71,7 @@ def inject_syscall(task: Task, nr: int, *args: int, at: int = SYSCALL_INSN) -> i
     result = int(task.regs.rax)
     task.set_regs_from(saved)
     task.flush_regs()
-    return result - (1 << 64) if result >= 1 << 63 else result
+    return api.signed(result)
 
 
 def exec_in_tracee(task: Task, path: str) -> None:
