@@ -125,11 +125,12 @@ class Preempter:
 
     def _count_arrivals(self, t: RecordedTask, addrs: list[int], window: float = COLD_WINDOW,
                         evict: bool = True) -> tuple[Stop | None, list[tuple[float, int]]]:
-        """Let the thread run for `window` and count its arrivals at `addrs` in the kernel:
-        (None, [(arrivals per second, address)] in the order of `addrs`), or (a stop that
-        came first, []). With `evict`, a counter is read every millisecond and dropped once
-        its address is hot: each arrival at a counted address costs the thread a few µs,
-        and a hot one would starve the others of arrivals."""
+        """Let the thread run for `window` of its CPU time (relive's own threads share its
+        CPU) and count its arrivals at `addrs` in the kernel: (None, [(arrivals per second
+        of CPU time, address)] in the order of `addrs`), or (a stop that came first, []).
+        With `evict`, a counter is read every millisecond and dropped once its address is
+        hot: each arrival at a counted address costs the thread a few µs, and a hot one
+        would starve the others of arrivals."""
         task = t.task
         counters: list[HwCounter] = []
         for addr in addrs:
@@ -143,19 +144,21 @@ class Preempter:
         stop: Stop | None = None
         try:
             task.resume(api.Req.SYSCALL)
-            started = time.monotonic()
-            while stop is None and time.monotonic() < started + window:
+            started, cpu_before = time.monotonic(), cpu_time(task.tid)
+            ran = 0.0
+            while stop is None and ran < window and time.monotonic() < started + 10 * window:
                 time.sleep(min(POLL, window))
+                ran = max(cpu_time(task.tid) - cpu_before, 1e-6)
                 for c in counters:
                     if evict and c not in rates and (n := c.count()) > COLD_RATE * window:
-                        rates[c] = n / (time.monotonic() - started)
+                        rates[c] = n / ran
                         c.close()
                 stop = self._poll(t)
             if stop is None:
                 api.ptrace(api.Req.INTERRUPT, task.tid)
                 stop = self._wait(t)
-            elapsed = time.monotonic() - started
-            found = [(rates[c] if c in rates else c.count() / elapsed, c.addr) for c in counters]
+            ran = max(cpu_time(task.tid) - cpu_before, 1e-6)
+            found = [(rates[c] if c in rates else c.count() / ran, c.addr) for c in counters]
         finally:
             for c in counters:
                 c.close()
@@ -221,6 +224,13 @@ class Preempter:
             api.set_debugreg(task.tid, 6, 0)
             return None
         return stop
+
+
+def cpu_time(tid: int) -> float:
+    """Seconds thread `tid` has run (its first field in /proc/TID/schedstat, in ns; up to
+    date here, since the thread shares the recorder's CPU and is not running now)."""
+    with open(f"/proc/{tid}/schedstat", "rb") as f:
+        return int(f.read().split()[0]) / 1e9
 
 
 def point_info(t: RecordedTask) -> dict[str, object]:

@@ -83,9 +83,10 @@ class RecordedTask:
         self.space = space
         self.entry: Entry | None = None
         self.exited = False
-        # Set when the task was resumed from a syscall-exit stop: a signal stop that follows
-        # at the same rip came before any user instruction ran, i.e. right after that syscall.
-        self.exit_at: tuple[int, int] | None = None  # (rip, rax) after its last syscall
+        # (rip, rax) at its last syscall's exit: a signal stop that follows with both the
+        # same came before any user instruction ran, i.e. right after that syscall (rip
+        # alone does not say it: rt_sigreturn returns into loops that come back to it).
+        self.exit_at: tuple[int, int] | None = None
         self.last_event = -1
         self.held: list[bytes] = []
         # The call a signal cut short, which the kernel may resume with restart_syscall.

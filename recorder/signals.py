@@ -222,7 +222,7 @@ class SignalRecorder:
             self.rec.handle(t, stop)
             return
         if info.get("rip") is not None and info["rip"] != task.regs.rip:
-            # Never seen, but the point must be where the signal is delivered.
+            # (a safeguard: the point recorded must be where the signal is delivered)
             log.warning("task %d: %s came at %#x, not at the point chosen (%#x)",
                         task.tid, signal.Signals(sig).name, task.regs.rip, info["rip"])
             info = dict(point_info(t), where="user")
