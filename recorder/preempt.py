@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_EXEC, PROT_WRITE, AddressSpace
-from tracee.digest import KERNEL_MAPS, memory_digest, scratch_ranges, stack_digest
+from tracee.digest import KERNEL_MAPS, PAGE, memory_digest, ranges_digest, scratch_ranges
 from tracee.hwcount import HwCounter, HwCounterError
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop, decode
 from tracefile.records import Kind
@@ -45,6 +45,9 @@ POLL = 0.001        # s: how often counters are read, to drop a hot one
 COUNTERS = 3        # perf breakpoint counters at once (debug register 3 is relive's own)
 RETURNS = 9         # return addresses tried, innermost first
 STACK_SCAN = 1 << 14  # bytes of stack searched for them
+NEAR = 64           # bytes each side of a register's value digested for a quick test
+NEAR_REGS = ("rsp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp",
+             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 SLOT = 3          # debug register 3: relive's own
 DR7_ENABLE = 1 << (2 * SLOT)
 DR6_HIT = 1 << SLOT
@@ -235,16 +238,31 @@ def cpu_time(tid: int) -> float:
 
 def point_info(t: RecordedTask) -> dict[str, object]:
     """What identifies a point in user code: the pc, the thread's last event, a digest of
-    writable memory and one of the top of the stack (checked first in replay: cheaper)."""
+    writable memory, and one of the memory near the registers (checked first in replay:
+    cheaper; an interpreter's registers repeat, the objects they point to change)."""
     task = t.task
-    rsp = task.regs.rsp
-    info: dict[str, object] = {
-        "rip": task.regs.rip, "after": t.last_event,
-        "digest": memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space))}
-    m = t.space.find(rsp)
-    if m is not None and m.prot & PROT_WRITE and not m.flags and m.path not in KERNEL_MAPS:
-        info["stack"] = stack_digest(task.mem.read_upto, rsp)  # memory the digest covers
-    return info
+    near = near_ranges(task.regs, t.space)
+    return {"rip": task.regs.rip, "after": t.last_event,
+            "digest": memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space)),
+            "near": near, "near_digest": ranges_digest(task.mem.read_upto, near)}
+
+
+def near_ranges(regs: api.UserRegs, space: AddressSpace) -> list[list[int]]:
+    """The stack from rsp to its page's end and NEAR bytes around each register that
+    points into the program's writable memory, clipped to the mapping: memory the memory
+    digest covers, so at the right point replay reads the same there."""
+    ranges: list[list[int]] = []
+    for name in NEAR_REGS:
+        value = getattr(regs, name)
+        m = space.find(value)
+        if m is None or not m.prot & PROT_WRITE or m.flags or m.path in KERNEL_MAPS:
+            continue
+        lo, hi = (value, value - value % PAGE + PAGE) if name == "rsp" else (value - NEAR,
+                                                                            value + NEAR)
+        lo, hi = max(lo, m.start), min(hi, m.end)
+        if [lo, hi - lo] not in ranges:
+            ranges.append([lo, hi - lo])
+    return ranges
 
 
 def return_addresses(task: Task, space: AddressSpace) -> list[int]:

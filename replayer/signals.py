@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
-from tracee.digest import memory_digest, scratch_ranges, stack_digest
+from tracee.digest import memory_digest, ranges_digest, scratch_ranges
 from tracee.stops import SignalStop, SyscallStop
 from tracee.sysnums import name_of
 from tracee.task import MemoryAccessError, Task
@@ -130,8 +130,8 @@ class SignalReplayer:
                     raise self.s.divergence(
                         ev, f"never reached the point {what} (pc {rip:#x})", stop)
                 if (not registers.diff(ev.regs, task.regs_bytes())
-                        and ev.info.get("stack") in (None, stack_digest(task.mem.read_upto,
-                                                                        task.regs.rsp))
+                        and ("near" not in ev.info or ev.info["near_digest"] == ranges_digest(
+                            task.mem.read_upto, ev.info["near"]))
                         and memory_digest(task.pid, task.mem.read_upto, skip) == ev.info["digest"]):
                     break
             else:

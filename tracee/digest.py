@@ -8,7 +8,7 @@ joined first so the digest does not depend on how the kernel happened to split o
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from tracee.address_space import PROT_WRITE, AddressSpace, Flag, read_proc_maps
 from tracee.remote import RELIVE_PAGE
@@ -56,9 +56,11 @@ def memory_digest(pid: int, read: Callable[[int, int], bytes],
 
 
 
-def stack_digest(read: Callable[[int, int], bytes], rsp: int) -> str:
-    """A digest of the stack from rsp to the end of its page: a cheap first test before
-    `memory_digest` (a loop whose registers repeat often keeps its counters there). Only
-    that page: the next may belong to another mapping, one whose contents differ in replay."""
+def ranges_digest(read: Callable[[int, int], bytes], ranges: Iterable[Sequence[int]]) -> str:
+    """A digest of a few (address, length) ranges: a cheap first test before
+    `memory_digest` where a loop's registers repeat (its state is in memory they point to)."""
     import hashlib
-    return hashlib.blake2b(read(rsp, PAGE - rsp % PAGE), digest_size=8).hexdigest()
+    h = hashlib.blake2b(digest_size=8)
+    for addr, length in ranges:
+        h.update(read(addr, length))
+    return h.hexdigest()
