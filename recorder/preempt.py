@@ -146,28 +146,30 @@ class Preempter:
         rates: dict[HwCounter, float] = {}
         stop: Stop | None = None
         try:
+            cpu_before = cpu_time(task.tid)
             task.resume(api.Req.SYSCALL)
-            started, cpu_before = time.monotonic(), cpu_time(task.tid)
-            ran = 0.0
+            started, ran = time.monotonic(), 0.0
             while stop is None and ran < window and time.monotonic() < started + 10 * window:
                 time.sleep(min(POLL, window))
+                stop = self._poll(t)
+                if stop is not None:
+                    break
                 ran = max(cpu_time(task.tid) - cpu_before, 1e-6)
                 for c in counters:
                     if evict and c not in rates and (n := c.count()) > COLD_RATE * window:
                         rates[c] = n / ran
                         c.close()
-                stop = self._poll(t)
             if stop is None:
                 api.ptrace(api.Req.INTERRUPT, task.tid)
                 stop = self._wait(t)
+            if not (isinstance(stop, EventStop) and stop.event == api.Event.STOP):
+                return stop, []  # (it may be gone: no /proc entry to read)
             ran = max(cpu_time(task.tid) - cpu_before, 1e-6)
-            found = [(rates[c] if c in rates else c.count() / ran, c.addr) for c in counters]
+            return None, [(rates[c] if c in rates else c.count() / ran, c.addr)
+                          for c in counters]
         finally:
             for c in counters:
                 c.close()
-        if not (isinstance(stop, EventStop) and stop.event == api.Event.STOP):
-            return stop, []
-        return None, found
 
     def _wait(self, t: RecordedTask) -> Stop:
         """The thread's next stop but for asynchronous signals, which are held for later: the
