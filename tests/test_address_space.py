@@ -105,3 +105,31 @@ def test_clipped_write_never_crosses_a_flagged_boundary(layout, first_page, page
         assert first is not None and last is not None
         if first.flags or last.flags:
             assert first is last or (first.start, first.owner) == (last.start, last.owner)
+
+
+def test_near_register_ranges_stay_in_the_programs_writable_memory() -> None:
+    """What replay digests first at a signal's or preemption's point: memory near the
+    registers, read the same in record and replay only where the full memory digest looks
+    too. A range never enters a scratch area (contents differ in replay), a read-only or a
+    kernel mapping, and stops at its own mapping's end; rsp's range ends with its page."""
+    from recorder.preempt import NEAR, near_ranges
+    from tracee import ptrace_api as api
+    heap = Mapping(start=0x10000, end=0x10000 + 2 * PAGE, prot=RW, path="[heap]")
+    space = AddressSpace([
+        heap,
+        scratch(heap.end, 1, owner=7),  # right after the heap
+        Mapping(start=0x40000, end=0x40000 + PAGE, prot=PROT_READ, path="/lib/x.so"),
+        Mapping(start=0x50000, end=0x50000 + PAGE, prot=RW, path="[vvar]"),
+        Mapping(start=0x60000, end=0x60000 + 4 * PAGE, prot=RW, path="[stack]"),
+    ])
+    regs = api.UserRegs()
+    regs.rsp = 0x60000 + PAGE + 0xF00
+    regs.rax = heap.end - 8               # near the end of the heap, next to scratch
+    regs.rbx = heap.end + 16              # inside the scratch area
+    regs.rcx = 0x40010                    # read-only code
+    regs.rdx = 0x50010                    # a kernel mapping
+    regs.rsi = 0x10000 + 0x800            # the heap's middle
+    regs.rdi = regs.rsi                   # the same value twice: one range
+    ranges = near_ranges(regs, space)
+    assert ranges == [[regs.rsp, 0x100], [regs.rax - NEAR, NEAR + 8],
+                      [regs.rsi - NEAR, 2 * NEAR]], [[hex(a), n] for a, n in ranges]
