@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_EXEC, PROT_WRITE, AddressSpace
-from tracee.digest import KERNEL_MAPS, PAGE, memory_digest, ranges_digest, scratch_ranges
+from tracee.digest import KERNEL_MAPS, memory_digest, ranges_digest, scratch_ranges
 from tracee.hwcount import HwCounter, HwCounterError
+from tracee.remote import PAGE_SIZE
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop, decode
 from tracefile.records import Kind
 
@@ -105,6 +106,7 @@ class Preempter:
         came first instead. The outermost frames are counted first, COUNTERS at a time, up
         to the first batch with an address reached: frames further in return more often."""
         found = return_addresses(t.task, t.space)[:RETURNS]
+        reached: list[tuple[float, int]] = []
         for end in range(len(found), 0, -COUNTERS):
             stop, rates = self._count_arrivals(t, found[max(end - COUNTERS, 0):end])
             if stop is not None:
@@ -112,8 +114,6 @@ class Preempter:
             reached = [(rate, addr) for rate, addr in rates if rate > 0]
             if reached or not rates:
                 break
-        else:
-            return None
         if not reached:
             return None
         rate, addr = min(reached)
@@ -149,7 +149,7 @@ class Preempter:
             cpu_before = cpu_time(task.tid)
             task.resume(api.Req.SYSCALL)
             started, ran = time.monotonic(), 0.0
-            while stop is None and ran < window and time.monotonic() < started + 10 * window:
+            while ran < window and time.monotonic() < started + 10 * window:
                 time.sleep(min(POLL, window))
                 stop = self._poll(t)
                 if stop is not None:
@@ -259,7 +259,7 @@ def near_ranges(regs: api.UserRegs, space: AddressSpace) -> list[list[int]]:
         m = space.find(value)
         if m is None or not m.prot & PROT_WRITE or m.flags or m.path in KERNEL_MAPS:
             continue
-        lo, hi = (value, value - value % PAGE + PAGE) if name == "rsp" else (value - NEAR,
+        lo, hi = (value, value - value % PAGE_SIZE + PAGE_SIZE) if name == "rsp" else (value - NEAR,
                                                                             value + NEAR)
         lo, hi = max(lo, m.start), min(hi, m.end)
         if [lo, hi - lo] not in ranges:

@@ -59,6 +59,12 @@ def si_code(siginfo: bytes) -> int:
     return int(struct.unpack_from("<i", siginfo, 8)[0])
 
 
+def is_fault(sig: int, siginfo: bytes) -> bool:
+    """A synchronous signal the kernel raised (a fault, a trap: it recurs in replay by
+    itself), not one sent by kill with the same number."""
+    return sig in SYNC_SIGNALS and si_code(siginfo) > 0
+
+
 def _signal_masks(tid: int) -> dict[str, int]:
     """The signal masks of /proc/TID/status (SigPnd, ShdPnd, SigBlk, SigIgn, SigCgt)."""
     masks = {}
@@ -151,7 +157,7 @@ class SignalRecorder:
         if sig == signal.SIGILL and self._emulate_rdrand(t):
             return
         siginfo = api.get_siginfo(task.tid)
-        if sig in SYNC_SIGNALS and si_code(siginfo) > 0:
+        if is_fault(sig, siginfo):
             self.deliver(t, sig, siginfo, {"where": "sync"})
         elif t.exit_at == (task.regs.rip, api.signed(task.regs.rax)):  # (rip alone: a loop's?)
             self.deliver(t, sig, siginfo, {"where": "after_syscall", "after": t.last_event})
@@ -172,7 +178,7 @@ class SignalRecorder:
         if not isinstance(stop, SignalStop):
             return False
         siginfo = api.get_siginfo(t.task.tid)
-        if stop.signal in SYNC_SIGNALS and si_code(siginfo) > 0:
+        if is_fault(stop.signal, siginfo):
             return False
         self._hold(t, stop.signal, siginfo)
         return True

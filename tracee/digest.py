@@ -14,7 +14,6 @@ from tracee.address_space import PROT_WRITE, AddressSpace, Flag, read_proc_maps
 from tracee.remote import RELIVE_PAGE
 
 KERNEL_MAPS = ("[vdso]", "[vvar]", "[vsyscall]", "[vvar_vclock]")
-PAGE = 4096
 
 
 def writable_ranges(pid: int, skip: Iterable[tuple[int, int]] = ()) -> list[tuple[int, int]]:
@@ -53,7 +52,6 @@ def memory_digest(pid: int, read: Callable[[int, int], bytes],
         h.update(struct.pack("<QQ", start, end))
         h.update(read(start, end - start))
     return h.hexdigest()
-
 
 
 def ranges_digest(read: Callable[[int, int], bytes], ranges: Iterable[Sequence[int]]) -> str:
