@@ -1,4 +1,5 @@
-"""Replaying runs of emulated syscalls in compiled code (tracee/fastloop.c, relive_replay_run).
+"""Replay's compiled loops (tracee/fastloop.c): runs of emulated syscalls (relive_replay_run),
+and the search for a point by its breakpoint's hits (relive_find_point, `PointFinder`).
 
 A SYSCALL event can go into a batch when replay only has to emulate it: stop at its entry
 under PTRACE_SYSEMU, check the registers, write the recorded memory (exact writes only), set
@@ -111,3 +112,23 @@ class ReplayLoop:
         self._lib.relive_replay_run(tid, memfd, b"".join(parts), len(events),
                                     b"".join(wparts), b"".join(data), deadline_ns, out)
         return Outcome(done=out[0], reason=out[1], status=out[3], errno=out[5])
+
+
+class Found(NamedTuple):
+    hits: int      # hits of the breakpoint counted
+    reason: int    # fastloop.MATCH / STOP / EINTR / PARKED / ERROR
+    status: int    # with MATCH or STOP: the raw status of the stop the task is at
+    errno: int
+
+
+class PointFinder:
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._lib = lib
+        self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
+
+    def run(self, tid: int, rip: int, regs: bytes, max_hits: int, deadline_ns: int) -> Found:
+        """Run task `tid` (stopped, debug register 3 breaking at `rip`) over the hits where
+        its registers are not `regs`, up to `max_hits` hits or the deadline."""
+        out = self._out
+        self._lib.relive_find_point(tid, rip, regs, max_hits, deadline_ns, out)
+        return Found(hits=out[0], reason=out[1], status=out[3], errno=out[5])

@@ -244,6 +244,10 @@ class ReplaySession:
         self.taskset.settle(task)
         return self.run_once(task)
 
+    def pending_stop(self, task: Task, stop: Stop) -> None:
+        """A stop compiled code waited for: the next run_once of `task` returns it."""
+        self._pending = (task, stop)
+
     def run_once(self, task: Task, request: api.Req | None = None) -> Stop:
         """Let the program run to its next stop that matters to replay. The observer sees
         every stop first: it may raise Paused, consume the stop (return None: keep running),

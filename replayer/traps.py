@@ -184,7 +184,8 @@ class Traps:
             slot = (dr6 & 0b111).bit_length() - 1
             if slot < len(self.slots):
                 return Trap("watch", wp=self.slots[slot], task=task)
-        if dr6 & 0b1000:
+        if dr6 & 0b1000:  # cleared: the kernel keeps DR6 until the next debug trap, and a
+            api.set_debugreg(task.tid, DR6, 0)  # later int3 stop must not look like ours
             return Trap("own", task=task)
         pc = task.regs.rip - 1
         first = self.skip.pop(task.tid, None)

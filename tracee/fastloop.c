@@ -16,6 +16,11 @@
  *                       emulation, PTRACE_SYSEMU to the entry, compare the registers with
  *                       the recorded ones (as replayer/registers.diff does), write the
  *                       recorded memory, set rax.
+ *   relive_find_point   replay: run a task (PTRACE_SYSEMU) from one hit of relive's own
+ *                       instruction breakpoint (debug register 3) to the next, until a hit
+ *                       where the registers are the recorded ones: the search for the
+ *                       point where a signal or a preemption was recorded, which may stop
+ *                       there ~10^5 times in a second of a program's loop.
  *
  * Both loops make rdtsc fault in the calling thread while they run, as it faults in every
  * tracee (PR_SET_TSC): the kernel toggles CR4.TSD at each switch between a task that traps
@@ -49,6 +54,7 @@
 #define R_EINTR 2    /* waitpid was interrupted by a signal: the task is running */
 #define R_PARKED 3   /* time or buffer is up: the task is stopped after the last record */
 #define R_ERROR 4    /* a ptrace request failed: out[5] = errno */
+#define R_MATCH 5    /* relive_find_point: stopped at a hit with the registers wanted */
 
 #define SYSCALL_TRAP (SIGTRAP | 0x80)
 #define NREGS 27
@@ -379,4 +385,65 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
     out[1] = reason;
     out[3] = status;
     return i;
+}
+
+#define OWN_SLOT 3                    /* replayer/signals.py MATCH_SLOT */
+#define DR6_OWN (1UL << OWN_SLOT)
+#define DR6_WATCH 0x7UL               /* the slots gdb's watchpoints use */
+
+/* out: [0] hits, [1] reason, [2] tid, [3] status, [5] errno. The task is stopped, with
+   debug register 3 set to break at `rip` (Python arms it). Each stop that is a hit of that
+   breakpoint alone and not at the registers `want` is passed over (its DR6 cleared, so a
+   later trap is not taken for it); the loop returns R_MATCH at a hit at `want`, R_STOP at
+   any other stop (untouched, for Python's observers and checks), R_PARKED once `max_hits`
+   hits are counted or the deadline has passed (the task stopped at its last hit). */
+long relive_find_point(int tid, uint64_t rip, const unsigned char *want, long max_hits,
+                       int64_t deadline_ns, int64_t *out)
+{
+    struct user_regs_struct regs;
+    long hits = 0;
+    int status = 0, reason = R_PARKED;
+    int tsc = trap_tsc_like_tracees();
+    const long dr6_offset = offsetof(struct user, u_debugreg) + 6 * sizeof(long);
+    memset(out, 0, 7 * sizeof(int64_t));
+    while (hits < max_hits && (hits % 256 != 0 || hits == 0 || now_ns() < deadline_ns)) {
+        if (ptrace(PTRACE_SYSEMU, tid, 0, 0) < 0) {
+            reason = R_ERROR;
+            out[5] = errno;
+            break;
+        }
+        int w = waitpid(tid, &status, __WALL);
+        if (w < 0) {
+            reason = errno == EINTR ? R_EINTR : R_ERROR;
+            out[5] = errno;
+            break;
+        }
+        out[2] = w;
+        if (!WIFSTOPPED(status) || WSTOPSIG(status) != SIGTRAP || status >> 16 != 0
+            || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0 || regs.rip != rip) {
+            reason = R_STOP;
+            break;
+        }
+        errno = 0;
+        long dr6 = ptrace(PTRACE_PEEKUSER, tid, dr6_offset, 0);
+        if (errno != 0 || !(dr6 & DR6_OWN) || (dr6 & DR6_WATCH)) {
+            reason = R_STOP;
+            break;
+        }
+        hits++;
+        if (same_regs(want, &regs)) {
+            reason = R_MATCH;
+            break;
+        }
+        if (ptrace(PTRACE_POKEUSER, tid, dr6_offset, 0) < 0) {
+            reason = R_ERROR;
+            out[5] = errno;
+            break;
+        }
+    }
+    restore_tsc(tsc);
+    out[0] = hits;
+    out[1] = reason;
+    out[3] = status;
+    return hits;
 }

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("fastloop.c")
 
 # Why a loop returned (fastloop.c R_*).
-STOP, EINTR, PARKED, ERROR = 1, 2, 3, 4
+STOP, EINTR, PARKED, ERROR, MATCH = 1, 2, 3, 4, 5
 OUT_WORDS = 7
 # Output size kinds of the record spec table (fastloop.c SIZE_*).
 SIZE_FIXED, SIZE_RESULT, SIZE_ARG = 1, 2, 3
@@ -106,6 +106,10 @@ def load() -> ctypes.CDLL | None:
     lib.relive_replay_run.argtypes = [
         ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p,
         ctypes.c_char_p, ctypes.c_int64, ctypes.c_void_p]
+    lib.relive_find_point.restype = ctypes.c_long
+    lib.relive_find_point.argtypes = [
+        ctypes.c_int, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_long, ctypes.c_int64,
+        ctypes.c_void_p]
     log.debug("compiled fast path loaded from %s", path)
     _lib = lib
     return lib
