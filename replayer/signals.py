@@ -115,7 +115,6 @@ class SignalReplayer:
         """Stop at the recorded pc until registers and memory match the recording."""
         task = self.s._task(ev)
         self.s.taskset.settle(task)
-        skip = scratch_ranges(self.s.proc.space if self.s.proc else None)
         rip = ev.info["rip"]
         api.set_debugreg(task.tid, MATCH_SLOT, rip)
         dr7 = api.get_debugreg(task.tid, 7)
@@ -141,13 +140,23 @@ class SignalReplayer:
                         and task.regs.rip == rip):
                     raise self.s.divergence(
                         ev, f"never reached the point {what} (pc {rip:#x})", stop)
-                if (not registers.diff(ev.regs, task.regs_bytes())
-                        and ("near" not in ev.info or ev.info["near_digest"] == ranges_digest(
-                            task.mem.read_upto, ev.info["near"]))
-                        and memory_digest(task.pid, task.mem.read_upto, skip) == ev.info["digest"]):
+                if self.at_point(ev, task):
                     break
         finally:
             api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) & ~DR7_MATCH_ENABLE)
+
+    def at_point(self, ev: Event, task: Task) -> bool:
+        """Is `task` (stopped) where the point of `ev` (a PREEMPT, a SIGNAL in user code) was
+        recorded: same registers, and the same memory near them and in all (but relive's
+        scratch areas, whose contents differ between record and replay)?"""
+        if registers.diff(ev.regs, task.regs_bytes()):
+            return False
+        if "near" in ev.info and ev.info["near_digest"] != ranges_digest(task.mem.read_upto,
+                                                                         ev.info["near"]):
+            return False
+        proc = self.s.taskset.procs.get(ev.tid)
+        skip = scratch_ranges(proc.space if proc else None)
+        return bool(memory_digest(task.pid, task.mem.read_upto, skip) == ev.info["digest"])
 
     def _next_hit(self, task: Task, rip: int, regs: bytes, budget: int) -> tuple[Stop | None, int]:
         """Run `task` to its next stop worth checking, and how many hits of the breakpoint

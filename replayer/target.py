@@ -44,7 +44,7 @@ from gdbstub.target import (
     WatchKind,
     Watchpoint,
 )
-from replayer import monitor, process_view, registers
+from replayer import monitor, process_view
 from replayer.diversion import Diversion, register_values
 from replayer.errors import Paused
 from replayer.process_view import Image, ProcessFacts
@@ -55,7 +55,6 @@ from replayer.trace_files import TraceFiles
 from replayer.traps import Traps, written_watchpoints
 from tracee import ptrace_api as api
 from tracee import rdrand
-from tracee.digest import memory_digest
 from tracee.stops import SignalStop, SyscallStop
 from tracee.stops import Stop as TraceeStop
 from tracee.sysnums import name_of
@@ -598,10 +597,7 @@ class ReplayTarget:
         if not (ev.kind == Kind.PREEMPT or (ev.kind == Kind.SIGNAL and s.signal_ready != ev.seq
                                             and ev.info.get("where") == "user")):
             return False
-        task = self.task_of(ev.tid)
-        if registers.diff(ev.regs, task.regs_bytes()):
-            return True
-        return bool(memory_digest(task.pid, task.mem.read_upto) != ev.info.get("digest"))
+        return not s.signals.at_point(ev, self.task_of(ev.tid))
 
     def _step_alone(self, tid: int) -> Stop:
         """One instruction of `tid`, whose next event is found by running to a point (relive
