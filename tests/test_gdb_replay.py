@@ -28,6 +28,8 @@ from gdbhelpers import (
     start_gdb_batch,
 )
 
+from tracefile.reader import TraceReader
+
 __all__ = ["serve"]  # the fixture, imported for pytest
 pytestmark = [requires_gdb, pytest.mark.slow]
 
@@ -438,3 +440,30 @@ def test_the_documented_launch_json_is_valid_and_in_the_guide():
     assert config["launchCompleteCommand"] == "exec-continue"
     guide = (docs / "gdb.md").read_text()
     assert (docs / "vscode-launch.json").read_text().strip() in guide
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["compiled", "python"])
+def test_a_breakpoint_where_a_timer_signal_was_delivered_stops_there(
+        programs, tmp_path, serve, monkeypatch, fast):
+    """itimer_spin's SIGALRMs land in a loop that calls nothing; replay finds such a point by
+    a debug-register breakpoint on its pc. A gdb breakpoint on that same pc must stop there
+    like any other (it used to make replay report a divergence: the int3's trap after
+    relive's own was taken for relive's), and the replay must then go on to the end."""
+    trace = _record(tmp_path / "itimer_spin", programs["itimer_spin"])
+    reader = TraceReader(trace)
+    try:
+        points = [ev.info["rip"] for ev in reader.events()
+                  if ev.kind.name == "SIGNAL" and ev.info.get("where") == "user"]
+    finally:
+        reader.close()
+    if not points:
+        pytest.skip("every SIGALRM of this recording came at a syscall")
+    monkeypatch.setenv("RELIVE_FASTPATH", "1" if fast else "0")
+    server = serve(trace)
+    run = gdb_batch(f"break *{points[0]:#x}", "continue", "print/x $pc", "continue",
+                    "print/x $pc", "delete", "continue", connect=server.address, timeout=180)
+    out = run.output
+    assert out.count("Breakpoint 1, ") == 2, str(run)
+    assert out.count(f"= {points[0]:#x}") == 2, str(run)
+    assert "Remote failure" not in out and "diverged" not in server.stderr(), str(run)
+    assert END_OF_HISTORY in out, str(run)
