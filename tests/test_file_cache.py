@@ -133,7 +133,11 @@ def test_sweep_removes_only_what_no_trace_uses(tmp_path, settled):
     kept_copy, = traced(tmp_path / "t1", cache, kept)
     dropped_copy, = traced(tmp_path / "t2", cache, dropped)
     shutil.rmtree(tmp_path / "t2")  # the user deletes a trace
-    traced(tmp_path / "t3", cache, kept)  # the next recording sweeps
+    traced(tmp_path / "t3", cache, kept)  # t1 swept (nothing to do): not again for an hour
+    assert dropped_copy.name in os.listdir(cache / "by-id")
+    hour_ago = time.time() - file_cache.SWEEP_EVERY_S - 1
+    os.utime(cache / ".swept", (hour_ago, hour_ago))
+    traced(tmp_path / "t4", cache, kept)  # an hour later: the next recording sweeps
     assert sorted(p.name for p in (cache / "by-id").iterdir()) == [kept_copy.name]
     index = [os.readlink(p) for p in (cache / "by-stat").iterdir()]
     assert index == [f"../by-id/{kept_copy.name}"]

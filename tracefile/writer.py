@@ -285,9 +285,8 @@ class TraceWriter:
         except TraceError:
             pass  # stop() raises it
         if self._cache is not None:
-            # Once per recording, when it no longer delays the program, and while the SQL
-            # thread commits.
-            self._cache.sweep()
+            # When it no longer delays the program, and while the SQL thread commits.
+            self._cache.sweep_if_due()
         try:
             self._sql.stop()
         except TraceError:
