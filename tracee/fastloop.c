@@ -1,7 +1,7 @@
-/* fastloop.c - relive's compiled inner loops for the common syscall case.
+/* fastloop.c - relive's compiled inner loops: runs of syscalls, and the search for a point.
  *
  * Built by tracee/fastloop.py with gcc at first use and loaded with ctypes. Each function
- * handles a run of ordinary syscalls of ONE task by itself and returns to Python at the first
+ * handles a run of ordinary stops of ONE task by itself and returns to Python at the first
  * thing it does not handle, with enough state for Python to carry on exactly as if it had
  * handled every stop itself:
  *
@@ -19,8 +19,8 @@
  *   relive_find_point   replay: run a task (PTRACE_SYSEMU) from one hit of relive's own
  *                       instruction breakpoint (debug register 3) to the next, until a hit
  *                       where the registers are the recorded ones: the search for the
- *                       point where a signal or a preemption was recorded, which may stop
- *                       there ~10^5 times in a second of a program's loop.
+ *                       point where a signal or a preemption was recorded (a pc a loop
+ *                       may reach millions of times a second).
  *
  * Both loops make rdtsc fault in the calling thread while they run, as it faults in every
  * tracee (PR_SET_TSC): the kernel toggles CR4.TSD at each switch between a task that traps
