@@ -332,6 +332,25 @@ static int write_all(int memfd, const unsigned char *data, uint64_t len, uint64_
     return 0;
 }
 
+/* PTRACE_SYSEMU, then wait for the task's next stop (out[2] = its tid): 0, or -1 with
+   *reason R_EINTR or R_ERROR and out[5] = errno. */
+static int sysemu_and_wait(int tid, int *status, int *reason, int64_t *out)
+{
+    if (ptrace(PTRACE_SYSEMU, tid, 0, 0) < 0) {
+        *reason = R_ERROR;
+        out[5] = errno;
+        return -1;
+    }
+    int w = waitpid(tid, status, __WALL);
+    if (w < 0) {
+        *reason = errno == EINTR ? R_EINTR : R_ERROR;
+        out[5] = errno;
+        return -1;
+    }
+    out[2] = w;
+    return 0;
+}
+
 /* out: [0] events replayed, [1] reason, [2] tid, [3] status, [5] errno. The task starts
    stopped at the previous event's boundary with its registers set. Events are replayed in
    order; at the first one whose stop, registers or writes are not as recorded, the loop
@@ -349,18 +368,8 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
     for (i = 0; i < nev; i++) {
         if (i > 0 && now_ns() >= deadline_ns)
             break;
-        if (ptrace(PTRACE_SYSEMU, tid, 0, 0) < 0) {
-            reason = R_ERROR;
-            out[5] = errno;
+        if (sysemu_and_wait(tid, &status, &reason, out) < 0)
             break;
-        }
-        int w = waitpid(tid, &status, __WALL);
-        if (w < 0) {
-            reason = errno == EINTR ? R_EINTR : R_ERROR;
-            out[5] = errno;
-            break;
-        }
-        out[2] = w;
         if (!is_syscall_stop(status) || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
             || (int64_t)regs.orig_rax != evs[i].nr || !same_regs(evs[i].regs, &regs)) {
             reason = R_STOP;
@@ -407,18 +416,8 @@ long relive_find_point(int tid, uint64_t rip, const unsigned char *want, long ma
     const long dr6_offset = offsetof(struct user, u_debugreg) + 6 * sizeof(long);
     memset(out, 0, 7 * sizeof(int64_t));
     while (hits < max_hits && (hits % 256 != 0 || hits == 0 || now_ns() < deadline_ns)) {
-        if (ptrace(PTRACE_SYSEMU, tid, 0, 0) < 0) {
-            reason = R_ERROR;
-            out[5] = errno;
+        if (sysemu_and_wait(tid, &status, &reason, out) < 0)
             break;
-        }
-        int w = waitpid(tid, &status, __WALL);
-        if (w < 0) {
-            reason = errno == EINTR ? R_EINTR : R_ERROR;
-            out[5] = errno;
-            break;
-        }
-        out[2] = w;
         if (!WIFSTOPPED(status) || WSTOPSIG(status) != SIGTRAP || status >> 16 != 0
             || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0 || regs.rip != rip) {
             reason = R_STOP;
