@@ -164,7 +164,7 @@ class SignalReplayer:
         without a trip through Python (1.4-2x as many hits a second here: the ptrace stop
         itself is the rest); the stop it ends at goes through the session's observers as any
         other. (None, n): its time was up."""
-        if self._finder is None:
+        if self._finder is None or len(regs) != api.REGS_SIZE:  # (C reads REGS_SIZE bytes)
             return self.s.run_once(task, api.Req.SYSEMU), 1
         task.hand_over(api.Req.SYSEMU)
         self.s.running = True
