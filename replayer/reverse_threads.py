@@ -87,7 +87,7 @@ class ThreadedReverse:
     def resume_back(self, command: ResumeCommand) -> Stop:
         t = self.t
         now = self.now()
-        t._parked = False
+        t.parked = False
         self._met = []
         if command.action is Action.CONTINUE:
             return self.continue_back(command.breakpoints, command.watchpoints, now,
@@ -250,7 +250,7 @@ class ThreadedReverse:
             return hits, None
         armed = frozenset(breakpoints) | ({until.pc} if until.tid is not None else set())
         count = _Counts(origin, armed, watchpoints)
-        traps = [Traps(t._any_task(), armed, watchpoints, taskset=s.taskset)]
+        traps = [Traps(t.any_task(), armed, watchpoints, taskset=s.taskset)]
         taken: list[Waypoint] = []
         clock = [time.monotonic()]
 
@@ -273,7 +273,7 @@ class ThreadedReverse:
             try:
                 take()  # type: ignore[operator]
             finally:
-                traps[0] = Traps(t._any_task(), armed, watchpoints, taskset=s.taskset)
+                traps[0] = Traps(t.any_task(), armed, watchpoints, taskset=s.taskset)
             clock[0] = time.monotonic()
 
         def waypoint(task: Task, tid: int) -> None:

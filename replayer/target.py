@@ -5,14 +5,9 @@ sees that process's live threads under their *recorded* ids and names, its progr
 memory, and stops only for what that process does. The replay runs the whole tree, each event's
 task in turn, exactly as recorded.
 
-Forward execution runs the replay event by event with gdb's breakpoints armed (int3 written
-only while a resume runs) and its watchpoints in debug registers 0-2 of every thread of the
-debugged process, and an observer that turns the first breakpoint/watchpoint/step trap or
-Ctrl-C into a stop, reported for the thread it happened in. Stepping a thread single-steps
-that thread only: the events of other threads that come first replay normally (and can stop
-at breakpoints), then the stepped thread executes its instruction. The end of the debugged
-process is a stop (replaylog:end) with the process still alive, so it can be inspected; it is
-never allowed to exit under gdb.
+Forwards, `replayer.forward` runs the replay with gdb's breakpoints and watchpoints armed,
+up to the first trap, Ctrl-C, or the end of the debugged process (a stop, replaylog:end, with
+the process still alive, so it can be inspected; it is never allowed to exit under gdb).
 
 Backwards, a trace of one task uses the Timeline's fast machinery; a trace of several uses the
 slower thread-aware re-execution of `reverse_threads`. Every method runs on the engine thread
@@ -46,18 +41,14 @@ from gdbstub.target import (
 )
 from replayer import monitor, process_view
 from replayer.diversion import Diversion, register_values
-from replayer.errors import Paused
+from replayer.forward import ForwardRun
 from replayer.process_view import Image, ProcessFacts
 from replayer.reverse_threads import Landing, ThreadedReverse
 from replayer.session import ReplaySession
 from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
 from replayer.trace_files import TraceFiles
-from replayer.traps import Traps, written_watchpoints
 from tracee import ptrace_api as api
 from tracee import rdrand
-from tracee.stops import SignalStop, SyscallStop
-from tracee.stops import Stop as TraceeStop
-from tracee.sysnums import name_of
 from tracee.task import Task
 from tracefile.records import Event, Kind
 
@@ -92,12 +83,12 @@ class ReplayTarget:
         self.single = len(self.pid_of) == 1
         self.reverse = ThreadedReverse(self)
         self.birth = 1 if self.pid == self.pid_of[root] else self._run_until_born()
-        self._where(True, 0)
+        self.where(True, 0)
         self._current = self.pid if self.pid in s.taskset.tasks else self.live_threads()[0]
-        self._last: Stop = Stop(kind=StopKind.SIGNAL, thread=self._thread(), signal=5)
+        self._last: Stop = Stop(kind=StopKind.SIGNAL, thread=self.thread_id(), signal=5)
         self._siginfo = b"\0" * api.SIGINFO_SIZE
-        self._parked = False  # stopped at the debugged process's final exit syscall
-        self._stepper: int | None = None  # the thread a forward step is for
+        self.parked = False  # stopped at the debugged process's final exit syscall
+        self.forwards = ForwardRun(self)
         self.previous: tuple[ResumeCommand, Stop] | None = None  # the last resume and its stop
 
     def _run_until_born(self) -> int:
@@ -146,14 +137,14 @@ class ReplayTarget:
         except KeyError:
             return None
 
-    def _thread(self, tid: int | None = None) -> ThreadId:
+    def thread_id(self, tid: int | None = None) -> ThreadId:
         if tid is None or not self.debugged(tid) or tid not in self.session.taskset.tasks:
             live = self.live_threads()
             tid = self._current if self._current in live else (live[0] if live else self.pid)
         self._current = tid
         return ThreadId(self.pid, tid)
 
-    def _any_task(self) -> Task:
+    def any_task(self) -> Task:
         """A task of the debugged process (its memory is every thread's)."""
         live = self.live_threads()
         tid = self._current if self._current in live else (live[0] if live else None)
@@ -164,7 +155,7 @@ class ReplayTarget:
     @property
     def task(self) -> Task:
         """The current thread's task (monitor commands and tests use it)."""
-        return self.task_of(self._thread().tid)
+        return self.task_of(self.thread_id().tid)
 
     # -- inspection -------------------------------------------------------------------------
     def current_stop(self) -> Stop:
@@ -173,7 +164,7 @@ class ReplayTarget:
     def threads(self) -> Sequence[ThreadInfo]:
         assert self.facts is not None
         names = self.facts.names_at(self.session.position)
-        live = self.live_threads() or [self._thread().tid]
+        live = self.live_threads() or [self.thread_id().tid]
         return [ThreadInfo(id=ThreadId(self.pid, tid), name=names.get(tid, "")) for tid in live]
 
     def registers(self, thread: ThreadId) -> Mapping[str, int]:
@@ -212,7 +203,7 @@ class ReplayTarget:
         return self._image().exe
 
     def libraries(self, pid: int) -> LibraryList:
-        return process_view.libraries(self._any_task().mem, self.auxv(pid))
+        return process_view.libraries(self.any_task().mem, self.auxv(pid))
 
     def tls_address(self, thread: ThreadId, offset: int, lm: int) -> int:
         task = self.task_of(thread.tid)
@@ -315,8 +306,8 @@ class ReplayTarget:
         with self._silenced():
             self.timeline.seek(position)
         self.reverse.waypoints.clear()
-        self._parked = False
-        self._where(True, 0)
+        self.parked = False
+        self.where(True, 0)
         self._current = self._default_thread()
         return self.session.position
 
@@ -348,7 +339,7 @@ class ReplayTarget:
         if hit is None:
             raise TargetError(f"nothing wrote {addr:#x} (+{length}) before this point")
         _, steps, anchor = self.timeline.goto_hit(hit, frozenset({wp}))
-        self._where(False, steps, anchor)
+        self.where(False, steps, anchor)
         rip = self.task.regs.rip
         where = "a syscall" if hit.kind == "kernel" else f"the instruction at {rip:#x}"
         return f"Went back to {where}, which wrote {addr:#x}; event {self.session.position}"
@@ -379,7 +370,7 @@ class ReplayTarget:
                 with self._silenced():
                     stop = self._backward(command)
             else:
-                stop = self._forward(command)
+                stop = self.forwards.resume(command)
         finally:
             self._interrupt = False
         if note:
@@ -398,7 +389,7 @@ class ReplayTarget:
         finally:
             self.session.output = output
 
-    def _where(self, boundary: bool, steps: int | None,
+    def where(self, boundary: bool, steps: int | None,
                anchor: tuple[int, int] | None = None) -> None:
         """Remember how the current state relates to the last event boundary: instructions
         since it (or since an anchor arrival), if known, run by the task of the next event
@@ -409,11 +400,11 @@ class ReplayTarget:
 
     def land(self, landing: Landing) -> None:
         """Take note of where a backward search of several threads left the replay."""
-        self._parked = False
+        self.parked = False
         if landing.tid is None or landing.steps == 0:
-            self._where(True, 0)
+            self.where(True, 0)
         else:
-            self._where(False, landing.steps)
+            self.where(False, landing.steps)
             self._mid_tid = landing.tid
 
     def _backward(self, command: ResumeCommand) -> Stop:
@@ -423,29 +414,29 @@ class ReplayTarget:
                 return self.reverse.resume_back(command)
             except SearchInterrupted as e:
                 self.reverse.waypoints.landed(self.reverse._met)
-                self._where(e.boundary, 0 if e.boundary else None)
+                self.where(e.boundary, 0 if e.boundary else None)
                 return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
             except Exception:
                 self.timeline.seek(max(self.birth, position))
                 self.reverse.waypoints.clear()
-                self._parked = False
-                self._where(True, 0)
+                self.parked = False
+                self.where(True, 0)
                 raise
         now = self.timeline.now(self._boundary, self._steps, self._anchor)
         try:
             return self._search_backward(command, now)
         except SearchInterrupted as e:
-            self._where(e.boundary, 0 if e.boundary else None)
+            self.where(e.boundary, 0 if e.boundary else None)
             return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
         except Exception:
             # Leave a consistent replay behind: the boundary before where the user was.
             self.timeline.seek(max(1, now.position))
-            self._where(True, 0)
+            self.where(True, 0)
             raise
 
     def _search_backward(self, command: ResumeCommand, now: Now) -> Stop:
         tl = self.timeline
-        self._parked = False
+        self.parked = False
         exec_seq = self._exec_to_cross(command, now.position)
         if command.action is Action.CONTINUE:
             # gdb's breakpoints are addresses in the program running now: search back only
@@ -456,16 +447,16 @@ class ReplayTarget:
                 return self._back_to_exec(exec_seq)
             if hit is None:
                 tl.seek(1)
-                self._where(True, 0)
+                self.where(True, 0)
                 return self._stop(StopKind.HISTORY_BEGIN)
             _, steps, anchor = tl.goto_hit(hit, command.watchpoints)
-            self._where(False, steps, anchor)
+            self.where(False, steps, anchor)
             if hit.kind == "bp":
                 return self._stop(StopKind.BREAKPOINT)
             return self._stop(StopKind.WATCHPOINT, watch=hit.wp)
         watched = {wp: self.peek(wp) for wp in command.watchpoints}
         landed, steps, anchor = tl.step_back(now)
-        self._where(landed != "mid", steps, anchor)
+        self.where(landed != "mid", steps, anchor)
         if landed == "begin":
             return self._stop(StopKind.HISTORY_BEGIN)
         if exec_seq is not None and self.session.position < exec_seq:
@@ -494,227 +485,31 @@ class ReplayTarget:
         instruction of the previous program, and tell gdb that program runs there (gdb
         reloads its symbols and breakpoints, then goes on backwards by itself)."""
         self.timeline.before_trigger(exec_seq - 1)
-        self._where(False, None)
+        self.where(False, None)
         return self._exec_stop(exec_seq - 1)
 
     def _exec_stop(self, execve_seq: int) -> Stop:
         tid = self.session.reader.event(execve_seq).tid
-        return Stop(kind=StopKind.EXECD, thread=self._thread(tid), exec_path=self._image().exe)
+        return Stop(kind=StopKind.EXECD, thread=self.thread_id(tid), exec_path=self._image().exe)
 
     def peek(self, wp: Watchpoint) -> bytes:
-        return self._any_task().mem.read_upto(wp.addr, wp.length)
+        return self.any_task().mem.read_upto(wp.addr, wp.length)
 
-    # -- forwards ---------------------------------------------------------------------------
-    def _forward(self, command: ResumeCommand) -> Stop:
-        s = self.session
-        s.wants_signal_stop = lambda sig: (self.debugged(self.recorded(s.task))
-                                           and sig not in command.pass_signals)
-        stepper = command.thread.tid if command.action in (Action.STEP,
-                                                           Action.RANGE_STEP) else None
-        # A breakpoint at the pc the resumed thread starts from does not trigger for it
-        # (gdb steps it over breakpoints itself). Another thread sitting at a breakpoint
-        # reports it when it runs, as on a live target: gdb relies on that.
-        skip = {}
-        resumed = s.taskset.tasks.get(command.thread.tid)
-        if (resumed is not None and resumed.tid not in s.taskset.in_kernel
-                and resumed.regs.rip in command.breakpoints):
-            skip[resumed.tid] = resumed.regs.rip
-        if command.action is Action.RANGE_STEP and command.step_range:
-            lo, hi = command.step_range
-            while True:
-                stop = self._run(command, stepper, skip)
-                if (stop.kind is not StopKind.STEPPED or stop.thread.tid != stepper
-                        or not lo <= self.task_of(stepper).regs.rip < hi):
-                    return stop
-        return self._run(command, stepper, skip)
-
-    def _traps(self, command: ResumeCommand, skip: dict[int, int]) -> Traps:
-        return Traps(self._any_task(), set(command.breakpoints), command.watchpoints,
-                     taskset=self.session.taskset, skip=skip)
-
-    def _run(self, command: ResumeCommand, stepper: int | None,
-             skip: dict[int, int]) -> Stop:
-        """Replay events until a breakpoint, watchpoint, signal, end of the debugged
-        process, Ctrl-C, or (stepper) one instruction of the thread `stepper`."""
-        s = self.session
-        self._stepper = stepper
-        traps = self._traps(command, skip)
-        s.observer = lambda stop: self._observe(traps, stop)
-        # Runs of emulated syscalls in compiled code: breakpoints, signals and Ctrl-C still
-        # reach the observer; not with watchpoints (a syscall's recorded writes are checked
-        # after each event) nor while stepping (each event may end the step).
-        s.fast = not command.watchpoints and stepper is None
-        try:
-            while True:
-                if self._interrupt:
-                    return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
-                if self._at_end():
-                    return self._end()
-                nxt = s.next_event
-                assert nxt is not None
-                mine = self._stepper is not None and nxt.tid == self._stepper
-                if mine and self._found_by_search(nxt):
-                    return self._step_alone(nxt.tid)
-                s.run_request = api.Req.SYSEMU_SINGLESTEP if mine else api.Req.SYSEMU
-                try:
-                    ev = s.step()
-                except Paused as p:
-                    return self._paused(p.reason)
-                if ev is None:
-                    return self._stop(StopKind.HISTORY_END)
-                self._where(True, 0)
-                if ev.kind == Kind.EXEC and command.exec_events and self.debugged(ev.tid):
-                    # gdb loads the new program's symbols, sets its breakpoints again, and
-                    # resumes by itself (unless the user asked for `catch exec`).
-                    return Stop(kind=StopKind.EXECD, thread=self._thread(ev.tid),
-                                exec_path=str(ev.info["exe"]))
-                traps.replant(ev)
-                if self.timeline_due() and s.can_snapshot():
-                    traps.disarm()
-                    self.timeline.take()
-                    traps = self._traps(command, skip)
-                if self.debugged(ev.tid):
-                    written = written_watchpoints(ev, command.watchpoints)
-                    if written:
-                        return self._stop(StopKind.WATCHPOINT, watch=written[0], tid=ev.tid)
-                if self._stepper is not None and ev.tid == self._stepper:
-                    if self._ends_thread(ev):
-                        self._stepper = None  # the stepped thread is gone: a continue now
-                    elif self._completes_instruction(ev) and not s.mid_exec():
-                        return self._stop(StopKind.STEPPED, tid=ev.tid)
-        finally:
-            s.observer = None
-            s.fast = False
-            s.run_request = api.Req.SYSEMU
-            self._stepper = None
-            traps.disarm()
-
-    def _found_by_search(self, ev: Event) -> bool:
-        """Does replaying `ev` run its thread to a point found with relive's own breakpoint
-        (a preemption, a signal in user code), more than one instruction away? Then a step
-        of that thread is made by hand instead."""
-        s = self.session
-        if not (ev.kind == Kind.PREEMPT or (ev.kind == Kind.SIGNAL and s.signal_ready != ev.seq
-                                            and ev.info.get("where") == "user")):
-            return False
-        return not s.signals.at_point(ev, self.task_of(ev.tid))
-
-    def _step_alone(self, tid: int) -> Stop:
-        """One instruction of `tid`, whose next event is found by running to a point (relive
-        would otherwise run it there in one go)."""
-        s = self.session
-        task = self.task_of(tid)
-        s.taskset.settle(task)
-        s.task, s.proc = s.taskset.select(tid)
-        try:
-            stop = s.run_once(task, api.Req.SYSEMU_SINGLESTEP)
-        except Paused as p:
-            return self._paused(p.reason)
-        nxt = s.next_event
-        assert nxt is not None
-        raise s.divergence(nxt, "single-stepping towards the event's point", stop)
-
+    # -- stops (forwards: replayer.forward) ---------------------------------------------------
     def timeline_due(self) -> bool:
         return time.monotonic() - self.timeline._last_time > CHECKPOINT_INTERVAL
 
-    @staticmethod
-    def _completes_instruction(ev: Event) -> bool:
-        """Events that finish the instruction being stepped (a syscall, an emulated rdtsc or
-        rdrand)."""
-        return ev.kind in (Kind.SYSCALL, Kind.RDTSC, Kind.RDRAND, Kind.SIGNAL)
-
-    @staticmethod
-    def _ends_thread(ev: Event) -> bool:
-        return ((ev.kind == Kind.SYSCALL and name_of(ev.nr) in ("exit", "exit_group"))
-                or (ev.kind == Kind.SIGNAL and bool(ev.info.get("fatal"))) or ev.kind == Kind.EXIT)
-
-    def _at_end(self) -> bool:
-        """Stop before the debugged process would end: the user can still look at it (and
-        go back)."""
-        s = self.session
-        nxt = s.next_event
-        if nxt is None:
-            return True
-        if not self.debugged(nxt.tid):
-            return False
-        task = s.taskset.tasks.get(nxt.tid)
-        if nxt.kind == Kind.EXIT and "exec" in nxt.info:
-            return False  # killed by another thread's execve, which the process goes on to
-        if nxt.kind == Kind.EXIT:  # killed from outside the recording (or all exiting)
-            return task is None or task.tid not in s.dying or not self.live_threads()
-        if nxt.kind == Kind.SYSCALL and name_of(nxt.nr) == "exit_group":
-            return True
-        if nxt.kind == Kind.SYSCALL and name_of(nxt.nr) == "exit":
-            return self.live_threads() == [nxt.tid]
-        return bool(nxt.kind == Kind.SIGNAL and nxt.info.get("fatal")
-                    and s.signal_ready == nxt.seq)
-
-    def _end(self) -> Stop:
-        """At the end of the debugged process: run its last thread up to its exit syscall (the
-        last code it runs) and leave it stopped there, alive and inspectable. Stepping that
-        thread runs one instruction at a time towards it."""
-        nxt = self.session.next_event
-        tid = nxt.tid if nxt is not None and self.debugged(nxt.tid) else None
-        stepping = tid is not None and self._stepper == tid
-        try:
-            self._park_at_exit(stepping)
-        except Paused as p:
-            return self._paused(p.reason)
-        if not self._parked and stepping:
-            return self._paused(("step", tid))  # one instruction nearer the exit
-        self._where(not self._parked, 0 if not self._parked else None)
-        return self._stop(StopKind.HISTORY_END, tid=tid)
-
-    def _park_at_exit(self, step_once: bool = False) -> None:
-        s = self.session
-        nxt = s.next_event
-        if self._parked or nxt is None or nxt.kind != Kind.SYSCALL:
-            return
-        task = self.task_of(nxt.tid)
-        s.taskset.settle(task)
-        s.task, s.proc = s.taskset.select(nxt.tid)
-        if task.tid in s.taskset.entered:
-            self._parked = True
-            return
-        stop = s.run_once(task, api.Req.SYSEMU_SINGLESTEP if step_once else api.Req.SYSEMU)
-        if step_once and isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP:
-            return
-        if not isinstance(stop, SyscallStop) or task.regs.orig_rax != nxt.nr:
-            raise s.divergence(nxt, f"expected syscall {name_of(nxt.nr)}", stop)
-        self._parked = True
-
-    def _observe(self, traps: Traps, stop: TraceeStop) -> TraceeStop | None:
-        """Called at every stop while the program runs: is it one gdb wants to see?"""
-        if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self._interrupt:
-            raise Paused(("interrupt",))
-        trap = traps.classify(stop)
-        if trap is None or trap.kind in ("own", "other"):
-            return stop
-        if trap.kind == "pass":  # run the instruction under our int3, then go on
-            after = traps.step_over(trap.pc, trap.task)
-            stepped = traps.after_step(after)
-            if stepped is None:
-                return after
-            trap = stepped
-        tid = self.recorded(trap.task)
-        if trap.kind == "watch":
-            raise Paused(("watch", trap.wp, tid))
-        if trap.kind == "breakpoint":
-            raise Paused(("breakpoint", tid))
-        if self._stepper is not None and tid == self._stepper:
-            raise Paused(("step", tid))
-        return None  # another thread's step over one of our int3s: let it run on
-
-    def _paused(self, reason: object) -> Stop:
+    def paused(self, reason: object) -> Stop:
+        """The stop for gdb of a replay paused mid-event (an observer's `Paused` reason)."""
         stepped_from = self._steps if not self._boundary else 0
         anchor = None if self._boundary else self._anchor
-        self._where(False, None)
+        self.where(False, None)
         parts: tuple[Any, ...] = reason if isinstance(reason, tuple) else (reason,)
         match parts:
             case ("breakpoint", tid):
                 return self._stop(StopKind.BREAKPOINT, tid=tid)
             case ("step", tid):
-                self._where(False, None if stepped_from is None else stepped_from + 1, anchor)
+                self.where(False, None if stepped_from is None else stepped_from + 1, anchor)
                 return self._stop(StopKind.STEPPED, tid=tid)
             case ("watch", wp, tid):
                 return self._stop(StopKind.WATCHPOINT, watch=wp, tid=tid)
@@ -728,7 +523,7 @@ class ReplayTarget:
 
     def _stop(self, kind: StopKind, sig: int = signal.SIGTRAP,
               watch: Watchpoint | None = None, tid: int | None = None) -> Stop:
-        thread = self._thread(tid)
+        thread = self.thread_id(tid)
         if watch is not None:
             return Stop(kind=kind, thread=thread, signal=sig, watch_addr=watch.addr,
                         watch_kind=watch.kind)
