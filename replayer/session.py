@@ -192,10 +192,8 @@ class ReplaySession:
         if done:
             self._ahead.popleft()  # first
             self.position = first.seq + done
-        if outcome.reason == fastloop.STOP:
-            self._pending = (task, task.stop_from(outcome.status))
-        elif outcome.reason == fastloop.EINTR:  # interrupted while the task ran
-            self._pending = (task, task.wait())
+        if outcome.reason in (fastloop.STOP, fastloop.EINTR):
+            self.take_back(task, outcome.reason, outcome.status)
         elif outcome.reason == fastloop.ERROR:
             raise api.PtraceError(outcome.errno, f"ptrace of task {task.tid} failed while "
                                   f"replaying event {first.seq + done}")
@@ -244,8 +242,11 @@ class ReplaySession:
         self.taskset.settle(task)
         return self.run_once(task)
 
-    def pending_stop(self, task: Task, stop: Stop) -> None:
-        """A stop compiled code waited for: the next run_once of `task` returns it."""
+    def take_back(self, task: Task, reason: int, status: int) -> None:
+        """Compiled code (tracee.fastloop) returned with `task` at a stop it does not handle
+        (STOP or MATCH: the raw `status`) or still running (EINTR: wait for it): the next
+        run_once of `task` returns that stop, through the observer."""
+        stop = task.wait() if reason == fastloop.EINTR else task.stop_from(status)
         self._pending = (task, stop)
 
     def run_once(self, task: Task, request: api.Req | None = None) -> Stop:

@@ -178,10 +178,7 @@ class SignalReplayer:
         if found.reason == fastloop.ERROR:
             raise api.PtraceError(found.errno, f"ptrace of task {task.tid} failed while "
                                   f"looking for the point at {rip:#x}")
-        if found.reason == fastloop.EINTR:  # interrupted while the task ran
-            self.s.pending_stop(task, task.wait())
-        else:
-            self.s.pending_stop(task, task.stop_from(found.status))
+        self.s.take_back(task, found.reason, found.status)
         return self.s.run_once(task, api.Req.SYSEMU), found.hits
 
     def _deliver(self, ev: Event) -> None:
