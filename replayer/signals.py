@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from tracee import fastloop
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest, ranges_digest, scratch_ranges
-from tracee.stops import SignalStop, Stop, SyscallStop
+from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
 from tracee.sysnums import name_of
 from tracee.task import MemoryAccessError, Task
 from tracefile.records import Event
@@ -75,6 +75,7 @@ class SignalReplayer:
                 task.set_reg("orig_rax", -1)
             else:
                 _let_in(task, sig)
+                _as_from_user_mode(task, ev)
             self._raise(ev, task)
         else:
             self._reach_user_point(ev)
@@ -85,6 +86,12 @@ class SignalReplayer:
         api.tgkill(task.pid, task.tid, ev.nr)
         task.resume(api.Req.SYSEMU)
         stop = task.wait()
+        while ev.nr == signal.SIGCONT and isinstance(stop, EventStop) \
+                and stop.event == api.Event.STOP:
+            # SIGCONT resumes the whole (ptrace-seized) process first: the kernel reports
+            # that as an event stop, then the signal itself (gpg-agent wakes itself so).
+            task.resume(api.Req.SYSEMU)
+            stop = task.wait()
         if not (isinstance(stop, SignalStop) and stop.signal == ev.nr):
             raise self.s.divergence(ev, f"expected signal {_name(ev.nr)} to be delivered", stop)
 
@@ -211,6 +218,15 @@ def _let_in(task: Task, sig: int) -> None:
     if temporary is None or temporary & bit:
         temporary = mask & ~bit
     api.set_sigmask(task.tid, temporary)
+
+
+def _as_from_user_mode(task: Task, ev: Event) -> None:
+    """A signal recorded right after a syscall may have come a moment later, from user mode
+    (a timer's interrupt before the next instruction ran): same rip and rax, but no syscall
+    in progress (orig_rax -1), so the kernel does not consider restarting it. Deliver it in
+    that state too."""
+    if api.signed(registers.unpack(ev.regs)["orig_rax"]) == -1:
+        task.set_reg("orig_rax", -1)
 
 
 def _temporary_mask(task: Task) -> int | None:

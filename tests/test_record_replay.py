@@ -50,6 +50,7 @@ CASES = [
     ("raise_signal", [], False),
     ("sigcont_sleep", [], True),
     ("signal_cont_read", [], True),
+    ("sigcont_wake", [], True),
     ("exit_status", ["7"], False),
     ("exit_status", ["abort"], False),
     ("many_syscalls", ["2000"], False),
@@ -448,3 +449,17 @@ def test_a_profiling_timer_is_delivered_where_replay_finds_it_quickly(programs, 
         assert m.path and m.path.endswith("prof_timer"), (hex(pc), m)
         offset = m.offset + pc - m.start
         assert after_call(code[offset - 7:offset]), hex(pc)
+
+
+def test_a_timer_signal_right_after_a_syscall_returned_replays(programs, tmp_path):
+    """A timer tick that comes in user mode just after a syscall returned (before the next
+    instruction) looks like one delivered on the call's way out: same rip and rax. The kernel
+    made no syscall restart decision there (orig_rax is -1), and replay must deliver it in
+    that state: it reported 'registers differ at delivery of SIGALRM, orig_rax' in about half
+    the recordings of this program."""
+    trace = tmp_path / "trace"
+    for _ in range(2):
+        rec = record(trace, programs["alarm_after_syscall"], "300", timeout=120)
+        assert rec.returncode == 0, describe(rec)
+        assert_faithful(rec, replay(trace, timeout=120))
+        shutil.rmtree(trace)
