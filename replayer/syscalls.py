@@ -30,6 +30,7 @@ MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 MAP_FIXED_NOREPLACE = 0x100000
 MAP_LOCKED = 0x2000
 ARCH_SET_GS, ARCH_SET_FS = 0x1001, 0x1002
+ARCH_REQ_XCOMP_PERM, ARCH_REQ_XCOMP_GUEST_PERM = 0x1023, 0x1025  # (AMX tile data)
 
 # Run for real with the same arguments; the result must match the recording.
 EXECUTE_AS_IS = frozenset({"munmap", "mprotect", "madvise", "rt_sigaction",
@@ -173,11 +174,15 @@ class SyscallReplayer:
     @staticmethod
     def _arch_prctl(task: Task, args: tuple[int, ...], result: int) -> int:
         """Set the segment bases directly: an injected arch_prctl would be undone when the
-        task's saved registers are restored."""
+        task's saved registers are restored. A permission for an extended state component
+        (AMX's tile data: oneDNN, PyTorch) is the process's, not a register: ask the kernel
+        for it as the program did, or the first tile instruction dies with SIGILL."""
         if args[0] == ARCH_SET_FS:
             task.set_reg("fs_base", args[1])
         elif args[0] == ARCH_SET_GS:
             task.set_reg("gs_base", args[1])
+        elif args[0] in (ARCH_REQ_XCOMP_PERM, ARCH_REQ_XCOMP_GUEST_PERM):
+            return inject_syscall(task, nr("arch_prctl"), *args)
         return result
 
     def _mremap(self, task: Task, proc: ProcessState, args: tuple[int, ...], result: int) -> int:

@@ -51,6 +51,7 @@ CASES = [
     ("sigcont_sleep", [], True),
     ("signal_cont_read", [], True),
     ("sigcont_wake", [], True),
+    ("amx_tiles", [], True),
     ("exit_status", ["7"], False),
     ("exit_status", ["abort"], False),
     ("many_syscalls", ["2000"], False),
