@@ -40,7 +40,7 @@ DATA_SIZE = 4 << 20
 # The loop returns at least this often so that commits and the run queue stay on time even
 # if a timer signal slipped in between two waits.
 BUDGET_NS = 5_000_000
-_REC = struct.Struct(f"<{REGS_SIZE}sqQQ" + "QQQ" * fastloop.MAX_OUTS)
+_REC = fastloop.REC
 
 
 Outputs = list[tuple[int, int, int, int]]

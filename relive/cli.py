@@ -173,6 +173,18 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from relive.doctor import run_doctor
+    return run_doctor()
+
+
+def _add_doctor(sub: Subparsers) -> None:
+    text = ("check what relive can do here: ptrace, the compiled fast path, gdb, the trace "
+            "directory, the CPU's features")
+    sub.add_parser("doctor", formatter_class=_HelpFormatter, help=text,
+                   description=text).set_defaults(func=cmd_doctor)
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """argparse's formatter, told the terminal's width: left to find it, argparse imports
     shutil (~5 ms of start-up) for every parser it builds, even when no help is shown."""
@@ -258,6 +270,7 @@ _COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "info": _inspection("info", cmd_info, "summarise a trace"),
     "ps": _inspection("ps", cmd_ps, "list the processes of a trace"),
     "dump": _inspection("dump", cmd_dump, "print a trace's events, one per line"),
+    "doctor": _add_doctor,
 }
 
 

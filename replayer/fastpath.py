@@ -42,8 +42,7 @@ MAX_BATCH_BYTES = 4 << 20
 _BATCHABLE = frozenset(nr for nr, name in NAME_OF.items() if name not in NOT_EMULATED)
 _NAMING_NRS = frozenset(nr for nr, name in NAME_OF.items() if name in NAMING)
 _SYSCALL = int(Kind.SYSCALL)
-_EV = struct.Struct("<qqII")
-_WR = struct.Struct("<QQQ")
+_EV, _WR = fastloop.EV, fastloop.WR
 
 
 def emulated_only(ev: Event, tid: int, *, naming: bool) -> bool:

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import struct
 
+from tracee.fastloop import EFLAGS_IGNORED  # (the compiled comparison ignores the same)
 from tracee.ptrace_api import REG_NAMES, REGS_SIZE
-
-# Trap and resume flags are the debugger's business, not the program's.
-EFLAGS_IGNORED = 0x100 | 0x10000
 _FMT = f"<{len(REG_NAMES)}Q"
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Debug register 3 is relive's own (finding signal points); 0-2 serve gdb's watchpoints.
-MATCH_SLOT = 3
+MATCH_SLOT = fastloop.OWN_SLOT
 DR7_MATCH_ENABLE = 1 << (2 * MATCH_SLOT)
 MAX_HITS = 10_000_000
 FINDER_BUDGET_NS = 1_000_000_000  # the compiled search returns this often to note progress

@@ -1,6 +1,7 @@
 /* fastloop.c - relive's compiled inner loops: runs of syscalls, and the search for a point.
  *
- * Built by tracee/fastloop.py with gcc at first use and loaded with ctypes. Each function
+ * Built when the package is installed (setup.py: tracee/_fastloop*.so), or else by
+ * tracee/fastloop.py with gcc at first use, and loaded with ctypes. Each function
  * handles a run of ordinary stops of ONE task by itself and returns to Python at the first
  * thing it does not handle, with enough state for Python to carry on exactly as if it had
  * handled every stop itself:
@@ -55,6 +56,7 @@
 #define R_PARKED 3   /* time or buffer is up: the task is stopped after the last record */
 #define R_ERROR 4    /* a ptrace request failed: out[5] = errno */
 #define R_MATCH 5    /* relive_find_point: stopped at a hit with the registers wanted */
+#define OUT_WORDS 7  /* the out[] array every loop fills */
 
 #define SYSCALL_TRAP (SIGTRAP | 0x80)
 #define NREGS 27
@@ -204,7 +206,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
     int64_t used = 0;
     int status = 0, reason = 0, w;
     int tsc = trap_tsc_like_tracees();
-    memset(out, 0, 7 * sizeof(int64_t));
+    memset(out, 0, OUT_WORDS * sizeof(int64_t));
     for (;;) {
         if (n >= max_recs || now_ns() >= deadline_ns) {
             reason = R_PARKED;
@@ -364,7 +366,7 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
     long i;
     int status = 0, reason = R_PARKED;
     int tsc = trap_tsc_like_tracees();
-    memset(out, 0, 7 * sizeof(int64_t));
+    memset(out, 0, OUT_WORDS * sizeof(int64_t));
     for (i = 0; i < nev; i++) {
         if (i > 0 && now_ns() >= deadline_ns)
             break;
@@ -414,7 +416,7 @@ long relive_find_point(int tid, uint64_t rip, const unsigned char *want, long ma
     int status = 0, reason = R_PARKED;
     int tsc = trap_tsc_like_tracees();
     const long dr6_offset = offsetof(struct user, u_debugreg) + 6 * sizeof(long);
-    memset(out, 0, 7 * sizeof(int64_t));
+    memset(out, 0, OUT_WORDS * sizeof(int64_t));
     while (hits < max_hits && (hits % 256 != 0 || hits == 0 || now_ns() < deadline_ns)) {
         if (sysemu_and_wait(tid, &status, &reason, out) < 0)
             break;
@@ -445,4 +447,51 @@ long relive_find_point(int tid, uint64_t rip, const unsigned char *want, long ma
     out[1] = reason;
     out[3] = status;
     return hits;
+}
+
+/* The interface Python relies on, by name: constants, and the layout of the structs Python
+   builds or reads with the struct module. tracee/fastloop.py checks its declarations
+   against this table when it loads the library (and a test checks every module's), so a
+   copy that drifts turns the compiled path off with a warning instead of misreading it. */
+struct abi_entry { const char *name; int64_t value; };
+static const struct abi_entry abi[] = {
+    {"R_STOP", R_STOP}, {"R_EINTR", R_EINTR}, {"R_PARKED", R_PARKED},
+    {"R_ERROR", R_ERROR}, {"R_MATCH", R_MATCH}, {"OUT_WORDS", OUT_WORDS},
+    {"SIZE_FIXED", SIZE_FIXED}, {"SIZE_RESULT", SIZE_RESULT}, {"SIZE_ARG", SIZE_ARG},
+    {"MAX_OUTS", MAX_OUTS}, {"MAX_EXCEPT", MAX_EXCEPT}, {"SPEC_HEAD", SPEC_HEAD},
+    {"SPEC_WORDS", SPEC_WORDS}, {"REGS_SIZE", REGS_SIZE},
+    {"sizeof(struct user_regs_struct)", sizeof(struct user_regs_struct)},
+    {"sizeof(struct rec)", sizeof(struct rec)},
+    {"offsetof(struct rec, result)", offsetof(struct rec, result)},
+    {"offsetof(struct rec, exit_rip)", offsetof(struct rec, exit_rip)},
+    {"offsetof(struct rec, nwrites)", offsetof(struct rec, nwrites)},
+    {"offsetof(struct rec, w)", offsetof(struct rec, w)},
+    {"sizeof(struct ev)", sizeof(struct ev)},
+    {"offsetof(struct ev, nr)", offsetof(struct ev, nr)},
+    {"offsetof(struct ev, result)", offsetof(struct ev, result)},
+    {"offsetof(struct ev, nwrites)", offsetof(struct ev, nwrites)},
+    {"offsetof(struct ev, first_write)", offsetof(struct ev, first_write)},
+    {"sizeof(struct wr)", sizeof(struct wr)},
+    {"EFLAGS_IGNORED", EFLAGS_IGNORED}, {"OWN_SLOT", OWN_SLOT},
+};
+
+/* Fill names[i]/values[i] for up to n entries; return how many entries there are. */
+long relive_interface(const char **names, int64_t *values, long n)
+{
+    long count = (long)(sizeof abi / sizeof abi[0]);
+    for (long i = 0; i < count && i < n; i++) {
+        names[i] = abi[i].name;
+        values[i] = abi[i].value;
+    }
+    return count;
+}
+
+#ifndef FASTLOOP_SOURCE_CRC
+#define FASTLOOP_SOURCE_CRC -1
+#endif
+/* The crc32 of the source this library was built from (as zlib computes it; -1 if the
+   build did not say): an installed build is used only if it matches the source beside it. */
+int64_t relive_source_crc(void)
+{
+    return FASTLOOP_SOURCE_CRC;
 }

@@ -1,12 +1,22 @@
-"""The compiled inner loops (fastloop.c): built with gcc at first use, loaded with ctypes.
+"""The compiled inner loops (fastloop.c), loaded with ctypes.
 
-The shared object is cached in $XDG_CACHE_HOME/relive (~/.cache/relive; a 0700 directory),
-named by a checksum of the source and kept with a copy of that source, which must match byte
-for byte: an edited source is rebuilt and two relive versions never share a build (a
-checksum and a comparison, not hashlib: importing hashlib costs every start-up ~5 ms). If gcc
-is missing or the build fails, one line says so and `load()` returns None: callers then use
-the pure-Python paths, which do the same thing more slowly.
+Where the library comes from, first found first:
+  1. the build made when the package was installed (setup.py builds tracee/_fastloop*.so,
+     an optional extension: an install without a compiler still succeeds), used only if it
+     was built from the fastloop.c beside it (its `relive_source_crc()`);
+  2. a build made with gcc at first use, cached in $XDG_CACHE_HOME/relive (~/.cache/relive;
+     a 0700 directory), named by a checksum of the source and kept with a copy of that
+     source, which must match byte for byte: an edited source is rebuilt and two relive
+     versions never share a build (a checksum and a comparison, not hashlib: importing
+     hashlib costs every start-up ~5 ms);
+  3. none: one line says why and `load()` returns None; callers then use the pure-Python
+     paths, which do the same thing more slowly. `status()` says which, for `relive doctor`.
 RELIVE_FASTPATH=0 disables the compiled loops (tests compare both paths this way).
+
+The C side lists its constants and struct layouts by name (`relive_interface`); the Python
+declarations of them (here, and the record/replay structs in recorder.fastpath and
+replayer.fastpath) are checked against that list (`agrees`), so a copy that drifts turns the
+compiled path off with a warning instead of being misread.
 
 ctypes releases the GIL during a call; a signal arriving meanwhile (the recorder's SIGALRM
 timeslice timer, Ctrl-C) interrupts the loop's waitpid (EINTR): the loop returns and the
@@ -15,14 +25,19 @@ Python handler runs then.
 from __future__ import annotations
 
 import ctypes
+import importlib.machinery
 import logging
 import os
+import struct
 import zlib
 from pathlib import Path
+
+from tracee.ptrace_api import REGS_SIZE
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fastloop.c")
+INSTALLED_NAME = "_fastloop"  # setup.py's extension tracee._fastloop
 
 # Why a loop returned (fastloop.c R_*).
 STOP, EINTR, PARKED, ERROR, MATCH = 1, 2, 3, 4, 5
@@ -33,9 +48,37 @@ MAX_OUTS = 3
 MAX_EXCEPT = 8
 SPEC_HEAD = 3 + MAX_EXCEPT
 SPEC_WORDS = SPEC_HEAD + 4 * MAX_OUTS
+# The records the loops exchange with Python: struct rec (one syscall recorded), struct ev
+# (one event to replay, after its registers) and struct wr (one memory write of it).
+REC = struct.Struct(f"<{REGS_SIZE}sqQQ" + "QQQ" * MAX_OUTS)
+EV = struct.Struct("<qqII")
+WR = struct.Struct("<QQQ")
+EFLAGS_IGNORED = 0x100 | 0x10000  # trap and resume flags: the debugger's, not the program's
+OWN_SLOT = 3  # the debug register relive's own point search breaks with
+
+# What this module declares of the C interface (fastloop.c `abi[]`).
+DECLARED = {"R_STOP": STOP, "R_EINTR": EINTR, "R_PARKED": PARKED, "R_ERROR": ERROR,
+            "R_MATCH": MATCH, "OUT_WORDS": OUT_WORDS, "SIZE_FIXED": SIZE_FIXED,
+            "SIZE_RESULT": SIZE_RESULT, "SIZE_ARG": SIZE_ARG, "MAX_OUTS": MAX_OUTS,
+            "MAX_EXCEPT": MAX_EXCEPT, "SPEC_HEAD": SPEC_HEAD, "SPEC_WORDS": SPEC_WORDS,
+            "REGS_SIZE": REGS_SIZE, "sizeof(struct user_regs_struct)": REGS_SIZE,
+            "sizeof(struct rec)": REC.size,
+            "offsetof(struct rec, result)": REGS_SIZE,
+            "offsetof(struct rec, exit_rip)": REGS_SIZE + 8,
+            "offsetof(struct rec, nwrites)": REGS_SIZE + 16,
+            "offsetof(struct rec, w)": REGS_SIZE + 24,
+            "sizeof(struct ev)": REGS_SIZE + EV.size,
+            "offsetof(struct ev, nr)": REGS_SIZE,
+            "offsetof(struct ev, result)": REGS_SIZE + 8,
+            "offsetof(struct ev, nwrites)": REGS_SIZE + 16,
+            "offsetof(struct ev, first_write)": REGS_SIZE + 20,
+            "sizeof(struct wr)": WR.size,
+            "EFLAGS_IGNORED": EFLAGS_IGNORED, "OWN_SLOT": OWN_SLOT}
+MAX_INTERFACE = 64
 
 _lib: ctypes.CDLL | None = None
 _tried = False
+_status = "not loaded yet"
 
 
 def enabled() -> bool:
@@ -45,6 +88,28 @@ def enabled() -> bool:
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "relive"
+
+
+def source_crc(source: bytes) -> int:
+    """The checksum an installed build carries of the source it was built from."""
+    return zlib.crc32(source)
+
+
+def _installed(source: bytes) -> Path | None:
+    """The build made at install time, if it was built from this very source."""
+    here = SOURCE.parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = here / f"{INSTALLED_NAME}{suffix}"
+        if path.exists():
+            try:
+                lib = ctypes.CDLL(str(path))
+                lib.relive_source_crc.restype = ctypes.c_int64
+                if lib.relive_source_crc() == source_crc(source):
+                    return path
+            except (OSError, AttributeError):
+                pass
+            log.debug("%s was built from another fastloop.c: not used", path)
+    return None
 
 
 def _build(source: bytes) -> Path:
@@ -81,22 +146,51 @@ def _build(source: bytes) -> Path:
 
 def load() -> ctypes.CDLL | None:
     """The loaded library, or None (disabled, or it could not be built: said once)."""
-    global _lib, _tried
+    global _lib, _tried, _status
     if not enabled():
+        _status = "off (RELIVE_FASTPATH=0)"
         return None
     if _tried:
         return _lib
     _tried = True
     try:
-        path = _build(SOURCE.read_bytes())
+        source = SOURCE.read_bytes()
+        path = _installed(source)
+        origin = "built when relive was installed"
+        if path is None:
+            path = _build(source)
+            origin = "built with gcc at first use"
         lib = ctypes.CDLL(str(path))
     except FileNotFoundError as e:
-        log.warning("compiled fast path unavailable (%s not found); using the slower Python "
-                    "path", e.filename)
+        _unavailable(f"{e.filename} not found")
         return None
     except OSError as e:
-        log.warning("compiled fast path unavailable (%s); using the slower Python path", e)
+        _unavailable(str(e))
         return None
+    _declare(lib)
+    differ = disagreements(lib, DECLARED)
+    if differ:
+        _unavailable(f"{path} does not match relive's Python code: {differ}")
+        return None
+    log.debug("compiled fast path loaded from %s", path)
+    _status = f"on ({origin}: {path})"
+    _lib = lib
+    return lib
+
+
+def status() -> str:
+    """Whether the compiled loops are on, and where they come from or why not."""
+    load()
+    return _status
+
+
+def _unavailable(why: str) -> None:
+    global _status
+    _status = f"off ({why}; the Python path does the same work more slowly)"
+    log.warning("compiled fast path unavailable (%s); using the slower Python path", why)
+
+
+def _declare(lib: ctypes.CDLL) -> None:
     lib.relive_record_run.restype = ctypes.c_long
     lib.relive_record_run.argtypes = [
         ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p,
@@ -110,6 +204,22 @@ def load() -> ctypes.CDLL | None:
     lib.relive_find_point.argtypes = [
         ctypes.c_int, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_long, ctypes.c_int64,
         ctypes.c_void_p]
-    log.debug("compiled fast path loaded from %s", path)
-    _lib = lib
-    return lib
+    lib.relive_interface.restype = ctypes.c_long
+    lib.relive_interface.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+
+
+def interface(lib: ctypes.CDLL) -> dict[str, int]:
+    """The C side's constants and struct layouts, by name (fastloop.c `abi[]`)."""
+    names = (ctypes.c_char_p * MAX_INTERFACE)()
+    values = (ctypes.c_int64 * MAX_INTERFACE)()
+    count = min(lib.relive_interface(names, values, MAX_INTERFACE), MAX_INTERFACE)
+    return {(names[i] or b"").decode(): values[i] for i in range(count)}
+
+
+def disagreements(lib: ctypes.CDLL, declared: dict[str, int]) -> str:
+    """What of `declared` (name -> the value Python uses) the library says otherwise; empty
+    if they agree. A name the library does not list disagrees too."""
+    c_side = interface(lib)
+    wrong = [f"{name} is {c_side.get(name, 'missing')} in C, {value} in Python"
+             for name, value in declared.items() if c_side.get(name) != value]
+    return "; ".join(wrong)
