@@ -9,14 +9,20 @@ aligned region of 1, 2, 4 or 8 bytes. A hardware breakpoint (Z1) takes one; a wa
 (Z2-Z4) takes one per aligned piece of its range (gdbserver splits unaligned ranges the same
 way). An insertion that does not fit is refused, and gdb reports "Could not insert hardware
 watchpoint" instead of silently watching the wrong bytes. Re-inserting an existing entry is
-idempotent; one removal removes it.
+idempotent (its conditions are replaced: gdb sends them with every insertion); one removal
+removes it.
+
+A code breakpoint may carry conditions (agent expressions): the target stops at a hit only if
+one of them is true, as gdbserver does; a breakpoint at the same address without conditions
+(of the other type, say) makes every hit there stop.
 """
 from __future__ import annotations
 
 from typing import Final
 
+from gdbstub.agent import AgentExpr, any_true
 from gdbstub.requests import BreakpointType
-from gdbstub.target import Address, WatchKind, Watchpoint
+from gdbstub.target import Address, ThreadState, WatchKind, Watchpoint
 
 DEBUG_REGISTERS: Final = 4
 
@@ -48,19 +54,33 @@ class BreakpointTable:
         self._software: set[Address] = set()
         self._hardware: set[Address] = set()
         self._watch: set[Watchpoint] = set()
+        self._conditions: dict[tuple[BreakpointType, Address], tuple[AgentExpr, ...]] = {}
 
-    def insert(self, type: BreakpointType, addr: Address, length: int) -> bool:
+    def insert(self, type: BreakpointType, addr: Address, length: int,
+               conditions: tuple[AgentExpr, ...] = ()) -> bool:
         """Add an entry; False if it needs hardware slots that are not free (or length 0)."""
+        if type in (BreakpointType.SOFTWARE, BreakpointType.HARDWARE):
+            if not self._insert_code(type, addr):
+                return False
+            if conditions:
+                self._conditions[(type, addr)] = conditions
+            else:
+                self._conditions.pop((type, addr), None)
+            return True
+        return self._insert_watch(type, addr, length)
+
+    def _insert_code(self, type: BreakpointType, addr: Address) -> bool:
         if type is BreakpointType.SOFTWARE:
             self._software.add(addr)
             return True
-        if type is BreakpointType.HARDWARE:
-            if addr in self._hardware:
-                return True
-            if self.slots_used() + 1 > self._debug_registers:
-                return False
-            self._hardware.add(addr)
+        if addr in self._hardware:
             return True
+        if self.slots_used() + 1 > self._debug_registers:
+            return False
+        self._hardware.add(addr)
+        return True
+
+    def _insert_watch(self, type: BreakpointType, addr: Address, length: int) -> bool:
         watch = Watchpoint(kind=_WATCH_KIND[type], addr=addr, length=length)
         if watch in self._watch:
             return True
@@ -73,6 +93,7 @@ class BreakpointTable:
 
     def remove(self, type: BreakpointType, addr: Address, length: int) -> None:
         """Drop an entry (removing one that is not there is harmless)."""
+        self._conditions.pop((type, addr), None)
         if type is BreakpointType.SOFTWARE:
             self._software.discard(addr)
         elif type is BreakpointType.HARDWARE:
@@ -85,6 +106,7 @@ class BreakpointTable:
         self._software.clear()
         self._hardware.clear()
         self._watch.clear()
+        self._conditions.clear()
 
     def slots_used(self) -> int:
         """Debug registers taken by hardware breakpoints and watchpoints."""
@@ -97,6 +119,18 @@ class BreakpointTable:
         return frozenset(self._software | self._hardware)
 
     @property
+    def conditions(self) -> Conditions | None:
+        """The conditions of the breakpoints that have them (None: every hit stops)."""
+        by_addr: dict[Address, tuple[AgentExpr, ...]] = {}
+        for addr in self.breakpoints:
+            kinds = [t for t in (BreakpointType.SOFTWARE, BreakpointType.HARDWARE)
+                     if addr in (self._software if t is BreakpointType.SOFTWARE
+                                 else self._hardware)]
+            if all((t, addr) in self._conditions for t in kinds):
+                by_addr[addr] = tuple(e for t in kinds for e in self._conditions[(t, addr)])
+        return Conditions(by_addr) if by_addr else None
+
+    @property
     def watchpoints(self) -> frozenset[Watchpoint]:
         """Every watched data range."""
         return frozenset(self._watch)
@@ -106,3 +140,17 @@ class BreakpointTable:
         if pc in self._hardware and pc not in self._software:
             return b"hwbreak"
         return b"swbreak"
+
+
+class Conditions:
+    """Breakpoint conditions as a target uses them: which addresses have some (their hits
+    must each be looked at: a kernel cannot count them), and whether a hit stops."""
+
+    def __init__(self, by_addr: dict[Address, tuple[AgentExpr, ...]]) -> None:
+        self._by_addr = by_addr
+        self.addresses = frozenset(by_addr)
+
+    def holds(self, pc: Address, thread: ThreadState) -> bool:
+        """Does the hit of the breakpoint at `pc` by `thread` (stopped there) stop?"""
+        exprs = self._by_addr.get(pc)
+        return exprs is None or any_true(exprs, thread)

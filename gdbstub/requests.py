@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from gdbstub.agent import AgentExpr, parse_conditions
 from gdbstub.errors import BadRequest
 from gdbstub.syntax import addr_length, hex_bytes, hex_int, parse_thread_id, split_exact
 from gdbstub.target import Action, Direction, ThreadId
@@ -109,11 +110,13 @@ class BreakpointType(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InsertBreakpoint:
-    """``Z<type>,<addr>,<kind-or-length>``."""
+    """``Z<type>,<addr>,<kind-or-length>[;X<len>,<bytecode>...]``: conditions (Z0/Z1 only)
+    are gdb agent expressions the stub evaluates at each hit (``ConditionalBreakpoints+``)."""
 
     type: BreakpointType
     addr: int
     length: int
+    conditions: tuple[AgentExpr, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -300,14 +303,23 @@ def _write_memory(args: bytes, payload: bytes, binary: bool) -> WriteMemory:
 
 
 def _breakpoint(args: bytes, payload: bytes, insert: bool) -> InsertBreakpoint | RemoveBreakpoint:
-    fields = split_exact(args.partition(b";")[0], b",", 3, payload)
+    head, _, options = args.partition(b";")
+    fields = split_exact(head, b",", 3, payload)
     type_num = hex_int(fields[0], payload, "breakpoint type")
     if type_num > BreakpointType.ACCESS_WATCH:
         raise BadRequest(payload, f"unknown breakpoint type {type_num}")
     addr = hex_int(fields[1], payload, "address")
     length = hex_int(fields[2], payload, "kind")
-    cls = InsertBreakpoint if insert else RemoveBreakpoint
-    return cls(type=BreakpointType(type_num), addr=addr, length=length)
+    if not insert:
+        return RemoveBreakpoint(type=BreakpointType(type_num), addr=addr, length=length)
+    conditions: tuple[AgentExpr, ...] = ()
+    if options and type_num <= BreakpointType.HARDWARE:
+        try:
+            conditions = parse_conditions(options)
+        except ValueError as e:
+            raise BadRequest(payload, f"breakpoint condition: {e}") from None
+    return InsertBreakpoint(type=BreakpointType(type_num), addr=addr, length=length,
+                            conditions=conditions)
 
 
 def _resume_letter(letter: str, args: bytes, payload: bytes) -> Resume:

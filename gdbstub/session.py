@@ -97,7 +97,7 @@ SUPPORTED: Final = (
     b"PacketSize=%x;QStartNoAckMode+;qXfer:features:read+;qXfer:auxv:read+;"
     b"qXfer:exec-file:read+;qXfer:libraries-svr4:read+;qXfer:threads:read+;"
     b"qXfer:siginfo:read+;QPassSignals+;multiprocess+;swbreak+;hwbreak+;vContSupported+;"
-    b"exec-events+;ReverseStep+;ReverseContinue+" % PACKET_SIZE)
+    b"exec-events+;ReverseStep+;ReverseContinue+;ConditionalBreakpoints+" % PACKET_SIZE)
 VCONT_ACTIONS: Final = b"vCont;c;C;s;S;r"
 MAX_MEMORY_READ: Final = (PACKET_SIZE - 16) // 2
 
@@ -220,8 +220,8 @@ class Session:
                 if data:
                     self._target.write_memory(self._reads_thread(), addr, data)
                 return Reply.of(OK)
-            case InsertBreakpoint(type=kind, addr=addr, length=length):
-                inserted = self._breakpoints.insert(kind, addr, length)
+            case InsertBreakpoint(type=kind, addr=addr, length=length, conditions=conds):
+                inserted = self._breakpoints.insert(kind, addr, length, conds)
                 return Reply.of(OK if inserted else ERROR)
             case RemoveBreakpoint(type=kind, addr=addr, length=length):
                 self._breakpoints.remove(kind, addr, length)
@@ -354,6 +354,7 @@ class Session:
             thread=self._resolve(target_thread),
             signal=signal if request.direction is Direction.FORWARD else 0,
             step_range=primary.step_range, breakpoints=self._breakpoints.breakpoints,
+            conditions=self._breakpoints.conditions,
             watchpoints=self._breakpoints.watchpoints, pass_signals=self._pass_signals,
             exec_events=self._options.exec_events)
         with self._lock:

@@ -73,6 +73,23 @@ class WatchKind(enum.Enum):
     ACCESS = "awatch"
 
 
+class ThreadState(Protocol):
+    """What a breakpoint condition may read of the thread stopped at its breakpoint."""
+
+    def register(self, name: str) -> int: ...
+
+    def read_memory(self, addr: Address, length: int) -> bytes: ...
+
+
+class BreakpointConditions(Protocol):
+    """Conditions of some breakpoints, evaluated by the target at each hit (gdb's
+    target-side conditions). A hit at an address outside `addresses` always stops."""
+
+    addresses: frozenset[Address]
+
+    def holds(self, pc: Address, thread: ThreadState) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Watchpoint:
     """Stop when the program accesses [addr, addr + length) in the given way."""
@@ -93,11 +110,12 @@ class ResumeCommand:
     CONTINUE runs until something below stops it, or to an end of history.
 
     Any resume ends early on arriving at one of ``breakpoints`` (code addresses, software and
-    hardware alike), on an access to one of ``watchpoints``, or on a signal; both sets are
-    valid only for this call. ``signal`` (forward only) is the Linux signal gdb asks to
-    deliver, 0 for none; a replay may ignore it. ``pass_signals`` are Linux signals gdb does
-    not want to stop for (QPassSignals): the target may run through them silently. gdb sends
-    backwards only STEP and CONTINUE, never with a signal. ``exec_events``: gdb follows execs
+    hardware alike; at one of ``conditions.addresses`` only if ``conditions.holds`` there),
+    on an access to one of ``watchpoints``, or on a signal; all are valid only for this call.
+    ``signal`` (forward only) is the Linux signal gdb asks to deliver, 0 for none; a replay
+    may ignore it. ``pass_signals`` are Linux signals gdb does not want to stop for
+    (QPassSignals): the target may run through them silently. gdb sends backwards only STEP
+    and CONTINUE, never with a signal. ``exec_events``: gdb follows execs
     (it negotiated ``exec-events``), so a forward resume stops with ``StopKind.EXECD`` where
     the process execs; otherwise execs are run through silently.
     """
@@ -108,6 +126,7 @@ class ResumeCommand:
     signal: int = 0
     step_range: tuple[Address, Address] | None = None
     breakpoints: frozenset[Address] = frozenset()
+    conditions: BreakpointConditions | None = None
     watchpoints: frozenset[Watchpoint] = frozenset()
     pass_signals: frozenset[int] = frozenset()
     exec_events: bool = False

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from gdbstub.target import Action, ResumeCommand, Stop, StopKind
 from replayer.errors import Paused
-from replayer.traps import Traps, written_watchpoints
+from replayer.traps import Trap, Traps, condition_holds, written_watchpoints
 from tracee import ptrace_api as api
 from tracee.stops import SignalStop, SyscallStop
 from tracee.stops import Stop as TraceeStop
@@ -31,6 +31,7 @@ class ForwardRun:
     def __init__(self, target: ReplayTarget) -> None:
         self.t = target
         self.stepper: int | None = None  # the thread a forward step is for
+        self.command: ResumeCommand | None = None
 
     def resume(self, command: ResumeCommand) -> Stop:
         """Continue, step or range-step forwards: the stop gdb gets."""
@@ -66,6 +67,7 @@ class ForwardRun:
         process, Ctrl-C, or (stepper) one instruction of the thread `stepper`."""
         s = self.t.session
         self.stepper = stepper
+        self.command = command
         traps = self._traps(command, skip)
         s.observer = lambda stop: self._observe(traps, stop)
         # Runs of emulated syscalls in compiled code: breakpoints, signals and Ctrl-C still
@@ -215,6 +217,9 @@ class ForwardRun:
         trap = traps.classify(stop)
         if trap is None or trap.kind in ("own", "other"):
             return stop
+        if (trap.kind == "breakpoint" and self.command is not None and trap.task is not None
+                and not condition_holds(self.command.conditions, trap.pc, trap.task)):
+            trap = Trap("pass", pc=trap.pc, task=trap.task)  # gdb's condition is false
         if trap.kind == "pass":  # run the instruction under our int3, then go on
             after = traps.step_over(trap.pc, trap.task)
             stepped = traps.after_step(after)

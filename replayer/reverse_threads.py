@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from gdbstub.errors import TargetError
 from gdbstub.target import (
     Action,
+    BreakpointConditions,
     Direction,
     ResumeCommand,
     Stop,
@@ -49,7 +50,7 @@ from replayer.timeline import (
     LostPosition,
     SearchInterrupted,
 )
-from replayer.traps import Traps, is_clone, written_watchpoints
+from replayer.traps import Traps, condition_holds, is_clone, written_watchpoints
 from replayer.waypoints import WAYPOINT_INTERVAL, Hit, Point, Waypoint, Waypoints
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest
@@ -91,7 +92,7 @@ class ThreadedReverse:
         self._met = []
         if command.action is Action.CONTINUE:
             return self.continue_back(command.breakpoints, command.watchpoints, now,
-                                      *self._private(command))
+                                      *self._private(command), conditions=command.conditions)
         tid = command.thread.tid
         watched = {wp: t.peek(wp) for wp in command.watchpoints}
         landing = self.step_back(tid, now)
@@ -133,10 +134,12 @@ class ThreadedReverse:
 
     def continue_back(self, breakpoints: frozenset[int], watchpoints: frozenset[Watchpoint],
                       now: Point | None = None, private: frozenset[int] = frozenset(),
-                      owner: int | None = None) -> Stop:
+                      owner: int | None = None, *,
+                      conditions: BreakpointConditions | None = None) -> Stop:
         t = self.t
         now = now or self.now()
-        hit = self.last_hit_before(now, breakpoints, watchpoints, private, owner)
+        hit = self.last_hit_before(now, breakpoints, watchpoints, private, owner,
+                                   conditions=conditions)
         if hit is None:
             self._seek(t.birth)
             self.land(Landing("begin"))
@@ -178,13 +181,14 @@ class ThreadedReverse:
 
     def last_hit_before(self, now: Point, breakpoints: frozenset[int],
                         watchpoints: frozenset[Watchpoint], private: frozenset[int] = frozenset(),
-                        owner: int | None = None) -> Hit | None:
-        """The last hit strictly before `now`; breakpoints in `private` count only for
-        thread `owner`."""
+                        owner: int | None = None, *,
+                        conditions: BreakpointConditions | None = None) -> Hit | None:
+        """The last hit strictly before `now` (where gdb's `conditions` hold); breakpoints in
+        `private` count only for thread `owner`."""
         until = now
         for start in self._starts(now.position):
             hits, _ = self._pass(start, until, breakpoints, watchpoints, private=private,
-                                 owner=owner)
+                                 owner=owner, conditions=conditions)
             log.debug("backward pass from %s %d to %s: %d hits", type(start).__name__,
                       start.position, (until.position, until.tid), len(hits))
             if hits:
@@ -233,7 +237,8 @@ class ThreadedReverse:
 
     def _pass(self, start: Checkpoint | Waypoint, until: Point, breakpoints: frozenset[int],
               watchpoints: frozenset[Watchpoint], goal: Hit | None = None,
-              private: frozenset[int] = frozenset(), owner: int | None = None
+              private: frozenset[int] = frozenset(), owner: int | None = None,
+              conditions: BreakpointConditions | None = None
               ) -> tuple[list[Hit], str | None]:
         """Replay from `start` to `until` (or to `goal`), collecting every hit of the
         debugged process on the way, and dropping checkpoints and waypoints as it goes.
@@ -309,7 +314,8 @@ class ThreadedReverse:
                 n, origin_ = count.arrival(s.position, trap.pc)
                 if until.tid is not None and trap.pc == until.pc and at_now(tid, task, True):
                     raise Paused("now")
-                if trap.pc in breakpoints and (trap.pc not in private or tid == owner):
+                if (trap.pc in breakpoints and (trap.pc not in private or tid == owner)
+                        and condition_holds(conditions, trap.pc, task)):
                     note(Hit("bp", s.position, trap.pc, n, tid=tid, origin=origin_))
             after = traps[0].step_over(trap.pc, task)
             stepped = traps[0].after_step(after)

@@ -442,7 +442,8 @@ class ReplayTarget:
             # gdb's breakpoints are addresses in the program running now: search back only
             # to where it was exec'd (before that, another program ran at those addresses).
             floor = exec_seq + 1 if exec_seq is not None else 0
-            hit = tl.last_hit_before(now, command.breakpoints, command.watchpoints, floor)
+            hit = tl.last_hit_before(now, command.breakpoints, command.watchpoints, floor,
+                                     command.conditions)
             if hit is None and exec_seq is not None:
                 return self._back_to_exec(exec_seq)
             if hit is None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from signal import SIGSTOP, SIGTRAP
 
-from gdbstub.target import Watchpoint
+from gdbstub.target import BreakpointConditions, Watchpoint
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest
 from tracee.hwcount import HwCounter, HwCounterError
@@ -36,7 +36,7 @@ from replayer import registers
 from replayer.errors import Paused, ReplayError
 from replayer.session import ReplaySession
 from replayer.snapshot import Snapshot as Checkpoint
-from replayer.traps import Traps, written_watchpoints
+from replayer.traps import Traps, condition_holds, written_watchpoints
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +203,13 @@ class Timeline:
 
     # -- reverse-continue -------------------------------------------------------------------
     def last_hit_before(self, now: Now, breakpoints: frozenset[int],
-                        watchpoints: frozenset[Watchpoint], floor: int = 0) -> Hit | None:
-        """The last breakpoint/watchpoint hit strictly before `now`, searching back one
-        checkpoint at a time, not before the boundary `floor` (where the program the
-        breakpoints belong to was exec'd: a checkpoint is taken there if there is none)."""
+                        watchpoints: frozenset[Watchpoint], floor: int = 0,
+                        conditions: BreakpointConditions | None = None) -> Hit | None:
+        """The last breakpoint/watchpoint hit strictly before `now` (where gdb's `conditions`
+        hold), searching back one checkpoint at a time, not before the boundary `floor`
+        (where the program the breakpoints belong to was exec'd: a checkpoint is taken there
+        if there is none). Conditional breakpoints are never counted by the kernel: each hit
+        is looked at."""
         self.fingerprint(now)
 
         def above_floor() -> bool:
@@ -221,15 +224,19 @@ class Timeline:
                          key=lambda c: -c.position):
             self.s.restore(cp)
             counted = breakpoints - {until.pc} if not until.boundary else breakpoints
+            if conditions is not None:
+                counted -= conditions.addresses
             try:
-                hits = self._pass(until, breakpoints, watchpoints, counted=counted)
+                hits = self._pass(until, breakpoints, watchpoints, counted=counted,
+                                  conditions=conditions)
             except LostPosition:
                 if not counted:
                     raise
                 log.warning("backward search lost its position with kernel counters; "
                             "searching again stopping at every hit")
                 self.s.restore(cp)
-                hits = self._pass(until, breakpoints, watchpoints, counted=frozenset())
+                hits = self._pass(until, breakpoints, watchpoints, counted=frozenset(),
+                                  conditions=conditions)
             log.debug("backward pass from checkpoint %d to %s: %d hits, last %s",
                       cp.position, (until.position, until.steps), len(hits),
                       hits[-1] if hits else None)
@@ -239,14 +246,15 @@ class Timeline:
                     # Counted hits say how many, not in which order: replay that checkpoint's
                     # span again stopping at every hit.
                     self.s.restore(cp)
-                    hits = self._pass(until, breakpoints, watchpoints, counted=frozenset())
+                    hits = self._pass(until, breakpoints, watchpoints, counted=frozenset(),
+                                      conditions=conditions)
                 return hits[-1]
             until = Now(cp.position, b"", boundary=True)
         return None
 
     def _pass(self, until: Now, breakpoints: frozenset[int],
-              watchpoints: frozenset[Watchpoint], counted: frozenset[int] = frozenset()
-              ) -> list[Hit]:
+              watchpoints: frozenset[Watchpoint], counted: frozenset[int] = frozenset(),
+              conditions: BreakpointConditions | None = None) -> list[Hit]:
         """Replay forward to `until`, collecting every hit on the way. Breakpoints in
         `counted` are counted by the kernel (hardware counters, no stop per hit) where a
         debug register is free; their hits come per stretch, after that stretch's other hits,
@@ -286,7 +294,8 @@ class Timeline:
                     raise Paused("now")
                 log.debug("arrival at %#x does not match now: %s", trap.pc,
                           registers.diff(until.regs, s._task_or_fail().regs_bytes()))
-            if trap.pc in breakpoints:
+            if trap.pc in breakpoints and condition_holds(conditions, trap.pc,
+                                                          s._task_or_fail()):
                 hits.append(Hit("bp", s.position, trap.pc, arrivals[(s.position, trap.pc)]))
             after = traps.step_over(trap.pc)
             stepped = traps.after_step(after)

@@ -19,7 +19,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gdbstub.target import WatchKind, Watchpoint
+from gdbstub.target import BreakpointConditions, WatchKind, Watchpoint
 from replayer.tasks import CLONE_VM, TaskSet
 from tracee import ptrace_api as api
 from tracee.stops import SignalStop, Stop
@@ -56,6 +56,31 @@ def written_watchpoints(event: Event, watchpoints: frozenset[Watchpoint]) -> lis
     return [wp for wp in watchpoints if wp.kind is not WatchKind.READ
             and any(w.addr < wp.addr + wp.length and wp.addr < w.addr + len(w.data)
                     for w in event.writes)]
+
+
+class StoppedThread:
+    """A task stopped at a breakpoint, as a breakpoint condition reads it (gdb's
+    target-side conditions: gdbstub.target.ThreadState)."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def register(self, name: str) -> int:
+        if name not in api.REG_NAMES:
+            raise OSError(f"register {name} is not read by breakpoint conditions")
+        return int(getattr(self.task.regs, name))
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        if not 0 <= addr < 1 << 63 or not 0 < length <= 8:
+            return b""
+        return self.task.mem.read_upto(addr, length)
+
+
+def condition_holds(conditions: BreakpointConditions | None, pc: int, task: Task) -> bool:
+    """Does a hit of the breakpoint at `pc` by `task` stop, given gdb's conditions?"""
+    if conditions is None or pc not in conditions.addresses:
+        return True
+    return conditions.holds(pc, StoppedThread(task))
 
 
 @dataclass(frozen=True, slots=True)

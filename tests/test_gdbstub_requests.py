@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gdbstub.agent import AgentExpr
 from gdbstub.errors import BadRequest
 from gdbstub.requests import (
     BreakpointType,
@@ -55,7 +56,8 @@ CASES = [
     (b"z2,601000,4", RemoveBreakpoint(type=BreakpointType.WRITE_WATCH, addr=0x601000,
                                       length=4)),
     (b"Z1,400000,1;X3,220027", InsertBreakpoint(type=BreakpointType.HARDWARE, addr=0x400000,
-                                                length=1)),
+                                                length=1,
+                                                conditions=(AgentExpr(b"\x22\x00\x27"),))),
     (b"c", Resume(actions=(ResumeAction(action=Action.CONTINUE),))),
     (b"s1000", Resume(actions=(ResumeAction(action=Action.STEP),), addr=0x1000)),
     (b"C0b", Resume(actions=(ResumeAction(action=Action.CONTINUE, signal=11),))),
