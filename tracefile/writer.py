@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracefile.errors import TraceError
+from tracefile import recording_lock
 from tracefile.file_cache import FileCache
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
@@ -111,6 +112,9 @@ class TraceWriter:
         self.dir = Path(directory)
         if self.dir.exists() and not self.dir.is_dir():
             raise TraceError(f"{self.dir} exists and is not a directory")
+        # An existing directory is locked before anything in it is checked or removed: a
+        # trace still being recorded is never overwritten, even with --force.
+        self._lock: int | None = recording_lock.hold(self.dir) if self.dir.is_dir() else None
         if self.dir.exists() and any(self.dir.iterdir()):
             if not force:
                 raise TraceError(f"{self.dir} exists and is not empty; use --force to overwrite it")
@@ -125,6 +129,8 @@ class TraceWriter:
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.dir, 0o700)
+            if self._lock is None:
+                self._lock = recording_lock.hold(self.dir)
             (self.dir / "files").mkdir(exist_ok=True, mode=0o700)
             # Created here, 0600: SQLite gives its -wal and -shm files the same mode.
             os.close(os.open(self.dir / "trace.db", os.O_CREAT | os.O_WRONLY, 0o600))
@@ -292,3 +298,7 @@ class TraceWriter:
         except TraceError:
             if complete:
                 raise
+        finally:
+            if self._lock is not None:
+                recording_lock.release(self._lock)
+                self._lock = None
