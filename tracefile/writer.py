@@ -106,6 +106,16 @@ def _create_database(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _path_value(path: str) -> str | bytes:
+    """A path for a TEXT column: as text, or, if it is not UTF-8 (Python keeps such bytes as
+    surrogates, which SQLite cannot store as text), as its bytes (the reader decodes both)."""
+    try:
+        path.encode()
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
 class TraceWriter:
     def __init__(self, directory: Path, *, force: bool = False,
                  file_cache: Path | None = None) -> None:
@@ -157,13 +167,13 @@ class TraceWriter:
         self._sql.execute(
             "INSERT OR REPLACE INTO tasks(tid, pid, ppid, argv, exe, exit_status, first_event) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (task.tid, task.pid, task.ppid, json.dumps(list(task.argv)), task.exe,
+            (task.tid, task.pid, task.ppid, json.dumps(list(task.argv)), _path_value(task.exe),
              task.exit_status, self.event_count))
 
     def set_task_command(self, tid: int, argv: list[str], exe: str) -> None:
         """The task exec'd: its command line is the new program's."""
         self._sql.execute("UPDATE tasks SET argv = ?, exe = ? WHERE tid = ?",
-                        (json.dumps(argv), exe, tid))
+                        (json.dumps(argv), _path_value(exe), tid))
 
     def set_task_exit(self, tid: int, status: int) -> None:
         self._sql.execute("UPDATE tasks SET exit_status = ? WHERE tid = ?", (status, tid))
@@ -244,7 +254,7 @@ class TraceWriter:
             if cache is not None:
                 cache.remember(st, self.dir / "files" / file_id)
         self._sql.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
-                        (file_id, name or path, st.st_size))
+                        (file_id, _path_value(name or path), st.st_size))
         if not fresh:
             self._added[key] = file_id
         return file_id
