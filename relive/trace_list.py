@@ -2,6 +2,7 @@
 removal (never of a trace still being recorded; `latest` follows)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tracefile.errors import ReliveError
@@ -34,11 +35,12 @@ def trace_row(trace: Path) -> tuple[str, ...]:
 
 
 def _program(meta: dict[str, object]) -> str:
+    """The command line, its program by file name (`relive info` gives the whole path)."""
     argv = meta.get("argv")
     if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
         import shlex
-        return shlex.join(argv)
-    return str(meta.get("program", "?"))
+        return shlex.join([os.path.basename(argv[0]) or argv[0], *argv[1:]])
+    return os.path.basename(str(meta.get("program", "?")))
 
 
 def ls_text() -> str:
