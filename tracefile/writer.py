@@ -125,6 +125,25 @@ class TraceWriter:
         # An existing directory is locked before anything in it is checked or removed: a
         # trace still being recorded is never overwritten, even with --force.
         self._lock: int | None = recording_lock.hold(self.dir) if self.dir.is_dir() else None
+        try:
+            self._prepare(force, file_cache)
+        except BaseException:
+            if self._lock is not None:
+                recording_lock.release(self._lock)
+            raise
+        self._sql = SqlThread(functools.partial(_create_database, self.dir / "trace.db"))
+        self._encode = BlobEncoder()
+        self._uncommitted = 0
+        self._events: list[tuple[Any, ...]] = []
+        self._writes: list[RawWrite] = []
+        self._last_commit = time.monotonic()
+        self._added: dict[tuple[int, ...], str] = {}
+        self.event_count = 0
+        self.set_meta(format_version=FORMAT_VERSION)
+        self._flush()
+
+    def _prepare(self, force: bool, file_cache: Path | None) -> None:
+        """An empty trace directory (an old trace there removed, with `force`), locked."""
         if self.dir.exists() and any(self.dir.iterdir()):
             if not force:
                 raise TraceError(f"{self.dir} exists and is not empty; use --force to overwrite it")
@@ -147,16 +166,6 @@ class TraceWriter:
             self._cache = FileCache.open(file_cache) if file_cache is not None else None
         finally:
             os.umask(old_umask)
-        self._sql = SqlThread(functools.partial(_create_database, self.dir / "trace.db"))
-        self._encode = BlobEncoder()
-        self._uncommitted = 0
-        self._events: list[tuple[Any, ...]] = []
-        self._writes: list[RawWrite] = []
-        self._last_commit = time.monotonic()
-        self._added: dict[tuple[int, ...], str] = {}
-        self.event_count = 0
-        self.set_meta(format_version=FORMAT_VERSION)
-        self._flush()
 
     # -- metadata ---------------------------------------------------------------------------
     def set_meta(self, **values: Any) -> None:
