@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_faithful, describe, record, replay, run_relive
+from gdbhelpers import gdb_batch, requires_gdb, serve
 from tracefile.errors import TraceError
 
 from replayer.trace_files import TraceFiles
 
+__all__ = ["serve"]  # the fixture, imported for pytest
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
 
 
@@ -131,3 +133,34 @@ def test_crafted_file_id_cannot_name_a_file_outside_the_trace(recorded, tmp_path
     assert proc.returncode == 1 and "not a file id" in proc.stderr, describe(proc)
     assert "Traceback" not in proc.stderr
 
+
+
+@requires_gdb
+def test_gdb_debugs_a_program_whose_path_is_not_utf8(programs, tmp_path, serve):
+    program = tmp_path / os.fsdecode(b"hel\xfflo")
+    shutil.copy(programs["hello"], program)
+    rec = record(tmp_path / "t", program)
+    assert rec.returncode == 0, describe(rec)
+    server = serve(tmp_path / "t")
+    run = gdb_batch("break main", "continue", "info threads", "next", "continue",
+                    connect=server.address)
+    assert "Breakpoint 1, main" in run.output, f"{run}\n{server.describe()}"
+    assert 'hel\ufffdlo' in run.output or "hel\\377lo" in run.output, str(run)  # its name
+    assert "Traceback" not in server.stderr(), server.describe()
+
+
+@requires_gdb
+@needs_root
+def test_gdb_on_a_trace_on_a_noexec_filesystem(recorded, tmp_path, mounts, serve):
+    point = tmp_path / "noexec"
+    point.mkdir()
+    mount("-t", "tmpfs", "-o", "noexec", "tmpfs", point)
+    mounts.append(point)
+    trace, _ = recorded["hello"]
+    shutil.copytree(trace, point / "hello")
+    server = serve(point / "hello")
+    run = gdb_batch("break main", "continue", "next", "reverse-next", "info sharedlibrary",
+                    connect=server.address)
+    assert "Breakpoint 1, main" in run.output and "libc.so.6" in run.output, \
+        f"{run}\n{server.describe()}"
+    assert "Traceback" not in server.stderr(), server.describe()
