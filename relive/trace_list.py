@@ -19,8 +19,10 @@ def trace_row(trace: Path) -> tuple[str, ...]:
     from tracefile.reader import TraceReader
     try:
         reader = TraceReader(trace)
-    except ReliveError as e:
-        return (shown(trace.name), "?", "?", "?", "unreadable", shown(str(e)))
+    except ReliveError as e:  # a recording that has only just begun has no tables yet
+        state = "recording" if state_text(trace, False) == "recording" else "unreadable"
+        return (shown(trace.name), "?", "?", "?", state, "-" if state == "recording"
+                else shown(str(e)))
     try:
         meta = reader.meta
         state = state_text(trace, reader.complete)

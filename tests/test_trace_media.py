@@ -164,3 +164,17 @@ def test_gdb_on_a_trace_on_a_noexec_filesystem(recorded, tmp_path, mounts, serve
     assert "Breakpoint 1, main" in run.output and "libc.so.6" in run.output, \
         f"{run}\n{server.describe()}"
     assert "Traceback" not in server.stderr(), server.describe()
+
+
+def test_copy_that_cannot_be_executed_is_one_line(recorded, tmp_path):
+    """Whatever stops the replay's start (here the trace's copy of the program lost its
+    execute bits), it is reported in one line, not a SpawnError traceback."""
+    trace, _ = recorded["hello"]
+    copy = tmp_path / "copy"
+    shutil.copytree(trace, copy)
+    for f in (copy / "files").iterdir():
+        f.chmod(0o600)
+    proc = run_relive("replay", "-a", copy, text=True)
+    assert proc.returncode == 1, describe(proc)
+    assert proc.stderr.startswith("relive: cannot start the replay") and "Traceback" not in \
+        proc.stderr, proc.stderr
