@@ -87,7 +87,6 @@ def cmd_record(args: argparse.Namespace) -> int:
     from recorder.errors import UnsupportedError
     from recorder.session import Recorder, exit_code
     from relive import privacy, traces
-    from relive.inspect_trace import shown, status_text
     from tracee.hwcount import has_pmu
     from tracefile.writer import TraceWriter
 
@@ -134,9 +133,9 @@ def cmd_record(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, old_int)
     writer.close(complete=True, exit_status=status)
     if os.WIFSIGNALED(status):
-        print(f"relive: {shown(args.program)} was {status_text(status)}", file=sys.stderr)
-    print(f"relive: trace written to {shown(str(out))}  (replay: relive replay "
-          f"{shown(str(out))})", file=sys.stderr)
+        from relive.inspect_trace import status_text
+        print(f"relive: {args.program} was {status_text(status)}", file=sys.stderr)
+    print(f"relive: trace written to {out}  (replay: relive replay {out})", file=sys.stderr)
     privacy.notice_once(traces.trace_root())
     return exit_code(status)
 
