@@ -1,6 +1,10 @@
 """Where traces live: $RELIVE_TRACE_DIR or $XDG_DATA_HOME/relive (~/.local/share/relive),
 one directory per recording named <program>-<n>, a `latest` symlink to the newest, and `.files`,
-the cache of mapped files that recordings hard-link instead of copying."""
+the cache of mapped files that recordings hard-link instead of copying.
+
+Commands name a trace by path or by its name here; `latest` that points nowhere falls back to
+the newest trace left; removing a trace never touches one being recorded
+(tracefile.recording_lock) and keeps `latest` pointing at a trace."""
 from __future__ import annotations
 
 import os
