@@ -661,7 +661,7 @@ def _ends_task(stop: Stop) -> bool:
 def _cmdline(tid: int) -> list[str]:
     try:
         with open(f"/proc/{tid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]
+            return [os.fsdecode(a) for a in f.read().split(b"\0")[:-1]]
     except OSError:
         return []
 

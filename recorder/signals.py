@@ -68,7 +68,7 @@ def is_fault(sig: int, siginfo: bytes) -> bool:
 def _signal_masks(tid: int) -> dict[str, int]:
     """The signal masks of /proc/TID/status (SigPnd, ShdPnd, SigBlk, SigIgn, SigCgt)."""
     masks = {}
-    with open(f"/proc/{tid}/status") as f:
+    with open(f"/proc/{tid}/status", errors="surrogateescape") as f:  # Name: is any bytes
         for line in f:
             if line.startswith(("SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:")):
                 key, value = line.split(":")

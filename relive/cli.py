@@ -86,7 +86,7 @@ def _loaded() -> None:
 def cmd_record(args: argparse.Namespace) -> int:
     from recorder.errors import UnsupportedError
     from recorder.session import Recorder, exit_code
-    from relive import traces
+    from relive import privacy, traces
     from tracee.hwcount import has_pmu
     from tracefile.writer import TraceWriter
 
@@ -101,7 +101,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     writer.commit(wait=False)  # the program starts while the SQL thread creates the database
     if not args.output:
         traces.set_latest(out)
-    recorder = Recorder(writer, path, argv, dict(os.environ))
+    environ = dict(os.environ)
+    env = privacy.program_environment(environ, privacy.exclusion_patterns(args.env_exclude,
+                                                                          environ))
+    recorder = Recorder(writer, path, argv, env)
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the program's to get
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -129,7 +132,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, old_int)
     writer.close(complete=True, exit_status=status)
+    if os.WIFSIGNALED(status):
+        from relive.inspect_trace import status_text
+        print(f"relive: {args.program} was {status_text(status)}", file=sys.stderr)
     print(f"relive: trace written to {out}  (replay: relive replay {out})", file=sys.stderr)
+    privacy.notice_once(traces.trace_root())
     return exit_code(status)
 
 
@@ -147,7 +154,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from replayer.autopilot import autopilot
 
     _loaded()
-    trace = traces.resolve_trace(args.trace)
+    trace = traces.resolve_trace(args.trace, replay=True)
     if args.autopilot:
         return autopilot(trace)
     from relive.serve import serve_replay
@@ -165,6 +172,20 @@ def cmd_ps(args: argparse.Namespace) -> int:
     from relive import inspect_trace, traces
     print(inspect_trace.ps_text(traces.resolve_trace(args.trace)))
     return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from relive import trace_list
+    print(trace_list.ls_text())
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from relive import trace_list
+    errors = trace_list.remove(args.names)
+    for error in errors:
+        print(f"relive: {error}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
@@ -213,6 +234,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="relive", formatter_class=_HelpFormatter,
         description="Record a Linux x86-64 program under ptrace, replay it deterministically, "
                     "and debug the replay forwards and backwards with gdb.")
+    p.add_argument("--version", action=_Version)
     p.add_argument("--log", choices=["debug", "info", "warning"], default="warning",
                    help="logging level for relive's own messages")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -232,7 +254,11 @@ def _add_record(sub: Subparsers) -> None:
                        "link.")
     r.add_argument("-o", "--output", metavar="DIR", help="write the trace to DIR")
     r.add_argument("--force", action="store_true",
-                   help="overwrite an existing trace in DIR")
+                   help="overwrite an existing trace in DIR (never one still being recorded)")
+    r.add_argument("--env-exclude", action="append", default=[], metavar="PATTERN",
+                   help="run the program without the environment variables whose names "
+                   "match this glob (repeatable; also $RELIVE_ENV_EXCLUDE='P1:P2'), so they are "
+                   "not in the trace")
     r.add_argument("program", metavar="PROGRAM")
     r.add_argument("args", nargs="*", default=[], metavar="ARG")  # (main splits them off)
     r.set_defaults(func=cmd_record)
@@ -255,6 +281,33 @@ def _add_replay(sub: Subparsers) -> None:
     rp.set_defaults(func=cmd_replay)
 
 
+def _add_rm(sub: Subparsers) -> None:
+    rm = sub.add_parser("rm", formatter_class=_HelpFormatter, help="delete traces",
+                        description="Delete traces, named as in the trace directory (or as "
+                        "paths). A trace still being recorded is refused; `latest` moves to the "
+                        "newest trace left.")
+    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.set_defaults(func=cmd_rm)
+
+
+class _Version(argparse.Action):
+    """--version: the installed package's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: object) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, help="print relive's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                  values: object, option_string: str | None = None) -> None:
+        from importlib import metadata
+        try:
+            version = metadata.version("relive")
+        except metadata.PackageNotFoundError:
+            version = "(version unknown: not installed)"
+        print(f"relive {version}")
+        parser.exit()
+
+
 def _inspection(name: str, func: Callable[[argparse.Namespace], int],
                 text: str) -> Callable[[Subparsers], None]:
     def add(sub: Subparsers) -> None:
@@ -270,6 +323,12 @@ _COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "info": _inspection("info", cmd_info, "summarise a trace"),
     "ps": _inspection("ps", cmd_ps, "list the processes of a trace"),
     "dump": _inspection("dump", cmd_dump, "print a trace's events, one per line"),
+    "ls": lambda sub: sub.add_parser(
+        "ls", formatter_class=_HelpFormatter, help="list the traces in the trace directory",
+        description="List the traces in $RELIVE_TRACE_DIR or ~/.local/share/relive: name, "
+        "program, when, size, complete/incomplete/recording, how the program ended; `*` marks "
+        "the latest.").set_defaults(func=cmd_ls),
+    "rm": _add_rm,
     "doctor": _add_doctor,
 }
 
@@ -294,7 +353,7 @@ def _split_record_argv(argv: list[str]) -> tuple[list[str], list[str]]:
         word = argv[i]
         if word == "--":
             return argv[:i], argv[i + 1:]
-        if word in ("-o", "--output"):
+        if word in ("-o", "--output", "--env-exclude"):
             i += 2
         elif word.startswith("-"):
             i += 1

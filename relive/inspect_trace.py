@@ -8,19 +8,46 @@ from pathlib import Path
 from typing import TextIO
 
 from tracee.sysnums import name_of
+from tracefile import recording_lock
 from tracefile.reader import TraceReader
 from tracefile.records import Event, Kind, TaskRecord
 
 from replayer.registers import unpack
 
 
+def human_size(n: int) -> str:
+    """Bytes in binary units, as ls -h does: 512 B, 4.0 KiB, 12.3 MiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def shown(text: str) -> str:
+    """A path or argument for the terminal: bytes that are not UTF-8 (kept by Python as
+    surrogates) as \\xNN and control characters escaped, so nothing can garble the output
+    (or fail to encode)."""
+    raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
+
+
 def _size_text(total: int, shared: int) -> str:
     if not shared:
-        return f"{total} bytes"
-    return f"{total} bytes ({shared} of them in files shared with other traces)"
+        return f"{human_size(total)} ({total} bytes)"
+    return (f"{human_size(total)} ({total} bytes, {human_size(shared)} of them in files shared "
+            "with other traces)")
 
 
-def _status_text(status: int | None) -> str:
+def state_text(trace: Path, complete: bool) -> str:
+    """complete, incomplete, or recording (a recorder holds the trace right now)."""
+    if recording_lock.being_recorded(trace):
+        return "recording"
+    return "complete" if complete else "incomplete"
+
+
+def status_text(status: int | None) -> str:
     if status is None:
         return "running when the recording stopped"
     if os.WIFSIGNALED(status):
@@ -38,9 +65,9 @@ def info_text(trace: Path) -> str:
         m = r.meta
         lines = [
             f"trace:    {trace}",
-            f"program:  {m.get('program', '?')}",
-            f"argv:     {' '.join(m.get('argv', []))}",
-            f"cwd:      {m.get('cwd', '?')}",
+            f"program:  {shown(str(m.get('program', '?')))}",
+            f"argv:     {shown(shlex.join(m.get('argv', [])))}",
+            f"cwd:      {shown(str(m.get('cwd', '?')))}",
             f"recorded: {m.get('started', '?')} on {m.get('host', '?')}",
             f"cpu:      {m.get('cpu', '?')}" + (
                 "" if "pmu" not in m else " (with a PMU, not used)" if m["pmu"] else
@@ -48,15 +75,23 @@ def info_text(trace: Path) -> str:
             f"tasks:    {_task_summary(r.tasks())}",
             f"events:   {r.event_count}",
             f"size:     {_size_text(*r.size_bytes())}",
-            "complete: yes" if r.complete else
-            "complete: NO - the recording was cut off; replay stops at its last event"
-            + (f" ({m['error']})" if m.get("error") else ""),
+            _complete_line(trace, r.complete, m),
         ]
         if "exit_status" in m:
-            lines.append(f"status:   {_status_text(m['exit_status'])}")
+            lines.append(f"status:   {status_text(m['exit_status'])}")
         return "\n".join(lines)
     finally:
         r.close()
+
+
+def _complete_line(trace: Path, complete: bool, meta: dict[str, object]) -> str:
+    state = state_text(trace, complete)
+    if state == "recording":
+        return "complete: not yet - still being recorded (the counts above are so far)"
+    if state == "complete":
+        return "complete: yes"
+    return ("complete: NO - the recording was cut off; replay stops at its last event"
+            + (f" ({meta['error']})" if meta.get("error") else ""))
 
 
 def _task_summary(tasks: list[TaskRecord]) -> str:
@@ -75,8 +110,8 @@ def ps_text(trace: Path) -> str:
             if t.tid == t.pid:
                 threads = sum(1 for o in tasks if o.pid == t.pid)
                 command = shlex.join(t.argv) if t.argv else t.exe
-                rows.append(f"{t.pid}\t{t.ppid}\t{threads}\t{_status_text(t.exit_status)}\t"
-                            + command.replace("\n", "\\n").replace("\t", "\\t"))
+                rows.append(f"{t.pid}\t{t.ppid}\t{threads}\t{status_text(t.exit_status)}\t"
+                            + shown(command))
         return "\n".join(rows)
     finally:
         r.close()
@@ -92,9 +127,9 @@ def describe_event(ev: Event) -> str:
         case Kind.SYSCALL:
             regs = unpack(ev.regs)
             args = ", ".join(f"{regs[r]:#x}" for r in ("rdi", "rsi", "rdx", "r10", "r8", "r9"))
-            shown = _STREAMS.get(ev.info.get("out", 0), "")
+            stream = _STREAMS.get(ev.info.get("out", 0), "")
             return (f"{head} {name_of(ev.nr)}({args}) = {ev.result:#x} [{written} bytes "
-                    f"written]{shown}")
+                    f"written]{stream}")
         case Kind.SIGNAL:
             try:
                 name = signal.Signals(ev.nr).name
@@ -107,12 +142,13 @@ def describe_event(ev: Event) -> str:
             value = ev.result & 0xFFFF_FFFF_FFFF_FFFF
             return f"{head} {ev.info.get('insn')} {ev.info.get('reg')} = {value:#x}"
         case Kind.EXEC:
-            return f"{head} {ev.info.get('exe')} [{len(ev.info.get('maps', []))} mappings, " \
-                   f"{written} bytes written]"
+            maps = len(ev.info.get("maps", []))
+            return (f"{head} {shown(str(ev.info.get('exe')))} [{maps} mappings, "
+                    f"{written} bytes written]")
         case Kind.EXIT if "exec" in ev.info:
-            return f"{head} {_status_text(ev.result)} (killed by thread {ev.info['exec']}'s execve)"
+            return f"{head} {status_text(ev.result)} (killed by thread {ev.info['exec']}'s execve)"
         case Kind.EXIT:
-            return f"{head} {_status_text(ev.result)}"
+            return f"{head} {status_text(ev.result)}"
         case Kind.ENTER:
             return f"{head} {name_of(ev.nr)}: blocked, another thread runs"
         case Kind.PREEMPT:

@@ -165,7 +165,7 @@ class ProcessFacts:
         (None once the task is gone)."""
         if ev.kind == Kind.EXEC:
             argv = ev.info.get("argv") or [ev.info.get("exe", "")]
-            name = os.path.basename(str(argv[0]))[:COMM_LEN]
+            name = _comm(os.fsencode(os.path.basename(str(argv[0]))))  # bytes, as comm is
             image = Image(exe=str(ev.info.get("exe", "")), auxv=bytes.fromhex(ev.info["auxv"]))
             self._facts[ev.seq] = _Fact(ev.tid, name=name, image=image)
             return

@@ -25,7 +25,7 @@ from tracee import fastloop, rdrand
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_WRITE, mapping_from_info
 from tracee.remote import InjectionError, exec_in_tracee
-from tracee.spawn import pin_to_one_cpu, spawn
+from tracee.spawn import SpawnError, pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
 from tracee.sysnums import name_of
 from tracee.task import Memory, Task
@@ -347,7 +347,11 @@ class ReplaySession:
         exe = self.reader.file_path(ev.info["exe_id"])
         if self.task is None:
             self.reader.avoid_cpu(pin_to_one_cpu())
-            pid = spawn(str(exe), [str(exe)], {}, ignored=ev.info.get("ignored"))
+            try:
+                pid = spawn(str(exe), [str(exe)], {}, ignored=ev.info.get("ignored"))
+            except SpawnError as e:  # e.g. a noexec mount with memory files not executable
+                raise ReplayError(f"cannot start the replay of {self.reader.dir}: "
+                                  f"{e.strerror}") from None
             self.task = Task(pid, pid, Memory(pid), drop_child_signals=True)
         else:
             self.task.mem.reopen()

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from gdbstub.target import FileStat
-from tracefile.reader import TraceReader
+from tracefile.reader import TraceReader, checked_file_id
 
 
 class TraceFiles:
@@ -18,7 +18,8 @@ class TraceFiles:
             self.paths = {orig: reader.dir / "files" / fid
                           for fid, orig in reader.file_ids().items()}
             for ev in reader.events(0, 1):
-                self.paths[ev.info["exe"]] = reader.file_path(ev.info["exe_id"])
+                exe_id = checked_file_id(reader.dir, ev.info["exe_id"])
+                self.paths[ev.info["exe"]] = reader.dir / "files" / exe_id
         finally:
             reader.close()
         self._open: dict[int, int] = {}

@@ -172,5 +172,5 @@ def parse_proc_maps(text: str) -> list[Mapping]:
 
 
 def read_proc_maps(pid: int) -> list[Mapping]:
-    with open(f"/proc/{pid}/maps") as f:
+    with open(f"/proc/{pid}/maps", errors="surrogateescape") as f:  # paths are any bytes
         return parse_proc_maps(f.read())

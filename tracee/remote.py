@@ -7,6 +7,7 @@ task's registers saved and restored around it, so the program never notices.
 """
 from __future__ import annotations
 
+import os
 import signal
 import struct
 
@@ -77,7 +78,7 @@ def inject_syscall(task: Task, nr: int, *args: int, at: int = SYSCALL_INSN) -> i
 def exec_in_tracee(task: Task, path: str) -> None:
     """execve(path, [path], []) in the task; returns at the exec event stop (the old image
     and its relive page are gone; the caller rebuilds)."""
-    path_addr, argv_addr = put_data(task, path.encode() + b"\0", b"\0" * 16)
+    path_addr, argv_addr = put_data(task, os.fsencode(path) + b"\0", b"\0" * 16)
     task.mem.write(argv_addr, struct.pack("<QQ", path_addr, 0))
     stop = _step_into_syscall(task, NR_EXECVE, (path_addr, argv_addr, argv_addr + 8),
                               SYSCALL_INSN)
@@ -87,7 +88,6 @@ def exec_in_tracee(task: Task, path: str) -> None:
 
 def checked(result: int, what: str) -> int:
     if -4096 < result < 0:
-        import os
         raise InjectionError(f"{what} failed in the tracee: {os.strerror(-result)}")
     return result
 
@@ -123,7 +123,7 @@ def put_data(task: Task, *blobs: bytes) -> list[int]:
 
 
 def open_in_tracee(task: Task, path: str, flags: int = 0) -> int:
-    (addr,) = put_data(task, path.encode() + b"\0")
+    (addr,) = put_data(task, os.fsencode(path) + b"\0")
     return checked(inject_syscall(task, NR_OPEN, addr, flags | 0o2000000, 0), f"open {path}")
 
 

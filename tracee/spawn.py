@@ -26,7 +26,7 @@ RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 
 def ignored_signals(pid: int) -> list[int]:
     """The signals process `pid` ignores (SigIgn in /proc/PID/status)."""
-    with open(f"/proc/{pid}/status") as f:
+    with open(f"/proc/{pid}/status", errors="surrogateescape") as f:  # Name: is any bytes
         mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
     return [sig for sig in range(1, 65) if mask & (1 << (sig - 1))]
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from tracefile.errors import TraceError
+from tracefile.exec_copies import ExecCopies, on_noexec_mount
 from tracefile.records import FORMAT_VERSION, OLDEST_FORMAT, Event, Kind, MemoryWrite, TaskRecord
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class TraceReader:
         self._cpus = os.sched_getaffinity(0)  # before the replay pins itself to one
         self._avoid: int | None = None
         self._avoiding: int | None = None  # what the reader's thread avoids now
+        self._exec_copies: ExecCopies | None = None
 
     @property
     def complete(self) -> bool:
@@ -77,6 +79,8 @@ class TraceReader:
             self._ahead_state[0].close()
             self._ahead_state = None
         self.db.close()
+        if self._exec_copies is not None:
+            self._exec_copies.close()
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return _query(self.db, self.dir, sql, args)
@@ -85,7 +89,7 @@ class TraceReader:
         rows = self._query("SELECT tid, pid, ppid, argv, exe, exit_status FROM tasks "
                            "ORDER BY first_event")
         try:
-            return [TaskRecord(tid=t, pid=p, ppid=pp, argv=tuple(json.loads(a)), exe=e,
+            return [TaskRecord(tid=t, pid=p, ppid=pp, argv=tuple(json.loads(a)), exe=_path_text(e),
                                exit_status=s) for t, p, pp, a, e, s in rows]
         except (ValueError, TypeError) as e:
             raise TraceError(f"trace {self.dir} is corrupt (task table): {e}") from None
@@ -140,14 +144,19 @@ class TraceReader:
         raise TraceError(f"trace {self.dir} has no event {seq}")
 
     def file_path(self, file_id: str) -> Path:
-        path = self.dir / "files" / file_id
+        """The trace's copy of a file, at a path replayed processes can exec and map
+        executable (tracefile.exec_copies when the trace is on a noexec mount)."""
+        path = self.dir / "files" / checked_file_id(self.dir, file_id)
         if not path.is_file():
             raise TraceError(f"trace {self.dir} is missing its copy of a mapped file ({file_id})")
-        return path
+        if self._exec_copies is None and on_noexec_mount(self.dir):
+            self._exec_copies = ExecCopies(self.dir)
+        return self._exec_copies.path(file_id, path) if self._exec_copies else path
 
     def file_ids(self) -> dict[str, str]:
         """id -> original path of every file copied into the trace."""
-        return dict(self._query("SELECT id, path FROM files"))
+        return {checked_file_id(self.dir, fid): _path_text(path)
+                for fid, path in self._query("SELECT id, path FROM files")}
 
     def size_bytes(self) -> tuple[int, int]:
         """(bytes of the whole trace, bytes of it in copied files that other traces or the
@@ -161,10 +170,42 @@ class TraceReader:
         return total, shared
 
 
+def checked_file_id(trace: Path, file_id: object) -> str:
+    """A file id as the writer makes them (hex digits): anything else, such as `../..` in a
+    crafted trace, would name a file outside the trace."""
+    if not (isinstance(file_id, str) and file_id.isascii() and file_id.isalnum()):
+        raise TraceError(f"trace {trace} is corrupt: {file_id!r} is not a file id")
+    return file_id
+
+
+def _path_text(path: str | bytes) -> str:
+    """A path column as str: the writer stores a path that is not UTF-8 as its bytes."""
+    return os.fsdecode(path) if isinstance(path, bytes) else path
+
+
 def _connect(db_path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
+    """A read-only connection. On read-only media (a CD, a read-only mount) SQLite cannot
+    create the WAL index a WAL database is read through: a trace whose recording ended
+    normally has no WAL left to read, so it is opened as immutable there."""
+    uri = f"file:{_uri_path(db_path)}?mode=ro"
+    if not os.access(db_path.parent, os.W_OK) and not _has_wal(db_path):
+        uri += "&immutable=1"
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False)
     db.execute("PRAGMA query_only=1")
     return db
+
+
+def _has_wal(db_path: Path) -> bool:
+    try:
+        return os.stat(f"{db_path}-wal").st_size > 0
+    except OSError:
+        return False
+
+
+def _uri_path(path: Path) -> str:
+    """`path` for a file: URI, any byte (`?`, `#`, `%`, not UTF-8) escaped as %HH."""
+    return "".join(chr(b) if chr(b).isalnum() or chr(b) in "/-_." else f"%{b:02X}"
+                   for b in os.fsencode(path))
 
 
 def _query(db: sqlite3.Connection, trace: Path, sql: str,

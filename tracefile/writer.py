@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracefile.errors import TraceError
+from tracefile import recording_lock
 from tracefile.file_cache import FileCache
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
@@ -105,12 +106,44 @@ def _create_database(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _path_value(path: str) -> str | bytes:
+    """A path for a TEXT column: as text, or, if it is not UTF-8 (Python keeps such bytes as
+    surrogates, which SQLite cannot store as text), as its bytes (the reader decodes both)."""
+    try:
+        path.encode()
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
 class TraceWriter:
     def __init__(self, directory: Path, *, force: bool = False,
                  file_cache: Path | None = None) -> None:
         self.dir = Path(directory)
         if self.dir.exists() and not self.dir.is_dir():
             raise TraceError(f"{self.dir} exists and is not a directory")
+        # An existing directory is locked before anything in it is checked or removed: a
+        # trace still being recorded is never overwritten, even with --force.
+        self._lock: int | None = recording_lock.hold(self.dir) if self.dir.is_dir() else None
+        try:
+            self._prepare(force, file_cache)
+        except BaseException:
+            if self._lock is not None:
+                recording_lock.release(self._lock)
+            raise
+        self._sql = SqlThread(functools.partial(_create_database, self.dir / "trace.db"))
+        self._encode = BlobEncoder()
+        self._uncommitted = 0
+        self._events: list[tuple[Any, ...]] = []
+        self._writes: list[RawWrite] = []
+        self._last_commit = time.monotonic()
+        self._added: dict[tuple[int, ...], str] = {}
+        self.event_count = 0
+        self.set_meta(format_version=FORMAT_VERSION)
+        self._flush()
+
+    def _prepare(self, force: bool, file_cache: Path | None) -> None:
+        """An empty trace directory (an old trace there removed, with `force`), locked."""
         if self.dir.exists() and any(self.dir.iterdir()):
             if not force:
                 raise TraceError(f"{self.dir} exists and is not empty; use --force to overwrite it")
@@ -125,22 +158,14 @@ class TraceWriter:
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.dir, 0o700)
+            if self._lock is None:
+                self._lock = recording_lock.hold(self.dir)
             (self.dir / "files").mkdir(exist_ok=True, mode=0o700)
             # Created here, 0600: SQLite gives its -wal and -shm files the same mode.
             os.close(os.open(self.dir / "trace.db", os.O_CREAT | os.O_WRONLY, 0o600))
             self._cache = FileCache.open(file_cache) if file_cache is not None else None
         finally:
             os.umask(old_umask)
-        self._sql = SqlThread(functools.partial(_create_database, self.dir / "trace.db"))
-        self._encode = BlobEncoder()
-        self._uncommitted = 0
-        self._events: list[tuple[Any, ...]] = []
-        self._writes: list[RawWrite] = []
-        self._last_commit = time.monotonic()
-        self._added: dict[tuple[int, ...], str] = {}
-        self.event_count = 0
-        self.set_meta(format_version=FORMAT_VERSION)
-        self._flush()
 
     # -- metadata ---------------------------------------------------------------------------
     def set_meta(self, **values: Any) -> None:
@@ -151,13 +176,13 @@ class TraceWriter:
         self._sql.execute(
             "INSERT OR REPLACE INTO tasks(tid, pid, ppid, argv, exe, exit_status, first_event) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (task.tid, task.pid, task.ppid, json.dumps(list(task.argv)), task.exe,
+            (task.tid, task.pid, task.ppid, json.dumps(list(task.argv)), _path_value(task.exe),
              task.exit_status, self.event_count))
 
     def set_task_command(self, tid: int, argv: list[str], exe: str) -> None:
         """The task exec'd: its command line is the new program's."""
         self._sql.execute("UPDATE tasks SET argv = ?, exe = ? WHERE tid = ?",
-                        (json.dumps(argv), exe, tid))
+                        (json.dumps(argv), _path_value(exe), tid))
 
     def set_task_exit(self, tid: int, status: int) -> None:
         self._sql.execute("UPDATE tasks SET exit_status = ? WHERE tid = ?", (status, tid))
@@ -238,7 +263,7 @@ class TraceWriter:
             if cache is not None:
                 cache.remember(st, self.dir / "files" / file_id)
         self._sql.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
-                        (file_id, name or path, st.st_size))
+                        (file_id, _path_value(name or path), st.st_size))
         if not fresh:
             self._added[key] = file_id
         return file_id
@@ -292,3 +317,7 @@ class TraceWriter:
         except TraceError:
             if complete:
                 raise
+        finally:
+            if self._lock is not None:
+                recording_lock.release(self._lock)
+                self._lock = None
