@@ -8,9 +8,11 @@ Per connection two tasks run side by side:
 - the **dispatcher** takes requests in order, runs ``session.handle`` on the engine thread
   (``await engine.call``), and sends the reply packets.
 
-One client at a time. A second gdb that connects while one is attached gets its first packet
-answered with ``E.another gdb is already connected to this replay`` (gdb 13 prints it as
-"Remote failure reply: ...") and is disconnected; the first session is undisturbed.
+One client at a time. A gdb that connects while another's session is still winding down (it
+hung up a moment ago, or is about to) waits up to HANDOVER_WAIT seconds for it to end, then is
+served. If the other is still attached then, the newcomer gets its first packet answered with
+``E.another gdb is already connected to this replay`` (gdb 13 prints it as "Remote failure
+reply: ...") and is disconnected; the first session is undisturbed.
 
 When gdb goes away mid-resume, the running resume is interrupted, its result dropped, and the
 server accepts the next connection; ``Detach`` (``D``) and ``k`` end a connection the same way.
@@ -39,6 +41,7 @@ packet_log = logging.getLogger("gdbstub.packets")
 
 REFUSAL = b"E.another gdb is already connected to this replay"
 REFUSAL_TIMEOUT = 10.0
+HANDOVER_WAIT = 1.0  # below gdb's default remotetimeout (2 s) for its first packet
 RECEIVE_SIZE = 65536
 
 
@@ -57,19 +60,22 @@ class GdbServer:
         self._target = target
         self._engine = engine
         self._session_factory = session_factory
-        self._busy = False
+        self._attached = trio.Lock()  # held by the connection being served
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted connection (the handler for ``trio.serve_listeners``)."""
-        if self._busy:
+        acquired = False
+        with trio.move_on_after(HANDOVER_WAIT):
+            await self._attached.acquire()
+            acquired = True
+        if not acquired:
             await refuse(stream)
             return
-        self._busy = True
         try:
             session = self._session_factory(self._target)
             await GdbConnection(stream, session, self._engine).run()
         finally:
-            self._busy = False
+            self._attached.release()
 
 
 async def serve(target: Target, engine: Engine, *, host: str = "127.0.0.1", port: int = 0,
