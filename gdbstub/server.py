@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -79,17 +80,22 @@ class GdbServer:
 
 
 async def serve(target: Target, engine: Engine, *, host: str = "127.0.0.1", port: int = 0,
-                debug_registers: int = 4,
+                debug_registers: int = 4, listener: socket.socket | None = None,
                 task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-    """Listen on ``host:port`` (0: any free port) and serve gdb until cancelled.
-    ``debug_registers`` is how many hardware breakpoint/watchpoint slots the target offers.
+    """Listen on ``host:port`` (0: any free port), or on ``listener`` (a bound, listening
+    socket, TCP or Unix), and serve gdb until cancelled. ``debug_registers`` is how many
+    hardware breakpoint/watchpoint slots the target offers.
 
-    Use ``port = await nursery.start(serve, target, engine)``: the bound port is reported
-    through ``task_status`` once the socket is listening.
+    Use ``port = await nursery.start(serve, target, engine)``: the bound port (0 for a Unix
+    socket) is reported through ``task_status`` once the socket is listening.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    bound: int = listeners[0].socket.getsockname()[1]
-    log.info("listening for gdb on %s:%d", host, bound)
+    if listener is not None:
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
+    else:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    name = listeners[0].socket.getsockname()
+    bound: int = name[1] if isinstance(name, tuple) else 0
+    log.info("listening for gdb on %s", name)
     task_status.started(bound)
     server = GdbServer(target, engine,
                        session_factory=lambda t: Session(t, debug_registers=debug_registers))

@@ -151,7 +151,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.autopilot:
         return autopilot(trace)
     from relive.serve import serve_replay
-    return serve_replay(trace, host=args.host, port=args.port, pid=args.pid)
+    return serve_replay(trace, host=args.host, port=args.port, pid=args.pid,
+                        socket_path=args.socket, allow_remote=args.allow_remote)
 
 
 # -- inspection --------------------------------------------------------------------------------
@@ -234,13 +235,27 @@ def _add_replay(sub: Subparsers) -> None:
                         "printed; exit 0 if it replayed faithfully. Otherwise serve it to gdb.")
     rp.add_argument("-a", "--autopilot", action="store_true",
                     help="replay to the end with no debugger")
-    rp.add_argument("--port", type=int, default=None,
-                    help="only serve on PORT (print the gdb command to connect)")
-    rp.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    where = rp.add_mutually_exclusive_group()
+    where.add_argument("--port", type=_port_number, default=None,
+                       help="only serve on TCP port PORT (0: any free one), and print the gdb "
+                       "command to connect")
+    where.add_argument("--socket", type=Path, default=None, metavar="PATH",
+                       help="only serve on a Unix socket at PATH (mode 0600: only you can "
+                       "connect; gdb: target remote PATH)")
+    rp.add_argument("--host", default=None,
+                    help="address to listen on with --port (default 127.0.0.1)")
+    rp.add_argument("--allow-remote", action="store_true",
+                    help="allow a --host other machines can reach (whoever connects can run "
+                    "code as you)")
     rp.add_argument("-p", "--pid", type=int, default=None,
                     help="debug this process of the recorded tree (default: the first)")
     rp.add_argument("trace", nargs="?", metavar="DIR")
     rp.set_defaults(func=cmd_replay)
+
+
+def _port_number(text: str) -> int:
+    from relive.listen import port_number
+    return port_number(text)
 
 
 def _inspection(name: str, func: Callable[[argparse.Namespace], int],
