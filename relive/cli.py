@@ -103,7 +103,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         traces.set_latest(out)
     recorder = Recorder(writer, path, argv, dict(os.environ))
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the program's to get
-    signal.signal(signal.SIGTERM, _terminate)
+    for stop in _STOP_SIGNALS:
+        signal.signal(stop, _terminate)
     try:
         status = recorder.run()
     except (UnsupportedError, TraceError, OSError) as e:
@@ -111,10 +112,11 @@ def cmd_record(args: argparse.Namespace) -> int:
         print(f"relive: {e}", file=sys.stderr)
         print(f"relive: the recording stopped there; partial trace in {out}", file=sys.stderr)
         return TOOL_FAILURE
-    except _Terminated:
-        writer.close(complete=False, error="recorder terminated")
-        print(f"relive: terminated; partial trace in {out}", file=sys.stderr)
-        return 128 + signal.SIGTERM
+    except _Terminated as e:
+        name = signal.Signals(e.signum).name
+        writer.close(complete=False, error=f"recorder terminated by {name}")
+        print(f"relive: terminated by {name}; partial trace in {out}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:  # only once the program exited (Recorder._left_running)
         writer.close(complete=False, error="stopped by Ctrl-C after the program exited, "
                      "while processes it left running were recorded", exit_status=recorder.status)
@@ -133,12 +135,18 @@ def cmd_record(args: argparse.Namespace) -> int:
     return exit_code(status)
 
 
+# Each ends the recording as SIGTERM does: what was recorded is committed, the reason stored.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
 class _Terminated(Exception):
-    pass
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated()
+    raise _Terminated(signum)
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -323,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         return TOOL_FAILURE if args.command == "record" else 1
     except BrokenPipeError:
         return 1
+    except KeyboardInterrupt:  # (the commands that run long say where they stopped)
+        print("relive: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 def run() -> None:

@@ -479,3 +479,33 @@ def test_ctrl_c_while_serving_stops_in_one_line(true_trace):
             proc.communicate()
     assert proc.returncode == 130, err
     assert err == b"relive: stopped serving (Ctrl-C)\n", err
+
+
+def test_ctrl_c_during_autopilot_replay(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) during `replay -a`: one line saying
+    where the replay was, exit 130, the replayed processes gone."""
+    trace = tmp_path / "trace"
+    rec = record(trace, "sh", "-c", "for i in $(seq 1 30000); do echo $i; done")
+    assert rec.returncode == 0, describe(rec)
+    proc = _start_replay("--autopilot", trace)
+    try:
+        first = proc.stdout.read(4096)  # (the replay is under way)
+        assert first.startswith(b"1\n2\n"), first
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert re.fullmatch(rb"relive: replay interrupted \(Ctrl-C\) at event \d+ of \d+\n", err), err
+    assert not (first + out).endswith(b"30000\n")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # nothing of the group is left (once reaped)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("processes of the replayed program outlived relive")
