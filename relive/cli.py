@@ -6,6 +6,7 @@ one `relive: ...` line with a non-zero exit status, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import logging
 import os
@@ -88,12 +89,15 @@ def cmd_record(args: argparse.Namespace) -> int:
     from recorder.session import Recorder, exit_code
     from relive import traces
     from tracee.hwcount import has_pmu
+    from tracee.spawn import SpawnError
     from tracefile.writer import TraceWriter
 
     _loaded()
     argv = [args.program, *args.args]
     path = _program_path(args.program)
+    made = not args.output or not os.path.lexists(args.output)
     out = Path(args.output) if args.output else traces.new_trace_dir(args.program)
+    latest_before = _latest_target(traces.trace_root()) if not args.output else None
     writer = TraceWriter(out, force=args.force, file_cache=traces.file_cache_dir())
     writer.set_meta(program=path, argv=argv, cwd=os.getcwd(), host=os.uname().nodename,
                     started=_now_iso(),
@@ -107,6 +111,13 @@ def cmd_record(args: argparse.Namespace) -> int:
         signal.signal(stop, _terminate)
     try:
         status = recorder.run()
+    except SpawnError as e:  # exec failed: the program never ran, so no trace is kept
+        writer.close(complete=False, error=str(e))
+        _discard_trace(out, made=made, latest_before=latest_before,
+                       latest=None if args.output else traces.trace_root() / "latest")
+        hint = " (a script needs a #! line)" if e.errno == errno.ENOEXEC else ""
+        print(f"relive: {e.strerror}{hint}", file=sys.stderr)
+        return 127 if e.errno == errno.ENOENT else 126
     except (UnsupportedError, TraceError, OSError) as e:
         writer.close(complete=False, error=str(e))
         print(f"relive: {e}", file=sys.stderr)
@@ -133,6 +144,30 @@ def cmd_record(args: argparse.Namespace) -> int:
     writer.close(complete=True, exit_status=status)
     print(f"relive: trace written to {out}  (replay: relive replay {out})", file=sys.stderr)
     return exit_code(status)
+
+
+def _latest_target(root: Path) -> str | None:
+    try:
+        return os.readlink(root / "latest")
+    except OSError:
+        return None
+
+
+def _discard_trace(out: Path, *, made: bool, latest_before: str | None,
+                   latest: Path | None) -> None:
+    """Remove the trace of a program that could not be executed: the directory if relive
+    made it, else what relive put in it; `latest` points where it did before."""
+    import shutil
+    if made:
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        for name in ("trace.db", "trace.db-wal", "trace.db-shm"):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "files", ignore_errors=True)
+    if latest is not None and latest.is_symlink() and latest.resolve() == out.resolve():
+        latest.unlink(missing_ok=True)
+        if latest_before is not None:
+            latest.symlink_to(latest_before)
 
 
 # Each ends the recording as SIGTERM does: what was recorded is committed, the reason stored.

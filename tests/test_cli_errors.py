@@ -61,6 +61,28 @@ def test_record_not_executable(tmp_path):
     assert not (tmp_path / "trace").exists()
 
 
+def test_record_script_without_shebang(tmp_path, trace_root):
+    """execve says ENOEXEC: 126 like a shell's "cannot execute", one line with a hint, and no
+    trace left (none in -o DIR, no new directory, `latest` unchanged)."""
+    script = tmp_path / "no-shebang.sh"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+    proc = record(tmp_path / "trace", script)
+    assert_clean_failure(proc, 126, str(script), "Exec format error", "#!")
+    assert proc.stderr.count(b"\n") == 1, proc.stderr
+    assert not (tmp_path / "trace").exists()
+    (tmp_path / "empty").mkdir()
+    assert_clean_failure(record(tmp_path / "empty", script), 126, "#!")
+    assert list((tmp_path / "empty").iterdir()) == []
+
+    assert run_relive("record", "true").returncode == 0
+    before = sorted(p.name for p in trace_root.iterdir())
+    latest = os.readlink(trace_root / "latest")
+    assert_clean_failure(run_relive("record", script), 126, "#!")
+    assert sorted(p.name for p in trace_root.iterdir()) == before
+    assert os.readlink(trace_root / "latest") == latest
+
+
 # -- record: the output directory --------------------------------------------------------------
 @pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
 def test_record_refuses_non_trace_directory(programs, tmp_path, force):
