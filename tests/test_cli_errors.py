@@ -155,6 +155,32 @@ def test_full_disk_while_recording_keeps_what_was_committed(programs, tmp_path):
     assert rep.stdout == b"started\n"
 
 
+def test_full_disk_while_copying_a_file_into_the_trace(tmp_path):
+    """A mapped file that no longer fits (a file size limit stands in for a full disk): one
+    line naming the file and the trace, no half-copied file left, and the trace replays up
+    to the exec that needed it, saying it is incomplete."""
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 20, 3 << 20))
+
+    big = tmp_path / "big-true"  # a new file: never in the cache of mapped files
+    shutil.copy("/bin/true", big)
+    with open(big, "ab") as f:
+        f.write(os.urandom(5 << 20))
+    trace = tmp_path / "trace"
+    proc = record(trace, "sh", "-c", f"echo started; exec {big}", preexec_fn=small_files)
+    assert_clean_failure(proc, 125, f"copying {big} into the trace {trace} failed",
+                         "File too large", f"partial trace in {trace}")
+    assert proc.stderr.count(b"\n") == 2, proc.stderr
+    assert proc.stdout == b"started\n"
+    assert [p.name for p in (trace / "files").iterdir() if p.name.startswith(".")] == []
+    info = run_relive("info", trace, text=True)
+    assert info.returncode == 0 and "complete: NO" in info.stdout, info.stdout
+    rep = replay(trace)
+    assert rep.returncode == 0, describe(rep)
+    assert rep.stdout == b"started\n"
+    assert b"incomplete" in rep.stderr, describe(rep)
+
+
 # -- replay: bad traces ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def good_trace(programs, tmp_path_factory):
