@@ -24,7 +24,7 @@ from pathlib import Path
 import trio
 
 from gdbstub.engine import Engine
-from gdbstub.server import serve
+from gdbstub.server import TaskStatus, serve
 from relive import listen
 from replayer.target import ReplayTarget
 from replayer.traps import WATCH_SLOTS
@@ -110,7 +110,7 @@ async def _main(target: ReplayTarget, engine: Engine, sock: socket.socket,
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(serve, target, engine, listener=sock,
                                     debug_registers=WATCH_SLOTS))
-        nursery.start_soon(_stop_on_signals, nursery.cancel_scope, stopped_by)
+        await nursery.start(_stop_on_signals, nursery.cancel_scope, stopped_by)
         if serve_only:
             cmd = " ".join(shlex.quote(a) for a in gdb_command(connect))
             print(f"relive: serving {target.trace} on {address}\n"
@@ -134,8 +134,11 @@ def _run_gdb(command: list[str]) -> int | OSError:
         return e
 
 
-async def _stop_on_signals(scope: trio.CancelScope, stopped_by: list[int]) -> None:
+async def _stop_on_signals(scope: trio.CancelScope, stopped_by: list[int],
+                           task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    """Cancel `scope` on SIGTERM or SIGHUP (started: they are caught from then on)."""
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        task_status.started(0)
         async for signum in signals:
             stopped_by.append(signum)
             scope.cancel()
