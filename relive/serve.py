@@ -51,6 +51,8 @@ def serve_replay(trace: Path, *, host: str | None = None, port: int | None = Non
     neither, start gdb connected to it and return gdb's exit status."""
     if pid is not None:
         _check_pid(trace, pid)
+    if socket_path is not None and host is not None:
+        raise listen.ListenError("--host goes with --port; a --socket is a path on this machine")
     serve_only = port is not None or socket_path is not None
     if not serve_only and shutil.which("gdb") is None:
         raise listen.ListenError("gdb is not installed (or not on PATH): install it, or serve "
