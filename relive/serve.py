@@ -68,8 +68,6 @@ def serve_replay(trace: Path, *, host: str | None = None, port: int | None = Non
             sock = listen.tcp_listener(host or "127.0.0.1", port or 0,
                                        allow_remote=allow_remote)
         stack.callback(sock.close)
-        if not serve_only:
-            signal.signal(signal.SIGINT, _ignore)  # not SIG_IGN: gdb must not inherit it
         return _serve(trace, pid, sock, serve_only)
     raise AssertionError("unreachable")  # (ExitStack may swallow exceptions, for mypy)
 
@@ -100,7 +98,8 @@ def _serve(trace: Path, pid: int | None, sock: socket.socket, serve_only: bool) 
         finally:
             engine.submit(target.close).result()
         if interrupted:
-            print("relive: stopped serving (Ctrl-C)", file=sys.stderr)
+            print("relive: stopped (Ctrl-C)" if not serve_only else
+                  "relive: stopped serving (Ctrl-C)", file=sys.stderr)
         return 130
 
 
@@ -118,6 +117,7 @@ async def _main(target: ReplayTarget, engine: Engine, sock: socket.socket,
             print(f"relive: serving {target.trace} on {address}\n"
                   f"relive: connect with: {cmd}", file=sys.stderr, flush=True)
             await trio.sleep_forever()
+        signal.signal(signal.SIGINT, _ignore)  # gdb's from now on (not SIG_IGN: inherited)
         result = await trio.to_thread.run_sync(partial(_run_gdb, gdb_command(connect)))
         nursery.cancel_scope.cancel()
     if stopped_by:
