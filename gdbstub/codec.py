@@ -149,8 +149,9 @@ class Connection:
         self._ack_mode = False
         self._last_sent = None
 
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes that arrived from gdb."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer bytes that arrived from gdb (trio >= 0.23 types receive_some() as
+        ``bytes | bytearray``)."""
         self._buf += data
 
     def data_to_send(self) -> bytes:

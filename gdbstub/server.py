@@ -8,9 +8,11 @@ Per connection two tasks run side by side:
 - the **dispatcher** takes requests in order, runs ``session.handle`` on the engine thread
   (``await engine.call``), and sends the reply packets.
 
-One client at a time. A second gdb that connects while one is attached gets its first packet
-answered with ``E.another gdb is already connected to this replay`` (gdb 13 prints it as
-"Remote failure reply: ...") and is disconnected; the first session is undisturbed.
+One client at a time. A gdb that connects while another's session is still winding down (it
+hung up a moment ago, or is about to) waits up to HANDOVER_WAIT seconds for it to end, then is
+served. If the other is still attached then, the newcomer gets its first packet answered with
+``E.another gdb is already connected to this replay`` (gdb 13 prints it as "Remote failure
+reply: ...") and is disconnected; the first session is undisturbed.
 
 When gdb goes away mid-resume, the running resume is interrupted, its result dropped, and the
 server accepts the next connection; ``Detach`` (``D``) and ``k`` end a connection the same way.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -39,6 +42,7 @@ packet_log = logging.getLogger("gdbstub.packets")
 
 REFUSAL = b"E.another gdb is already connected to this replay"
 REFUSAL_TIMEOUT = 10.0
+HANDOVER_WAIT = 1.0  # below gdb's default remotetimeout (2 s) for its first packet
 RECEIVE_SIZE = 65536
 
 
@@ -57,33 +61,41 @@ class GdbServer:
         self._target = target
         self._engine = engine
         self._session_factory = session_factory
-        self._busy = False
+        self._attached = trio.Lock()  # held by the connection being served
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted connection (the handler for ``trio.serve_listeners``)."""
-        if self._busy:
+        acquired = False
+        with trio.move_on_after(HANDOVER_WAIT):
+            await self._attached.acquire()
+            acquired = True
+        if not acquired:
             await refuse(stream)
             return
-        self._busy = True
         try:
             session = self._session_factory(self._target)
             await GdbConnection(stream, session, self._engine).run()
         finally:
-            self._busy = False
+            self._attached.release()
 
 
 async def serve(target: Target, engine: Engine, *, host: str = "127.0.0.1", port: int = 0,
-                debug_registers: int = 4,
+                debug_registers: int = 4, listener: socket.socket | None = None,
                 task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-    """Listen on ``host:port`` (0: any free port) and serve gdb until cancelled.
-    ``debug_registers`` is how many hardware breakpoint/watchpoint slots the target offers.
+    """Listen on ``host:port`` (0: any free port), or on ``listener`` (a bound, listening
+    socket, TCP or Unix), and serve gdb until cancelled. ``debug_registers`` is how many
+    hardware breakpoint/watchpoint slots the target offers.
 
-    Use ``port = await nursery.start(serve, target, engine)``: the bound port is reported
-    through ``task_status`` once the socket is listening.
+    Use ``port = await nursery.start(serve, target, engine)``: the bound port (0 for a Unix
+    socket) is reported through ``task_status`` once the socket is listening.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    bound: int = listeners[0].socket.getsockname()[1]
-    log.info("listening for gdb on %s:%d", host, bound)
+    if listener is not None:
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
+    else:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    name = listeners[0].socket.getsockname()
+    bound: int = name[1] if isinstance(name, tuple) else 0
+    log.info("listening for gdb on %s", name)
     task_status.started(bound)
     server = GdbServer(target, engine,
                        session_factory=lambda t: Session(t, debug_registers=debug_registers))

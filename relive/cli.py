@@ -6,6 +6,7 @@ one `relive: ...` line with a non-zero exit status, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import logging
 import os
@@ -88,12 +89,15 @@ def cmd_record(args: argparse.Namespace) -> int:
     from recorder.session import Recorder, exit_code
     from relive import privacy, traces
     from tracee.hwcount import has_pmu
+    from tracee.spawn import SpawnError
     from tracefile.writer import TraceWriter
 
     _loaded()
     argv = [args.program, *args.args]
     path = _program_path(args.program)
+    made = not args.output or not os.path.lexists(args.output)
     out = Path(args.output) if args.output else traces.new_trace_dir(args.program)
+    latest_before = _latest_target(traces.trace_root()) if not args.output else None
     writer = TraceWriter(out, force=args.force, file_cache=traces.file_cache_dir())
     writer.set_meta(program=path, argv=argv, cwd=os.getcwd(), host=os.uname().nodename,
                     started=_now_iso(),
@@ -106,18 +110,27 @@ def cmd_record(args: argparse.Namespace) -> int:
                                                                           environ))
     recorder = Recorder(writer, path, argv, env)
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the program's to get
-    signal.signal(signal.SIGTERM, _terminate)
+    for stop in _STOP_SIGNALS:
+        signal.signal(stop, _terminate)
     try:
         status = recorder.run()
+    except SpawnError as e:  # exec failed: the program never ran, so no trace is kept
+        writer.close(complete=False, error=str(e))
+        _discard_trace(out, made=made, latest_before=latest_before,
+                       latest=None if args.output else traces.trace_root() / "latest")
+        hint = " (a script needs a #! line)" if e.errno == errno.ENOEXEC else ""
+        print(f"relive: {e.strerror}{hint}", file=sys.stderr)
+        return 127 if e.errno == errno.ENOENT else 126
     except (UnsupportedError, TraceError, OSError) as e:
         writer.close(complete=False, error=str(e))
         print(f"relive: {e}", file=sys.stderr)
         print(f"relive: the recording stopped there; partial trace in {out}", file=sys.stderr)
         return TOOL_FAILURE
-    except _Terminated:
-        writer.close(complete=False, error="recorder terminated")
-        print(f"relive: terminated; partial trace in {out}", file=sys.stderr)
-        return 128 + signal.SIGTERM
+    except _Terminated as e:
+        name = signal.Signals(e.signum).name
+        writer.close(complete=False, error=f"recorder terminated by {name}")
+        print(f"relive: terminated by {name}; partial trace in {out}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:  # only once the program exited (Recorder._left_running)
         writer.close(complete=False, error="stopped by Ctrl-C after the program exited, "
                      "while processes it left running were recorded", exit_status=recorder.status)
@@ -140,12 +153,42 @@ def cmd_record(args: argparse.Namespace) -> int:
     return exit_code(status)
 
 
+def _latest_target(root: Path) -> str | None:
+    try:
+        return os.readlink(root / "latest")
+    except OSError:
+        return None
+
+
+def _discard_trace(out: Path, *, made: bool, latest_before: str | None,
+                   latest: Path | None) -> None:
+    """Remove the trace of a program that could not be executed: the directory if relive
+    made it, else what relive put in it; `latest` points where it did before."""
+    import shutil
+    if made:
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        for name in ("trace.db", "trace.db-wal", "trace.db-shm"):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "files", ignore_errors=True)
+    if latest is not None and latest.is_symlink() and latest.resolve() == out.resolve():
+        latest.unlink(missing_ok=True)
+        if latest_before is not None:
+            latest.symlink_to(latest_before)
+
+
+# Each ends the recording as SIGTERM does: what was recorded is committed, the reason stored.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
 class _Terminated(Exception):
-    pass
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated()
+    raise _Terminated(signum)
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -158,7 +201,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.autopilot:
         return autopilot(trace)
     from relive.serve import serve_replay
-    return serve_replay(trace, host=args.host, port=args.port, pid=args.pid)
+    return serve_replay(trace, host=args.host, port=args.port, pid=args.pid,
+                        socket_path=args.socket, allow_remote=args.allow_remote)
 
 
 # -- inspection --------------------------------------------------------------------------------
@@ -272,9 +316,18 @@ def _add_replay(sub: Subparsers) -> None:
                         "printed; exit 0 if it replayed faithfully. Otherwise serve it to gdb.")
     rp.add_argument("-a", "--autopilot", action="store_true",
                     help="replay to the end with no debugger")
-    rp.add_argument("--port", type=int, default=None,
-                    help="only serve on PORT (print the gdb command to connect)")
-    rp.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    where = rp.add_mutually_exclusive_group()
+    where.add_argument("--port", type=_port_number, default=None,
+                       help="only serve on TCP port PORT (0: any free one), and print the gdb "
+                       "command to connect")
+    where.add_argument("--socket", type=Path, default=None, metavar="PATH",
+                       help="only serve on a Unix socket at PATH (mode 0600: only you can "
+                       "connect; gdb: target remote PATH)")
+    rp.add_argument("--host", default=None,
+                    help="address to listen on with --port (default 127.0.0.1)")
+    rp.add_argument("--allow-remote", action="store_true",
+                    help="allow a --host other machines can reach (whoever connects can run "
+                    "code as you)")
     rp.add_argument("-p", "--pid", type=int, default=None,
                     help="debug this process of the recorded tree (default: the first)")
     rp.add_argument("trace", nargs="?", metavar="DIR")
@@ -306,6 +359,11 @@ class _Version(argparse.Action):
             version = "(version unknown: not installed)"
         print(f"relive {version}")
         parser.exit()
+
+
+def _port_number(text: str) -> int:
+    from relive.listen import port_number
+    return port_number(text)
 
 
 def _inspection(name: str, func: Callable[[argparse.Namespace], int],
@@ -380,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         return TOOL_FAILURE if args.command == "record" else 1
     except BrokenPipeError:
         return 1
+    except KeyboardInterrupt:  # (the commands that run long say where they stopped)
+        print("relive: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 def run() -> None:

@@ -33,6 +33,10 @@ def autopilot(trace: Path) -> int:
     except ReliveError as e:
         print(f"relive: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"relive: replay interrupted (Ctrl-C) at event {session.position} of "
+              f"{session.reader.event_count}", file=sys.stderr)
+        return 130
     finally:
         complete = session.reader.complete
         count = session.reader.event_count

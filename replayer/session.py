@@ -447,6 +447,9 @@ class ReplaySession:
         """A successful execve: exec the trace's copy of the new program (the next event is
         its EXEC record), then rebuild."""
         nxt = self.next_event
+        if nxt is None and not self.reader.complete:
+            self.finished = True  # the recording stopped there (its files could not be copied)
+            return
         if nxt is None or nxt.kind != Kind.EXEC:
             raise self.divergence(ev, "trace has no image after a successful execve")
         exe = str(self.reader.file_path(nxt.info["exe_id"]))

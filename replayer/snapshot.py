@@ -95,6 +95,8 @@ def _rebuild(snap: Snapshot, leader: Task, made: list[Task]) -> TaskSet:
         thread_state.set_clear_tid(leader, owner.state.clear_tid)
     if snap.multi or owner.entered:
         _park(leader, owner)
+    for image in snap.threads:  # last: parking runs the tasks (thread_state)
+        thread_state.give_extended_state(live[image.tid], image.state)
     taskset = TaskSet()
     for image in snap.threads:
         taskset.add(image.tid, live[image.tid], proc)

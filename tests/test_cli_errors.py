@@ -4,12 +4,29 @@ Python traceback, and nothing of theirs overwritten."""
 from __future__ import annotations
 
 import os
+import re
 import resource
+import select
 import shutil
+import signal
+import socket
 import sqlite3
+import stat
+import subprocess
+import sys
+import time
 
 import pytest
-from conftest import assert_faithful, describe, record, replay, run_native, run_relive
+from conftest import (
+    REPO_ROOT,
+    assert_faithful,
+    describe,
+    record,
+    replay,
+    run_native,
+    run_relive,
+)
+from gdbhelpers import gdb_batch, requires_gdb
 
 
 def assert_clean_failure(proc, status, *needles):
@@ -42,6 +59,28 @@ def test_record_not_executable(tmp_path):
     assert_clean_failure(record(tmp_path / "trace", script), 126, str(script))
     assert_clean_failure(record(tmp_path / "trace", tmp_path), 126, str(tmp_path))
     assert not (tmp_path / "trace").exists()
+
+
+def test_record_script_without_shebang(tmp_path, trace_root):
+    """execve says ENOEXEC: 126 like a shell's "cannot execute", one line with a hint, and no
+    trace left (none in -o DIR, no new directory, `latest` unchanged)."""
+    script = tmp_path / "no-shebang.sh"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+    proc = record(tmp_path / "trace", script)
+    assert_clean_failure(proc, 126, str(script), "Exec format error", "#!")
+    assert proc.stderr.count(b"\n") == 1, proc.stderr
+    assert not (tmp_path / "trace").exists()
+    (tmp_path / "empty").mkdir()
+    assert_clean_failure(record(tmp_path / "empty", script), 126, "#!")
+    assert list((tmp_path / "empty").iterdir()) == []
+
+    assert run_relive("record", "true").returncode == 0
+    before = sorted(p.name for p in trace_root.iterdir())
+    latest = os.readlink(trace_root / "latest")
+    assert_clean_failure(run_relive("record", script), 126, "#!")
+    assert sorted(p.name for p in trace_root.iterdir()) == before
+    assert os.readlink(trace_root / "latest") == latest
 
 
 # -- record: the output directory --------------------------------------------------------------
@@ -114,6 +153,32 @@ def test_full_disk_while_recording_keeps_what_was_committed(programs, tmp_path):
     assert rep.returncode == 0, describe(rep)
     assert b"incomplete" in rep.stderr
     assert rep.stdout == b"started\n"
+
+
+def test_full_disk_while_copying_a_file_into_the_trace(tmp_path):
+    """A mapped file that no longer fits (a file size limit stands in for a full disk): one
+    line naming the file and the trace, no half-copied file left, and the trace replays up
+    to the exec that needed it, saying it is incomplete."""
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 20, 3 << 20))
+
+    big = tmp_path / "big-true"  # a new file: never in the cache of mapped files
+    shutil.copy("/bin/true", big)
+    with open(big, "ab") as f:
+        f.write(os.urandom(5 << 20))
+    trace = tmp_path / "trace"
+    proc = record(trace, "sh", "-c", f"echo started; exec {big}", preexec_fn=small_files)
+    assert_clean_failure(proc, 125, f"copying {big} into the trace {trace} failed",
+                         "File too large", f"partial trace in {trace}")
+    assert proc.stderr.count(b"\n") == 2, proc.stderr
+    assert proc.stdout == b"started\n"
+    assert [p.name for p in (trace / "files").iterdir() if p.name.startswith(".")] == []
+    info = run_relive("info", trace, text=True)
+    assert info.returncode == 0 and "complete: NO" in info.stdout, info.stdout
+    rep = replay(trace)
+    assert rep.returncode == 0, describe(rep)
+    assert rep.stdout == b"started\n"
+    assert b"incomplete" in rep.stderr, describe(rep)
 
 
 # -- replay: bad traces ------------------------------------------------------------------------
@@ -302,3 +367,193 @@ def test_double_dash_argument_reaches_the_program(programs, tmp_path, prefix):
     rec = run_relive("record", "-o", tmp_path / "trace", *prefix, *argv)
     assert rec.returncode == 0, describe(rec)
     assert rec.stdout == run_native(argv).stdout  # argv[1]: --
+
+
+# -- replay: where it listens, and ordinary mistakes there -------------------------------------
+@pytest.fixture(scope="module")
+def true_trace(tmp_path_factory):
+    trace = tmp_path_factory.mktemp("true") / "trace"
+    proc = record(trace, "true")
+    assert proc.returncode == 0, describe(proc)
+    return trace
+
+
+def _start_replay(*args, **kw):
+    """`relive replay ARGS` in its own session (signals go to it alone, or to its group)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    env.update(kw.pop("env", {}))
+    return subprocess.Popen([sys.executable, "-m", "relive", "replay", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            start_new_session=True, **kw)
+
+
+def _wait_for_line(proc, needle, timeout=60.0):
+    """stderr read until a line containing `needle` (or the end)."""
+    err = b""
+    deadline = time.monotonic() + timeout
+    while needle not in err and time.monotonic() < deadline:
+        if not select.select([proc.stderr], [], [], 0.2)[0]:
+            continue
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        err += chunk
+    assert needle in err, err
+    return err.decode()
+
+
+@pytest.mark.parametrize("port", ["70000", "-5", "65536", "http"])
+def test_replay_port_out_of_range_is_a_usage_error(true_trace, port):
+    proc = run_relive("replay", "--port", port, true_trace, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"argument --port: '{port}' is not a port number" in proc.stderr, proc.stderr
+
+
+def test_replay_port_in_use(true_trace):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_relive("replay", "--port", port, true_trace)
+    assert_clean_failure(proc, 1, f"cannot listen on 127.0.0.1:{port}",
+                         "address already in use")
+    assert proc.stderr.count(b"\n") == 1, proc.stderr
+
+
+def test_replay_host_this_machine_does_not_have(true_trace):
+    proc = run_relive("replay", "--host", "192.0.2.1", "--allow-remote", "--port", "0",
+                      true_trace)
+    assert_clean_failure(proc, 1, "cannot listen on 192.0.2.1:0", "no network interface")
+    assert b"WARNING" not in proc.stderr  # it did not listen: nothing to warn about
+    proc = run_relive("replay", "--host", "no-such-host.invalid", "--port", "0", true_trace)
+    assert_clean_failure(proc, 1, "--host no-such-host.invalid")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
+def test_replay_refuses_a_reachable_host_without_allow_remote(true_trace, host):
+    proc = run_relive("replay", "--host", host, "--port", "0", true_trace)
+    assert_clean_failure(proc, 1, f"--host {host}", "--allow-remote", "--socket")
+    assert proc.stderr.count(b"\n") == 1, proc.stderr
+
+
+def test_replay_allow_remote_warns_loudly_and_serves(true_trace):
+    proc = _start_replay("--host", "0.0.0.0", "--allow-remote", "--port", "0", true_trace)
+    try:
+        err = _wait_for_line(proc, b"relive: connect with:")
+        assert re.search(r"^relive: WARNING: listening on 0\.0\.0\.0:\d+, open to other "
+                         r"machines: whoever connects can make the replay run any code",
+                         err, re.MULTILINE), err
+        port = int(re.search(r"serving .* on 0\.0\.0\.0:(\d+)", err)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, rest
+    assert b"Traceback" not in rest and b"stopped serving (SIGTERM)" in rest, rest
+
+
+@requires_gdb
+def test_replay_on_a_unix_socket(true_trace, tmp_path):
+    """--socket PATH: created 0600, gdb connects with `target remote PATH`, and the socket
+    is removed when relive stops; a socket left by a killed relive is taken over."""
+    path = tmp_path / "gdb.sock"
+    for stop in (signal.SIGKILL, signal.SIGHUP):
+        proc = _start_replay("--socket", path, true_trace)
+        try:
+            err = _wait_for_line(proc, b"relive: connect with:")
+            assert f"serving {true_trace} on {path}\n" in err, err
+            assert f"target remote {path}" in err, err
+            assert stat.S_ISSOCK(path.lstat().st_mode)
+            assert stat.S_IMODE(path.lstat().st_mode) == 0o600
+            run = gdb_batch("info registers rip", connect=str(path))
+            assert re.search(r"^rip\s+0x", run.output, re.MULTILINE), run.output
+        finally:
+            proc.send_signal(stop)
+            proc.communicate(timeout=30)
+        assert path.exists() == (stop == signal.SIGKILL)  # (killed: left behind, stale)
+    path.write_text("precious")
+    proc = run_relive("replay", "--socket", path, true_trace)
+    assert_clean_failure(proc, 1, f"cannot listen on {path}", "not a socket")
+    assert path.read_text() == "precious"
+
+
+def test_replay_without_gdb_installed(true_trace, tmp_path):
+    proc = run_relive("replay", true_trace, env=dict(os.environ, PATH=str(tmp_path)))
+    assert_clean_failure(proc, 1, "gdb is not installed", "--port")
+    assert proc.stderr.count(b"\n") == 1, proc.stderr
+
+
+@requires_gdb
+def test_ctrl_c_at_the_gdb_prompt_then_quit(true_trace):
+    """Ctrl-C in the terminal reaches relive and gdb alike: at gdb's prompt it is gdb's,
+    and quitting gdb afterwards ends relive with gdb's status, quietly (it used to exit 130,
+    or with trio >= 0.25 print a BaseExceptionGroup traceback)."""
+    proc = _start_replay(true_trace, stdin=subprocess.PIPE,
+                         env={"LC_ALL": "C", "DEBUGINFOD_URLS": ""})
+    try:
+        proc.stdin.write(b"set confirm off\necho READY\\n\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        out = b""
+        while b"READY" not in out and time.monotonic() < deadline:
+            if select.select([proc.stdout], [], [], 0.2)[0]:
+                out += os.read(proc.stdout.fileno(), 4096)
+        assert b"READY" in out, out
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        time.sleep(0.5)
+        proc.stdin.write(b"info registers rip\nquit\n")
+        proc.stdin.flush()
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert re.search(rb"\(gdb\) rip\s+0x[0-9a-f]+", rest), out + rest
+    assert b"Traceback" not in err and b"relive:" not in err, err
+
+
+def test_ctrl_c_while_serving_stops_in_one_line(true_trace):
+    proc = _start_replay("--port", "0", true_trace)
+    try:
+        _wait_for_line(proc, b"relive: connect with:")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err == b"relive: stopped serving (Ctrl-C)\n", err
+
+
+def test_ctrl_c_during_autopilot_replay(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) during `replay -a`: one line saying
+    where the replay was, exit 130, the replayed processes gone."""
+    trace = tmp_path / "trace"
+    rec = record(trace, "sh", "-c", "for i in $(seq 1 30000); do echo $i; done")
+    assert rec.returncode == 0, describe(rec)
+    proc = _start_replay("--autopilot", trace)
+    try:
+        first = proc.stdout.read(4096)  # (the replay is under way)
+        assert first.startswith(b"1\n2\n"), first
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert re.fullmatch(rb"relive: replay interrupted \(Ctrl-C\) at event \d+ of \d+\n", err), err
+    assert not (first + out).endswith(b"30000\n")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # nothing of the group is left (once reaped)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("processes of the replayed program outlived relive")

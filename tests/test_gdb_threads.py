@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PROGRAMS_DIR, describe, record
+from conftest import PROGRAMS_DIR, describe, record, requires_gcc
 from gdbhelpers import (
     END_OF_HISTORY,
     ReplayServer,
@@ -176,6 +176,7 @@ int main(void)
 """
 
 
+@requires_gcc
 def test_names_set_on_another_thread_through_proc_comm(tmp_path, serve):
     source = tmp_path / "thread_names.c"
     source.write_text(NAMING_PROGRAM)

@@ -296,16 +296,22 @@ def test_killed_recorder_leaves_a_replayable_prefix(programs, tmp_path):
     assert printed.startswith(rep.stdout), (rep.stdout, printed)
 
 
-def test_terminated_recorder_saves_what_was_recorded(programs, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT],
+                         ids=["TERM", "HUP", "QUIT"])
+def test_terminated_recorder_saves_what_was_recorded(programs, tmp_path, sig):
+    """SIGTERM, SIGHUP (the terminal went away) and SIGQUIT end a recording alike: what was
+    recorded is committed, up to the signal, with the reason stored."""
     trace = tmp_path / "trace"
     proc, printed = _start_print_loop(programs, trace)
-    rest, err = _stop_recorder(proc, signal.SIGTERM)
+    rest, err = _stop_recorder(proc, sig)
     printed += rest
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert b"terminated" in err and str(trace).encode() in err and b"Traceback" not in err
+    assert proc.returncode == 128 + sig, err
+    assert f"terminated by {sig.name}".encode() in err, err
+    assert str(trace).encode() in err and b"Traceback" not in err
 
     info = run_relive("info", trace, text=True)
-    assert "complete: NO" in info.stdout and "recorder terminated" in info.stdout
+    assert "complete: NO" in info.stdout, info.stdout
+    assert f"recorder terminated by {sig.name}" in info.stdout, info.stdout
 
     rep = replay(trace)
     assert rep.returncode == 0, describe(rep)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from conftest import GCC, NO_GCC
 from hypothesis import given
 from hypothesis import strategies as st
 from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES
@@ -355,6 +356,8 @@ def run_probes(tmp: Path, headers: str, probes: dict[str, str]) -> dict[str, int
     src = tmp / "probe.c"
     src.write_text(f"{headers}\n#include <stdio.h>\nint main(void)\n{{\n{lines}    return 0;\n}}\n")
     exe = tmp / "probe"
+    if GCC is None:
+        pytest.skip(NO_GCC)
     build = subprocess.run(["gcc", "-o", str(exe), str(src)], capture_output=True, text=True,
                            check=False)
     assert build.returncode == 0, build.stderr

@@ -45,10 +45,10 @@ def capture(task: Task, *, altstack: bytes | None = None, clear_tid: int = 0) ->
 
 def give_kernel_state(task: Task, state: ThreadState, *,
                       inherited: ThreadState | None = None) -> None:
-    """Everything but the registers and the place: the extended state, and (where it differs
-    from what the task `inherited` from its creator) the signal mask; the signal stack and
-    clear-tid word if any (injected syscalls: the task must not be parked in a syscall yet)."""
-    api.set_xstate(task.tid, state.xstate)
+    """Everything but the registers, the place and the extended state: the signal mask
+    (where it differs from what the task `inherited` from its creator), the signal stack and
+    clear-tid word if any (injected syscalls: the task must not be parked in a syscall yet).
+    Give the extended state with `give_extended_state` once the task is parked."""
     if inherited is None or state.sigmask != inherited.sigmask:
         api.set_sigmask(task.tid, state.sigmask)
     if state.altstack is not None:  # (a new thread never inherits one)
@@ -56,6 +56,15 @@ def give_kernel_state(task: Task, state: ThreadState, *,
         checked(inject_syscall(task, NR_SIGALTSTACK, addr, 0), "sigaltstack")
     if state.clear_tid:
         set_clear_tid(task, state.clear_tid)
+
+
+def give_extended_state(task: Task, state: ThreadState) -> None:
+    """The x87/SSE/AVX state, as the last thing before the parked task is resumed: whenever
+    it runs an instruction (an injected syscall, reaching a syscall entry), the CPU saves
+    its state again and may clear XSTATE_BV bits of components found in their initial
+    configuration (XSAVEOPT/XSAVES "init optimisation": the SSE bit of all-zero XMM
+    registers), so a state given earlier reads back with another header."""
+    api.set_xstate(task.tid, state.xstate)
 
 
 def set_clear_tid(task: Task, addr: int) -> None:

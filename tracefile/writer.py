@@ -259,7 +259,7 @@ class TraceWriter:
         cache = self._cache if not fresh else None
         file_id = cache.link_into(st, self.dir / "files") if cache is not None else None
         if file_id is None:
-            file_id = self._copy(path)
+            file_id = self._copy(path, name or path)
             if cache is not None:
                 cache.remember(st, self.dir / "files" / file_id)
         self._sql.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
@@ -280,16 +280,21 @@ class TraceWriter:
         if self._cache is not None:
             self._cache.keep_note(kind, file_id, text)
 
-    def _copy(self, path: str) -> str:
-        """Copy `path` into files/ under its id; returns the id."""
+    def _copy(self, path: str, shown: str) -> str:
+        """Copy `path` (`shown` to users) into files/ under its id; returns the id."""
         import hashlib  # only on a file-cache miss: OpenSSL's start-up costs ~5 ms
         tmp = self.dir / "files" / f".incoming-{os.getpid()}"
         digest = hashlib.sha256()
-        with open(path, "rb") as src, open(tmp, "wb") as dst:
-            os.fchmod(dst.fileno(), 0o700)
-            while chunk := src.read(1 << 20):
-                digest.update(chunk)
-                dst.write(chunk)
+        try:
+            with open(path, "rb") as src, open(tmp, "wb") as dst:
+                os.fchmod(dst.fileno(), 0o700)
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    dst.write(chunk)
+        except OSError as e:  # a full disk, most likely: free what the copy took at once
+            tmp.unlink(missing_ok=True)
+            raise TraceError(f"copying {shown} into the trace {self.dir} failed: "
+                             f"{e.strerror or e}") from None
         file_id = digest.hexdigest()[:32]
         final = self.dir / "files" / file_id
         if final.exists():
