@@ -1,0 +1,144 @@
+"""Checksums of a trace's rows: damage to a stored value is "trace damaged at event N", never
+a replay that looks faithful.
+
+Every row of trace.db carries a `crc` column: CRC-32 (zlib) over all its other columns in a
+fixed encoding. The writer computes it as it stores a row; the reader recomputes it before it
+uses the row, and before it decompresses anything. An event row also stores how many memory
+writes it has, so a write row that vanished is noticed, and each write row's checksum covers
+its event's seq and its place, so a write moved to another event is too. CRC-32 catches every
+flip of one bit and every burst of up to 32 flipped bits; it is a check against damage (a bad
+disk, a stray edit), not against someone forging a trace.
+
+The encodings check the cells' types on the way: a cell of another type than the writer
+stored (an INTEGER edited into TEXT, a BLOB into NULL) is reported by the name of its column
+instead of being used. Copied mapped files are named by the hash of their content
+(tracefile.writer._copy); `content_id` recomputes it.
+
+This module knows the order of each table's columns and nothing of what the values mean.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EVENT_COLUMNS = ("seq", "tid", "kind", "nr", "result", "writes", "regs", "info")
+WRITE_COLUMNS = ("seq", "ord", "addr", "size", "conservative", "zstd", "data")
+_EVENT_HEAD = struct.Struct("<6q")  # seq, tid, kind, nr, result, writes
+_WRITE_HEAD = struct.Struct("<6q")  # seq, ord, addr, size, conservative, zstd
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+_U32 = struct.Struct("<I")
+ID_DIGITS = 32  # of a copied file's name: the first hex digits of its content's SHA-256
+
+
+class Damaged(Exception):
+    """A row whose stored values are not the written ones: `column` names the first cell of
+    a wrong type, or is None when the checksum disagrees."""
+
+    def __init__(self, column: str | None) -> None:
+        super().__init__(column)
+        self.column = column
+
+    def describe(self) -> str:
+        if self.column is None:
+            return "checksum mismatch"
+        return f"column {self.column} holds a value of the wrong type"
+
+
+def event_crc(seq: int, tid: int, kind: int, nr: int, result: int, writes: int,
+              regs: bytes, info: bytes) -> int:
+    """The checksum of an events row (the caller passes the values the writer stores)."""
+    return zlib.crc32(info, zlib.crc32(regs, zlib.crc32(
+        _EVENT_HEAD.pack(seq, tid, kind, nr, result, writes))))
+
+
+def write_crc(seq: int, order: int, addr: int, size: int, conservative: int, packed: int,
+              data: bytes) -> int:
+    """The checksum of a writes row; `data` as stored (compressed if `packed`)."""
+    return zlib.crc32(data, zlib.crc32(
+        _WRITE_HEAD.pack(seq, order, addr, size, conservative, packed)))
+
+
+def verify_event(row: Sequence[Any]) -> None:
+    """Check an events row read as (seq, tid, kind, nr, result, regs, info, writes, crc)."""
+    seq, tid, kind, nr, result, regs, info, writes, crc = row
+    try:
+        ok = crc == event_crc(seq, tid, kind, nr, result, writes, regs, info)
+    except (struct.error, TypeError):
+        ok = False
+    if not ok or type(crc) is not int:
+        raise Damaged(_wrong_type(
+            (seq, tid, kind, nr, result, writes, regs, info, crc),
+            (int, int, int, int, int, int, bytes, bytes, int),
+            (*EVENT_COLUMNS, "crc")))
+
+
+def verify_write(row: Sequence[Any]) -> None:
+    """Check a writes row read as (seq, ord, addr, size, conservative, zstd, data, crc)."""
+    seq, order, addr, size, conservative, packed, data, crc = row
+    try:
+        ok = crc == write_crc(seq, order, addr, size, conservative, packed, data)
+    except (struct.error, TypeError):
+        ok = False
+    if not ok or type(crc) is not int:
+        raise Damaged(_wrong_type(row, (int,) * 6 + (bytes, int), (*WRITE_COLUMNS, "crc")))
+
+
+def _wrong_type(values: Sequence[Any], types: Sequence[type], names: Sequence[str]) -> str | None:
+    for value, want, name in zip(values, types, names):
+        if type(value) is not want:
+            return name
+    return None
+
+
+def row_crc(*values: Any) -> int:
+    """The checksum of a row of the small tables (meta, tasks, files): each value is tagged
+    with its type, so a cell changed into another type changes the checksum."""
+    crc = 0
+    for v in values:
+        if v is None:
+            crc = zlib.crc32(b"n", crc)
+        elif type(v) is int:
+            crc = zlib.crc32(b"i" + _I64.pack(v), crc)
+        elif type(v) is float:
+            crc = zlib.crc32(b"f" + _F64.pack(v), crc)
+        elif type(v) is str:
+            data = v.encode("utf-8", "surrogateescape")
+            crc = zlib.crc32(data, zlib.crc32(b"s" + _U32.pack(len(data)), crc))
+        elif type(v) is bytes:
+            crc = zlib.crc32(v, zlib.crc32(b"b" + _U32.pack(len(v)), crc))
+        else:
+            raise TypeError(f"no checksum for a {type(v).__name__}")
+    return crc
+
+
+def check_types(row: Sequence[Any], types: Sequence[tuple[type, ...]],
+                names: Sequence[str]) -> None:
+    """Check a row's cells' types only (a trace without checksums)."""
+    for value, want, name in zip(row, types, names):
+        if type(value) not in want:
+            raise Damaged(name)
+
+
+def verify_row(row: Sequence[Any], types: Sequence[tuple[type, ...]],
+               names: Sequence[str]) -> None:
+    """Check a row of a small table read as (*values, crc): types, then the checksum."""
+    *values, crc = row
+    for value, want, name in zip(row, (*types, (int,)), (*names, "crc")):
+        if type(value) not in want:
+            raise Damaged(name)
+    if crc != row_crc(*values):
+        raise Damaged(None)
+
+
+def content_id(path: Path) -> str:
+    """The id a copied file is stored under: the first digits of its content's SHA-256."""
+    import hashlib  # only when a replay maps a file: OpenSSL's start-up costs ~5 ms
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:ID_DIGITS]
