@@ -35,17 +35,27 @@ ID_DIGITS = 32  # of a copied file's name: the first hex digits of its content's
 
 
 class Damaged(Exception):
-    """A row whose stored values are not the written ones: `column` names the first cell of
-    a wrong type, or is None when the checksum disagrees."""
+    """A row whose stored values are not the written ones: `what` says how (the column of
+    the first cell of a wrong type, or that the checksum disagrees); `seq` is its event's
+    number, if it belongs to one whose number is readable."""
 
-    def __init__(self, column: str | None) -> None:
-        super().__init__(column)
-        self.column = column
+    def __init__(self, what: str, seq: int | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.seq = seq
 
-    def describe(self) -> str:
-        if self.column is None:
-            return "checksum mismatch"
-        return f"column {self.column} holds a value of the wrong type"
+
+def _mismatch(row: str, values: Sequence[Any], types: Sequence[tuple[type, ...]],
+              names: Sequence[str], seq: int | None = None) -> Damaged:
+    for value, want, name in zip(values, types, names):
+        if type(value) not in want:
+            return Damaged(f"{row}: column {name} holds a {_type_name(value)}", seq)
+    return Damaged(f"{row}: checksum mismatch", seq)
+
+
+def _type_name(value: Any) -> str:
+    return {int: "number", float: "real number", str: "text", bytes: "blob"}.get(
+        type(value), "null")
 
 
 def event_crc(seq: int, tid: int, kind: int, nr: int, result: int, writes: int,
@@ -62,36 +72,57 @@ def write_crc(seq: int, order: int, addr: int, size: int, conservative: int, pac
         _WRITE_HEAD.pack(seq, order, addr, size, conservative, packed)))
 
 
-def verify_event(row: Sequence[Any]) -> None:
-    """Check an events row read as (seq, tid, kind, nr, result, regs, info, writes, crc)."""
-    seq, tid, kind, nr, result, regs, info, writes, crc = row
+_EVENT_TYPES = ((int,),) * 6 + ((bytes,),) * 2 + ((int,),)
+_WRITE_TYPES = ((int,),) * 6 + ((bytes,), (int,))
+
+
+def checked_events(rows: Sequence[tuple[Any, ...]], writes: dict[int, list[Any]]
+                   ) -> list[tuple[Any, ...]]:
+    """Events rows read as (seq, tid, kind, nr, result, regs, info, writes, crc), checked,
+    as (seq, tid, kind, nr, result, regs, info, tuple of writes) with their memory writes
+    from `writes` (by seq), whose number must be the recorded one. The replay's reading of
+    rows: one loop, no call per row but the checksum's."""
+    pack = _EVENT_HEAD.pack
+    crc32 = zlib.crc32
+    out = []
+    empty: list[Any] = []
     try:
-        ok = crc == event_crc(seq, tid, kind, nr, result, writes, regs, info)
+        for seq, tid, kind, nr, result, regs, info, count, crc in rows:
+            if crc32(info, crc32(regs, crc32(pack(seq, tid, kind, nr, result, count)))) != crc:
+                break
+            ws = writes.get(seq, empty)
+            if len(ws) != count:
+                raise Damaged(f"memory writes: {len(ws)} of the {count} recorded are there",
+                              seq)
+            out.append((seq, tid, kind, nr, result, regs, info, tuple(ws)))
+        else:
+            return out
     except (struct.error, TypeError):
-        ok = False
-    if not ok or type(crc) is not int:
-        raise Damaged(_wrong_type(
-            (seq, tid, kind, nr, result, writes, regs, info, crc),
-            (int, int, int, int, int, int, bytes, bytes, int),
-            (*EVENT_COLUMNS, "crc")))
+        pass
+    bad = rows[len(out)]
+    seq, tid, kind, nr, result, regs, info, count, crc = bad
+    raise _mismatch("event row", (seq, tid, kind, nr, result, count, regs, info, crc),
+                    _EVENT_TYPES, (*EVENT_COLUMNS, "crc"), seq if type(seq) is int else None)
 
 
 def verify_write(row: Sequence[Any]) -> None:
     """Check a writes row read as (seq, ord, addr, size, conservative, zstd, data, crc)."""
     seq, order, addr, size, conservative, packed, data, crc = row
     try:
-        ok = crc == write_crc(seq, order, addr, size, conservative, packed, data)
+        if crc == write_crc(seq, order, addr, size, conservative, packed, data):
+            return
     except (struct.error, TypeError):
-        ok = False
-    if not ok or type(crc) is not int:
-        raise Damaged(_wrong_type(row, (int,) * 6 + (bytes, int), (*WRITE_COLUMNS, "crc")))
+        pass
+    raise _mismatch("memory write", row, _WRITE_TYPES, (*WRITE_COLUMNS, "crc"),
+                    seq if type(seq) is int else None)
 
 
-def _wrong_type(values: Sequence[Any], types: Sequence[type], names: Sequence[str]) -> str | None:
-    for value, want, name in zip(values, types, names):
-        if type(value) is not want:
-            return name
-    return None
+def check_types(row: Sequence[Any], types: Sequence[tuple[type, ...]],
+                names: Sequence[str], seq: int | None = None) -> None:
+    """Check a row's cells' types only (a trace without checksums)."""
+    for value, want, name in zip(row, types, names):
+        if type(value) not in want:
+            raise Damaged(f"column {name} holds a {_type_name(value)}", seq)
 
 
 def row_crc(*values: Any) -> int:
@@ -115,23 +146,13 @@ def row_crc(*values: Any) -> int:
     return crc
 
 
-def check_types(row: Sequence[Any], types: Sequence[tuple[type, ...]],
-                names: Sequence[str]) -> None:
-    """Check a row's cells' types only (a trace without checksums)."""
-    for value, want, name in zip(row, types, names):
-        if type(value) not in want:
-            raise Damaged(name)
-
-
 def verify_row(row: Sequence[Any], types: Sequence[tuple[type, ...]],
                names: Sequence[str]) -> None:
     """Check a row of a small table read as (*values, crc): types, then the checksum."""
     *values, crc = row
-    for value, want, name in zip(row, (*types, (int,)), (*names, "crc")):
-        if type(value) not in want:
-            raise Damaged(name)
+    check_types(row, (*types, (int,)), (*names, "crc"))
     if crc != row_crc(*values):
-        raise Damaged(None)
+        raise Damaged("checksum mismatch")
 
 
 def content_id(path: Path) -> str:

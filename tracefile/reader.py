@@ -110,7 +110,7 @@ class TraceReader:
             else:
                 integrity.check_types(row, types, names)
         except Damaged as e:
-            raise _damaged(self.dir, seq, f"{table}: {e.describe()}") from None
+            raise _damaged(self.dir, seq, f"{table}: {e.what}") from None
 
     def tasks(self) -> list[TaskRecord]:
         crc = ", crc" if self.verified else ""
@@ -268,40 +268,39 @@ _WRITE_TYPES = ((int,),) * 6 + ((bytes,),)
 
 def _read_rows(db: sqlite3.Connection, zstd: zstandard.ZstdDecompressor, trace: Path,
                seq: int, hi: int, verified: bool) -> list[Row]:
-    """The rows of events [seq, hi), checked, their memory writes checked and then
+    """The rows of events [seq, hi), checked, with their memory writes checked and then
     decompressed."""
-    more = ", writes, crc" if verified else ""
-    rows = _query(db, trace, _EVENTS.format(more), (seq, hi))
+    rows = _query(db, trace, _EVENTS.format(", writes, crc" if verified else ""), (seq, hi))
     if len(rows) != hi - seq:
         raise TraceError(f"trace {trace} is corrupt: events {seq}..{hi - 1} missing")
-    for row in rows:
-        try:
-            if verified:
-                integrity.verify_event(row)
-            else:
-                integrity.check_types(row, _EVENT_TYPES, integrity.EVENT_COLUMNS[:7])
-        except Damaged as e:
-            raise _damaged(trace, _seq_of(row, seq), f"event: {e.describe()}") from None
+    try:
+        writes = _read_writes(db, zstd, trace, seq, hi, verified)
+        if verified:
+            return integrity.checked_events(rows, writes)
+        for row in rows:
+            integrity.check_types(row, _EVENT_TYPES, integrity.EVENT_COLUMNS[:7],
+                                  _seq_of(row, seq))
+    except Damaged as e:
+        raise _damaged(trace, seq if e.seq is None else e.seq, e.what) from None
+    return [(s, tid, kind, nr, result, regs, info, tuple(writes.get(s, ())))
+            for s, tid, kind, nr, result, regs, info in rows]
+
+
+def _read_writes(db: sqlite3.Connection, zstd: zstandard.ZstdDecompressor, trace: Path,
+                 seq: int, hi: int, verified: bool) -> dict[int, list[MemoryWrite]]:
+    """The memory writes of events [seq, hi) by event, each checked before it is
+    decompressed."""
     writes: dict[int, list[MemoryWrite]] = {}
     for w in _query(db, trace, _WRITES.format(", crc" if verified else ""), (seq, hi)):
-        try:
-            if verified:
-                integrity.verify_write(w)
-            else:
-                integrity.check_types(w, _WRITE_TYPES, integrity.WRITE_COLUMNS)
-        except Damaged as e:
-            raise _damaged(trace, _seq_of(w, seq), f"memory write: {e.describe()}") from None
+        if verified:
+            integrity.verify_write(w)
+        else:
+            integrity.check_types(w, _WRITE_TYPES, integrity.WRITE_COLUMNS, _seq_of(w, seq))
         wseq, _, addr, size, cons, packed, data = w[:7]
         writes.setdefault(wseq, []).append(MemoryWrite(
             addr=addr, data=_unpack(zstd, trace, packed, data, size, wseq),
             conservative=bool(cons)))
-    if verified:
-        for row in rows:
-            if row[7] != len(writes.get(row[0], ())):
-                raise _damaged(trace, row[0], f"it has {len(writes.get(row[0], ()))} memory "
-                               f"writes of the {row[7]} recorded")
-    return [(s, tid, kind, nr, result, regs, info, tuple(writes.get(s, ())))
-            for s, tid, kind, nr, result, regs, info, *_ in rows]
+    return writes
 
 
 def _seq_of(row: tuple[Any, ...], default: int) -> int:
