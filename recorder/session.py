@@ -243,6 +243,8 @@ class Recorder:
         match stop:
             case SyscallStop():
                 info = api.get_syscall_info(t.task.tid, self._info)
+                if info.arch != api.AUDIT_ARCH_X86_64:
+                    raise self._not_64_bit(t, info)
                 if info.op == api.SYSCALL_INFO_ENTRY:
                     self.on_entry(t, info.u[0], tuple(info.u[1:7]))
                 else:
@@ -555,6 +557,16 @@ class Recorder:
             self.resume(t, in_syscall=True)
 
     # -- exec and exit ----------------------------------------------------------------------
+    def _not_64_bit(self, t: RecordedTask, info: api.SyscallInfo) -> UnsupportedError:
+        """An i386 system call (int $0x80, sysenter): recorded under the x86-64 numbers it
+        would be another call, and replay could not make it at all."""
+        what = (f"system call {info.u[0]} of the i386 ABI"
+                if info.op == api.SYSCALL_INFO_ENTRY else "an i386 system call")
+        program = _exe(t.task.tid) or "the program"
+        return UnsupportedError(
+            f"32-bit system calls (int $0x80) are not supported: {program} (pid {t.task.tid}) "
+            f"called {what} at event {self.writer.event_count}")
+
     def on_exec(self, t: RecordedTask) -> None:
         entry = t.entry
         if entry is None or name_of(entry.nr) not in ("execve", "execveat"):
@@ -572,6 +584,10 @@ class Recorder:
         self.resume(t)
 
     def _record_exec(self, t: RecordedTask) -> None:
+        if _is_32_bit(t.task.tid):
+            raise UnsupportedError(
+                f"32-bit programs are not supported: {_exe(t.task.tid)} (pid {t.task.tid}), "
+                f"started at event {self.writer.event_count}, is a 32-bit (i386) program")
         first = t.last_event < 0 and t.task.tid == self.root
         argv = self.argv if first else _cmdline(t.task.tid)
         event, space, files = snapshot_image(t.task, self.writer, argv, self.effects.patcher)
@@ -664,6 +680,16 @@ def _cmdline(tid: int) -> list[str]:
             return [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]
     except OSError:
         return []
+
+
+def _is_32_bit(tid: int) -> bool:
+    """Is the program task `tid` runs now a 32-bit ELF (e_ident[EI_CLASS] = ELFCLASS32)?"""
+    try:
+        with open(f"/proc/{tid}/exe", "rb") as f:
+            ident = f.read(5)
+    except OSError:
+        return False
+    return ident[:4] == b"\x7fELF" and ident[4] == 1
 
 
 def _exe(tid: int) -> str:

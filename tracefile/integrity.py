@@ -26,7 +26,7 @@ from typing import Any
 
 EVENT_COLUMNS = ("seq", "tid", "kind", "nr", "result", "writes", "regs", "info")
 WRITE_COLUMNS = ("seq", "ord", "addr", "size", "conservative", "zstd", "data")
-_EVENT_HEAD = struct.Struct("<6q")  # seq, tid, kind, nr, result, writes
+EVENT_HEAD = struct.Struct("<6q")  # seq, tid, kind, nr, result, writes: then regs, info
 _WRITE_HEAD = struct.Struct("<6q")  # seq, ord, addr, size, conservative, zstd
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
@@ -62,7 +62,7 @@ def event_crc(seq: int, tid: int, kind: int, nr: int, result: int, writes: int,
               regs: bytes, info: bytes) -> int:
     """The checksum of an events row (the caller passes the values the writer stores)."""
     return zlib.crc32(info, zlib.crc32(regs, zlib.crc32(
-        _EVENT_HEAD.pack(seq, tid, kind, nr, result, writes))))
+        EVENT_HEAD.pack(seq, tid, kind, nr, result, writes))))
 
 
 def write_crc(seq: int, order: int, addr: int, size: int, conservative: int, packed: int,
@@ -82,7 +82,7 @@ def checked_events(rows: Sequence[tuple[Any, ...]], writes: dict[int, list[Any]]
     as (seq, tid, kind, nr, result, regs, info, tuple of writes) with their memory writes
     from `writes` (by seq), whose number must be the recorded one. The replay's reading of
     rows: one loop, no call per row but the checksum's."""
-    pack = _EVENT_HEAD.pack
+    pack = EVENT_HEAD.pack
     crc32 = zlib.crc32
     out = []
     empty: list[Any] = []

@@ -15,13 +15,14 @@ import functools
 import json
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracefile.errors import TraceError
 from tracefile.file_cache import FileCache
-from tracefile.integrity import event_crc, row_crc, write_crc
+from tracefile.integrity import EVENT_HEAD, event_crc, row_crc, write_crc
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
 from tracefile.sql_thread import SqlThread
@@ -90,13 +91,22 @@ def _write_row(seq: int, order: int, addr: int, data: bytes, conservative: int,
 
 def _insert_syscalls(db: sqlite3.Connection, tid: int, first: int,
                      records: Iterable[SyscallRecord], encode: BlobEncoder) -> None:
+    """Insert a run of one task's SYSCALL events (no info) and their writes. The events'
+    rows are made here in one loop, checksum and all: this is most of a recording's rows."""
     kind = int(Kind.SYSCALL)
-    events: list[RawEvent] = []
+    pack = EVENT_HEAD.pack
+    crc32 = zlib.crc32
+    events: list[tuple[Any, ...]] = []
+    add = events.append
     writes: list[RawWrite] = []
     for seq, (nr, result, regs, ws) in enumerate(records, first):
-        events.append((seq, tid, kind, nr, result, regs, b"", len(ws)))
-        writes.extend((seq, i, addr, data, 0) for i, (addr, data) in enumerate(ws))
-    _insert(db, events, writes, encode)
+        count = len(ws)
+        add((seq, tid, kind, nr, result, regs, b"", count,
+             crc32(regs, crc32(pack(seq, tid, kind, nr, result, count)))))
+        if count:
+            writes.extend((seq, i, addr, data, 0) for i, (addr, data) in enumerate(ws))
+    db.executemany(INSERT_EVENT, events)
+    _insert(db, [], writes, encode)
 
 
 def _create_database(path: Path) -> sqlite3.Connection:
