@@ -140,6 +140,7 @@ class Recorder:
         t = self._add_task(Task(pid, pid, Memory(pid)), AddressSpace())
         self.writer.put_task(TaskRecord(tid=pid, pid=pid, ppid=os.getpid(),
                                         argv=tuple(self.argv), exe=self.path))
+        self._refuse_32_bit(t)
         self._record_exec(t)
         self.queue.current = t
         self.resume(t)
@@ -567,7 +568,15 @@ class Recorder:
             f"32-bit system calls (int $0x80) are not supported: {program} (pid {t.task.tid}) "
             f"called {what} at event {self.writer.event_count}")
 
+    def _refuse_32_bit(self, t: RecordedTask) -> None:
+        """At an exec, before anything of it is recorded (replay would expect its image)."""
+        if _is_32_bit(t.task.tid):
+            raise UnsupportedError(
+                f"32-bit programs are not supported: {_exe(t.task.tid)} (pid {t.task.tid}), "
+                f"started at event {self.writer.event_count}, is a 32-bit (i386) program")
+
     def on_exec(self, t: RecordedTask) -> None:
+        self._refuse_32_bit(t)
         entry = t.entry
         if entry is None or name_of(entry.nr) not in ("execve", "execveat"):
             raise UnsupportedError("exec stop without an execve entry")
@@ -584,10 +593,6 @@ class Recorder:
         self.resume(t)
 
     def _record_exec(self, t: RecordedTask) -> None:
-        if _is_32_bit(t.task.tid):
-            raise UnsupportedError(
-                f"32-bit programs are not supported: {_exe(t.task.tid)} (pid {t.task.tid}), "
-                f"started at event {self.writer.event_count}, is a 32-bit (i386) program")
         first = t.last_event < 0 and t.task.tid == self.root
         argv = self.argv if first else _cmdline(t.task.tid)
         event, space, files = snapshot_image(t.task, self.writer, argv, self.effects.patcher)
