@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import struct
 from pathlib import Path
 from typing import TextIO
 
 from tracee.sysnums import name_of
+from tracefile.errors import TraceError
 from tracefile.reader import TraceReader
 from tracefile.records import Event, Kind, TaskRecord
 
@@ -52,6 +54,9 @@ def info_text(trace: Path) -> str:
             "complete: NO - the recording was cut off; replay stops at its last event"
             + (f" ({m['error']})" if m.get("error") else ""),
         ]
+        if not r.verified:
+            lines.append(f"checked:  NO - format {m['format_version']}, from before relive "
+                         "kept checksums: damage to this trace goes unnoticed")
         if "exit_status" in m:
             lines.append(f"status:   {_status_text(m['exit_status'])}")
         return "\n".join(lines)
@@ -128,6 +133,12 @@ def dump(trace: Path, out: TextIO) -> None:
     r = TraceReader(trace)
     try:
         for ev in r.events():
-            out.write(describe_event(ev) + "\n")
+            try:
+                line = describe_event(ev)
+            except (struct.error, TypeError, ValueError, AttributeError) as e:
+                # (a trace without checksums: values of the right types, not of the right shape)
+                raise TraceError(f"trace {trace} is corrupt at event {ev.seq}: "
+                                 f"{type(e).__name__}: {e}") from None
+            out.write(line + "\n")
     finally:
         r.close()

@@ -15,6 +15,7 @@ event) leaves its critical path.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import stat
@@ -40,7 +41,9 @@ from tracefile.records import (
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
+log = logging.getLogger(__name__)
 CHUNK = 2048
+_WARNED: set[Path] = set()  # traces without checksums said so (once per process)
 _KINDS = {int(k): k for k in Kind}
 # An event as stored: seq, tid, kind, nr, result, regs, info (JSON bytes), writes.
 Row = tuple[int, int, int, int, int, bytes, bytes, tuple[MemoryWrite, ...]]
@@ -69,6 +72,11 @@ class TraceReader:
             raise TraceError(f"trace {self.dir} uses old format version {version}; "
                              f"re-record it with this relive")
         self.verified = version >= CHECKED_FORMAT  # rows carry checksums
+        if not self.verified and self.dir not in _WARNED:
+            _WARNED.add(self.dir)
+            log.warning("trace %s is from before relive kept checksums (format %d): damage "
+                        "to it goes unnoticed; re-record it to have it checked", self.dir,
+                        version)
         if self.verified:
             for row in rows:
                 self._check(row, None, f"metadata {row[0]!r}", (str,), (str,),
@@ -263,6 +271,7 @@ _EVENTS = "SELECT seq, tid, kind, nr, result, regs, info{} FROM events " \
 _WRITES = "SELECT seq, ord, addr, size, conservative, zstd, data{} FROM writes " \
           "WHERE seq >= ? AND seq < ? ORDER BY seq, ord"
 _EVENT_TYPES = ((int,),) * 5 + ((bytes,),) * 2
+_EVENT_NAMES = ("seq", "tid", "kind", "nr", "result", "regs", "info")
 _WRITE_TYPES = ((int,),) * 6 + ((bytes,),)
 
 
@@ -278,7 +287,7 @@ def _read_rows(db: sqlite3.Connection, zstd: zstandard.ZstdDecompressor, trace: 
         if verified:
             return integrity.checked_events(rows, writes)
         for row in rows:
-            integrity.check_types(row, _EVENT_TYPES, integrity.EVENT_COLUMNS[:7],
+            integrity.check_types(row, _EVENT_TYPES, _EVENT_NAMES,
                                   _seq_of(row, seq))
     except Damaged as e:
         raise _damaged(trace, seq if e.seq is None else e.seq, e.what) from None
