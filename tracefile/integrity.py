@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tracefile.file_cache import ID_DIGITS  # a copied file's name: its SHA-256's first digits
+
 EVENT_COLUMNS = ("seq", "tid", "kind", "nr", "result", "writes", "regs", "info")
 WRITE_COLUMNS = ("seq", "ord", "addr", "size", "conservative", "zstd", "data")
 EVENT_HEAD = struct.Struct("<6q")  # seq, tid, kind, nr, result, writes: then regs, info
@@ -31,7 +33,6 @@ _WRITE_HEAD = struct.Struct("<6q")  # seq, ord, addr, size, conservative, zstd
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
 _U32 = struct.Struct("<I")
-ID_DIGITS = 32  # of a copied file's name: the first hex digits of its content's SHA-256
 
 
 class Damaged(Exception):

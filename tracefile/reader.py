@@ -27,6 +27,7 @@ import zstandard
 
 from tracefile import integrity
 from tracefile.errors import TraceError
+from tracefile.file_cache import ID_DIGITS
 from tracefile.integrity import Damaged
 from tracefile.records import (
     CHECKED_FORMAT,
@@ -79,7 +80,7 @@ class TraceReader:
                         version)
         if self.verified:
             for row in rows:
-                self._check(row, None, f"metadata {row[0]!r}", (str,), (str,),
+                self._check(row, f"metadata {row[0]!r}", (str,), (str,),
                             names=("key", "value"))
         recorded = self.meta.get("events")
         if self.meta.get("complete") and isinstance(recorded, int) and recorded != self.event_count:
@@ -109,8 +110,8 @@ class TraceReader:
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return _query(self.db, self.dir, sql, args)
 
-    def _check(self, row: tuple[Any, ...], seq: int | None, table: str,
-               *types: tuple[type, ...], names: tuple[str, ...]) -> None:
+    def _check(self, row: tuple[Any, ...], table: str, *types: tuple[type, ...],
+               names: tuple[str, ...]) -> None:
         """Check a row of a small table, (*values, crc) if `verified`, else (*values)."""
         try:
             if self.verified:
@@ -118,7 +119,7 @@ class TraceReader:
             else:
                 integrity.check_types(row, types, names)
         except Damaged as e:
-            raise _damaged(self.dir, seq, f"{table}: {e.what}") from None
+            raise _damaged(self.dir, None, f"{table}: {e.what}") from None
 
     def tasks(self) -> list[TaskRecord]:
         crc = ", crc" if self.verified else ""
@@ -126,7 +127,7 @@ class TraceReader:
                            f"{crc} FROM tasks ORDER BY first_event")
         tasks = []
         for row in rows:
-            self._check(row, None, f"task {row[0]}", (int,), (int,), (int,), (str,), (str,),
+            self._check(row, f"task {row[0]}", (int,), (int,), (int,), (str,), (str,),
                         (int, type(None)), (int,),
                         names=("tid", "pid", "ppid", "argv", "exe", "exit_status",
                                "first_event"))
@@ -193,7 +194,7 @@ class TraceReader:
     def file_path(self, file_id: str) -> Path:
         """The trace's copy of a mapped file; its content is checked against its id (its
         hash) the first time it is asked for."""
-        if (not isinstance(file_id, str) or len(file_id) != integrity.ID_DIGITS
+        if (not isinstance(file_id, str) or len(file_id) != ID_DIGITS
                 or file_id.strip("0123456789abcdef")):
             raise _damaged(self.dir, None, f"a mapped file is named {file_id!r}, not by a hash")
         path = self.dir / "files" / file_id
@@ -220,7 +221,7 @@ class TraceReader:
         crc = ", crc" if self.verified else ""
         rows = self._query(f"SELECT id, path, size{crc} FROM files")
         for row in rows:
-            self._check(row, None, "mapped files", (str,), (str,), (int,),
+            self._check(row, "mapped files", (str,), (str,), (int,),
                         names=("id", "path", "size"))
         return {row[0]: row[1] for row in rows}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracefile.errors import TraceError
-from tracefile.file_cache import FileCache
+from tracefile.file_cache import ID_DIGITS, FileCache
 from tracefile.integrity import EVENT_HEAD, event_crc, row_crc, write_crc
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
@@ -300,7 +300,7 @@ class TraceWriter:
             while chunk := src.read(1 << 20):
                 digest.update(chunk)
                 dst.write(chunk)
-        file_id = digest.hexdigest()[:32]
+        file_id = digest.hexdigest()[:ID_DIGITS]
         final = self.dir / "files" / file_id
         if final.exists():
             tmp.unlink()
