@@ -124,9 +124,12 @@ def _retypes(value: Any) -> list[Any]:
 
 def _check_commands(recorded: tuple[Path, dict[str, Any]], trace: Path, table: str,
                     commands: tuple[str, ...] = ("replay", "dump", "info", "ps")) -> None:
+    """(`replay -a`, the one slow command, only where it reads the damaged table.)"""
     expected = recorded[1]
     readers = TABLES[table][2]
     for command in commands:
+        if command == "replay" and table not in ("events", "writes", "meta"):
+            continue
         code, out, err = _run(command, trace)
         what = f"{command}: exit {code}\n{out[-2000:]!r}\n{err[-2000:]!r}"
         assert b"Traceback" not in err, what
