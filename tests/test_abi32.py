@@ -3,6 +3,7 @@
 i386 call would be another call, and the trace would replay as if faithful."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -16,12 +17,14 @@ def assert_clean_failure(proc, status, needle):
     assert "Traceback" not in err and err.startswith("relive: ") and needle in err, err
 
 
-def test_int80_in_a_64_bit_program_is_refused(programs, tmp_path):
+@pytest.mark.parametrize("fastpath", ["1", "0"], ids=["compiled-loop", "python-path"])
+def test_int80_in_a_64_bit_program_is_refused(programs, tmp_path, fastpath):
     """After a run of getppid calls (recorded by the compiled loop, which must hand the
-    int $0x80 entry back), i386 getuid stops the recording, naming it and the event."""
+    int $0x80 entry back, or by the Python path), i386 getuid stops the recording, naming it
+    and the event."""
     trace = tmp_path / "trace"
     prog = programs["int80_getuid"]
-    rec = record(trace, prog)
+    rec = record(trace, prog, env={**os.environ, "RELIVE_FASTPATH": fastpath})
     assert_clean_failure(rec, 125, "32-bit system calls (int $0x80) are not supported")
     first = rec.stderr.decode().splitlines()[0]
     assert re.fullmatch(rf"relive: 32-bit system calls \(int \$0x80\) are not supported: "
