@@ -140,6 +140,7 @@ class Recorder:
         t = self._add_task(Task(pid, pid, Memory(pid)), AddressSpace())
         self.writer.put_task(TaskRecord(tid=pid, pid=pid, ppid=os.getpid(),
                                         argv=tuple(self.argv), exe=self.path))
+        self._refuse_32_bit(t)
         self._record_exec(t)
         self.queue.current = t
         self.resume(t)
@@ -243,6 +244,8 @@ class Recorder:
         match stop:
             case SyscallStop():
                 info = api.get_syscall_info(t.task.tid, self._info)
+                if info.arch != api.AUDIT_ARCH_X86_64:
+                    raise self._not_64_bit(t, info)
                 if info.op == api.SYSCALL_INFO_ENTRY:
                     self.on_entry(t, info.u[0], tuple(info.u[1:7]))
                 else:
@@ -555,7 +558,25 @@ class Recorder:
             self.resume(t, in_syscall=True)
 
     # -- exec and exit ----------------------------------------------------------------------
+    def _not_64_bit(self, t: RecordedTask, info: api.SyscallInfo) -> UnsupportedError:
+        """An i386 system call (int $0x80, sysenter): recorded under the x86-64 numbers it
+        would be another call, and replay could not make it at all."""
+        what = (f"system call {info.u[0]} of the i386 ABI"
+                if info.op == api.SYSCALL_INFO_ENTRY else "an i386 system call")
+        program = _exe(t.task.tid) or "the program"
+        return UnsupportedError(
+            f"32-bit system calls (int $0x80) are not supported: {program} (pid {t.task.tid}) "
+            f"called {what} at event {self.writer.event_count}")
+
+    def _refuse_32_bit(self, t: RecordedTask) -> None:
+        """At an exec, before anything of it is recorded (replay would expect its image)."""
+        if _is_32_bit(t.task.tid):
+            raise UnsupportedError(
+                f"32-bit programs are not supported: {_exe(t.task.tid)} (pid {t.task.tid}), "
+                f"started at event {self.writer.event_count}, is a 32-bit (i386) program")
+
     def on_exec(self, t: RecordedTask) -> None:
+        self._refuse_32_bit(t)
         entry = t.entry
         if entry is None or name_of(entry.nr) not in ("execve", "execveat"):
             raise UnsupportedError("exec stop without an execve entry")
@@ -664,6 +685,16 @@ def _cmdline(tid: int) -> list[str]:
             return [os.fsdecode(a) for a in f.read().split(b"\0")[:-1]]
     except OSError:
         return []
+
+
+def _is_32_bit(tid: int) -> bool:
+    """Is the program task `tid` runs now a 32-bit ELF (e_ident[EI_CLASS] = ELFCLASS32)?"""
+    try:
+        with open(f"/proc/{tid}/exe", "rb") as f:
+            ident = f.read(5)
+    except OSError:
+        return False
+    return ident[:4] == b"\x7fELF" and ident[4] == 1
 
 
 def _exe(tid: int) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import struct
 from pathlib import Path
 from typing import TextIO
 
 from tracee.sysnums import name_of
 from tracefile import recording_lock
+from tracefile.errors import TraceError
 from tracefile.reader import TraceReader
 from tracefile.records import Event, Kind, TaskRecord
 
@@ -77,6 +79,9 @@ def info_text(trace: Path) -> str:
             f"size:     {_size_text(*r.size_bytes())}",
             _complete_line(trace, r.complete, m),
         ]
+        if not r.verified:
+            lines.append(f"checked:  NO - format {m['format_version']}, from before relive "
+                         "kept checksums: damage to this trace goes unnoticed")
         if "exit_status" in m:
             lines.append(f"status:   {status_text(m['exit_status'])}")
         return "\n".join(lines)
@@ -164,6 +169,12 @@ def dump(trace: Path, out: TextIO) -> None:
     r = TraceReader(trace)
     try:
         for ev in r.events():
-            out.write(describe_event(ev) + "\n")
+            try:
+                line = describe_event(ev)
+            except (struct.error, TypeError, ValueError, AttributeError) as e:
+                # (a trace without checksums: values of the right types, not of the right shape)
+                raise TraceError(f"trace {trace} is corrupt at event {ev.seq}: "
+                                 f"{type(e).__name__}: {e}") from None
+            out.write(line + "\n")
     finally:
         r.close()

@@ -147,6 +147,16 @@ def copy_of(recorded, tmp_path):
 RDI = 14
 
 
+def reseal(db):
+    """Recompute the checksum of every event row after a test edited recorded values to make
+    the replay diverge: the trace is otherwise intact (an edit left unsealed is damage,
+    reported before anything replays: tests/test_trace_damage.py)."""
+    from tracefile.integrity import event_crc
+    rows = db.execute("SELECT seq, tid, kind, nr, result, writes, regs, info FROM events")
+    db.executemany("UPDATE events SET crc = ? WHERE seq = ?",
+                   [(event_crc(*row), row[0]) for row in rows.fetchall()])
+
+
 def set_rdi(regs, value=None):
     """A recorded register file with rdi replaced (by default: plus one), for tampering with
     a trace; returns (the old rdi, the new register bytes)."""

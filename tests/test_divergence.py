@@ -8,7 +8,7 @@ import sqlite3
 import struct
 
 import pytest
-from conftest import RDI, assert_faithful, describe, record, replay, set_rdi
+from conftest import RDI, assert_faithful, describe, record, replay, reseal, set_rdi
 
 from replayer.errors import ReplayDivergence
 from replayer.session import ReplaySession
@@ -52,6 +52,7 @@ class Db:
     def set(self, seq, **values):
         for column, value in values.items():
             self.db.execute(f"UPDATE events SET {column} = ? WHERE seq = ?", (value, seq))
+        reseal(self.db)
         self.db.commit()
 
     def close(self):

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT, assert_faithful, describe, replay, run_relive, set_rdi
+from conftest import REPO_ROOT, assert_faithful, describe, replay, reseal, run_relive, set_rdi
 from gdbhelpers import gdb_batch, requires_gdb, serve
 
 from replayer.errors import ReplayDivergence
@@ -122,6 +122,7 @@ def test_a_changed_register_in_a_fast_run_is_reported_with_its_event(both, tmp_p
     db, (seq, regs, _) = _middle_getppid(trace)
     old, tampered = set_rdi(regs)
     db.execute("UPDATE events SET regs = ? WHERE seq = ?", (tampered, seq))
+    reseal(db)
     db.commit()
     db.close()
     rep = replay(trace, env=_env(True))
@@ -147,6 +148,7 @@ def test_a_changed_result_in_a_fast_run_is_what_the_program_gets(both, tmp_path)
     trace, rec = _copy(both, tmp_path)
     db, (seq, _, result) = _middle_getppid(trace)
     db.execute("UPDATE events SET result = ? WHERE seq = ?", (result + 1000, seq))
+    reseal(db)
     db.commit()
     db.close()
     rep = replay(trace, env=_env(True))

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import assert_faithful, describe, record, replay, run_relive
+from conftest import assert_faithful, describe, record, replay, reseal, run_relive
 from gdbhelpers import gdb_batch, requires_gdb, serve
 
 from tracee import rdrand
@@ -79,6 +79,7 @@ def test_a_changed_number_is_a_divergence(programs, tmp_path):
         seq, = db.execute("SELECT seq FROM events WHERE kind = 9 ORDER BY seq LIMIT 1 OFFSET 2"
                           ).fetchone()
         db.execute("UPDATE events SET result = result + 1 WHERE seq = ?", (seq,))
+        reseal(db)
     db.close()
     rep = replay(tmp_path / "t")
     assert rep.returncode != 0

@@ -21,6 +21,7 @@ from conftest import (
     describe,
     record,
     replay,
+    reseal,
     run_native,
     run_relive,
     set_rdi,
@@ -345,6 +346,7 @@ def test_changed_register_of_a_worker_thread_syscall_is_reported(copy_of):
     seq, tid, _, regs = worker_syscalls(db, NR["rt_sigprocmask"])[0]
     old, regs = set_rdi(regs)
     db.execute("UPDATE events SET regs = ? WHERE seq = ?", (regs, seq))
+    reseal(db)
     db.commit()
     db.close()
     rep = replay(trace)
@@ -362,6 +364,7 @@ def test_changed_result_in_a_worker_thread_changes_its_control_flow(copy_of):
     assert len(reads) == 3, reads  # one successful read per reader
     seq, tid, _ = reads[0]
     db.execute("UPDATE events SET result = ? WHERE seq = ?", (-5, seq))  # -EIO
+    reseal(db)
     db.commit()
     following, nr = db.execute("SELECT seq, nr FROM events WHERE tid = ? AND seq > ? "
                                "ORDER BY seq LIMIT 1", (tid, seq)).fetchone()

@@ -59,6 +59,9 @@
 #define OUT_WORDS 7  /* the out[] array every loop fills */
 
 #define SYSCALL_TRAP (SIGTRAP | 0x80)
+/* 64-bit code's code segment. The `syscall` instruction leaves its return address in rcx, so
+   at its entry stop rcx == rip; an i386 call (int $0x80, sysenter) leaves rcx as it was. */
+#define USER64_CS 0x33
 #define NREGS 27
 #define REGS_SIZE (NREGS * 8)
 #define MAX_OUTS 3
@@ -231,6 +234,11 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
         }
         if (ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0) {
             reason = R_STOP;  /* Python will see the same stop and fail the same way */
+            out[2] = w;
+            break;
+        }
+        if (regs.rcx != regs.rip || regs.cs != USER64_CS) {
+            reason = R_STOP;  /* not entered by `syscall` in 64-bit code: Python refuses it */
             out[2] = w;
             break;
         }

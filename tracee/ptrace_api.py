@@ -202,6 +202,10 @@ class SyscallInfo(ctypes.Structure):
 
 SYSCALL_INFO_ENTRY = 1
 SYSCALL_INFO_EXIT = 2
+# SyscallInfo.arch: the ABI of the call (<linux/audit.h>). A 64-bit program's int $0x80 (or
+# sysenter) is an i386 call, numbered as i386 calls are.
+AUDIT_ARCH_X86_64 = 0xC000003E
+AUDIT_ARCH_I386 = 0x40000003
 
 
 def get_syscall_info(pid: int, into: SyscallInfo) -> SyscallInfo:

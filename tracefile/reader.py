@@ -1,7 +1,11 @@
 """Read a trace directory back: metadata, tasks, events in order (in chunks), file copies.
 
 Every SQLite problem becomes a TraceError that names the trace and says what is wrong; a trace
-whose recording was cut off opens fine and says `complete = False`.
+whose recording was cut off opens fine and says `complete = False`. Every row is checked
+against its checksum (tracefile.integrity) before it is used, and a copied file against its
+content hash the first time it is asked for: damage is a TraceError naming the event, the
+table or the file. Traces older than CHECKED_FORMAT have no checksums: their rows are only
+checked for types (`verified` is False).
 
 A cursor that goes on past its second chunk reads the next chunk ahead, on a thread of the
 reader's own with its own connection and decompressor: a replay spends most of its time in
@@ -11,6 +15,7 @@ event) leaves its critical path.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import stat
@@ -20,14 +25,27 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
+from tracefile import integrity
 from tracefile.errors import TraceError
 from tracefile.exec_copies import ExecCopies, on_noexec_mount
-from tracefile.records import FORMAT_VERSION, OLDEST_FORMAT, Event, Kind, MemoryWrite, TaskRecord
+from tracefile.file_cache import ID_DIGITS
+from tracefile.integrity import Damaged
+from tracefile.records import (
+    CHECKED_FORMAT,
+    FORMAT_VERSION,
+    OLDEST_FORMAT,
+    Event,
+    Kind,
+    MemoryWrite,
+    TaskRecord,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
+log = logging.getLogger(__name__)
 CHUNK = 2048
+_WARNED: set[Path] = set()  # traces without checksums said so (once per process)
 _KINDS = {int(k): k for k in Kind}
 # An event as stored: seq, tid, kind, nr, result, regs, info (JSON bytes), writes.
 Row = tuple[int, int, int, int, int, bytes, bytes, tuple[MemoryWrite, ...]]
@@ -41,15 +59,11 @@ class TraceReader:
             raise TraceError(f"{self.dir} is not a relive trace (no trace.db)")
         try:
             self.db = _connect(db_path)
-            rows = self.db.execute("SELECT key, value FROM meta").fetchall()
-            self.meta: dict[str, Any] = {k: json.loads(v) for k, v in rows}
+            rows = _meta_rows(self.db)
+            self.meta: dict[str, Any] = {k: json.loads(v) for k, v, *_ in rows}
             self.event_count = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
-        except (sqlite3.DatabaseError, ValueError) as e:  # incl. JSON and UnicodeDecodeError
+        except (sqlite3.DatabaseError, ValueError, TypeError) as e:  # incl. JSON, Unicode
             raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
-        recorded = self.meta.get("events")
-        if self.meta.get("complete") and isinstance(recorded, int) and recorded != self.event_count:
-            raise TraceError(f"trace {self.dir} is corrupt: it should hold {recorded} events "
-                             f"but holds {self.event_count}")
         version = self.meta.get("format_version")
         if not isinstance(version, int):
             raise TraceError(f"trace {self.dir} has no format version: corrupt or not a trace")
@@ -59,6 +73,21 @@ class TraceReader:
         if version < OLDEST_FORMAT:
             raise TraceError(f"trace {self.dir} uses old format version {version}; "
                              f"re-record it with this relive")
+        self.verified = version >= CHECKED_FORMAT  # rows carry checksums
+        if not self.verified and self.dir not in _WARNED:
+            _WARNED.add(self.dir)
+            log.warning("trace %s is from before relive kept checksums (format %d): damage "
+                        "to it goes unnoticed; re-record it to have it checked", self.dir,
+                        version)
+        if self.verified:
+            for row in rows:
+                self._check(row, f"metadata {row[0]!r}", (str,), (str,),
+                            names=("key", "value"))
+        recorded = self.meta.get("events")
+        if self.meta.get("complete") and isinstance(recorded, int) and recorded != self.event_count:
+            raise TraceError(f"trace {self.dir} is corrupt: it should hold {recorded} events "
+                             f"but holds {self.event_count}")
+        self._files_checked: set[str] = set()
         self._zstd = zstandard.ZstdDecompressor()
         self._ahead: ThreadPoolExecutor | None = None
         self._ahead_state: tuple[sqlite3.Connection, zstandard.ZstdDecompressor] | None = None
@@ -85,14 +114,37 @@ class TraceReader:
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return _query(self.db, self.dir, sql, args)
 
-    def tasks(self) -> list[TaskRecord]:
-        rows = self._query("SELECT tid, pid, ppid, argv, exe, exit_status FROM tasks "
-                           "ORDER BY first_event")
+    def _check(self, row: tuple[Any, ...], table: str, *types: tuple[type, ...],
+               names: tuple[str, ...]) -> None:
+        """Check a row of a small table, (*values, crc) if `verified`, else (*values)."""
         try:
-            return [TaskRecord(tid=t, pid=p, ppid=pp, argv=tuple(json.loads(a)), exe=_path_text(e),
-                               exit_status=s) for t, p, pp, a, e, s in rows]
-        except (ValueError, TypeError) as e:
-            raise TraceError(f"trace {self.dir} is corrupt (task table): {e}") from None
+            if self.verified:
+                integrity.verify_row(row, types, names)
+            else:
+                integrity.check_types(row, types, names)
+        except Damaged as e:
+            raise _damaged(self.dir, None, f"{table}: {e.what}") from None
+
+    def tasks(self) -> list[TaskRecord]:
+        crc = ", crc" if self.verified else ""
+        rows = self._query("SELECT tid, pid, ppid, argv, exe, exit_status, first_event"
+                           f"{crc} FROM tasks ORDER BY first_event")
+        tasks = []
+        for row in rows:
+            self._check(row, f"task {row[0]}", (int,), (int,), (int,), (str,), (str, bytes),
+                        (int, type(None)), (int,),
+                        names=("tid", "pid", "ppid", "argv", "exe", "exit_status",
+                               "first_event"))
+            t, p, pp, a, e, s = row[:6]
+            try:
+                argv = json.loads(a)
+            except ValueError as err:
+                raise _damaged(self.dir, None, f"task {t}: argv: {err}") from None
+            if not isinstance(argv, list) or not all(isinstance(x, str) for x in argv):
+                raise _damaged(self.dir, None, f"task {t}: argv is not a list of strings")
+            tasks.append(TaskRecord(tid=t, pid=p, ppid=pp, argv=tuple(argv), exe=_path_text(e),
+                                    exit_status=s))
+        return tasks
 
     def events(self, start: int = 0, stop: int | None = None) -> EventCursor:
         """Events with seq in [start, stop), in order, read CHUNK at a time."""
@@ -100,7 +152,7 @@ class TraceReader:
         return EventCursor(self, start, end)
 
     def _rows(self, seq: int, hi: int) -> list[Row]:
-        return _read_rows(self.db, self._zstd, self.dir, seq, hi)
+        return _read_rows(self.db, self._zstd, self.dir, seq, hi, self.verified)
 
     def _rows_ahead(self, seq: int, hi: int) -> Future[list[Row]]:
         """Start reading rows [seq, hi) on the reader's thread (started at first use)."""
@@ -127,7 +179,7 @@ class TraceReader:
             except sqlite3.DatabaseError as e:
                 raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
         db, zstd = self._ahead_state
-        return _read_rows(db, zstd, self.dir, seq, hi)
+        return _read_rows(db, zstd, self.dir, seq, hi, self.verified)
 
     def event_from(self, row: Row) -> Event:
         s, tid, kind, nr, result, regs, info, writes = row
@@ -144,19 +196,41 @@ class TraceReader:
         raise TraceError(f"trace {self.dir} has no event {seq}")
 
     def file_path(self, file_id: str) -> Path:
-        """The trace's copy of a file, at a path replayed processes can exec and map
-        executable (tracefile.exec_copies when the trace is on a noexec mount)."""
-        path = self.dir / "files" / checked_file_id(self.dir, file_id)
+        """The trace's copy of a mapped file, at a path replayed processes can exec and map
+        executable (tracefile.exec_copies when the trace is on a noexec mount); its content is
+        checked against its id (its hash) the first time it is asked for."""
+        if (not isinstance(file_id, str) or len(file_id) != ID_DIGITS
+                or file_id.strip("0123456789abcdef")):
+            raise _damaged(self.dir, None, f"a mapped file is named {file_id!r}, not by a hash")
+        path = self.dir / "files" / file_id
         if not path.is_file():
             raise TraceError(f"trace {self.dir} is missing its copy of a mapped file ({file_id})")
+        if file_id not in self._files_checked:
+            try:
+                found = integrity.content_id(path)
+            except OSError as e:
+                raise TraceError(f"trace {self.dir}: cannot read its copy of a mapped file "
+                                 f"({file_id}): {e.strerror}") from None
+            if found != file_id:
+                raise TraceError(f"trace {self.dir} is corrupt: its copy of a mapped file "
+                                 f"({self._file_name(file_id)}) is damaged: files/{file_id} "
+                                 f"holds other content")
+            self._files_checked.add(file_id)
         if self._exec_copies is None and on_noexec_mount(self.dir):
             self._exec_copies = ExecCopies(self.dir)
         return self._exec_copies.path(file_id, path) if self._exec_copies else path
 
+    def _file_name(self, file_id: str) -> str:
+        return self.file_ids().get(file_id, file_id)
+
     def file_ids(self) -> dict[str, str]:
         """id -> original path of every file copied into the trace."""
-        return {checked_file_id(self.dir, fid): _path_text(path)
-                for fid, path in self._query("SELECT id, path FROM files")}
+        crc = ", crc" if self.verified else ""
+        rows = self._query(f"SELECT id, path, size{crc} FROM files")
+        for row in rows:
+            self._check(row, "mapped files", (str,), (str, bytes), (int,),
+                        names=("id", "path", "size"))
+        return {checked_file_id(self.dir, row[0]): _path_text(row[1]) for row in rows}
 
     def size_bytes(self) -> tuple[int, int]:
         """(bytes of the whole trace, bytes of it in copied files that other traces or the
@@ -181,6 +255,22 @@ def checked_file_id(trace: Path, file_id: object) -> str:
 def _path_text(path: str | bytes) -> str:
     """A path column as str: the writer stores a path that is not UTF-8 as its bytes."""
     return os.fsdecode(path) if isinstance(path, bytes) else path
+
+
+def _meta_rows(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """(key, value, crc) rows, or (key, value) from a trace without checksums."""
+    try:
+        return db.execute("SELECT key, value, crc FROM meta").fetchall()
+    except sqlite3.OperationalError as e:
+        if "no such column" not in str(e):
+            raise
+        return db.execute("SELECT key, value FROM meta").fetchall()
+
+
+def _damaged(trace: Path, seq: int | None, what: str) -> TraceError:
+    where = f"damaged at event {seq}" if seq is not None else "damaged"
+    return TraceError(f"trace {trace} is corrupt: {where} ({what}); it cannot be replayed "
+                      "faithfully")
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
@@ -216,22 +306,55 @@ def _query(db: sqlite3.Connection, trace: Path, sql: str,
         raise TraceError(f"trace {trace} is corrupt or truncated: {e}") from None
 
 
+_EVENTS = "SELECT seq, tid, kind, nr, result, regs, info{} FROM events " \
+          "WHERE seq >= ? AND seq < ? ORDER BY seq"
+_WRITES = "SELECT seq, ord, addr, size, conservative, zstd, data{} FROM writes " \
+          "WHERE seq >= ? AND seq < ? ORDER BY seq, ord"
+_EVENT_TYPES = ((int,),) * 5 + ((bytes,),) * 2
+_EVENT_NAMES = ("seq", "tid", "kind", "nr", "result", "regs", "info")
+_WRITE_TYPES = ((int,),) * 6 + ((bytes,),)
+
+
 def _read_rows(db: sqlite3.Connection, zstd: zstandard.ZstdDecompressor, trace: Path,
-               seq: int, hi: int) -> list[Row]:
-    """The rows of events [seq, hi), their memory writes decompressed."""
-    rows = _query(db, trace, "SELECT seq, tid, kind, nr, result, regs, info FROM events "
-                  "WHERE seq >= ? AND seq < ? ORDER BY seq", (seq, hi))
+               seq: int, hi: int, verified: bool) -> list[Row]:
+    """The rows of events [seq, hi), checked, with their memory writes checked and then
+    decompressed."""
+    rows = _query(db, trace, _EVENTS.format(", writes, crc" if verified else ""), (seq, hi))
+    if len(rows) != hi - seq:
+        raise TraceError(f"trace {trace} is corrupt: events {seq}..{hi - 1} missing")
+    try:
+        writes = _read_writes(db, zstd, trace, seq, hi, verified)
+        if verified:
+            return integrity.checked_events(rows, writes)
+        for row in rows:
+            integrity.check_types(row, _EVENT_TYPES, _EVENT_NAMES,
+                                  _seq_of(row, seq))
+    except Damaged as e:
+        raise _damaged(trace, seq if e.seq is None else e.seq, e.what) from None
+    return [(s, tid, kind, nr, result, regs, info, tuple(writes.get(s, ())))
+            for s, tid, kind, nr, result, regs, info in rows]
+
+
+def _read_writes(db: sqlite3.Connection, zstd: zstandard.ZstdDecompressor, trace: Path,
+                 seq: int, hi: int, verified: bool) -> dict[int, list[MemoryWrite]]:
+    """The memory writes of events [seq, hi) by event, each checked before it is
+    decompressed."""
     writes: dict[int, list[MemoryWrite]] = {}
-    for wseq, addr, size, cons, packed, data in _query(
-            db, trace, "SELECT seq, addr, size, conservative, zstd, data FROM writes "
-            "WHERE seq >= ? AND seq < ? ORDER BY seq, ord", (seq, hi)):
+    for w in _query(db, trace, _WRITES.format(", crc" if verified else ""), (seq, hi)):
+        if verified:
+            integrity.verify_write(w)
+        else:
+            integrity.check_types(w, _WRITE_TYPES, integrity.WRITE_COLUMNS, _seq_of(w, seq))
+        wseq, _, addr, size, cons, packed, data = w[:7]
         writes.setdefault(wseq, []).append(MemoryWrite(
             addr=addr, data=_unpack(zstd, trace, packed, data, size, wseq),
             conservative=bool(cons)))
-    if len(rows) != hi - seq:
-        raise TraceError(f"trace {trace} is corrupt: events {seq}..{hi - 1} missing")
-    return [(s, tid, kind, nr, result, regs, info, tuple(writes.get(s, ())))
-            for s, tid, kind, nr, result, regs, info in rows]
+    return writes
+
+
+def _seq_of(row: tuple[Any, ...], default: int) -> int:
+    """The event a damaged row belongs to, if its seq is a number (else the first asked)."""
+    return row[0] if type(row[0]) is int else default
 
 
 def _unpack(zstd: zstandard.ZstdDecompressor, trace: Path, packed: int, data: bytes,

@@ -10,8 +10,9 @@ import enum
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 OLDEST_FORMAT = 2  # version 3 added RDRAND events; a version 2 trace reads the same
+CHECKED_FORMAT = 4  # version 4 added checksums (tracefile.integrity); older traces read unchecked
 
 
 class Kind(enum.IntEnum):

@@ -15,13 +15,15 @@ import functools
 import json
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracefile.errors import TraceError
 from tracefile import recording_lock
-from tracefile.file_cache import FileCache
+from tracefile.file_cache import ID_DIGITS, FileCache
+from tracefile.integrity import EVENT_HEAD, event_crc, row_crc, write_crc
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
 from tracefile.sql_thread import SqlThread
@@ -34,8 +36,9 @@ if TYPE_CHECKING:
 COMMIT_EVERY = 4096
 COMMIT_SECONDS = 0.25
 COMPRESS_OVER = 128
-INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)"
-INSERT_WRITE = "INSERT INTO writes VALUES (?, ?, ?, ?, ?, ?, ?)"
+INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_WRITE = "INSERT INTO writes VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_TASK = "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # nr, result, registers, exact writes as (addr, data)
 SyscallRecord = tuple[int, int, bytes, list[tuple[int, bytes]]]
 
@@ -59,31 +62,52 @@ class BlobEncoder:
         return 0, data
 
 
+# A row of the events table before its checksum: seq, tid, kind, nr, result, regs, info,
+# number of writes.
+RawEvent = tuple[int, int, int, int, int, bytes, bytes, int]
 # A row of the writes table before its data is compressed: seq, ord, addr, data, conservative.
 RawWrite = tuple[int, int, int, bytes, int]
 
 
-def _insert(db: sqlite3.Connection, events: list[tuple[Any, ...]], writes: list[RawWrite],
+def _insert(db: sqlite3.Connection, events: list[RawEvent], writes: list[RawWrite],
             encode: BlobEncoder) -> None:
-    """Insert event rows and their memory writes, compressing the writes' data (on the SQL
-    thread)."""
+    """Insert event rows and their memory writes, compressing the writes' data, with their
+    checksums (on the SQL thread)."""
     if events:
-        db.executemany(INSERT_EVENT, events)
+        db.executemany(INSERT_EVENT, [
+            (seq, tid, kind, nr, result, regs, info, nw,
+             event_crc(seq, tid, kind, nr, result, nw, regs, info))
+            for seq, tid, kind, nr, result, regs, info, nw in events])
     if writes:
-        db.executemany(INSERT_WRITE, [(seq, i, addr, len(data), conservative,
-                                       *encode(data))
+        db.executemany(INSERT_WRITE, [_write_row(seq, i, addr, data, conservative, encode)
                                       for seq, i, addr, data, conservative in writes])
+
+
+def _write_row(seq: int, order: int, addr: int, data: bytes, conservative: int,
+               encode: BlobEncoder) -> tuple[Any, ...]:
+    packed, stored = encode(data)
+    return (seq, order, addr, len(data), conservative, packed, stored,
+            write_crc(seq, order, addr, len(data), conservative, packed, stored))
 
 
 def _insert_syscalls(db: sqlite3.Connection, tid: int, first: int,
                      records: Iterable[SyscallRecord], encode: BlobEncoder) -> None:
+    """Insert a run of one task's SYSCALL events (no info) and their writes. The events'
+    rows are made here in one loop, checksum and all: this is most of a recording's rows."""
     kind = int(Kind.SYSCALL)
+    pack = EVENT_HEAD.pack
+    crc32 = zlib.crc32
     events: list[tuple[Any, ...]] = []
+    add = events.append
     writes: list[RawWrite] = []
     for seq, (nr, result, regs, ws) in enumerate(records, first):
-        events.append((seq, tid, kind, nr, result, regs, b""))
-        writes.extend((seq, i, addr, data, 0) for i, (addr, data) in enumerate(ws))
-    _insert(db, events, writes, encode)
+        count = len(ws)
+        add((seq, tid, kind, nr, result, regs, b"", count,
+             crc32(regs, crc32(pack(seq, tid, kind, nr, result, count)))))
+        if count:
+            writes.extend((seq, i, addr, data, 0) for i, (addr, data) in enumerate(ws))
+    db.executemany(INSERT_EVENT, events)
+    _insert(db, [], writes, encode)
 
 
 def _create_database(path: Path) -> sqlite3.Connection:
@@ -134,7 +158,8 @@ class TraceWriter:
         self._sql = SqlThread(functools.partial(_create_database, self.dir / "trace.db"))
         self._encode = BlobEncoder()
         self._uncommitted = 0
-        self._events: list[tuple[Any, ...]] = []
+        self._events: list[RawEvent] = []
+        self._tasks: dict[int, list[Any]] = {}  # tid -> its row of the tasks table
         self._writes: list[RawWrite] = []
         self._last_commit = time.monotonic()
         self._added: dict[tuple[int, ...], str] = {}
@@ -169,23 +194,32 @@ class TraceWriter:
 
     # -- metadata ---------------------------------------------------------------------------
     def set_meta(self, **values: Any) -> None:
-        self._sql.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                            [(k, json.dumps(v)) for k, v in values.items()])
+        rows = [(k, json.dumps(v)) for k, v in values.items()]
+        self._sql.executemany("INSERT OR REPLACE INTO meta(key, value, crc) VALUES (?, ?, ?)",
+                              [(k, v, row_crc(k, v)) for k, v in rows])
 
     def put_task(self, task: TaskRecord) -> None:
-        self._sql.execute(
-            "INSERT OR REPLACE INTO tasks(tid, pid, ppid, argv, exe, exit_status, first_event) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (task.tid, task.pid, task.ppid, json.dumps(list(task.argv)), _path_value(task.exe),
-             task.exit_status, self.event_count))
+        row = [task.tid, task.pid, task.ppid, json.dumps(list(task.argv)), _path_value(task.exe),
+               task.exit_status, self.event_count]
+        self._tasks[task.tid] = row
+        self._store_task(row)
 
     def set_task_command(self, tid: int, argv: list[str], exe: str) -> None:
         """The task exec'd: its command line is the new program's."""
-        self._sql.execute("UPDATE tasks SET argv = ?, exe = ? WHERE tid = ?",
-                        (json.dumps(argv), _path_value(exe), tid))
+        row = self._tasks.get(tid)
+        if row is not None:
+            row[3:5] = json.dumps(argv), _path_value(exe)
+            self._store_task(row)
 
     def set_task_exit(self, tid: int, status: int) -> None:
-        self._sql.execute("UPDATE tasks SET exit_status = ? WHERE tid = ?", (status, tid))
+        row = self._tasks.get(tid)
+        if row is not None:
+            row[5] = status
+            self._store_task(row)
+
+    def _store_task(self, row: list[Any]) -> None:
+        """(Rows are rewritten whole: the checksum covers all of them.)"""
+        self._sql.execute(INSERT_TASK, (*row, row_crc(*row)))
 
     # -- events -----------------------------------------------------------------------------
     def add(self, event: Event) -> int:
@@ -194,7 +228,7 @@ class TraceWriter:
         self.event_count += 1
         info = json.dumps(event.info, separators=(",", ":")).encode() if event.info else b""
         self._events.append((seq, event.tid, int(event.kind), event.nr, event.result,
-                             event.regs, info))
+                             event.regs, info, len(event.writes)))
         self._writes.extend((seq, i, w.addr, w.data, int(w.conservative))
                             for i, w in enumerate(event.writes))
         self._uncommitted += 1
@@ -262,8 +296,9 @@ class TraceWriter:
             file_id = self._copy(path, name or path)
             if cache is not None:
                 cache.remember(st, self.dir / "files" / file_id)
-        self._sql.execute("INSERT OR IGNORE INTO files(id, path, size) VALUES (?, ?, ?)",
-                        (file_id, _path_value(name or path), st.st_size))
+        row = (file_id, _path_value(name or path), st.st_size)
+        self._sql.execute("INSERT OR IGNORE INTO files(id, path, size, crc) VALUES (?, ?, ?, ?)",
+                          (*row, row_crc(*row)))
         if not fresh:
             self._added[key] = file_id
         return file_id
@@ -295,7 +330,7 @@ class TraceWriter:
             tmp.unlink(missing_ok=True)
             raise TraceError(f"copying {shown} into the trace {self.dir} failed: "
                              f"{e.strerror or e}") from None
-        file_id = digest.hexdigest()[:32]
+        file_id = digest.hexdigest()[:ID_DIGITS]
         final = self.dir / "files" / file_id
         if final.exists():
             tmp.unlink()
