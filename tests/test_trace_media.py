@@ -11,9 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import assert_faithful, describe, record, replay, run_relive
+from conftest import assert_faithful, describe, record, replay, reseal, run_relive
 from gdbhelpers import gdb_batch, requires_gdb, serve
 from tracefile.errors import TraceError
+from tracefile.integrity import row_crc
 
 from replayer.trace_files import TraceFiles
 
@@ -117,6 +118,11 @@ def test_crafted_file_id_cannot_name_a_file_outside_the_trace(recorded, tmp_path
     (exe_path,) = db.execute("SELECT path FROM files LIMIT 1").fetchone()
     db.execute("UPDATE files SET id = '../../../../../../../../etc/passwd' WHERE path = ?",
                (exe_path,))
+    # A crafted trace carries checksums that match what it says (they guard against
+    # damage, not against an author): seal the edit, so the file-id check is what is tested.
+    db.executemany("UPDATE files SET crc = ? WHERE id = ?",
+                   [(row_crc(*row), row[0])
+                    for row in db.execute("SELECT id, path, size FROM files").fetchall()])
     db.commit()
     db.close()
     with pytest.raises(TraceError, match="not a file id"):
@@ -127,6 +133,7 @@ def test_crafted_file_id_cannot_name_a_file_outside_the_trace(recorded, tmp_path
     data = json.loads(info)
     data["exe_id"] = "../../../../etc/passwd"
     db.execute("UPDATE events SET info = ? WHERE seq = 0", (json.dumps(data).encode(),))
+    reseal(db)
     db.commit()
     db.close()
     proc = run_relive("replay", "-a", crafted, text=True)

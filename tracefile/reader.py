@@ -199,10 +199,7 @@ class TraceReader:
         """The trace's copy of a mapped file, at a path replayed processes can exec and map
         executable (tracefile.exec_copies when the trace is on a noexec mount); its content is
         checked against its id (its hash) the first time it is asked for."""
-        if (not isinstance(file_id, str) or len(file_id) != ID_DIGITS
-                or file_id.strip("0123456789abcdef")):
-            raise _damaged(self.dir, None, f"a mapped file is named {file_id!r}, not by a hash")
-        path = self.dir / "files" / file_id
+        path = self.dir / "files" / checked_file_id(self.dir, file_id)
         if not path.is_file():
             raise TraceError(f"trace {self.dir} is missing its copy of a mapped file ({file_id})")
         if file_id not in self._files_checked:
@@ -245,10 +242,11 @@ class TraceReader:
 
 
 def checked_file_id(trace: Path, file_id: object) -> str:
-    """A file id as the writer makes them (hex digits): anything else, such as `../..` in a
-    crafted trace, would name a file outside the trace."""
-    if not (isinstance(file_id, str) and file_id.isascii() and file_id.isalnum()):
-        raise TraceError(f"trace {trace} is corrupt: {file_id!r} is not a file id")
+    """A file id as the writer makes them (a hash, in hex digits): anything else, such as
+    `../..` in a crafted trace, would name a file outside the trace."""
+    if (not isinstance(file_id, str) or len(file_id) != ID_DIGITS
+            or file_id.strip("0123456789abcdef")):
+        raise _damaged(trace, None, f"{file_id!r} is not a file id (a hash)")
     return file_id
 
 
