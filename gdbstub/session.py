@@ -46,6 +46,7 @@ from gdbstub.requests import (
     Detach,
     EnableExtendedMode,
     GetTLSAddr,
+    MAX_MEMORY_READ,
     InsertBreakpoint,
     Kill,
     MustReplyEmpty,
@@ -99,7 +100,6 @@ SUPPORTED: Final = (
     b"qXfer:siginfo:read+;QPassSignals+;multiprocess+;swbreak+;hwbreak+;vContSupported+;"
     b"exec-events+;ReverseStep+;ReverseContinue+" % PACKET_SIZE)
 VCONT_ACTIONS: Final = b"vCont;c;C;s;S;r"
-MAX_MEMORY_READ: Final = (PACKET_SIZE - 16) // 2
 
 
 @dataclass(frozen=True, slots=True)

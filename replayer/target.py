@@ -304,12 +304,25 @@ class ReplayTarget:
             what = "the trace" if lo == 1 else f"the life of process {self.pid}"
             raise TargetError(f"event {position} is outside {what} ({lo}..{count})")
         with self._silenced():
-            self.timeline.seek(position)
+            self._seek_alive(position)
         self.reverse.waypoints.clear()
         self.parked = False
         self.where(True, 0)
         self._current = self._default_thread()
         return self.session.position
+
+    def _seek_alive(self, position: int) -> None:
+        """Go to the boundary `position`, or to the end of the debugged process if that comes
+        first: it stays alive there, before its exit, as a forward run leaves it (a process
+        that really exited could not be continued, nor inspected)."""
+        self.timeline.seek(position, until=self.forwards.at_end)
+        if self.live_threads():
+            return
+        self.timeline.seek(self.birth)  # restored a checkpoint from after the process's end
+        s = self.session
+        while s.position < position and not self.forwards.at_end():
+            if s.step() is None:
+                break
 
     def _default_thread(self) -> int:
         """After moving through time: the thread of the last event, else of the next one,

@@ -166,12 +166,13 @@ class Timeline:
         self._drop_step_cache()
 
     # -- positioning ------------------------------------------------------------------------
-    def seek(self, position: int) -> None:
-        """Go to the event boundary `position` (events replayed)."""
+    def seek(self, position: int, until: Callable[[], bool] | None = None) -> None:
+        """Go to the event boundary `position` (events replayed), or to the first boundary
+        on the way where `until()` holds."""
         cp = max((c for c in self.checkpoints if c.position <= position),
                  key=lambda c: c.position)
         self.s.restore(cp)
-        while self.s.position < position:
+        while self.s.position < position and not (until is not None and until()):
             if self.s.step() is None:
                 break
 
