@@ -185,8 +185,8 @@ def test_hostile_packets_get_error_replies_and_the_replay_stays_faithful(
             caplog.clear()
             replay.ask(payload)
             errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-            assert not errors, (f"{payload!r} (in {batch!r}): {errors[0].getMessage()}\n"
-                                f"{errors[0].exc_text}")
+            assert not errors, (f"{payload!r} after {replay.history[-12:-1]!r}: "
+                                f"{errors[0].getMessage()}\n{errors[0].exc_text}")
             alive = replay.engine.submit(replay.alive).result(REPLY_TIMEOUT)
             assert alive, f"the replayed process exited after {replay.history[-8:]!r}"
 
