@@ -371,6 +371,7 @@ class ReplayTarget:
         now = self.timeline.now(self._boundary, self._steps)
         hit = self.timeline.last_hit_before(now, frozenset(), frozenset({wp}))
         if hit is None:
+            self.timeline.back_to(now)  # the search ended further back: a failure moves nothing
             raise TargetError(f"nothing wrote {addr:#x} (+{length}) before this point")
         _, steps, anchor = self.timeline.goto_hit(hit, frozenset({wp}))
         self.where(False, steps, anchor)

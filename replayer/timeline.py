@@ -245,6 +245,14 @@ class Timeline:
             until = Now(cp.position, b"", boundary=True)
         return None
 
+    def back_to(self, now: Now) -> None:
+        """Return to `now` after a search that found nothing (it left the replay at an
+        earlier checkpoint's stretch): replay from the last checkpoint before it."""
+        cp = max((c for c in self.checkpoints if c.position <= now.position),
+                 key=lambda c: c.position)
+        self.s.restore(cp)
+        self._pass(now, frozenset(), frozenset())
+
     def _pass(self, until: Now, breakpoints: frozenset[int],
               watchpoints: frozenset[Watchpoint], counted: frozenset[int] = frozenset()
               ) -> list[Hit]:

@@ -9,6 +9,7 @@ in the next one.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -185,6 +186,8 @@ def test_hostile_packets_get_error_replies_and_the_replay_stays_faithful(
             caplog.clear()
             replay.ask(payload)
             errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+            if errors and os.environ.get("WIRE_HISTORY"):
+                Path(os.environ["WIRE_HISTORY"]).write_text("\n".join(p.hex() for p in replay.history))
             assert not errors, (f"{payload!r} after {replay.history[-12:-1]!r}: "
                                 f"{errors[0].getMessage()}\n{errors[0].exc_text}")
             alive = replay.engine.submit(replay.alive).result(REPLY_TIMEOUT)
