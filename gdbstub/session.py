@@ -91,6 +91,7 @@ from gdbstub.target import (
     ThreadId,
 )
 from gdbstub.vfile import HostIO
+from tracefile.errors import ReliveError
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,9 @@ class Session:
             return Reply.of(EMPTY)
         except (TargetError, BadRequest) as exc:
             log.info("%s failed: %s", type(request).__name__, exc)
+            return Reply.of(ERROR)
+        except ReliveError as exc:  # the target's own failure, told in its words, not a bug
+            log.warning("%s failed: %s", type(request).__name__, exc)
             return Reply.of(ERROR)
 
     def _dispatch(self, request: Request) -> Reply:

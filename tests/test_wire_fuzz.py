@@ -175,19 +175,22 @@ def packets(exe: str) -> st.SearchStrategy[bytes]:
 def test_hostile_packets_get_error_replies_and_the_replay_stays_faithful(
         replay: Replay, hello: tuple[Path, bytes], programs,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.ERROR)
+    caplog.set_level(logging.WARNING)
     started = time.monotonic()
 
-    @settings(max_examples=600, deadline=None, derandomize=False, database=None,
+    @settings(max_examples=600, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.lists(packets(str(programs["hello"])), min_size=1, max_size=6))
     def fuzz(batch: list[bytes]) -> None:
         for payload in batch:
             caplog.clear()
             replay.ask(payload)
-            errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-            if errors and os.environ.get("WIRE_HISTORY"):
-                Path(os.environ["WIRE_HISTORY"]).write_text("\n".join(p.hex() for p in replay.history))
+            # (the session logs a target's ReliveError as a warning: still a failure here)
+            errors = [r for r in caplog.records if r.levelno >= logging.ERROR or (
+                r.name == "gdbstub.session" and r.levelno >= logging.WARNING)]
+            if errors and os.environ.get("WIRE_HISTORY"):  # to bisect a failure by hand
+                Path(os.environ["WIRE_HISTORY"]).write_text(
+                    "\n".join(p.hex() for p in replay.history))
             assert not errors, (f"{payload!r} after {replay.history[-12:-1]!r}: "
                                 f"{errors[0].getMessage()}\n{errors[0].exc_text}")
             alive = replay.engine.submit(replay.alive).result(REPLY_TIMEOUT)
