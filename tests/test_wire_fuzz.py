@@ -45,6 +45,7 @@ class Replay:
     def __init__(self, trace: Path) -> None:
         self.output: list[bytes] = []
         self.history: list[bytes] = []  # every packet asked, for failure messages
+        self.kinds: set[bytes] = set()  # first bytes of the replies: what the fuzz reached
         self.engine = Engine().start()
         self.target = self.engine.submit(partial(
             ReplayTarget, trace, output=lambda fd, data: self.output.append(data))).result()
@@ -73,6 +74,7 @@ class Replay:
         assert time.monotonic() - started < REPLY_TIMEOUT
         for packet in packets:
             assert WELL_FORMED.fullmatch(packet), f"{payload[:80]!r} -> {packet[:120]!r}"
+            self.kinds.add(packet[:1])
         return packets
 
     def alive(self) -> bool:
@@ -158,12 +160,21 @@ def packets(exe: str) -> st.SearchStrategy[bytes]:
         st.just(f"vFile:open:{exe_hex},0,0"),
         st.builds(lambda fd: f"vFile:close:{fd}", small),
         st.builds(lambda fd: f"vFile:fstat:{fd}", small),
-        st.builds(lambda obj, off, n: f"qXfer:{obj}:read:{off},{n}",
-                  st.sampled_from(["features:target.xml", "auxv:", "exec-file:",
-                                   "libraries-svr4:", "threads:", "siginfo:", "exec-file:ff"]),
+        st.builds(lambda obj, off, n: "qXfer:{}:read:{}:{},{}".format(*obj, off, n),
+                  st.sampled_from([("features", "target.xml"), ("features", "x.xml"),
+                                   ("auxv", ""), ("exec-file", ""), ("exec-file", "ff"),
+                                   ("exec-file", "f" * 20), ("libraries-svr4", ""),
+                                   ("threads", ""), ("siginfo", ""), ("nonsense", "")]),
                   h, h),
         st.builds(lambda t, off, lm: f"qGetTLSAddr:{t},{off},{lm}", thread, h, h),
         st.builds(lambda s: f"QPassSignals:{s}", h),
+        st.builds(lambda pid: f"vFile:setfs:{pid}", h),
+        st.builds(lambda path, fl: f"vFile:open:{path.hex()},{fl},0", st.binary(max_size=12),
+                  h),
+        st.builds(lambda n: f"vKill;{n}", h) | st.builds(lambda n: f"qAttached:{n}", h),
+        st.builds(lambda v, name: f"qSymbol:{v}:{name.hex()}", h, st.binary(max_size=8)),
+        st.sampled_from(["vRun;", "!", "qOffsets", "qTStatus", "vMustReplyEmpty",
+                         "qXfer:threads:read::0,fff", "qXfer:auxv:read::0,ffffffffffffffff"]),
         st.builds(lambda n: "qRcmd," + f"goto {n}".encode().hex(),
                   st.sampled_from([0, 1, 2, 20, 42, 43, 44, 45, 2**31, 2**64 - 1])),
         st.builds(lambda a, n: "qRcmd," + f"last-write {a} {n}".encode().hex(),
@@ -198,6 +209,8 @@ def test_hostile_packets_get_error_replies_and_the_replay_stays_faithful(
 
     fuzz()
     assert time.monotonic() - started < 60, "the fuzz must stay quick"
+    # It reached the target: stops, memory, documents, files, monitor output, errors.
+    assert {b"T", b"l", b"m", b"F", b"O", b"E"} <= replay.kinds, replay.kinds
     # Whatever the packets did: no breakpoints, back to the start, and a plain continue
     # replays the program to its end exactly as recorded, here and in a new connection.
     _, recorded = hello
