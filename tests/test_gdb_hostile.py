@@ -3,6 +3,7 @@ against ``relive replay --port 0``: each fails cleanly (or works) and leaves the
 was, for this gdb and the next one."""
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from pathlib import Path
@@ -137,3 +138,11 @@ def test_huge_numbers_get_errors_at_once_and_the_server_stays_responsive(hello, 
             assert _packet(sock, codec, b"?").startswith(b"T05")
             assert _packet(sock, codec, b"D") == b"OK"
     assert_sound(server)
+    # With a client connected mid-continue, Ctrl-C in relive's terminal still ends it.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        codec = Connection()
+        _packet(sock, codec, b"qSupported:multiprocess+")
+        sock.sendall(codec.send_packet(b"Z2,0,ffffffffffffffff") + codec.send_packet(b"c"))
+        time.sleep(0.5)
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(timeout=15) == 130, server.describe()
