@@ -14,7 +14,8 @@ number fits in 64 bits; memory addresses (``m``, ``M``, ``X``, ``Z``, ``qGetTLSA
 x86-64 user space, below ``USER_SPACE_END``; a read is cut to what one reply can carry
 (``MAX_MEMORY_READ``); a watchpoint covers at most ``MAX_WATCH_LENGTH`` bytes, what four debug
 registers can watch (gdb falls back to software watchpoints with
-``set can-use-hw-watchpoints 0``); signal numbers are one byte.
+``set can-use-hw-watchpoints 0``); signal numbers are one byte; a ``monitor`` command is
+at most ``MAX_MONITOR_COMMAND`` bytes.
 """
 from __future__ import annotations
 
@@ -302,6 +303,8 @@ MAX_MEMORY_READ: Final = (PACKET_SIZE - 16) // 2
 MAX_WATCH_LENGTH: Final = 4 * 8
 """Longest watched range: four debug registers of eight bytes each."""
 MAX_SIGNAL: Final = 0xFF
+MAX_MONITOR_COMMAND: Final = 1024
+"""Longest ``monitor`` command (its numbers then stay far from Python's 4300-digit limit)."""
 
 
 def _user_range(addr: int, length: int, payload: bytes) -> None:
@@ -448,6 +451,8 @@ def _optional_pid(args: bytes | None, payload: bytes) -> int | None:
 
 def _rcmd(args: bytes | None, payload: bytes) -> Rcmd:
     raw = hex_bytes(args or b"", payload, "monitor command")
+    if len(raw) > MAX_MONITOR_COMMAND:
+        raise BadRequest(payload, f"a monitor command is at most {MAX_MONITOR_COMMAND} bytes")
     return Rcmd(command=raw.decode("utf-8", errors="replace"))
 
 

@@ -175,8 +175,10 @@ def packets(exe: str) -> st.SearchStrategy[bytes]:
         st.builds(lambda v, name: f"qSymbol:{v}:{name.hex()}", h, st.binary(max_size=8)),
         st.sampled_from(["vRun;", "!", "qOffsets", "qTStatus", "vMustReplyEmpty",
                          "qXfer:threads:read::0,fff", "qXfer:auxv:read::0,ffffffffffffffff"]),
-        st.builds(lambda n: "qRcmd," + f"goto {n}".encode().hex(),
-                  st.sampled_from([0, 1, 2, 20, 42, 43, 44, 45, 2**31, 2**64 - 1])),
+        st.builds(lambda cmd, n: "qRcmd," + f"{cmd} {n}".encode().hex(),
+                  st.sampled_from(["goto", "restart"]),
+                  st.sampled_from(["0", "1", "2", "20", "42", "43", "44", "45", str(2**31),
+                                   str(2**64 - 1), "9" * 5000])),
         st.builds(lambda a, n: "qRcmd," + f"last-write {a} {n}".encode().hex(),
                   st.sampled_from(BOUNDARY).map(hex), st.sampled_from(["1", "8", "0", "-1"])),
     ]
@@ -211,6 +213,7 @@ def test_hostile_packets_get_error_replies_and_the_replay_stays_faithful(
     assert time.monotonic() - started < 60, "the fuzz must stay quick"
     # It reached the target: stops, memory, documents, files, monitor output, errors.
     assert {b"T", b"l", b"m", b"F", b"O", b"E"} <= replay.kinds, replay.kinds
+    assert len(replay.history) > 1500, "the fuzz sent fewer packets than meant"
     # Whatever the packets did: no breakpoints, back to the start, and a plain continue
     # replays the program to its end exactly as recorded, here and in a new connection.
     _, recorded = hello
