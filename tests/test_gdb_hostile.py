@@ -146,3 +146,17 @@ def test_huge_numbers_get_errors_at_once_and_the_server_stays_responsive(hello, 
         time.sleep(0.5)
         server.proc.send_signal(signal.SIGINT)
         assert server.proc.wait(timeout=15) == 130, server.describe()
+
+
+def test_a_watchpoint_wider_than_a_debug_register_watches_all_of_it(calls, serve):
+    """12 bytes ending with `counter`: two debug registers (8 + 4 bytes); the writes to
+    counter land in the second. Silently missed when one register covered the first bytes."""
+    server = serve(calls)
+    run = gdb_batch("break main", "continue", "watch *(char(*)[12])((char*)&counter - 8)",
+                    "continue", "continue", "reverse-continue", "print counter",
+                    connect=server.address)
+    out = run.output
+    assert out.count("Hardware watchpoint 2: *(char(*)[12])") == 4, str(run)
+    assert "\\a\\000\\000\"\nNew value = " in out and out.count("Old value") == 3, str(run)
+    assert out.rstrip().splitlines()[-2].endswith("= 8"), str(run)  # back before 8 -> 10
+    assert_sound(server)
