@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gdbstub.errors import TargetError
+from gdbstub.requests import USER_SPACE_END
 from gdbstub.target import (
     Action,
     Direction,
@@ -40,7 +41,6 @@ from gdbstub.target import (
     Watchpoint,
 )
 from replayer import monitor, process_view
-from gdbstub.requests import USER_SPACE_END
 from replayer.diversion import Diversion, register_values
 from replayer.errors import ReplayError
 from replayer.forward import ForwardRun
