@@ -29,6 +29,7 @@ from gdbstub.session import Session
 from replayer.target import ReplayTarget
 from replayer.traps import WATCH_SLOTS
 
+pytestmark = pytest.mark.slow
 FEATURES = b"qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+"
 REPLY_TIMEOUT = 20.0  # seconds; one hello.c replay takes a few milliseconds
 BOUNDARY = (0, 1, 7, 0x1000, 2**31, 2**32 - 1, 2**32, 2**47 - 1, 2**47, 2**63 - 1, 2**63,
