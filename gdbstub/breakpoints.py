@@ -33,10 +33,11 @@ _WATCH_KIND: Final = {
 }
 
 
-def debug_register_pieces(addr: Address, length: int) -> int:
-    """How many aligned 1/2/4/8-byte regions cover [addr, addr + length)."""
+def debug_register_pieces(addr: Address, length: int, limit: int = DEBUG_REGISTERS) -> int:
+    """How many aligned 1/2/4/8-byte regions cover [addr, addr + length), counted only up to
+    ``limit`` + 1 (a range that needs more never fits: no need to count them all)."""
     pieces = 0
-    while length > 0:
+    while length > 0 and pieces <= limit:
         size = 8
         while size > 1 and (addr % size or size > length):
             size //= 2
@@ -86,7 +87,8 @@ class BreakpointTable:
             return True
         if length <= 0:
             return False
-        if self.slots_used() + debug_register_pieces(addr, length) > self._debug_registers:
+        pieces = debug_register_pieces(addr, length, self._debug_registers)
+        if self.slots_used() + pieces > self._debug_registers:
             return False
         self._watch.add(watch)
         return True

@@ -8,6 +8,14 @@ vRun) are decoded; signal numbers stay in gdb's numbering (the session translate
 A packet of a known kind whose arguments do not parse raises ``BadRequest`` (the session
 answers ``E01``); a packet this stub does not know becomes ``Unknown`` (answered with the empty
 "not supported" reply). Parsing never touches a target and never fails any other way.
+
+Bounds, checked here once so that no number from the wire sizes work further down: every
+number fits in 64 bits; memory addresses (``m``, ``M``, ``X``, ``Z``, ``qGetTLSAddr``) lie in
+x86-64 user space, below ``USER_SPACE_END``; a read is cut to what one reply can carry
+(``MAX_MEMORY_READ``); a watchpoint covers at most ``MAX_WATCH_LENGTH`` bytes, what four debug
+registers can watch (gdb falls back to software watchpoints with
+``set can-use-hw-watchpoints 0``); signal numbers are one byte; a ``monitor`` command is
+at most ``MAX_MONITOR_COMMAND`` bytes.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gdbstub.agent import AgentExpr, parse_conditions
+from gdbstub.codec import PACKET_SIZE
 from gdbstub.errors import BadRequest
 from gdbstub.syntax import addr_length, hex_bytes, hex_int, parse_thread_id, split_exact
 from gdbstub.target import Action, Direction, ThreadId
@@ -290,6 +299,22 @@ Request = (QuerySupported | MustReplyEmpty | StartNoAck | EnableExtendedMode | S
 
 _NAME_RE: Final = re.compile(rb"([qQv][A-Za-z0-9_\-]*\??)(?:[:,;](.*))?", re.DOTALL)
 
+USER_SPACE_END: Final = 1 << 47
+"""The end of x86-64 user space (4-level paging): no program memory lies at or above it."""
+MAX_MEMORY_READ: Final = (PACKET_SIZE - 16) // 2
+"""Most bytes one ``m`` reply carries (hex doubles them); gdb asks again for the rest."""
+MAX_WATCH_LENGTH: Final = 4 * 8
+"""Longest watched range: four debug registers of eight bytes each."""
+MAX_SIGNAL: Final = 0xFF
+MAX_MONITOR_COMMAND: Final = 1024
+"""Longest ``monitor`` command (its numbers then stay far from Python's 4300-digit limit)."""
+
+
+def _user_range(addr: int, length: int, payload: bytes) -> None:
+    """Refuse a memory range that does not lie wholly in user space."""
+    if addr >= USER_SPACE_END or length > USER_SPACE_END - addr:
+        raise BadRequest(payload, f"memory at {addr:#x} (+{length:#x}) is beyond user space")
+
 
 def _write_memory(args: bytes, payload: bytes, binary: bool) -> WriteMemory:
     head, colon, data = args.partition(b":")
@@ -299,7 +324,14 @@ def _write_memory(args: bytes, payload: bytes, binary: bool) -> WriteMemory:
     raw = data if binary else hex_bytes(data, payload, "memory data")
     if len(raw) != length:
         raise BadRequest(payload, f"length {length} does not match {len(raw)} data bytes")
+    _user_range(addr, length, payload)
     return WriteMemory(addr=addr, data=raw)
+
+
+def _read_memory(args: bytes, payload: bytes) -> ReadMemory:
+    addr, length = addr_length(args, payload)
+    _user_range(addr, 0, payload)
+    return ReadMemory(addr=addr, length=min(length, MAX_MEMORY_READ, USER_SPACE_END - addr))
 
 
 def _breakpoint(args: bytes, payload: bytes, insert: bool) -> InsertBreakpoint | RemoveBreakpoint:
@@ -308,18 +340,25 @@ def _breakpoint(args: bytes, payload: bytes, insert: bool) -> InsertBreakpoint |
     type_num = hex_int(fields[0], payload, "breakpoint type")
     if type_num > BreakpointType.ACCESS_WATCH:
         raise BadRequest(payload, f"unknown breakpoint type {type_num}")
+    kind = BreakpointType(type_num)
     addr = hex_int(fields[1], payload, "address")
     length = hex_int(fields[2], payload, "kind")
     if not insert:
-        return RemoveBreakpoint(type=BreakpointType(type_num), addr=addr, length=length)
+        return RemoveBreakpoint(type=kind, addr=addr, length=length)
     conditions: tuple[AgentExpr, ...] = ()
-    if options and type_num <= BreakpointType.HARDWARE:
-        try:
-            conditions = parse_conditions(options)
-        except ValueError as e:
-            raise BadRequest(payload, f"breakpoint condition: {e}") from None
-    return InsertBreakpoint(type=BreakpointType(type_num), addr=addr, length=length,
-                            conditions=conditions)
+    if kind in (BreakpointType.SOFTWARE, BreakpointType.HARDWARE):
+        _user_range(addr, 1, payload)
+        if options:
+            try:
+                conditions = parse_conditions(options)
+            except ValueError as e:
+                raise BadRequest(payload, f"breakpoint condition: {e}") from None
+    elif not 0 < length <= MAX_WATCH_LENGTH:
+        raise BadRequest(payload, f"a watchpoint covers 1 to {MAX_WATCH_LENGTH} bytes, "
+                         f"not {length:#x}")
+    else:
+        _user_range(addr, length, payload)
+    return InsertBreakpoint(type=kind, addr=addr, length=length, conditions=conditions)
 
 
 def _resume_letter(letter: str, args: bytes, payload: bytes) -> Resume:
@@ -328,7 +367,7 @@ def _resume_letter(letter: str, args: bytes, payload: bytes) -> Resume:
     addr_text = args
     if letter in "CS":
         sig_text, _, addr_text = args.partition(b";")
-        signal = hex_int(sig_text, payload, "signal")
+        signal = hex_int(sig_text, payload, "signal", MAX_SIGNAL)
     addr = hex_int(addr_text, payload, "resume address") if addr_text else None
     return Resume(actions=(ResumeAction(action=action, signal=signal),), addr=addr)
 
@@ -343,7 +382,7 @@ def _vcont_action(text: bytes, payload: bytes) -> ResumeAction:
     if letter in (b"C", b"S"):
         action = Action.CONTINUE if letter == b"C" else Action.STEP
         return ResumeAction(action=action, thread=thread,
-                            signal=hex_int(rest, payload, "signal"))
+                            signal=hex_int(rest, payload, "signal", MAX_SIGNAL))
     if letter == b"r":
         start, end = split_exact(rest, b",", 2, payload)
         rng = (hex_int(start, payload, "range start"), hex_int(end, payload, "range end"))
@@ -398,13 +437,16 @@ def _symbol(args: bytes | None, payload: bytes) -> Symbol:
 
 def _tls(args: bytes | None, payload: bytes) -> GetTLSAddr:
     thread, offset, lm = split_exact(args or b"", b",", 3, payload)
+    limit = USER_SPACE_END - 1
     return GetTLSAddr(thread=parse_thread_id(thread, payload),
-                      offset=hex_int(offset, payload, "offset"), lm=hex_int(lm, payload, "lm"))
+                      offset=hex_int(offset, payload, "offset", limit),
+                      lm=hex_int(lm, payload, "lm", limit))
 
 
 def _pass_signals(args: bytes | None, payload: bytes) -> PassSignals:
     sigs = [s for s in (args or b"").split(b";") if s]
-    return PassSignals(signals=frozenset(hex_int(s, payload, "signal") for s in sigs))
+    return PassSignals(signals=frozenset(hex_int(s, payload, "signal", MAX_SIGNAL)
+                                         for s in sigs))
 
 
 def _run(args: bytes | None, payload: bytes) -> Run:
@@ -419,6 +461,8 @@ def _optional_pid(args: bytes | None, payload: bytes) -> int | None:
 
 def _rcmd(args: bytes | None, payload: bytes) -> Rcmd:
     raw = hex_bytes(args or b"", payload, "monitor command")
+    if len(raw) > MAX_MONITOR_COMMAND:
+        raise BadRequest(payload, f"a monitor command is at most {MAX_MONITOR_COMMAND} bytes")
     return Rcmd(command=raw.decode("utf-8", errors="replace"))
 
 
@@ -471,8 +515,7 @@ def _parse_letter(payload: bytes) -> Request:
             return WriteRegister(regnum=hex_int(num, payload, "register number"),
                                  data=hex_bytes(value, payload, "register value"))
         case "m":
-            addr, length = addr_length(args, payload)
-            return ReadMemory(addr=addr, length=length)
+            return _read_memory(args, payload)
         case "M" | "X":
             return _write_memory(args, payload, binary=letter == "X")
         case "Z" | "z":

@@ -46,6 +46,7 @@ from gdbstub.requests import (
     Detach,
     EnableExtendedMode,
     GetTLSAddr,
+    MAX_MEMORY_READ,
     InsertBreakpoint,
     Kill,
     MustReplyEmpty,
@@ -90,6 +91,7 @@ from gdbstub.target import (
     ThreadId,
 )
 from gdbstub.vfile import HostIO
+from tracefile.errors import ReliveError
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,6 @@ SUPPORTED: Final = (
     b"qXfer:siginfo:read+;QPassSignals+;multiprocess+;swbreak+;hwbreak+;vContSupported+;"
     b"exec-events+;ReverseStep+;ReverseContinue+;ConditionalBreakpoints+" % PACKET_SIZE)
 VCONT_ACTIONS: Final = b"vCont;c;C;s;S;r"
-MAX_MEMORY_READ: Final = (PACKET_SIZE - 16) // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,9 @@ class Session:
             return Reply.of(EMPTY)
         except (TargetError, BadRequest) as exc:
             log.info("%s failed: %s", type(request).__name__, exc)
+            return Reply.of(ERROR)
+        except ReliveError as exc:  # the target's own failure, told in its words, not a bug
+            log.warning("%s failed: %s", type(request).__name__, exc)
             return Reply.of(ERROR)
 
     def _dispatch(self, request: Request) -> Reply:

@@ -1,7 +1,9 @@
 """The lexical pieces of packet arguments: hex numbers, hex strings, field lists, thread ids.
 
 Strict on purpose: ``int(text, 16)`` would accept ``0x``, signs, underscores and spaces, none
-of which gdb sends; anything else is a ``BadRequest`` naming the packet and the field.
+of which gdb sends; anything else is a ``BadRequest`` naming the packet and the field. Every
+number must fit in 64 bits (gdb's addresses, lengths and offsets are unsigned 64-bit), so no
+value from the wire can overflow a C type further down.
 """
 from __future__ import annotations
 
@@ -12,13 +14,17 @@ from gdbstub.errors import BadRequest
 from gdbstub.target import ALL_THREADS, ANY_THREAD, ThreadId
 
 _HEX_RE: Final = re.compile(rb"[0-9a-fA-F]+")
+U64_MAX: Final = (1 << 64) - 1
 
 
-def hex_int(text: bytes, payload: bytes, what: str) -> int:
-    """A strict unsigned hex number (no sign, prefix or spaces)."""
+def hex_int(text: bytes, payload: bytes, what: str, limit: int = U64_MAX) -> int:
+    """A strict unsigned hex number (no sign, prefix or spaces) no larger than ``limit``."""
     if not _HEX_RE.fullmatch(text):
         raise BadRequest(payload, f"{what} {text[:20]!r} is not a hex number")
-    return int(text, 16)
+    value = int(text, 16)
+    if value > limit:
+        raise BadRequest(payload, f"{what} {text[:20]!r} is larger than {limit:#x}")
+    return value
 
 
 def hex_bytes(text: bytes, payload: bytes, what: str) -> bytes:

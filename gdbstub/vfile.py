@@ -105,6 +105,7 @@ _GDB_ERRNO: Final[dict[int, int]] = {
 }
 _EUNKNOWN: Final = 9999
 _REPLY_BUDGET: Final = PACKET_SIZE - 32  # room for "F<count>;" in a full-size reply
+MAX_OFFSET: Final = (1 << 63) - 1  # a file offset is a signed 64-bit off_t
 
 
 def _hex_int(text: bytes, payload: bytes) -> int:
@@ -203,6 +204,8 @@ class HostIO:
                 return _ok(handle)
             case VFilePread(fd=fd, count=count, offset=offset):
                 self._check(fd)
+                if offset > MAX_OFFSET:
+                    return _fail(errno.EINVAL)
                 data = self._target.pread(fd, min(count, _REPLY_BUDGET), offset)
                 data = data[:escaped_prefix_length(data, min(count, _REPLY_BUDGET))]
                 return _ok(len(data), data)

@@ -16,20 +16,30 @@ backwards, restarting, killing, moving to an event or a checkpoint end it too.
 
 Floating-point and vector registers other than x87/SSE ones (st, xmm, mxcsr, control and
 status words) cannot be written.
+
+Processes and threads the called code creates (`call system("ls")` forks, or vforks and
+waits) run untraced and with rdtsc allowed: the copy does not trace forks and clones (a traced
+vfork child would sit in its first stop while the copy waits for it, uninterruptibly). A copy
+that does not stop within INTERRUPT_GRACE seconds of Ctrl-C is killed: the diversion ends and
+the replay is back as it was.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import struct
+import threading
 from collections.abc import Mapping
 
 from gdbstub.errors import TargetError
 from gdbstub.target import Action, ResumeCommand, Stop, StopKind, ThreadId
 from tracee import ptrace_api as api
-from tracee import thread_state
+from tracee import remote, thread_state
 from tracee.fork import fork_tracee
 from tracee.stops import Exited, Killed, SignalStop, Stop as TraceeStop
+from tracee.spawn import OPTIONS
 from tracee.task import Task
 
 from replayer import process_view
@@ -40,6 +50,10 @@ GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10
 INT3 = b"\xcc"
 CALL_FRAMES = 1 << 16  # below the stack pointer: where gdb builds an inferior call's frame
 MAX_RANGE_STEPS = 1_000_000
+log = logging.getLogger(__name__)
+PR_TSC_ENABLE = 1
+INTERRUPT_GRACE = 3.0  # seconds a copy gets to stop for Ctrl-C before it is killed
+_UNTRACED_CHILDREN = OPTIONS & ~(api.Opt.TRACEFORK | api.Opt.TRACEVFORK | api.Opt.TRACECLONE)
 
 
 def register_values(task: Task) -> dict[str, int]:
@@ -58,9 +72,17 @@ class Diversion:
         self.original = register_values(task)
         saved = task.regs_bytes()
         self.copy = fork_tracee(task)
+        api.ptrace(api.Req.SETOPTIONS, self.copy.tid, 0, int(_UNTRACED_CHILDREN))
+        # Code runs for real here: rdtsc too (the replay makes it fault, and so would a
+        # program that system() starts, in ld.so, before its first line).
+        remote.checked(remote.inject_syscall(self.copy, remote.NR_PRCTL, remote.PR_SET_TSC,
+                                             PR_TSC_ENABLE), "prctl(PR_SET_TSC)")
         if in_syscall:  # the fork took it out of its syscall: back in
             thread_state.enter_syscall(task, saved)
         self._interrupted = False
+        self._timer: threading.Timer | None = None  # kills a copy that ignores Ctrl-C
+        self._timer_lock = threading.Lock()
+        self._over = False  # end() ran: the copy's pid is no longer ours
         self.dead = False  # the code run here ended the copy (exit, a fatal signal)
         self.wrote_data = False  # memory beyond the stack below rsp (a call's frame)
         # The stack pointers of gdb's inferior calls under way, innermost last, and where
@@ -113,12 +135,32 @@ class Diversion:
             api.set_fpregs(self.copy.tid, bytes(fx))
 
     def interrupt(self) -> None:
-        """From any thread: stop a running copy (ptrace requests must come from the engine)."""
+        """From any thread: stop a running copy (ptrace requests must come from the engine).
+        A copy that cannot stop (blocked in the kernel) is killed after INTERRUPT_GRACE."""
         self._interrupted = True
         try:
             os.kill(self.copy.pid, signal.SIGSTOP)
         except ProcessLookupError:
-            pass
+            return
+        with self._timer_lock:
+            if self._timer is None and not self._over:
+                self._timer = threading.Timer(INTERRUPT_GRACE, self._kill_if_still_running)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _kill_if_still_running(self) -> None:
+        with self._timer_lock:  # (end() reaps the copy under this lock: its pid is still ours)
+            self._timer = None
+            if self._interrupted and not self._over:
+                log.warning("the code gdb called does not stop for Ctrl-C: killing its copy")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.copy.pid, signal.SIGKILL)
+
+    def _cancel_timer(self) -> None:
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def resume(self, command: ResumeCommand) -> Stop:
         """Run the copy's thread: one instruction, while in a range, or until a breakpoint,
@@ -203,6 +245,7 @@ class Diversion:
             return self._stop(StopKind.SIGNAL, signal.SIGKILL)
         if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self._interrupted:
             self._interrupted = False
+            self._cancel_timer()
             return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
         return None
 
@@ -210,7 +253,12 @@ class Diversion:
         return Stop(kind=kind, thread=self.thread, signal=sig)
 
     def end(self) -> None:
-        self.copy.kill()
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._over = True
+            self.copy.kill()
 
 
 def _set_fx(fx: bytearray, name: str, value: int) -> bool:

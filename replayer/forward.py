@@ -78,7 +78,7 @@ class ForwardRun:
             while True:
                 if self.t._interrupt:
                     return self.t.stop(StopKind.INTERRUPTED, sig=signal.SIGINT)
-                if self._at_end():
+                if self.at_end():
                     return self._end()
                 nxt = s.next_event
                 assert nxt is not None
@@ -155,7 +155,7 @@ class ForwardRun:
         return ((ev.kind == Kind.SYSCALL and name_of(ev.nr) in ("exit", "exit_group"))
                 or (ev.kind == Kind.SIGNAL and bool(ev.info.get("fatal"))) or ev.kind == Kind.EXIT)
 
-    def _at_end(self) -> bool:
+    def at_end(self) -> bool:
         """Stop before the debugged process would end: the user can still look at it (and
         go back)."""
         s = self.t.session

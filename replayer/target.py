@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gdbstub.errors import TargetError
+from gdbstub.requests import USER_SPACE_END
 from gdbstub.target import (
     Action,
     Direction,
@@ -41,6 +42,7 @@ from gdbstub.target import (
 )
 from replayer import monitor, process_view
 from replayer.diversion import Diversion, register_values
+from replayer.errors import ReplayError
 from replayer.forward import ForwardRun
 from replayer.process_view import Image, ProcessFacts
 from replayer.reverse_threads import Landing, ThreadedReverse
@@ -49,7 +51,7 @@ from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timel
 from replayer.trace_files import TraceFiles
 from tracee import ptrace_api as api
 from tracee import rdrand
-from tracee.task import Task
+from tracee.task import MemoryAccessError, Task
 from tracefile.records import Event, Kind
 
 log = logging.getLogger(__name__)
@@ -207,7 +209,10 @@ class ReplayTarget:
 
     def tls_address(self, thread: ThreadId, offset: int, lm: int) -> int:
         task = self.task_of(thread.tid)
-        return process_view.tls_address(task.mem, task.regs.fs_base, offset, lm)
+        try:
+            return process_view.tls_address(task.mem, task.regs.fs_base, offset, lm)
+        except MemoryAccessError as e:  # gdb's link_map address, or the program's TLS
+            raise TargetError(f"no TLS block for link_map {lm:#x}: {e}") from None
 
     # -- files: only the trace's copies -----------------------------------------------------
     def open_file(self, pid: int, path: str) -> int:
@@ -233,7 +238,10 @@ class ReplayTarget:
             self._diverted(thread).write_registers(changed)
 
     def write_memory(self, thread: ThreadId, addr: int, data: bytes) -> None:
-        if self.read_memory(thread, addr, len(data)) != data:
+        now = self.read_memory(thread, addr, len(data))
+        if len(now) != len(data):  # refused before a diversion is made for nothing
+            raise TargetError(f"cannot write {len(data)} bytes at {addr:#x}: not mapped")
+        if now != data:
             self._diverted(thread).write_memory(addr, data)
 
     def _diverted(self, thread: ThreadId) -> Diversion:
@@ -242,6 +250,9 @@ class ReplayTarget:
             task = self.task_of(thread.tid)
             if task.tid in self.session.taskset.in_kernel:
                 raise TargetError(f"thread {thread.tid} is inside vfork; nothing can run in it")
+            if self.parked:  # forking it there would finish its exit
+                raise TargetError("the process is at its exit: nothing can run in it (go "
+                                  "back a little, e.g. reverse-stepi, to call functions)")
             self.diversion = Diversion(task, thread,
                                        in_syscall=task.tid in self.session.taskset.entered)
             log.info("diverting: gdb's writes and calls go to a copy of process %d; the "
@@ -304,12 +315,25 @@ class ReplayTarget:
             what = "the trace" if lo == 1 else f"the life of process {self.pid}"
             raise TargetError(f"event {position} is outside {what} ({lo}..{count})")
         with self._silenced():
-            self.timeline.seek(position)
+            self._seek_alive(position)
         self.reverse.waypoints.clear()
         self.parked = False
         self.where(True, 0)
         self._current = self._default_thread()
         return self.session.position
+
+    def _seek_alive(self, position: int) -> None:
+        """Go to the boundary `position`, or to the end of the debugged process if that comes
+        first: it stays alive there, before its exit, as a forward run leaves it (a process
+        that really exited could not be continued, nor inspected)."""
+        self.timeline.seek(position, until=self.forwards.at_end)
+        if self.live_threads():
+            return
+        self.timeline.seek(self.birth)  # restored a checkpoint from after the process's end
+        s = self.session
+        while s.position < position and not self.forwards.at_end():
+            if s.step() is None:
+                break
 
     def _default_thread(self) -> int:
         """After moving through time: the thread of the last event, else of the next one,
@@ -326,9 +350,19 @@ class ReplayTarget:
         [addr, addr+length) before now: a reverse watchpoint without gdb's help."""
         if length not in (1, 2, 4, 8) or addr % length:
             raise TargetError("last-write needs an aligned length of 1, 2, 4 or 8 bytes")
+        if not 0 < addr < USER_SPACE_END:
+            raise TargetError(f"{addr:#x} is not a user-space address")
         self.end_diversion()
+        position = self.session.position
         with self._silenced():
-            return self._last_write(addr, length)
+            try:
+                return self._last_write(addr, length)
+            except ReplayError as e:  # leave a consistent replay: the boundary it was at
+                self.timeline.seek(max(self.birth, position), until=self.forwards.at_end)
+                self.reverse.waypoints.clear()
+                self.parked = False
+                self.where(True, 0)
+                raise TargetError(f"last-write failed: {e}") from None
 
     def _last_write(self, addr: int, length: int) -> str:
         wp = Watchpoint(kind=WatchKind.WRITE, addr=addr, length=length)
@@ -337,6 +371,7 @@ class ReplayTarget:
         now = self.timeline.now(self._boundary, self._steps)
         hit = self.timeline.last_hit_before(now, frozenset(), frozenset({wp}))
         if hit is None:
+            self.timeline.back_to(now)  # the search ended further back: a failure moves nothing
             raise TargetError(f"nothing wrote {addr:#x} (+{length}) before this point")
         _, steps, anchor = self.timeline.goto_hit(hit, frozenset({wp}))
         self.where(False, steps, anchor)

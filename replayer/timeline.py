@@ -166,12 +166,13 @@ class Timeline:
         self._drop_step_cache()
 
     # -- positioning ------------------------------------------------------------------------
-    def seek(self, position: int) -> None:
-        """Go to the event boundary `position` (events replayed)."""
+    def seek(self, position: int, until: Callable[[], bool] | None = None) -> None:
+        """Go to the event boundary `position` (events replayed), or to the first boundary
+        on the way where `until()` holds."""
         cp = max((c for c in self.checkpoints if c.position <= position),
                  key=lambda c: c.position)
         self.s.restore(cp)
-        while self.s.position < position:
+        while self.s.position < position and not (until is not None and until()):
             if self.s.step() is None:
                 break
 
@@ -251,6 +252,14 @@ class Timeline:
                 return hits[-1]
             until = Now(cp.position, b"", boundary=True)
         return None
+
+    def back_to(self, now: Now) -> None:
+        """Return to `now` after a search that found nothing (it left the replay at an
+        earlier checkpoint's stretch): replay from the last checkpoint before it."""
+        cp = max((c for c in self.checkpoints if c.position <= now.position),
+                 key=lambda c: c.position)
+        self.s.restore(cp)
+        self._pass(now, frozenset(), frozenset())
 
     def _pass(self, until: Now, breakpoints: frozenset[int],
               watchpoints: frozenset[Watchpoint], counted: frozenset[int] = frozenset(),

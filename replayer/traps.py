@@ -83,6 +83,21 @@ def condition_holds(conditions: BreakpointConditions | None, pc: int, task: Task
     return conditions.holds(pc, StoppedThread(task))
 
 
+def watch_pieces(wp: Watchpoint) -> list[tuple[int, int, Watchpoint]]:
+    """The aligned 1/2/4/8-byte pieces (address, length) that cover a watched range, as
+    debug registers need them (the stub lets at most WATCH_SLOTS of them through)."""
+    pieces: list[tuple[int, int, Watchpoint]] = []
+    addr, left = wp.addr, wp.length
+    while left > 0 and len(pieces) <= WATCH_SLOTS:
+        size = 8
+        while size > 1 and (addr % size or size > left):
+            size //= 2
+        pieces.append((addr, size, wp))
+        addr += size
+        left -= size
+    return pieces
+
+
 @dataclass(frozen=True, slots=True)
 class Trap:
     """What a SIGTRAP stop was: kind is 'breakpoint' (pc = its address, already rewound),
@@ -110,13 +125,21 @@ class Traps:
         self.breakpoints = set(breakpoints)
         self.skip = dict(skip or {})
         self.saved: dict[int, bytes] = {}
-        self.slots: list[Watchpoint] = sorted(watchpoints, key=lambda w: w.addr)[:WATCH_SLOTS]
+        # One debug register per aligned 1/2/4/8-byte piece of a watched range (what x86
+        # can watch): slot -> (piece address, piece length, the watchpoint it belongs to).
+        self.slots: list[tuple[int, int, Watchpoint]] = [
+            piece for wp in sorted(watchpoints, key=lambda w: (w.addr, w.length))
+            for piece in watch_pieces(wp)][:WATCH_SLOTS]
         self.armed: dict[int, Task] = {}  # real tid -> task with the watchpoints set
         self._last = task
-        for addr in self.breakpoints:
-            self._plant(addr)
-        for t in self._threads():
-            self._arm(t)
+        try:  # all or nothing: a failure must not leave int3s behind in the program
+            for addr in self.breakpoints:
+                self._plant(addr)
+            for t in self._threads():
+                self._arm(t)
+        except BaseException:
+            self.disarm()
+            raise
 
     def _threads(self) -> Iterable[Task]:
         if self.taskset is None:
@@ -136,10 +159,10 @@ class Traps:
             return
         try:
             dr7 = api.get_debugreg(task.tid, DR7) & KEEP_DR7
-            for slot, wp in enumerate(self.slots):
-                api.set_debugreg(task.tid, slot, wp.addr)
+            for slot, (addr, size, wp) in enumerate(self.slots):
+                api.set_debugreg(task.tid, slot, addr)
                 dr7 |= 1 << (2 * slot)
-                dr7 |= (_RW[wp.kind] | _LEN.get(wp.length, 0b11) << 2) << (16 + 4 * slot)
+                dr7 |= (_RW[wp.kind] | _LEN[size] << 2) << (16 + 4 * slot)
             api.set_debugreg(task.tid, DR7, dr7)
         except OSError:
             return  # not stopped (exiting, or inside a real vfork): it runs no program code
@@ -208,7 +231,7 @@ class Traps:
             api.set_debugreg(task.tid, DR6, 0)
             slot = (dr6 & 0b111).bit_length() - 1
             if slot < len(self.slots):
-                return Trap("watch", wp=self.slots[slot], task=task)
+                return Trap("watch", wp=self.slots[slot][2], task=task)
         if dr6 & 0b1000:  # cleared: the kernel keeps DR6 until the next debug trap, and a
             api.set_debugreg(task.tid, DR6, 0)  # later int3 stop must not look like ours
             return Trap("own", task=task)
@@ -235,7 +258,7 @@ class Traps:
             api.set_debugreg(task.tid, DR6, 0)
         slot = (dr6 & 0b111).bit_length() - 1
         if 0 <= slot < len(self.slots) and task.tid in self.armed:
-            return Trap("watch", wp=self.slots[slot], task=task)
+            return Trap("watch", wp=self.slots[slot][2], task=task)
         return Trap("step", task=task)
 
     def step_over(self, pc: int, task: Task | None = None) -> Stop:

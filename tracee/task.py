@@ -16,6 +16,9 @@ from tracee import ptrace_api as api
 from tracee.stops import SignalStop, Stop, decode
 
 
+_OFFSET_END = 1 << 63  # /proc/PID/mem offsets are off_t; user space lies far below
+
+
 class MemoryAccessError(OSError):
     """Tracee memory could not be read or written at that address."""
 
@@ -50,6 +53,8 @@ class Memory:
 
     def read_upto(self, addr: int, size: int) -> bytes:
         """As many bytes as are readable from `addr`, up to `size`."""
+        if not 0 <= addr < _OFFSET_END:
+            return b""  # not a user-space address (and not an off_t for pread)
         chunks = []
         while size > 0:
             try:
@@ -73,6 +78,8 @@ class Memory:
 
     def write(self, addr: int, data: bytes) -> int:
         """Bytes written; stops at the first unwritable byte."""
+        if not 0 <= addr < _OFFSET_END:
+            return 0
         done = 0
         while done < len(data):
             try:
