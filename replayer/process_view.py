@@ -17,6 +17,7 @@ from replayer import registers
 from replayer.tasks import CLONE_THREAD
 from replayer.traps import is_clone
 from tracee.syscalls import queries
+from tracee.syscalls.rules import ARG_REGS
 from tracee.sysnums import name_of
 from tracee.task import Memory
 from tracefile.records import Event, Kind
@@ -114,7 +115,6 @@ PR_SET_NAME, PR_GET_NAME = 15, 16
 # read, written and closed (the catalogue's plain reads and writes).
 _FD_CALLS = queries.CLOSES | queries.READS | queries.WRITES
 _NAMING = _FD_CALLS | frozenset(queries.OPENS) | {"prctl"}
-_ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 _COMM_PATH = re.compile(rb"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/comm")
 
 
@@ -197,7 +197,7 @@ class ProcessFacts:
         elif name == "prctl" and a0 == PR_GET_NAME and ev.writes:
             self._name(ev, ev.tid, _comm(ev.writes[0].data))
         elif name in queries.OPENS and mem is not None:
-            path = mem.read_cstring(args[_ARG_REGS[queries.OPENS[name]]])
+            path = mem.read_cstring(args[ARG_REGS[queries.OPENS[name]]])
             tid = self._comm_of(ev, path)
             if tid is not None:
                 self._comm_users.add(pid)

@@ -14,7 +14,7 @@ from typing import Protocol
 from tracee.syscalls.catalogue import CATALOGUE
 from tracee.syscalls.commands import AT_FDCWD, O_CREAT, O_EXCL, O_NONBLOCK, O_PATH
 from tracee.syscalls.rules import (ArgIs, Copy, Effect, Flow, OnFd, OnOpen, Record, Replay,
-                                   Syscall, arg_is)
+                                   Syscall, WaitMask, arg_is)
 from tracee.sysnums import NAME_OF
 
 
@@ -63,6 +63,8 @@ WRITES = names(lambda c: c.flow is Flow.OUT)  # plain writes from one buffer
 FD_CHANGERS = names(lambda c: bool(c.effects & (Effect.FD_CLOSE | Effect.FD_REPLACE
                                                  | Effect.FD_TABLE | Effect.FD_STATUS)))
 FD_CHANGER_NUMBERS = numbers(FD_CHANGERS)
+WAIT_MASKS: dict[str, WaitMask] = {n: c.wait_mask for n, c in CATALOGUE.items()
+                                   if c.wait_mask is not None}
 
 
 # -- may this call wait for another task? ----------------------------------------------------

@@ -178,6 +178,13 @@ class Scratch(NamedTuple):
     without_arg: int = -1
 
 
+class WaitMask(NamedTuple):
+    """The call waits with a temporary signal mask: the sigset_t the pointer in argument `arg`
+    points to (`indirect`: argument `arg` points to {const sigset_t *, size_t}: pselect6)."""
+    arg: int
+    indirect: bool = False
+
+
 class Flow(Enum):
     """Plain file I/O through one flat buffer: descriptor argument 0, buffer argument 1."""
     IN = "in"    # read, pread64
@@ -199,6 +206,7 @@ class Syscall(NamedTuple):
     scratch: tuple[Scratch, ...] = ()
     path: int = -1                      # opens the path in this argument
     flow: Flow | None = None
+    wait_mask: WaitMask | None = None
     # The compiled record loop takes it unless this says otherwise (fcntl: the commands that
     # write a struct or wait for a lock are left to the Python path).
     plain_unless: ArgIs | None = None
@@ -208,14 +216,18 @@ def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TAB
       replay: Replay = Replay.EMULATE, effects: Effect = Effect.NONE,
       status_when: ArgIs | None = None, file_fd: int = -1, shown: bool = False,
       copies: Copy | None = None, scratch: tuple[Scratch, ...] = (), path: int = -1,
-      flow: Flow | None = None, plain_unless: ArgIs | None = None) -> Syscall:
+      flow: Flow | None = None, wait_mask: WaitMask | None = None,
+      plain_unless: ArgIs | None = None) -> Syscall:
     return Syscall(tuple(outputs), may_block, record, replay, effects, status_when, file_fd,
-                   shown, copies, scratch, path, flow, plain_unless)
+                   shown, copies, scratch, path, flow, wait_mask, plain_unless)
 
 
 def arg_is(rule: ArgIs, args: tuple[int, ...]) -> bool:
     return (args[rule.arg] & rule.mask) in rule.values
 
+
+# The registers holding a syscall's arguments 0-5 on x86-64.
+ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 
 # ---- x86-64 sizes of what the kernel writes (tests compare them with gcc's sizeof) ---------
 
