@@ -159,6 +159,7 @@ CATALOGUE: dict[str, Syscall] = {
     "epoll_pwait": S(Out(1, ResultTimes(EPOLL_EVENT_SIZE)), may_block=True,
                      scratch=(Scratch(1, ArgValue(2, EPOLL_EVENT_SIZE)),), wait_mask=WaitMask(4)),
     "epoll_pwait2": S(Out(1, ResultTimes(EPOLL_EVENT_SIZE)), may_block=True,
+                      scratch=(Scratch(1, ArgValue(2, EPOLL_EVENT_SIZE)),),
                       wait_mask=WaitMask(4)),
     # -- special file descriptors (their data comes through read)
     "eventfd": S(), "eventfd2": S(),
