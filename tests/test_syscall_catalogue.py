@@ -311,3 +311,54 @@ def test_waiting_for_another_task_records_and_replays(programs, tmp_path: Path, 
     rep = replay(trace, timeout=60)
     assert_faithful(rec, rep)
     print(f"{wait} {how}: recorded in {took:.2f} s")
+
+
+LOCKF_PY = """
+import fcntl, multiprocessing, sys, time
+def child(path):
+    with open(path, "a") as f:
+        fcntl.lockf(f, fcntl.LOCK_EX)  # F_SETLKW
+        print("child got the lock", flush=True)
+if __name__ == "__main__":
+    path = sys.argv[1]
+    f = open(path, "a")
+    fcntl.lockf(f, fcntl.LOCK_EX)
+    c = multiprocessing.Process(target=child, args=(path,))
+    c.start()
+    time.sleep(0.2)
+    print("parent releases", flush=True)
+    fcntl.lockf(f, fcntl.LOCK_UN)
+    c.join()
+"""
+REAL = {
+    # util-linux flock(1): the second waits in flock(2) for the first's sleep
+    "flock(1)": ("/usr/bin/flock", 'flock "$D/lock" sleep 0.3 & sleep 0.1; '
+                 'flock "$D/lock" echo second; wait',
+                 b"second\n"),
+    # the shell's reader waits in open() for a writer another process opens 0.2 s later
+    "mkfifo + sh": ("/usr/bin/mkfifo", 'mkfifo "$D/f"; (sleep 0.2; echo through the fifo '
+                    '> "$D/f") & cat "$D/f"; wait', b"through the fifo\n"),
+    "python fcntl.lockf": ("/usr/bin/python3", '/usr/bin/python3 "$D/lockf.py" "$D/lock"',
+                           b"parent releases\nchild got the lock\n"),
+}
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_programs_waiting_for_each_other(tmp_path: Path, name: str) -> None:
+    tool, script, expected = REAL[name]
+    if not os.access(tool, os.X_OK):
+        pytest.skip(f"{tool} is not installed")
+    (tmp_path / "lockf.py").write_text(LOCKF_PY)
+    trace = tmp_path / "trace"
+    env = dict(os.environ, D=str(tmp_path))
+    started = time.monotonic()
+    try:
+        rec = run_relive("record", "-o", trace, "/bin/sh", "-c", script, env=env,
+                         stdin=subprocess.DEVNULL, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"relive record of {name} still ran after 60 s (natively 0.3 s)",
+                    pytrace=False)
+    assert rec.returncode == 0, describe(rec)
+    assert rec.stdout == expected, describe(rec)
+    assert_faithful(rec, replay(trace, timeout=60))
+    print(f"{name}: recorded in {time.monotonic() - started:.2f} s")
