@@ -20,7 +20,7 @@ from __future__ import annotations
 from tracee.syscalls.commands import (FCNTL_NOT_PLAIN, FCNTL_SETS_STATUS, FCNTL_WAITS,
                                       FLOCK_WAITS, FUTEX_CMD_MASK, IOCTL_SETS_STATUS,
                                       IOCTL_WAITS, MSG_DONTWAIT, O_CREAT, O_TRUNC, O_WRONLY,
-                                      WAIT4_WAITS, WAITID_WAITS, FutexOp, _futex_op)
+                                      WAIT4_WAITS, WAITID_WAITS, FutexOp, futex_ops)
 from tracee.syscalls.rules import (CAP_DATA, EPOLL_EVENT_SIZE, FD_SET_WORD, INT, INT_PAIR,
                                    ITIMERSPEC, ITIMERVAL, KERNEL_SIGACTION, LONG, PAGE_SIZE,
                                    POLLFD_SIZE, RLIMIT, RUSAGE, SCHED_PARAM, SIGINFO,
@@ -252,11 +252,11 @@ CATALOGUE: dict[str, Syscall] = {
     # owner tid in *uaddr (also when they fail after setting the waiters bit), WAKE_OP
     # modifies *uaddr2, and the REQUEUE_PI ones may take the lock at *uaddr2.
     "futex": S(
-        Out(0, WhenArg(1, _futex_op(FutexOp.FUTEX_LOCK_PI, FutexOp.FUTEX_UNLOCK_PI,
+        Out(0, WhenArg(1, futex_ops(FutexOp.FUTEX_LOCK_PI, FutexOp.FUTEX_UNLOCK_PI,
                                     FutexOp.FUTEX_TRYLOCK_PI, FutexOp.FUTEX_LOCK_PI2),
                        INT, FUTEX_CMD_MASK), always=True),
-        Out(4, WhenArg(1, _futex_op(FutexOp.FUTEX_WAKE_OP), INT, FUTEX_CMD_MASK)),
-        Out(4, WhenArg(1, _futex_op(FutexOp.FUTEX_WAIT_REQUEUE_PI,
+        Out(4, WhenArg(1, futex_ops(FutexOp.FUTEX_WAKE_OP), INT, FUTEX_CMD_MASK)),
+        Out(4, WhenArg(1, futex_ops(FutexOp.FUTEX_WAIT_REQUEUE_PI,
                                     FutexOp.FUTEX_CMP_REQUEUE_PI), INT, FUTEX_CMD_MASK),
             always=True),
         may_block=True),

@@ -25,7 +25,7 @@ class FutexOp(IntEnum):
 FUTEX_CMD_MASK = ~(128 | 256) & 0xFFFF_FFFF  # drop FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME
 
 
-def _futex_op(*ops: FutexOp) -> frozenset[int]:
+def futex_ops(*ops: FutexOp) -> frozenset[int]:
     return frozenset(int(op) for op in ops)
 
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from tracee.syscalls.catalogue import CATALOGUE
 from tracee.syscalls.commands import AT_FDCWD, O_CREAT, O_EXCL, O_NONBLOCK, O_PATH
-from tracee.syscalls.rules import (ArgIs, Copy, Effect, Flow, OnFd, OnOpen, Record, Replay,
+from tracee.syscalls.rules import (ArgIs, Copy, Effect, Flow, OnFd, Record, Replay,
                                    Syscall, WaitMask, arg_is)
 from tracee.sysnums import NAME_OF
 
@@ -100,7 +100,6 @@ def may_block(call: Syscall, args: tuple[int, ...], process: Process) -> bool:
         if rule.flags >= 0 and args[rule.flags] & rule.nowait:
             return False
         return any(process.fd_waits(int_arg(args[i])) for i in rule.fds)
-    assert isinstance(rule, OnOpen)
     flags = args[rule.flags] if rule.flags >= 0 else rule.fixed_flags
     if flags & (O_NONBLOCK | O_PATH) or flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL:
         return False  # (O_CREAT|O_EXCL makes a regular file or fails)
