@@ -160,6 +160,13 @@ def test_waits_for_children_unless_wnohang() -> None:
     assert blocks("waitid", 0, 0, 0x7000, 4) and not blocks("waitid", 0, 0, 0x7000, 4 | WNOHANG)
 
 
+def test_polls_wait_unless_their_timeout_is_zero() -> None:
+    assert blocks("poll", 0x7000, 1, 100) and blocks("poll", 0x7000, 1, (1 << 32) - 1)  # -1
+    assert not blocks("poll", 0x7000, 1, 0)
+    assert blocks("epoll_wait", 3, 0x7000, 8, 5) and not blocks("epoll_wait", 3, 0x7000, 8, 0)
+    assert blocks("ppoll", 0x7000, 1, 0)  # (a pointer to a timespec: assumed to wait)
+
+
 def test_descriptor_io_decides_by_descriptor_and_flags() -> None:
     MSG_DONTWAIT = 0x40
     assert blocks("read", 3, 0x7000, 10) and not blocks("read", 4, 0x7000, 10)

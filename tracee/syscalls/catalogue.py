@@ -17,10 +17,11 @@ those of the interrupted call it resumes.
 """
 from __future__ import annotations
 
-from tracee.syscalls.commands import (FCNTL_NOT_PLAIN, FCNTL_SETS_STATUS, FCNTL_WAITS,
-                                      FLOCK_WAITS, FUTEX_CMD_MASK, IOCTL_SETS_STATUS,
-                                      IOCTL_WAITS, MSG_DONTWAIT, O_CREAT, O_TRUNC, O_WRONLY,
-                                      WAIT4_WAITS, WAITID_WAITS, FutexOp, futex_ops)
+from tracee.syscalls.commands import (EPOLL_WAITS, FCNTL_NOT_PLAIN, FCNTL_SETS_STATUS,
+                                      FCNTL_WAITS, FLOCK_WAITS, FUTEX_CMD_MASK,
+                                      IOCTL_SETS_STATUS, IOCTL_WAITS, MSG_DONTWAIT, O_CREAT,
+                                      O_TRUNC, O_WRONLY, POLL_WAITS, WAIT4_WAITS, WAITID_WAITS,
+                                      FutexOp, futex_ops)
 from tracee.syscalls.rules import (CAP_DATA, EPOLL_EVENT_SIZE, FD_SET_WORD, INT, INT_PAIR,
                                    ITIMERSPEC, ITIMERVAL, KERNEL_SIGACTION, LONG, PAGE_SIZE,
                                    POLLFD_SIZE, RLIMIT, RUSAGE, SCHED_PARAM, SIGINFO,
@@ -140,7 +141,7 @@ CATALOGUE: dict[str, Syscall] = {
     "shutdown": S(),
     # -- waiting for file descriptors. poll stores revents and the *poll/*select calls the
     # time left even when interrupted (EINTR / restart).
-    "poll": S(Out(0, ArgValue(1, POLLFD_SIZE), always=True), may_block=True,
+    "poll": S(Out(0, ArgValue(1, POLLFD_SIZE), always=True), may_block=POLL_WAITS,
               scratch=(Scratch(0, ArgValue(1, POLLFD_SIZE), copy_in=True),)),
     "ppoll": S(Out(0, ArgValue(1, POLLFD_SIZE), always=True), Out(2, TIMESPEC, always=True),
                may_block=True, scratch=(Scratch(0, ArgValue(1, POLLFD_SIZE), copy_in=True),
@@ -154,11 +155,11 @@ CATALOGUE: dict[str, Syscall] = {
     "epoll_create": S(),
     "epoll_create1": S(),
     "epoll_ctl": S(),
-    "epoll_wait": S(Out(1, ResultTimes(EPOLL_EVENT_SIZE)), may_block=True,
+    "epoll_wait": S(Out(1, ResultTimes(EPOLL_EVENT_SIZE)), may_block=EPOLL_WAITS,
                     scratch=(Scratch(1, ArgValue(2, EPOLL_EVENT_SIZE)),)),
-    "epoll_pwait": S(Out(1, ResultTimes(EPOLL_EVENT_SIZE)), may_block=True,
+    "epoll_pwait": S(Out(1, ResultTimes(EPOLL_EVENT_SIZE)), may_block=EPOLL_WAITS,
                      scratch=(Scratch(1, ArgValue(2, EPOLL_EVENT_SIZE)),), wait_mask=WaitMask(4)),
-    "epoll_pwait2": S(Out(1, ResultTimes(EPOLL_EVENT_SIZE)), may_block=True,
+    "epoll_pwait2": S(Out(1, ResultTimes(EPOLL_EVENT_SIZE)), may_block=True,  # (timespec *)
                       scratch=(Scratch(1, ArgValue(2, EPOLL_EVENT_SIZE)),),
                       wait_mask=WaitMask(4)),
     # -- special file descriptors (their data comes through read)

@@ -179,6 +179,9 @@ FLOCK_WAITS = ArgIs(1, frozenset({0}), mask=LOCK_NB | LOCK_UN)
 WNOHANG = 1
 WAIT4_WAITS = ArgIs(2, frozenset({0}), mask=WNOHANG)
 WAITID_WAITS = ArgIs(3, frozenset({0}), mask=WNOHANG)
+# poll(fds, nfds, timeout) and epoll_wait(epfd, events, max, timeout) with timeout 0 only look.
+POLL_WAITS = ArgIs(2, frozenset({0}), negate=True)
+EPOLL_WAITS = ArgIs(3, frozenset({0}), negate=True)
 # send/recv flags: MSG_DONTWAIT
 MSG_DONTWAIT = 0x40
 

@@ -39,7 +39,8 @@ NEVER_BLOCKS = names(lambda c: c.may_block is False)
 # Calls the compiled record loop may take while other tasks are recorded: those that never
 # wait, and those whose waiting commands it leaves to the Python path anyway (fcntl).
 PLAIN_WHEN_SHARED = NEVER_BLOCKS | names(
-    lambda c: isinstance(c.may_block, ArgIs) and c.plain_unless is not None
+    lambda c: isinstance(c.may_block, ArgIs) and not c.may_block.negate
+    and c.plain_unless is not None
     and c.plain_unless.arg == c.may_block.arg and c.plain_unless.mask == c.may_block.mask
     and c.plain_unless.mask == 0xFFFF_FFFF    and c.may_block.values <= c.plain_unless.values)
 FILE_WRITERS: dict[str, int] = {n: c.file_fd for n, c in CATALOGUE.items() if c.file_fd >= 0}

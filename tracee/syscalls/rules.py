@@ -97,10 +97,12 @@ Output = Out | IovecOut
 
 class ArgIs(NamedTuple):
     """True when argument `arg` masked by `mask` is one of `values` (fcntl: F_SETLKW waits for
-    a lock; flock: neither LOCK_NB nor LOCK_UN; wait4: no WNOHANG)."""
+    a lock; flock: neither LOCK_NB nor LOCK_UN; wait4: no WNOHANG), or with `negate`, when it
+    is none of them (poll: a timeout other than 0)."""
     arg: int
     values: frozenset[int]
     mask: int = 0xFFFF_FFFF
+    negate: bool = False
 
 
 class OnFd(NamedTuple):
@@ -223,7 +225,7 @@ def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TAB
 
 
 def arg_is(rule: ArgIs, args: tuple[int, ...]) -> bool:
-    return (args[rule.arg] & rule.mask) in rule.values
+    return ((args[rule.arg] & rule.mask) in rule.values) != rule.negate
 
 
 # The registers holding a syscall's arguments 0-5 on x86-64.
