@@ -46,6 +46,19 @@ def _status_flags(pid: int, fd: int) -> int | None:
     return None
 
 
+# Paths whose meaning depends on who asks: resolved here, they would name the recorder's own.
+_SELF = (("/proc/self/", "/proc/{pid}/"), ("/proc/thread-self/", "/proc/{pid}/"),
+         ("/dev/fd/", "/proc/{pid}/fd/"), ("/dev/stdin", "/proc/{pid}/fd/0"),
+         ("/dev/stdout", "/proc/{pid}/fd/1"), ("/dev/stderr", "/proc/{pid}/fd/2"))
+
+
+def _as_seen_by(pid: int, path: str) -> str:
+    for prefix, own in _SELF:
+        if path.startswith(prefix):
+            return own.format(pid=pid) + path[len(prefix):]
+    return path
+
+
 class Descriptors:
     """What the recorded processes' descriptors are, as far as waiting goes (cached)."""
 
@@ -79,7 +92,7 @@ class Descriptors:
         except MemoryAccessError:
             return False  # EFAULT
         if path.startswith("/"):
-            where = f"/proc/{pid}/root{path}"
+            where = f"/proc/{pid}/root{_as_seen_by(pid, path)}"
         elif dirfd == AT_FDCWD:
             where = f"/proc/{pid}/cwd/{path}"
         else:

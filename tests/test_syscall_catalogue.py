@@ -266,6 +266,17 @@ def test_paths_from_proc(me, tmp_path: Path) -> None:
     assert not fds.opening_waits(pid, mem, -100, buffers[str(tmp_path / "none")])
     assert not fds.opening_waits(pid, mem, -100, buffers["/dev/null"])
     assert fds.opening_waits(pid, mem, -100, buffers["/dev/tty"])  # a terminal may wait
+    # /proc/self and /dev/fd name the process that opens, not the recorder
+    fifo = os.open(tmp_path / "fifo", os.O_RDWR)  # (O_RDWR: a FIFO open that never waits)
+    other = subprocess.Popen(["sleep", "30"])  # which has no descriptor `fifo`
+    try:
+        for name in (f"/proc/self/fd/{fifo}", f"/dev/fd/{fifo}"):
+            assert fds.opening_waits(pid, mem, -100, ctypes_string(name))
+            assert not fds.opening_waits(other.pid, mem, -100, ctypes_string(name))
+    finally:
+        other.kill()
+        other.wait()
+        os.close(fifo)
     dirfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         assert fds.opening_waits(pid, mem, dirfd, buffers["fifo"])  # relative to dirfd
