@@ -1,13 +1,14 @@
 """Recording runs of simple syscalls in compiled code (tracee/fastloop.c, relive_record_run).
 
 A syscall is *simple* when the Python path would do nothing at its stops but save the entry
-registers, run it, and record the result and its outputs: it is in the table (no code of its
-own: not irregular, not faked), and every output is `Out(arg, Fixed | Result | ArgValue(scale
-1))`, sized at the exit. A call that writes to a file (FILE_WRITERS) is simple when that file
-is none of the watched ones (relive's stdout and stderr, whose writes are replayed as output,
-and mapped files, whose mappings show the change): the loop checks at its entry. With
-several tasks only calls that never block (scheduler.NEVER_BLOCKS) and that never go through
-scratch are simple, so no thread switch, ENTER or scratch redirect is ever skipped.
+registers, run it, and record the result and its outputs: the catalogue records it from its
+outputs (record=TABLE: no code of its own, not faked), and every output is `Out(arg, Fixed |
+Result | ArgValue(scale 1))`, sized at the exit. A call that writes to a file (FILE_WRITERS)
+is simple when that file is none of the watched ones (relive's stdout and stderr, whose writes
+are replayed as output, and mapped files, whose mappings show the change): the loop checks at
+its entry. With several tasks only calls that never block (the catalogue's PLAIN_WHEN_SHARED:
+never, or only with arguments the loop leaves to Python) are simple, so no thread switch,
+ENTER or scratch redirect is ever skipped.
 
 The recorder calls `run()` where it would resume a task after recording the exit of a simple
 syscall (a run of them is likely to go on; after other calls the loop would mostly return at
@@ -26,12 +27,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from recorder import syscall_table as table
-from recorder.scheduler import NEVER_BLOCKS
-from recorder.scratch import REDIRECTED
-from recorder.syscall_effects import FILE_WRITERS, EffectRecorder
+from recorder.syscall_effects import EffectRecorder
 from tracee import fastloop
 from tracee.ptrace_api import REGS_SIZE, PtraceError
+from tracee.syscalls import queries
+from tracee.syscalls.queries import FILE_WRITERS, PLAIN_WHEN_SHARED
+from tracee.syscalls.rules import Fixed, Out, Record, Result, ArgValue
 from tracee.sysnums import NAME_OF
 from tracefile.writer import SyscallRecord
 
@@ -44,9 +45,6 @@ _REC = fastloop.REC
 
 
 Outputs = list[tuple[int, int, int, int]]
-# Irregular calls that are simple unless one argument has one of some values: (argument,
-# values). fcntl: the commands that write a struct or wait for a lock.
-SIMPLE_EXCEPT = {"fcntl": (1, table.FCNTL_NOT_PLAIN)}
 
 
 class CallSpec(NamedTuple):
@@ -59,22 +57,20 @@ class CallSpec(NamedTuple):
 
 def _outputs(name: str) -> Outputs | None:
     """The spec of a simple syscall's outputs, None if it is not simple."""
-    if (name in table.IRREGULAR or name in table.FAKE_ENOSYS
-            or hasattr(EffectRecorder, f"_on_{name}")):
-        return None
-    call = table.lookup(name)
-    if call is None or len(call.outputs) > fastloop.MAX_OUTS:
+    call = queries.entry(name)
+    if (call is None or call.record is not Record.TABLE
+            or hasattr(EffectRecorder, f"_on_{name}") or len(call.outputs) > fastloop.MAX_OUTS):
         return None
     outs = []
     for o in call.outputs:
-        if not isinstance(o, table.Out):
+        if not isinstance(o, Out):
             return None
         match o.size:
-            case table.Fixed(nbytes=n):
+            case Fixed(nbytes=n):
                 outs.append((o.arg, fastloop.SIZE_FIXED, n, int(o.always)))
-            case table.Result():
+            case Result():
                 outs.append((o.arg, fastloop.SIZE_RESULT, 0, int(o.always)))
-            case table.ArgValue(arg=i, scale=1):
+            case ArgValue(arg=i, scale=1):
                 outs.append((o.arg, fastloop.SIZE_ARG, i, int(o.always)))
             case _:
                 return None
@@ -86,11 +82,12 @@ def simple_calls(*, alone: bool) -> dict[int, CallSpec]:
     task is the only one recorded (calls that may block are then simple too)."""
     out = {}
     for nr, name in NAME_OF.items():
-        if not alone and (name not in NEVER_BLOCKS or name in REDIRECTED):
+        call = queries.entry(name)
+        if call is None or not alone and (name not in PLAIN_WHEN_SHARED or call.scratch):
             continue
-        if name in SIMPLE_EXCEPT:
-            arg, values = SIMPLE_EXCEPT[name]
-            out[nr] = CallSpec([], except_arg=arg, exceptions=values)
+        if call.plain_unless is not None:  # (outputs and waits by command: none in the rest)
+            rule = call.plain_unless
+            out[nr] = CallSpec([], except_arg=rule.arg, exceptions=rule.values)
         elif (outs := _outputs(name)) is not None:
             out[nr] = CallSpec(outs, fd_arg=FILE_WRITERS.get(name, -1))
     return out

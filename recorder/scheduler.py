@@ -3,7 +3,9 @@
 Threads of every recorded process share one run queue. The running thread ("current") keeps the
 CPU until it
   - enters a syscall that may block while another thread is ready: it is left in the kernel
-    and another thread runs (the recorder writes an ENTER event so replay parks it there too);
+    and another thread runs (the recorder writes an ENTER event so replay parks it there too).
+    Whether a call may block is the syscall catalogue's answer, from the call's arguments
+    where they decide it (recorder.blocking);
   - reaches a syscall boundary after its timeslice expired while another thread is ready;
   - runs user code past its timeslice while another thread is ready: it is interrupted and
     preempted at a point replay can find again (recorder.preempt).
@@ -25,31 +27,6 @@ if TYPE_CHECKING:
     from recorder.session import RecordedTask
 
 TIMESLICE = 0.02
-
-# Syscalls that return without waiting for another thread or process: a thread making one keeps
-# the CPU. Everything else may block and lets another ready thread run.
-NEVER_BLOCKS = frozenset("""
-    getpid gettid getppid getuid geteuid getgid getegid getresuid getresgid getgroups getpgrp
-    getpgid getsid getcwd getrlimit prlimit64 getrusage times uname sysinfo umask
-    clock_gettime clock_getres gettimeofday time getcpu getrandom
-    mmap munmap mprotect mremap madvise brk msync mlock munlock mincore pkey_mprotect
-    arch_prctl set_tid_address set_robust_list get_robust_list rseq prctl
-    rt_sigaction rt_sigprocmask sigaltstack rt_sigpending rt_sigreturn kill tgkill tkill
-    close dup dup2 dup3 fcntl fstat newfstatat stat lstat statx statfs fstatfs lseek
-    access faccessat faccessat2 readlink readlinkat getdents64 getdents
-    openat open mkdir mkdirat unlink unlinkat rename renameat renameat2 chdir fchdir
-    chmod fchmod fchmodat chown fchown fchownat lchown utimensat symlink symlinkat link linkat
-    ftruncate truncate fallocate fadvise64 sync_file_range
-    pipe pipe2 socket socketpair bind listen getsockname getpeername setsockopt getsockopt
-    eventfd eventfd2 timerfd_create timerfd_settime timerfd_gettime signalfd signalfd4
-    epoll_create epoll_create1 epoll_ctl inotify_init1 inotify_add_watch inotify_rm_watch
-    sched_getaffinity sched_setaffinity sched_getparam sched_getscheduler sched_get_priority_max
-    sched_get_priority_min setitimer getitimer alarm timer_create timer_settime timer_gettime
-    timer_delete capget capset setpgid setsid setuid setgid setreuid setregid setresuid
-    setresgid setgroups personality ioctl memfd_create membarrier
-    clone fork vfork execve execveat exit exit_group
-    """.split())
-
 
 class RunQueue:
     """The ready threads and the one allowed to run user code."""
@@ -125,6 +102,3 @@ class RunQueue:
         self.start_slice()
         return t
 
-
-def may_block(name: str) -> bool:
-    return name not in NEVER_BLOCKS

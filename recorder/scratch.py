@@ -2,11 +2,13 @@
 
 A thread that waits in read/poll/wait4/... while another thread of its address space runs user
 code must not have its buffer filled at a moment replay cannot reproduce. So, when the address
-space is shared (threads, a vfork pair), the output pointers of such a call are pointed at the
-thread's own scratch area; when the thread runs again, the recorder copies the outputs to the
-program's buffers and records those writes (exact, at the program's addresses), and restores the
-argument registers. Replay emulates the call and never needs the area, but maps it at the same
-address (a MAPPING event) so the two address spaces stay alike.
+space is shared (threads, a vfork pair) and the call may block (recorder.blocking: a read of a
+regular file or of an O_NONBLOCK pipe does not), the output pointers the catalogue names (its
+entries' `scratch` moves) are pointed at the thread's own scratch area; when the thread runs
+again, the recorder copies the outputs to the program's buffers and records those writes
+(exact, at the program's addresses), and restores the argument registers. Replay emulates the
+call and never needs the area, but maps it at the same address (a MAPPING event) so the two
+address spaces stay alike.
 
 Invariants (DESIGN.md section 4): each area is a flagged mapping (Flag.SCRATCH, owner = the
 tid) in the address-space model, never coalesced with anything; a PROT_NONE guard page
@@ -23,6 +25,9 @@ from typing import NamedTuple
 from tracee.address_space import AddressSpace, Flag, Mapping, mapping_info
 from tracee.remote import (MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, checked,
                            inject_syscall)
+from tracee.syscalls import queries
+from tracee.syscalls.outputs import evaluate_size
+from tracee.syscalls.rules import Scratch
 from tracee.task import MemoryAccessError, Task
 
 SCRATCH_SIZE = 256 * 1024
@@ -32,34 +37,17 @@ ALIGN = 16
 
 Args = tuple[int, ...]
 ReadInt = Callable[[int, int], int]
-# name -> (args, read_int) -> [(arg index, capacity in bytes, copy the input in first)]
+# [(arg index, capacity in bytes, copy the input in first)]
 Plan = list[tuple[int, int, bool]]
 
 
-def _fd_sets(a: Args) -> Plan:
-    words = (a[0] + 63) // 64 * 8
-    plan = [(i, words, True) for i in (1, 2, 3) if a[i]]
-    return plan + ([(4, 16, True)] if a[4] else [])
+def _plan(moves: tuple[Scratch, ...], args: Args, read_int: ReadInt) -> Plan:
+    """The catalogue's scratch moves of a call (its `scratch`), sized before the call."""
+    return [(m.arg, evaluate_size(m.size, args, 0, read_int), m.copy_in) for m in moves
+            if (m.with_arg < 0 or args[m.with_arg]) and (m.without_arg < 0
+                                                         or not args[m.without_arg])]
 
 
-REDIRECTED: dict[str, Callable[[Args, ReadInt], Plan]] = {
-    "read": lambda a, r: [(1, a[2], False)],
-    "pread64": lambda a, r: [(1, a[2], False)],
-    "recvfrom": lambda a, r: [(1, a[2], False)] if not a[4] else [],
-    "poll": lambda a, r: [(0, a[1] * 8, True)],
-    "ppoll": lambda a, r: [(0, a[1] * 8, True)] + ([(2, 16, True)] if a[2] else []),
-    "select": lambda a, r: _fd_sets(a),
-    "pselect6": lambda a, r: _fd_sets(a),
-    "epoll_wait": lambda a, r: [(1, a[2] * 12, False)],
-    "epoll_pwait": lambda a, r: [(1, a[2] * 12, False)],
-    "nanosleep": lambda a, r: [(1, 16, False)] if a[1] else [],
-    "clock_nanosleep": lambda a, r: [(3, 16, False)] if a[3] else [],
-    "wait4": lambda a, r: [(i, n, False) for i, n in ((1, 4), (3, 144)) if a[i]],
-    "waitid": lambda a, r: [(i, n, False) for i, n in ((2, 128), (4, 144)) if a[i]],
-    "rt_sigtimedwait": lambda a, r: [(1, 128, False)] if a[1] else [],
-    "accept": lambda a, r: [(1, r(a[2], 4), False), (2, 4, True)] if a[1] else [],
-    "accept4": lambda a, r: [(1, r(a[2], 4), False), (2, 4, True)] if a[1] else [],
-}
 ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 
 
@@ -88,11 +76,12 @@ class ScratchAreas:
 
     def plan(self, name: str, args: Args, task: Task) -> Plan:
         """What to redirect for this call (empty: nothing, or it does not fit)."""
-        rule = REDIRECTED.get(name)
-        if rule is None:
+        call = queries.entry(name)
+        if call is None or not call.scratch:
             return []
         try:
-            plan = [p for p in rule(args, task.mem.read_uint) if args[p[0]] and p[1] > 0]
+            plan = [p for p in _plan(call.scratch, args, task.mem.read_uint)
+                    if args[p[0]] and p[1] > 0]
         except MemoryAccessError:
             return []
         need = sum((size + ALIGN - 1) // ALIGN * ALIGN for _, size, _ in plan)

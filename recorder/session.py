@@ -19,12 +19,12 @@ import logging
 import os
 import signal
 
-from recorder import syscall_table as table
+from recorder.blocking import Descriptors, may_block
 from recorder.fastpath import Batch, RecordLoop, entry_of
 from recorder.errors import UnsupportedError
 from recorder.image import snapshot_image
 from recorder.preempt import Preempter
-from recorder.scheduler import RunQueue, may_block
+from recorder.scheduler import RunQueue
 from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_info
 from recorder.signals import (SignalRecorder, disposition, has_no_effect,
                               pending_with_effect)
@@ -34,6 +34,8 @@ from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop, decode
+from tracee.syscalls import queries
+from tracee.syscalls.rules import Record
 from tracee.sysnums import name_of
 from tracee.address_space import Flag
 from tracee.remote import InjectionError
@@ -48,7 +50,8 @@ ENOSYS = 38
 PR_SET_TSC, PR_SET_SECCOMP = 26, 22
 CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
 CLONE_PARENT_SETTID, CLONE_CHILD_SETTID = 0x100000, 0x1000000
-FORK_FLAGS = {"fork": int(signal.SIGCHLD), "vfork": CLONE_VM | CLONE_VFORK | int(signal.SIGCHLD)}
+# The clone flags fork and vfork stand for.
+FORK_FLAGS, VFORK_FLAGS = int(signal.SIGCHLD), CLONE_VM | CLONE_VFORK | int(signal.SIGCHLD)
 # A syscall interrupted by PTRACE_INTERRUPT (no signal) is restarted by the kernel.
 ERESTART = {-512, -513, -514, -516}
 ERESTART_RESTARTBLOCK = -516  # resumed with restart_syscall once the signal is handled
@@ -112,6 +115,7 @@ class Recorder:
         self.signals = SignalRecorder(self)
         self.preempter = Preempter(self)
         self.scratch = ScratchAreas()
+        self.descriptors = Descriptors()  # what waits, for recorder.blocking
         self._info = api.SyscallInfo()
         # Statuses reaped while waiting for one task: new tasks' first stops (before their
         # parent's clone event) and stops of others, handled by the main loop later.
@@ -277,28 +281,31 @@ class Recorder:
             return
         name = name_of(nr)
         entry = Entry(nr=nr, args=args, regs=t.task.regs_bytes())
-        if name in table.FAKE_ENOSYS:
+        call = queries.entry(name)
+        if call is None:
+            raise UnsupportedError(f"the program called syscall {name} (number {nr}), which "
+                                   "relive cannot record yet")
+        if call.record is Record.FAKE_ENOSYS:
             entry.fake_result = -ENOSYS
         elif name == "prctl" and args[0] in (PR_SET_TSC, PR_SET_SECCOMP):
             entry.fake_result = 0 if args[0] == PR_SET_TSC else -22
-        elif table.lookup(name) is None and name not in table.IRREGULAR:
-            raise UnsupportedError(f"the program called syscall {name} (number {nr}), which "
-                                   "relive cannot record yet")
         if name == "clone":
             _check_clone_flags(args[0])
-        elif name in ("execve", "execveat") and t.task.tid != t.task.pid:
+        elif name in queries.EXECS and t.task.tid != t.task.pid:
             raise UnsupportedError(f"thread {t.task.tid}, not the main thread of its process, "
                                    "called execve (the kernel would give it the main thread's "
                                    "id): not supported by relive yet")
+        # Only another task can end a wait, and only when there is one does it matter.
+        blocks = (entry.fake_result is None and len(self.tasks) > 1
+                  and may_block(self.descriptors, t.task.pid, t.task.mem, call, args))
         if entry.fake_result is not None:
             t.task.set_reg("orig_rax", -1)  # the kernel skips the call
-        elif self._shares_memory(t) and not self._use_scratch(t, entry, name):
+        elif blocks and self._shares_memory(t) and not self._use_scratch(t, entry, name):
             return  # the call is made again once its scratch area exists
-        if name in ("exit", "exit_group"):  # no exit stop follows: record it now
+        if name in queries.ENDS_TASK:  # no exit stop follows: record it now
             self.emit(t, Kind.SYSCALL, nr=nr, result=0, regs=entry.regs)
         t.entry = entry
-        t.in_kernel = (entry.fake_result is None and may_block(name) and not (
-            len(self.tasks) > 1 and self.effects.writes_own_output(t.task.pid, name, args)))
+        t.in_kernel = blocks and not self.effects.writes_own_output(t.task.pid, name, args)
         if t.in_kernel and self.queue.ready:
             self._enter_blocking(t)
             return
@@ -345,6 +352,10 @@ class Recorder:
         red = entry.redirect
         eff = self.effects.effects(t.task, t.space, entry.nr, red.args if red else entry.args,
                                    result)
+        if not self.descriptors.empty:
+            call = queries.entry(name_of(entry.nr))
+            if call is not None:
+                self.descriptors.after_call(t.task.pid, call, entry.args, result)
         if red is None:
             return eff.writes, eff.info
         writes = []
@@ -452,6 +463,8 @@ class Recorder:
         before the loop ran."""
         if batch.recorded:
             t.last_event = self.writer.add_syscalls(t.task.tid, batch.recorded, batch.records)
+            if not self.descriptors.empty:
+                self._descriptors_after(t, batch)
             t.exit_at = batch.exit_at
             self.preempter.made_syscall(t)
         if batch.entry is not None:  # entered, resumed into the kernel, not recorded
@@ -459,7 +472,9 @@ class Recorder:
             t.exit_at = None
             self.preempter.made_syscall(t)
             t.entry = Entry(nr=nr, args=args, regs=batch.entry)
-            t.in_kernel = may_block(name_of(nr))  # (simple calls never write our outputs)
+            call = queries.entry(name_of(nr))  # (simple calls never write our outputs)
+            t.in_kernel = (call is not None and len(self.tasks) > 1
+                           and may_block(self.descriptors, t.task.pid, t.task.mem, call, args))
             t.running_user = False
         if batch.reason == fastloop.STOP:
             self._stashed[batch.tid] = batch.status  # the main loop takes it from here
@@ -476,6 +491,16 @@ class Recorder:
                     api.ptrace(api.Req.INTERRUPT, t.task.tid)
                 except OSError:
                     pass
+
+    def _descriptors_after(self, t: RecordedTask, batch: Batch) -> None:
+        """The compiled loop recorded calls (close, dup2, fcntl F_SETFL, ...) that may have
+        changed what recorder.blocking knows of t's descriptors."""
+        changers = queries.FD_CHANGER_NUMBERS
+        for nr, result, regs, _ in batch.records():
+            if nr in changers:
+                call = queries.entry(name_of(nr))
+                if call is not None:
+                    self.descriptors.after_call(t.task.pid, call, entry_of(regs)[1], result)
 
     def _restarts_unseen(self, t: RecordedTask, entry: Entry, result: int, rip: int) -> bool:
         """A syscall cut short without a signal to deliver (a PTRACE_INTERRUPT, or a signal
@@ -521,7 +546,8 @@ class Recorder:
         if entry is None:
             raise UnsupportedError(f"ptrace {event.name} event without a syscall entry")
         name = name_of(entry.nr)
-        flags = FORK_FLAGS.get(name, entry.args[0])
+        flags = (FORK_FLAGS if name == "fork" else VFORK_FLAGS if name == "vfork"
+                 else entry.args[0])
         child_tid = api.get_event_msg(t.task.tid)
         status = self._stashed.pop(child_tid, None)
         if status is None:
@@ -536,6 +562,7 @@ class Recorder:
         child = self._add_task(Task(child_tid, pid, memory), space)
         if not thread:
             self._ppid[pid] = t.task.pid
+            self.descriptors.forget(pid)  # (a number used before)
         self.writer.put_task(TaskRecord(
             tid=child_tid, pid=pid, ppid=self._ppid.get(pid, 0),
             argv=tuple(_cmdline(child_tid)), exe=_exe(child_tid)))
@@ -578,13 +605,14 @@ class Recorder:
     def on_exec(self, t: RecordedTask) -> None:
         self._refuse_32_bit(t)
         entry = t.entry
-        if entry is None or name_of(entry.nr) not in ("execve", "execveat"):
+        if entry is None or name_of(entry.nr) not in queries.EXECS:
             raise UnsupportedError("exec stop without an execve entry")
         if t.task.tid != t.task.pid or any(
                 o.task.pid == t.task.pid and o is not t for o in self.tasks.values()):
             raise UnsupportedError("execve in a multi-threaded process is not supported by "
                                    "relive yet")
         self.scratch.release(t.task.tid, t.space)  # a vfork child leaves it to its parent
+        self.descriptors.forget(t.task.pid)  # close-on-exec
         t.task.mem.reopen()
         t.task.invalidate_regs()
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=0, regs=entry.regs)
@@ -636,7 +664,7 @@ class Recorder:
         """Another thread of t's process that is inside execve (which kills t), if any."""
         for o in self.tasks.values():
             if (o is not t and o.task.pid == t.task.pid and o.entry is not None
-                    and not o.entry.done and name_of(o.entry.nr) in ("execve", "execveat")):
+                    and not o.entry.done and name_of(o.entry.nr) in queries.EXECS):
                 return o
         return None
 
@@ -650,6 +678,7 @@ class Recorder:
         del self.tasks[t.task.tid]
         if not any(o.task.mem is t.task.mem for o in self.tasks.values()):
             t.task.mem.close()
+            self.descriptors.forget(t.task.pid)
         if t.task.tid == self.root:
             self.status = status
             pids = sorted({o.task.pid for o in self.tasks.values()} - {self.root})

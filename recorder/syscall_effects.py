@@ -1,6 +1,7 @@
 """What one syscall did, as the trace must remember it: memory written, mappings changed.
 
-Table-driven for the regular syscalls (syscall_table), with code for the irregular ones. Runs at
+Table-driven for the regular syscalls (the catalogue, tracee.syscalls), with code for the
+irregular ones (record=CODE in the catalogue). Runs at
 the syscall-exit stop; raises UnsupportedError for a call it cannot describe, so a recording
 never silently lacks a write.
 """
@@ -10,11 +11,14 @@ import os
 import stat
 from typing import Any
 
-from recorder import syscall_table as table
 from recorder.code_patches import CodePatcher
 from recorder.errors import UnsupportedError
 from tracee.address_space import PROT_EXEC, AddressSpace, Mapping, mapping_info
 from tracee.remote import MAP_ANONYMOUS, MAP_SHARED
+from tracee.syscalls import outputs, queries
+from tracee.syscalls.commands import Ioctl, fcntl_outputs, ioctl_outputs
+from tracee.syscalls.queries import COPIERS, FILE_WRITERS, SHOWN
+from tracee.syscalls.rules import Record, Syscall
 from tracee.sysnums import name_of
 from tracee.task import MemoryAccessError, Task
 from tracefile.records import MemoryWrite
@@ -22,26 +26,11 @@ from tracefile.writer import TraceWriter
 
 PAGE = 4096
 
-# Syscalls that write file contents (fd argument index): a privately mapped file that changes
-# under the mapping shows the change in the pages nobody wrote, so those pages are re-recorded.
-FILE_WRITERS = {"write": 0, "pwrite64": 0, "writev": 0, "pwritev": 0, "pwritev2": 0,
-                "ftruncate": 0, "fallocate": 0, "copy_file_range": 2, "sendfile": 0,
-                "splice": 2, "tee": 1, "vmsplice": 0}
-# Those whose bytes replay shows again when they went to relive's stdout or stderr.
-OUTPUT_WRITERS = {"write", "writev", "pwrite64", "pwritev", "pwritev2", "vmsplice",
-                  "sendfile", "copy_file_range", "splice", "tee"}
-# Those of them that move bytes without passing them through the caller's memory, so the
-# recording keeps the bytes: (input fd argument, input offset pointer argument or None,
-# output offset pointer argument or None).
-COPIERS = {"sendfile": (1, 2, None), "copy_file_range": (0, 1, 3), "splice": (0, 1, 3),
-           "tee": (0, None, None)}
-
-
-# The irregular syscalls that write no memory of the program's at their exit (their code is
-# about mappings, tasks and images); every other one needs its own rule above.
-WRITE_NOTHING = frozenset({"mmap", "munmap", "mremap", "mprotect", "brk", "madvise", "execve",
-                           "execveat", "exit", "exit_group", "clone", "fork", "vfork",
-                           "rt_sigreturn", "arch_prctl"})
+# The catalogue's FILE_WRITERS write file contents through a descriptor: a privately mapped
+# file that changes under the mapping shows the change in the pages nobody wrote, so those pages
+# are re-recorded. Its SHOWN ones' bytes are shown again by replay when they went to relive's
+# stdout or stderr, and its COPIERS move bytes without passing them through the caller's
+# memory, so the recording keeps the bytes.
 
 
 def page_up(n: int) -> int:
@@ -106,37 +95,37 @@ class EffectRecorder:
         return eff
 
     def _ranges(self, name: str, args: tuple[int, ...], result: int,
-                read_int: table.ReadInt) -> list[tuple[int, int]]:
-        call = table.lookup(name)
-        if call is not None:
-            return table.output_ranges(call, args, result, read_int)
+                read_int: outputs.ReadInt) -> list[tuple[int, int]]:
+        call = queries.entry(name)
+        if call is None:
+            raise UnsupportedError(f"syscall {name} is not supported by relive yet")
+        if call.record is Record.TABLE:
+            return outputs.output_ranges(call, args, result, read_int)
         failed = -4096 < result < 0
         if name == "ioctl":
-            if args[1] & 0xFFFF_FFFF == table.Ioctl.SIOCGIFCONF:
-                return table.ifconf_ranges(args[2], result, read_int)
-            outs = table.ioctl_outputs(args[1])
+            if args[1] & 0xFFFF_FFFF == Ioctl.SIOCGIFCONF:
+                return outputs.ifconf_ranges(args[2], result, read_int)
+            outs = ioctl_outputs(args[1])
             if outs is None:
                 if failed:
                     return []
                 raise UnsupportedError(f"ioctl request {args[1]:#x} on fd {args[0]} is not "
                                        "supported by relive yet")
-            return table.output_ranges(table.Syscall(outputs=outs), args, result, read_int)
+            return outputs.output_ranges(Syscall(outputs=outs), args, result, read_int)
         if name == "fcntl":
-            return table.output_ranges(table.Syscall(outputs=table.fcntl_outputs(args)), args,
-                                       result, read_int)
+            return outputs.output_ranges(Syscall(outputs=fcntl_outputs(args)), args, result,
+                                         read_int)
         if name == "recvmsg":
-            return [] if failed else table.msghdr_output_ranges(args[1], result, read_int)
+            return [] if failed else outputs.msghdr_output_ranges(args[1], result, read_int)
         if name == "recvmmsg":
-            return table.recvmmsg_output_ranges(args, result, read_int)
+            return outputs.recvmmsg_output_ranges(args, result, read_int)
         if name == "sendmmsg":
-            return table.sendmmsg_output_ranges(args, result)
+            return outputs.sendmmsg_output_ranges(args, result)
         if name == "arch_prctl" and args[0] in (0x1003, 0x1004):  # ARCH_GET_FS / GET_GS
             return [] if failed else [(args[1], 8)]
         if name == "prctl":
             return [] if failed else self._prctl_ranges(args)
-        if name in WRITE_NOTHING or name in table.FAKE_ENOSYS:
-            return []
-        raise UnsupportedError(f"syscall {name} is not supported by relive yet")
+        return []  # the other irregular calls write nothing of the program's at their exit
 
     @staticmethod
     def _prctl_ranges(args: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -202,7 +191,7 @@ class EffectRecorder:
         except OSError:
             return
         ident = (st.st_dev, st.st_ino)
-        if name in OUTPUT_WRITERS:
+        if name in SHOWN:
             out = self._output_stream(fd, ident)
             if out:
                 eff.info["out"] = out
@@ -223,7 +212,7 @@ class EffectRecorder:
     def writes_own_output(self, pid: int, name: str, args: tuple[int, ...]) -> bool:
         """Is this a write to the file that is relive's stdout or stderr? The user sees
         those in the order they complete, so no other thread may run while one is made."""
-        if name not in OUTPUT_WRITERS:
+        if name not in SHOWN:
             return False
         try:
             st = os.stat(f"/proc/{pid}/fd/{args[FILE_WRITERS[name]] & 0xFFFFFFFF}")
@@ -246,7 +235,7 @@ def _copied_data(pid: int, name: str, args: tuple[int, ...], result: int,
     """The `result` bytes a copying call (COPIERS) just wrote to relive's stdout or stderr:
     read back from that file if it is a regular one, else re-read from the input file. A copy
     from a pipe or socket to a pipe or terminal leaves the bytes nowhere to read: refused."""
-    in_arg, in_offset_arg, out_offset_arg = COPIERS[name]
+    in_arg, in_offset_arg, out_offset_arg = COPIERS[name]  # (a Copy)
     try:
         if stat.S_ISREG(out_st.st_mode):
             out_offset = args[out_offset_arg] if out_offset_arg is not None else 0

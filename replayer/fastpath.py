@@ -22,25 +22,23 @@ from typing import NamedTuple
 
 from tracee import fastloop
 from tracee.ptrace_api import REGS_SIZE
+from tracee.syscalls import queries
 from tracee.sysnums import NAME_OF
+from tracee.syscalls.queries import NOT_EMULATED
 from tracefile.reader import Row
 from tracefile.records import Event, Kind
 
-from replayer.syscalls import EXECUTE_AS_IS, IN_PLACE
-
-# Executed for real, or replayed by their own code.
-NOT_EMULATED = EXECUTE_AS_IS | IN_PLACE | {"mmap", "mremap", "brk", "arch_prctl", "execve",
-                                          "execveat", "clone", "fork", "vfork"}
-# The gdb target reads the program's memory at these to learn thread names.
-NAMING = frozenset({"prctl", "open", "openat", "write", "pwrite64"})
+# The gdb target reads the program's memory at these to learn thread names
+# (replayer.process_view): prctl(PR_SET_NAME), opens of comm files, writes to them.
+NAMING = frozenset(queries.OPENS) | queries.WRITES | {"prctl"}
 MAX_BATCH = 256
 # A batch also ends once its events write this many bytes: a batch is built (its writes
 # joined into one buffer) before the loop knows how many of its events fit in its time, and
 # the events it had no time for are built again into the next (with 1 MiB reads, 256 of them
 # made every 20 ms batch copy 256 MiB).
 MAX_BATCH_BYTES = 4 << 20
-_BATCHABLE = frozenset(nr for nr, name in NAME_OF.items() if name not in NOT_EMULATED)
-_NAMING_NRS = frozenset(nr for nr, name in NAME_OF.items() if name in NAMING)
+_BATCHABLE = frozenset(NAME_OF) - queries.numbers(NOT_EMULATED)
+_NAMING_NRS = queries.numbers(NAMING)
 _SYSCALL = int(Kind.SYSCALL)
 _EV, _WR = fastloop.EV, fastloop.WR
 

@@ -20,6 +20,7 @@ from replayer.traps import Trap, Traps, condition_holds, written_watchpoints
 from tracee import ptrace_api as api
 from tracee.stops import SignalStop, SyscallStop
 from tracee.stops import Stop as TraceeStop
+from tracee.syscalls import queries
 from tracee.sysnums import name_of
 from tracefile.records import Event, Kind
 
@@ -152,7 +153,7 @@ class ForwardRun:
 
     @staticmethod
     def _ends_thread(ev: Event) -> bool:
-        return ((ev.kind == Kind.SYSCALL and name_of(ev.nr) in ("exit", "exit_group"))
+        return ((ev.kind == Kind.SYSCALL and name_of(ev.nr) in queries.ENDS_TASK)
                 or (ev.kind == Kind.SIGNAL and bool(ev.info.get("fatal"))) or ev.kind == Kind.EXIT)
 
     def at_end(self) -> bool:

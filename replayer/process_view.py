@@ -16,6 +16,8 @@ from gdbstub.target import Library, LibraryList
 from replayer import registers
 from replayer.tasks import CLONE_THREAD
 from replayer.traps import is_clone
+from tracee.syscalls import queries
+from tracee.syscalls.rules import ARG_REGS
 from tracee.sysnums import name_of
 from tracee.task import Memory
 from tracefile.records import Event, Kind
@@ -109,9 +111,10 @@ def _full_tag(abridged: int, swd: int, fx: bytes) -> int:
 # -- thread names and program images -------------------------------------------------------------
 COMM_LEN = 15  # TASK_COMM_LEN - 1
 PR_SET_NAME, PR_GET_NAME = 15, 16
-_NAMING = frozenset({"prctl", "open", "openat", "close", "read", "pread64", "write",
-                     "pwrite64"})
-_FD_CALLS = frozenset({"close", "read", "pread64", "write", "pwrite64"})
+# Where thread names come from: prctl(PR_SET_NAME/PR_GET_NAME), and comm files opened,
+# read, written and closed (the catalogue's plain reads and writes).
+_FD_CALLS = queries.CLOSES | queries.READS | queries.WRITES
+_NAMING = _FD_CALLS | frozenset(queries.OPENS) | {"prctl"}
 _COMM_PATH = re.compile(rb"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/comm")
 
 
@@ -193,20 +196,20 @@ class ProcessFacts:
             self._name(ev, ev.tid, _comm(mem.read_cstring(a1, 16)))
         elif name == "prctl" and a0 == PR_GET_NAME and ev.writes:
             self._name(ev, ev.tid, _comm(ev.writes[0].data))
-        elif name in ("open", "openat") and mem is not None:
-            path = mem.read_cstring(a1 if name == "openat" else a0)
+        elif name in queries.OPENS and mem is not None:
+            path = mem.read_cstring(args[ARG_REGS[queries.OPENS[name]]])
             tid = self._comm_of(ev, path)
             if tid is not None:
                 self._comm_users.add(pid)
             if tid is not None or (pid, ev.result) in self._fds:
                 self._fds.setdefault((pid, ev.result), []).append((ev.seq, tid))
-        elif name == "close" and (pid, a0) in self._fds:
+        elif name in queries.CLOSES and (pid, a0) in self._fds:
             self._fds[(pid, a0)].append((ev.seq, None))
-        elif name in ("write", "pwrite64") and mem is not None:
+        elif name in queries.WRITES and mem is not None:
             tid = self._comm_fd(pid, a0, ev.seq)
             if tid is not None and ev.result > 0:
                 self._name(ev, tid, _comm(mem.read_upto(a1, min(ev.result, COMM_LEN))))
-        elif name in ("read", "pread64") and ev.writes:
+        elif name in queries.READS and ev.writes:
             tid = self._comm_fd(pid, a0, ev.seq)
             if tid is not None:
                 self._name(ev, tid, _comm(ev.writes[0].data.split(b"\n", 1)[0]))

@@ -27,6 +27,7 @@ from tracee.address_space import PROT_WRITE, mapping_from_info
 from tracee.remote import InjectionError, exec_in_tracee
 from tracee.spawn import SpawnError, pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
+from tracee.syscalls import queries
 from tracee.sysnums import name_of
 from tracee.task import Memory, Task
 from tracefile.errors import TraceError
@@ -388,7 +389,7 @@ class ReplaySession:
         if ev.nr == NR_EXECVE and ev.result == 0:
             self._execve(ev)
             return
-        if name in ("clone", "fork", "vfork") and ev.result > 0:
+        if name in queries.CLONES and ev.result > 0:
             self.taskset.clone(task, ev, self.divergence)
             return
         kind = self.syscalls.kind(name)
@@ -541,7 +542,7 @@ class ReplaySession:
         fd = ev.info["out"]
         if "data" in ev.info:  # sendfile, splice, ...: recorded, never in tracee memory
             data = bytes.fromhex(ev.info["data"])
-        elif name_of(ev.nr) in ("write", "pwrite64"):
+        elif name_of(ev.nr) in queries.WRITES:  # one flat buffer
             data = task.mem.read_upto(args[1], ev.result)
         else:  # writev, pwritev, pwritev2, vmsplice
             data, left = b"", ev.result

@@ -16,6 +16,8 @@ from tracee import fastloop
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest, ranges_digest, scratch_ranges
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
+from tracee.syscalls.queries import WAIT_MASKS
+from tracee.syscalls.rules import ARG_REGS
 from tracee.sysnums import name_of
 from tracee.task import MemoryAccessError, Task
 from tracefile.records import Event
@@ -233,11 +235,13 @@ def _temporary_mask(task: Task) -> int | None:
     """The mask the syscall the task just made waits with, if it takes one."""
     regs = task.regs
     name = name_of(regs.orig_rax) if regs.orig_rax < 1 << 63 else ""
-    pointer = {"rt_sigsuspend": regs.rdi, "ppoll": regs.r10, "epoll_pwait": regs.r8,
-               "epoll_pwait2": regs.r8}.get(name)
+    where = WAIT_MASKS.get(name)
+    if where is None:
+        return None
+    pointer = getattr(regs, ARG_REGS[where.arg])
     try:
-        if name == "pselect6" and regs.r9:  # r9 -> {const sigset_t *, size_t}
-            pointer = int.from_bytes(task.mem.read(regs.r9, 8), "little")
+        if where.indirect and pointer:  # -> {const sigset_t *, size_t}
+            pointer = int.from_bytes(task.mem.read(pointer, 8), "little")
         if not pointer:
             return None
         return int.from_bytes(task.mem.read(pointer, 8), "little")

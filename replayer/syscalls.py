@@ -17,6 +17,7 @@ from typing import BinaryIO
 from tracee import rdrand, remote
 from tracee.address_space import AddressSpace, Mapping, mapping_from_info
 from tracee.remote import MAP_ANONYMOUS, MAP_FIXED, MAP_SHARED, inject_syscall
+from tracee.syscalls.queries import IN_PLACE, RUN_BY_REPLAY
 from tracee.sysnums import name_of, nr
 from tracee.task import Task
 from tracefile.reader import TraceReader
@@ -32,12 +33,9 @@ MAP_LOCKED = 0x2000
 ARCH_SET_GS, ARCH_SET_FS = 0x1001, 0x1002
 ARCH_REQ_XCOMP_PERM, ARCH_REQ_XCOMP_GUEST_PERM = 0x1023, 0x1025  # (AMX tile data)
 
-# Run for real with the same arguments; the result must match the recording.
-EXECUTE_AS_IS = frozenset({"munmap", "mprotect", "madvise", "rt_sigaction",
-                           "rt_sigprocmask", "sigaltstack", "mlock", "munlock", "msync",
-                           "mlockall", "munlockall", "pkey_mprotect"})
-# Run where the program made them (they change registers or end the task).
-IN_PLACE = frozenset({"rt_sigreturn", "exit", "exit_group"})
+# The catalogue says which calls run for real with the same arguments, the result checked
+# (EXECUTED), which run where the program made them (IN_PLACE: they change registers or end
+# the task), and which this module's code runs (RUN_BY_REPLAY: EXECUTED and mmap & co.).
 
 
 def _same_content(a: BinaryIO, b: BinaryIO) -> bool:
@@ -127,7 +125,7 @@ class SyscallReplayer:
     def kind(self, name: str) -> str:
         if name in IN_PLACE:
             return "in_place"
-        if name in EXECUTE_AS_IS or name in ("mmap", "mremap", "brk", "arch_prctl"):
+        if name in RUN_BY_REPLAY:
             return "execute"
         return "emulate"
 
@@ -213,5 +211,5 @@ class SyscallReplayer:
     def _track(proc: ProcessState, name: str, args: tuple[int, ...]) -> None:
         if name == "munmap":
             proc.space.unmap(args[0], args[0] + page_up(args[1]))
-        elif name in ("mprotect", "pkey_mprotect"):
+        elif name == "mprotect":
             proc.space.protect(args[0], args[0] + page_up(args[1]), args[2])

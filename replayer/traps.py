@@ -23,6 +23,7 @@ from gdbstub.target import BreakpointConditions, WatchKind, Watchpoint
 from replayer.tasks import CLONE_VM, TaskSet
 from tracee import ptrace_api as api
 from tracee.stops import SignalStop, Stop
+from tracee.syscalls.queries import CLONES, MAP_CHANGERS
 from tracee.sysnums import name_of
 from tracee.task import Task
 from tracefile.records import Event, Kind
@@ -36,8 +37,6 @@ _RW = {WatchKind.WRITE: 0b01, WatchKind.READ: 0b11, WatchKind.ACCESS: 0b11}
 _LEN = {1: 0b00, 2: 0b01, 4: 0b11, 8: 0b10}
 
 
-MAP_CHANGERS = frozenset({"mmap", "munmap", "mremap", "mprotect", "brk", "execve", "madvise"})
-CLONES = frozenset({"clone", "fork", "vfork"})
 
 
 def _maps_change(event: Event) -> bool:

@@ -1,7 +1,7 @@
 """Stops as values: decode a waitpid status into what happened to one task.
 
 Callers `match` on these instead of catching exceptions for ordinary process events. They are
-NamedTuples, cheap to define at start-up (see recorder/syscall_table.py).
+NamedTuples, cheap to define at start-up (see tracee/syscalls/rules.py).
 """
 from __future__ import annotations
 

@@ -1,0 +1,192 @@
+"""Calls multiplexed by an argument (fcntl, ioctl, futex, flock, wait, open flags): the
+commands the catalogue's entries and the recorder's code for irregular calls refer to, and what
+each command writes or waits for.
+
+Pure data, like the rest of tracee.syscalls.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+from tracee.syscalls.rules import (FLOCK, F_OWNER_EX, IFREQ, INT, INT_PAIR, LONG, TERMIO,
+                                   TERMIOS, TERMIOS2, WINSIZE, ArgIs, Fixed, Out, Output)
+
+class FutexOp(IntEnum):
+    """Futex operations that write the futex words (besides waking)."""
+    FUTEX_WAKE_OP = 5           # atomically modifies *uaddr2
+    FUTEX_LOCK_PI = 6           # PI ops store the owner tid / waiters bit in *uaddr
+    FUTEX_UNLOCK_PI = 7
+    FUTEX_TRYLOCK_PI = 8
+    FUTEX_WAIT_REQUEUE_PI = 11  # may take the PI lock *uaddr2 on the waiter's behalf
+    FUTEX_CMP_REQUEUE_PI = 12
+    FUTEX_LOCK_PI2 = 13
+
+
+FUTEX_CMD_MASK = ~(128 | 256) & 0xFFFF_FFFF  # drop FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME
+
+
+def futex_ops(*ops: FutexOp) -> frozenset[int]:
+    return frozenset(int(op) for op in ops)
+
+
+class Fcntl(IntEnum):
+    """On x86-64 the ...64 commands (F_SETLKW64, ...) are these same numbers."""
+    F_GETFL = 3
+    F_SETFL = 4
+    F_GETLK = 5
+    F_SETLK = 6
+    F_SETLKW = 7
+    F_GETOWN_EX = 16
+    F_GETOWNER_UIDS = 17
+    F_OFD_GETLK = 36
+    F_OFD_SETLK = 37
+    F_OFD_SETLKW = 38
+    F_GET_RW_HINT = 1035
+    F_GET_FILE_RW_HINT = 1037
+
+
+_FCNTL_OUTPUTS: dict[int, tuple[Output, ...]] = {
+    Fcntl.F_GETLK: (Out(2, FLOCK),),
+    Fcntl.F_OFD_GETLK: (Out(2, FLOCK),),
+    Fcntl.F_GETOWN_EX: (Out(2, F_OWNER_EX),),
+    Fcntl.F_GETOWNER_UIDS: (Out(2, INT_PAIR),),
+    Fcntl.F_GET_RW_HINT: (Out(2, LONG),),
+    Fcntl.F_GET_FILE_RW_HINT: (Out(2, LONG),),
+}
+
+
+# The commands that wait for a conflicting record or OFD lock to go away.
+FCNTL_WAITS = ArgIs(1, frozenset({Fcntl.F_SETLKW, Fcntl.F_OFD_SETLKW}))
+# The commands that need more than their result recorded: those that write a struct through
+# arg, and those that may wait for a lock.
+FCNTL_NOT_PLAIN = ArgIs(1, frozenset(_FCNTL_OUTPUTS) | FCNTL_WAITS.values)
+# F_SETFL may set or clear O_NONBLOCK.
+FCNTL_SETS_STATUS = ArgIs(1, frozenset({Fcntl.F_SETFL}))
+
+
+def fcntl_outputs(args: tuple[int, ...]) -> tuple[Output, ...]:
+    """fcntl(fd, cmd, arg) writes only for the commands that return a struct through arg."""
+    return _FCNTL_OUTPUTS.get(args[1] & 0xFFFF_FFFF, ())
+
+
+class Ioctl(IntEnum):
+    """ioctl requests glibc, python, perl and coreutils issue (terminals, pipes, files)."""
+    TCGETS = 0x5401
+    TCSETS = 0x5402
+    TCSETSW = 0x5403
+    TCSETSF = 0x5404
+    TCGETA = 0x5405
+    TCSETA = 0x5406
+    TCSETAW = 0x5407
+    TCSETAF = 0x5408
+    TCSBRK = 0x5409
+    TCXONC = 0x540A
+    TCFLSH = 0x540B
+    TIOCEXCL = 0x540C
+    TIOCNXCL = 0x540D
+    TIOCSCTTY = 0x540E
+    TIOCGPGRP = 0x540F
+    TIOCSPGRP = 0x5410
+    TIOCOUTQ = 0x5411
+    TIOCGWINSZ = 0x5413
+    TIOCSWINSZ = 0x5414
+    TIOCMGET = 0x5415
+    FIONREAD = 0x541B
+    FIONBIO = 0x5421
+    TIOCNOTTY = 0x5422
+    TIOCGETD = 0x5424
+    TCSBRKP = 0x5425
+    TIOCGSID = 0x5429
+    TCGETS2 = 0x802C542A
+    TCSETS2 = 0x402C542B
+    TCSETSW2 = 0x402C542C
+    TCSETSF2 = 0x402C542D
+    TIOCGPTN = 0x80045430
+    TIOCSPTLCK = 0x40045431
+    TIOCGPTLCK = 0x80045439
+    TIOCGEXCL = 0x80045440
+    TIOCGPTPEER = 0x5441
+    FIONCLEX = 0x5450
+    FIOCLEX = 0x5451
+    FIOASYNC = 0x5452
+    FIOQSIZE = 0x5460
+    FICLONE = 0x40049409         # cp --reflink=auto
+    FICLONERANGE = 0x4020940D
+    FS_IOC_GETFLAGS = 0x80086601  # declared long, but the kernel stores an int
+    SIOCGIFNAME = 0x8910         # if_indextoname
+    SIOCGIFCONF = 0x8912         # the interfaces (libuuid's uuid_generate_time, ifconfig)
+    SIOCGIFFLAGS = 0x8913        # ... and what each is: ifconfig, libuuid
+    SIOCGIFADDR = 0x8915
+    SIOCGIFDSTADDR = 0x8917
+    SIOCGIFBRDADDR = 0x8919
+    SIOCGIFNETMASK = 0x891B
+    SIOCGIFMETRIC = 0x891D
+    SIOCGIFMTU = 0x8921
+    SIOCGIFHWADDR = 0x8927
+    SIOCGIFTXQLEN = 0x8942
+    SIOCGIFMAP = 0x8970
+    SIOCGIFINDEX = 0x8933        # if_nametoindex
+
+
+def _arg2(size: Fixed) -> tuple[Output, ...]:
+    return (Out(2, size),)
+
+
+IOCTLS: dict[int, tuple[Output, ...]] = {
+    # by default a request only reads its argument; SIOCGIFCONF has code (ifconf_ranges)
+    **{int(req): () for req in Ioctl if req != Ioctl.SIOCGIFCONF},
+    Ioctl.TCGETS: _arg2(TERMIOS),
+    Ioctl.TCGETA: _arg2(TERMIO),
+    Ioctl.TCGETS2: _arg2(TERMIOS2),
+    Ioctl.TIOCGWINSZ: _arg2(WINSIZE),
+    Ioctl.TIOCGPGRP: _arg2(INT),
+    Ioctl.TIOCGSID: _arg2(INT),
+    Ioctl.TIOCOUTQ: _arg2(INT),
+    Ioctl.TIOCMGET: _arg2(INT),
+    Ioctl.FIONREAD: _arg2(INT),
+    Ioctl.TIOCGETD: _arg2(INT),
+    Ioctl.TIOCGPTN: _arg2(INT),
+    Ioctl.TIOCGPTLCK: _arg2(INT),
+    Ioctl.TIOCGEXCL: _arg2(INT),
+    Ioctl.FIOQSIZE: _arg2(LONG),
+    Ioctl.FS_IOC_GETFLAGS: _arg2(INT),
+    **{int(req): _arg2(IFREQ) for req in (
+        Ioctl.SIOCGIFNAME, Ioctl.SIOCGIFINDEX, Ioctl.SIOCGIFFLAGS, Ioctl.SIOCGIFADDR,
+        Ioctl.SIOCGIFDSTADDR, Ioctl.SIOCGIFBRDADDR, Ioctl.SIOCGIFNETMASK, Ioctl.SIOCGIFMETRIC,
+        Ioctl.SIOCGIFMTU, Ioctl.SIOCGIFHWADDR, Ioctl.SIOCGIFTXQLEN, Ioctl.SIOCGIFMAP)},
+}
+
+# Requests that wait for the terminal's output to drain (tcdrain is TCSBRK with arg 1,
+# tcsetattr(TCSADRAIN/TCSAFLUSH) TCSETSW/TCSETSF).
+IOCTL_WAITS = ArgIs(1, frozenset({
+    Ioctl.TCSETSW, Ioctl.TCSETSF, Ioctl.TCSETAW, Ioctl.TCSETAF, Ioctl.TCSETSW2,
+    Ioctl.TCSETSF2, Ioctl.TCSBRK, Ioctl.TCSBRKP,
+}))
+# FIONBIO sets or clears O_NONBLOCK.
+IOCTL_SETS_STATUS = ArgIs(1, frozenset({Ioctl.FIONBIO}))
+
+
+def ioctl_outputs(request: int) -> tuple[Output, ...] | None:
+    """Outputs of ioctl(fd, request, argp); None for a request this table does not know
+    (the recorder then refuses it, naming the request)."""
+    return IOCTLS.get(request & 0xFFFF_FFFF)  # the kernel's cmd is an unsigned int
+
+
+# flock(fd, op): waits unless LOCK_NB (4) or LOCK_UN (8).
+LOCK_NB, LOCK_UN = 4, 8
+FLOCK_WAITS = ArgIs(1, frozenset({0}), mask=LOCK_NB | LOCK_UN)
+# wait4(pid, status, options, rusage) / waitid(idtype, id, info, options, rusage): WNOHANG.
+WNOHANG = 1
+WAIT4_WAITS = ArgIs(2, frozenset({0}), mask=WNOHANG)
+WAITID_WAITS = ArgIs(3, frozenset({0}), mask=WNOHANG)
+# poll(fds, nfds, timeout) and epoll_wait(epfd, events, max, timeout) with timeout 0 only look.
+POLL_WAITS = ArgIs(2, frozenset({0}), negate=True)
+EPOLL_WAITS = ArgIs(3, frozenset({0}), negate=True)
+# send/recv flags: MSG_DONTWAIT
+MSG_DONTWAIT = 0x40
+
+# open flags (x86-64)
+O_WRONLY, O_CREAT, O_EXCL, O_TRUNC = 0o1, 0o100, 0o200, 0o1000
+O_NONBLOCK = 0o4000
+O_PATH = 0o10000000
+AT_FDCWD = -100
