@@ -116,10 +116,21 @@ class Syscall(NamedTuple):
     # May block for a long time (read on a pipe, poll, futex wait): the scheduler may run
     # other threads meanwhile and outputs go through scratch buffers (issue 5).
     may_block: bool = False
+    # Shows or sets the program's CPU set, which relive keeps virtual (recorder.cpu_view):
+    # the recorder rewrites or answers the call.
+    cpu_view: bool = False
+    # The argument holding a path the call opens (a /proc/.../status file shows the CPU
+    # set: recorder.cpu_view), or -1.
+    path_arg: int = -1
+    # The argument holding the descriptor the call reads (reads of such a status file are
+    # rewritten), or -1.
+    reads_fd: int = -1
 
 
-def S(*outputs: Output, may_block: bool = False) -> Syscall:
-    return Syscall(outputs=tuple(outputs), may_block=may_block)
+def S(*outputs: Output, may_block: bool = False, cpu_view: bool = False, path_arg: int = -1,
+      reads_fd: int = -1) -> Syscall:
+    return Syscall(outputs=tuple(outputs), may_block=may_block, cpu_view=cpu_view,
+                   path_arg=path_arg, reads_fd=reads_fd)
 
 
 # ---- x86-64 sizes of what the kernel writes (tests compare them with gcc's sizeof) ---------
@@ -186,8 +197,8 @@ def _futex_op(*ops: FutexOp) -> frozenset[int]:
 
 TABLE: dict[str, Syscall] = {
     # -- reading and writing file descriptors
-    "read": S(Out(1, Result()), may_block=True),
-    "pread64": S(Out(1, Result())),
+    "read": S(Out(1, Result()), may_block=True, reads_fd=0),
+    "pread64": S(Out(1, Result()), reads_fd=0),
     "readv": S(IovecOut(1, 2), may_block=True),
     "preadv": S(IovecOut(1, 2)),
     "preadv2": S(IovecOut(1, 2), may_block=True),   # offset -1 reads like readv
@@ -208,9 +219,9 @@ TABLE: dict[str, Syscall] = {
     "readahead": S(),
     "sync_file_range": S(),
     # -- opening and closing (opening a FIFO blocks until the other end opens)
-    "open": S(may_block=True),
-    "openat": S(may_block=True),
-    "openat2": S(may_block=True),
+    "open": S(may_block=True, path_arg=0),
+    "openat": S(may_block=True, path_arg=1),
+    "openat2": S(may_block=True, path_arg=1),
     "creat": S(may_block=True),
     "close": S(),
     "close_range": S(),
@@ -343,13 +354,14 @@ TABLE: dict[str, Syscall] = {
     # The version field is rewritten (and EINVAL returned) when the caller's is unknown.
     "capget": S(Out(0, INT, always=True), Out(1, CAP_DATA)),
     "capset": S(),
-    "getcpu": S(Out(0, INT), Out(1, INT)),
+    "getcpu": S(Out(0, INT), Out(1, INT), cpu_view=True),
     "kcmp": S(),
     "ioprio_get": S(), "ioprio_set": S(),
     # -- scheduling
     "sched_yield": S(),
-    "sched_getaffinity": S(Out(2, Min(ArgValue(1), Result()))),  # result: bytes written
-    "sched_setaffinity": S(),
+    "sched_getaffinity": S(Out(2, Min(ArgValue(1), Result())),  # result: bytes written
+                           cpu_view=True),
+    "sched_setaffinity": S(cpu_view=True),
     # NUMA policy (procps' ps/top ask): the mode, and the node mask in whole longs of
     # maxnode - 1 bits (over by at most one long when that is a multiple of 64)
     "get_mempolicy": S(Out(0, INT), Out(1, ArgCeil(2, 64, 8))),

@@ -52,11 +52,21 @@ def info_text(trace: Path) -> str:
             "complete: NO - the recording was cut off; replay stops at its last event"
             + (f" ({m['error']})" if m.get("error") else ""),
         ]
+        if "cpuid" in m:
+            lines.append(f"cpuid:    {_cpuid_text(m)}")
         if "exit_status" in m:
             lines.append(f"status:   {_status_text(m['exit_status'])}")
         return "\n".join(lines)
     finally:
         r.close()
+
+
+def _cpuid_text(m: dict[str, object]) -> str:
+    if m["cpuid"] == "faulting":
+        return "recorded (CPUID faulting): replays on any CPU that offers CPUID faulting"
+    cpu = m.get("cpu_number")
+    where = f"CPU {cpu}" if isinstance(cpu, int) else "no CPU in particular (not pinned)"
+    return f"native (no CPUID faulting): recorded on {where}; replay runs there by default"
 
 
 def _task_summary(tasks: list[TaskRecord]) -> str:
@@ -103,6 +113,11 @@ def describe_event(ev: Event) -> str:
             return f"{head} {name} {ev.info.get('where')} [{written} bytes written]"
         case Kind.RDTSC:
             return f"{head} value {ev.result:#x}"
+        case Kind.CPUID:
+            out = ev.info.get("out") or []
+            regs = unpack(ev.regs) if ev.regs else {}
+            return (f"{head} leaf {ev.result:#x} subleaf {regs.get('rcx', 0) & 0xFFFF_FFFF:#x} "
+                    f"-> {' '.join(f'{v:#x}' for v in out)}")
         case Kind.RDRAND:
             value = ev.result & 0xFFFF_FFFF_FFFF_FFFF
             return f"{head} {ev.info.get('insn')} {ev.info.get('reg')} = {value:#x}"

@@ -61,7 +61,8 @@
 #define REGS_SIZE (NREGS * 8)
 #define MAX_OUTS 3
 #define MAX_EXCEPT 8
-#define SPEC_HEAD (3 + MAX_EXCEPT)
+#define SPEC_HEAD (4 + MAX_EXCEPT)
+#define SPEC_PATH (3 + MAX_EXCEPT)  /* the word naming an argument that is a path opened */
 #define SPEC_WORDS (SPEC_HEAD + 4 * MAX_OUTS)
 /* Output size kinds in the spec table (recorder/fastpath.py builds it). */
 #define SIZE_FIXED 1   /* n bytes */
@@ -188,12 +189,22 @@ static int is_exception(const int64_t *call, const struct user_regs_struct *e)
     return 0;
 }
 
+/* Does the path at `addr` in the tracee start with "/proc/"? Such an open may be of a status
+   file, whose CPU lines relive rewrites (recorder/cpu_view.py): Python must see it. */
+static int opens_proc(int memfd, uint64_t addr)
+{
+    char p[6];
+    return addr && pread(memfd, p, sizeof p, (off_t)addr) == (ssize_t)sizeof p
+        && memcmp(p, "/proc/", sizeof p) == 0;
+}
+
 /* out: [0] records, [1] reason, [2] tid, [3] status, [4] entry pending (its registers are in
    `entry`), [5] errno, [6] data bytes used. spec: SPEC_WORDS int64 per syscall number below
    nspec: [0] the number of outputs, < 0 for "not simple"; [1] the argument holding a file
    descriptor written to, checked against `watched`, or -1; [2] an argument whose values
-   [3 .. 3 + MAX_EXCEPT) (-1: none) make the call not simple, or -1; then MAX_OUTS rules of
-   4 words (argument, size kind, size value, written even on failure). */
+   [3 .. 3 + MAX_EXCEPT) (-1: none) make the call not simple, or -1; [SPEC_PATH] an argument
+   holding a path that makes the call not simple when it is under /proc/, or -1; then
+   MAX_OUTS rules of 4 words (argument, size kind, size value, written even on failure). */
 long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
                        const uint64_t *watched, long nwatched,
                        struct rec *recs, long max_recs, unsigned char *data, int64_t data_cap,
@@ -235,6 +246,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
         uint64_t nr = regs.orig_rax;
         const int64_t *call = nr < (uint64_t)nspec ? spec + nr * SPEC_WORDS : NULL;
         if (!call || call[0] < 0 || is_exception(call, &regs)
+            || (call[SPEC_PATH] >= 0 && opens_proc(memfd, arg_of(&regs, call[SPEC_PATH])))
             || (call[1] >= 0
                 && writes_watched_file(tid, arg_of(&regs, call[1]), watched, nwatched))) {
             reason = R_STOP;  /* an entry Python handles */

@@ -31,7 +31,7 @@ OUT_WORDS = 7
 SIZE_FIXED, SIZE_RESULT, SIZE_ARG = 1, 2, 3
 MAX_OUTS = 3
 MAX_EXCEPT = 8
-SPEC_HEAD = 3 + MAX_EXCEPT
+SPEC_HEAD = 4 + MAX_EXCEPT  # (fastloop.c SPEC_PATH is its last word)
 SPEC_WORDS = SPEC_HEAD + 4 * MAX_OUTS
 
 _lib: ctypes.CDLL | None = None

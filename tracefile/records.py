@@ -10,8 +10,9 @@ import enum
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-FORMAT_VERSION = 3
-OLDEST_FORMAT = 2  # version 3 added RDRAND events; a version 2 trace reads the same
+FORMAT_VERSION = 4
+# Version 3 added RDRAND events, version 4 CPUID events: older traces read the same.
+OLDEST_FORMAT = 2
 
 
 class Kind(enum.IntEnum):
@@ -25,6 +26,8 @@ class Kind(enum.IntEnum):
     PREEMPT = 8   # the thread was preempted in user code: info has rip and a memory digest
     RDRAND = 9    # a patched rdrand/rdseed (tracee.rdrand): result = the number it gave (as
     #               a signed 64-bit integer); info has the instruction's reg, width, len
+    CPUID = 10    # a cpuid that faulted (tracee.cpuid): result = the leaf; info["out"] =
+    #               [eax, ebx, ecx, edx] it gave
 
 
 class MemoryWrite(NamedTuple):
