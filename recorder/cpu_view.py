@@ -143,7 +143,7 @@ class CpuView:
         self.status_fds: dict[int, dict[int, StatusFile]] = {}   # pid -> fd -> file
         self._served: dict[tuple[int, int], _Served] = {}
         self._names = frozenset(n for n, c in table.TABLE.items()
-                                if c.cpu_view or c.path_arg >= 0 or c.reads_fd >= 0)
+                                if c.cpu_view or c.path_arg >= 0 or c.fd_in >= 0)
 
     # -- threads ------------------------------------------------------------------------------
     def add_task(self, tid: int, pid: int, parent: int | None, parent_pid: int | None) -> None:
@@ -181,6 +181,8 @@ class CpuView:
                 return AT_EXIT if path and task.mem.read_upto(path, 6) == b"/proc/" else None
             except MemoryAccessError:
                 return None
+        if name.startswith("dup"):
+            return AT_EXIT if self._status_of(task, args[0] & 0xFFFF_FFFF) else None
         return self._read_entry(task, name, args)
 
     def on_exit(self, task: Task, name: str, args: tuple[int, ...], result: int) -> int:
@@ -195,7 +197,7 @@ class CpuView:
             cpus = self.masks.get(task.tid, self.native)
             if args[0] and task.mem.read_uint(args[0], 4) not in cpus:
                 task.mem.write(args[0], min(cpus).to_bytes(4, "little"))
-        elif table.TABLE[name].path_arg >= 0:
+        elif table.TABLE[name].path_arg >= 0 or name.startswith("dup"):
             self._opened(task, result)
         else:
             result = self._read_exit(task, name, args, result)
@@ -278,7 +280,9 @@ class CpuView:
         offset = args[3] if name == "pread64" else None
         text = task.mem.read_upto(buf, result)
         if result >= count:  # not the whole text: the rest as relive reads it now
-            text += _read_file(f"/proc/{f.tid}/status")[result:]
+            text = _complete(text, _read_file(f"/proc/{f.tid}/status"))
+            if f.tid == task.tid:  # its own status: it reads it running, not stopped
+                text = text.replace(b"State:\tt (tracing stop)\n", b"State:\tR (running)\n")
         cpus = self.masks.get(f.tid)
         if cpus is None:
             return result
@@ -288,6 +292,17 @@ class CpuView:
         pos = result if offset is None else -1
         self._served[(task.pid, fd)] = _Served(text[count:], pos, text)
         return len(chunk)
+
+
+def _complete(head: bytes, full: bytes) -> bytes:
+    """`head`, the start of a status text, completed from `full`, the whole text read a
+    little later (by relive: its State line differs in length), line by line."""
+    lines = full.split(b"\n")
+    k = head.count(b"\n")
+    if k >= len(lines):
+        return head
+    tail = len(head) - (head.rfind(b"\n") + 1)
+    return head + b"\n".join([lines[k][tail:], *lines[k + 1:]])
 
 
 def _position(pid: int, fd: int) -> int:

@@ -177,8 +177,8 @@ class RecordLoop:
         return self._simple[alone]
 
     def _spec(self, alone: bool, reads_left: tuple[int, ...]) -> ctypes.Array[ctypes.c_int64]:
-        """The spec table, with the reads of descriptors `reads_left` (table.reads_fd) left
-        to Python."""
+        """The spec table, with the calls that read or duplicate descriptors `reads_left`
+        (table.Syscall.fd_in) left to Python."""
         base = self._specs[alone]
         if not reads_left:
             return base
@@ -191,13 +191,13 @@ class RecordLoop:
             words = fastloop.SPEC_WORDS
             for nr in self._simple[alone]:
                 call = table.lookup(NAME_OF[nr])
-                if call is None or call.reads_fd < 0:
+                if call is None or call.fd_in < 0:
                     continue
                 if len(reads_left) > fastloop.MAX_EXCEPT:
                     spec[nr * words] = -1
                     continue
                 values = [*reads_left, *[-1] * (fastloop.MAX_EXCEPT - len(reads_left))]
-                spec[nr * words + 2] = call.reads_fd
+                spec[nr * words + 2] = call.fd_in
                 for k, v in enumerate(values):
                     spec[nr * words + 3 + k] = v
             self._read_specs[key] = spec
@@ -206,8 +206,8 @@ class RecordLoop:
     def run(self, tid: int, memfd: int, *, alone: bool,
             watched: tuple[tuple[int, int], ...], reads_left: tuple[int, ...] = ()) -> Batch:
         """Resume `tid` (stopped after a recorded syscall exit) and record what it can,
-        leaving writes to the `watched` files ((dev, ino) pairs) and reads of the
-        descriptors `reads_left` to the Python path. The records are copied out of the
+        leaving writes to the `watched` files ((dev, ino) pairs) and reads (and dups) of
+        the descriptors `reads_left` to the Python path. The records are copied out of the
         loop's buffers here and unpacked later (by the trace writer's thread)."""
         out = self._out
         self.simple(alone=alone)
