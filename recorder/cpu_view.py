@@ -22,6 +22,7 @@ Not covered: rdpid and rdtscp's TSC_AUX (the CPU number; cannot be trapped), the
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 from typing import NamedTuple
@@ -31,6 +32,7 @@ from tracee.task import MemoryAccessError, Task
 
 EFAULT, EINVAL = 14, 22
 MAX_MASK = 1024  # bytes: the kernel's largest cpumask (8192 CPUs)
+NR_SCHED_GETAFFINITY = 204
 _STATUS = re.compile(r"/proc/(\d+)/(?:task/(\d+)/)?status")
 AT_EXIT = object()  # on_entry: nothing to answer now, rewrite at the exit
 
@@ -139,6 +141,7 @@ class CpuView:
         self.native = native
         self.pinned = pinned
         self.allowed = allowed_cpus() if self.enabled else native
+        self.mask_size = _kernel_mask_size() if self.enabled else MAX_MASK
         self.masks: dict[int, frozenset[int]] = {}
         self.status_fds: dict[int, dict[int, StatusFile]] = {}   # pid -> fd -> file
         self._served: dict[tuple[int, int], _Served] = {}
@@ -209,7 +212,8 @@ class CpuView:
         if target not in self.masks:
             return None  # not a recorded thread: the kernel answers
         try:
-            raw = task.mem.read(args[2], min(args[1], MAX_MASK)) if args[1] else b""
+            # (the kernel reads at most its own mask's size, and a shorter mask is enough)
+            raw = task.mem.read(args[2], min(args[1], self.mask_size)) if args[1] else b""
         except MemoryAccessError:
             return -EFAULT
         bits = int.from_bytes(raw, "little")
@@ -303,6 +307,13 @@ def _complete(head: bytes, full: bytes) -> bytes:
         return head
     tail = len(head) - (head.rfind(b"\n") + 1)
     return head + b"\n".join([lines[k][tail:], *lines[k + 1:]])
+
+
+def _kernel_mask_size() -> int:
+    """The bytes of the kernel's cpumask (what sched_getaffinity returns)."""
+    buf = ctypes.create_string_buffer(MAX_MASK)
+    size = int(ctypes.CDLL(None).syscall(NR_SCHED_GETAFFINITY, 0, MAX_MASK, buf))
+    return size if 0 < size <= MAX_MASK else MAX_MASK
 
 
 def _position(pid: int, fd: int) -> int:

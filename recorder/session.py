@@ -142,6 +142,7 @@ class Recorder:
             self.writer.avoid_cpu(cpu)  # SQLite's work goes on beside the recording
         self.cpus = CpuView(native, cpu)
         self.cpuid = CpuidRecorder(self, faulting=cpuid.faulting_available())
+        fastloop.trap_cpuid(self.cpuid.faulting)
         self.writer.set_meta(**self.cpuid.meta(cpu))
         pid = spawn(self.path, self.argv, self.env)
         self.root = pid

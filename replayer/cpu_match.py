@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 
-from tracee import cpuid
+from tracee import cpuid, fastloop
 from tracee.spawn import pin_to_one_cpu
 
 from replayer.errors import ReplayError
@@ -34,6 +34,7 @@ def pin_replay(meta: dict[str, object]) -> int | None:
                 + (" or RELIVE_CPUID_FAULTING=0 turns off" if os.environ.get(cpuid.FORCE_OFF)
                    else "") + ": the program's cpuid would run unrecorded and the replay "
                 "would diverge; replay it on a machine with cpuid_fault in /proc/cpuinfo")
+        fastloop.trap_cpuid(True)
         return pin_to_one_cpu()
     if mode != "native":
         return pin_to_one_cpu()

@@ -26,7 +26,8 @@
  * tracee (PR_SET_TSC): the kernel toggles CR4.TSD at each switch between a task that traps
  * rdtsc and one that does not, and on a VM that costs about a third of a ptrace round trip
  * (bench/ptrace_floor -t). Nothing in the loops reads the TSC: now_ns() makes a real
- * clock_gettime syscall (the vDSO's reads it).
+ * clock_gettime syscall (the vDSO's reads it). Where the tracees' cpuid faults, the loops
+ * make it fault in the calling thread too, for the same reason (relive_trap_cpuid).
  *
  * Nothing here decides policy: which syscalls are simple, which events may be batched, is
  * decided in Python and passed in. Neither function ever retries a ptrace request after an
@@ -57,6 +58,7 @@
 #define R_MATCH 5    /* relive_find_point: stopped at a hit with the registers wanted */
 
 #define SYSCALL_TRAP (SIGTRAP | 0x80)
+#define ARCH_SET_CPUID_ 0x1012
 #define NREGS 27
 #define REGS_SIZE (NREGS * 8)
 #define MAX_OUTS 3
@@ -76,19 +78,34 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Make rdtsc fault in this thread, as in the tracees; returns what to restore. */
-static int trap_tsc_like_tracees(void)
+/* Whether the tracees' cpuid faults (CPUID faulting, tracee/cpuid.py): set from Python. */
+static int tracees_fault_cpuid;
+
+void relive_trap_cpuid(int on)
+{
+    tracees_fault_cpuid = on;
+}
+
+/* Make rdtsc fault in this thread, as in the tracees, and cpuid if it faults in them (the
+   kernel rewrites the CPUID faulting MSR at each switch between a task with it and one
+   without: a VM exit, which doubled the cost of a syscall's stops); returns what to
+   restore. Nothing in the loops executes cpuid. */
+static int trap_like_tracees(void)
 {
     int old = PR_TSC_ENABLE;
     if (prctl(PR_GET_TSC, &old, 0, 0, 0) == 0 && old != PR_TSC_SIGSEGV)
         prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);
+    if (tracees_fault_cpuid)
+        syscall(SYS_arch_prctl, ARCH_SET_CPUID_, 0);
     return old;
 }
 
-static void restore_tsc(int old)
+static void restore_traps(int old)
 {
     if (old != PR_TSC_SIGSEGV)
         prctl(PR_SET_TSC, old, 0, 0, 0);
+    if (tracees_fault_cpuid)
+        syscall(SYS_arch_prctl, ARCH_SET_CPUID_, 1);
 }
 
 static int is_syscall_stop(int status)
@@ -214,7 +231,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
     long n = 0;
     int64_t used = 0;
     int status = 0, reason = 0, w;
-    int tsc = trap_tsc_like_tracees();
+    int tsc = trap_like_tracees();
     memset(out, 0, 7 * sizeof(int64_t));
     for (;;) {
         if (n >= max_recs || now_ns() >= deadline_ns) {
@@ -292,7 +309,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
         out[4] = 0;
         n++;
     }
-    restore_tsc(tsc);
+    restore_traps(tsc);
     out[0] = n;
     out[1] = reason;
     out[3] = status;
@@ -375,7 +392,7 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
     struct user_regs_struct regs;
     long i;
     int status = 0, reason = R_PARKED;
-    int tsc = trap_tsc_like_tracees();
+    int tsc = trap_like_tracees();
     memset(out, 0, 7 * sizeof(int64_t));
     for (i = 0; i < nev; i++) {
         if (i > 0 && now_ns() >= deadline_ns)
@@ -401,7 +418,7 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
             break;
         }
     }
-    restore_tsc(tsc);
+    restore_traps(tsc);
     out[0] = i;
     out[1] = reason;
     out[3] = status;
@@ -424,7 +441,7 @@ long relive_find_point(int tid, uint64_t rip, const unsigned char *want, long ma
     struct user_regs_struct regs;
     long hits = 0;
     int status = 0, reason = R_PARKED;
-    int tsc = trap_tsc_like_tracees();
+    int tsc = trap_like_tracees();
     const long dr6_offset = offsetof(struct user, u_debugreg) + 6 * sizeof(long);
     memset(out, 0, 7 * sizeof(int64_t));
     while (hits < max_hits && (hits % 256 != 0 || hits == 0 || now_ns() < deadline_ns)) {
@@ -452,7 +469,7 @@ long relive_find_point(int tid, uint64_t rip, const unsigned char *want, long ma
             break;
         }
     }
-    restore_tsc(tsc);
+    restore_traps(tsc);
     out[0] = hits;
     out[1] = reason;
     out[3] = status;

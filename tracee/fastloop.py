@@ -79,6 +79,14 @@ def _build(source: bytes) -> Path:
     return target
 
 
+def trap_cpuid(on: bool) -> None:
+    """Tell the loops whether the tracees' cpuid faults: they make it fault in the tracer's
+    thread too while they run (see fastloop.c, trap_like_tracees)."""
+    lib = load()
+    if lib is not None:
+        lib.relive_trap_cpuid(int(on))
+
+
 def load() -> ctypes.CDLL | None:
     """The loaded library, or None (disabled, or it could not be built: said once)."""
     global _lib, _tried
@@ -110,6 +118,8 @@ def load() -> ctypes.CDLL | None:
     lib.relive_find_point.argtypes = [
         ctypes.c_int, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_long, ctypes.c_int64,
         ctypes.c_void_p]
+    lib.relive_trap_cpuid.restype = None
+    lib.relive_trap_cpuid.argtypes = [ctypes.c_int]
     log.debug("compiled fast path loaded from %s", path)
     _lib = lib
     return lib
