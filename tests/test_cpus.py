@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,9 @@ import sys
 import pytest
 
 from conftest import assert_faithful, describe, record, replay, run_native, run_relive
+from gdbhelpers import gdb_batch, requires_gdb, serve
+
+__all__ = ["serve"]  # the fixture, imported for pytest
 
 CPUS = sorted(os.sched_getaffinity(0))
 needs_two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs two usable CPUs")
@@ -134,6 +138,26 @@ def test_cpuid_replays_on_another_cpu(tmp_path, programs):
     assert "CPUID   leaf 0x1 " in dump.stdout
     info = run_relive("info", trace, text=True)
     assert "cpuid:    recorded (CPUID faulting)" in info.stdout
+
+
+@requires_gdb
+@needs_two_cpus
+@needs_faulting
+def test_gdb_steps_over_cpuid_to_the_recorded_values(programs, tmp_path, serve, monkeypatch):
+    """Under gdb, on another CPU than the recording's: stepping over cpuid gives the
+    recorded APIC id, and so does stepping over it again after reverse-stepi."""
+    trace = tmp_path / "trace"
+    rec = record(trace, programs["cpuid_apic"], env=_env(RELIVE_CPU=str(CPUS[0])))
+    assert rec.returncode == 0, describe(rec)
+    apic = int(rec.stdout.split()[2].rstrip(b","))
+    monkeypatch.setenv("RELIVE_CPU", str(CPUS[-1]))
+    server = serve(trace)
+    run = gdb_batch("break *cpuid_here", "continue", "x/i $pc", "stepi",
+                    'printf "after: %d\\n", $rbx >> 24', "reverse-stepi", "x/i $pc", "stepi",
+                    'printf "again: %d\\n", $rbx >> 24', connect=server.address)
+    out = run.output
+    assert re.search(r"=> 0x[0-9a-f]+ <[^>]+>:\s+cpuid", out), str(run)
+    assert f"after: {apic}\n" in out and f"again: {apic}\n" in out, str(run)
 
 
 @needs_faulting

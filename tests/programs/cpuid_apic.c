@@ -13,6 +13,8 @@ int main(void)
     __asm__ volatile(
         "mov $1, %%eax\n\t"
         "xor %%ecx, %%ecx\n\t"
+        ".globl cpuid_here\n"      /* (for gdb: break *cpuid_here) */
+        "cpuid_here:\n\t"
         "cpuid\n\t"
         "mov %%rbx, %%r12\n\t"      /* keep it: rbx is what the syscall below shows */
         "mov $110, %%eax\n\t"       /* getppid, with the APIC id in rbx */
