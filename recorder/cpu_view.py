@@ -34,7 +34,15 @@ EFAULT, EINVAL = 14, 22
 MAX_MASK = 1024  # bytes: the kernel's largest cpumask (8192 CPUs)
 NR_SCHED_GETAFFINITY = 204
 _STATUS = re.compile(r"/proc/(\d+)/(?:task/(\d+)/)?status")
-AT_EXIT = object()  # on_entry: nothing to answer now, rewrite at the exit
+
+
+class View(NamedTuple):
+    """What to do with a call at its entry: answer it with `answer` (not run), or, with
+    None, run it and rewrite what it shows at its exit (`CpuView.on_exit`)."""
+    answer: int | None
+
+
+AT_EXIT = View(None)
 
 
 def parse_list(text: str) -> frozenset[int]:
@@ -139,7 +147,6 @@ class CpuView:
     def __init__(self, native: frozenset[int], pinned: int | None) -> None:
         self.enabled = pinned is not None
         self.native = native
-        self.pinned = pinned
         self.allowed = allowed_cpus() if self.enabled else native
         self.mask_size = _kernel_mask_size() if self.enabled else MAX_MASK
         self.masks: dict[int, frozenset[int]] = {}
@@ -156,10 +163,10 @@ class CpuView:
         if parent_pid is not None and pid != parent_pid and parent_pid in self.status_fds:
             self.status_fds[pid] = dict(self.status_fds[parent_pid])
 
-    def remove_task(self, tid: int, pid: int) -> None:
+    def remove_task(self, tid: int) -> None:
+        """(A process's status files are kept: its leader may end before its threads, and
+        each descriptor is checked again at its next read anyway.)"""
         self.masks.pop(tid, None)
-        if tid == pid:
-            self.status_fds.pop(pid, None)
 
     def watched_fds(self, pid: int) -> tuple[int, ...]:
         """The descriptors of process `pid` a read of which the compiled loop leaves to
@@ -168,9 +175,8 @@ class CpuView:
         return tuple(sorted(fds)) if fds else ()
 
     # -- syscalls -----------------------------------------------------------------------------
-    def on_entry(self, task: Task, name: str, args: tuple[int, ...]) -> object:
-        """None: nothing to do; an int: the call is answered with it, not run; AT_EXIT:
-        run it and call `on_exit`."""
+    def on_entry(self, task: Task, name: str, args: tuple[int, ...]) -> View | None:
+        """What to do with this call (None: nothing, it runs as it is)."""
         if not self.enabled or name not in self._names:
             return None
         call = table.TABLE[name]
@@ -207,7 +213,7 @@ class CpuView:
             task.set_reg("rax", result)
         return result
 
-    def _set_affinity(self, task: Task, args: tuple[int, ...]) -> int | None:
+    def _set_affinity(self, task: Task, args: tuple[int, ...]) -> View | None:
         target = args[0] & 0xFFFF_FFFF or task.tid
         if target not in self.masks:
             return None  # not a recorded thread: the kernel answers
@@ -215,13 +221,13 @@ class CpuView:
             # (the kernel reads at most its own mask's size, and a shorter mask is enough)
             raw = task.mem.read(args[2], min(args[1], self.mask_size)) if args[1] else b""
         except MemoryAccessError:
-            return -EFAULT
+            return View(-EFAULT)
         bits = int.from_bytes(raw, "little")
         wanted = frozenset(c for c in self.allowed if bits >> c & 1)
         if not wanted:
-            return -EINVAL
+            return View(-EINVAL)
         self.masks[target] = wanted
-        return 0
+        return View(0)
 
     # -- status files -------------------------------------------------------------------------
     def _opened(self, task: Task, fd: int) -> None:
@@ -254,7 +260,7 @@ class CpuView:
             return None
         return f
 
-    def _read_entry(self, task: Task, name: str, args: tuple[int, ...]) -> object:
+    def _read_entry(self, task: Task, name: str, args: tuple[int, ...]) -> View | None:
         fd = args[0] & 0xFFFF_FFFF
         if self._status_of(task, fd) is None:
             return None
@@ -272,8 +278,8 @@ class CpuView:
                 return AT_EXIT if pos == 0 else None
             chunk, served.rest = served.rest[:count], served.rest[count:]
         if chunk and task.mem.write(args[1], chunk) != len(chunk):
-            return -EFAULT
-        return len(chunk)
+            return View(-EFAULT)
+        return View(len(chunk))
 
     def _read_exit(self, task: Task, name: str, args: tuple[int, ...], result: int) -> int:
         """The first read of a status text (from its start): rewrite what it returned."""

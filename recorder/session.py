@@ -20,7 +20,7 @@ import os
 import signal
 
 from recorder import syscall_table as table
-from recorder.cpu_view import AT_EXIT, CpuView
+from recorder.cpu_view import CpuView
 from recorder.cpuid_record import CpuidRecorder
 from recorder.fastpath import Batch, RecordLoop, entry_of
 from recorder.errors import UnsupportedError
@@ -292,10 +292,8 @@ class Recorder:
         elif name == "arch_prctl":
             entry.fake_result = self.cpuid.arch_prctl(t.task.tid, args)
         elif (view := self.cpus.on_entry(t.task, name, args)) is not None:
-            if view is AT_EXIT:
-                entry.view = True
-            else:
-                entry.fake_result = view  # type: ignore[assignment]
+            entry.fake_result = view.answer
+            entry.view = view.answer is None
         elif table.lookup(name) is None and name not in table.IRREGULAR:
             raise UnsupportedError(f"the program called syscall {name} (number {nr}), which "
                                    "relive cannot record yet")
@@ -650,7 +648,7 @@ class Recorder:
             self.emit(t, Kind.EXIT, result=status)
             self.writer.set_task_exit(t.task.tid, status)
         self.scratch.release(t.task.tid, t.space)
-        self.cpus.remove_task(t.task.tid, t.task.pid)
+        self.cpus.remove_task(t.task.tid)
         self.cpuid.forget(t.task.tid)
         self.queue.remove(t)
         del self.tasks[t.task.tid]
