@@ -17,7 +17,8 @@ rewritten to that set, and recorded as rewritten (replay returns the recorded by
     compiled loop leaves them to Python: fastpath), and the descriptors of status files are
     watched per process; a read of one is served from the rewritten text.
 /proc/cpuinfo and /sys/devices/system/cpu/online (sysconf) do not depend on affinity.
-Not covered: rdpid and rdtscp's TSC_AUX (the CPU number; cannot be trapped), the
+rdtscp's TSC_AUX (the CPU number in ecx) is a CPU of the set too (recorder.signals).
+Not covered: rdpid (the CPU number; cannot be trapped), the
 "processor" field of /proc/PID/stat, status files opened relative to a directory fd.
 """
 from __future__ import annotations
@@ -147,6 +148,7 @@ class CpuView:
     def __init__(self, native: frozenset[int], pinned: int | None) -> None:
         self.enabled = pinned is not None
         self.native = native
+        self.pinned = pinned
         self.allowed = allowed_cpus() if self.enabled else native
         self.mask_size = _kernel_mask_size() if self.enabled else MAX_MASK
         self.masks: dict[int, frozenset[int]] = {}
@@ -167,6 +169,12 @@ class CpuView:
         """(A process's status files are kept: its leader may end before its threads, and
         each descriptor is checked again at its next read anyway.)"""
         self.masks.pop(tid, None)
+
+    def cpu_of(self, tid: int) -> int:
+        """The CPU thread `tid` is shown to run on: relive's if in its set, else the set's
+        first (getcpu, rdtscp)."""
+        cpus = self.masks.get(tid, self.native)
+        return self.pinned if self.pinned in cpus else min(cpus, default=0)
 
     def watched_fds(self, pid: int) -> tuple[int, ...]:
         """The descriptors of process `pid` a read of which the compiled loop leaves to
@@ -205,7 +213,7 @@ class CpuView:
         elif name == "getcpu":
             cpus = self.masks.get(task.tid, self.native)
             if args[0] and task.mem.read_uint(args[0], 4) not in cpus:
-                task.mem.write(args[0], min(cpus).to_bytes(4, "little"))
+                task.mem.write(args[0], self.cpu_of(task.tid).to_bytes(4, "little"))
         elif table.TABLE[name].path_arg >= 0 or name.startswith("dup"):
             self._opened(task, result)
         else:

@@ -305,8 +305,8 @@ class SignalRecorder:
         code = task.mem.read_upto(rip, 3)
         if code.startswith(RDTSC):
             length, aux = 2, None
-        elif code == RDTSCP:
-            length, aux = 3, 0
+        elif code == RDTSCP:  # ecx: the CPU number (node 0), one the program may run on
+            length, aux = 3, self.rec.cpus.cpu_of(t.task.tid)
         else:
             return False
         t.exit_at = None
