@@ -70,7 +70,10 @@ def _check(tmp_path, argv, *, cwd=None):
     ["sh", "-c", "dd if=/proc/self/status bs=7 2>/dev/null | grep -e Cpus_allowed -e State"],
     [sys.executable, "-c", "import os, multiprocessing; "
      "print(os.sched_getaffinity(0), os.cpu_count(), multiprocessing.cpu_count())"],
-], ids=["nproc", "taskset-nproc", "status", "taskset-status", "dd-status", "python"])
+    pytest.param(["ruby", "-e", 'require "etc"; p Etc.nprocessors'],
+                 marks=pytest.mark.skipif(shutil.which("ruby") is None,
+                                          reason="ruby is not installed")),
+], ids=["nproc", "taskset-nproc", "status", "taskset-status", "dd-status", "python", "ruby"])
 def test_programs_see_their_native_cpus(tmp_path, argv):
     _check(tmp_path, argv)
 
