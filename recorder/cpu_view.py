@@ -155,7 +155,8 @@ class CpuView:
         self.status_fds: dict[int, dict[int, StatusFile]] = {}   # pid -> fd -> file
         self._served: dict[tuple[int, int], _Served] = {}
         self._names = frozenset(n for n, c in table.TABLE.items()
-                                if c.cpu_view or c.path_arg >= 0 or c.fd_in >= 0)
+                                if c.cpu_view or c.path_arg >= 0 or c.reads_fd >= 0
+                                or c.dups_fd >= 0)
 
     # -- threads ------------------------------------------------------------------------------
     def add_task(self, tid: int, pid: int, parent: int | None, parent_pid: int | None) -> None:
@@ -198,8 +199,8 @@ class CpuView:
                 return AT_EXIT if path and task.mem.read_upto(path, 6) == b"/proc/" else None
             except MemoryAccessError:
                 return None
-        if name.startswith("dup"):
-            return AT_EXIT if self._status_of(task, args[0] & 0xFFFF_FFFF) else None
+        if call.dups_fd >= 0:
+            return AT_EXIT if self._status_of(task, args[call.dups_fd] & 0xFFFF_FFFF) else None
         return self._read_entry(task, name, args)
 
     def on_exit(self, task: Task, name: str, args: tuple[int, ...], result: int) -> int:
@@ -214,7 +215,7 @@ class CpuView:
             cpus = self.masks.get(task.tid, self.native)
             if args[0] and task.mem.read_uint(args[0], 4) not in cpus:
                 task.mem.write(args[0], self.cpu_of(task.tid).to_bytes(4, "little"))
-        elif table.TABLE[name].path_arg >= 0 or name.startswith("dup"):
+        elif table.TABLE[name].path_arg >= 0 or table.TABLE[name].dups_fd >= 0:
             self._opened(task, result)
         else:
             result = self._read_exit(task, name, args, result)

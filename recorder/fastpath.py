@@ -178,7 +178,7 @@ class RecordLoop:
 
     def _spec(self, alone: bool, reads_left: tuple[int, ...]) -> ctypes.Array[ctypes.c_int64]:
         """The spec table, with the calls that read or duplicate descriptors `reads_left`
-        (table.Syscall.fd_in) left to Python."""
+        (table.Syscall.reads_fd, dups_fd) left to Python."""
         base = self._specs[alone]
         if not reads_left:
             return base
@@ -191,13 +191,14 @@ class RecordLoop:
             words = fastloop.SPEC_WORDS
             for nr in self._simple[alone]:
                 call = table.lookup(NAME_OF[nr])
-                if call is None or call.fd_in < 0:
+                fd_arg = -1 if call is None else max(call.reads_fd, call.dups_fd)
+                if fd_arg < 0:
                     continue
                 if len(reads_left) > fastloop.MAX_EXCEPT:
                     spec[nr * words] = -1
                     continue
                 values = [*reads_left, *[-1] * (fastloop.MAX_EXCEPT - len(reads_left))]
-                spec[nr * words + 2] = call.fd_in
+                spec[nr * words + 2] = fd_arg
                 for k, v in enumerate(values):
                     spec[nr * words + 3 + k] = v
             self._read_specs[key] = spec

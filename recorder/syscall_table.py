@@ -122,15 +122,18 @@ class Syscall(NamedTuple):
     # The argument holding a path the call opens (a /proc/.../status file shows the CPU
     # set: recorder.cpu_view), or -1.
     path_arg: int = -1
-    # The argument holding a descriptor the call reads or duplicates: when it is such a
-    # status file, what is read is rewritten and the duplicate followed; or -1.
-    fd_in: int = -1
+    # The argument holding a descriptor the call reads: when it is such a status file, what
+    # is read is rewritten; or -1.
+    reads_fd: int = -1
+    # The argument holding a descriptor the call duplicates (the duplicate of a status
+    # file is one too), or -1.
+    dups_fd: int = -1
 
 
 def S(*outputs: Output, may_block: bool = False, cpu_view: bool = False, path_arg: int = -1,
-      fd_in: int = -1) -> Syscall:
+      reads_fd: int = -1, dups_fd: int = -1) -> Syscall:
     return Syscall(outputs=tuple(outputs), may_block=may_block, cpu_view=cpu_view,
-                   path_arg=path_arg, fd_in=fd_in)
+                   path_arg=path_arg, reads_fd=reads_fd, dups_fd=dups_fd)
 
 
 # ---- x86-64 sizes of what the kernel writes (tests compare them with gcc's sizeof) ---------
@@ -197,8 +200,8 @@ def _futex_op(*ops: FutexOp) -> frozenset[int]:
 
 TABLE: dict[str, Syscall] = {
     # -- reading and writing file descriptors
-    "read": S(Out(1, Result()), may_block=True, fd_in=0),
-    "pread64": S(Out(1, Result()), fd_in=0),
+    "read": S(Out(1, Result()), may_block=True, reads_fd=0),
+    "pread64": S(Out(1, Result()), reads_fd=0),
     "readv": S(IovecOut(1, 2), may_block=True),
     "preadv": S(IovecOut(1, 2)),
     "preadv2": S(IovecOut(1, 2), may_block=True),   # offset -1 reads like readv
@@ -225,9 +228,9 @@ TABLE: dict[str, Syscall] = {
     "creat": S(may_block=True),
     "close": S(),
     "close_range": S(),
-    "dup": S(fd_in=0),
-    "dup2": S(fd_in=0),
-    "dup3": S(fd_in=0),
+    "dup": S(dups_fd=0),
+    "dup2": S(dups_fd=0),
+    "dup3": S(dups_fd=0),
     "pipe": S(Out(0, INT_PAIR)),
     "pipe2": S(Out(0, INT_PAIR)),
     "memfd_create": S(),

@@ -91,9 +91,9 @@ def test_affinity_calls_threads_and_children(tmp_path, programs):
 
 @needs_two_cpus
 def test_make_runs_jobs_side_by_side(tmp_path):
-    """make -j$(nproc) with two jobs that each wait (up to 20 s) for the other to start: they meet only
-    if nproc says 2 (natively it does; with relive's pin showing it would say 1, and
-    make would run them one after the other and fail)."""
+    """make -j$(nproc) with two jobs that each wait (up to 20 s) for the other to start:
+    they meet only if nproc says 2 (natively it does; with relive's pin showing it would
+    say 1, and make would run them one after the other and fail)."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     wait = ("@touch {me}.started; for i in $$(seq 400); do [ -f {other}.started ] && break; "
