@@ -51,11 +51,16 @@ def pin_replay(meta: dict[str, object]) -> int | None:
                         f"{'any CPU' if cpu is None else f'CPU {cpu}'} ({why})")
     want, have = meta.get("cpu_signature"), cpuid.signature()
     if isinstance(want, dict) and want != have:
-        problems.append(f"it was recorded on a {want.get('model')} ({want.get('vendor')}, "
-                        f"cpuid 1: {want.get('leaf1_eax', 0):#x}), this is a "
-                        f"{have['model']} ({have['vendor']}, cpuid 1: {have['leaf1_eax']:#x})")
+        problems.append(f"it was recorded on a {_model(want)}, this is a {_model(have)}")
     if problems:
         log.warning("this trace was recorded without CPUID faulting and %s: values the "
                     "program took from cpuid (the APIC id, ...) may differ and the replay "
                     "diverge", "; ".join(problems))
     return cpu
+
+
+def _model(sig: dict[str, object]) -> str:
+    """A CPU signature (tracee.cpuid.signature) for a message; a trace's may be anything."""
+    eax = sig.get("leaf1_eax")
+    family = f"{eax:#x}" if isinstance(eax, int) else "?"
+    return f"{str(sig.get('model'))[:80]} ({str(sig.get('vendor'))[:16]}, cpuid 1: {family})"
