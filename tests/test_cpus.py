@@ -11,9 +11,11 @@ before it starts when it cannot.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 
@@ -229,3 +231,19 @@ def test_static_go_binary_replays_on_another_cpu(tmp_path):
     assert build.returncode == 0, describe(build)
     rec = _check(tmp_path, [tmp_path / "hello"])
     assert rec.stdout == f"GOMAXPROCS {len(CPUS)} NumCPU {len(CPUS)}\n".encode()
+
+
+def test_without_faulting_another_cpu_model_is_said_before_the_replay(tmp_path, programs):
+    trace = tmp_path / "trace"
+    rec = record(trace, programs["cpuid_apic"], env=_env(RELIVE_CPUID_FAULTING="0"))
+    assert rec.returncode == 0, describe(rec)
+    db = sqlite3.connect(trace / "trace.db")
+    with db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'cpu_signature'", (json.dumps(
+            {"vendor": "GenuineIntel", "leaf1_eax": 0x806F8, "model": "Xeon Platinum"}),))
+    db.close()
+    rep = replay(trace)
+    assert rep.stderr.splitlines()[0].startswith(
+        b"relive: this trace was recorded without CPUID faulting and it was recorded on a "
+        b"Xeon Platinum (GenuineIntel, cpuid 1: 0x806f8), this is a "), describe(rep)
+    assert rep.stdout == rec.stdout, describe(rep)  # (this machine: the same CPU in fact)
