@@ -31,7 +31,7 @@ from recorder.syscall_effects import EffectRecorder
 from tracee import fastloop
 from tracee.ptrace_api import REGS_SIZE, PtraceError
 from tracee.syscalls import queries
-from tracee.syscalls.queries import FILE_WRITERS, PLAIN_WHEN_SHARED
+from tracee.syscalls.queries import DUPS_FD, FILE_WRITERS, PLAIN_WHEN_SHARED, READS_FD
 from tracee.syscalls.rules import Fixed, Out, Record, Result, ArgValue
 from tracee.sysnums import NAME_OF
 from tracefile.writer import SyscallRecord
@@ -53,12 +53,13 @@ class CallSpec(NamedTuple):
     fd_arg: int = -1      # the descriptor it writes to, if the file may be a watched one
     except_arg: int = -1  # an argument whose values in `exceptions` leave it to Python
     exceptions: frozenset[int] = frozenset()
+    path_arg: int = -1    # an argument holding a path: opens under /proc/ leave it to Python
 
 
 def _outputs(name: str) -> Outputs | None:
     """The spec of a simple syscall's outputs, None if it is not simple."""
     call = queries.entry(name)
-    if (call is None or call.record is not Record.TABLE
+    if (call is None or call.record is not Record.TABLE or call.cpu_view
             or hasattr(EffectRecorder, f"_on_{name}") or len(call.outputs) > fastloop.MAX_OUTS):
         return None
     outs = []
@@ -89,14 +90,15 @@ def simple_calls(*, alone: bool) -> dict[int, CallSpec]:
             rule = call.plain_unless
             out[nr] = CallSpec([], except_arg=rule.arg, exceptions=rule.values)
         elif (outs := _outputs(name)) is not None:
-            out[nr] = CallSpec(outs, fd_arg=FILE_WRITERS.get(name, -1))
+            out[nr] = CallSpec(outs, fd_arg=FILE_WRITERS.get(name, -1), path_arg=call.path)
     return out
 
 
 def spec_table(calls: dict[int, CallSpec]) -> ctypes.Array[ctypes.c_int64]:
     """SPEC_WORDS int64 per syscall number: -1 (not simple), or the outputs' count, the
     argument holding the file descriptor written to (-1: none), the argument whose listed
-    values make it not simple (-1: none) and those values, and the output rules."""
+    values make it not simple (-1: none) and those values, the argument holding a path
+    opened (-1: none), and the output rules."""
     spec = (ctypes.c_int64 * (512 * fastloop.SPEC_WORDS))()
     for i in range(512):
         spec[i * fastloop.SPEC_WORDS] = -1
@@ -105,7 +107,7 @@ def spec_table(calls: dict[int, CallSpec]) -> ctypes.Array[ctypes.c_int64]:
         if len(exceptions) > fastloop.MAX_EXCEPT:
             raise ValueError(f"syscall {nr}: more exceptions than the loop takes")
         exceptions += [-1] * (fastloop.MAX_EXCEPT - len(exceptions))
-        words = [len(call.outputs), call.fd_arg, call.except_arg, *exceptions]
+        words = [len(call.outputs), call.fd_arg, call.except_arg, *exceptions, call.path_arg]
         words += [v for o in call.outputs for v in o]
         for k, v in enumerate(words):
             spec[nr * fastloop.SPEC_WORDS + k] = v
@@ -151,6 +153,8 @@ class RecordLoop:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._lib = lib
         self._specs: dict[bool, ctypes.Array[ctypes.c_int64]] = {}
+        # (alone, descriptors) -> the spec with reads of those descriptors left to Python
+        self._read_specs: dict[tuple[bool, tuple[int, ...]], ctypes.Array[ctypes.c_int64]] = {}
         self._simple: dict[bool, frozenset[int]] = {}
         self._recs = _zero_pages(_REC.size * MAX_RECORDS)
         self._data = _zero_pages(DATA_SIZE)
@@ -168,12 +172,40 @@ class RecordLoop:
             self._simple[alone] = frozenset(calls)
         return self._simple[alone]
 
+    def _spec(self, alone: bool, reads_left: tuple[int, ...]) -> ctypes.Array[ctypes.c_int64]:
+        """The spec table, with the calls that read or duplicate descriptors `reads_left`
+        (the catalogue's READS_FD, DUPS_FD) left to Python."""
+        base = self._specs[alone]
+        if not reads_left:
+            return base
+        key = (alone, reads_left)
+        spec = self._read_specs.get(key)
+        if spec is None:
+            if len(self._read_specs) > 64:
+                self._read_specs.clear()
+            spec = (ctypes.c_int64 * len(base)).from_buffer_copy(base)
+            words = fastloop.SPEC_WORDS
+            for nr in self._simple[alone]:
+                name = NAME_OF[nr]
+                fd_arg = max(READS_FD.get(name, -1), DUPS_FD.get(name, -1))
+                if fd_arg < 0:
+                    continue
+                if len(reads_left) > fastloop.MAX_EXCEPT:
+                    spec[nr * words] = -1
+                    continue
+                values = [*reads_left, *[-1] * (fastloop.MAX_EXCEPT - len(reads_left))]
+                spec[nr * words + 2] = fd_arg
+                for k, v in enumerate(values):
+                    spec[nr * words + 3 + k] = v
+            self._read_specs[key] = spec
+        return spec
+
     def run(self, tid: int, memfd: int, *, alone: bool,
-            watched: tuple[tuple[int, int], ...]) -> Batch:
+            watched: tuple[tuple[int, int], ...], reads_left: tuple[int, ...] = ()) -> Batch:
         """Resume `tid` (stopped after a recorded syscall exit) and record what it can,
-        leaving writes to the `watched` files ((dev, ino) pairs) to the Python path. The
-        records are copied out of the loop's buffers here and unpacked later (by the trace
-        writer's thread)."""
+        leaving writes to the `watched` files ((dev, ino) pairs) and reads (and dups) of
+        the descriptors `reads_left` to the Python path. The records are copied out of the
+        loop's buffers here and unpacked later (by the trace writer's thread)."""
         out = self._out
         self.simple(alone=alone)
         if watched is not self._watched:
@@ -181,7 +213,7 @@ class RecordLoop:
             self._watched_array = (ctypes.c_uint64 * (2 * len(watched)))(
                 *(v for pair in watched for v in pair))
         n = self._lib.relive_record_run(
-            tid, memfd, self._specs[alone], 512, self._watched_array, len(watched),
+            tid, memfd, self._spec(alone, reads_left), 512, self._watched_array, len(watched),
             self._recs, MAX_RECORDS, self._data, DATA_SIZE, time.monotonic_ns() + BUDGET_NS,
             self._entry, out)
         reason = out[1]

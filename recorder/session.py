@@ -20,6 +20,8 @@ import os
 import signal
 
 from recorder.blocking import Descriptors, may_block
+from recorder.cpu_view import CpuView
+from recorder.cpuid_record import CpuidRecorder
 from recorder.fastpath import Batch, RecordLoop, entry_of
 from recorder.errors import UnsupportedError
 from recorder.image import snapshot_image
@@ -29,7 +31,7 @@ from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_inf
 from recorder.signals import (SignalRecorder, disposition, has_no_effect,
                               pending_with_effect)
 from recorder.syscall_effects import EffectRecorder
-from tracee import fastloop
+from tracee import cpuid, fastloop
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
@@ -64,7 +66,7 @@ CLONE_EVENTS = (api.Event.CLONE, api.Event.FORK, api.Event.VFORK)
 
 class Entry:
     """A syscall between its entry and exit stops."""
-    __slots__ = ("nr", "args", "regs", "fake_result", "done", "redirect")
+    __slots__ = ("nr", "args", "regs", "fake_result", "done", "redirect", "view")
 
     def __init__(self, *, nr: int, args: tuple[int, ...], regs: bytes) -> None:
         self.nr = nr
@@ -74,6 +76,7 @@ class Entry:
         # Already recorded (exec, clone): its exit stop only resumes the task.
         self.done = False
         self.redirect: Redirect | None = None  # outputs moved to the thread's scratch area
+        self.view = False  # what it shows of the CPUs is rewritten at its exit (cpu_view)
 
 
 class RecordedTask:
@@ -116,6 +119,8 @@ class Recorder:
         self.preempter = Preempter(self)
         self.scratch = ScratchAreas()
         self.descriptors = Descriptors()  # what waits, for recorder.blocking
+        self.cpus = CpuView(frozenset(), None)
+        self.cpuid = CpuidRecorder(self, faulting=False)
         self._info = api.SyscallInfo()
         # Statuses reaped while waiting for one task: new tasks' first stops (before their
         # parent's clone event) and stops of others, handled by the main loop later.
@@ -135,13 +140,19 @@ class Recorder:
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> int:
         """Record until the program ends; returns its wait status."""
+        native = frozenset(os.sched_getaffinity(0))
         cpu = pin_to_one_cpu()
         if cpu is not None:
             self.writer.avoid_cpu(cpu)  # SQLite's work goes on beside the recording
+        self.cpus = CpuView(native, cpu)
+        self.cpuid = CpuidRecorder(self, faulting=cpuid.faulting_available())
+        fastloop.trap_cpuid(self.cpuid.faulting)
+        self.writer.set_meta(**self.cpuid.meta(cpu))
         pid = spawn(self.path, self.argv, self.env)
         self.root = pid
         self._ppid[pid] = os.getpid()
         t = self._add_task(Task(pid, pid, Memory(pid)), AddressSpace())
+        self.cpus.add_task(pid, pid, None, None)
         self.writer.put_task(TaskRecord(tid=pid, pid=pid, ppid=os.getpid(),
                                         argv=tuple(self.argv), exe=self.path))
         self._refuse_32_bit(t)
@@ -289,6 +300,11 @@ class Recorder:
             entry.fake_result = -ENOSYS
         elif name == "prctl" and args[0] in (PR_SET_TSC, PR_SET_SECCOMP):
             entry.fake_result = 0 if args[0] == PR_SET_TSC else -22
+        elif name == "arch_prctl":
+            entry.fake_result = self.cpuid.arch_prctl(t.task.tid, args)
+        elif (view := self.cpus.on_entry(t.task, name, args)) is not None:
+            entry.fake_result = view.answer
+            entry.view = view.answer is None
         if name == "clone":
             _check_clone_flags(args[0])
         elif name in queries.EXECS and t.task.tid != t.task.pid:
@@ -296,7 +312,7 @@ class Recorder:
                                    "called execve (the kernel would give it the main thread's "
                                    "id): not supported by relive yet")
         # Only another task can end a wait, and only when there is one does it matter.
-        blocks = (entry.fake_result is None and len(self.tasks) > 1
+        blocks = (entry.fake_result is None and not entry.view and len(self.tasks) > 1
                   and may_block(self.descriptors, t.task.pid, t.task.mem, call, args))
         if entry.fake_result is not None:
             t.task.set_reg("orig_rax", -1)  # the kernel skips the call
@@ -417,6 +433,8 @@ class Recorder:
         if entry.fake_result is not None:
             result = entry.fake_result
             t.task.set_reg("rax", result)
+        elif entry.view:
+            result = self.cpus.on_exit(t.task, name_of(entry.nr), entry.args, result)
         if result == ERESTART_RESTARTBLOCK:
             t.restart_of = entry
         if result in ERESTART and self._restarts_unseen(t, entry, result, rip):
@@ -446,7 +464,8 @@ class Recorder:
             t.running_user = False
             alarms = self.queue.alarms
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
-                                  watched=self.effects.watched_files())
+                                  watched=self.effects.watched_files(),
+                                  reads_left=self.cpus.watched_fds(t.task.pid))
             self._take_batch(t, batch, alarms_before=alarms)
             if batch.reason != fastloop.PARKED:
                 return
@@ -560,6 +579,8 @@ class Recorder:
             for m in space.flagged(Flag.SCRATCH):
                 self.scratch.release(m.owner, space)
         child = self._add_task(Task(child_tid, pid, memory), space)
+        self.cpus.add_task(child_tid, pid, t.task.tid, t.task.pid)
+        self.cpuid.on_clone(t.task.tid, child_tid)
         if not thread:
             self._ppid[pid] = t.task.pid
             self.descriptors.forget(pid)  # (a number used before)
@@ -629,7 +650,8 @@ class Recorder:
         t.space = space
         if not first:
             self.writer.set_task_command(t.task.tid, argv, _exe(t.task.tid))
-        self.emit(t, Kind.EXEC, regs=event.regs, writes=event.writes, info=event.info)
+        info = {**event.info, **self.cpuid.on_exec(t)}
+        self.emit(t, Kind.EXEC, regs=event.regs, writes=event.writes, info=info)
 
     def on_exit_event(self, t: RecordedTask) -> None:
         """The task is exiting (PTRACE_EVENT_EXIT). It is let go and, unless it leads a
@@ -674,6 +696,8 @@ class Recorder:
             self.emit(t, Kind.EXIT, result=status)
             self.writer.set_task_exit(t.task.tid, status)
         self.scratch.release(t.task.tid, t.space)
+        self.cpus.remove_task(t.task.tid)
+        self.cpuid.forget(t.task.tid)
         self.queue.remove(t)
         del self.tasks[t.task.tid]
         if not any(o.task.mem is t.task.mem for o in self.tasks.values()):

@@ -13,7 +13,8 @@ Where a signal is delivered decides whether replay can find the point again with
     address on its stack (recorder.preempt, as for a preemption); the event stores all
     registers and a digest of writable memory, and replay stops at that pc until both match
     (one trap per execution of the pc since the thread's last event; exact or a divergence).
-rdtsc/rdtscp traps (PR_SET_TSC) are emulated here too. Signal frames are recorded with a
+rdtsc/rdtscp traps (PR_SET_TSC) are emulated here too (cpuid traps in
+recorder.cpuid_record). Signal frames are recorded with a
 guessed size through `record_remote_writable`, clipped at flagged mappings, marked
 conservative.
 """
@@ -152,7 +153,7 @@ class SignalRecorder:
     # -- stops --------------------------------------------------------------------------------
     def on_signal_stop(self, t: RecordedTask, sig: int) -> None:
         task = t.task
-        if sig == signal.SIGSEGV and self._emulate_tsc(t):
+        if sig == signal.SIGSEGV and (self._emulate_tsc(t) or self.rec.cpuid.emulate(t)):
             return
         if sig == signal.SIGILL and self._emulate_rdrand(t):
             return
@@ -304,8 +305,8 @@ class SignalRecorder:
         code = task.mem.read_upto(rip, 3)
         if code.startswith(RDTSC):
             length, aux = 2, None
-        elif code == RDTSCP:
-            length, aux = 3, 0
+        elif code == RDTSCP:  # ecx: the CPU number (node 0), one the program may run on
+            length, aux = 3, self.rec.cpus.cpu_of(t.task.tid)
         else:
             return False
         t.exit_at = None

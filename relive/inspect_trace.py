@@ -82,6 +82,8 @@ def info_text(trace: Path) -> str:
         if not r.verified:
             lines.append(f"checked:  NO - format {m['format_version']}, from before relive "
                          "kept checksums: damage to this trace goes unnoticed")
+        if "cpuid" in m:
+            lines.append(f"cpuid:    {_cpuid_text(m)}")
         if "exit_status" in m:
             lines.append(f"status:   {status_text(m['exit_status'])}")
         return "\n".join(lines)
@@ -97,6 +99,14 @@ def _complete_line(trace: Path, complete: bool, meta: dict[str, object]) -> str:
         return "complete: yes"
     return ("complete: NO - the recording was cut off; replay stops at its last event"
             + (f" ({meta['error']})" if meta.get("error") else ""))
+
+
+def _cpuid_text(m: dict[str, object]) -> str:
+    if m["cpuid"] == "faulting":
+        return "recorded (CPUID faulting): replays on any CPU that offers CPUID faulting"
+    cpu = m.get("cpu_number")
+    where = f"CPU {cpu}" if isinstance(cpu, int) else "no CPU in particular (not pinned)"
+    return f"native (no CPUID faulting): recorded on {where}; replay runs there by default"
 
 
 def _task_summary(tasks: list[TaskRecord]) -> str:
@@ -143,6 +153,11 @@ def describe_event(ev: Event) -> str:
             return f"{head} {name} {ev.info.get('where')} [{written} bytes written]"
         case Kind.RDTSC:
             return f"{head} value {ev.result:#x}"
+        case Kind.CPUID:
+            out = ev.info.get("out") or []
+            regs = unpack(ev.regs) if ev.regs else {}
+            return (f"{head} leaf {ev.result:#x} subleaf {regs.get('rcx', 0) & 0xFFFF_FFFF:#x} "
+                    f"-> {' '.join(f'{v:#x}' for v in out)}")
         case Kind.RDRAND:
             value = ev.result & 0xFFFF_FFFF_FFFF_FFFF
             return f"{head} {ev.info.get('insn')} {ev.info.get('reg')} = {value:#x}"

@@ -147,9 +147,9 @@ class ForwardRun:
 
     @staticmethod
     def _completes_instruction(ev: Event) -> bool:
-        """Events that finish the instruction being stepped (a syscall, an emulated rdtsc or
-        rdrand)."""
-        return ev.kind in (Kind.SYSCALL, Kind.RDTSC, Kind.RDRAND, Kind.SIGNAL)
+        """Events that finish the instruction being stepped (a syscall, an emulated rdtsc,
+        rdrand or cpuid)."""
+        return ev.kind in (Kind.SYSCALL, Kind.RDTSC, Kind.RDRAND, Kind.CPUID, Kind.SIGNAL)
 
     @staticmethod
     def _ends_thread(ev: Event) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tracee import remote
 from tracee.address_space import AddressSpace, Flag, Mapping, mapping_from_info, read_proc_maps
+from tracee.cpuid import make_cpuid_fault
 from tracee.remote import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED,
                            PROT_WRITE, checked, inject_syscall, map_relive_page, mmap_in_tracee,
                            open_in_tracee)
@@ -63,6 +64,8 @@ def write_memory(task: Task, event: Event) -> None:
 def rebuild(task: Task, reader: TraceReader, event: Event) -> AddressSpace:
     """At an exec stop: make the address space exactly the recorded one."""
     map_relive_page(task)
+    if event.info.get("cpuid") == "fault":  # as when recorded: cpuid traps (tracee.cpuid)
+        make_cpuid_fault(task)
     for m in read_proc_maps(task.pid):
         if m.start != remote.RELIVE_PAGE and m.path not in UNMAPPABLE:
             checked(inject_syscall(task, remote.NR_MUNMAP, m.start, m.size), "munmap")

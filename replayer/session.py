@@ -21,11 +21,11 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tracee import fastloop, rdrand
+from tracee import cpuid, fastloop, rdrand
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_WRITE, mapping_from_info
 from tracee.remote import InjectionError, exec_in_tracee
-from tracee.spawn import SpawnError, pin_to_one_cpu, spawn
+from tracee.spawn import SpawnError, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
 from tracee.syscalls import queries
 from tracee.sysnums import name_of
@@ -34,7 +34,7 @@ from tracefile.errors import TraceError
 from tracefile.reader import EventCursor, Row, TraceReader
 from tracefile.records import Event, Kind
 
-from replayer import registers, snapshot
+from replayer import cpu_match, registers, snapshot
 from replayer.errors import Paused, ReplayDivergence, ReplayError
 from replayer.fastpath import (MAX_BATCH, MAX_BATCH_BYTES, ReplayLoop, emulated_only,
                                row_emulated_only, written_bytes)
@@ -224,6 +224,8 @@ class ReplaySession:
                 self._rdtsc(ev)
             case Kind.RDRAND:
                 self._rdrand(ev)
+            case Kind.CPUID:
+                self._cpuid(ev)
             case Kind.SIGNAL:
                 self.signals.replay(ev)
             case Kind.EXIT:
@@ -347,7 +349,7 @@ class ReplaySession:
     def _exec(self, ev: Event) -> None:
         exe = self.reader.file_path(ev.info["exe_id"])
         if self.task is None:
-            self.reader.avoid_cpu(pin_to_one_cpu())
+            self.reader.avoid_cpu(cpu_match.pin_replay(self.reader.meta))
             try:
                 pid = spawn(str(exe), [str(exe)], {}, ignored=ev.info.get("ignored"))
             except SpawnError as e:  # e.g. a noexec mount with memory files not executable
@@ -487,6 +489,20 @@ class ReplaySession:
             raise self.divergence(ev, f"expected the patched {ev.info['insn']} to trap", stop)
         self.check_regs(ev, ev.info["insn"])
         rdrand.emulate(task, ev.info["reg"], ev.info["width"], ev.info["len"], ev.result)
+
+    def _cpuid(self, ev: Event) -> None:
+        """A cpuid made to fault (tracee.cpuid): give it the recorded values, whatever the
+        CPU replaying it."""
+        stop = self.resume_until_stop(ev)
+        task = self._task(ev)
+        if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGSEGV):
+            raise self.divergence(ev, "expected a cpuid trap", stop)
+        self.check_regs(ev, "cpuid")
+        out = ev.info.get("out")
+        if not (isinstance(out, list) and len(out) == 4
+                and all(isinstance(v, int) and 0 <= v < 1 << 32 for v in out)):
+            raise ReplayError(f"event {ev.seq}: corrupt cpuid values in the trace: {out!r}")
+        cpuid.emulate(task, out)
 
     def _exit(self, ev: Event) -> None:
         """The task ends: by exit/exit_group run in place or a fatal signal (`dying`), or by a

@@ -31,7 +31,9 @@ SETARCH = shutil.which("setarch")
 
 
 def _env(fast: bool) -> dict[str, str]:
-    return dict(os.environ, RELIVE_FASTPATH="1" if fast else "0")
+    # One CPU for both recordings: cpuid's results (recorded) hold the CPU's APIC id.
+    return dict(os.environ, RELIVE_FASTPATH="1" if fast else "0",
+                RELIVE_CPU=os.environ.get("RELIVE_CPU", str(min(os.sched_getaffinity(0)))))
 
 
 def _record(trace, *argv, fast: bool):

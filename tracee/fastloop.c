@@ -27,7 +27,8 @@
  * tracee (PR_SET_TSC): the kernel toggles CR4.TSD at each switch between a task that traps
  * rdtsc and one that does not, and on a VM that costs about a third of a ptrace round trip
  * (bench/ptrace_floor -t). Nothing in the loops reads the TSC: now_ns() makes a real
- * clock_gettime syscall (the vDSO's reads it).
+ * clock_gettime syscall (the vDSO's reads it). Where the tracees' cpuid faults, the loops
+ * make it fault in the calling thread too, for the same reason (relive_trap_cpuid).
  *
  * Nothing here decides policy: which syscalls are simple, which events may be batched, is
  * decided in Python and passed in. Neither function ever retries a ptrace request after an
@@ -62,11 +63,13 @@
 /* 64-bit code's code segment. The `syscall` instruction leaves its return address in rcx, so
    at its entry stop rcx == rip; an i386 call (int $0x80, sysenter) leaves rcx as it was. */
 #define USER64_CS 0x33
+#define ARCH_SET_CPUID_ 0x1012
 #define NREGS 27
 #define REGS_SIZE (NREGS * 8)
 #define MAX_OUTS 3
 #define MAX_EXCEPT 8
-#define SPEC_HEAD (3 + MAX_EXCEPT)
+#define SPEC_HEAD (4 + MAX_EXCEPT)
+#define SPEC_PATH (3 + MAX_EXCEPT)  /* the word naming an argument that is a path opened */
 #define SPEC_WORDS (SPEC_HEAD + 4 * MAX_OUTS)
 /* Output size kinds in the spec table (recorder/fastpath.py builds it). */
 #define SIZE_FIXED 1   /* n bytes */
@@ -80,19 +83,34 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Make rdtsc fault in this thread, as in the tracees; returns what to restore. */
-static int trap_tsc_like_tracees(void)
+/* Whether the tracees' cpuid faults (CPUID faulting, tracee/cpuid.py): set from Python. */
+static int tracees_fault_cpuid;
+
+void relive_trap_cpuid(int on)
+{
+    tracees_fault_cpuid = on;
+}
+
+/* Make rdtsc fault in this thread, as in the tracees, and cpuid if it faults in them (the
+   kernel rewrites the CPUID faulting MSR at each switch between a task with it and one
+   without: a VM exit, which doubled the cost of a syscall's stops); returns what to
+   restore. Nothing in the loops executes cpuid. */
+static int trap_like_tracees(void)
 {
     int old = PR_TSC_ENABLE;
     if (prctl(PR_GET_TSC, &old, 0, 0, 0) == 0 && old != PR_TSC_SIGSEGV)
         prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);
+    if (tracees_fault_cpuid)
+        syscall(SYS_arch_prctl, ARCH_SET_CPUID_, 0);
     return old;
 }
 
-static void restore_tsc(int old)
+static void restore_traps(int old)
 {
     if (old != PR_TSC_SIGSEGV)
         prctl(PR_SET_TSC, old, 0, 0, 0);
+    if (tracees_fault_cpuid)
+        syscall(SYS_arch_prctl, ARCH_SET_CPUID_, 1);
 }
 
 static int is_syscall_stop(int status)
@@ -193,12 +211,22 @@ static int is_exception(const int64_t *call, const struct user_regs_struct *e)
     return 0;
 }
 
+/* Does the path at `addr` in the tracee start with "/proc/"? Such an open may be of a status
+   file, whose CPU lines relive rewrites (recorder/cpu_view.py): Python must see it. */
+static int opens_proc(int memfd, uint64_t addr)
+{
+    char p[6];
+    return addr && pread(memfd, p, sizeof p, (off_t)addr) == (ssize_t)sizeof p
+        && memcmp(p, "/proc/", sizeof p) == 0;
+}
+
 /* out: [0] records, [1] reason, [2] tid, [3] status, [4] entry pending (its registers are in
    `entry`), [5] errno, [6] data bytes used. spec: SPEC_WORDS int64 per syscall number below
    nspec: [0] the number of outputs, < 0 for "not simple"; [1] the argument holding a file
    descriptor written to, checked against `watched`, or -1; [2] an argument whose values
-   [3 .. 3 + MAX_EXCEPT) (-1: none) make the call not simple, or -1; then MAX_OUTS rules of
-   4 words (argument, size kind, size value, written even on failure). */
+   [3 .. 3 + MAX_EXCEPT) (-1: none) make the call not simple, or -1; [SPEC_PATH] an argument
+   holding a path that makes the call not simple when it is under /proc/, or -1; then
+   MAX_OUTS rules of 4 words (argument, size kind, size value, written even on failure). */
 long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
                        const uint64_t *watched, long nwatched,
                        struct rec *recs, long max_recs, unsigned char *data, int64_t data_cap,
@@ -208,7 +236,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
     long n = 0;
     int64_t used = 0;
     int status = 0, reason = 0, w;
-    int tsc = trap_tsc_like_tracees();
+    int tsc = trap_like_tracees();
     memset(out, 0, OUT_WORDS * sizeof(int64_t));
     for (;;) {
         if (n >= max_recs || now_ns() >= deadline_ns) {
@@ -245,6 +273,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
         uint64_t nr = regs.orig_rax;
         const int64_t *call = nr < (uint64_t)nspec ? spec + nr * SPEC_WORDS : NULL;
         if (!call || call[0] < 0 || is_exception(call, &regs)
+            || (call[SPEC_PATH] >= 0 && opens_proc(memfd, arg_of(&regs, call[SPEC_PATH])))
             || (call[1] >= 0
                 && writes_watched_file(tid, arg_of(&regs, call[1]), watched, nwatched))) {
             reason = R_STOP;  /* an entry Python handles */
@@ -290,7 +319,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
         out[4] = 0;
         n++;
     }
-    restore_tsc(tsc);
+    restore_traps(tsc);
     out[0] = n;
     out[1] = reason;
     out[3] = status;
@@ -373,7 +402,7 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
     struct user_regs_struct regs;
     long i;
     int status = 0, reason = R_PARKED;
-    int tsc = trap_tsc_like_tracees();
+    int tsc = trap_like_tracees();
     memset(out, 0, OUT_WORDS * sizeof(int64_t));
     for (i = 0; i < nev; i++) {
         if (i > 0 && now_ns() >= deadline_ns)
@@ -399,7 +428,7 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
             break;
         }
     }
-    restore_tsc(tsc);
+    restore_traps(tsc);
     out[0] = i;
     out[1] = reason;
     out[3] = status;
@@ -422,7 +451,7 @@ long relive_find_point(int tid, uint64_t rip, const unsigned char *want, long ma
     struct user_regs_struct regs;
     long hits = 0;
     int status = 0, reason = R_PARKED;
-    int tsc = trap_tsc_like_tracees();
+    int tsc = trap_like_tracees();
     const long dr6_offset = offsetof(struct user, u_debugreg) + 6 * sizeof(long);
     memset(out, 0, OUT_WORDS * sizeof(int64_t));
     while (hits < max_hits && (hits % 256 != 0 || hits == 0 || now_ns() < deadline_ns)) {
@@ -450,7 +479,7 @@ long relive_find_point(int tid, uint64_t rip, const unsigned char *want, long ma
             break;
         }
     }
-    restore_tsc(tsc);
+    restore_traps(tsc);
     out[0] = hits;
     out[1] = reason;
     out[3] = status;

@@ -46,7 +46,7 @@ OUT_WORDS = 7
 SIZE_FIXED, SIZE_RESULT, SIZE_ARG = 1, 2, 3
 MAX_OUTS = 3
 MAX_EXCEPT = 8
-SPEC_HEAD = 3 + MAX_EXCEPT
+SPEC_HEAD = 4 + MAX_EXCEPT  # (fastloop.c SPEC_PATH is its last word)
 SPEC_WORDS = SPEC_HEAD + 4 * MAX_OUTS
 # The records the loops exchange with Python: struct rec (one syscall recorded), struct ev
 # (one event to replay, after its registers) and struct wr (one memory write of it).
@@ -144,6 +144,14 @@ def _build(source: bytes) -> Path:
     return target
 
 
+def trap_cpuid(on: bool) -> None:
+    """Tell the loops whether the tracees' cpuid faults: they make it fault in the tracer's
+    thread too while they run (see fastloop.c, trap_like_tracees)."""
+    lib = load()
+    if lib is not None:
+        lib.relive_trap_cpuid(int(on))
+
+
 def load() -> ctypes.CDLL | None:
     """The loaded library, or None (disabled, or it could not be built: said once)."""
     global _lib, _tried, _status
@@ -206,6 +214,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         ctypes.c_void_p]
     lib.relive_interface.restype = ctypes.c_long
     lib.relive_interface.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    lib.relive_trap_cpuid.restype = None
+    lib.relive_trap_cpuid.argtypes = [ctypes.c_int]
 
 
 def interface(lib: ctypes.CDLL) -> dict[str, int]:

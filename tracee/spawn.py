@@ -92,19 +92,22 @@ def spawn(path: str, argv: list[str], env: dict[str, str], *, no_aslr: bool = Fa
                 api.ptrace(api.Req.CONT, pid, 0, 0)
 
 
-def pin_to_one_cpu() -> int | None:
+def pin_to_one_cpu(prefer: int | None = None) -> int | None:
     """Bind this process (and so the tracees it starts) to one CPU, as rr does: a ptrace stop
     and resume on the same CPU costs a few microseconds, across CPUs several times more. The
-    recorded program then sees one CPU (sched_getaffinity is recorded). RELIVE_CPU picks it;
-    RELIVE_CPU=none disables pinning. By default: the CPU this process runs on, where the
-    scheduler has just put it (so concurrent recordings and replays spread out, where always
-    the first CPU made them share it)."""
+    recorded program is shown the CPUs it would have natively (recorder.cpu_view).
+    RELIVE_CPU picks it; RELIVE_CPU=none disables pinning. Otherwise `prefer` if allowed (a
+    replay's recording CPU), else the CPU this process runs on, where the scheduler has just
+    put it (so concurrent recordings and replays spread out, where always the first CPU made
+    them share it)."""
     choice = os.environ.get("RELIVE_CPU", "")
     if choice == "none":
         return None
     allowed = sorted(os.sched_getaffinity(0))
     if choice.isdigit() and int(choice) in allowed:
         cpu = int(choice)
+    elif prefer is not None and prefer in allowed:
+        cpu = prefer
     else:
         current = _current_cpu()
         cpu = current if current in allowed else allowed[0]

@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 FORMAT_VERSION = 4
-OLDEST_FORMAT = 2  # version 3 added RDRAND events; a version 2 trace reads the same
-CHECKED_FORMAT = 4  # version 4 added checksums (tracefile.integrity); older traces read unchecked
+# Version 3 added RDRAND events, version 4 CPUID events and checksums on every row
+# (tracefile.integrity): older traces read the same, unchecked.
+OLDEST_FORMAT = 2
+CHECKED_FORMAT = 4
 
 
 class Kind(enum.IntEnum):
@@ -26,6 +28,8 @@ class Kind(enum.IntEnum):
     PREEMPT = 8   # the thread was preempted in user code: info has rip and a memory digest
     RDRAND = 9    # a patched rdrand/rdseed (tracee.rdrand): result = the number it gave (as
     #               a signed 64-bit integer); info has the instruction's reg, width, len
+    CPUID = 10    # a cpuid that faulted (tracee.cpuid): result = the leaf; info["out"] =
+    #               [eax, ebx, ecx, edx] it gave
 
 
 class MemoryWrite(NamedTuple):

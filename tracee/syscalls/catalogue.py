@@ -74,9 +74,9 @@ CATALOGUE: dict[str, Syscall] = {
     "creat": S(may_block=OnOpen(0, fixed_flags=O_CREAT | O_WRONLY | O_TRUNC), path=0),
     "close": S(effects=Effect.FD_CLOSE),
     "close_range": S(effects=Effect.FD_TABLE),
-    "dup": S(),
-    "dup2": S(effects=Effect.FD_REPLACE),
-    "dup3": S(effects=Effect.FD_REPLACE),
+    "dup": S(dups_fd=0),
+    "dup2": S(effects=Effect.FD_REPLACE, dups_fd=0),
+    "dup3": S(effects=Effect.FD_REPLACE, dups_fd=0),
     "pipe": S(Out(0, INT_PAIR)),
     "pipe2": S(Out(0, INT_PAIR)),
     "memfd_create": S(),
@@ -214,13 +214,14 @@ CATALOGUE: dict[str, Syscall] = {
     # The version field is rewritten (and EINVAL returned) when the caller's is unknown.
     "capget": S(Out(0, INT, always=True), Out(1, CAP_DATA)),
     "capset": S(),
-    "getcpu": S(Out(0, INT), Out(1, INT)),
+    "getcpu": S(Out(0, INT), Out(1, INT), cpu_view=True),
     "kcmp": S(),
     "ioprio_get": S(), "ioprio_set": S(),
     # -- scheduling
     "sched_yield": S(),
-    "sched_getaffinity": S(Out(2, Min(ArgValue(1), Result()))),  # result: bytes written
-    "sched_setaffinity": S(),
+    "sched_getaffinity": S(Out(2, Min(ArgValue(1), Result())),  # result: bytes written
+                           cpu_view=True),
+    "sched_setaffinity": S(cpu_view=True),
     # NUMA policy (procps' ps/top ask): the mode, and the node mask in whole longs of
     # maxnode - 1 bits (over by at most one long when that is a multiple of 64)
     "get_mempolicy": S(Out(0, INT), Out(1, ArgCeil(2, 64, 8))),

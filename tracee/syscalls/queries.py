@@ -66,6 +66,11 @@ FD_CHANGERS = names(lambda c: bool(c.effects & (Effect.FD_CLOSE | Effect.FD_REPL
 FD_CHANGER_NUMBERS = numbers(FD_CHANGERS)
 WAIT_MASKS: dict[str, WaitMask] = {n: c.wait_mask for n, c in CATALOGUE.items()
                                    if c.wait_mask is not None}
+# What the program sees of its CPU set (recorder.cpu_view): calls that show or set it, and
+# the descriptor a call reads or duplicates (a /proc status file's lines are rewritten).
+CPU_VIEW = names(lambda c: c.cpu_view)
+READS_FD: dict[str, int] = {n: 0 for n in READS}
+DUPS_FD: dict[str, int] = {n: c.dups_fd for n, c in CATALOGUE.items() if c.dups_fd >= 0}
 
 
 # -- may this call wait for another task? ----------------------------------------------------

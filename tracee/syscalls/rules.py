@@ -212,6 +212,10 @@ class Syscall(NamedTuple):
     # The compiled record loop takes it unless this says otherwise (fcntl: the commands that
     # write a struct or wait for a lock are left to the Python path).
     plain_unless: ArgIs | None = None
+    # Shows or sets the program's CPU set, which relive keeps virtual (recorder.cpu_view):
+    # the recorder rewrites or answers the call.
+    cpu_view: bool = False
+    dups_fd: int = -1                   # duplicates the descriptor in this argument
 
 
 def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TABLE,
@@ -219,9 +223,10 @@ def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TAB
       status_when: ArgIs | None = None, file_fd: int = -1, shown: bool = False,
       copies: Copy | None = None, scratch: tuple[Scratch, ...] = (), path: int = -1,
       flow: Flow | None = None, wait_mask: WaitMask | None = None,
-      plain_unless: ArgIs | None = None) -> Syscall:
+      plain_unless: ArgIs | None = None, cpu_view: bool = False, dups_fd: int = -1) -> Syscall:
     return Syscall(tuple(outputs), may_block, record, replay, effects, status_when, file_fd,
-                   shown, copies, scratch, path, flow, wait_mask, plain_unless)
+                   shown, copies, scratch, path, flow, wait_mask, plain_unless, cpu_view,
+                   dups_fd)
 
 
 def arg_is(rule: ArgIs, args: tuple[int, ...]) -> bool:
