@@ -24,6 +24,8 @@ import pytest
 from conftest import assert_faithful, describe, record, replay, run_native, run_relive
 from gdbhelpers import gdb_batch, requires_gdb, serve
 
+from tracefile.integrity import row_crc
+
 __all__ = ["serve"]  # the fixture, imported for pytest
 
 CPUS = sorted(os.sched_getaffinity(0))
@@ -238,9 +240,11 @@ def test_without_faulting_another_cpu_model_is_said_before_the_replay(tmp_path, 
     rec = record(trace, programs["cpuid_apic"], env=_env(RELIVE_CPUID_FAULTING="0"))
     assert rec.returncode == 0, describe(rec)
     db = sqlite3.connect(trace / "trace.db")
-    with db:
-        db.execute("UPDATE meta SET value = ? WHERE key = 'cpu_signature'", (json.dumps(
-            {"vendor": "GenuineIntel", "leaf1_eax": 0x806F8, "model": "Xeon Platinum"}),))
+    value = json.dumps({"vendor": "GenuineIntel", "leaf1_eax": 0x806F8,
+                        "model": "Xeon Platinum"})
+    with db:  # (sealed with its checksum: an edit, not damage)
+        db.execute("UPDATE meta SET value = ?, crc = ? WHERE key = 'cpu_signature'",
+                   (value, row_crc("cpu_signature", value)))
     db.close()
     rep = replay(trace)
     assert rep.stderr.splitlines()[0].startswith(
