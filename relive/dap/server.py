@@ -1,0 +1,102 @@
+"""`relive dap`: a debug adapter on stdin/stdout, or on a TCP port of 127.0.0.1.
+
+Three threads: the reader cuts the editor's bytes into requests and queues them; the main
+thread handles them one by one and, while the program runs, polls gdb between requests (so
+pause works); the output pump sends the program's output. Every message goes through one
+locked writer that numbers it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from relive.dap.codec import Codec, ProtocolError, encode
+from relive.dap.session import Session
+
+__all__ = ["serve_stdio", "serve_tcp"]
+
+log = logging.getLogger(__name__)
+POLL = 0.02  # how often a running session looks for a request (pause) between gdb reads
+
+
+def serve_stdio() -> int:
+    """Speak DAP on fd 0/1. Anything else that writes to fd 1 goes to stderr instead."""
+    out = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out, view):]
+
+    run_session(lambda: os.read(0, 65536), write)
+    return 0
+
+
+def serve_tcp(port: int, *, once: bool = False) -> int:
+    """Listen on 127.0.0.1:PORT (0: any free port, printed) and serve one editor at a
+    time."""
+    with socket.create_server(("127.0.0.1", port)) as server:
+        print(f"relive: DAP adapter listening on 127.0.0.1:{server.getsockname()[1]}",
+              file=sys.stderr, flush=True)
+        while True:
+            conn, _ = server.accept()
+            with conn:
+                run_session(lambda: conn.recv(65536), conn.sendall)
+            if once:
+                return 0
+
+
+def run_session(read: Callable[[], bytes], write: Callable[[bytes], None]) -> None:
+    requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    lock = threading.Lock()
+    seq = 0
+
+    def send(message: dict[str, Any]) -> None:
+        nonlocal seq
+        with lock:
+            seq += 1
+            try:
+                write(encode({"seq": seq, **message}))
+            except OSError:  # the editor went away; the reader sees the end too
+                pass
+
+    threading.Thread(target=_read, args=(read, requests), name="relive-dap-reader",
+                     daemon=True).start()
+    session = Session(send)
+    try:
+        while not session.ended:
+            if session.running:
+                try:
+                    request = requests.get_nowait()
+                except queue.Empty:
+                    session.poll(POLL)
+                    continue
+            else:
+                request = requests.get()
+            if request is None:
+                break
+            session.handle(request)
+    finally:
+        session.close()
+
+
+def _read(read: Callable[[], bytes], requests: queue.Queue[dict[str, Any] | None]) -> None:
+    codec = Codec()
+    try:
+        while data := read():
+            codec.receive_data(data)
+            while (message := codec.next_message()) is not None:
+                requests.put(message)
+    except ProtocolError as e:
+        print(f"relive: {e}", file=sys.stderr)
+    except OSError as e:
+        log.debug("DAP input closed: %s", e)
+    requests.put(None)
