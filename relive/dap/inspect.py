@@ -8,6 +8,7 @@ variable objects. A struct, array or pointer is a variable object with children
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,9 @@ __all__ = ["Inspector", "RequestError"]
 MAX_CHILDREN = 1000   # one expansion lists at most this many (a 1 MB array is not useful)
 REGISTERS = ("rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9",
              "r10", "r11", "r12", "r13", "r14", "r15", "eflags", "fs_base", "gs_base")
+
+
+_TEXT = re.compile(r"^(const )?(unsigned |signed )?char \[\d+\]$")
 
 
 class RequestError(Exception):
@@ -127,7 +131,8 @@ class Inspector:
             # var-create says only "unable to create variable object": ask for gdb's reason
             self.gdb.mi(f"-data-evaluate-expression {option}{quote(expression)}")
             raise
-        return {"result": shown["value"], "type": shown.get("type"),
+        value = self.gdb.mi(f"-data-evaluate-expression {option}{quote(expression)}")["value"]
+        return {"result": value, "type": shown.get("type"),
                 "variablesReference": shown["variablesReference"]}
 
     def expression_of(self, reference: int | None, name: str) -> tuple[str, str]:
@@ -162,8 +167,16 @@ class Inspector:
     def _shown(self, name: str, var: dict[str, Any], evaluate_name: str | None = None
                ) -> dict[str, Any]:
         expandable = int(var.get("numchild", "0")) > 0 or var.get("dynamic") == "1"
+        value = str(var.get("value", ""))
+        if _TEXT.match(str(var.get("type", ""))):  # a char array reads as its string
+            path = self.gdb.mi(f"-var-info-path-expression {var['name']}")["path_expr"]
+            option = self.root_frames.get(var["name"].split(".", 1)[0], "")
+            try:
+                value = self.gdb.mi(f"-data-evaluate-expression {option}{quote(path)}")["value"]
+            except ScriptError:
+                pass
         out: dict[str, Any] = {
-            "name": name, "value": var.get("value", ""), "type": var.get("type", ""),
+            "name": name, "value": value, "type": var.get("type", ""),
             "variablesReference": self._handle(_Var(var["name"])) if expandable else 0}
         if evaluate_name is not None:
             out["evaluateName"] = evaluate_name
