@@ -7,6 +7,7 @@ locked writer that numbers it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -58,13 +59,19 @@ def run_session(read: Callable[[], bytes], write: Callable[[bytes], None]) -> No
     requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
     lock = threading.Lock()
     seq = 0
+    trace_to = os.environ.get("RELIVE_DAP_LOG")  # a file to log the traffic to
+    traffic = open(trace_to, "a", encoding="utf-8") if trace_to else None  # noqa: SIM115
 
     def send(message: dict[str, Any]) -> None:
         nonlocal seq
         with lock:
             seq += 1
+            message = {"seq": seq, **message}
+            if traffic is not None:
+                traffic.write(f"<- {json.dumps(message)}\n")
+                traffic.flush()
             try:
-                write(encode({"seq": seq, **message}))
+                write(encode(message))
             except OSError:  # the editor went away; the reader sees the end too
                 pass
 
@@ -83,9 +90,15 @@ def run_session(read: Callable[[], bytes], write: Callable[[bytes], None]) -> No
                 request = requests.get()
             if request is None:
                 break
+            if traffic is not None:
+                with lock:
+                    traffic.write(f"-> {json.dumps(request)}\n")
+                    traffic.flush()
             session.handle(request)
     finally:
         session.close()
+        if traffic is not None:
+            traffic.close()
 
 
 def _read(read: Callable[[], bytes], requests: queue.Queue[dict[str, Any] | None]) -> None:
