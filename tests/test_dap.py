@@ -272,3 +272,14 @@ def test_disconnect_leaves_no_process_behind(dap, trace):
             time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive, f"left behind: {alive}"
+
+
+def test_the_vscode_extension_declares_the_adapter_and_its_launch_arguments():
+    import json
+    root = PROGRAMS_DIR.parent.parent / "editors" / "vscode"
+    manifest = json.loads((root / "package.json").read_text())
+    debugger = manifest["contributes"]["debuggers"][0]
+    assert debugger["type"] == "relive"
+    assert set(debugger["configurationAttributes"]["launch"]["properties"]) == {
+        "trace", "stopOnEntry", "pid"}
+    assert "'dap'" in (root / "extension.js").read_text()  # runs `relive dap`
