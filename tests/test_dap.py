@@ -283,3 +283,29 @@ def test_the_vscode_extension_declares_the_adapter_and_its_launch_arguments():
     assert set(debugger["configurationAttributes"]["launch"]["properties"]) == {
         "trace", "stopOnEntry", "pid"}
     assert "'dap'" in (root / "extension.js").read_text()  # runs `relive dap`
+
+
+def test_pid_debugs_one_process_of_a_multi_process_recording(dap, programs, tmp_path):
+    from tracefile.reader import TraceReader
+    trace = tmp_path / "fork"
+    assert run_relive("record", "-o", trace, programs["fork_pipe"]).returncode == 0
+    reader = TraceReader(trace)
+    pids = sorted({t.pid for t in reader.tasks()})
+    reader.close()
+    parent, child = pids[0], pids[1]
+    source = str(PROGRAMS_DIR / "fork_pipe.c")
+    line = next(i + 1 for i, text in enumerate(Path(source).read_text().splitlines())
+                if "int len = snprintf" in text)
+    c = dap()
+    c.request("initialize", adapterID="relive")
+    assert str(parent) in c.fail("launch", trace=str(trace), pid=999999999)
+    c.request("launch", trace=str(trace), pid=child)
+    c.event("initialized")
+    c.request("setBreakpoints", source={"path": source}, breakpoints=[{"line": line}])
+    c.request("configurationDone")
+    stop = c.event("stopped")
+    assert stop["reason"] == "breakpoint" and c.top()["line"] == line  # only the child gets here
+    assert c.request("evaluate", expression="n", context="watch")["result"] == "338350"
+    c.request("setBreakpoints", source={"path": source}, breakpoints=[])
+    end = c.run("continue", threadId=stop["threadId"])
+    assert end["reason"] == "end of recording" and "exited with status 7" in end["description"]

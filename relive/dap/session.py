@@ -170,13 +170,16 @@ class Session:
         reader = TraceReader(trace)  # a bad trace is one clear message, before any process
         try:
             status = reader.meta.get("exit_status")
-            pids = sorted({t.pid for t in reader.tasks()})
+            tasks = reader.tasks()
         finally:
             reader.close()
+        pids = sorted({t.pid for t in tasks})
         pid = args.get("pid")
-        if pid is not None and int(pid) not in pids:
-            raise RequestError(f"process {pid} is not in {trace}; its processes: "
-                               f"{', '.join(map(str, pids))}")
+        if pid is not None:
+            if int(pid) not in pids:
+                raise RequestError(f"process {pid} is not in {trace}; its processes: "
+                                   f"{', '.join(map(str, pids))}")
+            status = next((t.exit_status for t in tasks if t.tid == int(pid)), None)
         if isinstance(status, int):
             self.exit_code = (os.WEXITSTATUS(status) if os.WIFEXITED(status)
                               else 128 + os.WTERMSIG(status))
