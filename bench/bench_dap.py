@@ -8,14 +8,18 @@ reused with --reuse when its argv matches).
 
 The script is the editor: it starts `python3 -m relive dap` and speaks DAP to it on stdio
 (tests/dapclient.py). At three positions -- marker(1), marker(SECONDS/2) and marker(SECONDS),
-each reached by `continue` to a conditional function breakpoint -- it sends --steps stepBack
-requests in a row (one source line back each, over calls), and times each from the request
-to the `stopped` event (what the editor waits for before it asks for the stack), plus the
-stackTrace request that follows. The first stepBack from marker(K) steps out of marker()
-back to its call in main; the following ones walk back through main's loop, over hot(),
-getppid() and write() calls.
+each reached by `continue` to a conditional function breakpoint -- it sends stepBack
+requests (one source line back each, over calls) and times each from the request to the
+`stopped` event (what the editor waits for before it asks for the stack), plus the
+stackTrace request that follows: 4 from marker(K) (back out of marker() to its call, the two
+loop headers, the previous chunk's getppid() line) and 3 from the next hot() (its call, the
+loop header, the previous chunk's write() line, stepping back over the call).
 
-Usage: python3 bench/bench_dap.py [--seconds 30] [--steps 10] [--reuse] [--markdown]
+One more step back from there lands in the previous chunk's ~1 ms of syscall-free
+arithmetic, which relive can only locate by single-stepping it (bench_reverse.py,
+--cross-syscall): --into-loop measures that step separately.
+
+Usage: python3 bench/bench_dap.py [--seconds 30] [--reuse] [--into-loop] [--markdown]
 """
 from __future__ import annotations
 
@@ -64,8 +68,18 @@ def timed(c: DapClient, command: str, **arguments: object) -> tuple[float, float
     return stopped - start, time.perf_counter() - stopped, frame
 
 
-def measure(trace: Path, seconds: int, steps: int) -> dict[str, dict[str, object]]:
-    c = DapClient(timeout=600)
+def walk_back(c: DapClient, steps: int) -> tuple[list[float], list[float], list[str]]:
+    backs, stacks, lines = [], [], []
+    for _ in range(steps):
+        back, stack, frame = timed(c, "stepBack", threadId=1)
+        backs.append(back)
+        stacks.append(stack)
+        lines.append(f"{frame['name']}:{frame.get('line')}")
+    return backs, stacks, lines
+
+
+def measure(trace: Path, seconds: int, into_loop: bool) -> dict[str, dict[str, object]]:
+    c = DapClient(timeout=900)
     results: dict[str, dict[str, object]] = {}
     try:
         c.request("initialize", adapterID="bench")
@@ -82,14 +96,18 @@ def measure(trace: Path, seconds: int, steps: int) -> dict[str, dict[str, object
                 stop = c.run("continue", threadId=1)
             if stop["reason"] != "function breakpoint":
                 raise RuntimeError(f"could not reach marker({k}): {stop}")
+            # from marker(K): its call, the two loop headers, the previous chunk's syscall line
+            backs, stacks, lines = walk_back(c, 4)
+            # from the next hot(): its call, the chunk loop header, the previous syscall line
+            c.request("setFunctionBreakpoints", breakpoints=[{"name": "hot"}])
+            c.run("continue", threadId=1)
             c.request("setFunctionBreakpoints", breakpoints=[])
-            backs, stacks, lines = [], [], []
-            for _ in range(steps):
-                back, stack, frame = timed(c, "stepBack", threadId=1)
-                backs.append(back)
-                stacks.append(stack)
-                lines.append(f"{frame['name']}:{frame.get('line')}")
+            more = walk_back(c, 3)
+            backs, stacks, lines = backs + more[0], stacks + more[1], lines + more[2]
             results[label] = {"k": k, "backs": backs, "stacks": stacks, "lines": lines}
+            if into_loop:  # one more: back into the previous chunk's ~1 ms of arithmetic
+                loop = walk_back(c, 1)
+                results[label]["loop"] = (loop[0][0], loop[2][0])
             print(f"... {label} (marker {k}): " + ", ".join(
                 f"{line} {b * 1000:.0f} ms" for line, b in zip(lines, backs)), file=sys.stderr)
         c.request("disconnect")
@@ -103,14 +121,15 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--chunks", type=int, default=3400)
     ap.add_argument("--work", type=int, default=0, help="default: calibrated to 1 s/second")
-    ap.add_argument("--steps", type=int, default=10, help="stepBack requests per position")
+    ap.add_argument("--into-loop", action="store_true",
+                    help="also step back into a chunk's syscall-free arithmetic (minutes)")
     ap.add_argument("--reuse", action="store_true", help="reuse the recorded trace")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--out", type=Path, default=BENCH / "out")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     trace, argv = record(args)
-    results = measure(trace, args.seconds, args.steps)
+    results = measure(trace, args.seconds, args.into_loop)
     bar = "|" if args.markdown else ""
     print(f"\nrelive dap, stepBack on `{' '.join(Path(a).name for a in argv)}`; "
           f"{host_description()}{load_note()}")
@@ -125,6 +144,11 @@ def main() -> int:
         print(f"{bar} {label} (marker {r['k']}) {bar} {fmt_s(statistics.median(backs))} {bar} "
               f"{fmt_s(backs[0])} {bar} {fmt_s(max(backs))} {bar} {within}/{len(backs)} {bar} "
               f"{fmt_s(statistics.median(stacks))} {bar}")
+    for label, r in results.items():
+        print(f"{label}: stepped back through {', '.join(map(str, r['lines']))}")
+        if "loop" in r:
+            took, line = r["loop"]  # type: ignore[misc]
+            print(f"{label}: stepBack into the arithmetic loop ({line}): {fmt_s(took, 's')}")
     return 0
 
 

@@ -105,8 +105,9 @@ class Replay:
 
     def __init__(self, trace: str | os.PathLike[str], *, gdb: str = "gdb",
                  timeout: float = 60.0, startup_timeout: float = 60.0,
-                 pid: int | None = None) -> None:
+                 pid: int | None = None, die_with_parent: bool = False) -> None:
         self.trace = Path(trace)
+        self._die_with_parent = die_with_parent
         self.timeout = timeout
         self.pid = pid
         self._pending: list[dict[str, Any]] = []
@@ -133,7 +134,8 @@ class Replay:
                 [sys.executable, "-m", "relive", "replay", "--port", "0", str(self.trace),
                  *(["--pid", str(self.pid)] if self.pid is not None else [])],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                start_new_session=True)
+                start_new_session=True,
+                preexec_fn=_terminate_with_parent() if self._die_with_parent else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             match = _SERVING.search(self.server_log())
@@ -372,6 +374,15 @@ class Replay:
                 raise ScriptError(f"the replay server exited:\n{self.server_log()}")
             self._pending.extend(self._gdb.get_gdb_response(timeout_sec=0.2,
                                                             raise_error_on_timeout=False))
+
+
+def _terminate_with_parent() -> Callable[[], None]:
+    """For the server's process: SIGTERM when the thread that started it dies, even by
+    SIGKILL (PR_SET_PDEATHSIG), so that no replay outlives an editor's adapter. The libc
+    function is found here, before the fork: the child only calls it."""
+    import ctypes
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
 
 
 def _is_stopped(record: dict[str, Any]) -> bool:

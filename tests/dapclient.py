@@ -113,6 +113,11 @@ class DapClient:
             "stackFrames"][0]
 
     def close(self):
+        """End the session as an editor that quits does: close the adapter's stdin."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=20)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
         self.proc.wait(timeout=10)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -26,8 +27,18 @@ log = logging.getLogger(__name__)
 POLL = 0.02  # how often a running session looks for a request (pause) between gdb reads
 
 
+def _exit_on_signals() -> None:
+    """An editor that gives up on the adapter sends SIGTERM (or its terminal SIGHUP): unwind,
+    so that the session's `finally` stops gdb, the replay server and the replayed process."""
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, leave)
+
+
 def serve_stdio() -> int:
     """Speak DAP on fd 0/1. Anything else that writes to fd 1 goes to stderr instead."""
+    _exit_on_signals()
     out = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -44,6 +55,7 @@ def serve_stdio() -> int:
 def serve_tcp(port: int, *, once: bool = False) -> int:
     """Listen on 127.0.0.1:PORT (0: any free port, printed) and serve one editor at a
     time."""
+    _exit_on_signals()
     with socket.create_server(("127.0.0.1", port)) as server:
         print(f"relive: DAP adapter listening on 127.0.0.1:{server.getsockname()[1]}",
               file=sys.stderr, flush=True)

@@ -184,7 +184,7 @@ class Session:
             self.exit_code = (os.WEXITSTATUS(status) if os.WIFEXITED(status)
                               else 128 + os.WTERMSIG(status))
         self.stop_on_entry = bool(args.get("stopOnEntry", False))
-        self.gdb = Gdb(trace, timeout=self.gdb_timeout,
+        self.gdb = Gdb(trace, timeout=self.gdb_timeout, die_with_parent=True,
                        pid=int(pid) if pid is not None else None)
         self.breakpoints = Breakpoints(self.gdb)
         self.inspector = Inspector(self.gdb)
