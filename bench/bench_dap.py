@@ -7,13 +7,13 @@ called at the start of second s. The trace is recorded once into bench/out/ (kep
 reused with --reuse when its argv matches).
 
 The script is the editor: it starts `python3 -m relive dap` and speaks DAP to it on stdio
-(tests/dapclient.py). At three positions -- marker(1), marker(SECONDS/2) and marker(SECONDS),
+(tests/dapclient.py). At three positions -- marker(1), marker(SECONDS/2) and marker(SECONDS-1),
 each reached by `continue` to a conditional function breakpoint -- it sends stepBack
 requests (one source line back each, over calls) and times each from the request to the
 `stopped` event (what the editor waits for before it asks for the stack), plus the
 stackTrace request that follows: 4 from marker(K) (back out of marker() to its call, the two
-loop headers, the previous chunk's getppid() line) and 3 from the next hot() (its call, the
-loop header, the previous chunk's write() line, stepping back over the call).
+loop headers, the previous chunk's getppid() line) and 3 from the second hot() after it (its
+call, the loop header, the first chunk's write() line, stepping back over the call).
 
 One more step back from there lands in the previous chunk's ~1 ms of syscall-free
 arithmetic, which relive can only locate by single-stepping it (bench_reverse.py,
@@ -86,7 +86,7 @@ def measure(trace: Path, seconds: int, into_loop: bool) -> dict[str, dict[str, o
         c.request("launch", trace=str(trace))
         c.event("initialized")
         for i, (label, k) in enumerate((("start", 1), ("middle", seconds // 2),
-                                        ("end", seconds))):
+                                        ("end", seconds - 1))):
             c.request("setFunctionBreakpoints",
                       breakpoints=[{"name": "marker", "condition": f"sec == {k}"}])
             if i == 0:
@@ -98,8 +98,10 @@ def measure(trace: Path, seconds: int, into_loop: bool) -> dict[str, dict[str, o
                 raise RuntimeError(f"could not reach marker({k}): {stop}")
             # from marker(K): its call, the two loop headers, the previous chunk's syscall line
             backs, stacks, lines = walk_back(c, 4)
-            # from the next hot(): its call, the chunk loop header, the previous syscall line
+            # from the second hot() after marker(K): its call, the chunk loop header, the
+            # previous chunk's write() line
             c.request("setFunctionBreakpoints", breakpoints=[{"name": "hot"}])
+            c.run("continue", threadId=1)
             c.run("continue", threadId=1)
             c.request("setFunctionBreakpoints", breakpoints=[])
             more = walk_back(c, 3)
@@ -132,7 +134,7 @@ def main() -> int:
     results = measure(trace, args.seconds, args.into_loop)
     bar = "|" if args.markdown else ""
     print(f"\nrelive dap, stepBack on `{' '.join(Path(a).name for a in argv)}`; "
-          f"{host_description()}{load_note()}")
+          f"{host_description()}; {load_note()}")
     print(f"{bar} position {bar} stepBack median {bar} first {bar} max {bar} "
           f"<= 100 ms {bar} stackTrace median {bar}")
     if args.markdown:

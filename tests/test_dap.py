@@ -162,7 +162,6 @@ def test_reverse_continue_to_a_breakpoint_and_to_a_data_breakpoint(dap, trace):
     end = c.run("continue", threadId=1)
     assert end["reason"] == "end of recording", end
     assert "exited with status 0" in end["description"]
-    time.sleep(0.2)
     assert c.output("stdout") == ("triangle: area2=12 score=12\n"
                                   "sliver: area2=1 score=13\n")
     assert "done after 2 rounds\n" in c.output("stderr")
@@ -323,3 +322,42 @@ def test_pid_debugs_one_process_of_a_multi_process_recording(dap, programs, tmp_
     c.request("setBreakpoints", source={"path": source}, breakpoints=[])
     end = c.run("continue", threadId=stop["threadId"])
     assert end["reason"] == "end of recording" and "exited with status 7" in end["description"]
+
+
+def test_port_serves_dap_on_tcp_one_editor_after_another(trace):
+    import re
+    import socket
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=str(PROGRAMS_DIR.parent.parent))
+    proc = subprocess.Popen([sys.executable, "-m", "relive", "dap", "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stderr.readline()
+        match = re.match(r"relive: DAP adapter listening on 127\.0\.0\.1:(\d+)$", line.strip())
+        assert match, line
+        for _ in range(2):  # a second editor after the first one left
+            with socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=60) as s:
+                codec, answers = Codec(), []
+
+                def request(seq: int, command: str, **arguments: object) -> dict:
+                    s.sendall(encode({"seq": seq, "type": "request", "command": command,
+                                      "arguments": arguments}))
+                    while True:
+                        while (message := codec.next_message()) is None:
+                            codec.receive_data(s.recv(65536))
+                        answers.append(message)
+                        if message.get("request_seq") == seq:
+                            return message
+                assert request(1, "initialize")["body"]["supportsStepBack"] is True
+                assert request(2, "launch", trace=str(trace), stopOnEntry=True)["success"]
+                request(3, "configurationDone")
+                assert request(4, "stackTrace", threadId=1)["body"]["stackFrames"][0][
+                    "name"] == "main"
+                assert request(5, "disconnect")["success"]
+                assert [m["body"]["reason"] for m in answers
+                        if m.get("event") == "stopped"] == ["entry"]
+        assert proc.poll() is None  # still listening
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -24,6 +24,7 @@ class OutputPump:
         self._partial = b""  # stderr is filtered by line
         self._send = send
         self._done = threading.Event()
+        self._lock = threading.Lock()  # one pass at a time: the thread's or flush()'s
         self._thread = threading.Thread(target=self._run, name="relive-dap-output",
                                         daemon=True)
 
@@ -36,12 +37,21 @@ class OutputPump:
             self._done.set()
             self._thread.join(timeout=2)
 
+    def flush(self) -> None:
+        """Send what the program wrote so far now (before a stopped event, so that the
+        editor shows the output that led to the stop)."""
+        self._pass(final=False)
+
     def _run(self) -> None:
         while not self._done.wait(PERIOD):
             self._pass(final=False)
         self._pass(final=True)
 
     def _pass(self, final: bool) -> None:
+        with self._lock:
+            self._read_all(final)
+
+    def _read_all(self, final: bool) -> None:
         for category, path in self._paths.items():
             try:
                 with open(path, "rb") as f:

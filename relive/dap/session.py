@@ -12,6 +12,7 @@ stepBack is `-exec-next --reverse` (a whole line, stepping over calls: the mirro
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,8 @@ from relive.dap.stops import END_OF_RECORDING, Resume, stopped_body
 from tracefile.errors import ReliveError
 
 __all__ = ["CAPABILITIES", "Session"]
+
+log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -92,6 +95,10 @@ class Session:
         except TimeoutError as e:
             self._respond(request, error=f"gdb did not answer: {e}")
             return
+        except Exception as e:  # a relive bug: say so, keep the session
+            log.exception("relive dap: %s failed", command)
+            self._respond(request, error=f"internal error in relive dap ({command}): {e!r}")
+            return
         self._respond(request, body)
         while self.later:
             self._event(*self.later.pop(0))
@@ -115,6 +122,8 @@ class Session:
         body = stopped_body(stop, resume, kinds, self.breakpoints.data)
         if body["reason"] == END_OF_RECORDING and self.exit_code is not None:
             body["description"] += f"; the program exited with status {self.exit_code}"
+        if self.pump is not None:
+            self.pump.flush()
         self.send({"type": "event", "event": "stopped", "body": body})
         while self.deferred and not self.running:
             self.handle(self.deferred.pop(0))
@@ -227,9 +236,9 @@ class Session:
         self._start()
 
     def _on_disconnect(self, args: dict[str, Any]) -> None:
-        if self.running and self.gdb is not None:
-            self.resume = None
-        return None
+        self.resume = None
+        if self.pump is not None:  # the program's last output before the response
+            self.pump.stop()
 
     def _on_terminate(self, args: dict[str, Any]) -> None:
         self._event("exited", {"exitCode": self.exit_code if self.exit_code is not None else 0})
