@@ -153,6 +153,13 @@ def test_break_inspect_and_step_back_by_line(dap, trace):
     bt = c.request("evaluate", expression="-exec bt", context="repl")["result"]
     assert "main" in bt
 
+    # a command typed in the console that runs the program stops like a button would
+    c.request("evaluate", expression="reverse-next", context="repl")
+    assert c.event("stopped")["reason"] == "step"
+    assert c.top()["line"] == LINE_CALL       # the start of the line, before the call
+    c.request("evaluate", expression="reverse-next", context="repl")
+    assert c.event("stopped")["reason"] == "step" and c.top()["line"] == LINE_FOR
+
 
 def test_reverse_continue_to_a_breakpoint_and_to_a_data_breakpoint(dap, trace):
     c = dap()
@@ -361,3 +368,36 @@ def test_port_serves_dap_on_tcp_one_editor_after_another(trace):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_threads_each_have_a_stack_and_reverse_continue_finds_the_thread(dap, programs,
+                                                                       tmp_path):
+    trace = tmp_path / "threads"
+    assert run_relive("record", "-o", trace, programs["threads_mutex"]).returncode == 0
+    source = str(PROGRAMS_DIR / "threads_mutex.c")
+    text = Path(source).read_text().splitlines()
+    line = next(i + 1 for i, t in enumerate(text) if "tls_result[idx] = tls_count;" in t)
+    c = dap()
+    c.request("initialize", adapterID="relive")
+    c.request("launch", trace=str(trace))
+    c.event("initialized")
+    c.request("setBreakpoints", source={"path": source},
+              breakpoints=[{"line": line, "condition": "idx == 2"}])
+    c.request("configurationDone")
+    stop = c.event("stopped")
+    assert stop["reason"] == "breakpoint", stop
+    threads = c.request("threads")["threads"]
+    assert len(threads) >= 2 and stop["threadId"] in {t["id"] for t in threads}
+    tid = stop["threadId"]
+    frame = c.top(tid)
+    assert (frame["name"], frame["line"]) == ("worker", line)
+    assert c.request("evaluate", expression="tls_count", frameId=frame["id"],
+                     context="watch")["result"] == "20000"
+    for t in threads:  # every thread's stack can be shown
+        assert c.request("stackTrace", threadId=t["id"])["stackFrames"]
+    entry = next(i + 1 for i, t in enumerate(text) if "long idx = (long)arg;" in t)
+    c.request("setBreakpoints", source={"path": source},
+              breakpoints=[{"line": entry, "condition": "(long)arg == 2"}])
+    back = c.run("reverseContinue", threadId=tid)
+    assert back["reason"] == "breakpoint" and back["threadId"] == tid, back
+    assert (c.top(tid)["name"], c.top(tid)["line"]) == ("worker", entry)
