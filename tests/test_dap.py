@@ -401,3 +401,11 @@ def test_threads_each_have_a_stack_and_reverse_continue_finds_the_thread(dap, pr
     back = c.run("reverseContinue", threadId=tid)
     assert back["reason"] == "breakpoint" and back["threadId"] == tid, back
     assert (c.top(tid)["name"], c.top(tid)["line"]) == ("worker", entry)
+
+
+def test_garbage_on_stdin_is_one_line_and_a_failure():
+    done = run_relive("dap", input=b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines() == [
+        "relive: malformed DAP header line b'GET / HTTP/1.1'"]
+    assert done.stdout == b""

@@ -48,8 +48,7 @@ def serve_stdio() -> int:
         while view:
             view = view[os.write(out, view):]
 
-    run_session(lambda: os.read(0, 65536), write)
-    return 0
+    return 0 if run_session(lambda: os.read(0, 65536), write) else 1
 
 
 def serve_tcp(port: int, *, once: bool = False) -> int:
@@ -67,8 +66,11 @@ def serve_tcp(port: int, *, once: bool = False) -> int:
                 return 0
 
 
-def run_session(read: Callable[[], bytes], write: Callable[[bytes], None]) -> None:
+def run_session(read: Callable[[], bytes], write: Callable[[bytes], None]) -> bool:
+    """Serve one editor until it disconnects or its stream ends; False if it sent something
+    that is not DAP."""
     requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    garbled: list[ProtocolError] = []
     lock = threading.Lock()
     seq = 0
     trace_to = os.environ.get("RELIVE_DAP_LOG")  # a file to log the traffic to
@@ -87,7 +89,7 @@ def run_session(read: Callable[[], bytes], write: Callable[[bytes], None]) -> No
             except OSError:  # the editor went away; the reader sees the end too
                 pass
 
-    threading.Thread(target=_read, args=(read, requests), name="relive-dap-reader",
+    threading.Thread(target=_read, args=(read, requests, garbled), name="relive-dap-reader",
                      daemon=True).start()
     session = Session(send)
     try:
@@ -111,9 +113,11 @@ def run_session(read: Callable[[], bytes], write: Callable[[bytes], None]) -> No
         session.close()
         if traffic is not None:
             traffic.close()
+    return not garbled
 
 
-def _read(read: Callable[[], bytes], requests: queue.Queue[dict[str, Any] | None]) -> None:
+def _read(read: Callable[[], bytes], requests: queue.Queue[dict[str, Any] | None],
+          garbled: list[ProtocolError]) -> None:
     codec = Codec()
     try:
         while data := read():
@@ -122,6 +126,7 @@ def _read(read: Callable[[], bytes], requests: queue.Queue[dict[str, Any] | None
                 requests.put(message)
     except ProtocolError as e:
         print(f"relive: {e}", file=sys.stderr)
+        garbled.append(e)
     except OSError as e:
         log.debug("DAP input closed: %s", e)
     requests.put(None)
