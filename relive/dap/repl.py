@@ -28,7 +28,7 @@ def repl(session: Session, text: str, frame_id: int | None) -> dict[str, Any]:
     if text.startswith("-exec "):
         return _command(session, text[len("-exec "):].strip(), frame_id)
     try:
-        return session._inspector().evaluate(text, frame_id)
+        return session.inspect().evaluate(text, frame_id)
     except ScriptError as not_an_expression:
         try:
             return _command(session, text, frame_id)
@@ -39,8 +39,8 @@ def repl(session: Session, text: str, frame_id: int | None) -> dict[str, Any]:
 
 
 def _command(session: Session, command: str, frame_id: int | None) -> dict[str, Any]:
-    gdb = session._gdb()
-    frame = session._inspector().frame(frame_id)
+    gdb = session.require_gdb()
+    frame = session.inspect().frame(frame_id)
     if frame is not None:
         gdb.mi(f"-thread-select {frame[0]}")
         gdb.mi(f"-stack-select-frame {frame[1]}")
@@ -54,8 +54,8 @@ def _command(session: Session, command: str, frame_id: int | None) -> dict[str, 
         gdb.console("maintenance flush register-cache")
         gdb.console("maintenance flush dcache")
         if len(words) > 1 and words[1] == "goto":
-            session._inspector().reset()
+            session.inspect().reset()
             session.later.append(("stopped", {"reason": "goto", "allThreadsStopped": True,
-                                              "threadId": session._first_thread(),
+                                              "threadId": session.first_thread(),
                                               "description": "moved to another event"}))
     return {"result": output.rstrip("\n"), "variablesReference": 0}

@@ -207,12 +207,12 @@ class Session:
 
     def _start(self) -> None:
         """Where a session (or a restart) begins: at main for stopOnEntry, else run."""
-        gdb = self._gdb()
+        gdb = self.require_gdb()
         if self.stop_on_entry:
             try:
                 entry = int(gdb.mi("-break-insert -t main")["bkpt"]["number"])
             except ScriptError:  # no main (a stripped program): stay at the first instruction
-                self._event("stopped", {"reason": "entry", "threadId": self._first_thread(),
+                self._event("stopped", {"reason": "entry", "threadId": self.first_thread(),
                                         "allThreadsStopped": True})
                 return
             self._resume(Resume("-exec-continue", entry_breakpoint=entry))
@@ -222,7 +222,7 @@ class Session:
     def _on_restart(self, args: dict[str, Any]) -> None:
         """Back to the start of the recording: reverse-continue with every breakpoint
         disabled, then begin as a launch does."""
-        gdb = self._gdb()
+        gdb = self.require_gdb()
         gdb.console("disable")
         try:
             gdb.resume("-exec-continue --reverse")
@@ -231,8 +231,8 @@ class Session:
             gdb.console("enable")
         if stop is None:
             raise TimeoutError("going back to the start of the recording")
-        self._inspector().reset()
-        self._breakpoints().reset_hit_counts()
+        self.inspect().reset()
+        self.require_breakpoints().reset_hit_counts()
         self._start()
 
     def _on_disconnect(self, args: dict[str, Any]) -> None:
@@ -252,24 +252,24 @@ class Session:
         wanted = args.get("breakpoints")
         if wanted is None:  # the deprecated form: lines only
             wanted = [{"line": line} for line in args.get("lines", [])]
-        return {"breakpoints": self._breakpoints().set_source(path, list(wanted))}
+        return {"breakpoints": self.require_breakpoints().set_source(path, list(wanted))}
 
     def _on_setFunctionBreakpoints(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"breakpoints": self._breakpoints().set_functions(list(args["breakpoints"]))}
+        return {"breakpoints": self.require_breakpoints().set_functions(list(args["breakpoints"]))}
 
     def _on_setExceptionBreakpoints(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"breakpoints": []}
 
     def _on_dataBreakpointInfo(self, args: dict[str, Any]) -> dict[str, Any]:
-        expression, option = self._inspector().expression_of(
+        expression, option = self.inspect().expression_of(
             args.get("variablesReference"), str(args["name"]))
         if not option and args.get("frameId"):
-            frame = self._inspector().frame(int(args["frameId"]))
+            frame = self.inspect().frame(int(args["frameId"]))
             option = frame_option(*frame) if frame else ""
-        return self._breakpoints().data_info(expression, option)
+        return self.require_breakpoints().data_info(expression, option)
 
     def _on_setDataBreakpoints(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"breakpoints": self._breakpoints().set_data(list(args["breakpoints"]))}
+        return {"breakpoints": self.require_breakpoints().set_data(list(args["breakpoints"]))}
 
     # -- running ----------------------------------------------------------------------------
     def _on_continue(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -303,36 +303,36 @@ class Session:
             return
         self.resume = Resume(self.resume.command, self.resume.reverse,
                              self.resume.entry_breakpoint, pausing=True)
-        self._gdb().interrupt()
+        self.require_gdb().interrupt()
 
     def _resume(self, resume: Resume) -> None:
         """Start the program; the stop comes later through poll()."""
-        self._gdb().resume(resume.command)
+        self.require_gdb().resume(resume.command)
         self.resume = resume
 
     # -- looking ----------------------------------------------------------------------------
     def _on_threads(self, args: dict[str, Any]) -> dict[str, Any]:
         if not self.running:
-            info = self._gdb().mi("-thread-info")
+            info = self.require_gdb().mi("-thread-info")
             self.last_threads = [{"id": int(t["id"]),
                                   "name": f"{t.get('name', 'thread')} ({t.get('target-id')})"}
                                  for t in info.get("threads", [])]
         return {"threads": self.last_threads}
 
-    def _first_thread(self) -> int:
+    def first_thread(self) -> int:
         threads = self._on_threads({})["threads"]
         return int(threads[0]["id"]) if threads else 1
 
     def _on_stackTrace(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._inspector().stack_trace(int(args["threadId"]),
+        return self.inspect().stack_trace(int(args["threadId"]),
                                              int(args.get("startFrame") or 0),
                                              int(args.get("levels") or 0))
 
     def _on_scopes(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"scopes": self._inspector().scopes(int(args["frameId"]))}
+        return {"scopes": self.inspect().scopes(int(args["frameId"]))}
 
     def _on_variables(self, args: dict[str, Any]) -> dict[str, Any]:
-        listed = self._inspector().variables(int(args["variablesReference"]))
+        listed = self.inspect().variables(int(args["variablesReference"]))
         start, count = int(args.get("start") or 0), int(args.get("count") or 0)
         return {"variables": listed[start:start + count] if count else listed[start:]}
 
@@ -340,22 +340,22 @@ class Session:
         expression = str(args["expression"])
         frame_id = int(args["frameId"]) if args.get("frameId") else None
         if args.get("context") != "repl":
-            return self._inspector().evaluate(expression, frame_id)
+            return self.inspect().evaluate(expression, frame_id)
         from relive.dap.repl import repl
         return repl(self, expression, frame_id)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _gdb(self) -> Gdb:
+    def require_gdb(self) -> Gdb:
         if self.gdb is None:
             raise RequestError("no replay yet: send launch first")
         return self.gdb
 
-    def _inspector(self) -> Inspector:
-        self._gdb()
+    def inspect(self) -> Inspector:
+        self.require_gdb()
         assert self.inspector is not None
         return self.inspector
 
-    def _breakpoints(self) -> Breakpoints:
-        self._gdb()
+    def require_breakpoints(self) -> Breakpoints:
+        self.require_gdb()
         assert self.breakpoints is not None
         return self.breakpoints
