@@ -409,3 +409,30 @@ def test_garbage_on_stdin_is_one_line_and_a_failure():
     assert done.stderr.decode().splitlines() == [
         "relive: malformed DAP header line b'GET / HTTP/1.1'"]
     assert done.stdout == b""
+
+
+def test_disassembly_memory_and_instruction_breakpoints(dap, trace):
+    import base64
+    c = dap()
+    _launch(c, trace, [LINE_ADD])
+    pc = c.top()["instructionPointerReference"]
+    window = c.request("disassemble", memoryReference=pc, instructionOffset=-3,
+                       instructionCount=6)["instructions"]
+    assert len(window) == 6 and int(window[3]["address"], 16) == int(pc, 16)
+    assert [i["line"] for i in window] == [LINE_CALL] * 3 + [LINE_ADD] * 3
+    call = window[1]
+    assert "call" in call["instruction"] and "area2" in call["instruction"]
+    assert "add_score" in window[5]["instruction"]
+    memory = c.request("readMemory", memoryReference=pc, count=len(window[3][
+        "instructionBytes"].split()))
+    assert base64.b64decode(memory["data"]).hex(" ") == window[3]["instructionBytes"]
+    assert c.request("readMemory", memoryReference="0x10", count=4)["unreadableBytes"] == 4
+    assert "instructionCount" in c.fail("disassemble", memoryReference=pc,
+                                        instructionOffset=-100000, instructionCount=2)
+    c.request("setBreakpoints", source={"path": SOURCE}, breakpoints=[])
+    answer = c.request("setInstructionBreakpoints",
+                       breakpoints=[{"instructionReference": call["address"]}])
+    assert answer["breakpoints"][0]["verified"]
+    stop = c.run("reverseContinue", threadId=1)   # back to the call of area2 in line 45
+    assert stop["reason"] == "instruction breakpoint", stop
+    assert c.top()["instructionPointerReference"] == call["address"]

@@ -43,6 +43,7 @@ class Breakpoints:
     gdb: Gdb
     by_source: dict[str, list[int]] = field(default_factory=dict)
     functions: set[int] = field(default_factory=set)
+    instructions: set[int] = field(default_factory=set)
     data: dict[int, str] = field(default_factory=dict)     # gdb number -> description
     ignore: dict[int, int] = field(default_factory=dict)   # gdb number -> ignore count
     names: dict[str, str] = field(default_factory=dict)    # watched location -> expression
@@ -67,6 +68,24 @@ class Breakpoints:
             answer = self._insert(str(bp.get("name", "")), bp, None)
             if "id" in answer:
                 self.functions.add(answer["id"])
+            answers.append(answer)
+        return answers
+
+    def set_instructions(self, wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Breakpoints on addresses (the disassembly view): `*ADDRESS`."""
+        self._delete(sorted(self.instructions))
+        self.instructions.clear()
+        answers = []
+        for bp in wanted:
+            try:
+                address = int(str(bp["instructionReference"]), 0) + int(bp.get("offset") or 0)
+            except (KeyError, ValueError):
+                answers.append({"verified": False, "message": "no instruction reference"})
+                continue
+            answer = self._insert(f"*{address:#x}", bp, None)
+            if "id" in answer:
+                self.instructions.add(answer["id"])
+                answer["instructionReference"] = hex(address)
             answers.append(answer)
         return answers
 
@@ -124,6 +143,8 @@ class Breakpoints:
     def kind(self, number: int) -> str:
         if number in self.functions:
             return "function breakpoint"
+        if number in self.instructions:
+            return "instruction breakpoint"
         if number in self.data:
             return "data breakpoint"
         return "breakpoint"

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from relive.dap import machine
 from relive.dap.breakpoints import Breakpoints
 from relive.dap.gdb import Gdb, ScriptError
 from relive.dap.inspect import Inspector, RequestError, frame_option
@@ -42,6 +43,9 @@ CAPABILITIES: dict[str, Any] = {
     "supportsTerminateRequest": True,
     "supportsSteppingGranularity": True,
     "supportsDelayedStackTraceLoading": True,
+    "supportsDisassembleRequest": True,
+    "supportsReadMemoryRequest": True,
+    "supportsInstructionBreakpoints": True,
     "supportsValueFormattingOptions": False,
     "supportsGotoTargetsRequest": False,   # moving the pc would leave the recording
     "supportsSetVariable": False,          # so would writing memory
@@ -118,7 +122,8 @@ class Session:
         assert self.inspector is not None and self.breakpoints is not None
         self.inspector.reset()
         kinds = {n: self.breakpoints.kind(n) for n in
-                 (*self.breakpoints.functions, *self.breakpoints.data)}
+                 (*self.breakpoints.functions, *self.breakpoints.instructions,
+                  *self.breakpoints.data)}
         body = stopped_body(stop, resume, kinds, self.breakpoints.data)
         if body["reason"] == END_OF_RECORDING and self.exit_code is not None:
             body["description"] += f"; the program exited with status {self.exit_code}"
@@ -257,6 +262,10 @@ class Session:
     def _on_setFunctionBreakpoints(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"breakpoints": self.require_breakpoints().set_functions(list(args["breakpoints"]))}
 
+    def _on_setInstructionBreakpoints(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"breakpoints": self.require_breakpoints().set_instructions(
+            list(args["breakpoints"]))}
+
     def _on_setExceptionBreakpoints(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"breakpoints": []}
 
@@ -343,6 +352,12 @@ class Session:
             return self.inspect().evaluate(expression, frame_id)
         from relive.dap.repl import repl
         return repl(self, expression, frame_id)
+
+    def _on_disassemble(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"instructions": machine.disassemble(self.require_gdb(), args)}
+
+    def _on_readMemory(self, args: dict[str, Any]) -> dict[str, Any]:
+        return machine.read_memory(self.require_gdb(), args)
 
     # -- helpers ----------------------------------------------------------------------------
     def require_gdb(self) -> Gdb:
