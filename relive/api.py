@@ -100,10 +100,16 @@ class Replay:
     """A replay served by relive and driven through gdb/MI. Use it as a context manager, or
     call close()."""
 
+    #: gdb settings given before it connects (`-iex`); a subclass may add its own
+    gdb_settings: tuple[str, ...] = _GDB_SETTINGS
+
     def __init__(self, trace: str | os.PathLike[str], *, gdb: str = "gdb",
-                 timeout: float = 60.0, startup_timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, startup_timeout: float = 60.0,
+                 pid: int | None = None, die_with_parent: bool = False) -> None:
         self.trace = Path(trace)
+        self._die_with_parent = die_with_parent
         self.timeout = timeout
+        self.pid = pid
         self._pending: list[dict[str, Any]] = []
         self._token = 0
         self._server: subprocess.Popen[bytes] | None = None
@@ -125,9 +131,11 @@ class Replay:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         with open(self._server_out, "wb") as out, open(self._server_err, "wb") as err:
             self._server = subprocess.Popen(
-                [sys.executable, "-m", "relive", "replay", "--port", "0", str(self.trace)],
+                [sys.executable, "-m", "relive", "replay", "--port", "0", str(self.trace),
+                 *(["--pid", str(self.pid)] if self.pid is not None else [])],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                start_new_session=True)
+                start_new_session=True,
+                preexec_fn=_terminate_with_parent() if self._die_with_parent else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             match = _SERVING.search(self.server_log())
@@ -143,7 +151,7 @@ class Replay:
     def _start_gdb(self, gdb: str) -> None:
         from pygdbmi.gdbcontroller import GdbController
         argv = [gdb, "-nx", "-q", "--interpreter=mi3"]
-        for setting in _GDB_SETTINGS:
+        for setting in self.gdb_settings:
             argv += ["-iex", setting]
         # Return as soon as a burst of output has been read (pygdbmi waits 0.2 s for more by
         # default, which would cost every command 0.2 s); _take keeps reading anyway.
@@ -366,6 +374,15 @@ class Replay:
                 raise ScriptError(f"the replay server exited:\n{self.server_log()}")
             self._pending.extend(self._gdb.get_gdb_response(timeout_sec=0.2,
                                                             raise_error_on_timeout=False))
+
+
+def _terminate_with_parent() -> Callable[[], None]:
+    """For the server's process: SIGTERM when the thread that started it dies, even by
+    SIGKILL (PR_SET_PDEATHSIG), so that no replay outlives an editor's adapter. The libc
+    function is found here, before the fork: the child only calls it."""
+    import ctypes
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
 
 
 def _is_stopped(record: dict[str, Any]) -> bool:

@@ -205,6 +205,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
                         socket_path=args.socket, allow_remote=args.allow_remote)
 
 
+# -- dap ---------------------------------------------------------------------------------------
+def cmd_dap(args: argparse.Namespace) -> int:
+    from relive.dap.server import serve_stdio, serve_tcp
+    return serve_stdio() if args.port is None else serve_tcp(args.port)
+
+
+def _add_dap(sub: Subparsers) -> None:
+    d = sub.add_parser("dap", formatter_class=_HelpFormatter,
+                       help="a Debug Adapter (DAP) for editors, with reverse execution",
+                       description="Speak the Debug Adapter Protocol on stdin/stdout (or on "
+                       "127.0.0.1:PORT with --port): an editor launches a replay by its "
+                       "`trace` argument and debugs it forwards and backwards through gdb.")
+    d.add_argument("--port", type=int, default=None,
+                   help="listen on 127.0.0.1:PORT instead (0: any free port, printed)")
+    d.set_defaults(func=cmd_dap)
+
+
 # -- inspection --------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from relive import inspect_trace, traces
@@ -378,6 +395,7 @@ def _inspection(name: str, func: Callable[[argparse.Namespace], int],
 _COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "record": _add_record,
     "replay": _add_replay,
+    "dap": _add_dap,
     "info": _inspection("info", cmd_info, "summarise a trace"),
     "ps": _inspection("ps", cmd_ps, "list the processes of a trace"),
     "dump": _inspection("dump", cmd_dump, "print a trace's events, one per line"),
