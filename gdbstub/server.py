@@ -8,6 +8,13 @@ Per connection two tasks run side by side:
 - the **dispatcher** takes requests in order, runs ``session.handle`` on the engine thread
   (``await engine.call``), and sends the reply packets.
 
+Long requests: while a ``monitor`` command or a resume runs on the engine thread, the target's
+progress notes (``Session.console``) are sent at once as console output (``O`` packets, which
+gdb accepts before the final reply), and during a monitor command an empty ``O`` packet goes
+out after every KEEPALIVE seconds of silence: gdb waits for a qRcmd reply only
+``remotetimeout`` seconds (2 by default) before "Ignoring packet error" and misreading what
+comes next. (gdb waits for a stop reply without a limit.)
+
 One client at a time. A second gdb that connects while one is attached gets its first packet
 answered with ``E.another gdb is already connected to this replay`` (gdb 13 prints it as
 "Remote failure reply: ...") and is disconnected; the first session is undisturbed.
@@ -29,8 +36,8 @@ import trio
 from gdbstub.codec import NEED_DATA, Connection, Interrupt, Packet
 from gdbstub.engine import Engine
 from gdbstub.errors import BadRequest, RemoteProtocolError
-from gdbstub.replies import ERROR
-from gdbstub.requests import Request, Resume, Run, parse_request
+from gdbstub.replies import ERROR, console_output
+from gdbstub.requests import Rcmd, Request, Resume, Run, parse_request
 from gdbstub.session import Reply, Session
 from gdbstub.target import Target
 
@@ -40,6 +47,7 @@ packet_log = logging.getLogger("gdbstub.packets")
 REFUSAL = b"E.another gdb is already connected to this replay"
 REFUSAL_TIMEOUT = 10.0
 RECEIVE_SIZE = 65536
+KEEPALIVE = 1.0  # seconds of silence during a monitor command before an empty O packet
 
 
 class TaskStatus(Protocol):
@@ -137,9 +145,16 @@ class GdbConnection:
         self._queue_in, self._queue_out = trio.open_memory_channel[Request | BadRequest](
             math.inf)
         self._resume_outstanding = False
+        self._notes_in, self._notes_out = trio.open_memory_channel[str](math.inf)
 
     async def run(self) -> None:
         """Serve until gdb disconnects, detaches, kills, or breaks the protocol."""
+        token = trio.lowlevel.current_trio_token()
+
+        def note(text: str) -> None:  # on the engine thread: hand it to the trio side
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._take_note, text)
+        self._session.console = note
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_loop, nursery.cancel_scope)
@@ -219,11 +234,55 @@ class GdbConnection:
             if reply.close_after:
                 return
 
+    def _take_note(self, text: str) -> None:
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            self._notes_in.send_nowait(text)
+
+    async def _relay_notes(self, keepalive: float) -> None:
+        """Send progress notes as console output while a long request runs; with a finite
+        `keepalive`, an empty one after that many seconds of silence."""
+        try:
+            while True:
+                text = ""
+                with trio.move_on_after(keepalive):
+                    text = await self._notes_out.receive()
+                with trio.CancelScope(shield=True):  # never half a packet
+                    for payload in console_output(text) if text else [b"O"]:
+                        packet_log.debug("-> %r", payload)
+                        await self._send(self._codec.send_packet(payload))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    async def _flush_notes(self) -> None:
+        """Notes the engine made before its reply, not yet sent: they go first."""
+        while True:
+            try:
+                text = self._notes_out.receive_nowait()
+            except trio.WouldBlock:
+                return
+            for payload in console_output(text):
+                await self._send(self._codec.send_packet(payload))
+
+    async def _call(self, item: Request) -> Reply:
+        """Run the request on the engine; notes are relayed meanwhile for long ones."""
+        if not isinstance(item, (Rcmd, Resume)):
+            return await self._engine.call(self._session.handle, item)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._relay_notes,
+                               KEEPALIVE if isinstance(item, Rcmd) else math.inf)
+            try:
+                reply = await self._engine.call(self._session.handle, item)
+            finally:
+                nursery.cancel_scope.cancel()
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._flush_notes()
+        return reply
+
     async def _handle(self, item: Request | BadRequest) -> Reply:
         if isinstance(item, BadRequest):
             return Reply.of(ERROR)
         try:
-            reply = await self._engine.call(self._session.handle, item)
+            reply = await self._call(item)
         except Exception:
             log.exception("internal error while handling %r", item)
             reply = Reply.of(ERROR)

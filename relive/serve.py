@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from functools import partial
@@ -27,9 +28,13 @@ def _emit(fd: int, data: bytes) -> None:
     os.write(fd, data)
 
 
+EXTENSION = Path(__file__).resolve().with_name("gdb_extension.py")
+
+
 def gdb_command(host: str, port: int) -> list[str]:
-    return ["gdb", "-q", "-ex", "set remotetimeout 600", "-ex", "set pagination off",
-            "-ex", f"target remote {host}:{port}"]
+    """gdb connected to the replay, with relive's commands (relive/gdb_extension.py)."""
+    return ["gdb", "-q", "-x", str(EXTENSION), "-ex", "set remotetimeout 600",
+            "-ex", "set pagination off", "-ex", f"target remote {host}:{port}"]
 
 
 def serve_replay(trace: Path, *, host: str = "127.0.0.1", port: int | None = None,
@@ -43,14 +48,21 @@ def serve_replay(trace: Path, *, host: str = "127.0.0.1", port: int | None = Non
         if pid not in pids:
             raise TraceError(f"process {pid} is not in {trace}; its processes: "
                              f"{', '.join(map(str, pids))} (see `relive ps`)")
-    with Engine() as engine:
-        target = engine.submit(partial(ReplayTarget, trace, output=_emit, pid=pid)).result()
-        try:
-            return int(trio.run(_main, target, engine, host, port))
-        except KeyboardInterrupt:
-            return 130
-        finally:
-            engine.submit(target.close).result()
+    # With gdb in this terminal, Ctrl-C is gdb's: gdb stops the replay through the stub. The
+    # replayed processes have a session of their own (tracee.spawn), and relive ignores it.
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if port is None else None
+    try:
+        with Engine() as engine:
+            target = engine.submit(partial(ReplayTarget, trace, output=_emit, pid=pid)).result()
+            try:
+                return int(trio.run(_main, target, engine, host, port))
+            except KeyboardInterrupt:
+                return 130
+            finally:
+                engine.submit(target.close).result()
+    finally:
+        if old_int is not None:
+            signal.signal(signal.SIGINT, old_int)
 
 
 async def _main(target: ReplayTarget, engine: Engine, host: str, port: int | None) -> int:

@@ -163,8 +163,7 @@ class ThreadedReverse:
             raise TargetError(f"nothing wrote {wp.addr:#x} (+{wp.length}) before this point")
         self.land(self.goto_hit(hit, frozenset({wp})))
         t._last = t.stop(StopKind.WATCHPOINT, hit.tid, watch=wp)
-        return (f"Went back to just before the write to {wp.addr:#x} by thread {hit.tid}; "
-                f"event {self.s.position}")
+        return f"Went back to just before the write to {wp.addr:#x} by thread {hit.tid}"
 
     # -- reverse-continue -------------------------------------------------------------------
     def _starts(self, position: int) -> list[Checkpoint | Waypoint]:

@@ -347,7 +347,8 @@ class ReplaySession:
         exe = self.reader.file_path(ev.info["exe_id"])
         if self.task is None:
             self.reader.avoid_cpu(pin_to_one_cpu())
-            pid = spawn(str(exe), [str(exe)], {}, ignored=ev.info.get("ignored"))
+            pid = spawn(str(exe), [str(exe)], {}, ignored=ev.info.get("ignored"),
+                        own_group=True)
             self.task = Task(pid, pid, Memory(pid), drop_child_signals=True)
         else:
             self.task.mem.reopen()

@@ -43,6 +43,7 @@ from replayer import monitor, process_view
 from replayer.diversion import Diversion, register_values
 from replayer.forward import ForwardRun
 from replayer.process_view import Image, ProcessFacts
+from replayer.progress import Progress, Sink
 from replayer.reverse_threads import Landing, ThreadedReverse
 from replayer.session import ReplaySession
 from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
@@ -74,6 +75,8 @@ class ReplayTarget:
         if self.facts is None:
             self.facts = ProcessFacts(self.pid_of)
         s.listeners.append(self._learn)
+        self.progress = Progress(s.reader.event_count)
+        s.listeners.append(lambda ev: self.progress.tick(ev.seq + 1))
         s.step()  # the initial EXEC: the process now sits at its first instruction
         self.exec_event: Event = next(ev for ev in s.reader.events(0, 1))
         root = self.exec_event.tid
@@ -283,7 +286,11 @@ class ReplayTarget:
     def monitor(self, command: str) -> str:
         return monitor.run(self, command)
 
+    def report_progress(self, sink: Sink | None) -> None:
+        self.progress.sink = sink
+
     def take_checkpoint(self) -> int:
+        """Keep a checkpoint here for the user; its id (replayer.checkpoints)."""
         self.end_diversion()
         if not self._boundary:
             raise TargetError("checkpoints are taken at event boundaries; go to one "
@@ -292,8 +299,7 @@ class ReplayTarget:
             raise TargetError("no checkpoint can be taken here: several processes live, a "
                               "thread is inside vfork or exiting, or the process has writable "
                               "shared memory; try another event (`monitor goto N`)")
-        self.timeline.take()
-        return self.session.position
+        return self.timeline.keep()
 
     def goto_event(self, position: int) -> int:
         """Go to the state right after event `position` - 1 (`monitor goto`)."""
@@ -342,7 +348,7 @@ class ReplayTarget:
         self.where(False, steps, anchor)
         rip = self.task.regs.rip
         where = "a syscall" if hit.kind == "kernel" else f"the instruction at {rip:#x}"
-        return f"Went back to {where}, which wrote {addr:#x}; event {self.session.position}"
+        return f"Went back to {where}, which wrote {addr:#x}"
 
     # -- resuming ---------------------------------------------------------------------------
     def resume(self, command: ResumeCommand) -> Stop:
@@ -367,7 +373,7 @@ class ReplayTarget:
             return stop
         try:
             if command.direction is Direction.BACKWARD:
-                with self._silenced():
+                with self._silenced(), self.progress.task("searching backwards"):
                     stop = self._backward(command)
             else:
                 stop = self.forwards.resume(command)
