@@ -413,7 +413,7 @@ class Session:
         except Unsupported:
             raise
         except TargetError as exc:
-            output = f"{exc}\n"
+            output = f"relive: {exc}\n"
         return Reply((*replies.console_output(output), OK))
 
     @contextmanager

@@ -98,8 +98,8 @@ def _info(target: ReplayTarget) -> str:
     r = session.reader
     nxt = session.next_event
     return (f"trace: {target.trace}\nprogram: {r.meta.get('program')}\n"
-            f"events: {r.event_count}, numbered 0..{r.event_count - 1} "
-            f"({'complete' if r.complete else 'INCOMPLETE'})\n"
+            f"events: {r.event_count} ({'complete' if r.complete else 'INCOMPLETE'}), "
+            f"numbered 0..{r.event_count - 1}\n"
             f"current event: {event_of(session.position)} "
             f"({'end of trace' if nxt is None else 'next: ' + _describe(nxt)})\n")
 
