@@ -173,6 +173,18 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gdbinit(args: argparse.Namespace) -> int:
+    print(Path(__file__).resolve().with_name("gdb_extension.py"))
+    return 0
+
+
+def _add_gdbinit(sub: Subparsers) -> None:
+    text = ("print the path of relive's gdb commands (goto, checkpoint, restart, last-write, "
+            "when): `source $(relive gdbinit)` in a gdb connected with `target remote`")
+    sp = sub.add_parser("gdbinit", formatter_class=_HelpFormatter, help=text, description=text)
+    sp.set_defaults(func=cmd_gdbinit)
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """argparse's formatter, told the terminal's width: left to find it, argparse imports
     shutil (~5 ms of start-up) for every parser it builds, even when no help is shown."""
@@ -258,6 +270,7 @@ _COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "info": _inspection("info", cmd_info, "summarise a trace"),
     "ps": _inspection("ps", cmd_ps, "list the processes of a trace"),
     "dump": _inspection("dump", cmd_dump, "print a trace's events, one per line"),
+    "gdbinit": _add_gdbinit,
 }
 
 

@@ -4,6 +4,7 @@ numbering (`relive dump`'s) everywhere, and progress on long monitor commands wi
 tripping gdb's default remotetimeout."""
 from __future__ import annotations
 
+import functools
 import os
 import pty
 import re
@@ -22,7 +23,6 @@ __all__ = ["serve"]  # (the fixture, imported for the tests here)
 
 pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
 
-EXTENSION = REPO_ROOT / "relive" / "gdb_extension.py"
 LOOP_ITERATIONS = 1_000_000_000  # cpu_loop: about 2.5 s of computing without a syscall
 BAD = ("Traceback", "diverged", "Remote failure", "Ignoring packet error",
        "Failed to find new fork")
@@ -62,8 +62,20 @@ def _line_of(source: str, text: str) -> int:
     return next(i for i, line in enumerate(lines, 1) if text in line)
 
 
+@functools.cache
+def _extension() -> str:
+    """`relive gdbinit`: where relive's gdb commands are, for `source`."""
+    proc = run_relive("gdbinit", text=True)
+    assert proc.returncode == 0, describe(proc)
+    path = proc.stdout.strip()
+    assert Path(path) == REPO_ROOT / "relive" / "gdb_extension.py", path
+    return path
+
+
 def _with_extension(server, *commands: str, timeout: float = 120.0) -> str:
-    run = gdb_batch(f"source {EXTENSION}", *commands, connect=server.address, timeout=timeout)
+    """gdb connected to `server`, as a `target remote` user: `source $(relive gdbinit)`."""
+    run = gdb_batch(f"source {_extension()}", *commands, connect=server.address,
+                    timeout=timeout)
     assert "Traceback" not in server.stderr(), server.describe()
     return run.output
 

@@ -180,6 +180,9 @@ def test_when_and_goto_event(replay):
     assert replay.when() == 5
     assert frame == replay.frame() and frame.function is not None
     assert frame.function != "main"  # event 5 is in the loader, long before main
+    checkpoint = replay.checkpoint()
+    assert replay.goto_event(2) != frame and replay.when() == 2
+    assert replay.restart(checkpoint) == frame and replay.when() == 5
 
     replay.delete_breakpoints()
     replay.break_at("bump")
