@@ -79,7 +79,7 @@ class FakeTarget:
         self.files: dict[str, bytes] = {"/fake/prog": b"\x7fELF" + bytes(60),
                                         "/fake/libc.so.6": b"\x7fELF libc"}
         self.killed: list[int] = []
-        self.progress: Callable[[str], None] | None = None
+        self.progress: Callable[[str], bool] | None = None
         self._interrupted = threading.Event()
         self._handles: dict[int, str] = {}
         self._next_handle = 3
@@ -218,7 +218,7 @@ class FakeTarget:
                 return self._stop_at(index, StopKind.BREAKPOINT)
         return self._stop_at(0, StopKind.HISTORY_BEGIN)
 
-    def report_progress(self, sink: Callable[[str], None] | None) -> None:
+    def report_progress(self, sink: Callable[[str], bool] | None) -> None:
         self.progress = sink
 
     def interrupt(self) -> None:
@@ -301,8 +301,8 @@ class FakeTarget:
         if command.startswith("slow "):  # a long command: progress notes, then silence
             notes, silence = (float(w) for w in command.split()[1:3])
             for i in range(int(notes)):
-                if self.progress is not None:
-                    self.progress(f"note {i}\n")
+                if self.progress is not None and not self.progress(f"note {i}\n"):
+                    return "abandoned\n"
                 time.sleep(0.5)
             time.sleep(silence)
             return "slow done\n"

@@ -13,7 +13,10 @@ progress notes (``Session.console``) are sent at once as console output (``O`` p
 gdb accepts before the final reply), and during a monitor command an empty ``O`` packet goes
 out after every KEEPALIVE seconds of silence: gdb waits for a qRcmd reply only
 ``remotetimeout`` seconds (2 by default) before "Ignoring packet error" and misreading what
-comes next. (gdb waits for a stop reply without a limit.)
+comes next. (gdb waits for a stop reply without a limit.) gdb 13 gives up on a monitor
+command when the user presses Ctrl-C, silently: a packet that arrives while a monitor command
+runs means nobody waits for its answer. The target is told (the progress sink answers False,
+so a long ``goto`` stops early) and the answer is not sent, so the new request gets its own.
 
 One client at a time. A second gdb that connects while one is attached gets its first packet
 answered with ``E.another gdb is already connected to this replay`` (gdb 13 prints it as
@@ -145,15 +148,18 @@ class GdbConnection:
         self._queue_in, self._queue_out = trio.open_memory_channel[Request | BadRequest](
             math.inf)
         self._resume_outstanding = False
+        self._monitor_running = False
+        self._abandoned = False  # gdb stopped waiting for the running monitor command
         self._notes_in, self._notes_out = trio.open_memory_channel[str](math.inf)
 
     async def run(self) -> None:
         """Serve until gdb disconnects, detaches, kills, or breaks the protocol."""
         token = trio.lowlevel.current_trio_token()
 
-        def note(text: str) -> None:  # on the engine thread: hand it to the trio side
+        def note(text: str) -> bool:  # on the engine thread: hand it to the trio side
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self._take_note, text)
+            return not self._abandoned
         self._session.console = note
         try:
             async with trio.open_nursery() as nursery:
@@ -199,6 +205,9 @@ class GdbConnection:
                 self._on_interrupt()
             elif isinstance(event, Packet):
                 packet_log.debug("<- %r", event.payload)
+                if self._monitor_running and not self._abandoned:
+                    log.info("gdb gave up on the running monitor command (Ctrl-C)")
+                    self._abandoned = True
                 self._queue_in.send_nowait(self._parse(event.payload))
 
     def _parse(self, payload: bytes) -> Request | BadRequest:
@@ -246,6 +255,8 @@ class GdbConnection:
                 text = ""
                 with trio.move_on_after(keepalive):
                     text = await self._notes_out.receive()
+                if self._abandoned:
+                    continue
                 with trio.CancelScope(shield=True):  # never half a packet
                     for payload in console_output(text) if text else [b"O"]:
                         packet_log.debug("-> %r", payload)
@@ -267,13 +278,21 @@ class GdbConnection:
         """Run the request on the engine; notes are relayed meanwhile for long ones."""
         if not isinstance(item, (Rcmd, Resume)):
             return await self._engine.call(self._session.handle, item)
+        monitor = isinstance(item, Rcmd)
+        self._monitor_running, self._abandoned = monitor, False
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._relay_notes,
-                               KEEPALIVE if isinstance(item, Rcmd) else math.inf)
+            nursery.start_soon(self._relay_notes, KEEPALIVE if monitor else math.inf)
             try:
                 reply = await self._engine.call(self._session.handle, item)
             finally:
+                self._monitor_running = False
                 nursery.cancel_scope.cancel()
+        if self._abandoned:
+            while True:  # notes and answer for nobody
+                try:
+                    self._notes_out.receive_nowait()
+                except trio.WouldBlock:
+                    return Reply(())
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._flush_notes()
         return reply

@@ -139,9 +139,9 @@ class Session:
         self._thread_chunks: list[bytes] = []
         self._hostio = HostIO(target)
         # Where the target's progress notes go while a long request runs (the server sets
-        # it: they become console output packets ahead of the reply); called on the engine
-        # thread.
-        self.console: Callable[[str], None] | None = None
+        # it: they become console output packets ahead of the reply; False once gdb gave
+        # up waiting); called on the engine thread.
+        self.console: Callable[[str], bool] | None = None
 
     # -- called from the server thread -------------------------------------------------
 

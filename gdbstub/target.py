@@ -305,9 +305,11 @@ class Target(Protocol):
         """Run a ``monitor`` command; return its output. TargetError for a bad command."""
         ...
 
-    def report_progress(self, sink: Callable[[str], None] | None) -> None:
+    def report_progress(self, sink: Callable[[str], bool] | None) -> None:
         """Where to send notes on the progress of a long ``monitor`` command or resume (gdb
         shows them as console output, lines ending in \\n); None: nowhere. The stub sets it
         before such a request and clears it after; the target calls it on the engine thread,
-        only while the request runs, and need not call it at all."""
+        only while the request runs, and need not call it at all. The sink returns False
+        once gdb has given up waiting for a monitor command (Ctrl-C): the target may then
+        stop the command early; its answer is not sent."""
         ...

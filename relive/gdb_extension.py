@@ -69,6 +69,19 @@ def refresh() -> None:
             min(threads, key=lambda t: (t.ptid[1] != t.ptid[0], t.num)).switch()
 
 
+def _move(command: str) -> None:
+    """A `monitor` command that moves the replay, its progress shown as it comes. On Ctrl-C
+    gdb stops waiting for it; the next request tells relive so, and the move stops where it
+    is: show where that is."""
+    try:
+        _monitor(command, capture=False)
+    except KeyboardInterrupt:
+        now = _when()
+        refresh()
+        gdb.execute("frame")
+        raise gdb.GdbError(f"relive: interrupted; the replay is at event {now}") from None
+
+
 def _moved(expect: int | None) -> None:
     """After a move: refresh, check where the replay is, show the frame."""
     refresh()
@@ -98,7 +111,7 @@ class Goto(gdb.Command):  # type: ignore[misc]
 
     def invoke(self, arg: str, from_tty: bool) -> None:
         event = _number(arg, "goto EVENT")
-        _monitor(f"goto {event} --no-hint", capture=False)
+        _move(f"goto {event} --no-hint")
         _moved(event)
 
 
@@ -137,7 +150,7 @@ class Restart(gdb.Command):  # type: ignore[misc]
         events = {int(n): int(e) for n, e in _CHECKPOINT.findall(_monitor("info checkpoints"))}
         if number not in events:
             raise gdb.GdbError(f"relive: no checkpoint {number}; `info checkpoints` lists them")
-        _monitor(f"restart {number} --no-hint", capture=False)
+        _move(f"restart {number} --no-hint")
         _moved(events[number])
 
 

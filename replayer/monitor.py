@@ -62,7 +62,7 @@ def run(target: ReplayTarget, command: str) -> str:
             return _checkpoints(target)
         case ["restart", n] if n.isdigit():
             snap = target.timeline.kept.get(int(n))
-            with target.progress.task(f"going to checkpoint {n}"):
+            with target.progress.task(f"going to checkpoint {n}", abandon_on_quit=True):
                 target.goto_event(snap.position)
             return f"At checkpoint {n}, event {event_of(session.position)}{hint}\n"
         case ["delete", "checkpoint", n] if n.isdigit():
@@ -88,7 +88,7 @@ def _goto(target: ReplayTarget, event: int) -> str:
     if not first <= event < count:
         what = "the trace" if first == 0 else f"the life of process {target.pid}"
         raise TargetError(f"event {event} is outside {what} ({first}..{count - 1})")
-    with target.progress.task(f"going to event {event}"):
+    with target.progress.task(f"going to event {event}", abandon_on_quit=True):
         target.goto_event(event + 1)
     return f"At event {event_of(target.session.position)}"
 

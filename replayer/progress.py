@@ -8,6 +8,11 @@ console output, `O` packets); the stub itself keeps gdb waiting when the replay 
 (a long stretch without events). Nothing is said during the first second, so quick requests
 print nothing.
 
+gdb 13 gives up on a monitor command when the user presses Ctrl-C (it sends nothing: it
+stops reading the reply). The sink then answers False, and a task begun with
+`abandon_on_quit` stops at the next note with `Abandoned`, raised from the event listener
+with the replay at an event boundary.
+
 The tick is called for every event replayed: it must stay cheap when nothing is due.
 """
 from __future__ import annotations
@@ -19,7 +24,11 @@ from collections.abc import Callable, Iterator
 
 INTERVAL = 1.0  # seconds between notes (gdb's default remotetimeout is 2 s)
 
-Sink = Callable[[str], None]
+Sink = Callable[[str], bool]  # says a note; False: nobody waits for the answer any more
+
+
+class Abandoned(Exception):
+    """gdb no longer waits for the task (raised by Progress.tick, at an event boundary)."""
 
 
 class Progress:
@@ -30,17 +39,19 @@ class Progress:
         self.sink: Sink | None = None
         self._what = ""
         self._due = math.inf
+        self._abandon = False
 
     @contextlib.contextmanager
-    def task(self, what: str) -> Iterator[None]:
+    def task(self, what: str, abandon_on_quit: bool = False) -> Iterator[None]:
         """Report on `what` (e.g. "going to event 400000") while the block runs, if a sink
-        is attached."""
-        outer = self._what, self._due
+        is attached; with `abandon_on_quit`, raise Abandoned once gdb stops waiting."""
+        outer = self._what, self._due, self._abandon
         self._what, self._due = what, time.monotonic() + INTERVAL
+        self._abandon = abandon_on_quit
         try:
             yield
         finally:
-            self._what, self._due = outer
+            self._what, self._due, self._abandon = outer
 
     def tick(self, position: int) -> None:
         """The replay has replayed `position` events: say so if a note is due."""
@@ -50,5 +61,7 @@ class Progress:
         if now < self._due:
             return
         self._due = now + INTERVAL
-        self.sink(f"relive: {self._what}: at event {max(0, position - 1)} "
-                  f"of {self.events - 1}\n")
+        waited = self.sink(f"relive: {self._what}: at event {max(0, position - 1)} "
+                           f"of {self.events - 1}\n")
+        if not waited and self._abandon:
+            raise Abandoned(f"gdb gave up on {self._what}")

@@ -43,7 +43,7 @@ from replayer import monitor, process_view
 from replayer.diversion import Diversion, register_values
 from replayer.forward import ForwardRun
 from replayer.process_view import Image, ProcessFacts
-from replayer.progress import Progress, Sink
+from replayer.progress import Abandoned, Progress, Sink
 from replayer.reverse_threads import Landing, ThreadedReverse
 from replayer.session import ReplaySession
 from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
@@ -310,7 +310,10 @@ class ReplayTarget:
             what = "the trace" if lo == 1 else f"the life of process {self.pid}"
             raise TargetError(f"event {position} is outside {what} ({lo}..{count})")
         with self._silenced():
-            self.timeline.seek(position)
+            try:
+                self.timeline.seek(position)
+            except Abandoned:  # gdb stopped waiting (Ctrl-C): stay at the event reached
+                log.info("goto abandoned by gdb at event %d", self.session.position - 1)
         self.reverse.waypoints.clear()
         self.parked = False
         self.where(True, 0)

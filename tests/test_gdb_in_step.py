@@ -45,6 +45,13 @@ def loop_trace(programs, tmp_path_factory) -> Path:
                    LOOP_ITERATIONS)
 
 
+@pytest.fixture(scope="module")
+def syscalls_trace(programs, tmp_path_factory) -> Path:
+    """200,000 getppid calls: a goto to the end replays for seconds."""
+    return _record(tmp_path_factory.mktemp("in-step") / "many", programs["many_syscalls"],
+                   200_000)
+
+
 def _dump(trace: Path) -> list[str]:
     proc = run_relive("dump", trace, text=True)
     assert proc.returncode == 0, describe(proc)
@@ -259,12 +266,12 @@ def test_last_write_goes_back_to_the_writing_line(target_trace, serve):
 
 # -- progress on long monitor commands -------------------------------------------------------
 
-def test_long_goto_prints_progress_and_gdb_keeps_waiting(programs, tmp_path, serve):
-    """A goto that replays 100000 syscalls for seconds, from plain gdb with its default
+def test_long_goto_prints_progress_and_gdb_keeps_waiting(syscalls_trace, serve):
+    """A goto that replays 200,000 syscalls for seconds, from plain gdb with its default
     remotetimeout (2 s): progress notes, no "Ignoring packet error", and the next
     command's answer is its own. (The stub's keepalive through long silences is checked
     on a fake target, in test_gdbstub_gdb.py.)"""
-    trace = _record(tmp_path / "long", programs["many_syscalls"], 100_000)
+    trace = syscalls_trace
     last = len(_dump(trace)) - 2  # (the last event is the exit)
     assert GDB is not None
     argv = [GDB, "-nx", "-batch", "-ex", f"target remote {serve(trace).address}",
@@ -276,3 +283,24 @@ def test_long_goto_prints_progress_and_gdb_keeps_waiting(programs, tmp_path, ser
     assert re.search(rf"relive: going to event {last}: at event \d+ of {last + 1}\n", out), out
     assert f"At event {last}" in out and f"Current event: {last}\n" in out, out
     assert not any(bad in out for bad in BAD), out
+
+
+def test_ctrl_c_during_a_long_goto_stops_it_where_it_is(syscalls_trace):
+    """Ctrl-C during `goto`: gdb stops waiting, relive stops the goto at the event it has
+    reached, gdb shows that place, and the session stays in step (gdb 13 sends nothing on
+    Ctrl-C there: a late answer would be taken for the next command's)."""
+    last = len(_dump(syscalls_trace)) - 2
+    term = Terminal(syscalls_trace)
+    try:
+        term.wait_prompt()
+        stopped = term.interrupt_after(f"goto {last}", 1.5)
+        where = re.search(r"relive: interrupted; the replay is at event (\d+)\n", stopped)
+        assert where and 0 < int(where.group(1)) < last, term.text()
+        assert f"Current event: {where.group(1)}\n" in term.command("when"), term.text()
+        assert f"Current event: {where.group(1)}\n" in term.command("monitor when"), \
+            term.text()
+        assert "At event 5\n" in term.command("goto 5"), term.text()
+        assert "Current event: 5\n" in term.command("when"), term.text()
+    finally:
+        term.close()
+    assert not any(bad in term.text() for bad in BAD), term.text()
