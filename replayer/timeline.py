@@ -326,7 +326,7 @@ class Timeline:
                 traps.replant(ev)
                 if not until.boundary and s.position > until.position:
                     raise LostPosition("lost the current position while searching backwards "
-                                       f"(it was in the stretch after event {until.position})")
+                                       f"(it was in the stretch after event {until.position - 1})")
                 for wp in written_watchpoints(ev, watchpoints):
                     hits.append(Hit("kernel", ev.seq, wp=wp))
         finally:

@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PROGRAMS_DIR, REPO_ROOT, describe, record, run_relive
-from gdbhelpers import END_OF_HISTORY, GDB, gdb_batch, gdb_env, relive_env, section, serve
+from gdbhelpers import CONNECT, END_OF_HISTORY, GDB, gdb_batch, gdb_env, relive_env, section, serve
 
 __all__ = ["serve"]  # (the fixture, imported for the tests here)
 
@@ -209,6 +210,18 @@ def test_goto_n_is_right_after_the_event_dump_numbers_n(target_trace, serve):
 
 
 # -- the gdb extension: moves that keep gdb in step ------------------------------------------
+
+def test_the_command_relive_prints_for_gdb_loads_relives_commands(target_trace, serve):
+    """`relive replay --port` prints how to connect; that command line has the commands."""
+    server = serve(target_trace)
+    connect = CONNECT.search(server.stderr())
+    assert connect, server.stderr()
+    argv = [*shlex.split(connect["cmd"]), "-nx", "-batch", "-ex", "goto 3", "-ex", "when"]
+    out = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=gdb_env(), timeout=120,
+                         check=False).stdout.decode(errors="replace")
+    assert "At event 3\n" in out and "Current event: 3\n" in out, out
+
 
 def test_goto_past_the_loading_of_libc_shows_the_frames_of_a_forward_run(target_trace,
                                                                          serve):
