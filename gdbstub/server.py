@@ -150,6 +150,7 @@ class GdbConnection:
         self._resume_outstanding = False
         self._monitor_running = False
         self._abandoned = False  # gdb stopped waiting for the running monitor command
+        self._keep_waiting = False  # ... and waits for another one (keepalives go on)
         self._notes_in, self._notes_out = trio.open_memory_channel[str](math.inf)
 
     async def run(self) -> None:
@@ -205,10 +206,14 @@ class GdbConnection:
                 self._on_interrupt()
             elif isinstance(event, Packet):
                 packet_log.debug("<- %r", event.payload)
+                request = self._parse(event.payload)
                 if self._monitor_running and not self._abandoned:
                     log.info("gdb gave up on the running monitor command (Ctrl-C)")
                     self._abandoned = True
-                self._queue_in.send_nowait(self._parse(event.payload))
+                    # gdb now waits for this one; a monitor command it waits for forever,
+                    # as long as keepalives come
+                    self._keep_waiting = isinstance(request, Rcmd)
+                self._queue_in.send_nowait(request)
 
     def _parse(self, payload: bytes) -> Request | BadRequest:
         try:
@@ -255,8 +260,10 @@ class GdbConnection:
                 text = ""
                 with trio.move_on_after(keepalive):
                     text = await self._notes_out.receive()
-                if self._abandoned:
+                if self._abandoned and not self._keep_waiting:
                     continue
+                if self._abandoned:
+                    text = ""  # (the notes were about the command gdb gave up on)
                 with trio.CancelScope(shield=True):  # never half a packet
                     for payload in console_output(text) if text else [b"O"]:
                         packet_log.debug("-> %r", payload)

@@ -72,7 +72,7 @@ def refresh() -> None:
 def _move(command: str) -> None:
     """A `monitor` command that moves the replay, its progress shown as it comes. On Ctrl-C
     gdb stops waiting for it; the next request tells relive so, and the move stops where it
-    is: show where that is."""
+    is (a last-write search runs to its end first): show where that is."""
     try:
         _monitor(command, capture=False)
     except KeyboardInterrupt:
@@ -184,7 +184,7 @@ class LastWrite(gdb.Command):  # type: ignore[misc]
             raise gdb.GdbError(f"relive: {arg} is not in memory (not an lvalue)")
         addr, size = int(value.address), value.type.sizeof
         before = (_when(), int(gdb.parse_and_eval("$pc")))
-        _monitor(f"last-write {addr:#x} {size} --no-hint", capture=False)
+        _move(f"last-write {addr:#x} {size} --no-hint")
         refresh()
         if (_when(), int(gdb.parse_and_eval("$pc"))) == before:
             raise gdb.GdbError(f"relive: no write to {arg} found before this point")
