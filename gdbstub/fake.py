@@ -12,6 +12,8 @@ walks ``i-1, ...`` and stops at a breakpoint pc, or *before* a step that writes 
 at position 0 it reports HISTORY_BEGIN. A breakpoint at the starting pc never triggers.
 
 Every call is recorded with the thread it ran on (``calls``), so tests can check the engine.
+``monitor slow N S`` is a long command: N progress notes half a second apart (it stops early
+once the progress sink says gdb gave up), then S silent seconds.
 """
 from __future__ import annotations
 
