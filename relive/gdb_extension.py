@@ -34,7 +34,9 @@ _CHECKPOINT = re.compile(r"^\s*(\d+): event (\d+)", re.MULTILINE)
 def _monitor(command: str, capture: bool = True) -> str:
     """Run `monitor COMMAND` on the replay; its text (with capture=False, shown as it comes,
     which is how the progress notes of a long command reach the user)."""
-    if gdb.selected_inferior().connection is None:
+    # (Not Inferior.connection: gdb 13 aborts at exit if a TargetConnection object is still
+    # around, "connpy_connection_dealloc: Assertion `conn_obj->target == nullptr' failed".)
+    if gdb.selected_inferior().pid == 0:
         raise gdb.GdbError("relive: not connected to a replay (`target remote HOST:PORT` "
                            "to a `relive replay --port` first)")
     text = gdb.execute(f"monitor {command}", to_string=capture)

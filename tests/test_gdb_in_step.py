@@ -317,3 +317,28 @@ def test_ctrl_c_during_a_long_goto_stops_it_where_it_is(syscalls_trace):
     finally:
         term.close()
     assert not any(bad in term.text() for bad in BAD), term.text()
+
+
+def test_gdb_ends_cleanly_after_relives_commands(target_trace, serve):
+    """Front ends end gdb with SIGTERM (pygdbmi does). After relive's commands have run,
+    gdb must still exit cleanly (gdb 13 aborts at exit on a leftover Python
+    TargetConnection object: the commands must not make one)."""
+    assert GDB is not None
+    gdb = subprocess.Popen([GDB, "-nx", "-q", "--interpreter=mi3", "-iex", "set confirm off",
+                            "-x", _extension()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, env=gdb_env())
+    assert gdb.stdin is not None and gdb.stdout is not None
+    gdb.stdin.write(f"-target-select remote {serve(target_trace).address}\n"
+                    '-interpreter-exec console "goto 3"\n'
+                    '-interpreter-exec console "when"\n'.encode())
+    gdb.stdin.flush()
+    out = b""
+    deadline = time.monotonic() + 60
+    while b"Current event: 3" not in out and time.monotonic() < deadline:
+        if select.select([gdb.stdout], [], [], 0.2)[0]:
+            out += os.read(gdb.stdout.fileno(), 65536)
+    gdb.terminate()
+    rest, _ = gdb.communicate(timeout=30)
+    text = (out + rest).decode(errors="replace")
+    assert "Current event: 3" in text, text
+    assert "internal-error" not in text and gdb.returncode == 0, text
