@@ -294,11 +294,11 @@ class ReplayTarget:
         self.end_diversion()
         if not self._boundary:
             raise TargetError("checkpoints are taken at event boundaries; go to one "
-                              "(`monitor goto N`) first")
+                              "(`goto N`) first")
         if not self.session.can_snapshot():
             raise TargetError("no checkpoint can be taken here: several processes live, a "
                               "thread is inside vfork or exiting, or the process has writable "
-                              "shared memory; try another event (`monitor goto N`)")
+                              "shared memory; try another event (`goto N`)")
         return self.timeline.keep()
 
     def goto_event(self, position: int) -> int:
