@@ -12,12 +12,15 @@ walks ``i-1, ...`` and stops at a breakpoint pc, or *before* a step that writes 
 at position 0 it reports HISTORY_BEGIN. A breakpoint at the starting pc never triggers.
 
 Every call is recorded with the thread it ran on (``calls``), so tests can check the engine.
+``monitor slow N S`` is a long command: N progress notes half a second apart (it stops early
+once the progress sink says gdb gave up), then S silent seconds.
 """
 from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gdbstub.errors import NoSuchThread, TargetError
@@ -78,6 +81,7 @@ class FakeTarget:
         self.files: dict[str, bytes] = {"/fake/prog": b"\x7fELF" + bytes(60),
                                         "/fake/libc.so.6": b"\x7fELF libc"}
         self.killed: list[int] = []
+        self.progress: Callable[[str], bool] | None = None
         self._interrupted = threading.Event()
         self._handles: dict[int, str] = {}
         self._next_handle = 3
@@ -216,6 +220,9 @@ class FakeTarget:
                 return self._stop_at(index, StopKind.BREAKPOINT)
         return self._stop_at(0, StopKind.HISTORY_BEGIN)
 
+    def report_progress(self, sink: Callable[[str], bool] | None) -> None:
+        self.progress = sink
+
     def interrupt(self) -> None:
         self.calls.append(("interrupt", threading.get_ident()))
         self._interrupted.set()
@@ -293,6 +300,14 @@ class FakeTarget:
         self._log("monitor")
         if command == "when":
             return f"position {self.position} of {len(self.program)}\n"
+        if command.startswith("slow "):  # a long command: progress notes, then silence
+            notes, silence = (float(w) for w in command.split()[1:3])
+            for i in range(int(notes)):
+                if self.progress is not None and not self.progress(f"note {i}\n"):
+                    return "abandoned\n"
+                time.sleep(0.5)
+            time.sleep(silence)
+            return "slow done\n"
         raise TargetError(f"unknown monitor command {command!r}; try 'monitor when'")
 
     @property

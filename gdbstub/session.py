@@ -17,6 +17,8 @@ Policies worth knowing:
   "Protocol error with Rcmd").
 - Stop replies report breakpoints as ``swbreak``/``hwbreak`` only if gdb offered them, and
   history ends as ``replaylog:begin``/``replaylog:end``.
+- Progress: while a ``monitor`` command or a resume runs, the target may report progress
+  through ``console`` (set by the server: console output sent before the reply).
 - Ctrl-C: ``request_interrupt`` forwards to ``Target.interrupt`` while ``resume`` runs; if
   the resume request has not reached the target yet, it is answered as interrupted without
   moving. The lock makes "running" and "interrupt" one atomic decision.
@@ -26,6 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -135,6 +139,10 @@ class Session:
         self._xfer_cache: dict[tuple[str, str], bytes] = {}
         self._thread_chunks: list[bytes] = []
         self._hostio = HostIO(target)
+        # Where the target's progress notes go while a long request runs (the server sets
+        # it: they become console output packets ahead of the reply; False once gdb gave
+        # up waiting); called on the engine thread.
+        self.console: Callable[[str], bool] | None = None
 
     # -- called from the server thread -------------------------------------------------
 
@@ -369,7 +377,8 @@ class Session:
             return Reply.of(self._report(Stop(kind=StopKind.INTERRUPTED,
                                               thread=self._stop().thread)))
         try:
-            stop = self._target.resume(command)
+            with self._progress():
+                stop = self._target.resume(command)
         except Exception as exc:
             log.exception("resume failed: %s", command)
             return Reply((*replies.console_output(f"relive: {exc}\n"), ERROR))
@@ -404,9 +413,22 @@ class Session:
         # gdb 13 turns an E reply to qRcmd into "Protocol error with Rcmd", hiding the
         # message; so a failing command prints its error and still answers OK.
         try:
-            output = self._target.monitor(command)
+            with self._progress():
+                output = self._target.monitor(command)
         except Unsupported:
             raise
         except TargetError as exc:
-            output = f"{exc}\n"
+            output = f"relive: {exc}\n"
         return Reply((*replies.console_output(output), OK))
+
+    @contextmanager
+    def _progress(self) -> Iterator[None]:
+        """Let the target report progress to gdb's console while the block runs."""
+        if self.console is None:
+            yield
+            return
+        self._target.report_progress(self.console)
+        try:
+            yield
+        finally:
+            self._target.report_progress(None)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -322,4 +322,13 @@ class Target(Protocol):
 
     def monitor(self, command: str) -> str:
         """Run a ``monitor`` command; return its output. TargetError for a bad command."""
+        ...
+
+    def report_progress(self, sink: Callable[[str], bool] | None) -> None:
+        """Where to send notes on the progress of a long ``monitor`` command or resume (gdb
+        shows them as console output, lines ending in \\n); None: nowhere. The stub sets it
+        before such a request and clears it after; the target calls it on the engine thread,
+        only while the request runs, and need not call it at all. The sink returns False
+        once gdb has given up waiting for a monitor command (Ctrl-C): the target may then
+        stop the command early; its answer is not sent."""
         ...

@@ -12,16 +12,18 @@
 
 `Replay(trace)` starts `python -m relive replay --port 0 TRACE` in its own process group,
 reads the port it prints, and starts `gdb --interpreter=mi3` connected to it (through
-pygdbmi). Every command that runs the program waits for gdb's `*stopped` record under a
-deadline (`timeout`, default 60 s) and returns a `Stop`. Errors from gdb raise `ScriptError`
+pygdbmi), with relive's gdb commands loaded (relive/gdb_extension.py). Every command that
+runs the program waits for gdb's `*stopped` record under a deadline (`timeout`, default 60 s)
+and returns a `Stop`. Errors from gdb raise `ScriptError`
 with gdb's message; an expired deadline raises `TimeoutError`.
 
 What it is not: a second debugger. Everything goes through stock gdb, so the semantics are
 gdb's: `next_back` is `reverse-next`, `finish_back` is `reverse-finish` (gdb 13 stops on the
 call instruction, in the middle of the caller's line), values are strings formatted by gdb.
 
-This module knows nothing about relive's internals: it only speaks MI to gdb and reads the
-server's "relive: serving TRACE on HOST:PORT" line.
+This module knows nothing about relive's internals: it only speaks MI to gdb, runs relive's
+gdb commands and reads the server's "relive: serving TRACE on HOST:PORT" line. Event numbers
+are `relive dump`'s: "at event N" is the state right after event N.
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ __all__ = ["Change", "Frame", "Replay", "ScriptError", "Stop"]
 END_OF_HISTORY = "No more reverse-execution history."
 _SERVING = re.compile(r"relive: serving .+ on (?P<host>[0-9.]+):(?P<port>\d+)$", re.MULTILINE)
 _WHEN = re.compile(r"Current event: (\d+)")
+_CHECKPOINT = re.compile(r"Checkpoint (\d+) at event")
+_EXTENSION = Path(__file__).resolve().with_name("gdb_extension.py")
 _GDB_SETTINGS = ("set pagination off", "set width 0", "set height 0", "set confirm off",
                  "set debuginfod enabled off", "set remotetimeout 60")
 _REASONS = {  # MI stop reasons -> Stop.reason
@@ -153,6 +157,7 @@ class Replay:
         argv = [gdb, "-nx", "-q", "--interpreter=mi3"]
         for setting in self.gdb_settings:
             argv += ["-iex", setting]
+        argv += ["-x", str(_EXTENSION)]
         # Return as soon as a burst of output has been read (pygdbmi waits 0.2 s for more by
         # default, which would cost every command 0.2 s); _take keeps reading anyway.
         self._gdb = GdbController(command=argv, time_to_check_for_additional_output_sec=0.005)
@@ -278,21 +283,30 @@ class Replay:
         return self._console(f"monitor {command}")
 
     def when(self) -> int:
-        """The current event number (events of the recording replayed so far)."""
-        text = self.monitor("when")
+        """The current event: the last one replayed (0 at the start)."""
+        text = self._console("when")
         match = _WHEN.search(text)
         if not match:
             raise ScriptError(f"unexpected answer to `monitor when`: {text!r}")
         return int(match.group(1))
 
     def goto_event(self, event: int) -> Frame:
-        """Go to the state right after event `event` and return the frame there."""
-        text = self.monitor(f"goto {event}")
-        # gdb does not know the program moved: drop its cached registers, frames, memory.
-        self._console("maintenance flush register-cache")
-        self._console("maintenance flush dcache")
-        if self.when() != event:
-            raise ScriptError(text.strip() or f"could not go to event {event}")
+        """Go to the state right after event `event` and return the frame there (gdb's
+        caches are refreshed: relive's `goto` command)."""
+        self._console(f"goto {event}")
+        return self.frame()
+
+    def checkpoint(self) -> int:
+        """Keep a checkpoint here (at an event boundary, e.g. after goto_event); its id."""
+        text = self._console("checkpoint")
+        match = _CHECKPOINT.search(text)
+        if not match:
+            raise ScriptError(f"unexpected answer to `checkpoint`: {text!r}")
+        return int(match.group(1))
+
+    def restart(self, checkpoint: int) -> Frame:
+        """Go to checkpoint `checkpoint` and return the frame there."""
+        self._console(f"restart {checkpoint}")
         return self.frame()
 
     # -- MI plumbing ------------------------------------------------------------------------
@@ -317,7 +331,12 @@ class Replay:
                              f"gdb's answer to {command!r}")
         result = records[-1]
         if result["message"] == "error":
-            raise ScriptError((result["payload"] or {}).get("msg", f"{command} failed"))
+            msg = (result["payload"] or {}).get("msg", f"{command} failed")
+            said = [line for r in records if r["type"] in ("console", "target")
+                    and isinstance(r["payload"], str)
+                    for line in r["payload"].splitlines() if line.startswith("relive:")]
+            raise ScriptError("; ".join([*dict.fromkeys(said), msg]) if msg not in said
+                              else msg)
         return records
 
     def _resume(self, command: str) -> Stop:

@@ -267,6 +267,18 @@ def _add_doctor(sub: Subparsers) -> None:
                    description=text).set_defaults(func=cmd_doctor)
 
 
+def cmd_gdbinit(args: argparse.Namespace) -> int:
+    print(Path(__file__).resolve().with_name("gdb_extension.py"))
+    return 0
+
+
+def _add_gdbinit(sub: Subparsers) -> None:
+    text = ("print the path of relive's gdb commands (goto, checkpoint, restart, last-write, "
+            "when): `source $(relive gdbinit)` in a gdb connected with `target remote`")
+    sp = sub.add_parser("gdbinit", formatter_class=_HelpFormatter, help=text, description=text)
+    sp.set_defaults(func=cmd_gdbinit)
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """argparse's formatter, told the terminal's width: left to find it, argparse imports
     shutil (~5 ms of start-up) for every parser it builds, even when no help is shown."""
@@ -406,6 +418,7 @@ _COMMANDS: dict[str, Callable[[Subparsers], None]] = {
         "the latest.").set_defaults(func=cmd_ls),
     "rm": _add_rm,
     "doctor": _add_doctor,
+    "gdbinit": _add_gdbinit,
 }
 
 

@@ -38,10 +38,14 @@ def _emit(fd: int, data: bytes) -> None:
     os.write(fd, data)
 
 
+EXTENSION = Path(__file__).resolve().with_name("gdb_extension.py")
+
+
 def gdb_command(address: str) -> list[str]:
-    """gdb connected to `address`: host:port, or the path of a Unix socket."""
-    return ["gdb", "-q", "-ex", "set remotetimeout 600", "-ex", "set pagination off",
-            "-ex", f"target remote {address}"]
+    """gdb connected to `address` (host:port, or the path of a Unix socket), with relive's
+    commands (relive/gdb_extension.py)."""
+    return ["gdb", "-q", "-x", str(EXTENSION), "-ex", "set remotetimeout 600",
+            "-ex", "set pagination off", "-ex", f"target remote {address}"]
 
 
 def serve_replay(trace: Path, *, host: str | None = None, port: int | None = None,

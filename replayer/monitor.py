@@ -1,69 +1,130 @@
 """`monitor` commands typed in gdb (qRcmd): where the replay is, moving to an event or a
-checkpoint, and going back to the last write of some memory."""
+checkpoint, and going back to the last write of some memory.
+
+Event numbers are `relive dump`'s, everywhere: the trace's events are numbered from 0 (the
+initial exec) to count - 1. "At event N" is the state right after event N was replayed and
+before event N + 1: `when` says N, `goto N` goes there, and a checkpoint taken there is
+"at event N". (Inside the replayer a position counts events replayed: event N is position
+N + 1.) The gdb extension (relive/gdb_extension.py) wraps these commands and refreshes gdb's
+caches after each move.
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from gdbstub.errors import TargetError
 from tracee.sysnums import name_of
-from tracefile.records import Kind
+from tracefile.records import Event, Kind
 
 if TYPE_CHECKING:
     from replayer.target import ReplayTarget
 
-HELP = """relive monitor commands:
+HELP = """relive monitor commands (event numbers are those of `relive dump`):
   info                   the trace, the current event, whether the trace is complete
-  when                   the current event number
-  goto N                 go to the state right after event N
-  checkpoint             take a checkpoint here (at an event boundary)
-  info checkpoints       list checkpoints and the memory they hold
+  when                   the current event: the last one replayed
+  goto N                 go to the state right after event N (before event N+1)
+  checkpoint             keep a checkpoint here (at an event boundary); prints its id
+  info checkpoints       list your checkpoints (and relive's automatic ones)
   restart N              go to checkpoint N
+  delete checkpoint N    drop checkpoint N
   last-write ADDR [LEN]  go back to just before the last write to that memory
-                         (from gdb: eval "monitor last-write %p %d", &var, sizeof(var))
-After goto, restart and last-write, `maint flush register-cache` refreshes gdb's view.
+gdb does not see these moves. The same commands without `monitor` (relive's gdb extension:
+loaded by `relive replay`, or `source $(relive gdbinit)`) refresh its view; after a plain
+`monitor goto`, `restart` or `last-write`, run `maint flush register-cache`, `maint flush
+dcache` and `sharedlibrary`. (The extension adds --no-hint, which leaves out this advice.)
 """
-REFRESH = "; `maint flush register-cache` refreshes gdb's view\n"
+HINT = " (gdb's view is stale: see `monitor help`)"
+
+
+def event_of(position: int) -> int:
+    """The event a replay that has replayed `position` events is at."""
+    return max(0, position - 1)
 
 
 def run(target: ReplayTarget, command: str) -> str:
     """Run one `monitor` command on the replay; returns its output."""
     words = command.split()
+    hint = HINT
+    if words[-1:] == ["--no-hint"]:
+        words, hint = words[:-1], ""
     session = target.session
     match words:
         case [] | ["help"]:
             return HELP
         case ["when"]:
-            return f"Current event: {session.position}\n"
+            return f"Current event: {event_of(session.position)}\n"
         case ["info"]:
-            r = session.reader
-            nxt = session.next_event
-            what = ("end of trace" if nxt is None else
-                    f"next: {nxt.kind.name.lower()}"
-                    + (f" {name_of(nxt.nr)}" if nxt.kind == Kind.SYSCALL else ""))
-            return (f"trace: {target.trace}\nprogram: {r.meta.get('program')}\n"
-                    f"events: {r.event_count} ({'complete' if r.complete else 'INCOMPLETE'})\n"
-                    f"current event: {session.position} ({what})\n")
+            return _info(target)
         case ["checkpoint"]:
-            return f"Checkpoint at event {target.take_checkpoint()}\n"
+            number = target.take_checkpoint()
+            return f"Checkpoint {number} at event {event_of(session.position)}\n"
         case ["info", "checkpoints"]:
-            cps = target.timeline.checkpoints
-            lines = "".join(f"  {i}: event {cp.position}"
-                            + (f" ({len(cp.threads)} threads)" if cp.multi else "") + "\n"
-                            for i, cp in enumerate(cps))
-            return (f"{len(cps)} checkpoints, {target.timeline.memory_kib()} KiB private "
-                    f"memory:\n{lines}")
+            return _checkpoints(target)
         case ["restart", n] if n.isdigit():
-            cps = target.timeline.checkpoints
-            if not int(n) < len(cps):
-                raise TargetError(f"no checkpoint {n}; `monitor info checkpoints` lists them")
-            return f"At event {target.goto_event(cps[int(n)].position)}{REFRESH}"
+            snap = target.timeline.kept.get(int(n))
+            with target.progress.task(f"going to checkpoint {n}", abandon_on_quit=True):
+                target.goto_event(snap.position)
+            return f"At checkpoint {n}, event {event_of(session.position)}{hint}\n"
+        case ["delete", "checkpoint", n] if n.isdigit():
+            snap = target.timeline.kept.delete(int(n))
+            return f"Deleted checkpoint {n} (event {event_of(snap.position)})\n"
         case ["goto", n] if n.isdigit():
-            return f"At event {target.goto_event(int(n))}{REFRESH}"
+            return _goto(target, int(n)) + hint + "\n"
         case ["last-write", *rest] if 1 <= len(rest) <= 2:
             try:
                 addr = int(rest[0], 0)
                 length = int(rest[1], 0) if len(rest) == 2 else 8
             except ValueError:
                 raise TargetError("usage: monitor last-write ADDRESS [LENGTH]") from None
-            return target.last_write(addr, length) + REFRESH
+            with target.progress.task(f"searching back for the last write to {addr:#x}"):
+                text = target.last_write(addr, length)
+            return f"{text}; at event {event_of(session.position)}{hint}\n"
     raise TargetError(f"unknown monitor command {command!r}; try `monitor help`")
+
+
+def _goto(target: ReplayTarget, event: int) -> str:
+    count = target.session.reader.event_count
+    first = event_of(max(1, target.birth))
+    if not first <= event < count:
+        what = "the trace" if first == 0 else f"the life of process {target.pid}"
+        raise TargetError(f"event {event} is outside {what} ({first}..{count - 1})")
+    with target.progress.task(f"going to event {event}", abandon_on_quit=True):
+        target.goto_event(event + 1)
+    return f"At event {event_of(target.session.position)}"
+
+
+def _info(target: ReplayTarget) -> str:
+    session = target.session
+    r = session.reader
+    nxt = session.next_event
+    return (f"trace: {target.trace}\nprogram: {r.meta.get('program')}\n"
+            f"events: {r.event_count} ({'complete' if r.complete else 'INCOMPLETE'}), "
+            f"numbered 0..{r.event_count - 1}\n"
+            f"current event: {event_of(session.position)} "
+            f"({'end of trace' if nxt is None else 'next: ' + _describe(nxt)})\n")
+
+
+def _describe(ev: Event) -> str:
+    what = f"{ev.seq} {ev.kind.name.lower()}"
+    return what + (f" {name_of(ev.nr)}" if ev.kind == Kind.SYSCALL else "")
+
+
+def _checkpoints(target: ReplayTarget) -> str:
+    timeline = target.timeline
+    kept = list(timeline.kept)
+    if kept:
+        lines = [f"Checkpoints (`restart N` goes to one, `delete checkpoint N` drops it), "
+                 f"{timeline.memory_kib(timeline.kept.snapshots())} KiB private memory:"]
+        lines += [f"  {n}: event {event_of(cp.position)}" + _threads(cp.threads)
+                  for n, cp in kept]
+    else:
+        lines = ["No checkpoints (`checkpoint` keeps one here)."]
+    autos = timeline.checkpoints
+    lines.append(f"Automatic, for reverse execution: {len(autos)} checkpoints, "
+                 f"{timeline.memory_kib()} KiB private memory:")
+    lines += [f"  event {event_of(cp.position)}" + _threads(cp.threads) for cp in autos]
+    return "\n".join(lines) + "\n"
+
+
+def _threads(threads: tuple[object, ...]) -> str:
+    return f" ({len(threads)} threads)" if len(threads) > 1 else ""

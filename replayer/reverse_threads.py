@@ -166,8 +166,7 @@ class ThreadedReverse:
             raise TargetError(f"nothing wrote {wp.addr:#x} (+{wp.length}) before this point")
         self.land(self.goto_hit(hit, frozenset({wp})))
         t._last = t.stop(StopKind.WATCHPOINT, hit.tid, watch=wp)
-        return (f"Went back to just before the write to {wp.addr:#x} by thread {hit.tid}; "
-                f"event {self.s.position}")
+        return f"Went back to just before the write to {wp.addr:#x} by thread {hit.tid}"
 
     # -- reverse-continue -------------------------------------------------------------------
     def _starts(self, position: int) -> list[Checkpoint | Waypoint]:
@@ -343,7 +342,7 @@ class ThreadedReverse:
                 traps[0].replant(ev)
                 if until.tid is not None and s.position > until.position:
                     raise LostPosition("lost the current position while searching backwards "
-                                       f"(it was in the stretch after event {until.position})")
+                                       f"(it was in the stretch after event {until.position - 1})")
                 if t.debugged(ev.tid):
                     for wp in written_watchpoints(ev, watchpoints):
                         note(Hit("kernel", ev.seq, wp=wp, tid=ev.tid))
@@ -368,7 +367,7 @@ class ThreadedReverse:
             steps = now.steps if now.steps is not None else self._count(now)
             if steps is None:
                 raise ReplayError(f"could not find thread {tid}'s current position again "
-                                  f"by single-stepping the stretch after event {now.position}")
+                                  f"by single-stepping the stretch after event {now.position - 1}")
             if steps >= 1:
                 self._goto_steps(now.position, tid, steps - 1)
                 return Landing("mid", tid, steps - 1)
@@ -392,7 +391,7 @@ class ThreadedReverse:
                 hits, reached = self._pass(start, now, frozenset({now.pc}), frozenset())
                 if reached != "now":
                     raise LostPosition("lost the current position while stepping back "
-                                       f"(it was in the stretch after event {now.position})")
+                                       f"(it was in the stretch after event {now.position - 1})")
                 earlier = [h for h in hits if h.position == now.position and h.tid == now.tid]
                 if earlier:
                     anchor = earlier[-1]
@@ -533,7 +532,7 @@ class ThreadedReverse:
         for _ in range(steps):
             stop = _single_step(task)
             if not _is_step(stop):
-                raise ReplayError(f"single-stepping thread {tid} after event {position} "
+                raise ReplayError(f"single-stepping thread {tid} after event {position - 1} "
                                   f"met {stop}")
 
     # -- helpers ----------------------------------------------------------------------------

@@ -351,7 +351,8 @@ class ReplaySession:
         if self.task is None:
             self.reader.avoid_cpu(cpu_match.pin_replay(self.reader.meta))
             try:
-                pid = spawn(str(exe), [str(exe)], {}, ignored=ev.info.get("ignored"))
+                pid = spawn(str(exe), [str(exe)], {}, ignored=ev.info.get("ignored"),
+                            own_group=True)
             except SpawnError as e:  # e.g. a noexec mount with memory files not executable
                 raise ReplayError(f"cannot start the replay of {self.reader.dir}: "
                                   f"{e.strerror}") from None

@@ -45,6 +45,7 @@ from replayer.diversion import Diversion, register_values
 from replayer.errors import ReplayError
 from replayer.forward import ForwardRun
 from replayer.process_view import Image, ProcessFacts
+from replayer.progress import Abandoned, Progress, Sink
 from replayer.reverse_threads import Landing, ThreadedReverse
 from replayer.session import ReplaySession
 from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
@@ -76,6 +77,8 @@ class ReplayTarget:
         if self.facts is None:
             self.facts = ProcessFacts(self.pid_of)
         s.listeners.append(self._learn)
+        self.progress = Progress(s.reader.event_count)
+        s.listeners.append(lambda ev: self.progress.tick(ev.seq + 1))
         s.step()  # the initial EXEC: the process now sits at its first instruction
         self.exec_event: Event = next(ev for ev in s.reader.events(0, 1))
         root = self.exec_event.tid
@@ -294,17 +297,20 @@ class ReplayTarget:
     def monitor(self, command: str) -> str:
         return monitor.run(self, command)
 
+    def report_progress(self, sink: Sink | None) -> None:
+        self.progress.sink = sink
+
     def take_checkpoint(self) -> int:
+        """Keep a checkpoint here for the user; its id (replayer.checkpoints)."""
         self.end_diversion()
         if not self._boundary:
             raise TargetError("checkpoints are taken at event boundaries; go to one "
-                              "(`monitor goto N`) first")
+                              "(`goto N`) first")
         if not self.session.can_snapshot():
             raise TargetError("no checkpoint can be taken here: several processes live, a "
                               "thread is inside vfork or exiting, or the process has writable "
-                              "shared memory; try another event (`monitor goto N`)")
-        self.timeline.take()
-        return self.session.position
+                              "shared memory; try another event (`goto N`)")
+        return self.timeline.keep()
 
     def goto_event(self, position: int) -> int:
         """Go to the state right after event `position` - 1 (`monitor goto`)."""
@@ -315,7 +321,10 @@ class ReplayTarget:
             what = "the trace" if lo == 1 else f"the life of process {self.pid}"
             raise TargetError(f"event {position} is outside {what} ({lo}..{count})")
         with self._silenced():
-            self._seek_alive(position)
+            try:
+                self._seek_alive(position)
+            except Abandoned:  # gdb stopped waiting (Ctrl-C): stay at the event reached
+                log.info("goto abandoned by gdb at event %d", self.session.position - 1)
         self.reverse.waypoints.clear()
         self.parked = False
         self.where(True, 0)
@@ -377,7 +386,7 @@ class ReplayTarget:
         self.where(False, steps, anchor)
         rip = self.task.regs.rip
         where = "a syscall" if hit.kind == "kernel" else f"the instruction at {rip:#x}"
-        return f"Went back to {where}, which wrote {addr:#x}; event {self.session.position}"
+        return f"Went back to {where}, which wrote {addr:#x}"
 
     # -- resuming ---------------------------------------------------------------------------
     def resume(self, command: ResumeCommand) -> Stop:
@@ -402,7 +411,7 @@ class ReplayTarget:
             return stop
         try:
             if command.direction is Direction.BACKWARD:
-                with self._silenced():
+                with self._silenced(), self.progress.task("searching backwards"):
                     stop = self._backward(command)
             else:
                 stop = self.forwards.resume(command)

@@ -33,6 +33,7 @@ from tracee.stops import SignalStop, Stop, SyscallStop
 from tracefile.records import Kind
 
 from replayer import registers
+from replayer.checkpoints import KeptCheckpoints
 from replayer.errors import Paused, ReplayError
 from replayer.session import ReplaySession
 from replayer.snapshot import Snapshot as Checkpoint
@@ -111,6 +112,7 @@ class Timeline:
         # Polled during backward searches: Ctrl-C stops them at the next event boundary.
         self.interrupted = interrupted
         self.checkpoints: list[Checkpoint] = []
+        self.kept = KeptCheckpoints()  # the user's, numbered; never thinned
         self._last_time = time.monotonic()
         self._steps: StepCache | None = None
         self._takes = 0
@@ -127,6 +129,10 @@ class Timeline:
         self.checkpoints.sort(key=lambda cp: cp.position)
         self._last_time = time.monotonic()
         self._thin()
+
+    def keep(self) -> int:
+        """A checkpoint here that the user asked for; its id (replayer.checkpoints)."""
+        return self.kept.add(self.s.snapshot())
 
     def maybe_take(self) -> None:
         if time.monotonic() - self._last_time > CHECKPOINT_INTERVAL:
@@ -146,10 +152,11 @@ class Timeline:
             _, i = min(gaps)
             self.checkpoints.pop(i).discard()
 
-    def memory_kib(self) -> int:
-        """Private (copied) memory of all stored checkpoints, in KiB."""
+    def memory_kib(self, checkpoints: list[Checkpoint] | None = None) -> int:
+        """Private (copied) memory of stored checkpoints (default: the automatic ones), in
+        KiB."""
         total = 0
-        for cp in self.checkpoints:
+        for cp in self.checkpoints if checkpoints is None else checkpoints:
             try:
                 with open(f"/proc/{cp.stored.pid}/smaps_rollup") as f:
                     for line in f:
@@ -163,13 +170,15 @@ class Timeline:
         for cp in self.checkpoints:
             cp.discard()
         self.checkpoints.clear()
+        self.kept.close()
         self._drop_step_cache()
 
     # -- positioning ------------------------------------------------------------------------
     def seek(self, position: int, until: Callable[[], bool] | None = None) -> None:
         """Go to the event boundary `position` (events replayed), or to the first boundary
         on the way where `until()` holds."""
-        cp = max((c for c in self.checkpoints if c.position <= position),
+        cp = max((c for c in [*self.checkpoints, *self.kept.snapshots()]
+                  if c.position <= position),
                  key=lambda c: c.position)
         self.s.restore(cp)
         while self.s.position < position and not (until is not None and until()):
@@ -335,7 +344,7 @@ class Timeline:
                 traps.replant(ev)
                 if not until.boundary and s.position > until.position:
                     raise LostPosition("lost the current position while searching backwards "
-                                       f"(it was in the stretch after event {until.position})")
+                                       f"(it was in the stretch after event {until.position - 1})")
                 for wp in written_watchpoints(ev, watchpoints):
                     hits.append(Hit("kernel", ev.seq, wp=wp))
         finally:

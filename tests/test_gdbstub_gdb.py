@@ -65,3 +65,27 @@ async def test_gdb_shows_registers_memory_and_moves_both_ways(engine: Engine) ->
     assert 'Thread 100.100 "prog"' in out, out
     assert "[Inferior 1 (process 100) detached]" in out, out
     assert {ident for _, ident in target.calls} == {engine.thread_id}
+
+
+async def test_a_long_monitor_command_shows_progress_and_never_times_out(
+        engine: Engine) -> None:
+    """gdb waits for a monitor command's reply only `remotetimeout` (2 s by default; 3
+    tries, then "Ignoring packet error" and the late reply is misread as the answer to the
+    next command). The stub sends the target's progress notes as they come and, through 7
+    silent seconds, empty console packets that keep gdb waiting."""
+    target = engine.submit(FakeTarget).result()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve, target, engine)
+        assert GDB is not None
+        argv = [GDB, "-nx", "-batch", "-ex", "set architecture i386:x86-64",
+                "-ex", f"target remote 127.0.0.1:{port}", "-ex", "show remotetimeout",
+                "-ex", "monitor slow 2 7", "-ex", "monitor when", "-ex", "detach"]
+        with trio.fail_after(40):
+            result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True,
+                                            check=False, env=dict(os.environ,
+                                                                  DEBUGINFOD_URLS=""))
+        nursery.cancel_scope.cancel()
+    out = result.stdout.decode() + result.stderr.decode()
+    assert "Timeout limit to wait for target to respond is 2." in out, out
+    assert "note 0\nnote 1\nslow done\nposition 0 of 12\n" in out, out
+    assert "Ignoring packet error" not in out, out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -241,3 +242,47 @@ async def test_real_socket_one_client_at_a_time(engine: Engine) -> None:
             assert b"ReverseContinue+" in await third.ask(QSUPPORTED)
             assert (await third.ask(b"?")).startswith(b"T0")
             nursery.cancel_scope.cancel()
+
+
+async def test_a_monitor_command_gdb_gave_up_on_is_not_answered(engine: Engine) -> None:
+    """gdb 13 gives up on a monitor command at Ctrl-C without a word; its next request
+    shows it. From then on the running command's notes and answer are not sent (gdb would
+    take them for the next reply), the target is told (it stops early), and the next request
+    gets its own answer."""
+    target = engine.submit(FakeTarget).result()
+    async with trio.open_nursery() as nursery:
+        gdb = attach(nursery, GdbServer(target, engine))
+        await gdb.connect()
+        started = time.monotonic()
+        await gdb.send(b"qRcmd," + b"slow 8 0".hex().encode())  # 8 notes, 0.5 s apart
+        assert await gdb.receive() == b"O" + b"note 0\n".hex().encode()
+        await gdb.send(b"qRcmd," + b"when".hex().encode())  # gdb moved on
+        replies = [await gdb.receive()]
+        while replies[-1] != b"OK":
+            replies.append(await gdb.receive())
+        # (empty console packets keep gdb waiting while the old command ends)
+        assert [r for r in replies if r != b"O"] == [
+            b"O" + b"position 0 of 12\n".hex().encode(), b"OK"], replies
+        assert time.monotonic() - started < 3.5  # not after all 8 notes
+        assert target.calls.count(("monitor", engine.thread_id)) == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_gdb_waiting_behind_an_abandoned_monitor_command_gets_keepalives(
+        engine: Engine) -> None:
+    """The abandoned command may run on (here: 3 silent seconds); gdb, now waiting for its
+    next monitor command, gets empty console packets meanwhile, not the old notes or
+    answer, then its own answer."""
+    target = engine.submit(FakeTarget).result()
+    async with trio.open_nursery() as nursery:
+        gdb = attach(nursery, GdbServer(target, engine))
+        await gdb.connect()
+        await gdb.send(b"qRcmd," + b"slow 1 3".hex().encode())
+        assert await gdb.receive() == b"O" + b"note 0\n".hex().encode()
+        await gdb.send(b"qRcmd," + b"when".hex().encode())
+        replies = [await gdb.receive()]
+        while replies[-1] != b"OK":
+            replies.append(await gdb.receive())
+        assert replies[-2:] == [b"O" + b"position 0 of 12\n".hex().encode(), b"OK"], replies
+        assert set(replies[:-2]) == {b"O"} and len(replies) >= 3, replies
+        nursery.cancel_scope.cancel()

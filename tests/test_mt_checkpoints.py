@@ -146,7 +146,7 @@ def test_monitor_checkpoint_among_threads_and_restart_to_it(traces, serve):
                "monitor info checkpoints", restart, "maint flush register-cache", "thread 1",
                "echo ===AFTER===\\n", "thread apply all bt", "echo ===RUN2===\\n",
                "continue", "echo ===END===\\n")
-    assert re.search(r"^Checkpoint at event \d+$", out, re.MULTILINE), out
+    assert re.search(r"^Checkpoint 1 at event \d+$", out, re.MULTILINE), out
     before = section(out, "===BEFORE===", "===RUN===")
     after = section(out, "===AFTER===", "===RUN2===")
     assert before.count("Thread ") >= 3 and "start_thread" in before and "main ()" in before, out
@@ -177,7 +177,7 @@ def test_reverse_watch_in_a_worker_matches_forward_and_leaves_checkpoints(traces
                           back, re.MULTILINE)) == 2, out
     fwd = section(out, "===FWD===", "===CP===")
     assert re.search(r"Old value = 39998\s+New value = 39999", fwd), out
-    threads = re.findall(r"^\s+\d+: event \d+ \((\d+) threads\)$",
+    threads = re.findall(r"^\s+event \d+ \((\d+) threads\)$",
                          section(out, "===CP===", "===END==="), re.MULTILINE)
     assert threads and all(int(n) >= 2 for n in threads), out  # checkpoints among threads
 

@@ -475,7 +475,7 @@ def test_reverse_continue_without_breakpoints_reaches_the_start(target_trace, se
     assert lines.count(END_OF_HISTORY) == 3, lines  # reverse-stepi at the start, too
     start = lines.index(END_OF_HISTORY)
     assert lines[start + 1].startswith("0xADDR in _start ()"), lines
-    assert "Current event: 1" in lines
+    assert "Current event: 0" in lines  # right after event 0, the first exec
     # and forward again from the start of history
     assert any(re.fullmatch(r"Breakpoint 3, main \(\) at .*/gdb_target\.c:35", line)
                for line in lines), lines
@@ -526,12 +526,10 @@ def test_monitor_when_goto_and_checkpoints(target_trace, serve, tmp_path):
     text = "\n".join(lines)
     when = [int(m.group(1)) for m in re.finditer(r"Current event: (\d+)", text)]
     assert when[1] == 5 and when[0] > 5, lines
-    assert "checkpoints are taken at event boundaries" in text
-    assert "Checkpoint at event 5" in text
-    listing = next(i for i, line in enumerate(lines)
-                   if re.match(r"\d+ checkpoints, \d+ KiB private memory:", line))
-    assert any(re.fullmatch(r"(\d+: )?event 5", line)
-               for line in lines[listing + 1:listing + 50]), lines
+    assert "relive: checkpoints are taken at event boundaries" in text
+    assert "Checkpoint 1 at event 5" in text
+    listing = next(i for i, line in enumerate(lines) if line.startswith("Checkpoints ("))
+    assert lines[listing + 1] == "1: event 5", lines
     assert values(lines) == ["1"], lines  # from event 5 the first bump is bump(1)
     assert re.search(r"events: \d+ \(complete\)", text)
 

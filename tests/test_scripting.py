@@ -44,7 +44,7 @@ def _at(frame: Frame) -> tuple[str | None, int | None]:
 def test_starts_at_the_first_instruction_and_runs_forward(replay):
     assert replay.frame().function == "_start"
     assert replay.frame().line is None  # the loader has no line information
-    assert replay.when() == 1
+    assert replay.when() == 0
 
     assert replay.break_at("bump") == 1
     stop = replay.cont()
@@ -109,7 +109,7 @@ def test_going_backwards(replay):
     stop = replay.cont_back()  # no breakpoints: to the start of the recording
     assert stop.reason == "end-of-history"
     assert stop.frame.function == "_start"
-    assert replay.when() == 1
+    assert replay.when() == 0
 
 
 def test_step_back_into_a_callee_stops_on_its_last_line(replay):
@@ -180,6 +180,9 @@ def test_when_and_goto_event(replay):
     assert replay.when() == 5
     assert frame == replay.frame() and frame.function is not None
     assert frame.function != "main"  # event 5 is in the loader, long before main
+    checkpoint = replay.checkpoint()
+    assert replay.goto_event(2) != frame and replay.when() == 2
+    assert replay.restart(checkpoint) == frame and replay.when() == 5
 
     replay.delete_breakpoints()
     replay.break_at("bump")
@@ -187,8 +190,9 @@ def test_when_and_goto_event(replay):
     assert replay.eval("by") == "1" and _at(stop.frame) == ("bump", 22)
     assert replay.when() == at_main
 
-    with pytest.raises(ScriptError, match="outside the trace"):
+    with pytest.raises(ScriptError, match=r"relive: event 100000 is outside the trace"):
         replay.goto_event(100000)
+    assert replay.when() == at_main  # a failed goto leaves the replay where it was
     assert "checkpoints" in replay.monitor("info checkpoints")
 
 

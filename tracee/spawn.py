@@ -47,14 +47,21 @@ def _set_dispositions(ignored: list[int] | None) -> None:
 
 
 def spawn(path: str, argv: list[str], env: dict[str, str], *, no_aslr: bool = False,
-          ignored: list[int] | None = None) -> int:
-    """Fork, exec `path` under ptrace; returns the pid stopped at its exec event."""
+          ignored: list[int] | None = None, own_group: bool = False) -> int:
+    """Fork, exec `path` under ptrace; returns the pid stopped at its exec event. With
+    `own_group` (replay) the program gets a process group of its own, out of the terminal's
+    foreground group: the terminal's Ctrl-C is for gdb, which stops the replay through the
+    stub, and must never reach the replayed program as a signal it did not get when
+    recorded. (A group, not a session: a new session is a new scheduler autogroup, and
+    tracer and tracee in two autogroups made replay 3x slower on a busy machine.)"""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # child
         try:
             os.close(err_r)
             api.prctl(api.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if own_group:
+                os.setpgid(0, 0)
             _set_dispositions(ignored)
             if no_aslr:
                 api.personality(0x0040000)  # ADDR_NO_RANDOMIZE
