@@ -438,7 +438,8 @@ def test_a_profiling_timer_is_delivered_where_replay_finds_it_quickly(programs, 
     second of work had to trap at every execution of that pc: it ran for hours."""
     trace = tmp_path / "trace"
     binary = programs["prof_timer"]
-    rec = record(trace, binary, capture_output=True, timeout=120)
+    # (at least 12 ticks seen, however fast the CPU: 12000 blocks alone can take 9)
+    rec = record(trace, binary, "12000", "1", "12", capture_output=True, timeout=120)
     assert rec.returncode == 0, describe(rec)
     assert_faithful(rec, replay(trace, capture_output=True, timeout=120))
     ticks = int(re.search(rb"ticks=(\d+)", rec.stdout).group(1))

@@ -247,7 +247,9 @@ def test_a_computing_thread_is_preempted_where_replay_finds_it_quickly(programs,
     millions of times) but at the return address of the per-block call, found on its stack
     and counted cold: every PREEMPT point follows a call instruction of the program."""
     trace = tmp_path / "trace"
-    rec, _ = record_and_replay(trace, programs["threads_cpu_calls"])
+    # 1500 blocks: each thread computes for 3+ s even on a fast CPU (the recorder preempts
+    # after ~2 s; with 500 blocks a 2026 EPYC finished each thread in ~1.2 s, unpreempted).
+    rec, _ = record_and_replay(trace, programs["threads_cpu_calls"], "1500")
     assert rec.returncode == 0
     assert re.fullmatch(rb"thread 0: [0-9a-f]{16}\nthread 1: [0-9a-f]{16}\n", rec.stdout)
     points = [int(rest.split()[2].rstrip(","), 16) for _, _, kind, rest in dump_lines(trace)

@@ -6,7 +6,10 @@
  * delivers them a little late, at a place replay finds quickly.
  * With THREADS > 1, that many threads compute (the process's timer signals whichever runs)
  * and print their results; the ticks they note are not printed.
- * Usage: prof_timer [BLOCKS [THREADS]]   (default 12000 blocks, about a second; 1 thread).
+ * Usage: prof_timer [BLOCKS [THREADS [MIN_TICKS]]]   (default 12000 blocks, about a second
+ * on a 2025 CPU; 1 thread). With one thread, it goes on computing past BLOCKS until it has
+ * seen MIN_TICKS ticks (a fast CPU finishes 12000 blocks in 25 ticks, and ticks held back
+ * under relive merge: a test that needs enough of them asks for them).
  * Exit status 0. */
 #include <pthread.h>
 #include <signal.h>
@@ -58,6 +61,7 @@ int main(int argc, char **argv)
     if (argc > 1)
         blocks = strtoul(argv[1], NULL, 10);
     int threads = argc > 2 ? atoi(argv[2]) : 1;
+    int min_ticks = argc > 3 ? atoi(argv[3]) : 0;
     struct itimerval every_10ms = {{0, 10000}, {0, 10000}};
     signal(SIGPROF, on_tick);
     setitimer(ITIMER_PROF, &every_10ms, NULL);
@@ -73,7 +77,7 @@ int main(int argc, char **argv)
         return 0;
     }
     unsigned long x = 1;
-    for (block_no = 0; block_no < blocks; block_no++)
+    for (block_no = 0; block_no < blocks || ticks < min_ticks; block_no++)
         x = block(x);
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_PROF, &off, NULL);
