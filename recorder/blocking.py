@@ -6,6 +6,8 @@
     else (pipe, socket, terminal, eventfd, ...) may. Found with stat(/proc/PID/fd/N) and the
     flags line of /proc/PID/fdinfo/N (~30 us together, measured on the development VM), and
     cached per (process, descriptor) because reads and writes on pipes are hot;
+  - whether a POSIX message queue descriptor is O_NONBLOCK (its inode is a regular file, so
+    only the flags tell; not cached: queue calls are rare next to pipe I/O);
   - what a path to be opened names: a FIFO waits for its other end, a device may wait.
     stat() of the path as the process sees it (/proc/PID/root, /proc/PID/cwd or the
     directory descriptor's /proc/PID/fd/N).
@@ -86,6 +88,13 @@ class Descriptors:
         self._waits[key] = waits
         return waits
 
+    @staticmethod
+    def queue_waits(pid: int, fd: int) -> bool:
+        if not os.path.lexists(f"/proc/{pid}/fd/{fd}"):
+            return False  # not open: EBADF at once
+        flags = _status_flags(pid, fd)
+        return flags is None or not flags & O_NONBLOCK
+
     def opening_waits(self, pid: int, mem: Memory, dirfd: int, path_addr: int) -> bool:
         try:
             path = os.fsdecode(mem.read_cstring(path_addr))
@@ -142,6 +151,9 @@ class CallingProcess:
 
     def fd_waits(self, fd: int) -> bool:
         return self._fds.fd_waits(self._pid, fd)
+
+    def queue_waits(self, fd: int) -> bool:
+        return self._fds.queue_waits(self._pid, fd)
 
     def opening_waits(self, dirfd: int, path_addr: int) -> bool:
         return self._fds.opening_waits(self._pid, self._mem, dirfd, path_addr)

@@ -307,6 +307,11 @@ class Recorder:
             entry.view = view.answer is None
         if name == "clone":
             _check_clone_flags(args[0])
+        elif name == "process_vm_writev" and queries.int_arg(args[0]) in self.tasks:
+            raise UnsupportedError(f"the program called process_vm_writev into process "
+                                   f"{queries.int_arg(args[0])}, which relive records too "
+                                   "(replay would not make that write): not supported by "
+                                   "relive yet")
         elif name in queries.EXECS and t.task.tid != t.task.pid:
             raise UnsupportedError(f"thread {t.task.tid}, not the main thread of its process, "
                                    "called execve (the kernel would give it the main thread's "

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from tracee.syscalls.catalogue import CATALOGUE
 from tracee.syscalls.commands import AT_FDCWD, O_CREAT, O_EXCL, O_NONBLOCK, O_PATH
-from tracee.syscalls.rules import (ArgIs, Copy, Effect, Flow, OnFd, Record, Replay,
+from tracee.syscalls.rules import (ArgIs, Copy, Effect, Flow, OnFd, OnQueue, Record, Replay,
                                    Syscall, WaitMask, arg_is)
 from tracee.sysnums import NAME_OF
 
@@ -82,6 +82,10 @@ class Process(Protocol):
         """May I/O on this descriptor wait (not O_NONBLOCK, not a regular file)?"""
         ...
 
+    def queue_waits(self, fd: int) -> bool:
+        """Is this open descriptor (a message queue's) not O_NONBLOCK?"""
+        ...
+
     def opening_waits(self, dirfd: int, path_addr: int) -> bool:
         """Does the path at this tracee address (relative to dirfd) name a FIFO or a device
         whose open may wait?"""
@@ -106,6 +110,8 @@ def may_block(call: Syscall, args: tuple[int, ...], process: Process) -> bool:
         if rule.flags >= 0 and args[rule.flags] & rule.nowait:
             return False
         return any(process.fd_waits(int_arg(args[i])) for i in rule.fds)
+    if isinstance(rule, OnQueue):
+        return process.queue_waits(int_arg(args[rule.fd]))
     flags = args[rule.flags] if rule.flags >= 0 else rule.fixed_flags
     if flags & (O_NONBLOCK | O_PATH) or flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL:
         return False  # (O_CREAT|O_EXCL makes a regular file or fails)

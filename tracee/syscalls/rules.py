@@ -61,6 +61,12 @@ class Min(NamedTuple):
     b: Size
 
 
+class Sum(NamedTuple):
+    """a + b bytes (msgrcv: the long mtype, then the result's bytes of text)."""
+    a: Size
+    b: Size
+
+
 class WhenArg(NamedTuple):
     """`then` if argument `arg` masked by `mask` is one of `values`, else no bytes. For the
     few multiplexed calls whose outputs depend on an operation code (futex), and whose other
@@ -71,7 +77,7 @@ class WhenArg(NamedTuple):
     mask: int = 0xFFFF_FFFF
 
 
-Size = Fixed | Result | ArgValue | ArgCeil | ResultTimes | DerefAfter | Min | WhenArg
+Size = Fixed | Result | ArgValue | ArgCeil | ResultTimes | DerefAfter | Min | Sum | WhenArg
 
 
 class Out(NamedTuple):
@@ -125,7 +131,14 @@ class OnOpen(NamedTuple):
     fixed_flags: int = 0
 
 
-Blocking = bool | ArgIs | OnFd | OnOpen
+class OnQueue(NamedTuple):
+    """Sending to or receiving from the POSIX message queue descriptor in argument `fd`: it
+    waits (for room, for a message) unless the descriptor is O_NONBLOCK. (OnFd would say it
+    never does: a queue's inode is a regular file of the mqueue filesystem.)"""
+    fd: int = 0
+
+
+Blocking = bool | ArgIs | OnFd | OnOpen | OnQueue
 
 # ---- how each side treats a call ----------------------------------------------------------
 
@@ -261,6 +274,12 @@ STACK_T = Fixed(24)
 SCHED_PARAM = Fixed(4)
 CAP_DATA = Fixed(24)        # two struct __user_cap_data_struct (versions 2 and 3)
 FLOCK = Fixed(32)
+MQ_ATTR = Fixed(64)         # struct mq_attr: 4 longs and 4 reserved
+SEMID_DS = Fixed(104)       # struct semid64_ds (IPC_STAT, SEM_STAT)
+SEMINFO = Fixed(40)         # struct seminfo: 10 ints (IPC_INFO, SEM_INFO)
+MSQID_DS = Fixed(120)       # struct msqid64_ds (IPC_STAT, MSG_STAT)
+MSGINFO = Fixed(32)         # struct msginfo: 8 ints (IPC_INFO, MSG_INFO)
+SEM_VALUE = 2               # GETALL: an unsigned short per semaphore
 F_OWNER_EX = Fixed(8)
 SOCKADDR_MAX = Fixed(128)   # struct sockaddr_storage: the kernel never returns a longer address
 TERMIOS = Fixed(36)         # the kernel's struct termios (no speed fields; glibc's is 60)
