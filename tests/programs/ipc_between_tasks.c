@@ -8,7 +8,7 @@
  *   sem      SysV semaphores: a ping-pong of 5 rounds (semop, semtimedop), GETALL, IPC_STAT
  *   msg      SysV message queue: msgrcv waits for a msgsnd made 0.2 s later; IPC_STAT
  *   vmread   process_vm_readv of a child's memory (its heap and stack, into 2 iovecs)
- *   vmwrite  process_vm_writev into a child that is recorded too
+ *   vmwrite  process_vm_writev into a child that is recorded too, and into itself
  *   uffd     userfaultfd, with the fallback a program takes when it is unavailable
  * Everything printed is what a user would compare between the recording and the replay.
  */
@@ -264,6 +264,11 @@ static int mode_vm(int writing) {
         struct iovec local = {text, sizeof text}, remote = {heap, sizeof text};
         ssize_t n = process_vm_writev(child, &local, 1, &remote, 1, 0);
         printf("process_vm_writev: %zd\n", n);
+        char own[32] = "untouched";
+        struct iovec mine = {own, 8};
+        local.iov_len = 8;
+        n = process_vm_writev(getpid(), &local, 1, &mine, 1, 0);    /* into itself */
+        printf("into itself: %zd \"%s\"\n", n, own);
     } else {
         char a[10] = {0}, b[64] = {0};
         struct iovec local[2] = {{a, 9}, {b, 40}};

@@ -294,8 +294,8 @@ CATALOGUE: dict[str, Syscall] = {
                 scratch=(Scratch(1, Sum(LONG, ArgValue(2))),)),
     "msgctl": S(record=CODE),
     # -- another process's memory: process_vm_readv fills the caller's iovecs in order, as
-    # readv; process_vm_writev writes only the other process, refused when that one is recorded
-    # too (recorder.session: replay would not make the write).
+    # readv; process_vm_writev writes only the other process: when that one is recorded too,
+    # recorder code keeps what it wrote there and replay puts it in (recorder.session).
     "process_vm_readv": S(IovecOut(1, 2)),
     "process_vm_writev": S(record=CODE),
     # -- memory (the mapping calls are irregular)
