@@ -1,11 +1,12 @@
 """May a syscall about to run wait for another recorded task? The catalogue's rule
-(tracee.syscalls.queries.may_block), with the two facts about the process it needs:
+(tracee.syscalls.queries.may_block), with the facts about the process it needs:
 
   - what a descriptor is: I/O on a regular file, directory, block device or memory device
     (/dev/null, /dev/urandom) never waits for anyone, nor on one opened O_NONBLOCK; anything
     else (pipe, socket, terminal, eventfd, ...) may. Found with stat(/proc/PID/fd/N) and the
     flags line of /proc/PID/fdinfo/N (~30 us together, measured on the development VM), and
     cached per (process, descriptor) because reads and writes on pipes are hot;
+  - the struct sembuf array a semop will act on (its IPC_NOWAIT flags), read from memory;
   - whether a POSIX message queue descriptor is O_NONBLOCK (its inode is a regular file, so
     only the flags tell; not cached: queue calls are rare next to pipe I/O);
   - what a path to be opened names: a FIFO waits for its other end, a device may wait.
@@ -154,6 +155,12 @@ class CallingProcess:
 
     def queue_waits(self, fd: int) -> bool:
         return self._fds.queue_waits(self._pid, fd)
+
+    def read_memory(self, addr: int, size: int) -> bytes | None:
+        try:
+            return self._mem.read(addr, size)
+        except MemoryAccessError:
+            return None
 
     def opening_waits(self, dirfd: int, path_addr: int) -> bool:
         return self._fds.opening_waits(self._pid, self._mem, dirfd, path_addr)

@@ -21,8 +21,8 @@ from tracee.syscalls.commands import (EPOLL_WAITS, FCNTL_NOT_PLAIN, FCNTL_SETS_S
                                       FCNTL_WAITS, FLOCK_WAITS, FUTEX_CMD_MASK,
                                       IOCTL_SETS_STATUS, IOCTL_WAITS, MQ_SETS_STATUS,
                                       MSG_DONTWAIT, MSGRCV_WAITS, MSGSND_WAITS, O_CREAT,
-                                      O_TRUNC, O_WRONLY, POLL_WAITS, WAIT4_WAITS, WAITID_WAITS,
-                                      FutexOp, futex_ops)
+                                      O_TRUNC, O_WRONLY, POLL_WAITS, SEMOP_WAITS, WAIT4_WAITS,
+                                      WAITID_WAITS, FutexOp, futex_ops)
 from tracee.syscalls.rules import (CAP_DATA, EPOLL_EVENT_SIZE, FD_SET_WORD, INT, INT_PAIR,
                                    ITIMERSPEC, ITIMERVAL, KERNEL_SIGACTION, LONG, MQ_ATTR,
                                    PAGE_SIZE,
@@ -282,11 +282,12 @@ CATALOGUE: dict[str, Syscall] = {
     "mq_notify": S(),
     "mq_getsetattr": S(Out(2, MQ_ATTR), effects=Effect.FD_STATUS, status_when=MQ_SETS_STATUS),
     # -- SysV semaphores and message queues (kernel objects named by id; shared memory is
-    # not here: shmat maps memory others write). semop's IPC_NOWAIT is per operation, in
-    # memory: assumed to wait. msgrcv writes the long mtype, then the text (the result).
+    # not here: shmat maps memory others write). semop waits unless every operation that
+    # takes or waits for zero has IPC_NOWAIT (in its struct sembuf, in memory).
+    # msgrcv writes the long mtype, then the text (the result).
     "semget": S(),
-    "semop": S(may_block=True),
-    "semtimedop": S(may_block=True),
+    "semop": S(may_block=SEMOP_WAITS),
+    "semtimedop": S(may_block=SEMOP_WAITS),
     "semctl": S(record=CODE),   # outputs by command (tracee.syscalls.commands)
     "msgget": S(),
     "msgsnd": S(may_block=MSGSND_WAITS),

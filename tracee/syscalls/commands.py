@@ -10,7 +10,7 @@ from enum import IntEnum
 
 from tracee.syscalls.rules import (FLOCK, F_OWNER_EX, IFREQ, INT, INT_PAIR, LONG, MSGINFO,
                                    MSQID_DS, SEMID_DS, SEMINFO, TERMIO, TERMIOS, TERMIOS2,
-                                   WINSIZE, ArgIs, Fixed, Out, Output)
+                                   WINSIZE, ArgIs, Fixed, Out, Output, SemOps)
 
 class FutexOp(IntEnum):
     """Futex operations that write the futex words (besides waking)."""
@@ -187,10 +187,11 @@ EPOLL_WAITS = ArgIs(3, frozenset({0}), negate=True)
 MSG_DONTWAIT = 0x40
 
 # SysV IPC. msgsnd(id, msgp, size, flags) and msgrcv(id, msgp, size, type, flags) wait unless
-# IPC_NOWAIT; semop's flags are in each struct sembuf, in memory: it is assumed to wait.
+# IPC_NOWAIT; semop(id, sops, nsops) and semtimedop unless each operation that may wait has it.
 IPC_NOWAIT = 0o4000
 MSGSND_WAITS = ArgIs(3, frozenset({0}), mask=IPC_NOWAIT)
 MSGRCV_WAITS = ArgIs(4, frozenset({0}), mask=IPC_NOWAIT)
+SEMOP_WAITS = SemOps(1, 2, IPC_NOWAIT, most=1024)
 # mq_getsetattr(mqd, newattr, oldattr) with a new attr may set or clear O_NONBLOCK.
 MQ_SETS_STATUS = ArgIs(1, frozenset({0}), mask=(1 << 64) - 1, negate=True)
 

@@ -138,7 +138,20 @@ class OnQueue(NamedTuple):
     fd: int = 0
 
 
-Blocking = bool | ArgIs | OnFd | OnOpen | OnQueue
+class SemOps(NamedTuple):
+    """semop(id, sops, nsops): the array of struct sembuf {unsigned short num; short op;
+    short flg} at argument `arg`, as many as argument `number` says. It may wait unless
+    each operation that takes (op < 0) or waits for zero (op == 0) has IPC_NOWAIT; adding
+    (op > 0) never waits."""
+    arg: int
+    number: int
+    nowait: int  # IPC_NOWAIT
+    most: int    # more than this many are assumed to wait (the kernel's SEMOPM is 500)
+
+
+SEMBUF_SIZE = 6
+
+Blocking = bool | ArgIs | OnFd | OnOpen | OnQueue | SemOps
 
 # ---- how each side treats a call ----------------------------------------------------------
 
