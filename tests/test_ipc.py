@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -194,3 +196,35 @@ def test_python_ipc_modules(tmp_path: Path, module: str) -> None:
     assert rec.stdout == expected, describe(rec)
     assert_faithful(rec, replay(trace, timeout=LIMIT))
     print(f"{module}: recorded in {took:.2f} s")
+
+
+SPIN_PY = """
+import time
+def work():
+    t = time.time()
+    while time.time() - t < 1.5:
+        sum(range(1000))
+work()
+print("spun")
+"""
+
+
+def test_py_spy_samples_a_recorded_python(tmp_path: Path) -> None:
+    """py-spy (PyPI) reads the sampled interpreter's memory with process_vm_readv, hundreds
+    of times a second. (--idle: without it py-spy skips threads it sees stopped, and under
+    relive the sampled thread is ptrace-stopped whenever py-spy runs: no samples.)"""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        pytest.skip("py-spy (PyPI) is not installed")
+    (tmp_path / "spin.py").write_text(SPIN_PY)
+    out = tmp_path / "samples.txt"
+    trace = tmp_path / "trace"
+    rec, took = record_within(trace, [spy, "record", "--idle", "--nonblocking", "-d", "1",
+                                      "-r", "20", "-f", "raw", "-o", out, "--",
+                                      sys.executable, tmp_path / "spin.py"], limit=120)
+    assert rec.returncode == 0, describe(rec)
+    assert re.search(rb"Samples: [1-9]", rec.stdout), describe(rec)
+    assert re.search(r"^<module> \(.*spin\.py:\d+\);work \(.*spin\.py:\d+\) \d+$",
+                     out.read_text(), re.M), out.read_text()
+    assert_faithful(rec, replay(trace, timeout=120))
+    print(f"py-spy: recorded in {took:.2f} s")
