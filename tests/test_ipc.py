@@ -40,7 +40,7 @@ EXPECTED = {
     "msg": b"nothing yet: No message of desired type\n"
            b'got 17 bytes of type 2: "sent after 0.2 s"\n'
            b'  other got type 3 "the reply"\n'
-           b"queue: 0 messages, 0 bytes\n",
+           b"queue: 0 messages, 0 bytes, mode 600, last sender this one\n",
 }
 
 

@@ -233,8 +233,9 @@ static int mode_msg(void) {
     join_other();
     struct msqid_ds ds;
     if (msgctl(msqid, IPC_STAT, &ds)) die("msgctl IPC_STAT");
-    printf("queue: %lu messages, %lu bytes\n", (unsigned long)ds.msg_qnum,
-           (unsigned long)ds.__msg_cbytes);
+    printf("queue: %lu messages, %lu bytes, mode %o, last sender %s\n",
+           (unsigned long)ds.msg_qnum, (unsigned long)ds.__msg_cbytes, ds.msg_perm.mode & 0777,
+           ds.msg_lspid == getpid() ? "this one" : "another");
     if (msgctl(msqid, IPC_RMID, NULL)) die("msgctl IPC_RMID");
     return 0;
 }
