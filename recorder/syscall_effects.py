@@ -17,9 +17,9 @@ from tracee.address_space import PROT_EXEC, AddressSpace, Mapping, mapping_info
 from tracee.remote import MAP_ANONYMOUS, MAP_SHARED
 from tracee.syscalls import outputs, queries
 from tracee.syscalls.commands import (Ioctl, SemCtl, fcntl_outputs, ioctl_outputs,
-                                      msgctl_outputs, semctl_outputs)
+                                      msgctl_outputs, semctl_outputs, shmctl_outputs)
 from tracee.syscalls.queries import COPIERS, FILE_WRITERS, SHOWN
-from tracee.syscalls.rules import SEM_VALUE, Record, Syscall
+from tracee.syscalls.rules import SEM_VALUE, Output, Record, Syscall
 from tracee.sysnums import name_of
 from tracee.task import MemoryAccessError, Task
 from tracefile.records import MemoryWrite
@@ -116,7 +116,11 @@ class EffectRecorder:
         if name == "semctl":
             return [] if failed else self._semctl_ranges(args, result, read_int)
         if name == "msgctl":
-            return [] if failed else self._msgctl_ranges(args, result, read_int)
+            return [] if failed else self._ctl_ranges("msgctl", msgctl_outputs(args), args,
+                                                      result, read_int)
+        if name == "shmctl":
+            return [] if failed else self._ctl_ranges("shmctl", shmctl_outputs(args), args,
+                                                      result, read_int)
         if name == "fcntl":
             return outputs.output_ranges(Syscall(outputs=fcntl_outputs(args)), args, result,
                                          read_int)
@@ -145,11 +149,11 @@ class EffectRecorder:
         return ranges
 
     @staticmethod
-    def _msgctl_ranges(args: tuple[int, ...], result: int,
-                       read_int: outputs.ReadInt) -> list[tuple[int, int]]:
-        outs = msgctl_outputs(args)
+    def _ctl_ranges(name: str, outs: tuple[Output, ...] | None, args: tuple[int, ...],
+                    result: int, read_int: outputs.ReadInt) -> list[tuple[int, int]]:
+        """msgctl(id, cmd, buf), shmctl(id, cmd, buf): the struct the command writes."""
         if outs is None:
-            raise UnsupportedError(f"msgctl command {args[1] & 0xFFFF_FFFF} is not supported "
+            raise UnsupportedError(f"{name} command {args[1] & 0xFFFF_FFFF} is not supported "
                                    "by relive yet")
         return outputs.output_ranges(Syscall(outputs=outs), args, result, read_int)
 

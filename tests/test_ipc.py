@@ -8,7 +8,8 @@ queues, another process's memory, userfaultfd (all refused at record time before
   - process_vm_readv of a child's memory replays the bytes read; process_vm_writev into a
     recorded child (or the caller itself) replays the write there;
   - userfaultfd is answered ENOSYS and the program's fallback shows in its output;
-  - real programs: util-linux's ipcmk/ipcs/ipcrm, python's posix_ipc and sysv_ipc (PyPI,
+  - real programs: util-linux's ipcmk/ipcs/ipcrm (shared memory segments made and shown:
+    shmget, shmctl; shmat stays refused), python's posix_ipc and sysv_ipc, py-spy (PyPI,
     skipped when not installed).
 """
 from __future__ import annotations
@@ -115,6 +116,7 @@ def test_the_catalogue_knows_them() -> None:
                  "msgsnd", "msgrcv", "msgctl", "process_vm_readv", "process_vm_writev"):
         assert queries.entry(name) is not None, name
     assert "userfaultfd" in queries.FAKE_ENOSYS
+    assert queries.entry("shmget") is not None and queries.entry("shmctl") is not None
     assert queries.entry("shmat") is None  # shared memory others write: still refused
 
 
@@ -128,6 +130,10 @@ ipcrm -s "$id"
 q=$(ipcmk -Q | grep -o '[0-9]*$')
 ipcs -q | grep -c " $q "
 ipcrm -q "$q"
+m=$(ipcmk -M 4096 | grep -o '[0-9]*$')
+ipcs -m -i "$m" | grep -c 'bytes=4096'
+ipcs -u | grep -c 'segments allocated'
+ipcrm -m "$m"
 echo done
 """
 
@@ -138,7 +144,7 @@ def test_util_linux_ipc_tools(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
     rec, _ = record_within(trace, ["/bin/sh", "-c", IPC_TOOLS])
     assert rec.returncode == 0, describe(rec)
-    assert rec.stdout == b"3\n1\ndone\n", describe(rec)
+    assert rec.stdout == b"3\n1\n1\n1\ndone\n", describe(rec)
     assert_faithful(rec, replay(trace, timeout=LIMIT))
 
 

@@ -41,11 +41,13 @@ from tracee.syscalls.commands import (
     Ioctl,
     MsgCtl,
     SemCtl,
+    ShmCtl,
     IPC_NOWAIT,
     fcntl_outputs,
     ioctl_outputs,
     msgctl_outputs,
     semctl_outputs,
+    shmctl_outputs,
 )
 from tracee.syscalls.outputs import (
     MMSG_LEN,
@@ -267,6 +269,9 @@ KERNEL_PROBES = {
     "seminfo": "sizeof(struct seminfo)",
     "msqid64_ds": "sizeof(struct msqid64_ds)",
     "msginfo": "sizeof(struct msginfo)",
+    "shmid64_ds": "sizeof(struct shmid64_ds)",
+    "shminfo64": "sizeof(struct shminfo64)",
+    "shm_info": "sizeof(struct shm_info)",
     "sem_value": "sizeof(unsigned short)",  # GETALL's array
     "IPC_NOWAIT": "IPC_NOWAIT",
 }
@@ -297,6 +302,7 @@ KERNEL_HEADERS = """
 #include <linux/ipc.h>
 #include <linux/sem.h>
 #include <linux/msg.h>
+#include <linux/shm.h>
 """
 # Probes that need glibc's headers (types the uapi headers do not export).
 LIBC_PROBES = {
@@ -366,6 +372,9 @@ SEMCTL_SPEC = {IpcCtl.IPC_STAT: "semid64_ds", SemCtl.SEM_STAT: "semid64_ds",
 MSGCTL_SPEC = {IpcCtl.IPC_STAT: "msqid64_ds", MsgCtl.MSG_STAT: "msqid64_ds",
                MsgCtl.MSG_STAT_ANY: "msqid64_ds", IpcCtl.IPC_INFO: "msginfo",
                MsgCtl.MSG_INFO: "msginfo"}
+SHMCTL_SPEC = {IpcCtl.IPC_STAT: "shmid64_ds", ShmCtl.SHM_STAT: "shmid64_ds",
+               ShmCtl.SHM_STAT_ANY: "shmid64_ds", IpcCtl.IPC_INFO: "shminfo64",
+               ShmCtl.SHM_INFO: "shm_info"}
 FCNTL_SPEC = {Fcntl.F_GETLK: "flock", Fcntl.F_OFD_GETLK: "flock",
               Fcntl.F_GETOWN_EX: "f_owner_ex", Fcntl.F_GETOWNER_UIDS: "owner_uids",
               Fcntl.F_GET_RW_HINT: "rw_hint", Fcntl.F_GET_FILE_RW_HINT: "rw_hint"}
@@ -401,7 +410,7 @@ def run_probes(tmp: Path, headers: str, probes: dict[str, str]) -> dict[str, int
 def c_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     """Every probe's value as gcc sees it on this machine, plus the enum constants by name."""
     kernel = dict(KERNEL_PROBES)
-    for enum in (Ioctl, Fcntl, FutexOp, IpcCtl, SemCtl, MsgCtl):
+    for enum in (Ioctl, Fcntl, FutexOp, IpcCtl, SemCtl, MsgCtl, ShmCtl):
         kernel.update({member.name: member.name for member in enum})
     values = run_probes(tmp_path_factory.mktemp("kernel"), KERNEL_HEADERS, kernel)
     values.update(run_probes(tmp_path_factory.mktemp("libc"), LIBC_HEADERS, LIBC_PROBES))
@@ -438,14 +447,18 @@ def test_fcntl_and_ioctl_sizes_match_gcc(c_values: dict[str, int]) -> None:
         assert fixed_sizes(ioctl_outputs(req) or ()) == want, req.name
 
 
-def test_semctl_and_msgctl_sizes_match_gcc(c_values: dict[str, int]) -> None:
+def test_semctl_msgctl_shmctl_sizes_match_gcc(c_values: dict[str, int]) -> None:
     for cmd in (*IpcCtl, *SemCtl):
         want = {3: {c_values[SEMCTL_SPEC[cmd]]}} if cmd in SEMCTL_SPEC else {}
         assert fixed_sizes(semctl_outputs((0, 0, cmd, 0)) or ()) == want, cmd.name
     for cmd in (*IpcCtl, *MsgCtl):
         want = {2: {c_values[MSGCTL_SPEC[cmd]]}} if cmd in MSGCTL_SPEC else {}
         assert fixed_sizes(msgctl_outputs((0, cmd, 0)) or ()) == want, cmd.name
+    for cmd in (*IpcCtl, *ShmCtl):
+        want = {2: {c_values[SHMCTL_SPEC[cmd]]}} if cmd in SHMCTL_SPEC else {}
+        assert fixed_sizes(shmctl_outputs((0, cmd, 0)) or ()) == want, cmd.name
     assert semctl_outputs((0, 0, 99, 0)) is None and msgctl_outputs((0, 99, 0)) is None
+    assert shmctl_outputs((0, 99, 0)) is None
     assert SEM_VALUE == c_values["sem_value"] and IPC_NOWAIT == c_values["IPC_NOWAIT"]
 
 
@@ -464,7 +477,7 @@ def test_scaled_sizes_match_gcc(c_values: dict[str, int]) -> None:
 
 
 def test_constants_match_headers(c_values: dict[str, int]) -> None:
-    for enum in (Ioctl, Fcntl, FutexOp, IpcCtl, SemCtl, MsgCtl):
+    for enum in (Ioctl, Fcntl, FutexOp, IpcCtl, SemCtl, MsgCtl, ShmCtl):
         for member in enum:
             assert member.value == c_values[member.name] & 0xFFFF_FFFF, member.name
     assert FUTEX_CMD_MASK == c_values["FUTEX_CMD_MASK"] & 0xFFFF_FFFF

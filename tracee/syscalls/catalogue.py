@@ -281,10 +281,9 @@ CATALOGUE: dict[str, Syscall] = {
                          scratch=(Scratch(1, ArgValue(2)), Scratch(3, INT))),
     "mq_notify": S(),
     "mq_getsetattr": S(Out(2, MQ_ATTR), effects=Effect.FD_STATUS, status_when=MQ_SETS_STATUS),
-    # -- SysV semaphores and message queues (kernel objects named by id; shared memory is
-    # not here: shmat maps memory others write). semop waits unless every operation that
-    # takes or waits for zero has IPC_NOWAIT (in its struct sembuf, in memory).
-    # msgrcv writes the long mtype, then the text (the result).
+    # -- SysV semaphores and message queues (kernel objects named by id). semop waits unless
+    # every operation that takes or waits for zero has IPC_NOWAIT (in its struct sembuf, in
+    # memory). msgrcv writes the long mtype, then the text (the result).
     "semget": S(),
     "semop": S(may_block=SEMOP_WAITS),
     "semtimedop": S(may_block=SEMOP_WAITS),
@@ -294,6 +293,10 @@ CATALOGUE: dict[str, Syscall] = {
     "msgrcv": S(Out(1, Sum(LONG, Result())), may_block=MSGRCV_WAITS,
                 scratch=(Scratch(1, Sum(LONG, ArgValue(2))),)),
     "msgctl": S(record=CODE),
+    # SysV shared memory: its ids and status (ipcs, lsipc), not shmat/shmdt: a segment is
+    # memory other processes write, which replay would have to share (refused).
+    "shmget": S(),
+    "shmctl": S(record=CODE),
     # -- another process's memory: process_vm_readv fills the caller's iovecs in order, as
     # readv; process_vm_writev writes only the other process: when that one is recorded too,
     # recorder code keeps what it wrote there and replay puts it in (recorder.session).

@@ -9,8 +9,9 @@ from __future__ import annotations
 from enum import IntEnum
 
 from tracee.syscalls.rules import (FLOCK, F_OWNER_EX, IFREQ, INT, INT_PAIR, LONG, MSGINFO,
-                                   MSQID_DS, SEMID_DS, SEMINFO, TERMIO, TERMIOS, TERMIOS2,
-                                   WINSIZE, ArgIs, Fixed, Out, Output, SemOps)
+                                   MSQID_DS, SEMID_DS, SEMINFO, SHM_INFO, SHMID_DS, SHMINFO,
+                                   TERMIO, TERMIOS, TERMIOS2, WINSIZE, ArgIs, Fixed, Out,
+                                   Output, SemOps)
 
 class FutexOp(IntEnum):
     """Futex operations that write the futex words (besides waking)."""
@@ -223,6 +224,14 @@ class MsgCtl(IntEnum):
     MSG_STAT_ANY = 13
 
 
+class ShmCtl(IntEnum):
+    SHM_LOCK = 11
+    SHM_UNLOCK = 12
+    SHM_STAT = 13
+    SHM_INFO = 14
+    SHM_STAT_ANY = 15
+
+
 _WRITE_NOTHING = (IpcCtl.IPC_RMID, IpcCtl.IPC_SET)
 # semctl(id, num, cmd, arg): the struct written through arg. GETALL's array, one unsigned short
 # per semaphore, is sized by the set: the recorder looks it up (recorder.syscall_effects).
@@ -242,6 +251,17 @@ MSGCTL_OUTPUTS: dict[int, tuple[Output, ...]] = {
 }
 
 
+# shmctl(id, cmd, buf): what `ipcs -u`, `ipcs -m` and lsipc ask. (shmat, which maps the
+# segment, is not in the catalogue: refused.)
+SHMCTL_OUTPUTS: dict[int, tuple[Output, ...]] = {
+    **{int(c): (Out(2, SHMID_DS),) for c in (IpcCtl.IPC_STAT, ShmCtl.SHM_STAT,
+                                              ShmCtl.SHM_STAT_ANY)},
+    int(IpcCtl.IPC_INFO): (Out(2, SHMINFO),),
+    int(ShmCtl.SHM_INFO): (Out(2, SHM_INFO),),
+    **{int(c): () for c in (*_WRITE_NOTHING, ShmCtl.SHM_LOCK, ShmCtl.SHM_UNLOCK)},
+}
+
+
 def semctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
     """None for a command this table does not know (refused if it succeeds)."""
     return SEMCTL_OUTPUTS.get(args[2] & 0xFFFF_FFFF)
@@ -249,6 +269,10 @@ def semctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
 
 def msgctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
     return MSGCTL_OUTPUTS.get(args[1] & 0xFFFF_FFFF)
+
+
+def shmctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
+    return SHMCTL_OUTPUTS.get(args[1] & 0xFFFF_FFFF)
 
 
 # open flags (x86-64)
