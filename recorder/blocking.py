@@ -1,11 +1,14 @@
 """May a syscall about to run wait for another recorded task? The catalogue's rule
-(tracee.syscalls.queries.may_block), with the two facts about the process it needs:
+(tracee.syscalls.queries.may_block), with the facts about the process it needs:
 
   - what a descriptor is: I/O on a regular file, directory, block device or memory device
     (/dev/null, /dev/urandom) never waits for anyone, nor on one opened O_NONBLOCK; anything
     else (pipe, socket, terminal, eventfd, ...) may. Found with stat(/proc/PID/fd/N) and the
     flags line of /proc/PID/fdinfo/N (~30 us together, measured on the development VM), and
     cached per (process, descriptor) because reads and writes on pipes are hot;
+  - the struct sembuf array a semop will act on (its IPC_NOWAIT flags), read from memory;
+  - whether a POSIX message queue descriptor is O_NONBLOCK (its inode is a regular file, so
+    only the flags tell; not cached: queue calls are rare next to pipe I/O);
   - what a path to be opened names: a FIFO waits for its other end, a device may wait.
     stat() of the path as the process sees it (/proc/PID/root, /proc/PID/cwd or the
     directory descriptor's /proc/PID/fd/N).
@@ -86,6 +89,13 @@ class Descriptors:
         self._waits[key] = waits
         return waits
 
+    @staticmethod
+    def queue_waits(pid: int, fd: int) -> bool:
+        if not os.path.lexists(f"/proc/{pid}/fd/{fd}"):
+            return False  # not open: EBADF at once
+        flags = _status_flags(pid, fd)
+        return flags is None or not flags & O_NONBLOCK
+
     def opening_waits(self, pid: int, mem: Memory, dirfd: int, path_addr: int) -> bool:
         try:
             path = os.fsdecode(mem.read_cstring(path_addr))
@@ -142,6 +152,15 @@ class CallingProcess:
 
     def fd_waits(self, fd: int) -> bool:
         return self._fds.fd_waits(self._pid, fd)
+
+    def queue_waits(self, fd: int) -> bool:
+        return self._fds.queue_waits(self._pid, fd)
+
+    def read_memory(self, addr: int, size: int) -> bytes | None:
+        try:
+            return self._mem.read(addr, size)
+        except MemoryAccessError:
+            return None
 
     def opening_waits(self, dirfd: int, path_addr: int) -> bool:
         return self._fds.opening_waits(self._pid, self._mem, dirfd, path_addr)

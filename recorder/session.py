@@ -36,7 +36,7 @@ from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop, decode
-from tracee.syscalls import queries
+from tracee.syscalls import outputs, queries
 from tracee.syscalls.rules import Record
 from tracee.sysnums import name_of
 from tracee.address_space import Flag
@@ -384,6 +384,24 @@ class Recorder:
         self._restore_args(t, entry)
         return writes, eff.info
 
+    def _other_process_written(self, t: RecordedTask, args: tuple[int, ...], result: int,
+                               info: dict[str, object]) -> None:
+        """process_vm_writev(pid, local_iov, n, remote_iov, n, 0) wrote `result` bytes into
+        process `pid`, filling its remote iovecs in order. If that process is recorded too
+        (or is the caller), replay must make the write there: info["remote"] keeps the bytes
+        it now holds, as (recorded tid, [(address, hex)]). Outside the recording: nothing."""
+        target = self.tasks.get(queries.int_arg(args[0]))
+        if target is None:
+            return
+        try:
+            ranges = outputs.iovec_ranges(args[3], args[4], result, t.task.mem.read_uint)
+            written = [(addr, target.task.mem.read_upto(addr, n)) for addr, n in ranges]
+        except MemoryAccessError as e:
+            raise UnsupportedError(f"cannot read what process_vm_writev wrote into process "
+                                   f"{target.task.pid}: {e}") from None
+        info["remote"] = {"tid": target.task.tid,
+                          "writes": [[addr, data.hex()] for addr, data in written if data]}
+
     def _call_again(self, t: RecordedTask, entry: Entry) -> tuple[int, tuple[int, ...]]:
         """restart_syscall: the kernel resumes a call that a dropped signal (SIGCONT, say)
         cut short. Make that call again instead, with its arguments, as for the restarts
@@ -440,6 +458,8 @@ class Recorder:
         if result in ERESTART and self._restarts_unseen(t, entry, result, rip):
             return
         writes, info = self._effects(t, entry, result)
+        if result > 0 and name_of(entry.nr) == "process_vm_writev":
+            self._other_process_written(t, entry.args, result, info)
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,
                   writes=tuple(writes), info=info)
         t.entered = False
@@ -550,6 +570,8 @@ class Recorder:
             self.handle(t, stop)  # (restart_syscall is made the call again: on_entry)
             return True
         writes, info = self._effects(t, entry, result)
+        if result > 0 and name_of(entry.nr) == "process_vm_writev":
+            self._other_process_written(t, entry.args, result, info)
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=result, regs=entry.regs,
                   writes=tuple(writes), info=info)
         t.entered = False

@@ -16,9 +16,10 @@ from recorder.errors import UnsupportedError
 from tracee.address_space import PROT_EXEC, AddressSpace, Mapping, mapping_info
 from tracee.remote import MAP_ANONYMOUS, MAP_SHARED
 from tracee.syscalls import outputs, queries
-from tracee.syscalls.commands import Ioctl, fcntl_outputs, ioctl_outputs
+from tracee.syscalls.commands import (Ioctl, SemCtl, fcntl_outputs, ioctl_outputs,
+                                      msgctl_outputs, semctl_outputs, shmctl_outputs)
 from tracee.syscalls.queries import COPIERS, FILE_WRITERS, SHOWN
-from tracee.syscalls.rules import Record, Syscall
+from tracee.syscalls.rules import SEM_VALUE, Output, Record, Syscall
 from tracee.sysnums import name_of
 from tracee.task import MemoryAccessError, Task
 from tracefile.records import MemoryWrite
@@ -112,6 +113,14 @@ class EffectRecorder:
                 raise UnsupportedError(f"ioctl request {args[1]:#x} on fd {args[0]} is not "
                                        "supported by relive yet")
             return outputs.output_ranges(Syscall(outputs=outs), args, result, read_int)
+        if name == "semctl":
+            return [] if failed else self._semctl_ranges(args, result, read_int)
+        if name == "msgctl":
+            return [] if failed else self._ctl_ranges("msgctl", msgctl_outputs(args), args,
+                                                      result, read_int)
+        if name == "shmctl":
+            return [] if failed else self._ctl_ranges("shmctl", shmctl_outputs(args), args,
+                                                      result, read_int)
         if name == "fcntl":
             return outputs.output_ranges(Syscall(outputs=fcntl_outputs(args)), args, result,
                                          read_int)
@@ -126,6 +135,27 @@ class EffectRecorder:
         if name == "prctl":
             return [] if failed else self._prctl_ranges(args)
         return []  # the other irregular calls write nothing of the program's at their exit
+
+    @staticmethod
+    def _semctl_ranges(args: tuple[int, ...], result: int,
+                       read_int: outputs.ReadInt) -> list[tuple[int, int]]:
+        outs = semctl_outputs(args)
+        if outs is None:
+            raise UnsupportedError(f"semctl command {args[2] & 0xFFFF_FFFF} is not supported "
+                                   "by relive yet")
+        ranges = outputs.output_ranges(Syscall(outputs=outs), args, result, read_int)
+        if args[2] & 0xFFFF_FFFF == SemCtl.GETALL and args[3]:
+            ranges.append((args[3], SEM_VALUE * semaphores_in_set(args[0] & 0xFFFF_FFFF)))
+        return ranges
+
+    @staticmethod
+    def _ctl_ranges(name: str, outs: tuple[Output, ...] | None, args: tuple[int, ...],
+                    result: int, read_int: outputs.ReadInt) -> list[tuple[int, int]]:
+        """msgctl(id, cmd, buf), shmctl(id, cmd, buf): the struct the command writes."""
+        if outs is None:
+            raise UnsupportedError(f"{name} command {args[1] & 0xFFFF_FFFF} is not supported "
+                                   "by relive yet")
+        return outputs.output_ranges(Syscall(outputs=outs), args, result, read_int)
 
     @staticmethod
     def _prctl_ranges(args: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -228,6 +258,24 @@ class EffectRecorder:
         if not matches:
             return 0
         return fd if fd in matches else matches[0]
+
+
+def semaphores_in_set(semid: int) -> int:
+    """How many semaphores SysV set `semid` has (what semctl GETALL wrote one unsigned short
+    for): from /proc/sysvipc/sem, which lists every set of relive's IPC namespace whatever
+    its permissions. A set of another namespace (a program that unshared its own) is not
+    there: refused."""
+    try:
+        with open("/proc/sysvipc/sem") as f:
+            next(f, None)  # the header
+            for line in f:
+                fields = line.split()  # key semid perms nsems uid gid ...
+                if len(fields) > 3 and fields[1] == str(semid):
+                    return int(fields[3])
+    except (OSError, ValueError):
+        pass
+    raise UnsupportedError(f"semctl GETALL on semaphore set {semid}, which relive cannot "
+                           "find in /proc/sysvipc/sem (another IPC namespace?): not supported")
 
 
 def _copied_data(pid: int, name: str, args: tuple[int, ...], result: int,

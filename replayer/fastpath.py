@@ -48,7 +48,7 @@ def emulated_only(ev: Event, tid: int, *, naming: bool) -> bool:
     if (ev.kind != Kind.SYSCALL or ev.tid != tid or ev.nr not in _BATCHABLE
             or len(ev.regs) != REGS_SIZE or (naming and ev.nr in _NAMING_NRS)):
         return False
-    if ev.info and "out" in ev.info:
+    if ev.info and ("out" in ev.info or "remote" in ev.info):
         return False
     for w in ev.writes:
         if w.conservative:

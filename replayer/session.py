@@ -406,8 +406,34 @@ class ReplaySession:
                 self._note_altstack(task, ev)
         task.set_reg("rax", ev.result)
         write_memory(task, ev)
+        if "remote" in ev.info:
+            self._other_process_written(ev)
         if self.output is not None and "out" in ev.info and ev.result > 0:
             self._emit_output(ev)
+
+    def _other_process_written(self, ev: Event) -> None:
+        """process_vm_writev into another recorded process (or the caller's own): the bytes
+        that process held after the write, put in its memory now (recorder.session)."""
+        remote = ev.info["remote"]
+        writes = remote.get("writes") if isinstance(remote, dict) else None
+        if not isinstance(writes, list) or not all(
+                isinstance(w, list) and len(w) == 2 and isinstance(w[0], int)
+                and 0 <= w[0] < 1 << 64 and isinstance(w[1], str) for w in writes):
+            raise TraceError(f"trace {self.reader.dir} is corrupt: damaged at event {ev.seq} "
+                             "(process_vm_writev's remote writes)")
+        target = self.taskset.tasks.get(remote.get("tid"))
+        if target is None:
+            raise self.divergence(ev, f"process_vm_writev into recorded task {remote['tid']}, "
+                                      "which replay does not have")
+        for addr, data in writes:
+            try:
+                raw = bytes.fromhex(data)
+            except ValueError:
+                raise TraceError(f"trace {self.reader.dir} is corrupt: damaged at event "
+                                 f"{ev.seq} (process_vm_writev's remote writes)") from None
+            if target.mem.write(addr, raw) != len(raw):
+                raise self.divergence(ev, f"process_vm_writev's write of {len(raw)} bytes at "
+                                          f"{addr:#x} in task {remote['tid']} did not land")
 
     def _note_altstack(self, task: Task, ev: Event) -> None:
         """Remember a thread's signal stack: the kernel will not show it to a checkpoint."""

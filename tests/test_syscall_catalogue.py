@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import ctypes
 import os
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from recorder.blocking import Descriptors
 from tracee.syscalls import queries
 from tracee.syscalls.catalogue import CATALOGUE
 from tracee.syscalls.commands import O_CREAT, O_EXCL, O_NONBLOCK, O_PATH, Fcntl, Ioctl
-from tracee.syscalls.rules import ArgIs, OnFd, OnOpen, Record, Replay
+from tracee.syscalls.rules import ArgIs, OnFd, OnOpen, OnQueue, Record, Replay, SemOps
 from tracee.sysnums import NAME_OF
 from tracee.task import Memory
 
@@ -142,6 +143,17 @@ class FakeProcess:
         self.asked.append((dirfd, path_addr))
         return path_addr == 0x1000
 
+    def queue_waits(self, fd: int) -> bool:
+        self.asked.append(("queue", fd))
+        return fd == 3
+
+    memory: dict[int, bytes] = {}
+
+    def read_memory(self, addr: int, size: int) -> bytes | None:
+        self.asked.append(("memory", addr, size))
+        data = self.memory.get(addr, b"")
+        return data[:size] if len(data) >= size else None
+
 
 def blocks(name: str, *args: int) -> bool:
     return queries.may_block(CATALOGUE[name], args + (0,) * (6 - len(args)), FakeProcess())
@@ -197,9 +209,54 @@ def test_opening_decides_by_flags_then_path() -> None:
     assert process.asked == [(-100, 0x1000)]
 
 
+def test_ipc_waits_unless_told_not_to() -> None:
+    """Message queues wait for room or a message: SysV ones unless IPC_NOWAIT, POSIX ones
+    unless the queue descriptor is O_NONBLOCK (asked as a queue: its inode is a regular
+    file)."""
+    IPC_NOWAIT = 0o4000
+    assert blocks("msgsnd", 1, 0x7000, 10, 0) and not blocks("msgsnd", 1, 0x7000, 10, IPC_NOWAIT)
+    assert blocks("msgrcv", 1, 0x7000, 10, 0, 0)
+    assert not blocks("msgrcv", 1, 0x7000, 10, 0, IPC_NOWAIT)
+    assert not blocks("semctl", 1, 0, 13, 0x7000) and not blocks("msgget", 0, 0)
+    process = FakeProcess()
+    assert queries.may_block(CATALOGUE["mq_timedreceive"], (3, 0x7000, 64, 0, 0, 0), process)
+    assert not queries.may_block(CATALOGUE["mq_timedsend"], (4, 0x7000, 5, 1, 0, 0), process)
+    assert process.asked == [("queue", 3), ("queue", 4)]
+    assert not blocks("mq_open", 0x1000, 0) and not blocks("mq_getsetattr", 3, 0x7000, 0)
+
+
+def sembufs(*ops: tuple[int, int]) -> bytes:
+    """struct sembuf {unsigned short num; short op; short flg} for each (op, flg)."""
+    return b"".join(struct.pack("<Hhh", k, op, flg) for k, (op, flg) in enumerate(ops))
+
+
+def test_semop_waits_unless_each_op_that_could_has_ipc_nowait() -> None:
+    IPC_NOWAIT = 0o4000
+    FakeProcess.memory = {
+        0x1000: sembufs((1, 0)),                           # post: never waits
+        0x2000: sembufs((1, 0), (-1, 0)),                  # take: waits
+        0x3000: sembufs((0, 0)),                           # wait for zero
+        0x4000: sembufs((-1, IPC_NOWAIT), (0, IPC_NOWAIT | 0o10000)),  # (SEM_UNDO too)
+    }
+    assert not blocks("semop", 1, 0x1000, 1) and not blocks("semtimedop", 1, 0x1000, 1, 0)
+    assert blocks("semop", 1, 0x2000, 2) and blocks("semtimedop", 1, 0x2000, 2, 0x9000)
+    assert not blocks("semop", 1, 0x2000, 1)   # only the post is read
+    assert blocks("semop", 1, 0x3000, 1) and not blocks("semop", 1, 0x4000, 2)
+    assert not blocks("semop", 1, 0x5000, 1)   # unreadable: EFAULT at once
+    process = FakeProcess()
+    assert queries.may_block(CATALOGUE["semop"], (1, 0x2000, 5000, 0, 0, 0), process)
+    assert process.asked == [], "a count past any the kernel takes: assumed to wait, unread"
+
+
+def test_mq_setattr_changes_status_flags() -> None:
+    call = CATALOGUE["mq_getsetattr"]
+    assert queries.changes_status(call, (3, 0x7fff_0000_0000, 0, 0, 0, 0))  # low half 0
+    assert not queries.changes_status(call, (3, 0, 0x7000, 0, 0, 0))  # mq_getattr
+
+
 def test_rules_only_in_the_vocabulary() -> None:
     for name, call in CATALOGUE.items():
-        assert isinstance(call.may_block, (bool, ArgIs, OnFd, OnOpen)), name
+        assert isinstance(call.may_block, (bool, ArgIs, OnFd, OnOpen, OnQueue, SemOps)), name
 
 
 # ---- the process's side: /proc, and a cache kept true --------------------------------------
@@ -225,6 +282,30 @@ def test_descriptors_from_proc(me, tmp_path: Path) -> None:
     finally:
         for fd in (r, w, nonblocking_r, nonblocking_w, regular, null):
             os.close(fd)
+
+
+def test_message_queue_descriptors_from_proc(me) -> None:
+    """A POSIX queue's descriptor stats as a regular file, yet receiving from it waits
+    unless it is O_NONBLOCK: the flags are read from /proc/PID/fdinfo."""
+    fds, pid, _ = me
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mq_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+    name = f"/relive-unit-{pid}".encode()
+    waiting = libc.mq_open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600, None)
+    assert waiting >= 0, os.strerror(ctypes.get_errno())
+    libc.mq_unlink(name)
+    nonblocking = os.dup(waiting)
+    try:
+        assert not fds.fd_waits(pid, waiting), "a regular file to stat"
+        assert fds.queue_waits(pid, waiting)
+        os.close(nonblocking)
+        nonblocking = libc.mq_open(name, os.O_RDWR | os.O_CREAT | O_NONBLOCK, 0o600, None)
+        libc.mq_unlink(name)
+        assert not fds.queue_waits(pid, nonblocking)
+        assert not fds.queue_waits(pid, 999)  # not open: EBADF at once
+    finally:
+        os.close(waiting)
+        os.close(nonblocking)
 
 
 def test_cache_follows_status_flags_close_and_dup(me) -> None:

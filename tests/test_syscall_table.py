@@ -37,9 +37,17 @@ from tracee.syscalls.commands import (
     IOCTLS,
     Fcntl,
     FutexOp,
+    IpcCtl,
     Ioctl,
+    MsgCtl,
+    SemCtl,
+    ShmCtl,
+    IPC_NOWAIT,
     fcntl_outputs,
     ioctl_outputs,
+    msgctl_outputs,
+    semctl_outputs,
+    shmctl_outputs,
 )
 from tracee.syscalls.outputs import (
     MMSG_LEN,
@@ -65,12 +73,14 @@ from tracee.syscalls.rules import (
     DerefAfter,
     Fixed,
     IovecOut,
+    SEM_VALUE,
     Min,
     Out,
     Output,
     Record,
     ResultTimes,
     Size,
+    Sum,
     Syscall,
     WhenArg,
 )
@@ -168,7 +178,7 @@ def test_blocking_calls_are_marked() -> None:
 
 def size_leaves(size: Size) -> Iterator[Size]:
     match size:
-        case Min(a=a, b=b):
+        case Min(a=a, b=b) | Sum(a=a, b=b):
             yield from size_leaves(a)
             yield from size_leaves(b)
         case WhenArg(then=then):
@@ -254,6 +264,16 @@ KERNEL_PROBES = {
     "pointer": "sizeof(void *)",
     "size_t": "sizeof(__kernel_size_t)",
     "FUTEX_CMD_MASK": "FUTEX_CMD_MASK",
+    "mq_attr": "sizeof(struct mq_attr)",
+    "semid64_ds": "sizeof(struct semid64_ds)",
+    "seminfo": "sizeof(struct seminfo)",
+    "msqid64_ds": "sizeof(struct msqid64_ds)",
+    "msginfo": "sizeof(struct msginfo)",
+    "shmid64_ds": "sizeof(struct shmid64_ds)",
+    "shminfo64": "sizeof(struct shminfo64)",
+    "shm_info": "sizeof(struct shm_info)",
+    "sem_value": "sizeof(unsigned short)",  # GETALL's array
+    "IPC_NOWAIT": "IPC_NOWAIT",
 }
 KERNEL_HEADERS = """
 #include <asm/termios.h>
@@ -278,6 +298,11 @@ KERNEL_HEADERS = """
 #include <linux/futex.h>
 #include <linux/sockios.h>
 #include <linux/socket.h>
+#include <linux/mqueue.h>
+#include <linux/ipc.h>
+#include <linux/sem.h>
+#include <linux/msg.h>
+#include <linux/shm.h>
 """
 # Probes that need glibc's headers (types the uapi headers do not export).
 LIBC_PROBES = {
@@ -338,7 +363,18 @@ FIXED_SPEC: dict[tuple[str, int], str] = {
     ("wait4", 1): "int", ("wait4", 3): "rusage", ("waitid", 2): "siginfo", ("waitid", 4): "rusage",
     ("futex", 0): "u32", ("futex", 4): "u32",
     ("get_robust_list", 1): "pointer", ("get_robust_list", 2): "size_t",
+    ("mq_timedreceive", 3): "unsigned", ("mq_getsetattr", 2): "mq_attr",
+    ("msgrcv", 1): "long",  # the mtype before the text
 }
+SEMCTL_SPEC = {IpcCtl.IPC_STAT: "semid64_ds", SemCtl.SEM_STAT: "semid64_ds",
+               SemCtl.SEM_STAT_ANY: "semid64_ds", IpcCtl.IPC_INFO: "seminfo",
+               SemCtl.SEM_INFO: "seminfo"}
+MSGCTL_SPEC = {IpcCtl.IPC_STAT: "msqid64_ds", MsgCtl.MSG_STAT: "msqid64_ds",
+               MsgCtl.MSG_STAT_ANY: "msqid64_ds", IpcCtl.IPC_INFO: "msginfo",
+               MsgCtl.MSG_INFO: "msginfo"}
+SHMCTL_SPEC = {IpcCtl.IPC_STAT: "shmid64_ds", ShmCtl.SHM_STAT: "shmid64_ds",
+               ShmCtl.SHM_STAT_ANY: "shmid64_ds", IpcCtl.IPC_INFO: "shminfo64",
+               ShmCtl.SHM_INFO: "shm_info"}
 FCNTL_SPEC = {Fcntl.F_GETLK: "flock", Fcntl.F_OFD_GETLK: "flock",
               Fcntl.F_GETOWN_EX: "f_owner_ex", Fcntl.F_GETOWNER_UIDS: "owner_uids",
               Fcntl.F_GET_RW_HINT: "rw_hint", Fcntl.F_GET_FILE_RW_HINT: "rw_hint"}
@@ -374,7 +410,7 @@ def run_probes(tmp: Path, headers: str, probes: dict[str, str]) -> dict[str, int
 def c_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     """Every probe's value as gcc sees it on this machine, plus the enum constants by name."""
     kernel = dict(KERNEL_PROBES)
-    for enum in (Ioctl, Fcntl, FutexOp):
+    for enum in (Ioctl, Fcntl, FutexOp, IpcCtl, SemCtl, MsgCtl, ShmCtl):
         kernel.update({member.name: member.name for member in enum})
     values = run_probes(tmp_path_factory.mktemp("kernel"), KERNEL_HEADERS, kernel)
     values.update(run_probes(tmp_path_factory.mktemp("libc"), LIBC_HEADERS, LIBC_PROBES))
@@ -411,6 +447,21 @@ def test_fcntl_and_ioctl_sizes_match_gcc(c_values: dict[str, int]) -> None:
         assert fixed_sizes(ioctl_outputs(req) or ()) == want, req.name
 
 
+def test_semctl_msgctl_shmctl_sizes_match_gcc(c_values: dict[str, int]) -> None:
+    for cmd in (*IpcCtl, *SemCtl):
+        want = {3: {c_values[SEMCTL_SPEC[cmd]]}} if cmd in SEMCTL_SPEC else {}
+        assert fixed_sizes(semctl_outputs((0, 0, cmd, 0)) or ()) == want, cmd.name
+    for cmd in (*IpcCtl, *MsgCtl):
+        want = {2: {c_values[MSGCTL_SPEC[cmd]]}} if cmd in MSGCTL_SPEC else {}
+        assert fixed_sizes(msgctl_outputs((0, cmd, 0)) or ()) == want, cmd.name
+    for cmd in (*IpcCtl, *ShmCtl):
+        want = {2: {c_values[SHMCTL_SPEC[cmd]]}} if cmd in SHMCTL_SPEC else {}
+        assert fixed_sizes(shmctl_outputs((0, cmd, 0)) or ()) == want, cmd.name
+    assert semctl_outputs((0, 0, 99, 0)) is None and msgctl_outputs((0, 99, 0)) is None
+    assert shmctl_outputs((0, 99, 0)) is None
+    assert SEM_VALUE == c_values["sem_value"] and IPC_NOWAIT == c_values["IPC_NOWAIT"]
+
+
 def test_scaled_sizes_match_gcc(c_values: dict[str, int]) -> None:
     long = c_values["long"]
     for name in ("poll", "ppoll"):
@@ -426,7 +477,7 @@ def test_scaled_sizes_match_gcc(c_values: dict[str, int]) -> None:
 
 
 def test_constants_match_headers(c_values: dict[str, int]) -> None:
-    for enum in (Ioctl, Fcntl, FutexOp):
+    for enum in (Ioctl, Fcntl, FutexOp, IpcCtl, SemCtl, MsgCtl, ShmCtl):
         for member in enum:
             assert member.value == c_values[member.name] & 0xFFFF_FFFF, member.name
     assert FUTEX_CMD_MASK == c_values["FUTEX_CMD_MASK"] & 0xFFFF_FFFF
@@ -513,6 +564,21 @@ def test_select_fd_sets_are_whole_longs() -> None:
     assert ranges_of("select", (64, 0x1000, 0x2000, 0, 0), 0) == [(0x1000, 8), (0x2000, 8)]
     assert ranges_of("select", (1, 0x1000, 0, 0, 0x4000), 1) == [(0x1000, 8), (0x4000, 16)]
     assert ranges_of("select", (1, 0x1000, 0, 0, 0x4000), -4) == [(0x4000, 16)]
+
+
+def test_msgrcv_saves_the_type_and_the_text() -> None:
+    assert ranges_of("msgrcv", (1, 0x1000, 48, 0, 0), 17) == [(0x1000, 25)]
+    assert ranges_of("msgrcv", (1, 0x1000, 48, 0, 0), 0) == [(0x1000, 8)]  # empty text
+    assert ranges_of("msgrcv", (1, 0x1000, 48, 0, 0o4000), -42) == []        # ENOMSG
+
+
+def test_process_vm_readv_fills_local_iovecs_in_order() -> None:
+    mem = FakeMemory()
+    mem.iovecs(0x7000, [(0xA000, 9), (0xB000, 40)])
+    assert ranges_of("process_vm_readv", (99, 0x7000, 2, 0x8000, 2, 0), 42, mem.read_int) == [
+        (0xA000, 9), (0xB000, 33)]
+    mq = ranges_of("mq_timedreceive", (3, 0x1000, 64, 0x2000, 0), 14)
+    assert mq == [(0x1000, 14), (0x2000, 4)]
 
 
 def test_size_only_queries_write_nothing() -> None:

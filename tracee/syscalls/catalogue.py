@@ -19,17 +19,19 @@ from __future__ import annotations
 
 from tracee.syscalls.commands import (EPOLL_WAITS, FCNTL_NOT_PLAIN, FCNTL_SETS_STATUS,
                                       FCNTL_WAITS, FLOCK_WAITS, FUTEX_CMD_MASK,
-                                      IOCTL_SETS_STATUS, IOCTL_WAITS, MSG_DONTWAIT, O_CREAT,
-                                      O_TRUNC, O_WRONLY, POLL_WAITS, WAIT4_WAITS, WAITID_WAITS,
-                                      FutexOp, futex_ops)
+                                      IOCTL_SETS_STATUS, IOCTL_WAITS, MQ_SETS_STATUS,
+                                      MSG_DONTWAIT, MSGRCV_WAITS, MSGSND_WAITS, O_CREAT,
+                                      O_TRUNC, O_WRONLY, POLL_WAITS, SEMOP_WAITS, WAIT4_WAITS,
+                                      WAITID_WAITS, FutexOp, futex_ops)
 from tracee.syscalls.rules import (CAP_DATA, EPOLL_EVENT_SIZE, FD_SET_WORD, INT, INT_PAIR,
-                                   ITIMERSPEC, ITIMERVAL, KERNEL_SIGACTION, LONG, PAGE_SIZE,
+                                   ITIMERSPEC, ITIMERVAL, KERNEL_SIGACTION, LONG, MQ_ATTR,
+                                   PAGE_SIZE,
                                    POLLFD_SIZE, RLIMIT, RUSAGE, SCHED_PARAM, SIGINFO,
                                    SOCKADDR_MAX, STACK_T, STAT, STATFS, STATX, SYSINFO, TIMESPEC,
                                    TIMEVAL, TIMEX, TIMEZONE, TMS, UTSNAME, ArgCeil, ArgValue,
                                    Copy, DerefAfter, Effect, Flow, IovecOut, Min, OnFd, OnOpen,
-                                   Out, Record, Replay, Result, ResultTimes, S, Scratch,
-                                   Syscall, WaitMask, WhenArg)
+                                   OnQueue, Out, Record, Replay, Result, ResultTimes, S,
+                                   Scratch, Sum, Syscall, WaitMask, WhenArg)
 
 # The address written by accept/getsockname/recvfrom: at most the buffer the caller gave,
 # which after the call is only known as *addrlen = the full address length; capped.
@@ -267,6 +269,39 @@ CATALOGUE: dict[str, Syscall] = {
     "get_robust_list": S(Out(1, LONG), Out(2, LONG)),
     "set_tid_address": S(),
     "membarrier": S(),
+    # -- POSIX message queues: descriptors whose kernel objects the replay never needs (every
+    # result and output is recorded). mq_open's argument names a queue, not a file. Sending
+    # waits for room and receiving for a message, unless the descriptor is O_NONBLOCK.
+    # mq_notify with SIGEV_THREAD: glibc passes the kernel a netlink socket that its helper
+    # thread reads (recvfrom), all recorded as usual; SIGEV_SIGNAL's signal is recorded too.
+    "mq_open": S(),
+    "mq_unlink": S(),
+    "mq_timedsend": S(may_block=OnQueue()),
+    "mq_timedreceive": S(Out(1, Result()), Out(3, INT), may_block=OnQueue(),
+                         scratch=(Scratch(1, ArgValue(2)), Scratch(3, INT))),
+    "mq_notify": S(),
+    "mq_getsetattr": S(Out(2, MQ_ATTR), effects=Effect.FD_STATUS, status_when=MQ_SETS_STATUS),
+    # -- SysV semaphores and message queues (kernel objects named by id). semop waits unless
+    # every operation that takes or waits for zero has IPC_NOWAIT (in its struct sembuf, in
+    # memory). msgrcv writes the long mtype, then the text (the result).
+    "semget": S(),
+    "semop": S(may_block=SEMOP_WAITS),
+    "semtimedop": S(may_block=SEMOP_WAITS),
+    "semctl": S(record=CODE),   # outputs by command (tracee.syscalls.commands)
+    "msgget": S(),
+    "msgsnd": S(may_block=MSGSND_WAITS),
+    "msgrcv": S(Out(1, Sum(LONG, Result())), may_block=MSGRCV_WAITS,
+                scratch=(Scratch(1, Sum(LONG, ArgValue(2))),)),
+    "msgctl": S(record=CODE),
+    # SysV shared memory: its ids and status (ipcs, lsipc), not shmat/shmdt: a segment is
+    # memory other processes write, which replay would have to share (refused).
+    "shmget": S(),
+    "shmctl": S(record=CODE),
+    # -- another process's memory: process_vm_readv fills the caller's iovecs in order, as
+    # readv; process_vm_writev writes only the other process: when that one is recorded too,
+    # recorder code keeps what it wrote there and replay puts it in (recorder.session).
+    "process_vm_readv": S(IovecOut(1, 2)),
+    "process_vm_writev": S(record=CODE),
     # -- memory (the mapping calls are irregular)
     "mincore": S(Out(2, ArgCeil(1, PAGE_SIZE))),
     "mlock": S(replay=Replay.EXECUTE), "mlock2": S(), "munlock": S(replay=Replay.EXECUTE),
@@ -304,6 +339,10 @@ CATALOGUE: dict[str, Syscall] = {
     # recorder handles (rseq would have the kernel write into memory behind our back; clone3
     # -> clone). pkey_alloc: memory protection keys would live in the kernel beyond the trace;
     # node/V8 and glibc users treat a failed pkey_alloc as "no keys" and carry on.
+    # userfaultfd: page faults served by another thread from outside any syscall; its users
+    # (QEMU postcopy, CRIU lazy pages, garbage collectors) take another path when it fails, as
+    # they must where the sysctl vm.unprivileged_userfaultfd forbids it.
     **{name: S(record=Record.FAKE_ENOSYS)
-       for name in ("rseq", "clone3", "io_uring_setup", "pkey_alloc", "pkey_free")},
+       for name in ("rseq", "clone3", "io_uring_setup", "pkey_alloc", "pkey_free",
+                    "userfaultfd")},
 }

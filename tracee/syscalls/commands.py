@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from tracee.syscalls.rules import (FLOCK, F_OWNER_EX, IFREQ, INT, INT_PAIR, LONG, TERMIO,
-                                   TERMIOS, TERMIOS2, WINSIZE, ArgIs, Fixed, Out, Output)
+from tracee.syscalls.rules import (FLOCK, F_OWNER_EX, IFREQ, INT, INT_PAIR, LONG, MSGINFO,
+                                   MSQID_DS, SEMID_DS, SEMINFO, SHM_INFO, SHMID_DS, SHMINFO,
+                                   TERMIO, TERMIOS, TERMIOS2, WINSIZE, ArgIs, Fixed, Out,
+                                   Output, SemOps)
 
 class FutexOp(IntEnum):
     """Futex operations that write the futex words (besides waking)."""
@@ -184,6 +186,94 @@ POLL_WAITS = ArgIs(2, frozenset({0}), negate=True)
 EPOLL_WAITS = ArgIs(3, frozenset({0}), negate=True)
 # send/recv flags: MSG_DONTWAIT
 MSG_DONTWAIT = 0x40
+
+# SysV IPC. msgsnd(id, msgp, size, flags) and msgrcv(id, msgp, size, type, flags) wait unless
+# IPC_NOWAIT; semop(id, sops, nsops) and semtimedop unless each operation that may wait has it.
+IPC_NOWAIT = 0o4000
+MSGSND_WAITS = ArgIs(3, frozenset({0}), mask=IPC_NOWAIT)
+MSGRCV_WAITS = ArgIs(4, frozenset({0}), mask=IPC_NOWAIT)
+SEMOP_WAITS = SemOps(1, 2, IPC_NOWAIT, most=1024)
+# mq_getsetattr(mqd, newattr, oldattr) with a new attr may set or clear O_NONBLOCK.
+MQ_SETS_STATUS = ArgIs(1, frozenset({0}), mask=(1 << 64) - 1, negate=True)
+
+
+class IpcCtl(IntEnum):
+    """Commands of both semctl and msgctl (x86-64 takes them without IPC_64)."""
+    IPC_RMID = 0
+    IPC_SET = 1
+    IPC_STAT = 2
+    IPC_INFO = 3
+
+
+class SemCtl(IntEnum):
+    GETPID = 11
+    GETVAL = 12
+    GETALL = 13
+    GETNCNT = 14
+    GETZCNT = 15
+    SETVAL = 16
+    SETALL = 17
+    SEM_STAT = 18
+    SEM_INFO = 19
+    SEM_STAT_ANY = 20
+
+
+class MsgCtl(IntEnum):
+    MSG_STAT = 11
+    MSG_INFO = 12
+    MSG_STAT_ANY = 13
+
+
+class ShmCtl(IntEnum):
+    SHM_LOCK = 11
+    SHM_UNLOCK = 12
+    SHM_STAT = 13
+    SHM_INFO = 14
+    SHM_STAT_ANY = 15
+
+
+_WRITE_NOTHING = (IpcCtl.IPC_RMID, IpcCtl.IPC_SET)
+# semctl(id, num, cmd, arg): the struct written through arg. GETALL's array, one unsigned short
+# per semaphore, is sized by the set: the recorder looks it up (recorder.syscall_effects).
+SEMCTL_OUTPUTS: dict[int, tuple[Output, ...]] = {
+    **{int(c): (Out(3, SEMID_DS),) for c in (IpcCtl.IPC_STAT, SemCtl.SEM_STAT,
+                                              SemCtl.SEM_STAT_ANY)},
+    **{int(c): (Out(3, SEMINFO),) for c in (IpcCtl.IPC_INFO, SemCtl.SEM_INFO)},
+    **{int(c): () for c in (*_WRITE_NOTHING, SemCtl.GETPID, SemCtl.GETVAL, SemCtl.GETALL,
+                            SemCtl.GETNCNT, SemCtl.GETZCNT, SemCtl.SETVAL, SemCtl.SETALL)},
+}
+# msgctl(id, cmd, buf)
+MSGCTL_OUTPUTS: dict[int, tuple[Output, ...]] = {
+    **{int(c): (Out(2, MSQID_DS),) for c in (IpcCtl.IPC_STAT, MsgCtl.MSG_STAT,
+                                              MsgCtl.MSG_STAT_ANY)},
+    **{int(c): (Out(2, MSGINFO),) for c in (IpcCtl.IPC_INFO, MsgCtl.MSG_INFO)},
+    **{int(c): () for c in _WRITE_NOTHING},
+}
+
+
+# shmctl(id, cmd, buf): what `ipcs -u`, `ipcs -m` and lsipc ask. (shmat, which maps the
+# segment, is not in the catalogue: refused.)
+SHMCTL_OUTPUTS: dict[int, tuple[Output, ...]] = {
+    **{int(c): (Out(2, SHMID_DS),) for c in (IpcCtl.IPC_STAT, ShmCtl.SHM_STAT,
+                                              ShmCtl.SHM_STAT_ANY)},
+    int(IpcCtl.IPC_INFO): (Out(2, SHMINFO),),
+    int(ShmCtl.SHM_INFO): (Out(2, SHM_INFO),),
+    **{int(c): () for c in (*_WRITE_NOTHING, ShmCtl.SHM_LOCK, ShmCtl.SHM_UNLOCK)},
+}
+
+
+def semctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
+    """None for a command this table does not know (refused if it succeeds)."""
+    return SEMCTL_OUTPUTS.get(args[2] & 0xFFFF_FFFF)
+
+
+def msgctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
+    return MSGCTL_OUTPUTS.get(args[1] & 0xFFFF_FFFF)
+
+
+def shmctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
+    return SHMCTL_OUTPUTS.get(args[1] & 0xFFFF_FFFF)
+
 
 # open flags (x86-64)
 O_WRONLY, O_CREAT, O_EXCL, O_TRUNC = 0o1, 0o100, 0o200, 0o1000

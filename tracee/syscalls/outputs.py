@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from tracee.syscalls.rules import (SOCKADDR_MAX, TIMESPEC, ArgCeil, ArgValue, DerefAfter,
                                    Fixed, IovecOut, Min, Out, Result, ResultTimes, Size,
-                                   Syscall, WhenArg)
+                                   Sum, Syscall, WhenArg)
 
 ReadInt = Callable[[int, int], int]  # (address, width) -> unsigned integer in tracee memory
 
@@ -40,6 +40,9 @@ def evaluate_size(size: Size, args: tuple[int, ...], result: int, read_int: Read
         case Min(a=a, b=b):
             return min(evaluate_size(a, args, result, read_int),
                        evaluate_size(b, args, result, read_int))
+        case Sum(a=a, b=b):
+            return (evaluate_size(a, args, result, read_int)
+                    + evaluate_size(b, args, result, read_int))
         case WhenArg(arg=i, values=values, then=then, mask=mask):
             if (args[i] & mask) in values:
                 return evaluate_size(then, args, result, read_int)

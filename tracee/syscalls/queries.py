@@ -13,8 +13,8 @@ from typing import Protocol
 
 from tracee.syscalls.catalogue import CATALOGUE
 from tracee.syscalls.commands import AT_FDCWD, O_CREAT, O_EXCL, O_NONBLOCK, O_PATH
-from tracee.syscalls.rules import (ArgIs, Copy, Effect, Flow, OnFd, Record, Replay,
-                                   Syscall, WaitMask, arg_is)
+from tracee.syscalls.rules import (SEMBUF_SIZE, ArgIs, Copy, Effect, Flow, OnFd, OnQueue,
+                                   Record, Replay, SemOps, Syscall, WaitMask, arg_is)
 from tracee.sysnums import NAME_OF
 
 
@@ -82,6 +82,14 @@ class Process(Protocol):
         """May I/O on this descriptor wait (not O_NONBLOCK, not a regular file)?"""
         ...
 
+    def queue_waits(self, fd: int) -> bool:
+        """Is this open descriptor (a message queue's) not O_NONBLOCK?"""
+        ...
+
+    def read_memory(self, addr: int, size: int) -> bytes | None:
+        """`size` bytes of the process's memory; None if they are not all readable."""
+        ...
+
     def opening_waits(self, dirfd: int, path_addr: int) -> bool:
         """Does the path at this tracee address (relative to dirfd) name a FIFO or a device
         whose open may wait?"""
@@ -106,11 +114,30 @@ def may_block(call: Syscall, args: tuple[int, ...], process: Process) -> bool:
         if rule.flags >= 0 and args[rule.flags] & rule.nowait:
             return False
         return any(process.fd_waits(int_arg(args[i])) for i in rule.fds)
+    if isinstance(rule, OnQueue):
+        return process.queue_waits(int_arg(args[rule.fd]))
+    if isinstance(rule, SemOps):
+        return _sem_ops_wait(rule, args, process)
     flags = args[rule.flags] if rule.flags >= 0 else rule.fixed_flags
     if flags & (O_NONBLOCK | O_PATH) or flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL:
         return False  # (O_CREAT|O_EXCL makes a regular file or fails)
     dirfd = int_arg(args[rule.dirfd]) if rule.dirfd >= 0 else AT_FDCWD
     return process.opening_waits(dirfd, args[rule.path])
+
+
+def _sem_ops_wait(rule: SemOps, args: tuple[int, ...], process: Process) -> bool:
+    count = args[rule.number]
+    if count > rule.most:
+        return True
+    ops = process.read_memory(args[rule.arg], SEMBUF_SIZE * count)
+    if ops is None:
+        return False  # EFAULT at once
+    for k in range(0, len(ops), SEMBUF_SIZE):
+        op = int.from_bytes(ops[k + 2:k + 4], "little", signed=True)
+        flags = int.from_bytes(ops[k + 4:k + 6], "little")
+        if op <= 0 and not flags & rule.nowait:
+            return True
+    return False
 
 
 def changes_status(call: Syscall, args: tuple[int, ...]) -> bool:

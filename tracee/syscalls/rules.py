@@ -61,6 +61,12 @@ class Min(NamedTuple):
     b: Size
 
 
+class Sum(NamedTuple):
+    """a + b bytes (msgrcv: the long mtype, then the result's bytes of text)."""
+    a: Size
+    b: Size
+
+
 class WhenArg(NamedTuple):
     """`then` if argument `arg` masked by `mask` is one of `values`, else no bytes. For the
     few multiplexed calls whose outputs depend on an operation code (futex), and whose other
@@ -71,7 +77,7 @@ class WhenArg(NamedTuple):
     mask: int = 0xFFFF_FFFF
 
 
-Size = Fixed | Result | ArgValue | ArgCeil | ResultTimes | DerefAfter | Min | WhenArg
+Size = Fixed | Result | ArgValue | ArgCeil | ResultTimes | DerefAfter | Min | Sum | WhenArg
 
 
 class Out(NamedTuple):
@@ -125,7 +131,27 @@ class OnOpen(NamedTuple):
     fixed_flags: int = 0
 
 
-Blocking = bool | ArgIs | OnFd | OnOpen
+class OnQueue(NamedTuple):
+    """Sending to or receiving from the POSIX message queue descriptor in argument `fd`: it
+    waits (for room, for a message) unless the descriptor is O_NONBLOCK. (OnFd would say it
+    never does: a queue's inode is a regular file of the mqueue filesystem.)"""
+    fd: int = 0
+
+
+class SemOps(NamedTuple):
+    """semop(id, sops, nsops): the array of struct sembuf {unsigned short num; short op;
+    short flg} at argument `arg`, as many as argument `number` says. It may wait unless
+    each operation that takes (op < 0) or waits for zero (op == 0) has IPC_NOWAIT; adding
+    (op > 0) never waits."""
+    arg: int
+    number: int
+    nowait: int  # IPC_NOWAIT
+    most: int    # more than this many are assumed to wait (the kernel's SEMOPM is 500)
+
+
+SEMBUF_SIZE = 6
+
+Blocking = bool | ArgIs | OnFd | OnOpen | OnQueue | SemOps
 
 # ---- how each side treats a call ----------------------------------------------------------
 
@@ -261,6 +287,15 @@ STACK_T = Fixed(24)
 SCHED_PARAM = Fixed(4)
 CAP_DATA = Fixed(24)        # two struct __user_cap_data_struct (versions 2 and 3)
 FLOCK = Fixed(32)
+MQ_ATTR = Fixed(64)         # struct mq_attr: 4 longs and 4 reserved
+SEMID_DS = Fixed(104)       # struct semid64_ds (IPC_STAT, SEM_STAT)
+SEMINFO = Fixed(40)         # struct seminfo: 10 ints (IPC_INFO, SEM_INFO)
+MSQID_DS = Fixed(120)       # struct msqid64_ds (IPC_STAT, MSG_STAT)
+MSGINFO = Fixed(32)         # struct msginfo: 8 ints (IPC_INFO, MSG_INFO)
+SHMID_DS = Fixed(112)       # struct shmid64_ds (IPC_STAT, SHM_STAT)
+SHMINFO = Fixed(72)         # struct shminfo64 (IPC_INFO)
+SHM_INFO = Fixed(48)        # struct shm_info (SHM_INFO)
+SEM_VALUE = 2               # GETALL: an unsigned short per semaphore
 F_OWNER_EX = Fixed(8)
 SOCKADDR_MAX = Fixed(128)   # struct sockaddr_storage: the kernel never returns a longer address
 TERMIOS = Fixed(36)         # the kernel's struct termios (no speed fields; glibc's is 60)
