@@ -57,17 +57,6 @@ def _fail(message: str, code: int) -> None:
     raise SystemExit(code)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def _now_iso() -> str:
     """The local time as ISO 8601 with the UTC offset, e.g. 2026-12-01T22:40:16+01:00 (the
     datetime module would cost start-up ~2 ms for this)."""
@@ -88,6 +77,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from recorder.errors import UnsupportedError
     from recorder.session import Recorder, exit_code
     from relive import privacy, traces
+    from tracee.cpuid import model_name
     from tracee.hwcount import has_pmu
     from tracee.spawn import SpawnError
     from tracefile.writer import TraceWriter
@@ -101,7 +91,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     writer = TraceWriter(out, force=args.force, file_cache=traces.file_cache_dir())
     writer.set_meta(program=path, argv=argv, cwd=os.getcwd(), host=os.uname().nodename,
                     started=_now_iso(),
-                    cpu=_cpu_model(), pmu=has_pmu(), complete=False)
+                    cpu=model_name(), pmu=has_pmu(), complete=False)
     writer.commit(wait=False)  # the program starts while the SQL thread creates the database
     if not args.output:
         traces.set_latest(out)
