@@ -1,7 +1,7 @@
-/* unsupported_syscall.c - prints a line, then calls userfaultfd(2) through
- * syscall(2) (a syscall relive cannot record), then prints its result.
- * Natively the call may succeed or fail (EPERM when unprivileged userfaultfd
- * is disabled); either way the program prints both lines and exits 0.
+/* unsupported_syscall.c - prints a line, then calls shmat(2) through syscall(2) (SysV shared
+ * memory, which relive cannot record: replay would have to attach real shared segments),
+ * then prints its result. Natively the call fails (EINVAL: there is no segment -1); either
+ * way the program prints both lines and exits 0.
  * Used to check that `relive record` refuses with exit status 125 and a
  * message naming the syscall instead of writing a trace that replays wrong.
  * Exit status: 0. */
@@ -12,9 +12,9 @@
 
 int main(void)
 {
-    printf("before userfaultfd\n");
+    printf("before shmat\n");
     fflush(stdout);
-    long r = syscall(SYS_userfaultfd, 0);
-    printf("userfaultfd returned %ld\n", r);
+    long r = syscall(SYS_shmat, -1, 0, 0);
+    printf("shmat returned %ld\n", r);
     return 0;
 }
