@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from tracefile import integrity
+from tracefile.chunks import ChunkIndex, ChunkSource
 from tracefile.errors import TraceError
 from tracefile.exec_copies import ExecCopies, on_noexec_mount
 from tracefile.file_cache import ID_DIGITS
 from tracefile.integrity import Damaged
 from tracefile.records import (
     CHECKED_FORMAT,
+    CHUNKED_FORMAT,
     FORMAT_VERSION,
     OLDEST_FORMAT,
     Event,
@@ -61,12 +63,23 @@ class TraceReader:
             self.db = _connect(db_path)
             rows = _meta_rows(self.db)
             self.meta: dict[str, Any] = {k: json.loads(v) for k, v, *_ in rows}
-            self.event_count = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
         except (sqlite3.DatabaseError, ValueError, TypeError) as e:  # incl. JSON, Unicode
             raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
         version = self.meta.get("format_version")
         if not isinstance(version, int):
             raise TraceError(f"trace {self.dir} has no format version: corrupt or not a trace")
+        self._index: ChunkIndex | None = None  # format 5: events stored in chunks
+        try:
+            if version >= CHUNKED_FORMAT:
+                self._index = ChunkIndex(self.db.execute(
+                    "SELECT first, count FROM chunks ORDER BY first").fetchall())
+                self.event_count = self._index.event_count
+            else:
+                self.event_count = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
+        except Damaged as e:
+            raise _damaged(self.dir, e.seq, e.what) from None
         if version > FORMAT_VERSION:
             raise TraceError(f"trace {self.dir} uses format version {version}, newer than this "
                              f"relive understands ({FORMAT_VERSION}); upgrade relive")
@@ -89,8 +102,11 @@ class TraceReader:
                              f"but holds {self.event_count}")
         self._files_checked: set[str] = set()
         self._zstd = zstandard.ZstdDecompressor()
+        self._chunks = (ChunkSource(self.db, self._zstd, self._index)
+                        if self._index is not None else None)
         self._ahead: ThreadPoolExecutor | None = None
         self._ahead_state: tuple[sqlite3.Connection, zstandard.ZstdDecompressor] | None = None
+        self._ahead_chunks: ChunkSource | None = None
         self._cpus = os.sched_getaffinity(0)  # before the replay pins itself to one
         self._avoid: int | None = None
         self._avoiding: int | None = None  # what the reader's thread avoids now
@@ -152,6 +168,8 @@ class TraceReader:
         return EventCursor(self, start, end)
 
     def _rows(self, seq: int, hi: int) -> list[Row]:
+        if self._chunks is not None:
+            return _chunk_rows(self._chunks, self.dir, seq, hi)
         return _read_rows(self.db, self._zstd, self.dir, seq, hi, self.verified)
 
     def _rows_ahead(self, seq: int, hi: int) -> Future[list[Row]]:
@@ -179,6 +197,10 @@ class TraceReader:
             except sqlite3.DatabaseError as e:
                 raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
         db, zstd = self._ahead_state
+        if self._index is not None:
+            if self._ahead_chunks is None:
+                self._ahead_chunks = ChunkSource(db, zstd, self._index)
+            return _chunk_rows(self._ahead_chunks, self.dir, seq, hi)
         return _read_rows(db, zstd, self.dir, seq, hi, self.verified)
 
     def event_from(self, row: Row) -> Event:
@@ -311,6 +333,16 @@ _WRITES = "SELECT seq, ord, addr, size, conservative, zstd, data{} FROM writes "
 _EVENT_TYPES = ((int,),) * 5 + ((bytes,),) * 2
 _EVENT_NAMES = ("seq", "tid", "kind", "nr", "result", "regs", "info")
 _WRITE_TYPES = ((int,),) * 6 + ((bytes,),)
+
+
+def _chunk_rows(source: ChunkSource, trace: Path, seq: int, hi: int) -> list[Row]:
+    """The rows of events [seq, hi) of a format 5 trace (tracefile.chunks), checked."""
+    try:
+        return source.rows(seq, hi)
+    except Damaged as e:
+        raise _damaged(trace, seq if e.seq is None else e.seq, e.what) from None
+    except sqlite3.DatabaseError as e:
+        raise TraceError(f"trace {trace} is corrupt or truncated: {e}") from None
 
 
 def _read_rows(db: sqlite3.Connection, zstd: zstandard.ZstdDecompressor, trace: Path,
