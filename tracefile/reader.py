@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from tracefile import integrity
+from tracefile import chunks, integrity
 from tracefile.chunks import ChunkIndex, ChunkSource
 from tracefile.errors import TraceError
 from tracefile.exec_copies import ExecCopies, on_noexec_mount
@@ -68,6 +68,12 @@ class TraceReader:
         version = self.meta.get("format_version")
         if not isinstance(version, int):
             raise TraceError(f"trace {self.dir} has no format version: corrupt or not a trace")
+        if version > FORMAT_VERSION:
+            raise TraceError(f"trace {self.dir} uses format version {version}, newer than this "
+                             f"relive understands ({FORMAT_VERSION}); upgrade relive")
+        if version < OLDEST_FORMAT:
+            raise TraceError(f"trace {self.dir} uses old format version {version}; "
+                             f"re-record it with this relive")
         self._index: ChunkIndex | None = None  # format 5: events stored in chunks
         try:
             if version >= CHUNKED_FORMAT:
@@ -80,12 +86,6 @@ class TraceReader:
             raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
         except Damaged as e:
             raise _damaged(self.dir, e.seq, e.what) from None
-        if version > FORMAT_VERSION:
-            raise TraceError(f"trace {self.dir} uses format version {version}, newer than this "
-                             f"relive understands ({FORMAT_VERSION}); upgrade relive")
-        if version < OLDEST_FORMAT:
-            raise TraceError(f"trace {self.dir} uses old format version {version}; "
-                             f"re-record it with this relive")
         self.verified = version >= CHECKED_FORMAT  # rows carry checksums
         if not self.verified and self.dir not in _WARNED:
             _WARNED.add(self.dir)
@@ -98,6 +98,8 @@ class TraceReader:
                             names=("key", "value"))
         recorded = self.meta.get("events")
         if self.meta.get("complete") and isinstance(recorded, int) and recorded != self.event_count:
+            if self._index is not None:
+                self._check_chunks()  # a count damaged: say so, naming the event
             raise TraceError(f"trace {self.dir} is corrupt: it should hold {recorded} events "
                              f"but holds {self.event_count}")
         self._files_checked: set[str] = set()
@@ -111,6 +113,16 @@ class TraceReader:
         self._avoid: int | None = None
         self._avoiding: int | None = None  # what the reader's thread avoids now
         self._exec_copies: ExecCopies | None = None
+
+    def _check_chunks(self) -> None:
+        """Check every chunk row's checksum (when their counts disagree with the metadata)."""
+        try:
+            for row in self.db.execute("SELECT first, count, size, data, crc FROM chunks"):
+                chunks.check_row(row)
+        except Damaged as e:
+            raise _damaged(self.dir, e.seq, e.what) from None
+        except sqlite3.DatabaseError as e:
+            raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
 
     @property
     def complete(self) -> bool:
