@@ -178,14 +178,14 @@ def _decode(first: int, count: int, raw: bytes) -> list[Row]:
     cols = struct.unpack_from(f"<{_COLUMNS * n}q", raw)
     tids, kinds, nrs, results, counts, rlens, ilens = (cols[i * n:(i + 1) * n]
                                                       for i in range(_COLUMNS))
-    if min(counts) < 0 or min(rlens) < 0 or min(ilens) < 0:
+    if min(cols, default=0) < 0 and min((*counts, *rlens, *ilens), default=0) < 0:
         raise ValueError("a negative length")
     w = sum(counts)
     if w * _WCOLUMNS * 8 > len(raw) - head:
         raise ValueError("more writes than bytes")
     wcols = struct.unpack_from(f"<{_WCOLUMNS * w}q", raw, head)
     addrs, sizes, cons = wcols[:w], wcols[w:2 * w], wcols[2 * w:]
-    if w and min(sizes) < 0:
+    if min(sizes, default=0) < 0:
         raise ValueError("a negative write size")
     planes = rlens.count(REGS)
     pos = head + _WCOLUMNS * w * 8
