@@ -295,6 +295,23 @@ def test_events_missing_far_into_a_trace_are_reported_cleanly(programs, tmp_path
     rec = record(trace, programs["many_syscalls"], "20000")
     assert rec.returncode == 0, describe(rec)
     db = trace_rows.connect(trace)
+    # Unsealed: damage, in a chunk of its own (tests/trace_rows.py), read ahead.
+    db.execute("UPDATE events SET result = result + 1 WHERE seq = 15000")
+    db.commit()
+    db.close()
+    rep = replay(trace, timeout=300)
+    assert rep.returncode == 1, describe(rep)
+    assert b"Traceback" not in rep.stderr, describe(rep)
+    assert b"is corrupt: damaged at event 15000 (chunk of events: checksum mismatch)" in \
+        rep.stderr, describe(rep)
+
+
+def test_events_missing_are_reported_before_the_replay(programs, tmp_path):
+    """A stretch of events gone (a chunk deleted) is said when the trace opens."""
+    trace = tmp_path / "trace"
+    rec = record(trace, programs["many_syscalls"], "20000")
+    assert rec.returncode == 0, describe(rec)
+    db = trace_rows.connect(trace)
     db.execute("DELETE FROM events WHERE seq BETWEEN 15000 AND 15010")
     count = str(int(db.execute("SELECT value FROM meta WHERE key = 'events'").fetchone()[0])
                 - 11)
@@ -303,9 +320,10 @@ def test_events_missing_far_into_a_trace_are_reported_cleanly(programs, tmp_path
     db.commit()
     db.close()
     rep = replay(trace, timeout=300)
-    assert rep.returncode == 1, describe(rep)
+    assert rep.returncode == 1 and rep.stdout == b"", describe(rep)
     assert b"Traceback" not in rep.stderr, describe(rep)
-    assert b"is corrupt: events 14336..16383 missing" in rep.stderr, describe(rep)
+    assert b"is corrupt: damaged at event 15000 (events 15000..15010 missing)" in rep.stderr, \
+        describe(rep)
 
 
 # -- help, and which trace `replay` picks ------------------------------------------------------
