@@ -8,13 +8,14 @@ Workloads (issue 18):
   pytest  (--pytest) python3 -m pytest -q on more-itertools' tests/test_more.py (--pytest DIR:
           the more-itertools checkout; skipped if not given)
 
-For each tree and workload, --repeat rounds of `relive record` then `relive replay -a` (the
-replay must print what the recording printed). Shown: events, trace.db bytes, bytes of copied
-files (files/, shared with other traces via the file cache when they are the same), bytes per
-event (trace.db alone, and all of the trace), bytes of trace.db per MB the program read
-(its rchar, from /proc/PID/io of the recorder's children: the reads are what the trace
-stores), and the medians of wall and CPU time (user+sys of relive and the program) of record
-and replay. The machine may be shared: CPU times are the steadier figures.
+For each workload, --repeat rounds, each running `relive record` then `relive replay -a` (the
+replay must print what the recording printed) with each tree in turn. Shown: events, trace.db
+bytes, bytes of copied files (files/: mapped files, on disk once when the file cache links
+them), bytes per event (trace.db alone, and all of the trace), bytes of trace.db per MB the
+program reads (its rchar, measured natively through a shell's /proc/PID/io, which counts the
+children it waited for; getdents is not counted), and the medians of wall and CPU time (user
++ sys of relive and the program) of record and replay. The machine may be shared: CPU times
+are the steadier figures.
 
 Usage: python3 bench/bench_trace_size.py [--before DIR] [--repeat 3] [--pytest DIR]
        [--only find,tar] [--markdown]
@@ -59,7 +60,9 @@ def timed(cmd, env):
     """(completed process, wall seconds, CPU seconds of the children)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # (not in a checkout: `python3 -m` looks in the working directory first)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          cwd=OUT)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -68,8 +71,8 @@ def timed(cmd, env):
 
 def bytes_read(cmd):
     """What the workload reads (rchar), run natively once, through a shell reading its own
-    /proc/self/io at the end (rchar counts its children once they are waited for)."""
-    script = '"$@"; grep rchar /proc/self/io'
+    /proc/PID/io at the end (rchar counts its children once they are waited for)."""
+    script = '"$@" >/dev/null; grep rchar /proc/$$/io'
     proc = subprocess.run(["sh", "-c", script, "sh", *cmd], stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL)
     for line in proc.stdout.decode(errors="replace").splitlines():
@@ -89,29 +92,25 @@ def trace_sizes(trace):
     return events, db, files
 
 
-def run(tree, name, cmd, repeat, errors):
-    env = tree_env(tree)
+def one_round(tree, env, name, cmd, got, errors):
+    """Record and replay once with `tree`'s relive, adding the figures to `got`."""
     trace = OUT / f"{name}-{tree.name}"
-    rec_wall, rec_cpu, rep_wall, rep_cpu, sizes = [], [], [], [], None
-    for _ in range(repeat):
-        rcmd = relive_cmd(sys.executable, "record", "-o", trace, "--force", *cmd)
-        proc, wall, cpu = timed(rcmd, env)
-        if proc.returncode != 0:
-            errors.append(describe_failure(rcmd, proc))
-            return None
-        rec_wall.append(wall)
-        rec_cpu.append(cpu)
-        sizes = trace_sizes(trace)
-        pcmd = relive_cmd(sys.executable, "replay", "-a", trace)
-        rep, wall, cpu = timed(pcmd, env)
-        if rep.returncode != 0 or rep.stdout != proc.stdout:
-            errors.append(describe_failure(pcmd, rep) + " (or output differs)")
-            return None
-        rep_wall.append(wall)
-        rep_cpu.append(cpu)
+    rcmd = relive_cmd(sys.executable, "record", "-o", trace, "--force", *cmd)
+    proc, rec_wall, rec_cpu = timed(rcmd, env)
+    if proc.returncode != 0:
+        errors.append(describe_failure(rcmd, proc))
+        return False
+    got["sizes"] = trace_sizes(trace)
+    pcmd = relive_cmd(sys.executable, "replay", "-a", trace)
+    rep, rep_wall, rep_cpu = timed(pcmd, env)
+    if rep.returncode != 0 or rep.stdout != proc.stdout:
+        errors.append(describe_failure(pcmd, rep) + " (or output differs)")
+        return False
+    for key, v in (("rec_wall", rec_wall), ("rec_cpu", rec_cpu), ("rep_wall", rep_wall),
+                   ("rep_cpu", rep_cpu)):
+        got.setdefault(key, []).append(v)
     shutil.rmtree(trace, ignore_errors=True)
-    med = statistics.median
-    return sizes, med(rec_wall), med(rec_cpu), med(rep_wall), med(rep_cpu)
+    return True
 
 
 def main():
@@ -125,23 +124,33 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     trees = ([args.before.resolve()] if args.before else []) + [REPO_ROOT]
     cells, errors = [], []
+    envs = {tree: tree_env(tree) for tree in trees}
     for name, cmd in workloads(args.pytest).items():
         if args.only and name not in args.only.split(","):
             continue
         read = bytes_read(cmd)
+        got = {tree: {} for tree in trees}
+        failed = set()
+        for _ in range(args.repeat):  # the trees in turn within each round
+            for tree in trees:
+                if tree not in failed and not one_round(tree, envs[tree], name, cmd,
+                                                        got[tree], errors):
+                    failed.add(tree)
+        med = statistics.median
         for tree in trees:
-            got = run(tree, name, cmd, args.repeat, errors)
             label = "this checkout" if tree == REPO_ROOT else str(tree)
-            if got is None:
+            g = got[tree]
+            if tree in failed:
                 cells.append([name, label] + ["n/a"] * 9)
                 continue
-            (events, db, files), rw, rc, pw, pc = got
+            events, db, files = g["sizes"]
             cells.append([
                 name, label, f"{events:,}", f"{db / 1e6:.1f} MB", f"{files / 1e6:.1f} MB",
                 f"{db / events:.0f}", f"{(db + files) / events:.0f}",
                 "n/a" if not read else f"{db / (read / 1e6) / 1e3:.0f} kB",
-                f"{rw:.2f} s / {rc:.2f} s", f"{pw:.2f} s / {pc:.2f} s", f"{read / 1e6:.0f} MB"
-                if read else "n/a"])
+                f"{med(g['rec_wall']):.2f} s / {med(g['rec_cpu']):.2f} s",
+                f"{med(g['rep_wall']):.2f} s / {med(g['rep_cpu']):.2f} s",
+                f"{read / 1e6:.0f} MB" if read else "n/a"])
     print_cells(["workload", "relive", "events", "trace.db", "files/", "B/event (db)",
                  "B/event (all)", "db per MB read", "record wall / CPU",
                  "replay wall / CPU", "read"], cells, args.markdown)
