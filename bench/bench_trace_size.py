@@ -147,10 +147,10 @@ def main():
             cells.append([
                 name, label, f"{events:,}", f"{db / 1e6:.1f} MB", f"{files / 1e6:.1f} MB",
                 f"{db / events:.0f}", f"{(db + files) / events:.0f}",
-                "n/a" if not read else f"{db / (read / 1e6) / 1e3:.0f} kB",
+                "n/a" if not read or read < 1e6 else f"{db / (read / 1e6) / 1e3:.0f} kB",
                 f"{med(g['rec_wall']):.2f} s / {med(g['rec_cpu']):.2f} s",
                 f"{med(g['rep_wall']):.2f} s / {med(g['rep_cpu']):.2f} s",
-                f"{read / 1e6:.0f} MB" if read else "n/a"])
+                f"{read / 1e6:.1f} MB" if read else "n/a"])
     print_cells(["workload", "relive", "events", "trace.db", "files/", "B/event (db)",
                  "B/event (all)", "db per MB read", "record wall / CPU",
                  "replay wall / CPU", "read"], cells, args.markdown)
