@@ -179,7 +179,7 @@ def _decode(first: int, count: int, raw: bytes) -> list[Row]:
     tids, kinds, nrs, results, counts, rlens, ilens = (cols[i * n:(i + 1) * n]
                                                       for i in range(_COLUMNS))
     if min(cols, default=0) < 0 and min((*counts, *rlens, *ilens), default=0) < 0:
-        raise ValueError("a negative length")
+        raise ValueError("a negative length")  # (the first test is the quick one)
     w = sum(counts)
     if w * _WCOLUMNS * 8 > len(raw) - head:
         raise ValueError("more writes than bytes")
@@ -199,6 +199,7 @@ def _decode(first: int, count: int, raw: bytes) -> list[Row]:
         flat[i::REGS] = view[pos + i * planes:pos + (i + 1) * planes]
     pos += planes * REGS
     from_bytes = int.from_bytes
+    planes_view = memoryview(flat)
     prev: dict[int, int] = {}
     out: list[Row] = []
     fp = wi = 0
@@ -208,7 +209,7 @@ def _decode(first: int, count: int, raw: bytes) -> list[Row]:
         tid = tids[i]
         rl = rlens[i]
         if rl == REGS:
-            value = from_bytes(flat[fp:fp + REGS], "little") ^ prev.get(tid, 0)
+            value = from_bytes(planes_view[fp:fp + REGS], "little") ^ prev.get(tid, 0)
             prev[tid] = value
             regs = value.to_bytes(REGS, "little")
             fp += REGS
@@ -224,8 +225,7 @@ def _decode(first: int, count: int, raw: bytes) -> list[Row]:
             ws = []
             for k in range(wi, wi + nw):
                 size = sizes[k]
-                ws.append(MemoryWrite(addr=addrs[k], data=raw[dpos:dpos + size],
-                                      conservative=bool(cons[k])))
+                ws.append(MemoryWrite(addrs[k], raw[dpos:dpos + size], cons[k] != 0))
                 dpos += size
             wi += nw
             writes = tuple(ws)
