@@ -123,6 +123,8 @@ def test_a_programs_events_cost_a_few_dozen_bytes_each(tmp_path):
     stored = db.execute("SELECT sum(length(data)) FROM chunks").fetchone()[0]
     db.close()
     assert stored / n < 24, stored / n
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "t").glob("trace.db*"))
+    assert on_disk / n < 64, on_disk / n  # (main's format 4 writer: 331)
 
 
 def test_a_format_4_trace_reads_the_same(tmp_path):
