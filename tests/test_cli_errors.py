@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import trace_rows
 import pytest
 from conftest import (
     REPO_ROOT,
@@ -252,7 +253,7 @@ def test_empty_trace_db(tmp_path):
 
 # Bugs: a corrupt trace that SQLite itself accepts crashes relive with a traceback.
 def test_corrupt_event_info_is_a_clean_error(trace_copy):
-    db = sqlite3.connect(trace_copy / "trace.db")
+    db = trace_rows.connect(trace_copy)
     info = db.execute("SELECT info FROM events WHERE seq = 0").fetchone()[0]
     assert b'"file_id"' in info
     db.execute("UPDATE events SET info = ? WHERE seq = 0",
@@ -278,7 +279,7 @@ def test_trace_missing_its_last_events_is_not_faithful(programs, tmp_path):
     trace = tmp_path / "trace"
     rec = record(trace, programs["pids"])
     assert rec.returncode == 0 and rec.stdout
-    db = sqlite3.connect(trace / "trace.db")
+    db = trace_rows.connect(trace)
     last = db.execute("SELECT max(seq) FROM events").fetchone()[0]
     db.execute("DELETE FROM events WHERE seq >= ?", (last - 2,))  # write, exit_group, EXIT
     db.commit()
@@ -293,7 +294,24 @@ def test_events_missing_far_into_a_trace_are_reported_cleanly(programs, tmp_path
     trace = tmp_path / "trace"
     rec = record(trace, programs["many_syscalls"], "20000")
     assert rec.returncode == 0, describe(rec)
-    db = sqlite3.connect(trace / "trace.db")
+    db = trace_rows.connect(trace)
+    # Unsealed: damage, in a chunk of its own (tests/trace_rows.py), read ahead.
+    db.execute("UPDATE events SET result = result + 1 WHERE seq = 15000")
+    db.commit()
+    db.close()
+    rep = replay(trace, timeout=300)
+    assert rep.returncode == 1, describe(rep)
+    assert b"Traceback" not in rep.stderr, describe(rep)
+    assert b"is corrupt: damaged at event 15000 (chunk of events: checksum mismatch)" in \
+        rep.stderr, describe(rep)
+
+
+def test_events_missing_are_reported_before_the_replay(programs, tmp_path):
+    """A stretch of events gone (a chunk deleted) is said when the trace opens."""
+    trace = tmp_path / "trace"
+    rec = record(trace, programs["many_syscalls"], "20000")
+    assert rec.returncode == 0, describe(rec)
+    db = trace_rows.connect(trace)
     db.execute("DELETE FROM events WHERE seq BETWEEN 15000 AND 15010")
     count = str(int(db.execute("SELECT value FROM meta WHERE key = 'events'").fetchone()[0])
                 - 11)
@@ -302,9 +320,10 @@ def test_events_missing_far_into_a_trace_are_reported_cleanly(programs, tmp_path
     db.commit()
     db.close()
     rep = replay(trace, timeout=300)
-    assert rep.returncode == 1, describe(rep)
+    assert rep.returncode == 1 and rep.stdout == b"", describe(rep)
     assert b"Traceback" not in rep.stderr, describe(rep)
-    assert b"is corrupt: events 14336..16383 missing" in rep.stderr, describe(rep)
+    assert b"is corrupt: damaged at event 15000 (events 15000..15010 missing)" in rep.stderr, \
+        describe(rep)
 
 
 # -- help, and which trace `replay` picks ------------------------------------------------------

@@ -7,6 +7,7 @@ import re
 import sqlite3
 import struct
 
+import trace_rows
 import pytest
 from conftest import RDI, assert_faithful, describe, record, replay, reseal, set_rdi
 
@@ -39,7 +40,7 @@ def recorded(programs, tmp_path_factory):
 
 class Db:
     def __init__(self, trace):
-        self.db = sqlite3.connect(trace / "trace.db")
+        self.db = trace_rows.connect(trace)
 
     def syscalls(self, nr):
         """[(seq, regs)] of the SYSCALL events making syscall `nr`, in order."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 
+import trace_rows
 import pytest
 from conftest import REPO_ROOT, assert_faithful, describe, replay, reseal, run_relive, set_rdi
 from gdbhelpers import gdb_batch, requires_gdb, serve
@@ -112,7 +112,7 @@ def _copy(both, tmp_path, name="many_syscalls"):
 
 
 def _middle_getppid(trace):
-    db = sqlite3.connect(trace / "trace.db")
+    db = trace_rows.connect(trace)
     rows = db.execute("SELECT seq, regs, result FROM events WHERE kind = ? AND nr = ? "
                       "ORDER BY seq", (int(Kind.SYSCALL), GETPPID)).fetchall()
     assert len(rows) == 20000

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import trace_rows
 import pytest
 from conftest import assert_faithful, describe, record, replay, reseal, run_relive
 from gdbhelpers import gdb_batch, requires_gdb, serve
@@ -71,10 +72,9 @@ def test_each_recording_replays_its_own_numbers(programs, tmp_path):
 def test_a_changed_number_is_a_divergence(programs, tmp_path):
     """The numbers reach syscall arguments: a replay that computed another one (as before
     relive patched rdrand) is caught, not silent."""
-    import sqlite3
     rec = record(tmp_path / "t", programs["rdrand"])
     assert rec.returncode == 0, describe(rec)
-    db = sqlite3.connect(tmp_path / "t" / "trace.db")
+    db = trace_rows.connect(tmp_path / "t")
     with db:
         seq, = db.execute("SELECT seq FROM events WHERE kind = 9 ORDER BY seq LIMIT 1 OFFSET 2"
                           ).fetchone()

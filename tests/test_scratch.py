@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 
+import trace_rows
 from conftest import assert_faithful, describe, record, replay
 
 from recorder.scratch import SCRATCH_SIZE
@@ -18,7 +18,7 @@ from tracefile.records import Kind
 
 
 def _events(trace, kind):
-    db = sqlite3.connect(trace / "trace.db")
+    db = trace_rows.connect(trace)
     try:
         rows = db.execute("SELECT seq, info FROM events WHERE kind = ? ORDER BY seq",
                           (int(kind),)).fetchall()
@@ -28,7 +28,7 @@ def _events(trace, kind):
 
 
 def _writes(trace, seq):
-    db = sqlite3.connect(trace / "trace.db")
+    db = trace_rows.connect(trace)
     try:
         return db.execute("SELECT addr, size, conservative FROM writes WHERE seq = ?",
                           (seq,)).fetchall()

@@ -10,10 +10,10 @@ import lzma
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 
+import trace_rows
 import pytest
 from conftest import (
     REPO_ROOT,
@@ -344,7 +344,7 @@ def assert_diverged(rep, rec, seq, tid):
 
 def test_changed_register_of_a_worker_thread_syscall_is_reported(copy_of):
     trace, rec = copy_of("threads_mutex")
-    db = sqlite3.connect(trace / "trace.db")
+    db = trace_rows.connect(trace)
     seq, tid, _, regs = worker_syscalls(db, NR["rt_sigprocmask"])[0]
     old, regs = set_rdi(regs)
     db.execute("UPDATE events SET regs = ? WHERE seq = ?", (regs, seq))
@@ -361,7 +361,7 @@ def test_changed_result_in_a_worker_thread_changes_its_control_flow(copy_of):
     """A reader thread of threads_pipes_signals gets its message from read(); recording that
     read as failed with EIO sends the replayed thread into perror() instead of finishing."""
     trace, rec = copy_of("threads_pipes_signals")
-    db = sqlite3.connect(trace / "trace.db")
+    db = trace_rows.connect(trace)
     reads = [(s, t, r) for s, t, r, _ in worker_syscalls(db, NR["read"]) if r > 0]
     assert len(reads) == 3, reads  # one successful read per reader
     seq, tid, _ = reads[0]

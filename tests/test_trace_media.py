@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import trace_rows
 import pytest
 from conftest import assert_faithful, describe, record, replay, reseal, run_relive
 from gdbhelpers import gdb_batch, requires_gdb, serve
@@ -128,7 +129,7 @@ def test_crafted_file_id_cannot_name_a_file_outside_the_trace(recorded, tmp_path
     with pytest.raises(TraceError, match="not a file id"):
         TraceFiles(crafted)  # what gdb's file requests are served from
     # the program's own image, from the first event, likewise
-    db = sqlite3.connect(crafted / "trace.db")
+    db = trace_rows.connect(crafted)
     (info,) = db.execute("SELECT info FROM events WHERE seq = 0").fetchone()
     data = json.loads(info)
     data["exe_id"] = "../../../../etc/passwd"

@@ -25,13 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from tracefile import integrity
+from tracefile import chunks, integrity
+from tracefile.chunks import ChunkIndex, ChunkSource
 from tracefile.errors import TraceError
 from tracefile.exec_copies import ExecCopies, on_noexec_mount
 from tracefile.file_cache import ID_DIGITS
 from tracefile.integrity import Damaged
 from tracefile.records import (
     CHECKED_FORMAT,
+    CHUNKED_FORMAT,
     FORMAT_VERSION,
     OLDEST_FORMAT,
     Event,
@@ -61,7 +63,6 @@ class TraceReader:
             self.db = _connect(db_path)
             rows = _meta_rows(self.db)
             self.meta: dict[str, Any] = {k: json.loads(v) for k, v, *_ in rows}
-            self.event_count = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
         except (sqlite3.DatabaseError, ValueError, TypeError) as e:  # incl. JSON, Unicode
             raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
         version = self.meta.get("format_version")
@@ -73,6 +74,18 @@ class TraceReader:
         if version < OLDEST_FORMAT:
             raise TraceError(f"trace {self.dir} uses old format version {version}; "
                              f"re-record it with this relive")
+        self._index: ChunkIndex | None = None  # format 5: events stored in chunks
+        try:
+            if version >= CHUNKED_FORMAT:
+                self._index = ChunkIndex(self.db.execute(
+                    "SELECT first, count FROM chunks ORDER BY first").fetchall())
+                self.event_count = self._index.event_count
+            else:
+                self.event_count = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
+        except Damaged as e:
+            raise _damaged(self.dir, e.seq, e.what) from None
         self.verified = version >= CHECKED_FORMAT  # rows carry checksums
         if not self.verified and self.dir not in _WARNED:
             _WARNED.add(self.dir)
@@ -85,16 +98,31 @@ class TraceReader:
                             names=("key", "value"))
         recorded = self.meta.get("events")
         if self.meta.get("complete") and isinstance(recorded, int) and recorded != self.event_count:
+            if self._index is not None:
+                self._check_chunks()  # a count damaged: say so, naming the event
             raise TraceError(f"trace {self.dir} is corrupt: it should hold {recorded} events "
                              f"but holds {self.event_count}")
         self._files_checked: set[str] = set()
         self._zstd = zstandard.ZstdDecompressor()
+        self._chunks = (ChunkSource(self.db, self._zstd, self._index)
+                        if self._index is not None else None)
         self._ahead: ThreadPoolExecutor | None = None
         self._ahead_state: tuple[sqlite3.Connection, zstandard.ZstdDecompressor] | None = None
+        self._ahead_chunks: ChunkSource | None = None
         self._cpus = os.sched_getaffinity(0)  # before the replay pins itself to one
         self._avoid: int | None = None
         self._avoiding: int | None = None  # what the reader's thread avoids now
         self._exec_copies: ExecCopies | None = None
+
+    def _check_chunks(self) -> None:
+        """Check every chunk row's checksum (when their counts disagree with the metadata)."""
+        try:
+            for row in self.db.execute("SELECT first, count, size, data, crc FROM chunks"):
+                chunks.check_row(row)
+        except Damaged as e:
+            raise _damaged(self.dir, e.seq, e.what) from None
+        except sqlite3.DatabaseError as e:
+            raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
 
     @property
     def complete(self) -> bool:
@@ -152,6 +180,8 @@ class TraceReader:
         return EventCursor(self, start, end)
 
     def _rows(self, seq: int, hi: int) -> list[Row]:
+        if self._chunks is not None:
+            return _chunk_rows(self._chunks, self.dir, seq, hi)
         return _read_rows(self.db, self._zstd, self.dir, seq, hi, self.verified)
 
     def _rows_ahead(self, seq: int, hi: int) -> Future[list[Row]]:
@@ -179,6 +209,10 @@ class TraceReader:
             except sqlite3.DatabaseError as e:
                 raise TraceError(f"trace {self.dir} is corrupt or truncated: {e}") from None
         db, zstd = self._ahead_state
+        if self._index is not None:
+            if self._ahead_chunks is None:
+                self._ahead_chunks = ChunkSource(db, zstd, self._index)
+            return _chunk_rows(self._ahead_chunks, self.dir, seq, hi)
         return _read_rows(db, zstd, self.dir, seq, hi, self.verified)
 
     def event_from(self, row: Row) -> Event:
@@ -311,6 +345,16 @@ _WRITES = "SELECT seq, ord, addr, size, conservative, zstd, data{} FROM writes "
 _EVENT_TYPES = ((int,),) * 5 + ((bytes,),) * 2
 _EVENT_NAMES = ("seq", "tid", "kind", "nr", "result", "regs", "info")
 _WRITE_TYPES = ((int,),) * 6 + ((bytes,),)
+
+
+def _chunk_rows(source: ChunkSource, trace: Path, seq: int, hi: int) -> list[Row]:
+    """The rows of events [seq, hi) of a format 5 trace (tracefile.chunks), checked."""
+    try:
+        return source.rows(seq, hi)
+    except Damaged as e:
+        raise _damaged(trace, seq if e.seq is None else e.seq, e.what) from None
+    except sqlite3.DatabaseError as e:
+        raise TraceError(f"trace {trace} is corrupt or truncated: {e}") from None
 
 
 def _read_rows(db: sqlite3.Connection, zstd: zstandard.ZstdDecompressor, trace: Path,

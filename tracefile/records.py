@@ -10,11 +10,13 @@ import enum
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 # Version 3 added RDRAND events, version 4 CPUID events and checksums on every row
-# (tracefile.integrity): older traces read the same, unchecked.
+# (tracefile.integrity): older traces read the same, unchecked. Version 5 stores events in
+# compressed chunks (tracefile.chunks) instead of a row each.
 OLDEST_FORMAT = 2
 CHECKED_FORMAT = 4
+CHUNKED_FORMAT = 5
 
 
 class Kind(enum.IntEnum):

@@ -2,7 +2,8 @@
 
 Events are batched and committed often (every COMMIT_EVERY events or COMMIT_SECONDS), so a
 recorder killed mid-recording leaves a trace that replays up to its last commit; `complete` is
-written into meta only by `close()` after a normal end. Large payloads are zstd-compressed.
+written into meta only by `close()` after a normal end. Events are stored in chunks, compressed
+(tracefile.chunks), one sealed at every commit.
 SQLite runs on a thread of its own (tracefile.sql_thread); `commit()` waits for it, the
 periodic commits do not.
 The directory is private to the user (0700; the database 0600, copied files 0700).
@@ -15,7 +16,6 @@ import functools
 import json
 import os
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 from tracefile.errors import TraceError
 from tracefile import recording_lock
 from tracefile.file_cache import ID_DIGITS, FileCache
-from tracefile.integrity import EVENT_HEAD, event_crc, row_crc, write_crc
+from tracefile import chunks
+from tracefile.chunks import ChunkBuilder
+from tracefile.integrity import row_crc
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
 from tracefile.sql_thread import SqlThread
@@ -35,79 +37,47 @@ if TYPE_CHECKING:
 
 COMMIT_EVERY = 4096
 COMMIT_SECONDS = 0.25
-COMPRESS_OVER = 128
-INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_WRITE = "INSERT INTO writes VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_TASK = "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # nr, result, registers, exact writes as (addr, data)
 SyscallRecord = tuple[int, int, bytes, list[tuple[int, bytes]]]
+# An event before it goes into a chunk: seq, tid, kind, nr, result, regs, info, and its
+# memory writes as (addr, data, conservative).
+RawEvent = tuple[int, int, int, int, int, bytes, bytes, list[tuple[int, bytes, int]]]
 
 
-class BlobEncoder:
-    """A writer's blobs as stored: (1, zstd-compressed) when that is smaller, else (0, as
-    is). Used on the writer's SQL thread only, where zstandard is imported too, off the
-    recording's start-up (~5 ms)."""
+class ChunkSink:
+    """The chunk being filled and its compressor: used on the writer's SQL thread only,
+    where zstandard is imported too, off the recording's start-up (~5 ms)."""
 
     def __init__(self) -> None:
+        self.builder = ChunkBuilder()
         self._compressor: zstandard.ZstdCompressor | None = None
 
-    def __call__(self, data: bytes) -> tuple[int, bytes]:
-        if len(data) > COMPRESS_OVER:
-            if self._compressor is None:
-                import zstandard
-                self._compressor = zstandard.ZstdCompressor(level=3)
-            packed = self._compressor.compress(data)
-            if len(packed) < len(data):
-                return 1, packed
-        return 0, data
+    def compressor(self) -> zstandard.ZstdCompressor:
+        if self._compressor is None:
+            import zstandard
+            self._compressor = zstandard.ZstdCompressor(level=3)
+        return self._compressor
 
+    def seal(self, db: sqlite3.Connection) -> None:
+        chunks.store(db, self.builder, self.compressor())
 
-# A row of the events table before its checksum: seq, tid, kind, nr, result, regs, info,
-# number of writes.
-RawEvent = tuple[int, int, int, int, int, bytes, bytes, int]
-# A row of the writes table before its data is compressed: seq, ord, addr, data, conservative.
-RawWrite = tuple[int, int, int, bytes, int]
+    def events(self, db: sqlite3.Connection, events: list[RawEvent]) -> None:
+        builder = self.builder
+        for seq, tid, kind, nr, result, regs, info, writes in events:
+            if seq != builder.first + len(builder):
+                raise TraceError(f"event {seq} stored out of order")
+            builder.add(tid, kind, nr, result, regs, info, writes)
+            if builder.full():
+                self.seal(db)
 
-
-def _insert(db: sqlite3.Connection, events: list[RawEvent], writes: list[RawWrite],
-            encode: BlobEncoder) -> None:
-    """Insert event rows and their memory writes, compressing the writes' data, with their
-    checksums (on the SQL thread)."""
-    if events:
-        db.executemany(INSERT_EVENT, [
-            (seq, tid, kind, nr, result, regs, info, nw,
-             event_crc(seq, tid, kind, nr, result, nw, regs, info))
-            for seq, tid, kind, nr, result, regs, info, nw in events])
-    if writes:
-        db.executemany(INSERT_WRITE, [_write_row(seq, i, addr, data, conservative, encode)
-                                      for seq, i, addr, data, conservative in writes])
-
-
-def _write_row(seq: int, order: int, addr: int, data: bytes, conservative: int,
-               encode: BlobEncoder) -> tuple[Any, ...]:
-    packed, stored = encode(data)
-    return (seq, order, addr, len(data), conservative, packed, stored,
-            write_crc(seq, order, addr, len(data), conservative, packed, stored))
-
-
-def _insert_syscalls(db: sqlite3.Connection, tid: int, first: int,
-                     records: Iterable[SyscallRecord], encode: BlobEncoder) -> None:
-    """Insert a run of one task's SYSCALL events (no info) and their writes. The events'
-    rows are made here in one loop, checksum and all: this is most of a recording's rows."""
-    kind = int(Kind.SYSCALL)
-    pack = EVENT_HEAD.pack
-    crc32 = zlib.crc32
-    events: list[tuple[Any, ...]] = []
-    add = events.append
-    writes: list[RawWrite] = []
-    for seq, (nr, result, regs, ws) in enumerate(records, first):
-        count = len(ws)
-        add((seq, tid, kind, nr, result, regs, b"", count,
-             crc32(regs, crc32(pack(seq, tid, kind, nr, result, count)))))
-        if count:
-            writes.extend((seq, i, addr, data, 0) for i, (addr, data) in enumerate(ws))
-    db.executemany(INSERT_EVENT, events)
-    _insert(db, [], writes, encode)
+    def syscalls(self, db: sqlite3.Connection, tid: int, first: int,
+                 records: Iterable[SyscallRecord]) -> None:
+        """A run of one task's SYSCALL events (no info): most of a recording's events."""
+        if first != self.builder.first + len(self.builder):
+            raise TraceError(f"event {first} stored out of order")
+        chunks.add_syscalls(self.builder, db, self.compressor(), tid, int(Kind.SYSCALL),
+                            records)
 
 
 def _create_database(path: Path) -> sqlite3.Connection:
@@ -156,11 +126,10 @@ class TraceWriter:
                 recording_lock.release(self._lock)
             raise
         self._sql = SqlThread(functools.partial(_create_database, self.dir / "trace.db"))
-        self._encode = BlobEncoder()
+        self._sink = ChunkSink()
         self._uncommitted = 0
         self._events: list[RawEvent] = []
         self._tasks: dict[int, list[Any]] = {}  # tid -> its row of the tasks table
-        self._writes: list[RawWrite] = []
         self._last_commit = time.monotonic()
         self._added: dict[tuple[int, ...], str] = {}
         self.event_count = 0
@@ -228,9 +197,8 @@ class TraceWriter:
         self.event_count += 1
         info = json.dumps(event.info, separators=(",", ":")).encode() if event.info else b""
         self._events.append((seq, event.tid, int(event.kind), event.nr, event.result,
-                             event.regs, info, len(event.writes)))
-        self._writes.extend((seq, i, w.addr, w.data, int(w.conservative))
-                            for i, w in enumerate(event.writes))
+                             event.regs, info,
+                             [(w.addr, w.data, int(w.conservative)) for w in event.writes]))
         self._uncommitted += 1
         if (self._uncommitted >= COMMIT_EVERY
                 or time.monotonic() - self._last_commit > COMMIT_SECONDS):
@@ -247,8 +215,8 @@ class TraceWriter:
         self.event_count += count
         self._uncommitted += count
         self._queue_rows()  # what `add` stored before comes first
-        encode = self._encode
-        self._sql.submit(lambda db: _insert_syscalls(db, tid, first, records(), encode))
+        sink = self._sink
+        self._sql.submit(lambda db: sink.syscalls(db, tid, first, records()))
         if (self._uncommitted >= COMMIT_EVERY
                 or time.monotonic() - self._last_commit > COMMIT_SECONDS):
             self._flush()
@@ -261,18 +229,20 @@ class TraceWriter:
             self._sql.wait()
 
     def _flush(self) -> None:
-        """Queue the events so far and a commit (the SQL thread runs them)."""
+        """Queue the events so far, sealed into a chunk, and a commit (the SQL thread runs
+        them): a recorder killed mid-recording leaves every committed event readable."""
         self._queue_rows()
+        self._sql.submit(self._sink.seal)
         self._sql.execute("COMMIT")
         self._sql.execute("BEGIN")
         self._uncommitted = 0
         self._last_commit = time.monotonic()
 
     def _queue_rows(self) -> None:
-        if self._events or self._writes:
-            events, writes, encode = self._events, self._writes, self._encode
-            self._sql.submit(lambda db: _insert(db, events, writes, encode))
-            self._events, self._writes = [], []
+        if self._events:
+            events, sink = self._events, self._sink
+            self._sql.submit(lambda db: sink.events(db, events))
+            self._events = []
 
     def avoid_cpu(self, cpu: int) -> None:
         """Do the database work on other CPUs than `cpu` (the recorder's), if there are
