@@ -61,6 +61,18 @@ def programs(tmp_path_factory):
     return {binary.name: binary for _, binary, _ in results}
 
 
+_SUITE_CPUS = os.sched_getaffinity(0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_cpu_affinity():
+    """Tests that replay in this process pin it to one CPU (as relive does); what later tests
+    start would inherit that and see one CPU (test_cpus compares with the native set)."""
+    yield
+    if os.sched_getaffinity(0) != _SUITE_CPUS:
+        os.sched_setaffinity(0, _SUITE_CPUS)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _suite_trace_root(tmp_path_factory):
     """The suite's recordings keep their traces, and the cache of mapped files they share,
