@@ -442,7 +442,7 @@ class ReplaySession:
         # Stops: the skipped call's exit, the real call's entry, its exit.
         for what in ("skip", "entry", "exit"):
             task.resume(api.Req.SYSCALL)
-            stop = task.wait()
+            stop = task.wait(past_sigstop=True)
             if not isinstance(stop, SyscallStop):
                 raise self.divergence(ev, f"rt_sigreturn did not run ({what})", stop)
 

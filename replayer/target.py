@@ -430,6 +430,8 @@ class ReplayTarget:
         since it (or since an anchor arrival), if known, run by the task of the next event
         (`_mid_tid`). Reverse-stepi uses it."""
         self._boundary, self._steps, self._anchor = boundary, steps, anchor
+        if boundary:
+            self.timeline.base = None
         nxt = self.session.next_event
         self._mid_tid = None if boundary or nxt is None else nxt.tid
 
