@@ -493,7 +493,9 @@ class ReplayTarget:
                 return self._stop(StopKind.BREAKPOINT)
             return self._stop(StopKind.WATCHPOINT, watch=hit.wp)
         watched = {wp: self.peek(wp) for wp in command.watchpoints}
+        t0 = time.monotonic()
         landed, steps, anchor = tl.step_back(now)
+        log.debug("stepped back in %.3f s", time.monotonic() - t0)
         self.where(landed != "mid", steps, anchor)
         if landed == "begin":
             return self._stop(StopKind.HISTORY_BEGIN)

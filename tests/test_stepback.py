@@ -1,0 +1,98 @@
+"""The first step back after a long computation is bounded (issue 23).
+
+cpu_loop runs a hashing loop with no system call for about a second: before mid-stretch
+checkpoints, a `reverse-stepi` from the line after the loop re-executed the loop from its
+start, single-stepping or counting every iteration (it did not answer within 15 minutes).
+
+The oracle is the program itself: it prints the final hash `x` and the loop count, and each
+operation of the loop body is invertible (xor with i, multiplication by an odd constant,
+rotation), so the values of `x` and `i` at every line of the last iterations follow from what
+the recording printed, independently of relive.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from conftest import describe, record
+from gdbhelpers import gdb_batch, requires_gdb, serve
+
+__all__ = ["serve"]  # the fixture, imported for pytest
+pytestmark = [requires_gdb, pytest.mark.slow]
+
+ITERATIONS = 400_000_000  # about a second of computation without a system call
+PRIME = 0x100000001B3
+MASK = (1 << 64) - 1
+BOUND = 20.0  # seconds per command; each took more than 15 minutes before
+
+SCRIPT = r"""
+break cpu_loop.c:26
+continue
+python
+import time
+def show(cmd):
+    t = time.monotonic()
+    gdb.execute(cmd, to_string=True)
+    took = time.monotonic() - t
+    frame = gdb.selected_frame()
+    line = frame.find_sal().line
+    i = int(gdb.parse_and_eval("i"))
+    x = int(gdb.parse_and_eval("x"))
+    rax = int(gdb.parse_and_eval("$rax")) & ((1 << 64) - 1)
+    print("STOP %s|%d|%d|%d|%d|%.3f" % (cmd, line, i, x, rax, took))
+for cmd in ["reverse-stepi", "reverse-stepi", "reverse-stepi", "reverse-stepi",
+            "reverse-next", "reverse-next", "reverse-next", "reverse-next",
+            "stepi", "next", "next"]:
+    show(cmd)
+end
+"""
+
+
+def _ror(x: int, n: int) -> int:
+    return ((x >> n) | (x << (64 - n))) & MASK
+
+
+def test_first_step_back_after_a_long_computation(programs, tmp_path: Path, serve):
+    trace = tmp_path / "cpu_loop"
+    started = time.monotonic()
+    rec = record(trace, programs["cpu_loop"], str(ITERATIONS))
+    assert rec.returncode == 0, describe(rec)
+    if time.monotonic() - started > 60:
+        pytest.skip("the machine is too loaded to record a second of computation")
+    result = int(re.search(rb"result: ([0-9a-f]{16})", rec.stdout).group(1), 16)
+    n = ITERATIONS
+    # x at the start of each line of the last iteration (i == n - 1), from the printed result
+    x24 = _ror(result, 13)
+    x23 = x24 * pow(PRIME, -1, 1 << 64) & MASK
+    x22 = x23 ^ (n - 1)
+    server = serve(trace)
+    script = tmp_path / "stepback.gdb"
+    script.write_text(SCRIPT)
+    run = gdb_batch(connect=server.address, script=script, timeout=12 * BOUND + 120)
+    stops = [line.split("|") for line in run.output.splitlines() if line.startswith("STOP ")]
+    assert len(stops) == 11, run.output
+    got = [(cmd[5:], int(line), int(i), int(x), int(rax)) for cmd, line, i, x, rax, _ in stops]
+    expected = [
+        # back from the printf after the loop: the loop's last compare-and-branch...
+        ("reverse-stepi", 21, n, result, n),
+        ("reverse-stepi", 21, n, result, n),     # cmp
+        ("reverse-stepi", 21, n, result, None),  # mov i, %rax (rax as before it)
+        ("reverse-stepi", 21, n - 1, result, None),  # i++ of the last iteration
+        # ...then line by line through the last iteration's body
+        ("reverse-next", 24, n - 1, x24, None),
+        ("reverse-next", 23, n - 1, x23, None),
+        ("reverse-next", 22, n - 1, x22, None),
+        ("reverse-next", 21, n - 2, x22, None),  # the i++ of the iteration before
+        # and forwards again, through the same states
+        ("stepi", 21, n - 1, x22, None),
+        ("next", 22, n - 1, x22, None),
+        ("next", 23, n - 1, x23, None),
+    ]
+    for (cmd, line, i, x, rax), want in zip(got, expected, strict=True):
+        assert (cmd, line, i, x) == want[:4], (got, run.output)
+        if want[4] is not None:
+            assert rax == want[4], (got, run.output)
+    took = {f"{k}: {s[0][5:]}": float(s[5]) for k, s in enumerate(stops)}
+    assert all(t < BOUND for t in took.values()), took
