@@ -322,8 +322,8 @@ class Timeline:
     def _pass(self, until: Now, breakpoints: frozenset[int],
               watchpoints: frozenset[Watchpoint], counted: frozenset[int] = frozenset(),
               conditions: BreakpointConditions | None = None,
-              on_tick: Callable[[], None] | None = None, base: Mid | None = None
-              ) -> list[Hit]:
+              on_tick: Callable[[], None] | None = None, base: Mid | None = None,
+              on_trap: Callable[[Stop], bool] | None = None) -> list[Hit]:
         """Replay forward to `until`, collecting every hit on the way. Breakpoints in
         `counted` are counted by the kernel (hardware counters, no stop per hit) where a
         debug register is free; their hits come per stretch, after that stretch's other hits,
@@ -356,6 +356,11 @@ class Timeline:
                 with traps.lifted():
                     on_tick()
                 return None
+            if (isinstance(stop, SignalStop) and stop.signal == SIGTRAP
+                    and on_trap is not None):
+                with traps.lifted():
+                    if on_trap(stop):
+                        return None
             if (isinstance(stop, SyscallStop) and not until.boundary
                     and s.position == until.position and self.matches(until)):
                 raise Paused("now")  # `now` is parked at this syscall's entry (end of trace)
@@ -693,17 +698,40 @@ class Timeline:
 
     def _arrivals_before(self, now: Now, addr: int) -> int:
         """How many times the stretch of `now` reaches `addr` from the origin (the base or
-        the boundary) before `now` (kernel-counted)."""
+        the boundary) before `now` (kernel-counted). The counter stops the program every
+        ARRIVAL_FORK_EVERY arrivals to leave a fork in the arrival cache, so going to the
+        last arrival afterwards replays only the last few hundred."""
         self._origin(now.position, now.base)
+        self._drop_arrival_cache()
+        cache = self._arrivals = ArrivalCache(now.position, now.base, addr)
+        task = self.s._task_or_fail()
+        done = 0
+
+        def counter(again: int) -> HwCounter:
+            return HwCounter(task.tid, addr, stop_at=ARRIVAL_FORK_EVERY + again, sig=SIGTRAP)
         try:
-            counter = HwCounter(self.s._task_or_fail().tid, addr)
+            current = [counter(0)]
         except HwCounterError:
             return 0
+        recount = 0  # the current counter counts the arrival it started at (no resume flag)
+
+        def on_trap(stop: Stop) -> bool:
+            nonlocal done, recount
+            if task.regs.rip != addr:
+                return False  # not the counter's stop (that is before the instruction)
+            current.pop().close()
+            done += ARRIVAL_FORK_EVERY
+            if len(cache.forks) < MAX_ARRIVAL_FORKS and self.s.can_snapshot():
+                cache.forks[done] = self.s.snapshot()
+            recount = int(not task.regs.eflags & EFLAGS_RF)
+            current.append(counter(recount))
+            return True
         try:
-            self._pass(now, frozenset(), frozenset())
-            return counter.count()
+            self._pass(now, frozenset(), frozenset(), on_trap=on_trap)
+            return done + current[0].count() - recount
         finally:
-            counter.close()
+            for c in current:
+                c.close()
 
     def _count_steps(self, now: Now, anchor: tuple[int, int] | None) -> int:
         """Instructions from `anchor` (or the origin) to `now`, by single-stepping."""
