@@ -139,10 +139,12 @@ class ForwardRun:
         except CpuTimerError:
             return
         self._clock0 = 0
+        self.t.session.ticks = self.timer
 
     def _stop_timer(self) -> None:
         if self.timer is None:
             return
+        self.t.session.ticks = None
         self.timer.close()
         self.timer = None
         task = self.t.session.task

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from replayer.snapshot import Snapshot
 
 MID_PERIOD_NS = int(os.environ.get("RELIVE_MID_PERIOD_MS", "25")) * 1_000_000
-CLOSE_FIRST_NS = 1_000_000  # the first tick period when closing in (program CPU time)
+CLOSE_FIRST_NS = MID_PERIOD_NS // 8  # the first tick period when closing in (CPU time)
 # Ticks closer than this cost more than they save (each costs some CPU time of its own).
 CLOSE_MIN_NS = 20_000
 MAX_MIDS = 48

@@ -572,6 +572,8 @@ class Timeline:
             if landed is not None:
                 return landed
         if now.steps == 0:  # at the first arrival of its anchor: count from the origin
+            now = Now(now.position, now.regs, False, None, now.digest, None, now.base)
+            self._close_in(now)
             steps = self._count_steps(now, None)
             return self._land(now, steps - 1, None)
         steps = now.steps if now.steps is not None else self._count_steps(now, now.anchor)
@@ -613,6 +615,7 @@ class Timeline:
                 if last:
                     last.pop().discard()
                 last.append(mid)
+            self.s.ticks = timer
             try:
                 self._pass(now, frozenset(), frozenset(), on_tick=tick)
                 total = clock0 + timer.elapsed()
@@ -621,6 +624,7 @@ class Timeline:
                     m.discard()
                 raise
             finally:
+                self.s.ticks = None
                 timer.close()
                 drain_stop(task.tid)
             left = total - clock0

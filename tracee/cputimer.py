@@ -21,7 +21,8 @@ NR_PERF_EVENT_OPEN = 298
 PERF_TYPE_SOFTWARE, PERF_COUNT_SW_TASK_CLOCK = 1, 1
 PERF_FLAG_FD_CLOEXEC = 8
 ATTR_SIZE = 128
-EXCLUDE_KERNEL, EXCLUDE_HV = 1 << 5, 1 << 6
+DISABLED, EXCLUDE_KERNEL, EXCLUDE_HV = 1 << 0, 1 << 5, 1 << 6
+PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_DISABLE = 0x2400, 0x2401
 F_SETSIG, F_SETOWN_EX, F_OWNER_TID = 10, 15, 0
 MIN_PERIOD_NS = 10_000
 
@@ -31,14 +32,18 @@ class CpuTimerError(OSError):
 
 
 class CpuTimer:
-    """Stops thread `tid` (SIGSTOP) every `period_ns` of its CPU time; `elapsed()` is the
-    CPU time it ran since the timer was made."""
+    """Stops thread `tid` (SIGSTOP) every `period_ns` of the CPU time it runs while the
+    timer is enabled; `elapsed()` is that CPU time."""
 
     def __init__(self, tid: int, period_ns: int) -> None:
         period = max(MIN_PERIOD_NS, int(period_ns))
         buf = ctypes.create_string_buffer(ATTR_SIZE)
+        # Created disabled: the tracer enables it only while it waits for the thread to run
+        # its own code (`enable`). With exclude_kernel the period can end only in user
+        # mode, so the signal comes at an instruction boundary, never inside a system call.
         struct.pack_into("<IIQQQQQ", buf, 0, PERF_TYPE_SOFTWARE, ATTR_SIZE,
-                         PERF_COUNT_SW_TASK_CLOCK, period, 0, 0, EXCLUDE_KERNEL | EXCLUDE_HV)
+                         PERF_COUNT_SW_TASK_CLOCK, period, 0, 0,
+                         DISABLED | EXCLUDE_KERNEL | EXCLUDE_HV)
         struct.pack_into("<I", buf, 48, 1)  # wakeup_events: a signal per period
         fd = api._libc.syscall(NR_PERF_EVENT_OPEN, buf, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)
         if fd < 0:
@@ -52,6 +57,14 @@ class CpuTimer:
         except OSError:
             self.close()
             raise
+
+    def enable(self) -> None:
+        if self.fd >= 0:
+            fcntl.ioctl(self.fd, PERF_EVENT_IOC_ENABLE, 0)
+
+    def disable(self) -> None:
+        if self.fd >= 0:
+            fcntl.ioctl(self.fd, PERF_EVENT_IOC_DISABLE, 0)
 
     def elapsed(self) -> int:
         """Nanoseconds of CPU time the thread ran since the timer started."""
