@@ -69,6 +69,12 @@ class Mids:
             return []
         return list(reversed(mine[:mine.index(base) + 1]))
 
+    def following(self, mid: Mid | None, position: int) -> Mid | None:
+        """The mid after `mid` (None: after the boundary) in stretch `position`, if any."""
+        mine = self.of(position)
+        i = mine.index(mid) + 1 if mid in mine else 0
+        return mine[i] if i < len(mine) else None
+
     def previous(self, mid: Mid) -> Mid | None:
         mine = self.of(mid.position)
         i = mine.index(mid) if mid in mine else 0

@@ -192,7 +192,7 @@ class Timeline:
         self.mids.add(mid, after, keep={after})
         self.base = mid
         self._takes += 1
-        if self._takes % 8 == 0 and self.memory_kib() > MEMORY_BUDGET_KIB:
+        if self._takes % 32 == 0 and self.memory_kib() > MEMORY_BUDGET_KIB:
             self.mids.thin(max(2, len(self.mids) // 2), keep={mid})
 
     def _origin(self, position: int, base: Mid | None) -> None:
@@ -596,6 +596,9 @@ class Timeline:
         self.fingerprint(now)
         log.debug("fingerprint in %.3f s", time.monotonic() - t0)
         period = CLOSE_FIRST_NS
+        later = self.mids.following(now.base, now.position)
+        if later is not None and now.base is not None:  # (now is likely before it)
+            period = max(period, (later.clock - now.base.clock) // 8)
         while True:
             t0 = time.monotonic()
             self._origin(now.position, now.base)
