@@ -30,6 +30,7 @@ MID_PERIOD_NS = int(os.environ.get("RELIVE_MID_PERIOD_MS", "25")) * 1_000_000
 CLOSE_FIRST_NS = MID_PERIOD_NS // 8  # the first tick period when closing in (CPU time)
 # Ticks closer than this cost more than they save (each costs some CPU time of its own).
 CLOSE_MIN_NS = 20_000
+CLOSE_LEVELS = 6
 MAX_MIDS = 48
 ARRIVAL_FORK_EVERY = 512  # kernel-counted arrivals between forks when going to the k-th one
 MAX_ARRIVAL_FORKS = 64
@@ -40,9 +41,9 @@ class Mid:
     """A fork of the replay inside the stretch after event boundary `position`; `clock`:
     the program's CPU time (ns) from the stretch's start, roughly (for thinning only)."""
     position: int
-    snap: Snapshot
-    regs: bytes
-    clock: int
+    snap: Snapshot = field(repr=False)
+    regs: bytes = field(repr=False)
+    clock: int = 0
 
     def discard(self) -> None:
         self.snap.discard()
@@ -53,6 +54,7 @@ class Mids:
 
     def __init__(self) -> None:
         self.chain: list[Mid] = []
+        self.pinned: set[Mid] = set()  # in use by a search: never dropped meanwhile
 
     def __len__(self) -> int:
         return len(self.chain)
@@ -87,8 +89,9 @@ class Mids:
         mine = self.of(mid.position)
         cut = mine.index(after) + 1 if after in mine else 0
         for old in mine[cut:]:
-            self.chain.remove(old)
-            old.discard()
+            if old not in self.pinned:
+                self.chain.remove(old)
+                old.discard()
         i = 0
         while i < len(self.chain) and (self.chain[i].position <= mid.position):
             i += 1
@@ -96,7 +99,7 @@ class Mids:
         self.thin(MAX_MIDS, keep={mid, *keep})
 
     def thin(self, limit: int, keep: set[Mid | None] | None = None) -> None:
-        keep = keep or set()
+        keep = (keep or set()) | self.pinned
         while len(self.chain) > limit:
             gaps = []
             for i, m in enumerate(self.chain):

@@ -35,7 +35,7 @@ from tracefile.records import Kind
 
 from replayer import registers
 from replayer.errors import Paused, ReplayError
-from replayer.midpoints import (ARRIVAL_FORK_EVERY, CLOSE_FIRST_NS, CLOSE_MIN_NS,
+from replayer.midpoints import (ARRIVAL_FORK_EVERY, CLOSE_FIRST_NS, CLOSE_LEVELS, CLOSE_MIN_NS,
                                 MAX_ARRIVAL_FORKS, ArrivalCache, Mid, Mids)
 from replayer.session import ReplaySession
 from replayer.snapshot import Snapshot as Checkpoint
@@ -126,6 +126,7 @@ class Timeline:
         self.mids = Mids()
         self.base: Mid | None = None  # the mid the current state is counted from
         self._arrivals: ArrivalCache | None = None
+        self._boundary_fork: Checkpoint | None = None
         self.take()
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -263,15 +264,26 @@ class Timeline:
                 floor = 0
         if not now.boundary:
             # First from the mids of now's stretch, ever further back (each pass runs to now).
-            chain = self.mids.before(now.base, now.position)
-            i = 0
-            while i < len(chain):
-                mid = chain[i]
-                hits = self._search(lambda: self._origin(now.position, mid), now, breakpoints,
-                                    watchpoints, conditions, mid)
-                if hits:
-                    return hits[-1]
-                i = 2 * i + 1
+            # In a long stretch (it has mids), close in on now first: the last hit is then
+            # looked for in the last slice before now, then in ever longer ones.
+            probe = now
+            self.mids.pinned = {now.base} if now.base is not None else set()
+            try:
+                if now.base is not None:
+                    probe = Now(now.position, now.regs, False, None, now.digest, None,
+                                now.base)
+                    self._close_in(probe)
+                chain = self.mids.before(probe.base, now.position)
+                i = 0
+                while i < len(chain):
+                    mid = chain[i]
+                    hits = self._search(lambda: self._origin(now.position, mid), probe,
+                                        breakpoints, watchpoints, conditions, mid)
+                    if hits:
+                        return hits[-1]
+                    i = 2 * i + 1
+            finally:
+                self.mids.pinned = set()
         until = now
         for cp in sorted((c for c in self.checkpoints if floor <= c.position <= now.position),
                          key=lambda c: -c.position):
@@ -599,9 +611,23 @@ class Timeline:
         later = self.mids.following(now.base, now.position)
         if later is not None and now.base is not None:  # (now is likely before it)
             period = max(period, (later.clock - now.base.clock) // 8)
-        while True:
+        try:  # (from the boundary: it is forked once, as seeking there replays events)
+            self._closing_in(now, period)
+        finally:
+            if self._boundary_fork is not None:
+                self._boundary_fork.discard()
+                self._boundary_fork = None
+
+    def _closing_in(self, now: Now, period: int) -> None:
+        for level in range(CLOSE_LEVELS):
             t0 = time.monotonic()
-            self._origin(now.position, now.base)
+            if now.base is None and self._boundary_fork is not None:
+                self.s.restore(self._boundary_fork)
+                self.base = None
+            else:
+                self._origin(now.position, now.base)
+                if now.base is None and self.s.can_snapshot():
+                    self._boundary_fork = self.s.snapshot()
             task = self.s._task_or_fail()
             clock0 = now.base.clock if now.base is not None else 0
             last: list[Mid] = []
@@ -638,9 +664,11 @@ class Timeline:
                 now.base = self.base = mid
             log.debug("closing in on %#x (period %d ns): %d ns of CPU time left, in %.3f s",
                       now.pc, period, left, time.monotonic() - t0)
-            if period <= CLOSE_MIN_NS or (left <= CLOSE_MIN_NS and not last):
+            if period <= CLOSE_MIN_NS or (not last and left <= CLOSE_MIN_NS):
                 return
-            period = max(CLOSE_MIN_NS, left // 8)
+            # Without a tick the slice was shorter than the period (or the program hardly
+            # ran in user mode: stopped at every arrival at a hot `now.pc`): shorter ticks.
+            period = max(CLOSE_MIN_NS, min(left, period) // 8)
 
     def _step_back_over_event(self, position: int) -> Landing:
         if position <= 1:

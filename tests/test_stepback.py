@@ -42,10 +42,7 @@ def show(cmd):
     x = int(gdb.parse_and_eval("x"))
     rax = int(gdb.parse_and_eval("$rax")) & ((1 << 64) - 1)
     print("STOP %s|%d|%d|%d|%d|%.3f" % (cmd, line, i, x, rax, took))
-for cmd in ["reverse-stepi", "reverse-stepi", "reverse-stepi", "reverse-stepi",
-            "reverse-next", "reverse-next", "reverse-next", "reverse-next",
-            "stepi", "next", "next"]:
-    show(cmd)
+COMMANDS
 end
 """
 
@@ -54,26 +51,50 @@ def _ror(x: int, n: int) -> int:
     return ((x >> n) | (x << (64 - n))) & MASK
 
 
-def test_first_step_back_after_a_long_computation(programs, tmp_path: Path, serve):
-    trace = tmp_path / "cpu_loop"
+@pytest.fixture(scope="module")
+def long_loop(programs, tmp_path_factory) -> tuple[Path, int]:
+    """cpu_loop recorded with ITERATIONS iterations, and the result it printed."""
+    trace = tmp_path_factory.mktemp("stepback") / "cpu_loop"
     started = time.monotonic()
     rec = record(trace, programs["cpu_loop"], str(ITERATIONS))
     assert rec.returncode == 0, describe(rec)
     if time.monotonic() - started > 60:
         pytest.skip("the machine is too loaded to record a second of computation")
-    result = int(re.search(rb"result: ([0-9a-f]{16})", rec.stdout).group(1), 16)
-    n = ITERATIONS
-    # x at the start of each line of the last iteration (i == n - 1), from the printed result
+    match = re.search(rb"result: ([0-9a-f]{16})", rec.stdout)
+    assert match, describe(rec)
+    return trace, int(match.group(1), 16)
+
+
+def _run(server, tmp_path: Path, commands: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """The script's commands, each followed by (command, line, i, x, rax); every command
+    answers within BOUND."""
+    path = tmp_path / "stepback.gdb"
+    path.write_text(SCRIPT.replace("COMMANDS", "\n".join(
+        f"gdb.execute({c!r})" if c.startswith("break") else f"show({c!r})" for c in commands)))
+    run = gdb_batch(connect=server.address, script=path, timeout=180)
+    stops = [line[5:].split("|") for line in run.output.splitlines()
+             if line.startswith("STOP ")]
+    assert len(stops) == len([c for c in commands if not c.startswith("break")]), run.output
+    took = {f"{k}: {s[0]}": float(s[5]) for k, s in enumerate(stops)}
+    assert all(t < BOUND for t in took.values()), took
+    return [(s[0], int(s[1]), int(s[2]), int(s[3]), int(s[4])) for s in stops]
+
+
+def _last_iteration(result: int) -> tuple[int, int, int]:
+    """x at the start of lines 24, 23 and 22 in the last iteration (i == n - 1)."""
     x24 = _ror(result, 13)
     x23 = x24 * pow(PRIME, -1, 1 << 64) & MASK
-    x22 = x23 ^ (n - 1)
-    server = serve(trace)
-    script = tmp_path / "stepback.gdb"
-    script.write_text(SCRIPT)
-    run = gdb_batch(connect=server.address, script=script, timeout=180)
-    stops = [line.split("|") for line in run.output.splitlines() if line.startswith("STOP ")]
-    assert len(stops) == 11, run.output
-    got = [(cmd[5:], int(line), int(i), int(x), int(rax)) for cmd, line, i, x, rax, _ in stops]
+    return x24, x23, x23 ^ (ITERATIONS - 1)
+
+
+def test_first_step_back_after_a_long_computation(long_loop, tmp_path: Path, serve):
+    trace, result = long_loop
+    n = ITERATIONS
+    x24, x23, x22 = _last_iteration(result)
+    got = _run(serve(trace), tmp_path, [
+        "reverse-stepi", "reverse-stepi", "reverse-stepi", "reverse-stepi",
+        "reverse-next", "reverse-next", "reverse-next", "reverse-next",
+        "stepi", "next", "next"])
     expected = [
         # back from the printf after the loop: the loop's last compare-and-branch...
         ("reverse-stepi", 21, n, result, n),
@@ -91,8 +112,24 @@ def test_first_step_back_after_a_long_computation(programs, tmp_path: Path, serv
         ("next", 23, n - 1, x23, None),
     ]
     for (cmd, line, i, x, rax), want in zip(got, expected, strict=True):
-        assert (cmd, line, i, x) == want[:4], (got, run.output)
+        assert (cmd, line, i, x) == want[:4], got
         if want[4] is not None:
-            assert rax == want[4], (got, run.output)
-    took = {f"{k}: {s[0][5:]}": float(s[5]) for k, s in enumerate(stops)}
-    assert all(t < BOUND for t in took.values()), took
+            assert rax == want[4], got
+
+
+def test_reverse_continue_into_a_long_computation(long_loop, tmp_path: Path, serve):
+    """From after the loop back to a breakpoint inside it: the last iteration, then the one
+    before (a search over the whole slice since the last checkpoint would count ~10^7
+    hits), a step back, and forwards to the same hit again."""
+    trace, result = long_loop
+    n = ITERATIONS
+    x24, _, x22 = _last_iteration(result)
+    got = _run(serve(trace), tmp_path, [
+        "break cpu_loop.c:24", "reverse-continue", "reverse-continue", "reverse-stepi",
+        "continue"])
+    earlier = _ror(x22, 13)  # line 24 of the iteration before: x then rotates into x22
+    assert [g[:4] for g in got] == [
+        ("reverse-continue", 24, n - 1, x24),
+        ("reverse-continue", 24, n - 2, earlier),
+        ("reverse-stepi", 23, n - 2, got[2][3]),
+        ("continue", 24, n - 2, earlier)], got
