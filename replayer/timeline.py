@@ -604,9 +604,7 @@ class Timeline:
         before now as the new base (a mid); again with a period an eighth of what was left,
         down to CLOSE_MIN_NS of the program's CPU time. What follows (counting arrivals,
         single steps) then covers that short slice only."""
-        t0 = time.monotonic()
         self.fingerprint(now)
-        log.debug("fingerprint in %.3f s", time.monotonic() - t0)
         period = CLOSE_FIRST_NS
         later = self.mids.following(now.base, now.position)
         if later is not None and now.base is not None:  # (now is likely before it)
@@ -698,9 +696,7 @@ class Timeline:
         jump), count its arrivals from the origin up to `now` with a kernel counter, go to the
         last one and check that one step reaches `now`. None if the guess does not hold
         (the previous instruction jumped here): the caller single-steps the stretch."""
-        t0 = time.monotonic()
         self.fingerprint(now)
-        log.debug("fingerprint in %.3f s", time.monotonic() - t0)
         mem = self.s._task_or_fail().mem
         pc = now.pc
         regs = registers.unpack(now.regs)
