@@ -13,6 +13,9 @@ conditional breakpoint on compute()'s `return` line (the line after the loop), t
   first rnext     in a fresh session at the same place: the first reverse-next
   median rnext    the median of the next --steps reverse-next, back through the loop
                   (target: <= 50 ms)
+  first rc        in a third session: `break` on the loop's last body line, then the
+                  first reverse-continue (back to the last iteration)
+  next rc         the median of 2 more (one iteration back each)
 
 Each position gets its own replay server and gdb (so every "first" follows a continue through
 a whole computation). `monitor info checkpoints` is printed at the end of each session.
@@ -55,6 +58,7 @@ def timed(name, cmd):
     print("T %s %.6f" % (name, time.perf_counter() - t), flush=True)
 timed("continue", "continue")
 gdb.execute("delete")
+{extra}
 timed("first", "{cmd}")
 for _ in range({steps}):
     timed("next", "{cmd}")
@@ -64,9 +68,10 @@ end
 
 
 def session(python: str, trace: Path, workdir: Path, line: int, phase: int, cmd: str,
-            steps: int) -> tuple[float, list[float], str]:
+            steps: int, extra: str = "") -> tuple[float, list[float], str]:
     script = workdir / "stepback.gdb"
-    script.write_text(SCRIPT.format(line=line, phase=phase, cmd=cmd, steps=steps))
+    script.write_text(SCRIPT.format(line=line, phase=phase, cmd=cmd, steps=steps,
+                                    extra=extra))
     with relive_server(python, trace, workdir) as server:
         proc = subprocess.run([GDB, "-nx", "-batch", "-ex", f"target remote {server.address}",
                                "-x", str(script)], stdin=subprocess.DEVNULL,
@@ -92,8 +97,9 @@ def main() -> int:
     out = BENCH_DIR / "out"
     src = BENCH_DIR / "bench_stepback.c"
     binary = compile_c(src, out / "bench_stepback")
-    line = next(i for i, text in enumerate(src.read_text().splitlines(), 1)
-                if "end of computation" in text)
+    lines = src.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "end of computation" in text)
+    body = next(i for i, text in enumerate(lines, 1) if "x = (x << 13)" in text)
     trace = out / "bench_stepback.trace"
     took = relive_record(python, trace, [str(binary), str(args.phases), str(args.iters)], 3600)
     print(f"{host_description()}\nrecorded {args.phases} x {args.iters} iterations in "
@@ -114,10 +120,20 @@ def main() -> int:
                 except (Failed, subprocess.TimeoutExpired) as e:
                     print(f"{label} {cmd}: {e}", file=sys.stderr)
                     cells += ["n/a"] * 3
-        cells.append(notes[-1] if notes else "n/a")
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            try:  # back to a breakpoint in the loop's body: the last iteration, then 2 more
+                first, rest, _ = session(python, trace, Path(tmp), line, phase,
+                                         "reverse-continue", 2,
+                                         f'gdb.execute("break bench_stepback.c:{body}")')
+                cells += [fmt_time(first), fmt_time(statistics.median(rest))]
+            except (Failed, subprocess.TimeoutExpired) as e:
+                print(f"{label} reverse-continue: {e}", file=sys.stderr)
+                cells += ["n/a"] * 2
+        cells.append(notes[-1].rstrip(":") if notes else "n/a")
         rows.append(cells)
     print_cells(["position", "first rsi", "median rsi", "max rsi", "first rnext",
-                 "median rnext", "max rnext", "checkpoints after"], rows, args.markdown)
+                 "median rnext", "max rnext", "first rc", "next rc", "checkpoints after"],
+                rows, args.markdown)
     return 0
 
 
