@@ -270,8 +270,8 @@ class Timeline:
             self.mids.pinned = {now.base} if now.base is not None else set()
             try:
                 if now.base is not None:
-                    probe = Now(now.position, now.regs, False, None, now.digest, None,
-                                now.base)
+                    probe = Now(now.position, now.regs, False, now.steps, now.digest,
+                                now.anchor, now.base)
                     self._close_in(probe)
                 chain = self.mids.before(probe.base, now.position)
                 i = 0
@@ -633,18 +633,42 @@ class Timeline:
                 timer = CpuTimer(task.tid, period)
             except CpuTimerError:
                 return
+            # `now` is the k-th arrival at its pc from the base: a kernel counter stops there
+            # once, instead of a stop at every arrival (a breakpoint in a tight loop).
+            arrival = now.anchor[1] if now.steps == 0 and now.anchor is not None else None
+            counter: HwCounter | None = None
+            if arrival is not None:
+                try:
+                    counter = HwCounter(task.tid, now.pc, stop_at=arrival, sig=SIGTRAP)
+                except HwCounterError:
+                    counter = None
+            counted: dict[Mid, int] = {}
 
             def tick() -> None:
                 if not self.s.can_snapshot():
                     return
                 mid = Mid(now.position, self.s.snapshot(), task.regs_bytes(),
                           clock0 + timer.elapsed())
+                if counter is not None:
+                    counted[mid] = counter.count()
                 if last:
                     last.pop().discard()
                 last.append(mid)
             self.s.ticks = timer
             try:
-                self._pass(now, frozenset(), frozenset(), on_tick=tick)
+                if counter is not None:
+                    try:
+                        self._run_to_counted(now, tick)
+                    except LostPosition as e:
+                        log.warning("closing in: %s; stopping at every arrival instead", e)
+                        for m in last:
+                            m.discard()
+                        last.clear()
+                        counter.close()
+                        counter = None
+                        self._origin(now.position, now.base)
+                if counter is None:
+                    self._pass(now, frozenset(), frozenset(), on_tick=tick)
                 total = clock0 + timer.elapsed()
             except BaseException:
                 for m in last:
@@ -653,6 +677,8 @@ class Timeline:
             finally:
                 self.s.ticks = None
                 timer.close()
+                if counter is not None:
+                    counter.close()
                 drain_stop(task.tid)
             left = total - clock0
             if last:
@@ -660,6 +686,10 @@ class Timeline:
                 self.mids.add(mid, now.base, keep={now.base})
                 left = total - mid.clock
                 now.base = self.base = mid
+                if arrival is not None and counter is not None:
+                    now.anchor = (now.pc, arrival - counted[mid])
+                else:
+                    now.steps, now.anchor = None, None
             log.debug("closing in on %#x (period %d ns): %d ns of CPU time left, in %.3f s",
                       now.pc, period, left, time.monotonic() - t0)
             if period <= CLOSE_MIN_NS or (not last and left <= CLOSE_MIN_NS):
@@ -667,6 +697,38 @@ class Timeline:
             # Without a tick the slice was shorter than the period (or the program hardly
             # ran in user mode: stopped at every arrival at a hot `now.pc`): shorter ticks.
             period = max(CLOSE_MIN_NS, min(left, period) // 8)
+
+    def _run_to_counted(self, now: Now, tick: Callable[[], None]) -> None:
+        """Run (ticking) to `now`, stopped by the kernel counter at its arrival; LostPosition
+        if the state reached there is not `now`."""
+        s = self.s
+
+        def observe(stop: Stop) -> Stop | None:
+            if isinstance(stop, SignalStop) and stop.signal == SIGSTOP:
+                if self.interrupted():
+                    raise Paused("interrupt")
+                tick()
+                return None
+            if (isinstance(stop, SignalStop) and stop.signal == SIGTRAP
+                    and s._task_or_fail().regs.rip == now.pc):
+                raise Paused("now")
+            return stop
+
+        s.observer = observe
+        try:
+            while True:
+                try:
+                    s.step()
+                except Paused as p:
+                    if p.reason == "interrupt":
+                        raise SearchInterrupted(boundary=False) from None
+                    break
+                if s.position > now.position:
+                    raise LostPosition("counted arrivals missed the current position")
+        finally:
+            s.observer = None
+        if not self.matches(now):
+            raise LostPosition("the counted arrival is not the current position")
 
     def _step_back_over_event(self, position: int) -> Landing:
         if position <= 1:
