@@ -587,6 +587,9 @@ class Timeline:
             now = Now(now.position, now.regs, False, None, now.digest, None, now.base)
             self._close_in(now)
             steps = self._count_steps(now, None)
+            if steps == 0:  # now is its base itself: from the origin before that
+                return self.step_back(Now(now.position, now.regs, False, 0, now.digest,
+                                          None, now.base))
             return self._land(now, steps - 1, None)
         steps = now.steps if now.steps is not None else self._count_steps(now, now.anchor)
         return self._land(now, steps - 1, now.anchor)
@@ -762,7 +765,10 @@ class Timeline:
         mem = self.s._task_or_fail().mem
         pc = now.pc
         regs = registers.unpack(now.regs)
-        candidates = [_previous_instruction(mem.read_upto(pc - 16, 16), pc)]
+        # x86 decodes backwards ambiguously (the last byte of `mov %rax,-0x8(%rbp)` is a
+        # `clc`): every fall-through instruction that ends at pc is a candidate, the one
+        # never reached before now costs one short counting pass.
+        candidates = _previous_instructions(mem.read_upto(pc - 16, 16), pc)
         # At a function's first instruction, the previous one is usually the call that
         # pushed the return address now at the top of the stack.
         ret = int.from_bytes(mem.read_upto(regs["rsp"], 8), "little")
@@ -898,7 +904,21 @@ class Timeline:
 _DISASM = None
 
 
-def _previous_instruction(code: bytes, pc: int, want_call: bool = False) -> int | None:
+def _previous_instructions(code: bytes, pc: int) -> list[int | None]:
+    """Every address where an instruction that falls through to `pc` could start."""
+    found: list[int | None] = []
+    skip = 0
+    while len(found) < 8:
+        start = _previous_instruction(code, pc, skip=skip)
+        if start is None:
+            break
+        found.append(start)
+        skip = pc - start
+    return found
+
+
+def _previous_instruction(code: bytes, pc: int, want_call: bool = False,
+                          skip: int = 0) -> int | None:
     """The address of an instruction that ends exactly at `pc` and falls through to it (not a
     jump, call or return; with `want_call`, a call), decoding the 16 bytes before pc; None
     if there is none."""
@@ -907,7 +927,7 @@ def _previous_instruction(code: bytes, pc: int, want_call: bool = False) -> int 
     if _DISASM is None:
         _DISASM = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
         _DISASM.detail = True
-    for length in range(1, min(15, len(code)) + 1):
+    for length in range(skip + 1, min(15, len(code)) + 1):
         start = pc - length
         insns = list(_DISASM.disasm(code[len(code) - length:], start, 1))
         if insns and insns[0].size == length:
