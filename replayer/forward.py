@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 from gdbstub.target import Action, ResumeCommand, Stop, StopKind
 from replayer.errors import Paused
+from replayer.midpoints import MID_PERIOD_NS
 from replayer.traps import Trap, Traps, condition_holds, written_watchpoints
 from tracee import ptrace_api as api
+from tracee.cputimer import CpuTimer, CpuTimerError, drain_stop
 from tracee.stops import SignalStop, SyscallStop
 from tracee.stops import Stop as TraceeStop
 from tracee.syscalls import queries
@@ -33,6 +35,10 @@ class ForwardRun:
         self.t = target
         self.stepper: int | None = None  # the thread a forward step is for
         self.command: ResumeCommand | None = None
+        # Ticks every MID_PERIOD_NS of the program's CPU time during a continue of a
+        # single-task replay: a mid-stretch checkpoint each (replayer.midpoints).
+        self.timer: CpuTimer | None = None
+        self._clock0 = 0  # the timer's reading at the start of the current stretch
 
     def resume(self, command: ResumeCommand) -> Stop:
         """Continue, step or range-step forwards: the stop gdb gets."""
@@ -75,6 +81,7 @@ class ForwardRun:
         # reach the observer; not with watchpoints (a syscall's recorded writes are checked
         # after each event) nor while stepping (each event may end the step).
         s.fast = not command.watchpoints and stepper is None
+        self._start_timer(stepper)
         try:
             while True:
                 if self.t._interrupt:
@@ -94,6 +101,8 @@ class ForwardRun:
                 if ev is None:
                     return self.t.stop(StopKind.HISTORY_END)
                 self.t.where(True, 0)
+                if self.timer is not None:
+                    self._clock0 = self.timer.elapsed()
                 if ev.kind == Kind.EXEC and command.exec_events and self.t.debugged(ev.tid):
                     # gdb loads the new program's symbols, sets its breakpoints again, and
                     # resumes by itself (unless the user asked for `catch exec`).
@@ -119,6 +128,34 @@ class ForwardRun:
             s.run_request = api.Req.SYSEMU
             self.stepper = None
             traps.disarm()
+            self._stop_timer()
+
+    def _start_timer(self, stepper: int | None) -> None:
+        task = self.t.session.task
+        if not self.t.single or stepper is not None or task is None:
+            return
+        try:
+            self.timer = CpuTimer(task.tid, MID_PERIOD_NS)
+        except CpuTimerError:
+            return
+        self._clock0 = 0
+        self.t.session.ticks = self.timer
+
+    def _stop_timer(self) -> None:
+        if self.timer is None:
+            return
+        self.t.session.ticks = None
+        self.timer.close()
+        self.timer = None
+        task = self.t.session.task
+        if task is not None:
+            drain_stop(task.tid)
+
+    def _tick(self, traps: Traps) -> None:
+        """The CPU timer stopped the program inside a stretch: keep a mid there."""
+        assert self.timer is not None
+        with traps.lifted():
+            self.t.timeline.take_mid(self.timer.elapsed() - self._clock0)
 
     def _found_by_search(self, ev: Event) -> bool:
         """Does replaying `ev` run its thread to a point found with relive's own breakpoint
@@ -215,6 +252,9 @@ class ForwardRun:
         """Called at every stop while the program runs: is it one gdb wants to see?"""
         if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self.t._interrupt:
             raise Paused(("interrupt",))
+        if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self.timer:
+            self._tick(traps)
+            return None
         trap = traps.classify(stop)
         if trap is None or trap.kind in ("own", "other"):
             return stop

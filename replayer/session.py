@@ -24,6 +24,7 @@ from pathlib import Path
 from tracee import cpuid, fastloop, rdrand
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_WRITE, mapping_from_info
+from tracee.cputimer import CpuTimer
 from tracee.remote import InjectionError, exec_in_tracee
 from tracee.spawn import SpawnError, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
@@ -97,6 +98,9 @@ class ReplaySession:
         # the driver turns it on: only where per-event hooks (observers, watchpoints,
         # positions of a reverse search) cannot miss anything.
         self.fast = False
+        # A CPU timer on the program (tracee.cputimer), counting only while the program runs
+        # its own code (run_once): reverse execution's ticks for mid-stretch checkpoints.
+        self.ticks: CpuTimer | None = None
         lib = fastloop.load()
         self._loop = ReplayLoop(lib) if lib is not None else None
         # A stop that compiled code waited for and left for the ordinary path (the next
@@ -180,11 +184,15 @@ class ReplaySession:
         self.task, self.proc = self.taskset.select(first.tid)
         task.hand_over(api.Req.SYSEMU)
         self.running = True
+        if self.ticks is not None:
+            self.ticks.enable()
         try:
             outcome = self._loop.run(task.tid, task.mem.fd, rows,  # type: ignore[union-attr]
                                      time.monotonic_ns() + BATCH_BUDGET_NS)
         finally:
             self.running = False
+            if self.ticks is not None:
+                self.ticks.disable()
         done = outcome.done if outcome is not None else 0
         for row in reversed(rows[max(done, 1):]):  # not replayed: next again
             cursor.push_back(row)
@@ -260,12 +268,16 @@ class ReplaySession:
             if self._pending is not None and self._pending[0] is task:
                 stop, self._pending = self._pending[1], None
             else:
+                if self.ticks is not None:
+                    self.ticks.enable()
                 task.resume(request or self.run_request)
                 self.running = True
                 try:
                     stop = task.wait()
                 finally:
                     self.running = False
+                    if self.ticks is not None:
+                        self.ticks.disable()
             seen = stop if self.observer is None else self.observer(stop)
             if isinstance(seen, SignalStop) and seen.signal == signal.SIGSTOP:
                 continue  # relive's own Ctrl-C kick that nobody took: never the program's
@@ -469,7 +481,7 @@ class ReplaySession:
         # Stops: the skipped call's exit, the real call's entry, its exit.
         for what in ("skip", "entry", "exit"):
             task.resume(api.Req.SYSCALL)
-            stop = task.wait()
+            stop = task.wait(past_sigstop=True)
             if not isinstance(stop, SyscallStop):
                 raise self.divergence(ev, f"rt_sigreturn did not run ({what})", stop)
 

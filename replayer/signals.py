@@ -87,7 +87,7 @@ class SignalReplayer:
         signal-delivery-stop."""
         api.tgkill(task.pid, task.tid, ev.nr)
         task.resume(api.Req.SYSEMU)
-        stop = task.wait()
+        stop = task.wait(past_sigstop=ev.nr != signal.SIGSTOP)
         while ev.nr == signal.SIGCONT and isinstance(stop, EventStop) \
                 and stop.event == api.Event.STOP:
             # SIGCONT resumes the whole (ptrace-seized) process first: the kernel reports

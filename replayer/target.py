@@ -439,6 +439,8 @@ class ReplayTarget:
         since it (or since an anchor arrival), if known, run by the task of the next event
         (`_mid_tid`). Reverse-stepi uses it."""
         self._boundary, self._steps, self._anchor = boundary, steps, anchor
+        if boundary:
+            self.timeline.base = None
         nxt = self.session.next_event
         self._mid_tid = None if boundary or nxt is None else nxt.tid
 
@@ -500,7 +502,9 @@ class ReplayTarget:
                 return self._stop(StopKind.BREAKPOINT)
             return self._stop(StopKind.WATCHPOINT, watch=hit.wp)
         watched = {wp: self.peek(wp) for wp in command.watchpoints}
+        t0 = time.monotonic()
         landed, steps, anchor = tl.step_back(now)
+        log.debug("stepped back in %.3f s", time.monotonic() - t0)
         self.where(landed != "mid", steps, anchor)
         if landed == "begin":
             return self._stop(StopKind.HISTORY_BEGIN)

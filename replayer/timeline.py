@@ -27,6 +27,7 @@ from signal import SIGSTOP, SIGTRAP
 
 from gdbstub.target import BreakpointConditions, Watchpoint
 from tracee import ptrace_api as api
+from tracee.cputimer import CpuTimer, CpuTimerError, drain_stop
 from tracee.digest import memory_digest
 from tracee.hwcount import HwCounter, HwCounterError
 from tracee.stops import SignalStop, Stop, SyscallStop
@@ -35,6 +36,8 @@ from tracefile.records import Kind
 from replayer import registers
 from replayer.checkpoints import KeptCheckpoints
 from replayer.errors import Paused, ReplayError
+from replayer.midpoints import (ARRIVAL_FORK_EVERY, CLOSE_FIRST_NS, CLOSE_LEVELS, CLOSE_MIN_NS,
+                                MAX_ARRIVAL_FORKS, ArrivalCache, Mid, Mids)
 from replayer.session import ReplaySession
 from replayer.snapshot import Snapshot as Checkpoint
 from replayer.traps import Traps, condition_holds, written_watchpoints
@@ -45,7 +48,8 @@ CHECKPOINT_INTERVAL = 0.25
 MAX_CHECKPOINTS = 48
 STEP_CACHE = 512
 MAX_STEPS = 50_000_000  # single steps to find a position (~25 µs each)
-COUNTER_WORTH = 8  # go to a hit with a kernel counter beyond this many arrivals
+COUNTER_WORTH = 8
+EFLAGS_RF = 1 << 16  # go to a hit with a kernel counter beyond this many arrivals
 MEMORY_BUDGET_KIB = int(os.environ.get("RELIVE_CHECKPOINT_MB", "1024")) * 1024
 
 
@@ -74,6 +78,9 @@ class Now:
     # event boundary). A state found by reverse-continue is such an arrival, so stepping back
     # from it single-steps one loop iteration, not the whole stretch.
     anchor: tuple[int, int] | None = None
+    # Where steps and arrivals are counted from: a checkpoint inside the stretch
+    # (replayer.midpoints), or None for the event boundary.
+    base: Mid | None = None
 
     @property
     def pc(self) -> int:
@@ -91,6 +98,7 @@ class Hit:
     count: int = 0
     wp: Watchpoint | None = None
     ordered: bool = True  # False: counted by the kernel, order among a stretch's hits unknown
+    base: Mid | None = None  # arrivals counted from this mid (None: from the boundary)
 
 
 @dataclass
@@ -99,6 +107,7 @@ class StepCache:
     reverse-stepi stays cheap."""
     position: int
     anchor: tuple[int, int] | None
+    base: Mid | None = None
     forks: dict[int, Checkpoint] = field(default_factory=dict)
 
 
@@ -116,6 +125,10 @@ class Timeline:
         self._last_time = time.monotonic()
         self._steps: StepCache | None = None
         self._takes = 0
+        self.mids = Mids()
+        self.base: Mid | None = None  # the mid the current state is counted from
+        self._arrivals: ArrivalCache | None = None
+        self._boundary_fork: Checkpoint | None = None
         self.take()
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -153,10 +166,12 @@ class Timeline:
             self.checkpoints.pop(i).discard()
 
     def memory_kib(self, checkpoints: list[Checkpoint] | None = None) -> int:
-        """Private (copied) memory of stored checkpoints (default: the automatic ones), in
-        KiB."""
+        """Private (copied) memory of stored checkpoints (default: the automatic ones and
+        the mids), in KiB."""
         total = 0
-        for cp in self.checkpoints if checkpoints is None else checkpoints:
+        stored = ([*self.checkpoints, *(m.snap for m in self.mids.chain)]
+                  if checkpoints is None else checkpoints)
+        for cp in stored:
             try:
                 with open(f"/proc/{cp.stored.pid}/smaps_rollup") as f:
                     for line in f:
@@ -172,6 +187,33 @@ class Timeline:
         self.checkpoints.clear()
         self.kept.close()
         self._drop_step_cache()
+        self._drop_arrival_cache()
+        self.mids.clear()
+        self.base = None
+
+    def take_mid(self, clock: int) -> None:
+        """A mid here, inside the stretch being replayed (a forward run's CPU timer
+        stopped the program; the caller has lifted any int3 of its own)."""
+        s = self.s
+        if not s.can_snapshot():
+            return
+        after = self.base if self.base is not None and self.base.position == s.position \
+            else None
+        mid = Mid(s.position, s.snapshot(), s._task_or_fail().regs_bytes(), clock)
+        self.mids.add(mid, after, keep={after})
+        self.base = mid
+        self._takes += 1
+        if self._takes % 32 == 0 and self.memory_kib() > MEMORY_BUDGET_KIB:
+            self.mids.thin(max(2, len(self.mids) // 2), keep={mid})
+
+    def _origin(self, position: int, base: Mid | None) -> None:
+        """Go to where counts in the stretch after `position` start: the mid `base`, or the
+        event boundary."""
+        if base is None:
+            self.seek(position)
+        else:
+            self.s.restore(base.snap)
+            self.base = base
 
     # -- positioning ------------------------------------------------------------------------
     def seek(self, position: int, until: Callable[[], bool] | None = None) -> None:
@@ -181,6 +223,7 @@ class Timeline:
                   if c.position <= position),
                  key=lambda c: c.position)
         self.s.restore(cp)
+        self.base = None
         while self.s.position < position and not (until is not None and until()):
             if self.s.step() is None:
                 break
@@ -188,7 +231,8 @@ class Timeline:
     def now(self, boundary: bool, steps: int | None,
             anchor: tuple[int, int] | None = None) -> Now:
         task = self.s._task_or_fail()
-        return Now(self.s.position, task.regs_bytes(), boundary, steps, anchor=anchor)
+        return Now(self.s.position, task.regs_bytes(), boundary, steps, anchor=anchor,
+                   base=None if boundary else self.base)
 
     def matches(self, now: Now, planted: bool = False) -> bool:
         """Is the current state `now`? `planted`: an int3 of ours sits at the pc."""
@@ -229,50 +273,80 @@ class Timeline:
             self.take()
             if not above_floor():  # no checkpoint possible there (shared memory)
                 floor = 0
+        if not now.boundary:
+            # First from the mids of now's stretch, ever further back (each pass runs to now).
+            # In a long stretch (it has mids), close in on now first: the last hit is then
+            # looked for in the last slice before now, then in ever longer ones.
+            probe = now
+            self.mids.pinned = {now.base} if now.base is not None else set()
+            try:
+                if now.base is not None:
+                    probe = Now(now.position, now.regs, False, now.steps, now.digest,
+                                now.anchor, now.base)
+                    self._close_in(probe)
+                chain = self.mids.before(probe.base, now.position)
+                i = 0
+                while i < len(chain):
+                    mid = chain[i]
+                    hits = self._search(lambda: self._origin(now.position, mid), probe,
+                                        breakpoints, watchpoints, conditions, mid)
+                    if hits:
+                        return hits[-1]
+                    i = 2 * i + 1
+            finally:
+                self.mids.pinned = set()
         until = now
         for cp in sorted((c for c in self.checkpoints if floor <= c.position <= now.position),
                          key=lambda c: -c.position):
-            self.s.restore(cp)
-            counted = breakpoints - {until.pc} if not until.boundary else breakpoints
-            if conditions is not None:
-                counted -= conditions.addresses
-            try:
-                hits = self._pass(until, breakpoints, watchpoints, counted=counted,
-                                  conditions=conditions)
-            except LostPosition:
-                if not counted:
-                    raise
-                log.warning("backward search lost its position with kernel counters; "
-                            "searching again stopping at every hit")
-                self.s.restore(cp)
-                hits = self._pass(until, breakpoints, watchpoints, counted=frozenset(),
-                                  conditions=conditions)
-            log.debug("backward pass from checkpoint %d to %s: %d hits, last %s",
-                      cp.position, (until.position, until.steps), len(hits),
-                      hits[-1] if hits else None)
+            hits = self._search(lambda: self.seek(cp.position), until, breakpoints,
+                                watchpoints, conditions, None)
             if hits:
-                last = [h for h in hits if h.position == hits[-1].position]
-                if len(last) > 1 and any(h.ordered is False for h in last):
-                    # Counted hits say how many, not in which order: replay that checkpoint's
-                    # span again stopping at every hit.
-                    self.s.restore(cp)
-                    hits = self._pass(until, breakpoints, watchpoints, counted=frozenset(),
-                                      conditions=conditions)
                 return hits[-1]
             until = Now(cp.position, b"", boundary=True)
         return None
 
+    def _search(self, start: Callable[[], None], until: Now, breakpoints: frozenset[int],
+                watchpoints: frozenset[Watchpoint], conditions: BreakpointConditions | None,
+                base: Mid | None) -> list[Hit]:
+        """The hits of one backward pass: from `start()` (a checkpoint) up to `until`."""
+        start()
+        counted = breakpoints - {until.pc} if not until.boundary else breakpoints
+        if conditions is not None:
+            counted -= conditions.addresses
+        try:
+            hits = self._pass(until, breakpoints, watchpoints, counted=counted,
+                              conditions=conditions, base=base)
+        except LostPosition:
+            if not counted:
+                raise
+            log.warning("backward search lost its position with kernel counters; "
+                        "searching again stopping at every hit")
+            start()
+            hits = self._pass(until, breakpoints, watchpoints, counted=frozenset(),
+                              conditions=conditions, base=base)
+        log.debug("backward pass to %s: %d hits, last %s", (until.position, until.steps),
+                  len(hits), hits[-1] if hits else None)
+        if hits:
+            last = [h for h in hits if h.position == hits[-1].position]
+            if len(last) > 1 and any(h.ordered is False for h in last):
+                # Counted hits say how many, not in which order: replay that span again
+                # stopping at every hit.
+                start()
+                hits = self._pass(until, breakpoints, watchpoints, counted=frozenset(),
+                                  conditions=conditions, base=base)
+        return hits
+
     def back_to(self, now: Now) -> None:
         """Return to `now` after a search that found nothing (it left the replay at an
         earlier checkpoint's stretch): replay from the last checkpoint before it."""
-        cp = max((c for c in self.checkpoints if c.position <= now.position),
-                 key=lambda c: c.position)
-        self.s.restore(cp)
+        self._origin(now.position, now.base)
         self._pass(now, frozenset(), frozenset())
 
     def _pass(self, until: Now, breakpoints: frozenset[int],
               watchpoints: frozenset[Watchpoint], counted: frozenset[int] = frozenset(),
-              conditions: BreakpointConditions | None = None) -> list[Hit]:
+              conditions: BreakpointConditions | None = None,
+              on_tick: Callable[[], None] | None = None, base: Mid | None = None,
+              on_trap: Callable[[Stop], bool] | None = None) -> list[Hit]:
         """Replay forward to `until`, collecting every hit on the way. Breakpoints in
         `counted` are counted by the kernel (hardware counters, no stop per hit) where a
         debug register is free; their hits come per stretch, after that stretch's other hits,
@@ -282,20 +356,34 @@ class Timeline:
         arrivals: Counter[tuple[int, int]] = Counter()
         watch_traps: Counter[int] = Counter()
         counters = _open_counters(s._task_or_fail().tid, counted)
-        base = {c.addr: 0 for c in counters}
-        armed = (set(breakpoints) - set(base)) | (set() if until.boundary else {until.pc})
+        seen = {c.addr: 0 for c in counters}
+        start = s.position
+
+        def origin(position: int) -> Mid | None:
+            return base if position == start else None
+        armed = (set(breakpoints) - set(seen)) | (set() if until.boundary else {until.pc})
         traps = Traps(s._task_or_fail(), armed, watchpoints)
 
         def add_counted(position: int) -> None:
             for c in counters:
                 total = c.count()
-                if total > base[c.addr]:
-                    hits.append(Hit("bp", position, c.addr, total - base[c.addr], ordered=False))
-                base[c.addr] = total
+                if total > seen[c.addr]:
+                    hits.append(Hit("bp", position, c.addr, total - seen[c.addr],
+                                    ordered=False, base=origin(position)))
+                seen[c.addr] = total
 
         def observe(stop: Stop) -> Stop | None:
             if isinstance(stop, SignalStop) and stop.signal == SIGSTOP and self.interrupted():
                 raise Paused("interrupt")
+            if isinstance(stop, SignalStop) and stop.signal == SIGSTOP and on_tick is not None:
+                with traps.lifted():
+                    on_tick()
+                return None
+            if (isinstance(stop, SignalStop) and stop.signal == SIGTRAP
+                    and on_trap is not None):
+                with traps.lifted():
+                    if on_trap(stop):
+                        return None
             if (isinstance(stop, SyscallStop) and not until.boundary
                     and s.position == until.position and self.matches(until)):
                 raise Paused("now")  # `now` is parked at this syscall's entry (end of trace)
@@ -304,7 +392,8 @@ class Timeline:
                 return stop
             if trap.kind == "watch":
                 watch_traps[s.position] += 1
-                hits.append(Hit("watch", s.position, count=watch_traps[s.position], wp=trap.wp))
+                hits.append(Hit("watch", s.position, count=watch_traps[s.position], wp=trap.wp,
+                                base=origin(s.position)))
                 return None
             arrivals[(s.position, trap.pc)] += 1
             if not until.boundary and s.position == until.position and trap.pc == until.pc:
@@ -314,7 +403,8 @@ class Timeline:
                           registers.diff(until.regs, s._task_or_fail().regs_bytes()))
             if trap.pc in breakpoints and condition_holds(conditions, trap.pc,
                                                           s._task_or_fail()):
-                hits.append(Hit("bp", s.position, trap.pc, arrivals[(s.position, trap.pc)]))
+                hits.append(Hit("bp", s.position, trap.pc, arrivals[(s.position, trap.pc)],
+                                base=origin(s.position)))
             after = traps.step_over(trap.pc)
             stepped = traps.after_step(after)
             if stepped is None:
@@ -322,7 +412,7 @@ class Timeline:
             if stepped.kind == "watch":
                 watch_traps[s.position] += 1
                 hits.append(Hit("watch", s.position, count=watch_traps[s.position],
-                                wp=stepped.wp))
+                                wp=stepped.wp, base=origin(s.position)))
             return None
 
         s.observer = observe
@@ -361,10 +451,10 @@ class Timeline:
         if hit.kind == "kernel":
             self.before_trigger(hit.position)
             return "mid", None, None
-        self.seek(hit.position)
         s = self.s
         if hit.kind == "bp" and hit.count > COUNTER_WORTH and self._goto_counted(hit):
             return "mid", 0, (hit.pc, hit.count)
+        self._origin(hit.position, hit.base)
         count = 0
         traps = Traps(s._task_or_fail(), {hit.pc} if hit.kind == "bp" else set(),
                       watchpoints if hit.kind == "watch" else frozenset())
@@ -405,12 +495,40 @@ class Timeline:
         return "mid", 0, (hit.pc, hit.count)
 
     def _goto_counted(self, hit: Hit) -> bool:
-        """Run to the hit.count-th arrival at hit.pc with a kernel counter that stops the
-        thread there; False if no counter is available (then stop at every arrival)."""
+        """Run to the hit.count-th arrival at hit.pc (counted from hit.base) with kernel
+        counters that stop the thread every ARRIVAL_FORK_EVERY arrivals, where a fork is
+        kept (ArrivalCache), and at the last; False if no counter is available (then the
+        caller stops at every arrival)."""
+        cache = self._arrivals
+        if cache is None or not cache.matches(hit.position, hit.base, hit.pc):
+            self._drop_arrival_cache()
+            cache = self._arrivals = ArrivalCache(hit.position, hit.base, hit.pc)
+        done, fork = cache.best(hit.count)
+        if fork is not None:
+            self.s.restore(fork)
+            self.base = hit.base
+        else:
+            self._origin(hit.position, hit.base)
+        while done < hit.count:
+            step = min(ARRIVAL_FORK_EVERY - done % ARRIVAL_FORK_EVERY, hit.count - done)
+            # Standing at an arrival already counted: without the resume flag, the counter
+            # would count it again.
+            regs = self.s._task_or_fail().regs
+            again = int(done > 0 and regs.rip == hit.pc and not regs.eflags & EFLAGS_RF)
+            if not self._run_to_arrival(hit, step + again):
+                return False
+            done += step
+            if (done < hit.count and len(cache.forks) < MAX_ARRIVAL_FORKS
+                    and self.s.can_snapshot()):
+                cache.forks[done] = self.s.snapshot()
+        return True
+
+    def _run_to_arrival(self, hit: Hit, count: int) -> bool:
+        """Run to the count-th arrival at hit.pc from here, stopped by a kernel counter."""
         s = self.s
         task = s._task_or_fail()
         try:
-            counter = HwCounter(task.tid, hit.pc, stop_at=hit.count, sig=SIGTRAP)
+            counter = HwCounter(task.tid, hit.pc, stop_at=count, sig=SIGTRAP)
         except HwCounterError:
             return False
 
@@ -457,30 +575,174 @@ class Timeline:
     def step_back(self, now: Now) -> Landing:
         """Go one instruction back from `now`. Returns where it landed: ('begin', 0, None) at
         the start of history, ('boundary', 0, None), or ('mid', steps, anchor) with steps
-        counted from the anchor (None if unknown)."""
-        if now.boundary or (now.steps == 0 and now.anchor is None):
+        counted from the anchor (None if unknown), itself counted from `self.base`."""
+        if now.boundary or (now.steps == 0 and now.anchor is None and now.base is None):
             return self._step_back_over_event(now.position)
+        if now.steps == 0 and now.anchor is None:
+            assert now.base is not None  # standing on a mid: count from the one before it
+            now = Now(now.position, now.regs, False, None, now.digest, None,
+                      self.mids.previous(now.base))
         if now.steps == 0:
             assert now.anchor is not None
             pc, k = now.anchor
             if k > 1:  # one iteration back: single-step from the previous arrival
                 steps = self._count_steps(now, (pc, k - 1))
-                return self._land(now.position, steps - 1, (pc, k - 1))
+                return self._land(now, steps - 1, (pc, k - 1))
+        if now.steps is None:
+            self._close_in(now)
         if now.steps is None or now.steps == 0:
             landed = self._step_back_by_decoding(now)
             if landed is not None:
                 return landed
-        if now.steps == 0:  # at the first arrival of its anchor: count from the boundary
+        if now.steps == 0:  # at the first arrival of its anchor: count from the origin
+            now = Now(now.position, now.regs, False, None, now.digest, None, now.base)
+            self._close_in(now)
             steps = self._count_steps(now, None)
-            return self._land(now.position, steps - 1, None)
+            if steps == 0:  # now is its base itself: from the origin before that
+                return self.step_back(Now(now.position, now.regs, False, 0, now.digest,
+                                          None, now.base))
+            return self._land(now, steps - 1, None)
         steps = now.steps if now.steps is not None else self._count_steps(now, now.anchor)
-        return self._land(now.position, steps - 1, now.anchor)
+        return self._land(now, steps - 1, now.anchor)
 
-    def _land(self, position: int, steps: int, anchor: tuple[int, int] | None) -> Landing:
-        self.goto_steps(position, steps, anchor)
-        if steps == 0 and anchor is None:
+    def _land(self, now: Now, steps: int, anchor: tuple[int, int] | None) -> Landing:
+        self.goto_steps(now.position, steps, anchor, now.base)
+        self.base = now.base
+        if steps == 0 and anchor is None and now.base is None:
             return "boundary", 0, None
         return "mid", steps, anchor
+
+    def _close_in(self, now: Now) -> None:
+        """Bring `now.base` close before `now` when the steps from it are unknown: replay
+        from the base to now with a CPU timer ticking and keep the fork made at the last tick
+        before now as the new base (a mid); again with a period an eighth of what was left,
+        down to CLOSE_MIN_NS of the program's CPU time. What follows (counting arrivals,
+        single steps) then covers that short slice only."""
+        self.fingerprint(now)
+        period = CLOSE_FIRST_NS
+        later = self.mids.following(now.base, now.position)
+        if later is not None and now.base is not None:  # (now is likely before it)
+            period = max(period, (later.clock - now.base.clock) // 8)
+        try:  # (from the boundary: it is forked once, as seeking there replays events)
+            self._closing_in(now, period)
+        finally:
+            if self._boundary_fork is not None:
+                self._boundary_fork.discard()
+                self._boundary_fork = None
+
+    def _closing_in(self, now: Now, period: int) -> None:
+        for level in range(CLOSE_LEVELS):
+            t0 = time.monotonic()
+            if now.base is None and self._boundary_fork is not None:
+                self.s.restore(self._boundary_fork)
+                self.base = None
+            else:
+                self._origin(now.position, now.base)
+                if now.base is None and self.s.can_snapshot():
+                    self._boundary_fork = self.s.snapshot()
+            task = self.s._task_or_fail()
+            clock0 = now.base.clock if now.base is not None else 0
+            last: list[Mid] = []
+            try:
+                timer = CpuTimer(task.tid, period)
+            except CpuTimerError:
+                return
+            # `now` is the k-th arrival at its pc from the base: a kernel counter stops there
+            # once, instead of a stop at every arrival (a breakpoint in a tight loop).
+            arrival = now.anchor[1] if now.steps == 0 and now.anchor is not None else None
+            counter: HwCounter | None = None
+            if arrival is not None:
+                try:
+                    counter = HwCounter(task.tid, now.pc, stop_at=arrival, sig=SIGTRAP)
+                except HwCounterError:
+                    counter = None
+            counted: dict[Mid, int] = {}
+
+            def tick() -> None:
+                if not self.s.can_snapshot():
+                    return
+                mid = Mid(now.position, self.s.snapshot(), task.regs_bytes(),
+                          clock0 + timer.elapsed())
+                if counter is not None:
+                    counted[mid] = counter.count()
+                if last:
+                    last.pop().discard()
+                last.append(mid)
+            self.s.ticks = timer
+            try:
+                if counter is not None:
+                    try:
+                        self._run_to_counted(now, tick)
+                    except LostPosition as e:
+                        log.warning("closing in: %s; stopping at every arrival instead", e)
+                        for m in last:
+                            m.discard()
+                        last.clear()
+                        counter.close()
+                        counter = None
+                        self._origin(now.position, now.base)
+                if counter is None:
+                    self._pass(now, frozenset(), frozenset(), on_tick=tick)
+                total = clock0 + timer.elapsed()
+            except BaseException:
+                for m in last:
+                    m.discard()
+                raise
+            finally:
+                self.s.ticks = None
+                timer.close()
+                if counter is not None:
+                    counter.close()
+                drain_stop(task.tid)
+            left = total - clock0
+            if last:
+                mid = last[0]
+                self.mids.add(mid, now.base, keep={now.base})
+                left = total - mid.clock
+                now.base = self.base = mid
+                if arrival is not None and counter is not None:
+                    now.anchor = (now.pc, arrival - counted[mid])
+                else:
+                    now.steps, now.anchor = None, None
+            log.debug("closing in on %#x (period %d ns): %d ns of CPU time left, in %.3f s",
+                      now.pc, period, left, time.monotonic() - t0)
+            if period <= CLOSE_MIN_NS or (not last and left <= CLOSE_MIN_NS):
+                return
+            # Without a tick the slice was shorter than the period (or the program hardly
+            # ran in user mode: stopped at every arrival at a hot `now.pc`): shorter ticks.
+            period = max(CLOSE_MIN_NS, min(left, period) // 8)
+
+    def _run_to_counted(self, now: Now, tick: Callable[[], None]) -> None:
+        """Run (ticking) to `now`, stopped by the kernel counter at its arrival; LostPosition
+        if the state reached there is not `now`."""
+        s = self.s
+
+        def observe(stop: Stop) -> Stop | None:
+            if isinstance(stop, SignalStop) and stop.signal == SIGSTOP:
+                if self.interrupted():
+                    raise Paused("interrupt")
+                tick()
+                return None
+            if (isinstance(stop, SignalStop) and stop.signal == SIGTRAP
+                    and s._task_or_fail().regs.rip == now.pc):
+                raise Paused("now")
+            return stop
+
+        s.observer = observe
+        try:
+            while True:
+                try:
+                    s.step()
+                except Paused as p:
+                    if p.reason == "interrupt":
+                        raise SearchInterrupted(boundary=False) from None
+                    break
+                if s.position > now.position:
+                    raise LostPosition("counted arrivals missed the current position")
+        finally:
+            s.observer = None
+        if not self.matches(now):
+            raise LostPosition("the counted arrival is not the current position")
 
     def _step_back_over_event(self, position: int) -> Landing:
         if position <= 1:
@@ -495,24 +757,29 @@ class Timeline:
         self.before_trigger(ev.seq)
         return "mid", None, None
 
-    def goto_anchor(self, position: int, anchor: tuple[int, int] | None) -> None:
-        """Go to the boundary `position`, then to the anchor's arrival if there is one."""
+    def goto_anchor(self, position: int, anchor: tuple[int, int] | None,
+                    base: Mid | None = None) -> None:
+        """Go to the origin (the mid `base`, or the boundary `position`), then to the
+        anchor's arrival if there is one."""
         if anchor is None:
-            self.seek(position)
+            self._origin(position, base)
         else:
-            self.goto_hit(Hit("bp", position, anchor[0], anchor[1]), frozenset())
+            self.goto_hit(Hit("bp", position, anchor[0], anchor[1], base=base), frozenset())
 
     def _step_back_by_decoding(self, now: Now) -> Landing | None:
         """Cheap reverse-stepi for a state whose step count is unknown: guess the previous
         instruction as the one that ends right before the pc (decoded with capstone, not a
-        jump), count its arrivals in the stretch up to `now` with a kernel counter, go to the
+        jump), count its arrivals from the origin up to `now` with a kernel counter, go to the
         last one and check that one step reaches `now`. None if the guess does not hold
         (the previous instruction jumped here): the caller single-steps the stretch."""
         self.fingerprint(now)
         mem = self.s._task_or_fail().mem
         pc = now.pc
         regs = registers.unpack(now.regs)
-        candidates = [_previous_instruction(mem.read_upto(pc - 16, 16), pc)]
+        # x86 decodes backwards ambiguously (the last byte of `mov %rax,-0x8(%rbp)` is a
+        # `clc`): every fall-through instruction that ends at pc is a candidate, the one
+        # never reached before now costs one short counting pass.
+        candidates = _previous_instructions(mem.read_upto(pc - 16, 16), pc)
         # At a function's first instruction, the previous one is usually the call that
         # pushed the return address now at the top of the stack.
         ret = int.from_bytes(mem.read_upto(regs["rsp"], 8), "little")
@@ -522,35 +789,64 @@ class Timeline:
         for candidate in candidates:
             if candidate is None:
                 continue
+            t0 = time.monotonic()
             arrivals = self._arrivals_before(now, candidate)
+            log.debug("%d arrivals at %#x before now, counted in %.3f s", arrivals, candidate,
+                      time.monotonic() - t0)
             if not arrivals:
                 continue
             anchor = (candidate, arrivals)
-            self._from_step_cache(now.position, 0, anchor)
+            t0 = time.monotonic()
+            self._from_step_cache(now.position, 0, anchor, now.base)
             task = self.s._task_or_fail()
             task.resume(api.Req.SYSEMU_SINGLESTEP)
             task.wait()
+            log.debug("went to arrival %d in %.3f s", arrivals, time.monotonic() - t0)
             if self.matches(now):
-                return self._land(now.position, 0, anchor)
+                return self._land(now, 0, anchor)
         return None
 
     def _arrivals_before(self, now: Now, addr: int) -> int:
-        """How many times the stretch of `now` reaches `addr` before `now` (kernel-counted)."""
-        self.seek(now.position)
+        """How many times the stretch of `now` reaches `addr` from the origin (the base or
+        the boundary) before `now` (kernel-counted). The counter stops the program every
+        ARRIVAL_FORK_EVERY arrivals to leave a fork in the arrival cache, so going to the
+        last arrival afterwards replays only the last few hundred."""
+        self._origin(now.position, now.base)
+        self._drop_arrival_cache()
+        cache = self._arrivals = ArrivalCache(now.position, now.base, addr)
+        task = self.s._task_or_fail()
+        done = 0
+
+        def counter(again: int) -> HwCounter:
+            return HwCounter(task.tid, addr, stop_at=ARRIVAL_FORK_EVERY + again, sig=SIGTRAP)
         try:
-            counter = HwCounter(self.s._task_or_fail().tid, addr)
+            current = [counter(0)]
         except HwCounterError:
             return 0
+        recount = 0  # the current counter counts the arrival it started at (no resume flag)
+
+        def on_trap(stop: Stop) -> bool:
+            nonlocal done, recount
+            if task.regs.rip != addr:
+                return False  # not the counter's stop (that is before the instruction)
+            current.pop().close()
+            done += ARRIVAL_FORK_EVERY
+            if len(cache.forks) < MAX_ARRIVAL_FORKS and self.s.can_snapshot():
+                cache.forks[done] = self.s.snapshot()
+            recount = int(not task.regs.eflags & EFLAGS_RF)
+            current.append(counter(recount))
+            return True
         try:
-            self._pass(now, frozenset(), frozenset())
-            return counter.count()
+            self._pass(now, frozenset(), frozenset(), on_trap=on_trap)
+            return done + current[0].count() - recount
         finally:
-            counter.close()
+            for c in current:
+                c.close()
 
     def _count_steps(self, now: Now, anchor: tuple[int, int] | None) -> int:
-        """Instructions from `anchor` (or the boundary) to `now`, by single-stepping."""
+        """Instructions from `anchor` (or the origin) to `now`, by single-stepping."""
         self.fingerprint(now)
-        self._from_step_cache(now.position, 0, anchor)
+        self._from_step_cache(now.position, 0, anchor, now.base)
         task = self.s._task_or_fail()
         if self.matches(now):
             return 0
@@ -569,9 +865,9 @@ class Timeline:
         raise ReplayError("could not find the current position by single-stepping")
 
     def goto_steps(self, position: int, steps: int,
-                   anchor: tuple[int, int] | None = None) -> None:
-        """Go to `steps` instructions after the anchor (or boundary), via cached forks."""
-        cache, done = self._from_step_cache(position, steps, anchor)
+                   anchor: tuple[int, int] | None = None, base: Mid | None = None) -> None:
+        """Go to `steps` instructions after the anchor (or origin), via cached forks."""
+        cache, done = self._from_step_cache(position, steps, anchor, base)
         task = self.s._task_or_fail()
         while done < steps:
             if (done and done % STEP_CACHE == 0 and done not in cache.forks
@@ -582,24 +878,32 @@ class Timeline:
             if not (isinstance(stop, SignalStop) and _is_step(stop)):
                 raise ReplayError(f"single-stepping stretch {position} met {stop}")
             done += 1
+        self.base = base
 
-    def _from_step_cache(self, position: int, steps: int, anchor: tuple[int, int] | None
-                         ) -> tuple[StepCache, int]:
+    def _from_step_cache(self, position: int, steps: int, anchor: tuple[int, int] | None,
+                         base: Mid | None = None) -> tuple[StepCache, int]:
         """Restore the cached fork closest before `steps` from the anchor; the first time,
         go to the anchor (maybe costly: a run to the k-th arrival) and fork it there."""
         cache = self._steps
-        if cache is None or (cache.position, cache.anchor) != (position, anchor):
+        if cache is None or (cache.position, cache.anchor, cache.base) != (position, anchor,
+                                                                           base):
             self._drop_step_cache()
-            cache = self._steps = StepCache(position, anchor)
-        base = max((k for k in cache.forks if k <= steps), default=None)
-        if base is None:
-            self.goto_anchor(position, anchor)
+            cache = self._steps = StepCache(position, anchor, base)
+        key = max((k for k in cache.forks if k <= steps), default=None)
+        if key is None:
+            self.goto_anchor(position, anchor, base)
             if self.s.can_snapshot():
                 cache.forks[0] = self.s.snapshot()
             return cache, 0
-        cp = cache.forks[base]
+        cp = cache.forks[key]
         self.s.restore(cp)
-        return cache, base
+        self.base = base
+        return cache, key
+
+    def _drop_arrival_cache(self) -> None:
+        if self._arrivals is not None:
+            self._arrivals.clear()
+            self._arrivals = None
 
     def _drop_step_cache(self) -> None:
         if self._steps is not None:
@@ -611,7 +915,21 @@ class Timeline:
 _DISASM = None
 
 
-def _previous_instruction(code: bytes, pc: int, want_call: bool = False) -> int | None:
+def _previous_instructions(code: bytes, pc: int) -> list[int | None]:
+    """Every address where an instruction that falls through to `pc` could start."""
+    found: list[int | None] = []
+    skip = 0
+    while len(found) < 8:
+        start = _previous_instruction(code, pc, skip=skip)
+        if start is None:
+            break
+        found.append(start)
+        skip = pc - start
+    return found
+
+
+def _previous_instruction(code: bytes, pc: int, want_call: bool = False,
+                          skip: int = 0) -> int | None:
     """The address of an instruction that ends exactly at `pc` and falls through to it (not a
     jump, call or return; with `want_call`, a call), decoding the 16 bytes before pc; None
     if there is none."""
@@ -620,7 +938,7 @@ def _previous_instruction(code: bytes, pc: int, want_call: bool = False) -> int 
     if _DISASM is None:
         _DISASM = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
         _DISASM.detail = True
-    for length in range(1, min(15, len(code)) + 1):
+    for length in range(skip + 1, min(15, len(code)) + 1):
         start = pc - length
         insns = list(_DISASM.disasm(code[len(code) - length:], start, 1))
         if insns and insns[0].size == length:

@@ -14,9 +14,10 @@ Without a TaskSet the debugged process is the one task given (the timeline's use
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from gdbstub.target import BreakpointConditions, WatchKind, Watchpoint
@@ -217,6 +218,18 @@ class Traps:
                 pass  # gone, or running to its exit
         self.armed.clear()
         self.slots = []
+
+    @contextlib.contextmanager
+    def lifted(self) -> Iterator[None]:
+        """The program's own bytes under our int3s for a while (a fork taken meanwhile
+        copies the program, not our breakpoints)."""
+        for addr, orig in self.saved.items():
+            self.mem.write(addr, orig)
+        try:
+            yield
+        finally:
+            for addr in self.saved:
+                self.mem.write(addr, INT3)
 
     def classify(self, stop: Stop) -> Trap | None:
         """None if the stop is not a SIGTRAP; otherwise what caused it."""

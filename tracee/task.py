@@ -211,14 +211,18 @@ class Task:
             return self.wait()
         return stop
 
-    def wait(self) -> Stop:
-        """Wait for this task's next stop (use only when no other task can report first)."""
+    def wait(self, past_sigstop: bool = False) -> Stop:
+        """Wait for this task's next stop (use only when no other task can report first).
+        `past_sigstop`: a SIGSTOP (relive's own: a Ctrl-C kick or a CPU-timer tick, never
+        the program's) is dropped and the task resumed as it was."""
         if self.wait_hook is not None:
             return self.wait_hook()
         while True:
             stop = decode(self.tid, api.wait_task(self.tid))
-            if not (self.drop_child_signals and isinstance(stop, SignalStop)
-                    and stop.signal == signal.SIGCHLD and _from_kernel(self.tid)):
+            if not (isinstance(stop, SignalStop) and (
+                    (self.drop_child_signals and stop.signal == signal.SIGCHLD
+                     and _from_kernel(self.tid))
+                    or (past_sigstop and stop.signal == signal.SIGSTOP))):
                 return stop
             api.ptrace(self._last_request, self.tid, 0, 0)
 

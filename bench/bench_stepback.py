@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Benchmark the first step back after continuing into a long computation (issue 23).
+
+The workload is bench/bench_stepback.c: --phases phases (default 9), each a hash loop of
+--iters iterations (default 400,000,000: ~0.5-1 s natively here) with no system call, then
+one getppid(). At three positions -- the end of the computation of the first phase, of the
+middle one and of the last one (start, middle, end of the trace) -- gdb runs `continue` to a
+conditional breakpoint on compute()'s `return` line (the line after the loop), then times
+(time.perf_counter() around gdb.execute() in gdb's embedded Python):
+
+  first rsi       the first reverse-stepi after that continue (target: <= 200 ms)
+  median rsi      the median of the next --steps reverse-stepi (target: <= 50 ms)
+  first rnext     in a fresh session at the same place: the first reverse-next
+  median rnext    the median of the next --steps reverse-next, back through the loop
+                  (target: <= 50 ms)
+  first rc        in a third session: `break` on the loop's last body line, then the
+                  first reverse-continue (back to the last iteration)
+  next rc         the median of 2 more (one iteration back each)
+
+Each position gets its own replay server and gdb (so every "first" follows a continue through
+a whole computation). `monitor info checkpoints` is printed at the end of each session.
+
+Usage: python3 bench/bench_stepback.py [--phases 9] [--iters 400000000] [--steps 20] [--markdown]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gdb import (
+    BENCH_DIR,
+    GDB,
+    Failed,
+    compile_c,
+    gdb_env,
+    host_description,
+    relive_record,
+    relive_server,
+)
+from benchlib import fmt_time, print_cells
+
+SCRIPT = r"""
+set pagination off
+set confirm off
+set remotetimeout 600
+break bench_stepback.c:{line} if phase == {phase}
+python
+import time
+def timed(name, cmd):
+    t = time.perf_counter()
+    gdb.execute(cmd, to_string=True)
+    print("T %s %.6f" % (name, time.perf_counter() - t), flush=True)
+timed("continue", "continue")
+gdb.execute("delete")
+{extra}
+timed("first", "{cmd}")
+for _ in range({steps}):
+    timed("next", "{cmd}")
+print("C " + gdb.execute("monitor info checkpoints", to_string=True).splitlines()[0])
+end
+"""
+
+
+def session(python: str, trace: Path, workdir: Path, line: int, phase: int, cmd: str,
+            steps: int, extra: str = "") -> tuple[float, list[float], str]:
+    script = workdir / "stepback.gdb"
+    script.write_text(SCRIPT.format(line=line, phase=phase, cmd=cmd, steps=steps,
+                                    extra=extra))
+    with relive_server(python, trace, workdir) as server:
+        proc = subprocess.run([GDB, "-nx", "-batch", "-ex", f"target remote {server.address}",
+                               "-x", str(script)], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, env=gdb_env(), timeout=1800,
+                              check=False)
+    times: dict[str, list[float]] = {}
+    for m in re.finditer(r"^T (\S+) ([0-9.]+)$", proc.stdout, re.MULTILINE):
+        times.setdefault(m[1], []).append(float(m[2]))
+    if "first" not in times or len(times.get("next", [])) != steps:
+        raise Failed(f"gdb session failed: {proc.stdout[-800:]} {proc.stderr[-800:]}")
+    cps = re.search(r"^C (.*)$", proc.stdout, re.MULTILINE)
+    return times["first"][0], times["next"], cps[1] if cps else "n/a"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--phases", type=int, default=9)
+    ap.add_argument("--iters", type=int, default=400_000_000)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    python = sys.executable
+    out = BENCH_DIR / "out"
+    src = BENCH_DIR / "bench_stepback.c"
+    binary = compile_c(src, out / "bench_stepback")
+    lines = src.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "end of computation" in text)
+    body = next(i for i, text in enumerate(lines, 1) if "x = (x << 13)" in text)
+    trace = out / "bench_stepback.trace"
+    took = relive_record(python, trace, [str(binary), str(args.phases), str(args.iters)], 3600)
+    print(f"{host_description()}\nrecorded {args.phases} x {args.iters} iterations in "
+          f"{took:.1f} s\n")
+    rows = []
+    for label, phase in (("start", 0), ("middle", args.phases // 2),
+                         ("end", args.phases - 1)):
+        cells = [f"{label} (phase {phase})"]
+        notes = []
+        for cmd in ("reverse-stepi", "reverse-next"):
+            with tempfile.TemporaryDirectory(dir=out) as tmp:
+                try:
+                    first, rest, cps = session(python, trace, Path(tmp), line, phase, cmd,
+                                               args.steps)
+                    cells += [fmt_time(first), fmt_time(statistics.median(rest)),
+                              fmt_time(max(rest))]
+                    notes.append(cps)
+                except (Failed, subprocess.TimeoutExpired) as e:
+                    print(f"{label} {cmd}: {e}", file=sys.stderr)
+                    cells += ["n/a"] * 3
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            try:  # back to a breakpoint in the loop's body: the last iteration, then 2 more
+                first, rest, _ = session(python, trace, Path(tmp), line, phase,
+                                         "reverse-continue", 2,
+                                         f'gdb.execute("break bench_stepback.c:{body}")')
+                cells += [fmt_time(first), fmt_time(statistics.median(rest))]
+            except (Failed, subprocess.TimeoutExpired) as e:
+                print(f"{label} reverse-continue: {e}", file=sys.stderr)
+                cells += ["n/a"] * 2
+        cells.append(notes[-1].rstrip(":") if notes else "n/a")
+        rows.append(cells)
+    print_cells(["position", "first rsi", "median rsi", "max rsi", "first rnext",
+                 "median rnext", "max rnext", "first rc", "next rc", "checkpoints after"],
+                rows, args.markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
