@@ -525,34 +525,15 @@ class Timeline:
 
     def _run_to_arrival(self, hit: Hit, count: int) -> bool:
         """Run to the count-th arrival at hit.pc from here, stopped by a kernel counter."""
-        s = self.s
-        task = s._task_or_fail()
         try:
-            counter = HwCounter(task.tid, hit.pc, stop_at=count, sig=SIGTRAP)
+            counter = HwCounter(self.s._task_or_fail().tid, hit.pc, stop_at=count, sig=SIGTRAP)
         except HwCounterError:
             return False
-
-        def observe(stop: Stop) -> Stop | None:
-            if isinstance(stop, SignalStop) and stop.signal == SIGSTOP and self.interrupted():
-                raise Paused("interrupt")
-            if (isinstance(stop, SignalStop) and stop.signal == SIGTRAP
-                    and s._task_or_fail().regs.rip == hit.pc):
-                raise Paused("there")
-            return stop
-
-        s.observer = observe
         try:
-            while True:
-                try:
-                    s.step()
-                except Paused as p:
-                    if p.reason == "interrupt":
-                        raise SearchInterrupted(boundary=False) from None
-                    return True
-                if s.position > hit.position:
-                    raise ReplayError(f"could not find hit {hit} again")
+            if not self._run_to_counted_trap(hit.pc, hit.position):
+                raise ReplayError(f"could not find hit {hit} again")
+            return True
         finally:
-            s.observer = None
             counter.close()
 
     # -- reverse-stepi ----------------------------------------------------------------------
@@ -715,17 +696,28 @@ class Timeline:
     def _run_to_counted(self, now: Now, tick: Callable[[], None]) -> None:
         """Run (ticking) to `now`, stopped by the kernel counter at its arrival; LostPosition
         if the state reached there is not `now`."""
+        if not self._run_to_counted_trap(now.pc, now.position, tick):
+            raise LostPosition("counted arrivals missed the current position")
+        if not self.matches(now):
+            raise LostPosition("the counted arrival is not the current position")
+
+    def _run_to_counted_trap(self, pc: int, position: int,
+                             tick: Callable[[], None] | None = None) -> bool:
+        """Replay until the SIGTRAP a kernel counter armed at `pc` sends (True), or past the
+        stretch after event `position` (False). With `tick`, a SIGSTOP that is not Ctrl-C is
+        the CPU timer's: `tick` is called and the program goes on."""
         s = self.s
 
         def observe(stop: Stop) -> Stop | None:
             if isinstance(stop, SignalStop) and stop.signal == SIGSTOP:
                 if self.interrupted():
                     raise Paused("interrupt")
-                tick()
-                return None
+                if tick is not None:
+                    tick()
+                    return None
             if (isinstance(stop, SignalStop) and stop.signal == SIGTRAP
-                    and s._task_or_fail().regs.rip == now.pc):
-                raise Paused("now")
+                    and s._task_or_fail().regs.rip == pc):
+                raise Paused("there")
             return stop
 
         s.observer = observe
@@ -736,13 +728,11 @@ class Timeline:
                 except Paused as p:
                     if p.reason == "interrupt":
                         raise SearchInterrupted(boundary=False) from None
-                    break
-                if s.position > now.position:
-                    raise LostPosition("counted arrivals missed the current position")
+                    return True
+                if s.position > position:
+                    return False
         finally:
             s.observer = None
-        if not self.matches(now):
-            raise LostPosition("the counted arrival is not the current position")
 
     def _step_back_over_event(self, position: int) -> Landing:
         if position <= 1:
