@@ -40,12 +40,12 @@ from typing import Protocol
 import trio
 
 from gdbstub.codec import NEED_DATA, Connection, Interrupt, Packet
-from gdbstub.engine import Engine
+from debugtarget.engine import Engine
 from gdbstub.errors import BadRequest, RemoteProtocolError
 from gdbstub.replies import ERROR, console_output
 from gdbstub.requests import Rcmd, Request, Resume, Run, parse_request
 from gdbstub.session import Reply, Session
-from gdbstub.target import Target
+from debugtarget.protocol import Target
 
 log = logging.getLogger(__name__)
 packet_log = logging.getLogger("gdbstub.packets")

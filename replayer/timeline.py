@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from signal import SIGSTOP, SIGTRAP
 
-from gdbstub.target import BreakpointConditions, Watchpoint
+from replayer.control import BreakpointConditions, Watchpoint
 from tracee import ptrace_api as api
 from tracee.cputimer import CpuTimer, CpuTimerError, drain_stop
 from tracee.digest import memory_digest

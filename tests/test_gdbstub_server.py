@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from gdbstub.codec import NEED_DATA, Connection, Packet, frame
-from gdbstub.engine import Engine
+from debugtarget.engine import Engine
 from gdbstub.fake import FakeTarget
 from gdbstub.server import REFUSAL, GdbServer, serve
 

@@ -22,11 +22,11 @@ from conftest import describe, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gdbstub.engine import Engine
+from debugtarget.engine import Engine
 from gdbstub.errors import BadRequest
 from gdbstub.requests import parse_request
 from gdbstub.session import Session
-from replayer.target import ReplayTarget
+from debugtarget.replay import ReplayTarget
 from replayer.traps import WATCH_SLOTS
 
 pytestmark = pytest.mark.slow
