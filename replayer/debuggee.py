@@ -76,7 +76,7 @@ class Debuggee:
         root = self.exec_event.tid
         self.pid = self.wanted_pid or self.pid_of.get(root, root)
         self.pid_of.setdefault(root, root)
-        self.timeline = Timeline(s, interrupted=lambda: self._interrupt)
+        self.timeline = Timeline(s, interrupted=self.interrupted)
         self.single = len(self.pid_of) == 1
         self.reverse = ThreadedReverse(self)
         self.birth = 1 if self.pid == self.pid_of[root] else self._run_until_born()
