@@ -14,7 +14,6 @@ import errno
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from debugtarget import monitor
 from debugtarget.errors import TargetError, Unsupported
@@ -38,7 +37,7 @@ from replayer import control
 from replayer.debuggee import Debuggee
 from replayer.errors import Refused
 from replayer.progress import Sink
-from replayer.session import ReplaySession
+from replayer.session import OutputSink
 
 _WATCH_KINDS = {WatchKind.WRITE: control.WatchKind.WRITE, WatchKind.READ: control.WatchKind.READ,
                 WatchKind.ACCESS: control.WatchKind.ACCESS}
@@ -85,19 +84,12 @@ def resume_command(command: ResumeCommand) -> control.ResumeCommand:
 class ReplayTarget:
     """A replay of `trace` (process `pid` of it: default the root) as a Target."""
 
-    def __init__(self, trace: Path, output: Any = None, pid: int | None = None) -> None:
+    def __init__(self, trace: Path, output: OutputSink | None = None,
+                 pid: int | None = None) -> None:
         self.trace = Path(trace)
         self.files = TraceFiles(self.trace)  # gdb's open handles survive a restart
         with refusals:
             self.replay = Debuggee(self.trace, output, pid)
-
-    @property
-    def session(self) -> ReplaySession:
-        return self.replay.session
-
-    def live_threads(self) -> list[int]:
-        """Recorded tids of the debugged process's threads alive here, leader first."""
-        return self.replay.live_threads()
 
     def close(self) -> None:
         self.replay.close()

@@ -41,7 +41,7 @@ from replayer.forward import ForwardRun
 from replayer.process_view import Image, ProcessFacts
 from replayer.progress import Abandoned, Progress
 from replayer.reverse_threads import Landing, ThreadedReverse
-from replayer.session import ReplaySession
+from replayer.session import OutputSink, ReplaySession
 from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
 from tracee import ptrace_api as api
 from tracee import rdrand
@@ -52,7 +52,10 @@ log = logging.getLogger(__name__)
 
 
 class Debuggee:
-    def __init__(self, trace: Path, output=None,  # type: ignore[no-untyped-def]
+    """Process `pid` (default: the root) of the replay of `trace`, driven by a debugger;
+    `output` shows the program's writes to stdout/stderr as the replay passes them."""
+
+    def __init__(self, trace: Path, output: OutputSink | None = None,
                  pid: int | None = None) -> None:
         self.trace = Path(trace)
         self.output = output
