@@ -1,9 +1,9 @@
 """The debugged process of a replay: its threads, memory and moves through time, in the
 replay's own terms (replayer.control); debugtarget.replay serves it to gdb's stub.
 
-The debugger sees one process of the recorded tree (the root unless another pid was asked for): it
-sees that process's live threads under their *recorded* ids and names, its program image and
-memory, and stops only for what that process does. The replay runs the whole tree, each event's
+The debugger sees one process of the recorded tree (the root unless another pid was asked
+for): its live threads under their *recorded* ids and names, its program image and memory,
+and stops only for what that process does. The replay runs the whole tree, each event's
 task in turn, exactly as recorded.
 
 Forwards, `replayer.forward` runs the replay with gdb's breakpoints and watchpoints armed,
