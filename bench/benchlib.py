@@ -16,7 +16,8 @@ def relive_cmd(python, *args):
     return [python, "-m", "relive", *map(str, args)]
 
 
-PACKAGES = ("tracefile", "tracee", "recorder", "replayer", "gdbstub", "relive")
+PACKAGES = ("tracefile", "tracee", "recorder", "replayer", "debugtarget", "gdbstub",
+            "relive")
 
 
 def relive_env():

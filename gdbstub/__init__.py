@@ -1,10 +1,11 @@
-"""relive's GDB Remote Serial Protocol stub.
+"""relive's GDB Remote Serial Protocol stub: a front end over ``debugtarget``'s Target.
 
-Layers, each its own module: ``codec`` (framing, no I/O) -> ``requests`` (typed requests) ->
-``session`` (requests to ``Target`` calls, reply payloads) -> ``server`` (trio TCP), with
-``engine`` running every Target call on one dedicated thread. ``target`` defines the protocol
-the replayer implements; ``fake`` is an in-memory implementation for tests. This package never
-imports the recorder, the replayer, the tracee layer or ptrace.
+Layers, each its own module: ``codec`` (the wire codec: framing, no I/O) -> ``requests``
+(typed requests) -> ``session`` (requests to ``Target`` calls, reply payloads; no I/O) ->
+``server`` (trio TCP: the listener, and one ``GdbConnection`` per client). Every Target call
+runs on ``debugtarget.engine.Engine``'s thread. The Target protocol and its types are
+``debugtarget.protocol``; ``fake`` is an in-memory Target for tests. This package never
+imports the recorder, the replayer, the tracee layer, ptrace, or debugtarget's replay adapter.
 
 Typical wiring (in the application)::
 
@@ -12,36 +13,9 @@ Typical wiring (in the application)::
         target = engine.submit(make_replay_target, trace_dir).result()  # created on the engine
         trio.run(serve, target, engine)   # or: port = await nursery.start(serve, target, engine)
 """
-from gdbstub.engine import Engine
-from gdbstub.errors import (
-    BadRequest,
-    GdbStubError,
-    NoSuchThread,
-    RemoteProtocolError,
-    TargetError,
-    Unsupported,
-)
+from gdbstub.errors import BadRequest, GdbStubError, RemoteProtocolError
 from gdbstub.server import GdbServer, serve
 from gdbstub.session import Reply, Session
-from gdbstub.target import (
-    Action,
-    Direction,
-    FileStat,
-    Library,
-    LibraryList,
-    ResumeCommand,
-    Stop,
-    StopKind,
-    Target,
-    ThreadId,
-    ThreadInfo,
-    WatchKind,
-    Watchpoint,
-)
 
-__all__ = [
-    "Action", "BadRequest", "Direction", "Engine", "FileStat", "GdbServer", "GdbStubError",
-    "Library", "LibraryList", "NoSuchThread", "RemoteProtocolError", "Reply", "ResumeCommand",
-    "Session", "Stop", "StopKind", "Target", "TargetError", "ThreadId", "ThreadInfo",
-    "Unsupported", "WatchKind", "Watchpoint", "serve",
-]
+__all__ = ["BadRequest", "GdbServer", "GdbStubError", "RemoteProtocolError", "Reply", "Session",
+           "serve"]

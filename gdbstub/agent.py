@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from gdbstub.target import ThreadState
+from debugtarget.protocol import ThreadState
 
 MAX_BYTECODE: Final = 4096      # bytes in one expression (gdb's are tens of bytes)
 MAX_STACK: Final = 1024

@@ -22,7 +22,7 @@ from typing import Final
 
 from gdbstub.agent import AgentExpr, any_true
 from gdbstub.requests import BreakpointType
-from gdbstub.target import Address, ThreadState, WatchKind, Watchpoint
+from debugtarget.protocol import Address, ThreadState, WatchKind, Watchpoint
 
 DEBUG_REGISTERS: Final = 4
 

@@ -128,8 +128,8 @@ def frame(payload: bytes) -> bytes:
     return b"$" + body + b"#%02x" % checksum(body)
 
 
-class Connection:
-    """Sans-I/O state of one gdb connection: receive buffer, ack mode, outbox."""
+class PacketCodec:
+    """The wire codec of one gdb connection, sans I/O: receive buffer, ack mode, outbox."""
 
     def __init__(self, *, max_payload: int = MAX_INCOMING_PAYLOAD) -> None:
         self._buf = bytearray()

@@ -4,10 +4,9 @@
   The connection cannot continue; the server closes it.
 - ``BadRequest``: a well-framed packet of a known kind whose arguments do not parse. The
   session answers ``E01`` and the connection survives.
-- ``TargetError``: the Target could not do what was asked (unmapped memory, unknown thread,
-  no such file). Answered with an error packet; the connection survives.
-- ``Unsupported``: the Target does not implement an optional operation. Answered with the empty
-  packet, which tells gdb "not supported" so it stops asking.
+
+The Target's own errors (``TargetError``, ``NoSuchThread``, ``Unsupported``) belong to the
+Target protocol: ``debugtarget.errors``.
 
 All derive from relive's single error base, ``ReliveError``.
 """
@@ -33,14 +32,3 @@ class BadRequest(GdbStubError):
         shown = payload[:60].decode("latin-1")
         super().__init__(f"malformed gdb packet {shown!r}: {why}")
 
-
-class TargetError(GdbStubError):
-    """The target refused or failed an operation; gdb gets an error reply, the session goes on."""
-
-
-class NoSuchThread(TargetError):
-    """A thread id that names no thread the target knows."""
-
-
-class Unsupported(TargetError):
-    """An optional target operation that this target does not implement (gdb gets ``""``)."""

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gdbstub.errors import NoSuchThread, TargetError
-from gdbstub.target import (
+from debugtarget.errors import NoSuchThread, TargetError
+from debugtarget.protocol import (
     Action,
     Address,
     Direction,

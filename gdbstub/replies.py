@@ -21,7 +21,7 @@ from gdbstub.codec import PACKET_SIZE, escaped_prefix_length
 from gdbstub.registers import EXPEDITED, REGISTERS, encode_register
 from gdbstub.signals import GdbSignal, to_gdb
 from gdbstub.syntax import format_thread_id
-from gdbstub.target import LibraryList, Stop, StopKind, ThreadInfo
+from debugtarget.protocol import LibraryList, Stop, StopKind, ThreadInfo
 
 OK: Final = b"OK"
 EMPTY: Final = b""

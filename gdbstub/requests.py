@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from debugtarget.protocol import USER_SPACE_END, Action, Direction, ThreadId
 from gdbstub.agent import AgentExpr, parse_conditions
 from gdbstub.codec import PACKET_SIZE
 from gdbstub.errors import BadRequest
 from gdbstub.syntax import addr_length, hex_bytes, hex_int, parse_thread_id, split_exact
-from gdbstub.target import Action, Direction, ThreadId
 from gdbstub.vfile import VFileRequest, parse_vfile
 
 
@@ -299,8 +299,6 @@ Request = (QuerySupported | MustReplyEmpty | StartNoAck | EnableExtendedMode | S
 
 _NAME_RE: Final = re.compile(rb"([qQv][A-Za-z0-9_\-]*\??)(?:[:,;](.*))?", re.DOTALL)
 
-USER_SPACE_END: Final = 1 << 47
-"""The end of x86-64 user space (4-level paging): no program memory lies at or above it."""
 MAX_MEMORY_READ: Final = (PACKET_SIZE - 16) // 2
 """Most bytes one ``m`` reply carries (hex doubles them); gdb asks again for the rest."""
 MAX_WATCH_LENGTH: Final = 4 * 8

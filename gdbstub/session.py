@@ -36,7 +36,8 @@ from typing import Final
 from gdbstub import replies
 from gdbstub.breakpoints import BreakpointTable
 from gdbstub.codec import PACKET_SIZE
-from gdbstub.errors import BadRequest, NoSuchThread, TargetError, Unsupported
+from debugtarget.errors import NoSuchThread, TargetError, Unsupported
+from gdbstub.errors import BadRequest
 from gdbstub.registers import (
     REGISTERS,
     REGNUM,
@@ -84,7 +85,7 @@ from gdbstub.requests import (
 )
 from gdbstub.signals import from_gdb
 from gdbstub.syntax import format_thread_id, hex_int
-from gdbstub.target import (
+from debugtarget.protocol import (
     ANY_THREAD,
     Action,
     Direction,

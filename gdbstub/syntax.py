@@ -11,7 +11,7 @@ import re
 from typing import Final
 
 from gdbstub.errors import BadRequest
-from gdbstub.target import ALL_THREADS, ANY_THREAD, ThreadId
+from debugtarget.protocol import ALL_THREADS, ANY_THREAD, ThreadId
 
 _HEX_RE: Final = re.compile(rb"[0-9a-fA-F]+")
 U64_MAX: Final = (1 << 64) - 1

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Final, assert_never
 
 from gdbstub.codec import PACKET_SIZE, escaped_prefix_length
-from gdbstub.errors import TargetError
+from debugtarget.errors import TargetError
 from gdbstub.syntax import hex_bytes, hex_int, split_exact
-from gdbstub.target import Target
+from debugtarget.protocol import Target
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import trio
 
-from gdbstub.engine import Engine
+from debugtarget.engine import Engine
 from gdbstub.server import TaskStatus, serve
 from relive import listen
-from replayer.target import ReplayTarget
+from debugtarget.replay import ReplayTarget
 from replayer.traps import WATCH_SLOTS
 from tracefile.errors import TraceError
 from tracefile.reader import TraceReader

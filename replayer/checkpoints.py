@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from gdbstub.errors import TargetError
+from replayer.errors import Refused
 
 from replayer.snapshot import Snapshot
 
@@ -34,7 +34,7 @@ class KeptCheckpoints:
     def get(self, number: int) -> Snapshot:
         snap = self._kept.get(number)
         if snap is None:
-            raise TargetError(f"no checkpoint {number}; `info checkpoints` lists them")
+            raise Refused(f"no checkpoint {number}; `info checkpoints` lists them")
         return snap
 
     def delete(self, number: int) -> Snapshot:

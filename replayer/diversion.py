@@ -33,8 +33,6 @@ import struct
 import threading
 from collections.abc import Mapping
 
-from gdbstub.errors import TargetError
-from gdbstub.target import Action, ResumeCommand, Stop, StopKind, ThreadId
 from tracee import ptrace_api as api
 from tracee import remote, thread_state
 from tracee.fork import fork_tracee
@@ -43,6 +41,8 @@ from tracee.spawn import OPTIONS
 from tracee.task import Task
 
 from replayer import process_view
+from replayer.control import Action, ResumeCommand, Stop, StopKind
+from replayer.errors import Refused
 
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
         "r12", "r13", "r14", "r15", "rip", "eflags", "cs", "ss", "ds", "es", "fs", "gs",
@@ -65,10 +65,10 @@ def register_values(task: Task) -> dict[str, int]:
 
 
 class Diversion:
-    def __init__(self, task: Task, thread: ThreadId, *, in_syscall: bool) -> None:
+    def __init__(self, task: Task, tid: int, *, in_syscall: bool) -> None:
         """Fork `task`'s process (stopped at the current point) into the diversion's copy.
         `in_syscall`: the task is parked inside a syscall (an ENTER), where it goes back."""
-        self.thread = thread
+        self.tid = tid  # the recorded thread gdb runs here
         self.original = register_values(task)
         saved = task.regs_bytes()
         self.copy = fork_tracee(task)
@@ -117,7 +117,7 @@ class Diversion:
         if not rsp - CALL_FRAMES <= addr < addr + len(data) <= rsp:
             self.wrote_data = True
         if self.copy.mem.write(addr, data) != len(data):
-            raise TargetError(f"cannot write {len(data)} bytes at {addr:#x}")
+            raise Refused(f"cannot write {len(data)} bytes at {addr:#x}")
 
     def write_registers(self, values: Mapping[str, int]) -> None:
         """Set the registers given (the caller passes only those that change)."""
@@ -129,7 +129,7 @@ class Diversion:
             elif _set_fx(fx, name, value):
                 fx_changed = True
             else:
-                raise TargetError(f"relive cannot change register {name} in a diversion")
+                raise Refused(f"relive cannot change register {name} in a diversion")
         self.copy.flush_regs()
         if fx_changed:
             api.set_fpregs(self.copy.tid, bytes(fx))
@@ -250,7 +250,7 @@ class Diversion:
         return None
 
     def _stop(self, kind: StopKind, sig: int = signal.SIGTRAP) -> Stop:
-        return Stop(kind=kind, thread=self.thread, signal=sig)
+        return Stop(kind=kind, tid=self.tid, signal=sig)
 
     def end(self) -> None:
         with self._timer_lock:

@@ -28,3 +28,8 @@ class Paused(Exception):
     def __init__(self, reason: object) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Refused(ReliveError):
+    """A request the replay cannot carry out where it is (no such thread here, unmapped
+    memory, no checkpoint possible at this point): the replay is left as it was."""

@@ -1,5 +1,5 @@
-"""Running the replay forwards for gdb (continue, step, range-step) on behalf of
-`replayer.target.ReplayTarget`.
+"""Running the replay forwards for a debugger (continue, step, range-step) on behalf of
+`replayer.debuggee.Debuggee`.
 
 The replay runs event by event with gdb's breakpoints armed (int3 written only while a resume
 runs) and its watchpoints in debug registers 0-2 of every thread of the debugged process; an
@@ -14,7 +14,7 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
-from gdbstub.target import Action, ResumeCommand, Stop, StopKind
+from replayer.control import Action, ResumeCommand, Stop, StopKind
 from replayer.errors import Paused
 from replayer.midpoints import MID_PERIOD_NS
 from replayer.traps import Trap, Traps, condition_holds, written_watchpoints
@@ -27,11 +27,11 @@ from tracee.sysnums import name_of
 from tracefile.records import Event, Kind
 
 if TYPE_CHECKING:
-    from replayer.target import ReplayTarget
+    from replayer.debuggee import Debuggee
 
 
 class ForwardRun:
-    def __init__(self, target: ReplayTarget) -> None:
+    def __init__(self, target: Debuggee) -> None:
         self.t = target
         self.stepper: int | None = None  # the thread a forward step is for
         self.command: ResumeCommand | None = None
@@ -45,13 +45,12 @@ class ForwardRun:
         s = self.t.session
         s.wants_signal_stop = lambda sig: (self.t.debugged(self.t.recorded(s.task))
                                            and sig not in command.pass_signals)
-        stepper = command.thread.tid if command.action in (Action.STEP,
-                                                           Action.RANGE_STEP) else None
+        stepper = command.tid if command.action in (Action.STEP, Action.RANGE_STEP) else None
         # A breakpoint at the pc the resumed thread starts from does not trigger for it
         # (gdb steps it over breakpoints itself). Another thread sitting at a breakpoint
         # reports it when it runs, as on a live target: gdb relies on that.
         skip = {}
-        resumed = s.taskset.tasks.get(command.thread.tid)
+        resumed = s.taskset.tasks.get(command.tid)
         if (resumed is not None and resumed.tid not in s.taskset.in_kernel
                 and resumed.regs.rip in command.breakpoints):
             skip[resumed.tid] = resumed.regs.rip
@@ -59,7 +58,7 @@ class ForwardRun:
             lo, hi = command.step_range
             while True:
                 stop = self._run(command, stepper, skip)
-                if (stop.kind is not StopKind.STEPPED or stop.thread.tid != stepper
+                if (stop.kind is not StopKind.STEPPED or stop.tid != stepper
                         or not lo <= self.t.task_of(stepper).regs.rip < hi):
                     return stop
         return self._run(command, stepper, skip)
@@ -84,7 +83,7 @@ class ForwardRun:
         self._start_timer(stepper)
         try:
             while True:
-                if self.t._interrupt:
+                if self.t.interrupted():
                     return self.t.stop(StopKind.INTERRUPTED, sig=signal.SIGINT)
                 if self.at_end():
                     return self._end()
@@ -106,7 +105,7 @@ class ForwardRun:
                 if ev.kind == Kind.EXEC and command.exec_events and self.t.debugged(ev.tid):
                     # gdb loads the new program's symbols, sets its breakpoints again, and
                     # resumes by itself (unless the user asked for `catch exec`).
-                    return Stop(kind=StopKind.EXECD, thread=self.t.thread_id(ev.tid),
+                    return Stop(kind=StopKind.EXECD, tid=self.t.resolve_tid(ev.tid),
                                 exec_path=str(ev.info["exe"]))
                 traps.replant(ev)
                 if self.t.timeline_due() and s.can_snapshot():
@@ -250,7 +249,7 @@ class ForwardRun:
 
     def _observe(self, traps: Traps, stop: TraceeStop) -> TraceeStop | None:
         """Called at every stop while the program runs: is it one gdb wants to see?"""
-        if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self.t._interrupt:
+        if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self.t.interrupted():
             raise Paused(("interrupt",))
         if isinstance(stop, SignalStop) and stop.signal == signal.SIGSTOP and self.timer:
             self._tick(traps)

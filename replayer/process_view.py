@@ -1,4 +1,4 @@
-"""What gdb asks about the replayed processes beyond registers and memory: the loader's
+"""What a debugger asks about the replayed processes beyond registers and memory: the loader's
 library list (through the executable's DT_DEBUG entry), thread-local storage addresses, x87/SSE
 registers decoded from the FXSAVE area, and (ProcessFacts) thread names and each process's
 program image at any point of the trace. Reads tracee memory only; changes nothing.
@@ -11,9 +11,8 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gdbstub.errors import TargetError
-from gdbstub.target import Library, LibraryList
 from replayer import registers
+from replayer.errors import Refused
 from replayer.tasks import CLONE_THREAD
 from replayer.traps import is_clone
 from tracee.syscalls import queries
@@ -29,7 +28,25 @@ DT_NULL, DT_DEBUG = 0, 21
 LINK_MAP_TLS_MODID = 1152
 
 
-def libraries(mem: Memory, auxv_bytes: bytes) -> LibraryList:
+@dataclass(frozen=True, slots=True)
+class Library:
+    """One entry of the dynamic loader's link_map list."""
+
+    name: str
+    lm: int  # address of the struct link_map
+    l_addr: int  # load bias
+    l_ld: int  # address of the library's dynamic section
+
+
+@dataclass(frozen=True, slots=True)
+class Libraries:
+    """The loader's library list and the executable's own link_map (None: not known yet)."""
+
+    libraries: tuple[Library, ...] = ()
+    main_lm: int | None = None
+
+
+def libraries(mem: Memory, auxv_bytes: bytes) -> Libraries:
     """The loader's link_map list, found through the executable's DT_DEBUG entry."""
     auxv = dict(struct.iter_unpack("<QQ", auxv_bytes))
     phdr, phnum = auxv.get(AT_PHDR, 0), auxv.get(AT_PHNUM, 0)
@@ -45,7 +62,7 @@ def libraries(mem: Memory, auxv_bytes: bytes) -> LibraryList:
         if tag == DT_DEBUG:
             r_debug = value
     if not r_debug:
-        return LibraryList()
+        return Libraries()
     lm = mem.read_u64(r_debug + 8)
     main_lm, libs = lm, []
     for _ in range(4096):
@@ -56,7 +73,7 @@ def libraries(mem: Memory, auxv_bytes: bytes) -> LibraryList:
         if lm != main_lm and name:
             libs.append(Library(name=name, lm=lm, l_addr=l_addr, l_ld=l_ld))
         lm = l_next
-    return LibraryList(libraries=libs, main_lm=main_lm)
+    return Libraries(tuple(libs), main_lm)
 
 
 def tls_address(mem: Memory, fs_base: int, offset: int, lm: int) -> int:
@@ -64,12 +81,12 @@ def tls_address(mem: Memory, fs_base: int, offset: int, lm: int) -> int:
     second word of the thread control block at fs_base (x86-64 TLS ABI)."""
     modid = mem.read_u64(lm + LINK_MAP_TLS_MODID)
     if not 0 < modid < 1 << 16:
-        raise TargetError(f"cannot find the TLS module of link_map {lm:#x} (this glibc's "
+        raise Refused(f"cannot find the TLS module of link_map {lm:#x} (this glibc's "
                           "struct link_map layout is not known to relive)")
     dtv = mem.read_u64(fs_base + 8)
     block = mem.read_u64(dtv + 16 * modid)
     if block in (0, 0xFFFFFFFFFFFFFFFF):
-        raise TargetError("the thread's TLS block for that module is not allocated yet")
+        raise Refused("the thread's TLS block for that module is not allocated yet")
     return block + offset
 
 

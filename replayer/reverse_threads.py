@@ -31,8 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gdbstub.errors import TargetError
-from gdbstub.target import (
+from replayer import registers
+from replayer.control import (
     Action,
     BreakpointConditions,
     Direction,
@@ -42,8 +42,7 @@ from gdbstub.target import (
     WatchKind,
     Watchpoint,
 )
-from replayer import registers
-from replayer.errors import Paused, ReplayError
+from replayer.errors import Paused, Refused, ReplayError
 from replayer.snapshot import Snapshot as Checkpoint
 from replayer.timeline import (
     MAX_STEPS,
@@ -60,7 +59,7 @@ from tracee.task import Task
 from tracefile.records import Event, Kind
 
 if TYPE_CHECKING:
-    from replayer.target import ReplayTarget
+    from replayer.debuggee import Debuggee
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class Landing:
 
 
 class ThreadedReverse:
-    def __init__(self, target: ReplayTarget) -> None:
+    def __init__(self, target: Debuggee) -> None:
         self.t = target
         self.s = target.session
         # The last reverse-stepi landing inside a stretch, its anchor arrival and the steps
@@ -93,7 +92,7 @@ class ThreadedReverse:
         if command.action is Action.CONTINUE:
             return self.continue_back(command.breakpoints, command.watchpoints, now,
                                       *self._private(command), conditions=command.conditions)
-        tid = command.thread.tid
+        tid = command.tid
         watched = {wp: t.peek(wp) for wp in command.watchpoints}
         landing = self.step_back(tid, now)
         self.land(landing)
@@ -118,17 +117,17 @@ class ThreadedReverse:
             return frozenset(), None
         before, stop = previous
         if (before.direction is Direction.BACKWARD and before.action is Action.STEP
-                and stop.kind is StopKind.STEPPED and stop.thread == command.thread):
-            return command.breakpoints - before.breakpoints, command.thread.tid
+                and stop.kind is StopKind.STEPPED and stop.tid == command.tid):
+            return command.breakpoints - before.breakpoints, command.tid
         return frozenset(), None
 
     def now(self) -> Point:
         t, s = self.t, self.s
-        tid = t._mid_tid
-        if t._boundary or tid is None or not t.debugged(tid):
+        tid, steps = t.mid_stretch()
+        if tid is None or not t.debugged(tid):
             return Point(s.position)  # (a stretch of another process holds no hit of ours)
         task = s.taskset.tasks[tid]
-        point = Point(s.position, tid, task.regs_bytes(), t._steps)
+        point = Point(s.position, tid, task.regs_bytes(), steps)
         _fingerprint(point, task)
         return point
 
@@ -163,9 +162,9 @@ class ThreadedReverse:
         if hit is None:
             self.return_to(now)
             self.waypoints.landed(self._met)
-            raise TargetError(f"nothing wrote {wp.addr:#x} (+{wp.length}) before this point")
+            raise Refused(f"nothing wrote {wp.addr:#x} (+{wp.length}) before this point")
         self.land(self.goto_hit(hit, frozenset({wp})))
-        t._last = t.stop(StopKind.WATCHPOINT, hit.tid, watch=wp)
+        t.last_stop = t.stop(StopKind.WATCHPOINT, hit.tid, watch=wp)
         return f"Went back to just before the write to {wp.addr:#x} by thread {hit.tid}"
 
     # -- reverse-continue -------------------------------------------------------------------
@@ -566,10 +565,10 @@ class ThreadedReverse:
     def _interrupted(self, stop: TraceeStop) -> bool:
         from signal import SIGSTOP
         return (isinstance(stop, SignalStop) and stop.signal == SIGSTOP
-                and self.t._interrupt)
+                and self.t.interrupted())
 
     def _check_interrupt(self, boundary: bool) -> None:
-        if self.t._interrupt:
+        if self.t.interrupted():
             raise SearchInterrupted(boundary=boundary)
 
 

@@ -331,7 +331,8 @@ class ReplaySession:
         self.exec_victims.clear()
         self.finished = False
 
-    def _task_or_fail(self) -> Task:
+    def current_task(self) -> Task:
+        """The task that replays the current stretch (ReplayError when none is left)."""
         if self.task is None:
             raise ReplayError("no replayed process")
         return self.task

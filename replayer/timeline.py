@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from signal import SIGSTOP, SIGTRAP
 
-from gdbstub.target import BreakpointConditions, Watchpoint
+from replayer.control import BreakpointConditions, Watchpoint
 from tracee import ptrace_api as api
 from tracee.cputimer import CpuTimer, CpuTimerError, drain_stop
 from tracee.digest import memory_digest
@@ -199,7 +199,7 @@ class Timeline:
             return
         after = self.base if self.base is not None and self.base.position == s.position \
             else None
-        mid = Mid(s.position, s.snapshot(), s._task_or_fail().regs_bytes(), clock)
+        mid = Mid(s.position, s.snapshot(), s.current_task().regs_bytes(), clock)
         self.mids.add(mid, after, keep={after})
         self.base = mid
         self._takes += 1
@@ -230,13 +230,13 @@ class Timeline:
 
     def now(self, boundary: bool, steps: int | None,
             anchor: tuple[int, int] | None = None) -> Now:
-        task = self.s._task_or_fail()
+        task = self.s.current_task()
         return Now(self.s.position, task.regs_bytes(), boundary, steps, anchor=anchor,
                    base=None if boundary else self.base)
 
     def matches(self, now: Now, planted: bool = False) -> bool:
         """Is the current state `now`? `planted`: an int3 of ours sits at the pc."""
-        task = self.s._task_or_fail()
+        task = self.s.current_task()
         differ = registers.diff(now.regs, task.regs_bytes())
         # Shown before a syscall instruction, a state carries the rcx/r11 the instruction
         # will clobber as the kernel saw them: those two cannot tell states apart there.
@@ -251,7 +251,7 @@ class Timeline:
         return memory_digest(task.pid, task.mem.read_upto) == now.digest
 
     def fingerprint(self, now: Now) -> None:
-        task = self.s._task_or_fail()
+        task = self.s.current_task()
         if now.digest is None:
             now.digest = memory_digest(task.pid, task.mem.read_upto)
 
@@ -355,14 +355,14 @@ class Timeline:
         hits: list[Hit] = []
         arrivals: Counter[tuple[int, int]] = Counter()
         watch_traps: Counter[int] = Counter()
-        counters = _open_counters(s._task_or_fail().tid, counted)
+        counters = _open_counters(s.current_task().tid, counted)
         seen = {c.addr: 0 for c in counters}
         start = s.position
 
         def origin(position: int) -> Mid | None:
             return base if position == start else None
         armed = (set(breakpoints) - set(seen)) | (set() if until.boundary else {until.pc})
-        traps = Traps(s._task_or_fail(), armed, watchpoints)
+        traps = Traps(s.current_task(), armed, watchpoints)
 
         def add_counted(position: int) -> None:
             for c in counters:
@@ -400,9 +400,9 @@ class Timeline:
                 if self.matches(until, planted=True):
                     raise Paused("now")
                 log.debug("arrival at %#x does not match now: %s", trap.pc,
-                          registers.diff(until.regs, s._task_or_fail().regs_bytes()))
+                          registers.diff(until.regs, s.current_task().regs_bytes()))
             if trap.pc in breakpoints and condition_holds(conditions, trap.pc,
-                                                          s._task_or_fail()):
+                                                          s.current_task()):
                 hits.append(Hit("bp", s.position, trap.pc, arrivals[(s.position, trap.pc)],
                                 base=origin(s.position)))
             after = traps.step_over(trap.pc)
@@ -456,7 +456,7 @@ class Timeline:
             return "mid", 0, (hit.pc, hit.count)
         self._origin(hit.position, hit.base)
         count = 0
-        traps = Traps(s._task_or_fail(), {hit.pc} if hit.kind == "bp" else set(),
+        traps = Traps(s.current_task(), {hit.pc} if hit.kind == "bp" else set(),
                       watchpoints if hit.kind == "watch" else frozenset())
 
         def observe(stop: Stop) -> Stop | None:
@@ -513,7 +513,7 @@ class Timeline:
             step = min(ARRIVAL_FORK_EVERY - done % ARRIVAL_FORK_EVERY, hit.count - done)
             # Standing at an arrival already counted: without the resume flag, the counter
             # would count it again.
-            regs = self.s._task_or_fail().regs
+            regs = self.s.current_task().regs
             again = int(done > 0 and regs.rip == hit.pc and not regs.eflags & EFLAGS_RF)
             if not self._run_to_arrival(hit, step + again):
                 return False
@@ -526,7 +526,7 @@ class Timeline:
     def _run_to_arrival(self, hit: Hit, count: int) -> bool:
         """Run to the count-th arrival at hit.pc from here, stopped by a kernel counter."""
         try:
-            counter = HwCounter(self.s._task_or_fail().tid, hit.pc, stop_at=count, sig=SIGTRAP)
+            counter = HwCounter(self.s.current_task().tid, hit.pc, stop_at=count, sig=SIGTRAP)
         except HwCounterError:
             return False
         try:
@@ -543,8 +543,8 @@ class Timeline:
         self.seek(seq)
         s = self.s
         ev = s.next_event
-        stop = s.run_once(s._task_or_fail(), api.Req.SYSEMU)
-        task = s._task_or_fail()
+        stop = s.run_once(s.current_task(), api.Req.SYSEMU)
+        task = s.current_task()
         if isinstance(stop, SyscallStop):
             task.set_reg("rip", task.regs.rip - 2)
             task.set_reg("rax", task.regs.orig_rax)
@@ -621,7 +621,7 @@ class Timeline:
                 self._origin(now.position, now.base)
                 if now.base is None and self.s.can_snapshot():
                     self._boundary_fork = self.s.snapshot()
-            task = self.s._task_or_fail()
+            task = self.s.current_task()
             clock0 = now.base.clock if now.base is not None else 0
             last: list[Mid] = []
             try:
@@ -716,7 +716,7 @@ class Timeline:
                     tick()
                     return None
             if (isinstance(stop, SignalStop) and stop.signal == SIGTRAP
-                    and s._task_or_fail().regs.rip == pc):
+                    and s.current_task().regs.rip == pc):
                 raise Paused("there")
             return stop
 
@@ -763,7 +763,7 @@ class Timeline:
         last one and check that one step reaches `now`. None if the guess does not hold
         (the previous instruction jumped here): the caller single-steps the stretch."""
         self.fingerprint(now)
-        mem = self.s._task_or_fail().mem
+        mem = self.s.current_task().mem
         pc = now.pc
         regs = registers.unpack(now.regs)
         # x86 decodes backwards ambiguously (the last byte of `mov %rax,-0x8(%rbp)` is a
@@ -788,7 +788,7 @@ class Timeline:
             anchor = (candidate, arrivals)
             t0 = time.monotonic()
             self._from_step_cache(now.position, 0, anchor, now.base)
-            task = self.s._task_or_fail()
+            task = self.s.current_task()
             task.resume(api.Req.SYSEMU_SINGLESTEP)
             task.wait()
             log.debug("went to arrival %d in %.3f s", arrivals, time.monotonic() - t0)
@@ -804,7 +804,7 @@ class Timeline:
         self._origin(now.position, now.base)
         self._drop_arrival_cache()
         cache = self._arrivals = ArrivalCache(now.position, now.base, addr)
-        task = self.s._task_or_fail()
+        task = self.s.current_task()
         done = 0
 
         def counter(again: int) -> HwCounter:
@@ -837,7 +837,7 @@ class Timeline:
         """Instructions from `anchor` (or the origin) to `now`, by single-stepping."""
         self.fingerprint(now)
         self._from_step_cache(now.position, 0, anchor, now.base)
-        task = self.s._task_or_fail()
+        task = self.s.current_task()
         if self.matches(now):
             return 0
         started = noted = time.monotonic()
@@ -858,7 +858,7 @@ class Timeline:
                    anchor: tuple[int, int] | None = None, base: Mid | None = None) -> None:
         """Go to `steps` instructions after the anchor (or origin), via cached forks."""
         cache, done = self._from_step_cache(position, steps, anchor, base)
-        task = self.s._task_or_fail()
+        task = self.s.current_task()
         while done < steps:
             if (done and done % STEP_CACHE == 0 and done not in cache.forks
                     and self.s.can_snapshot()):

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from gdbstub.target import BreakpointConditions, WatchKind, Watchpoint
+from replayer.control import BreakpointConditions, WatchKind, Watchpoint
 from replayer.tasks import CLONE_VM, TaskSet
 from tracee import ptrace_api as api
 from tracee.stops import SignalStop, Stop
@@ -60,7 +60,7 @@ def written_watchpoints(event: Event, watchpoints: frozenset[Watchpoint]) -> lis
 
 class StoppedThread:
     """A task stopped at a breakpoint, as a breakpoint condition reads it (gdb's
-    target-side conditions: gdbstub.target.ThreadState)."""
+    target-side conditions: replayer.control.ThreadState)."""
 
     def __init__(self, task: Task) -> None:
         self.task = task

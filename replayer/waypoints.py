@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from gdbstub.target import Watchpoint
+from replayer.control import Watchpoint
 from replayer import registers
 from replayer.snapshot import Snapshot
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import describe, record
 from gdbhelpers import END_OF_HISTORY, ReplayServer, gdb_batch, requires_gdb, serve
 
-from gdbstub.codec import NEED_DATA, Connection, Packet
+from gdbstub.codec import NEED_DATA, PacketCodec, Packet
 from tracee.sysnums import name_of
 from tracefile.reader import TraceReader
 from tracefile.records import Kind
@@ -105,7 +105,7 @@ def test_call_system_in_a_diversion_runs_and_the_replay_goes_on(calls, serve):
     assert_sound(server)
 
 
-def _packet(sock: socket.socket, codec: Connection, payload: bytes,
+def _packet(sock: socket.socket, codec: PacketCodec, payload: bytes,
             timeout: float = 5.0) -> bytes:
     """Send one packet and return the reply's payload (acks handled by the codec)."""
     sock.sendall(codec.send_packet(payload))
@@ -129,7 +129,7 @@ def test_huge_numbers_get_errors_at_once_and_the_server_stays_responsive(hello, 
                b"qGetTLSAddr:p1.1,0,ffffffffffffffff"]
     for _ in range(2):  # and a second client afterwards
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            codec = Connection()
+            codec = PacketCodec()
             assert b"PacketSize" in _packet(sock, codec, b"qSupported:multiprocess+")
             for payload in hostile:
                 started = time.monotonic()
@@ -141,7 +141,7 @@ def test_huge_numbers_get_errors_at_once_and_the_server_stays_responsive(hello, 
     assert_sound(server)
     # With a client connected mid-continue, Ctrl-C in relive's terminal still ends it.
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        codec = Connection()
+        codec = PacketCodec()
         _packet(sock, codec, b"qSupported:multiprocess+")
         sock.sendall(codec.send_packet(b"Z2,0,ffffffffffffffff") + codec.send_packet(b"c"))
         time.sleep(0.5)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from gdbstub.codec import (
     NEED_DATA,
-    Connection,
+    PacketCodec,
     Interrupt,
     Packet,
     checksum,
@@ -27,7 +27,7 @@ QSUPPORTED = (b"$qSupported:multiprocess+;swbreak+;hwbreak+;qRelocInsn+;fork-eve
 CONNECT = b"+" + QSUPPORTED + b"+$vMustReplyEmpty#3a+$QStartNoAckMode#b0"
 
 
-def events(conn: Connection, out: list[object] | None = None) -> list[object]:
+def events(conn: PacketCodec, out: list[object] | None = None) -> list[object]:
     """Drain events; with ``out``, events seen before an error are kept there."""
     out = [] if out is None else out
     while (event := conn.next_event()) is not NEED_DATA:
@@ -36,7 +36,7 @@ def events(conn: Connection, out: list[object] | None = None) -> list[object]:
 
 
 def test_captured_connect_sequence_is_acked_packet_by_packet() -> None:
-    conn = Connection()
+    conn = PacketCodec()
     conn.receive_data(CONNECT)
     assert events(conn) == [Packet(QSUPPORTED[1:-3]), Packet(b"vMustReplyEmpty"),
                             Packet(b"QStartNoAckMode")]
@@ -45,13 +45,13 @@ def test_captured_connect_sequence_is_acked_packet_by_packet() -> None:
 
 
 def test_captured_binary_write_is_delivered_raw() -> None:
-    conn = Connection()
+    conn = PacketCodec()
     conn.receive_data(b"$X601000,4:\x05\x00\x00\x00#1e")
     assert events(conn) == [Packet(b"X601000,4:\x05\x00\x00\x00")]
 
 
 def test_partial_packet_needs_data_until_checksum_complete() -> None:
-    conn = Connection()
+    conn = PacketCodec()
     for chunk in (b"$Hgp0", b".0#", b"a"):
         conn.receive_data(chunk)
         assert conn.next_event() is NEED_DATA
@@ -60,14 +60,14 @@ def test_partial_packet_needs_data_until_checksum_complete() -> None:
 
 
 def test_bad_checksum_is_nacked_and_dropped_then_stream_continues() -> None:
-    conn = Connection()
+    conn = PacketCodec()
     conn.receive_data(b"$g#00$g#67")
     assert events(conn) == [Packet(b"g")]
     assert conn.data_to_send() == b"-+"
 
 
 def test_no_ack_mode_sends_no_acks_and_accepts_bad_checksums() -> None:
-    conn = Connection()
+    conn = PacketCodec()
     conn.enter_no_ack_mode()
     conn.receive_data(b"$g#67$m0,1#00+-")
     assert events(conn) == [Packet(b"g"), Packet(b"m0,1")]
@@ -75,14 +75,14 @@ def test_no_ack_mode_sends_no_acks_and_accepts_bad_checksums() -> None:
 
 
 def test_ctrl_c_between_packets_is_an_interrupt_but_inside_is_data() -> None:
-    conn = Connection()
+    conn = PacketCodec()
     body = b"X0,1:\x03"
     conn.receive_data(b"\x03" + frame(body) + b"\x03")
     assert events(conn) == [Interrupt(), Packet(body), Interrupt()]
 
 
 def test_nack_from_gdb_retransmits_last_reply_in_ack_mode_only() -> None:
-    conn = Connection()
+    conn = PacketCodec()
     sent = conn.send_packet(b"OK")
     conn.receive_data(b"-")
     assert events(conn) == []
@@ -94,15 +94,15 @@ def test_nack_from_gdb_retransmits_last_reply_in_ack_mode_only() -> None:
 
 
 def test_send_packet_escapes_binary_and_checksums_escaped_bytes() -> None:
-    framed = Connection().send_packet(b"l$#}*\x00")
+    framed = PacketCodec().send_packet(b"l$#}*\x00")
     assert framed == b"$l}\x04}\x03}]}\x0a\x00#" + b"%02x" % checksum(b"l}\x04}\x03}]}\x0a\x00")
-    assert Connection().send_packet(b"OK") == b"$OK#9a"
-    assert Connection().send_packet(b"") == b"$#00"
+    assert PacketCodec().send_packet(b"OK") == b"$OK#9a"
+    assert PacketCodec().send_packet(b"") == b"$#00"
 
 
 def test_incoming_escapes_are_decoded_and_a_dangling_escape_is_an_error() -> None:
     assert unescape(b"a}\x03b}]") == b"a#b}"
-    conn = Connection()
+    conn = PacketCodec()
     conn.receive_data(b"$ab}#" + b"%02x" % checksum(b"ab}"))
     with pytest.raises(RemoteProtocolError):
         conn.next_event()
@@ -115,7 +115,7 @@ def test_incoming_escapes_are_decoded_and_a_dangling_escape_is_an_error() -> Non
 ])
 def test_garbage_is_a_remote_protocol_error_and_the_connection_stays_dead(
         garbage: bytes) -> None:
-    conn = Connection()
+    conn = PacketCodec()
     conn.receive_data(garbage)
     with pytest.raises(RemoteProtocolError):
         events(conn)
@@ -124,7 +124,7 @@ def test_garbage_is_a_remote_protocol_error_and_the_connection_stays_dead(
 
 
 def test_packet_without_terminator_is_refused_past_the_size_limit() -> None:
-    conn = Connection(max_payload=16)
+    conn = PacketCodec(max_payload=16)
     conn.receive_data(b"$" + b"a" * 16)
     assert conn.next_event() is NEED_DATA
     conn.receive_data(b"a")
@@ -155,7 +155,7 @@ def wire_items() -> st.SearchStrategy[bytes]:
 
 def feed(data: bytes, chunk_sizes: list[int] | None) -> tuple[list[object], bytes, bool]:
     """Feed ``data`` whole (None) or in chunks; return events, outbox, whether it failed."""
-    conn = Connection(max_payload=64)
+    conn = PacketCodec(max_payload=64)
     conn.send_packet(b"last")
     got: list[object] = []
     out = b""
@@ -190,7 +190,7 @@ def test_whole_and_byte_at_a_time_and_random_chunks_give_the_same_events(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(payloads, max_size=6))
 def test_framed_payloads_round_trip_exactly(bodies: list[bytes]) -> None:
-    conn = Connection()
+    conn = PacketCodec()
     conn.receive_data(b"".join(frame(b) for b in bodies))
     assert events(conn) == [Packet(b) for b in bodies]
     assert conn.data_to_send() == b"+" * len(bodies)
@@ -199,7 +199,7 @@ def test_framed_payloads_round_trip_exactly(bodies: list[bytes]) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_garbage_raises_only_remote_protocol_error(data: bytes) -> None:
-    conn = Connection(max_payload=64)
+    conn = PacketCodec(max_payload=64)
     conn.receive_data(data)
     with contextlib.suppress(RemoteProtocolError):
         events(conn)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from gdbstub.engine import Engine
+from debugtarget.engine import Engine
 from gdbstub.fake import FakeTarget
 from gdbstub.server import serve
 

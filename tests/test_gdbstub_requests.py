@@ -36,7 +36,7 @@ from gdbstub.requests import (
     XferRead,
     parse_request,
 )
-from gdbstub.target import ALL_THREADS, ANY_THREAD, Action, Direction, ThreadId
+from debugtarget.protocol import ALL_THREADS, ANY_THREAD, Action, Direction, ThreadId
 from gdbstub.vfile import VFileClose, VFileOpen, VFilePread, VFileSetFs
 
 CASES = [

@@ -9,8 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-from gdbstub.codec import NEED_DATA, Connection, Packet, frame
-from gdbstub.engine import Engine
+from gdbstub.codec import NEED_DATA, PacketCodec, Packet, frame
+from debugtarget.engine import Engine
 from gdbstub.fake import FakeTarget
 from gdbstub.server import REFUSAL, GdbServer, serve
 
@@ -22,7 +22,7 @@ class FakeGdb:
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.codec = Connection()
+        self.codec = PacketCodec()
 
     async def send(self, payload: bytes) -> None:
         await self.stream.send_all(frame(payload))

@@ -6,12 +6,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gdbstub.codec import unescape
-from gdbstub.errors import BadRequest, TargetError
+from debugtarget.errors import TargetError
+from gdbstub.errors import BadRequest
 from gdbstub.fake import CODE, DATA, PID, FakeStep, FakeTarget
 from gdbstub.registers import TARGET_XML, decode_registers
 from gdbstub.requests import parse_request
 from gdbstub.session import Session
-from gdbstub.target import (
+from debugtarget.protocol import (
     Action,
     Direction,
     ResumeCommand,

@@ -31,7 +31,8 @@ from tracee.syscalls.rules import ArgIs, OnFd, OnOpen, OnQueue, Record, Replay, 
 from tracee.sysnums import NAME_OF
 from tracee.task import Memory
 
-PACKAGES = ("tracefile", "tracee", "recorder", "replayer", "gdbstub", "relive")
+PACKAGES = ("tracefile", "tracee", "recorder", "replayer", "debugtarget", "gdbstub",
+            "relive")
 CATALOGUE_DIR = REPO_ROOT / "tracee" / "syscalls"
 O_RDONLY = 0
 SYSCALL_NAMES = frozenset(NAME_OF.values())

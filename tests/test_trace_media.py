@@ -17,7 +17,7 @@ from gdbhelpers import gdb_batch, requires_gdb, serve
 from tracefile.errors import TraceError
 from tracefile.integrity import row_crc
 
-from replayer.trace_files import TraceFiles
+from debugtarget.trace_files import TraceFiles
 
 __all__ = ["serve"]  # the fixture, imported for pytest
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")

@@ -22,11 +22,11 @@ from conftest import describe, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gdbstub.engine import Engine
+from debugtarget.engine import Engine
 from gdbstub.errors import BadRequest
 from gdbstub.requests import parse_request
 from gdbstub.session import Session
-from replayer.target import ReplayTarget
+from debugtarget.replay import ReplayTarget
 from replayer.traps import WATCH_SLOTS
 
 pytestmark = pytest.mark.slow
@@ -81,15 +81,15 @@ class Replay:
     def alive(self) -> bool:
         """The replayed process is still there, not a zombie (it must never exit under
         gdb: it is parked before its exit)."""
-        tasks = self.target.session.taskset.tasks
-        for tid in self.target.live_threads():
+        tasks = self.target.replay.session.taskset.tasks
+        for tid in self.target.replay.live_threads():
             try:
                 state = Path(f"/proc/{tasks[tid].tid}/stat").read_text().rsplit(")", 1)[1]
             except FileNotFoundError:
                 return False
             if state.split()[0] in ("Z", "X"):
                 return False
-        return bool(self.target.live_threads())
+        return bool(self.target.replay.live_threads())
 
     def stop_reply(self, payload: bytes) -> bytes:
         *notes, stop = self.ask(payload)

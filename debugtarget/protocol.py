@@ -1,10 +1,12 @@
-"""The Target protocol: what the gdb stub needs from whatever it debugs, and its value types.
+"""The Target protocol: what a debugger front end (gdb's stub) needs from whatever it debugs,
+and its value types.
 
-The replayer implements ``Target``; tests use ``gdbstub.fake.FakeTarget``. The stub never
-imports the implementation. Rules every implementation can rely on:
+``debugtarget.replay.ReplayTarget`` implements ``Target`` on a replay; tests use
+``gdbstub.fake.FakeTarget``. The stub never imports an implementation. Rules every
+implementation can rely on:
 
 - **One thread.** The stub calls every method except ``interrupt`` on the engine thread
-  (``gdbstub.engine.Engine``), one call at a time, so a ptrace-based target may use ptrace in
+  (``debugtarget.engine.Engine``), one call at a time, so a ptrace-based target may use ptrace in
   all of them. ``interrupt`` is called from the server thread and must only set a flag or send
   a signal, never block.
 - **Linux numbers.** Signal numbers in and out are Linux's; the stub translates to gdb's.
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 Address = int
+USER_SPACE_END = 1 << 47
+"""The end of x86-64 user space (4-level paging): no program memory lies at or above it."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -5,19 +5,20 @@ Event numbers are `relive dump`'s, everywhere: the trace's events are numbered f
 initial exec) to count - 1. "At event N" is the state right after event N was replayed and
 before event N + 1: `when` says N, `goto N` goes there, and a checkpoint taken there is
 "at event N". (Inside the replayer a position counts events replayed: event N is position
-N + 1.) The gdb extension (relive/gdb_extension.py) wraps these commands and refreshes gdb's
-caches after each move.
+N + 1.) The moves are ReplayTarget's typed calls (goto_event, checkpoint, goto_checkpoint,
+last_write); this module only parses and words them. The gdb extension
+(relive/gdb_extension.py) wraps these commands and refreshes gdb's caches after each move.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gdbstub.errors import TargetError
+from debugtarget.errors import TargetError
 from tracee.sysnums import name_of
 from tracefile.records import Event, Kind
 
 if TYPE_CHECKING:
-    from replayer.target import ReplayTarget
+    from debugtarget.replay import ReplayTarget
 
 HELP = """relive monitor commands (event numbers are those of `relive dump`):
   info                   the trace, the current event, whether the trace is complete
@@ -47,7 +48,7 @@ def run(target: ReplayTarget, command: str) -> str:
     hint = HINT
     if words[-1:] == ["--no-hint"]:
         words, hint = words[:-1], ""
-    session = target.session
+    session = target.replay.session
     match words:
         case [] | ["help"]:
             return HELP
@@ -56,45 +57,30 @@ def run(target: ReplayTarget, command: str) -> str:
         case ["info"]:
             return _info(target)
         case ["checkpoint"]:
-            number = target.take_checkpoint()
+            number = target.checkpoint()
             return f"Checkpoint {number} at event {event_of(session.position)}\n"
         case ["info", "checkpoints"]:
             return _checkpoints(target)
         case ["restart", n] if n.isdigit():
-            snap = target.timeline.kept.get(int(n))
-            with target.progress.task(f"going to checkpoint {n}", abandon_on_quit=True):
-                target.goto_event(snap.position)
-            return f"At checkpoint {n}, event {event_of(session.position)}{hint}\n"
+            event = target.goto_checkpoint(int(n))
+            return f"At checkpoint {n}, event {event}{hint}\n"
         case ["delete", "checkpoint", n] if n.isdigit():
-            snap = target.timeline.kept.delete(int(n))
-            return f"Deleted checkpoint {n} (event {event_of(snap.position)})\n"
+            return f"Deleted checkpoint {n} (event {target.delete_checkpoint(int(n))})\n"
         case ["goto", n] if n.isdigit():
-            return _goto(target, int(n)) + hint + "\n"
+            return f"At event {target.goto_event(int(n))}{hint}\n"
         case ["last-write", *rest] if 1 <= len(rest) <= 2:
             try:
                 addr = int(rest[0], 0)
                 length = int(rest[1], 0) if len(rest) == 2 else 8
             except ValueError:
                 raise TargetError("usage: monitor last-write ADDRESS [LENGTH]") from None
-            with target.progress.task(f"searching back for the last write to {addr:#x}"):
-                text = target.last_write(addr, length)
+            text = target.last_write(addr, length)
             return f"{text}; at event {event_of(session.position)}{hint}\n"
     raise TargetError(f"unknown monitor command {command!r}; try `monitor help`")
 
 
-def _goto(target: ReplayTarget, event: int) -> str:
-    count = target.session.reader.event_count
-    first = event_of(max(1, target.birth))
-    if not first <= event < count:
-        what = "the trace" if first == 0 else f"the life of process {target.pid}"
-        raise TargetError(f"event {event} is outside {what} ({first}..{count - 1})")
-    with target.progress.task(f"going to event {event}", abandon_on_quit=True):
-        target.goto_event(event + 1)
-    return f"At event {event_of(target.session.position)}"
-
-
 def _info(target: ReplayTarget) -> str:
-    session = target.session
+    session = target.replay.session
     r = session.reader
     nxt = session.next_event
     return (f"trace: {target.trace}\nprogram: {r.meta.get('program')}\n"
@@ -110,7 +96,7 @@ def _describe(ev: Event) -> str:
 
 
 def _checkpoints(target: ReplayTarget) -> str:
-    timeline = target.timeline
+    timeline = target.replay.timeline
     kept = list(timeline.kept)
     if kept:
         lines = [f"Checkpoints (`restart N` goes to one, `delete checkpoint N` drops it), "

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from gdbstub.engine import Engine
+from debugtarget.engine import Engine
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""The replay as a gdb target: implements gdbstub's Target protocol on a ReplaySession.
+"""The debugged process of a replay: its threads, memory and moves through time, in the
+replay's own terms (replayer.control); debugtarget.replay serves it to gdb's stub.
 
-gdb debugs one process of the recorded tree (the root unless another pid was asked for): it
-sees that process's live threads under their *recorded* ids and names, its program image and
-memory, and stops only for what that process does. The replay runs the whole tree, each event's
+The debugger sees one process of the recorded tree (the root unless another pid was asked
+for): its live threads under their *recorded* ids and names, its program image and memory,
+and stops only for what that process does. The replay runs the whole tree, each event's
 task in turn, exactly as recorded.
 
 Forwards, `replayer.forward` runs the replay with gdb's breakpoints and watchpoints armed,
@@ -10,46 +11,38 @@ up to the first trap, Ctrl-C, or the end of the debugged process (a stop, replay
 the process still alive, so it can be inspected; it is never allowed to exit under gdb).
 
 Backwards, a trace of one task uses the Timeline's fast machinery; a trace of several uses the
-slower thread-aware re-execution of `reverse_threads`. Every method runs on the engine thread
-except `interrupt`.
+slower thread-aware re-execution of `reverse_threads`. Every method runs on one thread (the
+one that made the Debuggee: ptrace's rule) except `interrupt`.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import logging
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from gdbstub.errors import TargetError
-from gdbstub.requests import USER_SPACE_END
-from gdbstub.target import (
+from replayer import process_view
+from replayer.control import (
     Action,
     Direction,
-    FileStat,
-    LibraryList,
     ResumeCommand,
     Stop,
     StopKind,
-    ThreadId,
-    ThreadInfo,
     WatchKind,
     Watchpoint,
 )
-from replayer import monitor, process_view
 from replayer.diversion import Diversion, register_values
-from replayer.errors import ReplayError
+from replayer.errors import Refused, ReplayError
 from replayer.forward import ForwardRun
 from replayer.process_view import Image, ProcessFacts
-from replayer.progress import Abandoned, Progress, Sink
+from replayer.progress import Abandoned, Progress
 from replayer.reverse_threads import Landing, ThreadedReverse
-from replayer.session import ReplaySession
+from replayer.session import OutputSink, ReplaySession
 from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
-from replayer.trace_files import TraceFiles
 from tracee import ptrace_api as api
 from tracee import rdrand
 from tracee.task import MemoryAccessError, Task
@@ -58,14 +51,16 @@ from tracefile.records import Event, Kind
 log = logging.getLogger(__name__)
 
 
-class ReplayTarget:
-    def __init__(self, trace: Path, output=None,  # type: ignore[no-untyped-def]
+class Debuggee:
+    """Process `pid` (default: the root) of the replay of `trace`, driven by a debugger;
+    `output` shows the program's writes to stdout/stderr as the replay passes them."""
+
+    def __init__(self, trace: Path, output: OutputSink | None = None,
                  pid: int | None = None) -> None:
         self.trace = Path(trace)
         self.output = output
         self.wanted_pid = pid
         self._interrupt = False
-        self.files = TraceFiles(self.trace)  # gdb's open handles survive a restart
         self.facts: ProcessFacts | None = None  # facts about the trace survive a restart too
         self.diversion: Diversion | None = None  # gdb's writes and calls (replayer.diversion)
         self._start()
@@ -84,13 +79,13 @@ class ReplayTarget:
         root = self.exec_event.tid
         self.pid = self.wanted_pid or self.pid_of.get(root, root)
         self.pid_of.setdefault(root, root)
-        self.timeline = Timeline(s, interrupted=lambda: self._interrupt)
+        self.timeline = Timeline(s, interrupted=self.interrupted)
         self.single = len(self.pid_of) == 1
         self.reverse = ThreadedReverse(self)
         self.birth = 1 if self.pid == self.pid_of[root] else self._run_until_born()
         self.where(True, 0)
         self._current = self.pid if self.pid in s.taskset.tasks else self.live_threads()[0]
-        self._last: Stop = Stop(kind=StopKind.SIGNAL, thread=self.thread_id(), signal=5)
+        self.last_stop = Stop(kind=StopKind.SIGNAL, tid=self.resolve_tid(), signal=5)
         self._siginfo = b"\0" * api.SIGINFO_SIZE
         self.parked = False  # stopped at the debugged process's final exit syscall
         self.forwards = ForwardRun(self)
@@ -102,7 +97,7 @@ class ReplayTarget:
         s = self.session
         while not self.live_threads():
             if s.step() is None:
-                raise TargetError(f"process {self.pid} never appears in the replay")
+                raise Refused(f"process {self.pid} never appears in the replay")
         return s.position
 
     def _learn(self, ev: Event) -> None:
@@ -131,7 +126,7 @@ class ReplayTarget:
     def task_of(self, tid: int) -> Task:
         task = self.session.taskset.tasks.get(tid)
         if task is None or not self.debugged(tid):
-            raise TargetError(f"thread {tid} does not exist at this point of the replay")
+            raise Refused(f"thread {tid} does not exist at this point of the replay")
         return task
 
     def recorded(self, task: Task | None) -> int | None:
@@ -142,55 +137,56 @@ class ReplayTarget:
         except KeyError:
             return None
 
-    def thread_id(self, tid: int | None = None) -> ThreadId:
+    def resolve_tid(self, tid: int | None = None) -> int:
+        """`tid` if it is a live thread of the debugged process, else the current thread
+        (which it becomes)."""
         if tid is None or not self.debugged(tid) or tid not in self.session.taskset.tasks:
             live = self.live_threads()
             tid = self._current if self._current in live else (live[0] if live else self.pid)
         self._current = tid
-        return ThreadId(self.pid, tid)
+        return tid
 
     def any_task(self) -> Task:
         """A task of the debugged process (its memory is every thread's)."""
         live = self.live_threads()
         tid = self._current if self._current in live else (live[0] if live else None)
         if tid is None:
-            raise TargetError("the debugged process has ended")
+            raise Refused("the debugged process has ended")
         return self.session.taskset.tasks[tid]
 
     @property
     def task(self) -> Task:
         """The current thread's task (monitor commands and tests use it)."""
-        return self.task_of(self.thread_id().tid)
+        return self.task_of(self.resolve_tid())
 
     # -- inspection -------------------------------------------------------------------------
-    def current_stop(self) -> Stop:
-        return self._last
-
-    def threads(self) -> Sequence[ThreadInfo]:
+    def threads(self) -> list[tuple[int, str]]:
+        """Live threads here (recorded tid, name), the default one first."""
         assert self.facts is not None
         names = self.facts.names_at(self.session.position)
-        live = self.live_threads() or [self.thread_id().tid]
-        return [ThreadInfo(id=ThreadId(self.pid, tid), name=names.get(tid, "")) for tid in live]
+        live = self.live_threads() or [self.resolve_tid()]
+        return [(tid, names.get(tid, "")) for tid in live]
 
-    def registers(self, thread: ThreadId) -> Mapping[str, int]:
-        if self.diversion is not None and thread.tid == self.diversion.thread.tid:
+    def registers(self, tid: int) -> Mapping[str, int]:
+        if self.diversion is not None and tid == self.diversion.tid:
             return self.diversion.registers()
-        task = self.task_of(thread.tid)
+        task = self.task_of(tid)
         if task.tid in self.session.taskset.in_kernel:
-            raise TargetError(f"thread {thread.tid} is inside vfork; its registers are not "
+            raise Refused(f"thread {tid} is inside vfork; its registers are not "
                               "readable until the child execs or exits")
         return register_values(task)
 
-    def read_memory(self, thread: ThreadId, addr: int, length: int) -> bytes:
+    def read_memory(self, tid: int, addr: int, length: int) -> bytes:
         if self.diversion is not None:
             return self.diversion.read_memory(addr, length)
-        data = self.task_of(thread.tid).mem.read_upto(addr, length)
-        proc = self.session.taskset.procs.get(thread.tid)
+        data = self.task_of(tid).mem.read_upto(addr, length)
+        proc = self.session.taskset.procs.get(tid)
         if proc is not None and proc.patched:
             return rdrand.show_original(proc.patched, addr, data)  # code as the program has it
         return data
 
-    def siginfo(self, thread: ThreadId) -> bytes:
+    def siginfo(self) -> bytes:
+        """The siginfo_t of the last signal stop."""
         return self._siginfo
 
     def _image(self) -> Image:
@@ -201,67 +197,51 @@ class ReplayTarget:
             return Image(exe=str(info["exe"]), auxv=bytes.fromhex(info["auxv"]))
         return image
 
-    def auxv(self, pid: int) -> bytes:
+    def auxv(self) -> bytes:
         return self._image().auxv
 
-    def exec_file(self, pid: int) -> str:
+    def exec_file(self) -> str:
         return self._image().exe
 
-    def libraries(self, pid: int) -> LibraryList:
-        return process_view.libraries(self.any_task().mem, self.auxv(pid))
+    def libraries(self) -> process_view.Libraries:
+        return process_view.libraries(self.any_task().mem, self.auxv())
 
-    def tls_address(self, thread: ThreadId, offset: int, lm: int) -> int:
-        task = self.task_of(thread.tid)
+    def tls_address(self, tid: int, offset: int, lm: int) -> int:
+        task = self.task_of(tid)
         try:
             return process_view.tls_address(task.mem, task.regs.fs_base, offset, lm)
         except MemoryAccessError as e:  # gdb's link_map address, or the program's TLS
-            raise TargetError(f"no TLS block for link_map {lm:#x}: {e}") from None
-
-    # -- files: only the trace's copies -----------------------------------------------------
-    def open_file(self, pid: int, path: str) -> int:
-        return self.files.open(path)
-
-    def pread(self, handle: int, length: int, offset: int) -> bytes:
-        return self.files.pread(handle, length, offset)
-
-    def fstat(self, handle: int) -> FileStat:
-        return self.files.fstat(handle)
-
-    def close_file(self, handle: int) -> None:
-        self.files.close(handle)
-
-    def readlink(self, pid: int, path: str) -> str:
-        raise OSError(errno.EINVAL, path)
+            raise Refused(f"no TLS block for link_map {lm:#x}: {e}") from None
 
     # -- writes: diversions -----------------------------------------------------------------
-    def write_registers(self, thread: ThreadId, values: Mapping[str, int]) -> None:
-        now = self.registers(thread)
+    def write_registers(self, tid: int, values: Mapping[str, int]) -> None:
+        now = self.registers(tid)
         changed = {name: v for name, v in values.items() if now.get(name) != v}
         if changed:
-            self._diverted(thread).write_registers(changed)
+            self._diverted(tid).write_registers(changed)
 
-    def write_memory(self, thread: ThreadId, addr: int, data: bytes) -> None:
-        now = self.read_memory(thread, addr, len(data))
+    def write_memory(self, tid: int, addr: int, data: bytes) -> None:
+        now = self.read_memory(tid, addr, len(data))
         if len(now) != len(data):  # refused before a diversion is made for nothing
-            raise TargetError(f"cannot write {len(data)} bytes at {addr:#x}: not mapped")
+            raise Refused(f"cannot write {len(data)} bytes at {addr:#x}: not mapped")
         if now != data:
-            self._diverted(thread).write_memory(addr, data)
+            self._diverted(tid).write_memory(addr, data)
 
-    def _diverted(self, thread: ThreadId) -> Diversion:
+    def _diverted(self, tid: int) -> Diversion:
         """The diversion gdb's writes go to, begun at the first write that changes anything."""
         if self.diversion is None:
-            task = self.task_of(thread.tid)
+            task = self.task_of(tid)
             if task.tid in self.session.taskset.in_kernel:
-                raise TargetError(f"thread {thread.tid} is inside vfork; nothing can run in it")
+                raise Refused(f"thread {tid} is inside vfork; nothing can run in it")
             if self.parked:  # forking it there would finish its exit
-                raise TargetError("the process is at its exit: nothing can run in it (go "
+                raise Refused("the process is at its exit: nothing can run in it (go "
                                   "back a little, e.g. reverse-stepi, to call functions)")
-            self.diversion = Diversion(task, thread,
+            self.diversion = Diversion(task, tid,
                                        in_syscall=task.tid in self.session.taskset.entered)
             log.info("diverting: gdb's writes and calls go to a copy of process %d; the "
                      "replay is unchanged", self.pid)
-        elif thread.tid != self.diversion.thread.tid:
-            raise TargetError("a diversion runs one thread; finish with it before writing "
+        elif tid != self.diversion.tid:
+            raise Refused("a diversion runs one thread; finish with it before writing "
                               "to another")
         return self.diversion
 
@@ -272,13 +252,10 @@ class ReplayTarget:
             log.info("diversion ended: back in the replay")
 
     # -- control ----------------------------------------------------------------------------
-    def kill(self, pid: int) -> None:
-        self.end_diversion()
-
     def restart(self) -> Stop:
         self.close()  # (ends a diversion)
         self._start()
-        return self._last
+        return self.last_stop
 
     def interrupt(self) -> None:
         """From the server thread: set the flag; if the tracee is running, kick it with
@@ -294,32 +271,30 @@ class ReplayTarget:
             except OSError:
                 pass
 
-    def monitor(self, command: str) -> str:
-        return monitor.run(self, command)
-
-    def report_progress(self, sink: Sink | None) -> None:
-        self.progress.sink = sink
+    def interrupted(self) -> bool:
+        """Has `interrupt` been called since the current resume began?"""
+        return self._interrupt
 
     def take_checkpoint(self) -> int:
         """Keep a checkpoint here for the user; its id (replayer.checkpoints)."""
         self.end_diversion()
         if not self._boundary:
-            raise TargetError("checkpoints are taken at event boundaries; go to one "
+            raise Refused("checkpoints are taken at event boundaries; go to one "
                               "(`goto N`) first")
         if not self.session.can_snapshot():
-            raise TargetError("no checkpoint can be taken here: several processes live, a "
+            raise Refused("no checkpoint can be taken here: several processes live, a "
                               "thread is inside vfork or exiting, or the process has writable "
                               "shared memory; try another event (`goto N`)")
         return self.timeline.keep()
 
-    def goto_event(self, position: int) -> int:
+    def goto_position(self, position: int) -> int:
         """Go to the state right after event `position` - 1 (`monitor goto`)."""
         self.end_diversion()
         count = self.session.reader.event_count
         if not max(1, self.birth) <= position <= count:
             lo = max(1, self.birth)
             what = "the trace" if lo == 1 else f"the life of process {self.pid}"
-            raise TargetError(f"event {position} is outside {what} ({lo}..{count})")
+            raise Refused(f"event {position} is outside {what} ({lo}..{count})")
         with self._silenced():
             try:
                 self._seek_alive(position)
@@ -356,11 +331,8 @@ class ReplayTarget:
 
     def last_write(self, addr: int, length: int) -> str:
         """Go back to just before the instruction (or syscall) that last wrote
-        [addr, addr+length) before now: a reverse watchpoint without gdb's help."""
-        if length not in (1, 2, 4, 8) or addr % length:
-            raise TargetError("last-write needs an aligned length of 1, 2, 4 or 8 bytes")
-        if not 0 < addr < USER_SPACE_END:
-            raise TargetError(f"{addr:#x} is not a user-space address")
+        [addr, addr+length) before now: a reverse watchpoint without gdb's help. (The caller
+        checked the range: aligned, of 1, 2, 4 or 8 bytes, in user space.)"""
         self.end_diversion()
         position = self.session.position
         with self._silenced():
@@ -371,7 +343,7 @@ class ReplayTarget:
                 self.reverse.waypoints.clear()
                 self.parked = False
                 self.where(True, 0)
-                raise TargetError(f"last-write failed: {e}") from None
+                raise Refused(f"last-write failed: {e}") from None
 
     def _last_write(self, addr: int, length: int) -> str:
         wp = Watchpoint(kind=WatchKind.WRITE, addr=addr, length=length)
@@ -381,7 +353,7 @@ class ReplayTarget:
         hit = self.timeline.last_hit_before(now, frozenset(), frozenset({wp}))
         if hit is None:
             self.timeline.back_to(now)  # the search ended further back: a failure moves nothing
-            raise TargetError(f"nothing wrote {addr:#x} (+{length}) before this point")
+            raise Refused(f"nothing wrote {addr:#x} (+{length}) before this point")
         _, steps, anchor = self.timeline.goto_hit(hit, frozenset({wp}))
         self.where(False, steps, anchor)
         rip = self.task.regs.rip
@@ -419,7 +391,7 @@ class ReplayTarget:
             self._interrupt = False
         if note:
             stop = dataclasses.replace(stop, console=note)
-        self._last = stop
+        self.last_stop = stop
         self.previous = (command, stop)
         return stop
 
@@ -432,6 +404,13 @@ class ReplayTarget:
             yield
         finally:
             self.session.output = output
+
+    def mid_stretch(self) -> tuple[int | None, int | None]:
+        """Inside a stretch: the task running it (the next event's) and the instructions it
+        ran since the boundary, if known; (None, 0) at a boundary."""
+        if self._boundary:
+            return None, 0
+        return self._mid_tid, self._steps
 
     def where(self, boundary: bool, steps: int | None,
                anchor: tuple[int, int] | None = None) -> None:
@@ -539,7 +518,7 @@ class ReplayTarget:
 
     def _exec_stop(self, execve_seq: int) -> Stop:
         tid = self.session.reader.event(execve_seq).tid
-        return Stop(kind=StopKind.EXECD, thread=self.thread_id(tid), exec_path=self._image().exe)
+        return Stop(kind=StopKind.EXECD, tid=self.resolve_tid(tid), exec_path=self._image().exe)
 
     def peek(self, wp: Watchpoint) -> bytes:
         return self.any_task().mem.read_upto(wp.addr, wp.length)
@@ -568,15 +547,11 @@ class ReplayTarget:
             case ("signal", ev):
                 self._siginfo = bytes.fromhex(ev.info["siginfo"])
                 return self._stop(StopKind.SIGNAL, ev.nr, tid=ev.tid)
-        raise TargetError(f"unexpected pause {reason!r}")
+        raise Refused(f"unexpected pause {reason!r}")
 
     def _stop(self, kind: StopKind, sig: int = signal.SIGTRAP,
               watch: Watchpoint | None = None, tid: int | None = None) -> Stop:
-        thread = self.thread_id(tid)
-        if watch is not None:
-            return Stop(kind=kind, thread=thread, signal=sig, watch_addr=watch.addr,
-                        watch_kind=watch.kind)
-        return Stop(kind=kind, thread=thread, signal=sig)
+        return Stop(kind=kind, tid=self.resolve_tid(tid), signal=sig, watch=watch)
 
     def stop(self, kind: StopKind, tid: int | None = None, watch: Watchpoint | None = None,
              sig: int = signal.SIGTRAP) -> Stop:

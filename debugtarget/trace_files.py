@@ -7,7 +7,7 @@ import errno
 import os
 from pathlib import Path
 
-from gdbstub.target import FileStat
+from debugtarget.protocol import FileStat
 from tracefile.reader import TraceReader, checked_file_id
 
 
