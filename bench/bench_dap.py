@@ -16,10 +16,15 @@ loop headers, the previous chunk's getppid() line) and 3 from the second hot() a
 call, the loop header, the first chunk's write() line, stepping back over the call).
 
 One more step back from there lands in the previous chunk's ~1 ms of syscall-free
-arithmetic, which relive can only locate by single-stepping it (bench_reverse.py,
---cross-syscall): --into-loop measures that step separately.
+arithmetic (the loop's last iteration, reached through a jump): --into-loop measures that
+step separately.
 
-Usage: python3 bench/bench_dap.py [--seconds 30] [--reuse] [--into-loop] [--markdown]
+--compare DIR runs the same walk with another relive checkout too (e.g. the code before a
+change: `git archive COMMIT | tar -x -C DIR`), the two alternating, --repeat times each, so
+both see the same machine load; the tables give medians over all runs.
+
+Usage: python3 bench/bench_dap.py [--seconds 30] [--reuse] [--into-loop] [--repeat N]
+       [--compare DIR] [--markdown]
 """
 from __future__ import annotations
 
@@ -78,8 +83,9 @@ def walk_back(c: DapClient, steps: int) -> tuple[list[float], list[float], list[
     return backs, stacks, lines
 
 
-def measure(trace: Path, seconds: int, into_loop: bool) -> dict[str, dict[str, object]]:
-    c = DapClient(timeout=900)
+def measure(trace: Path, seconds: int, into_loop: bool, root: Path
+            ) -> dict[str, dict[str, object]]:
+    c = DapClient(timeout=900, root=root)
     results: dict[str, dict[str, object]] = {}
     try:
         c.request("initialize", adapterID="bench")
@@ -110,12 +116,53 @@ def measure(trace: Path, seconds: int, into_loop: bool) -> dict[str, dict[str, o
             if into_loop:  # one more: back into the previous chunk's ~1 ms of arithmetic
                 loop = walk_back(c, 1)
                 results[label]["loop"] = (loop[0][0], loop[2][0])
-            print(f"... {label} (marker {k}): " + ", ".join(
+            print(f"... {root.name}: {label} (marker {k}): " + ", ".join(
                 f"{line} {b * 1000:.0f} ms" for line, b in zip(lines, backs)), file=sys.stderr)
         c.request("disconnect")
     finally:
         c.close()
     return results
+
+
+def merge(runs: list[dict[str, dict[str, object]]]) -> dict[str, dict[str, object]]:
+    """The runs of one checkout as one: every step of every run, the first of each."""
+    merged: dict[str, dict[str, object]] = {}
+    for run in runs:
+        for label, r in run.items():
+            m = merged.setdefault(label, {"k": r["k"], "backs": [], "stacks": [], "firsts": [],
+                                          "loops": [], "lines": r["lines"]})
+            backs, stacks = r["backs"], r["stacks"]
+            assert isinstance(backs, list) and isinstance(stacks, list)
+            m["backs"] += backs  # type: ignore[operator]
+            m["stacks"] += stacks  # type: ignore[operator]
+            m["firsts"].append(backs[0])  # type: ignore[attr-defined]
+            if "loop" in r:
+                m["loops"].append(r["loop"])  # type: ignore[attr-defined]
+    return merged
+
+
+def report(name: str, merged: dict[str, dict[str, object]], runs: int, bar: str,
+           markdown: bool) -> None:
+    print(f"\n{name} ({runs} run(s); medians over all steps of all runs)")
+    print(f"{bar} position {bar} stepBack median {bar} first after the continue (median) "
+          f"{bar} max {bar} <= 100 ms {bar} stackTrace median {bar}")
+    if markdown:
+        print("|---|---:|---:|---:|---:|---:|")
+    for label, r in merged.items():
+        backs, stacks, firsts = r["backs"], r["stacks"], r["firsts"]
+        assert isinstance(backs, list) and isinstance(stacks, list)
+        assert isinstance(firsts, list)
+        within = sum(b <= TARGET for b in backs)
+        print(f"{bar} {label} (marker {r['k']}) {bar} {fmt_s(statistics.median(backs))} {bar} "
+              f"{fmt_s(statistics.median(firsts))} {bar} {fmt_s(max(backs))} {bar} "
+              f"{within}/{len(backs)} {bar} {fmt_s(statistics.median(stacks))} {bar}")
+    for label, r in merged.items():
+        print(f"{label}: stepped back through {', '.join(map(str, r['lines']))}")
+        loops = r["loops"]
+        assert isinstance(loops, list)
+        if loops:
+            took = ", ".join(fmt_s(t, "s") for t, _ in loops)
+            print(f"{label}: stepBack into the arithmetic loop ({loops[0][1]}): {took}")
 
 
 def main() -> int:
@@ -124,33 +171,29 @@ def main() -> int:
     ap.add_argument("--chunks", type=int, default=3400)
     ap.add_argument("--work", type=int, default=0, help="default: calibrated to 1 s/second")
     ap.add_argument("--into-loop", action="store_true",
-                    help="also step back into a chunk's syscall-free arithmetic (minutes)")
+                    help="also step back into a chunk's syscall-free arithmetic")
     ap.add_argument("--reuse", action="store_true", help="reuse the recorded trace")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per checkout")
+    ap.add_argument("--compare", type=Path, default=None, metavar="DIR",
+                    help="another relive checkout to measure alongside (e.g. the code before)")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--out", type=Path, default=BENCH / "out")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     trace, argv = record(args)
-    results = measure(trace, args.seconds, args.into_loop)
+    load = load_note()
+    roots = [BENCH.parent, *([args.compare.resolve()] if args.compare else [])]
+    runs: dict[Path, list[dict[str, dict[str, object]]]] = {root: [] for root in roots}
+    for _ in range(args.repeat):
+        for root in roots:
+            runs[root].append(measure(trace, args.seconds, args.into_loop, root))
     bar = "|" if args.markdown else ""
     print(f"\nrelive dap, stepBack on `{' '.join(Path(a).name for a in argv)}`; "
-          f"{host_description()}; {load_note()}")
-    print(f"{bar} position {bar} stepBack median {bar} first {bar} max {bar} "
-          f"<= 100 ms {bar} stackTrace median {bar}")
-    if args.markdown:
-        print("|---|---:|---:|---:|---:|---:|")
-    for label, r in results.items():
-        backs, stacks = r["backs"], r["stacks"]
-        assert isinstance(backs, list) and isinstance(stacks, list)
-        within = sum(b <= TARGET for b in backs)
-        print(f"{bar} {label} (marker {r['k']}) {bar} {fmt_s(statistics.median(backs))} {bar} "
-              f"{fmt_s(backs[0])} {bar} {fmt_s(max(backs))} {bar} {within}/{len(backs)} {bar} "
-              f"{fmt_s(statistics.median(stacks))} {bar}")
-    for label, r in results.items():
-        print(f"{label}: stepped back through {', '.join(map(str, r['lines']))}")
-        if "loop" in r:
-            took, line = r["loop"]  # type: ignore[misc]
-            print(f"{label}: stepBack into the arithmetic loop ({line}): {fmt_s(took, 's')}")
+          f"{host_description()}; {load}; at the end: "
+          f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    for root in roots:
+        name = "this checkout" if root == BENCH.parent else f"--compare {root}"
+        report(f"{name} ({root})", merge(runs[root]), args.repeat, bar, args.markdown)
     return 0
 
 

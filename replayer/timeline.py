@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from signal import SIGSTOP, SIGTRAP
 
@@ -47,6 +47,12 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL = 0.25
 MAX_CHECKPOINTS = 48
 STEP_CACHE = 512
+SHORT_SLICE = 512  # single steps tried to find a state's count before decoding backwards
+SHORT_FORK = 64  # steps between the forks left while trying
+DECODE_HOPS = 4  # steps from a decoded candidate's arrival that may lead to now
+ARRIVALS_BEFORE_CLOSING = 1024  # counted from the origin before closing in on now
+NEAR_EVERY = 0.02  # seconds of replay between the forks a seek leaves on its way
+NEAR_FORKS = 8
 MAX_STEPS = 50_000_000  # single steps to find a position (~25 µs each)
 COUNTER_WORTH = 8
 EFLAGS_RF = 1 << 16  # go to a hit with a kernel counter beyond this many arrivals
@@ -55,6 +61,10 @@ MEMORY_BUDGET_KIB = int(os.environ.get("RELIVE_CHECKPOINT_MB", "1024")) * 1024
 
 class LostPosition(ReplayError):
     """A backward pass ran past the stretch of `now` without recognising it."""
+
+
+class TooManyArrivals(Exception):
+    """Counting arrivals at an address passed its limit (Timeline._arrivals_before)."""
 
 
 class SearchInterrupted(Exception):
@@ -129,6 +139,13 @@ class Timeline:
         self.base: Mid | None = None  # the mid the current state is counted from
         self._arrivals: ArrivalCache | None = None
         self._boundary_fork: Checkpoint | None = None
+        # Forks at boundaries that seeks replayed events through: at the boundary sought
+        # and every NEAR_EVERY on the way (the newest NEAR_FORKS). The passes of one step
+        # back (closing in, counting arrivals, going to one), the next step backs and a
+        # reverse-continue to a hit just before (gdb's `bc` in a reverse-next over a call)
+        # start near now's stretch; without them each replays from the checkpoint before
+        # (up to CHECKPOINT_INTERVAL of replay, 0.2-0.5 s each).
+        self._near: list[Checkpoint] = []
         self.take()
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -188,6 +205,9 @@ class Timeline:
         self.kept.close()
         self._drop_step_cache()
         self._drop_arrival_cache()
+        for cp in self._near:
+            cp.discard()
+        self._near.clear()
         self.mids.clear()
         self.base = None
 
@@ -218,15 +238,36 @@ class Timeline:
     # -- positioning ------------------------------------------------------------------------
     def seek(self, position: int, until: Callable[[], bool] | None = None) -> None:
         """Go to the event boundary `position` (events replayed), or to the first boundary
-        on the way where `until()` holds."""
-        cp = max((c for c in [*self.checkpoints, *self.kept.snapshots()]
+        on the way where `until()` holds. It starts from the latest state stored before:
+        a checkpoint, or a mid in an earlier stretch (a forward run leaves one every
+        MID_PERIOD of the program's CPU time, and the newest is always kept, so the first
+        step back after a `continue` replays at most that much, not CHECKPOINT_INTERVAL)."""
+        cp = max((c for c in [*self.checkpoints, *self.kept.snapshots(), *self._near]
                   if c.position <= position),
                  key=lambda c: c.position)
-        self.s.restore(cp)
+        mid = next((m for m in reversed(self.mids.chain)  # (in execution order)
+                    if cp.position <= m.position < position), None)
+        self.s.restore(cp if mid is None else mid.snap)
         self.base = None
+        if mid is not None:
+            self.s.step()  # to the end of the mid's stretch (not a boundary to stop at)
+        forked = time.monotonic()
         while self.s.position < position and not (until is not None and until()):
+            if time.monotonic() - forked > NEAR_EVERY:
+                self._add_near()
+                forked = time.monotonic()
             if self.s.step() is None:
                 break
+        if (mid is not None or cp.position < self.s.position) and self.s.position == position:
+            self._add_near()
+
+    def _add_near(self) -> None:
+        if (not self.s.can_snapshot()
+                or any(c.position == self.s.position for c in self._near)):
+            return
+        self._near.append(self.s.snapshot())
+        while len(self._near) > NEAR_FORKS:
+            self._near.pop(0).discard()
 
     def now(self, boundary: bool, steps: int | None,
             anchor: tuple[int, int] | None = None) -> Now:
@@ -296,14 +337,42 @@ class Timeline:
             finally:
                 self.mids.pinned = set()
         until = now
-        for cp in sorted((c for c in self.checkpoints if floor <= c.position <= now.position),
+        near = self._near_start(now, floor)
+        if near is not None:  # (a reverse-next over a call: gdb's `bc` to the callee)
+            start, base, after = near
+            hits = self._search(start, until, breakpoints, watchpoints, conditions, base)
+            if hits:
+                return hits[-1]
+            until = Now(after, b"", boundary=True)
+        for cp in sorted((c for c in self._boundaries()
+                          if floor <= c.position <= until.position),
                          key=lambda c: -c.position):
+            if cp.position == until.position and until.boundary:
+                continue  # (a near fork and a checkpoint at one boundary)
             hits = self._search(lambda: self.seek(cp.position), until, breakpoints,
                                 watchpoints, conditions, None)
             if hits:
                 return hits[-1]
             until = Now(cp.position, b"", boundary=True)
         return None
+
+    def _near_start(self, now: Now, floor: int
+                    ) -> tuple[Callable[[], None], Mid, int] | None:
+        """The newest mid of a stretch before `now`'s that is later than every stored
+        boundary state before now: a backward search passes from there first (the hit is
+        often in the last milliseconds), then from the boundaries before. Returns how to go
+        there, the mid (hits found in its stretch count from it) and the boundary after."""
+        latest = max((c.position for c in self._boundaries() if c.position <= now.position),
+                     default=0)
+        mid = next((m for m in reversed(self.mids.chain)
+                    if max(latest, floor) <= m.position < now.position), None)
+        if mid is None:
+            return None
+        return (lambda: self._origin(mid.position, mid)), mid, mid.position + 1
+
+    def _boundaries(self) -> list[Checkpoint]:
+        """The states stored at event boundaries that backward searches pass from."""
+        return [*self.checkpoints, *self._near]
 
     def _search(self, start: Callable[[], None], until: Now, breakpoints: frozenset[int],
                 watchpoints: frozenset[Watchpoint], conditions: BreakpointConditions | None,
@@ -571,6 +640,13 @@ class Timeline:
                 return self._land(now, steps - 1, (pc, k - 1))
         if now.steps is None:
             self._close_in(now)
+        if now.steps is None and now.anchor is None:
+            short = self._count_short(now)
+            if short == 0:  # now is its origin: step back from the origin before it
+                return self.step_back(Now(now.position, now.regs, False, 0, now.digest,
+                                          None, now.base))
+            if short is not None:
+                return self._land(now, short - 1, None)
         if now.steps is None or now.steps == 0:
             landed = self._step_back_by_decoding(now)
             if landed is not None:
@@ -776,11 +852,30 @@ class Timeline:
         if ret:
             candidates.append(_previous_instruction(mem.read_upto(ret - 16, 16), ret,
                                                     want_call=True))
-        for candidate in candidates:
-            if candidate is None:
+        # Else a jump led here (an `if` without else, a loop's exit): the direct jumps to pc
+        # in the code around it, looked for only when the others were not it.
+        # (read now: the passes below replace the process `mem` reads)
+        start, code = _code_around(mem.read_upto, pc)
+
+        def all_candidates() -> Iterator[int | None]:
+            yield from candidates
+            yield from _jumps_to(start, code, pc)
+        tried: set[int] = set()
+        closed = False
+        for candidate in all_candidates():
+            if candidate is None or candidate in tried:
                 continue
+            tried.add(candidate)
             t0 = time.monotonic()
-            arrivals = self._arrivals_before(now, candidate)
+            try:
+                arrivals = self._arrivals_before(now, candidate, None if closed else
+                                                 ARRIVALS_BEFORE_CLOSING)
+            except TooManyArrivals:
+                # A loop's back edge far from the origin: close in on now first, then
+                # count only in the last slice.
+                self._close_in(now)
+                closed = True
+                arrivals = self._arrivals_before(now, candidate)
             log.debug("%d arrivals at %#x before now, counted in %.3f s", arrivals, candidate,
                       time.monotonic() - t0)
             if not arrivals:
@@ -789,18 +884,24 @@ class Timeline:
             t0 = time.monotonic()
             self._from_step_cache(now.position, 0, anchor, now.base)
             task = self.s.current_task()
-            task.resume(api.Req.SYSEMU_SINGLESTEP)
-            task.wait()
             log.debug("went to arrival %d in %.3f s", arrivals, time.monotonic() - t0)
-            if self.matches(now):
-                return self._land(now, 0, anchor)
+            # A few steps, not one: a call reaches a library function through its PLT
+            # entry (`jmp *GOT`), which no decoding backwards finds.
+            for hop in range(DECODE_HOPS):
+                task.resume(api.Req.SYSEMU_SINGLESTEP)
+                stop = task.wait()
+                if self.matches(now):
+                    return self._land(now, hop, anchor)
+                if not _is_step(stop):
+                    break
         return None
 
-    def _arrivals_before(self, now: Now, addr: int) -> int:
+    def _arrivals_before(self, now: Now, addr: int, limit: int | None = None) -> int:
         """How many times the stretch of `now` reaches `addr` from the origin (the base or
         the boundary) before `now` (kernel-counted). The counter stops the program every
         ARRIVAL_FORK_EVERY arrivals to leave a fork in the arrival cache, so going to the
-        last arrival afterwards replays only the last few hundred."""
+        last arrival afterwards replays only the last few hundred. TooManyArrivals past
+        `limit` (each costs a debug exception: 4 µs on some machines, 70 on others)."""
         self._origin(now.position, now.base)
         self._drop_arrival_cache()
         cache = self._arrivals = ArrivalCache(now.position, now.base, addr)
@@ -819,6 +920,8 @@ class Timeline:
             nonlocal done, recount
             if task.regs.rip != addr:
                 return False  # not the counter's stop (that is before the instruction)
+            if limit is not None and done + ARRIVAL_FORK_EVERY >= limit:
+                raise TooManyArrivals(addr)
             current.pop().close()
             done += ARRIVAL_FORK_EVERY
             if len(cache.forks) < MAX_ARRIVAL_FORKS and self.s.can_snapshot():
@@ -853,6 +956,30 @@ class Timeline:
             if not _is_step(stop):
                 break  # the stretch ended (a syscall, a fault) without meeting `now`
         raise ReplayError("could not find the current position by single-stepping")
+
+    def _count_short(self, now: Now) -> int | None:
+        """Instructions from the origin to `now` if there are at most SHORT_SLICE (what a
+        program runs between a system call and the next stop is often a line or two), by
+        single-stepping, with a fork every SHORT_FORK steps in the step cache: the step
+        backs that follow (gdb sends one `bs` per instruction of a line) then each restore a
+        fork and step a few instructions, instead of counting arrivals again (two passes
+        each). None if `now` is further."""
+        self.fingerprint(now)
+        cache, _ = self._from_step_cache(now.position, 0, None, now.base)
+        task = self.s._task_or_fail()
+        if self.matches(now):
+            return 0
+        for done in range(SHORT_SLICE):
+            if (done and done % SHORT_FORK == 0 and done not in cache.forks
+                    and self.s.can_snapshot()):
+                cache.forks[done] = self.s.snapshot(steps=done)
+            task.resume(api.Req.SYSEMU_SINGLESTEP)
+            stop = task.wait()
+            if self.matches(now):
+                return done + 1
+            if not _is_step(stop):
+                return None  # the stretch ended (a syscall, a fault) without meeting `now`
+        return None
 
     def goto_steps(self, position: int, steps: int,
                    anchor: tuple[int, int] | None = None, base: Mid | None = None) -> None:
@@ -941,6 +1068,39 @@ def _previous_instruction(code: bytes, pc: int, want_call: bool = False,
                       or insns[0].mnemonic in ("jmp", "ljmp")):
                 return start  # (a conditional jump may fall through)
     return None
+
+
+_SWEEP = None
+JUMP_WINDOW = 2048  # bytes of code searched on each side of pc for jumps to it
+
+
+def _code_around(read: Callable[[int, int], bytes], pc: int) -> tuple[int, bytes]:
+    """Up to JUMP_WINDOW bytes of code on each side of pc (less before it where the mapping
+    starts closer): where the first byte is, and the bytes."""
+    for start in (pc - JUMP_WINDOW, pc & ~0xFFF, pc):
+        code = read(start, pc + JUMP_WINDOW - start)
+        if code:
+            return start, code
+    return pc, b""
+
+
+def _jumps_to(start: int, code: bytes, pc: int) -> list[int]:
+    """Addresses of direct jumps and conditional jumps to `pc` in `code` (at `start`), by
+    linear sweeps from its start (x86 resynchronises within a few instructions) and from
+    pc itself; a wrong guess only costs a counting pass."""
+    global _SWEEP
+    import capstone
+    if _SWEEP is None:
+        _SWEEP = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        _SWEEP.skipdata = True
+    found: list[int] = []
+    for offset in sorted({0, pc - start}):
+        for address, _, mnemonic, operand in _SWEEP.disasm_lite(code[offset:], start + offset):
+            op = mnemonic.split()[-1] if mnemonic else ""
+            if ((op.startswith("j") or op.startswith("loop")) and operand.startswith("0x")
+                    and int(operand, 16) == pc and address not in found):
+                found.append(address)
+    return found
 
 
 def _open_counters(tid: int, addrs: frozenset[int]) -> list[HwCounter]:

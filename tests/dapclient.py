@@ -19,9 +19,10 @@ class DapError(AssertionError):
 
 
 class DapClient:
-    def __init__(self, *extra: str, timeout: float = 60.0):
+    def __init__(self, *extra: str, timeout: float = 60.0, root: Path = REPO_ROOT):
+        """`root`: the relive checkout to run (benchmarks compare two)."""
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH"))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH"))
                                             if p)
         self.proc = subprocess.Popen([sys.executable, "-m", "relive", "dap", *extra],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,

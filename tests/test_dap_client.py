@@ -40,7 +40,7 @@ def test_microsofts_debug_client_breaks_steps_back_and_reverse_continues(
         programs, tmp_path, node_modules):
     trace = tmp_path / "trace"
     assert run_relive("record", "-o", trace, programs["dap_target"]).returncode == 0
-    env = dict(os.environ, NODE_PATH=str(node_modules),
+    env = dict(os.environ, NODE_PATH=str(node_modules),  # (RELIVE_DAP_LOG: docs/editors.md)
                PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT),
                                                       os.environ.get("PYTHONPATH")) if p))
     done = subprocess.run(["node", str(CLIENT / "session.js"), sys.executable, str(trace),
@@ -50,7 +50,9 @@ def test_microsofts_debug_client_breaks_steps_back_and_reverse_continues(
     assert done.stdout.splitlines() == [
         "hit breakpoint at line 46",
         "hover a = 12",
+        "continue to its second hit, a = 1",
         "stepBack to line 45",
+        "reverseContinue to the breakpoint at line 46 (its first hit), a = 12",
         "reverseContinue to the write of score at line 30",
         "end of recording: End of recording (no more history in this direction); "
         "the program exited with status 0",

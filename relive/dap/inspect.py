@@ -29,6 +29,12 @@ class RequestError(Exception):
     with this message."""
 
 
+class StaleReference(RequestError):
+    """A frame or variable of an earlier stop: editors ask for them while a step runs
+    (nvim-dap fetches the variables it showed), and the answer comes after the next stop.
+    Not the user's doing, so not shown to them."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Scope:
     kind: str          # "locals" or "registers"
@@ -69,7 +75,7 @@ class Inspector:
         if frame_id is None:
             return None
         if not 0 < frame_id <= len(self.frames):
-            raise RequestError(f"frame {frame_id} is no longer valid (the program moved)")
+            raise StaleReference(f"frame {frame_id} is no longer valid (the program moved)")
         return self.frames[frame_id - 1]
 
     def stack_trace(self, thread: int, start: int, levels: int) -> dict[str, Any]:
@@ -197,5 +203,5 @@ class Inspector:
 
     def _lookup(self, reference: int) -> _Scope | _Var:
         if not 0 < reference <= len(self.handles):
-            raise RequestError(f"variable reference {reference} is no longer valid")
+            raise StaleReference(f"variable reference {reference} is no longer valid")
         return self.handles[reference - 1]

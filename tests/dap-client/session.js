@@ -29,10 +29,25 @@ async function main() {
     assert.strictEqual(a.body.result, '12');
     console.log('hover a =', a.body.result);
 
+    // continue to its second hit (the second shape: a = 1)
+    await Promise.all([dc.continueRequest({ threadId: 1 }),
+      dc.assertStoppedLocation('breakpoint', { path: source, line: LINE_ADD })]);
+    const valueOfA = async () => (await dc.evaluateRequest({ expression: 'a',
+      frameId: (await dc.stackTraceRequest({ threadId: 1 })).body.stackFrames[0].id,
+      context: 'watch' })).body.result;
+    assert.strictEqual(await valueOfA(), '1');
+    console.log('continue to its second hit, a =', 1);
+
     // stepBack: one line back, over the call
     await Promise.all([dc.stepBackRequest({ threadId: 1 }),
       dc.assertStoppedLocation('step', { path: source, line: LINE_CALL })]);
     console.log('stepBack to line', LINE_CALL);
+
+    // reverseContinue to the breakpoint: its first hit, in the first shape
+    await Promise.all([dc.reverseContinueRequest({ threadId: 1 }),
+      dc.assertStoppedLocation('breakpoint', { path: source, line: LINE_ADD })]);
+    assert.strictEqual(await valueOfA(), '12');
+    console.log('reverseContinue to the breakpoint at line', LINE_ADD, '(its first hit), a =', 12);
 
     // reverseContinue to a data breakpoint on score
     const info = await dc.dataBreakpointInfoRequest({ name: 'score' });
