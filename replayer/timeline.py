@@ -966,7 +966,7 @@ class Timeline:
         each). None if `now` is further."""
         self.fingerprint(now)
         cache, _ = self._from_step_cache(now.position, 0, None, now.base)
-        task = self.s._task_or_fail()
+        task = self.s.current_task()
         if self.matches(now):
             return 0
         for done in range(SHORT_SLICE):
