@@ -552,7 +552,14 @@ int64_t relive_source_crc(void)
  *     interrupted (SIGALRM: waitpid returns EINTR); out[8] = 1 then. Any other stop of
  *     another task (a signal, an event, an exit) is handed back as relive_record_run does.
  *
+ * While it runs, the loop's own SIGALRM handler stands in front of the caller's (Python's,
+ * which it calls first): the timeslice's end makes the loop return R_EINTR whether it comes
+ * during a wait or just before one (the window in which a plain waitpid would block for
+ * good while the task spins). Its waits peek (waitid WNOWAIT) and then reap, so a signal
+ * that ends a wait never takes a stop with it.
+ *
  * out: relive_record_run's OUT_WORDS words, then [7] others kept, [8] timer armed. */
+#include <setjmp.h>
 #include <sys/time.h>
 
 #define ALLOW_WORDS (3 + MAX_EXCEPT)
@@ -578,13 +585,90 @@ static const int64_t *allowed(const int64_t *allow, long nallow,
     return NULL;
 }
 
-/* waitpid for `tid`'s next stop, keeping other tasks' syscall stops (see above): returns
-   what waitpid returned (tid, another task whose stop is handed back, or -1). */
+static sigjmp_buf alarm_jmp;
+static volatile sig_atomic_t alarm_seen, alarm_jump_ok;
+static volatile pid_t alarm_thread;      /* the thread running the loop */
+static struct sigaction outer_alarm;     /* the caller's handler, called first */
+
+static void on_alarm(int sig, siginfo_t *si, void *uc)
+{
+    int saved = errno;
+    if (outer_alarm.sa_flags & SA_SIGINFO)
+        outer_alarm.sa_sigaction(sig, si, uc);
+    else if (outer_alarm.sa_handler != SIG_DFL && outer_alarm.sa_handler != SIG_IGN)
+        outer_alarm.sa_handler(sig);
+    errno = saved;
+    alarm_seen = 1;
+    if (alarm_jump_ok && (pid_t)syscall(SYS_gettid) == alarm_thread) {
+        alarm_jump_ok = 0;
+        siglongjmp(alarm_jmp, 1);
+    }
+}
+
+/* Put on_alarm in front of the caller's SIGALRM handler: 0, or -1 if there is none to keep
+   (then the waits are plain waitpid, as in relive_record_run). */
+static int take_alarm(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGALRM, NULL, &outer_alarm) < 0
+        || (!(outer_alarm.sa_flags & SA_SIGINFO)
+            && (outer_alarm.sa_handler == SIG_DFL || outer_alarm.sa_handler == SIG_IGN)))
+        return -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_alarm;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    alarm_seen = 0;
+    alarm_jump_ok = 0;
+    alarm_thread = (pid_t)syscall(SYS_gettid);
+    return sigaction(SIGALRM, &sa, NULL);
+}
+
+static void give_alarm_back(void)
+{
+    sigaction(SIGALRM, &outer_alarm, NULL);
+}
+
+/* The next stop of any task (waitpid's answer), or -1 with errno EINTR once SIGALRM came
+   (`alarmable`: on_alarm is installed), during the wait or before it. */
+static int wait_stop(int *status, int alarmable)
+{
+    siginfo_t si;
+    if (!alarmable)
+        return waitpid(-1, status, __WALL);
+    for (;;) {
+        if (sigsetjmp(alarm_jmp, 0)) {  /* on_alarm jumped out of the peek */
+            sigset_t set;
+            sigemptyset(&set);
+            sigaddset(&set, SIGALRM);
+            sigprocmask(SIG_UNBLOCK, &set, NULL);
+            errno = EINTR;
+            return -1;
+        }
+        alarm_jump_ok = 1;
+        if (alarm_seen) {
+            alarm_jump_ok = 0;
+            errno = EINTR;
+            return -1;
+        }
+        memset(&si, 0, sizeof si);
+        int r = waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOWAIT | __WALL);
+        alarm_jump_ok = 0;
+        if (r < 0)
+            return -1;
+        int w = waitpid(si.si_pid, status, __WALL | WNOHANG);
+        if (w != 0)
+            return w;
+    }
+}
+
+/* `tid`'s next stop, keeping other tasks' syscall stops (see above): returns what waitpid
+   returned (tid, another task whose stop is handed back, or -1). */
 static int wait_own(int tid, int *status, int64_t *others, long max_others, long arm_us,
-                    int64_t *out)
+                    int alarmable, int64_t *out)
 {
     for (;;) {
-        int w = waitpid(-1, status, __WALL);
+        int w = wait_stop(status, alarmable);
         if (w < 0 || w == tid || !is_syscall_stop(*status) || out[7] >= max_others)
             return w;
         others[2 * out[7]] = w;
@@ -610,6 +694,7 @@ long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspe
     int64_t used = 0;
     int status = 0, reason = 0, w;
     int tsc = trap_like_tracees();
+    int alarmable = take_alarm() == 0;
     memset(out, 0, SHARED_OUT_WORDS * sizeof(int64_t));
     for (;;) {
         if (n >= max_recs || now_ns() >= deadline_ns) {
@@ -621,7 +706,7 @@ long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspe
             out[5] = errno;
             break;
         }
-        w = wait_own(tid, &status, others, max_others, arm_us, out);
+        w = wait_own(tid, &status, others, max_others, arm_us, alarmable, out);
         if (w < 0) {
             reason = errno == EINTR ? R_EINTR : R_ERROR;
             out[5] = errno;
@@ -653,7 +738,7 @@ long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspe
             out[5] = errno;
             break;
         }
-        w = wait_own(tid, &status, others, max_others, arm_us, out);
+        w = wait_own(tid, &status, others, max_others, arm_us, alarmable, out);
         if (w < 0) {
             reason = errno == EINTR ? R_EINTR : R_ERROR;
             out[4] = 1;
@@ -680,6 +765,8 @@ long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspe
         out[4] = 0;
         n++;
     }
+    if (alarmable)
+        give_alarm_back();
     restore_traps(tsc);
     out[0] = n;
     out[1] = reason;
