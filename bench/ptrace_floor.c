@@ -1,6 +1,6 @@
 /* ptrace_floor.c - the "ptrace floor": the cheapest possible syscall tracer.
  *
- *   ptrace_floor [-c] [-t] PROGRAM [ARGS...]
+ *   ptrace_floor [-c] [-t] [-f] PROGRAM [ARGS...]
  *
  * Forks; the child does PTRACE_TRACEME, raise(SIGSTOP) and execvp(PROGRAM).
  * The parent sets PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL (plus
@@ -18,6 +18,10 @@
  * With -t the child makes rdtsc/rdtscp fault (prctl PR_SET_TSC, PR_TSC_SIGSEGV) as relive
  * does, and the tracer emulates them: the same floor plus what trapping rdtsc costs on
  * every context switch (the kernel toggles CR4.TSD, which a VM may have to trap).
+ *
+ * With -f it follows threads and children too (PTRACE_O_TRACECLONE/FORK/VFORK, waitpid(-1)):
+ * every task stops at every syscall entry and exit, the floor for a multi-threaded program
+ * (run it under `taskset -c CPU` for the one-CPU floor relive's serialised threads face).
  *
  * Every relive record/replay time is compared against this: a recorder that
  * stops at every syscall cannot be faster than this loop.
@@ -55,9 +59,59 @@ static int emulate_tsc(pid_t child, struct user_regs_struct *regs)
     return ptrace(PTRACE_SETREGS, child, NULL, regs) == 0;
 }
 
+/* -f: every task of the program, each resumed at each of its stops; returns like main. */
+static int follow_all(pid_t root, int count)
+{
+    struct user_regs_struct regs;
+    unsigned long stops = 0, tasks = 1;
+    int status, root_status = 0;
+    pid_t tid = root;
+    int inject = 0;
+    for (;;) {
+        if (tid > 0 && ptrace(PTRACE_SYSCALL, tid, NULL, (void *)(long)inject) != 0
+            && errno != ESRCH) {
+            perror("PTRACE_SYSCALL");
+            return 126;
+        }
+        inject = 0;
+        tid = waitpid(-1, &status, __WALL);
+        if (tid < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == ECHILD)
+                break;
+            perror("waitpid");
+            return 126;
+        }
+        if (WIFEXITED(status) || WIFSIGNALED(status)) {
+            if (tid == root)
+                root_status = status;
+            tid = 0;                            /* nothing to resume */
+            continue;
+        }
+        if (!WIFSTOPPED(status))
+            continue;
+        stops++;
+        ptrace(PTRACE_GETREGS, tid, NULL, &regs);
+        int sig = WSTOPSIG(status);
+        if (sig == (SIGTRAP | 0x80) || status >> 16) {
+            if (status >> 16 == PTRACE_EVENT_CLONE || status >> 16 == PTRACE_EVENT_FORK
+                || status >> 16 == PTRACE_EVENT_VFORK)
+                tasks++;
+        } else if (sig != SIGSTOP || tasks < 2) {
+            inject = sig;                       /* a new task's first SIGSTOP: suppressed */
+        }
+    }
+    if (count)
+        fprintf(stderr, "ptrace_floor: tasks=%lu stops=%lu\n", tasks, stops);
+    if (WIFEXITED(root_status))
+        return WEXITSTATUS(root_status);
+    return 128 + WTERMSIG(root_status);
+}
+
 int main(int argc, char **argv)
 {
-    int count = 0, tsc = 0;
+    int count = 0, tsc = 0, follow = 0;
     int argi = 1;
     if (argi < argc && strcmp(argv[argi], "-c") == 0) {
         count = 1;
@@ -67,8 +121,12 @@ int main(int argc, char **argv)
         tsc = 1;
         argi++;
     }
+    if (argi < argc && strcmp(argv[argi], "-f") == 0) {
+        follow = 1;
+        argi++;
+    }
     if (argi >= argc) {
-        fprintf(stderr, "usage: %s [-c] PROGRAM [ARGS...]\n", argv[0]);
+        fprintf(stderr, "usage: %s [-c] [-t] [-f] PROGRAM [ARGS...]\n", argv[0]);
         return 126;
     }
 
@@ -99,7 +157,9 @@ int main(int argc, char **argv)
     }
     if (ptrace(PTRACE_SETOPTIONS, child, NULL,
                (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL |
-                              PTRACE_O_TRACEEXEC)) != 0) {
+                              PTRACE_O_TRACEEXEC |
+                              (follow ? PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK |
+                                        PTRACE_O_TRACEVFORK : 0))) != 0) {
         perror("PTRACE_SETOPTIONS");
         return 126;
     }
@@ -108,6 +168,8 @@ int main(int argc, char **argv)
     unsigned long syscalls = 0, stops = 0;
     int in_syscall = 0;
     int inject = 0;                     /* the initial SIGSTOP is suppressed */
+    if (follow)
+        return follow_all(child, count);
     for (;;) {
         if (ptrace(PTRACE_SYSCALL, child, NULL, (void *)(long)inject) != 0) {
             perror("PTRACE_SYSCALL");

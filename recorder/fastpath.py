@@ -8,7 +8,9 @@ is simple when that file is none of the watched ones (relive's stdout and stderr
 are replayed as output, and mapped files, whose mappings show the change): the loop checks at
 its entry. With several tasks only calls that never block (the catalogue's PLAIN_WHEN_SHARED:
 never, or only with arguments the loop leaves to Python) are simple, so no thread switch,
-ENTER or scratch redirect is ever skipped.
+ENTER or scratch redirect is ever skipped. With several tasks the loop is
+relive_record_shared_run (recorder.handoff): it also runs futex wakes and keeps the other
+tasks' syscall stops for the recorder (`Batch.others`) rather than returning at the first.
 
 The recorder calls `run()` where it would resume a task after recording the exit of a simple
 syscall (a run of them is likely to go on; after other calls the loop would mostly return at
@@ -27,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+from recorder.handoff import SharedRun
 from recorder.syscall_effects import EffectRecorder
 from tracee import fastloop
 from tracee.ptrace_api import REGS_SIZE, PtraceError
@@ -147,6 +150,8 @@ class Batch(NamedTuple):
     status: int = 0         # its raw waitpid status
     entry: bytes | None = None  # registers of a syscall entered and not recorded
     exit_at: tuple[int, int] | None = None  # (rip, result) of the last record
+    others: tuple[tuple[int, int], ...] = ()  # other tasks' stops kept: (tid, status)
+    armed: bool = False     # the loop started the timeslice timer (recorder.handoff)
 
 
 class RecordLoop:
@@ -162,6 +167,8 @@ class RecordLoop:
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
         self._watched: tuple[tuple[int, int], ...] = ()
         self._watched_array = (ctypes.c_uint64 * 0)()
+        self._shared = SharedRun.load(lib)
+        self._resumed_in_loop: frozenset[int] = frozenset()
 
     def simple(self, *, alone: bool) -> frozenset[int]:
         """The numbers of the syscalls the loop records (worked out at first use: start-up
@@ -170,7 +177,18 @@ class RecordLoop:
             calls = simple_calls(alone=alone)
             self._specs[alone] = spec_table(calls)
             self._simple[alone] = frozenset(calls)
+            if not alone and self._shared is not None:
+                self._resumed_in_loop = self._simple[alone] | self._shared.allowed
         return self._simple[alone]
+
+    def resumes(self, nr: int, *, alone: bool) -> bool:
+        """Should a task be resumed through the loop after the exit of syscall `nr`? After
+        a simple one (a run of them is likely to go on); with several tasks, after any futex
+        call too (a wait that returned is followed by the wake or unlock the loop runs)."""
+        simple = self.simple(alone=alone)
+        if alone or self._shared is None:
+            return nr in simple
+        return nr in self._resumed_in_loop
 
     def _spec(self, alone: bool, reads_left: tuple[int, ...]) -> ctypes.Array[ctypes.c_int64]:
         """The spec table, with the calls that read or duplicate descriptors `reads_left`
@@ -201,21 +219,31 @@ class RecordLoop:
         return spec
 
     def run(self, tid: int, memfd: int, *, alone: bool,
-            watched: tuple[tuple[int, int], ...], reads_left: tuple[int, ...] = ()) -> Batch:
+            watched: tuple[tuple[int, int], ...], reads_left: tuple[int, ...] = (),
+            arm_us: int = 0) -> Batch:
         """Resume `tid` (stopped after a recorded syscall exit) and record what it can,
         leaving writes to the `watched` files ((dev, ino) pairs) and reads (and dups) of
         the descriptors `reads_left` to the Python path. The records are copied out of the
-        loop's buffers here and unpacked later (by the trace writer's thread)."""
-        out = self._out
+        loop's buffers here and unpacked later (by the trace writer's thread). With several
+        tasks, `arm_us`: the timeslice to start when another task becomes ready (0: the
+        timer runs already)."""
+        out: ctypes.Array[ctypes.c_int64] = self._out
         self.simple(alone=alone)
         if watched is not self._watched:
             self._watched = watched
             self._watched_array = (ctypes.c_uint64 * (2 * len(watched)))(
                 *(v for pair in watched for v in pair))
-        n = self._lib.relive_record_run(
-            tid, memfd, self._spec(alone, reads_left), 512, self._watched_array, len(watched),
-            self._recs, MAX_RECORDS, self._data, DATA_SIZE, time.monotonic_ns() + BUDGET_NS,
-            self._entry, out)
+        shared = None if alone else self._shared
+        if shared is not None:
+            out = shared.out
+            n = shared.call(tid, memfd, self._spec(alone, reads_left), self._watched_array,
+                            len(watched), self._recs, MAX_RECORDS, self._data, DATA_SIZE,
+                            time.monotonic_ns() + BUDGET_NS, self._entry, arm_us)
+        else:
+            n = self._lib.relive_record_run(
+                tid, memfd, self._spec(alone, reads_left), 512, self._watched_array,
+                len(watched), self._recs, MAX_RECORDS, self._data, DATA_SIZE,
+                time.monotonic_ns() + BUDGET_NS, self._entry, out)
         reason = out[1]
         if reason == fastloop.ERROR:
             raise PtraceError(out[5], f"ptrace of task {tid} failed in the fast path")
@@ -227,4 +255,6 @@ class RecordLoop:
             exit_at = (exit_rip, result)
         return Batch(recorded=n, records=lambda: _unpack(raw, data), reason=reason, tid=out[2],
                      status=out[3], entry=self._entry.raw if out[4] else None,
-                     exit_at=exit_at)
+                     exit_at=exit_at,
+                     others=shared.others() if shared is not None else (),
+                     armed=shared is not None and shared.armed())

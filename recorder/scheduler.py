@@ -37,6 +37,12 @@ class RunQueue:
         self.expired = False
         self.alarms = 0  # timer signals handled so far
         self._armed = False
+        # What the recorder did, for `relive --log debug record` and the tests that bound
+        # the cost of a thread switch: stops handled in Python, syscalls recorded by the
+        # compiled loop, threads given the CPU.
+        self.python_stops = 0
+        self.compiled_calls = 0
+        self.switches = 0
         signal.signal(signal.SIGALRM, self._on_alarm)
 
     def close(self) -> None:
@@ -61,6 +67,16 @@ class RunQueue:
         if self._armed:
             self._armed = False
             signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def loop_arm_us(self) -> int:
+        """The timeslice the compiled loop starts when another thread becomes ready while it
+        runs (recorder.handoff), in microseconds; 0 if the timer runs already."""
+        return 0 if self._armed else int(TIMESLICE * 1_000_000)
+
+    def armed_by_loop(self, alarms_before: int) -> None:
+        """The compiled loop started the timer: so noted, unless it has fired since."""
+        if self.alarms == alarms_before:
+            self._armed = True
 
     def _on_alarm(self, signum: int, frame: object) -> None:
         self._armed = False
@@ -99,6 +115,7 @@ class RunQueue:
             return None
         t = self.ready.popleft()
         self.current = t
+        self.switches += 1
         self.start_slice()
         return t
 

@@ -182,6 +182,9 @@ class Recorder:
                     continue
                 self.handle(t, stop)
         finally:
+            q = self.queue
+            log.debug("%d stops handled in Python, %d syscalls recorded by the compiled "
+                      "loop, %d thread switches", q.python_stops, q.compiled_calls, q.switches)
             self.queue.close()
             kill_tasks([t.task for t in self.tasks.values()])
         return self.status
@@ -256,6 +259,7 @@ class Recorder:
         self.queue.make_ready(t)
 
     def handle(self, t: RecordedTask, stop: Stop) -> None:
+        self.queue.python_stops += 1
         match stop:
             case SyscallStop():
                 info = api.get_syscall_info(t.task.tid, self._info)
@@ -472,7 +476,7 @@ class Recorder:
         that follow, when nothing else waits to be handled; otherwise as usual. A loop that
         used up its time is entered again at once when nothing else waits still."""
         alone = len(self.tasks) == 1
-        if self.fast is None or nr not in self.fast.simple(alone=alone):
+        if self.fast is None or not self.fast.resumes(nr, alone=alone):
             self.resume(t)
             return
         while self._nothing_else_waits(t):
@@ -485,7 +489,8 @@ class Recorder:
             alarms = self.queue.alarms
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
                                   watched=self.effects.watched_files(),
-                                  reads_left=self.cpus.watched_fds(t.task.pid))
+                                  reads_left=self.cpus.watched_fds(t.task.pid),
+                                  arm_us=self.queue.loop_arm_us())
             self._take_batch(t, batch, alarms_before=alarms)
             if batch.reason != fastloop.PARKED:
                 return
@@ -515,6 +520,11 @@ class Recorder:
             t.in_kernel = (call is not None and len(self.tasks) > 1
                            and may_block(self.descriptors, t.task.pid, t.task.mem, call, args))
             t.running_user = False
+        self.queue.compiled_calls += batch.recorded
+        for tid, status in batch.others:  # other tasks' stops, in the order they came
+            self._stashed[tid] = status
+        if batch.armed:
+            self.queue.armed_by_loop(alarms_before)
         if batch.reason == fastloop.STOP:
             self._stashed[batch.tid] = batch.status  # the main loop takes it from here
         # `t` still runs user code if the loop stopped waiting for it (EINTR) or met another

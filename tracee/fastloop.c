@@ -532,3 +532,261 @@ int64_t relive_source_crc(void)
 {
     return FASTLOOP_SOURCE_CRC;
 }
+
+/* ==== relive_record_shared_run: a thread's runs while other recorded threads wait ==========
+ *
+ * (issue 18.2, cheap thread switches; recorder/handoff.py is its Python side.) The loop of
+ * relive_record_run, for a task recorded beside others, with two differences that keep a
+ * futex hand-off between two threads out of Python except where the scheduler decides:
+ *
+ *   - `allow`: calls that are simple only for some values of one argument, nallow rows of
+ *     ALLOW_WORDS int64: the syscall number, the argument, a mask, then MAX_EXCEPT values
+ *     (-1: none). Such a call (not simple by `spec`) is simple, with no outputs, when its
+ *     argument masked is one of the values: futex's wake and requeue operations, which
+ *     never wait and write nothing;
+ *   - a syscall stop of another task (a thread whose futex wait the task's wake ended) is
+ *     kept in `others` ((tid, status) pairs; out[7] of them, at most max_others) and the loop
+ *     waits on for its own task, instead of handing that stop back at once. The first one
+ *     kept starts the timeslice (ITIMER_REAL, arm_us microseconds, unless 0) as Python's run
+ *     queue does when a thread becomes ready, so a task spinning on that thread is still
+ *     interrupted (SIGALRM: waitpid returns EINTR); out[8] = 1 then. Any other stop of
+ *     another task (a signal, an event, an exit) is handed back as relive_record_run does.
+ *
+ * While it runs, the loop's own SIGALRM handler stands in front of the caller's (Python's,
+ * which it calls first): the timeslice's end makes the loop return R_EINTR whether it comes
+ * during a wait or just before one (the window in which a plain waitpid would block for
+ * good while the task spins). Its waits peek (waitid WNOWAIT) and then reap, so a signal
+ * that ends a wait never takes a stop with it.
+ *
+ * out: relive_record_run's OUT_WORDS words, then [7] others kept, [8] timer armed. */
+#include <setjmp.h>
+#include <sys/time.h>
+
+#define ALLOW_WORDS (3 + MAX_EXCEPT)
+#define SHARED_OUT_WORDS (OUT_WORDS + 2)
+
+static const int64_t no_outputs[SPEC_WORDS] = {
+    [0] = 0, [1] = -1, [2] = -1, [SPEC_PATH] = -1,
+};
+
+/* The row of `allow` that makes this call simple, or NULL. */
+static const int64_t *allowed(const int64_t *allow, long nallow,
+                              const struct user_regs_struct *e)
+{
+    for (long i = 0; i < nallow; i++) {
+        const int64_t *row = allow + i * ALLOW_WORDS;
+        if ((uint64_t)row[0] != e->orig_rax)
+            continue;
+        int64_t v = (int64_t)(arg_of(e, row[1]) & (uint64_t)row[2]);
+        for (int k = 0; k < MAX_EXCEPT; k++)
+            if (row[3 + k] >= 0 && row[3 + k] == v)
+                return no_outputs;
+    }
+    return NULL;
+}
+
+static sigjmp_buf alarm_jmp;
+static volatile sig_atomic_t alarm_seen, alarm_jump_ok;
+static volatile pid_t alarm_thread;      /* the thread running the loop */
+static struct sigaction outer_alarm;     /* the caller's handler, called first */
+
+static void on_alarm(int sig, siginfo_t *si, void *uc)
+{
+    int saved = errno;
+    if (outer_alarm.sa_flags & SA_SIGINFO)
+        outer_alarm.sa_sigaction(sig, si, uc);
+    else if (outer_alarm.sa_handler != SIG_DFL && outer_alarm.sa_handler != SIG_IGN)
+        outer_alarm.sa_handler(sig);
+    errno = saved;
+    alarm_seen = 1;
+    if (alarm_jump_ok && (pid_t)syscall(SYS_gettid) == alarm_thread) {
+        alarm_jump_ok = 0;
+        siglongjmp(alarm_jmp, 1);
+    }
+}
+
+/* Put on_alarm in front of the caller's SIGALRM handler: 0, or -1 if there is none to keep
+   (then the waits are plain waitpid, as in relive_record_run). */
+static int take_alarm(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGALRM, NULL, &outer_alarm) < 0
+        || (!(outer_alarm.sa_flags & SA_SIGINFO)
+            && (outer_alarm.sa_handler == SIG_DFL || outer_alarm.sa_handler == SIG_IGN)))
+        return -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_alarm;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    alarm_seen = 0;
+    alarm_jump_ok = 0;
+    alarm_thread = (pid_t)syscall(SYS_gettid);
+    return sigaction(SIGALRM, &sa, NULL);
+}
+
+static void give_alarm_back(void)
+{
+    sigaction(SIGALRM, &outer_alarm, NULL);
+}
+
+/* The next stop of any task (waitpid's answer), or -1 with errno EINTR once SIGALRM came
+   (`alarmable`: on_alarm is installed), during the wait or before it. */
+static int wait_stop(int *status, int alarmable)
+{
+    siginfo_t si;
+    if (!alarmable)
+        return waitpid(-1, status, __WALL);
+    for (;;) {
+        if (sigsetjmp(alarm_jmp, 0)) {  /* on_alarm jumped out of the peek */
+            sigset_t set;
+            sigemptyset(&set);
+            sigaddset(&set, SIGALRM);
+            sigprocmask(SIG_UNBLOCK, &set, NULL);
+            errno = EINTR;
+            return -1;
+        }
+        alarm_jump_ok = 1;
+        if (alarm_seen) {
+            alarm_jump_ok = 0;
+            errno = EINTR;
+            return -1;
+        }
+        memset(&si, 0, sizeof si);
+        int r = waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOWAIT | __WALL);
+        alarm_jump_ok = 0;
+        if (r < 0)
+            return -1;
+        int w = waitpid(si.si_pid, status, __WALL | WNOHANG);
+        if (w != 0)
+            return w;
+    }
+}
+
+/* `tid`'s next stop, keeping other tasks' syscall stops (see above): returns what waitpid
+   returned (tid, another task whose stop is handed back, or -1). */
+static int wait_own(int tid, int *status, int64_t *others, long max_others, long arm_us,
+                    int alarmable, int64_t *out)
+{
+    for (;;) {
+        int w = wait_stop(status, alarmable);
+        if (w < 0 || w == tid || !is_syscall_stop(*status) || out[7] >= max_others)
+            return w;
+        others[2 * out[7]] = w;
+        others[2 * out[7] + 1] = *status;
+        out[7]++;
+        if (arm_us > 0 && !out[8]) {
+            struct itimerval it = {{0, 0}, {arm_us / 1000000, arm_us % 1000000}};
+            setitimer(ITIMER_REAL, &it, NULL);
+            out[8] = 1;
+        }
+    }
+}
+
+long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspec,
+                              const int64_t *allow, long nallow,
+                              const uint64_t *watched, long nwatched,
+                              struct rec *recs, long max_recs, unsigned char *data,
+                              int64_t data_cap, int64_t deadline_ns, unsigned char *entry,
+                              int64_t *others, long max_others, long arm_us, int64_t *out)
+{
+    struct user_regs_struct regs, xregs;
+    long n = 0;
+    int64_t used = 0;
+    int status = 0, reason = 0, w;
+    int tsc = trap_like_tracees();
+    int alarmable = take_alarm() == 0;
+    memset(out, 0, SHARED_OUT_WORDS * sizeof(int64_t));
+    for (;;) {
+        if (n >= max_recs || now_ns() >= deadline_ns) {
+            reason = R_PARKED;
+            break;
+        }
+        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0) {
+            reason = R_ERROR;
+            out[5] = errno;
+            break;
+        }
+        w = wait_own(tid, &status, others, max_others, arm_us, alarmable, out);
+        if (w < 0) {
+            reason = errno == EINTR ? R_EINTR : R_ERROR;
+            out[5] = errno;
+            break;
+        }
+        if (w != tid || !is_syscall_stop(status)
+            || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
+            || regs.rcx != regs.rip || regs.cs != USER64_CS) {
+            reason = R_STOP;  /* Python sees the same stop and handles or refuses it */
+            out[2] = w;
+            break;
+        }
+        uint64_t nr = regs.orig_rax;
+        const int64_t *call = nr < (uint64_t)nspec ? spec + nr * SPEC_WORDS : NULL;
+        if (!call || call[0] < 0 || is_exception(call, &regs)
+            || (call[SPEC_PATH] >= 0 && opens_proc(memfd, arg_of(&regs, call[SPEC_PATH])))
+            || (call[1] >= 0
+                && writes_watched_file(tid, arg_of(&regs, call[1]), watched, nwatched)))
+            call = allowed(allow, nallow, &regs);
+        if (!call) {
+            reason = R_STOP;  /* an entry Python handles */
+            out[2] = w;
+            break;
+        }
+        memcpy(entry, &regs, REGS_SIZE);
+        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0) {
+            reason = R_ERROR;
+            out[4] = 1;
+            out[5] = errno;
+            break;
+        }
+        w = wait_own(tid, &status, others, max_others, arm_us, alarmable, out);
+        if (w < 0) {
+            reason = errno == EINTR ? R_EINTR : R_ERROR;
+            out[4] = 1;
+            out[5] = errno;
+            break;
+        }
+        out[4] = 1;  /* until recorded, the entry is pending */
+        if (w != tid || !is_syscall_stop(status)
+            || ptrace(PTRACE_GETREGS, tid, 0, &xregs) < 0) {
+            reason = R_STOP;
+            out[2] = w;
+            break;
+        }
+        struct rec *r = &recs[n];
+        r->result = (int64_t)xregs.rax;
+        if (is_erestart(r->result)
+            || read_outputs(memfd, call, &regs, r, data, data_cap, &used)) {
+            reason = R_STOP;  /* Python handles this exit stop */
+            out[2] = w;
+            break;
+        }
+        memcpy(r->regs, &regs, REGS_SIZE);
+        r->exit_rip = xregs.rip;
+        out[4] = 0;
+        n++;
+    }
+    if (alarmable)
+        give_alarm_back();
+    restore_traps(tsc);
+    out[0] = n;
+    out[1] = reason;
+    out[3] = status;
+    out[6] = used;
+    return n;
+}
+
+/* This block's constants, as relive_interface lists the others. */
+long relive_shared_interface(const char **names, int64_t *values, long n)
+{
+    static const struct abi_entry shared_abi[] = {
+        {"ALLOW_WORDS", ALLOW_WORDS}, {"SHARED_OUT_WORDS", SHARED_OUT_WORDS},
+        {"MAX_EXCEPT", MAX_EXCEPT}, {"sizeof(struct rec)", sizeof(struct rec)},
+    };
+    long count = (long)(sizeof shared_abi / sizeof shared_abi[0]);
+    for (long i = 0; i < count && i < n; i++) {
+        names[i] = shared_abi[i].name;
+        values[i] = shared_abi[i].value;
+    }
+    return count;
+}
+/* ==== end of relive_record_shared_run ==================================================== */

@@ -31,6 +31,14 @@ def futex_ops(*ops: FutexOp) -> frozenset[int]:
     return frozenset(int(op) for op in ops)
 
 
+# Only the waiting operations (FUTEX_WAIT, _WAIT_BITSET, _LOCK_PI, _LOCK_PI2,
+# _WAIT_REQUEUE_PI) wait for another task; the wakes, requeues, unlock and trylock return at
+# once, so a thread waking another keeps the CPU (a switch there made the woken thread run
+# into the mutex its waker still held: three more switches per condvar hand-off). Unknown
+# operations: may wait.
+FUTEX_WAITS = ArgIs(1, frozenset({1, 3, 4, 5, 7, 8, 10, 12}), mask=FUTEX_CMD_MASK, negate=True)
+
+
 class Fcntl(IntEnum):
     """On x86-64 the ...64 commands (F_SETLKW64, ...) are these same numbers."""
     F_GETFL = 3
