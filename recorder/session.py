@@ -31,7 +31,7 @@ from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_inf
 from recorder.signals import (SignalRecorder, disposition, has_no_effect,
                               pending_with_effect)
 from recorder.syscall_effects import EffectRecorder
-from tracee import cpuid, fastloop
+from tracee import cpuid, fastloop, seccomp
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
@@ -122,6 +122,7 @@ class Recorder:
         self.cpus = CpuView(frozenset(), None)
         self.cpuid = CpuidRecorder(self, faulting=False)
         self._info = api.SyscallInfo()
+        self.seccomp = False  # the tasks stop at syscalls through tracee.seccomp's filter
         # Statuses reaped while waiting for one task: new tasks' first stops (before their
         # parent's clone event) and stops of others, handled by the main loop later.
         self._stashed: dict[int, int] = {}
@@ -157,6 +158,7 @@ class Recorder:
                                         argv=tuple(self.argv), exe=self.path))
         self._refuse_32_bit(t)
         self._record_exec(t)
+        self._install_filter(t)
         self.queue.current = t
         self.resume(t)
         try:
@@ -186,7 +188,23 @@ class Recorder:
             kill_tasks([t.task for t in self.tasks.values()])
         return self.status
 
+    def _install_filter(self, t: RecordedTask) -> None:
+        """The seccomp filter (tracee.seccomp), inherited by every task from now on; without
+        it (RELIVE_SYSCALLBUF=0, or refused) every syscall stops twice, as before."""
+        if not seccomp.enabled():
+            return
+        try:
+            seccomp.install(t.task, seccomp.UNTRACED)
+        except InjectionError as e:
+            log.warning("relive: recording without the seccomp filter: %s", e)
+            return
+        self.seccomp = True
+        t.task.seccomp = True
+        fastloop.record_seccomp(True)
+        self.writer.set_meta(seccomp=True)
+
     def _add_task(self, task: Task, space: AddressSpace) -> RecordedTask:
+        task.seccomp = self.seccomp
         t = RecordedTask(task=task, space=space)
         task.wait_hook = lambda: self.wait_for(t)
         self.tasks[task.tid] = t
@@ -261,7 +279,7 @@ class Recorder:
                 info = api.get_syscall_info(t.task.tid, self._info)
                 if info.arch != api.AUDIT_ARCH_X86_64:
                     raise self._not_64_bit(t, info)
-                if info.op == api.SYSCALL_INFO_ENTRY:
+                if info.op != api.SYSCALL_INFO_EXIT:  # an entry or seccomp stop
                     self.on_entry(t, info.u[0], tuple(info.u[1:7]))
                 else:
                     self.on_exit(t, api.signed(info.u[0]), info.instruction_pointer)
@@ -632,7 +650,7 @@ class Recorder:
         """An i386 system call (int $0x80, sysenter): recorded under the x86-64 numbers it
         would be another call, and replay could not make it at all."""
         what = (f"system call {info.u[0]} of the i386 ABI"
-                if info.op == api.SYSCALL_INFO_ENTRY else "an i386 system call")
+                if info.op != api.SYSCALL_INFO_EXIT else "an i386 system call")
         program = _exe(t.task.tid) or "the program"
         return UnsupportedError(
             f"32-bit system calls (int $0x80) are not supported: {program} (pid {t.task.tid}) "

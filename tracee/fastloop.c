@@ -118,6 +118,24 @@ static int is_syscall_stop(int status)
     return WIFSTOPPED(status) && WSTOPSIG(status) == SYSCALL_TRAP && (status >> 16) == 0;
 }
 
+/* Syscalls stop the tracer through the recorder's seccomp filter (tracee/seccomp.py): set
+   from Python. The loop then resumes a task outside a syscall with PTRACE_CONT, and its
+   entry stop is a PTRACE_EVENT_SECCOMP stop. */
+static int record_seccomp;
+
+void relive_record_seccomp(int on)
+{
+    record_seccomp = on;
+}
+
+static int is_entry_stop(int status)
+{
+    if (record_seccomp)
+        return WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP
+               && (status >> 16) == PTRACE_EVENT_SECCOMP;
+    return is_syscall_stop(status);
+}
+
 static int is_erestart(int64_t r)
 {
     return r == -512 || r == -513 || r == -514 || r == -516;
@@ -243,7 +261,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             reason = R_PARKED;
             break;
         }
-        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0) {
+        if (ptrace(record_seccomp ? PTRACE_CONT : PTRACE_SYSCALL, tid, 0, 0) < 0) {
             reason = R_ERROR;
             out[5] = errno;
             break;
@@ -255,7 +273,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             out[5] = errno;
             break;
         }
-        if (w != tid || !is_syscall_stop(status)) {
+        if (w != tid || !is_entry_stop(status)) {
             reason = R_STOP;
             out[2] = w;
             break;

@@ -152,6 +152,14 @@ def trap_cpuid(on: bool) -> None:
         lib.relive_trap_cpuid(int(on))
 
 
+def record_seccomp(on: bool) -> None:
+    """Tell the record loop whether the tracees stop at syscalls through the recorder's
+    seccomp filter (tracee.seccomp): it then resumes them with PTRACE_CONT."""
+    lib = load()
+    if lib is not None:
+        lib.relive_record_seccomp(int(on))
+
+
 def load() -> ctypes.CDLL | None:
     """The loaded library, or None (disabled, or it could not be built: said once)."""
     global _lib, _tried, _status
