@@ -123,6 +123,7 @@ class Recorder:
         self.cpuid = CpuidRecorder(self, faulting=False)
         self._info = api.SyscallInfo()
         self.seccomp = False  # the tasks stop at syscalls through tracee.seccomp's filter
+        self.seccomp_clocks = True  # ... and the compiled loop answers their clock reads
         # Statuses reaped while waiting for one task: new tasks' first stops (before their
         # parent's clone event) and stops of others, handled by the main loop later.
         self._stashed: dict[int, int] = {}
@@ -200,8 +201,27 @@ class Recorder:
             return
         self.seccomp = True
         t.task.seccomp = True
-        fastloop.record_seccomp(True)
+        self._answer_clocks(t.task.pid, first=True)
         self.writer.set_meta(seccomp=True)
+
+    def _answer_clocks(self, pid: int, *, first: bool = False) -> None:
+        """Clock reads are answered by the compiled loop (one stop) while every recorded
+        process shares the recorder's clocks (its time namespace): checked for each new
+        process and exec'd image."""
+        if not (self.seccomp and self.seccomp_clocks):
+            return
+        same = seccomp.same_clocks(pid)
+        if same and not first:
+            return
+        if not same:
+            log.debug("process %d is in another time namespace: its clock reads run", pid)
+            self.seccomp_clocks = False
+        clocks = queries.numbers(queries.CLOCK_READS) if same else frozenset()
+        if not fastloop.record_seccomp(True, clocks):
+            if same and fastloop.load() is not None:
+                log.warning("relive: the compiled loop cannot answer the catalogue's clock "
+                            "reads; they are recorded as they run")
+            self.seccomp_clocks = False
 
     def _add_task(self, task: Task, space: AddressSpace) -> RecordedTask:
         task.seccomp = self.seccomp
@@ -622,6 +642,7 @@ class Recorder:
         self.cpus.add_task(child_tid, pid, t.task.tid, t.task.pid)
         self.cpuid.on_clone(t.task.tid, child_tid)
         if not thread:
+            self._answer_clocks(pid)
             self._ppid[pid] = t.task.pid
             self.descriptors.forget(pid)  # (a number used before)
         self.writer.put_task(TaskRecord(
@@ -679,6 +700,7 @@ class Recorder:
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=0, regs=entry.regs)
         entry.done = True
         self._record_exec(t)
+        self._answer_clocks(t.task.pid)
         self.resume(t)
 
     def _record_exec(self, t: RecordedTask) -> None:

@@ -194,6 +194,90 @@ static int read_outputs(int memfd, const int64_t *spec, const struct user_regs_s
     return 0;
 }
 
+/* Clock reads answered at their seccomp stop (tracee/seccomp.py, "answered"): the loop reads
+   the clock the kernel would have read (the tracer shares the tracee's clocks and time
+   namespace), writes the output into the tracee, skips the call (orig_rax = -1: with
+   PTRACE_CONT no exit stop follows) and records it as if it had run: one stop, not two.
+   Python says which numbers (the catalogue's `clock` entries); only those this code knows
+   are accepted. */
+#define MAX_CLOCK_CALLS 4
+static uint64_t clock_calls[MAX_CLOCK_CALLS];
+static int nclock_calls;
+
+static int knows_clock_call(uint64_t nr)
+{
+    return nr == SYS_clock_gettime || nr == SYS_gettimeofday || nr == SYS_time;
+}
+
+/* 0, or -1 if a number is not one this code can answer (then none is answered). */
+long relive_record_clocks(const int64_t *nrs, long n)
+{
+    nclock_calls = 0;
+    if (n < 0 || n > MAX_CLOCK_CALLS)
+        return -1;
+    for (long i = 0; i < n; i++)
+        if (nrs[i] < 0 || !knows_clock_call((uint64_t)nrs[i]))
+            return -1;
+    for (long i = 0; i < n; i++)
+        clock_calls[i] = (uint64_t)nrs[i];
+    nclock_calls = (int)n;
+    return 0;
+}
+
+/* The clocks the kernel reads for every process alike (not a process's or thread's CPU
+   time, not a clock another namespace could shift differently). */
+static int shared_clock(uint64_t id)
+{
+    return id == CLOCK_REALTIME || id == CLOCK_MONOTONIC || id == CLOCK_MONOTONIC_RAW
+           || id == CLOCK_REALTIME_COARSE || id == CLOCK_MONOTONIC_COARSE
+           || id == CLOCK_BOOTTIME;
+}
+
+/* Answer the clock read at entry `e`: write its output, skip it with the result set.
+   0: answered (*result); -1: let the kernel run it (a clock or pointer it must judge). */
+/* By syscall: the vDSO's reads would execute rdtsc, which faults in this thread while the
+   loop runs (trap_like_tracees). */
+static int read_clock(clockid_t id, struct timespec *ts)
+{
+    return (int)syscall(SYS_clock_gettime, id, ts);
+}
+
+static int answer_clock(int tid, int memfd, const struct user_regs_struct *e, int64_t *result)
+{
+    int i;
+    for (i = 0; i < nclock_calls && clock_calls[i] != e->orig_rax; i++)
+        ;
+    if (!record_seccomp || i == nclock_calls)
+        return -1;
+    struct timespec ts;
+    unsigned char out[16];
+    uint64_t addr = 0, len = 0;
+    if (e->orig_rax == SYS_clock_gettime) {
+        if (!shared_clock(e->rdi) || !e->rsi || read_clock((clockid_t)e->rdi, &ts))
+            return -1;
+        memcpy(out, &ts, 16);
+        addr = e->rsi, len = 16, *result = 0;
+    } else if (e->orig_rax == SYS_gettimeofday) {
+        if (e->rsi || read_clock(CLOCK_REALTIME, &ts))  /* a timezone: the kernel's */
+            return -1;
+        int64_t tv[2] = {ts.tv_sec, ts.tv_nsec / 1000};
+        memcpy(out, tv, 16);
+        addr = e->rdi, len = addr ? 16 : 0, *result = 0;
+    } else {  /* time(): the kernel's seconds are the coarse clock's */
+        if (read_clock(CLOCK_REALTIME_COARSE, &ts))
+            return -1;
+        int64_t sec = ts.tv_sec;
+        memcpy(out, &sec, 8);
+        addr = e->rdi, len = addr ? 8 : 0, *result = sec;
+    }
+    if (len && pwrite(memfd, out, len, (off_t)addr) != (ssize_t)len)
+        return -1;
+    struct user_regs_struct x = *e;
+    x.orig_rax = (uint64_t)-1;
+    x.rax = (uint64_t)*result;
+    return ptrace(PTRACE_SETREGS, tid, 0, &x) < 0 ? -1 : 0;
+}
+
 /* Is the file open as descriptor `fd` in task `tid` one of `watched` (n (dev, ino) pairs)?
    A descriptor that cannot be looked at is not: the call fails, and the Python path records
    nothing more for it either. */
@@ -297,6 +381,23 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             reason = R_STOP;  /* an entry Python handles */
             out[2] = w;
             break;
+        }
+        int64_t answer;
+        if (nclock_calls && answer_clock(tid, memfd, &regs, &answer) == 0) {
+            struct rec *r = &recs[n];
+            r->result = answer;
+            if (read_outputs(memfd, call, &regs, r, data, data_cap, &used) == 0) {
+                memcpy(r->regs, &regs, REGS_SIZE);
+                r->exit_rip = regs.rip;
+                n++;
+                continue;
+            }
+            /* (cannot happen: it was just written) the kernel's turn, as the call stands */
+            if (ptrace(PTRACE_SETREGS, tid, 0, &regs) < 0) {
+                reason = R_ERROR;
+                out[5] = errno;
+                break;
+            }
         }
         /* a simple syscall: run it to its exit */
         memcpy(entry, &regs, REGS_SIZE);

@@ -70,6 +70,14 @@ def filter_program(untraced: tuple[int, ...]) -> bytes:
     return b"".join(body)
 
 
+def same_clocks(pid: int) -> bool:
+    """Does process `pid` read the clocks the recorder reads (same time namespace)?"""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/time") == os.readlink("/proc/self/ns/time")
+    except OSError:
+        return not os.path.exists("/proc/self/ns/time")  # (a kernel without them)
+
+
 def install(task: Task, untraced: tuple[int, ...]) -> None:
     """Install the filter in `task` (stopped at its exec stop, relive page mapped). From
     now on the task and its descendants must be resumed in seccomp mode."""
