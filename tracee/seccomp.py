@@ -12,11 +12,13 @@ as its entry: `stops.decode`) and once at its exit, and an untraced call does no
 seccomp_data.instruction_pointer is the address after the `syscall` instruction (the
 kernel's saved rip), so the filter compares with `insn + 2`.
 
-The filter needs no_new_privs (without CAP_SYS_ADMIN): set-user-ID programs then run with
-the caller's ids, as they do under ptrace anyway. RELIVE_SYSCALLBUF=0 records without it.
+Without CAP_SYS_ADMIN the filter needs no_new_privs, which is set then: set-user-ID programs
+run with the caller's ids, as they do under an unprivileged tracer anyway.
+RELIVE_SYSCALLBUF=0 records without the filter.
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 
@@ -84,9 +86,11 @@ def install(task: Task, untraced: tuple[int, ...]) -> None:
     prog = filter_program(untraced)
     fprog_addr, prog_addr = put_data(task, b"\0" * 16, prog)
     task.mem.write(fprog_addr, struct.pack("<HxxxxxxQ", len(prog) // 8, prog_addr))
-    checked(inject_syscall(task, NR_PRCTL, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
-            "prctl(PR_SET_NO_NEW_PRIVS)")
     res = inject_syscall(task, NR_SECCOMP, SECCOMP_SET_MODE_FILTER, 0, fprog_addr)
+    if res == -errno.EACCES:  # without CAP_SYS_ADMIN a filter needs no_new_privs
+        checked(inject_syscall(task, NR_PRCTL, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+                "prctl(PR_SET_NO_NEW_PRIVS)")
+        res = inject_syscall(task, NR_SECCOMP, SECCOMP_SET_MODE_FILTER, 0, fprog_addr)
     if res != 0:
         raise InjectionError(f"seccomp(SET_MODE_FILTER) failed in the tracee: "
                              f"{os.strerror(-res) if res < 0 else res}")
