@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import trace_rows
-from conftest import assert_faithful, describe, record, replay, reseal, run_native, set_rdi
+from conftest import (REPO_ROOT, assert_faithful, describe, record, replay, reseal, run_native,
+                      set_rdi)
 
 from tracee import fastloop
 from tracefile.records import Kind
@@ -95,5 +98,25 @@ def test_forked_and_execd_programs_keep_the_filter(tmp_path):
     trace = tmp_path / "t"
     rec = record(trace, sh, "-c", f"{grep} ^Seccomp: /proc/self/status; date +%N")
     assert rec.returncode == 0, describe(rec)
+    assert re.search(rb"^Seccomp:\s+2$", rec.stdout, re.M), rec.stdout
+    assert_faithful(rec, replay(trace))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to drop CAP_SYS_ADMIN")
+def test_without_cap_sys_admin_the_filter_comes_with_no_new_privs(tmp_path):
+    """The kernel allows an unprivileged filter only with no_new_privs: the recorder sets it
+    then (and only then), and records as before."""
+    grep = shutil.which("grep")
+    if grep is None:
+        pytest.skip("needs grep")
+    trace = tmp_path / "t"
+    argv = [grep, "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    rec = subprocess.run(["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin",
+                          sys.executable, "-m", "relive", "record", "-o", str(trace), *argv],
+                         env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    assert rec.returncode == 0, describe(rec)
+    assert re.search(rb"^NoNewPrivs:\s+1$", rec.stdout, re.M), rec.stdout
     assert re.search(rb"^Seccomp:\s+2$", rec.stdout, re.M), rec.stdout
     assert_faithful(rec, replay(trace))
