@@ -233,8 +233,6 @@ static int shared_clock(uint64_t id)
            || id == CLOCK_BOOTTIME;
 }
 
-/* Answer the clock read at entry `e`: write its output, skip it with the result set.
-   0: answered (*result); -1: let the kernel run it (a clock or pointer it must judge). */
 /* By syscall: the vDSO's reads would execute rdtsc, which faults in this thread while the
    loop runs (trap_like_tracees). */
 static int read_clock(clockid_t id, struct timespec *ts)
@@ -242,7 +240,11 @@ static int read_clock(clockid_t id, struct timespec *ts)
     return (int)syscall(SYS_clock_gettime, id, ts);
 }
 
-static int answer_clock(int tid, int memfd, const struct user_regs_struct *e, int64_t *result)
+/* Answer the clock read at entry `e`: write its output (also to `copy`, recorded in `r` as
+   its one write, offset left to the caller), skip the call with the result set.
+   0: answered; -1: let the kernel run it (a clock or pointer it must judge). */
+static int answer_clock(int tid, int memfd, const struct user_regs_struct *e, struct rec *r,
+                        unsigned char *copy)
 {
     int i;
     for (i = 0; i < nclock_calls && clock_calls[i] != e->orig_rax; i++)
@@ -250,32 +252,38 @@ static int answer_clock(int tid, int memfd, const struct user_regs_struct *e, in
     if (!record_seccomp || i == nclock_calls)
         return -1;
     struct timespec ts;
-    unsigned char out[16];
     uint64_t addr = 0, len = 0;
+    int64_t result = 0;
     if (e->orig_rax == SYS_clock_gettime) {
         if (!shared_clock(e->rdi) || !e->rsi || read_clock((clockid_t)e->rdi, &ts))
             return -1;
-        memcpy(out, &ts, 16);
-        addr = e->rsi, len = 16, *result = 0;
+        memcpy(copy, &ts, 16);
+        addr = e->rsi, len = 16;
     } else if (e->orig_rax == SYS_gettimeofday) {
         if (e->rsi || read_clock(CLOCK_REALTIME, &ts))  /* a timezone: the kernel's */
             return -1;
         int64_t tv[2] = {ts.tv_sec, ts.tv_nsec / 1000};
-        memcpy(out, tv, 16);
-        addr = e->rdi, len = addr ? 16 : 0, *result = 0;
+        memcpy(copy, tv, 16);
+        addr = e->rdi, len = addr ? 16 : 0;
     } else {  /* time(): the kernel's seconds are the coarse clock's */
         if (read_clock(CLOCK_REALTIME_COARSE, &ts))
             return -1;
-        int64_t sec = ts.tv_sec;
-        memcpy(out, &sec, 8);
-        addr = e->rdi, len = addr ? 8 : 0, *result = sec;
+        result = ts.tv_sec;
+        memcpy(copy, &result, 8);
+        addr = e->rdi, len = addr ? 8 : 0;
     }
-    if (len && pwrite(memfd, out, len, (off_t)addr) != (ssize_t)len)
+    if (len && pwrite(memfd, copy, len, (off_t)addr) != (ssize_t)len)
         return -1;
     struct user_regs_struct x = *e;
     x.orig_rax = (uint64_t)-1;
-    x.rax = (uint64_t)*result;
-    return ptrace(PTRACE_SETREGS, tid, 0, &x) < 0 ? -1 : 0;
+    x.rax = (uint64_t)result;
+    if (ptrace(PTRACE_SETREGS, tid, 0, &x) < 0)
+        return -1;
+    r->result = result;
+    r->nwrites = len ? 1 : 0;
+    r->w[0].addr = addr;
+    r->w[0].len = len;
+    return 0;
 }
 
 /* Is the file open as descriptor `fd` in task `tid` one of `watched` (n (dev, ino) pairs)?
@@ -382,22 +390,17 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             out[2] = w;
             break;
         }
-        int64_t answer;
-        if (nclock_calls && answer_clock(tid, memfd, &regs, &answer) == 0) {
+        if (nclock_calls && data_cap - used >= 16
+            && answer_clock(tid, memfd, &regs, &recs[n], data + used) == 0) {
             struct rec *r = &recs[n];
-            r->result = answer;
-            if (read_outputs(memfd, call, &regs, r, data, data_cap, &used) == 0) {
-                memcpy(r->regs, &regs, REGS_SIZE);
-                r->exit_rip = regs.rip;
-                n++;
-                continue;
+            if (r->nwrites) {
+                r->w[0].off = (uint64_t)used;
+                used += (int64_t)r->w[0].len;
             }
-            /* (cannot happen: it was just written) the kernel's turn, as the call stands */
-            if (ptrace(PTRACE_SETREGS, tid, 0, &regs) < 0) {
-                reason = R_ERROR;
-                out[5] = errno;
-                break;
-            }
+            memcpy(r->regs, &regs, REGS_SIZE);
+            r->exit_rip = regs.rip;
+            n++;
+            continue;
         }
         /* a simple syscall: run it to its exit */
         memcpy(entry, &regs, REGS_SIZE);
