@@ -5,8 +5,9 @@ For each workload: native, then record + replay with the filter (the default) an
 RELIVE_SYSCALLBUF=0 (every syscall stops twice, as before the filter), in turn within each
 of --repeat rounds (so load from other work spreads over all of them); median wall times,
 ratios to native, and the program's own ptrace stops where it reports them.
-Workloads: a loop of 300k clock_gettime (tests/programs/clock_reads.c), `find /usr -type f
--size +100k`, `tar -cf OUT -C /usr/lib/python3.11 .`.
+Workloads: a loop of 300k clock_gettime (tests/programs/clock_reads.c), Python reading
+time.perf_counter_ns 200k times, `find /usr -type f -size +100k`, `tar -cf OUT -C
+/usr/lib/python3.11 .`.
 
 Usage: python3 bench/bench_seccomp.py [--repeat 3] [--reads 300000]
 """
@@ -44,6 +45,8 @@ def main() -> None:
                     str(REPO_ROOT / "tests" / "programs" / "clock_reads.c")], check=True)
     workloads = {
         f"clock_gettime x{a.reads // 1000}k": [str(clock), str(a.reads)],
+        "python3 perf_counter x200k": [
+            "python3", "-c", "import time\nfor _ in range(200000): time.perf_counter_ns()"],
         "find /usr -size +100k": ["find", "/usr", "-type", "f", "-size", "+100k"],
         "tar python3.11": ["tar", "-cf", str(out / "o.tar"), "-C", "/usr/lib/python3.11", "."],
     }

@@ -120,3 +120,14 @@ def test_without_cap_sys_admin_the_filter_comes_with_no_new_privs(tmp_path):
     assert re.search(rb"^NoNewPrivs:\s+1$", rec.stdout, re.M), rec.stdout
     assert re.search(rb"^Seccomp:\s+2$", rec.stdout, re.M), rec.stdout
     assert_faithful(rec, replay(trace))
+
+
+def test_the_recorder_resumes_tasks_only_through_task_resume():
+    """Under the filter, PTRACE_SYSCALL outside a syscall would add syscall-entry stops to
+    the seccomp stops: Task.resume translates it, so no recorder code may call ptrace with
+    it directly (the compiled loops follow `record_seccomp` themselves)."""
+    direct = re.compile(r"api\.ptrace\(\s*api\.Req\.(SYSCALL|SYSEMU)\b")
+    found = [f"{path.name}:{n}" for path in sorted((REPO_ROOT / "recorder").glob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if direct.search(line)]
+    assert not found, found
