@@ -149,6 +149,7 @@ class Recorder:
         self.cpus = CpuView(native, cpu)
         self.cpuid = CpuidRecorder(self, faulting=cpuid.faulting_available())
         fastloop.trap_cpuid(self.cpuid.faulting)
+        fastloop.record_seccomp(False)  # (until the filter is in: a former recording's state)
         self.writer.set_meta(**self.cpuid.meta(cpu))
         pid = spawn(self.path, self.argv, self.env)
         self.root = pid
