@@ -31,7 +31,7 @@ from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_inf
 from recorder.signals import (SignalRecorder, disposition, has_no_effect,
                               pending_with_effect)
 from recorder.syscall_effects import EffectRecorder
-from tracee import cpuid, fastloop
+from tracee import cpuid, fastloop, seccomp
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
@@ -122,6 +122,8 @@ class Recorder:
         self.cpus = CpuView(frozenset(), None)
         self.cpuid = CpuidRecorder(self, faulting=False)
         self._info = api.SyscallInfo()
+        self.seccomp = False  # the tasks stop at syscalls through tracee.seccomp's filter
+        self.seccomp_clocks = True  # ... and the compiled loop answers their clock reads
         # Statuses reaped while waiting for one task: new tasks' first stops (before their
         # parent's clone event) and stops of others, handled by the main loop later.
         self._stashed: dict[int, int] = {}
@@ -147,6 +149,7 @@ class Recorder:
         self.cpus = CpuView(native, cpu)
         self.cpuid = CpuidRecorder(self, faulting=cpuid.faulting_available())
         fastloop.trap_cpuid(self.cpuid.faulting)
+        fastloop.record_seccomp(False)  # (until the filter is in: a former recording's state)
         self.writer.set_meta(**self.cpuid.meta(cpu))
         pid = spawn(self.path, self.argv, self.env)
         self.root = pid
@@ -157,6 +160,7 @@ class Recorder:
                                         argv=tuple(self.argv), exe=self.path))
         self._refuse_32_bit(t)
         self._record_exec(t)
+        self._install_filter(t)
         self.queue.current = t
         self.resume(t)
         try:
@@ -189,7 +193,42 @@ class Recorder:
             kill_tasks([t.task for t in self.tasks.values()])
         return self.status
 
+    def _install_filter(self, t: RecordedTask) -> None:
+        """The seccomp filter (tracee.seccomp), inherited by every task from now on; without
+        it (RELIVE_SYSCALLBUF=0, or refused) every syscall stops twice, as before."""
+        if not seccomp.enabled():
+            return
+        try:
+            seccomp.install(t.task, seccomp.UNTRACED)
+        except InjectionError as e:
+            log.warning("relive: recording without the seccomp filter: %s", e)
+            return
+        self.seccomp = True
+        t.task.seccomp = True
+        self._answer_clocks(t.task.pid, first=True)
+        self.writer.set_meta(seccomp=True)
+
+    def _answer_clocks(self, pid: int, *, first: bool = False) -> None:
+        """Clock reads are answered by the compiled loop (one stop) while every recorded
+        process shares the recorder's clocks (its time namespace): checked for each new
+        process and exec'd image."""
+        if not (self.seccomp and self.seccomp_clocks):
+            return
+        same = seccomp.same_clocks(pid)
+        if same and not first:
+            return
+        if not same:
+            log.debug("process %d is in another time namespace: its clock reads run", pid)
+            self.seccomp_clocks = False
+        clocks = queries.numbers(queries.CLOCK_READS) if same else frozenset()
+        if not fastloop.record_seccomp(True, clocks):
+            if same and fastloop.load() is not None:
+                log.warning("relive: the compiled loop cannot answer the catalogue's clock "
+                            "reads; they are recorded as they run")
+            self.seccomp_clocks = False
+
     def _add_task(self, task: Task, space: AddressSpace) -> RecordedTask:
+        task.seccomp = self.seccomp
         t = RecordedTask(task=task, space=space)
         task.wait_hook = lambda: self.wait_for(t)
         self.tasks[task.tid] = t
@@ -265,7 +304,7 @@ class Recorder:
                 info = api.get_syscall_info(t.task.tid, self._info)
                 if info.arch != api.AUDIT_ARCH_X86_64:
                     raise self._not_64_bit(t, info)
-                if info.op == api.SYSCALL_INFO_ENTRY:
+                if info.op != api.SYSCALL_INFO_EXIT:  # an entry or seccomp stop
                     self.on_entry(t, info.u[0], tuple(info.u[1:7]))
                 else:
                     self.on_exit(t, api.signed(info.u[0]), info.instruction_pointer)
@@ -614,6 +653,7 @@ class Recorder:
         self.cpus.add_task(child_tid, pid, t.task.tid, t.task.pid)
         self.cpuid.on_clone(t.task.tid, child_tid)
         if not thread:
+            self._answer_clocks(pid)
             self._ppid[pid] = t.task.pid
             self.descriptors.forget(pid)  # (a number used before)
         self.writer.put_task(TaskRecord(
@@ -642,7 +682,7 @@ class Recorder:
         """An i386 system call (int $0x80, sysenter): recorded under the x86-64 numbers it
         would be another call, and replay could not make it at all."""
         what = (f"system call {info.u[0]} of the i386 ABI"
-                if info.op == api.SYSCALL_INFO_ENTRY else "an i386 system call")
+                if info.op != api.SYSCALL_INFO_EXIT else "an i386 system call")
         program = _exe(t.task.tid) or "the program"
         return UnsupportedError(
             f"32-bit system calls (int $0x80) are not supported: {program} (pid {t.task.tid}) "
@@ -671,6 +711,7 @@ class Recorder:
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=0, regs=entry.regs)
         entry.done = True
         self._record_exec(t)
+        self._answer_clocks(t.task.pid)
         self.resume(t)
 
     def _record_exec(self, t: RecordedTask) -> None:

@@ -69,6 +69,24 @@ def _fast_path() -> Check:
     return Check(OK if state.startswith("on") else NOTE, "fast path", state)
 
 
+def _syscall_stops() -> Check:
+    """Whether recordings stop at syscalls through relive's seccomp filter (tracee.seccomp)."""
+    from tracee import seccomp
+    if not seccomp.enabled():
+        return Check(NOTE, "seccomp filter", "off (RELIVE_SYSCALLBUF=0): every syscall stops "
+                                             "the recorder twice")
+    try:
+        with open("/proc/self/status") as f:
+            has = any(line.startswith("Seccomp:") for line in f)
+    except OSError:
+        has = False
+    if not has:
+        return Check(NOTE, "seccomp filter", "this kernel has no seccomp: every syscall stops "
+                                             "the recorder twice")
+    return Check(OK, "seccomp filter", "on: clock reads stop the recorder once, other "
+                                       "syscalls twice (RELIVE_SYSCALLBUF=0 turns it off)")
+
+
 def _gdb() -> Check:
     gdb = shutil.which("gdb")
     if gdb is None:
@@ -127,7 +145,8 @@ def _version() -> str:
 
 def checks() -> Iterator[Check]:
     yield Check(OK, "relive", f"{_version()} on Python {platform.python_version()}")
-    steps: list[Callable[[], Check]] = [_ptrace, _fast_path, _gdb, _trace_dir]
+    steps: list[Callable[[], Check]] = [_ptrace, _fast_path, _syscall_stops, _gdb,
+                                          _trace_dir]
     for step in steps:
         yield step()
     yield from _cpu()

@@ -118,6 +118,24 @@ static int is_syscall_stop(int status)
     return WIFSTOPPED(status) && WSTOPSIG(status) == SYSCALL_TRAP && (status >> 16) == 0;
 }
 
+/* Syscalls stop the tracer through the recorder's seccomp filter (tracee/seccomp.py): set
+   from Python. The loop then resumes a task outside a syscall with PTRACE_CONT, and its
+   entry stop is a PTRACE_EVENT_SECCOMP stop. */
+static int record_seccomp;
+
+void relive_record_seccomp(int on)
+{
+    record_seccomp = on;
+}
+
+static int is_entry_stop(int status)
+{
+    if (record_seccomp)
+        return WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP
+               && (status >> 16) == PTRACE_EVENT_SECCOMP;
+    return is_syscall_stop(status);
+}
+
 static int is_erestart(int64_t r)
 {
     return r == -512 || r == -513 || r == -514 || r == -516;
@@ -173,6 +191,98 @@ static int read_outputs(int memfd, const int64_t *spec, const struct user_regs_s
         r->nwrites++;
         *used += n;
     }
+    return 0;
+}
+
+/* Clock reads answered at their seccomp stop (tracee/seccomp.py, "answered"): the loop reads
+   the clock the kernel would have read (the tracer shares the tracee's clocks and time
+   namespace), writes the output into the tracee, skips the call (orig_rax = -1: with
+   PTRACE_CONT no exit stop follows) and records it as if it had run: one stop, not two.
+   Python says which numbers (the catalogue's `clock` entries); only those this code knows
+   are accepted. */
+#define MAX_CLOCK_CALLS 4
+static uint64_t clock_calls[MAX_CLOCK_CALLS];
+static int nclock_calls;
+
+static int knows_clock_call(uint64_t nr)
+{
+    return nr == SYS_clock_gettime || nr == SYS_gettimeofday || nr == SYS_time;
+}
+
+/* 0, or -1 if a number is not one this code can answer (then none is answered). */
+long relive_record_clocks(const int64_t *nrs, long n)
+{
+    nclock_calls = 0;
+    if (n < 0 || n > MAX_CLOCK_CALLS)
+        return -1;
+    for (long i = 0; i < n; i++)
+        if (nrs[i] < 0 || !knows_clock_call((uint64_t)nrs[i]))
+            return -1;
+    for (long i = 0; i < n; i++)
+        clock_calls[i] = (uint64_t)nrs[i];
+    nclock_calls = (int)n;
+    return 0;
+}
+
+/* The clocks the kernel reads for every process alike (not a process's or thread's CPU
+   time, not a clock another namespace could shift differently). */
+static int shared_clock(uint64_t id)
+{
+    return id == CLOCK_REALTIME || id == CLOCK_MONOTONIC || id == CLOCK_MONOTONIC_RAW
+           || id == CLOCK_REALTIME_COARSE || id == CLOCK_MONOTONIC_COARSE
+           || id == CLOCK_BOOTTIME;
+}
+
+/* By syscall: the vDSO's reads would execute rdtsc, which faults in this thread while the
+   loop runs (trap_like_tracees). */
+static int read_clock(clockid_t id, struct timespec *ts)
+{
+    return (int)syscall(SYS_clock_gettime, id, ts);
+}
+
+/* Answer the clock read at entry `e`: write its output (also to `copy`, recorded in `r` as
+   its one write, offset left to the caller), skip the call with the result set.
+   0: answered; -1: let the kernel run it (a clock or pointer it must judge). */
+static int answer_clock(int tid, int memfd, const struct user_regs_struct *e, struct rec *r,
+                        unsigned char *copy)
+{
+    int i;
+    for (i = 0; i < nclock_calls && clock_calls[i] != e->orig_rax; i++)
+        ;
+    if (!record_seccomp || i == nclock_calls)
+        return -1;
+    struct timespec ts;
+    uint64_t addr = 0, len = 0;
+    int64_t result = 0;
+    if (e->orig_rax == SYS_clock_gettime) {
+        if (!shared_clock(e->rdi) || !e->rsi || read_clock((clockid_t)e->rdi, &ts))
+            return -1;
+        memcpy(copy, &ts, 16);
+        addr = e->rsi, len = 16;
+    } else if (e->orig_rax == SYS_gettimeofday) {
+        if (e->rsi || read_clock(CLOCK_REALTIME, &ts))  /* a timezone: the kernel's */
+            return -1;
+        int64_t tv[2] = {ts.tv_sec, ts.tv_nsec / 1000};
+        memcpy(copy, tv, 16);
+        addr = e->rdi, len = addr ? 16 : 0;
+    } else {  /* time(): the kernel's seconds are the coarse clock's */
+        if (read_clock(CLOCK_REALTIME_COARSE, &ts))
+            return -1;
+        result = ts.tv_sec;
+        memcpy(copy, &result, 8);
+        addr = e->rdi, len = addr ? 8 : 0;
+    }
+    if (len && pwrite(memfd, copy, len, (off_t)addr) != (ssize_t)len)
+        return -1;
+    struct user_regs_struct x = *e;
+    x.orig_rax = (uint64_t)-1;
+    x.rax = (uint64_t)result;
+    if (ptrace(PTRACE_SETREGS, tid, 0, &x) < 0)
+        return -1;
+    r->result = result;
+    r->nwrites = len ? 1 : 0;
+    r->w[0].addr = addr;
+    r->w[0].len = len;
     return 0;
 }
 
@@ -243,7 +353,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             reason = R_PARKED;
             break;
         }
-        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0) {
+        if (ptrace(record_seccomp ? PTRACE_CONT : PTRACE_SYSCALL, tid, 0, 0) < 0) {
             reason = R_ERROR;
             out[5] = errno;
             break;
@@ -255,7 +365,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             out[5] = errno;
             break;
         }
-        if (w != tid || !is_syscall_stop(status)) {
+        if (w != tid || !is_entry_stop(status)) {
             reason = R_STOP;
             out[2] = w;
             break;
@@ -279,6 +389,18 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             reason = R_STOP;  /* an entry Python handles */
             out[2] = w;
             break;
+        }
+        if (nclock_calls && data_cap - used >= 16
+            && answer_clock(tid, memfd, &regs, &recs[n], data + used) == 0) {
+            struct rec *r = &recs[n];
+            if (r->nwrites) {
+                r->w[0].off = (uint64_t)used;
+                used += (int64_t)r->w[0].len;
+            }
+            memcpy(r->regs, &regs, REGS_SIZE);
+            r->exit_rip = regs.rip;
+            n++;
+            continue;
         }
         /* a simple syscall: run it to its exit */
         memcpy(entry, &regs, REGS_SIZE);

@@ -152,6 +152,21 @@ def trap_cpuid(on: bool) -> None:
         lib.relive_trap_cpuid(int(on))
 
 
+def record_seccomp(on: bool, clocks: frozenset[int] = frozenset()) -> bool:
+    """Tell the record loop whether the tracees stop at syscalls through the recorder's
+    seccomp filter (tracee.seccomp): it then resumes them with PTRACE_CONT, and answers
+    the clock reads numbered `clocks` at their seccomp stop (one stop instead of two).
+    False if the loop does not know how to answer one of them (it then answers none)."""
+    lib = load()
+    if lib is None:
+        return False
+    lib.relive_record_seccomp(int(on))
+    nrs = sorted(clocks) if on else []
+    lib.relive_record_clocks.restype = ctypes.c_long
+    return int(lib.relive_record_clocks((ctypes.c_int64 * max(len(nrs), 1))(*nrs),
+                                        ctypes.c_long(len(nrs)))) == 0
+
+
 def load() -> ctypes.CDLL | None:
     """The loaded library, or None (disabled, or it could not be built: said once)."""
     global _lib, _tried, _status

@@ -202,6 +202,7 @@ class SyscallInfo(ctypes.Structure):
 
 SYSCALL_INFO_ENTRY = 1
 SYSCALL_INFO_EXIT = 2
+SYSCALL_INFO_SECCOMP = 3  # a PTRACE_EVENT_SECCOMP stop: the entry's nr and args, then ret_data
 # SyscallInfo.arch: the ABI of the call (<linux/audit.h>). A 64-bit program's int $0x80 (or
 # sysenter) is an i386 call, numbered as i386 calls are.
 AUDIT_ARCH_X86_64 = 0xC000003E

@@ -12,7 +12,7 @@ import signal
 import struct
 
 from tracee import ptrace_api as api
-from tracee.stops import EventStop, SignalStop, Stop
+from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
 from tracee.task import Task
 
 RELIVE_PAGE = 0x7000_0000_0000
@@ -54,6 +54,8 @@ def _step_into_syscall(task: Task, nr: int, args: tuple[int, ...], at: int) -> S
             setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
         task.set_reg("rip", at)
         stop = task.step()
+        if isinstance(stop, SyscallStop):  # the recorder's seccomp filter (tracee.seccomp)
+            stop = task.step()             # stopped it: the call runs, then the step traps
         if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
                 and task.regs.rip == at):
             break

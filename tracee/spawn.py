@@ -12,7 +12,7 @@ from tracee import ptrace_api as api
 from tracee.stops import EventStop, Exited, Killed, SignalStop, decode
 
 OPTIONS = (api.Opt.TRACESYSGOOD | api.Opt.TRACEEXEC | api.Opt.TRACECLONE | api.Opt.TRACEFORK
-           | api.Opt.TRACEVFORK | api.Opt.TRACEEXIT | api.Opt.EXITKILL)
+           | api.Opt.TRACEVFORK | api.Opt.TRACEEXIT | api.Opt.EXITKILL | api.Opt.TRACESECCOMP)
 
 
 class SpawnError(OSError):

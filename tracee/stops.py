@@ -23,7 +23,8 @@ class Killed(NamedTuple):
 
 
 class SyscallStop(NamedTuple):
-    """Syscall entry or exit (PTRACE_SYSCALL / SYSEMU with TRACESYSGOOD)."""
+    """Syscall entry or exit (PTRACE_SYSCALL / SYSEMU with TRACESYSGOOD); an entry is also
+    a PTRACE_EVENT_SECCOMP stop (the recorder's filter: tracee.seccomp)."""
     tid: int
 
 
@@ -51,6 +52,8 @@ def decode(tid: int, status: int) -> Stop:
     sig = os.WSTOPSIG(status)
     event = status >> 16
     if sig == signal.SIGTRAP | 0x80:
+        return SyscallStop(tid)
+    if event == Event.SECCOMP:
         return SyscallStop(tid)
     if event:
         return EventStop(tid, Event(event), sig)

@@ -133,6 +133,24 @@ def kill_tasks(tasks: list[Task]) -> None:
         t.mem.close()
 
 
+# ptrace events that stop a task inside the syscall that caused them.
+_IN_SYSCALL_EVENTS = frozenset((api.Event.FORK, api.Event.VFORK, api.Event.CLONE,
+                                api.Event.EXEC, api.Event.VFORK_DONE))
+_info = api.SyscallInfo()
+
+
+def in_syscall(tid: int) -> bool:
+    """Is the stopped task between a syscall's entry (or seccomp) stop and its exit?"""
+    op = int(api.get_syscall_info(tid, _info).op)
+    if op != 0:
+        return op != api.SYSCALL_INFO_EXIT
+    try:
+        code = int.from_bytes(api.get_siginfo(tid)[8:12], "little", signed=True)
+    except OSError:  # (a group stop has no siginfo)
+        return False
+    return code & 0xFF == signal.SIGTRAP and code >> 8 in _IN_SYSCALL_EVENTS
+
+
 def _from_kernel(tid: int) -> bool:
     """The pending signal's si_code says the kernel sent it (a child changed state)."""
     return int.from_bytes(api.get_siginfo(tid)[8:12], "little", signed=True) > 0
@@ -150,6 +168,9 @@ class Task:
         # replayed task never has real children, so those kernel SIGCHLDs are dropped.
         self.drop_child_signals = drop_child_signals
         self._last_request = api.Req.CONT
+        # Resumed in seccomp mode (tracee.seccomp): "to the next syscall stop" is PTRACE_CONT
+        # unless the task is inside a syscall (then PTRACE_SYSCALL, to its exit).
+        self.seccomp = False
         self._regs = api.UserRegs()
         self._regs_valid = False
         self._regs_dirty = False
@@ -191,12 +212,20 @@ class Task:
         self.flush_regs()
         self._regs_valid = False
         self._last_request = request
-        api.ptrace(request, self.tid, 0, sig)
+        api.ptrace(self._kernel_request(request), self.tid, 0, sig)
+
+    def _kernel_request(self, request: api.Req) -> api.Req:
+        """PTRACE_SYSCALL as the kernel must see it: in seccomp mode, outside a syscall the
+        next syscall stop is the seccomp filter's (PTRACE_CONT); inside one (its entry, or
+        a clone/exec event it made) its exit is a syscall stop (PTRACE_SYSCALL)."""
+        if request != api.Req.SYSCALL or not self.seccomp:
+            return request
+        return api.Req.SYSCALL if in_syscall(self.tid) else api.Req.CONT
 
     def hand_over(self, request: api.Req) -> None:
         """Compiled code (tracee.fastloop) is about to resume this task with `request` and
-        wait for it itself: registers set here go to the kernel first, and are fetched
-        again afterwards."""
+        wait for it itself (in seccomp mode as `resume` would): registers set here go to the
+        kernel first, and are fetched again afterwards."""
         self.flush_regs()
         self._regs_valid = False
         self._last_request = request
@@ -207,7 +236,7 @@ class Task:
         stop = decode(self.tid, status)
         if (self.drop_child_signals and isinstance(stop, SignalStop)
                 and stop.signal == signal.SIGCHLD and _from_kernel(self.tid)):
-            api.ptrace(self._last_request, self.tid, 0, 0)
+            api.ptrace(self._kernel_request(self._last_request), self.tid, 0, 0)
             return self.wait()
         return stop
 
@@ -224,7 +253,7 @@ class Task:
                      and _from_kernel(self.tid))
                     or (past_sigstop and stop.signal == signal.SIGSTOP))):
                 return stop
-            api.ptrace(self._last_request, self.tid, 0, 0)
+            api.ptrace(self._kernel_request(self._last_request), self.tid, 0, 0)
 
     def kill(self) -> None:
         """SIGKILL the task's process, reap it, close its memory file (idempotent)."""

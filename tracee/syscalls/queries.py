@@ -45,6 +45,7 @@ PLAIN_WHEN_SHARED = NEVER_BLOCKS | names(
     and c.plain_unless.mask == 0xFFFF_FFFF    and c.may_block.values <= c.plain_unless.values)
 FILE_WRITERS: dict[str, int] = {n: c.file_fd for n, c in CATALOGUE.items() if c.file_fd >= 0}
 SHOWN = names(lambda c: c.shown)
+CLOCK_READS = names(lambda c: c.clock)  # answered by the recorder at their seccomp stop
 COPIERS: dict[str, Copy] = {n: c.copies for n, c in CATALOGUE.items() if c.copies is not None}
 
 # -- replaying -------------------------------------------------------------------------------

@@ -242,6 +242,9 @@ class Syscall(NamedTuple):
     # the recorder rewrites or answers the call.
     cpu_view: bool = False
     dups_fd: int = -1                   # duplicates the descriptor in this argument
+    # Reads a clock every process shares (some clock ids of it): the compiled record loop
+    # answers it at its seccomp stop with the recorder's own read (tracee.seccomp).
+    clock: bool = False
 
 
 def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TABLE,
@@ -249,10 +252,11 @@ def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TAB
       status_when: ArgIs | None = None, file_fd: int = -1, shown: bool = False,
       copies: Copy | None = None, scratch: tuple[Scratch, ...] = (), path: int = -1,
       flow: Flow | None = None, wait_mask: WaitMask | None = None,
-      plain_unless: ArgIs | None = None, cpu_view: bool = False, dups_fd: int = -1) -> Syscall:
+      plain_unless: ArgIs | None = None, cpu_view: bool = False, dups_fd: int = -1,
+      clock: bool = False) -> Syscall:
     return Syscall(tuple(outputs), may_block, record, replay, effects, status_when, file_fd,
                    shown, copies, scratch, path, flow, wait_mask, plain_unless, cpu_view,
-                   dups_fd)
+                   dups_fd, clock)
 
 
 def arg_is(rule: ArgIs, args: tuple[int, ...]) -> bool:
