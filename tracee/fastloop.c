@@ -680,6 +680,11 @@ int64_t relive_source_crc(void)
  * good while the task spins). Its waits peek (waitid WNOWAIT) and then reap, so a signal
  * that ends a wait never takes a stop with it.
  *
+ * Under the recorder's seccomp filter (relive_record_seccomp) it resumes and reads entries
+ * as relive_record_run does: PTRACE_CONT outside a syscall, a PTRACE_EVENT_SECCOMP stop as
+ * the entry; the tasks it keeps stops of were resumed inside their syscall, so theirs are
+ * syscall-exit stops in both models.
+ *
  * out: relive_record_run's OUT_WORDS words, then [7] others kept, [8] timer armed. */
 #include <setjmp.h>
 #include <sys/time.h>
@@ -823,7 +828,7 @@ long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspe
             reason = R_PARKED;
             break;
         }
-        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0) {
+        if (ptrace(record_seccomp ? PTRACE_CONT : PTRACE_SYSCALL, tid, 0, 0) < 0) {
             reason = R_ERROR;
             out[5] = errno;
             break;
@@ -834,7 +839,7 @@ long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspe
             out[5] = errno;
             break;
         }
-        if (w != tid || !is_syscall_stop(status)
+        if (w != tid || !is_entry_stop(status)
             || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
             || regs.rcx != regs.rip || regs.cs != USER64_CS) {
             reason = R_STOP;  /* Python sees the same stop and handles or refuses it */
