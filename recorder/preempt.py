@@ -7,15 +7,17 @@ since the thread's last syscall, so the recorder chooses where to preempt:
   - a thread whose state repeats (a spin loop waiting for another thread: the next arrival at
     the same pc has the same registers and memory) is preempted there; replay finds the first
     matching arrival, which is the same state;
-  - a thread that computes (its state changes) keeps the CPU, since it does not wait for
-    anyone, until FORCE_AFTER timeslices have passed without a syscall: then it is preempted
-    at a point of the recorder's choosing, which replay finds exactly. Where it is, a hot
-    loop's pc, would cost replay a trap per iteration since the thread's last event; so the
-    recorder looks for a colder place: the return addresses on the thread's stack are
-    counted in the kernel for a few milliseconds (perf breakpoint counters) and the thread
-    is preempted at its next arrival at the least frequent one it reached, if that one is
-    cold (at most COLD_RATE arrivals a second), or hot but reached less often than
-    the pc where it is; otherwise (a loop that calls nothing) it is preempted where it is.
+  - a thread that computes (its state changes) is looked at once per stretch: the return
+    addresses on its stack are counted in the kernel for a few milliseconds (perf breakpoint
+    counters). If it reaches one rarely (at most COLD_RATE arrivals a second) it keeps the
+    CPU, since it does not wait for anyone, until FORCE_AFTER timeslices have passed without
+    a syscall, and is then preempted at its next arrival at the least frequent one, which
+    replay finds exactly (one trap per arrival). If none is cold (an interpreter's eval loop,
+    a loop that calls nothing: replay would trap millions of times a second), it is
+    preempted at once where it stands, and the point is recorded as one replay jumps to:
+    its registers and the memory its process wrote (recorder.jump_points). Where the kernel
+    cannot track writes, it keeps the CPU and is preempted after FORCE_AFTER at the least
+    frequent hot return address if reached less often than its pc, else where it is.
 An asynchronous signal that arrives while a thread computes is delivered at such a place too
 (recorder.signals); signals that arrive while the recorder takes the thread there are held.
 """
@@ -33,7 +35,9 @@ from tracee.digest import KERNEL_MAPS, memory_digest, ranges_digest, scratch_ran
 from tracee.hwcount import HwCounter, HwCounterError
 from tracee.remote import PAGE_SIZE
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop, decode
-from tracefile.records import Kind
+from tracefile.records import Kind, MemoryWrite
+
+from recorder.jump_points import JumpPoints
 
 if TYPE_CHECKING:
     from recorder.session import RecordedTask, Recorder
@@ -70,61 +74,111 @@ class Preempter:
     def __init__(self, recorder: Recorder) -> None:
         self.rec = recorder
         self._slices: dict[int, int] = {}
+        # Whether the thread's current stretch reaches a cold return address (has_cold_place).
+        self._cold: dict[int, bool] = {}
+        self.jumps = JumpPoints()
 
     def made_syscall(self, t: RecordedTask) -> None:
+        """The thread's stretch ended (an event of its own): count its computing anew."""
         self._slices.pop(t.task.tid, None)
+        self._cold.pop(t.task.tid, None)
 
     def on_interrupt(self, t: RecordedTask) -> None:
         """The current thread was interrupted in user code after its timeslice."""
         task = t.task
         n = self._slices[task.tid] = self._slices.get(task.tid, 0) + 1
+        jump: tuple[dict[str, object], tuple[MemoryWrite, ...]] | None = None
         if n < FORCE_AFTER:
             stop, repeating = self._repeats(t)
             if stop is not None:       # it made a syscall or took a signal first
                 self.rec.handle(t, stop)
                 return
             if not repeating:
-                self.rec.queue.start_slice()  # computing: it keeps the CPU
-                self.rec.resume(t)
-                return
+                if task.tid not in self._cold:  # first look at this stretch's computation
+                    stop, self._cold[task.tid] = self.has_cold_place(t)
+                    if stop is not None:
+                        self.rec.handle(t, stop)
+                        return
+                if self._cold[task.tid] or (jump := self.jump_here(t)) is None:
+                    self.rec.queue.start_slice()  # computing: it keeps the CPU
+                    self.rec.resume(t)
+                    return
         else:
-            stop = self.to_colder_place(t)
+            stop, cold = self.to_colder_place(t, hot_ok=self.jumps.unavailable(task.pid))
             if stop is not None:  # a syscall or signal came first: an exact point anyway
                 self.rec.handle(t, stop)
                 return
-        self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(),
-                      info=point_info(t))
-        self._slices.pop(task.tid, None)
+            if not cold:
+                jump = self.jump_here(t)
+        if jump is not None:
+            info, writes = jump
+            self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(), info=info, writes=writes)
+        else:
+            self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(), info=point_info(t))
+        self.made_syscall(t)
         t.wants = (api.Req.SYSCALL, 0)
         self.rec.queue.make_ready(t)
 
-    def to_colder_place(self, t: RecordedTask) -> Stop | None:
+    def jump_here(self, t: RecordedTask) -> tuple[dict[str, object],
+                                                   tuple[MemoryWrite, ...]] | None:
+        """The point where `t` stands, as one replay jumps to (recorder.jump_points): info
+        and memory writes, or None where the process's writes cannot be tracked."""
+        found = self.jumps.record(t)
+        if found is None:
+            return None
+        info, writes = found
+        near = near_ranges(t.task.regs, t.space)
+        info.update(near=near, near_digest=ranges_digest(t.task.mem.read_upto, near))
+        return info, writes
+
+    def has_cold_place(self, t: RecordedTask) -> tuple[Stop | None, bool]:
+        """Does the thread reach a return address on its stack rarely (COLD_RATE), i.e. is
+        there a place replay finds by execution cheaply? Counted for a few milliseconds of
+        its computation (it runs on meanwhile); a stop that came first is returned."""
+        found = return_addresses(t.task, t.space)[:RETURNS]
+        for end in range(len(found), 0, -COUNTERS):
+            stop, rates = self._count_arrivals(t, found[max(end - COUNTERS, 0):end])
+            if stop is not None:
+                return stop, False
+            reached = [rate for rate, _ in rates if rate > 0]
+            if reached or not rates:
+                return None, bool(reached) and min(reached) <= COLD_RATE
+        return None, False
+
+    def to_colder_place(self, t: RecordedTask, *,
+                        hot_ok: bool = False) -> tuple[Stop | None, bool]:
         """Run the thread on to the return address on its stack it reaches least often, if
-        it reaches one at most COLD_RATE times a second; failing that, to the least frequent
-        hot one if it is reached less often than the pc where the thread is (a loop's
-        per-iteration return, against an instruction of an inner loop). Returns a stop that
-        came first instead. The outermost frames are counted first, COUNTERS at a time, up
-        to the first batch with an address reached: frames further in return more often."""
+        it reaches one at most COLD_RATE times a second: (None, True). Failing that (None,
+        False): with `hot_ok`, the least frequent hot one if it is reached less often than
+        the pc where the thread is (a loop's per-iteration return, against an instruction of
+        an inner loop), else where it stands: the caller records the point as one replay
+        jumps to (recorder.jump_points) or, where it cannot, as it is. (stop, False): a stop
+        that came first instead. The outermost frames are counted first, COUNTERS at a
+        time, up to the first batch with an address reached: frames further in return more
+        often."""
         found = return_addresses(t.task, t.space)[:RETURNS]
         reached: list[tuple[float, int]] = []
         for end in range(len(found), 0, -COUNTERS):
             stop, rates = self._count_arrivals(t, found[max(end - COUNTERS, 0):end])
             if stop is not None:
-                return stop
+                return stop, False
             reached = [(rate, addr) for rate, addr in rates if rate > 0]
             if reached or not rates:
                 break
         if not reached:
-            return None
+            return None, False
         rate, addr = min(reached)
         if rate > COLD_RATE:
+            if not hot_ok:
+                return None, False
             here = t.task.regs.rip
             stop, rates = self._count_arrivals(t, [addr, here], COLD_WINDOW / 10, evict=False)
             if stop is not None:
-                return stop
+                return stop, False
             if len(rates) < 2 or rates[0][0] >= rates[1][0]:
-                return None
-        return self._next_arrival(t, addr)
+                return None, False
+        stop = self._next_arrival(t, addr)
+        return stop, stop is None and rate <= COLD_RATE
 
     def _count_arrivals(self, t: RecordedTask, addrs: list[int], window: float = COLD_WINDOW,
                         evict: bool = True) -> tuple[Stop | None, list[tuple[float, int]]]:
