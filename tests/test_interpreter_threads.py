@@ -1,0 +1,119 @@
+"""Threads that compute without a syscall where no instruction is reached rarely (a loop that
+calls nothing, an interpreter's eval loop) while another thread waits for the CPU: the
+recorder preempts them at once at a point replay jumps to (recorder/jump_points.py), so the
+recording finishes about as fast as the program runs and the replay reproduces it, in less time
+than the recording, instead of trapping at that point's pc millions of times ("gave up looking
+for the point where the thread was preempted")."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+
+import pytest
+from conftest import assert_faithful, describe, replay
+
+from test_threads_processes import dump_lines, record_checked
+
+PYTHON = "/usr/bin/python3"
+
+
+def jumps(trace):
+    return [rest for _, _, kind, rest in dump_lines(trace)
+            if kind == "PREEMPT" and "replay jumps here" in rest]
+
+
+def record_then_replay(trace, *argv, timeout=90):
+    """Record and replay (each bounded: without jump points the replay of these programs
+    looks for its points for minutes and then gives up); returns both and their seconds."""
+    t0 = time.monotonic()
+    rec = record_checked(trace, *argv, timeout=timeout)
+    t1 = time.monotonic()
+    rep = replay(trace, timeout=timeout)
+    t2 = time.monotonic()
+    assert_faithful(rec, rep)
+    return rec, rep, t1 - t0, t2 - t1
+
+
+def test_threads_passing_an_atomic_token(programs, tmp_path):
+    """Two threads pass a C11 atomic token; the one waiting spins and counts its turns (its
+    registers change each turn, the loop calls nothing). Each hand-off preempts the spinner
+    at a jump point: 12 hand-offs record in seconds (2 s each before) and replay prints the
+    recorded spin counts from its own memory."""
+    trace = tmp_path / "trace"
+    rec, _, _, _ = record_then_replay(trace, programs["threads_token"], "6")
+    assert rec.returncode == 0, describe(rec)
+    assert re.fullmatch(rb"6 rounds; thread 1 spun yes; counts \d+ \d+\n", rec.stdout), rec.stdout
+    assert jumps(trace), dump_lines(trace)
+
+
+PY_SPIN = r"""
+import threading, time
+done = threading.Event()
+count = [0]
+def spin():
+    n = 0
+    while not done.is_set():
+        n += 1
+    count[0] = n
+t = threading.Thread(target=spin)
+t.start()
+time.sleep(0.2)
+done.set()
+t.join()
+print("spun", count[0])
+"""
+
+PY_SUMS = r"""
+import threading
+out = {}
+def work(k):
+    s = 0
+    for i in range(400_000):
+        s += i * k
+    out[k] = s
+threads = [threading.Thread(target=work, args=(k,)) for k in (1, 2, 3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(out[1], out[2], out[3])
+"""
+
+
+def test_a_python_thread_computing_while_the_main_thread_waits(tmp_path):
+    """The main thread sleeps 0.2 s while a thread counts in a Python loop, then asks it to
+    stop: it needs the GIL, which the counting thread gives up only when the main thread
+    gets to run. The count printed depends on the recording's timing; replay must print the
+    same one."""
+    if not os.access(PYTHON, os.X_OK):
+        pytest.skip(f"{PYTHON} is not installed")
+    trace = tmp_path / "trace"
+    rec, _, recorded, replayed = record_then_replay(trace, PYTHON, "-c", PY_SPIN)
+    assert rec.returncode == 0, describe(rec)
+    assert re.fullmatch(rb"spun \d+\n", rec.stdout), rec.stdout
+    assert jumps(trace), dump_lines(trace)
+    print(f"recorded in {recorded:.1f} s, replayed in {replayed:.1f} s")
+
+
+def test_python_threads_summing(tmp_path):
+    """Three Python threads each sum in a loop, handing the GIL to each other."""
+    if not os.access(PYTHON, os.X_OK):
+        pytest.skip(f"{PYTHON} is not installed")
+    rec, _, _, _ = record_then_replay(tmp_path / "trace", PYTHON, "-c", PY_SUMS)
+    assert rec.stdout == b"79999800000 159999600000 239999400000\n", describe(rec)
+
+
+def test_ruby_timeout_around_a_computation(tmp_path):
+    """Timeout.timeout runs a thread that raises in the computing one after 0.1 s
+    (0.4 s natively; the recording took ~30 s and its replay gave up before)."""
+    ruby = shutil.which("ruby")
+    if ruby is None:
+        pytest.skip("ruby is not installed")
+    script = ('require "timeout"; begin; Timeout.timeout(0.1) { loop { Math.sqrt(rand) } }; '
+              'rescue Timeout::Error; puts "timed out"; end')
+    trace = tmp_path / "trace"
+    rec, _, _, _ = record_then_replay(trace, ruby, "-e", script)
+    assert rec.stdout == b"timed out\n", describe(rec)
+    assert jumps(trace), dump_lines(trace)
