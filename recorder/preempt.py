@@ -9,13 +9,14 @@ since the thread's last syscall, so the recorder chooses where to preempt:
     matching arrival, which is the same state;
   - a thread that computes (its state changes) is looked at once per stretch: the return
     addresses on its stack are counted in the kernel for a few milliseconds (perf breakpoint
-    counters). If it reaches one rarely (at most COLD_RATE arrivals a second) it keeps the
-    CPU, since it does not wait for anyone, until FORCE_AFTER timeslices have passed without
-    a syscall, and is then preempted at its next arrival at the least frequent one, which
-    replay finds exactly (one trap per arrival). If none is cold (an interpreter's eval loop,
-    a loop that calls nothing: replay would trap millions of times a second), it is
-    preempted at once where it stands, and the point is recorded as one replay jumps to:
-    its registers and the memory its process wrote (recorder.jump_points). Where the kernel
+    counters). If it reaches one rarely (at most COLD_RATE arrivals a second, or WARM_RATE
+    and less often than its pc) it keeps the CPU, since it does not wait for anyone, until
+    FORCE_AFTER timeslices have passed without a syscall, and is then preempted at its next
+    arrival at the least frequent one, which replay finds exactly (one trap per arrival).
+    If none is (an interpreter's eval loop, a loop that calls nothing: replay would trap
+    millions of times a second), it is preempted at once where it stands, and the point is
+    recorded as one replay jumps to: its registers and the memory its process wrote
+    (recorder.jump_points). Where the kernel
     cannot track writes, it keeps the CPU and is preempted after FORCE_AFTER at the least
     frequent hot return address if reached less often than its pc, else where it is.
 An asynchronous signal that arrives while a thread computes is delivered at such a place too
@@ -46,6 +47,10 @@ if TYPE_CHECKING:
 FORCE_AFTER = 100  # timeslices computing without a syscall while others wait (~2 s)
 COLD_WINDOW = 0.01  # s: how long each batch of return addresses is counted
 COLD_RATE = 5000    # arrivals a second at most, for replay to stop at each
+# At most this many, if rarer than the thread's pc: replay stops at each (~30 us: it runs
+# such a stretch up to ~4x slower, but runs it) rather than jumping over it
+# (recorder.jump_points). prof_timer's per-block return: ~46,000 a second here.
+WARM_RATE = 100_000
 POLL = 0.001        # s: how often counters are read, to drop a hot one
 COUNTERS = 3        # perf breakpoint counters at once (debug register 3 is relive's own)
 RETURNS = 9         # return addresses tried, innermost first
@@ -132,9 +137,10 @@ class Preempter:
         return info, writes
 
     def has_cold_place(self, t: RecordedTask) -> tuple[Stop | None, bool]:
-        """Does the thread reach a return address on its stack rarely (COLD_RATE), i.e. is
-        there a place replay finds by execution cheaply? Counted for a few milliseconds of
-        its computation (it runs on meanwhile); a stop that came first is returned."""
+        """Does the thread reach a return address on its stack rarely enough for replay to
+        stop at each arrival (at most WARM_RATE times a second)? Counted for a few
+        milliseconds of its computation (it runs on meanwhile); a stop that came first is
+        returned."""
         found = return_addresses(t.task, t.space)[:RETURNS]
         for end in range(len(found), 0, -COUNTERS):
             stop, rates = self._count_arrivals(t, found[max(end - COUNTERS, 0):end])
@@ -142,20 +148,21 @@ class Preempter:
                 return stop, False
             reached = [rate for rate, _ in rates if rate > 0]
             if reached or not rates:
-                return None, bool(reached) and min(reached) <= COLD_RATE
+                return None, bool(reached) and min(reached) <= WARM_RATE
         return None, False
 
     def to_colder_place(self, t: RecordedTask, *,
                         hot_ok: bool = False) -> tuple[Stop | None, bool]:
         """Run the thread on to the return address on its stack it reaches least often, if
-        it reaches one at most COLD_RATE times a second: (None, True). Failing that (None,
-        False): with `hot_ok`, the least frequent hot one if it is reached less often than
-        the pc where the thread is (a loop's per-iteration return, against an instruction of
-        an inner loop), else where it stands: the caller records the point as one replay
-        jumps to (recorder.jump_points) or, where it cannot, as it is. (stop, False): a stop
-        that came first instead. The outermost frames are counted first, COUNTERS at a
-        time, up to the first batch with an address reached: frames further in return more
-        often."""
+        it reaches one at most COLD_RATE times a second, or at most WARM_RATE times and less
+        often than the pc where the thread is (a loop's per-iteration return, against an
+        instruction of an inner loop): (None, True), a point replay finds by execution.
+        Failing that, (None, False): the caller records the point as one replay jumps to
+        (recorder.jump_points) or, where it cannot (`hot_ok`), as it is, after taking the
+        thread to the least frequent return address if it is reached less often than its
+        pc, however often that is. (stop, False): a stop that came first instead. The
+        outermost frames are counted first, COUNTERS at a time, up to the first batch with
+        an address reached: frames further in return more often."""
         found = return_addresses(t.task, t.space)[:RETURNS]
         reached: list[tuple[float, int]] = []
         for end in range(len(found), 0, -COUNTERS):
@@ -169,7 +176,7 @@ class Preempter:
             return None, False
         rate, addr = min(reached)
         if rate > COLD_RATE:
-            if not hot_ok:
+            if rate > WARM_RATE and not hot_ok:
                 return None, False
             here = t.task.regs.rip
             stop, rates = self._count_arrivals(t, [addr, here], COLD_WINDOW / 10, evict=False)
@@ -178,7 +185,7 @@ class Preempter:
             if len(rates) < 2 or rates[0][0] >= rates[1][0]:
                 return None, False
         stop = self._next_arrival(t, addr)
-        return stop, stop is None and rate <= COLD_RATE
+        return stop, stop is None and rate <= WARM_RATE
 
     def _count_arrivals(self, t: RecordedTask, addrs: list[int], window: float = COLD_WINDOW,
                         evict: bool = True) -> tuple[Stop | None, list[tuple[float, int]]]:

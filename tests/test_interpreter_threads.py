@@ -65,23 +65,6 @@ t.join()
 print("spun", count[0])
 """
 
-PY_SUMS = r"""
-import threading
-out = {}
-def work(k):
-    s = 0
-    for i in range(400_000):
-        s += i * k
-    out[k] = s
-threads = [threading.Thread(target=work, args=(k,)) for k in (1, 2, 3)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(out[1], out[2], out[3])
-"""
-
-
 def test_a_python_thread_computing_while_the_main_thread_waits(tmp_path):
     """The main thread sleeps 0.2 s while a thread counts in a Python loop, then asks it to
     stop: it needs the GIL, which the counting thread gives up only when the main thread
@@ -95,14 +78,6 @@ def test_a_python_thread_computing_while_the_main_thread_waits(tmp_path):
     assert re.fullmatch(rb"spun \d+\n", rec.stdout), rec.stdout
     assert jumps(trace), dump_lines(trace)
     print(f"recorded in {recorded:.1f} s, replayed in {replayed:.1f} s")
-
-
-def test_python_threads_summing(tmp_path):
-    """Three Python threads each sum in a loop, handing the GIL to each other."""
-    if not os.access(PYTHON, os.X_OK):
-        pytest.skip(f"{PYTHON} is not installed")
-    rec, _, _, _ = record_then_replay(tmp_path / "trace", PYTHON, "-c", PY_SUMS)
-    assert rec.stdout == b"79999800000 159999600000 239999400000\n", describe(rec)
 
 
 def test_ruby_timeout_around_a_computation(tmp_path):
