@@ -9,18 +9,20 @@ since the thread's last syscall, so the recorder chooses where to preempt:
     matching arrival, which is the same state;
   - a thread that computes (its state changes) is looked at once per stretch: the return
     addresses on its stack are counted in the kernel for a few milliseconds (perf breakpoint
-    counters). If it reaches one rarely (at most COLD_RATE arrivals a second, or WARM_RATE
-    and less often than its pc) it keeps the CPU, since it does not wait for anyone, until
-    FORCE_AFTER timeslices have passed without a syscall, and is then preempted at its next
-    arrival at the least frequent one, which replay finds exactly (one trap per arrival).
-    If none is (an interpreter's eval loop, a loop that calls nothing: replay would trap
-    millions of times a second), it is preempted at once where it stands, and the point is
-    recorded as one replay jumps to: its registers and the memory its process wrote
-    (recorder.jump_points). Where the kernel
-    cannot track writes, it keeps the CPU and is preempted after FORCE_AFTER at the least
-    frequent hot return address if reached less often than its pc, else where it is.
+    counters). If it reaches one rarely (at most COLD_RATE arrivals a second) it keeps the
+    CPU, since it does not wait for anyone, until FORCE_AFTER timeslices have passed without
+    a syscall, and is then preempted at its next arrival at the least frequent one, which
+    replay finds exactly (one trap per arrival). If none is (an interpreter's eval loop, a
+    loop that calls nothing: replay would trap millions of times a second), it is preempted
+    at once where it stands, and the point is recorded as one replay jumps to: its registers
+    and the memory its process wrote (recorder.jump_points). Where the kernel cannot track
+    writes, it keeps the CPU and is preempted after FORCE_AFTER at the least frequent hot
+    return address if reached less often than its pc, else where it is.
 An asynchronous signal that arrives while a thread computes is delivered at such a place too
-(recorder.signals); signals that arrive while the recorder takes the thread there are held.
+(recorder.signals: a cold return address, or a hot one reached less often than the pc, else a
+jump point); signals that arrive while the recorder takes the thread there are held. A chosen
+place the thread does not reach within ARRIVAL_WAIT of its CPU time (its frame returned) is
+given up for a jump point where the thread stands.
 """
 from __future__ import annotations
 
@@ -47,11 +49,8 @@ if TYPE_CHECKING:
 FORCE_AFTER = 100  # timeslices computing without a syscall while others wait (~2 s)
 COLD_WINDOW = 0.01  # s: how long each batch of return addresses is counted
 COLD_RATE = 5000    # arrivals a second at most, for replay to stop at each
-# At most this many, if rarer than the thread's pc: replay stops at each (~30 us: it runs
-# such a stretch up to ~4x slower, but runs it) rather than jumping over it
-# (recorder.jump_points). prof_timer's per-block return: ~46,000 a second here.
-WARM_RATE = 100_000
 POLL = 0.001        # s: how often counters are read, to drop a hot one
+ARRIVAL_WAIT = 0.02  # s of a thread's CPU time to reach a chosen place, at most
 COUNTERS = 3        # perf breakpoint counters at once (debug register 3 is relive's own)
 RETURNS = 9         # return addresses tried, innermost first
 STACK_SCAN = 1 << 14  # bytes of stack searched for them
@@ -64,6 +63,9 @@ DR6_HIT = 1 << SLOT
 _EFLAGS = api.UserRegs.eflags.offset
 RESUME_FLAG = 1 << 16
 _TRAP_FLAGS = (1 << 8) | RESUME_FLAG  # TF, RF: the debugger's, not the program's
+# What _next_arrival returns when the thread was interrupted before it got there (compared
+# by identity: the thread stands at an interrupt stop, in user code).
+NOT_ARRIVED: Stop = EventStop(-1, api.Event.STOP, 0)
 
 
 def same_state(a: bytes, b: bytes) -> bool:
@@ -137,10 +139,10 @@ class Preempter:
         return info, writes
 
     def has_cold_place(self, t: RecordedTask) -> tuple[Stop | None, bool]:
-        """Does the thread reach a return address on its stack rarely enough for replay to
-        stop at each arrival (at most WARM_RATE times a second)? Counted for a few
-        milliseconds of its computation (it runs on meanwhile); a stop that came first is
-        returned."""
+        """Does the thread reach a return address on its stack rarely (at most COLD_RATE
+        times a second), a place replay finds by stopping at each arrival? Counted for a
+        few milliseconds of its computation (it runs on meanwhile); a stop that came first
+        is returned."""
         found = return_addresses(t.task, t.space)[:RETURNS]
         for end in range(len(found), 0, -COUNTERS):
             stop, rates = self._count_arrivals(t, found[max(end - COUNTERS, 0):end])
@@ -148,21 +150,20 @@ class Preempter:
                 return stop, False
             reached = [rate for rate, _ in rates if rate > 0]
             if reached or not rates:
-                return None, bool(reached) and min(reached) <= WARM_RATE
+                return None, bool(reached) and min(reached) <= COLD_RATE
         return None, False
 
     def to_colder_place(self, t: RecordedTask, *,
                         hot_ok: bool = False) -> tuple[Stop | None, bool]:
         """Run the thread on to the return address on its stack it reaches least often, if
-        it reaches one at most COLD_RATE times a second, or at most WARM_RATE times and less
+        it reaches one at most COLD_RATE times a second, or (`hot_ok`) more often but less
         often than the pc where the thread is (a loop's per-iteration return, against an
         instruction of an inner loop): (None, True), a point replay finds by execution.
-        Failing that, (None, False): the caller records the point as one replay jumps to
-        (recorder.jump_points) or, where it cannot (`hot_ok`), as it is, after taking the
-        thread to the least frequent return address if it is reached less often than its
-        pc, however often that is. (stop, False): a stop that came first instead. The
-        outermost frames are counted first, COUNTERS at a time, up to the first batch with
-        an address reached: frames further in return more often."""
+        Failing that (None, False): the thread stands where it was or a little further, and
+        the caller records the point as one replay jumps to (recorder.jump_points) or, where
+        it cannot, as it is. (stop, False): a stop that came first instead. The outermost
+        frames are counted first, COUNTERS at a time, up to the first batch with an address
+        reached: frames further in return more often."""
         found = return_addresses(t.task, t.space)[:RETURNS]
         reached: list[tuple[float, int]] = []
         for end in range(len(found), 0, -COUNTERS):
@@ -176,7 +177,7 @@ class Preempter:
             return None, False
         rate, addr = min(reached)
         if rate > COLD_RATE:
-            if rate > WARM_RATE and not hot_ok:
+            if not hot_ok:
                 return None, False
             here = t.task.regs.rip
             stop, rates = self._count_arrivals(t, [addr, here], COLD_WINDOW / 10, evict=False)
@@ -185,7 +186,9 @@ class Preempter:
             if len(rates) < 2 or rates[0][0] >= rates[1][0]:
                 return None, False
         stop = self._next_arrival(t, addr)
-        return stop, stop is None and rate <= WARM_RATE
+        if stop is NOT_ARRIVED:
+            return None, False
+        return stop, stop is None
 
     def _count_arrivals(self, t: RecordedTask, addrs: list[int], window: float = COLD_WINDOW,
                         evict: bool = True) -> tuple[Stop | None, list[tuple[float, int]]]:
@@ -264,24 +267,36 @@ class Preempter:
         regs, rip = task.regs_bytes(), task.regs.rip
         stop = self._next_arrival(t, rip)
         if stop is not None or not same_state(regs, task.regs_bytes()):
-            return stop, False
+            return (None if stop is NOT_ARRIVED else stop), False
         digest = memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space))
         stop = self._next_arrival(t, rip)
         if stop is not None:
-            return stop, False
+            return (None if stop is NOT_ARRIVED else stop), False
         return None, (same_state(regs, task.regs_bytes()) and digest == memory_digest(
             task.pid, task.mem.read_upto, scratch_ranges(t.space)))
 
     def _next_arrival(self, t: RecordedTask, rip: int) -> Stop | None:
         """Run the thread until it executes `rip` again (None) or stops for another reason
-        (that stop is returned)."""
+        (that stop is returned). If it does not get there within ARRIVAL_WAIT of its CPU
+        time (a frame that returned meanwhile, a loop it never leaves), it is interrupted
+        where it is: NOT_ARRIVED."""
         task = t.task
         api.set_debugreg(task.tid, SLOT, rip)
         api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) | DR7_ENABLE)
         # RF: the instruction at rip runs first instead of trapping at once.
         task.set_reg("eflags", task.regs.eflags | RESUME_FLAG)
+        cpu_before = cpu_time(task.tid)
         task.resume(api.Req.SYSCALL)
-        stop = self._wait(t)
+        started = time.monotonic()
+        stop: Stop | None = None
+        while stop is None:
+            if (time.monotonic() > started + 10 * ARRIVAL_WAIT
+                    or cpu_time(task.tid) - cpu_before > ARRIVAL_WAIT):
+                api.ptrace(api.Req.INTERRUPT, task.tid)
+                stop = self._wait(t)
+                break
+            time.sleep(POLL / 4)
+            stop = self._poll(t)
         if not isinstance(stop, (SignalStop, EventStop, SyscallStop)):
             return stop  # it is gone
         api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) & ~DR7_ENABLE)
@@ -289,6 +304,8 @@ class Preempter:
                 and api.get_debugreg(task.tid, 6) & DR6_HIT):
             api.set_debugreg(task.tid, 6, 0)
             return None
+        if isinstance(stop, EventStop) and stop.event == api.Event.STOP:
+            return NOT_ARRIVED
         return stop
 
 

@@ -197,7 +197,9 @@ class SignalRecorder:
                 self.rec.resume(t)
             return
         preempter = self.rec.preempter
-        stop, cold = preempter.to_colder_place(t, hot_ok=preempter.jumps.unavailable(t.task.pid))
+        # (a hot place rarer than the pc too, as a signal has always been delivered: a
+        # profiling timer over C code lands at a block's return, which replay runs to)
+        stop, cold = preempter.to_colder_place(t, hot_ok=True)
         if stop is not None:  # an exact point came first (a syscall: delivered before it)
             self.rec.handle(t, stop)
             return

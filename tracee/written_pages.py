@@ -28,6 +28,7 @@ import os
 import struct
 from collections.abc import Iterable
 
+from tracee import ptrace_api as api
 from tracee.address_space import PROT_WRITE, read_proc_maps
 from tracee.digest import KERNEL_MAPS
 from tracee.remote import RELIVE_PAGE, inject_syscall
@@ -47,6 +48,7 @@ PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PAGE_IS_PFNZERO = 1 << 3, 1 << 4, 1 << 5
 SCAN_ARG = struct.Struct("<12Q")
 VEC_LEN = 4096  # page regions per PAGEMAP_SCAN call
 PAGE = 4096
+ALL_SIGNALS = (1 << 64) - 1  # (the kernel never blocks SIGKILL and SIGSTOP)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -122,6 +124,31 @@ class _Scanner:
         return regions
 
 
+def _take_userfaultfd(task: Task) -> int:
+    """A userfaultfd on `task`'s address space, as a descriptor of ours: made by the task
+    (an injected syscall), copied with pidfd_getfd, closed in the task. Signals are blocked
+    meanwhile (one arriving would stop a single-step into the relive page half-way) and the
+    task's registers and mask are as before whatever happens."""
+    saved, mask = task.regs_bytes(), api.get_sigmask(task.tid)
+    api.set_sigmask(task.tid, ALL_SIGNALS)
+    try:
+        fd = inject_syscall(task, NR_USERFAULTFD, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)
+        if fd < 0:
+            raise TrackingError(-fd, f"userfaultfd in the tracee: {os.strerror(-fd)}")
+        try:
+            pidfd = _syscall(NR_PIDFD_OPEN, task.pid, 0)
+            try:
+                return _syscall(NR_PIDFD_GETFD, pidfd, fd, 0)
+            finally:
+                os.close(pidfd)
+        finally:
+            inject_syscall(task, NR_CLOSE, fd)
+    finally:
+        task.set_regs_from(saved)
+        task.flush_regs()
+        api.set_sigmask(task.tid, mask)
+
+
 class WrittenPages:
     """The pages one process (address space) wrote since the last `mark`. Made at a stop of
     one of its threads (`task`), whose registers are restored."""
@@ -130,17 +157,7 @@ class WrittenPages:
         self.pid = task.pid
         self._uffd = -1
         self._scanner: _Scanner | None = None
-        fd = inject_syscall(task, NR_USERFAULTFD, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)
-        if fd < 0:
-            raise TrackingError(-fd, f"userfaultfd in the tracee: {os.strerror(-fd)}")
-        try:
-            pidfd = _syscall(NR_PIDFD_OPEN, task.pid, 0)
-            try:
-                self._uffd = _syscall(NR_PIDFD_GETFD, pidfd, fd, 0)
-            finally:
-                os.close(pidfd)
-        finally:
-            inject_syscall(task, NR_CLOSE, fd)
+        self._uffd = _take_userfaultfd(task)
         try:
             api_arg = bytearray(struct.pack("<QQQ", UFFD_API, UFFD_FEATURE_WP_ASYNC
                                             | UFFD_FEATURE_WP_UNPOPULATED, 0))
