@@ -14,10 +14,11 @@ since the thread's last syscall, so the recorder chooses where to preempt:
     a syscall, and is then preempted at its next arrival at the least frequent one, which
     replay finds exactly (one trap per arrival). If none is (an interpreter's eval loop, a
     loop that calls nothing: replay would trap millions of times a second), it is preempted
-    at once where it stands, and the point is recorded as one replay jumps to: its registers
-    and the memory its process wrote (recorder.jump_points). Where the kernel cannot track
-    writes, it keeps the CPU and is preempted after FORCE_AFTER at the least frequent hot
-    return address if reached less often than its pc, else where it is.
+    after JUMP_AFTER timeslices where it stands, and the point is recorded as one replay
+    jumps to: its registers and the memory its process wrote (recorder.jump_points). Where
+    the kernel cannot track writes, it keeps the CPU and is preempted after FORCE_AFTER at
+    the least frequent hot return address if reached less often than its pc, else where it
+    is.
 An asynchronous signal that arrives while a thread computes is delivered at such a place too
 (recorder.signals: a cold return address, or a hot one reached less often than the pc, else a
 jump point); signals that arrive while the recorder takes the thread there are held. A chosen
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
     from tracee.task import Task
 
 FORCE_AFTER = 100  # timeslices computing without a syscall while others wait (~2 s)
+# Timeslices a thread with no cold place computes while others wait before a jump point:
+# short bursts of computation stay whole (replay runs them, gdb stops in them), a thread
+# that waits for another (a spinner, an interpreter's lock) hands over within ~0.1 s.
+JUMP_AFTER = 5
 COLD_WINDOW = 0.01  # s: how long each batch of return addresses is counted
 COLD_RATE = 5000    # arrivals a second at most, for replay to stop at each
 POLL = 0.001        # s: how often counters are read, to drop a hot one
@@ -106,7 +111,8 @@ class Preempter:
                     if stop is not None:
                         self.rec.handle(t, stop)
                         return
-                if self._cold[task.tid] or (jump := self.jump_here(t)) is None:
+                if (self._cold[task.tid] or n < JUMP_AFTER
+                        or (jump := self.jump_here(t)) is None):
                     self.rec.queue.start_slice()  # computing: it keeps the CPU
                     self.rec.resume(t)
                     return
