@@ -12,7 +12,8 @@ import shutil
 import time
 
 import pytest
-from conftest import assert_faithful, describe, replay
+from conftest import PROGRAMS_DIR, assert_faithful, describe, replay
+from gdbhelpers import END_OF_HISTORY, gdb_batch, requires_gdb, serve  # noqa: F401 (fixture)
 
 from test_threads_processes import dump_lines, record_checked
 
@@ -92,3 +93,27 @@ def test_ruby_timeout_around_a_computation(tmp_path):
     rec, _, _, _ = record_then_replay(trace, ruby, "-e", script)
     assert rec.stdout == b"timed out\n", describe(rec)
     assert jumps(trace), dump_lines(trace)
+
+
+@requires_gdb
+def test_gdb_goes_back_and_forth_across_jump_points(programs, tmp_path, serve):  # noqa: F811
+    """Under gdb, a breakpoint after the spin loop stops with the recorded spin counts, and
+    reverse-continue from the next hit comes back to the same state: every re-execution (from
+    a checkpoint) makes the same jumps."""
+    trace = tmp_path / "trace"
+    rec = record_checked(trace, programs["threads_token"], "3", timeout=90)
+    assert rec.returncode == 0, describe(rec)
+    assert jumps(trace), dump_lines(trace)
+    line = next(i for i, text in enumerate(
+        (PROGRAMS_DIR / "threads_token.c").read_text().splitlines(), 1)
+        if "spins[me] += n;" in text)
+    server = serve(trace)
+    run = gdb_batch(f"break threads_token.c:{line}", "continue", "print me * 1000 + r",
+                    "print n", "continue", "print me * 1000 + r", "print n",
+                    "reverse-continue", "print me * 1000 + r", "print n", "reverse-stepi",
+                    "stepi", "delete", "continue", connect=server.address, timeout=240)
+    values = re.findall(r"^\$\d+ = (\d+)$", run.output, re.M)
+    assert len(values) == 6, str(run)
+    assert values[4:6] == values[0:2], str(run)  # back at the first hit, same state
+    assert values[2:4] != values[0:2], str(run)
+    assert END_OF_HISTORY in run.output and "diverged" not in server.stderr(), str(run)
