@@ -117,3 +117,30 @@ def test_gdb_goes_back_and_forth_across_jump_points(programs, tmp_path, serve): 
     assert values[4:6] == values[0:2], str(run)  # back at the first hit, same state
     assert values[2:4] != values[0:2], str(run)
     assert END_OF_HISTORY in run.output and "diverged" not in server.stderr(), str(run)
+
+
+@requires_gdb
+def test_reverse_stepi_across_a_jump_point_in_one_thread(programs, tmp_path, serve):  # noqa: F811
+    """itimer_spin's SIGALRMs come while a loop that calls nothing runs: each is delivered at
+    a jump point. From the handler, reverse-stepi goes back to the jump point, then in one
+    step to where the jumped stretch began; stepi comes forward the same way (it used to
+    re-run the stretch freely looking for the step before the point, and never answered)."""
+    trace = tmp_path / "trace"
+    rec = record_checked(trace, programs["itimer_spin"])
+    assert rec.returncode == 0, describe(rec)
+    rows = dump_lines(trace)
+    points = [int(rows[i][3].split()[2].rstrip(":"), 16) for i in range(len(rows) - 1)
+              if rows[i][2] == "PREEMPT" and "replay jumps here" in rows[i][3]
+              and rows[i + 1][2] == "SIGNAL" and "preempted" in rows[i + 1][3]]
+    if not points:
+        pytest.skip("no SIGALRM of this recording came while the loop ran")
+    server = serve(trace)
+    back = ["reverse-stepi", "print/x $pc"] * 6
+    run = gdb_batch("break on_alarm", "continue", "delete", *back, "stepi", "print/x $pc",
+                    "continue", connect=server.address, timeout=180)
+    pcs = [int(v, 16) for v in re.findall(r"^\$\d+ = (0x[0-9a-f]+)$", run.output, re.M)]
+    assert len(pcs) == 7, str(run)
+    assert points[0] in pcs[:6], (hex(points[0]), [hex(p) for p in pcs], str(run))
+    i = pcs.index(points[0])
+    assert i < 5, str(run)  # and it went on back from there
+    assert END_OF_HISTORY in run.output and "diverged" not in server.stderr(), str(run)
