@@ -7,17 +7,23 @@ since the thread's last syscall, so the recorder chooses where to preempt:
   - a thread whose state repeats (a spin loop waiting for another thread: the next arrival at
     the same pc has the same registers and memory) is preempted there; replay finds the first
     matching arrival, which is the same state;
-  - a thread that computes (its state changes) keeps the CPU, since it does not wait for
-    anyone, until FORCE_AFTER timeslices have passed without a syscall: then it is preempted
-    at a point of the recorder's choosing, which replay finds exactly. Where it is, a hot
-    loop's pc, would cost replay a trap per iteration since the thread's last event; so the
-    recorder looks for a colder place: the return addresses on the thread's stack are
-    counted in the kernel for a few milliseconds (perf breakpoint counters) and the thread
-    is preempted at its next arrival at the least frequent one it reached, if that one is
-    cold (at most COLD_RATE arrivals a second), or hot but reached less often than
-    the pc where it is; otherwise (a loop that calls nothing) it is preempted where it is.
+  - a thread that computes (its state changes) is looked at once per stretch: the return
+    addresses on its stack are counted in the kernel for a few milliseconds (perf breakpoint
+    counters). If it reaches one rarely (at most COLD_RATE arrivals a second) it keeps the
+    CPU, since it does not wait for anyone, until FORCE_AFTER timeslices have passed without
+    a syscall, and is then preempted at its next arrival at the least frequent one, which
+    replay finds exactly (one trap per arrival). If none is (an interpreter's eval loop, a
+    loop that calls nothing: replay would trap millions of times a second), it is preempted
+    after JUMP_AFTER timeslices where it stands, and the point is recorded as one replay
+    jumps to: its registers and the memory its process wrote (recorder.jump_points). Where
+    the kernel cannot track writes, it keeps the CPU and is preempted after FORCE_AFTER at
+    the least frequent hot return address if reached less often than its pc, else where it
+    is.
 An asynchronous signal that arrives while a thread computes is delivered at such a place too
-(recorder.signals); signals that arrive while the recorder takes the thread there are held.
+(recorder.signals: a cold return address, or a hot one reached less often than the pc, else a
+jump point); signals that arrive while the recorder takes the thread there are held. A chosen
+place the thread does not reach within ARRIVAL_WAIT of its CPU time (its frame returned) is
+given up for a jump point where the thread stands.
 """
 from __future__ import annotations
 
@@ -33,16 +39,23 @@ from tracee.digest import KERNEL_MAPS, memory_digest, ranges_digest, scratch_ran
 from tracee.hwcount import HwCounter, HwCounterError
 from tracee.remote import PAGE_SIZE
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop, decode
-from tracefile.records import Kind
+from tracefile.records import Kind, MemoryWrite
+
+from recorder.jump_points import JumpPoints
 
 if TYPE_CHECKING:
     from recorder.session import RecordedTask, Recorder
     from tracee.task import Task
 
 FORCE_AFTER = 100  # timeslices computing without a syscall while others wait (~2 s)
+# Timeslices a thread with no cold place computes while others wait before a jump point:
+# short bursts of computation stay whole (replay runs them, gdb stops in them), a thread
+# that waits for another (a spinner, an interpreter's lock) hands over within ~0.1 s.
+JUMP_AFTER = 5
 COLD_WINDOW = 0.01  # s: how long each batch of return addresses is counted
 COLD_RATE = 5000    # arrivals a second at most, for replay to stop at each
 POLL = 0.001        # s: how often counters are read, to drop a hot one
+ARRIVAL_WAIT = 0.02  # s of a thread's CPU time to reach a chosen place, at most
 COUNTERS = 3        # perf breakpoint counters at once (debug register 3 is relive's own)
 RETURNS = 9         # return addresses tried, innermost first
 STACK_SCAN = 1 << 14  # bytes of stack searched for them
@@ -55,6 +68,9 @@ DR6_HIT = 1 << SLOT
 _EFLAGS = api.UserRegs.eflags.offset
 RESUME_FLAG = 1 << 16
 _TRAP_FLAGS = (1 << 8) | RESUME_FLAG  # TF, RF: the debugger's, not the program's
+# What _next_arrival returns when the thread was interrupted before it got there (compared
+# by identity: the thread stands at an interrupt stop, in user code).
+NOT_ARRIVED: Stop = EventStop(-1, api.Event.STOP, 0)
 
 
 def same_state(a: bytes, b: bytes) -> bool:
@@ -70,61 +86,115 @@ class Preempter:
     def __init__(self, recorder: Recorder) -> None:
         self.rec = recorder
         self._slices: dict[int, int] = {}
+        # Whether the thread's current stretch reaches a cold return address (has_cold_place).
+        self._cold: dict[int, bool] = {}
+        self.jumps = JumpPoints()
 
     def made_syscall(self, t: RecordedTask) -> None:
+        """The thread's stretch ended (an event of its own): count its computing anew."""
         self._slices.pop(t.task.tid, None)
+        self._cold.pop(t.task.tid, None)
 
     def on_interrupt(self, t: RecordedTask) -> None:
         """The current thread was interrupted in user code after its timeslice."""
         task = t.task
         n = self._slices[task.tid] = self._slices.get(task.tid, 0) + 1
+        jump: tuple[dict[str, object], tuple[MemoryWrite, ...]] | None = None
         if n < FORCE_AFTER:
             stop, repeating = self._repeats(t)
             if stop is not None:       # it made a syscall or took a signal first
                 self.rec.handle(t, stop)
                 return
             if not repeating:
-                self.rec.queue.start_slice()  # computing: it keeps the CPU
-                self.rec.resume(t)
-                return
+                if task.tid not in self._cold:  # first look at this stretch's computation
+                    stop, self._cold[task.tid] = self.has_cold_place(t)
+                    if stop is not None:
+                        self.rec.handle(t, stop)
+                        return
+                if (self._cold[task.tid] or n < JUMP_AFTER
+                        or (jump := self.jump_here(t)) is None):
+                    self.rec.queue.start_slice()  # computing: it keeps the CPU
+                    self.rec.resume(t)
+                    return
         else:
-            stop = self.to_colder_place(t)
+            stop, cold = self.to_colder_place(t, hot_ok=self.jumps.unavailable(task.pid))
             if stop is not None:  # a syscall or signal came first: an exact point anyway
                 self.rec.handle(t, stop)
                 return
-        self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(),
-                      info=point_info(t))
-        self._slices.pop(task.tid, None)
+            if not cold:
+                jump = self.jump_here(t)
+        if jump is not None:
+            info, writes = jump
+            self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(), info=info, writes=writes)
+        else:
+            self.rec.emit(t, Kind.PREEMPT, regs=task.regs_bytes(), info=point_info(t))
+        self.made_syscall(t)
         t.wants = (api.Req.SYSCALL, 0)
         self.rec.queue.make_ready(t)
 
-    def to_colder_place(self, t: RecordedTask) -> Stop | None:
+    def jump_here(self, t: RecordedTask) -> tuple[dict[str, object],
+                                                   tuple[MemoryWrite, ...]] | None:
+        """The point where `t` stands, as one replay jumps to (recorder.jump_points): info
+        and memory writes, or None where the process's writes cannot be tracked."""
+        found = self.jumps.record(t)
+        if found is None:
+            return None
+        info, writes = found
+        near = near_ranges(t.task.regs, t.space)
+        info.update(near=near, near_digest=ranges_digest(t.task.mem.read_upto, near))
+        return info, writes
+
+    def has_cold_place(self, t: RecordedTask) -> tuple[Stop | None, bool]:
+        """Does the thread reach a return address on its stack rarely (at most COLD_RATE
+        times a second), a place replay finds by stopping at each arrival? Counted for a
+        few milliseconds of its computation (it runs on meanwhile); a stop that came first
+        is returned."""
+        found = return_addresses(t.task, t.space)[:RETURNS]
+        for end in range(len(found), 0, -COUNTERS):
+            stop, rates = self._count_arrivals(t, found[max(end - COUNTERS, 0):end])
+            if stop is not None:
+                return stop, False
+            reached = [rate for rate, _ in rates if rate > 0]
+            if reached or not rates:
+                return None, bool(reached) and min(reached) <= COLD_RATE
+        return None, False
+
+    def to_colder_place(self, t: RecordedTask, *,
+                        hot_ok: bool = False) -> tuple[Stop | None, bool]:
         """Run the thread on to the return address on its stack it reaches least often, if
-        it reaches one at most COLD_RATE times a second; failing that, to the least frequent
-        hot one if it is reached less often than the pc where the thread is (a loop's
-        per-iteration return, against an instruction of an inner loop). Returns a stop that
-        came first instead. The outermost frames are counted first, COUNTERS at a time, up
-        to the first batch with an address reached: frames further in return more often."""
+        it reaches one at most COLD_RATE times a second, or (`hot_ok`) more often but less
+        often than the pc where the thread is (a loop's per-iteration return, against an
+        instruction of an inner loop): (None, True), a point replay finds by execution.
+        Failing that (None, False): the thread stands where it was or a little further, and
+        the caller records the point as one replay jumps to (recorder.jump_points) or, where
+        it cannot, as it is. (stop, False): a stop that came first instead. The outermost
+        frames are counted first, COUNTERS at a time, up to the first batch with an address
+        reached: frames further in return more often."""
         found = return_addresses(t.task, t.space)[:RETURNS]
         reached: list[tuple[float, int]] = []
         for end in range(len(found), 0, -COUNTERS):
             stop, rates = self._count_arrivals(t, found[max(end - COUNTERS, 0):end])
             if stop is not None:
-                return stop
+                return stop, False
             reached = [(rate, addr) for rate, addr in rates if rate > 0]
             if reached or not rates:
                 break
         if not reached:
-            return None
+            return None, False
         rate, addr = min(reached)
         if rate > COLD_RATE:
+            if not hot_ok:
+                return None, False
             here = t.task.regs.rip
             stop, rates = self._count_arrivals(t, [addr, here], COLD_WINDOW / 10, evict=False)
             if stop is not None:
-                return stop
+                return stop, False
             if len(rates) < 2 or rates[0][0] >= rates[1][0]:
-                return None
-        return self._next_arrival(t, addr)
+                return None, False
+        stop = self._next_arrival(t, addr)
+        if stop is NOT_ARRIVED:
+            return None, False
+        return stop, stop is None
 
     def _count_arrivals(self, t: RecordedTask, addrs: list[int], window: float = COLD_WINDOW,
                         evict: bool = True) -> tuple[Stop | None, list[tuple[float, int]]]:
@@ -203,24 +273,36 @@ class Preempter:
         regs, rip = task.regs_bytes(), task.regs.rip
         stop = self._next_arrival(t, rip)
         if stop is not None or not same_state(regs, task.regs_bytes()):
-            return stop, False
+            return (None if stop is NOT_ARRIVED else stop), False
         digest = memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space))
         stop = self._next_arrival(t, rip)
         if stop is not None:
-            return stop, False
+            return (None if stop is NOT_ARRIVED else stop), False
         return None, (same_state(regs, task.regs_bytes()) and digest == memory_digest(
             task.pid, task.mem.read_upto, scratch_ranges(t.space)))
 
     def _next_arrival(self, t: RecordedTask, rip: int) -> Stop | None:
         """Run the thread until it executes `rip` again (None) or stops for another reason
-        (that stop is returned)."""
+        (that stop is returned). If it does not get there within ARRIVAL_WAIT of its CPU
+        time (a frame that returned meanwhile, a loop it never leaves), it is interrupted
+        where it is: NOT_ARRIVED."""
         task = t.task
         api.set_debugreg(task.tid, SLOT, rip)
         api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) | DR7_ENABLE)
         # RF: the instruction at rip runs first instead of trapping at once.
         task.set_reg("eflags", task.regs.eflags | RESUME_FLAG)
+        cpu_before = cpu_time(task.tid)
         task.resume(api.Req.SYSCALL)
-        stop = self._wait(t)
+        started = time.monotonic()
+        stop: Stop | None = None
+        while stop is None:
+            if (time.monotonic() > started + 10 * ARRIVAL_WAIT
+                    or cpu_time(task.tid) - cpu_before > ARRIVAL_WAIT):
+                api.ptrace(api.Req.INTERRUPT, task.tid)
+                stop = self._wait(t)
+                break
+            time.sleep(POLL / 4)
+            stop = self._poll(t)
         if not isinstance(stop, (SignalStop, EventStop, SyscallStop)):
             return stop  # it is gone
         api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) & ~DR7_ENABLE)
@@ -228,6 +310,8 @@ class Preempter:
                 and api.get_debugreg(task.tid, 6) & DR6_HIT):
             api.set_debugreg(task.tid, 6, 0)
             return None
+        if isinstance(stop, EventStop) and stop.event == api.Event.STOP:
+            return NOT_ARRIVED
         return stop
 
 

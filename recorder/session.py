@@ -190,6 +190,7 @@ class Recorder:
             log.debug("%d stops handled in Python, %d syscalls recorded by the compiled "
                       "loop, %d thread switches", q.python_stops, q.compiled_calls, q.switches)
             self.queue.close()
+            self.preempter.jumps.close()
             kill_tasks([t.task for t in self.tasks.values()])
         return self.status
 
@@ -706,6 +707,7 @@ class Recorder:
                                    "relive yet")
         self.scratch.release(t.task.tid, t.space)  # a vfork child leaves it to its parent
         self.descriptors.forget(t.task.pid)  # close-on-exec
+        self.preempter.jumps.forget(t.task.pid)  # a new address space
         t.task.mem.reopen()
         t.task.invalidate_regs()
         self.emit(t, Kind.SYSCALL, nr=entry.nr, result=0, regs=entry.regs)
@@ -776,6 +778,7 @@ class Recorder:
         if not any(o.task.mem is t.task.mem for o in self.tasks.values()):
             t.task.mem.close()
             self.descriptors.forget(t.task.pid)
+            self.preempter.jumps.forget(t.task.pid)
         if t.task.tid == self.root:
             self.status = status
             pids = sorted({o.task.pid for o in self.tasks.values()} - {self.root})

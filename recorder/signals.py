@@ -13,6 +13,9 @@ Where a signal is delivered decides whether replay can find the point again with
     address on its stack (recorder.preempt, as for a preemption); the event stores all
     registers and a digest of writable memory, and replay stops at that pc until both match
     (one trap per execution of the pc since the thread's last event; exact or a divergence).
+    Where no place is cold (an interpreter's eval loop), the thread's state is recorded as a
+    point replay jumps to (a PREEMPT event, recorder.jump_points) and the signal is delivered
+    there: "preempted".
 rdtsc/rdtscp traps (PR_SET_TSC) are emulated here too (cpuid traps in
 recorder.cpuid_record). Signal frames are recorded with a
 guessed size through `record_remote_writable`, clipped at flagged mappings, marked
@@ -193,11 +196,23 @@ class SignalRecorder:
             else:
                 self.rec.resume(t)
             return
-        stop = self.rec.preempter.to_colder_place(t)
+        preempter = self.rec.preempter
+        # (a hot place rarer than the pc too, as a signal has always been delivered: a
+        # profiling timer over C code lands at a block's return, which replay runs to)
+        stop, cold = preempter.to_colder_place(t, hot_ok=True)
         if stop is not None:  # an exact point came first (a syscall: delivered before it)
             self.rec.handle(t, stop)
             return
-        self._raise_held(t, dict(point_info(t), where="user"))
+        jump = None if cold else preempter.jump_here(t)
+        if jump is None:
+            self._raise_held(t, dict(point_info(t), where="user"))
+            return
+        # No cold place: replay jumps to this point (a PREEMPT event with the state) and
+        # delivers the signal where that leaves the thread.
+        info, writes = jump
+        self.rec.emit(t, Kind.PREEMPT, regs=t.task.regs_bytes(), info=info, writes=writes)
+        preempter.made_syscall(t)
+        self._raise_held(t, {"where": "preempted", "after": t.last_event})
 
     def deliver_held_before_syscall(self, t: RecordedTask) -> None:
         """At a syscall entry with a held signal: skip the call, rewind to its `syscall`

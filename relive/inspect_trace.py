@@ -171,6 +171,9 @@ def describe_event(ev: Event) -> str:
             return f"{head} {status_text(ev.result)}"
         case Kind.ENTER:
             return f"{head} {name_of(ev.nr)}: blocked, another thread runs"
+        case Kind.PREEMPT if ev.info.get("jump"):
+            return (f"{head} at rip {ev.info.get('rip', 0):#x}: replay jumps here "
+                    f"[{written} bytes of memory written, registers]")
         case Kind.PREEMPT:
             return f"{head} at rip {ev.info.get('rip', 0):#x}, another thread runs"
         case Kind.MAPPING:

@@ -161,9 +161,10 @@ class ForwardRun:
         (a preemption, a signal in user code), more than one instruction away? Then a step
         of that thread is made by hand instead."""
         s = self.t.session
-        if not (ev.kind == Kind.PREEMPT or (ev.kind == Kind.SIGNAL and s.signal_ready != ev.seq
-                                            and ev.info.get("where") == "user")):
-            return False
+        if not ((ev.kind == Kind.PREEMPT and not ev.info.get("jump"))
+                or (ev.kind == Kind.SIGNAL and s.signal_ready != ev.seq
+                    and ev.info.get("where") == "user")):
+            return False  # (a point jumped to is one step: replayer.jumps)
         return not s.signals.at_point(ev, self.t.task_of(ev.tid))
 
     def _step_alone(self, tid: int) -> Stop:
@@ -184,8 +185,9 @@ class ForwardRun:
     @staticmethod
     def _completes_instruction(ev: Event) -> bool:
         """Events that finish the instruction being stepped (a syscall, an emulated rdtsc,
-        rdrand or cpuid)."""
-        return ev.kind in (Kind.SYSCALL, Kind.RDTSC, Kind.RDRAND, Kind.CPUID, Kind.SIGNAL)
+        rdrand or cpuid; a jump to a recorded point, which replaces the stretch before it)."""
+        return (ev.kind in (Kind.SYSCALL, Kind.RDTSC, Kind.RDRAND, Kind.CPUID, Kind.SIGNAL)
+                or (ev.kind == Kind.PREEMPT and bool(ev.info.get("jump"))))
 
     @staticmethod
     def _ends_thread(ev: Event) -> bool:

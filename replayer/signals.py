@@ -3,7 +3,8 @@ recorded siginfo, and put the recorded frame and handler registers in place.
 
 Points (see recorder.signals): "sync" faults recur by themselves; "after_syscall" and
 "before_syscall" are exact syscall boundaries; "user" is found by a hardware breakpoint on the
-recorded pc, checking all registers and a memory digest at each hit.
+recorded pc, checking all registers and a memory digest at each hit; "preempted" is where the
+thread's PREEMPT event just before left it (a point replay jumps to, replayer.jumps).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tracefile.records import Event
 from replayer import registers
 from replayer.errors import Paused
 from replayer.fastpath import PointFinder
+from replayer.jumps import jump_to
 from replayer.rebuild import write_memory
 
 if TYPE_CHECKING:
@@ -66,6 +68,8 @@ class SignalReplayer:
                 raise self.s.divergence(ev, f"expected signal {_name(sig)}", stop)
         elif task.tid in self.s.taskset.entered:  # it cut short the call the task waits in
             self._interrupt_parked(ev, task)
+            self._raise(ev, task)
+        elif where == "preempted":  # the PREEMPT event before it left the task there
             self._raise(ev, task)
         elif where in ("after_syscall", "before_syscall"):
             if where == "before_syscall":
@@ -111,7 +115,13 @@ class SignalReplayer:
         task.set_regs_from(ev.regs)
 
     def reach_point(self, ev: Event) -> None:
-        """A PREEMPT event: stop where the thread was preempted (at a debug trap)."""
+        """A PREEMPT event: stop where the thread was preempted (at a debug trap), or give
+        it the recorded state there (a point recorded to be jumped to: replayer.jumps)."""
+        if ev.info.get("jump"):
+            task = self.s._task(ev)
+            self.s.taskset.settle(task)
+            jump_to(task, ev)
+            return
         self._find_point(ev, "where the thread was preempted")
 
     def _reach_user_point(self, ev: Event) -> None:
@@ -162,6 +172,8 @@ class SignalReplayer:
             return False
         if "near" in ev.info and ev.info["near_digest"] != ranges_digest(task.mem.read_upto,
                                                                          ev.info["near"]):
+            return False
+        if "digest" not in ev.info:  # a point jumped to, never reached by running
             return False
         proc = self.s.taskset.procs.get(ev.tid)
         skip = scratch_ranges(proc.space if proc else None)

@@ -445,11 +445,13 @@ def test_the_documented_launch_json_is_valid_and_in_the_guide():
 @pytest.mark.parametrize("fast", [True, False], ids=["compiled", "python"])
 def test_a_breakpoint_where_a_timer_signal_was_delivered_stops_there(
         programs, tmp_path, serve, monkeypatch, fast):
-    """itimer_spin's SIGALRMs land in a loop that calls nothing; replay finds such a point by
-    a debug-register breakpoint on its pc. A gdb breakpoint on that same pc must stop there
-    like any other (it used to make replay report a divergence: the int3's trap after
-    relive's own was taken for relive's), and the replay must then go on to the end."""
-    trace = _record(tmp_path / "itimer_spin", programs["itimer_spin"])
+    """prof_timer's SIGPROFs land in a computation and are delivered at a block's return
+    address; replay finds such a point by a debug-register breakpoint on its pc. A gdb
+    breakpoint on that same pc must stop there like any other (it used to make replay
+    report a divergence: the int3's trap after relive's own was taken for relive's), and
+    the replay must then go on to the end. (itimer_spin, a loop that calls nothing, gets its
+    signals at jump points now: replay writes the state there and never runs to that pc.)"""
+    trace = _record(tmp_path / "prof_timer", programs["prof_timer"], "2000", "1", "4")
     reader = TraceReader(trace)
     try:
         points = [ev.info["rip"] for ev in reader.events()
