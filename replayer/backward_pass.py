@@ -9,8 +9,9 @@ and returns the stop for replay to use, None (consumed: keep going), or ends the
 SearchInterrupted. The session's observer hook is the only way in: a pass knows nothing of
 gdb, of checkpoints or of where its run started.
 
-`HitsPass`, `GotoTrapPass` and `CountedTrapPass` are the runs of one stretch's thread
-(replayer.timeline); the thread-aware pass of replayer.reverse_threads is a Pass too.
+`HitsPass` collects the hits up to now (of one task; ThreadsPass in replayer.threads_pass
+extends it to every thread of a process), `GotoTrapPass` goes to the count-th trap and
+`CountedTrapPass` to a kernel counter's trap (both within one stretch's thread).
 """
 from __future__ import annotations
 
@@ -170,10 +171,12 @@ class HitsPass(Pass):
         self.note(Hit("watch", self.s.position, count=n, wp=wp, tid=tid, base=base,
                       origin=origin))
 
-    def _at_now(self, task: Task, tid: int, planted: bool) -> bool:
+    def _at_now(self, task: Task, planted: bool, tid: int | None = None) -> bool:
         until = self.until
-        return (not until.boundary and self.s.position == until.position
-                and self._is_now_thread(tid) and until.matched_by(task, planted))
+        if until.boundary or self.s.position != until.position:
+            return False
+        return (self._is_now_thread(self._tid(task) if tid is None else tid)
+                and until.matched_by(task, planted))
 
     def judge(self, stop: Stop) -> Stop | None:
         s, until, traps = self.s, self.until, self.traps
@@ -186,7 +189,7 @@ class HitsPass(Pass):
                 if self.on_trap(stop):
                     return None
         if (isinstance(stop, SyscallStop) and s.task is not None
-                and self._at_now(s.task, self._tid(s.task), planted=False)):
+                and self._at_now(s.task, planted=False)):
             self.halt(Verdict.REACHED_NOW)  # `now` is parked at this syscall's entry
         trap = traps.classify(stop)
         if trap is None or trap.kind in ("own", "other", "step"):
@@ -200,7 +203,7 @@ class HitsPass(Pass):
         if trap.kind == "breakpoint":
             n, origin, base = self.count.arrival(s.position, trap.pc)
             if not until.boundary and s.position == until.position and trap.pc == until.pc:
-                if self._at_now(task, tid, planted=True):
+                if self._at_now(task, planted=True, tid=tid):
                     self.halt(Verdict.REACHED_NOW)
                 log.debug("arrival at %#x does not match now: %s", trap.pc,
                           registers.diff(until.regs, task.regs_bytes()))

@@ -76,7 +76,9 @@ class ThreadedReverse:
     # -- the request ------------------------------------------------------------------------
     def resume_back(self, command: ResumeCommand) -> Stop:
         t = self.t
-        now = self.now()
+        # A step inside the current stretch fingerprints `now` only if it must look for it
+        # (the digest reads all writable memory: thread stacks are megabytes).
+        now = self.now(fingerprinted=command.action is Action.CONTINUE)
         t.parked = False
         self._met = []
         if command.action is Action.CONTINUE:
@@ -111,7 +113,9 @@ class ThreadedReverse:
             return command.breakpoints - before.breakpoints, command.thread.tid
         return frozenset(), None
 
-    def now(self) -> Position:
+    def now(self, fingerprinted: bool = True) -> Position:
+        """The current state; `fingerprinted`: with what tells it apart from other states
+        with the same registers (needed to find it again in a pass)."""
         t, s = self.t, self.s
         tid = t._mid_tid
         if t._boundary or tid is None or not t.debugged(tid):
@@ -119,7 +123,8 @@ class ThreadedReverse:
         task = s.taskset.tasks[tid]
         point = Position(s.position, tid, task.regs_bytes(), t._steps, anchor=t._anchor,
                          base=t.timeline.base)
-        point.fingerprint(task)
+        if fingerprinted:
+            point.fingerprint(task)
         return point
 
     def continue_back(self, breakpoints: frozenset[int], watchpoints: frozenset[Watchpoint],
