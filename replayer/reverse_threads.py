@@ -312,6 +312,9 @@ class ThreadedReverse:
                     return self.before_trigger(ev)
                 case Kind.SIGNAL:
                     return self._at_signal_point(ev)
+                case Kind.PREEMPT if ev.info.get("jump"):
+                    self._seek(ev.seq)  # the jump replaces the stretch: its start is before
+                    return Landing(Land.MID, tid, 0)
                 case Kind.PREEMPT:
                     point = Position(ev.seq, tid, ev.regs, digest=ev.info.get("digest"))
                     steps = self._count(point)

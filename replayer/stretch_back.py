@@ -158,6 +158,9 @@ class StretchBack(TimelineCore):
         if ev.kind == Kind.SIGNAL and ev.info.get("where") != "sync":
             self.seek(position - 1)  # before delivery, nothing ran in between
             return BOUNDARY
+        if ev.kind == Kind.PREEMPT and ev.info.get("jump"):
+            self.seek(position - 1)  # a jump point replaces its stretch: one step (jumps.py)
+            return BOUNDARY
         if ev.kind == Kind.EXEC:
             return self._step_back_over_event(position - 1)
         self.before_trigger(ev.seq)
