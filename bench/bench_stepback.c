@@ -1,10 +1,13 @@
 /* bench_stepback: long computations without system calls, for bench/bench_stepback.py.
  *
- *   bench_stepback PHASES ITERS
+ *   bench_stepback PHASES ITERS [THREADED]
  *
  * runs PHASES phases; each hashes ITERS iterations with no system call (compute()), then
  * makes one (getppid).  `phase` holds the current phase number, so a conditional breakpoint
- * on compute()'s `return` line stops at the end of one chosen phase's computation. */
+ * on compute()'s `return` line stops at the end of one chosen phase's computation.  With
+ * THREADED 1 the phases run in a second thread while main waits in pthread_join (a
+ * multi-threaded replay). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -22,18 +25,36 @@ unsigned long compute(unsigned long x, unsigned long n)
     return x; /* end of computation */
 }
 
-int main(int argc, char **argv)
+static int phases;
+static unsigned long iters, x = 1;
+
+static void *run(void *arg)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s PHASES ITERS\n", argv[0]);
-        return 2;
-    }
-    int phases = atoi(argv[1]);
-    unsigned long iters = strtoul(argv[2], NULL, 0);
-    unsigned long x = 1;
+    (void)arg;
     for (phase = 0; phase < phases; phase++) {
         x = compute(x, iters);
         sink += (unsigned long)getppid();
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s PHASES ITERS [THREADED]\n", argv[0]);
+        return 2;
+    }
+    phases = atoi(argv[1]);
+    iters = strtoul(argv[2], NULL, 0);
+    if (argc == 4 && atoi(argv[3])) {
+        pthread_t th;
+        if (pthread_create(&th, NULL, run, NULL) != 0) {
+            fprintf(stderr, "pthread_create failed\n");
+            return 1;
+        }
+        pthread_join(th, NULL);
+    } else {
+        run(NULL);
     }
     printf("bench_stepback: %d x %lu: %lx\n", phases, iters, x);
     return 0;

@@ -20,7 +20,13 @@ conditional breakpoint on compute()'s `return` line (the line after the loop), t
 Each position gets its own replay server and gdb (so every "first" follows a continue through
 a whole computation). `monitor info checkpoints` is printed at the end of each session.
 
-Usage: python3 bench/bench_stepback.py [--phases 9] [--iters 400000000] [--steps 20] [--markdown]
+With --threads the phases run in a second thread while main waits in pthread_join, so the
+replay is a multi-threaded one (its backward commands go through replayer.reverse_threads);
+the reverse-continue session is left out there (`--rc` puts it back: it searches the whole
+stretch among threads).
+
+Usage: python3 bench/bench_stepback.py [--phases 9] [--iters 400000000] [--steps 20]
+       [--threads [--rc]] [--timeout 1800] [--markdown]
 """
 from __future__ import annotations
 
@@ -67,6 +73,9 @@ end
 """
 
 
+TIMEOUT = 1800.0  # seconds per gdb session (--timeout)
+
+
 def session(python: str, trace: Path, workdir: Path, line: int, phase: int, cmd: str,
             steps: int, extra: str = "") -> tuple[float, list[float], str]:
     script = workdir / "stepback.gdb"
@@ -75,7 +84,7 @@ def session(python: str, trace: Path, workdir: Path, line: int, phase: int, cmd:
     with relive_server(python, trace, workdir) as server:
         proc = subprocess.run([GDB, "-nx", "-batch", "-ex", f"target remote {server.address}",
                                "-x", str(script)], stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, env=gdb_env(), timeout=1800,
+                              capture_output=True, text=True, env=gdb_env(), timeout=TIMEOUT,
                               check=False)
     times: dict[str, list[float]] = {}
     for m in re.finditer(r"^T (\S+) ([0-9.]+)$", proc.stdout, re.MULTILINE):
@@ -86,24 +95,46 @@ def session(python: str, trace: Path, workdir: Path, line: int, phase: int, cmd:
     return times["first"][0], times["next"], cps[1] if cps else "n/a"
 
 
+def rc_cells(python: str, trace: Path, out: Path, line: int, body: int, phase: int,
+             label: str) -> list[str]:
+    """Back to a breakpoint in the loop's body: the last iteration, then 2 more."""
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        try:
+            first, rest, _ = session(python, trace, Path(tmp), line, phase, "reverse-continue",
+                                     2, f'gdb.execute("break bench_stepback.c:{body}")')
+            return [fmt_time(first), fmt_time(statistics.median(rest))]
+        except (Failed, subprocess.TimeoutExpired) as e:
+            print(f"{label} reverse-continue: {e}", file=sys.stderr)
+            return ["n/a"] * 2
+
+
 def main() -> int:
+    global TIMEOUT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phases", type=int, default=9)
     ap.add_argument("--iters", type=int, default=400_000_000)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", action="store_true",
+                    help="compute in a second thread (a multi-threaded replay)")
+    ap.add_argument("--rc", action="store_true",
+                    help="with --threads: time reverse-continue too")
+    ap.add_argument("--timeout", type=float, default=TIMEOUT,
+                    help="seconds a gdb session may take (then its cells are n/a)")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
+    TIMEOUT = args.timeout
     python = sys.executable
     out = BENCH_DIR / "out"
     src = BENCH_DIR / "bench_stepback.c"
-    binary = compile_c(src, out / "bench_stepback")
+    binary = compile_c(src, out / "bench_stepback", "-pthread")
     lines = src.read_text().splitlines()
     line = next(i for i, text in enumerate(lines, 1) if "end of computation" in text)
     body = next(i for i, text in enumerate(lines, 1) if "x = (x << 13)" in text)
-    trace = out / "bench_stepback.trace"
-    took = relive_record(python, trace, [str(binary), str(args.phases), str(args.iters)], 3600)
-    print(f"{host_description()}\nrecorded {args.phases} x {args.iters} iterations in "
-          f"{took:.1f} s\n")
+    trace = out / ("bench_stepback_threads.trace" if args.threads else "bench_stepback.trace")
+    argv = [str(binary), str(args.phases), str(args.iters)] + (["1"] if args.threads else [])
+    took = relive_record(python, trace, argv, 3600)
+    print(f"{host_description()}\nrecorded {args.phases} x {args.iters} iterations "
+          f"({'in a second thread' if args.threads else 'one thread'}) in {took:.1f} s\n")
     rows = []
     for label, phase in (("start", 0), ("middle", args.phases // 2),
                          ("end", args.phases - 1)):
@@ -120,15 +151,10 @@ def main() -> int:
                 except (Failed, subprocess.TimeoutExpired) as e:
                     print(f"{label} {cmd}: {e}", file=sys.stderr)
                     cells += ["n/a"] * 3
-        with tempfile.TemporaryDirectory(dir=out) as tmp:
-            try:  # back to a breakpoint in the loop's body: the last iteration, then 2 more
-                first, rest, _ = session(python, trace, Path(tmp), line, phase,
-                                         "reverse-continue", 2,
-                                         f'gdb.execute("break bench_stepback.c:{body}")')
-                cells += [fmt_time(first), fmt_time(statistics.median(rest))]
-            except (Failed, subprocess.TimeoutExpired) as e:
-                print(f"{label} reverse-continue: {e}", file=sys.stderr)
-                cells += ["n/a"] * 2
+        if args.threads and not args.rc:
+            cells += ["n/a"] * 2
+        else:
+            cells += rc_cells(python, trace, out, line, body, phase, label)
         cells.append(notes[-1].rstrip(":") if notes else "n/a")
         rows.append(cells)
     print_cells(["position", "first rsi", "median rsi", "max rsi", "first rnext",

@@ -26,6 +26,7 @@ HELP = """relive monitor commands (event numbers are those of `relive dump`):
   goto N                 go to the state right after event N (before event N+1)
   checkpoint             keep a checkpoint here (at an event boundary); prints its id
   info checkpoints       list your checkpoints (and relive's automatic ones)
+  info reverse           what the last backward command cost (stops of the program)
   restart N              go to checkpoint N
   delete checkpoint N    drop checkpoint N
   last-write ADDR [LEN]  go back to just before the last write to that memory
@@ -61,6 +62,9 @@ def run(target: ReplayTarget, command: str) -> str:
             return f"Checkpoint {number} at event {event_of(session.position)}\n"
         case ["info", "checkpoints"]:
             return _checkpoints(target)
+        case ["info", "reverse"]:
+            return (f"last backward command: {target.backward_stops()} stops of the replayed "
+                    "program\n")
         case ["restart", n] if n.isdigit():
             event = target.goto_checkpoint(int(n))
             return f"At checkpoint {n}, event {event}{hint}\n"

@@ -217,6 +217,10 @@ class ReplayTarget:
         """Drop the user's checkpoint `number`; returns the event it was at."""
         return monitor.event_of(self.replay.timeline.kept.delete(number).position)
 
+    def backward_stops(self) -> int:
+        """What the last backward resume cost: stops of the replayed program."""
+        return self.replay.backward_stops
+
     @refusals
     def last_write(self, addr: int, length: int = 8) -> str:
         """Go back to just before the instruction (or syscall) that last wrote

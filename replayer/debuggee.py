@@ -39,10 +39,11 @@ from replayer.diversion import Diversion, register_values
 from replayer.errors import Refused, ReplayError
 from replayer.forward import ForwardRun
 from replayer.process_view import Image, ProcessFacts
+from replayer.positions import Land, Landing, Position, SearchInterrupted
 from replayer.progress import Abandoned, Progress
-from replayer.reverse_threads import Landing, ThreadedReverse
+from replayer.reverse_threads import ThreadedReverse
 from replayer.session import OutputSink, ReplaySession
-from replayer.timeline import CHECKPOINT_INTERVAL, Now, SearchInterrupted, Timeline
+from replayer.timeline import Timeline
 from tracee import ptrace_api as api
 from tracee import rdrand
 from tracee.task import MemoryAccessError, Task
@@ -90,6 +91,7 @@ class Debuggee:
         self.parked = False  # stopped at the debugged process's final exit syscall
         self.forwards = ForwardRun(self)
         self.previous: tuple[ResumeCommand, Stop] | None = None  # the last resume and its stop
+        self.backward_stops = 0  # what the last backward resume cost (`monitor info reverse`)
 
     def _run_until_born(self) -> int:
         """Replay (no debugger) until the debugged process exists: gdb meets it right after
@@ -354,8 +356,8 @@ class Debuggee:
         if hit is None:
             self.timeline.back_to(now)  # the search ended further back: a failure moves nothing
             raise Refused(f"nothing wrote {addr:#x} (+{length}) before this point")
-        _, steps, anchor = self.timeline.goto_hit(hit, frozenset({wp}))
-        self.where(False, steps, anchor)
+        landing = self.timeline.goto_hit(hit, frozenset({wp}))
+        self.where(False, landing.steps, landing.anchor)
         rip = self.task.regs.rip
         where = "a syscall" if hit.kind == "kernel" else f"the instruction at {rip:#x}"
         return f"Went back to {where}, which wrote {addr:#x}"
@@ -383,8 +385,12 @@ class Debuggee:
             return stop
         try:
             if command.direction is Direction.BACKWARD:
+                stops = Task.stops_seen
                 with self._silenced(), self.progress.task("searching backwards"):
-                    stop = self._backward(command)
+                    try:
+                        stop = self._backward(command)
+                    finally:
+                        self.backward_stops = Task.stops_seen - stops
             else:
                 stop = self.forwards.resume(command)
         finally:
@@ -405,12 +411,13 @@ class Debuggee:
         finally:
             self.session.output = output
 
-    def mid_stretch(self) -> tuple[int | None, int | None]:
-        """Inside a stretch: the task running it (the next event's) and the instructions it
-        ran since the boundary, if known; (None, 0) at a boundary."""
+    def mid_stretch(self) -> tuple[int | None, int | None, tuple[int, int] | None]:
+        """Inside a stretch: the task running it (the next event's), the instructions it
+        ran since the boundary or the anchor arrival, if known, and that anchor;
+        (None, 0, None) at a boundary."""
         if self._boundary:
-            return None, 0
-        return self._mid_tid, self._steps
+            return None, 0, None
+        return self._mid_tid, self._steps, self._anchor
 
     def where(self, boundary: bool, steps: int | None,
                anchor: tuple[int, int] | None = None) -> None:
@@ -426,10 +433,11 @@ class Debuggee:
     def land(self, landing: Landing) -> None:
         """Take note of where a backward search of several threads left the replay."""
         self.parked = False
-        if landing.tid is None or landing.steps == 0:
+        if landing.tid is None or (landing.steps == 0 and landing.anchor is None
+                                   and self.timeline.base is None):
             self.where(True, 0)
         else:
-            self.where(False, landing.steps)
+            self.where(False, landing.steps, landing.anchor)
             self._mid_tid = landing.tid
 
     def _backward(self, command: ResumeCommand) -> Stop:
@@ -459,7 +467,7 @@ class Debuggee:
             self.where(True, 0)
             raise
 
-    def _search_backward(self, command: ResumeCommand, now: Now) -> Stop:
+    def _search_backward(self, command: ResumeCommand, now: Position) -> Stop:
         tl = self.timeline
         self.parked = False
         exec_seq = self._exec_to_cross(command, now.position)
@@ -475,17 +483,17 @@ class Debuggee:
                 tl.seek(1)
                 self.where(True, 0)
                 return self._stop(StopKind.HISTORY_BEGIN)
-            _, steps, anchor = tl.goto_hit(hit, command.watchpoints)
-            self.where(False, steps, anchor)
+            landing = tl.goto_hit(hit, command.watchpoints)
+            self.where(False, landing.steps, landing.anchor)
             if hit.kind == "bp":
                 return self._stop(StopKind.BREAKPOINT)
             return self._stop(StopKind.WATCHPOINT, watch=hit.wp)
         watched = {wp: self.peek(wp) for wp in command.watchpoints}
         t0 = time.monotonic()
-        landed, steps, anchor = tl.step_back(now)
+        landing = tl.step_back(now)
         log.debug("stepped back in %.3f s", time.monotonic() - t0)
-        self.where(landed != "mid", steps, anchor)
-        if landed == "begin":
+        self.where(landing.kind is not Land.MID, landing.steps, landing.anchor)
+        if landing.kind is Land.BEGIN:
             return self._stop(StopKind.HISTORY_BEGIN)
         if exec_seq is not None and self.session.position < exec_seq:
             return self._exec_stop(exec_seq - 1)  # stepped back into the previous program
@@ -525,7 +533,7 @@ class Debuggee:
 
     # -- stops (forwards: replayer.forward) ---------------------------------------------------
     def timeline_due(self) -> bool:
-        return time.monotonic() - self.timeline._last_time > CHECKPOINT_INTERVAL
+        return self.timeline.due()
 
     def paused(self, reason: object) -> Stop:
         """The stop for gdb of a replay paused mid-event (an observer's `Paused` reason)."""

@@ -19,7 +19,7 @@ from replayer.errors import Paused
 from replayer.midpoints import MID_PERIOD_NS
 from replayer.traps import Trap, Traps, condition_holds, written_watchpoints
 from tracee import ptrace_api as api
-from tracee.cputimer import CpuTimer, CpuTimerError, drain_stop
+from tracee.cputimer import CpuTimer, CpuTimerError, ThreadTimers, drain_stop
 from tracee.stops import SignalStop, SyscallStop
 from tracee.stops import Stop as TraceeStop
 from tracee.syscalls import queries
@@ -35,9 +35,9 @@ class ForwardRun:
         self.t = target
         self.stepper: int | None = None  # the thread a forward step is for
         self.command: ResumeCommand | None = None
-        # Ticks every MID_PERIOD_NS of the program's CPU time during a continue of a
-        # single-task replay: a mid-stretch checkpoint each (replayer.midpoints).
-        self.timer: CpuTimer | None = None
+        # Ticks every MID_PERIOD_NS of the program's CPU time during a continue (of the
+        # thread running, among threads): a mid-stretch checkpoint each (replayer.midpoints).
+        self.timer: CpuTimer | ThreadTimers | None = None
         self._clock0 = 0  # the timer's reading at the start of the current stretch
 
     def resume(self, command: ResumeCommand) -> Stop:
@@ -131,12 +131,15 @@ class ForwardRun:
 
     def _start_timer(self, stepper: int | None) -> None:
         task = self.t.session.task
-        if not self.t.single or stepper is not None or task is None:
+        if stepper is not None or task is None:
             return
-        try:
-            self.timer = CpuTimer(task.tid, MID_PERIOD_NS)
-        except CpuTimerError:
-            return
+        if self.t.single:
+            try:
+                self.timer = CpuTimer(task.tid, MID_PERIOD_NS)
+            except CpuTimerError:
+                return
+        else:  # one thread runs at a time: each is timed while it runs
+            self.timer = ThreadTimers(MID_PERIOD_NS)
         self._clock0 = 0
         self.t.session.ticks = self.timer
 
@@ -144,11 +147,15 @@ class ForwardRun:
         if self.timer is None:
             return
         self.t.session.ticks = None
+        timed = set(self.timer.timers) if isinstance(self.timer, ThreadTimers) else set()
         self.timer.close()
         self.timer = None
-        task = self.t.session.task
-        if task is not None:
-            drain_stop(task.tid)
+        s = self.t.session
+        if s.task is not None and not timed:
+            drain_stop(s.task.tid)
+        for task in s.taskset.tasks.values():
+            if task.tid in timed and task.tid not in s.dying:
+                drain_stop(task.tid)
 
     def _tick(self, traps: Traps) -> None:
         """The CPU timer stopped the program inside a stretch: keep a mid there."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from tracee import cpuid, fastloop, rdrand
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_WRITE, mapping_from_info
-from tracee.cputimer import CpuTimer
+from tracee.cputimer import CpuTimer, ThreadTimers
 from tracee.remote import InjectionError, exec_in_tracee
 from tracee.spawn import SpawnError, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
@@ -100,7 +100,7 @@ class ReplaySession:
         self.fast = False
         # A CPU timer on the program (tracee.cputimer), counting only while the program runs
         # its own code (run_once): reverse execution's ticks for mid-stretch checkpoints.
-        self.ticks: CpuTimer | None = None
+        self.ticks: CpuTimer | ThreadTimers | None = None
         lib = fastloop.load()
         self._loop = ReplayLoop(lib) if lib is not None else None
         # A stop that compiled code waited for and left for the ordinary path (the next
@@ -185,7 +185,7 @@ class ReplaySession:
         task.hand_over(api.Req.SYSEMU)
         self.running = True
         if self.ticks is not None:
-            self.ticks.enable()
+            self.ticks.enable(task.tid)
         try:
             outcome = self._loop.run(task.tid, task.mem.fd, rows,  # type: ignore[union-attr]
                                      time.monotonic_ns() + BATCH_BUDGET_NS)
@@ -269,7 +269,7 @@ class ReplaySession:
                 stop, self._pending = self._pending[1], None
             else:
                 if self.ticks is not None:
-                    self.ticks.enable()
+                    self.ticks.enable(task.tid)
                 task.resume(request or self.run_request)
                 self.running = True
                 try:

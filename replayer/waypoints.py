@@ -22,29 +22,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from replayer.control import Watchpoint
-from replayer import registers
+from replayer.positions import Hit
+from replayer.positions import Position as Point
 from replayer.snapshot import Snapshot
 
 WAYPOINT_INTERVAL = 0.25  # seconds of a backward pass between two waypoints
 MAX_WAYPOINTS = 16  # per pass
-
-
-@dataclass
-class Point:
-    """A state to find again: boundary `position`, then (tid not None) `tid`'s registers
-    inside the stretch after it."""
-    position: int
-    tid: int | None = None
-    regs: bytes = b""
-    steps: int | None = None
-    digest: str | None = None
-    # A hash of the stack around rsp: tells most loop iterations apart at the cost of one
-    # small read, before the full memory digest is computed.
-    quick: bytes | None = None
-
-    @property
-    def pc(self) -> int:
-        return registers.unpack(self.regs)["rip"]
 
 
 @dataclass(eq=False)
@@ -75,21 +58,6 @@ class Waypoint:
 
     def watch_count(self, watchpoints: frozenset[Watchpoint]) -> int | None:
         return self.watches if watchpoints == self.watchpoints else None
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A breakpoint arrival (the count-th at pc in the stretch after `position`), a
-    watchpoint trap (the count-th in that stretch), or ('kernel') event `position` whose
-    recorded writes touched a watched range; `tid` is the recorded thread. With an `origin`,
-    the count starts at that waypoint rather than at the stretch's start."""
-    kind: str
-    position: int
-    pc: int = 0
-    count: int = 0
-    wp: Watchpoint | None = None
-    tid: int = 0
-    origin: Waypoint | None = None
 
 
 class Waypoints:

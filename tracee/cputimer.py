@@ -58,7 +58,8 @@ class CpuTimer:
             self.close()
             raise
 
-    def enable(self) -> None:
+    def enable(self, tid: int | None = None) -> None:
+        """Count (the thread is given when it is run; this timer follows its own)."""
         if self.fd >= 0:
             fcntl.ioctl(self.fd, PERF_EVENT_IOC_ENABLE, 0)
 
@@ -82,6 +83,54 @@ class CpuTimer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ThreadTimers:
+    """A CpuTimer per thread, made when the thread first runs, for a multi-threaded tracee
+    of which one thread runs at a time (a replay): `enable(tid)` before running `tid`.
+    `elapsed()` is the CPU time all of them ran (read once per run, when it ends), so its
+    difference over a stretch that one thread runs is that thread's. A thread whose timer
+    the kernel refuses is not timed."""
+
+    def __init__(self, period_ns: int) -> None:
+        self.period_ns = period_ns
+        self.timers: dict[int, CpuTimer | None] = {}
+        self._read: dict[int, int] = {}  # each timer's reading when its thread last stopped
+        self._total = 0
+        self._current: int | None = None
+
+    def enable(self, tid: int | None = None) -> None:
+        if tid is None:
+            return
+        if tid not in self.timers:
+            try:
+                self.timers[tid] = CpuTimer(tid, self.period_ns)
+            except CpuTimerError:
+                self.timers[tid] = None
+            self._read[tid] = 0
+        timer = self.timers[tid]
+        if timer is not None:
+            self._current = tid
+            timer.enable()
+
+    def disable(self) -> None:
+        tid, self._current = self._current, None
+        timer = self.timers.get(tid) if tid is not None else None
+        if tid is None or timer is None:
+            return
+        timer.disable()
+        reading = timer.elapsed()
+        self._total += reading - self._read[tid]
+        self._read[tid] = reading
+
+    def elapsed(self) -> int:
+        return self._total
+
+    def close(self) -> None:
+        for timer in self.timers.values():
+            if timer is not None:
+                timer.close()
+        self._current = None
 
 
 def stop_pending(tid: int) -> bool:

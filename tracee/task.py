@@ -11,6 +11,7 @@ import os
 import signal
 import struct
 from collections.abc import Callable
+from typing import ClassVar
 
 from tracee import ptrace_api as api
 from tracee.stops import SignalStop, Stop, decode
@@ -159,6 +160,10 @@ def _from_kernel(tid: int) -> bool:
 class Task:
     """A stopped-or-running thread. Registers are fetched once per stop and cached."""
 
+    # Stops of any task waited for so far: how much work a search cost, in stops (reverse
+    # execution reports it, `monitor info reverse`).
+    stops_seen: ClassVar[int] = 0
+
     def __init__(self, tid: int, pid: int, memory: Memory, *,
                  drop_child_signals: bool = False) -> None:
         self.tid = tid
@@ -248,6 +253,7 @@ class Task:
             return self.wait_hook()
         while True:
             stop = decode(self.tid, api.wait_task(self.tid))
+            Task.stops_seen += 1
             if not (isinstance(stop, SignalStop) and (
                     (self.drop_child_signals and stop.signal == signal.SIGCHLD
                      and _from_kernel(self.tid))
