@@ -343,7 +343,10 @@ static int opens_proc(int memfd, uint64_t addr)
  * the buffers are full or the deadline has passed. Under the recorder's seccomp filter
  * (relive_record_seccomp) the task is resumed outside a syscall with PTRACE_CONT and its
  * entry stop is a PTRACE_EVENT_SECCOMP stop (is_entry_stop); without it, PTRACE_SYSCALL and
- * a syscall-entry stop. The exit stop is a syscall-exit stop in both models.
+ * a syscall-entry stop. The exit stop is a syscall-exit stop in both models. Under the
+ * filter, a clock read is answered at its entry stop (answer_clock, the numbers
+ * relive_record_clocks set): one stop instead of two. A clock read never blocks, so this
+ * holds beside other tasks too.
  *
  * spec: SPEC_WORDS int64 per syscall number below nspec: [0] the number of outputs, < 0 for
  * "not simple"; [1] the argument holding a file descriptor written to, checked against
@@ -356,15 +359,11 @@ static int opens_proc(int memfd, uint64_t addr)
  * out: [0] records, [1] reason, [2] tid, [3] status, [4] entry pending (its registers are in
  * `entry`), [5] errno, [6] data bytes used.
  *
- * The two differ only in these (struct loop_opts):
- *
- *   relive_record_run, the task recorded alone: clock reads are answered at their seccomp
- *   stop (answer_clock, the numbers relive_record_clocks set), one stop instead of two.
- *   Every stop of another task is handed back at once.
- *
- *   relive_record_shared_run, a task recorded beside others (issue 18.2, cheap thread
- *   switches; recorder/handoff.py is its Python side), to keep a futex hand-off between two
- *   threads out of Python except where the scheduler decides:
+ * relive_record_run is that loop for a task recorded alone: every stop of another task is
+ * handed back at once. relive_record_shared_run is it for a task recorded beside others
+ * (issue 18.2, cheap thread switches; recorder/handoff.py is its Python side), with these
+ * differences (struct loop_opts), which keep a futex hand-off between two threads out of
+ * Python except where the scheduler decides:
  *   - `allow`: calls that are simple only for some values of one argument, nallow rows of
  *     ALLOW_WORDS int64: the syscall number, the argument, a mask, then MAX_EXCEPT values
  *     (-1: none). Such a call (not simple by `spec`) is simple, with no outputs, when its
@@ -395,7 +394,6 @@ struct loop_opts {
     long max_others;
     long arm_us;           /* the timeslice the first stop kept starts (0: none) */
     int alarmable;         /* on_alarm is installed: waits end at SIGALRM */
-    int answer_clocks;     /* clock reads may be answered at their seccomp stop */
     int64_t kept, armed;   /* results: stops kept in `others`, the timer started */
 };
 
@@ -568,7 +566,7 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
             out[2] = w;
             break;
         }
-        if (o->answer_clocks && nclock_calls && data_cap - used >= 16
+        if (nclock_calls && data_cap - used >= 16
             && answer_clock(tid, memfd, &regs, &recs[n], data + used) == 0) {
             struct rec *r = &recs[n];
             if (r->nwrites) {
@@ -628,7 +626,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
                        struct rec *recs, long max_recs, unsigned char *data, int64_t data_cap,
                        int64_t deadline_ns, unsigned char *entry, int64_t *out)
 {
-    struct loop_opts o = {.answer_clocks = 1};
+    struct loop_opts o = {0};
     return record_loop(tid, memfd, spec, nspec, watched, nwatched, recs, max_recs, data,
                        data_cap, deadline_ns, entry, &o, out);
 }
@@ -642,7 +640,7 @@ long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspe
 {
     struct loop_opts o = {.allow = allow, .nallow = nallow, .others = others,
                           .max_others = max_others, .arm_us = arm_us,
-                          .alarmable = take_alarm() == 0, .answer_clocks = 0};
+                          .alarmable = take_alarm() == 0};
     long n = record_loop(tid, memfd, spec, nspec, watched, nwatched, recs, max_recs, data,
                          data_cap, deadline_ns, entry, &o, out);
     if (o.alarmable)
