@@ -7,12 +7,14 @@
  * handled every stop itself:
  *
  *   relive_record_run   record: from a task stopped at a syscall exit that Python has
- *                       recorded, resume it (PTRACE_SYSCALL), and while the next stop is the
- *                       entry of a syscall the spec table marks simple, run it to its exit,
- *                       read its outputs from /proc/PID/mem and append (entry registers,
- *                       result, exit rip, outputs) to a buffer. A call that writes to a
- *                       file (write, pwrite64, ...) is simple only if that file is not one
- *                       of the `watched` ones (relive's stdout and stderr, mapped files).
+ *                       recorded, resume it, and while the next stop is the entry of a
+ *                       syscall the spec table marks simple, run it to its exit, read its
+ *                       outputs from /proc/PID/mem and append (entry registers, result,
+ *                       exit rip, outputs) to a buffer. A call that writes to a file
+ *                       (write, pwrite64, ...) is simple only if that file is not one of the
+ *                       `watched` ones (relive's stdout and stderr, mapped files).
+ *   relive_record_shared_run  the same loop (record_loop) for a task recorded beside
+ *                       others: futex wakes too, other tasks' syscall stops kept.
  *   relive_replay_run   replay: for a batch of recorded syscalls of one task that need only
  *                       emulation, PTRACE_SYSEMU to the entry, compare the registers with
  *                       the recorded ones (as replayer/registers.diff does), write the
@@ -23,7 +25,7 @@
  *                       point where a signal or a preemption was recorded (a pc a loop
  *                       may reach millions of times a second).
  *
- * Both loops make rdtsc fault in the calling thread while they run, as it faults in every
+ * The loops make rdtsc fault in the calling thread while they run, as it faults in every
  * tracee (PR_SET_TSC): the kernel toggles CR4.TSD at each switch between a task that traps
  * rdtsc and one that does not, and on a VM that costs about a third of a ptrace round trip
  * (bench/ptrace_floor -t). Nothing in the loops reads the TSC: now_ns() makes a real
@@ -31,11 +33,12 @@
  * make it fault in the calling thread too, for the same reason (relive_trap_cpuid).
  *
  * Nothing here decides policy: which syscalls are simple, which events may be batched, is
- * decided in Python and passed in. Neither function ever retries a ptrace request after an
+ * decided in Python and passed in. No function ever retries a ptrace request after an
  * error or skips a stop: anything unexpected is handed back with the raw waitpid status.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +48,7 @@
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -330,17 +334,192 @@ static int opens_proc(int memfd, uint64_t addr)
         && memcmp(p, "/proc/", sizeof p) == 0;
 }
 
-/* out: [0] records, [1] reason, [2] tid, [3] status, [4] entry pending (its registers are in
-   `entry`), [5] errno, [6] data bytes used. spec: SPEC_WORDS int64 per syscall number below
-   nspec: [0] the number of outputs, < 0 for "not simple"; [1] the argument holding a file
-   descriptor written to, checked against `watched`, or -1; [2] an argument whose values
-   [3 .. 3 + MAX_EXCEPT) (-1: none) make the call not simple, or -1; [SPEC_PATH] an argument
-   holding a path that makes the call not simple when it is under /proc/, or -1; then
-   MAX_OUTS rules of 4 words (argument, size kind, size value, written even on failure). */
-long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
-                       const uint64_t *watched, long nwatched,
-                       struct rec *recs, long max_recs, unsigned char *data, int64_t data_cap,
-                       int64_t deadline_ns, unsigned char *entry, int64_t *out)
+/* ==== The record loop: relive_record_run and relive_record_shared_run =======================
+ *
+ * Both run record_loop over ONE task, stopped at a syscall exit that Python has recorded:
+ * resume it, and while the next stop is the entry of a simple syscall, run that call to its
+ * exit (PTRACE_SYSCALL), read its outputs from /proc/PID/mem and append (entry registers,
+ * result, exit rip, outputs) to a buffer; return at the first stop it does not handle, when
+ * the buffers are full or the deadline has passed. Under the recorder's seccomp filter
+ * (relive_record_seccomp) the task is resumed outside a syscall with PTRACE_CONT and its
+ * entry stop is a PTRACE_EVENT_SECCOMP stop (is_entry_stop); without it, PTRACE_SYSCALL and
+ * a syscall-entry stop. The exit stop is a syscall-exit stop in both models. Under the
+ * filter, a clock read is answered at its entry stop (answer_clock, the numbers
+ * relive_record_clocks set): one stop instead of two. A clock read never blocks, so this
+ * holds beside other tasks too.
+ *
+ * spec: SPEC_WORDS int64 per syscall number below nspec: [0] the number of outputs, < 0 for
+ * "not simple"; [1] the argument holding a file descriptor written to, checked against
+ * `watched` (nwatched (dev, ino) pairs: relive's stdout and stderr, mapped files; a write to
+ * one is not simple), or -1; [2] an argument whose values [3 .. 3 + MAX_EXCEPT) (-1: none)
+ * make the call not simple, or -1; [SPEC_PATH] an argument holding a path that makes the
+ * call not simple when it is under /proc/, or -1; then MAX_OUTS rules of 4 words (argument,
+ * size kind, size value, written even on failure).
+ *
+ * out: [0] records, [1] reason, [2] tid, [3] status, [4] entry pending (its registers are in
+ * `entry`), [5] errno, [6] data bytes used.
+ *
+ * relive_record_run is that loop for a task recorded alone: every stop of another task is
+ * handed back at once. relive_record_shared_run is it for a task recorded beside others
+ * (issue 18.2, cheap thread switches; recorder/handoff.py is its Python side), with these
+ * differences (struct loop_opts), which keep a futex hand-off between two threads out of
+ * Python except where the scheduler decides:
+ *   - `allow`: calls that are simple only for some values of one argument, nallow rows of
+ *     ALLOW_WORDS int64: the syscall number, the argument, a mask, then MAX_EXCEPT values
+ *     (-1: none). Such a call (not simple by `spec`) is simple, with no outputs, when its
+ *     argument masked is one of the values: futex's wake and requeue operations, which
+ *     never wait and write nothing;
+ *   - a syscall stop of another task (a thread whose futex wait the task's wake ended) is
+ *     kept in `others` ((tid, status) pairs; out[7] of them, at most max_others) and the loop
+ *     waits on for its own task (wait_own), instead of handing that stop back at once. Those
+ *     tasks were resumed inside their syscall, so theirs are syscall-exit stops in both
+ *     models. The first one kept starts the timeslice (ITIMER_REAL, arm_us microseconds,
+ *     unless 0) as Python's run queue does when a thread becomes ready, so a task spinning
+ *     on that thread is still interrupted (SIGALRM: the loop returns R_EINTR); out[8] = 1
+ *     then. Any other stop of another task (a signal, an event, an exit) is handed back;
+ *   - while it runs, the loop's own SIGALRM handler stands in front of the caller's
+ *     (Python's, which it calls first): the timeslice's end makes the loop return R_EINTR
+ *     whether it comes during a wait or just before one (the window in which a plain waitpid
+ *     would block for good while the task spins). Its waits peek (waitid WNOWAIT) and then
+ *     reap, so a signal that ends a wait never takes a stop with it.
+ *   Its out[] is SHARED_OUT_WORDS: OUT_WORDS, then [7] others kept, [8] timer armed.
+ */
+#define ALLOW_WORDS (3 + MAX_EXCEPT)
+#define SHARED_OUT_WORDS (OUT_WORDS + 2)
+
+struct loop_opts {
+    const int64_t *allow;  /* nallow rows of ALLOW_WORDS (none: 0 rows) */
+    long nallow;
+    int64_t *others;       /* other tasks' syscall stops kept (none: max_others 0) */
+    long max_others;
+    long arm_us;           /* the timeslice the first stop kept starts (0: none) */
+    int alarmable;         /* on_alarm is installed: waits end at SIGALRM */
+    int64_t kept, armed;   /* results: stops kept in `others`, the timer started */
+};
+
+static const int64_t no_outputs[SPEC_WORDS] = {
+    [0] = 0, [1] = -1, [2] = -1, [SPEC_PATH] = -1,
+};
+
+/* The row of `allow` that makes this call simple, or NULL. */
+static const int64_t *allowed(const int64_t *allow, long nallow,
+                              const struct user_regs_struct *e)
+{
+    for (long i = 0; i < nallow; i++) {
+        const int64_t *row = allow + i * ALLOW_WORDS;
+        if ((uint64_t)row[0] != e->orig_rax)
+            continue;
+        int64_t v = (int64_t)(arg_of(e, row[1]) & (uint64_t)row[2]);
+        for (int k = 0; k < MAX_EXCEPT; k++)
+            if (row[3 + k] >= 0 && row[3 + k] == v)
+                return no_outputs;
+    }
+    return NULL;
+}
+
+static sigjmp_buf alarm_jmp;
+static volatile sig_atomic_t alarm_seen, alarm_jump_ok;
+static volatile pid_t alarm_thread;      /* the thread running the loop */
+static struct sigaction outer_alarm;     /* the caller's handler, called first */
+
+static void on_alarm(int sig, siginfo_t *si, void *uc)
+{
+    int saved = errno;
+    if (outer_alarm.sa_flags & SA_SIGINFO)
+        outer_alarm.sa_sigaction(sig, si, uc);
+    else if (outer_alarm.sa_handler != SIG_DFL && outer_alarm.sa_handler != SIG_IGN)
+        outer_alarm.sa_handler(sig);
+    errno = saved;
+    alarm_seen = 1;
+    if (alarm_jump_ok && (pid_t)syscall(SYS_gettid) == alarm_thread) {
+        alarm_jump_ok = 0;
+        siglongjmp(alarm_jmp, 1);
+    }
+}
+
+/* Put on_alarm in front of the caller's SIGALRM handler: 0, or -1 if there is none to keep
+   (then the waits are plain waitpid, as in relive_record_run). */
+static int take_alarm(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGALRM, NULL, &outer_alarm) < 0
+        || (!(outer_alarm.sa_flags & SA_SIGINFO)
+            && (outer_alarm.sa_handler == SIG_DFL || outer_alarm.sa_handler == SIG_IGN)))
+        return -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_alarm;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    alarm_seen = 0;
+    alarm_jump_ok = 0;
+    alarm_thread = (pid_t)syscall(SYS_gettid);
+    return sigaction(SIGALRM, &sa, NULL);
+}
+
+static void give_alarm_back(void)
+{
+    sigaction(SIGALRM, &outer_alarm, NULL);
+}
+
+/* The next stop of any task (waitpid's answer), or -1 with errno EINTR once SIGALRM came
+   (`alarmable`: on_alarm is installed), during the wait or before it. */
+static int wait_stop(int *status, int alarmable)
+{
+    siginfo_t si;
+    if (!alarmable)
+        return waitpid(-1, status, __WALL);
+    for (;;) {
+        if (sigsetjmp(alarm_jmp, 0)) {  /* on_alarm jumped out of the peek */
+            sigset_t set;
+            sigemptyset(&set);
+            sigaddset(&set, SIGALRM);
+            sigprocmask(SIG_UNBLOCK, &set, NULL);
+            errno = EINTR;
+            return -1;
+        }
+        alarm_jump_ok = 1;
+        if (alarm_seen) {
+            alarm_jump_ok = 0;
+            errno = EINTR;
+            return -1;
+        }
+        memset(&si, 0, sizeof si);
+        int r = waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOWAIT | __WALL);
+        alarm_jump_ok = 0;
+        if (r < 0)
+            return -1;
+        int w = waitpid(si.si_pid, status, __WALL | WNOHANG);
+        if (w != 0)
+            return w;
+    }
+}
+
+/* `tid`'s next stop, keeping other tasks' syscall stops in o->others while there is room
+   (none: every stop is handed back): returns what waitpid returned (tid, another task whose
+   stop is handed back, or -1). */
+static int wait_own(int tid, int *status, struct loop_opts *o)
+{
+    for (;;) {
+        int w = wait_stop(status, o->alarmable);
+        if (w < 0 || w == tid || o->kept >= o->max_others || !is_syscall_stop(*status))
+            return w;
+        o->others[2 * o->kept] = w;
+        o->others[2 * o->kept + 1] = *status;
+        o->kept++;
+        if (o->arm_us > 0 && !o->armed) {
+            struct itimerval it = {{0, 0}, {o->arm_us / 1000000, o->arm_us % 1000000}};
+            setitimer(ITIMER_REAL, &it, NULL);
+            o->armed = 1;
+        }
+    }
+}
+
+/* The loop both functions run (see above); fills out[0 .. OUT_WORDS). */
+static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
+                        const uint64_t *watched, long nwatched,
+                        struct rec *recs, long max_recs, unsigned char *data, int64_t data_cap,
+                        int64_t deadline_ns, unsigned char *entry, struct loop_opts *o,
+                        int64_t *out)
 {
     struct user_regs_struct regs, xregs;
     long n = 0;
@@ -359,24 +538,19 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             break;
         }
         /* the task runs user code */
-        w = waitpid(-1, &status, __WALL);
+        w = wait_own(tid, &status, o);
         if (w < 0) {
             reason = errno == EINTR ? R_EINTR : R_ERROR;
             out[5] = errno;
             break;
         }
-        if (w != tid || !is_entry_stop(status)) {
+        /* Python sees the same stop and handles or refuses it: another task's, not an
+           entry, registers it fails to read the same way, a call not entered by `syscall`
+           in 64-bit code */
+        if (w != tid || !is_entry_stop(status)
+            || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
+            || regs.rcx != regs.rip || regs.cs != USER64_CS) {
             reason = R_STOP;
-            out[2] = w;
-            break;
-        }
-        if (ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0) {
-            reason = R_STOP;  /* Python will see the same stop and fail the same way */
-            out[2] = w;
-            break;
-        }
-        if (regs.rcx != regs.rip || regs.cs != USER64_CS) {
-            reason = R_STOP;  /* not entered by `syscall` in 64-bit code: Python refuses it */
             out[2] = w;
             break;
         }
@@ -385,7 +559,9 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
         if (!call || call[0] < 0 || is_exception(call, &regs)
             || (call[SPEC_PATH] >= 0 && opens_proc(memfd, arg_of(&regs, call[SPEC_PATH])))
             || (call[1] >= 0
-                && writes_watched_file(tid, arg_of(&regs, call[1]), watched, nwatched))) {
+                && writes_watched_file(tid, arg_of(&regs, call[1]), watched, nwatched)))
+            call = allowed(o->allow, o->nallow, &regs);
+        if (!call) {
             reason = R_STOP;  /* an entry Python handles */
             out[2] = w;
             break;
@@ -410,7 +586,7 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             out[5] = errno;
             break;
         }
-        w = waitpid(-1, &status, __WALL);
+        w = wait_own(tid, &status, o);
         if (w < 0) {
             reason = errno == EINTR ? R_EINTR : R_ERROR;
             out[4] = 1;
@@ -418,12 +594,8 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
             break;
         }
         out[4] = 1;  /* until recorded, the entry is pending */
-        if (w != tid || !is_syscall_stop(status)) {
-            reason = R_STOP;
-            out[2] = w;
-            break;
-        }
-        if (ptrace(PTRACE_GETREGS, tid, 0, &xregs) < 0) {
+        if (w != tid || !is_syscall_stop(status)
+            || ptrace(PTRACE_GETREGS, tid, 0, &xregs) < 0) {
             reason = R_STOP;
             out[2] = w;
             break;
@@ -446,6 +618,35 @@ long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
     out[1] = reason;
     out[3] = status;
     out[6] = used;
+    return n;
+}
+
+long relive_record_run(int tid, int memfd, const int64_t *spec, long nspec,
+                       const uint64_t *watched, long nwatched,
+                       struct rec *recs, long max_recs, unsigned char *data, int64_t data_cap,
+                       int64_t deadline_ns, unsigned char *entry, int64_t *out)
+{
+    struct loop_opts o = {0};
+    return record_loop(tid, memfd, spec, nspec, watched, nwatched, recs, max_recs, data,
+                       data_cap, deadline_ns, entry, &o, out);
+}
+
+long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspec,
+                              const int64_t *allow, long nallow,
+                              const uint64_t *watched, long nwatched,
+                              struct rec *recs, long max_recs, unsigned char *data,
+                              int64_t data_cap, int64_t deadline_ns, unsigned char *entry,
+                              int64_t *others, long max_others, long arm_us, int64_t *out)
+{
+    struct loop_opts o = {.allow = allow, .nallow = nallow, .others = others,
+                          .max_others = max_others, .arm_us = arm_us,
+                          .alarmable = take_alarm() == 0};
+    long n = record_loop(tid, memfd, spec, nspec, watched, nwatched, recs, max_recs, data,
+                         data_cap, deadline_ns, entry, &o, out);
+    if (o.alarmable)
+        give_alarm_back();
+    out[7] = o.kept;
+    out[8] = o.armed;
     return n;
 }
 
@@ -655,254 +856,8 @@ int64_t relive_source_crc(void)
     return FASTLOOP_SOURCE_CRC;
 }
 
-/* ==== relive_record_shared_run: a thread's runs while other recorded threads wait ==========
- *
- * (issue 18.2, cheap thread switches; recorder/handoff.py is its Python side.) The loop of
- * relive_record_run, for a task recorded beside others, with two differences that keep a
- * futex hand-off between two threads out of Python except where the scheduler decides:
- *
- *   - `allow`: calls that are simple only for some values of one argument, nallow rows of
- *     ALLOW_WORDS int64: the syscall number, the argument, a mask, then MAX_EXCEPT values
- *     (-1: none). Such a call (not simple by `spec`) is simple, with no outputs, when its
- *     argument masked is one of the values: futex's wake and requeue operations, which
- *     never wait and write nothing;
- *   - a syscall stop of another task (a thread whose futex wait the task's wake ended) is
- *     kept in `others` ((tid, status) pairs; out[7] of them, at most max_others) and the loop
- *     waits on for its own task, instead of handing that stop back at once. The first one
- *     kept starts the timeslice (ITIMER_REAL, arm_us microseconds, unless 0) as Python's run
- *     queue does when a thread becomes ready, so a task spinning on that thread is still
- *     interrupted (SIGALRM: waitpid returns EINTR); out[8] = 1 then. Any other stop of
- *     another task (a signal, an event, an exit) is handed back as relive_record_run does.
- *
- * While it runs, the loop's own SIGALRM handler stands in front of the caller's (Python's,
- * which it calls first): the timeslice's end makes the loop return R_EINTR whether it comes
- * during a wait or just before one (the window in which a plain waitpid would block for
- * good while the task spins). Its waits peek (waitid WNOWAIT) and then reap, so a signal
- * that ends a wait never takes a stop with it.
- *
- * Under the recorder's seccomp filter (relive_record_seccomp) it resumes and reads entries
- * as relive_record_run does: PTRACE_CONT outside a syscall, a PTRACE_EVENT_SECCOMP stop as
- * the entry; the tasks it keeps stops of were resumed inside their syscall, so theirs are
- * syscall-exit stops in both models.
- *
- * out: relive_record_run's OUT_WORDS words, then [7] others kept, [8] timer armed. */
-#include <setjmp.h>
-#include <sys/time.h>
-
-#define ALLOW_WORDS (3 + MAX_EXCEPT)
-#define SHARED_OUT_WORDS (OUT_WORDS + 2)
-
-static const int64_t no_outputs[SPEC_WORDS] = {
-    [0] = 0, [1] = -1, [2] = -1, [SPEC_PATH] = -1,
-};
-
-/* The row of `allow` that makes this call simple, or NULL. */
-static const int64_t *allowed(const int64_t *allow, long nallow,
-                              const struct user_regs_struct *e)
-{
-    for (long i = 0; i < nallow; i++) {
-        const int64_t *row = allow + i * ALLOW_WORDS;
-        if ((uint64_t)row[0] != e->orig_rax)
-            continue;
-        int64_t v = (int64_t)(arg_of(e, row[1]) & (uint64_t)row[2]);
-        for (int k = 0; k < MAX_EXCEPT; k++)
-            if (row[3 + k] >= 0 && row[3 + k] == v)
-                return no_outputs;
-    }
-    return NULL;
-}
-
-static sigjmp_buf alarm_jmp;
-static volatile sig_atomic_t alarm_seen, alarm_jump_ok;
-static volatile pid_t alarm_thread;      /* the thread running the loop */
-static struct sigaction outer_alarm;     /* the caller's handler, called first */
-
-static void on_alarm(int sig, siginfo_t *si, void *uc)
-{
-    int saved = errno;
-    if (outer_alarm.sa_flags & SA_SIGINFO)
-        outer_alarm.sa_sigaction(sig, si, uc);
-    else if (outer_alarm.sa_handler != SIG_DFL && outer_alarm.sa_handler != SIG_IGN)
-        outer_alarm.sa_handler(sig);
-    errno = saved;
-    alarm_seen = 1;
-    if (alarm_jump_ok && (pid_t)syscall(SYS_gettid) == alarm_thread) {
-        alarm_jump_ok = 0;
-        siglongjmp(alarm_jmp, 1);
-    }
-}
-
-/* Put on_alarm in front of the caller's SIGALRM handler: 0, or -1 if there is none to keep
-   (then the waits are plain waitpid, as in relive_record_run). */
-static int take_alarm(void)
-{
-    struct sigaction sa;
-    if (sigaction(SIGALRM, NULL, &outer_alarm) < 0
-        || (!(outer_alarm.sa_flags & SA_SIGINFO)
-            && (outer_alarm.sa_handler == SIG_DFL || outer_alarm.sa_handler == SIG_IGN)))
-        return -1;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_alarm;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    alarm_seen = 0;
-    alarm_jump_ok = 0;
-    alarm_thread = (pid_t)syscall(SYS_gettid);
-    return sigaction(SIGALRM, &sa, NULL);
-}
-
-static void give_alarm_back(void)
-{
-    sigaction(SIGALRM, &outer_alarm, NULL);
-}
-
-/* The next stop of any task (waitpid's answer), or -1 with errno EINTR once SIGALRM came
-   (`alarmable`: on_alarm is installed), during the wait or before it. */
-static int wait_stop(int *status, int alarmable)
-{
-    siginfo_t si;
-    if (!alarmable)
-        return waitpid(-1, status, __WALL);
-    for (;;) {
-        if (sigsetjmp(alarm_jmp, 0)) {  /* on_alarm jumped out of the peek */
-            sigset_t set;
-            sigemptyset(&set);
-            sigaddset(&set, SIGALRM);
-            sigprocmask(SIG_UNBLOCK, &set, NULL);
-            errno = EINTR;
-            return -1;
-        }
-        alarm_jump_ok = 1;
-        if (alarm_seen) {
-            alarm_jump_ok = 0;
-            errno = EINTR;
-            return -1;
-        }
-        memset(&si, 0, sizeof si);
-        int r = waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOWAIT | __WALL);
-        alarm_jump_ok = 0;
-        if (r < 0)
-            return -1;
-        int w = waitpid(si.si_pid, status, __WALL | WNOHANG);
-        if (w != 0)
-            return w;
-    }
-}
-
-/* `tid`'s next stop, keeping other tasks' syscall stops (see above): returns what waitpid
-   returned (tid, another task whose stop is handed back, or -1). */
-static int wait_own(int tid, int *status, int64_t *others, long max_others, long arm_us,
-                    int alarmable, int64_t *out)
-{
-    for (;;) {
-        int w = wait_stop(status, alarmable);
-        if (w < 0 || w == tid || !is_syscall_stop(*status) || out[7] >= max_others)
-            return w;
-        others[2 * out[7]] = w;
-        others[2 * out[7] + 1] = *status;
-        out[7]++;
-        if (arm_us > 0 && !out[8]) {
-            struct itimerval it = {{0, 0}, {arm_us / 1000000, arm_us % 1000000}};
-            setitimer(ITIMER_REAL, &it, NULL);
-            out[8] = 1;
-        }
-    }
-}
-
-long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspec,
-                              const int64_t *allow, long nallow,
-                              const uint64_t *watched, long nwatched,
-                              struct rec *recs, long max_recs, unsigned char *data,
-                              int64_t data_cap, int64_t deadline_ns, unsigned char *entry,
-                              int64_t *others, long max_others, long arm_us, int64_t *out)
-{
-    struct user_regs_struct regs, xregs;
-    long n = 0;
-    int64_t used = 0;
-    int status = 0, reason = 0, w;
-    int tsc = trap_like_tracees();
-    int alarmable = take_alarm() == 0;
-    memset(out, 0, SHARED_OUT_WORDS * sizeof(int64_t));
-    for (;;) {
-        if (n >= max_recs || now_ns() >= deadline_ns) {
-            reason = R_PARKED;
-            break;
-        }
-        if (ptrace(record_seccomp ? PTRACE_CONT : PTRACE_SYSCALL, tid, 0, 0) < 0) {
-            reason = R_ERROR;
-            out[5] = errno;
-            break;
-        }
-        w = wait_own(tid, &status, others, max_others, arm_us, alarmable, out);
-        if (w < 0) {
-            reason = errno == EINTR ? R_EINTR : R_ERROR;
-            out[5] = errno;
-            break;
-        }
-        if (w != tid || !is_entry_stop(status)
-            || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
-            || regs.rcx != regs.rip || regs.cs != USER64_CS) {
-            reason = R_STOP;  /* Python sees the same stop and handles or refuses it */
-            out[2] = w;
-            break;
-        }
-        uint64_t nr = regs.orig_rax;
-        const int64_t *call = nr < (uint64_t)nspec ? spec + nr * SPEC_WORDS : NULL;
-        if (!call || call[0] < 0 || is_exception(call, &regs)
-            || (call[SPEC_PATH] >= 0 && opens_proc(memfd, arg_of(&regs, call[SPEC_PATH])))
-            || (call[1] >= 0
-                && writes_watched_file(tid, arg_of(&regs, call[1]), watched, nwatched)))
-            call = allowed(allow, nallow, &regs);
-        if (!call) {
-            reason = R_STOP;  /* an entry Python handles */
-            out[2] = w;
-            break;
-        }
-        memcpy(entry, &regs, REGS_SIZE);
-        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0) {
-            reason = R_ERROR;
-            out[4] = 1;
-            out[5] = errno;
-            break;
-        }
-        w = wait_own(tid, &status, others, max_others, arm_us, alarmable, out);
-        if (w < 0) {
-            reason = errno == EINTR ? R_EINTR : R_ERROR;
-            out[4] = 1;
-            out[5] = errno;
-            break;
-        }
-        out[4] = 1;  /* until recorded, the entry is pending */
-        if (w != tid || !is_syscall_stop(status)
-            || ptrace(PTRACE_GETREGS, tid, 0, &xregs) < 0) {
-            reason = R_STOP;
-            out[2] = w;
-            break;
-        }
-        struct rec *r = &recs[n];
-        r->result = (int64_t)xregs.rax;
-        if (is_erestart(r->result)
-            || read_outputs(memfd, call, &regs, r, data, data_cap, &used)) {
-            reason = R_STOP;  /* Python handles this exit stop */
-            out[2] = w;
-            break;
-        }
-        memcpy(r->regs, &regs, REGS_SIZE);
-        r->exit_rip = xregs.rip;
-        out[4] = 0;
-        n++;
-    }
-    if (alarmable)
-        give_alarm_back();
-    restore_traps(tsc);
-    out[0] = n;
-    out[1] = reason;
-    out[3] = status;
-    out[6] = used;
-    return n;
-}
-
-/* This block's constants, as relive_interface lists the others. */
+/* relive_record_shared_run's constants and record layout, as relive_interface lists the
+   others (recorder/handoff.py checks them). */
 long relive_shared_interface(const char **names, int64_t *values, long n)
 {
     static const struct abi_entry shared_abi[] = {
@@ -916,4 +871,3 @@ long relive_shared_interface(const char **names, int64_t *values, long n)
     }
     return count;
 }
-/* ==== end of relive_record_shared_run ==================================================== */
