@@ -131,3 +131,14 @@ def test_the_recorder_resumes_tasks_only_through_task_resume():
              for n, line in enumerate(path.read_text().splitlines(), 1)
              if direct.search(line)]
     assert not found, found
+
+
+def test_clock_reads_among_threads_cost_one_stop_and_replay(programs, tmp_path):
+    """Two threads reading the clock and handing a mutex back and forth: the recorder's
+    multi-thread loop (relive_record_shared_run) answers the reads too."""
+    trace = tmp_path / "t"
+    reads = 10000  # per thread, plus a gettimeofday and a time every 100
+    rec = record(trace, programs["clock_reads_threads"], reads)
+    assert rec.returncode == 0, describe(rec)
+    assert _stops(rec.stderr) < 1.3 * 2 * reads, rec.stderr  # two a read: > 40000
+    assert_faithful(rec, replay(trace))
