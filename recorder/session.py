@@ -303,6 +303,11 @@ class Recorder:
         match stop:
             case SyscallStop():
                 info = api.get_syscall_info(t.task.tid, self._info)
+                if info.op == api.SYSCALL_INFO_NONE:
+                    # No longer in that stop: killed while the stop waited to be handled
+                    # (another thread's exit_group); its exit event comes next.
+                    log.debug("task %d left its syscall stop unhandled", t.task.tid)
+                    return
                 if info.arch != api.AUDIT_ARCH_X86_64:
                     raise self._not_64_bit(t, info)
                 if info.op != api.SYSCALL_INFO_EXIT:  # an entry or seccomp stop

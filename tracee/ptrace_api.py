@@ -200,6 +200,7 @@ class SyscallInfo(ctypes.Structure):
                 ("u", ctypes.c_uint64 * 7)]
 
 
+SYSCALL_INFO_NONE = 0  # not at a syscall stop (an event or signal stop)
 SYSCALL_INFO_ENTRY = 1
 SYSCALL_INFO_EXIT = 2
 SYSCALL_INFO_SECCOMP = 3  # a PTRACE_EVENT_SECCOMP stop: the entry's nr and args, then ret_data
