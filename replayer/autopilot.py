@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from tracee.ptrace_api import PtraceError
 from tracefile.errors import ReliveError
 
 from replayer.session import ReplaySession
@@ -32,6 +33,11 @@ def autopilot(trace: Path) -> int:
         session.run()
     except ReliveError as e:
         print(f"relive: {e}", file=sys.stderr)
+        return 1
+    except PtraceError as e:  # a replayed task gone or not stopped where the trace says
+        print(f"relive: replay failed at event {session.position} of "
+              f"{session.reader.event_count}: {e} (a relive bug: please report it with the "
+              f"trace)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"relive: replay interrupted (Ctrl-C) at event {session.position} of "
