@@ -35,6 +35,8 @@ import json, time, gdb
 def T(key, cmd):
     t = time.monotonic()
     out = gdb.execute(cmd, to_string=True)
+    # relive's progress lines (a long search) come and go with the machine's speed
+    out = "\\n".join(l for l in out.splitlines() if not l.startswith("relive: "))
     pc = int(gdb.parse_and_eval("$pc"))
     print("BENCH " + json.dumps({"key": key, "s": time.monotonic() - t, "pc": pc,
                                  "out": " ".join(out.split())[-120:]}))
