@@ -24,14 +24,14 @@ Usage: python3 bench/bench_trace_size.py [--before DIR] [--repeat 3] [--pytest D
 import argparse
 import resource
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchlib import BENCH_DIR, REPO_ROOT, describe_failure, print_cells, relive_cmd, relive_env
+from benchlib import (BENCH_DIR, REPO_ROOT, describe_failure, print_cells, relive_cmd,
+                      relive_env, trace_sizes)
 
 OUT = BENCH_DIR / "out" / "trace_size"
 
@@ -79,17 +79,6 @@ def bytes_read(cmd):
         if line.startswith("rchar:"):
             return int(line.split()[1])
     return None
-
-
-def trace_sizes(trace):
-    db = sum(p.stat().st_size for p in trace.glob("trace.db*"))
-    files = sum(p.stat().st_size for p in (trace / "files").glob("*"))
-    con = sqlite3.connect(trace / "trace.db")
-    try:
-        events = int(con.execute("SELECT value FROM meta WHERE key = 'events'").fetchone()[0])
-    finally:
-        con.close()
-    return events, db, files
 
 
 def one_round(tree, env, name, cmd, got, errors):

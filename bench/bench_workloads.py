@@ -28,7 +28,6 @@ Usage: python3 bench/bench_workloads.py [--only pytest,pingpong,go,tar,find] [--
 import argparse
 import os
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import tarfile
 import time
 
 from benchlib import (BENCH_DIR, describe_failure, host_description, print_cells, relive_cmd,
-                      relive_env)
+                      relive_env, trace_sizes)
 
 OUT = BENCH_DIR / "out" / "workloads"
 CACHE = BENCH_DIR / "out" / "cache"
@@ -132,17 +131,6 @@ def timed(cmd, env, cwd, timeout):
     except subprocess.TimeoutExpired:
         return None, timeout
     return proc, time.monotonic() - start
-
-
-def trace_sizes(trace):
-    db = sum(p.stat().st_size for p in trace.glob("trace.db*"))
-    files = sum(p.stat().st_size for p in (trace / "files").glob("*") if p.is_file())
-    con = sqlite3.connect(trace / "trace.db")
-    try:
-        events = int(con.execute("SELECT value FROM meta WHERE key = 'events'").fetchone()[0])
-    finally:
-        con.close()
-    return events, db, files
 
 
 def one_round(name, argv, cwd, env, floor, cpu, got, errors, timeout):

@@ -4,6 +4,7 @@ The scripts are run as `python3 bench/NAME.py`, so this directory is on sys.path
 """
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,15 @@ def host_description():
         pass
     return (f"{cpu}, {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), "
             f"Linux {platform.release()}, Python {platform.python_version()}")
+
+
+def trace_sizes(trace: Path) -> tuple[int, int, int]:
+    """A trace's event count, the bytes of its database and of its copied files."""
+    db = sum(p.stat().st_size for p in trace.glob("trace.db*"))
+    files = sum(p.stat().st_size for p in (trace / "files").glob("*") if p.is_file())
+    con = sqlite3.connect(trace / "trace.db")
+    try:
+        events = int(con.execute("SELECT value FROM meta WHERE key = 'events'").fetchone()[0])
+    finally:
+        con.close()
+    return events, db, files
