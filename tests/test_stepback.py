@@ -11,20 +11,16 @@ the recording printed, independently of relive.
 """
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 
 import pytest
-from conftest import describe, record
 from gdbhelpers import gdb_batch, requires_gdb, serve
+from long_loop import MASK, PRIME_INVERSE, record_long_loop, ror
 
 __all__ = ["serve"]  # the fixture, imported for pytest
 pytestmark = [requires_gdb, pytest.mark.slow]
 
 ITERATIONS = 400_000_000  # about a second of computation without a system call
-PRIME = 0x100000001B3
-MASK = (1 << 64) - 1
 BOUND = 20.0  # seconds per command; each took more than 15 minutes before
 
 SCRIPT = r"""
@@ -47,22 +43,11 @@ end
 """
 
 
-def _ror(x: int, n: int) -> int:
-    return ((x >> n) | (x << (64 - n))) & MASK
-
-
 @pytest.fixture(scope="module")
 def long_loop(programs, tmp_path_factory) -> tuple[Path, int]:
     """cpu_loop recorded with ITERATIONS iterations, and the result it printed."""
-    trace = tmp_path_factory.mktemp("stepback") / "cpu_loop"
-    started = time.monotonic()
-    rec = record(trace, programs["cpu_loop"], str(ITERATIONS))
-    assert rec.returncode == 0, describe(rec)
-    if time.monotonic() - started > 60:
-        pytest.skip("the machine is too loaded to record a second of computation")
-    match = re.search(rb"result: ([0-9a-f]{16})", rec.stdout)
-    assert match, describe(rec)
-    return trace, int(match.group(1), 16)
+    return record_long_loop(tmp_path_factory.mktemp("stepback") / "cpu_loop",
+                            programs["cpu_loop"], ITERATIONS)
 
 
 def _run(server, tmp_path: Path, commands: list[str]) -> list[tuple[str, int, int, int, int]]:
@@ -82,8 +67,8 @@ def _run(server, tmp_path: Path, commands: list[str]) -> list[tuple[str, int, in
 
 def _last_iteration(result: int) -> tuple[int, int, int]:
     """x at the start of lines 24, 23 and 22 in the last iteration (i == n - 1)."""
-    x24 = _ror(result, 13)
-    x23 = x24 * pow(PRIME, -1, 1 << 64) & MASK
+    x24 = ror(result, 13)
+    x23 = x24 * PRIME_INVERSE & MASK
     return x24, x23, x23 ^ (ITERATIONS - 1)
 
 
@@ -127,7 +112,7 @@ def test_reverse_continue_into_a_long_computation(long_loop, tmp_path: Path, ser
     got = _run(serve(trace), tmp_path, [
         "break cpu_loop.c:24", "reverse-continue", "reverse-continue", "reverse-stepi",
         "continue"])
-    earlier = _ror(x22, 13)  # line 24 of the iteration before: x then rotates into x22
+    earlier = ror(x22, 13)  # line 24 of the iteration before: x then rotates into x22
     assert [g[:4] for g in got] == [
         ("reverse-continue", 24, n - 1, x24),
         ("reverse-continue", 24, n - 2, earlier),

@@ -14,20 +14,16 @@ result the recording printed.
 """
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 
 import pytest
-from conftest import describe, record
 from gdbhelpers import gdb_batch, requires_gdb, serve
+from long_loop import MASK, PRIME_INVERSE, record_long_loop, ror
 
 __all__ = ["serve"]  # the fixture, imported for pytest
 pytestmark = [requires_gdb, pytest.mark.slow]
 
 ITERATIONS = 100_000_000
-PRIME = 0x100000001B3
-MASK = (1 << 64) - 1
 MAX_STOPS = 5_000  # per command; the whole loop single-stepped would be ~10^9
 
 SCRIPT = r"""
@@ -48,21 +44,11 @@ end
 """
 
 
-def _ror(x: int, n: int) -> int:
-    return ((x >> n) | (x << (64 - n))) & MASK
-
-
 @pytest.fixture(scope="module")
 def long_loop(programs, tmp_path_factory) -> tuple[Path, int]:
-    trace = tmp_path_factory.mktemp("stepback_threads") / "threads_long_loop"
-    started = time.monotonic()
-    rec = record(trace, programs["threads_long_loop"], str(ITERATIONS))
-    assert rec.returncode == 0, describe(rec)
-    if time.monotonic() - started > 60:
-        pytest.skip("the machine is too loaded to record a second of computation")
-    match = re.search(rb"result: ([0-9a-f]{16})", rec.stdout)
-    assert match, describe(rec)
-    return trace, int(match.group(1), 16)
+    """threads_long_loop recorded with ITERATIONS iterations, and the result it printed."""
+    return record_long_loop(tmp_path_factory.mktemp("stepback_threads") / "threads_long_loop",
+                            programs["threads_long_loop"], ITERATIONS)
 
 
 def test_first_step_back_in_a_threads_long_computation(long_loop, tmp_path: Path, serve):
@@ -78,8 +64,8 @@ def test_first_step_back_in_a_threads_long_computation(long_loop, tmp_path: Path
     got = [(s[0], int(s[1]), int(s[2]), int(s[3])) for s in stops]
     cost = {f"{k}: {s[0]}": int(s[4]) for k, s in enumerate(stops)}
     # x at the start of lines 21, 20 and 19 of the last iteration (i == n - 1)
-    x21 = _ror(result, 13)
-    x20 = x21 * pow(PRIME, -1, 1 << 64) & MASK
+    x21 = ror(result, 13)
+    x20 = x21 * PRIME_INVERSE & MASK
     x19 = x20 ^ (n - 1)
     # back from `result = x` over the loop's compare-and-branch into its last i++, then into
     # the end of the last iteration's body (the rotation of line 21, not yet stored) ...
@@ -89,7 +75,7 @@ def test_first_step_back_in_a_threads_long_computation(long_loop, tmp_path: Path
     # ... then line by line back through it, and into the iteration before
     assert got[5:] == [("reverse-next", 20, n - 1, x20), ("reverse-next", 19, n - 1, x19),
                        ("reverse-next", 18, n - 2, x19),
-                       ("reverse-next", 21, n - 2, _ror(x19, 13))], got
+                       ("reverse-next", 21, n - 2, ror(x19, 13))], got
     assert all(c <= MAX_STOPS for c in cost.values()), cost
 
 
@@ -109,9 +95,9 @@ def test_reverse_continue_into_a_threads_long_computation(long_loop, tmp_path: P
     assert len(stops) == len(commands), run.output
     got = [(s[0], int(s[1]), int(s[2]), int(s[3])) for s in stops]
     cost = {f"{k}: {s[0]}": int(s[4]) for k, s in enumerate(stops[:3])}
-    x21 = _ror(result, 13)
-    x19 = (x21 * pow(PRIME, -1, 1 << 64) & MASK) ^ (n - 1)
-    earlier = _ror(x19, 13)  # line 21 of the iteration before: x then rotates into x19
+    x21 = ror(result, 13)
+    x19 = (x21 * PRIME_INVERSE & MASK) ^ (n - 1)
+    earlier = ror(x19, 13)  # line 21 of the iteration before: x then rotates into x19
     assert got[:2] == [("reverse-continue", 21, n - 1, x21),
                        ("reverse-continue", 21, n - 2, earlier)], got
     assert got[2][1:3] == (20, n - 2), got
