@@ -19,7 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from signal import SIGSTOP, SIGTRAP
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from replayer.control import BreakpointConditions, Watchpoint
 from tracee.hwcount import HwCounter, HwCounterError
@@ -37,6 +37,21 @@ from replayer.traps import Traps, condition_holds, written_watchpoints
 from replayer.waypoints import Waypoint
 
 log = logging.getLogger(__name__)
+
+
+class Checkpointer(Protocol):
+    def due(self) -> bool: ...
+    def take(self) -> None: ...
+
+
+class PassHost(Protocol):
+    """What a pass over every thread of a process needs of it (replayer.threads_pass)."""
+    session: ReplaySession
+    timeline: Checkpointer  # (a replayer.timeline.Timeline)
+
+    def any_task(self) -> Task: ...
+    def recorded(self, task: Task | None) -> int | None: ...
+    def debugged(self, tid: int | None) -> bool: ...
 
 
 class Pass:

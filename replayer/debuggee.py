@@ -10,9 +10,8 @@ Forwards, `replayer.forward` runs the replay with gdb's breakpoints and watchpoi
 up to the first trap, Ctrl-C, or the end of the debugged process (a stop, replaylog:end, with
 the process still alive, so it can be inspected; it is never allowed to exit under gdb).
 
-Backwards, a trace of one task uses the Timeline's fast machinery; a trace of several uses the
-slower thread-aware re-execution of `reverse_threads`. Every method runs on one thread (the
-one that made the Debuggee: ptrace's rule) except `interrupt`.
+Backwards, `replayer.backward` serves every command, with one task or several. Every method
+runs on one thread (the one that made the Debuggee: ptrace's rule) except `interrupt`.
 """
 from __future__ import annotations
 
@@ -20,14 +19,12 @@ import contextlib
 import dataclasses
 import logging
 import signal
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from replayer import process_view
 from replayer.control import (
-    Action,
     Direction,
     ResumeCommand,
     Stop,
@@ -35,19 +32,19 @@ from replayer.control import (
     WatchKind,
     Watchpoint,
 )
+from replayer.backward import Backward
 from replayer.diversion import Diversion, register_values
 from replayer.errors import Refused, ReplayError
 from replayer.forward import ForwardRun
 from replayer.process_view import Image, ProcessFacts
-from replayer.positions import Land, Landing, Position, SearchInterrupted
+from replayer.positions import Landing
 from replayer.progress import Abandoned, Progress
-from replayer.reverse_threads import ThreadedReverse
 from replayer.session import OutputSink, ReplaySession
 from replayer.timeline import Timeline
 from tracee import ptrace_api as api
 from tracee import rdrand
 from tracee.task import MemoryAccessError, Task
-from tracefile.records import Event, Kind
+from tracefile.records import Event
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +79,8 @@ class Debuggee:
         self.pid_of.setdefault(root, root)
         self.timeline = Timeline(s, interrupted=self.interrupted)
         self.single = len(self.pid_of) == 1
-        self.reverse = ThreadedReverse(self)
         self.birth = 1 if self.pid == self.pid_of[root] else self._run_until_born()
+        self.backward = Backward(self)
         self.where(True, 0)
         self._current = self.pid if self.pid in s.taskset.tasks else self.live_threads()[0]
         self.last_stop = Stop(kind=StopKind.SIGNAL, tid=self.resolve_tid(), signal=5)
@@ -109,7 +106,7 @@ class Debuggee:
 
     def close(self) -> None:
         self.end_diversion()
-        self.reverse.waypoints.clear()
+        self.backward.close()
         self.timeline.close()
         self.session.close()
 
@@ -302,7 +299,7 @@ class Debuggee:
                 self._seek_alive(position)
             except Abandoned:  # gdb stopped waiting (Ctrl-C): stay at the event reached
                 log.info("goto abandoned by gdb at event %d", self.session.position - 1)
-        self.reverse.waypoints.clear()
+        self.backward.forget()
         self.parked = False
         self.where(True, 0)
         self._current = self._default_thread()
@@ -336,31 +333,12 @@ class Debuggee:
         [addr, addr+length) before now: a reverse watchpoint without gdb's help. (The caller
         checked the range: aligned, of 1, 2, 4 or 8 bytes, in user space.)"""
         self.end_diversion()
-        position = self.session.position
+        wp = Watchpoint(kind=WatchKind.WRITE, addr=addr, length=length)
         with self._silenced():
             try:
-                return self._last_write(addr, length)
-            except ReplayError as e:  # leave a consistent replay: the boundary it was at
-                self.timeline.seek(max(self.birth, position), until=self.forwards.at_end)
-                self.reverse.waypoints.clear()
-                self.parked = False
-                self.where(True, 0)
+                return self.backward.last_write(wp)
+            except ReplayError as e:  # (the replay is left at the boundary it was at)
                 raise Refused(f"last-write failed: {e}") from None
-
-    def _last_write(self, addr: int, length: int) -> str:
-        wp = Watchpoint(kind=WatchKind.WRITE, addr=addr, length=length)
-        if not self.single:
-            return self.reverse.last_write(wp)
-        now = self.timeline.now(self._boundary, self._steps)
-        hit = self.timeline.last_hit_before(now, frozenset(), frozenset({wp}))
-        if hit is None:
-            self.timeline.back_to(now)  # the search ended further back: a failure moves nothing
-            raise Refused(f"nothing wrote {addr:#x} (+{length}) before this point")
-        landing = self.timeline.goto_hit(hit, frozenset({wp}))
-        self.where(False, landing.steps, landing.anchor)
-        rip = self.task.regs.rip
-        where = "a syscall" if hit.kind == "kernel" else f"the instruction at {rip:#x}"
-        return f"Went back to {where}, which wrote {addr:#x}"
 
     # -- resuming ---------------------------------------------------------------------------
     def resume(self, command: ResumeCommand) -> Stop:
@@ -388,7 +366,7 @@ class Debuggee:
                 stops = Task.stops_seen
                 with self._silenced(), self.progress.task("searching backwards"):
                     try:
-                        stop = self._backward(command)
+                        stop = self.backward.resume(command)
                     finally:
                         self.backward_stops = Task.stops_seen - stops
             else:
@@ -440,93 +418,10 @@ class Debuggee:
             self.where(False, landing.steps, landing.anchor)
             self._mid_tid = landing.tid
 
-    def _backward(self, command: ResumeCommand) -> Stop:
-        if not self.single:
-            position = self.session.position
-            try:
-                return self.reverse.resume_back(command)
-            except SearchInterrupted as e:
-                self.reverse.waypoints.landed(self.reverse._met)
-                self.where(e.boundary, 0 if e.boundary else None)
-                return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
-            except Exception:
-                self.timeline.seek(max(self.birth, position))
-                self.reverse.waypoints.clear()
-                self.parked = False
-                self.where(True, 0)
-                raise
-        now = self.timeline.now(self._boundary, self._steps, self._anchor)
-        try:
-            return self._search_backward(command, now)
-        except SearchInterrupted as e:
-            self.where(e.boundary, 0 if e.boundary else None)
-            return self._stop(StopKind.INTERRUPTED, signal.SIGINT)
-        except Exception:
-            # Leave a consistent replay behind: the boundary before where the user was.
-            self.timeline.seek(max(1, now.position))
-            self.where(True, 0)
-            raise
-
-    def _search_backward(self, command: ResumeCommand, now: Position) -> Stop:
-        tl = self.timeline
-        self.parked = False
-        exec_seq = self._exec_to_cross(command, now.position)
-        if command.action is Action.CONTINUE:
-            # gdb's breakpoints are addresses in the program running now: search back only
-            # to where it was exec'd (before that, another program ran at those addresses).
-            floor = exec_seq + 1 if exec_seq is not None else 0
-            hit = tl.last_hit_before(now, command.breakpoints, command.watchpoints, floor,
-                                     command.conditions)
-            if hit is None and exec_seq is not None:
-                return self._back_to_exec(exec_seq)
-            if hit is None:
-                tl.seek(1)
-                self.where(True, 0)
-                return self._stop(StopKind.HISTORY_BEGIN)
-            landing = tl.goto_hit(hit, command.watchpoints)
-            self.where(False, landing.steps, landing.anchor)
-            if hit.kind == "bp":
-                return self._stop(StopKind.BREAKPOINT)
-            return self._stop(StopKind.WATCHPOINT, watch=hit.wp)
-        watched = {wp: self.peek(wp) for wp in command.watchpoints}
-        t0 = time.monotonic()
-        landing = tl.step_back(now)
-        log.debug("stepped back in %.3f s", time.monotonic() - t0)
-        self.where(landing.kind is not Land.MID, landing.steps, landing.anchor)
-        if landing.kind is Land.BEGIN:
-            return self._stop(StopKind.HISTORY_BEGIN)
-        if exec_seq is not None and self.session.position < exec_seq:
-            return self._exec_stop(exec_seq - 1)  # stepped back into the previous program
-        for wp, later in watched.items():
-            if wp.kind is not WatchKind.READ and self.peek(wp) != later:
-                return self._stop(StopKind.WATCHPOINT, watch=wp)  # stepped back over a write
-        return self._stop(StopKind.STEPPED)
-
-    def _exec_to_cross(self, command: ResumeCommand, position: int) -> int | None:
-        """The EXEC event a backward resume from `position` would cross first, if gdb follows
-        execs: going back over it, gdb must load the previous program's symbols."""
+    def last_exec(self, position: int) -> int | None:
+        """The seq of the debugged process's last EXEC event before `position`, if any."""
         assert self.facts is not None
-        if not command.exec_events:
-            return None
-        seq = self.facts.last_exec(self.pid, position)
-        if seq is None:
-            return None
-        execve = self.session.reader.event(seq - 1)
-        if execve.kind != Kind.SYSCALL or execve.tid != self.session.reader.event(seq).tid:
-            return None
-        return seq
-
-    def _back_to_exec(self, exec_seq: int) -> Stop:
-        """Nothing to stop at in this program: stop at its start, shown as the execve
-        instruction of the previous program, and tell gdb that program runs there (gdb
-        reloads its symbols and breakpoints, then goes on backwards by itself)."""
-        self.timeline.before_trigger(exec_seq - 1)
-        self.where(False, None)
-        return self._exec_stop(exec_seq - 1)
-
-    def _exec_stop(self, execve_seq: int) -> Stop:
-        tid = self.session.reader.event(execve_seq).tid
-        return Stop(kind=StopKind.EXECD, tid=self.resolve_tid(tid), exec_path=self._image().exe)
+        return self.facts.last_exec(self.pid, position)
 
     def peek(self, wp: Watchpoint) -> bytes:
         return self.any_task().mem.read_upto(wp.addr, wp.length)

@@ -44,14 +44,7 @@ class ReverseContinue(TimelineCore):
         if there is none). Conditional breakpoints are never counted by the kernel: each hit
         is looked at."""
         self.fingerprint(now)
-
-        def above_floor() -> bool:
-            return any(floor <= c.position <= now.position for c in self.checkpoints)
-        if floor and not above_floor():
-            self.seek(floor)
-            self.take()
-            if not above_floor():  # no checkpoint possible there (shared memory)
-                floor = 0
+        floor = self.checkpoint_from(floor, now.position)
         if not now.boundary:
             hit = self.last_hit_from_mids(now, breakpoints, watchpoints, conditions)
             if hit is not None:
@@ -75,6 +68,20 @@ class ReverseContinue(TimelineCore):
                 return hits[-1]
             until = Position(cp.position)
         return None
+
+    def checkpoint_from(self, floor: int, position: int) -> int:
+        """Make sure a checkpoint lies between boundaries `floor` (where the program the
+        breakpoints belong to was exec'd) and `position`, for a search back to the floor:
+        one is taken there if there is none. The floor to search back to: 0 if none could
+        be taken (shared memory)."""
+        def above_floor() -> bool:
+            return any(floor <= c.position <= position for c in self.checkpoints)
+        if floor and not above_floor():
+            self.seek(floor)
+            self.take()
+            if not above_floor():
+                return 0
+        return floor
 
     def _near_mid(self, now: Position, floor: int) -> Mid | None:
         """The newest mid of a stretch before `now`'s that is later than every stored
@@ -150,12 +157,9 @@ class ReverseContinue(TimelineCore):
 
     def goto_hit(self, hit: Hit, watchpoints: frozenset[Watchpoint],
                  cross: Callable[[int], Landing] | None = None) -> Landing:
-        """Position the replay at `hit`: at the breakpoint before its instruction runs, or,
-        for a watchpoint, before the instruction (or syscall) that wrote (`cross`: as for
-        step_back)."""
-        if hit.kind == "kernel":
-            self.before_trigger(hit.position)
-            return Landing(Land.MID, steps=None)
+        """Position the replay at `hit` (a breakpoint arrival or a watchpoint trap inside a
+        stretch): at the breakpoint before its instruction runs, or, for a watchpoint, before
+        the instruction that wrote (`cross`: as for step_back)."""
         at_hit = Landing(Land.MID, steps=0, anchor=(hit.pc, hit.count))
         if hit.kind == "bp" and hit.count > COUNTER_WORTH and self._goto_counted(hit):
             return at_hit
@@ -166,6 +170,8 @@ class ReverseContinue(TimelineCore):
         if run.run() is not Verdict.HIT:
             raise ReplayError(f"could not find hit {hit} again")
         if hit.kind == "watch":
+            if cross is None:
+                raise ReplayError("going to a watchpoint hit needs a way to cross events")
             return self.step_back(self.now(boundary=False, steps=None), cross)
         return at_hit
 

@@ -1,9 +1,9 @@
 """reverse-stepi: the state one instruction before "now".
 
 At an event boundary it is the instruction that caused the event (a syscall is shown before
-it runs); the caller says how to cross an event (`cross`: the single task's previous
-instruction by default; replayer.reverse_threads gives the stepped thread's previous event).
-Inside a stretch only one thread runs, so the search is the same for one task or many:
+it runs): the caller says how to cross an event (`cross`: replayer.crossing, for the stepped
+thread). Inside a stretch only one thread runs, so the search is the same for one task or
+many:
 
 - `now` counted from an anchor arrival (a state reverse-continue found): the previous arrival,
   then single steps over one loop iteration;
@@ -32,7 +32,6 @@ from tracee import ptrace_api as api
 from tracee.hwcount import HwCounter, HwCounterError
 from tracee.stops import SignalStop, Stop
 from tracee.task import Task
-from tracefile.records import Kind
 
 from replayer import registers
 from replayer.decode_back import (
@@ -43,7 +42,7 @@ from replayer.decode_back import (
 )
 from replayer.errors import ReplayError
 from replayer.midpoints import ARRIVAL_FORK_EVERY, MAX_ARRIVAL_FORKS, ArrivalCache, Mid
-from replayer.positions import BEGIN, BOUNDARY, Hit, Land, Landing, Position
+from replayer.positions import BOUNDARY, Hit, Land, Landing, Position
 from replayer.session import ReplaySession
 from replayer.timeline_core import MAX_STEPS, StepCache, TimelineCore, replace
 
@@ -103,14 +102,13 @@ class ArrivalCounting:
 
 
 class StretchBack(TimelineCore):
-    def step_back(self, now: Position,
-                  cross: Callable[[int], Landing] | None = None) -> Landing:
+    def step_back(self, now: Position, cross: Callable[[int], Landing]) -> Landing:
         """Go one instruction back from `now`: BEGIN at the start of history, BOUNDARY, or MID
         with steps counted from the anchor (None if unknown), itself counted from
         `self.base`. At the start of now's stretch, `cross(position)` goes back over the
         event before it."""
         if now.boundary or (now.steps == 0 and now.anchor is None and now.base is None):
-            return (cross or self._step_back_over_event)(now.position)
+            return cross(now.position)
         if now.steps == 0 and now.anchor is None:
             assert now.base is not None  # standing on a mid: count from the one before it
             now = replace(now, steps=None, base=self.mids.previous(now.base))
@@ -148,23 +146,6 @@ class StretchBack(TimelineCore):
         if steps == 0 and anchor is None and now.base is None:
             return BOUNDARY
         return Landing(Land.MID, now.tid, steps, anchor)
-
-    def _step_back_over_event(self, position: int) -> Landing:
-        """The single task's instruction before boundary `position`."""
-        if position <= 1:
-            self.seek(1)
-            return BEGIN
-        ev = self.s.reader.event(position - 1)
-        if ev.kind == Kind.SIGNAL and ev.info.get("where") != "sync":
-            self.seek(position - 1)  # before delivery, nothing ran in between
-            return BOUNDARY
-        if ev.kind == Kind.PREEMPT and ev.info.get("jump"):
-            self.seek(position - 1)  # a jump point replaces its stretch: one step (jumps.py)
-            return BOUNDARY
-        if ev.kind == Kind.EXEC:
-            return self._step_back_over_event(position - 1)
-        self.before_trigger(ev.seq)
-        return Landing(Land.MID, ev.tid, None)
 
     def goto_anchor(self, position: int, anchor: tuple[int, int] | None,
                     base: Mid | None = None) -> None:

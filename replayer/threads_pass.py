@@ -1,24 +1,20 @@
 """The hit search of reverse execution (replayer.backward_pass.HitsPass) over every thread
 of the debugged process: which thread a trap is, which hits count for whom, and the waypoints
 (replayer.waypoints) and checkpoints a pass over a replay of several tasks leaves on its way.
-The engine that uses it is replayer.reverse_threads.
+The search that uses it is replayer.hit_search.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from replayer.control import BreakpointConditions, Watchpoint
-from replayer.backward_pass import HitsPass
+from replayer.backward_pass import HitsPass, PassHost
 from replayer.positions import Hit, Position
 from replayer.traps import Traps
 from replayer.waypoints import WAYPOINT_INTERVAL, Waypoint, Waypoints
 from tracee.task import Task
 from tracefile.records import Event
-
-if TYPE_CHECKING:
-    from replayer.debuggee import Debuggee
 
 
 class ThreadsPass(HitsPass):
@@ -27,7 +23,7 @@ class ThreadsPass(HitsPass):
     count only for thread `owner`; syscall writes only of its threads), taking checkpoints
     and, every WAYPOINT_INTERVAL at a trap it handles, waypoints (`taken`)."""
 
-    def __init__(self, target: Debuggee, interrupted: Callable[[], bool],
+    def __init__(self, target: PassHost, interrupted: Callable[[], bool],
                  waypoints: Waypoints, origin: Waypoint | None, until: Position,
                  breakpoints: frozenset[int], watchpoints: frozenset[Watchpoint], *,
                  goal: Hit | None, private: frozenset[int], owner: int | None,

@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from replayer.control import BreakpointConditions, Watchpoint
-from tracee import ptrace_api as api
-from tracee.stops import SignalStop, Stop, SyscallStop
+from tracee.stops import Stop
 from tracee.task import Task
 
 from replayer.backward_pass import CountedTrapPass, HitsPass
@@ -76,8 +75,7 @@ class TimelineCore:
         self.take()
 
     # -- the searches (replayer.reverse_continue, replayer.stretch_back) --------------------
-    def step_back(self, now: Position,
-                  cross: Callable[[int], Landing] | None = None) -> Landing:
+    def step_back(self, now: Position, cross: Callable[[int], Landing]) -> Landing:
         raise NotImplementedError
 
     def goto_hit(self, hit: Hit, watchpoints: frozenset[Watchpoint],
@@ -248,22 +246,6 @@ class TimelineCore:
 
     def fingerprint(self, now: Position) -> None:
         now.fingerprint(self._task())
-
-    def before_trigger(self, seq: int) -> None:
-        """Position just before the instruction that caused event `seq` (a syscall is shown
-        at its `syscall` instruction, not yet run)."""
-        self.seek(seq)
-        s = self.s
-        ev = s.next_event
-        stop = s.run_once(s.current_task(), api.Req.SYSEMU)
-        task = s.current_task()
-        if isinstance(stop, SyscallStop):
-            task.set_reg("rip", task.regs.rip - 2)
-            task.set_reg("rax", task.regs.orig_rax)
-            task.set_reg("orig_rax", -1)
-            task.flush_regs()
-        elif not isinstance(stop, SignalStop) and ev is not None:
-            raise s.divergence(ev, "expected the event's trigger", stop)
 
     def _pass(self, until: Position, breakpoints: frozenset[int] = frozenset(),
               watchpoints: frozenset[Watchpoint] = frozenset(), *,

@@ -1,0 +1,66 @@
+"""Stepping back over an event (replayer.crossing), one engine for one thread or several.
+
+A signal that arrives while the program computes is delivered after code ran since the
+program's previous event (just before its next syscall, or at a point in user code). One
+instruction back from the handler's first instruction is where the signal interrupted the
+program: the frame gdb shows under `<signal handler called>`. (The one-thread engine used to
+land at the previous event instead, and `stepi` from there ran on in the wrong place.)
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import describe, record, run_relive
+from gdbhelpers import gdb_batch, requires_gdb, serve
+
+__all__ = ["serve"]  # the fixture, imported for pytest
+pytestmark = [requires_gdb, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def signal_trace(programs, tmp_path_factory) -> Path:
+    trace = tmp_path_factory.mktemp("crossing") / "signal_mid_compute"
+    for _ in range(3):  # (where the signal lands is up to the machine's timing)
+        rec = record(trace, "--force", programs["signal_mid_compute"])
+        assert rec.returncode == 0, describe(rec)
+        listing = run_relive("dump", trace).stdout.decode()
+        if re.search(r"SIGNAL +SIGALRM (before_syscall|user)", listing):
+            return trace
+    pytest.skip("the signal came right after a syscall three times: nothing ran before it")
+
+
+def _pcs(output: str) -> list[int]:
+    return [int(v, 16) for v in re.findall(r"^\$\d+ = (0x[0-9a-f]+)$", output, re.MULTILINE)]
+
+
+def test_reverse_stepi_from_a_handler_lands_where_the_signal_came(signal_trace, serve):
+    server = serve(signal_trace)
+    run = gdb_batch("break *on_alarm", "continue", "frame 2", "p/x $pc", "frame 0",
+                    "reverse-stepi", "p/x $pc", "stepi", "p/x $pc", "p/x (long)&on_alarm",
+                    connect=server.address)
+    assert "Traceback" not in server.describe(), server.describe()
+    pcs = _pcs(run.output)
+    assert len(pcs) == 4, str(run)
+    interrupted, back, forward, handler = pcs
+    assert back == interrupted, str(run)
+    assert forward == handler, str(run)  # and stepping forward delivers the signal again
+
+
+def test_reverse_stepi_back_across_an_exec_among_threads(programs, tmp_path, serve):
+    """The main thread execs while three threads wait: one instruction back from the new
+    program's first is the execve of the old one, and gdb is told that program runs again
+    (with one engine for one thread or several, as in test_gdb_exec for one thread)."""
+    trace = tmp_path / "exec_from_threads"
+    rec = record(trace, programs["exec_from_threads"])
+    assert rec.returncode == 3, describe(rec)
+    server = serve(trace)
+    run = gdb_batch("catch exec", "continue", "x/i $pc", "reverse-stepi", "x/i $pc", "bt 3",
+                    "stepi", "x/i $pc", connect=server.address)
+    out = run.output
+    assert "Traceback" not in server.describe(), server.describe()
+    pcs = re.findall(r"^=> 0x[0-9a-f]+ <([\w.+]+)>:\s+(\w+)", out, re.MULTILINE)
+    assert [p[0] for p in pcs] == ["_start", "__GI_execve+5", "_start"], str(run)
+    assert pcs[1][1] == "syscall", str(run)
+    assert re.search(r"#2 +0x[0-9a-f]+ in main \(argc=1,", out), str(run)
