@@ -12,11 +12,13 @@ with the process parked, alive, at its exit syscall, so it can be inspected.
 from __future__ import annotations
 
 import signal
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from replayer.control import Action, ResumeCommand, Stop, StopKind
+from replayer.control import Action, ResumeCommand, Stop, StopKind, Watchpoint
 from replayer.errors import Paused
 from replayer.midpoints import MID_PERIOD_NS
+from replayer.session import ReplaySession
+from replayer.timeline import Timeline
 from replayer.traps import Trap, Traps, condition_holds, written_watchpoints
 from tracee import ptrace_api as api
 from tracee.cputimer import CpuTimer, CpuTimerError, ThreadTimers, drain_stop
@@ -24,14 +26,34 @@ from tracee.stops import SignalStop, SyscallStop
 from tracee.stops import Stop as TraceeStop
 from tracee.syscalls import queries
 from tracee.sysnums import name_of
+from tracee.task import Task
 from tracefile.records import Event, Kind
 
-if TYPE_CHECKING:
-    from replayer.debuggee import Debuggee
+
+class ForwardHost(Protocol):
+    """What a forward run needs of the debugged process (replayer.debuggee.Debuggee)."""
+    session: ReplaySession
+    timeline: Timeline
+    single: bool
+    parked: bool
+
+    def interrupted(self) -> bool: ...
+    def debugged(self, tid: int | None) -> bool: ...
+    def recorded(self, task: Task | None) -> int | None: ...
+    def live_threads(self) -> list[int]: ...
+    def task_of(self, tid: int) -> Task: ...
+    def any_task(self) -> Task: ...
+    def resolve_tid(self, tid: int | None = None) -> int: ...
+    def timeline_due(self) -> bool: ...
+    def where(self, boundary: bool, steps: int | None,
+              anchor: tuple[int, int] | None = None) -> None: ...
+    def paused(self, reason: object) -> Stop: ...
+    def stop(self, kind: StopKind, tid: int | None = None, watch: Watchpoint | None = None,
+             sig: int = signal.SIGTRAP) -> Stop: ...
 
 
 class ForwardRun:
-    def __init__(self, target: Debuggee) -> None:
+    def __init__(self, target: ForwardHost) -> None:
         self.t = target
         self.stepper: int | None = None  # the thread a forward step is for
         self.command: ResumeCommand | None = None

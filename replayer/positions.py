@@ -11,6 +11,8 @@ replayer.reverse_threads) and the gdb target:
   next event), and what is known of how far it is from the stretch's start;
 - a Hit is a breakpoint arrival, a watchpoint trap or a syscall's recorded write, numbered
   within its stretch from an origin (the boundary, a mid or a waypoint);
+- a Waypoint is a snapshot inside a stretch that a pass took, with the hit counts it had
+  reached there (replayer.waypoints keeps them);
 - a Landing is where a backward move left the replay;
 - a Verdict is what a search makes of one stop of the replayed program.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,7 +35,7 @@ from replayer.errors import ReplayError
 
 if TYPE_CHECKING:
     from replayer.midpoints import Mid
-    from replayer.waypoints import Waypoint
+    from replayer.snapshot import Snapshot
 
 
 class Verdict(enum.Enum):
@@ -135,6 +138,36 @@ class Hit:
     ordered: bool = True
     base: Mid | None = None
     origin: Waypoint | None = None
+
+
+@dataclass(eq=False)
+class Waypoint:
+    """A snapshot inside the stretch after `snap.position`, at `point`, with what the pass
+    that took it had counted in that stretch: arrivals at each of its breakpoints `armed`,
+    and traps of its `watchpoints`."""
+    snap: Snapshot
+    point: Position
+    armed: frozenset[int]
+    arrivals: Counter[int]
+    watchpoints: frozenset[Watchpoint] | None  # None: its watch traps were not counted
+    watches: int
+    alive: bool = True
+
+    def discard(self) -> None:
+        if self.alive:
+            self.alive = False
+            self.snap.discard()
+
+    @property
+    def position(self) -> int:
+        return self.snap.position
+
+    def counts(self, pc: int) -> int | None:
+        """Arrivals at `pc` before this waypoint in its stretch, if they were counted."""
+        return self.arrivals[pc] if pc in self.armed else None
+
+    def watch_count(self, watchpoints: frozenset[Watchpoint]) -> int | None:
+        return self.watches if watchpoints == self.watchpoints else None
 
 
 class Land(enum.Enum):

@@ -249,7 +249,7 @@ class ReplaySession:
 
     def resume_until_stop(self, ev: Event) -> Stop:
         """Run the task (SYSEMU) to its next stop; exits and deaths end the session."""
-        task = self._task(ev)
+        task = self.event_task(ev)
         self.taskset.settle(task)
         return self.run_once(task)
 
@@ -342,7 +342,8 @@ class ReplaySession:
         self.task = None
         self.proc = None
 
-    def _task(self, ev: Event) -> Task:
+    def event_task(self, ev: Event) -> Task:
+        """The task replaying event `ev` (the current one)."""
         if self.task is None:
             raise ReplayError(f"event {ev.seq}: no replayed process")
         return self.task
@@ -354,7 +355,7 @@ class ReplaySession:
         return ReplayDivergence(event=ev.seq, tid=ev.tid, what=what, diff=diff)
 
     def check_regs(self, ev: Event, what: str, skip: tuple[str, ...] = ()) -> None:
-        task = self._task(ev)
+        task = self.event_task(ev)
         d = registers.diff(ev.regs, task.regs_bytes(), skip)
         if d:
             raise self.divergence(ev, f"registers differ at {what}", diff=d)
@@ -383,7 +384,7 @@ class ReplaySession:
         """A mapping the recorder made (a scratch area, its guard): made here too, so both
         address spaces stay alike."""
         m = mapping_from_info(ev.info["map"])
-        task = self._task(ev)
+        task = self.event_task(ev)
         self.taskset.settle(task)
         map_anonymous(task, m)
         assert self.proc is not None
@@ -393,10 +394,10 @@ class ReplaySession:
         """The thread reaches a syscall and stays there: recorded, it left the CPU inside the
         call; its SYSCALL event, later, completes it."""
         self._reach_syscall(ev)
-        self.taskset.entered.add(self._task(ev).tid)
+        self.taskset.entered.add(self.event_task(ev).tid)
 
     def _syscall(self, ev: Event) -> None:
-        task = self._task(ev)
+        task = self.event_task(ev)
         if task.tid in self.taskset.entered:
             self.taskset.entered.discard(task.tid)
         else:
@@ -459,7 +460,7 @@ class ReplaySession:
 
     def _reach_syscall(self, ev: Event) -> None:
         stop = self.resume_until_stop(ev)
-        task = self._task(ev)
+        task = self.event_task(ev)
         if not isinstance(stop, SyscallStop):
             raise self.divergence(ev, f"expected syscall {name_of(ev.nr)}", stop)
         if task.regs.orig_rax != ev.nr:
@@ -471,7 +472,7 @@ class ReplaySession:
     def _in_place(self, ev: Event, name: str) -> None:
         """rt_sigreturn, exit, exit_group: rewind to the `syscall` instruction and let the
         kernel run it where the program made it."""
-        task = self._task(ev)
+        task = self.event_task(ev)
         task.set_reg("rip", task.regs.rip - 2)
         task.set_reg("rax", ev.nr)
         task.set_reg("orig_rax", -1)
@@ -496,7 +497,7 @@ class ReplaySession:
         if nxt is None or nxt.kind != Kind.EXEC:
             raise self.divergence(ev, "trace has no image after a successful execve")
         exe = str(self.reader.file_path(nxt.info["exe_id"]))
-        task = self._task(ev)
+        task = self.event_task(ev)
         victims, self.exec_victims = self.exec_victims, {}
         if victims:  # the exec completes only once the tracer has reaped them
             task.wait_hook = lambda: wait_through_exec(task, victims)
@@ -511,7 +512,7 @@ class ReplaySession:
 
     def _rdtsc(self, ev: Event) -> None:
         stop = self.resume_until_stop(ev)
-        task = self._task(ev)
+        task = self.event_task(ev)
         if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGSEGV):
             raise self.divergence(ev, "expected an rdtsc trap", stop)
         self.check_regs(ev, "rdtsc")
@@ -524,7 +525,7 @@ class ReplaySession:
     def _rdrand(self, ev: Event) -> None:
         """A patched rdrand/rdseed (tracee.rdrand) raises SIGILL: give it the recorded number."""
         stop = self.resume_until_stop(ev)
-        task = self._task(ev)
+        task = self.event_task(ev)
         if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGILL):
             raise self.divergence(ev, f"expected the patched {ev.info['insn']} to trap", stop)
         self.check_regs(ev, ev.info["insn"])
@@ -534,7 +535,7 @@ class ReplaySession:
         """A cpuid made to fault (tracee.cpuid): give it the recorded values, whatever the
         CPU replaying it."""
         stop = self.resume_until_stop(ev)
-        task = self._task(ev)
+        task = self.event_task(ev)
         if not (isinstance(stop, SignalStop) and stop.signal == signal.SIGSEGV):
             raise self.divergence(ev, "expected a cpuid trap", stop)
         self.check_regs(ev, "cpuid")
@@ -547,7 +548,7 @@ class ReplaySession:
     def _exit(self, ev: Event) -> None:
         """The task ends: by exit/exit_group run in place or a fatal signal (`dying`), or by a
         kill from outside the recording (replay has no more events for it)."""
-        task = self._task(ev)
+        task = self.event_task(ev)
         if "exec" in ev.info:  # killed by another thread's execve, the next event of its
             self.exec_victims[task.tid] = ev.result  # process: that exec kills it here too
             self.taskset.remove(ev.tid)
@@ -593,7 +594,7 @@ class ReplaySession:
             self._kill_task()
 
     def _emit_output(self, ev: Event) -> None:
-        task = self._task(ev)
+        task = self.event_task(ev)
         args = args_of(unpack_regs(ev.regs))
         fd = ev.info["out"]
         if "data" in ev.info:  # sendfile, splice, ...: recorded, never in tracee memory

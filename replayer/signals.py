@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from tracee import fastloop
 from tracee import ptrace_api as api
@@ -24,13 +25,11 @@ from tracee.task import MemoryAccessError, Task
 from tracefile.records import Event
 
 from replayer import registers
-from replayer.errors import Paused
+from replayer.errors import Paused, ReplayDivergence
 from replayer.fastpath import PointFinder
 from replayer.jumps import jump_to
 from replayer.rebuild import write_memory
-
-if TYPE_CHECKING:
-    from replayer.session import ReplaySession
+from replayer.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,25 @@ MAX_HITS = 10_000_000
 FINDER_BUDGET_NS = 1_000_000_000  # the compiled search returns this often to note progress
 
 
+class SignalHost(Protocol):
+    """What signal replay needs of the replay session (replayer.session.ReplaySession)."""
+    taskset: TaskSet
+    dying: set[int]
+    running: bool
+    signal_ready: int | None
+    wants_signal_stop: Callable[[int], bool]
+
+    def event_task(self, ev: Event) -> Task: ...
+    def resume_until_stop(self, ev: Event) -> Stop: ...
+    def run_once(self, task: Task, request: api.Req | None = None) -> Stop: ...
+    def take_back(self, task: Task, reason: int, status: int) -> None: ...
+    def check_regs(self, ev: Event, what: str, skip: tuple[str, ...] = ()) -> None: ...
+    def divergence(self, ev: Event, what: str, stop: Stop | None = None,
+                   diff: dict[str, tuple[int, int]] | None = None) -> ReplayDivergence: ...
+
+
 class SignalReplayer:
-    def __init__(self, session: ReplaySession) -> None:
+    def __init__(self, session: SignalHost) -> None:
         self.s = session
         lib = fastloop.load()
         self._finder = PointFinder(lib) if lib is not None else None
@@ -60,7 +76,7 @@ class SignalReplayer:
     def _reach(self, ev: Event) -> None:
         """Bring the task to the recorded delivery point, at a signal-delivery-stop."""
         where = ev.info["where"]
-        task = self.s._task(ev)
+        task = self.s.event_task(ev)
         sig = ev.nr
         if where == "sync":
             stop = self.s.resume_until_stop(ev)
@@ -118,7 +134,7 @@ class SignalReplayer:
         """A PREEMPT event: stop where the thread was preempted (at a debug trap), or give
         it the recorded state there (a point recorded to be jumped to: replayer.jumps)."""
         if ev.info.get("jump"):
-            task = self.s._task(ev)
+            task = self.s.event_task(ev)
             self.s.taskset.settle(task)
             jump_to(task, ev)
             return
@@ -126,13 +142,13 @@ class SignalReplayer:
 
     def _reach_user_point(self, ev: Event) -> None:
         """Stop where the signal was delivered, then have the kernel deliver it there."""
-        task = self.s._task(ev)
+        task = self.s.event_task(ev)
         self._find_point(ev, f"where {_name(ev.nr)} was delivered")
         self._raise(ev, task)  # (in place of the breakpoint's SIGTRAP stop we sit at)
 
     def _find_point(self, ev: Event, what: str) -> None:
         """Stop at the recorded pc until registers and memory match the recording."""
-        task = self.s._task(ev)
+        task = self.s.event_task(ev)
         self.s.taskset.settle(task)
         rip = ev.info["rip"]
         api.set_debugreg(task.tid, MATCH_SLOT, rip)
@@ -203,7 +219,7 @@ class SignalReplayer:
         return self.s.run_once(task, api.Req.SYSEMU), found.hits
 
     def _deliver(self, ev: Event) -> None:
-        task = self.s._task(ev)
+        task = self.s.event_task(ev)
         api.set_siginfo(task.tid, bytes.fromhex(ev.info["siginfo"]))
         if ev.info.get("fatal"):
             task.resume(api.Req.CONT, ev.nr)

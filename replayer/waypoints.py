@@ -1,4 +1,4 @@
-"""What a thread-aware backward pass looks for (Point, Hit) and where it can start from:
+"""What a thread-aware backward pass looks for (Position, Hit) and where it can start from:
 boundary checkpoints, and waypoints -- snapshots taken *inside* a stretch during earlier
 passes.
 
@@ -18,46 +18,13 @@ names as its `origin` so that going to it starts there again.
 """
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
-
 from replayer.control import Watchpoint
-from replayer.positions import Hit
-from replayer.positions import Position as Point
-from replayer.snapshot import Snapshot
+from replayer.positions import Hit, Waypoint
+
+__all__ = ["MAX_WAYPOINTS", "WAYPOINT_INTERVAL", "Waypoint", "Waypoints"]
 
 WAYPOINT_INTERVAL = 0.25  # seconds of a backward pass between two waypoints
 MAX_WAYPOINTS = 16  # per pass
-
-
-@dataclass(eq=False)
-class Waypoint:
-    """A snapshot inside the stretch after `snap.position`, at `point`, with what the pass
-    that took it had counted in that stretch: arrivals at each of its breakpoints `armed`,
-    and traps of its `watchpoints`."""
-    snap: Snapshot
-    point: Point
-    armed: frozenset[int]
-    arrivals: Counter[int]
-    watchpoints: frozenset[Watchpoint] | None  # None: its watch traps were not counted
-    watches: int
-    alive: bool = True
-
-    def discard(self) -> None:
-        if self.alive:
-            self.alive = False
-            self.snap.discard()
-
-    @property
-    def position(self) -> int:
-        return self.snap.position
-
-    def counts(self, pc: int) -> int | None:
-        """Arrivals at `pc` before this waypoint in its stretch, if they were counted."""
-        return self.arrivals[pc] if pc in self.armed else None
-
-    def watch_count(self, watchpoints: frozenset[Watchpoint]) -> int | None:
-        return self.watches if watchpoints == self.watchpoints else None
 
 
 class Waypoints:
