@@ -32,7 +32,6 @@ from replayer.control import (
     WatchKind,
     Watchpoint,
 )
-from replayer.crossing import EventCrossing
 from replayer.errors import Refused
 from replayer.hit_search import HitSearch, SearchHost
 from replayer.positions import Land, Landing, Position, SearchInterrupted
@@ -61,8 +60,7 @@ class Backward:
         self.h = host
         self.s = host.session
         self.search = HitSearch(host)
-        self.crossing = EventCrossing(self.s, self.search.seek, host.birth, host.interrupted)
-        self.search.crossing = self.crossing
+        self.crossing = self.search.crossing
 
     def forget(self) -> None:
         """The replay moved by other means (goto, restart): what was known is gone."""

@@ -4,20 +4,23 @@ instruction of a thread back.
 
 - The last hit: from inside a stretch counted from a mid, the slices of that stretch first
   (only its thread runs there: the Timeline's search, replayer.reverse_continue); then
-  passes (replayer.threads_pass) from the latest start before now (a checkpoint, threads
-  included, see replayer.snapshot; or a waypoint, a snapshot inside a stretch left by an
-  earlier pass) record every hit in the debugged process, whichever thread makes it; no hit:
-  an earlier start, down to the process's birth or to `floor` (an exec).
+  passes from the latest start before now (a checkpoint, threads included, see
+  replayer.snapshot; a near fork a seek left at a boundary; or a waypoint, a snapshot inside
+  a stretch left by an earlier pass) record every hit in the debugged process, whichever
+  thread makes it; no hit: an earlier start, down to the process's birth. Hits before
+  `floor` (an exec: gdb's breakpoints are addresses in the later program) do not count.
 - Going to a hit: from the last waypoint or checkpoint before it, to its count.
 - One instruction back: inside the stretch the thread runs, the Timeline's search
   (replayer.stretch_back); at its start or from another thread's stretch, the event crossing
   (replayer.crossing).
 
-Accelerators chosen here when the trace has one task (`single`: one thread runs everywhere):
-breakpoint hits counted by the kernel (a hardware counter counts one thread's hits), and
-searches that start from the near forks a seek leaves and from mids of earlier stretches
-(replayer.reverse_continue); hits are gone to with counted arrivals. Among threads, passes
-leave waypoints instead.
+One algorithm; what only a trace of one task allows (`single`: one thread runs everywhere)
+is chosen inside, as accelerators: its passes have breakpoint hits counted by the kernel (a
+hardware counter counts one thread's hits; replayer.reverse_continue `search_from`), its
+searches start first from the newest mid of an earlier stretch, and a hit is gone to from
+the boundary or mid it is counted from, with counted arrivals past a few. Among threads,
+passes (replayer.threads_pass) leave waypoints instead, and a hit is gone to by a pass from
+the waypoint or checkpoint before it.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from replayer.backward_pass import PassHost
 from replayer.control import BreakpointConditions, Watchpoint
 from replayer.crossing import EventCrossing
 from replayer.errors import ReplayError
+from replayer.midpoints import Mid
 from replayer.positions import (
     Hit,
     Land,
@@ -68,7 +72,7 @@ class HitSearch:
         self.tl = host.timeline
         self.waypoints = Waypoints()
         self._met: list[Waypoint] = []  # the waypoints the last positioning pass met
-        self.crossing: EventCrossing | None = None  # (set by the engine that owns both)
+        self.crossing = EventCrossing(self.s, self.seek, host.birth, host.interrupted)
 
     def start_command(self) -> None:
         self._met = []
@@ -83,20 +87,9 @@ class HitSearch:
         self.tl.seek(position)
 
     def _cross(self, tid: int) -> Callable[[int], Landing]:
-        crossing = self.crossing
-        assert crossing is not None
-        return lambda position: crossing.previous(tid, position)
+        return lambda position: self.crossing.previous(tid, position)
 
     # -- reverse-continue -------------------------------------------------------------------
-    def _starts(self, position: int) -> list[Checkpoint | Waypoint]:
-        """Where a pass towards a point of the stretch after `position` (not before the
-        waypoints held) can start, latest first: the held waypoints, then the checkpoints."""
-        cps = [c for c in self.tl.checkpoints if c.position <= position]
-        starts: list[Checkpoint | Waypoint] = sorted(cps, key=lambda c: c.position)
-        starts += [w for w in self.waypoints.held if w.position <= position]
-        starts.sort(key=lambda c: c.position)  # (stable: a stretch's waypoints after its start)
-        return starts[::-1]
-
     def last_hit_before(self, now: Position, breakpoints: frozenset[int],
                         watchpoints: frozenset[Watchpoint], floor: int = 0,
                         private: frozenset[int] = frozenset(), owner: int | None = None, *,
@@ -105,45 +98,93 @@ class HitSearch:
         boundary `floor`; breakpoints in `private` count only for thread `owner`. From
         inside a stretch counted from a mid, the slices of that stretch come first: only its
         thread runs there, so this is the Timeline's search (closing in, kernel-counted
-        breakpoints)."""
-        if self.h.single:  # (the accelerators: see the module)
-            return self.tl.last_hit_before(now, breakpoints, watchpoints, floor, conditions)
+        breakpoints). Then passes from ever earlier starts (`_starts`), each up to where the
+        previous one began."""
         if not now.boundary and now.base is not None:
             mine = breakpoints if now.tid == owner else breakpoints - private
             hit = self.tl.last_hit_from_mids(replace(now), mine, watchpoints, conditions)
             if hit is not None:
                 return dataclasses.replace(hit, tid=now.tid or 0)
-        self.tl.checkpoint_from(floor, now.position)  # (the passes then start there)
+        self.tl.checkpoint_from(floor, now.position)
         until = now
-        for start in self._starts(now.position):
-            hits, _ = self._pass(start, until, breakpoints, watchpoints, private=private,
-                                 owner=owner, conditions=conditions)
-            hits = [hit for hit in hits if hit.position >= floor]
+        for start in self._starts(now, floor):
+            if isinstance(start, Checkpoint) and until.boundary \
+                    and start.position == until.position:
+                continue  # (a near fork and a checkpoint at one boundary)
+            hits = [hit for hit in self._search(start, until, breakpoints, watchpoints,
+                                                private, owner, conditions)
+                    if hit.position >= floor]
             log.debug("backward pass from %s %d to %s: %d hits", type(start).__name__,
                       start.position, (until.position, until.tid), len(hits))
             if hits:
                 return hits[-1]
             if isinstance(start, Waypoint):
                 until = start.point
-                continue
-            if start.position <= max(self.h.birth, floor):
+            elif isinstance(start, Mid):
+                until = Position(start.position + 1)
+            elif start.position <= max(self.h.birth, floor):
                 break
-            until = Position(start.position)
+            else:
+                until = Position(start.position)
         return None
+
+    def _starts(self, now: Position, floor: int) -> list[Checkpoint | Waypoint | Mid]:
+        """Where the passes of a search back from `now` start, latest first: the states kept
+        at boundaries (checkpoints, and the near forks seeks leave) and the waypoints held
+        (those known to lie before now). With one task, first the newest mid of an earlier
+        stretch that is later than all of those (an accelerator: hits in its stretch are
+        counted from it, and a waypoint could not be)."""
+        starts: list[Checkpoint | Waypoint | Mid] = list(self._states(now.position))
+        near = self.tl.near_mid(now, floor) if self.h.single else None
+        return [near, *starts] if near is not None else starts
+
+    def _states(self, position: int) -> list[Checkpoint | Waypoint]:
+        """The states kept at boundaries up to `position` and the waypoints held in their
+        stretches, latest first."""
+        states: list[Checkpoint | Waypoint] = sorted(
+            (c for c in self.tl.boundaries() if c.position <= position),
+            key=lambda c: c.position)
+        states += [w for w in self.waypoints.held if w.position <= position]
+        states.sort(key=lambda c: c.position)  # (stable: a stretch's waypoints after its start)
+        return states[::-1]
+
+    def _search(self, start: Checkpoint | Waypoint | Mid, until: Position,
+                breakpoints: frozenset[int], watchpoints: frozenset[Watchpoint],
+                private: frozenset[int], owner: int | None,
+                conditions: BreakpointConditions | None) -> list[Hit]:
+        """The hits of one pass from `start` to `until`. With one task the Timeline's pass
+        (breakpoints counted by the kernel: it counts one thread's hits); else a pass over
+        every thread of the debugged process, which leaves waypoints."""
+        if self.h.single and not isinstance(start, Waypoint):
+            return self.tl.search_from(lambda: self._restore(start), until, breakpoints,
+                                       watchpoints, conditions,
+                                       start if isinstance(start, Mid) else None)
+        assert not isinstance(start, Mid)  # (mids are starts with one task only)
+        hits, _ = self._pass(start, until, breakpoints, watchpoints, private=private,
+                             owner=owner, conditions=conditions)
+        return hits
+
+    def _restore(self, start: Checkpoint | Mid) -> None:
+        """Restore a state kept at a boundary, or a mid (then counts are from it)."""
+        if isinstance(start, Mid):
+            self.s.restore(start.snap)
+            self.tl.base = start
+        else:
+            self.s.restore(start)
+            self.tl.base = None
 
     def return_to(self, point: Position) -> None:
         """Go back to `point` (after a search that found nothing)."""
         if self.h.single or (not point.boundary and point.base is not None):
             self.tl.back_to(point)  # (from the mid it is counted from)
             return
-        self._pass(self._starts(point.position)[0], point, frozenset(), frozenset())
+        self._pass(self._states(point.position)[0], point, frozenset(), frozenset())
 
     def goto_hit(self, hit: Hit, watchpoints: frozenset[Watchpoint]) -> Landing:
         """Go to `hit`: at the breakpoint before its instruction runs, or before the
         instruction (or syscall) that wrote the watched memory."""
         if hit.kind == "kernel":
             crossing = self.crossing
-            assert crossing is not None
             return crossing.before_trigger(crossing.trigger_of(self.s.reader.event(hit.position)))
         if hit.base is not None or self.h.single:
             # Counted from a mid, or in a trace of one task: only `hit.tid` runs in the

@@ -1,12 +1,11 @@
-"""reverse-continue for the Timeline: the last hit before now, and going there.
+"""reverse-continue for the Timeline: the passes that look for hits inside one thread's
+stretches, and going to a hit there (replayer.hit_search puts them in order).
 
-Forward passes (replayer.backward_pass) from the checkpoint before "now" with the breakpoints
-and watchpoints armed remember the last hit before now; none -> an earlier checkpoint; none at
-all -> the start of history. From inside a long stretch, the mids of now's stretch come first:
-the last slice before now, then ever longer ones. Unconditional breakpoints that are not at
-now's pc are counted by the kernel (an accelerator: no stop per hit); their order among a
-stretch's other hits is not known, so a stretch whose last hits include counted ones is
-searched again stopping at every hit.
+From inside a long stretch, the mids of now's stretch come first: the last slice before now,
+then ever longer ones. A pass from a checkpoint or mid of a trace of one task (`search_from`)
+has its unconditional breakpoints that are not at now's pc counted by the kernel (an
+accelerator: no stop per hit); their order among a stretch's other hits is not known, so a
+stretch whose last hits include counted ones is searched again stopping at every hit.
 
 Going to a hit replays from its origin to the count-th trap (GotoTrapPass), or, beyond
 COUNTER_WORTH arrivals, with a kernel counter that stops the thread every ARRIVAL_FORK_EVERY
@@ -35,60 +34,20 @@ EFLAGS_RF = 1 << 16
 
 
 class ReverseContinue(TimelineCore):
-    def last_hit_before(self, now: Position, breakpoints: frozenset[int],
-                        watchpoints: frozenset[Watchpoint], floor: int = 0,
-                        conditions: BreakpointConditions | None = None) -> Hit | None:
-        """The last breakpoint/watchpoint hit strictly before `now` (where gdb's `conditions`
-        hold), searching back one checkpoint at a time, not before the boundary `floor`
-        (where the program the breakpoints belong to was exec'd: a checkpoint is taken there
-        if there is none). Conditional breakpoints are never counted by the kernel: each hit
-        is looked at."""
-        self.fingerprint(now)
-        floor = self.checkpoint_from(floor, now.position)
-        if not now.boundary:
-            hit = self.last_hit_from_mids(now, breakpoints, watchpoints, conditions)
-            if hit is not None:
-                return hit
-        until = now
-        near = self._near_mid(now, floor)
-        if near is not None:  # (a reverse-next over a call: gdb's `bc` to the callee)
-            hits = self._search(lambda: self._origin(near.position, near), until, breakpoints,
-                                watchpoints, conditions, near)
-            if hits:
-                return hits[-1]
-            until = Position(near.position + 1)
-        for cp in sorted((c for c in self._boundaries()
-                          if floor <= c.position <= until.position),
-                         key=lambda c: -c.position):
-            if cp.position == until.position and until.boundary:
-                continue  # (a near fork and a checkpoint at one boundary)
-            hits = self._search(lambda: self.seek(cp.position), until, breakpoints,
-                                watchpoints, conditions, None)
-            if hits:
-                return hits[-1]
-            until = Position(cp.position)
-        return None
-
-    def checkpoint_from(self, floor: int, position: int) -> int:
-        """Make sure a checkpoint lies between boundaries `floor` (where the program the
-        breakpoints belong to was exec'd) and `position`, for a search back to the floor:
-        one is taken there if there is none. The floor to search back to: 0 if none could
-        be taken (shared memory)."""
-        def above_floor() -> bool:
-            return any(floor <= c.position <= position for c in self.checkpoints)
-        if floor and not above_floor():
+    def checkpoint_from(self, floor: int, position: int) -> None:
+        """A checkpoint at boundary `floor` (where the program the breakpoints belong to was
+        exec'd) if none lies between it and `position`: a search back to the floor then
+        starts there, not before (if one can be taken there: not with shared memory)."""
+        if floor and not any(floor <= c.position <= position for c in self.checkpoints):
             self.seek(floor)
             self.take()
-            if not above_floor():
-                return 0
-        return floor
 
-    def _near_mid(self, now: Position, floor: int) -> Mid | None:
+    def near_mid(self, now: Position, floor: int) -> Mid | None:
         """The newest mid of a stretch before `now`'s that is later than every stored
         boundary state before now: a backward search passes from there first (the hit is
         often in the last milliseconds; hits in its stretch count from it), then from the
         boundaries before, up to the boundary after it."""
-        latest = max((c.position for c in self._boundaries() if c.position <= now.position),
+        latest = max((c.position for c in self.boundaries() if c.position <= now.position),
                      default=0)
         return next((m for m in reversed(self.mids.chain)
                      if max(latest, floor) <= m.position < now.position), None)
@@ -109,7 +68,7 @@ class ReverseContinue(TimelineCore):
             i = 0
             while i < len(chain):
                 mid = chain[i]
-                hits = self._search(lambda: self._origin(now.position, mid), probe,
+                hits = self.search_from(lambda: self._origin(now.position, mid), probe,
                                     breakpoints, watchpoints, conditions, mid)
                 if hits:
                     return hits[-1]
@@ -118,7 +77,7 @@ class ReverseContinue(TimelineCore):
             self.mids.pinned = set()
         return None
 
-    def _search(self, start: Callable[[], None], until: Position, breakpoints: frozenset[int],
+    def search_from(self, start: Callable[[], None], until: Position, breakpoints: frozenset[int],
                 watchpoints: frozenset[Watchpoint], conditions: BreakpointConditions | None,
                 base: Mid | None) -> list[Hit]:
         """The hits of one backward pass: from `start()` (a checkpoint) up to `until`."""

@@ -207,7 +207,7 @@ class TimelineCore:
         while len(self._near) > NEAR_FORKS:
             self._near.pop(0).discard()
 
-    def _boundaries(self) -> list[Checkpoint]:
+    def boundaries(self) -> list[Checkpoint]:
         """The states stored at event boundaries that backward searches pass from."""
         return [*self.checkpoints, *self._near]
 
