@@ -259,5 +259,7 @@ class HitSearch:
         return self.tl.step_back(now, self._cross(tid))
 
     def _checkpoint_before(self, position: int) -> Checkpoint:
-        return max((c for c in self.tl.checkpoints if c.position <= position),
+        """The latest state kept at a boundary up to `position` (a checkpoint, or a near
+        fork: a search may have found the hit from one)."""
+        return max((c for c in self.tl.boundaries() if c.position <= position),
                    key=lambda c: c.position)
