@@ -21,7 +21,7 @@ Each position gets its own replay server and gdb (so every "first" follows a con
 a whole computation). `monitor info checkpoints` is printed at the end of each session.
 
 With --threads the phases run in a second thread while main waits in pthread_join, so the
-replay is a multi-threaded one (its backward commands go through replayer.reverse_threads);
+replay is a multi-threaded one (its backward commands search every thread);
 the reverse-continue session is left out there (`--rc` puts it back: it searches the whole
 stretch among threads).
 

@@ -458,5 +458,5 @@ class Debuggee:
 
     def stop(self, kind: StopKind, tid: int | None = None, watch: Watchpoint | None = None,
              sig: int = signal.SIGTRAP) -> Stop:
-        """A stop for the thread `tid` (reverse_threads reports through this)."""
+        """A stop for the thread `tid` (forward runs report through this)."""
         return self._stop(kind, sig, watch, tid)

@@ -4,7 +4,8 @@ Reverse execution re-executes: a backward command replays forward from a checkpo
 snapshot inside a stretch: a mid, a waypoint) and recognises states on the way. What it looks
 for and where it ends are values of this module, shared by the search of one stretch
 (replayer.stretch_back), the passes that look for hits (replayer.backward_pass,
-replayer.reverse_threads) and the gdb target:
+replayer.hit_search), the event crossing (replayer.crossing) and the engine
+(replayer.backward):
 
 - a Position is a state to find again: an event boundary (`tid` None) or, inside the stretch
   after it, the registers of the thread running that stretch (only that thread runs until the

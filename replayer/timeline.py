@@ -8,15 +8,15 @@ count is found only if needed.
 
 - Checkpoints and mids (replayer.timeline_core): forks at event boundaries and inside long
   stretches, to replay from.
-- reverse-continue (replayer.reverse_continue): forward passes from the checkpoint or mid
-  before "now" with the breakpoints and watchpoints armed, remembering the last hit before
-  now; then go to that hit.
+- reverse-continue (replayer.reverse_continue): the passes inside one thread's stretches,
+  from a checkpoint or mid before "now" with the breakpoints and watchpoints armed,
+  remembering the last hit before now; then go to that hit.
 - reverse-stepi (replayer.stretch_back, replayer.closing_in): the same stretch one
   instruction less, found from a nearby mid by counting, decoding and single steps.
 
-Every run is a replayer.backward_pass.Pass judged stop by stop. A trace of one task uses all
-of this; among threads, replayer.reverse_threads finds hits in every thread and crosses
-events per thread, and uses the Timeline for the steps inside the current stretch.
+Every run is a replayer.backward_pass.Pass judged stop by stop. The backward commands
+themselves (replayer.backward, replayer.hit_search) use the Timeline for what happens inside
+one stretch, with one task or several; crossing events is replayer.crossing's.
 """
 from __future__ import annotations
 
