@@ -338,9 +338,33 @@ class ReplaySession:
         return self.task
 
     def _kill_task(self) -> None:
+        self._kill_exec_victims()
         self.taskset.kill_all()
         self.task = None
         self.proc = None
+
+    def _kill_exec_victims(self) -> None:
+        """Threads that the next exec kills are out of the task set but alive: they are
+        killed and reaped first (their leader cannot be reaped before them; a replay left
+        just before such an exec, as a step back over it leaves it, would wait forever)."""
+        for pid in {t.pid for t in self.taskset.tasks.values()} if self.exec_victims else ():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for tid in self.exec_victims:
+            try:
+                while True:  # (held in its exit event stop until let go)
+                    try:
+                        api.ptrace(api.Req.CONT, tid, 0, 0)
+                    except OSError:
+                        pass
+                    _, status = os.waitpid(tid, api.WALL)
+                    if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                        break
+            except OSError:
+                pass
+        self.exec_victims.clear()
 
     def event_task(self, ev: Event) -> Task:
         """The task replaying event `ev` (the current one)."""

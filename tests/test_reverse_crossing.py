@@ -48,19 +48,40 @@ def test_reverse_stepi_from_a_handler_lands_where_the_signal_came(signal_trace, 
     assert forward == handler, str(run)  # and stepping forward delivers the signal again
 
 
-def test_reverse_stepi_back_across_an_exec_among_threads(programs, tmp_path, serve):
-    """The main thread execs while three threads wait: one instruction back from the new
-    program's first is the execve of the old one, and gdb is told that program runs again
-    (with one engine for one thread or several, as in test_gdb_exec for one thread)."""
-    trace = tmp_path / "exec_from_threads"
+@pytest.fixture(scope="module")
+def exec_threads_trace(programs, tmp_path_factory) -> Path:
+    trace = tmp_path_factory.mktemp("crossing") / "exec_from_threads"
     rec = record(trace, programs["exec_from_threads"])
     assert rec.returncode == 3, describe(rec)
-    server = serve(trace)
+    return trace
+
+
+def test_reverse_stepi_back_across_an_exec_among_threads(exec_threads_trace, serve):
+    """The main thread execs while three threads wait: one instruction back from the new
+    program's first is the execve of the old one, and gdb is told that program runs again
+    (with one engine for one thread or several, as in test_gdb_exec for one thread); one more
+    step back goes on in it (it used to hang: the threads the exec kills were never reaped)."""
+    server = serve(exec_threads_trace)
     run = gdb_batch("catch exec", "continue", "x/i $pc", "reverse-stepi", "x/i $pc", "bt 3",
-                    "stepi", "x/i $pc", connect=server.address)
+                    "stepi", "x/i $pc", "reverse-stepi", "reverse-stepi", "x/i $pc",
+                    connect=server.address, timeout=60)
     out = run.output
     assert "Traceback" not in server.describe(), server.describe()
     pcs = re.findall(r"^=> 0x[0-9a-f]+ <([\w.+]+)>:\s+(\w+)", out, re.MULTILINE)
-    assert [p[0] for p in pcs] == ["_start", "__GI_execve+5", "_start"], str(run)
+    assert [p[0] for p in pcs] == ["_start", "__GI_execve+5", "_start", "__GI_execve"], str(run)
     assert pcs[1][1] == "syscall", str(run)
     assert re.search(r"#2 +0x[0-9a-f]+ in main \(argc=1,", out), str(run)
+
+
+def test_reverse_continue_back_across_an_exec_among_threads(exec_threads_trace, serve):
+    """From main of the new program back to main of the old one: gdb is told of the exec
+    and finds its breakpoint in the old program (it used to stop nowhere, without symbols)."""
+    server = serve(exec_threads_trace)
+    run = gdb_batch("break main", "continue", "continue", "print argc", "reverse-continue",
+                    "print argc", connect=server.address, timeout=60)
+    out = run.output
+    assert "Traceback" not in server.describe(), server.describe()
+    assert re.findall(r"^\$\d+ = (\d+)$", out, re.MULTILINE) == ["2", "1"], str(run)
+    back = out[out.index("$1 = 2"):]
+    assert "is executing new program" in back, str(run)
+    assert "Breakpoint 1, main (argc=1," in back, str(run)
