@@ -5,6 +5,9 @@ program's previous event (just before its next syscall, or at a point in user co
 instruction back from the handler's first instruction is where the signal interrupted the
 program: the frame gdb shows under `<signal handler called>`. (The one-thread engine used to
 land at the previous event instead, and `stepi` from there ran on in the wrong place.)
+
+Going back over an exec, gdb is told the previous program runs again, with several threads as
+with one (the several-thread engine did not tell it).
 """
 from __future__ import annotations
 
