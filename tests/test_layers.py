@@ -113,3 +113,28 @@ def test_the_table_has_no_edge_nobody_uses():
 def test_every_package_is_in_the_table():
     packages = {p.parent.name for p in REPO_ROOT.glob("*/__init__.py")}
     assert packages == set(ALLOWED), "a package missing from (or gone from) the table"
+
+
+def test_replayer_modules_import_each_other_without_cycles():
+    """A cycle inside the replay core (even one only type checkers follow) is a helper that
+    knows its owner instead of a narrow interface (docs/architecture.md)."""
+    graph: dict[str, set[str]] = {}
+    names = {module for module, _ in modules() if _within(module, "replayer")}
+    for module, path in modules():
+        if module in names:
+            graph[module] = {name for _, name in imports(module, path)
+                             if name in names and name != module}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in sorted(graph[node]):
+                if nxt == start:
+                    return trail + [start]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, trail + [nxt]))
+        return None
+    cycles = [" -> ".join(c) for m in sorted(graph) if (c := cycle_from(m)) is not None]
+    assert not cycles, cycles
