@@ -120,12 +120,14 @@ class StretchBack(TimelineCore):
             if k > 1:  # one iteration back: single-step from the previous arrival
                 steps = self._count_steps(now, (pc, k - 1))
                 return self._land(now, steps - 1, (pc, k - 1))
-        closed = now.steps is None
+        closed, origin = now.steps is None, now.base
         if closed:
             self._close_in(now)
-        if now.steps is None and now.anchor is None and now.base is None:
-            # (From a mid, a tick at a random instruction, now is rarely within SHORT_SLICE
-            # instructions: its forks would cost more than decoding.)
+        if now.steps is None and now.anchor is None and (now.base is None
+                                                        or now.base is origin):
+            # (From a mid closing in just made at a tick, a random instruction, now is
+            # rarely within SHORT_SLICE instructions: its forks would cost more than
+            # decoding.)
             short = self._count_short(now)
             if short == 0:  # now is its origin: step back from the origin before it
                 return self.step_back(replace(now, steps=0), cross)
