@@ -28,8 +28,6 @@ from replayer.timeline_core import TimelineCore
 
 log = logging.getLogger(__name__)
 
-EFLAGS_RF = 1 << 16
-
 
 class SliceTicks:
     """The ticks of one closing-in run: the fork made at the latest tick so far (`last`,
@@ -51,12 +49,7 @@ class SliceTicks:
         self.drop()
         self.last = mid
         if self.counter is not None:
-            # Arrivals before the mid: a tick right after the counter's debug exception at
-            # the mid's own pc (the resume flag set) has it counted already, and a run from
-            # the mid (a snapshot keeps no resume flag) counts the mid itself first.
-            regs = self.task.regs
-            here = regs.rip == self.counter.addr and bool(regs.eflags & EFLAGS_RF)
-            self.arrivals_at_last = self.counter.count() - int(here)
+            self.arrivals_at_last = self.counter.count()
 
     def drop(self) -> None:
         if self.last is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tracee import thread_state
-from tracee.ptrace_api import REG_NAMES
 from tracee.fork import clone_thread, fork_tracee
 from tracee.task import Task, kill_tasks
 from tracee.thread_state import ThreadState
@@ -25,9 +24,6 @@ from tracee.thread_state import ThreadState
 from replayer.errors import ReplayError
 from replayer.syscalls import ProcessState
 from replayer.tasks import TaskSet
-
-EFLAGS_RF = 1 << 16
-EFLAGS_AT = 8 * REG_NAMES.index("eflags")  # (offset in the register file)
 
 
 class ThreadImage(NamedTuple):
@@ -62,28 +58,15 @@ def take(taskset: TaskSet, position: int, current: Task | None, steps: int = 0) 
     """A snapshot of the (one) replayed process; the live tasks are left as they were."""
     order = list(taskset.tasks.items())
     owner, task = _forker(taskset)
-    images = tuple(ThreadImage(tid, _without_rf(thread_state.capture(
-        t, altstack=taskset.altstack.get(tid), clear_tid=taskset.clear_tid.get(tid, 0))),
+    images = tuple(ThreadImage(tid, thread_state.capture(
+        t, altstack=taskset.altstack.get(tid), clear_tid=taskset.clear_tid.get(tid, 0)),
         t.tid in taskset.entered) for tid, t in order)
     stored = fork_tracee(task)
-    stored.set_reg("eflags", stored.regs.eflags & ~EFLAGS_RF)
-    stored.flush_regs()
     if task.tid in taskset.entered:  # the fork took it out of its syscall: back in
         thread_state.enter_syscall(task, _image(images, owner).state.regs)
     proc = taskset.procs[owner].copy()
     return Snapshot(position=position, stored=stored, owner=owner, threads=images, proc=proc,
                     root=taskset.root, current=_recorded(taskset, current), steps=steps)
-
-
-def _without_rf(state: ThreadState) -> ThreadState:
-    """The resume flag is the CPU's note that a debug exception just stopped the thread at
-    its instruction (a kernel counter's trap, a tick right after one): not the program's.
-    A snapshot keeps none, so a run from it counts an arrival at its own pc the same way
-    whether it stops at int3s or counts in the kernel (both count the state itself)."""
-    regs = bytearray(state.regs)
-    flags = int.from_bytes(regs[EFLAGS_AT:EFLAGS_AT + 8], "little") & ~EFLAGS_RF
-    regs[EFLAGS_AT:EFLAGS_AT + 8] = flags.to_bytes(8, "little")
-    return state._replace(regs=bytes(regs))
 
 
 def restore(snap: Snapshot) -> TaskSet:
