@@ -27,7 +27,7 @@ from signal import SIGSTOP, SIGTRAP
 
 from tracee.cputimer import CpuTimer, CpuTimerError, drain_stop
 from tracee.hwcount import HwCounter, HwCounterError
-from tracee.stops import SignalStop, Stop
+from tracee.stops import SignalStop, Stop, SyscallStop
 from tracefile.records import Event
 
 from replayer.backward_pass import Pass
@@ -46,23 +46,26 @@ NOT_IN_SYSCALL = (1 << 64) - 1  # orig_rax of a thread stopped in user code
 
 
 class RunOnPass(Pass):
-    """Replay to the trap of a kernel counter at `pc` (HIT), within the stretch after
-    boundary `position` and `timer`'s bound (REACHED_NOW: as far as it may go); a run
-    that leaves the stretch ends with KEEP_GOING."""
+    """Replay to the trap of `counter` at its `count`-th arrival (HIT), within the stretch
+    after boundary `position` and `timer`'s bound (REACHED_NOW: as far as it may go, or the
+    stretch's system call, left unreplayed); a run past the stretch ends with KEEP_GOING."""
     interrupt_at_boundaries = False
 
-    def __init__(self, session: ReplaySession, pc: int, position: int,
+    def __init__(self, session: ReplaySession, counter: HwCounter, count: int, position: int,
                  timer: CpuTimer | None) -> None:
         super().__init__(session, lambda: False)  # (a second Ctrl-C changes nothing here)
-        self.pc, self.position, self.timer = pc, position, timer
+        self.counter, self.count, self.position, self.timer = counter, count, position, timer
 
     def judge(self, stop: Stop) -> Stop | None:
         if isinstance(stop, SignalStop) and stop.signal == SIGSTOP:
             if self.timer is not None and self.timer.elapsed() >= RUN_ON_NS:
                 self.halt(Verdict.REACHED_NOW)
             return None  # (relive's Ctrl-C kick or a forward tick, sent before: dropped)
+        if isinstance(stop, SyscallStop):
+            self.halt(Verdict.REACHED_NOW)  # the stretch ends here: not replayed now
         if (isinstance(stop, SignalStop) and stop.signal == SIGTRAP
-                and self.s.current_task().regs.rip == self.pc):
+                and self.s.current_task().regs.rip == self.counter.addr
+                and self.counter.count() >= self.count):
             self.halt(Verdict.HIT)
         return stop
 
@@ -130,12 +133,14 @@ class InterruptPoint(TimelineCore):
                 bound.close()
             return 0
         ticks, self.s.ticks = self.s.ticks, bound
-        run = RunOnPass(self.s, pc, mid.position, bound)
+        output, self.s.output = self.s.output, None  # (shown when the replay gets there)
+        run = RunOnPass(self.s, counter, count, mid.position, bound)
         try:
             verdict = run.run()
             arrivals = count if verdict is Verdict.HIT else counter.count()
         finally:
             self.s.ticks = ticks
+            self.s.output = output
             counter.close()
             if bound is not None:
                 bound.close()
