@@ -132,7 +132,7 @@ def kill_tasks(tasks: list[Task], later: bool = False) -> None:
         reap_one()
 
 
-MAX_GRAVES = 256  # killed tasks left to reap at most (zombies, each holding its memory)
+MAX_GRAVES = 64  # killed tasks left to reap at most (each still holds its memory)
 _graves: list[int] = []  # killed, not reaped: threads before their leader, oldest first
 
 
