@@ -37,8 +37,12 @@ _Job = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
 class Engine:
     """A dedicated worker thread with a FIFO of calls. Use as a context manager."""
 
-    def __init__(self, name: str = "relive-engine") -> None:
+    def __init__(self, name: str = "relive-engine",
+                 idle: Callable[[], bool] | None = None) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # A short piece of work done on the thread while no call waits (True: more left),
+        # such as reaping the processes a backward search discarded.
+        self._idle = idle
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._closed = False
 
@@ -115,6 +119,12 @@ class Engine:
 
     def _run(self) -> None:
         while True:
+            if self._idle is not None and self._jobs.empty():
+                try:
+                    if self._idle():
+                        continue  # (one piece at a time: a call never waits long)
+                except Exception:
+                    log.exception("idle work failed")
             job = self._jobs.get()
             if job is None:
                 break

@@ -29,6 +29,7 @@ from relive import listen
 from debugtarget.replay import ReplayTarget
 from replayer.traps import WATCH_SLOTS
 from tracefile.errors import TraceError
+from tracee.task import reap_one
 from tracefile.reader import TraceReader
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -92,7 +93,7 @@ def _ignore(signum: int, frame: object) -> None:
 
 
 def _serve(trace: Path, pid: int | None, sock: socket.socket, serve_only: bool) -> int:
-    with Engine() as engine:
+    with Engine(idle=reap_one) as engine:
         target = engine.submit(partial(ReplayTarget, trace, output=_emit, pid=pid)).result()
         interrupted = False
         try:

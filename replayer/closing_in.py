@@ -19,6 +19,7 @@ from signal import SIGTRAP
 
 from tracee.cputimer import CpuTimer, CpuTimerError, drain_stop
 from tracee.hwcount import HwCounter, HwCounterError
+from tracee import ptrace_api as api
 from tracee.task import Task
 
 from replayer.midpoints import CLOSE_FIRST_NS, CLOSE_LEVELS, CLOSE_MIN_NS, Mid
@@ -27,6 +28,9 @@ from replayer.session import ReplaySession
 from replayer.timeline_core import TimelineCore
 
 log = logging.getLogger(__name__)
+
+EFLAGS_RF = 1 << 16
+SYSCALL_INSN = b"\x0f\x05"
 
 
 class SliceTicks:
@@ -44,6 +48,15 @@ class SliceTicks:
     def tick(self) -> None:
         if not self.s.can_snapshot():
             return
+        if (self.counter is not None and self.task.regs.rip == self.counter.addr
+                and self.task.regs.eflags & EFLAGS_RF
+                and self.task.mem.read_upto(self.counter.addr, 2) != SYSCALL_INSN):
+            # A tick right after the counter's debug exception (kernel entries are where
+            # ticks land): the arrival is counted, its instruction not run. A mid here would
+            # be that arrival itself, counted from it by an int3 but not by a counter (the
+            # resume flag): one instruction on, it is neither.
+            self.task.resume(api.Req.SYSEMU_SINGLESTEP)
+            self.task.wait()
         mid = Mid(self.now.position, self.s.snapshot(), self.task.regs_bytes(),
                   self.clock0 + self.timer.elapsed())
         self.drop()

@@ -118,6 +118,8 @@ class ForwardRun:
                 try:
                     ev = s.step()
                 except Paused as p:
+                    if p.reason == ("interrupt",):
+                        return self._interrupted(traps)
                     return self.t.paused(p.reason)
                 if ev is None:
                     return self.t.stop(StopKind.HISTORY_END)
@@ -184,6 +186,19 @@ class ForwardRun:
         assert self.timer is not None
         with traps.lifted():
             self.t.timeline.take_mid(self.timer.elapsed() - self._clock0)
+
+    def _interrupted(self, traps: Traps) -> Stop:
+        """Ctrl-C stopped the program inside a stretch during a continue: the stop gdb gets
+        is a state a step back finds without stopping at every arrival at its pc since the
+        last mid (replayer.interrupt_point)."""
+        landing = None
+        if self.timer is not None:
+            traps.disarm()
+            landing = self.t.timeline.settle_interrupt(self.timer.elapsed() - self._clock0)
+        stop = self.t.paused(("interrupt",))
+        if landing is not None:
+            self.t.where(False, landing.steps, landing.anchor)
+        return stop
 
     def _found_by_search(self, ev: Event) -> bool:
         """Does replaying `ev` run its thread to a point found with relive's own breakpoint

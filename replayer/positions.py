@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from replayer.control import Watchpoint
-from tracee.digest import memory_digest
+from tracee.digest import memory_digest, state_digest
 from tracee.task import Task
 
 from replayer import registers
@@ -60,6 +60,9 @@ class SearchInterrupted(Exception):
         self.boundary = boundary
 
 
+STATE = "state:"  # the prefix of a digest taken in replay (Position.fingerprint)
+
+
 @dataclass
 class Position:
     """A state to find again: boundary `position` (events replayed) and, with `tid`, the
@@ -70,7 +73,8 @@ class Position:
     reverse-continue is one, so stepping back from it single-steps one loop iteration, not the
     stretch), itself counted from `base` (a mid inside the stretch; None: the boundary).
     `digest` (of writable memory) and `quick` (of the stack) tell apart states with the same
-    registers, such as loop iterations."""
+    registers, such as loop iterations. A digest taken here is `state_digest`'s, marked
+    STATE; one from the trace (a PREEMPT's point) is the recorder's `memory_digest`."""
     position: int
     tid: int | None = None
     regs: bytes = b""
@@ -94,7 +98,7 @@ class Position:
         if self.quick is None:
             self.quick = stack_hash(task)
         if self.digest is None:
-            self.digest = memory_digest(task.pid, task.mem.read_upto)
+            self.digest = STATE + state_digest(task.pid, task.mem.read_upto)
 
     def matched_by(self, task: Task, planted: bool = False) -> bool:
         """Is `task` in this state? (`planted`: an int3 of ours sits at its pc.) Without a
@@ -113,6 +117,8 @@ class Position:
             return False
         if self.digest is None:
             return True
+        if self.digest.startswith(STATE):
+            return STATE + state_digest(task.pid, task.mem.read_upto) == self.digest
         return memory_digest(task.pid, task.mem.read_upto) == self.digest
 
 

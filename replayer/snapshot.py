@@ -51,7 +51,7 @@ class Snapshot(NamedTuple):
         return len(self.threads) > 1
 
     def discard(self) -> None:
-        self.stored.kill()
+        kill_tasks([self.stored], later=True)  # (reaped when the tracer is idle)
 
 
 def take(taskset: TaskSet, position: int, current: Task | None, steps: int = 0) -> Snapshot:

@@ -118,16 +118,21 @@ class StretchBack(TimelineCore):
             if k > 1:  # one iteration back: single-step from the previous arrival
                 steps = self._count_steps(now, (pc, k - 1))
                 return self._land(now, steps - 1, (pc, k - 1))
-        if now.steps is None:
+        closed, origin = now.steps is None, now.base
+        if closed:
             self._close_in(now)
-        if now.steps is None and now.anchor is None:
+        if now.steps is None and now.anchor is None and (now.base is None
+                                                        or now.base is origin):
+            # (From a mid closing in just made at a tick, a random instruction, now is
+            # rarely within SHORT_SLICE instructions: its forks would cost more than
+            # decoding.)
             short = self._count_short(now)
             if short == 0:  # now is its origin: step back from the origin before it
                 return self.step_back(replace(now, steps=0), cross)
             if short is not None:
                 return self._land(now, short - 1, None)
         if now.steps is None or now.steps == 0:
-            landed = self._step_back_by_decoding(now)
+            landed = self._step_back_by_decoding(now, closed)
             if landed is not None:
                 return landed
         if now.steps == 0:  # at the first arrival of its anchor: count from the origin
@@ -156,12 +161,13 @@ class StretchBack(TimelineCore):
         else:
             self.goto_hit(Hit("bp", position, anchor[0], anchor[1], base=base), frozenset())
 
-    def _step_back_by_decoding(self, now: Position) -> Landing | None:
+    def _step_back_by_decoding(self, now: Position, closed: bool = False) -> Landing | None:
         """Cheap reverse-stepi for a state whose step count is unknown: guess the previous
         instruction as the one that ends right before the pc (decoded with capstone, not a
         jump), count its arrivals from the origin up to `now` with a kernel counter, go to the
         last one and check that one step reaches `now`. None if the guess does not hold
-        (the previous instruction jumped here): the caller single-steps the stretch."""
+        (the previous instruction jumped here): the caller single-steps the stretch.
+        `closed`: the origin is as close as closing in gets (count all arrivals at once)."""
         self.fingerprint(now)
         mem = self._task().mem
         pc = now.pc
@@ -179,7 +185,6 @@ class StretchBack(TimelineCore):
         # Else a jump led here (an `if` without else, a loop's exit): the direct jumps to pc
         # in the code around it (read now: the passes below replace the process `mem` reads).
         start, code = code_around(mem.read_upto, pc)
-        closed = False
         for candidate in candidates_then_jumps(candidates, start, code, pc):
             t0 = time.monotonic()
             try:

@@ -87,7 +87,7 @@ class TaskSet:
             task.mem.close()
 
     def kill_all(self) -> None:
-        kill_tasks(list(self.tasks.values()))
+        kill_tasks(list(self.tasks.values()), later=True)  # (reaped when the tracer is idle)
         self.tasks.clear()
         self.procs.clear()
         self.entered.clear()

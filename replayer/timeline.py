@@ -13,6 +13,8 @@ count is found only if needed.
   remembering the last hit before now; then go to that hit.
 - reverse-stepi (replayer.stretch_back, replayer.closing_in): the same stretch one
   instruction less, found from a nearby mid by counting, decoding and single steps.
+- Ctrl-C in a forward run (replayer.interrupt_point): a mid there, and on to a counted
+  arrival a step back finds cheaply.
 
 Every run is a replayer.backward_pass.Pass judged stop by stop. The backward commands
 themselves (replayer.backward, replayer.hit_search) use the Timeline for what happens inside
@@ -21,6 +23,7 @@ one stretch, with one task or several; crossing events is replayer.crossing's.
 from __future__ import annotations
 
 from replayer.closing_in import ClosingIn
+from replayer.interrupt_point import InterruptPoint
 from replayer.positions import LostPosition, Position, SearchInterrupted
 from replayer.reverse_continue import ReverseContinue
 from replayer.stretch_back import StretchBack
@@ -30,5 +33,5 @@ __all__ = ["CHECKPOINT_INTERVAL", "MAX_STEPS", "LostPosition", "Position", "Sear
            "Timeline"]
 
 
-class Timeline(ReverseContinue, StretchBack, ClosingIn):
+class Timeline(ReverseContinue, StretchBack, ClosingIn, InterruptPoint):
     """Checkpoints, reverse-continue and reverse-stepi of one replay (see the module)."""

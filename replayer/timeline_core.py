@@ -37,6 +37,7 @@ MAX_CHECKPOINTS = 48
 MAX_STEPS = 50_000_000  # single steps to find a position (~25 µs each)
 NEAR_EVERY = 0.02  # seconds of replay between the forks a seek leaves on its way
 NEAR_FORKS = 8
+EFLAGS_RF = 1 << 16
 MEMORY_BUDGET_KIB = int(os.environ.get("RELIVE_CHECKPOINT_MB", "1024")) * 1024
 
 
@@ -266,7 +267,14 @@ class TimelineCore:
         """Replay until the trap of a kernel counter armed at `pc` (True), or past the
         stretch after event `position` (False), calling `tick` at CPU-timer ticks."""
         run = CountedTrapPass(self.s, self.interrupted, pc, position, tick)
-        return run.run() is Verdict.HIT
+        if run.run() is not Verdict.HIT:
+            return False
+        # The debug exception set the resume flag: relive's, not the program's (gdb would
+        # show it in eflags at a landing here; replayer.registers ignores it).
+        task = self.s.current_task()
+        task.set_reg("eflags", task.regs.eflags & ~EFLAGS_RF)
+        task.flush_regs()
+        return True
 
     def _drop_arrival_cache(self) -> None:
         if self._arrivals is not None:

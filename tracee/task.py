@@ -111,27 +111,51 @@ class Memory:
         return out
 
 
-def kill_tasks(tasks: list[Task]) -> None:
+def kill_tasks(tasks: list[Task], later: bool = False) -> None:
     """SIGKILL the tasks' processes and reap every task: threads before their leader (a
-    traced thread not yet reaped keeps its leader from being reaped)."""
+    traced thread not yet reaped keeps its leader from being reaped). `later`: leave them
+    stopped at their exit event, where the kernel has not yet torn down their memory (a
+    millisecond or more for a process with threads), and reap them when the tracer is idle
+    (`reap_one`): a backward search discards dozens of forks."""
     for pid in {t.pid for t in tasks}:
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
     for t in sorted(tasks, key=lambda t: t.tid == t.pid):
-        try:
-            while True:  # a task held in a ptrace stop (its exit event) must be let go
-                try:
-                    api.ptrace(api.Req.CONT, t.tid, 0, 0)
-                except OSError:
-                    pass
-                _, status = os.waitpid(t.tid, api.WALL)
-                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-                    break
-        except OSError:
-            pass
         t.mem.close()
+        if later:
+            _graves.append(t.tid)
+        else:
+            _reap(t.tid)
+    while len(_graves) > MAX_GRAVES:
+        reap_one()
+
+
+MAX_GRAVES = 64  # killed tasks left to reap at most (each still holds its memory)
+_graves: list[int] = []  # killed, not reaped: threads before their leader, oldest first
+
+
+def reap_one() -> bool:
+    """Reap the oldest task killed with `later` (from the thread that traces it); whether
+    any are left."""
+    if _graves:
+        _reap(_graves.pop(0))
+    return bool(_graves)
+
+
+def _reap(tid: int) -> None:
+    try:
+        while True:  # a task held in a ptrace stop (its exit event) must be let go
+            try:
+                api.ptrace(api.Req.CONT, tid, 0, 0)
+            except OSError:
+                pass
+            _, status = os.waitpid(tid, api.WALL)
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                break
+    except OSError:
+        pass
 
 
 # ptrace events that stop a task inside the syscall that caused them.
