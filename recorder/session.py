@@ -31,7 +31,8 @@ from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_inf
 from recorder.signals import (SignalRecorder, disposition, has_no_effect,
                               pending_with_effect)
 from recorder.syscall_effects import EffectRecorder
-from tracee import cpuid, fastloop, seccomp
+from recorder.sysbuf_record import SyscallBuffer
+from tracee import cpuid, fastloop, seccomp, sysbuf
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
@@ -121,6 +122,9 @@ class Recorder:
         self.descriptors = Descriptors()  # what waits, for recorder.blocking
         self.cpus = CpuView(frozenset(), None)
         self.cpuid = CpuidRecorder(self, faulting=False)
+        self.sysbuf = SyscallBuffer(writer)  # in-process recording (tracee.sysbuf)
+        self.effects.sysbuf = self.sysbuf
+        self.queue.on_leave = self._flush_buffer
         self._info = api.SyscallInfo()
         self.seccomp = False  # the tasks stop at syscalls through tracee.seccomp's filter
         self.seccomp_clocks = True  # ... and the compiled loop answers their clock reads
@@ -135,9 +139,21 @@ class Recorder:
 
     # -- events -----------------------------------------------------------------------------
     def emit(self, t: RecordedTask, kind: Kind, **fields: object) -> int:
+        if self.sysbuf.on:  # what the thread that ran did without a stop comes first
+            cur = self.queue.current
+            self._flush_buffer(cur if cur is not None and cur.space is t.space else t)
         seq = self.writer.add(Event(seq=-1, tid=t.task.tid, kind=kind, **fields))  # type: ignore[arg-type]
         t.last_event = seq
         return seq
+
+    def _flush_buffer(self, t: RecordedTask) -> None:
+        """Write the calls t's address space made through the in-process hook since the
+        last flush as BUFFERED events of `t`, the thread that ran them."""
+        calls = self.sysbuf.take(t.task, t.space)
+        if calls:
+            t.last_event = self.writer.add_syscalls(t.task.tid, len(calls), lambda: calls,
+                                                    Kind.BUFFERED)
+            t.exit_at = None  # it ran user code since its last syscall's exit
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -188,7 +204,8 @@ class Recorder:
         finally:
             q = self.queue
             log.debug("%d stops handled in Python, %d syscalls recorded by the compiled "
-                      "loop, %d thread switches", q.python_stops, q.compiled_calls, q.switches)
+                      "loop, %d thread switches, %d syscalls recorded from the buffer",
+                      q.python_stops, q.compiled_calls, q.switches, self.sysbuf.taken)
             self.queue.close()
             self.preempter.jumps.close()
             kill_tasks([t.task for t in self.tasks.values()])
@@ -200,11 +217,14 @@ class Recorder:
         if not seccomp.enabled():
             return
         try:
-            seccomp.install(t.task, seccomp.UNTRACED)
+            seccomp.install(t.task, seccomp.UNTRACED + self.sysbuf.untraced())
         except InjectionError as e:
             log.warning("relive: recording without the seccomp filter: %s", e)
             return
         self.seccomp = True
+        if self.sysbuf.hook is not None:
+            self.sysbuf.on = True
+            self.writer.set_meta(syscallbuf=True)
         t.task.seccomp = True
         self._answer_clocks(t.task.pid, first=True)
         self.writer.set_meta(seccomp=True)
@@ -532,6 +552,8 @@ class Recorder:
             # would have sent is sent by `_take_batch` if the task is in user code.
             t.running_user = False
             alarms = self.queue.alarms
+            if self.sysbuf.on:
+                fastloop.sysbuf_cursor(sysbuf.HOOK_BUF, self.sysbuf.cursor(t.space))
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
                                   watched=self.effects.watched_files(),
                                   reads_left=self.cpus.watched_fds(t.task.pid),
@@ -644,6 +666,7 @@ class Recorder:
         name = name_of(entry.nr)
         flags = (FORK_FLAGS if name == "fork" else VFORK_FLAGS if name == "vfork"
                  else entry.args[0])
+        self._flush_buffer(t)  # (before the child's copy of the buffer is made)
         child_tid = api.get_event_msg(t.task.tid)
         status = self._stashed.pop(child_tid, None)
         if status is None:
@@ -652,6 +675,8 @@ class Recorder:
         pid = t.task.pid if thread else child_tid
         memory = t.task.mem if thread else Memory(child_tid)
         space = t.space if flags & CLONE_VM else t.space.copy()
+        if not flags & CLONE_VM:
+            self.sysbuf.forked(t.space, space)
         if not flags & CLONE_VM:  # the copied scratch areas are the child's to reuse
             for m in space.flagged(Flag.SCRATCH):
                 self.scratch.release(m.owner, space)
@@ -724,7 +749,8 @@ class Recorder:
     def _record_exec(self, t: RecordedTask) -> None:
         first = t.last_event < 0 and t.task.tid == self.root
         argv = self.argv if first else _cmdline(t.task.tid)
-        event, space, files = snapshot_image(t.task, self.writer, argv, self.effects.patcher)
+        event, space, files = snapshot_image(t.task, self.writer, argv, self.effects.patcher,
+                                             self.sysbuf)
         for ident, file_id in files:
             self.effects.note_mapped_file(ident, file_id)
         t.space = space

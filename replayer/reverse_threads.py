@@ -308,7 +308,7 @@ class ThreadedReverse:
                         return self._begin_at(1)
                 case Kind.SYSCALL:
                     return self.before_trigger(self._trigger_of(ev))
-                case Kind.ENTER | Kind.RDTSC | Kind.RDRAND | Kind.CPUID:
+                case Kind.ENTER | Kind.RDTSC | Kind.RDRAND | Kind.CPUID | Kind.BUFFERED:
                     return self.before_trigger(ev)
                 case Kind.SIGNAL:
                     return self._at_signal_point(ev)

@@ -514,6 +514,26 @@ static int wait_own(int tid, int *status, struct loop_opts *o)
     }
 }
 
+/* The in-process syscall buffer (tracee/sysbuf.py): the address of its position word in
+   the task being run and the position up to which the recorder has written its records.
+   A stop of the task while the buffer is past that goes back to Python, which writes the
+   new records before that stop's event. 0: no buffer. */
+static uint64_t sysbuf_pos_addr, sysbuf_cursor;
+
+void relive_sysbuf_cursor(uint64_t addr, uint64_t cursor)
+{
+    sysbuf_pos_addr = addr;
+    sysbuf_cursor = cursor;
+}
+
+static int sysbuf_moved(int memfd)
+{
+    uint64_t pos;
+    return sysbuf_pos_addr
+        && pread(memfd, &pos, sizeof pos, (off_t)sysbuf_pos_addr) == (ssize_t)sizeof pos
+        && pos != sysbuf_cursor;
+}
+
 /* The loop both functions run (see above); fills out[0 .. OUT_WORDS). */
 static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
                         const uint64_t *watched, long nwatched,
@@ -545,9 +565,9 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
             break;
         }
         /* Python sees the same stop and handles or refuses it: another task's, not an
-           entry, registers it fails to read the same way, a call not entered by `syscall`
-           in 64-bit code */
-        if (w != tid || !is_entry_stop(status)
+           entry, records in the syscall buffer to write first, registers it fails to read
+           the same way, a call not entered by `syscall` in 64-bit code */
+        if (w != tid || !is_entry_stop(status) || sysbuf_moved(memfd)
             || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
             || regs.rcx != regs.rip || regs.cs != USER64_CS) {
             reason = R_STOP;

@@ -167,6 +167,14 @@ def record_seccomp(on: bool, clocks: frozenset[int] = frozenset()) -> bool:
                                         ctypes.c_long(len(nrs)))) == 0
 
 
+def sysbuf_cursor(addr: int, cursor: int) -> None:
+    """Tell the record loop where the run task's syscall buffer position is (0: none) and
+    up to where its records are written (tracee.sysbuf): past it, a stop goes to Python."""
+    lib = load()
+    if lib is not None:
+        lib.relive_sysbuf_cursor(ctypes.c_uint64(addr), ctypes.c_uint64(cursor))
+
+
 def load() -> ctypes.CDLL | None:
     """The loaded library, or None (disabled, or it could not be built: said once)."""
     global _lib, _tried, _status
@@ -229,6 +237,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         ctypes.c_void_p]
     lib.relive_interface.restype = ctypes.c_long
     lib.relive_interface.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    lib.relive_sysbuf_cursor.restype = None
+    lib.relive_sysbuf_cursor.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
     lib.relive_trap_cpuid.restype = None
     lib.relive_trap_cpuid.argtypes = [ctypes.c_int]
 

@@ -1,0 +1,195 @@
+/* relive's in-process syscall hook (tracee/sysbuf.py says why and how it is used).
+
+Mapped at a fixed address in every recorded process (and at the same address, with the same
+bytes, in replay). Patched libc sites jump to a per-site trampoline, which steps over the
+red zone and calls relive_hook_entry with the syscall's registers as they were at the site
+(rax = number, rdi rsi rdx r10 r8 r9 = arguments). The hook preserves every register but rax
+(the result), rcx and r11 (which `syscall` clobbers anyway), and the flags are set again by
+the displaced `cmp` after it returns.
+
+A call the table marks as buffered, made while the buffer is not busy and has room, is
+claimed as a record (number, arguments, result PENDING, its size), the buffer's position is
+moved past it, and the call is made by the one *untraced* `syscall` instruction
+(relive_hook_untraced_insn: the seccomp filter allows it, so it never stops the tracer), with
+the instruction right after it stores the result. The kernel writes the output where the
+program asked (a bad pointer fails with EFAULT as it would without relive); the hook then
+copies it into the record, from which the recorder takes it. Any other call takes the *traced*
+`syscall` (relive_hook_traced_insn), exactly as if the program had made it at its site.
+A full buffer: the call is made traced (the recorder empties the buffer at that stop), then
+the hook starts a new generation at the buffer's start.
+
+Built with -nostdlib -fPIC -fno-stack-protector -O2 -mgeneral-regs-only -fno-jump-tables:
+one .text section, no relocations, no data (the table and buffer are at fixed addresses),
+no SSE register touched. The interface constants are absolute symbols named abi_* that
+tracee/sysbuf.py checks against its own declarations. */
+
+#define HOOK_CODE 0x700000010000UL   /* this code, then the table at TABLE_OFF */
+#define TABLE_OFF 0x2000UL
+#define HOOK_BUF 0x700000020000UL    /* the buffer: header then records */
+#define BUF_SIZE 0x10000UL
+#define HDR_SIZE 64
+#define REC_HEAD 64                  /* struct rec before its data */
+#define TABLE_NRS 512
+#define ENTRY_SIZE 8
+#define PENDING ((long)0x8000000000000000UL)
+#define NO_ARG 0xff
+
+typedef unsigned long u64;
+typedef unsigned int u32;
+typedef unsigned char u8;
+
+struct hdr {
+    volatile u64 pos;   /* generation << 32 | offset of the next record */
+    volatile u64 busy;  /* a record is being made: a nested call takes the traced path */
+    u64 pad[6];
+};
+
+struct rec {
+    u32 size;           /* of the whole record, data included, a multiple of 8 */
+    u32 nr;
+    u64 args[6];
+    volatile long result;
+    u8 data[];
+};
+
+/* One table entry per syscall number (struct entry): 0 = traced. */
+struct entry {
+    u8 buffered;
+    u8 out_arg;         /* the argument holding the output pointer, or NO_ARG */
+    u8 null_arg;        /* an argument that must be 0 for the call to be buffered, or NO_ARG */
+    u8 pad;
+    u32 out_size;       /* the output's size in bytes (fixed) */
+};
+
+#define ABI(name, value) __asm__(".globl abi_" #name "\n.set abi_" #name ", " #value)
+ABI(HOOK_CODE, 0x700000010000);
+ABI(TABLE_OFF, 0x2000);
+ABI(HOOK_BUF, 0x700000020000);
+ABI(BUF_SIZE, 0x10000);
+ABI(HDR_SIZE, 64);
+ABI(REC_HEAD, 64);
+ABI(TABLE_NRS, 512);
+ABI(ENTRY_SIZE, 8);
+ABI(NO_ARG, 0xff);
+
+static long relive_hook_untraced(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
+                          volatile long *result);
+static long relive_hook_traced(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
+static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
+
+/* The untraced call: the result is stored by the instruction right after `syscall`, so a
+   thread stopped between the two has it in rax (the recorder takes it from there). */
+__asm__(".text\n"
+        "relive_hook_untraced:\n"
+        "  push %rbx\n"
+        "  mov 24(%rsp), %rbx\n"          /* result pointer (8th argument) */
+        "  mov %rdi, %rax\n"
+        "  mov %rsi, %rdi\n"
+        "  mov %rdx, %rsi\n"
+        "  mov %rcx, %rdx\n"
+        "  mov %r8, %r10\n"
+        "  mov %r9, %r8\n"
+        "  mov 16(%rsp), %r9\n"
+        "relive_hook_untraced_insn:\n"
+        "  syscall\n"
+        "  mov %rax, (%rbx)\n"
+        "  pop %rbx\n"
+        "  ret\n"
+        "relive_hook_traced:\n"
+        "  mov %rdi, %rax\n"
+        "  mov %rsi, %rdi\n"
+        "  mov %rdx, %rsi\n"
+        "  mov %rcx, %rdx\n"
+        "  mov %r8, %r10\n"
+        "  mov %r9, %r8\n"
+        "  mov 8(%rsp), %r9\n"
+        "relive_hook_traced_insn:\n"
+        "  syscall\n"
+        "  ret\n"
+        /* The trampolines' target: the syscall's registers in, rax out, all else kept. */
+        "relive_hook_entry:\n"
+        "  push %rbp\n"
+        "  mov %rsp, %rbp\n"
+        "  push %rdi\n"
+        "  push %rsi\n"
+        "  push %rdx\n"
+        "  push %r10\n"
+        "  push %r8\n"
+        "  push %r9\n"
+        "  and $-16, %rsp\n"
+        "  push %r9\n"                    /* 7th argument of relive_hook: a5 */
+        "  push %r9\n"                    /* (alignment) */
+        "  mov %r8, %r9\n"                /* a4 */
+        "  mov %r10, %r8\n"               /* a3 */
+        "  mov %rdx, %rcx\n"              /* a2 */
+        "  mov %rsi, %rdx\n"              /* a1 */
+        "  mov %rdi, %rsi\n"              /* a0 */
+        "  mov %rax, %rdi\n"              /* nr */
+        "  mov 8(%rsp), %rax\n"
+        "  mov %rax, (%rsp)\n"            /* a5 at the top of the stack, as the ABI wants */
+        "  call relive_hook\n"
+        "  lea -48(%rbp), %rsp\n"
+        "  pop %r9\n"
+        "  pop %r8\n"
+        "  pop %r10\n"
+        "  pop %rdx\n"
+        "  pop %rsi\n"
+        "  pop %rdi\n"
+        "  pop %rbp\n"
+        "  ret\n");
+
+static void copy(u8 *to, const u8 *from, u64 n)
+{
+    for (u64 i = 0; i < n; i++)
+        to[i] = from[i];
+    __asm__ volatile("" ::: "memory");
+}
+
+__attribute__((used, noipa))
+static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, long a5)
+{
+    struct hdr *h = (struct hdr *)HOOK_BUF;
+    const struct entry *e = (const struct entry *)(HOOK_CODE + TABLE_OFF) + nr;
+    if ((u64)nr >= TABLE_NRS || !e->buffered || h->busy)
+        return relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+    long args[6] = {a0, a1, a2, a3, a4, a5};
+    if (e->null_arg != NO_ARG && args[e->null_arg])
+        return relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+    u8 *out = 0;
+    u64 out_size = 0;
+    if (e->out_arg != NO_ARG && args[e->out_arg]) {
+        out = (u8 *)args[e->out_arg];
+        out_size = e->out_size;
+    }
+    u64 size = (REC_HEAD + out_size + 7) & ~7UL;
+    h->busy = 1;
+    __asm__ volatile("" ::: "memory");
+    u64 pos = h->pos;
+    u64 off = pos & 0xffffffffUL;
+    if (off < HDR_SIZE)
+        off = HDR_SIZE;
+    if (off + size > BUF_SIZE) {
+        /* Full: made traced; the recorder takes every record at its stop. Then a new
+           generation starts, unless a signal handler's call already started one while
+           this call waited (its records must not be overwritten). */
+        h->busy = 0;
+        long r = relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+        __sync_bool_compare_and_swap(&h->pos, pos, (((pos >> 32) + 1) << 32) | HDR_SIZE);
+        return r;
+    }
+    struct rec *rec = (struct rec *)(HOOK_BUF + off);
+    rec->size = (u32)size;
+    rec->nr = (u32)nr;
+    for (int i = 0; i < 6; i++)                /* the arguments as the `syscall` gets them */
+        rec->args[i] = (u64)args[i];
+    rec->result = PENDING;
+    __asm__ volatile("" ::: "memory");
+    h->pos = (pos & ~0xffffffffUL) | (off + size);   /* claimed */
+    long r = relive_hook_untraced(nr, args[0], args[1], args[2], args[3], args[4], args[5],
+                                  &rec->result);
+    h->busy = 0;
+    __asm__ volatile("" ::: "memory");
+    if (out && (r >= 0 || r < -4095))
+        copy(rec->data, out, out_size);
+    return r;
+}
