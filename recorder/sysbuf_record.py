@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from tracefile.writer import TraceWriter
 
 log = logging.getLogger(__name__)
-NOTE = "sysbuf-sites2"  # the file cache's name for site scans
+NOTE = "sysbuf-sites3"  # the file cache's name for site scans
 BufferedCall = tuple[int, int, bytes, list[tuple[int, bytes]]]  # nr, result, regs, writes
 ARGS = struct.Struct("<7Q")  # a BUFFERED event's "registers": the six arguments, then rip
 

@@ -29,6 +29,11 @@ from tracee import rdrand
 
 PATTERN = b"\x0f\x05\x48\x3d"
 CMP_SITE, MOV_SITE = 8, 7  # a site's kind is its length
+# Calls that must run on the stack the program made them with: rt_sigreturn reads the
+# signal frame at rsp, and a child of clone/vfork/clone3 sharing the memory returns on
+# another stack (or on the parent's, which it then changes under the hook's frame). glibc
+# makes them with `mov $nr,%eax; syscall` (vfork.S, the signal restorer): never patched.
+STACK_BOUND = frozenset({15, 56, 58, 435})
 TRAMPOLINE = 40
 SLOT = 8  # the hook entry's address, at the page's start
 MAX_REACH = (1 << 31) - 4096
@@ -42,7 +47,8 @@ def matches(code: bytes) -> bool:
     """Do these bytes (a site's, as long as its kind) hold what a site must?"""
     if len(code) == CMP_SITE:
         return code.startswith(PATTERN)
-    return len(code) == MOV_SITE and code[0] == 0xB8 and code[5:] == b"\x0f\x05"
+    return (len(code) == MOV_SITE and code[0] == 0xB8 and code[5:] == b"\x0f\x05"
+            and struct.unpack_from("<I", code, 1)[0] not in STACK_BOUND)
 
 
 def scan(path: Path) -> list[tuple[int, int]]:
@@ -60,7 +66,8 @@ def scan(path: Path) -> list[tuple[int, int]]:
             while i >= 0:
                 if data[i:i + 4] == PATTERN:
                     hits.append((i, CMP_SITE))
-                elif data[i - 5] == 0xB8:
+                elif (data[i - 5] == 0xB8
+                      and struct.unpack_from("<I", data, i - 4)[0] not in STACK_BOUND):
                     hits.append((i - 5, MOV_SITE))
                 i = data.find(b"\x0f\x05", i + 1, off + size - CMP_SITE)
         functions = rdrand._functions(data, segments) if hits else []
