@@ -140,11 +140,16 @@ class Recorder:
     # -- events -----------------------------------------------------------------------------
     def emit(self, t: RecordedTask, kind: Kind, **fields: object) -> int:
         if self.sysbuf.on:  # what the thread that ran did without a stop comes first
-            cur = self.queue.current
-            self._flush_buffer(cur if cur is not None and cur.space is t.space else t)
+            self._flush_buffer(self._runner(t))
         seq = self.writer.add(Event(seq=-1, tid=t.task.tid, kind=kind, **fields))  # type: ignore[arg-type]
         t.last_event = seq
         return seq
+
+    def _runner(self, t: RecordedTask) -> RecordedTask:
+        """The thread whose records t's address space holds: the one running user code
+        there (one at a time; a switch writes the leaving thread's records)."""
+        cur = self.queue.current
+        return cur if cur is not None and cur.space is t.space else t
 
     def _flush_buffer(self, t: RecordedTask) -> None:
         """Write the calls t's address space made through the in-process hook since the
@@ -153,7 +158,9 @@ class Recorder:
         if calls:
             t.last_event = self.writer.add_syscalls(t.task.tid, len(calls), lambda: calls,
                                                     Kind.BUFFERED)
-            t.exit_at = None  # it ran user code since its last syscall's exit
+            # It ran user code since its last stopped syscall, unless it is stopped right
+            # where the last buffered one returned.
+            t.exit_at = self.sysbuf.at_return
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -320,6 +327,8 @@ class Recorder:
 
     def handle(self, t: RecordedTask, stop: Stop) -> None:
         self.queue.python_stops += 1
+        if self.sysbuf.on:  # before whatever this stop records (an exec drops the buffer)
+            self._flush_buffer(self._runner(t))
         match stop:
             case SyscallStop():
                 info = api.get_syscall_info(t.task.tid, self._info)
@@ -341,13 +350,30 @@ class Recorder:
             case EventStop(event=api.Event.EXIT):
                 self.on_exit_event(t)
             case EventStop(event=api.Event.STOP):
-                self.signals.on_interrupt(t)
+                if not self._stepped_past_buffered_return(t):
+                    self.signals.on_interrupt(t)
             case EventStop(event=ev) if ev in CLONE_EVENTS:
                 self.on_clone(t, ev)
             case EventStop(event=ev):
                 raise UnsupportedError(f"ptrace event {ev.name} is not supported by relive")
             case Exited() | Killed():
                 self.on_gone(t, stop)
+
+    def _stepped_past_buffered_return(self, t: RecordedTask) -> bool:
+        """Interrupted right where the hook's untraced `syscall` returned, the thread still
+        shows that call (orig_rax), which replay cannot give a point it reaches by running
+        or jumping: step it over the instruction that stores the result first. True if
+        that step met another stop, which was handled instead."""
+        hook = self.sysbuf.hook
+        if not self.sysbuf.on or hook is None or t.task.regs.rip != hook.untraced_insn + 2:
+            return False
+        stop = t.task.step()
+        if (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
+                and t.task.regs.rip != hook.untraced_insn + 2):
+            t.exit_at = None
+            return False
+        self.handle(t, stop)
+        return True
 
     # -- syscalls ---------------------------------------------------------------------------
     def on_entry(self, t: RecordedTask, nr: int, args: tuple[int, ...]) -> None:

@@ -46,6 +46,10 @@ class SyscallBuffer:
             weakref.WeakKeyDictionary())
         self._scans: dict[str, list[tuple[int, int]]] = {}
         self.taken = 0  # records written as events, for --log debug and tests
+        # The last `take` ended with a call whose result was still in rax: the thread is
+        # stopped right where that call returned (a signal delivered there is delivered
+        # "after_syscall", as after a stopped call).
+        self.at_return: tuple[int, int] | None = None
 
     def untraced(self) -> tuple[int, ...]:
         return (self.hook.untraced_insn,) if self.hook is not None else ()
@@ -80,6 +84,7 @@ class SyscallBuffer:
         """The records `task`'s address space made since the last call, as
         (nr, result, registers, writes); `task` is the thread that ran them (stopped, or
         its pending claim is left for later)."""
+        self.at_return = None
         if not self.on or self.hook is None:
             return []
         try:
@@ -111,7 +116,11 @@ class SyscallBuffer:
                 if in_rax is None:
                     break  # not made yet: the next stop takes it
                 result = in_rax
-            addr, n = sysbuf.output(rec.nr, rec.args) if not -4096 < result < 0 else (0, 0)
+                self.at_return = (rip, result)
+            addr, n = sysbuf.output(rec.nr, rec.args, result)
+            if n > len(rec.data):
+                log.warning("relive: a buffered %d record is shorter than its output", rec.nr)
+                n = len(rec.data)
             writes = [(addr, rec.data[:n])] if n else []
             out.append((rec.nr, result, ARGS.pack(*rec.args, rip), writes))
             taken_to = rec.data_addr - sysbuf.HOOK_BUF + len(rec.data)

@@ -485,8 +485,11 @@ class ReplaySession:
             raise TraceError(f"trace {self.reader.dir} is corrupt: damaged at event {ev.seq} "
                              "(a buffered syscall's arguments)")
         if not isinstance(stop, SyscallStop):
-            raise self.divergence(ev, f"expected the buffered syscall {name_of(ev.nr)}", stop)
+            raise self.divergence(ev, f"expected syscall {name_of(ev.nr)} (buffered)", stop)
         regs = task.regs
+        if regs.orig_rax != ev.nr:
+            raise self.divergence(ev, f"expected syscall {name_of(ev.nr)} (buffered), replay "
+                                      f"made {name_of(regs.orig_rax)}")
         want = dict(zip(BUFFERED_NAMES, (ev.nr, *BUFFERED_REGS.unpack(ev.regs))))
         diff = {name: (value, getattr(regs, name)) for name, value in want.items()
                 if getattr(regs, name) != value}

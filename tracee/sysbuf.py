@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tracee.syscalls.catalogue import CATALOGUE
-from tracee.syscalls.rules import Fixed, Out
+from tracee.syscalls.rules import Fixed, Out, Result
 from tracee.sysnums import NAME_OF
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ HOOK_CODE = 0x7000_0001_0000
 TABLE_OFF = 0x2000
 CODE_SIZE = 0x3000
 HOOK_BUF = 0x7000_0002_0000
-BUF_SIZE = 0x10000
+BUF_SIZE = 0x100000
+MAX_OUT = 0x10000
 HDR_SIZE = 64
 REC_HEAD = 64
 TABLE_NRS = 512
@@ -49,7 +50,7 @@ ENTRY_SIZE = 8
 NO_ARG = 0xFF
 PENDING = -(1 << 63)
 DECLARED = {"HOOK_CODE": HOOK_CODE, "TABLE_OFF": TABLE_OFF, "HOOK_BUF": HOOK_BUF,
-            "BUF_SIZE": BUF_SIZE, "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD,
+            "BUF_SIZE": BUF_SIZE, "MAX_OUT": MAX_OUT, "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD,
             "TABLE_NRS": TABLE_NRS, "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG}
 CFLAGS = ["-nostdlib", "-fPIC", "-fno-stack-protector", "-O2", "-mgeneral-regs-only",
           "-fno-jump-tables", "-ffreestanding", "-fno-tree-loop-distribute-patterns",
@@ -85,7 +86,9 @@ def buffered_names() -> frozenset[str]:
 
 def table() -> bytes:
     """The hook's table (struct entry per syscall number), from the catalogue: a buffered
-    call writes at most one fixed-size output (a second output's pointer must be NULL)."""
+    call writes at most one output, a fixed-size struct or as many bytes as it returns (at
+    most the argument after the buffer's: read, getdents64); a second output's pointer
+    must be NULL for the call to be buffered (gettimeofday's timezone)."""
     out = bytearray(TABLE_NRS * ENTRY_SIZE)
     for nr, name in NAME_OF.items():
         call = CATALOGUE.get(name)
@@ -93,13 +96,14 @@ def table() -> bytes:
             continue
         outs = [o for o in call.outputs if isinstance(o, Out)]
         if len(outs) != len(call.outputs) or len(outs) > 2 or any(
-                not isinstance(o.size, Fixed) for o in outs[:1]):
+                not isinstance(o.size, (Fixed, Result)) for o in outs[:1]):
             raise ValueError(f"catalogue: {name} is buffered but its outputs are not one "
-                             "fixed-size struct (tracee.sysbuf)")
+                             "struct or result-sized buffer (tracee.sysbuf)")
         out_arg = outs[0].arg if outs else NO_ARG
         size = outs[0].size.nbytes if outs and isinstance(outs[0].size, Fixed) else 0
+        cap_arg = out_arg + 1 if outs and isinstance(outs[0].size, Result) else NO_ARG
         null_arg = outs[1].arg if len(outs) == 2 else NO_ARG
-        struct.pack_into("<BBBxI", out, nr * ENTRY_SIZE, 1, out_arg, null_arg, size)
+        struct.pack_into("<BBBBI", out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, size)
     return bytes(out)
 
 
@@ -121,28 +125,32 @@ def parse(raw: bytes, start: int) -> tuple[list[Record], int]:
     return recs, start + pos
 
 
-def output(nr: int, args: tuple[int, ...]) -> tuple[int, int]:
+def output(nr: int, args: tuple[int, ...], result: int) -> tuple[int, int]:
     """Where a buffered call's output went and how many bytes (the first ones of its
     record's data are a copy): (0, 0) for none."""
     entry = _entries().get(nr)
-    if entry is None or entry[0] == NO_ARG or not args[entry[0]]:
+    if entry is None or entry[0] == NO_ARG or not args[entry[0]] or -4096 < result < 0:
         return 0, 0
-    return args[entry[0]], entry[2]
+    out_arg, _, cap_arg, size = entry
+    if cap_arg != NO_ARG:
+        size = result if 0 < result <= min(args[cap_arg], MAX_OUT) else 0
+    return args[out_arg], size
 
 
-def _entries() -> dict[int, tuple[int, int, int]]:
+def _entries() -> dict[int, tuple[int, int, int, int]]:
     global _ENTRIES
     if _ENTRIES is None:
         raw = table()
         _ENTRIES = {}
         for nr in range(TABLE_NRS):
-            on, out_arg, null_arg, size = struct.unpack_from("<BBBxI", raw, nr * ENTRY_SIZE)
+            on, out_arg, null_arg, cap_arg, size = struct.unpack_from("<BBBBI", raw,
+                                                                      nr * ENTRY_SIZE)
             if on:
-                _ENTRIES[nr] = (out_arg, null_arg, size)
+                _ENTRIES[nr] = (out_arg, null_arg, cap_arg, size)
     return _ENTRIES
 
 
-_ENTRIES: dict[int, tuple[int, int, int]] | None = None
+_ENTRIES: dict[int, tuple[int, int, int, int]] | None = None
 
 
 # -- building the hook ------------------------------------------------------------------------

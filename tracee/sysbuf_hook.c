@@ -26,7 +26,8 @@ tracee/sysbuf.py checks against its own declarations. */
 #define HOOK_CODE 0x700000010000UL   /* this code, then the table at TABLE_OFF */
 #define TABLE_OFF 0x2000UL
 #define HOOK_BUF 0x700000020000UL    /* the buffer: header then records */
-#define BUF_SIZE 0x10000UL
+#define BUF_SIZE 0x100000UL
+#define MAX_OUT 0x10000UL            /* a larger result-sized output makes the call traced */
 #define HDR_SIZE 64
 #define REC_HEAD 64                  /* struct rec before its data */
 #define TABLE_NRS 512
@@ -57,15 +58,16 @@ struct entry {
     u8 buffered;
     u8 out_arg;         /* the argument holding the output pointer, or NO_ARG */
     u8 null_arg;        /* an argument that must be 0 for the call to be buffered, or NO_ARG */
-    u8 pad;
-    u32 out_size;       /* the output's size in bytes (fixed) */
+    u8 cap_arg;         /* result-sized output: at most this argument's bytes; or NO_ARG */
+    u32 out_size;       /* the output's size in bytes (fixed), if cap_arg is NO_ARG */
 };
 
 #define ABI(name, value) __asm__(".globl abi_" #name "\n.set abi_" #name ", " #value)
 ABI(HOOK_CODE, 0x700000010000);
 ABI(TABLE_OFF, 0x2000);
 ABI(HOOK_BUF, 0x700000020000);
-ABI(BUF_SIZE, 0x10000);
+ABI(BUF_SIZE, 0x100000);
+ABI(MAX_OUT, 0x10000);
 ABI(HDR_SIZE, 64);
 ABI(REC_HEAD, 64);
 ABI(TABLE_NRS, 512);
@@ -159,7 +161,9 @@ static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, lo
     u64 out_size = 0;
     if (e->out_arg != NO_ARG && args[e->out_arg]) {
         out = (u8 *)args[e->out_arg];
-        out_size = e->out_size;
+        out_size = e->cap_arg == NO_ARG ? e->out_size : (u64)args[e->cap_arg];
+        if (out_size > MAX_OUT)
+            return relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
     }
     u64 size = (REC_HEAD + out_size + 7) & ~7UL;
     h->busy = 1;
@@ -189,6 +193,8 @@ static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, lo
                                   &rec->result);
     h->busy = 0;
     __asm__ volatile("" ::: "memory");
+    if (out && e->cap_arg != NO_ARG)
+        out_size = r > 0 && (u64)r <= out_size ? (u64)r : 0;
     if (out && (r >= 0 || r < -4095))
         copy(rec->data, out, out_size);
     return r;
