@@ -173,6 +173,7 @@ class Recorder:
         self.cpuid = CpuidRecorder(self, faulting=cpuid.faulting_available())
         fastloop.trap_cpuid(self.cpuid.faulting)
         fastloop.record_seccomp(False)  # (until the filter is in: a former recording's state)
+        fastloop.sysbuf_cursor(0, 0)
         self.writer.set_meta(**self.cpuid.meta(cpu))
         pid = spawn(self.path, self.argv, self.env)
         self.root = pid
@@ -570,6 +571,7 @@ class Recorder:
         if self.fast is None or not self.fast.resumes(nr, alone=alone):
             self.resume(t)
             return
+        resume = -1  # the loop starts at this entry stop (its buffer's records written)
         while self._nothing_else_waits(t):
             t.task.hand_over(api.Req.SYSCALL)
             # While the loop runs, the timer's handler cannot: it runs once the loop returns,
@@ -579,14 +581,22 @@ class Recorder:
             t.running_user = False
             alarms = self.queue.alarms
             if self.sysbuf.on:
-                fastloop.sysbuf_cursor(sysbuf.HOOK_BUF, self.sysbuf.cursor(t.space))
+                fastloop.sysbuf_cursor(sysbuf.HOOK_BUF, self.sysbuf.cursor(t.space), resume)
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
                                   watched=self.effects.watched_files(),
                                   reads_left=self.cpus.watched_fds(t.task.pid),
                                   arm_us=self.queue.loop_arm_us())
             self._take_batch(t, batch, alarms_before=alarms)
+            resume = -1
+            if batch.reason == fastloop.SYSBUF:  # at an entry stop, records to write first
+                self._flush_buffer(t)
+                resume = batch.status
+                continue
             if batch.reason != fastloop.PARKED:
                 return
+        if resume >= 0:  # something else waits: the main loop handles that entry stop
+            self._stashed[t.task.tid] = resume
+            return
         self.resume(t)
 
     def _nothing_else_waits(self, t: RecordedTask) -> bool:

@@ -121,7 +121,14 @@ class SyscallBuffer:
             if n > len(rec.data):
                 log.warning("relive: a buffered %d record is shorter than its output", rec.nr)
                 n = len(rec.data)
-            writes = [(addr, rec.data[:n])] if n else []
+            data = rec.data[:n]
+            if n and not rec.done:  # stopped in the hook before it copied the output: no
+                try:                # program code ran since the call, so it is as written
+                    _ = task.regs   # (only if the thread is stopped: it may be running)
+                    data = task.mem.read(addr, n)
+                except (MemoryAccessError, OSError):
+                    break
+            writes = [(addr, data)] if n else []
             out.append((rec.nr, result, ARGS.pack(*rec.args, rip), writes))
             taken_to = rec.data_addr - sysbuf.HOOK_BUF + len(rec.data)
         self._cursor[space] = (gen << 32) | taken_to

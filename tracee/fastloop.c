@@ -61,6 +61,8 @@
 #define R_PARKED 3   /* time or buffer is up: the task is stopped after the last record */
 #define R_ERROR 4    /* a ptrace request failed: out[5] = errno */
 #define R_MATCH 5    /* relive_find_point: stopped at a hit with the registers wanted */
+#define R_SYSBUF 6   /* the syscall buffer has records to write before this entry stop's
+                        event (out[3] = status): Python writes them and calls again */
 #define OUT_WORDS 7  /* the out[] array every loop fills */
 
 #define SYSCALL_TRAP (SIGTRAP | 0x80)
@@ -519,11 +521,15 @@ static int wait_own(int tid, int *status, struct loop_opts *o)
    A stop of the task while the buffer is past that goes back to Python, which writes the
    new records before that stop's event. 0: no buffer. */
 static uint64_t sysbuf_pos_addr, sysbuf_cursor;
+static int sysbuf_resume = -1;
 
-void relive_sysbuf_cursor(uint64_t addr, uint64_t cursor)
+/* Also: `resume`, the status of the entry stop the last loop returned R_SYSBUF at (the
+   next loop starts there instead of resuming the task), or -1. */
+void relive_sysbuf_cursor(uint64_t addr, uint64_t cursor, int resume)
 {
     sysbuf_pos_addr = addr;
     sysbuf_cursor = cursor;
+    sysbuf_resume = resume;
 }
 
 static int sysbuf_moved(int memfd)
@@ -546,28 +552,41 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
     int64_t used = 0;
     int status = 0, reason = 0, w;
     int tsc = trap_like_tracees();
+    int resume = sysbuf_resume;
+    sysbuf_resume = -1;
     memset(out, 0, OUT_WORDS * sizeof(int64_t));
     for (;;) {
-        if (n >= max_recs || now_ns() >= deadline_ns) {
-            reason = R_PARKED;
-            break;
+        if (resume >= 0) {  /* at the entry stop the last loop left for the buffer */
+            status = resume;
+            w = tid;
+            resume = -1;
+        } else {
+            if (n >= max_recs || now_ns() >= deadline_ns) {
+                reason = R_PARKED;
+                break;
+            }
+            if (ptrace(record_seccomp ? PTRACE_CONT : PTRACE_SYSCALL, tid, 0, 0) < 0) {
+                reason = R_ERROR;
+                out[5] = errno;
+                break;
+            }
+            /* the task runs user code */
+            w = wait_own(tid, &status, o);
+            if (w < 0) {
+                reason = errno == EINTR ? R_EINTR : R_ERROR;
+                out[5] = errno;
+                break;
+            }
         }
-        if (ptrace(record_seccomp ? PTRACE_CONT : PTRACE_SYSCALL, tid, 0, 0) < 0) {
-            reason = R_ERROR;
-            out[5] = errno;
-            break;
-        }
-        /* the task runs user code */
-        w = wait_own(tid, &status, o);
-        if (w < 0) {
-            reason = errno == EINTR ? R_EINTR : R_ERROR;
-            out[5] = errno;
+        if (w == tid && is_entry_stop(status) && sysbuf_moved(memfd)) {
+            reason = R_SYSBUF;  /* the buffer's records come before this stop's event */
+            out[2] = w;
             break;
         }
         /* Python sees the same stop and handles or refuses it: another task's, not an
            entry, records in the syscall buffer to write first, registers it fails to read
            the same way, a call not entered by `syscall` in 64-bit code */
-        if (w != tid || !is_entry_stop(status) || sysbuf_moved(memfd)
+        if (w != tid || !is_entry_stop(status)
             || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
             || regs.rcx != regs.rip || regs.cs != USER64_CS) {
             reason = R_STOP;
@@ -836,7 +855,7 @@ long relive_find_point(int tid, uint64_t rip, const unsigned char *want, long ma
 struct abi_entry { const char *name; int64_t value; };
 static const struct abi_entry abi[] = {
     {"R_STOP", R_STOP}, {"R_EINTR", R_EINTR}, {"R_PARKED", R_PARKED},
-    {"R_ERROR", R_ERROR}, {"R_MATCH", R_MATCH}, {"OUT_WORDS", OUT_WORDS},
+    {"R_ERROR", R_ERROR}, {"R_MATCH", R_MATCH}, {"R_SYSBUF", R_SYSBUF}, {"OUT_WORDS", OUT_WORDS},
     {"SIZE_FIXED", SIZE_FIXED}, {"SIZE_RESULT", SIZE_RESULT}, {"SIZE_ARG", SIZE_ARG},
     {"MAX_OUTS", MAX_OUTS}, {"MAX_EXCEPT", MAX_EXCEPT}, {"SPEC_HEAD", SPEC_HEAD},
     {"SPEC_WORDS", SPEC_WORDS}, {"REGS_SIZE", REGS_SIZE},

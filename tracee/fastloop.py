@@ -40,7 +40,7 @@ SOURCE = Path(__file__).with_name("fastloop.c")
 INSTALLED_NAME = "_fastloop"  # setup.py's extension tracee._fastloop
 
 # Why a loop returned (fastloop.c R_*).
-STOP, EINTR, PARKED, ERROR, MATCH = 1, 2, 3, 4, 5
+STOP, EINTR, PARKED, ERROR, MATCH, SYSBUF = 1, 2, 3, 4, 5, 6
 OUT_WORDS = 7
 # Output size kinds of the record spec table (fastloop.c SIZE_*).
 SIZE_FIXED, SIZE_RESULT, SIZE_ARG = 1, 2, 3
@@ -58,7 +58,7 @@ OWN_SLOT = 3  # the debug register relive's own point search breaks with
 
 # What this module declares of the C interface (fastloop.c `abi[]`).
 DECLARED = {"R_STOP": STOP, "R_EINTR": EINTR, "R_PARKED": PARKED, "R_ERROR": ERROR,
-            "R_MATCH": MATCH, "OUT_WORDS": OUT_WORDS, "SIZE_FIXED": SIZE_FIXED,
+            "R_MATCH": MATCH, "R_SYSBUF": SYSBUF, "OUT_WORDS": OUT_WORDS, "SIZE_FIXED": SIZE_FIXED,
             "SIZE_RESULT": SIZE_RESULT, "SIZE_ARG": SIZE_ARG, "MAX_OUTS": MAX_OUTS,
             "MAX_EXCEPT": MAX_EXCEPT, "SPEC_HEAD": SPEC_HEAD, "SPEC_WORDS": SPEC_WORDS,
             "REGS_SIZE": REGS_SIZE, "sizeof(struct user_regs_struct)": REGS_SIZE,
@@ -167,12 +167,15 @@ def record_seccomp(on: bool, clocks: frozenset[int] = frozenset()) -> bool:
                                         ctypes.c_long(len(nrs)))) == 0
 
 
-def sysbuf_cursor(addr: int, cursor: int) -> None:
+def sysbuf_cursor(addr: int, cursor: int, resume: int = -1) -> None:
     """Tell the record loop where the run task's syscall buffer position is (0: none) and
-    up to where its records are written (tracee.sysbuf): past it, a stop goes to Python."""
+    up to where its records are written (tracee.sysbuf): at an entry stop past it, the
+    loop returns SYSBUF; `resume`: the status of that stop, where the next loop starts
+    once the records are written (-1: it resumes the task)."""
     lib = load()
     if lib is not None:
-        lib.relive_sysbuf_cursor(ctypes.c_uint64(addr), ctypes.c_uint64(cursor))
+        lib.relive_sysbuf_cursor(ctypes.c_uint64(addr), ctypes.c_uint64(cursor),
+                                 ctypes.c_int(resume))
 
 
 def load() -> ctypes.CDLL | None:
@@ -238,7 +241,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.relive_interface.restype = ctypes.c_long
     lib.relive_interface.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
     lib.relive_sysbuf_cursor.restype = None
-    lib.relive_sysbuf_cursor.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
+    lib.relive_sysbuf_cursor.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int]
     lib.relive_trap_cpuid.restype = None
     lib.relive_trap_cpuid.argtypes = [ctypes.c_int]
 

@@ -49,9 +49,10 @@ TABLE_NRS = 512
 ENTRY_SIZE = 8
 NO_ARG = 0xFF
 PENDING = -(1 << 63)
+DONE = 0x8000_0000
 DECLARED = {"HOOK_CODE": HOOK_CODE, "TABLE_OFF": TABLE_OFF, "HOOK_BUF": HOOK_BUF,
             "BUF_SIZE": BUF_SIZE, "MAX_OUT": MAX_OUT, "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD,
-            "TABLE_NRS": TABLE_NRS, "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG}
+            "TABLE_NRS": TABLE_NRS, "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE}
 CFLAGS = ["-nostdlib", "-fPIC", "-fno-stack-protector", "-O2", "-mgeneral-regs-only",
           "-fno-jump-tables", "-ffreestanding", "-fno-tree-loop-distribute-patterns",
           "-fno-asynchronous-unwind-tables", "-w"]
@@ -71,6 +72,7 @@ class Record(NamedTuple):
     nr: int
     args: tuple[int, ...]
     result: int          # PENDING if the call was claimed but its result not stored yet
+    done: bool           # its output copied into data (else: still where the kernel wrote it)
     data_addr: int       # where the kernel wrote its output (inside the record)
     data: bytes
 
@@ -119,8 +121,9 @@ def parse(raw: bytes, start: int) -> tuple[list[Record], int]:
         if size < REC_HEAD or size % 8 or pos + size > len(raw):
             break
         data_addr = HOOK_BUF + start + pos + REC_HEAD
-        recs.append(Record(nr=nr, args=(a0, a1, a2, a3, a4, a5), result=result,
-                           data_addr=data_addr, data=raw[pos + REC_HEAD:pos + size]))
+        recs.append(Record(nr=nr & ~DONE, args=(a0, a1, a2, a3, a4, a5), result=result,
+                           done=bool(nr & DONE), data_addr=data_addr,
+                           data=raw[pos + REC_HEAD:pos + size]))
         pos += size
     return recs, start + pos
 

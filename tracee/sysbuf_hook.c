@@ -13,7 +13,8 @@ moved past it, and the call is made by the one *untraced* `syscall` instruction
 (relive_hook_untraced_insn: the seccomp filter allows it, so it never stops the tracer), with
 the instruction right after it stores the result. The kernel writes the output where the
 program asked (a bad pointer fails with EFAULT as it would without relive); the hook then
-copies it into the record, from which the recorder takes it. Any other call takes the *traced*
+copies it into the record and marks the record DONE. (A thread stopped before that has run
+no program code since the call: the recorder reads the output where the kernel wrote it.) Any other call takes the *traced*
 `syscall` (relive_hook_traced_insn), exactly as if the program had made it at its site.
 A full buffer: the call is made traced (the recorder empties the buffer at that stop), then
 the hook starts a new generation at the buffer's start.
@@ -34,6 +35,7 @@ tracee/sysbuf.py checks against its own declarations. */
 #define ENTRY_SIZE 8
 #define PENDING ((long)0x8000000000000000UL)
 #define NO_ARG 0xff
+#define DONE 0x80000000U
 
 typedef unsigned long u64;
 typedef unsigned int u32;
@@ -47,7 +49,7 @@ struct hdr {
 
 struct rec {
     u32 size;           /* of the whole record, data included, a multiple of 8 */
-    u32 nr;
+    volatile u32 nr;    /* | DONE once the output is copied in: the record is whole */
     u64 args[6];
     volatile long result;
     u8 data[];
@@ -73,6 +75,7 @@ ABI(REC_HEAD, 64);
 ABI(TABLE_NRS, 512);
 ABI(ENTRY_SIZE, 8);
 ABI(NO_ARG, 0xff);
+ABI(DONE, 0x80000000);
 
 static long relive_hook_untraced(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                           volatile long *result);
@@ -197,5 +200,6 @@ static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, lo
         out_size = r > 0 && (u64)r <= out_size ? (u64)r : 0;
     if (out && (r >= 0 || r < -4095))
         copy(rec->data, out, out_size);
+    rec->nr = (u32)nr | DONE;
     return r;
 }
