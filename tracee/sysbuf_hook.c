@@ -27,7 +27,7 @@ tracee/sysbuf.py checks against its own declarations. */
 #define HOOK_CODE 0x700000010000UL   /* this code, then the table at TABLE_OFF */
 #define TABLE_OFF 0x2000UL
 #define HOOK_BUF 0x700000020000UL    /* the buffer: header then records */
-#define BUF_SIZE 0x100000UL
+#define BUF_SIZE 0xF0000UL
 #define MAX_OUT 0x10000UL            /* a larger result-sized output makes the call traced */
 #define HDR_SIZE 64
 #define REC_HEAD 64                  /* struct rec before its data */
@@ -68,7 +68,7 @@ struct entry {
 ABI(HOOK_CODE, 0x700000010000);
 ABI(TABLE_OFF, 0x2000);
 ABI(HOOK_BUF, 0x700000020000);
-ABI(BUF_SIZE, 0x100000);
+ABI(BUF_SIZE, 0xF0000);
 ABI(MAX_OUT, 0x10000);
 ABI(HDR_SIZE, 64);
 ABI(REC_HEAD, 64);
