@@ -22,12 +22,16 @@ from conftest import (REPO_ROOT, assert_faithful, describe, record, replay, rese
 from gdbhelpers import gdb_batch, requires_gdb, serve
 
 from tracee import fastloop, sysbuf
+from tracee.syscalls.catalogue import CATALOGUE
+from tracee.syscalls.commands import FUTEX_WAITS, FutexOp
+from tracee.syscalls.rules import ArgIs
 from tracefile.reader import TraceReader
 from tracefile.records import Kind
 
 __all__ = ["serve"]  # the fixture, imported for pytest
 
 READS = 20000
+FUTEX = 202
 pytestmark = pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None,
                                 reason="the hook or the fast path could not be built (no gcc?)")
 
@@ -120,6 +124,37 @@ def test_threads_each_get_their_own_records_in_order(programs, tmp_path):
     per_thread = _buffered_by_thread(trace)
     assert len(per_thread) == 2 and min(per_thread.values()) >= reads, per_thread
     assert_faithful(rec, replay(trace))
+
+
+def test_futex_wakes_cost_no_stop(programs, tmp_path):
+    """A condvar hand-off: the waker's two wakes (the condition variable's, the mutex's) are
+    buffered; only the waiting thread's wait stops (entry, and exit when it runs again)."""
+    trace = tmp_path / "t"
+    rounds = 2000
+    handoffs = 2 * rounds
+    rec = run_relive("--log", "debug", "record", "-o", trace, programs["threads_handoff"],
+                     rounds, stdin=subprocess.DEVNULL, timeout=300)
+    assert rec.returncode == 0, describe(rec)
+    python_stops = _debug_count(rec.stderr, b"stops handled in Python")
+    compiled = _debug_count(rec.stderr, b"syscalls recorded by the compiled loop")
+    r = TraceReader(trace)
+    try:
+        wakes = sum(1 for ev in r.events() if ev.kind == Kind.BUFFERED and ev.nr == FUTEX)
+    finally:
+        r.close()
+    assert wakes >= 2 * handoffs - 300, wakes
+    # with the filter alone the wakes run in the compiled loop (test_threads_handoff.py)
+    assert compiled < handoffs // 4, compiled
+    assert python_stops <= 2 * handoffs + 300, python_stops
+    rep = replay(trace)
+    assert rep.stdout == rec.stdout, describe(rep)
+
+
+def test_only_futex_operations_that_never_wait_nor_write_are_buffered():
+    buffered = CATALOGUE["futex"].buffered
+    assert isinstance(buffered, ArgIs)
+    assert buffered.values <= FUTEX_WAITS.values and FUTEX_WAITS.negate  # never wait
+    assert not buffered.values & {int(op) for op in FutexOp}              # write no word
 
 
 @pytest.mark.parametrize("name", ["threads_mutex", "threads_condvar"])

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tracee.syscalls.catalogue import CATALOGUE
-from tracee.syscalls.rules import Fixed, Out, Result
+from tracee.syscalls.rules import ArgIs, Fixed, Out, Result, WhenArg
 from tracee.sysnums import NAME_OF
 
 log = logging.getLogger(__name__)
@@ -39,20 +39,22 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("sysbuf_hook.c")
 HOOK_CODE = 0x7000_0001_0000
 TABLE_OFF = 0x2000
-CODE_SIZE = 0x3000
+CODE_SIZE = 0x6000
 HOOK_BUF = 0x7000_0002_0000
 BUF_SIZE = 0xF0000  # 960 KiB (not a multiple of a scratch area: tests/test_scratch.py)
 MAX_OUT = 0x10000
 HDR_SIZE = 64
 REC_HEAD = 64
 TABLE_NRS = 512
-ENTRY_SIZE = 8
+ENTRY_SIZE = 32
+_ENTRY = struct.Struct("<BBBBB3xIII12x")
 NO_ARG = 0xFF
 PENDING = -(1 << 63)
 DONE = 0x8000_0000
-DECLARED = {"HOOK_CODE": HOOK_CODE, "TABLE_OFF": TABLE_OFF, "HOOK_BUF": HOOK_BUF,
-            "BUF_SIZE": BUF_SIZE, "MAX_OUT": MAX_OUT, "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD,
-            "TABLE_NRS": TABLE_NRS, "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE}
+DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_OFF,
+            "HOOK_BUF": HOOK_BUF, "BUF_SIZE": BUF_SIZE, "MAX_OUT": MAX_OUT,
+            "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD, "TABLE_NRS": TABLE_NRS,
+            "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE}
 CFLAGS = ["-nostdlib", "-fPIC", "-fno-stack-protector", "-O2", "-mgeneral-regs-only",
           "-fno-jump-tables", "-ffreestanding", "-fno-tree-loop-distribute-patterns",
           "-fno-asynchronous-unwind-tables", "-w"]
@@ -90,14 +92,23 @@ def table() -> bytes:
     """The hook's table (struct entry per syscall number), from the catalogue: a buffered
     call writes at most one output, a fixed-size struct or as many bytes as it returns (at
     most the argument after the buffer's: read, getdents64); a second output's pointer
-    must be NULL for the call to be buffered (gettimeofday's timezone)."""
+    must be NULL for the call to be buffered (gettimeofday's timezone). `buffered` as an
+    ArgIs: only for those commands (a bit each, 0-31), for which its WhenArg outputs are
+    none (futex: the wakes)."""
     out = bytearray(TABLE_NRS * ENTRY_SIZE)
     for nr, name in NAME_OF.items():
         call = CATALOGUE.get(name)
         if call is None or not call.buffered or nr >= TABLE_NRS:
             continue
-        outs = [o for o in call.outputs if isinstance(o, Out)]
-        if len(outs) != len(call.outputs) or len(outs) > 2 or any(
+        when = call.buffered if isinstance(call.buffered, ArgIs) else None
+        if when is not None and (when.negate or any(not 0 <= v < 32 for v in when.values)):
+            raise ValueError(f"catalogue: {name}'s buffered commands are not 0-31")
+        outputs = [o for o in call.outputs if not (
+            when is not None and isinstance(o, Out) and isinstance(o.size, WhenArg)
+            and o.size.arg == when.arg and o.size.mask == when.mask
+            and not o.size.values & when.values)]
+        outs = [o for o in outputs if isinstance(o, Out)]
+        if len(outs) != len(outputs) or len(outs) > 2 or any(
                 not isinstance(o.size, (Fixed, Result)) for o in outs[:1]):
             raise ValueError(f"catalogue: {name} is buffered but its outputs are not one "
                              "struct or result-sized buffer (tracee.sysbuf)")
@@ -105,7 +116,12 @@ def table() -> bytes:
         size = outs[0].size.nbytes if outs and isinstance(outs[0].size, Fixed) else 0
         cap_arg = out_arg + 1 if outs and isinstance(outs[0].size, Result) else NO_ARG
         null_arg = outs[1].arg if len(outs) == 2 else NO_ARG
-        struct.pack_into("<BBBBI", out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, size)
+        cmd_arg, cmd_mask, allowed = NO_ARG, 0, 0
+        if when is not None:
+            cmd_arg, cmd_mask = when.arg, when.mask
+            allowed = sum(1 << v for v in when.values)
+        _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, size,
+                         cmd_mask, allowed)
     return bytes(out)
 
 
@@ -146,8 +162,8 @@ def _entries() -> dict[int, tuple[int, int, int, int]]:
         raw = table()
         _ENTRIES = {}
         for nr in range(TABLE_NRS):
-            on, out_arg, null_arg, cap_arg, size = struct.unpack_from("<BBBBI", raw,
-                                                                      nr * ENTRY_SIZE)
+            on, out_arg, null_arg, cap_arg, _, size, _, _ = _ENTRY.unpack_from(
+                raw, nr * ENTRY_SIZE)
             if on:
                 _ENTRIES[nr] = (out_arg, null_arg, cap_arg, size)
     return _ENTRIES

@@ -25,6 +25,7 @@ no SSE register touched. The interface constants are absolute symbols named abi_
 tracee/sysbuf.py checks against its own declarations. */
 
 #define HOOK_CODE 0x700000010000UL   /* this code, then the table at TABLE_OFF */
+#define CODE_SIZE 0x6000UL
 #define TABLE_OFF 0x2000UL
 #define HOOK_BUF 0x700000020000UL    /* the buffer: header then records */
 #define BUF_SIZE 0xF0000UL
@@ -32,7 +33,7 @@ tracee/sysbuf.py checks against its own declarations. */
 #define HDR_SIZE 64
 #define REC_HEAD 64                  /* struct rec before its data */
 #define TABLE_NRS 512
-#define ENTRY_SIZE 8
+#define ENTRY_SIZE 32
 #define PENDING ((long)0x8000000000000000UL)
 #define NO_ARG 0xff
 #define DONE 0x80000000U
@@ -61,7 +62,12 @@ struct entry {
     u8 out_arg;         /* the argument holding the output pointer, or NO_ARG */
     u8 null_arg;        /* an argument that must be 0 for the call to be buffered, or NO_ARG */
     u8 cap_arg;         /* result-sized output: at most this argument's bytes; or NO_ARG */
+    u8 cmd_arg;         /* buffered only when this argument & cmd_mask is a command in */
+    u8 pad[3];          /* cmd_allowed (a bit per command 0-31); or NO_ARG */
     u32 out_size;       /* the output's size in bytes (fixed), if cap_arg is NO_ARG */
+    u32 cmd_mask;
+    u32 cmd_allowed;
+    u32 pad2[3];
 };
 
 #define ABI(name, value) __asm__(".globl abi_" #name "\n.set abi_" #name ", " #value)
@@ -73,7 +79,8 @@ ABI(MAX_OUT, 0x10000);
 ABI(HDR_SIZE, 64);
 ABI(REC_HEAD, 64);
 ABI(TABLE_NRS, 512);
-ABI(ENTRY_SIZE, 8);
+ABI(ENTRY_SIZE, 32);
+ABI(CODE_SIZE, 0x6000);
 ABI(NO_ARG, 0xff);
 ABI(DONE, 0x80000000);
 
@@ -160,6 +167,11 @@ static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, lo
     long args[6] = {a0, a1, a2, a3, a4, a5};
     if (e->null_arg != NO_ARG && args[e->null_arg])
         return relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+    if (e->cmd_arg != NO_ARG) {
+        u32 cmd = (u32)args[e->cmd_arg] & e->cmd_mask;
+        if (cmd >= 32 || !(e->cmd_allowed & (1U << cmd)))
+            return relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+    }
     u8 *out = 0;
     u64 out_size = 0;
     if (e->out_arg != NO_ARG && args[e->out_arg]) {

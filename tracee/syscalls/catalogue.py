@@ -18,7 +18,8 @@ those of the interrupted call it resumes.
 from __future__ import annotations
 
 from tracee.syscalls.commands import (EPOLL_WAITS, FCNTL_NOT_PLAIN, FCNTL_SETS_STATUS,
-                                      FCNTL_WAITS, FLOCK_WAITS, FUTEX_CMD_MASK, FUTEX_WAITS,
+                                      FCNTL_WAITS, FLOCK_WAITS, FUTEX_BUFFERED, FUTEX_CMD_MASK,
+                                      FUTEX_WAITS,
                                       IOCTL_SETS_STATUS, IOCTL_WAITS, MQ_SETS_STATUS,
                                       MSG_DONTWAIT, MSGRCV_WAITS, MSGSND_WAITS, O_CREAT,
                                       O_TRUNC, O_WRONLY, POLL_WAITS, SEMOP_WAITS, WAIT4_WAITS,
@@ -264,7 +265,7 @@ CATALOGUE: dict[str, Syscall] = {
         Out(4, WhenArg(1, futex_ops(FutexOp.FUTEX_WAIT_REQUEUE_PI,
                                     FutexOp.FUTEX_CMP_REQUEUE_PI), INT, FUTEX_CMD_MASK),
             always=True),
-        may_block=FUTEX_WAITS),
+        may_block=FUTEX_WAITS, buffered=FUTEX_BUFFERED),
     "futex_waitv": S(may_block=True),
     "set_robust_list": S(),
     "get_robust_list": S(Out(1, LONG), Out(2, LONG)),
