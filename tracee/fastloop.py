@@ -54,6 +54,7 @@ REC = struct.Struct(f"<{REGS_SIZE}sqQQ" + "QQQ" * MAX_OUTS)
 EV = struct.Struct("<qqII")
 WR = struct.Struct("<QQQ")
 EFLAGS_IGNORED = 0x100 | 0x10000  # trap and resume flags: the debugger's, not the program's
+EV_BUFFERED = 0x8000_0000  # in struct ev's nwrites: compare only a BUFFERED event's arguments
 OWN_SLOT = 3  # the debug register relive's own point search breaks with
 
 # What this module declares of the C interface (fastloop.c `abi[]`).
@@ -73,7 +74,8 @@ DECLARED = {"R_STOP": STOP, "R_EINTR": EINTR, "R_PARKED": PARKED, "R_ERROR": ERR
             "offsetof(struct ev, nwrites)": REGS_SIZE + 16,
             "offsetof(struct ev, first_write)": REGS_SIZE + 20,
             "sizeof(struct wr)": WR.size,
-            "EFLAGS_IGNORED": EFLAGS_IGNORED, "OWN_SLOT": OWN_SLOT}
+            "EFLAGS_IGNORED": EFLAGS_IGNORED, "OWN_SLOT": OWN_SLOT,
+            "EV_BUFFERED": EV_BUFFERED}
 MAX_INTERFACE = 64
 
 _lib: ctypes.CDLL | None = None
