@@ -232,6 +232,8 @@ class Recorder:
         self.seccomp = True
         if self.sysbuf.hook is not None:
             self.sysbuf.on = True
+            if self.fast is not None:
+                self.fast.sysbuf = True
             self.writer.set_meta(syscallbuf=True)
         t.task.seccomp = True
         self._answer_clocks(t.task.pid, first=True)
@@ -581,7 +583,8 @@ class Recorder:
             t.running_user = False
             alarms = self.queue.alarms
             if self.sysbuf.on:
-                fastloop.sysbuf_cursor(sysbuf.HOOK_BUF, self.sysbuf.cursor(t.space), resume)
+                fastloop.sysbuf_cursor(sysbuf.HOOK_BUF, self.sysbuf.cursor(t.space), resume,
+                                       sysbuf.HDR_SIZE, sysbuf.BUF_SIZE)
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
                                   watched=self.effects.watched_files(),
                                   reads_left=self.cpus.watched_fds(t.task.pid),
@@ -608,8 +611,15 @@ class Recorder:
         would have left it in at the stop where the loop gave up (PARKED: stopped after the
         last record, for the caller to resume). `alarms_before`: the timer signals handled
         before the loop ran."""
-        if batch.recorded:
+        if batch.segments:  # with records of the syscall buffer (recorder.sysbuf_record)
+            for kind, count, records in batch.segments:
+                t.last_event = self.writer.add_syscalls(t.task.tid, count, records, kind)
+                if kind == Kind.BUFFERED:
+                    self.sysbuf.taken += count
+            self.sysbuf.moved_to(t.space, batch.sysbuf_cursor)
+        elif batch.recorded:
             t.last_event = self.writer.add_syscalls(t.task.tid, batch.recorded, batch.records)
+        if batch.recorded or batch.segments:
             if not self.descriptors.empty:
                 self._descriptors_after(t, batch)
             t.exit_at = batch.exit_at

@@ -69,6 +69,10 @@ class SyscallBuffer:
     def flags_at(start: int) -> Flag:
         return Flag.SYSBUF if start in (sysbuf.HOOK_CODE, sysbuf.HOOK_BUF) else Flag.NONE
 
+    def moved_to(self, space: AddressSpace, cursor: int) -> None:
+        """The compiled loop wrote the records up to `cursor`."""
+        self._cursor[space] = cursor
+
     def cursor(self, space: AddressSpace) -> int:
         """The buffer position up to which `space`'s records are written (the compiled
         record loop hands a stop back to Python when the buffer is past it)."""
@@ -209,6 +213,32 @@ class SyscallBuffer:
                 self.writer.keep_note(NOTE, file_id, syscall_sites.to_json(found))
             self._scans[file_id] = found
         return found
+
+
+def count_records(chunk: bytes) -> int:
+    """How many records a run of whole records holds (the compiled loop checked them)."""
+    k = pos = 0
+    while pos + sysbuf.REC_HEAD <= len(chunk):
+        size = int.from_bytes(chunk[pos:pos + 4], "little")
+        if size < sysbuf.REC_HEAD:
+            break
+        pos += size
+        k += 1
+    return k
+
+
+def calls_from(chunk: bytes, addr: int) -> list[BufferedCall]:
+    """The BUFFERED events of a run of whole records that was at `addr` in the buffer (the
+    compiled loop took it: tracee/fastloop.c sysbuf_take), as `take` makes them."""
+    hook = sysbuf.hook()
+    assert hook is not None
+    rip = hook.untraced_insn + 2
+    out: list[BufferedCall] = []
+    for rec in sysbuf.parse(chunk, addr - sysbuf.HOOK_BUF)[0]:
+        where, n = sysbuf.output(rec.nr, rec.args, rec.result)
+        out.append((rec.nr, rec.result, ARGS.pack(*rec.args, rip),
+                    [(where, rec.data[:n])] if n else []))
+    return out
 
 
 def remote_maps(pid: int) -> list[Mapping]:

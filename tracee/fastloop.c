@@ -520,24 +520,88 @@ static int wait_own(int tid, int *status, struct loop_opts *o)
    the task being run and the position up to which the recorder has written its records.
    A stop of the task while the buffer is past that goes back to Python, which writes the
    new records before that stop's event. 0: no buffer. */
-static uint64_t sysbuf_pos_addr, sysbuf_cursor;
+static uint64_t sysbuf_pos_addr, sysbuf_cursor, sysbuf_hdr, sysbuf_size;
 static int sysbuf_resume = -1;
+static long sysbuf_chunks;  /* buffer chunks the last loop took into its records */
 
 /* Also: `resume`, the status of the entry stop the last loop returned R_SYSBUF at (the
-   next loop starts there instead of resuming the task), or -1. */
-void relive_sysbuf_cursor(uint64_t addr, uint64_t cursor, int resume)
+   next loop starts there instead of resuming the task), or -1; the buffer's header and
+   whole size (tracee/sysbuf.py HDR_SIZE, BUF_SIZE). */
+void relive_sysbuf_cursor(uint64_t addr, uint64_t cursor, int resume, uint64_t hdr,
+                          uint64_t size)
 {
     sysbuf_pos_addr = addr;
     sysbuf_cursor = cursor;
     sysbuf_resume = resume;
+    sysbuf_hdr = hdr;
+    sysbuf_size = size;
 }
 
-static int sysbuf_moved(int memfd)
+/* The chunks the last loop took and the cursor it left (Python's to keep). */
+long relive_sysbuf_state(uint64_t *cursor)
+{
+    *cursor = sysbuf_cursor;
+    return sysbuf_chunks;
+}
+
+/* The buffer's position, if it moved past the cursor (else 0). */
+static uint64_t sysbuf_moved(int memfd)
 {
     uint64_t pos;
-    return sysbuf_pos_addr
+    if (sysbuf_pos_addr
         && pread(memfd, &pos, sizeof pos, (off_t)sysbuf_pos_addr) == (ssize_t)sizeof pos
-        && pos != sysbuf_cursor;
+        && pos != sysbuf_cursor)
+        return pos;
+    return 0;
+}
+
+#define SYSBUF_REC_HEAD 64
+#define SYSBUF_DONE 0x80000000U
+#define SYSBUF_PENDING ((int64_t)0x8000000000000000ULL)
+
+/* Take the records between the cursor and `pos` into one record of the batch (nwrites =
+   SYSBUF_CHUNK, w[0] = the buffer bytes: address, length, offset in data; w[1].addr = the
+   position they end at), if every one of them is whole (result stored, output copied: a
+   stop at a syscall entry is after any call the hook made, unless a signal handler's call
+   interrupted it; Python takes those). 0, or -1: Python must. */
+#define SYSBUF_CHUNK 0x5b
+static int sysbuf_take(int memfd, uint64_t pos, struct rec *r, unsigned char *data,
+                       int64_t cap, int64_t *used)
+{
+    uint64_t start = (pos >> 32) == (sysbuf_cursor >> 32) ? (sysbuf_cursor & 0xffffffffU)
+                                                          : sysbuf_hdr;
+    uint64_t end = pos & 0xffffffffU;
+    if (start < sysbuf_hdr)
+        start = sysbuf_hdr;
+    if (start > end || end > sysbuf_size || (int64_t)(end - start) > cap - *used)
+        return -1;
+    unsigned char *buf = data + *used;
+    uint64_t len = end - start;
+    if (pread(memfd, buf, len, (off_t)(sysbuf_pos_addr + start)) != (ssize_t)len)
+        return -1;
+    for (uint64_t at = 0; at < len;) {
+        uint32_t size, nr;
+        int64_t result;
+        if (len - at < SYSBUF_REC_HEAD)
+            return -1;
+        memcpy(&size, buf + at, 4);
+        memcpy(&nr, buf + at + 4, 4);
+        memcpy(&result, buf + at + 56, 8);
+        if (size < SYSBUF_REC_HEAD || size % 8 || size > len - at || !(nr & SYSBUF_DONE)
+            || result == SYSBUF_PENDING)
+            return -1;
+        at += size;
+    }
+    memset(r, 0, sizeof *r);
+    r->nwrites = SYSBUF_CHUNK;
+    r->w[0].addr = sysbuf_pos_addr + start;
+    r->w[0].len = len;
+    r->w[0].off = (uint64_t)*used;
+    r->w[1].addr = pos;
+    *used += (int64_t)len;
+    sysbuf_cursor = pos;
+    sysbuf_chunks++;
+    return 0;
 }
 
 /* The loop both functions run (see above); fills out[0 .. OUT_WORDS). */
@@ -554,6 +618,7 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
     int tsc = trap_like_tracees();
     int resume = sysbuf_resume;
     sysbuf_resume = -1;
+    sysbuf_chunks = 0;
     memset(out, 0, OUT_WORDS * sizeof(int64_t));
     for (;;) {
         if (resume >= 0) {  /* at the entry stop the last loop left for the buffer */
@@ -578,10 +643,15 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
                 break;
             }
         }
-        if (w == tid && is_entry_stop(status) && sysbuf_moved(memfd)) {
-            reason = R_SYSBUF;  /* the buffer's records come before this stop's event */
-            out[2] = w;
-            break;
+        uint64_t pos;
+        if (w == tid && is_entry_stop(status) && (pos = sysbuf_moved(memfd)) != 0) {
+            /* the buffer's records come before this stop's event */
+            if (n >= max_recs || sysbuf_take(memfd, pos, &recs[n], data, data_cap, &used)) {
+                reason = R_SYSBUF;  /* Python writes them */
+                out[2] = w;
+                break;
+            }
+            n++;
         }
         /* Python sees the same stop and handles or refuses it: another task's, not an
            entry, records in the syscall buffer to write first, registers it fails to read
@@ -886,7 +956,8 @@ static const struct abi_entry abi[] = {
     {"offsetof(struct ev, first_write)", offsetof(struct ev, first_write)},
     {"sizeof(struct wr)", sizeof(struct wr)},
     {"EFLAGS_IGNORED", EFLAGS_IGNORED}, {"OWN_SLOT", OWN_SLOT},
-    {"EV_BUFFERED", EV_BUFFERED},
+    {"EV_BUFFERED", EV_BUFFERED}, {"SYSBUF_CHUNK", SYSBUF_CHUNK},
+    {"SYSBUF_REC_HEAD", SYSBUF_REC_HEAD}, {"SYSBUF_DONE", SYSBUF_DONE},
 };
 
 /* Fill names[i]/values[i] for up to n entries; return how many entries there are. */
