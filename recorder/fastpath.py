@@ -38,7 +38,7 @@ from tracee.syscalls import queries
 from tracee.syscalls.queries import DUPS_FD, FILE_WRITERS, PLAIN_WHEN_SHARED, READS_FD
 from tracee.syscalls.rules import Fixed, Out, Record, Result, ArgValue
 from tracee.sysnums import NAME_OF
-from recorder.sysbuf_record import calls_from, count_records
+from recorder.sysbuf_record import calls_from
 from tracefile.records import Kind
 from tracefile.writer import SyscallRecord
 
@@ -144,10 +144,10 @@ def _segments(raw: bytes, data: bytes, n: int) -> tuple[Segment, ...]:
             part = raw[first * _REC.size:i * _REC.size]
             out.append((Kind.SYSCALL, i - first, functools.partial(_unpack, part, data)))
         if i < n:
-            addr, length, off = struct.unpack_from("<QQQ", raw, i * _REC.size + _NWRITES + 8)
+            addr, length, off, _, count = struct.unpack_from("<5Q", raw,
+                                                             i * _REC.size + _NWRITES + 8)
             chunk = data[off:off + length]
-            out.append((Kind.BUFFERED, count_records(chunk),
-                        functools.partial(calls_from, chunk, addr)))
+            out.append((Kind.BUFFERED, count, functools.partial(calls_from, chunk, addr)))
         first = i + 1
     return tuple(out)
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 NOTE = "sysbuf-sites3"  # the file cache's name for site scans
 BufferedCall = tuple[int, int, bytes, list[tuple[int, bytes]]]  # nr, result, regs, writes
 ARGS = struct.Struct("<7Q")  # a BUFFERED event's "registers": the six arguments, then rip
+_HEAD = struct.Struct("<II6Qq")  # a record's head (tracee/sysbuf_hook.c struct rec)
 
 
 class SyscallBuffer:
@@ -215,29 +216,35 @@ class SyscallBuffer:
         return found
 
 
-def count_records(chunk: bytes) -> int:
-    """How many records a run of whole records holds (the compiled loop checked them)."""
-    k = pos = 0
-    while pos + sysbuf.REC_HEAD <= len(chunk):
-        size = int.from_bytes(chunk[pos:pos + 4], "little")
-        if size < sysbuf.REC_HEAD:
-            break
-        pos += size
-        k += 1
-    return k
-
-
 def calls_from(chunk: bytes, addr: int) -> list[BufferedCall]:
     """The BUFFERED events of a run of whole records that was at `addr` in the buffer (the
-    compiled loop took it: tracee/fastloop.c sysbuf_take), as `take` makes them."""
+    compiled loop took and counted it: tracee/fastloop.c sysbuf_take), as `take` makes
+    them. On the trace writer's thread, once per buffered call: kept tight."""
     hook = sysbuf.hook()
     assert hook is not None
     rip = hook.untraced_insn + 2
+    entries = sysbuf.entries()
+    unpack, pack = _HEAD.unpack_from, ARGS.pack
     out: list[BufferedCall] = []
-    for rec in sysbuf.parse(chunk, addr - sysbuf.HOOK_BUF)[0]:
-        where, n = sysbuf.output(rec.nr, rec.args, rec.result)
-        out.append((rec.nr, rec.result, ARGS.pack(*rec.args, rip),
-                    [(where, rec.data[:n])] if n else []))
+    pos, end = 0, len(chunk)
+    while pos + sysbuf.REC_HEAD <= end:
+        size, nr, a0, a1, a2, a3, a4, a5, result = unpack(chunk, pos)
+        if size < sysbuf.REC_HEAD:
+            break
+        nr &= ~sysbuf.DONE
+        writes: list[tuple[int, bytes]] = []
+        entry = entries.get(nr)
+        if entry is not None and entry[0] != sysbuf.NO_ARG and not -4096 < result < 0:
+            args = (a0, a1, a2, a3, a4, a5)
+            where = args[entry[0]]
+            n = entry[3] if entry[2] == sysbuf.NO_ARG else (
+                result if 0 < result <= min(args[entry[2]], sysbuf.MAX_OUT) else 0)
+            n = min(n, size - sysbuf.REC_HEAD)
+            if where and n:
+                data_at = pos + sysbuf.REC_HEAD
+                writes = [(where, chunk[data_at:data_at + n])]
+        out.append((nr, result, pack(a0, a1, a2, a3, a4, a5, rip), writes))
+        pos += size
     return out
 
 

@@ -560,8 +560,8 @@ static uint64_t sysbuf_moved(int memfd)
 #define SYSBUF_PENDING ((int64_t)0x8000000000000000ULL)
 
 /* Take the records between the cursor and `pos` into one record of the batch (nwrites =
-   SYSBUF_CHUNK, w[0] = the buffer bytes: address, length, offset in data; w[1].addr = the
-   position they end at), if every one of them is whole (result stored, output copied: a
+   SYSBUF_CHUNK, w[0] = the buffer bytes: address, length, offset in data; w[1] = the
+   position they end at and how many records), if every one of them is whole (result stored, output copied: a
    stop at a syscall entry is after any call the hook made, unless a signal handler's call
    interrupted it; Python takes those). 0, or -1: Python must. */
 #define SYSBUF_CHUNK 0x5b
@@ -579,7 +579,8 @@ static int sysbuf_take(int memfd, uint64_t pos, struct rec *r, unsigned char *da
     uint64_t len = end - start;
     if (pread(memfd, buf, len, (off_t)(sysbuf_pos_addr + start)) != (ssize_t)len)
         return -1;
-    for (uint64_t at = 0; at < len;) {
+    uint64_t count = 0;
+    for (uint64_t at = 0; at < len; count++) {
         uint32_t size, nr;
         int64_t result;
         if (len - at < SYSBUF_REC_HEAD)
@@ -598,6 +599,7 @@ static int sysbuf_take(int memfd, uint64_t pos, struct rec *r, unsigned char *da
     r->w[0].len = len;
     r->w[0].off = (uint64_t)*used;
     r->w[1].addr = pos;
+    r->w[1].len = count;
     *used += (int64_t)len;
     sysbuf_cursor = pos;
     sysbuf_chunks++;

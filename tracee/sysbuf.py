@@ -156,6 +156,11 @@ def output(nr: int, args: tuple[int, ...], result: int) -> tuple[int, int]:
     return args[out_arg], size
 
 
+def entries() -> dict[int, tuple[int, int, int, int]]:
+    """The table, by syscall number: (out_arg, null_arg, cap_arg, fixed size)."""
+    return _entries()
+
+
 def _entries() -> dict[int, tuple[int, int, int, int]]:
     global _ENTRIES
     if _ENTRIES is None:
