@@ -14,8 +14,11 @@ moved past it, and the call is made by the one *untraced* `syscall` instruction
 the instruction right after it stores the result. The kernel writes the output where the
 program asked (a bad pointer fails with EFAULT as it would without relive); the hook then
 copies it into the record and marks the record DONE. (A thread stopped before that has run
-no program code since the call: the recorder reads the output where the kernel wrote it.) Any other call takes the *traced*
-`syscall` (relive_hook_traced_insn), exactly as if the program had made it at its site.
+no program code since the call: the recorder reads the output where the kernel wrote it.) Any other call is not made
+here: the hook returns rcx = 0 and rax = the number, and the trampoline makes the call with
+its own `syscall`, on the stack and with the registers of the site (a thread blocked there
+is shown to gdb at the site: replayer.syscalls). Only a call that meets a full buffer is
+made by the hook's traced `syscall` (relive_hook_traced_insn).
 A full buffer: the call is made traced (the recorder empties the buffer at that stop), then
 the hook starts a new generation at the buffer's start.
 
@@ -87,7 +90,9 @@ ABI(DONE, 0x80000000);
 static long relive_hook_untraced(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                           volatile long *result);
 static long relive_hook_traced(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
-static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
+struct outcome { long rax; long made; };  /* returned in rax:rdx */
+static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, long a4,
+                                  long a5);
 
 /* The untraced call: the result is stored by the instruction right after `syscall`, so a
    thread stopped between the two has it in rax (the recorder takes it from there). */
@@ -140,6 +145,7 @@ __asm__(".text\n"
         "  mov 8(%rsp), %rax\n"
         "  mov %rax, (%rsp)\n"            /* a5 at the top of the stack, as the ABI wants */
         "  call relive_hook\n"
+        "  mov %rdx, %rcx\n"                /* made: 0 = the trampoline makes it */
         "  lea -48(%rbp), %rsp\n"
         "  pop %r9\n"
         "  pop %r8\n"
@@ -158,19 +164,21 @@ static void copy(u8 *to, const u8 *from, u64 n)
 }
 
 __attribute__((used, noipa))
-static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, long a5)
+static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, long a4,
+                                  long a5)
 {
+    const struct outcome not_made = {nr, 0};
     struct hdr *h = (struct hdr *)HOOK_BUF;
     const struct entry *e = (const struct entry *)(HOOK_CODE + TABLE_OFF) + nr;
     if ((u64)nr >= TABLE_NRS || !e->buffered || h->busy)
-        return relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+        return not_made;
     long args[6] = {a0, a1, a2, a3, a4, a5};
     if (e->null_arg != NO_ARG && args[e->null_arg])
-        return relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+        return not_made;
     if (e->cmd_arg != NO_ARG) {
         u32 cmd = (u32)args[e->cmd_arg] & e->cmd_mask;
         if (cmd >= 32 || !(e->cmd_allowed & (1U << cmd)))
-            return relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+            return not_made;
     }
     u8 *out = 0;
     u64 out_size = 0;
@@ -178,7 +186,7 @@ static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, lo
         out = (u8 *)args[e->out_arg];
         out_size = e->cap_arg == NO_ARG ? e->out_size : (u64)args[e->cap_arg];
         if (out_size > MAX_OUT)
-            return relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+            return not_made;
     }
     u64 size = (REC_HEAD + out_size + 7) & ~7UL;
     h->busy = 1;
@@ -194,7 +202,7 @@ static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, lo
         h->busy = 0;
         long r = relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
         __sync_bool_compare_and_swap(&h->pos, pos, (((pos >> 32) + 1) << 32) | HDR_SIZE);
-        return r;
+        return (struct outcome){r, 1};
     }
     struct rec *rec = (struct rec *)(HOOK_BUF + off);
     rec->size = (u32)size;
@@ -213,5 +221,5 @@ static long relive_hook(long nr, long a0, long a1, long a2, long a3, long a4, lo
     if (out && (r >= 0 || r < -4095))
         copy(rec->data, out, out_size);
     rec->nr = (u32)nr | DONE;
-    return r;
+    return (struct outcome){r, 1};
 }

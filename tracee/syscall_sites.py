@@ -11,8 +11,14 @@ site becomes `jmp` to its own trampoline, in a page mapped within 2 GB of the li
     lea -128(%rsp),%rsp      step over the red zone
     call *slot(%rip)         relive_hook_entry (the page's first 8 bytes)
     lea 128(%rsp),%rsp
-    [cmp $imm32,%rax]        the displaced instruction (a `cmp` site)
+    test %rcx,%rcx           the hook made the call (rcx 1, rax its result), or
+    jnz 1f
+    syscall                  not (rcx 0, rax the number): made here, traced, with the site's
+1:  [cmp $imm32,%rax]        stack and registers; the displaced instruction (a `cmp` site)
     jmp site+length
+
+A thread stopped in the trampoline's `syscall` (blocked in a futex wait, say) is shown to
+gdb as if at the site's (`shown_at`), where libc's unwind information applies.
 
 Other sites, other libraries, static binaries and the program's own `syscall`s stay traced.
 Shared by the recorder (which patches and records the patch as a MAPPING event's writes, so
@@ -141,7 +147,8 @@ def trampolines(page: int, sites: list[tuple[int, bytes]], entry: int) -> bytes:
         code += b"\x48\x8d\xa4\x24\x80\xff\xff\xff"                     # lea -128(%rsp)
         code += b"\xff\x15" + struct.pack("<i", page - (at + len(code) + 6))  # call *slot
         code += b"\x48\x8d\xa4\x24\x80\x00\x00\x00"                     # lea 128(%rsp)
-        code += b"" if mov else original[2:]                            # cmp $imm32,%rax
+        code += b"\x48\x85\xc9\x75\x02\x0f\x05"          # test %rcx,%rcx; jnz 1f; syscall
+        code += b"" if mov else original[2:]                            # 1: cmp $imm32,%rax
         code += b"\xe9" + struct.pack("<i", addr + len(original) - (at + len(code) + 5))
         out += code.ljust(TRAMPOLINE, b"\xcc")
     return bytes(out.ljust(page_size_for(len(sites)), b"\xcc"))
@@ -151,6 +158,17 @@ def jump(addr: int, target: int, length: int) -> bytes:
     """What a site becomes: jmp rel32 to its trampoline, then a 2- or 3-byte nop."""
     nop = b"\x0f\x1f\x00" if length == CMP_SITE else b"\x66\x90"
     return b"\xe9" + struct.pack("<i", target - (addr + 5)) + nop
+
+
+def shown_at(site: int, jump: bytes) -> tuple[int, int] | None:
+    """For a patched site (its address and the bytes it holds, from `jump`): (the address
+    after its trampoline's `syscall`, the address after the site's own `syscall`), i.e. where
+    a thread stopped in that call is and where gdb is shown it."""
+    if len(jump) not in (CMP_SITE, MOV_SITE) or jump[0] != 0xE9:
+        return None
+    trampoline = site + 5 + struct.unpack_from("<i", jump, 1)[0]
+    mov = len(jump) == MOV_SITE
+    return trampoline + (34 if mov else 29), site + (7 if mov else 2)
 
 
 def trampoline_at(page: int, k: int) -> int:
