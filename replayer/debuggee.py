@@ -176,12 +176,7 @@ class Debuggee:
         if task.tid in self.session.taskset.in_kernel:
             raise Refused(f"thread {tid} is inside vfork; its registers are not "
                               "readable until the child execs or exits")
-        values = register_values(task)
-        proc = self.session.taskset.procs.get(tid)
-        site = proc.shown_at.get(values["rip"]) if proc is not None else None
-        if site is not None:  # in a trampoline's `syscall`: shown at libc's (syscall_sites)
-            values = {**values, "rip": site}
-        return values
+        return register_values(task)
 
     def read_memory(self, tid: int, addr: int, length: int) -> bytes:
         if self.diversion is not None:

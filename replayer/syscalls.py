@@ -17,7 +17,6 @@ from typing import BinaryIO
 from tracee import rdrand, remote
 from tracee.address_space import AddressSpace, Mapping, mapping_from_info
 from tracee.remote import MAP_ANONYMOUS, MAP_FIXED, MAP_SHARED, inject_syscall
-from tracee.syscall_sites import shown_at
 from tracee.syscalls.queries import IN_PLACE, RUN_BY_REPLAY
 from tracee.sysnums import name_of, nr
 from tracee.task import Task
@@ -60,22 +59,17 @@ def args_of(regs: object) -> tuple[int, ...]:
 
 class ProcessState:
     """What replay tracks about one replayed process beyond the kernel's view."""
-    __slots__ = ("space", "brk", "patched", "shown_at")
+    __slots__ = ("space", "brk", "patched")
 
     def __init__(self, *, space: AddressSpace, brk: int | None = None,
-                 patched: dict[int, bytes] | None = None,
-                 shown_at: dict[int, int] | None = None) -> None:
+                 patched: dict[int, bytes] | None = None) -> None:
         self.space = space
         self.brk = brk
         # address -> original bytes of each rdrand/rdseed patched out (tracee.rdrand)
         self.patched = patched if patched is not None else {}
-        # rip after a trampoline's `syscall` -> rip after its libc site's (tracee.syscall_sites):
-        # what gdb is shown of a thread stopped there
-        self.shown_at = shown_at if shown_at is not None else {}
 
     def copy(self) -> ProcessState:
-        return ProcessState(space=self.space.copy(), brk=self.brk, patched=dict(self.patched),
-                            shown_at=dict(self.shown_at))
+        return ProcessState(space=self.space.copy(), brk=self.brk, patched=dict(self.patched))
 
     def patch_code(self, task: Task, event: Event) -> None:
         """Patch the rdrand/rdseed sites the recorder patched at this event (its info
@@ -164,10 +158,6 @@ class SyscallReplayer:
             m = mapping_from_info(event.info["sysbuf"])  # (tracee.syscall_sites); the
             map_anonymous(task, m)                       # event's writes fill it
             proc.space.map(m)
-            for w in event.writes:
-                pair = None if m.start <= w.addr < m.end else shown_at(w.addr, w.data)
-                if pair is not None:
-                    proc.shown_at[pair[0]] = pair[1]
 
     def _mmap(self, task: Task, proc: ProcessState, event: Event, args: tuple[int, ...]) -> int:
         m = mapping_from_info(event.info["map"])

@@ -5,8 +5,8 @@ writes out as BUFFERED events at the next stop; replay stops at the hook's `sysc
 each. The programs count their own stops (voluntary context switches: a ptrace stop is
 one), so a recording that silently fell back to stopping fails here; every recording must
 replay byte for byte, a tampered buffered record must be reported by its event, and gdb
-must step backwards over a buffered call. RELIVE_SYSCALLBUF=seccomp keeps the filter
-without the buffer (stage 1)."""
+must step backwards over a buffered call. The buffer is off by default (RELIVE_SYSCALLBUF=1
+turns it on, as these tests do; =seccomp, the default, is the filter without it)."""
 from __future__ import annotations
 
 import os
@@ -34,6 +34,18 @@ READS = 20000
 FUTEX = 202
 pytestmark = pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None,
                                 reason="the hook or the fast path could not be built (no gcc?)")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _buffer_on():
+    """The buffer is off by default (tracee.sysbuf.enabled): these recordings turn it on."""
+    old = os.environ.get("RELIVE_SYSCALLBUF")
+    os.environ["RELIVE_SYSCALLBUF"] = "1"
+    yield
+    if old is None:
+        del os.environ["RELIVE_SYSCALLBUF"]
+    else:
+        os.environ["RELIVE_SYSCALLBUF"] = old
 
 
 def _stops(stderr: bytes) -> int:

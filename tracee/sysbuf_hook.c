@@ -16,8 +16,7 @@ program asked (a bad pointer fails with EFAULT as it would without relive); the 
 copies it into the record and marks the record DONE. (A thread stopped before that has run
 no program code since the call: the recorder reads the output where the kernel wrote it.) Any other call is not made
 here: the hook returns rcx = 0 and rax = the number, and the trampoline makes the call with
-its own `syscall`, on the stack and with the registers of the site (a thread blocked there
-is shown to gdb at the site: replayer.syscalls). Only a call that meets a full buffer is
+its own `syscall`, on the stack and with the registers of the site. Only a call that meets a full buffer is
 made by the hook's traced `syscall` (relive_hook_traced_insn).
 A full buffer: the call is made traced (the recorder empties the buffer at that stop), then
 the hook starts a new generation at the buffer's start.

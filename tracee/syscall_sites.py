@@ -17,8 +17,9 @@ site becomes `jmp` to its own trampoline, in a page mapped within 2 GB of the li
 1:  [cmp $imm32,%rax]        stack and registers; the displaced instruction (a `cmp` site)
     jmp site+length
 
-A thread stopped in the trampoline's `syscall` (blocked in a futex wait, say) is shown to
-gdb as if at the site's (`shown_at`), where libc's unwind information applies.
+A thread stopped in the trampoline's `syscall` (blocked in a futex wait, say) has the site's
+stack and registers; gdb, which has no unwind information for the trampoline page, does not
+unwind from there (nor from the hook): the buffer is off by default (tracee.sysbuf).
 
 Other sites, other libraries, static binaries and the program's own `syscall`s stay traced.
 Shared by the recorder (which patches and records the patch as a MAPPING event's writes, so
@@ -158,17 +159,6 @@ def jump(addr: int, target: int, length: int) -> bytes:
     """What a site becomes: jmp rel32 to its trampoline, then a 2- or 3-byte nop."""
     nop = b"\x0f\x1f\x00" if length == CMP_SITE else b"\x66\x90"
     return b"\xe9" + struct.pack("<i", target - (addr + 5)) + nop
-
-
-def shown_at(site: int, jump: bytes) -> tuple[int, int] | None:
-    """For a patched site (its address and the bytes it holds, from `jump`): (the address
-    after its trampoline's `syscall`, the address after the site's own `syscall`), i.e. where
-    a thread stopped in that call is and where gdb is shown it."""
-    if len(jump) not in (CMP_SITE, MOV_SITE) or jump[0] != 0xE9:
-        return None
-    trampoline = site + 5 + struct.unpack_from("<i", jump, 1)[0]
-    mov = len(jump) == MOV_SITE
-    return trampoline + (34 if mov else 29), site + (7 if mov else 2)
 
 
 def trampoline_at(page: int, k: int) -> int:
