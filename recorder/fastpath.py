@@ -23,10 +23,11 @@ own loop had reached that stop.
 from __future__ import annotations
 
 import ctypes
+import functools
 import mmap
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from recorder.handoff import SharedRun
@@ -37,6 +38,8 @@ from tracee.syscalls import queries
 from tracee.syscalls.queries import DUPS_FD, FILE_WRITERS, PLAIN_WHEN_SHARED, READS_FD
 from tracee.syscalls.rules import Fixed, Out, Record, Result, ArgValue
 from tracee.sysnums import NAME_OF
+from recorder.sysbuf_record import calls_from
+from tracefile.records import Kind
 from tracefile.writer import SyscallRecord
 
 MAX_RECORDS = 4096
@@ -128,6 +131,27 @@ def entry_of(regs: bytes) -> tuple[int, tuple[int, ...]]:
     return r[_ORIG_RAX], tuple(r[i] for i in _ARGS)
 
 
+def _segments(raw: bytes, data: bytes, n: int) -> tuple[Segment, ...]:
+    """A batch with syscall buffer chunks, as runs of SYSCALL events (the loop's records)
+    and BUFFERED ones (each chunk's records, counted here, converted when written)."""
+    out: list[Segment] = []
+    first = 0
+    for i in range(n + 1):
+        if i < n and int.from_bytes(raw[i * _REC.size + _NWRITES:][:8], "little") \
+                != fastloop.SYSBUF_CHUNK:
+            continue
+        if i > first:
+            part = raw[first * _REC.size:i * _REC.size]
+            out.append((Kind.SYSCALL, i - first, functools.partial(_unpack, part, data)))
+        if i < n:
+            addr, length, off, _, count = struct.unpack_from("<5Q", raw,
+                                                             i * _REC.size + _NWRITES + 8)
+            chunk = data[off:off + length]
+            out.append((Kind.BUFFERED, count, functools.partial(calls_from, chunk, addr)))
+        first = i + 1
+    return tuple(out)
+
+
 def _zero_pages(size: int) -> ctypes.Array[ctypes.c_char]:
     """A buffer of `size` zero bytes whose pages the kernel provides when first touched
     (ctypes.create_string_buffer fills them all at once: milliseconds of start-up)."""
@@ -136,10 +160,16 @@ def _zero_pages(size: int) -> ctypes.Array[ctypes.c_char]:
 
 def _unpack(raw: bytes, data: bytes) -> Iterator[SyscallRecord]:
     """The records of relive_record_run's buffer (`raw`, whole records) and its output
-    bytes, as the trace writer stores them."""
+    bytes, as the trace writer stores them (the syscall buffer's chunks left out)."""
     for regs, result, _exit_rip, nw, *w in _REC.iter_unpack(raw):
+        if nw == fastloop.SYSBUF_CHUNK:
+            continue
         writes = [(w[3 * k], data[w[3 * k + 2]:w[3 * k + 2] + w[3 * k + 1]]) for k in range(nw)]
         yield _NR.unpack_from(regs, 8 * _ORIG_RAX)[0], result, regs, writes
+
+
+Segment = tuple[Kind, int, Callable[[], Iterable[SyscallRecord]]]
+_NWRITES = REGS_SIZE + 16  # struct rec's nwrites
 
 
 class Batch(NamedTuple):
@@ -152,6 +182,10 @@ class Batch(NamedTuple):
     exit_at: tuple[int, int] | None = None  # (rip, result) of the last record
     others: tuple[tuple[int, int], ...] = ()  # other tasks' stops kept: (tid, status)
     armed: bool = False     # the loop started the timeslice timer (recorder.handoff)
+    # With records of the syscall buffer among them (tracee.sysbuf): the events in order,
+    # as runs of one kind (count, records), and the buffer's cursor after them.
+    segments: tuple[Segment, ...] = ()
+    sysbuf_cursor: int = 0
 
 
 class RecordLoop:
@@ -169,6 +203,7 @@ class RecordLoop:
         self._watched_array = (ctypes.c_uint64 * 0)()
         self._shared = SharedRun.load(lib)
         self._resumed_in_loop: frozenset[int] = frozenset()
+        self.sysbuf = False  # the tasks may have a syscall buffer (recorder.sysbuf_record)
 
     def simple(self, *, alone: bool) -> frozenset[int]:
         """The numbers of the syscalls the loop records (worked out at first use: start-up
@@ -251,10 +286,15 @@ class RecordLoop:
         data = ctypes.string_at(self._data, out[6])
         exit_at = None
         if n:
-            _regs, result, exit_rip, *_ = _REC.unpack_from(raw, len(raw) - _REC.size)
-            exit_at = (exit_rip, result)
+            _regs, result, exit_rip, nw, *_ = _REC.unpack_from(raw, len(raw) - _REC.size)
+            exit_at = (exit_rip, result) if nw != fastloop.SYSBUF_CHUNK else None
+        chunks, cursor = fastloop.sysbuf_state() if self.sysbuf else (0, 0)
+        segments = _segments(raw, data, n) if chunks else ()
+        if segments:
+            n -= chunks
         return Batch(recorded=n, records=lambda: _unpack(raw, data), reason=reason, tid=out[2],
                      status=out[3], entry=self._entry.raw if out[4] else None,
                      exit_at=exit_at,
                      others=shared.others() if shared is not None else (),
-                     armed=shared is not None and shared.armed())
+                     armed=shared is not None and shared.armed(),
+                     segments=segments, sysbuf_cursor=cursor)

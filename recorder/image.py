@@ -9,6 +9,7 @@ import os
 import stat
 
 from recorder.code_patches import CodePatcher
+from recorder.sysbuf_record import SyscallBuffer
 from tracee import remote
 from tracee.address_space import (PROT_WRITE, AddressSpace, Flag, Mapping, mapping_info,
                                   read_proc_maps)
@@ -29,7 +30,8 @@ def file_identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
-def snapshot_image(task: Task, writer: TraceWriter, argv: list[str], patcher: CodePatcher
+def snapshot_image(task: Task, writer: TraceWriter, argv: list[str], patcher: CodePatcher,
+                   buffer: SyscallBuffer
                    ) -> tuple[Event, AddressSpace, list[tuple[tuple[int, int], str]]]:
     """Map the relive page, hide the vDSO, patch rdrand out of the code (recorder.code_patches)
     and build the EXEC event of a fresh image.
@@ -37,6 +39,7 @@ def snapshot_image(task: Task, writer: TraceWriter, argv: list[str], patcher: Co
     Returns the event (seq unassigned), the logical address space, and the (dev, inode) and
     file id of every mapped file (so writes to a mapped file can be noticed later)."""
     remote.map_relive_page(task)
+    buffer.map_hook(task)
     auxv = hide_vdso(task)
     pid = task.pid
     space = AddressSpace()
@@ -57,7 +60,7 @@ def snapshot_image(task: Task, writer: TraceWriter, argv: list[str], patcher: Co
                 files.append((ident, file_id))
         mapping = Mapping(start=m.start, end=m.end, prot=m.prot, shared=m.shared,
                           offset=m.offset, path=_clean(m.path) if m.path else None,
-                          file_id=file_id)
+                          file_id=file_id, flags=buffer.flags_at(m.start))
         space.map(mapping)
         if file_id is None or m.prot & PROT_WRITE:
             data = task.mem.read_upto(m.start, m.size)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import signal
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tracee import ptrace_api as api
@@ -32,7 +33,10 @@ class RunQueue:
     """The ready threads and the one allowed to run user code."""
 
     def __init__(self) -> None:
-        self.current: RecordedTask | None = None
+        self._current: RecordedTask | None = None
+        # Called with the thread that stops being current (the syscall buffer's records are
+        # that thread's: recorder.sysbuf_record).
+        self.on_leave: Callable[[RecordedTask], None] | None = None
         self.ready: deque[RecordedTask] = deque()
         self.expired = False
         self.alarms = 0  # timer signals handled so far
@@ -44,6 +48,16 @@ class RunQueue:
         self.compiled_calls = 0
         self.switches = 0
         signal.signal(signal.SIGALRM, self._on_alarm)
+
+    @property
+    def current(self) -> RecordedTask | None:
+        return self._current
+
+    @current.setter
+    def current(self, t: RecordedTask | None) -> None:
+        old, self._current = self._current, t
+        if old is not None and old is not t and self.on_leave is not None:
+            self.on_leave(old)
 
     def close(self) -> None:
         self.disarm()

@@ -31,7 +31,8 @@ from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_inf
 from recorder.signals import (SignalRecorder, disposition, has_no_effect,
                               pending_with_effect)
 from recorder.syscall_effects import EffectRecorder
-from tracee import cpuid, fastloop, seccomp
+from recorder.sysbuf_record import SyscallBuffer
+from tracee import cpuid, fastloop, seccomp, sysbuf
 from tracee import ptrace_api as api
 from tracee.address_space import AddressSpace
 from tracee.spawn import pin_to_one_cpu, spawn
@@ -121,6 +122,9 @@ class Recorder:
         self.descriptors = Descriptors()  # what waits, for recorder.blocking
         self.cpus = CpuView(frozenset(), None)
         self.cpuid = CpuidRecorder(self, faulting=False)
+        self.sysbuf = SyscallBuffer(writer)  # in-process recording (tracee.sysbuf)
+        self.effects.sysbuf = self.sysbuf
+        self.queue.on_leave = self._flush_buffer
         self._info = api.SyscallInfo()
         self.seccomp = False  # the tasks stop at syscalls through tracee.seccomp's filter
         self.seccomp_clocks = True  # ... and the compiled loop answers their clock reads
@@ -135,9 +139,28 @@ class Recorder:
 
     # -- events -----------------------------------------------------------------------------
     def emit(self, t: RecordedTask, kind: Kind, **fields: object) -> int:
+        if self.sysbuf.on:  # what the thread that ran did without a stop comes first
+            self._flush_buffer(self._runner(t))
         seq = self.writer.add(Event(seq=-1, tid=t.task.tid, kind=kind, **fields))  # type: ignore[arg-type]
         t.last_event = seq
         return seq
+
+    def _runner(self, t: RecordedTask) -> RecordedTask:
+        """The thread whose records t's address space holds: the one running user code
+        there (one at a time; a switch writes the leaving thread's records)."""
+        cur = self.queue.current
+        return cur if cur is not None and cur.space is t.space else t
+
+    def _flush_buffer(self, t: RecordedTask) -> None:
+        """Write the calls t's address space made through the in-process hook since the
+        last flush as BUFFERED events of `t`, the thread that ran them."""
+        calls = self.sysbuf.take(t.task, t.space)
+        if calls:
+            t.last_event = self.writer.add_syscalls(t.task.tid, len(calls), lambda: calls,
+                                                    Kind.BUFFERED)
+            # It ran user code since its last stopped syscall, unless it is stopped right
+            # where the last buffered one returned.
+            t.exit_at = self.sysbuf.at_return
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -150,6 +173,7 @@ class Recorder:
         self.cpuid = CpuidRecorder(self, faulting=cpuid.faulting_available())
         fastloop.trap_cpuid(self.cpuid.faulting)
         fastloop.record_seccomp(False)  # (until the filter is in: a former recording's state)
+        fastloop.sysbuf_cursor(0, 0)
         self.writer.set_meta(**self.cpuid.meta(cpu))
         pid = spawn(self.path, self.argv, self.env)
         self.root = pid
@@ -188,7 +212,8 @@ class Recorder:
         finally:
             q = self.queue
             log.debug("%d stops handled in Python, %d syscalls recorded by the compiled "
-                      "loop, %d thread switches", q.python_stops, q.compiled_calls, q.switches)
+                      "loop, %d thread switches, %d syscalls recorded from the buffer",
+                      q.python_stops, q.compiled_calls, q.switches, self.sysbuf.taken)
             self.queue.close()
             self.preempter.jumps.close()
             kill_tasks([t.task for t in self.tasks.values()])
@@ -200,11 +225,16 @@ class Recorder:
         if not seccomp.enabled():
             return
         try:
-            seccomp.install(t.task, seccomp.UNTRACED)
+            seccomp.install(t.task, seccomp.UNTRACED + self.sysbuf.untraced())
         except InjectionError as e:
             log.warning("relive: recording without the seccomp filter: %s", e)
             return
         self.seccomp = True
+        if self.sysbuf.hook is not None:
+            self.sysbuf.on = True
+            if self.fast is not None:
+                self.fast.sysbuf = True
+            self.writer.set_meta(syscallbuf=True)
         t.task.seccomp = True
         self._answer_clocks(t.task.pid, first=True)
         self.writer.set_meta(seccomp=True)
@@ -300,6 +330,8 @@ class Recorder:
 
     def handle(self, t: RecordedTask, stop: Stop) -> None:
         self.queue.python_stops += 1
+        if self.sysbuf.on:  # before whatever this stop records (an exec drops the buffer)
+            self._flush_buffer(self._runner(t))
         match stop:
             case SyscallStop():
                 info = api.get_syscall_info(t.task.tid, self._info)
@@ -321,13 +353,30 @@ class Recorder:
             case EventStop(event=api.Event.EXIT):
                 self.on_exit_event(t)
             case EventStop(event=api.Event.STOP):
-                self.signals.on_interrupt(t)
+                if not self._stepped_past_buffered_return(t):
+                    self.signals.on_interrupt(t)
             case EventStop(event=ev) if ev in CLONE_EVENTS:
                 self.on_clone(t, ev)
             case EventStop(event=ev):
                 raise UnsupportedError(f"ptrace event {ev.name} is not supported by relive")
             case Exited() | Killed():
                 self.on_gone(t, stop)
+
+    def _stepped_past_buffered_return(self, t: RecordedTask) -> bool:
+        """Interrupted right where the hook's untraced `syscall` returned, the thread still
+        shows that call (orig_rax), which replay cannot give a point it reaches by running
+        or jumping: step it over the instruction that stores the result first. True if
+        that step met another stop, which was handled instead."""
+        hook = self.sysbuf.hook
+        if not self.sysbuf.on or hook is None or t.task.regs.rip != hook.untraced_insn + 2:
+            return False
+        stop = t.task.step()
+        if (isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
+                and t.task.regs.rip != hook.untraced_insn + 2):
+            t.exit_at = None
+            return False
+        self.handle(t, stop)
+        return True
 
     # -- syscalls ---------------------------------------------------------------------------
     def on_entry(self, t: RecordedTask, nr: int, args: tuple[int, ...]) -> None:
@@ -524,6 +573,7 @@ class Recorder:
         if self.fast is None or not self.fast.resumes(nr, alone=alone):
             self.resume(t)
             return
+        resume = -1  # the loop starts at this entry stop (its buffer's records written)
         while self._nothing_else_waits(t):
             t.task.hand_over(api.Req.SYSCALL)
             # While the loop runs, the timer's handler cannot: it runs once the loop returns,
@@ -532,13 +582,24 @@ class Recorder:
             # would have sent is sent by `_take_batch` if the task is in user code.
             t.running_user = False
             alarms = self.queue.alarms
+            if self.sysbuf.on:
+                fastloop.sysbuf_cursor(sysbuf.HOOK_BUF, self.sysbuf.cursor(t.space), resume,
+                                       sysbuf.HDR_SIZE, sysbuf.BUF_SIZE)
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
                                   watched=self.effects.watched_files(),
                                   reads_left=self.cpus.watched_fds(t.task.pid),
                                   arm_us=self.queue.loop_arm_us())
             self._take_batch(t, batch, alarms_before=alarms)
+            resume = -1
+            if batch.reason == fastloop.SYSBUF:  # at an entry stop, records to write first
+                self._flush_buffer(t)
+                resume = batch.status
+                continue
             if batch.reason != fastloop.PARKED:
                 return
+        if resume >= 0:  # something else waits: the main loop handles that entry stop
+            self._stashed[t.task.tid] = resume
+            return
         self.resume(t)
 
     def _nothing_else_waits(self, t: RecordedTask) -> bool:
@@ -550,8 +611,15 @@ class Recorder:
         would have left it in at the stop where the loop gave up (PARKED: stopped after the
         last record, for the caller to resume). `alarms_before`: the timer signals handled
         before the loop ran."""
-        if batch.recorded:
+        if batch.segments:  # with records of the syscall buffer (recorder.sysbuf_record)
+            for kind, count, records in batch.segments:
+                t.last_event = self.writer.add_syscalls(t.task.tid, count, records, kind)
+                if kind == Kind.BUFFERED:
+                    self.sysbuf.taken += count
+            self.sysbuf.moved_to(t.space, batch.sysbuf_cursor)
+        elif batch.recorded:
             t.last_event = self.writer.add_syscalls(t.task.tid, batch.recorded, batch.records)
+        if batch.recorded or batch.segments:
             if not self.descriptors.empty:
                 self._descriptors_after(t, batch)
             t.exit_at = batch.exit_at
@@ -644,6 +712,7 @@ class Recorder:
         name = name_of(entry.nr)
         flags = (FORK_FLAGS if name == "fork" else VFORK_FLAGS if name == "vfork"
                  else entry.args[0])
+        self._flush_buffer(t)  # (before the child's copy of the buffer is made)
         child_tid = api.get_event_msg(t.task.tid)
         status = self._stashed.pop(child_tid, None)
         if status is None:
@@ -652,6 +721,8 @@ class Recorder:
         pid = t.task.pid if thread else child_tid
         memory = t.task.mem if thread else Memory(child_tid)
         space = t.space if flags & CLONE_VM else t.space.copy()
+        if not flags & CLONE_VM:
+            self.sysbuf.forked(t.space, space)
         if not flags & CLONE_VM:  # the copied scratch areas are the child's to reuse
             for m in space.flagged(Flag.SCRATCH):
                 self.scratch.release(m.owner, space)
@@ -724,7 +795,8 @@ class Recorder:
     def _record_exec(self, t: RecordedTask) -> None:
         first = t.last_event < 0 and t.task.tid == self.root
         argv = self.argv if first else _cmdline(t.task.tid)
-        event, space, files = snapshot_image(t.task, self.writer, argv, self.effects.patcher)
+        event, space, files = snapshot_image(t.task, self.writer, argv, self.effects.patcher,
+                                             self.sysbuf)
         for ident, file_id in files:
             self.effects.note_mapped_file(ident, file_id)
         t.space = space

@@ -115,7 +115,7 @@ def record_remote_writable(pid: int, space: AddressSpace, addr: int, size: int,
     """The one path for guessed-size writes: clip at unmapped/read-only bytes and at every
     flagged-mapping boundary, read what remains, mark it conservative."""
     view = AddressSpace([m for m in read_proc_maps(pid) if m.path not in KERNEL_MAPS])
-    for m in space.flagged(Flag.RELIVE_PAGE | Flag.SCRATCH | Flag.GUARD):
+    for m in space.flagged(Flag.RELIVE_PAGE | Flag.SCRATCH | Flag.GUARD | Flag.SYSBUF):
         view.map(m)
     n = view.writable_extent(addr, size)
     if n <= 0:

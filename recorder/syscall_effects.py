@@ -12,6 +12,7 @@ import stat
 from typing import Any
 
 from recorder.code_patches import CodePatcher
+from recorder.sysbuf_record import SyscallBuffer
 from recorder.errors import UnsupportedError
 from tracee.address_space import PROT_EXEC, AddressSpace, Mapping, mapping_info
 from tracee.remote import MAP_ANONYMOUS, MAP_SHARED
@@ -57,6 +58,7 @@ class EffectRecorder:
         # (dev, ino) -> ids of the copies of that file that were mapped (one per content)
         self.mapped_files: dict[tuple[int, int], set[str]] = {}
         self._watched: tuple[tuple[int, int], ...] | None = None
+        self.sysbuf: SyscallBuffer | None = None  # patches libc's sites (the recorder's)
 
     def note_mapped_file(self, ident: tuple[int, int], file_id: str) -> None:
         """The file `ident` (dev, ino) was mapped; its copy in the trace is `file_id`."""
@@ -193,6 +195,8 @@ class EffectRecorder:
         if prot & PROT_EXEC and (patched := self.patcher.patch(task, space, mapping.start,
                                                                 mapping.end)):
             eff.info["rdrand"] = patched
+        if prot & PROT_EXEC:
+            self._patch_sites(task, space, mapping.start, mapping.end, eff)
         if file_id is not None and flags & MAP_SHARED:
             # which file it was (copies are named by content: two files may share one)
             eff.info["inode"] = "%d:%d" % (st.st_dev, st.st_ino)
@@ -207,6 +211,18 @@ class EffectRecorder:
         if args[2] & PROT_EXEC and (patched := self.patcher.patch(
                 task, space, args[0], args[0] + page_up(args[1]))):
             eff.info["rdrand"] = patched
+        if args[2] & PROT_EXEC:
+            self._patch_sites(task, space, args[0], args[0] + page_up(args[1]), eff)
+
+    def _patch_sites(self, task: Task, space: AddressSpace, lo: int, hi: int,
+                     eff: Effects) -> None:
+        """libc's syscall sites now jump to the in-process hook (recorder.sysbuf_record):
+        replay maps the trampoline page (info "sysbuf") and writes what was written."""
+        done = self.sysbuf.patch(task, space, lo, hi) if self.sysbuf is not None else None
+        if done is not None:
+            mapping, writes = done
+            eff.info["sysbuf"] = mapping_info(mapping)
+            eff.writes.extend(MemoryWrite(addr=a, data=d) for a, d in writes)
 
     def _on_mremap(self, task: Task, space: AddressSpace, args: tuple[int, ...], result: int,
                    eff: Effects) -> None:

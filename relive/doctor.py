@@ -87,6 +87,16 @@ def _syscall_stops() -> Check:
                                        "syscalls twice (RELIVE_SYSCALLBUF=0 turns it off)")
 
 
+def _syscall_buffer() -> Check:
+    """Whether libc's calls of the catalogue's `buffered` kind are recorded without a stop
+    (tracee.sysbuf); RELIVE_SYSCALLBUF=seccomp keeps the filter alone."""
+    from tracee import seccomp, sysbuf
+    if not seccomp.enabled():
+        return Check(NOTE, "syscall buffer", "off (RELIVE_SYSCALLBUF=0)")
+    state = sysbuf.status()
+    return Check(OK if state.startswith("on") else NOTE, "syscall buffer", state)
+
+
 def _gdb() -> Check:
     gdb = shutil.which("gdb")
     if gdb is None:
@@ -145,8 +155,8 @@ def _version() -> str:
 
 def checks() -> Iterator[Check]:
     yield Check(OK, "relive", f"{_version()} on Python {platform.python_version()}")
-    steps: list[Callable[[], Check]] = [_ptrace, _fast_path, _syscall_stops, _gdb,
-                                          _trace_dir]
+    steps: list[Callable[[], Check]] = [_ptrace, _fast_path, _syscall_stops,
+                                          _syscall_buffer, _gdb, _trace_dir]
     for step in steps:
         yield step()
     yield from _cpu()

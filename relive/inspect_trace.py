@@ -145,6 +145,10 @@ def describe_event(ev: Event) -> str:
             stream = _STREAMS.get(ev.info.get("out", 0), "")
             return (f"{head} {name_of(ev.nr)}({args}) = {ev.result:#x} [{written} bytes "
                     f"written]{stream}")
+        case Kind.BUFFERED if len(ev.regs) == 56:  # six arguments and rip (tracee.sysbuf)
+            args = ", ".join(f"{v:#x}" for v in struct.unpack("<6Q", ev.regs[:48]))
+            return (f"{head} {name_of(ev.nr)}({args}) = {ev.result:#x} [{written} bytes "
+                    "written]")
         case Kind.SIGNAL:
             try:
                 name = signal.Signals(ev.nr).name

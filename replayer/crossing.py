@@ -42,7 +42,7 @@ from replayer.timeline_core import MAX_STEPS
 from replayer.traps import is_clone
 
 # Caused by an instruction of the event's thread, shown just before it.
-_TRIGGERED = (Kind.SYSCALL, Kind.ENTER, Kind.RDTSC, Kind.RDRAND, Kind.CPUID)
+_TRIGGERED = (Kind.SYSCALL, Kind.BUFFERED, Kind.ENTER, Kind.RDTSC, Kind.RDRAND, Kind.CPUID)
 
 
 class EventCrossing:

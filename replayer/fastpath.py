@@ -3,10 +3,12 @@ and the search for a point by its breakpoint's hits (relive_find_point, `PointFi
 
 A SYSCALL event can go into a batch when replay only has to emulate it: stop at its entry
 under PTRACE_SYSEMU, check the registers, write the recorded memory (exact writes only), set
-the result. Not batched: the calls replay executes (address space, signal state: see
-replayer.syscalls), execve, clone/fork/vfork, rt_sigreturn/exit, a call completing an ENTER,
-writes re-emitted to stdout/stderr, conservative writes, and (when `naming` is set) the calls
-the gdb target reads thread names from.
+the result. So can a BUFFERED one (tracee.sysbuf): the loop then checks the number, the
+arguments and rip, which are all the event has of the registers. Not batched: the calls
+replay executes (address space, signal state: see replayer.syscalls), execve,
+clone/fork/vfork, rt_sigreturn/exit, a call completing an ENTER, writes re-emitted to
+stdout/stderr, conservative writes, and (when `naming` is set) the calls the gdb target
+reads thread names from.
 
 The loop stops at the first event whose stop is not the recorded one (another stop, other
 registers, a write that does not land) and hands back that stop untouched: the session
@@ -39,14 +41,32 @@ MAX_BATCH = 256
 MAX_BATCH_BYTES = 4 << 20
 _BATCHABLE = frozenset(NAME_OF) - queries.numbers(NOT_EMULATED)
 _NAMING_NRS = queries.numbers(NAMING)
-_SYSCALL = int(Kind.SYSCALL)
+_SYSCALL, _BUFFERED = int(Kind.SYSCALL), int(Kind.BUFFERED)
 _EV, _WR = fastloop.EV, fastloop.WR
+_ARGS = struct.Struct("<7Q")  # a BUFFERED event's "registers" (recorder.sysbuf_record)
+# where user_regs_struct has them: rdi rsi rdx r10 r8 r9 rip
+_ARG_SLOTS = (14, 13, 12, 7, 9, 8, 16)
+
+
+def _regs_of(kind: int, regs: bytes) -> tuple[bytes, int]:
+    """The register file the loop compares, and the flag its nwrites word carries."""
+    if kind != _BUFFERED:
+        return regs, 0
+    words = [0] * (REGS_SIZE // 8)
+    for slot, value in zip(_ARG_SLOTS, _ARGS.unpack(regs)):
+        words[slot] = value
+    return struct.pack(f"<{len(words)}Q", *words), fastloop.EV_BUFFERED
+
+
+def _regs_fit(kind: int, regs: bytes) -> bool:
+    return len(regs) == (_ARGS.size if kind == _BUFFERED else REGS_SIZE)
 
 
 def emulated_only(ev: Event, tid: int, *, naming: bool) -> bool:
     """Can `ev` go into a batch of task `tid`'s syscalls?"""
-    if (ev.kind != Kind.SYSCALL or ev.tid != tid or ev.nr not in _BATCHABLE
-            or len(ev.regs) != REGS_SIZE or (naming and ev.nr in _NAMING_NRS)):
+    if (ev.kind not in (Kind.SYSCALL, Kind.BUFFERED) or ev.tid != tid
+            or ev.nr not in _BATCHABLE or not _regs_fit(ev.kind, ev.regs)
+            or (naming and ev.nr in _NAMING_NRS)):
         return False
     if ev.info and ("out" in ev.info or "remote" in ev.info):
         return False
@@ -64,8 +84,8 @@ def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:
     """`emulated_only` on an event as stored (replayer.session makes Events only for the
     events it hands to others); stricter: an event with any info is not batched."""
     _, rtid, kind, nr, _, regs, info, writes = row
-    if (kind != _SYSCALL or rtid != tid or nr not in _BATCHABLE or len(regs) != REGS_SIZE
-            or info or (naming and nr in _NAMING_NRS)):
+    if (kind not in (_SYSCALL, _BUFFERED) or rtid != tid or nr not in _BATCHABLE
+            or not _regs_fit(kind, regs) or info or (naming and nr in _NAMING_NRS)):
         return False
     for w in writes:
         if w.conservative:
@@ -95,9 +115,10 @@ class ReplayLoop:
         off = nwrites = 0
         pack = _EV.pack
         try:
-            for _, _, _, nr, result, regs, _, writes in events:
+            for _, _, kind, nr, result, regs, _, writes in events:
+                regs, flag = _regs_of(kind, regs)
                 parts.append(regs)
-                parts.append(pack(nr, result, len(writes), nwrites))
+                parts.append(pack(nr, result, len(writes) | flag, nwrites))
                 for w in writes:
                     wparts.append(_WR.pack(w.addr, len(w.data), off))
                     data.append(w.data)

@@ -230,7 +230,8 @@ class ForwardRun:
     def _completes_instruction(ev: Event) -> bool:
         """Events that finish the instruction being stepped (a syscall, an emulated rdtsc,
         rdrand or cpuid; a jump to a recorded point, which replaces the stretch before it)."""
-        return (ev.kind in (Kind.SYSCALL, Kind.RDTSC, Kind.RDRAND, Kind.CPUID, Kind.SIGNAL)
+        return (ev.kind in (Kind.SYSCALL, Kind.BUFFERED, Kind.RDTSC, Kind.RDRAND, Kind.CPUID,
+                            Kind.SIGNAL)
                 or (ev.kind == Kind.PREEMPT and bool(ev.info.get("jump"))))
 
     @staticmethod

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 OutputSink = Callable[[int, bytes], None]
 
 NR_EXECVE = 59
+# A BUFFERED event's "registers" (recorder.sysbuf_record): the arguments, then rip.
+BUFFERED_REGS = struct.Struct("<7Q")
+BUFFERED_NAMES = ("orig_rax", "rdi", "rsi", "rdx", "r10", "r8", "r9", "rip")
 STACK_T_SIZE, SS_DISABLE = 24, 2
 # A batch of syscalls replayed in compiled code returns at least this often, so checkpoints
 # are taken on time.
@@ -244,6 +248,8 @@ class ReplaySession:
                 self.signals.reach_point(ev)
             case Kind.MAPPING:
                 self._mapping(ev)
+            case Kind.BUFFERED:
+                self._buffered(ev)
             case _:
                 raise ReplayError(f"event {ev.seq}: unknown kind {ev.kind}")
 
@@ -492,6 +498,31 @@ class ReplaySession:
                                       f"{name_of(task.regs.orig_rax)}",
                                   diff=registers.diff(ev.regs, task.regs_bytes()))
         self.check_regs(ev, f"syscall {name_of(ev.nr)}")
+
+    def _buffered(self, ev: Event) -> None:
+        """A call the in-process hook made without a stop when recorded (tracee.sysbuf):
+        here it stops at the hook's `syscall` (SYSEMU), checked by number, arguments and
+        rip; its result and the bytes the kernel wrote are put in place, and the hook copies
+        them into its record as it did when recorded."""
+        stop = self.resume_until_stop(ev)
+        task = self._task(ev)
+        if len(ev.regs) != BUFFERED_REGS.size:
+            raise TraceError(f"trace {self.reader.dir} is corrupt: damaged at event {ev.seq} "
+                             "(a buffered syscall's arguments)")
+        if not isinstance(stop, SyscallStop):
+            raise self.divergence(ev, f"expected syscall {name_of(ev.nr)} (buffered)", stop)
+        regs = task.regs
+        if regs.orig_rax != ev.nr:
+            raise self.divergence(ev, f"expected syscall {name_of(ev.nr)} (buffered), replay "
+                                      f"made {name_of(regs.orig_rax)}")
+        want = dict(zip(BUFFERED_NAMES, (ev.nr, *BUFFERED_REGS.unpack(ev.regs))))
+        diff = {name: (value, getattr(regs, name)) for name, value in want.items()
+                if getattr(regs, name) != value}
+        if diff:
+            raise self.divergence(ev, f"the buffered syscall {name_of(ev.nr)} differs",
+                                  diff=diff)
+        task.set_reg("rax", ev.result)
+        write_memory(task, ev)
 
     def _in_place(self, ev: Event, name: str) -> None:
         """rt_sigreturn, exit, exit_group: rewind to the `syscall` instruction and let the

@@ -154,6 +154,10 @@ class SyscallReplayer:
                                    what=f"{name} returned {got:#x} in replay, "
                                         f"{result:#x} when recorded")
         proc.patch_code(task, event)
+        if "sysbuf" in event.info and not failed:  # the trampolines of libc's patched sites
+            m = mapping_from_info(event.info["sysbuf"])  # (tracee.syscall_sites); the
+            map_anonymous(task, m)                       # event's writes fill it
+            proc.space.map(m)
 
     def _mmap(self, task: Task, proc: ProcessState, event: Event, args: tuple[int, ...]) -> int:
         m = mapping_from_info(event.info["map"])

@@ -3,6 +3,7 @@ exits 1 and names the event, the register and both values; in-process, ReplaySes
 ReplayDivergence carrying the event number."""
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import struct
@@ -26,13 +27,17 @@ def test_register_layout_is_user_regs_struct():
 
 @pytest.fixture(scope="module")
 def recorded(programs, tmp_path_factory):
-    """{name: (trace, CompletedProcess)} for file_io and pids, recorded once."""
+    """{name: (trace, CompletedProcess)} for file_io and pids, recorded once. Without the
+    in-process buffer (RELIVE_SYSCALLBUF=seccomp): these tests tamper with the register
+    files of stopped calls (lseek, getpid); tests/test_syscallbuf.py tampers with buffered
+    ones."""
     base = tmp_path_factory.mktemp("divergence")
     work = base / "work"
     work.mkdir()
     out = {}
     for name, args in (("file_io", [work]), ("pids", [])):
-        proc = record(base / name, programs[name], *args)
+        proc = record(base / name, programs[name], *args,
+                      env=dict(os.environ, RELIVE_SYSCALLBUF="seccomp"))
         assert proc.returncode == 0, describe(proc)
         out[name] = (base / name, proc)
     return out

@@ -32,7 +32,9 @@ SETARCH = shutil.which("setarch")
 
 def _env(fast: bool) -> dict[str, str]:
     # One CPU for both recordings: cpuid's results (recorded) hold the CPU's APIC id.
-    return dict(os.environ, RELIVE_FASTPATH="1" if fast else "0",
+    # The calls the in-process buffer would take (getppid) are these tests' subject as
+    # ptrace-stopped calls: the buffer stays out (tests/test_syscallbuf.py has its own).
+    return dict(os.environ, RELIVE_FASTPATH="1" if fast else "0", RELIVE_SYSCALLBUF="seccomp",
                 RELIVE_CPU=os.environ.get("RELIVE_CPU", str(min(os.sched_getaffinity(0)))))
 
 

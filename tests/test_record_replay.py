@@ -214,7 +214,7 @@ def test_info_ps_dump_describe_the_recording(programs, tmp_path):
     assert [int(line.split()[0]) for line in lines] == list(range(events))
     assert all(int(line.split()[1]) == pid for line in lines)
     assert lines[0].split()[2] == "EXEC"
-    assert re.search(r"SYSCALL getpid\(.*\) = " + hex(pid) + " ", dump.stdout)
+    assert re.search(r"(SYSCALL|BUFFERED) getpid\(.*\) = " + hex(pid) + " ", dump.stdout)
     assert re.search(r"SYSCALL write\(0x1, .*\) = 0x[0-9a-f]+ ", dump.stdout)
     assert re.search(r"SYSCALL exit_group\(0x7, ", dump.stdout)
     assert lines[-1].split()[2:] == ["EXIT", "exit", "7"]

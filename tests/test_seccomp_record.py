@@ -3,7 +3,9 @@ PTRACE_EVENT_SECCOMP, and the compiled loop answers clock reads there, one stop 
 two. The program counts its own stops (voluntary context switches: a ptrace stop is one),
 so a recording that silently fell back to two stops a call fails here; RELIVE_SYSCALLBUF=0
 is the old path. Either way the replay must print what the recording printed, with SIGALRM
-landing among the answered reads, and a tampered answered read must be reported."""
+landing among the answered reads, and a tampered answered read must be reported.
+These tests are of the filter alone (stage 1): RELIVE_SYSCALLBUF=seccomp keeps the
+in-process buffer out (tests/test_syscallbuf.py has the buffer's)."""
 from __future__ import annotations
 
 import os
@@ -32,8 +34,11 @@ def _stops(stderr: bytes) -> int:
     return int(m.group(1))
 
 
+STAGE1 = {"RELIVE_SYSCALLBUF": "seccomp"}  # the filter without the in-process buffer
+
+
 def _record(programs, trace, **env):
-    rec = record(trace, programs["clock_reads"], READS, env=dict(os.environ, **env))
+    rec = record(trace, programs["clock_reads"], READS, env=dict(os.environ, **{**STAGE1, **env}))
     assert rec.returncode == 0, describe(rec)
     return rec
 
@@ -63,7 +68,7 @@ def test_kill_switch_records_with_two_stops(programs, tmp_path):
 
 def test_without_the_compiled_loop_the_filter_still_records(programs, tmp_path):
     trace = tmp_path / "t"
-    rec = _record(programs, trace, RELIVE_FASTPATH="0")
+    rec = _record(programs, trace, RELIVE_FASTPATH="0", RELIVE_SYSCALLBUF="1")
     assert_faithful(rec, replay(trace, env=dict(os.environ, RELIVE_FASTPATH="0")))
 
 
@@ -138,7 +143,8 @@ def test_clock_reads_among_threads_cost_one_stop_and_replay(programs, tmp_path):
     multi-thread loop (relive_record_shared_run) answers the reads too."""
     trace = tmp_path / "t"
     reads = 10000  # per thread, plus a gettimeofday and a time every 100
-    rec = record(trace, programs["clock_reads_threads"], reads)
+    rec = record(trace, programs["clock_reads_threads"], reads,
+                 env=dict(os.environ, **STAGE1))
     assert rec.returncode == 0, describe(rec)
     assert _stops(rec.stderr) < 1.3 * 2 * reads, rec.stderr  # two a read: > 40000
     assert_faithful(rec, replay(trace))

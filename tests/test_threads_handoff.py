@@ -22,7 +22,9 @@ COUNTERS = re.compile(rb"relive: (\d+) stops handled in Python, (\d+) syscalls r
 
 
 def _record(trace, prog, *args, fast):
-    env = dict(os.environ, RELIVE_FASTPATH="1" if fast else "0")
+    # The wakes as ptrace-stopped calls are these tests' subject: without the in-process
+    # buffer, which makes them without a stop (tests/test_syscallbuf.py).
+    env = dict(os.environ, RELIVE_FASTPATH="1" if fast else "0", RELIVE_SYSCALLBUF="seccomp")
     rec = run_relive("--log", "debug", "record", "-o", trace, prog, *args, env=env,
                      stdin=open(os.devnull, "rb"), timeout=300)
     assert rec.returncode == 0, describe(rec)

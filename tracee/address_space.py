@@ -22,6 +22,7 @@ class Flag(enum.IntFlag):
     RELIVE_PAGE = 1
     SCRATCH = 2
     GUARD = 4
+    SYSBUF = 8  # the in-process syscall hook's code, buffer and trampolines (tracee.sysbuf)
 
 
 class Mapping(NamedTuple):

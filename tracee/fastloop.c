@@ -61,6 +61,8 @@
 #define R_PARKED 3   /* time or buffer is up: the task is stopped after the last record */
 #define R_ERROR 4    /* a ptrace request failed: out[5] = errno */
 #define R_MATCH 5    /* relive_find_point: stopped at a hit with the registers wanted */
+#define R_SYSBUF 6   /* the syscall buffer has records to write before this entry stop's
+                        event (out[3] = status): Python writes them and calls again */
 #define OUT_WORDS 7  /* the out[] array every loop fills */
 
 #define SYSCALL_TRAP (SIGTRAP | 0x80)
@@ -514,6 +516,96 @@ static int wait_own(int tid, int *status, struct loop_opts *o)
     }
 }
 
+/* The in-process syscall buffer (tracee/sysbuf.py): the address of its position word in
+   the task being run and the position up to which the recorder has written its records.
+   A stop of the task while the buffer is past that goes back to Python, which writes the
+   new records before that stop's event. 0: no buffer. */
+static uint64_t sysbuf_pos_addr, sysbuf_cursor, sysbuf_hdr, sysbuf_size;
+static int sysbuf_resume = -1;
+static long sysbuf_chunks;  /* buffer chunks the last loop took into its records */
+
+/* Also: `resume`, the status of the entry stop the last loop returned R_SYSBUF at (the
+   next loop starts there instead of resuming the task), or -1; the buffer's header and
+   whole size (tracee/sysbuf.py HDR_SIZE, BUF_SIZE). */
+void relive_sysbuf_cursor(uint64_t addr, uint64_t cursor, int resume, uint64_t hdr,
+                          uint64_t size)
+{
+    sysbuf_pos_addr = addr;
+    sysbuf_cursor = cursor;
+    sysbuf_resume = resume;
+    sysbuf_hdr = hdr;
+    sysbuf_size = size;
+}
+
+/* The chunks the last loop took and the cursor it left (Python's to keep). */
+long relive_sysbuf_state(uint64_t *cursor)
+{
+    *cursor = sysbuf_cursor;
+    return sysbuf_chunks;
+}
+
+/* The buffer's position, if it moved past the cursor (else 0). */
+static uint64_t sysbuf_moved(int memfd)
+{
+    uint64_t pos;
+    if (sysbuf_pos_addr
+        && pread(memfd, &pos, sizeof pos, (off_t)sysbuf_pos_addr) == (ssize_t)sizeof pos
+        && pos != sysbuf_cursor)
+        return pos;
+    return 0;
+}
+
+#define SYSBUF_REC_HEAD 64
+#define SYSBUF_DONE 0x80000000U
+#define SYSBUF_PENDING ((int64_t)0x8000000000000000ULL)
+
+/* Take the records between the cursor and `pos` into one record of the batch (nwrites =
+   SYSBUF_CHUNK, w[0] = the buffer bytes: address, length, offset in data; w[1] = the
+   position they end at and how many records), if every one of them is whole (result stored, output copied: a
+   stop at a syscall entry is after any call the hook made, unless a signal handler's call
+   interrupted it; Python takes those). 0, or -1: Python must. */
+#define SYSBUF_CHUNK 0x5b
+static int sysbuf_take(int memfd, uint64_t pos, struct rec *r, unsigned char *data,
+                       int64_t cap, int64_t *used)
+{
+    uint64_t start = (pos >> 32) == (sysbuf_cursor >> 32) ? (sysbuf_cursor & 0xffffffffU)
+                                                          : sysbuf_hdr;
+    uint64_t end = pos & 0xffffffffU;
+    if (start < sysbuf_hdr)
+        start = sysbuf_hdr;
+    if (start > end || end > sysbuf_size || (int64_t)(end - start) > cap - *used)
+        return -1;
+    unsigned char *buf = data + *used;
+    uint64_t len = end - start;
+    if (pread(memfd, buf, len, (off_t)(sysbuf_pos_addr + start)) != (ssize_t)len)
+        return -1;
+    uint64_t count = 0;
+    for (uint64_t at = 0; at < len; count++) {
+        uint32_t size, nr;
+        int64_t result;
+        if (len - at < SYSBUF_REC_HEAD)
+            return -1;
+        memcpy(&size, buf + at, 4);
+        memcpy(&nr, buf + at + 4, 4);
+        memcpy(&result, buf + at + 56, 8);
+        if (size < SYSBUF_REC_HEAD || size % 8 || size > len - at || !(nr & SYSBUF_DONE)
+            || result == SYSBUF_PENDING)
+            return -1;
+        at += size;
+    }
+    memset(r, 0, sizeof *r);
+    r->nwrites = SYSBUF_CHUNK;
+    r->w[0].addr = sysbuf_pos_addr + start;
+    r->w[0].len = len;
+    r->w[0].off = (uint64_t)*used;
+    r->w[1].addr = pos;
+    r->w[1].len = count;
+    *used += (int64_t)len;
+    sysbuf_cursor = pos;
+    sysbuf_chunks++;
+    return 0;
+}
+
 /* The loop both functions run (see above); fills out[0 .. OUT_WORDS). */
 static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
                         const uint64_t *watched, long nwatched,
@@ -526,27 +618,46 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
     int64_t used = 0;
     int status = 0, reason = 0, w;
     int tsc = trap_like_tracees();
+    int resume = sysbuf_resume;
+    sysbuf_resume = -1;
+    sysbuf_chunks = 0;
     memset(out, 0, OUT_WORDS * sizeof(int64_t));
     for (;;) {
-        if (n >= max_recs || now_ns() >= deadline_ns) {
-            reason = R_PARKED;
-            break;
+        if (resume >= 0) {  /* at the entry stop the last loop left for the buffer */
+            status = resume;
+            w = tid;
+            resume = -1;
+        } else {
+            if (n >= max_recs || now_ns() >= deadline_ns) {
+                reason = R_PARKED;
+                break;
+            }
+            if (ptrace(record_seccomp ? PTRACE_CONT : PTRACE_SYSCALL, tid, 0, 0) < 0) {
+                reason = R_ERROR;
+                out[5] = errno;
+                break;
+            }
+            /* the task runs user code */
+            w = wait_own(tid, &status, o);
+            if (w < 0) {
+                reason = errno == EINTR ? R_EINTR : R_ERROR;
+                out[5] = errno;
+                break;
+            }
         }
-        if (ptrace(record_seccomp ? PTRACE_CONT : PTRACE_SYSCALL, tid, 0, 0) < 0) {
-            reason = R_ERROR;
-            out[5] = errno;
-            break;
-        }
-        /* the task runs user code */
-        w = wait_own(tid, &status, o);
-        if (w < 0) {
-            reason = errno == EINTR ? R_EINTR : R_ERROR;
-            out[5] = errno;
-            break;
+        uint64_t pos;
+        if (w == tid && is_entry_stop(status) && (pos = sysbuf_moved(memfd)) != 0) {
+            /* the buffer's records come before this stop's event */
+            if (n >= max_recs || sysbuf_take(memfd, pos, &recs[n], data, data_cap, &used)) {
+                reason = R_SYSBUF;  /* Python writes them */
+                out[2] = w;
+                break;
+            }
+            n++;
         }
         /* Python sees the same stop and handles or refuses it: another task's, not an
-           entry, registers it fails to read the same way, a call not entered by `syscall`
-           in 64-bit code */
+           entry, records in the syscall buffer to write first, registers it fails to read
+           the same way, a call not entered by `syscall` in 64-bit code */
         if (w != tid || !is_entry_stop(status)
             || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
             || regs.rcx != regs.rip || regs.cs != USER64_CS) {
@@ -664,6 +775,9 @@ struct wr {
 };
 
 #define EFLAGS_IGNORED (0x100 | 0x10000)  /* trap and resume flags: the debugger's */
+/* In struct ev's nwrites: a BUFFERED event (tracee/sysbuf.py), whose registers hold only
+   the arguments and rip (the recorder saw no register file): only those are compared. */
+#define EV_BUFFERED 0x80000000U
 
 /* The registers match as replayer/registers.diff sees it (eflags and r11 without TF/RF). */
 static int same_regs(const unsigned char *want, const struct user_regs_struct *got)
@@ -680,6 +794,14 @@ static int same_regs(const unsigned char *want, const struct user_regs_struct *g
             return 0;
     }
     return 1;
+}
+
+/* A BUFFERED event's registers: the arguments and rip where a register file has them. */
+static int same_args(const unsigned char *want, const struct user_regs_struct *got)
+{
+    const struct user_regs_struct *w = (const struct user_regs_struct *)want;
+    return w->rdi == got->rdi && w->rsi == got->rsi && w->rdx == got->rdx
+        && w->r10 == got->r10 && w->r8 == got->r8 && w->r9 == got->r9 && w->rip == got->rip;
 }
 
 static int write_all(int memfd, const unsigned char *data, uint64_t len, uint64_t addr)
@@ -732,14 +854,17 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
             break;
         if (sysemu_and_wait(tid, &status, &reason, out) < 0)
             break;
+        int buffered = (evs[i].nwrites & EV_BUFFERED) != 0;
+        uint32_t nwrites = evs[i].nwrites & ~EV_BUFFERED;
         if (!is_syscall_stop(status) || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
-            || (int64_t)regs.orig_rax != evs[i].nr || !same_regs(evs[i].regs, &regs)) {
+            || (int64_t)regs.orig_rax != evs[i].nr
+            || !(buffered ? same_args(evs[i].regs, &regs) : same_regs(evs[i].regs, &regs))) {
             reason = R_STOP;
             break;
         }
         const struct wr *wp = writes + evs[i].first_write;
         int ok = 1;
-        for (uint32_t k = 0; k < evs[i].nwrites && ok; k++)
+        for (uint32_t k = 0; k < nwrites && ok; k++)
             ok = write_all(memfd, data + wp[k].off, wp[k].len, wp[k].addr) == 0;
         if (!ok) {
             reason = R_STOP;  /* Python writes again and reports what did not land */
@@ -816,7 +941,7 @@ long relive_find_point(int tid, uint64_t rip, const unsigned char *want, long ma
 struct abi_entry { const char *name; int64_t value; };
 static const struct abi_entry abi[] = {
     {"R_STOP", R_STOP}, {"R_EINTR", R_EINTR}, {"R_PARKED", R_PARKED},
-    {"R_ERROR", R_ERROR}, {"R_MATCH", R_MATCH}, {"OUT_WORDS", OUT_WORDS},
+    {"R_ERROR", R_ERROR}, {"R_MATCH", R_MATCH}, {"R_SYSBUF", R_SYSBUF}, {"OUT_WORDS", OUT_WORDS},
     {"SIZE_FIXED", SIZE_FIXED}, {"SIZE_RESULT", SIZE_RESULT}, {"SIZE_ARG", SIZE_ARG},
     {"MAX_OUTS", MAX_OUTS}, {"MAX_EXCEPT", MAX_EXCEPT}, {"SPEC_HEAD", SPEC_HEAD},
     {"SPEC_WORDS", SPEC_WORDS}, {"REGS_SIZE", REGS_SIZE},
@@ -833,6 +958,8 @@ static const struct abi_entry abi[] = {
     {"offsetof(struct ev, first_write)", offsetof(struct ev, first_write)},
     {"sizeof(struct wr)", sizeof(struct wr)},
     {"EFLAGS_IGNORED", EFLAGS_IGNORED}, {"OWN_SLOT", OWN_SLOT},
+    {"EV_BUFFERED", EV_BUFFERED}, {"SYSBUF_CHUNK", SYSBUF_CHUNK},
+    {"SYSBUF_REC_HEAD", SYSBUF_REC_HEAD}, {"SYSBUF_DONE", SYSBUF_DONE},
 };
 
 /* Fill names[i]/values[i] for up to n entries; return how many entries there are. */

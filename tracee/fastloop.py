@@ -40,7 +40,7 @@ SOURCE = Path(__file__).with_name("fastloop.c")
 INSTALLED_NAME = "_fastloop"  # setup.py's extension tracee._fastloop
 
 # Why a loop returned (fastloop.c R_*).
-STOP, EINTR, PARKED, ERROR, MATCH = 1, 2, 3, 4, 5
+STOP, EINTR, PARKED, ERROR, MATCH, SYSBUF = 1, 2, 3, 4, 5, 6
 OUT_WORDS = 7
 # Output size kinds of the record spec table (fastloop.c SIZE_*).
 SIZE_FIXED, SIZE_RESULT, SIZE_ARG = 1, 2, 3
@@ -54,11 +54,14 @@ REC = struct.Struct(f"<{REGS_SIZE}sqQQ" + "QQQ" * MAX_OUTS)
 EV = struct.Struct("<qqII")
 WR = struct.Struct("<QQQ")
 EFLAGS_IGNORED = 0x100 | 0x10000  # trap and resume flags: the debugger's, not the program's
+EV_BUFFERED = 0x8000_0000  # in struct ev's nwrites: compare only a BUFFERED event's arguments
+# A struct rec holding the syscall buffer's records (nwrites), their head's size, DONE bit
+SYSBUF_CHUNK, SYSBUF_REC_HEAD, SYSBUF_DONE = 0x5B, 64, 0x8000_0000
 OWN_SLOT = 3  # the debug register relive's own point search breaks with
 
 # What this module declares of the C interface (fastloop.c `abi[]`).
 DECLARED = {"R_STOP": STOP, "R_EINTR": EINTR, "R_PARKED": PARKED, "R_ERROR": ERROR,
-            "R_MATCH": MATCH, "OUT_WORDS": OUT_WORDS, "SIZE_FIXED": SIZE_FIXED,
+            "R_MATCH": MATCH, "R_SYSBUF": SYSBUF, "OUT_WORDS": OUT_WORDS, "SIZE_FIXED": SIZE_FIXED,
             "SIZE_RESULT": SIZE_RESULT, "SIZE_ARG": SIZE_ARG, "MAX_OUTS": MAX_OUTS,
             "MAX_EXCEPT": MAX_EXCEPT, "SPEC_HEAD": SPEC_HEAD, "SPEC_WORDS": SPEC_WORDS,
             "REGS_SIZE": REGS_SIZE, "sizeof(struct user_regs_struct)": REGS_SIZE,
@@ -73,7 +76,9 @@ DECLARED = {"R_STOP": STOP, "R_EINTR": EINTR, "R_PARKED": PARKED, "R_ERROR": ERR
             "offsetof(struct ev, nwrites)": REGS_SIZE + 16,
             "offsetof(struct ev, first_write)": REGS_SIZE + 20,
             "sizeof(struct wr)": WR.size,
-            "EFLAGS_IGNORED": EFLAGS_IGNORED, "OWN_SLOT": OWN_SLOT}
+            "EFLAGS_IGNORED": EFLAGS_IGNORED, "OWN_SLOT": OWN_SLOT,
+            "EV_BUFFERED": EV_BUFFERED, "SYSBUF_CHUNK": SYSBUF_CHUNK,
+            "SYSBUF_REC_HEAD": SYSBUF_REC_HEAD, "SYSBUF_DONE": SYSBUF_DONE}
 MAX_INTERFACE = 64
 
 _lib: ctypes.CDLL | None = None
@@ -167,6 +172,30 @@ def record_seccomp(on: bool, clocks: frozenset[int] = frozenset()) -> bool:
                                         ctypes.c_long(len(nrs)))) == 0
 
 
+def sysbuf_cursor(addr: int, cursor: int, resume: int = -1, hdr: int = 0,
+                  size: int = 0) -> None:
+    """Tell the record loop where the run task's syscall buffer position is (0: none), up
+    to where its records are written (tracee.sysbuf) and the buffer's header and whole
+    sizes: at an entry stop past the cursor, the loop takes the records into its batch
+    (a SYSBUF_CHUNK record) when all are whole, else returns SYSBUF; `resume`: the status
+    of that stop, where the next loop starts once Python wrote them (-1: it resumes the
+    task)."""
+    lib = load()
+    if lib is not None:
+        lib.relive_sysbuf_cursor(ctypes.c_uint64(addr), ctypes.c_uint64(cursor),
+                                 ctypes.c_int(resume), ctypes.c_uint64(hdr),
+                                 ctypes.c_uint64(size))
+
+
+def sysbuf_state() -> tuple[int, int]:
+    """(buffer chunks the last record loop took, the cursor it left)."""
+    lib = load()
+    if lib is None:
+        return 0, 0
+    cursor = ctypes.c_uint64()
+    return int(lib.relive_sysbuf_state(ctypes.byref(cursor))), cursor.value
+
+
 def load() -> ctypes.CDLL | None:
     """The loaded library, or None (disabled, or it could not be built: said once)."""
     global _lib, _tried, _status
@@ -229,6 +258,11 @@ def _declare(lib: ctypes.CDLL) -> None:
         ctypes.c_void_p]
     lib.relive_interface.restype = ctypes.c_long
     lib.relive_interface.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    lib.relive_sysbuf_cursor.restype = None
+    lib.relive_sysbuf_cursor.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int,
+                                         ctypes.c_uint64, ctypes.c_uint64]
+    lib.relive_sysbuf_state.restype = ctypes.c_long
+    lib.relive_sysbuf_state.argtypes = [ctypes.c_void_p]
     lib.relive_trap_cpuid.restype = None
     lib.relive_trap_cpuid.argtypes = [ctypes.c_int]
 

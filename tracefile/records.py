@@ -10,10 +10,10 @@ import enum
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 # Version 3 added RDRAND events, version 4 CPUID events and checksums on every row
 # (tracefile.integrity): older traces read the same, unchecked. Version 5 stores events in
-# compressed chunks (tracefile.chunks) instead of a row each.
+# compressed chunks (tracefile.chunks) instead of a row each. Version 6 adds BUFFERED events.
 OLDEST_FORMAT = 2
 CHECKED_FORMAT = 4
 CHUNKED_FORMAT = 5
@@ -32,6 +32,10 @@ class Kind(enum.IntEnum):
     #               a signed 64-bit integer); info has the instruction's reg, width, len
     CPUID = 10    # a cpuid that faulted (tracee.cpuid): result = the leaf; info["out"] =
     #               [eax, ebx, ecx, edx] it gave
+    BUFFERED = 11  # a syscall made by the in-process hook without a ptrace stop
+    #               (tracee.sysbuf): nr, result, regs = its six arguments and the rip after
+    #               the hook's `syscall` (7 x u64, no register file: none was seen);
+    #               writes = what the kernel wrote (the hook's copy of it)
 
 
 class MemoryWrite(NamedTuple):

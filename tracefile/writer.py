@@ -72,12 +72,12 @@ class ChunkSink:
                 self.seal(db)
 
     def syscalls(self, db: sqlite3.Connection, tid: int, first: int,
-                 records: Iterable[SyscallRecord]) -> None:
-        """A run of one task's SYSCALL events (no info): most of a recording's events."""
+                 records: Iterable[SyscallRecord], kind: Kind = Kind.SYSCALL) -> None:
+        """A run of one task's SYSCALL (or BUFFERED) events (no info): most of a
+        recording's events."""
         if first != self.builder.first + len(self.builder):
             raise TraceError(f"event {first} stored out of order")
-        chunks.add_syscalls(self.builder, db, self.compressor(), tid, int(Kind.SYSCALL),
-                            records)
+        chunks.add_syscalls(self.builder, db, self.compressor(), tid, int(kind), records)
 
 
 def _create_database(path: Path) -> sqlite3.Connection:
@@ -206,7 +206,8 @@ class TraceWriter:
         return seq
 
     def add_syscalls(self, tid: int, count: int,
-                     records: Callable[[], Iterable[SyscallRecord]]) -> int:
+                     records: Callable[[], Iterable[SyscallRecord]],
+                     kind: Kind = Kind.SYSCALL) -> int:
         """Store a run of `count` SYSCALL events of task `tid`, exactly as `add` would store
         them: `records()` yields each as (nr, result, regs, exact writes as (addr, data)).
         It is called on the SQL thread, so unpacking and compressing a run costs the
@@ -216,7 +217,7 @@ class TraceWriter:
         self._uncommitted += count
         self._queue_rows()  # what `add` stored before comes first
         sink = self._sink
-        self._sql.submit(lambda db: sink.syscalls(db, tid, first, records()))
+        self._sql.submit(lambda db: sink.syscalls(db, tid, first, records(), kind))
         if (self._uncommitted >= COMMIT_EVERY
                 or time.monotonic() - self._last_commit > COMMIT_SECONDS):
             self._flush()

@@ -37,6 +37,9 @@ def futex_ops(*ops: FutexOp) -> frozenset[int]:
 # into the mutex its waker still held: three more switches per condvar hand-off). Unknown
 # operations: may wait.
 FUTEX_WAITS = ArgIs(1, frozenset({1, 3, 4, 5, 7, 8, 10, 12}), mask=FUTEX_CMD_MASK, negate=True)
+# The operations relive's in-process hook makes without a stop (tracee.sysbuf): FUTEX_WAKE,
+# _REQUEUE, _CMP_REQUEUE, _WAKE_BITSET never wait and write no futex word (none of FutexOp).
+FUTEX_BUFFERED = ArgIs(1, frozenset({1, 3, 4, 10}), mask=FUTEX_CMD_MASK)
 
 
 class Fcntl(IntEnum):

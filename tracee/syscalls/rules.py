@@ -245,6 +245,10 @@ class Syscall(NamedTuple):
     # Reads a clock every process shares (some clock ids of it): the compiled record loop
     # answers it at its seccomp stop with the recorder's own read (tracee.seccomp).
     clock: bool = False
+    # Made by relive's in-process hook without a ptrace stop (tracee.sysbuf): never blocks,
+    # changes nothing the recorder tracks, at most one output (a struct, or as many bytes
+    # as it returns); an ArgIs: only when it holds (futex: the wakes).
+    buffered: bool | ArgIs = False
 
 
 def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TABLE,
@@ -253,10 +257,10 @@ def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TAB
       copies: Copy | None = None, scratch: tuple[Scratch, ...] = (), path: int = -1,
       flow: Flow | None = None, wait_mask: WaitMask | None = None,
       plain_unless: ArgIs | None = None, cpu_view: bool = False, dups_fd: int = -1,
-      clock: bool = False) -> Syscall:
+      clock: bool = False, buffered: bool | ArgIs = False) -> Syscall:
     return Syscall(tuple(outputs), may_block, record, replay, effects, status_when, file_fd,
                    shown, copies, scratch, path, flow, wait_mask, plain_unless, cpu_view,
-                   dups_fd, clock)
+                   dups_fd, clock, buffered)
 
 
 def arg_is(rule: ArgIs, args: tuple[int, ...]) -> bool:

@@ -1,0 +1,257 @@
+"""The recorder's side of the in-process syscall buffer (tracee.sysbuf says what it is).
+
+- At every exec the hook's two mappings are made (flagged SYSBUF; the EXEC event holds them
+  like any anonymous mapping, so replay gets the same bytes).
+- When libc's code is mapped executable, its sites jump to trampolines in a page near it
+  (tracee.syscall_sites): the page and the patched bytes are the mmap event's writes, its
+  info "sysbuf" the page's mapping, so replay maps and patches exactly the same.
+- At every ptrace stop, before that stop's event, `take` reads the buffer past the cursor
+  of the address space (one read of the header, one of the records) and returns the new
+  records, which the recorder writes as BUFFERED events of the thread that ran. A record
+  claimed but without its result: if the thread stopped right after the hook's `syscall`,
+  its result is in rax; if before, the claim is left for the next stop (the call has not
+  been made). The cursor goes with the address space: a fork child starts from its
+  parent's, an exec starts a fresh buffer.
+
+Only while the seccomp filter is in (`on`): otherwise the hook's `syscall` would stop too
+and every buffered call would be recorded twice; sites are then never patched.
+"""
+from __future__ import annotations
+
+import logging
+import struct
+import weakref
+from typing import TYPE_CHECKING
+
+from tracee import remote, sysbuf, syscall_sites
+from tracee.address_space import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace, Flag, Mapping
+from tracee.task import MemoryAccessError
+
+if TYPE_CHECKING:
+    from tracee.task import Task
+    from tracefile.writer import TraceWriter
+
+log = logging.getLogger(__name__)
+NOTE = "sysbuf-sites3"  # the file cache's name for site scans
+BufferedCall = tuple[int, int, bytes, list[tuple[int, bytes]]]  # nr, result, regs, writes
+ARGS = struct.Struct("<7Q")  # a BUFFERED event's "registers": the six arguments, then rip
+_HEAD = struct.Struct("<II6Qq")  # a record's head (tracee/sysbuf_hook.c struct rec)
+
+
+class SyscallBuffer:
+    def __init__(self, writer: TraceWriter) -> None:
+        self.writer = writer
+        self.hook = sysbuf.hook() if sysbuf.enabled() else None
+        self.on = False
+        self._cursor: weakref.WeakKeyDictionary[AddressSpace, int] = (
+            weakref.WeakKeyDictionary())
+        self._scans: dict[str, list[tuple[int, int]]] = {}
+        self.taken = 0  # records written as events, for --log debug and tests
+        # The last `take` ended with a call whose result was still in rax: the thread is
+        # stopped right where that call returned (a signal delivered there is delivered
+        # "after_syscall", as after a stopped call).
+        self.at_return: tuple[int, int] | None = None
+
+    def untraced(self) -> tuple[int, ...]:
+        return (self.hook.untraced_insn,) if self.hook is not None else ()
+
+    # -- the hook's mappings ----------------------------------------------------------------
+    def map_hook(self, task: Task) -> None:
+        """In a freshly exec'd task (relive page mapped): the hook's code and buffer."""
+        if self.hook is None:
+            return
+        for addr, size, prot in ((sysbuf.HOOK_CODE, sysbuf.CODE_SIZE, PROT_READ | PROT_EXEC),
+                                 (sysbuf.HOOK_BUF, sysbuf.BUF_SIZE, PROT_READ | PROT_WRITE)):
+            remote.mmap_in_tracee(task, addr, size, prot, remote.MAP_PRIVATE
+                                  | remote.MAP_ANONYMOUS | remote.MAP_FIXED_NOREPLACE)
+        task.mem.write(sysbuf.HOOK_CODE, sysbuf.code_page())
+
+    @staticmethod
+    def flags_at(start: int) -> Flag:
+        return Flag.SYSBUF if start in (sysbuf.HOOK_CODE, sysbuf.HOOK_BUF) else Flag.NONE
+
+    def moved_to(self, space: AddressSpace, cursor: int) -> None:
+        """The compiled loop wrote the records up to `cursor`."""
+        self._cursor[space] = cursor
+
+    def cursor(self, space: AddressSpace) -> int:
+        """The buffer position up to which `space`'s records are written (the compiled
+        record loop hands a stop back to Python when the buffer is past it)."""
+        return self._cursor.get(space, 0)
+
+    def forked(self, parent: AddressSpace, child: AddressSpace) -> None:
+        """fork copied the buffer: the child goes on from the parent's cursor."""
+        if parent in self._cursor:
+            self._cursor[child] = self._cursor[parent]
+
+    # -- flushing ---------------------------------------------------------------------------
+    def take(self, task: Task, space: AddressSpace) -> list[BufferedCall]:
+        """The records `task`'s address space made since the last call, as
+        (nr, result, registers, writes); `task` is the thread that ran them (stopped, or
+        its pending claim is left for later)."""
+        self.at_return = None
+        if not self.on or self.hook is None:
+            return []
+        try:
+            pos = task.mem.read_u64(sysbuf.HOOK_BUF)
+        except (MemoryAccessError, OSError):
+            return []
+        cursor = self._cursor.get(space, 0)
+        if pos == cursor:
+            return []
+        gen, end = pos >> 32, pos & 0xFFFF_FFFF
+        start = cursor & 0xFFFF_FFFF if gen == cursor >> 32 else sysbuf.HDR_SIZE
+        start = max(start, sysbuf.HDR_SIZE)
+        if not start <= end <= sysbuf.BUF_SIZE:
+            log.warning("relive: the syscall buffer's position %#x is out of bounds", pos)
+            self._cursor[space] = pos
+            return []
+        try:
+            raw = task.mem.read(sysbuf.HOOK_BUF + start, end - start)
+        except (MemoryAccessError, OSError):
+            return []
+        recs, _ = sysbuf.parse(raw, start)
+        out: list[BufferedCall] = []
+        taken_to = start
+        rip = self.hook.untraced_insn + 2  # as a syscall stop shows it
+        for rec in recs:
+            result = rec.result
+            if result == sysbuf.PENDING:
+                in_rax = self._result_in_rax(task)
+                if in_rax is None:
+                    break  # not made yet: the next stop takes it
+                result = in_rax
+                self.at_return = (rip, result)
+            addr, n = sysbuf.output(rec.nr, rec.args, result)
+            if n > len(rec.data):
+                log.warning("relive: a buffered %d record is shorter than its output", rec.nr)
+                n = len(rec.data)
+            data = rec.data[:n]
+            if n and not rec.done:  # stopped in the hook before it copied the output: no
+                try:                # program code ran since the call, so it is as written
+                    _ = task.regs   # (only if the thread is stopped: it may be running)
+                    data = task.mem.read(addr, n)
+                except (MemoryAccessError, OSError):
+                    break
+            writes = [(addr, data)] if n else []
+            out.append((rec.nr, result, ARGS.pack(*rec.args, rip), writes))
+            taken_to = rec.data_addr - sysbuf.HOOK_BUF + len(rec.data)
+        self._cursor[space] = (gen << 32) | taken_to
+        self.taken += len(out)
+        return out
+
+    def _result_in_rax(self, task: Task) -> int | None:
+        """A claimed record's result, if `task` is stopped right after the hook's untraced
+        `syscall` (before the instruction that stores it)."""
+        assert self.hook is not None
+        try:
+            regs = task.regs
+        except OSError:
+            return None
+        if regs.rip == self.hook.untraced_insn + 2:
+            return api_signed(regs.rax)
+        return None
+
+    # -- libc's sites -----------------------------------------------------------------------
+    def patch(self, task: Task, space: AddressSpace, lo: int, hi: int
+              ) -> tuple[Mapping, list[tuple[int, bytes]]] | None:
+        """Patch the sites of libc code mapped within [lo, hi): the trampoline page made
+        (its mapping, in `space`) and the writes replay must make (page, then sites)."""
+        if not self.on or self.hook is None:
+            return None
+        found: list[tuple[int, bytes]] = []
+        for m in space.overlapping(lo, hi):
+            if not (m.prot & PROT_EXEC and m.file_id and not m.shared
+                    and syscall_sites.is_libc(m.path)):
+                continue
+            for off, length in self._sites(m.file_id):
+                addr = m.start + off - m.offset
+                if max(lo, m.start) <= addr and addr + length <= min(hi, m.end):
+                    try:
+                        code = task.mem.read(addr, length)
+                    except MemoryAccessError:
+                        continue
+                    if syscall_sites.matches(code):  # (not patched already)
+                        found.append((addr, code))
+        if not found:
+            return None
+        size = syscall_sites.page_size_for(len(found))
+        maps = [(m.start, m.end) for m in remote_maps(task.pid)]
+        page = syscall_sites.free_near(maps, found[0][0], found[-1][0] + 8, size)
+        if page is None:
+            log.debug("no room for trampolines near %#x: libc's calls stay traced", found[0][0])
+            return None
+        got = remote.inject_syscall(task, remote.NR_MMAP, page, size, PROT_READ | PROT_EXEC,
+                                    remote.MAP_PRIVATE | remote.MAP_ANONYMOUS
+                                    | remote.MAP_FIXED_NOREPLACE, -1, 0)
+        if got != page:
+            log.debug("trampoline page at %#x refused (%d): libc's calls stay traced", page, got)
+            return None
+        mapping = Mapping(start=page, end=page + size, prot=PROT_READ | PROT_EXEC,
+                          flags=Flag.SYSBUF)
+        space.map(mapping)
+        tramp = syscall_sites.trampolines(page, found, self.hook.entry)
+        writes = [(page, tramp)]
+        task.mem.write(page, tramp)
+        for k, (addr, code) in enumerate(found):
+            jump = syscall_sites.jump(addr, syscall_sites.trampoline_at(page, k), len(code))
+            if task.mem.write(addr, jump) == len(jump):
+                writes.append((addr, jump))
+        log.debug("%d syscall sites of libc jump to the hook (trampolines at %#x)",
+                  len(writes) - 1, page)
+        return mapping, writes
+
+    def _sites(self, file_id: str) -> list[tuple[int, int]]:
+        found = self._scans.get(file_id)
+        if found is None:
+            kept = self.writer.cached_note(NOTE, file_id)
+            try:
+                found = syscall_sites.from_json(kept) if kept is not None else None
+            except ValueError:
+                found = None
+            if found is None:
+                found = syscall_sites.scan(self.writer.copy_of(file_id))
+                self.writer.keep_note(NOTE, file_id, syscall_sites.to_json(found))
+            self._scans[file_id] = found
+        return found
+
+
+def calls_from(chunk: bytes, addr: int) -> list[BufferedCall]:
+    """The BUFFERED events of a run of whole records that was at `addr` in the buffer (the
+    compiled loop took and counted it: tracee/fastloop.c sysbuf_take), as `take` makes
+    them. On the trace writer's thread, once per buffered call: kept tight."""
+    hook = sysbuf.hook()
+    assert hook is not None
+    rip = hook.untraced_insn + 2
+    entries = sysbuf.entries()
+    unpack, pack = _HEAD.unpack_from, ARGS.pack
+    out: list[BufferedCall] = []
+    pos, end = 0, len(chunk)
+    while pos + sysbuf.REC_HEAD <= end:
+        size, nr, a0, a1, a2, a3, a4, a5, result = unpack(chunk, pos)
+        if size < sysbuf.REC_HEAD:
+            break
+        nr &= ~sysbuf.DONE
+        writes: list[tuple[int, bytes]] = []
+        entry = entries.get(nr)
+        if entry is not None and entry[0] != sysbuf.NO_ARG and not -4096 < result < 0:
+            args = (a0, a1, a2, a3, a4, a5)
+            where = args[entry[0]]
+            n = entry[3] if entry[2] == sysbuf.NO_ARG else (
+                result if 0 < result <= min(args[entry[2]], sysbuf.MAX_OUT) else 0)
+            n = min(n, size - sysbuf.REC_HEAD)
+            if where and n:
+                data_at = pos + sysbuf.REC_HEAD
+                writes = [(where, chunk[data_at:data_at + n])]
+        out.append((nr, result, pack(a0, a1, a2, a3, a4, a5, rip), writes))
+        pos += size
+    return out
+
+
+def remote_maps(pid: int) -> list[Mapping]:
+    from tracee.address_space import read_proc_maps
+    return read_proc_maps(pid)
+
+
+def api_signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value

@@ -1,0 +1,250 @@
+"""The in-process syscall buffer (tracee/sysbuf.py, recorder/sysbuf_record.py): libc's
+syscall sites jump to relive's hook, which makes the catalogue's `buffered` calls (clock
+reads, the getpid family) without a ptrace stop and keeps them in a buffer the recorder
+writes out as BUFFERED events at the next stop; replay stops at the hook's `syscall` for
+each. The programs count their own stops (voluntary context switches: a ptrace stop is
+one), so a recording that silently fell back to stopping fails here; every recording must
+replay byte for byte, a tampered buffered record must be reported by its event, and gdb
+must step backwards over a buffered call. The buffer is off by default (RELIVE_SYSCALLBUF=1
+turns it on, as these tests do; =seccomp, the default, is the filter without it)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+
+import pytest
+import trace_rows
+from conftest import (REPO_ROOT, assert_faithful, describe, record, replay, reseal, run_native,
+                      run_relive)
+from gdbhelpers import gdb_batch, requires_gdb, serve
+
+from tracee import fastloop, sysbuf
+from tracee.syscalls.catalogue import CATALOGUE
+from tracee.syscalls.commands import FUTEX_WAITS, FutexOp
+from tracee.syscalls.rules import ArgIs
+from tracefile.reader import TraceReader
+from tracefile.records import Kind
+
+__all__ = ["serve"]  # the fixture, imported for pytest
+
+READS = 20000
+FUTEX = 202
+pytestmark = pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None,
+                                reason="the hook or the fast path could not be built (no gcc?)")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _buffer_on():
+    """The buffer is off by default (tracee.sysbuf.enabled): these recordings turn it on."""
+    old = os.environ.get("RELIVE_SYSCALLBUF")
+    os.environ["RELIVE_SYSCALLBUF"] = "1"
+    yield
+    if old is None:
+        del os.environ["RELIVE_SYSCALLBUF"]
+    else:
+        os.environ["RELIVE_SYSCALLBUF"] = old
+
+
+def _stops(stderr: bytes) -> int:
+    m = re.search(rb"^stops (\d+)$", stderr, re.M)
+    assert m, stderr
+    return int(m.group(1))
+
+
+def _kinds(trace) -> dict[Kind, int]:
+    r = TraceReader(trace)
+    try:
+        out: dict[Kind, int] = {}
+        for ev in r.events():
+            out[ev.kind] = out.get(ev.kind, 0) + 1
+        return out
+    finally:
+        r.close()
+
+
+def _buffered_by_thread(trace) -> dict[int, int]:
+    r = TraceReader(trace)
+    try:
+        out: dict[int, int] = {}
+        for ev in r.events():
+            if ev.kind == Kind.BUFFERED:
+                out[ev.tid] = out.get(ev.tid, 0) + 1
+        return out
+    finally:
+        r.close()
+
+
+def _debug_count(stderr: bytes, what: bytes) -> int:
+    m = re.search(rb"(\d+) " + what, stderr)
+    assert m, stderr
+    return int(m.group(1))
+
+
+@pytest.fixture(scope="module")
+def clocks(programs, tmp_path_factory):
+    trace = tmp_path_factory.mktemp("sysbuf") / "t"
+    rec = record(trace, programs["clock_reads"], READS)
+    assert rec.returncode == 0, describe(rec)
+    return trace, rec
+
+
+def test_a_clock_loop_records_without_stops_and_replays(programs, clocks):
+    """20,000 reads (and a SIGALRM handler reading the clock every 2 ms, among the main
+    loop's buffered reads): a few hundred stops, where the seccomp filter alone costs one
+    a read (test_seccomp_record.py)."""
+    native = run_native([programs["clock_reads"], READS])
+    assert native.returncode == 0, describe(native)
+    trace, rec = clocks
+    assert _stops(rec.stderr) < 0.1 * READS, rec.stderr
+    assert re.search(rb"alarms [1-9]", rec.stdout), rec.stdout  # handlers ran meanwhile
+    assert _kinds(trace).get(Kind.BUFFERED, 0) > READS
+    assert_faithful(rec, replay(trace))
+
+
+def test_stage_1_stays_available(programs, tmp_path):
+    """RELIVE_SYSCALLBUF=seccomp: the filter, no buffer (every read stops once)."""
+    trace = tmp_path / "t"
+    rec = record(trace, programs["clock_reads"], 2000,
+                 env=dict(os.environ, RELIVE_SYSCALLBUF="seccomp"))
+    assert rec.returncode == 0, describe(rec)
+    assert _stops(rec.stderr) > 2000, rec.stderr
+    assert Kind.BUFFERED not in _kinds(trace)
+    assert_faithful(rec, replay(trace))
+
+
+def test_without_the_compiled_loop_the_buffer_still_records(programs, tmp_path):
+    """The Python path writes the records at its stops as the compiled loop does."""
+    trace = tmp_path / "t"
+    rec = record(trace, programs["clock_reads"], 5000,
+                 env=dict(os.environ, RELIVE_FASTPATH="0"))
+    assert rec.returncode == 0, describe(rec)
+    assert _stops(rec.stderr) < 0.2 * 5000, rec.stderr
+    assert_faithful(rec, replay(trace, env=dict(os.environ, RELIVE_FASTPATH="0")))
+
+
+def test_threads_each_get_their_own_records_in_order(programs, tmp_path):
+    """Two threads reading the clock and handing a mutex back and forth share one buffer:
+    each stretch's records are written as the events of the thread that ran it, so replay
+    (which checks every record's arguments where that thread stops) reproduces both."""
+    trace = tmp_path / "t"
+    reads = 10000
+    rec = record(trace, programs["clock_reads_threads"], reads)
+    assert rec.returncode == 0, describe(rec)
+    per_thread = _buffered_by_thread(trace)
+    assert len(per_thread) == 2 and min(per_thread.values()) >= reads, per_thread
+    assert_faithful(rec, replay(trace))
+
+
+def test_futex_wakes_cost_no_stop(programs, tmp_path):
+    """A condvar hand-off: the waker's two wakes (the condition variable's, the mutex's) are
+    buffered; only the waiting thread's wait stops (entry, and exit when it runs again)."""
+    trace = tmp_path / "t"
+    rounds = 2000
+    handoffs = 2 * rounds
+    rec = run_relive("--log", "debug", "record", "-o", trace, programs["threads_handoff"],
+                     rounds, stdin=subprocess.DEVNULL, timeout=300)
+    assert rec.returncode == 0, describe(rec)
+    python_stops = _debug_count(rec.stderr, b"stops handled in Python")
+    compiled = _debug_count(rec.stderr, b"syscalls recorded by the compiled loop")
+    r = TraceReader(trace)
+    try:
+        wakes = sum(1 for ev in r.events() if ev.kind == Kind.BUFFERED and ev.nr == FUTEX)
+    finally:
+        r.close()
+    assert wakes >= 2 * handoffs - 300, wakes
+    # with the filter alone the wakes run in the compiled loop (test_threads_handoff.py)
+    assert compiled < handoffs // 4, compiled
+    assert python_stops <= 2 * handoffs + 300, python_stops
+    rep = replay(trace)
+    assert rep.stdout == rec.stdout, describe(rep)
+
+
+def test_only_futex_operations_that_never_wait_nor_write_are_buffered():
+    buffered = CATALOGUE["futex"].buffered
+    assert isinstance(buffered, ArgIs)
+    assert buffered.values <= FUTEX_WAITS.values and FUTEX_WAITS.negate  # never wait
+    assert not buffered.values & {int(op) for op in FutexOp}              # write no word
+
+
+@pytest.mark.parametrize("name", ["threads_mutex", "threads_condvar"])
+def test_thread_programs_replay_with_the_buffer(programs, tmp_path, name):
+    trace = tmp_path / "t"
+    rec = record(trace, programs[name])
+    assert rec.returncode == 0, describe(rec)
+    assert_faithful(rec, replay(trace))
+
+
+def test_fork_copies_the_buffer_and_exec_starts_a_new_one(programs, tmp_path):
+    """Reads before a fork, in both processes after it (the child goes on from the
+    parent's cursor in its copy of the buffer) and after the child's exec (a new buffer)."""
+    trace = tmp_path / "t"
+    n = 5000
+    rec = record(trace, programs["fork_clocks"], n)
+    assert rec.returncode == 0, describe(rec)
+    assert rec.stdout.count(b" 0 bad") == 4, rec.stdout
+    per_thread = _buffered_by_thread(trace)
+    assert len(per_thread) == 2 and sum(per_thread.values()) > 4 * n, per_thread
+    assert_faithful(rec, replay(trace))
+
+
+@pytest.mark.parametrize("argv", [
+    ["tar", "-cvf", "{tmp}/out.tar", "-C", str(REPO_ROOT / "tests" / "programs"), "."],
+    ["find", str(REPO_ROOT / "tests"), "-name", "*.c", "-newer", str(REPO_ROOT / "README.md")],
+    ["sh", "-c", "date +%N; ls / | wc -l; sh -c 'echo $$ $PPID' | wc -w"],
+], ids=["tar", "find", "sh"])
+def test_coreutils_replay_with_the_buffer(tmp_path, argv):
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"needs {argv[0]}")
+    trace = tmp_path / "t"
+    rec = run_relive("--log", "debug", "record", "-o", trace,
+                     *[a.format(tmp=tmp_path) for a in argv], stdin=subprocess.DEVNULL)
+    assert rec.returncode == 0, describe(rec)
+    assert _debug_count(rec.stderr, b"syscall sites of libc jump to the hook") > 300
+    assert_faithful(rec, replay(trace))
+
+
+def test_a_tampered_buffered_record_diverges_naming_its_event(clocks, tmp_path):
+    src, _ = clocks
+    trace = tmp_path / "t"
+    shutil.copytree(src, trace)
+    db = trace_rows.connect(trace)
+    rows = db.execute("SELECT seq, regs FROM events WHERE kind = ? ORDER BY seq",
+                      (int(Kind.BUFFERED),)).fetchall()
+    assert len(rows) > READS
+    seq, regs = rows[len(rows) // 2]
+    args = list(struct.unpack("<7Q", regs))
+    args[0] += 1  # clock_gettime's clock id
+    db.execute("UPDATE events SET regs = ? WHERE seq = ?", (struct.pack("<7Q", *args), seq))
+    reseal(db)
+    db.commit()
+    db.close()
+    rep = replay(trace)
+    err = rep.stderr.decode(errors="replace")
+    assert rep.returncode == 1, describe(rep)
+    assert re.search(rf"diverged at event {seq}\b", err), err
+    assert re.search(rf"\brdi: recorded {args[0]:#x}, replay {args[0] - 1:#x}\b", err), err
+
+
+@requires_gdb
+def test_gdb_steps_back_over_a_buffered_call(programs, tmp_path, serve):
+    """Stopped right after the hook's untraced `syscall` (the second read), reverse-stepi
+    shows that instruction not yet run (rax = the call's number) and stepi runs it again
+    (rax = its result); reverse-continue to the first read's after_read still works."""
+    trace = tmp_path / "t"
+    rec = record(trace, programs["clock_steps"])
+    assert rec.returncode == 0, describe(rec)
+    hook = sysbuf.hook()
+    assert hook is not None
+    after = hook.untraced_insn + 2
+    server = serve(trace)
+    run = gdb_batch(f"break *{after:#x}", "continue", "continue", "reverse-stepi",
+                    "printf \"back %#lx %ld\\n\", $pc, $rax", "stepi",
+                    "printf \"again %#lx %ld\\n\", $pc, $rax", "delete", "break after_read",
+                    "reverse-continue", "printf \"i=%ld\\n\", i",
+                    connect=server.address, program=programs["clock_steps"])
+    assert f"back {hook.untraced_insn:#x} 228" in run.output, str(run)
+    assert f"again {after:#x} 0" in run.output, str(run)
+    assert "i=0" in run.output, str(run)

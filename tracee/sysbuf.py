@@ -1,0 +1,294 @@
+"""The in-process syscall buffer: relive's version of rr's syscall buffer.
+
+A recorded process gets, at every exec, two flagged mappings at fixed addresses beside the
+relive page: HOOK_CODE (read+exec: the hook compiled from sysbuf_hook.c, then at TABLE_OFF the
+table saying which syscall numbers the hook buffers and where their output goes, generated
+from the catalogue's `buffered` entries) and HOOK_BUF (read+write: a header and the records).
+libc's `syscall; cmp $imm32,%rax` sites are patched to jump to the hook through trampolines
+(tracee.syscall_sites). The hook makes a buffered call with its one untraced `syscall`
+(UNTRACED_INSN, allowed by the seccomp filter: no ptrace stop) and keeps number, arguments,
+result and a copy of the bytes the kernel wrote in a record; the recorder reads the records past its
+cursor at the next ptrace stop (`Records.parse`) and writes them as BUFFERED events of the
+thread that ran, before that stop's own event.
+
+Replay maps the same bytes at the same address (they are in the EXEC event like any
+anonymous mapping), so the hook runs there too: each BUFFERED event is a PTRACE_SYSEMU stop
+at UNTRACED_INSN, checked by number and arguments; its result and the output are put in
+place (where the kernel wrote them) and the hook copies them into its record as it did when
+recorded.
+
+The blob is built with gcc at first use (cached like tracee.fastloop's build); its layout
+constants are absolute `abi_*` symbols checked by name against DECLARED here.
+Shared by the recorder and the replayer; knows nothing of traces.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+from tracee.syscalls.catalogue import CATALOGUE
+from tracee.syscalls.rules import ArgIs, Fixed, Out, Result, WhenArg
+from tracee.sysnums import NAME_OF
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("sysbuf_hook.c")
+HOOK_CODE = 0x7000_0001_0000
+TABLE_OFF = 0x2000
+CODE_SIZE = 0x6000
+HOOK_BUF = 0x7000_0002_0000
+BUF_SIZE = 0xF0000  # 960 KiB (not a multiple of a scratch area: tests/test_scratch.py)
+MAX_OUT = 0x10000
+HDR_SIZE = 64
+REC_HEAD = 64
+TABLE_NRS = 512
+ENTRY_SIZE = 32
+_ENTRY = struct.Struct("<BBBBB3xIII12x")
+NO_ARG = 0xFF
+PENDING = -(1 << 63)
+DONE = 0x8000_0000
+DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_OFF,
+            "HOOK_BUF": HOOK_BUF, "BUF_SIZE": BUF_SIZE, "MAX_OUT": MAX_OUT,
+            "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD, "TABLE_NRS": TABLE_NRS,
+            "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE}
+CFLAGS = ["-nostdlib", "-fPIC", "-fno-stack-protector", "-O2", "-mgeneral-regs-only",
+          "-fno-jump-tables", "-ffreestanding", "-fno-tree-loop-distribute-patterns",
+          "-fno-asynchronous-unwind-tables", "-w"]
+_REC = struct.Struct("<II6Qq")
+
+
+class Hook(NamedTuple):
+    """The built hook: its code and where its entry points are."""
+    code: bytes
+    entry: int           # address of relive_hook_entry (the trampolines call it)
+    untraced_insn: int   # address of the untraced `syscall`
+    traced_insn: int     # address of the traced one
+
+
+class Record(NamedTuple):
+    """One buffered syscall as the hook left it."""
+    nr: int
+    args: tuple[int, ...]
+    result: int          # PENDING if the call was claimed but its result not stored yet
+    done: bool           # its output copied into data (else: still where the kernel wrote it)
+    data_addr: int       # where the kernel wrote its output (inside the record)
+    data: bytes
+
+
+def enabled() -> bool:
+    """RELIVE_SYSCALLBUF=1 turns the buffer on. Off by default: gdb does not yet hide it
+    (libc's patched sites and the hook show in disassembly and stepping, backtraces do not
+    unwind from the hook or a trampoline, a reverse watchpoint on a buffered call's output
+    stops in the hook); =seccomp (the default) is the filter alone, =0 neither."""
+    return os.environ.get("RELIVE_SYSCALLBUF", "seccomp") == "1"
+
+
+def buffered_names() -> frozenset[str]:
+    return frozenset(n for n, c in CATALOGUE.items() if c.buffered)
+
+
+def table() -> bytes:
+    """The hook's table (struct entry per syscall number), from the catalogue: a buffered
+    call writes at most one output, a fixed-size struct or as many bytes as it returns (at
+    most the argument after the buffer's: read, getdents64); a second output's pointer
+    must be NULL for the call to be buffered (gettimeofday's timezone). `buffered` as an
+    ArgIs: only for those commands (a bit each, 0-31), for which its WhenArg outputs are
+    none (futex: the wakes)."""
+    out = bytearray(TABLE_NRS * ENTRY_SIZE)
+    for nr, name in NAME_OF.items():
+        call = CATALOGUE.get(name)
+        if call is None or not call.buffered or nr >= TABLE_NRS:
+            continue
+        when = call.buffered if isinstance(call.buffered, ArgIs) else None
+        if when is not None and (when.negate or any(not 0 <= v < 32 for v in when.values)):
+            raise ValueError(f"catalogue: {name}'s buffered commands are not 0-31")
+        outputs = [o for o in call.outputs if not (
+            when is not None and isinstance(o, Out) and isinstance(o.size, WhenArg)
+            and o.size.arg == when.arg and o.size.mask == when.mask
+            and not o.size.values & when.values)]
+        outs = [o for o in outputs if isinstance(o, Out)]
+        if len(outs) != len(outputs) or len(outs) > 2 or any(
+                not isinstance(o.size, (Fixed, Result)) for o in outs[:1]):
+            raise ValueError(f"catalogue: {name} is buffered but its outputs are not one "
+                             "struct or result-sized buffer (tracee.sysbuf)")
+        out_arg = outs[0].arg if outs else NO_ARG
+        size = outs[0].size.nbytes if outs and isinstance(outs[0].size, Fixed) else 0
+        cap_arg = out_arg + 1 if outs and isinstance(outs[0].size, Result) else NO_ARG
+        null_arg = outs[1].arg if len(outs) == 2 else NO_ARG
+        cmd_arg, cmd_mask, allowed = NO_ARG, 0, 0
+        if when is not None:
+            cmd_arg, cmd_mask = when.arg, when.mask
+            allowed = sum(1 << v for v in when.values)
+        _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, size,
+                         cmd_mask, allowed)
+    return bytes(out)
+
+
+# -- the buffer -----------------------------------------------------------------------------
+def parse(raw: bytes, start: int) -> tuple[list[Record], int]:
+    """The records in `raw` (the buffer's bytes from offset `start` on); returns them and
+    the offset after the last whole one. Bounded by the bytes given: a record whose size
+    is not a multiple of 8, is shorter than its head or runs past them ends the list."""
+    recs: list[Record] = []
+    pos = 0
+    while pos + REC_HEAD <= len(raw):
+        size, nr, a0, a1, a2, a3, a4, a5, result = _REC.unpack_from(raw, pos)
+        if size < REC_HEAD or size % 8 or pos + size > len(raw):
+            break
+        data_addr = HOOK_BUF + start + pos + REC_HEAD
+        recs.append(Record(nr=nr & ~DONE, args=(a0, a1, a2, a3, a4, a5), result=result,
+                           done=bool(nr & DONE), data_addr=data_addr,
+                           data=raw[pos + REC_HEAD:pos + size]))
+        pos += size
+    return recs, start + pos
+
+
+def output(nr: int, args: tuple[int, ...], result: int) -> tuple[int, int]:
+    """Where a buffered call's output went and how many bytes (the first ones of its
+    record's data are a copy): (0, 0) for none."""
+    entry = _entries().get(nr)
+    if entry is None or entry[0] == NO_ARG or not args[entry[0]] or -4096 < result < 0:
+        return 0, 0
+    out_arg, _, cap_arg, size = entry
+    if cap_arg != NO_ARG:
+        size = result if 0 < result <= min(args[cap_arg], MAX_OUT) else 0
+    return args[out_arg], size
+
+
+def entries() -> dict[int, tuple[int, int, int, int]]:
+    """The table, by syscall number: (out_arg, null_arg, cap_arg, fixed size)."""
+    return _entries()
+
+
+def _entries() -> dict[int, tuple[int, int, int, int]]:
+    global _ENTRIES
+    if _ENTRIES is None:
+        raw = table()
+        _ENTRIES = {}
+        for nr in range(TABLE_NRS):
+            on, out_arg, null_arg, cap_arg, _, size, _, _ = _ENTRY.unpack_from(
+                raw, nr * ENTRY_SIZE)
+            if on:
+                _ENTRIES[nr] = (out_arg, null_arg, cap_arg, size)
+    return _ENTRIES
+
+
+_ENTRIES: dict[int, tuple[int, int, int, int]] | None = None
+
+
+# -- building the hook ------------------------------------------------------------------------
+_hook: Hook | None = None
+_why = "not built yet"
+
+
+def hook() -> Hook | None:
+    """The built hook, or None (no gcc, a build that disagrees: said once)."""
+    global _hook, _why
+    if _hook is not None or _why != "not built yet":
+        return _hook
+    try:
+        obj = _build(SOURCE.read_bytes())
+        _hook = _from_object(obj)
+        _why = ""
+    except (OSError, ValueError) as e:
+        _why = str(e)
+        log.warning("relive: recording without the syscall buffer: %s", e)
+    return _hook
+
+
+def status() -> str:
+    """For `relive doctor`: whether the buffer is on."""
+    if not enabled():
+        return "off (RELIVE_SYSCALLBUF=1 turns it on: docs/architecture.md, 3b)"
+    h = hook()
+    return (f"on (hook at {HOOK_CODE:#x}, {len(h.code)} bytes; buffers "
+            f"{', '.join(sorted(buffered_names()))})" if h else f"off ({_why})")
+
+
+def _build(source: bytes) -> bytes:
+    from tracee.fastloop import _cache_dir
+    cache = _cache_dir()
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = cache / f"sysbuf-hook-{zlib.crc32(source):08x}-{len(source)}.o"
+    built_from = target.with_suffix(".c")
+    if target.exists() and built_from.exists() and built_from.read_bytes() == source:
+        return target.read_bytes()
+    import subprocess
+    import tempfile
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".sysbuf-", suffix=".o")
+    os.close(fd)
+    try:
+        try:
+            proc = subprocess.run(["gcc", *CFLAGS, "-c", "-o", tmp, str(SOURCE)],
+                                  capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired as e:
+            raise OSError(f"gcc took more than {e.timeout} s") from e
+        if proc.returncode != 0:
+            raise OSError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
+                          else f"gcc exited with {proc.returncode}")
+        os.replace(tmp, target)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(source)
+        os.replace(tmp, built_from)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target.read_bytes()
+
+
+def _from_object(obj: bytes) -> Hook:
+    """The .text of a relocatable ELF object and its symbols, checked self-contained (no
+    relocations, nothing in another allocated section) and against DECLARED."""
+    if obj[:5] != b"\x7fELF\x02":
+        raise ValueError("the hook's build is not a 64-bit ELF object")
+    shoff, = struct.unpack_from("<Q", obj, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", obj, 0x3A)
+    secs = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + i * shentsize) for i in range(shnum)]
+    names_off = secs[shstrndx][4]
+
+    def name(off: int, base: int) -> str:
+        return obj[base + off:obj.index(b"\0", base + off)].decode()
+
+    text = sym = -1
+    for i, (nm, typ, flags, _, off, size, link, _, _, _) in enumerate(secs):
+        sname = name(nm, names_off)
+        if typ in (4, 9):  # SHT_RELA, SHT_REL
+            raise ValueError(f"the hook's build has relocations ({sname})")
+        if sname == ".text":
+            text = i
+        elif typ == 2:
+            sym = i
+        elif flags & 2 and size:  # SHF_ALLOC
+            raise ValueError(f"the hook's build has data ({sname})")
+    if text < 0 or sym < 0:
+        raise ValueError("the hook's build has no .text or no symbols")
+    code = obj[secs[text][4]:secs[text][4] + secs[text][5]]
+    symbols: dict[str, int] = {}
+    _, _, _, _, off, size, link, _, _, entsize = secs[sym]
+    for k in range(size // entsize):
+        st_name, _, _, shndx, value, _ = struct.unpack_from("<IBBHQQ", obj, off + k * entsize)
+        if st_name and shndx in (text, 0xFFF1):
+            symbols[name(st_name, secs[link][4])] = value
+    wrong = [f"{k} is {symbols.get('abi_' + k, 'missing')} in C, {v} in Python"
+             for k, v in DECLARED.items() if symbols.get("abi_" + k) != v]
+    if wrong:
+        raise ValueError("the hook does not match relive's Python code: " + "; ".join(wrong))
+    if len(code) > TABLE_OFF:
+        raise ValueError(f"the hook's code ({len(code)} bytes) runs into its table")
+    try:
+        return Hook(code=code, entry=HOOK_CODE + symbols["relive_hook_entry"],
+                    untraced_insn=HOOK_CODE + symbols["relive_hook_untraced_insn"],
+                    traced_insn=HOOK_CODE + symbols["relive_hook_traced_insn"])
+    except KeyError as e:
+        raise ValueError(f"the hook's build lacks the symbol {e}") from None
+
+
+def code_page() -> bytes:
+    """What HOOK_CODE holds: the code, then the table."""
+    h = hook()
+    assert h is not None
+    return h.code.ljust(TABLE_OFF, b"\xcc") + table().ljust(CODE_SIZE - TABLE_OFF, b"\0")
