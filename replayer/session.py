@@ -505,7 +505,7 @@ class ReplaySession:
         rip; its result and the bytes the kernel wrote are put in place, and the hook copies
         them into its record as it did when recorded."""
         stop = self.resume_until_stop(ev)
-        task = self._task(ev)
+        task = self.event_task(ev)
         if len(ev.regs) != BUFFERED_REGS.size:
             raise TraceError(f"trace {self.reader.dir} is corrupt: damaged at event {ev.seq} "
                              "(a buffered syscall's arguments)")
