@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 OutputSink = Callable[[int, bytes], None]
 
-NR_EXECVE = 59
 STACK_T_SIZE, SS_DISABLE = 24, 2
 # A batch of syscalls replayed in compiled code returns at least this often, so checkpoints
 # are taken on time.
@@ -373,7 +372,10 @@ class ReplaySession:
         else:
             self.task.mem.reopen()
             self.task.invalidate_regs()
-        self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
+        try:
+            self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
+        except InjectionError as e:  # e.g. the task did not exec where the trace says it did
+            raise self.divergence(ev, f"cannot rebuild the recorded image: {e}") from None
         self.proc.patch_code(self.task, ev)
         self.taskset.add(ev.tid, self.task, self.proc)
         self.taskset.note_exec(ev.tid)
@@ -402,7 +404,7 @@ class ReplaySession:
         else:
             self._reach_syscall(ev)
         name = name_of(ev.nr)
-        if ev.nr == NR_EXECVE and ev.result == 0:
+        if name in queries.EXECS and ev.result == 0:  # execve, execveat (fexecve)
             self._execve(ev)
             return
         if name in queries.CLONES and ev.result > 0:

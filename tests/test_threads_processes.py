@@ -152,6 +152,7 @@ CASES = [
     ("fork_shared_memory", 0, True),  # MAP_SHARED|MAP_ANONYMOUS between two processes
     ("threads_sigrestart", 0, True),
     ("exec_from_threads", 3, True),  # the main thread execs while three threads wait
+    ("execveat_chain", 3, True),  # fexecve, then execveat by name (python's test_posix)
     ("sigmask_wait", 0, True),  # SIGCHLD let in only by pselect/ppoll/epoll_pwait/sigsuspend
     ("kill_children", 0, True),  # children blocked in the kernel killed by their parent
     ("wait_restart", 0, True),  # waits cut short by an ignored SIGCHLD, restarted
