@@ -110,6 +110,7 @@ CATALOGUE: dict[str, Syscall] = {
     # -- the file tree and attributes (inputs only)
     "getcwd": S(Out(0, Result())),   # the result is the length including the NUL
     "chdir": S(), "fchdir": S(),
+    "chroot": S(),  # the recorder sees paths as the process does (/proc/PID/root)
     "mkdir": S(), "mkdirat": S(), "rmdir": S(),
     "mknod": S(), "mknodat": S(),
     "unlink": S(), "unlinkat": S(),
@@ -180,6 +181,7 @@ CATALOGUE: dict[str, Syscall] = {
                          scratch=(Scratch(3, TIMESPEC),)),
     "clock_gettime": S(Out(1, TIMESPEC), clock=True),
     "clock_getres": S(Out(1, TIMESPEC)),
+    "clock_settime": S(), "settimeofday": S(),  # root's: run when recorded, never replayed
     "clock_adjtime": S(Out(1, TIMEX)),
     "adjtimex": S(Out(0, TIMEX)),
     "gettimeofday": S(Out(0, TIMEVAL), Out(1, TIMEZONE), clock=True),
@@ -211,6 +213,7 @@ CATALOGUE: dict[str, Syscall] = {
     "getrusage": S(Out(1, RUSAGE)),
     "sysinfo": S(Out(0, SYSINFO)),
     "uname": S(Out(0, UTSNAME)),
+    "sethostname": S(), "setdomainname": S(),
     "getrandom": S(Out(0, Result())),
     "personality": S(),
     # The version field is rewritten (and EINVAL returned) when the caller's is unknown.
