@@ -146,6 +146,7 @@ CASES = [
     ("threads_barrier_tls", 0, True),
     ("fork_pipe", 0, True),
     ("vfork_exec", 0, True),
+    ("vfork_sigchld", 0, True),  # SIGCHLD delivered as the parent's vfork returns (gdb)
     ("posix_spawn", 0, True),
     ("sigchld_handler", 0, True),
     ("fork_tree", 7, True),
