@@ -289,3 +289,31 @@ def test_python_admin_calls_as_root_or_not(tmp_path):
     assert rec.returncode == 0, describe(rec)
     assert rec.stdout == native.stdout, describe(rec)
     assert b"clock_settime -1 E" in rec.stdout, describe(rec)  # EINVAL, or EPERM if not root
+
+
+# The kernel's key store, as PAM's pam_keyinit uses it (runuser, su, sudo, login: found by a
+# sweep recording `runuser -u USER -- initdb`): a key added to the process's own keyring
+# (gone when it exits), read back and described through keyctl's buffers.
+PY_KEYS = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+KEY_SPEC_PROCESS_KEYRING = -2
+ring = libc.syscall(250, 0, KEY_SPEC_PROCESS_KEYRING, 1)  # KEYCTL_GET_KEYRING_ID, create
+key = libc.syscall(248, b"user", b"relive-test", b"the payload", 11, ring)  # add_key
+buf = ctypes.create_string_buffer(64)
+n = libc.syscall(250, 11, key, buf, 64)  # KEYCTL_READ
+print("read", n, buf.raw[:max(n, 0)])
+n = libc.syscall(250, 6, key, buf, 64)  # KEYCTL_DESCRIBE: type;uid;gid;perm;description
+print("described", n > 0, buf.value.split(b";")[-1])
+print("short read", libc.syscall(250, 11, key, buf, 3), buf.raw[:3])
+print("revoked", libc.syscall(250, 3, key), libc.syscall(250, 11, key, buf, 64))
+"""
+
+
+def test_python_keyctl_and_add_key(tmp_path):
+    python = need(PYTHON)
+    native = run_native([python, "-c", PY_KEYS])
+    rec, _ = record_and_replay(tmp_path, python, "-c", PY_KEYS)
+    assert rec.returncode == 0, describe(rec)
+    assert rec.stdout == native.stdout, describe(rec)

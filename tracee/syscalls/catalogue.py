@@ -300,6 +300,11 @@ CATALOGUE: dict[str, Syscall] = {
     # memory other processes write, which replay would have to share (refused).
     "shmget": S(),
     "shmctl": S(record=CODE),
+    # -- the kernel's key store (PAM's pam_keyinit: su, runuser, sudo, login): key serials;
+    # keyctl writes by command (tracee.syscalls.commands). request_key may call out to
+    # /sbin/request-key, outside the recording; it returns a serial.
+    "add_key": S(), "request_key": S(),
+    "keyctl": S(record=CODE),
     # -- another process's memory: process_vm_readv fills the caller's iovecs in order, as
     # readv; process_vm_writev writes only the other process: when that one is recorded too,
     # recorder code keeps what it wrote there and replay puts it in (recorder.session).
