@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 ENOSYS = 38
 # prctl options that would undo what the recorder set up: answered as if they worked.
 PR_SET_TSC, PR_SET_SECCOMP = 26, 22
-CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
+CLONE_VM, CLONE_VFORK, CLONE_THREAD, CLONE_NEWPID = 0x100, 0x4000, 0x10000, 0x20000000
 CLONE_PARENT_SETTID, CLONE_CHILD_SETTID = 0x100000, 0x1000000
 # The clone flags fork and vfork stand for.
 FORK_FLAGS, VFORK_FLAGS = int(signal.SIGCHLD), CLONE_VM | CLONE_VFORK | int(signal.SIGCHLD)
@@ -878,6 +878,10 @@ def _check_clone_flags(flags: int) -> None:
         raise UnsupportedError("the program called clone with CLONE_VM but neither "
                                "CLONE_THREAD nor CLONE_VFORK (two processes sharing memory): "
                                "not supported by relive")
+    if flags & CLONE_NEWPID:  # (unshare and setns are refused: not in the catalogue)
+        raise UnsupportedError("the program called clone with CLONE_NEWPID (a new PID "
+                               "namespace, whose process ids are not those the recorder "
+                               "sees): not supported by relive")
 
 
 def _ends_task(stop: Stop) -> bool:

@@ -18,7 +18,8 @@ from tracee.address_space import PROT_EXEC, AddressSpace, Mapping, mapping_info
 from tracee.remote import MAP_ANONYMOUS, MAP_SHARED
 from tracee.syscalls import outputs, queries
 from tracee.syscalls.commands import (Ioctl, SemCtl, fcntl_outputs, ioctl_outputs,
-                                      msgctl_outputs, semctl_outputs, shmctl_outputs)
+                                      keyctl_outputs, msgctl_outputs, semctl_outputs,
+                                      shmctl_outputs)
 from tracee.syscalls.queries import COPIERS, FILE_WRITERS, SHOWN
 from tracee.syscalls.rules import SEM_VALUE, Output, Record, Syscall
 from tracee.sysnums import name_of
@@ -118,11 +119,14 @@ class EffectRecorder:
         if name == "semctl":
             return [] if failed else self._semctl_ranges(args, result, read_int)
         if name == "msgctl":
-            return [] if failed else self._ctl_ranges("msgctl", msgctl_outputs(args), args,
-                                                      result, read_int)
+            return [] if failed else self._ctl_ranges("msgctl", msgctl_outputs(args), args[1],
+                                                      args, result, read_int)
         if name == "shmctl":
-            return [] if failed else self._ctl_ranges("shmctl", shmctl_outputs(args), args,
-                                                      result, read_int)
+            return [] if failed else self._ctl_ranges("shmctl", shmctl_outputs(args), args[1],
+                                                      args, result, read_int)
+        if name == "keyctl":
+            return [] if failed else self._ctl_ranges("keyctl", keyctl_outputs(args), args[0],
+                                                      args, result, read_int)
         if name == "fcntl":
             return outputs.output_ranges(Syscall(outputs=fcntl_outputs(args)), args, result,
                                          read_int)
@@ -151,11 +155,13 @@ class EffectRecorder:
         return ranges
 
     @staticmethod
-    def _ctl_ranges(name: str, outs: tuple[Output, ...] | None, args: tuple[int, ...],
-                    result: int, read_int: outputs.ReadInt) -> list[tuple[int, int]]:
-        """msgctl(id, cmd, buf), shmctl(id, cmd, buf): the struct the command writes."""
+    def _ctl_ranges(name: str, outs: tuple[Output, ...] | None, cmd: int,
+                    args: tuple[int, ...], result: int,
+                    read_int: outputs.ReadInt) -> list[tuple[int, int]]:
+        """msgctl(id, cmd, buf), shmctl(id, cmd, buf), keyctl(cmd, ...): what the command
+        writes."""
         if outs is None:
-            raise UnsupportedError(f"{name} command {args[1] & 0xFFFF_FFFF} is not supported "
+            raise UnsupportedError(f"{name} command {cmd & 0xFFFF_FFFF} is not supported "
                                    "by relive yet")
         return outputs.output_ranges(Syscall(outputs=outs), args, result, read_int)
 

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 OutputSink = Callable[[int, bytes], None]
 
-NR_EXECVE = 59
 # A BUFFERED event's "registers" (recorder.sysbuf_record): the arguments, then rip.
 BUFFERED_REGS = struct.Struct("<7Q")
 BUFFERED_NAMES = ("orig_rax", "rdi", "rsi", "rdx", "r10", "r8", "r9", "rip")
@@ -404,7 +403,10 @@ class ReplaySession:
         else:
             self.task.mem.reopen()
             self.task.invalidate_regs()
-        self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
+        try:
+            self.proc = ProcessState(space=rebuild(self.task, self.reader, ev))
+        except InjectionError as e:  # e.g. the task did not exec where the trace says it did
+            raise self.divergence(ev, f"cannot rebuild the recorded image: {e}") from None
         self.proc.patch_code(self.task, ev)
         self.taskset.add(ev.tid, self.task, self.proc)
         self.taskset.note_exec(ev.tid)
@@ -433,7 +435,7 @@ class ReplaySession:
         else:
             self._reach_syscall(ev)
         name = name_of(ev.nr)
-        if ev.nr == NR_EXECVE and ev.result == 0:
+        if name in queries.EXECS and ev.result == 0:  # execve, execveat (fexecve)
             self._execve(ev)
             return
         if name in queries.CLONES and ev.result > 0:

@@ -77,6 +77,7 @@ class SignalReplayer:
         """Bring the task to the recorded delivery point, at a signal-delivery-stop."""
         where = ev.info["where"]
         task = self.s.event_task(ev)
+        self.s.taskset.settle(task)  # a vfork parent: vfork's recorded result first
         sig = ev.nr
         if where == "sync":
             stop = self.s.resume_until_stop(ev)

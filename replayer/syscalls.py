@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import BinaryIO
 
 from tracee import rdrand, remote
 from tracee.address_space import AddressSpace, Mapping, mapping_from_info
@@ -20,6 +19,7 @@ from tracee.remote import MAP_ANONYMOUS, MAP_FIXED, MAP_SHARED, inject_syscall
 from tracee.syscalls.queries import IN_PLACE, RUN_BY_REPLAY
 from tracee.sysnums import name_of, nr
 from tracee.task import Task
+from tracefile import sparse
 from tracefile.reader import TraceReader
 from tracefile.records import Event
 
@@ -36,17 +36,6 @@ ARCH_REQ_XCOMP_PERM, ARCH_REQ_XCOMP_GUEST_PERM = 0x1023, 0x1025  # (AMX tile dat
 # The catalogue says which calls run for real with the same arguments, the result checked
 # (EXECUTED), which run where the program made them (IN_PLACE: they change registers or end
 # the task), and which this module's code runs (RUN_BY_REPLAY: EXECUTED and mmap & co.).
-
-
-def _same_content(a: BinaryIO, b: BinaryIO) -> bool:
-    """Byte for byte (filecmp caches by size and mtime, which writes through a shared
-    mapping may leave as they were)."""
-    while True:
-        x, y = a.read(1 << 20), b.read(1 << 20)
-        if x != y:
-            return False
-        if not x:
-            return True
 
 
 def page_up(n: int) -> int:
@@ -104,16 +93,15 @@ class SyscallReplayer:
             if self._shared_dir is None:
                 self._shared_dir = tempfile.mkdtemp(prefix="relive-shared-")
             path = os.path.join(self._shared_dir, key.replace(":", "-"))
-            shutil.copyfile(source, path)
-            os.chmod(path, 0o600)
+            with open(source, "rb") as src, open(path, "wb") as dst:
+                os.fchmod(dst.fileno(), 0o600)
+                sparse.copy(src.fileno(), dst.fileno())  # holes stay holes
             self._shared[key] = path
         else:
             with open(source, "rb") as src, open(path, "r+b") as dst:
-                if not _same_content(src, dst):
-                    src.seek(0)
-                    dst.seek(0)
-                    shutil.copyfileobj(src, dst)
-                    dst.truncate()
+                if not sparse.same_content(src.fileno(), dst.fileno()):
+                    dst.truncate(0)
+                    sparse.copy(src.fileno(), dst.fileno())
         return path
 
     def close(self) -> None:

@@ -138,6 +138,19 @@ def test_unsupported_syscall_is_refused_at_record_time(programs, tmp_path):
     assert b"incomplete" in rep.stderr
 
 
+def test_clone_into_a_new_pid_namespace_is_refused(programs, tmp_path):
+    """Recorded, the fork inside the namespace had the outer id as its result and replay
+    diverged at the wait that used the inner one: refused, the trace up to there replays."""
+    trace = tmp_path / "trace"
+    proc = record(trace, programs["clone_newpid"])
+    assert_clean_failure(proc, 125, "CLONE_NEWPID")
+    assert proc.stdout == b"before clone\n"
+    rep = replay(trace)
+    assert rep.returncode == 0, describe(rep)
+    assert rep.stdout == b"before clone\n"
+    assert b"incomplete" in rep.stderr
+
+
 def test_full_disk_while_recording_keeps_what_was_committed(programs, tmp_path):
     """The trace database cannot grow (a file size limit stands in for a full disk): the
     failure, met by the writing thread, stops the recording with one clear line, and what

@@ -261,3 +261,59 @@ def test_java_with_a_thread(tmp_path):
     rec, _ = record_and_replay(tmp_path, java, "-cp", tmp_path, "T")
     assert rec.returncode == 0, describe(rec)
     assert rec.stdout.startswith(b"thread 0.") and b"\ntime " in rec.stdout, describe(rec)
+
+
+# What python's test_os and test_time do as root (found by a sweep: both were refused at
+# record time). Each call here changes nothing: chroot("/") as root (EPERM otherwise), a
+# monotonic clock cannot be set (EINVAL), settimeofday(NULL, NULL) sets nothing, a host name
+# longer than 64 bytes is EINVAL. Recorded, they run; replayed, they are answered from the
+# trace (a replay never changes the machine).
+PY_ADMIN = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+CLOCK_MONOTONIC = 1
+calls = {"chroot": (161, b"/"), "clock_settime": (227, CLOCK_MONOTONIC, b"\\0" * 16),
+         "settimeofday": (164, None, None), "sethostname": (170, b"x" * 100, 100),
+         "setdomainname": (171, b"x" * 100, 100)}
+for name, (nr, *args) in calls.items():
+    r = libc.syscall(nr, *args)
+    print(name, r, errno.errorcode.get(ctypes.get_errno()) if r else "")
+print(os.listdir("/") == os.listdir("/proc/self/root"))
+"""
+
+
+def test_python_admin_calls_as_root_or_not(tmp_path):
+    python = need(PYTHON)
+    native = run_native([python, "-c", PY_ADMIN])
+    rec, _ = record_and_replay(tmp_path, python, "-c", PY_ADMIN)
+    assert rec.returncode == 0, describe(rec)
+    assert rec.stdout == native.stdout, describe(rec)
+    assert b"clock_settime -1 E" in rec.stdout, describe(rec)  # EINVAL, or EPERM if not root
+
+
+# The kernel's key store, as PAM's pam_keyinit uses it (runuser, su, sudo, login: found by a
+# sweep recording `runuser -u USER -- initdb`): a key added to the process's own keyring
+# (gone when it exits), read back and described through keyctl's buffers.
+PY_KEYS = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+KEY_SPEC_PROCESS_KEYRING = -2
+ring = libc.syscall(250, 0, KEY_SPEC_PROCESS_KEYRING, 1)  # KEYCTL_GET_KEYRING_ID, create
+key = libc.syscall(248, b"user", b"relive-test", b"the payload", 11, ring)  # add_key
+buf = ctypes.create_string_buffer(64)
+n = libc.syscall(250, 11, key, buf, 64)  # KEYCTL_READ
+print("read", n, buf.raw[:max(n, 0)])
+n = libc.syscall(250, 6, key, buf, 64)  # KEYCTL_DESCRIBE: type;uid;gid;perm;description
+print("described", n > 0, buf.value.split(b";")[-1])
+print("short read", libc.syscall(250, 11, key, buf, 3), buf.raw[:3])
+print("revoked", libc.syscall(250, 3, key), libc.syscall(250, 11, key, buf, 64))
+"""
+
+
+def test_python_keyctl_and_add_key(tmp_path):
+    python = need(PYTHON)
+    native = run_native([python, "-c", PY_KEYS])
+    rec, _ = record_and_replay(tmp_path, python, "-c", PY_KEYS)
+    assert rec.returncode == 0, describe(rec)
+    assert rec.stdout == native.stdout, describe(rec)

@@ -146,12 +146,14 @@ CASES = [
     ("threads_barrier_tls", 0, True),
     ("fork_pipe", 0, True),
     ("vfork_exec", 0, True),
+    ("vfork_sigchld", 0, True),  # SIGCHLD delivered as the parent's vfork returns (gdb)
     ("posix_spawn", 0, True),
     ("sigchld_handler", 0, True),
     ("fork_tree", 7, True),
     ("fork_shared_memory", 0, True),  # MAP_SHARED|MAP_ANONYMOUS between two processes
     ("threads_sigrestart", 0, True),
     ("exec_from_threads", 3, True),  # the main thread execs while three threads wait
+    ("execveat_chain", 3, True),  # fexecve, then execveat by name (python's test_posix)
     ("sigmask_wait", 0, True),  # SIGCHLD let in only by pselect/ppoll/epoll_pwait/sigsuspend
     ("kill_children", 0, True),  # children blocked in the kernel killed by their parent
     ("wait_restart", 0, True),  # waits cut short by an ignored SIGCHLD, restarted

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tracefile import sparse
 from tracefile.errors import TraceError
 
 _MFD_EXEC = 0x10  # Linux 6.3+: say the memory file may be executed (else a warning is logged)
@@ -50,13 +51,7 @@ class ExecCopies:
                              "copy the trace elsewhere") from None
         try:
             with open(source, "rb") as src:
-                size = os.fstat(src.fileno()).st_size
-                done = 0
-                while done < size:
-                    n = os.sendfile(fd, src.fileno(), done, size - done)
-                    if n == 0:
-                        break
-                    done += n
+                sparse.copy(src.fileno(), fd)  # a hole takes no memory
             os.fchmod(fd, 0o500)
         except OSError as e:
             os.close(fd)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tracefile.errors import TraceError
 from tracefile import recording_lock
 from tracefile.file_cache import ID_DIGITS, FileCache
-from tracefile import chunks
+from tracefile import chunks, sparse
 from tracefile.chunks import ChunkBuilder
 from tracefile.integrity import row_crc
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
@@ -294,9 +294,7 @@ class TraceWriter:
         try:
             with open(path, "rb") as src, open(tmp, "wb") as dst:
                 os.fchmod(dst.fileno(), 0o700)
-                while chunk := src.read(1 << 20):
-                    digest.update(chunk)
-                    dst.write(chunk)
+                sparse.copy(src.fileno(), dst.fileno(), digest)  # holes stay holes
         except OSError as e:  # a full disk, most likely: free what the copy took at once
             tmp.unlink(missing_ok=True)
             raise TraceError(f"copying {shown} into the trace {self.dir} failed: "

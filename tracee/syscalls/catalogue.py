@@ -111,6 +111,7 @@ CATALOGUE: dict[str, Syscall] = {
     # -- the file tree and attributes (inputs only)
     "getcwd": S(Out(0, Result())),   # the result is the length including the NUL
     "chdir": S(), "fchdir": S(),
+    "chroot": S(),  # the recorder sees paths as the process does (/proc/PID/root)
     "mkdir": S(), "mkdirat": S(), "rmdir": S(),
     "mknod": S(), "mknodat": S(),
     "unlink": S(), "unlinkat": S(),
@@ -181,6 +182,7 @@ CATALOGUE: dict[str, Syscall] = {
                          scratch=(Scratch(3, TIMESPEC),)),
     "clock_gettime": S(Out(1, TIMESPEC), clock=True, buffered=True),
     "clock_getres": S(Out(1, TIMESPEC)),
+    "clock_settime": S(), "settimeofday": S(),  # root's: run when recorded, never replayed
     "clock_adjtime": S(Out(1, TIMEX)),
     "adjtimex": S(Out(0, TIMEX)),
     "gettimeofday": S(Out(0, TIMEVAL), Out(1, TIMEZONE), clock=True, buffered=True),
@@ -213,6 +215,7 @@ CATALOGUE: dict[str, Syscall] = {
     "getrusage": S(Out(1, RUSAGE)),
     "sysinfo": S(Out(0, SYSINFO)),
     "uname": S(Out(0, UTSNAME)),
+    "sethostname": S(), "setdomainname": S(),
     "getrandom": S(Out(0, Result())),
     "personality": S(),
     # The version field is rewritten (and EINVAL returned) when the caller's is unknown.
@@ -299,6 +302,11 @@ CATALOGUE: dict[str, Syscall] = {
     # memory other processes write, which replay would have to share (refused).
     "shmget": S(),
     "shmctl": S(record=CODE),
+    # -- the kernel's key store (PAM's pam_keyinit: su, runuser, sudo, login): key serials;
+    # keyctl writes by command (tracee.syscalls.commands). request_key may call out to
+    # /sbin/request-key, outside the recording; it returns a serial.
+    "add_key": S(), "request_key": S(),
+    "keyctl": S(record=CODE),
     # -- another process's memory: process_vm_readv fills the caller's iovecs in order, as
     # readv; process_vm_writev writes only the other process: when that one is recorded too,
     # recorder code keeps what it wrote there and replay puts it in (recorder.session).

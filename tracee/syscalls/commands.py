@@ -10,8 +10,8 @@ from enum import IntEnum
 
 from tracee.syscalls.rules import (FLOCK, F_OWNER_EX, IFREQ, INT, INT_PAIR, LONG, MSGINFO,
                                    MSQID_DS, SEMID_DS, SEMINFO, SHM_INFO, SHMID_DS, SHMINFO,
-                                   TERMIO, TERMIOS, TERMIOS2, WINSIZE, ArgIs, Fixed, Out,
-                                   Output, SemOps)
+                                   TERMIO, TERMIOS, TERMIOS2, WINSIZE, ArgIs, ArgValue, Fixed,
+                                   Min, Out, Output, Result, SemOps)
 
 class FutexOp(IntEnum):
     """Futex operations that write the futex words (besides waking)."""
@@ -284,6 +284,43 @@ def msgctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
 
 def shmctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
     return SHMCTL_OUTPUTS.get(args[1] & 0xFFFF_FFFF)
+
+
+# keyctl(cmd, arg2, arg3, arg4, arg5) (linux/keyctl.h): PAM's pam_keyinit (su, runuser,
+# sudo, login), keyutils. The calls that read a key or its description into (arg3, arg4)
+# return its whole size and write at most arg4 bytes; the others write nothing of the
+# program's (they return a key serial or 0). Other commands are refused if they succeed.
+class KeyCtl(IntEnum):
+    GET_KEYRING_ID = 0
+    JOIN_SESSION_KEYRING = 1
+    UPDATE = 2
+    REVOKE = 3
+    CHOWN = 4
+    SETPERM = 5
+    DESCRIBE = 6
+    CLEAR = 7
+    LINK = 8
+    UNLINK = 9
+    SEARCH = 10
+    READ = 11
+    SET_REQKEY_KEYRING = 14
+    SET_TIMEOUT = 15
+    GET_SECURITY = 17
+    SESSION_TO_PARENT = 18
+    INVALIDATE = 21
+    GET_PERSISTENT = 22
+    RESTRICT_KEYRING = 29
+    MOVE = 30
+
+
+_KEY_BUFFER = (Out(2, Min(Result(), ArgValue(3))),)
+KEYCTL_OUTPUTS: dict[int, tuple[Output, ...]] = {
+    int(c): _KEY_BUFFER if c in (KeyCtl.DESCRIBE, KeyCtl.READ, KeyCtl.GET_SECURITY) else ()
+    for c in KeyCtl}
+
+
+def keyctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
+    return KEYCTL_OUTPUTS.get(args[0] & 0xFFFF_FFFF)
 
 
 # open flags (x86-64)
