@@ -31,7 +31,7 @@ from tracee.spawn import SpawnError, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
 from tracee.syscalls import queries
 from tracee.sysnums import name_of
-from tracee.task import Memory, Task
+from tracee.task import Memory, Task, reap
 from tracefile.errors import TraceError
 from tracefile.reader import EventCursor, Row, TraceReader
 from tracefile.records import Event, Kind
@@ -358,17 +358,7 @@ class ReplaySession:
             except OSError:
                 pass
         for tid in self.exec_victims:
-            try:
-                while True:  # (held in its exit event stop until let go)
-                    try:
-                        api.ptrace(api.Req.CONT, tid, 0, 0)
-                    except OSError:
-                        pass
-                    _, status = os.waitpid(tid, api.WALL)
-                    if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-                        break
-            except OSError:
-                pass
+            reap(tid)
         self.exec_victims.clear()
 
     def event_task(self, ev: Event) -> Task:

@@ -127,7 +127,7 @@ def kill_tasks(tasks: list[Task], later: bool = False) -> None:
         if later:
             _graves.append(t.tid)
         else:
-            _reap(t.tid)
+            reap(t.tid)
     while len(_graves) > MAX_GRAVES:
         reap_one()
 
@@ -140,11 +140,12 @@ def reap_one() -> bool:
     """Reap the oldest task killed with `later` (from the thread that traces it); whether
     any are left."""
     if _graves:
-        _reap(_graves.pop(0))
+        reap(_graves.pop(0))
     return bool(_graves)
 
 
-def _reap(tid: int) -> None:
+def reap(tid: int) -> None:
+    """Wait until killed task `tid` is gone, letting it out of any ptrace stop."""
     try:
         while True:  # a task held in a ptrace stop (its exit event) must be let go
             try:
