@@ -1,6 +1,7 @@
 """The engine thread: one thread for every call, errors delivered, cancellation survivable."""
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 
@@ -75,3 +76,21 @@ def test_closed_engine_refuses_new_calls() -> None:
     engine.close()
     with pytest.raises(RuntimeError, match="closed"):
         engine.submit(lambda: None)
+
+
+def test_an_engine_reaps_only_the_forks_it_traces() -> None:
+    """A discarded fork waits at its exit stop to be reaped by the engine that traces it (the
+    only thread ptrace lets release it). With several engines in one process (the tests run
+    replays side by side), another engine's idle reaping once waited for it forever: the
+    engine wedged and gdb got no reply (found by CI in test_wire_fuzz)."""
+    from tracee.spawn import spawn
+    from tracee.task import Memory, Task, kill_tasks, reap_one
+
+    def spawn_and_discard() -> None:
+        pid = spawn("/bin/sleep", ["sleep", "60"], dict(os.environ))
+        kill_tasks([Task(pid, pid, Memory(pid))], later=True)
+
+    with Engine() as tracer, Engine() as other:
+        tracer.submit(spawn_and_discard).result(30)
+        assert other.submit(reap_one).result(10) is False  # none of its own: no wait
+        assert tracer.submit(reap_one).result(10) is False  # its own, reaped

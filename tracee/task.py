@@ -10,6 +10,7 @@ import errno
 import os
 import signal
 import struct
+import threading
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -122,26 +123,38 @@ def kill_tasks(tasks: list[Task], later: bool = False) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    graves = _graves()
     for t in sorted(tasks, key=lambda t: t.tid == t.pid):
         t.mem.close()
         if later:
-            _graves.append(t.tid)
+            graves.append(t.tid)
         else:
             reap(t.tid)
-    while len(_graves) > MAX_GRAVES:
+    while len(graves) > MAX_GRAVES:
         reap_one()
 
 
 MAX_GRAVES = 64  # killed tasks left to reap at most (each still holds its memory)
-_graves: list[int] = []  # killed, not reaped: threads before their leader, oldest first
+_tracer = threading.local()
+
+
+def _graves() -> list[int]:
+    """This thread's killed, unreaped tasks, threads before their leader, oldest first. Only
+    the thread that traces a task can let it out of its exit stop; from another one (a
+    process running several engines, as the tests do) the wait for it would never end."""
+    graves: list[int] | None = getattr(_tracer, "graves", None)
+    if graves is None:
+        graves = _tracer.graves = []
+    return graves
 
 
 def reap_one() -> bool:
     """Reap the oldest task killed with `later` (from the thread that traces it); whether
     any are left."""
-    if _graves:
-        reap(_graves.pop(0))
-    return bool(_graves)
+    graves = _graves()
+    if graves:
+        reap(graves.pop(0))
+    return bool(graves)
 
 
 def reap(tid: int) -> None:
