@@ -41,7 +41,7 @@ from tracee.syscalls import outputs, queries
 from tracee.syscalls.rules import Record
 from tracee.sysnums import name_of
 from tracee.address_space import Flag
-from tracee.remote import InjectionError
+from tracee.remote import RELIVE_PAGE, InjectionError
 from tracee.task import Memory, MemoryAccessError, Task, kill_tasks
 from tracefile.records import Event, Kind, MemoryWrite, TaskRecord
 from tracefile.writer import TraceWriter
@@ -175,6 +175,7 @@ class Recorder:
         fastloop.record_seccomp(False)  # (until the filter is in: a former recording's state)
         fastloop.sysbuf_cursor(0, 0)
         self.writer.set_meta(**self.cpuid.meta(cpu))
+        self.writer.set_meta(relive_page=RELIVE_PAGE)  # (tracee.remote; absent: the legacy page)
         pid = spawn(self.path, self.argv, self.env)
         self.root = pid
         self._ppid[pid] = os.getpid()

@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 from typing import TextIO
 
+from tracee.remote import LEGACY_RELIVE_PAGE
 from tracee.sysnums import name_of
 from tracefile import recording_lock
 from tracefile.errors import TraceError
@@ -86,6 +87,7 @@ def info_text(trace: Path) -> str:
             lines.append(f"cpuid:    {_cpuid_text(m)}")
         if "exit_status" in m:
             lines.append(f"status:   {status_text(m['exit_status'])}")
+        lines.append(f"page:     {_page_text(m)}")
         return "\n".join(lines)
     finally:
         r.close()
@@ -99,6 +101,15 @@ def _complete_line(trace: Path, complete: bool, meta: dict[str, object]) -> str:
         return "complete: yes"
     return ("complete: NO - the recording was cut off; replay stops at its last event"
             + (f" ({meta['error']})" if meta.get("error") else ""))
+
+
+def _page_text(m: dict[str, object]) -> str:
+    """Where the trace had relive's page (tracee.remote: RELIVE_PAGE_ADDRESS for a replay
+    whose recorded mappings cover this relive's)."""
+    page = m.get("relive_page")
+    if not isinstance(page, int):
+        return f"{LEGACY_RELIVE_PAGE:#x} (relive's own; recorded before it moved)"
+    return f"{page:#x} (relive's own)"
 
 
 def _cpuid_text(m: dict[str, object]) -> str:

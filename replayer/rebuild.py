@@ -17,16 +17,28 @@ from tracee.task import Task
 from tracefile.reader import TraceReader
 from tracefile.records import Event
 
-from replayer.errors import ReplayDivergence
+from replayer.errors import ReplayDivergence, ReplayError
 
 UNMAPPABLE = ("[vsyscall]",)
 O_RDWR = 2
+
+
+def clear_of_relive(start: int, end: int) -> None:
+    """A recorded mapping must not land on this relive's page (tracee.remote: a trace recorded
+    before it moved, or with RELIVE_PAGE_ADDRESS, may hold a mapping there). The syscall
+    buffer's mappings beside it are the recorded program's: replay maps them from the trace."""
+    low = remote.RELIVE_PAGE
+    if start < low + remote.PAGE_SIZE and low < end:
+        raise ReplayError(f"the trace maps {start:#x}-{end:#x}, where this relive keeps its "
+                          f"page; replay it with RELIVE_PAGE_ADDRESS set to the trace's "
+                          f"relive_page (relive info)")
 
 
 def map_file(task: Task, reader: TraceReader, m: Mapping, flags: int = 0) -> None:
     """Map the trace's copy of a file at the mapping's address (always private: a replay must
     never write back into the trace)."""
     assert m.file_id is not None
+    clear_of_relive(m.start, m.end)
     fd = open_in_tracee(task, str(reader.file_path(m.file_id)))
     try:
         mmap_in_tracee(task, m.start, m.size, m.prot, MAP_PRIVATE | MAP_FIXED | flags, fd,
@@ -37,6 +49,7 @@ def map_file(task: Task, reader: TraceReader, m: Mapping, flags: int = 0) -> Non
 
 def map_shared_copy(task: Task, path: str, m: Mapping) -> None:
     """Map `path` (replay's own copy of a file the program mapped MAP_SHARED) shared."""
+    clear_of_relive(m.start, m.end)
     fd = open_in_tracee(task, path, O_RDWR)
     try:
         mmap_in_tracee(task, m.start, m.size, m.prot, MAP_SHARED | MAP_FIXED, fd, m.offset)
@@ -45,6 +58,7 @@ def map_shared_copy(task: Task, path: str, m: Mapping) -> None:
 
 
 def map_anonymous(task: Task, m: Mapping, extra: int = 0) -> None:
+    clear_of_relive(m.start, m.end)
     kind = MAP_SHARED if m.shared else MAP_PRIVATE
     grows = MAP_GROWSDOWN if m.path == "[stack]" else 0
     mmap_in_tracee(task, m.start, m.size, m.prot, kind | MAP_ANONYMOUS | MAP_FIXED | grows | extra)

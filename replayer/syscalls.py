@@ -24,7 +24,7 @@ from tracefile.reader import TraceReader
 from tracefile.records import Event
 
 from replayer.errors import ReplayDivergence
-from replayer.rebuild import map_anonymous, map_file, map_shared_copy
+from replayer.rebuild import clear_of_relive, map_anonymous, map_file, map_shared_copy
 
 PAGE = 4096
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
@@ -179,6 +179,7 @@ class SyscallReplayer:
         old, old_size, new_size, flags = args[:4]
         if result != old:
             flags |= MREMAP_MAYMOVE | MREMAP_FIXED
+        clear_of_relive(result, result + page_up(new_size))
         got = inject_syscall(task, nr("mremap"), old, old_size, new_size, flags, result)
         if got == result:
             proc.space.move(old, page_up(old_size), result, page_up(new_size))

@@ -4,6 +4,16 @@ One page at RELIVE_PAGE, mapped by the tool in every recorded and replayed proce
 `syscall` instruction (then `int3`) and, from DATA_OFFSET, room for the strings and structs an
 injected syscall needs. Every syscall the tool itself runs in the tracee goes through it, with the
 task's registers saved and restored around it, so the program never notices.
+
+RELIVE_PAGE is the one place the tool's fixed addresses derive from (the syscall buffer's
+mappings follow it, tracee.sysbuf). It lies at 0x7e80_0000_0000, the low end of what
+ThreadSanitizer, AddressSanitizer and MemorySanitizer all keep for application memory on
+x86-64 (TSan aborts on a mapping inside its shadow, where the page used to be:
+LEGACY_RELIVE_PAGE) and far below where the kernel puts stacks and top-down mmaps in a 47-bit
+address space. A trace's meta `relive_page` says where it was recorded (absent: the legacy
+address); the page is the tool's, not the program's, so a replay maps its own wherever this
+relive keeps it. RELIVE_PAGE_ADDRESS in the environment moves it (to record as an older relive
+did, for tests).
 """
 from __future__ import annotations
 
@@ -15,8 +25,25 @@ from tracee import ptrace_api as api
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
 from tracee.task import Task
 
-RELIVE_PAGE = 0x7000_0000_0000
 PAGE_SIZE = 4096
+DEFAULT_RELIVE_PAGE = 0x7E80_0000_0000
+LEGACY_RELIVE_PAGE = 0x7000_0000_0000
+
+
+def _relive_page() -> int:
+    """DEFAULT_RELIVE_PAGE, or a page-aligned RELIVE_PAGE_ADDRESS inside a 47-bit user space
+    (an unusable value is ignored: the knob is for tests, not a user's way to break relive)."""
+    raw = os.environ.get("RELIVE_PAGE_ADDRESS", "")
+    try:
+        addr = int(raw, 0)
+    except ValueError:
+        return DEFAULT_RELIVE_PAGE
+    if addr % PAGE_SIZE or not 1 << 32 <= addr <= (1 << 47) - (1 << 32):
+        return DEFAULT_RELIVE_PAGE
+    return addr
+
+
+RELIVE_PAGE = _relive_page()
 SYSCALL_INSN = RELIVE_PAGE
 DATA_OFFSET = 256
 DATA = RELIVE_PAGE + DATA_OFFSET

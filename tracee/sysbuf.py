@@ -30,6 +30,7 @@ import zlib
 from pathlib import Path
 from typing import NamedTuple
 
+from tracee.remote import RELIVE_PAGE
 from tracee.syscalls.catalogue import CATALOGUE
 from tracee.syscalls.rules import ArgIs, Fixed, Out, Result, WhenArg
 from tracee.sysnums import NAME_OF
@@ -37,10 +38,10 @@ from tracee.sysnums import NAME_OF
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("sysbuf_hook.c")
-HOOK_CODE = 0x7000_0001_0000
+HOOK_CODE = RELIVE_PAGE + 0x1_0000  # beside the relive page: tracee.remote places all three
 TABLE_OFF = 0x2000
 CODE_SIZE = 0x6000
-HOOK_BUF = 0x7000_0002_0000
+HOOK_BUF = RELIVE_PAGE + 0x2_0000
 BUF_SIZE = 0xF0000  # 960 KiB (not a multiple of a scratch area: tests/test_scratch.py)
 MAX_OUT = 0x10000
 HDR_SIZE = 64
@@ -213,6 +214,7 @@ def _build(source: bytes) -> bytes:
     from tracee.fastloop import _cache_dir
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    source += f"/* -DRELIVE_HOOK_CODE={HOOK_CODE:#x} -DRELIVE_HOOK_BUF={HOOK_BUF:#x} */".encode()
     target = cache / f"sysbuf-hook-{zlib.crc32(source):08x}-{len(source)}.o"
     built_from = target.with_suffix(".c")
     if target.exists() and built_from.exists() and built_from.read_bytes() == source:
@@ -223,7 +225,9 @@ def _build(source: bytes) -> bytes:
     os.close(fd)
     try:
         try:
-            proc = subprocess.run(["gcc", *CFLAGS, "-c", "-o", tmp, str(SOURCE)],
+            proc = subprocess.run(["gcc", *CFLAGS, f"-DRELIVE_HOOK_CODE={HOOK_CODE:#x}",
+                                   f"-DRELIVE_HOOK_BUF={HOOK_BUF:#x}", "-c", "-o", tmp,
+                                   str(SOURCE)],
                                   capture_output=True, text=True, timeout=120)
         except subprocess.TimeoutExpired as e:
             raise OSError(f"gcc took more than {e.timeout} s") from e

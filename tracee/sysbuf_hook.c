@@ -26,10 +26,12 @@ one .text section, no relocations, no data (the table and buffer are at fixed ad
 no SSE register touched. The interface constants are absolute symbols named abi_* that
 tracee/sysbuf.py checks against its own declarations. */
 
-#define HOOK_CODE 0x700000010000UL   /* this code, then the table at TABLE_OFF */
+/* RELIVE_HOOK_CODE and RELIVE_HOOK_BUF come from tracee/sysbuf.py (-D): they follow the
+   relive page (tracee/remote.py RELIVE_PAGE), the one place relive's addresses derive from. */
+#define HOOK_CODE ((u64)RELIVE_HOOK_CODE)   /* this code, then the table at TABLE_OFF */
 #define CODE_SIZE 0x6000UL
 #define TABLE_OFF 0x2000UL
-#define HOOK_BUF 0x700000020000UL    /* the buffer: header then records */
+#define HOOK_BUF ((u64)RELIVE_HOOK_BUF)     /* the buffer: header then records */
 #define BUF_SIZE 0xF0000UL
 #define MAX_OUT 0x10000UL            /* a larger result-sized output makes the call traced */
 #define HDR_SIZE 64
@@ -73,9 +75,11 @@ struct entry {
 };
 
 #define ABI(name, value) __asm__(".globl abi_" #name "\n.set abi_" #name ", " #value)
-ABI(HOOK_CODE, 0x700000010000);
+#define STR_(x) #x
+#define STR(x) STR_(x)  /* a macro's value, expanded */
+__asm__(".globl abi_HOOK_CODE\n.set abi_HOOK_CODE, " STR(RELIVE_HOOK_CODE));
 ABI(TABLE_OFF, 0x2000);
-ABI(HOOK_BUF, 0x700000020000);
+__asm__(".globl abi_HOOK_BUF\n.set abi_HOOK_BUF, " STR(RELIVE_HOOK_BUF));
 ABI(BUF_SIZE, 0xF0000);
 ABI(MAX_OUT, 0x10000);
 ABI(HDR_SIZE, 64);
