@@ -40,6 +40,7 @@ from replayer.process_view import Image, ProcessFacts
 from replayer.positions import Landing
 from replayer.progress import Abandoned, Progress
 from replayer.session import OutputSink, ReplaySession
+from replayer.sysbuf_view import SysbufView
 from replayer.timeline import Timeline
 from tracee import ptrace_api as api
 from tracee import rdrand
@@ -58,6 +59,7 @@ class Debuggee:
         self.trace = Path(trace)
         self.output = output
         self.wanted_pid = pid
+        self.sysbuf = SysbufView()  # libc's patched syscall sites hidden from gdb
         self._interrupt = False
         self.facts: ProcessFacts | None = None  # facts about the trace survive a restart too
         self.diversion: Diversion | None = None  # gdb's writes and calls (replayer.diversion)
@@ -173,15 +175,20 @@ class Debuggee:
         if task.tid in self.session.taskset.in_kernel:
             raise Refused(f"thread {tid} is inside vfork; its registers are not "
                               "readable until the child execs or exits")
-        return register_values(task)
+        values = register_values(task)
+        proc = self.session.taskset.procs.get(tid)
+        return values if proc is None else self.sysbuf.registers(task, proc.space, values)
 
     def read_memory(self, tid: int, addr: int, length: int) -> bytes:
         if self.diversion is not None:
             return self.diversion.read_memory(addr, length)
-        data = self.task_of(tid).mem.read_upto(addr, length)
+        task = self.task_of(tid)
+        data = task.mem.read_upto(addr, length)
         proc = self.session.taskset.procs.get(tid)
         if proc is not None and proc.patched:
-            return rdrand.show_original(proc.patched, addr, data)  # code as the program has it
+            data = rdrand.show_original(proc.patched, addr, data)  # code as the program has it
+        if proc is not None:
+            data = self.sysbuf.show_original(task, proc.space, addr, data)
         return data
 
     def siginfo(self) -> bytes:
@@ -361,6 +368,7 @@ class Debuggee:
                     "relive: the code gdb called ended the process copy it ran in; back "
                     "in the replay, unchanged\n"))
             return stop
+        command = self._relocated(command)
         try:
             if command.direction is Direction.BACKWARD:
                 stops = Task.stops_seen
@@ -378,6 +386,20 @@ class Debuggee:
         self.last_stop = stop
         self.previous = (command, stop)
         return stop
+
+    def _relocated(self, command: ResumeCommand) -> ResumeCommand:
+        """`command` with its breakpoints inside libc's patched syscall sites moved to the
+        trampolines (replayer.sysbuf_view)."""
+        if not command.breakpoints:
+            return command
+        task = self.session.taskset.tasks.get(command.tid)
+        proc = self.session.taskset.procs.get(command.tid)
+        if task is None or proc is None:
+            return command
+        moved = self.sysbuf.relocate(task, proc.space, command.breakpoints)
+        if moved == command.breakpoints:
+            return command
+        return dataclasses.replace(command, breakpoints=moved)
 
     @contextlib.contextmanager
     def _silenced(self) -> Iterator[None]:

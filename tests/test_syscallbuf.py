@@ -248,3 +248,32 @@ def test_gdb_steps_back_over_a_buffered_call(programs, tmp_path, serve):
     assert f"back {hook.untraced_insn:#x} 228" in run.output, str(run)
     assert f"again {after:#x} 0" in run.output, str(run)
     assert "i=0" in run.output, str(run)
+
+
+@requires_gdb
+def test_gdb_sees_libc_not_the_patched_sites(programs, tmp_path, serve):
+    """A thread blocked in a futex wait made through a site's trampoline is shown at the
+    site (replayer.sysbuf_view): its backtrace reaches main, the code before its pc is the
+    original `syscall` (no `jmp`), and a breakpoint at its pc (inside the patched bytes)
+    is hit there when the wait returns, while the other threads run the patched site."""
+    trace = tmp_path / "t"
+    rec = record(trace, programs["threads_barrier_tls"])
+    assert rec.returncode == 0, describe(rec)
+    run = gdb_batch("break worker", "continue", "thread 1", "echo ===BT===\\n", "bt",
+                    "echo ===CODE===\\n", "x/2i $pc-2", "echo ===END===\\n",
+                    "delete", "break *$pc", "continue", "printf \"at %#lx\\n\", $pc",
+                    "bt", "delete", "continue",
+                    connect=server_address(serve, trace), program=programs["threads_barrier_tls"])
+    out = run.output
+    bt = out.split("===BT===")[1].split("===CODE===")[0]
+    code = out.split("===CODE===")[1].split("===END===")[0]
+    assert re.search(r"^#\d+ .*\bmain \(", bt, re.M), str(run)
+    assert re.search(r"\bsyscall\b", code) and "jmp" not in code, str(run)
+    assert "Breakpoint 2, " in out, str(run)
+    after = out.split("Breakpoint 2, ")[1]
+    assert re.search(r"^#\d+ .*\bmain \(", after, re.M), str(run)
+    assert "SIGSEGV" not in out and "SIGILL" not in out and "SIGTRAP" not in after, str(run)
+
+
+def server_address(serve, trace) -> str:
+    return serve(trace).address
