@@ -80,10 +80,10 @@ class Record(NamedTuple):
 
 
 def enabled() -> bool:
-    """RELIVE_SYSCALLBUF=1 turns the buffer on. Off by default: gdb does not yet hide it
-    (libc's patched sites and the hook show in disassembly and stepping, backtraces do not
-    unwind from the hook or a trampoline, a reverse watchpoint on a buffered call's output
-    stops in the hook); =seccomp (the default) is the filter alone, =0 neither."""
+    """RELIVE_SYSCALLBUF=1 turns the buffer on. Off by default: gdb is shown libc's sites
+    and trampolines as libc's code (replayer.sysbuf_view) but not yet the hook's (a stop at
+    a buffered call, a `goto` its event, shows the hook, from which gdb cannot unwind);
+    =seccomp (the default) is the filter alone, =0 neither."""
     return os.environ.get("RELIVE_SYSCALLBUF", "seccomp") == "1"
 
 
