@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from replayer import sysbuf_frames
 from tracee import syscall_sites as ss
 from tracee import sysbuf
 from tracee.address_space import AddressSpace, Flag
@@ -84,6 +85,8 @@ class SysbufView:
                   values: dict[str, int]) -> dict[str, int]:
         """`values` (a thread's registers) as at the site if the thread is in a trampoline."""
         rip = values.get("rip", 0)
+        if sysbuf_frames.in_hook(rip):
+            return self._from_hook(task, space, values)
         m = space.find(rip)
         if m is None or not m.flags & Flag.SYSBUF or m.start in (sysbuf.HOOK_CODE,
                                                                   sysbuf.HOOK_BUF):
@@ -109,6 +112,36 @@ class SysbufView:
             out["rip"] = (site.addr if off <= _TRACED else site.addr + 2 if off < _CMP + 6
                           else site.addr + ss.CMP_SITE)
         return out
+
+    def _from_hook(self, task: Task, space: AddressSpace,
+                   values: dict[str, int]) -> dict[str, int]:
+        """A thread at a `syscall` of the hook, as at its site (replayer.sysbuf_frames)."""
+        pages = [m for m in space.flagged(Flag.SYSBUF)
+                 if m.start not in (sysbuf.HOOK_CODE, sysbuf.HOOK_BUF)]
+        if not pages:
+            return values
+        try:
+            entry = struct.unpack("<Q", task.mem.read_upto(pages[0].start, ss.SLOT))[0]
+        except (MemoryAccessError, struct.error):
+            return values
+
+        def return_of(v: int) -> tuple[int, int] | None:
+            m = next((p for p in pages if p.start + ss.SLOT <= v < p.end), None)
+            if m is None:
+                return None
+            k, off = divmod(v - m.start - ss.SLOT, ss.TRAMPOLINE)
+            at = m.start + ss.SLOT + k * ss.TRAMPOLINE
+            try:
+                site = _decode(at, task.mem.read_upto(at, ss.TRAMPOLINE))
+            except MemoryAccessError:
+                return None
+            if site is None or off != (5 if site.mov else 0) + _AFTER_CALL:
+                return None
+            return ((site.addr + 5, site.addr + ss.MOV_SITE) if site.mov
+                    else (site.addr, site.addr + 2))
+
+        found = sysbuf_frames.at_site(task, values, entry, return_of)
+        return values if found is None else found
 
     def show_original(self, task: Task, space: AddressSpace, addr: int,
                       data: bytes) -> bytes:

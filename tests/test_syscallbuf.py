@@ -230,24 +230,27 @@ def test_a_tampered_buffered_record_diverges_naming_its_event(clocks, tmp_path):
 
 @requires_gdb
 def test_gdb_steps_back_over_a_buffered_call(programs, tmp_path, serve):
-    """Stopped right after the hook's untraced `syscall` (the second read), reverse-stepi
-    shows that instruction not yet run (rax = the call's number) and stepi runs it again
-    (rax = its result); reverse-continue to the first read's after_read still works."""
+    """A reverse watchpoint on a buffered clock_gettime's output stops at the call, shown at
+    libc's `syscall` not yet run (rax = the call's number) with its whole backtrace, never
+    in the hook (replayer.sysbuf_frames); stepi runs it again (rax = its result)."""
     trace = tmp_path / "t"
     rec = record(trace, programs["clock_steps"])
     assert rec.returncode == 0, describe(rec)
-    hook = sysbuf.hook()
-    assert hook is not None
-    after = hook.untraced_insn + 2
-    server = serve(trace)
-    run = gdb_batch(f"break *{after:#x}", "continue", "continue", "reverse-stepi",
-                    "printf \"back %#lx %ld\\n\", $pc, $rax", "stepi",
-                    "printf \"again %#lx %ld\\n\", $pc, $rax", "delete", "break after_read",
-                    "reverse-continue", "printf \"i=%ld\\n\", i",
-                    connect=server.address, program=programs["clock_steps"])
-    assert f"back {hook.untraced_insn:#x} 228" in run.output, str(run)
-    assert f"again {after:#x} 0" in run.output, str(run)
-    assert "i=0" in run.output, str(run)
+    run = gdb_batch("break after_read", "continue", "continue", "up", "watch -l ts",
+                    "reverse-continue", "echo ===BT===\\n", "bt", "x/i $pc",
+                    "echo ===END===\\n", "printf \"back %#lx %ld\\n\", $pc, $rax", "stepi",
+                    "printf \"again %#lx %ld\\n\", $pc, $rax",
+                    connect=serve(trace).address, program=programs["clock_steps"])
+    out = run.output
+    bt = out.split("===BT===")[1].split("===END===")[0]
+    assert re.search(r"^#0 .*clock_gettime", bt, re.M), str(run)
+    assert re.search(r"^#\d+ .*\bmain \(", bt, re.M) and "??" not in bt, str(run)
+    assert re.search(r"=> 0x[0-9a-f]+ .*:\s+syscall", bt), str(run)
+    back = re.search(r"^back (0x[0-9a-f]+) (-?\d+)$", out, re.M)
+    again = re.search(r"^again (0x[0-9a-f]+) (-?\d+)$", out, re.M)
+    assert back and again, str(run)
+    assert int(back.group(2)) == 228 and int(again.group(2)) == 0, str(run)
+    assert int(again.group(1), 16) == int(back.group(1), 16) + 2, str(run)
 
 
 @requires_gdb
