@@ -5,8 +5,8 @@ writes out as BUFFERED events at the next stop; replay stops at the hook's `sysc
 each. The programs count their own stops (voluntary context switches: a ptrace stop is
 one), so a recording that silently fell back to stopping fails here; every recording must
 replay byte for byte, a tampered buffered record must be reported by its event, and gdb
-must step backwards over a buffered call. The buffer is off by default (RELIVE_SYSCALLBUF=1
-turns it on, as these tests do; =seccomp, the default, is the filter without it)."""
+must step backwards over a buffered call. The buffer is on by default (RELIVE_SYSCALLBUF=1,
+as these tests set, or unset; =seccomp is the filter without it, =0 neither)."""
 from __future__ import annotations
 
 import os
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None
 
 @pytest.fixture(autouse=True, scope="module")
 def _buffer_on():
-    """The buffer is off by default (tracee.sysbuf.enabled): these recordings turn it on."""
+    """These recordings have the buffer on whatever the environment says."""
     old = os.environ.get("RELIVE_SYSCALLBUF")
     os.environ["RELIVE_SYSCALLBUF"] = "1"
     yield
@@ -258,7 +258,8 @@ def test_gdb_sees_libc_not_the_patched_sites(programs, tmp_path, serve):
     """A thread blocked in a futex wait made through a site's trampoline is shown at the
     site (replayer.sysbuf_view): its backtrace reaches main, the code before its pc is the
     original `syscall` (no `jmp`), and a breakpoint at its pc (inside the patched bytes)
-    is hit there when the wait returns, while the other threads run the patched site."""
+    is hit there when a wait returns (main's or a worker's at the same barrier), while the
+    other threads run the patched site."""
     trace = tmp_path / "t"
     rec = record(trace, programs["threads_barrier_tls"])
     assert rec.returncode == 0, describe(rec)
@@ -272,9 +273,11 @@ def test_gdb_sees_libc_not_the_patched_sites(programs, tmp_path, serve):
     code = out.split("===CODE===")[1].split("===END===")[0]
     assert re.search(r"^#\d+ .*\bmain \(", bt, re.M), str(run)
     assert re.search(r"\bsyscall\b", code) and "jmp" not in code, str(run)
-    assert "Breakpoint 2, " in out, str(run)
-    after = out.split("Breakpoint 2, ")[1]
-    assert re.search(r"^#\d+ .*\bmain \(", after, re.M), str(run)
+    planted = re.search(r"^Breakpoint 2 at (0x[0-9a-f]+)", out, re.M)
+    assert planted and "Breakpoint 2, " in out, str(run)
+    after = out.split("Breakpoint 2, ")[1]  # main or a worker waiting at the same barrier
+    assert re.search(rf"^at {planted.group(1)}$", after, re.M), str(run)
+    assert re.search(r"^#\d+ .*\b(main|worker) \(", after, re.M), str(run)
     assert "SIGSEGV" not in out and "SIGILL" not in out and "SIGTRAP" not in after, str(run)
 
 
