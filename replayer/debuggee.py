@@ -25,6 +25,7 @@ from typing import Any
 
 from replayer import process_view
 from replayer.control import (
+    Action,
     Direction,
     ResumeCommand,
     Stop,
@@ -48,6 +49,7 @@ from tracee.task import MemoryAccessError, Task
 from tracefile.records import Event
 
 log = logging.getLogger(__name__)
+HIDDEN_STEPS = 4096  # instructions of the hook and a trampoline one stepi goes over, at most
 
 
 class Debuggee:
@@ -370,15 +372,12 @@ class Debuggee:
             return stop
         command = self._relocated(command)
         try:
-            if command.direction is Direction.BACKWARD:
-                stops = Task.stops_seen
-                with self._silenced(), self.progress.task("searching backwards"):
-                    try:
-                        stop = self.backward.resume(command)
-                    finally:
-                        self.backward_stops = Task.stops_seen - stops
-            else:
-                stop = self.forwards.resume(command)
+            stop = self._resume(command)
+            for _ in range(HIDDEN_STEPS):  # a step into the hook or a trampoline goes on
+                if command.action is not Action.STEP or stop.kind is not StopKind.STEPPED \
+                        or not self._in_patch(stop.tid):
+                    break
+                stop = self._resume(command)
         finally:
             self._interrupt = False
         if note:
@@ -386,6 +385,25 @@ class Debuggee:
         self.last_stop = stop
         self.previous = (command, stop)
         return stop
+
+    def _resume(self, command: ResumeCommand) -> Stop:
+        if command.direction is Direction.BACKWARD:
+            stops = Task.stops_seen
+            with self._silenced(), self.progress.task("searching backwards"):
+                try:
+                    return self.backward.resume(command)
+                finally:
+                    self.backward_stops = Task.stops_seen - stops
+        return self.forwards.resume(command)
+
+    def _in_patch(self, tid: int) -> bool:
+        """Is thread `tid` at an instruction of the syscall hook's patch gdb is not shown
+        one step at a time (replayer.sysbuf_view.hidden)?"""
+        task = self.session.taskset.tasks.get(tid)
+        proc = self.session.taskset.procs.get(tid)
+        if task is None or proc is None:
+            return False
+        return self.sysbuf.hidden(task, proc.space, task.regs.rip)
 
     def _relocated(self, command: ResumeCommand) -> ResumeCommand:
         """`command` with its breakpoints inside libc's patched syscall sites moved to the

@@ -143,6 +143,33 @@ class SysbufView:
         found = sysbuf_frames.at_site(task, values, entry, return_of)
         return values if found is None else found
 
+    def hidden(self, task: Task, space: AddressSpace, rip: int) -> bool:
+        """Is `rip` an instruction of the patch gdb must not stop at one step at a time: one
+        of the hook's or a trampoline's, but a `syscall` (the call's own instruction) and a
+        `cmp` site's displaced `cmp`, or a `cmp` site's `jmp` (the `syscall` is shown at the
+        trampoline's)? A `mov` site's `jmp` stands for its `mov`."""
+        if sysbuf_frames.in_hook(rip):
+            try:
+                return task.mem.read_upto(rip, 2) != b"\x0f\x05"
+            except MemoryAccessError:
+                return False
+        m = space.find(rip)
+        if m is None or not m.flags & Flag.SYSBUF:
+            sites = self.sites(task, space) if m is not None and m.prot & 4 else []
+            return any(s.addr == rip and not s.mov for s in sites)
+        if m.start in (sysbuf.HOOK_CODE, sysbuf.HOOK_BUF) or rip < m.start + ss.SLOT:
+            return False
+        k, off = divmod(rip - m.start - ss.SLOT, ss.TRAMPOLINE)
+        at = m.start + ss.SLOT + k * ss.TRAMPOLINE
+        try:
+            found = _decode(at, task.mem.read_upto(at, ss.TRAMPOLINE))
+        except MemoryAccessError:
+            return False
+        if found is None:
+            return False
+        base = 5 if found.mov else 0
+        return off not in ((base + _TRACED,) if found.mov else (_TRACED, _CMP))
+
     def show_original(self, task: Task, space: AddressSpace, addr: int,
                       data: bytes) -> bytes:
         """`data` read at `addr` with each patched site's bytes (if they hold the patch) as
