@@ -5,8 +5,8 @@ writes out as BUFFERED events at the next stop; replay stops at the hook's `sysc
 each. The programs count their own stops (voluntary context switches: a ptrace stop is
 one), so a recording that silently fell back to stopping fails here; every recording must
 replay byte for byte, a tampered buffered record must be reported by its event, and gdb
-must step backwards over a buffered call. The buffer is off by default (RELIVE_SYSCALLBUF=1
-turns it on, as these tests do; =seccomp, the default, is the filter without it)."""
+must step backwards over a buffered call. The buffer is on by default (RELIVE_SYSCALLBUF=1,
+as these tests set, or unset; =seccomp is the filter without it, =0 neither)."""
 from __future__ import annotations
 
 import os
