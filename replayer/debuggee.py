@@ -25,6 +25,7 @@ from typing import Any
 
 from replayer import process_view
 from replayer.control import (
+    Action,
     Direction,
     ResumeCommand,
     Stop,
@@ -40,6 +41,7 @@ from replayer.process_view import Image, ProcessFacts
 from replayer.positions import Landing
 from replayer.progress import Abandoned, Progress
 from replayer.session import OutputSink, ReplaySession
+from replayer.sysbuf_view import SysbufView
 from replayer.timeline import Timeline
 from tracee import ptrace_api as api
 from tracee import rdrand
@@ -47,6 +49,7 @@ from tracee.task import MemoryAccessError, Task
 from tracefile.records import Event
 
 log = logging.getLogger(__name__)
+HIDDEN_STEPS = 4096  # instructions of the hook and a trampoline one stepi goes over, at most
 
 
 class Debuggee:
@@ -58,6 +61,7 @@ class Debuggee:
         self.trace = Path(trace)
         self.output = output
         self.wanted_pid = pid
+        self.sysbuf = SysbufView()  # libc's patched syscall sites hidden from gdb
         self._interrupt = False
         self.facts: ProcessFacts | None = None  # facts about the trace survive a restart too
         self.diversion: Diversion | None = None  # gdb's writes and calls (replayer.diversion)
@@ -173,15 +177,20 @@ class Debuggee:
         if task.tid in self.session.taskset.in_kernel:
             raise Refused(f"thread {tid} is inside vfork; its registers are not "
                               "readable until the child execs or exits")
-        return register_values(task)
+        values = register_values(task)
+        proc = self.session.taskset.procs.get(tid)
+        return values if proc is None else self.sysbuf.registers(task, proc.space, values)
 
     def read_memory(self, tid: int, addr: int, length: int) -> bytes:
         if self.diversion is not None:
             return self.diversion.read_memory(addr, length)
-        data = self.task_of(tid).mem.read_upto(addr, length)
+        task = self.task_of(tid)
+        data = task.mem.read_upto(addr, length)
         proc = self.session.taskset.procs.get(tid)
         if proc is not None and proc.patched:
-            return rdrand.show_original(proc.patched, addr, data)  # code as the program has it
+            data = rdrand.show_original(proc.patched, addr, data)  # code as the program has it
+        if proc is not None:
+            data = self.sysbuf.show_original(task, proc.space, addr, data)
         return data
 
     def siginfo(self) -> bytes:
@@ -361,16 +370,14 @@ class Debuggee:
                     "relive: the code gdb called ended the process copy it ran in; back "
                     "in the replay, unchanged\n"))
             return stop
+        command = self._relocated(command)
         try:
-            if command.direction is Direction.BACKWARD:
-                stops = Task.stops_seen
-                with self._silenced(), self.progress.task("searching backwards"):
-                    try:
-                        stop = self.backward.resume(command)
-                    finally:
-                        self.backward_stops = Task.stops_seen - stops
-            else:
-                stop = self.forwards.resume(command)
+            stop = self._resume(command)
+            for _ in range(HIDDEN_STEPS):  # a step into the hook or a trampoline goes on
+                if command.action is not Action.STEP or stop.kind is not StopKind.STEPPED \
+                        or not self._in_patch(stop.tid):
+                    break
+                stop = self._resume(command)
         finally:
             self._interrupt = False
         if note:
@@ -378,6 +385,39 @@ class Debuggee:
         self.last_stop = stop
         self.previous = (command, stop)
         return stop
+
+    def _resume(self, command: ResumeCommand) -> Stop:
+        if command.direction is Direction.BACKWARD:
+            stops = Task.stops_seen
+            with self._silenced(), self.progress.task("searching backwards"):
+                try:
+                    return self.backward.resume(command)
+                finally:
+                    self.backward_stops = Task.stops_seen - stops
+        return self.forwards.resume(command)
+
+    def _in_patch(self, tid: int) -> bool:
+        """Is thread `tid` at an instruction of the syscall hook's patch gdb is not shown
+        one step at a time (replayer.sysbuf_view.hidden)?"""
+        task = self.session.taskset.tasks.get(tid)
+        proc = self.session.taskset.procs.get(tid)
+        if task is None or proc is None:
+            return False
+        return self.sysbuf.hidden(task, proc.space, task.regs.rip)
+
+    def _relocated(self, command: ResumeCommand) -> ResumeCommand:
+        """`command` with its breakpoints inside libc's patched syscall sites moved to the
+        trampolines (replayer.sysbuf_view)."""
+        if not command.breakpoints:
+            return command
+        task = self.session.taskset.tasks.get(command.tid)
+        proc = self.session.taskset.procs.get(command.tid)
+        if task is None or proc is None:
+            return command
+        moved = self.sysbuf.relocate(task, proc.space, command.breakpoints)
+        if moved == command.breakpoints:
+            return command
+        return dataclasses.replace(command, breakpoints=moved)
 
     @contextlib.contextmanager
     def _silenced(self) -> Iterator[None]:

@@ -229,7 +229,7 @@ def test_goto_past_the_loading_of_libc_shows_the_frames_of_a_forward_run(target_
     was loaded, then `goto` the getpid syscall: bt shows the same caller, file and line as
     the forward run, not `?? ()` or stale frames."""
     call = _line_of("gdb_target.c", 'printf("pid=%d\\n", getpid());')
-    getpid = _event(_dump(target_trace), r"SYSCALL getpid\(")
+    getpid = _event(_dump(target_trace), r"(?:SYSCALL|BUFFERED) getpid\(")
     out = _with_extension(
         serve(target_trace), "break bump", "continue", "delete", "break getpid", "continue",
         "echo ===FORWARD===\\n", "bt", "echo ===END===\\n", "delete", "goto 3",
@@ -248,7 +248,7 @@ def test_checkpoint_ids_never_change(target_trace, serve):
     """Checkpoints get ids in the order they are taken, whatever the events and whatever
     automatic checkpoints the replay adds; `restart N` goes exactly there; deleted ids are
     gone; gdb's own fork-based `checkpoint` is replaced."""
-    late = _event(_dump(target_trace), r"SYSCALL getpid\(")
+    late = _event(_dump(target_trace), r"(?:SYSCALL|BUFFERED) getpid\(")
     out = _with_extension(
         serve(target_trace), f"goto {late}", "checkpoint", "goto 12", "checkpoint",
         "break bump", "continue", "continue", "reverse-continue", "reverse-continue",

@@ -5,8 +5,8 @@ writes out as BUFFERED events at the next stop; replay stops at the hook's `sysc
 each. The programs count their own stops (voluntary context switches: a ptrace stop is
 one), so a recording that silently fell back to stopping fails here; every recording must
 replay byte for byte, a tampered buffered record must be reported by its event, and gdb
-must step backwards over a buffered call. The buffer is off by default (RELIVE_SYSCALLBUF=1
-turns it on, as these tests do; =seccomp, the default, is the filter without it)."""
+must step backwards over a buffered call. The buffer is on by default (RELIVE_SYSCALLBUF=1,
+as these tests set, or unset; =seccomp is the filter without it, =0 neither)."""
 from __future__ import annotations
 
 import os
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None
 
 @pytest.fixture(autouse=True, scope="module")
 def _buffer_on():
-    """The buffer is off by default (tracee.sysbuf.enabled): these recordings turn it on."""
+    """These recordings have the buffer on whatever the environment says."""
     old = os.environ.get("RELIVE_SYSCALLBUF")
     os.environ["RELIVE_SYSCALLBUF"] = "1"
     yield
@@ -230,21 +230,56 @@ def test_a_tampered_buffered_record_diverges_naming_its_event(clocks, tmp_path):
 
 @requires_gdb
 def test_gdb_steps_back_over_a_buffered_call(programs, tmp_path, serve):
-    """Stopped right after the hook's untraced `syscall` (the second read), reverse-stepi
-    shows that instruction not yet run (rax = the call's number) and stepi runs it again
-    (rax = its result); reverse-continue to the first read's after_read still works."""
+    """A reverse watchpoint on a buffered clock_gettime's output stops at the call, shown at
+    libc's `syscall` not yet run (rax = the call's number) with its whole backtrace, never
+    in the hook (replayer.sysbuf_frames); stepi runs it again (rax = its result)."""
     trace = tmp_path / "t"
     rec = record(trace, programs["clock_steps"])
     assert rec.returncode == 0, describe(rec)
-    hook = sysbuf.hook()
-    assert hook is not None
-    after = hook.untraced_insn + 2
-    server = serve(trace)
-    run = gdb_batch(f"break *{after:#x}", "continue", "continue", "reverse-stepi",
-                    "printf \"back %#lx %ld\\n\", $pc, $rax", "stepi",
-                    "printf \"again %#lx %ld\\n\", $pc, $rax", "delete", "break after_read",
-                    "reverse-continue", "printf \"i=%ld\\n\", i",
-                    connect=server.address, program=programs["clock_steps"])
-    assert f"back {hook.untraced_insn:#x} 228" in run.output, str(run)
-    assert f"again {after:#x} 0" in run.output, str(run)
-    assert "i=0" in run.output, str(run)
+    run = gdb_batch("break after_read", "continue", "continue", "up", "watch -l ts",
+                    "reverse-continue", "echo ===BT===\\n", "bt", "x/i $pc",
+                    "echo ===END===\\n", "printf \"back %#lx %ld\\n\", $pc, $rax", "stepi",
+                    "printf \"again %#lx %ld\\n\", $pc, $rax",
+                    connect=serve(trace).address, program=programs["clock_steps"])
+    out = run.output
+    bt = out.split("===BT===")[1].split("===END===")[0]
+    assert re.search(r"^#0 .*clock_gettime", bt, re.M), str(run)
+    assert re.search(r"^#\d+ .*\bmain \(", bt, re.M) and "??" not in bt, str(run)
+    assert re.search(r"=> 0x[0-9a-f]+ .*:\s+syscall", bt), str(run)
+    back = re.search(r"^back (0x[0-9a-f]+) (-?\d+)$", out, re.M)
+    again = re.search(r"^again (0x[0-9a-f]+) (-?\d+)$", out, re.M)
+    assert back and again, str(run)
+    assert int(back.group(2)) == 228 and int(again.group(2)) == 0, str(run)
+    assert int(again.group(1), 16) == int(back.group(1), 16) + 2, str(run)
+
+
+@requires_gdb
+def test_gdb_sees_libc_not_the_patched_sites(programs, tmp_path, serve):
+    """A thread blocked in a futex wait made through a site's trampoline is shown at the
+    site (replayer.sysbuf_view): its backtrace reaches main, the code before its pc is the
+    original `syscall` (no `jmp`), and a breakpoint at its pc (inside the patched bytes)
+    is hit there when a wait returns (main's or a worker's at the same barrier), while the
+    other threads run the patched site."""
+    trace = tmp_path / "t"
+    rec = record(trace, programs["threads_barrier_tls"])
+    assert rec.returncode == 0, describe(rec)
+    run = gdb_batch("break worker", "continue", "thread 1", "echo ===BT===\\n", "bt",
+                    "echo ===CODE===\\n", "x/2i $pc-2", "echo ===END===\\n",
+                    "delete", "break *$pc", "continue", "printf \"at %#lx\\n\", $pc",
+                    "bt", "delete", "continue",
+                    connect=server_address(serve, trace), program=programs["threads_barrier_tls"])
+    out = run.output
+    bt = out.split("===BT===")[1].split("===CODE===")[0]
+    code = out.split("===CODE===")[1].split("===END===")[0]
+    assert re.search(r"^#\d+ .*\bmain \(", bt, re.M), str(run)
+    assert re.search(r"\bsyscall\b", code) and "jmp" not in code, str(run)
+    planted = re.search(r"^Breakpoint 2 at (0x[0-9a-f]+)", out, re.M)
+    assert planted and "Breakpoint 2, " in out, str(run)
+    after = out.split("Breakpoint 2, ")[1]  # main or a worker waiting at the same barrier
+    assert re.search(rf"^at {planted.group(1)}$", after, re.M), str(run)
+    assert re.search(r"^#\d+ .*\b(main|worker) \(", after, re.M), str(run)
+    assert "SIGSEGV" not in out and "SIGILL" not in out and "SIGTRAP" not in after, str(run)
+
+
+def server_address(serve, trace) -> str:
+    return serve(trace).address

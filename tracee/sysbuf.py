@@ -81,11 +81,10 @@ class Record(NamedTuple):
 
 
 def enabled() -> bool:
-    """RELIVE_SYSCALLBUF=1 turns the buffer on. Off by default: gdb does not yet hide it
-    (libc's patched sites and the hook show in disassembly and stepping, backtraces do not
-    unwind from the hook or a trampoline, a reverse watchpoint on a buffered call's output
-    stops in the hook); =seccomp (the default) is the filter alone, =0 neither."""
-    return os.environ.get("RELIVE_SYSCALLBUF", "seccomp") == "1"
+    """The buffer is on unless RELIVE_SYSCALLBUF says otherwise: =seccomp is the filter
+    alone, =0 neither. gdb is shown libc's code and a thread in the hook or a trampoline at
+    its libc site (replayer.sysbuf_view, replayer.sysbuf_frames)."""
+    return os.environ.get("RELIVE_SYSCALLBUF", "1") == "1"
 
 
 def buffered_names() -> frozenset[str]:
@@ -204,7 +203,7 @@ def hook() -> Hook | None:
 def status() -> str:
     """For `relive doctor`: whether the buffer is on."""
     if not enabled():
-        return "off (RELIVE_SYSCALLBUF=1 turns it on: docs/architecture.md, 3b)"
+        return "off (RELIVE_SYSCALLBUF=seccomp; unset or =1 turns it on)"
     h = hook()
     return (f"on (hook at {HOOK_CODE:#x}, {len(h.code)} bytes; buffers "
             f"{', '.join(sorted(buffered_names()))})" if h else f"off ({_why})")

@@ -18,8 +18,8 @@ site becomes `jmp` to its own trampoline, in a page mapped within 2 GB of the li
     jmp site+length
 
 A thread stopped in the trampoline's `syscall` (blocked in a futex wait, say) has the site's
-stack and registers; gdb, which has no unwind information for the trampoline page, does not
-unwind from there (nor from the hook): the buffer is off by default (tracee.sysbuf).
+stack and registers: replayer.sysbuf_view shows it to gdb at the site, and the site's
+original bytes, so gdb unwinds it with libc's CFI.
 
 Other sites, other libraries, static binaries and the program's own `syscall`s stay traced.
 Shared by the recorder (which patches and records the patch as a MAPPING event's writes, so
