@@ -48,6 +48,17 @@ def _decode(at: int, code: bytes) -> Site | None:
     return Site(end - ss.CMP_SITE, b"\x0f\x05" + code[_CMP:_CMP + 6], at)
 
 
+
+def _trampoline_at(task: Task, page: int, addr: int) -> tuple[Site | None, int]:
+    """The site of the trampoline holding `addr` in the trampoline page at `page` (None if
+    unreadable or not one), and `addr`'s offset in that trampoline."""
+    k, off = divmod(addr - page - ss.SLOT, ss.TRAMPOLINE)
+    at = page + ss.SLOT + k * ss.TRAMPOLINE
+    try:
+        return _decode(at, task.mem.read_upto(at, ss.TRAMPOLINE)), off
+    except MemoryAccessError:
+        return None, off
+
 class SysbufView:
     """The sites of the processes of one replay, read from their trampoline pages."""
 
@@ -129,12 +140,7 @@ class SysbufView:
             m = next((p for p in pages if p.start + ss.SLOT <= v < p.end), None)
             if m is None:
                 return None
-            k, off = divmod(v - m.start - ss.SLOT, ss.TRAMPOLINE)
-            at = m.start + ss.SLOT + k * ss.TRAMPOLINE
-            try:
-                site = _decode(at, task.mem.read_upto(at, ss.TRAMPOLINE))
-            except MemoryAccessError:
-                return None
+            site, off = _trampoline_at(task, m.start, v)
             if site is None or off != (5 if site.mov else 0) + _AFTER_CALL:
                 return None
             return ((site.addr + 5, site.addr + ss.MOV_SITE) if site.mov
@@ -159,12 +165,7 @@ class SysbufView:
             return any(s.addr == rip and not s.mov for s in sites)
         if m.start in (sysbuf.HOOK_CODE, sysbuf.HOOK_BUF) or rip < m.start + ss.SLOT:
             return False
-        k, off = divmod(rip - m.start - ss.SLOT, ss.TRAMPOLINE)
-        at = m.start + ss.SLOT + k * ss.TRAMPOLINE
-        try:
-            found = _decode(at, task.mem.read_upto(at, ss.TRAMPOLINE))
-        except MemoryAccessError:
-            return False
+        found, off = _trampoline_at(task, m.start, rip)
         if found is None:
             return False
         base = 5 if found.mov else 0

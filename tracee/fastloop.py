@@ -125,28 +125,36 @@ def _build(source: bytes) -> Path:
     built_from = target.with_suffix(".c")
     if target.exists() and built_from.exists() and built_from.read_bytes() == source:
         return target
+    gcc_build(["-O2", "-shared", "-fPIC"], SOURCE, source, target, mode=0o700)
+    return target
+
+
+def gcc_build(flags: list[str], path: Path, source: bytes, target: Path, mode: int) -> None:
+    """Compile `path` (whose text is `source`) with gcc into `target`, atomically (concurrent
+    builders each install a whole file), with the source it was built from beside it as
+    `target.with_suffix(".c")`, so a later edit is never run through a stale build. Raises
+    OSError with gcc's last line."""
     import subprocess  # only to build: most runs find the build cached (start-up time)
     import tempfile
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".fastloop-", suffix=".so")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=target.suffix)
     os.close(fd)
     try:
         try:
-            proc = subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
+            proc = subprocess.run(["gcc", *flags, "-o", tmp, str(path)],
                                   capture_output=True, text=True, timeout=120)
         except subprocess.TimeoutExpired as e:
             raise OSError(f"gcc took more than {e.timeout} s") from e
         if proc.returncode != 0:
             raise OSError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
                           else f"gcc exited with {proc.returncode}")
-        os.chmod(tmp, 0o700)
-        os.replace(tmp, target)  # atomic: concurrent builders each install a whole file
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(source)
-        os.replace(tmp, built_from)
+        os.replace(tmp, target.with_suffix(".c"))
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return target
 
 
 def trap_cpuid(on: bool) -> None:

@@ -210,7 +210,7 @@ def status() -> str:
 
 
 def _build(source: bytes) -> bytes:
-    from tracee.fastloop import _cache_dir
+    from tracee.fastloop import _cache_dir, gcc_build
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     source += f"/* -DRELIVE_HOOK_CODE={HOOK_CODE:#x} -DRELIVE_HOOK_BUF={HOOK_BUF:#x} */".encode()
@@ -218,28 +218,8 @@ def _build(source: bytes) -> bytes:
     built_from = target.with_suffix(".c")
     if target.exists() and built_from.exists() and built_from.read_bytes() == source:
         return target.read_bytes()
-    import subprocess
-    import tempfile
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".sysbuf-", suffix=".o")
-    os.close(fd)
-    try:
-        try:
-            proc = subprocess.run(["gcc", *CFLAGS, f"-DRELIVE_HOOK_CODE={HOOK_CODE:#x}",
-                                   f"-DRELIVE_HOOK_BUF={HOOK_BUF:#x}", "-c", "-o", tmp,
-                                   str(SOURCE)],
-                                  capture_output=True, text=True, timeout=120)
-        except subprocess.TimeoutExpired as e:
-            raise OSError(f"gcc took more than {e.timeout} s") from e
-        if proc.returncode != 0:
-            raise OSError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
-                          else f"gcc exited with {proc.returncode}")
-        os.replace(tmp, target)
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-            f.write(source)
-        os.replace(tmp, built_from)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    gcc_build([*CFLAGS, f"-DRELIVE_HOOK_CODE={HOOK_CODE:#x}", f"-DRELIVE_HOOK_BUF={HOOK_BUF:#x}",
+               "-c"], SOURCE, source, target, mode=0o600)
     return target.read_bytes()
 
 
