@@ -102,14 +102,9 @@ class SysbufView:
         if m is None or not m.flags & Flag.SYSBUF or m.start in (sysbuf.HOOK_CODE,
                                                                   sysbuf.HOOK_BUF):
             return values
-        k, off = divmod(rip - m.start - ss.SLOT, ss.TRAMPOLINE)
         if rip < m.start + ss.SLOT:
             return values
-        try:
-            code = task.mem.read_upto(m.start + ss.SLOT + k * ss.TRAMPOLINE, ss.TRAMPOLINE)
-        except MemoryAccessError:
-            return values
-        site = _decode(m.start + ss.SLOT + k * ss.TRAMPOLINE, code)
+        site, off = _trampoline_at(task, m.start, rip)
         if site is None:
             return values
         out = dict(values)
