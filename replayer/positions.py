@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from replayer.control import Watchpoint
-from tracee.digest import memory_digest, state_digest
+from tracee.digest import matches_recorded, state_digest
 from tracee.task import Task
 
 from replayer import registers
@@ -119,7 +119,7 @@ class Position:
             return True
         if self.digest.startswith(STATE):
             return STATE + state_digest(task.pid, task.mem.read_upto) == self.digest
-        return memory_digest(task.pid, task.mem.read_upto) == self.digest
+        return matches_recorded(task.pid, task.mem.read_upto, self.digest)
 
 
 def stack_hash(task: Task) -> bytes:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from tracee import fastloop
 from tracee import ptrace_api as api
-from tracee.digest import memory_digest, ranges_digest, scratch_ranges
+from tracee.digest import matches_recorded, ranges_digest, scratch_ranges
 from tracee.stops import EventStop, SignalStop, Stop, SyscallStop
 from tracee.syscalls.queries import WAIT_MASKS
 from tracee.syscalls.rules import ARG_REGS
@@ -194,7 +194,7 @@ class SignalReplayer:
             return False
         proc = self.s.taskset.procs.get(ev.tid)
         skip = scratch_ranges(proc.space if proc else None)
-        return bool(memory_digest(task.pid, task.mem.read_upto, skip) == ev.info["digest"])
+        return matches_recorded(task.pid, task.mem.read_upto, str(ev.info["digest"]), skip)
 
     def _next_hit(self, task: Task, rip: int, regs: bytes, budget: int) -> tuple[Stop | None, int]:
         """Run `task` to its next stop worth checking, and how many hits of the breakpoint

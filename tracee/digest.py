@@ -1,65 +1,100 @@
-"""A digest of a process's writable memory: what identifies a point in a loop that registers
-alone do not (the recorder stores it, replay compares it). Shared by both sides.
+"""Digests of a process's writable memory: what identifies a point in a loop that registers
+alone do not (the recorder stores one, replay compares), and what tells replayed states apart.
+Shared by both sides.
 
-Only the program's memory counts: kernel mappings, the relive page and the recorder's scratch
-areas (whose contents differ between record and replay) are left out, and adjacent ranges are
-joined first so the digest does not depend on how the kernel happened to split or merge VMAs.
+Only the program's memory counts: kernel mappings, relive's own area (tracee.remote) and the
+recorder's scratch areas (whose contents differ between record and replay) are left out.
+Pages that hold only zeros are left out too, so an anonymous page the process never touched
+need not be read: the kernel's page map (tracee.pagemap) says it is absent, and absent
+anonymous memory reads as zeros. That keeps a digest's cost to the memory the program uses,
+not the memory it reserved (ThreadSanitizer reserves ~35 TB of shadow), and makes it the same
+whichever pages a read by relive or gdb happened to bring in.
+
+A recorded digest is marked with its kind (DIGEST_KIND); one without the mark comes from a
+trace made before, when every byte of every writable range was read (`matches_recorded` still checks
+those the old way).
 """
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from tracee.address_space import PROT_WRITE, AddressSpace, Flag, read_proc_maps
-from tracee.remote import RELIVE_PAGE
+from tracee.pagemap import PagemapError, Scanner
+from tracee.remote import RELIVE_AREA_SIZE, RELIVE_PAGE
 
 KERNEL_MAPS = ("[vdso]", "[vvar]", "[vsyscall]", "[vvar_vclock]")
 PAGE = 4096
 ZERO_PAGE = bytes(PAGE)
-PM_PRESENT, PM_SWAPPED = 1 << 63, 1 << 62
-PAGEMAP_CHUNK = 1 << 16  # page map entries read at a time
+READ_CHUNK = 1 << 24  # bytes read at a time
+DIGEST_KIND = "p:"  # a recorded digest of the non-zero pages (memory_digest)
+
+Read = Callable[[int, int], bytes]
+
+if TYPE_CHECKING:
+    from hashlib import blake2b
 
 
-def writable_ranges(pid: int, skip: Iterable[tuple[int, int]] = ()) -> list[tuple[int, int]]:
-    ranges: list[list[int]] = []
+class Piece(NamedTuple):
+    """A writable mapping of the program's, or the part of one outside the ranges skipped."""
+    start: int
+    end: int
+    private_file: bool  # a private mapping of a file: an absent page reads from the file
+    anonymous: bool     # an absent page reads as zeros
+
+
+def _without_relive_area(skip: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`skip` and relive's area (the syscall buffer's records are relive's business: replay
+    may hold other bytes there than the recording did)."""
+    return [*skip, (RELIVE_PAGE, RELIVE_PAGE + RELIVE_AREA_SIZE)]
+
+
+def writable_mappings(pid: int, skip: Iterable[tuple[int, int]] = ()) -> list[Piece]:
+    """The program's writable memory: not the kernel's mappings, the relive page or the
+    ranges in `skip` (relive's scratch areas)."""
+    cuts = sorted(skip)
+    out: list[Piece] = []
     for m in read_proc_maps(pid):
-        if m.prot & PROT_WRITE and m.path not in KERNEL_MAPS and m.start != RELIVE_PAGE:
-            if ranges and ranges[-1][1] == m.start:
-                ranges[-1][1] = m.end
-            else:
-                ranges.append([m.start, m.end])
-    for lo, hi in skip:
-        cut: list[list[int]] = []
-        for start, end in ranges:
-            if end <= lo or start >= hi:
-                cut.append([start, end])
-                continue
-            if start < lo:
-                cut.append([start, lo])
-            if end > hi:
-                cut.append([hi, end])
-        ranges = cut
-    return [(start, end) for start, end in ranges]
+        if not m.prot & PROT_WRITE or m.path in KERNEL_MAPS or m.start == RELIVE_PAGE:
+            continue
+        file = m.path is not None and not m.path.startswith("[")
+        pieces = [(m.start, m.end)]
+        for lo, hi in cuts:
+            pieces = [p for s, e in pieces for p in ((s, min(e, lo)), (max(s, hi), e))
+                      if p[0] < p[1]]
+        out.extend(Piece(s, e, file and not m.shared, not file) for s, e in pieces)
+    return out
 
 
 def scratch_ranges(space: AddressSpace | None) -> list[tuple[int, int]]:
     return [(m.start, m.end) for m in space.flagged(Flag.SCRATCH)] if space else []
 
 
-def memory_digest(pid: int, read: Callable[[int, int], bytes],
-                  skip: Iterable[tuple[int, int]] = ()) -> str:
+def memory_digest(pid: int, read: Read, skip: Iterable[tuple[int, int]] = ()) -> str:
+    """The digest a trace stores for a point: the extent of the program's writable memory
+    (adjacent mappings joined, so it does not depend on how the kernel split or merged
+    them) and its non-zero pages with their addresses."""
     # Imported here, not at start-up: importing hashlib costs ~5 ms (OpenSSL), and most
     # recordings never digest memory.
     import hashlib
     h = hashlib.blake2b(digest_size=16)
-    for start, end in writable_ranges(pid, skip):
+    pieces = writable_mappings(pid, _without_relive_area(skip))
+    for start, end in _joined((p.start, p.end) for p in pieces):
         h.update(struct.pack("<QQ", start, end))
-        h.update(read(start, end - start))
-    return h.hexdigest()
+    _hash_pages(h, pid, read, pieces)
+    return DIGEST_KIND + h.hexdigest()
 
 
-def ranges_digest(read: Callable[[int, int], bytes], ranges: Iterable[Sequence[int]]) -> str:
+def matches_recorded(pid: int, read: Read, recorded: str,
+                     skip: Iterable[tuple[int, int]] = ()) -> bool:
+    """Whether the process's memory has the digest a trace recorded (of either kind)."""
+    if recorded.startswith(DIGEST_KIND):
+        return memory_digest(pid, read, skip) == recorded
+    return _legacy_digest(pid, read, skip) == recorded
+
+
+def ranges_digest(read: Read, ranges: Iterable[Sequence[int]]) -> str:
     """A digest of a few (address, length) ranges: a cheap first test before
     `memory_digest` where a loop's registers repeat (its state is in memory they point to)."""
     import hashlib
@@ -69,58 +104,65 @@ def ranges_digest(read: Callable[[int, int], bytes], ranges: Iterable[Sequence[i
     return h.hexdigest()
 
 
-def state_digest(pid: int, read: Callable[[int, int], bytes]) -> str:
-    """A digest of the process's writable memory for telling replayed states apart (not the
-    recorded one, `memory_digest`, which the trace stores): every page that is not all
-    zeros, with its address. Zero pages are left out, so an anonymous page the process never
-    touched (a thread's 8 MiB stack is mostly such pages) need not be read: the kernel's
-    page map says it is absent, and absent anonymous memory reads as zeros. Two states get
-    the same digest exactly when their writable memory is the same, whichever pages a read
-    by relive or gdb happened to bring in."""
+def state_digest(pid: int, read: Read) -> str:
+    """A digest of the process's writable memory for telling replayed states apart (not
+    the recorded one): its non-zero pages with their addresses. Two states get the same
+    digest exactly when their writable memory is the same."""
     import hashlib
     h = hashlib.blake2b(digest_size=16)
-    try:
-        pagemap: int | None = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        pagemap = None
-    try:
-        for m in read_proc_maps(pid):
-            if not m.prot & PROT_WRITE or m.path in KERNEL_MAPS or m.start == RELIVE_PAGE:
-                continue
-            anonymous = m.path is None or m.path.startswith("[")
-            runs = (_present(pagemap, m.start, m.end) if anonymous and pagemap is not None
-                    else [(m.start, m.end)])
-            for lo, hi in runs:
-                data = read(lo, hi - lo)
-                for off in range(0, len(data), PAGE):
-                    page = data[off:off + PAGE]
-                    if page != ZERO_PAGE:
-                        h.update(struct.pack("<Q", lo + off))
-                        h.update(page)
-    finally:
-        if pagemap is not None:
-            os.close(pagemap)
+    _hash_pages(h, pid, read, writable_mappings(pid, _without_relive_area(())))
     return h.hexdigest()
 
 
-def _present(pagemap: int, start: int, end: int) -> list[tuple[int, int]]:
-    """The runs of pages in [start, end) that are present or swapped out (the others of an
-    anonymous mapping read as zeros); all of it if the page map cannot be read."""
-    runs: list[tuple[int, int]] = []
-    for chunk in range(start, end, PAGEMAP_CHUNK * PAGE):
-        first = chunk // PAGE
-        count = (min(end, chunk + PAGEMAP_CHUNK * PAGE) - chunk) // PAGE
-        try:
-            raw = os.pread(pagemap, count * 8, first * 8)
-        except OSError:
-            return [(start, end)]
-        if len(raw) != count * 8:
-            return [(start, end)]
-        for i, (entry,) in enumerate(struct.iter_unpack("<Q", raw)):
-            if entry & (PM_PRESENT | PM_SWAPPED):
-                addr = (first + i) * PAGE
-                if runs and runs[-1][1] == addr:
-                    runs[-1] = (runs[-1][0], addr + PAGE)
-                else:
-                    runs.append((addr, addr + PAGE))
-    return runs
+def _hash_pages(h: blake2b, pid: int, read: Read, pieces: list[Piece]) -> None:
+    """Feed `h` every non-zero page of `pieces` with its address. Of an anonymous mapping
+    only the pages the page map says are there are read."""
+    try:
+        scanner: Scanner | None = Scanner(pid)
+    except OSError:
+        scanner = None
+    try:
+        for piece in pieces:
+            runs = (scanner.present(piece.start, piece.end)
+                    if piece.anonymous and scanner is not None else [(piece.start, piece.end)])
+            for lo, hi in runs:
+                for at in range(lo, hi, READ_CHUNK):
+                    data = memoryview(read(at, min(hi, at + READ_CHUNK) - at))
+                    for off in range(0, len(data), PAGE):
+                        page = data[off:off + PAGE]
+                        if page != ZERO_PAGE:
+                            h.update(struct.pack("<Q", at + off))
+                            h.update(page)
+    except PagemapError as e:
+        raise OSError(e.errno, f"the page map of process {pid}: {e.strerror}") from e
+    finally:
+        if scanner is not None:
+            scanner.close()
+
+
+def _joined(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in ranges:
+        if out and out[-1][1] == start:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def _legacy_digest(pid: int, read: Read, skip: Iterable[tuple[int, int]]) -> str:
+    """The digest traces stored before DIGEST_KIND: every byte of the writable ranges, with
+    only the relive page itself left out."""
+    import hashlib
+    h = hashlib.blake2b(digest_size=16)
+    ranges = _joined((m.start, m.end) for m in read_proc_maps(pid)
+                     if m.prot & PROT_WRITE and m.path not in KERNEL_MAPS
+                     and m.start != RELIVE_PAGE)
+    for lo, hi in skip:
+        ranges = [p for s, e in ranges for p in ((s, min(e, lo)), (max(s, hi), e))
+                  if p[0] < p[1]]
+    for start, end in ranges:
+        h.update(struct.pack("<QQ", start, end))
+        for at in range(start, end, READ_CHUNK):
+            h.update(read(at, min(end, at + READ_CHUNK) - at))
+    return h.hexdigest()

@@ -44,6 +44,9 @@ def _relive_page() -> int:
 
 
 RELIVE_PAGE = _relive_page()
+# The relive page and what follows it (the syscall buffer's hook and buffer, tracee.sysbuf):
+# relive's own memory, never part of the program's state.
+RELIVE_AREA_SIZE = 0x11_0000
 SYSCALL_INSN = RELIVE_PAGE
 DATA_OFFSET = 256
 DATA = RELIVE_PAGE + DATA_OFFSET

@@ -30,7 +30,7 @@ import zlib
 from pathlib import Path
 from typing import NamedTuple
 
-from tracee.remote import RELIVE_PAGE
+from tracee.remote import RELIVE_AREA_SIZE, RELIVE_PAGE
 from tracee.syscalls.catalogue import CATALOGUE
 from tracee.syscalls.rules import ArgIs, Fixed, Out, Result, WhenArg
 from tracee.sysnums import NAME_OF
@@ -43,6 +43,8 @@ TABLE_OFF = 0x2000
 CODE_SIZE = 0x6000
 HOOK_BUF = RELIVE_PAGE + 0x2_0000
 BUF_SIZE = 0xF0000  # 960 KiB (not a multiple of a scratch area: tests/test_scratch.py)
+if HOOK_BUF + BUF_SIZE > RELIVE_PAGE + RELIVE_AREA_SIZE:  # (digests leave that area out)
+    raise ImportError("the syscall buffer lies outside tracee.remote.RELIVE_AREA_SIZE")
 MAX_OUT = 0x10000
 HDR_SIZE = 64
 REC_HEAD = 64

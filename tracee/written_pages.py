@@ -29,9 +29,10 @@ import struct
 from collections.abc import Iterable
 
 from tracee import ptrace_api as api
-from tracee.address_space import PROT_WRITE, read_proc_maps
-from tracee.digest import KERNEL_MAPS
-from tracee.remote import RELIVE_PAGE, inject_syscall
+from tracee.digest import Piece, writable_mappings
+from tracee.pagemap import (PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED,
+                            PAGE_IS_WPALLOWED, PAGE_IS_WRITTEN, PM_SCAN_WP_MATCHING, Scanner)
+from tracee.remote import inject_syscall
 from tracee.task import Task
 
 NR_USERFAULTFD, NR_PIDFD_OPEN, NR_PIDFD_GETFD, NR_CLOSE = 323, 434, 438, 3
@@ -41,19 +42,11 @@ UFFD_FEATURE_WP_UNPOPULATED, UFFD_FEATURE_WP_ASYNC = 1 << 13, 1 << 15
 UFFDIO_API = 0xC018AA3F       # _IOWR(0xAA, 0x3F, struct uffdio_api)
 UFFDIO_REGISTER = 0xC020AA00  # _IOWR(0xAA, 0x00, struct uffdio_register)
 UFFDIO_REGISTER_MODE_WP = 2
-PAGEMAP_SCAN = 0xC0606610     # _IOWR('f', 16, struct pm_scan_arg)
-PM_SCAN_WP_MATCHING = 1
-PAGE_IS_WPALLOWED, PAGE_IS_WRITTEN, PAGE_IS_FILE = 1 << 0, 1 << 1, 1 << 2
-PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PAGE_IS_PFNZERO = 1 << 3, 1 << 4, 1 << 5
-SCAN_ARG = struct.Struct("<12Q")
-VEC_LEN = 4096  # page regions per PAGEMAP_SCAN call
 PAGE = 4096
 ALL_SIGNALS = (1 << 64) - 1  # (the kernel never blocks SIGKILL and SIGSTOP)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-_libc.ioctl.restype = ctypes.c_int
-_libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 
 Ranges = list[tuple[int, int]]
 
@@ -70,58 +63,6 @@ def _syscall(nr: int, *args: int) -> int:
         err = ctypes.get_errno()
         raise TrackingError(err, os.strerror(err))
     return res
-
-
-def writable_mappings(pid: int, skip: Iterable[tuple[int, int]]) -> list[tuple[int, int, bool]]:
-    """(start, end, private file mapping?) of the program's writable memory: not the kernel's
-    mappings, the relive page or the ranges in `skip` (relive's scratch areas)."""
-    cuts = sorted(skip)
-    out: list[tuple[int, int, bool]] = []
-    for m in read_proc_maps(pid):
-        if not m.prot & PROT_WRITE or m.path in KERNEL_MAPS or m.start == RELIVE_PAGE:
-            continue
-        private_file = not m.shared and m.path is not None and not m.path.startswith("[")
-        pieces = [(m.start, m.end)]
-        for lo, hi in cuts:
-            pieces = [p for s, e in pieces for p in ((s, min(e, lo)), (max(s, hi), e))
-                      if p[0] < p[1]]
-        out.extend((s, e, private_file) for s, e in pieces)
-    return out
-
-
-class _Scanner:
-    """PAGEMAP_SCAN on one process's /proc/PID/pagemap."""
-
-    def __init__(self, pid: int) -> None:
-        self.fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-        self._vec = (ctypes.c_uint64 * (3 * VEC_LEN))()
-        self._arg = ctypes.create_string_buffer(SCAN_ARG.size)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def scan(self, start: int, end: int, *, flags: int = 0, mask: int = 0, anyof: int = 0,
-             returned: int = 0) -> list[tuple[int, int, int]]:
-        """(start, end, categories) of the pages in [start, end) that have every category of
-        `mask` and one of `anyof`; with PM_SCAN_WP_MATCHING, those are write-protected
-        again (the mark)."""
-        regions: list[tuple[int, int, int]] = []
-        vec = self._vec
-        while start < end:
-            SCAN_ARG.pack_into(self._arg, 0, SCAN_ARG.size, flags, start, end, 0,
-                               ctypes.addressof(vec), VEC_LEN, 0, 0, mask, anyof, returned)
-            n = _libc.ioctl(self.fd, PAGEMAP_SCAN, ctypes.addressof(self._arg))
-            if n < 0:
-                err = ctypes.get_errno()
-                raise TrackingError(err, f"PAGEMAP_SCAN: {os.strerror(err)}")
-            regions.extend((vec[3 * i], vec[3 * i + 1], vec[3 * i + 2]) for i in range(n))
-            walk_end = SCAN_ARG.unpack_from(self._arg, 0)[4]
-            if n < VEC_LEN or walk_end <= start:
-                break
-            start = walk_end
-        return regions
 
 
 def _take_userfaultfd(task: Task) -> int:
@@ -156,13 +97,13 @@ class WrittenPages:
     def __init__(self, task: Task) -> None:
         self.pid = task.pid
         self._uffd = -1
-        self._scanner: _Scanner | None = None
+        self._scanner: Scanner | None = None
         self._uffd = _take_userfaultfd(task)
         try:
             api_arg = bytearray(struct.pack("<QQQ", UFFD_API, UFFD_FEATURE_WP_ASYNC
                                             | UFFD_FEATURE_WP_UNPOPULATED, 0))
             fcntl.ioctl(self._uffd, UFFDIO_API, api_arg)
-            self._scanner = _Scanner(task.pid)
+            self._scanner = Scanner(task.pid)
         except OSError as e:
             self.close()
             raise TrackingError(e.errno or 0, f"userfaultfd write-protect: {e.strerror}") from e
@@ -183,7 +124,7 @@ class WrittenPages:
         maps = writable_mappings(self.pid, skip)
         if not maps:
             return []
-        lo, hi = maps[0][0], maps[-1][1]
+        lo, hi = maps[0].start, maps[-1].end
         present = self._scanner.scan(lo, hi, anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
                                      returned=PAGE_IS_WPALLOWED | PAGE_IS_WRITTEN | PAGE_IS_FILE
                                      | PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO)
@@ -191,16 +132,16 @@ class WrittenPages:
                          if not cat & PAGE_IS_PFNZERO
                          and (cat & PAGE_IS_WRITTEN or not cat & PAGE_IS_WPALLOWED)], maps)
         self._register([m for m in maps if any(
-            s < m[1] and m[0] < e and not cat & PAGE_IS_WPALLOWED for s, e, cat in present)])
+            s < m.end and m.start < e and not cat & PAGE_IS_WPALLOWED for s, e, cat in present)])
         self._scanner.scan(lo, hi, flags=PM_SCAN_WP_MATCHING, mask=PAGE_IS_WRITTEN,
                            returned=PAGE_IS_WRITTEN)
         return written
 
-    def _register(self, maps: list[tuple[int, int, bool]]) -> None:
+    def _register(self, maps: list[Piece]) -> None:
         """Track mappings whose pages are not tracked yet (new since the last mark). One the
         kernel refuses stays untracked: its present pages count as written at each mark."""
-        for start, end, _ in maps:
-            arg = bytearray(struct.pack("<QQQQ", start, end - start,
+        for m in maps:
+            arg = bytearray(struct.pack("<QQQQ", m.start, m.end - m.start,
                                         UFFDIO_REGISTER_MODE_WP, 0))
             try:
                 fcntl.ioctl(self._uffd, UFFDIO_REGISTER, arg)
@@ -208,19 +149,19 @@ class WrittenPages:
                 continue
 
 
-def _clip(regions: list[tuple[int, int, int]], maps: list[tuple[int, int, bool]]) -> Ranges:
+def _clip(regions: list[tuple[int, int, int]], maps: list[Piece]) -> Ranges:
     """`regions` cut to the program's writable mappings, joined where adjacent; a private
     file mapping's pages that are still the file's (never written: a write copies them)
     left out."""
     out: Ranges = []
     i = 0
     for s, e, cat in sorted(regions):
-        while i < len(maps) and maps[i][1] <= s:
+        while i < len(maps) and maps[i].end <= s:
             i += 1
         j = i
-        while j < len(maps) and maps[j][0] < e:
-            lo, hi = max(s, maps[j][0]), min(e, maps[j][1])
-            if lo < hi and not (maps[j][2] and cat & PAGE_IS_FILE):
+        while j < len(maps) and maps[j].start < e:
+            lo, hi = max(s, maps[j].start), min(e, maps[j].end)
+            if lo < hi and not (maps[j].private_file and cat & PAGE_IS_FILE):
                 if out and out[-1][1] == lo:
                     out[-1] = (out[-1][0], hi)
                 else:
