@@ -10,10 +10,12 @@ import enum
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 # Version 3 added RDRAND events, version 4 CPUID events and checksums on every row
 # (tracefile.integrity): older traces read the same, unchecked. Version 5 stores events in
 # compressed chunks (tracefile.chunks) instead of a row each. Version 6 adds BUFFERED events.
+# Version 7 marks the memory digests of points by their kind (tracee.digest DIGEST_KIND: the
+# non-zero pages: an older relive would never find such a point and report a divergence).
 OLDEST_FORMAT = 2
 CHECKED_FORMAT = 4
 CHUNKED_FORMAT = 5
