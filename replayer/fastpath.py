@@ -93,11 +93,24 @@ def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:
     return True
 
 
+_REACHED = frozenset({int(Kind.SYSCALL), int(Kind.ENTER), int(Kind.RDTSC), int(Kind.RDRAND),
+                      int(Kind.CPUID)})
+
+
+def reached_by_running(row: Row | None, tid: int) -> bool:
+    """Is `row` (the event after a batch) a stop task `tid` reaches by running on from
+    its last event (a syscall, a trap)? Not so a signal delivered at that event's stop,
+    another task's event, or a recorded point run to with a breakpoint."""
+    return row is not None and row[1] == tid and row[2] in _REACHED
+
+
 class Outcome(NamedTuple):
     done: int      # events replayed
     reason: int    # fastloop.STOP / EINTR / PARKED / ERROR
     status: int    # with STOP: the raw status of the stop met at event `done`
     errno: int
+    fed: int = 0   # BUFFERED events the hook took from its feed (no stop each)
+    stops: int = 0  # ptrace stops the loop waited for
 
 
 class ReplayLoop:
@@ -106,9 +119,13 @@ class ReplayLoop:
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
 
     def run(self, tid: int, memfd: int, events: Sequence[Row],
-            deadline_ns: int) -> Outcome | None:
+            deadline_ns: int, feed: int = 0, feed_last: bool = False) -> Outcome | None:
         """Replay `events` (task `tid` stopped at the boundary before the first); None if
-        they cannot be handed to C (values out of range: a corrupt trace)."""
+        they cannot be handed to C (values out of range: a corrupt trace). `feed`: the
+        address of the process's feed (replayer.sysbuf_feed), through which runs of
+        BUFFERED events are replayed without a stop each; 0 for none. `feed_last`: the
+        last event may be fed too (the event after it is a stop the task reaches by
+        running on: `reached_by_running`)."""
         parts: list[bytes] = []
         wparts: list[bytes] = []
         data: list[bytes] = []
@@ -127,9 +144,11 @@ class ReplayLoop:
         except struct.error:
             return None
         out = self._out
+        self._lib.relive_replay_feed(feed, int(feed_last))
         self._lib.relive_replay_run(tid, memfd, b"".join(parts), len(events),
                                     b"".join(wparts), b"".join(data), deadline_ns, out)
-        return Outcome(done=out[0], reason=out[1], status=out[3], errno=out[5])
+        return Outcome(done=out[0], reason=out[1], status=out[3], errno=out[5], fed=out[4],
+                       stops=out[6])
 
 
 class Found(NamedTuple):

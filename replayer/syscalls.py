@@ -48,17 +48,19 @@ def args_of(regs: object) -> tuple[int, ...]:
 
 class ProcessState:
     """What replay tracks about one replayed process beyond the kernel's view."""
-    __slots__ = ("space", "brk", "patched")
+    __slots__ = ("space", "brk", "patched", "feed")
 
     def __init__(self, *, space: AddressSpace, brk: int | None = None,
-                 patched: dict[int, bytes] | None = None) -> None:
+                 patched: dict[int, bytes] | None = None, feed: bool = False) -> None:
         self.space = space
         self.brk = brk
         # address -> original bytes of each rdrand/rdseed patched out (tracee.rdrand)
         self.patched = patched if patched is not None else {}
+        self.feed = feed  # the syscall buffer's hook takes a feed (replayer.sysbuf_feed)
 
     def copy(self) -> ProcessState:
-        return ProcessState(space=self.space.copy(), brk=self.brk, patched=dict(self.patched))
+        return ProcessState(space=self.space.copy(), brk=self.brk, patched=dict(self.patched),
+                            feed=self.feed)
 
     def patch_code(self, task: Task, event: Event) -> None:
         """Patch the rdrand/rdseed sites the recorder patched at this event (its info

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from tracee.address_space import PROT_WRITE, AddressSpace, Flag, read_proc_maps
 from tracee.remote import RELIVE_PAGE
+from tracee.sysbuf import FEED as REPLAY_FEED
 
 KERNEL_MAPS = ("[vdso]", "[vvar]", "[vsyscall]", "[vvar_vclock]")
 PAGE = 4096
@@ -24,7 +25,8 @@ PAGEMAP_CHUNK = 1 << 16  # page map entries read at a time
 def writable_ranges(pid: int, skip: Iterable[tuple[int, int]] = ()) -> list[tuple[int, int]]:
     ranges: list[list[int]] = []
     for m in read_proc_maps(pid):
-        if m.prot & PROT_WRITE and m.path not in KERNEL_MAPS and m.start != RELIVE_PAGE:
+        if (m.prot & PROT_WRITE and m.path not in KERNEL_MAPS
+                and m.start not in (RELIVE_PAGE, REPLAY_FEED)):  # (replay's alone: sysbuf)
             if ranges and ranges[-1][1] == m.start:
                 ranges[-1][1] = m.end
             else:

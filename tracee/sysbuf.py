@@ -52,10 +52,21 @@ _ENTRY = struct.Struct("<BBBBB3xIII12x")
 NO_ARG = 0xFF
 PENDING = -(1 << 63)
 DONE = 0x8000_0000
+# Replay's feed (sysbuf_hook.c relive_hook_fed, replayer/sysbuf_feed.py): a control block
+# in the code page (FEED_MAGIC says the hook has a replay mode, then the feed's address,
+# which the replayer sets), and the feed: a mapping replay alone makes, left out of memory
+# digests (tracee.digest) as the recording had none.
+CTRL_OFF = 0x1FC0
+FEED_MAGIC = b"RLVFEED1"
+FEED = RELIVE_PAGE + 0x12_0000
+FEED_SIZE = 0x10_0000
+FEED_HEAD = 64
+FEED_REC_HEAD = 88
 DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_OFF,
             "HOOK_BUF": HOOK_BUF, "BUF_SIZE": BUF_SIZE, "MAX_OUT": MAX_OUT,
             "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD, "TABLE_NRS": TABLE_NRS,
-            "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE}
+            "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE, "CTRL_OFF": CTRL_OFF,
+            "FEED_HEAD": FEED_HEAD, "FEED_REC_HEAD": FEED_REC_HEAD}
 CFLAGS = ["-nostdlib", "-fPIC", "-fno-stack-protector", "-O2", "-mgeneral-regs-only",
           "-fno-jump-tables", "-ffreestanding", "-fno-tree-loop-distribute-patterns",
           "-fno-asynchronous-unwind-tables", "-w"]
@@ -260,8 +271,8 @@ def _from_object(obj: bytes) -> Hook:
              for k, v in DECLARED.items() if symbols.get("abi_" + k) != v]
     if wrong:
         raise ValueError("the hook does not match relive's Python code: " + "; ".join(wrong))
-    if len(code) > TABLE_OFF:
-        raise ValueError(f"the hook's code ({len(code)} bytes) runs into its table")
+    if len(code) > CTRL_OFF:
+        raise ValueError(f"the hook's code ({len(code)} bytes) runs into its control block")
     try:
         return Hook(code=code, entry=HOOK_CODE + symbols["relive_hook_entry"],
                     untraced_insn=HOOK_CODE + symbols["relive_hook_untraced_insn"],
@@ -271,7 +282,10 @@ def _from_object(obj: bytes) -> Hook:
 
 
 def code_page() -> bytes:
-    """What HOOK_CODE holds: the code, then the table."""
+    """What HOOK_CODE holds: the code, the control block (the feed's magic, its address:
+    0), then the table."""
     h = hook()
     assert h is not None
-    return h.code.ljust(TABLE_OFF, b"\xcc") + table().ljust(CODE_SIZE - TABLE_OFF, b"\0")
+    ctrl = (FEED_MAGIC + bytes(8)).ljust(TABLE_OFF - CTRL_OFF, b"\0")
+    return (h.code.ljust(CTRL_OFF, b"\xcc") + ctrl
+            + table().ljust(CODE_SIZE - TABLE_OFF, b"\0"))
