@@ -48,14 +48,18 @@ _ARGS = struct.Struct("<7Q")  # a BUFFERED event's "registers" (recorder.sysbuf_
 _ARG_SLOTS = (14, 13, 12, 7, 9, 8, 16)
 
 
-def _regs_of(kind: int, regs: bytes) -> tuple[bytes, int]:
-    """The register file the loop compares, and the flag its nwrites word carries."""
-    if kind != _BUFFERED:
-        return regs, 0
-    words = [0] * (REGS_SIZE // 8)
-    for slot, value in zip(_ARG_SLOTS, _ARGS.unpack(regs)):
-        words[slot] = value
-    return struct.pack(f"<{len(words)}Q", *words), fastloop.EV_BUFFERED
+# A BUFFERED event's register file (its words at _ARG_SLOTS, the rest zero) and struct ev,
+# packed at once: slots 7-9 (r10 r9 r8), 12-14 (rdx rsi rdi), 16 (rip).
+_BUFFERED_EV = struct.Struct(f"<56xQQQ16xQQQ8xQ{REGS_SIZE - 136}x" + _EV.format.lstrip("<"))
+assert sorted(_ARG_SLOTS) == [7, 8, 9, 12, 13, 14, 16] and _BUFFERED_EV.size == REGS_SIZE + _EV.size
+
+
+def _buffered_ev(regs: bytes, nr: int, result: int, nwrites: int, first: int) -> bytes:
+    """A BUFFERED event's register file as the loop compares it (the arguments and rip
+    where user_regs_struct has them) and its struct ev, in one pack."""
+    a0, a1, a2, a3, a4, a5, rip = _ARGS.unpack(regs)
+    return _BUFFERED_EV.pack(a3, a5, a4, a2, a1, a0, rip, nr, result,
+                             nwrites | fastloop.EV_BUFFERED, first)
 
 
 def _regs_fit(kind: int, regs: bytes) -> bool:
@@ -77,7 +81,10 @@ def emulated_only(ev: Event, tid: int, *, naming: bool) -> bool:
 
 
 def written_bytes(row: Row) -> int:
-    return sum(len(w.data) for w in row[7])
+    writes = row[7]
+    if len(writes) < 2:
+        return len(writes[0].data) if writes else 0
+    return sum(len(w.data) for w in writes)
 
 
 def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:
@@ -133,9 +140,11 @@ class ReplayLoop:
         pack = _EV.pack
         try:
             for _, _, kind, nr, result, regs, _, writes in events:
-                regs, flag = _regs_of(kind, regs)
-                parts.append(regs)
-                parts.append(pack(nr, result, len(writes) | flag, nwrites))
+                if kind == _BUFFERED:
+                    parts.append(_buffered_ev(regs, nr, result, len(writes), nwrites))
+                else:
+                    parts.append(regs)
+                    parts.append(pack(nr, result, len(writes), nwrites))
                 for w in writes:
                     wparts.append(_WR.pack(w.addr, len(w.data), off))
                     data.append(w.data)
