@@ -92,6 +92,12 @@ struct entry {
 #define STR_(x) #x
 #define STR(x) STR_(x)  /* a macro's value, expanded */
 __asm__(".globl abi_HOOK_CODE\n.set abi_HOOK_CODE, " STR(RELIVE_HOOK_CODE));
+/* setup.py builds the hook at install time with the checksum of this file, so a build made
+   from another copy of it is never used (tracee/sysbuf.py); 0 in builds made at first use. */
+#ifndef RELIVE_HOOK_SOURCE_CRC
+#define RELIVE_HOOK_SOURCE_CRC 0
+#endif
+__asm__(".globl abi_SOURCE_CRC\n.set abi_SOURCE_CRC, " STR(RELIVE_HOOK_SOURCE_CRC));
 ABI(TABLE_OFF, 0x2000);
 __asm__(".globl abi_HOOK_BUF\n.set abi_HOOK_BUF, " STR(RELIVE_HOOK_BUF));
 ABI(BUF_SIZE, 0xF0000);
