@@ -200,6 +200,9 @@ class ReplaySession:
         # inside one is no position a debugger could be shown.
         feed = (sysbuf.FEED if proc is not None and proc.feed and self.observer is None
                 and self.ticks is None else 0)
+        if feed and proc is not None and not proc.feed_armed:
+            proc.feed_armed = sysbuf_feed.arm(task)
+            feed = feed if proc.feed_armed else 0
         try:
             outcome = self._loop.run(task.tid, task.mem.fd, rows,  # type: ignore[union-attr]
                                      time.monotonic_ns() + BATCH_BUDGET_NS, feed,
@@ -416,7 +419,7 @@ class ReplaySession:
         except InjectionError as e:  # e.g. the task did not exec where the trace says it did
             raise self.divergence(ev, f"cannot rebuild the recorded image: {e}") from None
         self.proc.patch_code(self.task, ev)
-        self.proc.feed = sysbuf_feed.arm(self.task, self.proc.space)
+        self.proc.feed = sysbuf_feed.prepare(self.task, self.proc.space)
         self.taskset.add(ev.tid, self.task, self.proc)
         self.taskset.note_exec(ev.tid)
         self.last_exec = ev
@@ -459,7 +462,7 @@ class ReplaySession:
             self.syscalls.execute(task, self.proc, ev)
             if self.proc.feed and not sysbuf_feed.still_clear(self.proc.space):
                 sysbuf_feed.disarm(task)  # (a recorded mapping took the feed's place)
-                self.proc.feed = False
+                self.proc.feed = self.proc.feed_armed = False
             if name == "sigaltstack":
                 self._note_altstack(task, ev)
         task.set_reg("rax", ev.result)

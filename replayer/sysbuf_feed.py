@@ -4,7 +4,8 @@ relive_hook_fed).
 A trace whose hook has a replay mode (its code page's control block starts with
 `sysbuf.FEED_MAGIC`: the trace holds the hook's bytes, so an older trace, whose hook has
 none, keeps one PTRACE_SYSEMU stop per BUFFERED event) gets, at each exec, a read+write
-mapping of replay's own at `sysbuf.FEED`, and the hook's control word is pointed at it.
+mapping of replay's own at `sysbuf.FEED`; the hook's control word is pointed at it before
+the first fed run (never under gdb, where the hook then runs as when recorded).
 The compiled replay loop (tracee/fastloop.c relive_replay_run, handed the feed's address
 by replayer.fastpath) writes a run of BUFFERED events there (number, arguments, result,
 output) and lets the task run: the hook takes each record that is the call it is about to
@@ -32,6 +33,7 @@ from tracee.task import MemoryAccessError, Task
 
 log = logging.getLogger(__name__)
 _U64 = struct.Struct("<Q")
+_CTRL = sysbuf.HOOK_CODE + sysbuf.CTRL_OFF + len(sysbuf.FEED_MAGIC)  # the feed's address
 
 
 def has_replay_mode(task: Task, space: AddressSpace) -> bool:
@@ -46,9 +48,10 @@ def has_replay_mode(task: Task, space: AddressSpace) -> bool:
     return magic == sysbuf.FEED_MAGIC
 
 
-def arm(task: Task, space: AddressSpace) -> bool:
-    """After an exec's rebuild: map the feed (empty) and point the hook at it, if the hook
-    has a replay mode and the place is free; whether it did."""
+def prepare(task: Task, space: AddressSpace) -> bool:
+    """After an exec's rebuild: map the feed (empty), if the hook has a replay mode and the
+    place is free; whether it did. The hook is pointed at it by `arm`, at the first fed run
+    (until then, as under gdb, the hook makes its `syscall` at once)."""
     if not has_replay_mode(task, space) or not still_clear(space):
         return False
     try:
@@ -59,11 +62,12 @@ def arm(task: Task, space: AddressSpace) -> bool:
         log.debug("no feed for the syscall buffer (%s): one stop per buffered call", e)
         return False
     empty = _U64.pack(sysbuf.FEED_HEAD) * 2
-    ctrl = sysbuf.HOOK_CODE + sysbuf.CTRL_OFF + len(sysbuf.FEED_MAGIC)
-    if (task.mem.write(sysbuf.FEED, empty) != len(empty)
-            or task.mem.write(ctrl, _U64.pack(sysbuf.FEED)) != _U64.size):
-        return False
-    return True
+    return task.mem.write(sysbuf.FEED, empty) == len(empty)
+
+
+def arm(task: Task) -> bool:
+    """Point the hook at the feed (`prepare` made it); whether it is."""
+    return task.mem.write(_CTRL, _U64.pack(sysbuf.FEED)) == _U64.size
 
 
 def still_clear(space: AddressSpace) -> bool:
@@ -73,6 +77,5 @@ def still_clear(space: AddressSpace) -> bool:
 
 def disarm(task: Task) -> None:
     """The hook makes every call again (a recorded mapping took the feed's place)."""
-    ctrl = sysbuf.HOOK_CODE + sysbuf.CTRL_OFF + len(sysbuf.FEED_MAGIC)
-    if task.mem.write(ctrl, _U64.pack(0)) != _U64.size:
+    if task.mem.write(_CTRL, _U64.pack(0)) != _U64.size:
         log.warning("relive: cannot turn the syscall buffer's feed off in task %d", task.tid)
