@@ -4,7 +4,8 @@ and the search for a point by its breakpoint's hits (relive_find_point, `PointFi
 A SYSCALL event can go into a batch when replay only has to emulate it: stop at its entry
 under PTRACE_SYSEMU, check the registers, write the recorded memory (exact writes only), set
 the result. So can a BUFFERED one (tracee.sysbuf): the loop then checks the number, the
-arguments and rip, which are all the event has of the registers. Not batched: the calls
+arguments and rip, which are all the event has of the registers; given the process's feed
+(replayer.sysbuf_feed), a run of them costs the loop one stop, not one each. Not batched: the calls
 replay executes (address space, signal state: see replayer.syscalls), execve,
 clone/fork/vfork, rt_sigreturn/exit, a call completing an ENTER, writes re-emitted to
 stdout/stderr, conservative writes, and (when `naming` is set) the calls the gdb target
