@@ -4,7 +4,8 @@ and the search for a point by its breakpoint's hits (relive_find_point, `PointFi
 A SYSCALL event can go into a batch when replay only has to emulate it: stop at its entry
 under PTRACE_SYSEMU, check the registers, write the recorded memory (exact writes only), set
 the result. So can a BUFFERED one (tracee.sysbuf): the loop then checks the number, the
-arguments and rip, which are all the event has of the registers. Not batched: the calls
+arguments and rip, which are all the event has of the registers; given the process's feed
+(replayer.sysbuf_feed), a run of them costs the loop one stop, not one each. Not batched: the calls
 replay executes (address space, signal state: see replayer.syscalls), execve,
 clone/fork/vfork, rt_sigreturn/exit, a call completing an ENTER, writes re-emitted to
 stdout/stderr, conservative writes, and (when `naming` is set) the calls the gdb target
@@ -48,14 +49,18 @@ _ARGS = struct.Struct("<7Q")  # a BUFFERED event's "registers" (recorder.sysbuf_
 _ARG_SLOTS = (14, 13, 12, 7, 9, 8, 16)
 
 
-def _regs_of(kind: int, regs: bytes) -> tuple[bytes, int]:
-    """The register file the loop compares, and the flag its nwrites word carries."""
-    if kind != _BUFFERED:
-        return regs, 0
-    words = [0] * (REGS_SIZE // 8)
-    for slot, value in zip(_ARG_SLOTS, _ARGS.unpack(regs)):
-        words[slot] = value
-    return struct.pack(f"<{len(words)}Q", *words), fastloop.EV_BUFFERED
+# A BUFFERED event's register file (its words at _ARG_SLOTS, the rest zero) and struct ev,
+# packed at once: slots 7-9 (r10 r9 r8), 12-14 (rdx rsi rdi), 16 (rip).
+_BUFFERED_EV = struct.Struct(f"<56xQQQ16xQQQ8xQ{REGS_SIZE - 136}x" + _EV.format.lstrip("<"))
+assert sorted(_ARG_SLOTS) == [7, 8, 9, 12, 13, 14, 16] and _BUFFERED_EV.size == REGS_SIZE + _EV.size
+
+
+def _buffered_ev(regs: bytes, nr: int, result: int, nwrites: int, first: int) -> bytes:
+    """A BUFFERED event's register file as the loop compares it (the arguments and rip
+    where user_regs_struct has them) and its struct ev, in one pack."""
+    a0, a1, a2, a3, a4, a5, rip = _ARGS.unpack(regs)
+    return _BUFFERED_EV.pack(a3, a5, a4, a2, a1, a0, rip, nr, result,
+                             nwrites | fastloop.EV_BUFFERED, first)
 
 
 def _regs_fit(kind: int, regs: bytes) -> bool:
@@ -77,7 +82,10 @@ def emulated_only(ev: Event, tid: int, *, naming: bool) -> bool:
 
 
 def written_bytes(row: Row) -> int:
-    return sum(len(w.data) for w in row[7])
+    writes = row[7]
+    if len(writes) < 2:
+        return len(writes[0].data) if writes else 0
+    return sum(len(w.data) for w in writes)
 
 
 def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:
@@ -93,11 +101,24 @@ def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:
     return True
 
 
+_REACHED = frozenset({int(Kind.SYSCALL), int(Kind.ENTER), int(Kind.RDTSC), int(Kind.RDRAND),
+                      int(Kind.CPUID)})
+
+
+def reached_by_running(row: Row | None, tid: int) -> bool:
+    """Is `row` (the event after a batch) a stop task `tid` reaches by running on from
+    its last event (a syscall, a trap)? Not so a signal delivered at that event's stop,
+    another task's event, or a recorded point run to with a breakpoint."""
+    return row is not None and row[1] == tid and row[2] in _REACHED
+
+
 class Outcome(NamedTuple):
     done: int      # events replayed
     reason: int    # fastloop.STOP / EINTR / PARKED / ERROR
     status: int    # with STOP: the raw status of the stop met at event `done`
     errno: int
+    fed: int = 0   # BUFFERED events the hook took from its feed (no stop each)
+    stops: int = 0  # ptrace stops the loop waited for
 
 
 class ReplayLoop:
@@ -106,9 +127,13 @@ class ReplayLoop:
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
 
     def run(self, tid: int, memfd: int, events: Sequence[Row],
-            deadline_ns: int) -> Outcome | None:
+            deadline_ns: int, feed: int = 0, feed_last: bool = False) -> Outcome | None:
         """Replay `events` (task `tid` stopped at the boundary before the first); None if
-        they cannot be handed to C (values out of range: a corrupt trace)."""
+        they cannot be handed to C (values out of range: a corrupt trace). `feed`: the
+        address of the process's feed (replayer.sysbuf_feed), through which runs of
+        BUFFERED events are replayed without a stop each; 0 for none. `feed_last`: the
+        last event may be fed too (the event after it is a stop the task reaches by
+        running on: `reached_by_running`)."""
         parts: list[bytes] = []
         wparts: list[bytes] = []
         data: list[bytes] = []
@@ -116,9 +141,11 @@ class ReplayLoop:
         pack = _EV.pack
         try:
             for _, _, kind, nr, result, regs, _, writes in events:
-                regs, flag = _regs_of(kind, regs)
-                parts.append(regs)
-                parts.append(pack(nr, result, len(writes) | flag, nwrites))
+                if kind == _BUFFERED:
+                    parts.append(_buffered_ev(regs, nr, result, len(writes), nwrites))
+                else:
+                    parts.append(regs)
+                    parts.append(pack(nr, result, len(writes), nwrites))
                 for w in writes:
                     wparts.append(_WR.pack(w.addr, len(w.data), off))
                     data.append(w.data)
@@ -127,9 +154,11 @@ class ReplayLoop:
         except struct.error:
             return None
         out = self._out
+        self._lib.relive_replay_feed(feed, int(feed_last))
         self._lib.relive_replay_run(tid, memfd, b"".join(parts), len(events),
                                     b"".join(wparts), b"".join(data), deadline_ns, out)
-        return Outcome(done=out[0], reason=out[1], status=out[3], errno=out[5])
+        return Outcome(done=out[0], reason=out[1], status=out[3], errno=out[5], fed=out[4],
+                       stops=out[6])
 
 
 class Found(NamedTuple):

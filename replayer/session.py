@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tracee import cpuid, fastloop, rdrand
+from tracee import cpuid, fastloop, rdrand, sysbuf
 from tracee import ptrace_api as api
 from tracee.address_space import PROT_WRITE, mapping_from_info
 from tracee.cputimer import CpuTimer, ThreadTimers
@@ -36,10 +36,10 @@ from tracefile.errors import TraceError
 from tracefile.reader import EventCursor, Row, TraceReader
 from tracefile.records import Event, Kind
 
-from replayer import cpu_match, registers, snapshot
+from replayer import cpu_match, registers, snapshot, sysbuf_feed
 from replayer.errors import Paused, ReplayDivergence, ReplayError
 from replayer.fastpath import (MAX_BATCH, MAX_BATCH_BYTES, ReplayLoop, emulated_only,
-                               row_emulated_only, written_bytes)
+                               reached_by_running, row_emulated_only, written_bytes)
 from replayer.rebuild import map_anonymous, rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.snapshot import Snapshot
@@ -109,6 +109,10 @@ class ReplaySession:
         # A stop that compiled code waited for and left for the ordinary path (the next
         # event is replayed from it): consumed by run_once within the same step.
         self._pending: tuple[Task, Stop] | None = None
+        # ptrace stops waited for, and BUFFERED events replayed without one (the hook's
+        # feed, replayer.sysbuf_feed): said at --log debug when the session closes.
+        self.stops = 0
+        self.fed = 0
         if self.next_event is None or self.next_event.kind != Kind.EXEC:
             raise ReplayError(f"trace {trace} has no initial exec event; nothing to replay")
 
@@ -175,12 +179,14 @@ class ReplaySession:
             return None
         rows = [_row_of(first)]
         size = written_bytes(rows[0])
+        after: Row | None = None  # the event after the batch, if read
         while len(rows) < MAX_BATCH and size < MAX_BATCH_BYTES:
             row = cursor.next_row()
             if row is None:
                 break
             if not row_emulated_only(row, first.tid, naming=naming):
                 cursor.push_back(row)
+                after = row
                 break
             rows.append(row)
             size += written_bytes(row)
@@ -189,14 +195,26 @@ class ReplaySession:
         self.running = True
         if self.ticks is not None:
             self.ticks.enable(task.tid)
+        proc = self.proc
+        # Fed runs only where nothing looks between events (no observer, no ticks): a stop
+        # inside one is no position a debugger could be shown.
+        feed = (sysbuf.FEED if proc is not None and proc.feed and self.observer is None
+                and self.ticks is None else 0)
+        if feed and proc is not None and not proc.feed_armed:
+            proc.feed_armed = sysbuf_feed.arm(task)
+            feed = feed if proc.feed_armed else 0
         try:
             outcome = self._loop.run(task.tid, task.mem.fd, rows,  # type: ignore[union-attr]
-                                     time.monotonic_ns() + BATCH_BUDGET_NS)
+                                     time.monotonic_ns() + BATCH_BUDGET_NS, feed,
+                                     reached_by_running(after, first.tid))
         finally:
             self.running = False
             if self.ticks is not None:
                 self.ticks.disable()
         done = outcome.done if outcome is not None else 0
+        if outcome is not None:
+            self.stops += outcome.stops
+            self.fed += outcome.fed
         for row in reversed(rows[max(done, 1):]):  # not replayed: next again
             cursor.push_back(row)
         if outcome is None:
@@ -220,6 +238,8 @@ class ReplaySession:
         return first if done == 1 else self.reader.event_from(rows[done - 1])
 
     def close(self) -> None:
+        log.debug("replay: %d events, %d ptrace stops, %d buffered calls without a stop",
+                  self.position, self.stops, self.fed)
         self._kill_task()
         self.syscalls.close()
         self.reader.close()
@@ -281,6 +301,7 @@ class ReplaySession:
                     stop = task.wait()
                 finally:
                     self.running = False
+                    self.stops += 1
                     if self.ticks is not None:
                         self.ticks.disable()
             seen = stop if self.observer is None else self.observer(stop)
@@ -398,6 +419,7 @@ class ReplaySession:
         except InjectionError as e:  # e.g. the task did not exec where the trace says it did
             raise self.divergence(ev, f"cannot rebuild the recorded image: {e}") from None
         self.proc.patch_code(self.task, ev)
+        self.proc.feed = sysbuf_feed.prepare(self.task, self.proc.space)
         self.taskset.add(ev.tid, self.task, self.proc)
         self.taskset.note_exec(ev.tid)
         self.last_exec = ev
@@ -438,6 +460,9 @@ class ReplaySession:
         if kind == "execute":
             assert self.proc is not None
             self.syscalls.execute(task, self.proc, ev)
+            if self.proc.feed and not sysbuf_feed.still_clear(self.proc.space):
+                sysbuf_feed.disarm(task)  # (a recorded mapping took the feed's place)
+                self.proc.feed = self.proc.feed_armed = False
             if name == "sigaltstack":
                 self._note_altstack(task, ev)
         task.set_reg("rax", ev.result)

@@ -48,17 +48,22 @@ def args_of(regs: object) -> tuple[int, ...]:
 
 class ProcessState:
     """What replay tracks about one replayed process beyond the kernel's view."""
-    __slots__ = ("space", "brk", "patched")
+    __slots__ = ("space", "brk", "patched", "feed", "feed_armed")
 
     def __init__(self, *, space: AddressSpace, brk: int | None = None,
-                 patched: dict[int, bytes] | None = None) -> None:
+                 patched: dict[int, bytes] | None = None, feed: bool = False,
+                 feed_armed: bool = False) -> None:
         self.space = space
         self.brk = brk
         # address -> original bytes of each rdrand/rdseed patched out (tracee.rdrand)
         self.patched = patched if patched is not None else {}
+        # The syscall buffer's hook can take a feed, and is pointed at it (replayer.sysbuf_feed)
+        self.feed = feed
+        self.feed_armed = feed_armed
 
     def copy(self) -> ProcessState:
-        return ProcessState(space=self.space.copy(), brk=self.brk, patched=dict(self.patched))
+        return ProcessState(space=self.space.copy(), brk=self.brk, patched=dict(self.patched),
+                            feed=self.feed, feed_armed=self.feed_armed)
 
     def patch_code(self, task: Task, event: Event) -> None:
         """Patch the rdrand/rdseed sites the recorder patched at this event (its info

@@ -835,11 +835,110 @@ static int sysemu_and_wait(int tid, int *status, int *reason, int64_t *out)
     return 0;
 }
 
-/* out: [0] events replayed, [1] reason, [2] tid, [3] status, [5] errno. The task starts
+/* Replay's feed of buffered calls (tracee/sysbuf_hook.c relive_hook_fed,
+   replayer/sysbuf_feed.py): a run of BUFFERED events is written into the replayed process's
+   feed and the task runs through all of them without a stop; the stop it reaches next tells,
+   by the feed's `next`, how many it took. */
+#define FEED_HEAD 64
+#define FEED_REC_HEAD 88
+#define FEED_SIZE 0x100000
+#define FEED_MAX (FEED_SIZE / FEED_REC_HEAD)
+static uint64_t feed_addr;                 /* 0: no feed (Python sets it before each run) */
+static int feed_last;                      /* the batch's last event may be fed too */
+static unsigned char feed_buf[FEED_SIZE];
+static uint64_t feed_ends[FEED_MAX];       /* where each record of the feed ends */
+
+/* `last`: the event after the batch is reached by running on (a syscall of the same task):
+   else the batch's last event keeps its stop, where replay delivers a signal, switches
+   to another task or runs to a recorded point. */
+void relive_replay_feed(uint64_t addr, int last)
+{
+    feed_addr = addr;
+    feed_last = last;
+}
+
+/* Write the feed: the BUFFERED events from evs[i] on (one write at most each), as many as
+   fit; how many (0: none, the feed left as it was). */
+static long feed_write(int memfd, const struct ev *evs, long i, long nev,
+                       const struct wr *writes, const unsigned char *data)
+{
+    uint64_t at = FEED_HEAD;
+    long n = 0;
+    for (long k = i; k < (feed_last ? nev : nev - 1) && n < FEED_MAX; k++) {
+        uint32_t nw = evs[k].nwrites & ~EV_BUFFERED;
+        if (!(evs[k].nwrites & EV_BUFFERED) || nw > 1)
+            break;
+        const struct wr *w = nw ? writes + evs[k].first_write : NULL;
+        uint64_t len = w ? w->len : 0;
+        uint64_t size = (FEED_REC_HEAD + len + 7) & ~7UL;
+        if (len > FEED_SIZE || at + size > FEED_SIZE)
+            break;
+        const struct user_regs_struct *r = (const struct user_regs_struct *)evs[k].regs;
+        uint64_t head[11] = {(uint64_t)evs[k].nr, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9,
+                             (uint64_t)evs[k].result, w ? w->addr : 0, len, size};
+        memcpy(feed_buf + at, head, sizeof head);
+        if (len)
+            memcpy(feed_buf + at + FEED_REC_HEAD, data + w->off, len);
+        at += size;
+        feed_ends[n++] = at;
+    }
+    if (n == 0)
+        return 0;
+    uint64_t hdr[2] = {FEED_HEAD, at};
+    memcpy(feed_buf, hdr, sizeof hdr);
+    if (pwrite(memfd, feed_buf + 16, at - 16, (off_t)(feed_addr + 16)) != (ssize_t)(at - 16)
+        || pwrite(memfd, feed_buf, 16, (off_t)feed_addr) != 16)
+        return 0;
+    return n;
+}
+
+/* After the task ran with a feed of n records: how many it took (-1: the feed is not as
+   the hook leaves it); what it did not take is taken off (end = next). */
+static long feed_taken(int memfd, long n)
+{
+    uint64_t next;
+    if (pread(memfd, &next, sizeof next, (off_t)feed_addr) != (ssize_t)sizeof next)
+        return -1;
+    long c = 0;
+    while (c < n && feed_ends[c] <= next)
+        c++;
+    if (next != (c ? feed_ends[c - 1] : FEED_HEAD))
+        return -1;
+    if (c < n && pwrite(memfd, &next, sizeof next, (off_t)(feed_addr + 8)) != sizeof next)
+        return -1;
+    return c;
+}
+
+/* PTRACE_SYSEMU and wait, through EINTR: a fed run must be counted before Python sees the
+   stop. */
+static int sysemu_and_wait_fed(int tid, int *status, int *reason, int64_t *out)
+{
+    if (ptrace(PTRACE_SYSEMU, tid, 0, 0) < 0) {
+        *reason = R_ERROR;
+        out[5] = errno;
+        return -1;
+    }
+    int w;
+    while ((w = waitpid(tid, status, __WALL)) < 0 && errno == EINTR)
+        ;
+    if (w < 0) {
+        *reason = R_ERROR;
+        out[5] = errno;
+        return -1;
+    }
+    out[2] = w;
+    out[6]++;
+    return 0;
+}
+
+/* out: [0] events replayed, [1] reason, [2] tid, [3] status, [4] buffered calls taken from
+   the feed, [5] errno, [6] stops waited for. The task starts
    stopped at the previous event's boundary with its registers set. Events are replayed in
    order; at the first one whose stop, registers or writes are not as recorded, the loop
    returns R_STOP with that stop untouched (registers and memory as the kernel left them), so
-   Python replays that event itself from this stop. */
+   Python replays that event itself from this stop. With a feed (relive_replay_feed), a run
+   of BUFFERED events costs one stop: the next event's (or, if the hook did not take them
+   all, the stop of the first it did not take, checked as that event's). */
 long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
                        const struct wr *writes, const unsigned char *data,
                        int64_t deadline_ns, int64_t *out)
@@ -852,8 +951,29 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
     for (i = 0; i < nev; i++) {
         if (i > 0 && now_ns() >= deadline_ns)
             break;
-        if (sysemu_and_wait(tid, &status, &reason, out) < 0)
+        long fed = feed_addr && (evs[i].nwrites & EV_BUFFERED)
+            ? feed_write(memfd, evs, i, nev, writes, data) : 0;
+        if (fed > 0) {
+            int failed = sysemu_and_wait_fed(tid, &status, &reason, out) < 0;
+            long c = feed_taken(memfd, fed);
+            if (c < 0) {
+                reason = R_ERROR;
+                out[5] = EPROTO;
+                break;
+            }
+            out[4] += c;
+            i += c;
+            if (failed)
+                break;
+            if (i >= nev) {
+                reason = R_STOP;  /* the stop is the next batch's first event's */
+                break;
+            }
+        } else if (sysemu_and_wait(tid, &status, &reason, out) < 0) {
             break;
+        } else {
+            out[6]++;
+        }
         int buffered = (evs[i].nwrites & EV_BUFFERED) != 0;
         uint32_t nwrites = evs[i].nwrites & ~EV_BUFFERED;
         if (!is_syscall_stop(status) || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
@@ -960,6 +1080,7 @@ static const struct abi_entry abi[] = {
     {"EFLAGS_IGNORED", EFLAGS_IGNORED}, {"OWN_SLOT", OWN_SLOT},
     {"EV_BUFFERED", EV_BUFFERED}, {"SYSBUF_CHUNK", SYSBUF_CHUNK},
     {"SYSBUF_REC_HEAD", SYSBUF_REC_HEAD}, {"SYSBUF_DONE", SYSBUF_DONE},
+    {"FEED_HEAD", FEED_HEAD}, {"FEED_REC_HEAD", FEED_REC_HEAD}, {"FEED_SIZE", FEED_SIZE},
 };
 
 /* Fill names[i]/values[i] for up to n entries; return how many entries there are. */

@@ -32,6 +32,7 @@ import struct
 import zlib
 from pathlib import Path
 
+from tracee import sysbuf
 from tracee.ptrace_api import REGS_SIZE
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ DECLARED = {"R_STOP": STOP, "R_EINTR": EINTR, "R_PARKED": PARKED, "R_ERROR": ERR
             "sizeof(struct wr)": WR.size,
             "EFLAGS_IGNORED": EFLAGS_IGNORED, "OWN_SLOT": OWN_SLOT,
             "EV_BUFFERED": EV_BUFFERED, "SYSBUF_CHUNK": SYSBUF_CHUNK,
-            "SYSBUF_REC_HEAD": SYSBUF_REC_HEAD, "SYSBUF_DONE": SYSBUF_DONE}
+            "SYSBUF_REC_HEAD": SYSBUF_REC_HEAD, "SYSBUF_DONE": SYSBUF_DONE,
+            "FEED_HEAD": sysbuf.FEED_HEAD, "FEED_REC_HEAD": sysbuf.FEED_REC_HEAD,
+            "FEED_SIZE": sysbuf.FEED_SIZE}
 MAX_INTERFACE = 64
 
 _lib: ctypes.CDLL | None = None
@@ -260,6 +263,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.relive_replay_run.argtypes = [
         ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p,
         ctypes.c_char_p, ctypes.c_int64, ctypes.c_void_p]
+    lib.relive_replay_feed.restype = None
+    lib.relive_replay_feed.argtypes = [ctypes.c_uint64, ctypes.c_int]
     lib.relive_find_point.restype = ctypes.c_long
     lib.relive_find_point.argtypes = [
         ctypes.c_int, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_long, ctypes.c_int64,

@@ -17,8 +17,11 @@ at UNTRACED_INSN, checked by number and arguments; its result and the output are
 place (where the kernel wrote them) and the hook copies them into its record as it did when
 recorded.
 
-The blob is built with gcc at first use (cached like tracee.fastloop's build); its layout
-constants are absolute `abi_*` symbols checked by name against DECLARED here.
+The hook is built when the package is installed (setup.py: INSTALLED beside this module,
+carrying the checksum of the sysbuf_hook.c it was built from, used only if that is the file
+beside it and its addresses are this relive's); otherwise with gcc at first use (cached
+like tracee.fastloop's build). Its layout constants are absolute `abi_*` symbols checked by
+name against DECLARED here.
 Shared by the recorder and the replayer; knows nothing of traces.
 """
 from __future__ import annotations
@@ -30,6 +33,7 @@ import zlib
 from pathlib import Path
 from typing import NamedTuple
 
+from tracee import sysbuf_build
 from tracee.remote import RELIVE_AREA_SIZE, RELIVE_PAGE
 from tracee.syscalls.catalogue import CATALOGUE
 from tracee.syscalls.rules import ArgIs, Fixed, Out, Result, WhenArg
@@ -38,13 +42,12 @@ from tracee.sysnums import NAME_OF
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("sysbuf_hook.c")
-HOOK_CODE = RELIVE_PAGE + 0x1_0000  # beside the relive page: tracee.remote places all three
+INSTALLED = Path(__file__).with_name("_sysbuf_hook.o")  # setup.py's build
+HOOK_CODE = RELIVE_PAGE + sysbuf_build.CODE_OFF  # beside the relive page (tracee.remote)
 TABLE_OFF = 0x2000
 CODE_SIZE = 0x6000
-HOOK_BUF = RELIVE_PAGE + 0x2_0000
+HOOK_BUF = RELIVE_PAGE + sysbuf_build.BUF_OFF
 BUF_SIZE = 0xF0000  # 960 KiB (not a multiple of a scratch area: tests/test_scratch.py)
-if HOOK_BUF + BUF_SIZE > RELIVE_PAGE + RELIVE_AREA_SIZE:  # (digests leave that area out)
-    raise ImportError("the syscall buffer lies outside tracee.remote.RELIVE_AREA_SIZE")
 MAX_OUT = 0x10000
 HDR_SIZE = 64
 REC_HEAD = 64
@@ -54,13 +57,24 @@ _ENTRY = struct.Struct("<BBBBB3xIII12x")
 NO_ARG = 0xFF
 PENDING = -(1 << 63)
 DONE = 0x8000_0000
+# Replay's feed (sysbuf_hook.c relive_hook_fed, replayer/sysbuf_feed.py): a control block
+# in the code page (FEED_MAGIC says the hook has a replay mode, then the feed's address,
+# which the replayer sets), and the feed: a mapping replay alone makes, left out of memory
+# digests (tracee.digest) as the recording had none.
+CTRL_OFF = 0x1FC0
+FEED_MAGIC = b"RLVFEED1"
+FEED = RELIVE_PAGE + 0x12_0000
+FEED_SIZE = 0x10_0000
+FEED_HEAD = 64
+FEED_REC_HEAD = 88
+if max(HOOK_BUF + BUF_SIZE, FEED + FEED_SIZE) > RELIVE_PAGE + RELIVE_AREA_SIZE:
+    # (memory digests leave that area out: tracee.digest)
+    raise ImportError("the syscall buffer or the feed lies outside tracee.remote.RELIVE_AREA_SIZE")
 DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_OFF,
             "HOOK_BUF": HOOK_BUF, "BUF_SIZE": BUF_SIZE, "MAX_OUT": MAX_OUT,
             "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD, "TABLE_NRS": TABLE_NRS,
-            "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE}
-CFLAGS = ["-nostdlib", "-fPIC", "-fno-stack-protector", "-O2", "-mgeneral-regs-only",
-          "-fno-jump-tables", "-ffreestanding", "-fno-tree-loop-distribute-patterns",
-          "-fno-asynchronous-unwind-tables", "-w"]
+            "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE, "CTRL_OFF": CTRL_OFF,
+            "FEED_HEAD": FEED_HEAD, "FEED_REC_HEAD": FEED_REC_HEAD}
 _REC = struct.Struct("<II6Qq")
 
 
@@ -70,6 +84,7 @@ class Hook(NamedTuple):
     entry: int           # address of relive_hook_entry (the trampolines call it)
     untraced_insn: int   # address of the untraced `syscall`
     traced_insn: int     # address of the traced one
+    source_crc: int = 0  # of the sysbuf_hook.c it was built from, if it says (setup.py)
 
 
 class Record(NamedTuple):
@@ -185,16 +200,21 @@ _ENTRIES: dict[int, tuple[int, int, int, int]] | None = None
 # -- building the hook ------------------------------------------------------------------------
 _hook: Hook | None = None
 _why = "not built yet"
+_origin = ""
 
 
 def hook() -> Hook | None:
     """The built hook, or None (no gcc, a build that disagrees: said once)."""
-    global _hook, _why
+    global _hook, _why, _origin
     if _hook is not None or _why != "not built yet":
         return _hook
     try:
-        obj = _build(SOURCE.read_bytes())
-        _hook = _from_object(obj)
+        source = SOURCE.read_bytes()
+        _hook = _installed(source)
+        if _hook is None:
+            target = _build(source)
+            _hook = _from_object(target.read_bytes())
+            _origin = f"built with gcc at first use: {target}"
         _why = ""
     except (OSError, ValueError) as e:
         _why = str(e)
@@ -207,11 +227,30 @@ def status() -> str:
     if not enabled():
         return "off (RELIVE_SYSCALLBUF=seccomp; unset or =1 turns it on)"
     h = hook()
-    return (f"on (hook at {HOOK_CODE:#x}, {len(h.code)} bytes; buffers "
+    return (f"on (hook at {HOOK_CODE:#x}, {len(h.code)} bytes, {_origin}; buffers "
             f"{', '.join(sorted(buffered_names()))})" if h else f"off ({_why})")
 
 
-def _build(source: bytes) -> bytes:
+def _installed(source: bytes) -> Hook | None:
+    """The build made at install time, if it was made from `source` at these addresses."""
+    global _origin
+    try:
+        obj = INSTALLED.read_bytes()
+    except OSError:
+        return None
+    try:
+        built = _from_object(obj)
+    except ValueError as e:
+        log.debug("%s not used: %s", INSTALLED, e)
+        return None
+    if built.source_crc != zlib.crc32(source):
+        log.debug("%s was built from another sysbuf_hook.c: not used", INSTALLED)
+        return None
+    _origin = f"built when relive was installed: {INSTALLED}"
+    return built
+
+
+def _build(source: bytes) -> Path:
     from tracee.fastloop import _cache_dir, gcc_build
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -219,10 +258,9 @@ def _build(source: bytes) -> bytes:
     target = cache / f"sysbuf-hook-{zlib.crc32(source):08x}-{len(source)}.o"
     built_from = target.with_suffix(".c")
     if target.exists() and built_from.exists() and built_from.read_bytes() == source:
-        return target.read_bytes()
-    gcc_build([*CFLAGS, f"-DRELIVE_HOOK_CODE={HOOK_CODE:#x}", f"-DRELIVE_HOOK_BUF={HOOK_BUF:#x}",
-               "-c"], SOURCE, source, target, mode=0o600)
-    return target.read_bytes()
+        return target
+    gcc_build(sysbuf_build.gcc_flags(RELIVE_PAGE), SOURCE, source, target, mode=0o600)
+    return target
 
 
 def _from_object(obj: bytes) -> Hook:
@@ -262,18 +300,22 @@ def _from_object(obj: bytes) -> Hook:
              for k, v in DECLARED.items() if symbols.get("abi_" + k) != v]
     if wrong:
         raise ValueError("the hook does not match relive's Python code: " + "; ".join(wrong))
-    if len(code) > TABLE_OFF:
-        raise ValueError(f"the hook's code ({len(code)} bytes) runs into its table")
+    if len(code) > CTRL_OFF:
+        raise ValueError(f"the hook's code ({len(code)} bytes) runs into its control block")
     try:
         return Hook(code=code, entry=HOOK_CODE + symbols["relive_hook_entry"],
                     untraced_insn=HOOK_CODE + symbols["relive_hook_untraced_insn"],
-                    traced_insn=HOOK_CODE + symbols["relive_hook_traced_insn"])
+                    traced_insn=HOOK_CODE + symbols["relive_hook_traced_insn"],
+                    source_crc=symbols.get("abi_SOURCE_CRC", 0))
     except KeyError as e:
         raise ValueError(f"the hook's build lacks the symbol {e}") from None
 
 
 def code_page() -> bytes:
-    """What HOOK_CODE holds: the code, then the table."""
+    """What HOOK_CODE holds: the code, the control block (the feed's magic, its address:
+    0), then the table."""
     h = hook()
     assert h is not None
-    return h.code.ljust(TABLE_OFF, b"\xcc") + table().ljust(CODE_SIZE - TABLE_OFF, b"\0")
+    ctrl = (FEED_MAGIC + bytes(8)).ljust(TABLE_OFF - CTRL_OFF, b"\0")
+    return (h.code.ljust(CTRL_OFF, b"\xcc") + ctrl
+            + table().ljust(CODE_SIZE - TABLE_OFF, b"\0"))

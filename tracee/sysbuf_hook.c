@@ -21,6 +21,12 @@ made by the hook's traced `syscall` (relive_hook_traced_insn).
 A full buffer: the call is made traced (the recorder empties the buffer at that stop), then
 the hook starts a new generation at the buffer's start.
 
+In replay the same bytes run. With no feed (CTRL_FEED = 0, as when recording) the untraced
+`syscall` stops the replayer (PTRACE_SYSEMU), which puts the recorded result in place. With
+a feed (replayer/sysbuf_feed.py writes it before a run of buffered calls) relive_hook_fed
+takes the recorded call instead of making it, if it is the same call, and leaves everything
+as the stopped path would; any other call stops the replayer, which then names the event.
+
 Built with -nostdlib -fPIC -fno-stack-protector -O2 -mgeneral-regs-only -fno-jump-tables:
 one .text section, no relocations, no data (the table and buffer are at fixed addresses),
 no SSE register touched. The interface constants are absolute symbols named abi_* that
@@ -74,10 +80,24 @@ struct entry {
     u32 pad2[3];
 };
 
+/* Replay's feed (relive_hook_fed): the replayer writes the feed's address at CTRL_FEED in
+   this code's page (read-only to the program; 0 when recording) and the feed itself, a
+   header then the recorded calls, in a read+write mapping of its own. */
+#define CTRL_OFF 0x1FC0               /* 8 bytes of magic (tracee/sysbuf.py FEED_MAGIC), then */
+#define CTRL_FEED 0x1FC8              /* the feed's address */
+#define FEED_HEAD 64                  /* u64 next, end (offsets from the feed), saved flags */
+#define FEED_REC_HEAD 88              /* nr, args[6], result, out, len, size; then len bytes */
+
 #define ABI(name, value) __asm__(".globl abi_" #name "\n.set abi_" #name ", " #value)
 #define STR_(x) #x
 #define STR(x) STR_(x)  /* a macro's value, expanded */
 __asm__(".globl abi_HOOK_CODE\n.set abi_HOOK_CODE, " STR(RELIVE_HOOK_CODE));
+/* setup.py builds the hook at install time with the checksum of this file, so a build made
+   from another copy of it is never used (tracee/sysbuf.py); 0 in builds made at first use. */
+#ifndef RELIVE_HOOK_SOURCE_CRC
+#define RELIVE_HOOK_SOURCE_CRC 0
+#endif
+__asm__(".globl abi_SOURCE_CRC\n.set abi_SOURCE_CRC, " STR(RELIVE_HOOK_SOURCE_CRC));
 ABI(TABLE_OFF, 0x2000);
 __asm__(".globl abi_HOOK_BUF\n.set abi_HOOK_BUF, " STR(RELIVE_HOOK_BUF));
 ABI(BUF_SIZE, 0xF0000);
@@ -89,6 +109,9 @@ ABI(ENTRY_SIZE, 32);
 ABI(CODE_SIZE, 0x6000);
 ABI(NO_ARG, 0xff);
 ABI(DONE, 0x80000000);
+ABI(CTRL_OFF, 0x1FC0);
+ABI(FEED_HEAD, 64);
+ABI(FEED_REC_HEAD, 88);
 
 static long relive_hook_untraced(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                           volatile long *result);
@@ -110,9 +133,15 @@ __asm__(".text\n"
         "  mov %r8, %r10\n"
         "  mov %r9, %r8\n"
         "  mov 16(%rsp), %r9\n"
+        "  movabs $" STR(RELIVE_HOOK_CODE) "+" STR(CTRL_FEED) ", %rcx\n"
+        "  mov (%rcx), %rcx\n"           /* replay's feed (relive_hook_fed), or 0 */
+        "  jrcxz relive_hook_untraced_insn\n"
+        "  jmp relive_hook_fed\n"
         "relive_hook_untraced_insn:\n"
         "  syscall\n"
+        "relive_hook_untraced_back:\n"
         "  mov %rax, (%rbx)\n"
+        "  mov $0, %r11d\n"               /* as alike after a fed call as after `syscall` */
         "  pop %rbx\n"
         "  ret\n"
         "relive_hook_traced:\n"
@@ -158,6 +187,62 @@ __asm__(".text\n"
         "  pop %rdi\n"
         "  pop %rbp\n"
         "  ret\n");
+
+/* Replay mode: instead of the untraced `syscall`, take the feed's next record if it is this
+   call (number and arguments), copy its output where the kernel wrote it and leave the
+   registers, the flags and the stack as the `syscall` would have (no push: the dead stack
+   below is in memory digests); otherwise restore the flags and make the call, which stops
+   the replayer. In: rcx = the feed, rax = number, rdi rsi rdx r10 r8 r9 = arguments, rbx =
+   where the result goes; rcx and r11 are free (`syscall` clobbers them). The feed's `next`
+   moves past a record only once its output is in place. */
+__asm__(".text\n"
+        "relive_hook_fed:\n"
+        "  mov %rax, %r11\n"
+        "  lahf\n"
+        "  seto %al\n"
+        "  mov %ax, 16(%rcx)\n"          /* the flags (sahf's and OF), put back below */
+        "  mov %r11, %rax\n"
+        "  mov (%rcx), %r11\n"           /* next */
+        "  cmp 8(%rcx), %r11\n"
+        "  jae 8f\n"                     /* no record left */
+        "  add %rcx, %r11\n"
+        "  cmp (%r11), %rax\n"
+        "  jne 8f\n"
+        "  cmp 8(%r11), %rdi\n"
+        "  jne 8f\n"
+        "  cmp 16(%r11), %rsi\n"
+        "  jne 8f\n"
+        "  cmp 24(%r11), %rdx\n"
+        "  jne 8f\n"
+        "  cmp 32(%r11), %r10\n"
+        "  jne 8f\n"
+        "  cmp 40(%r11), %r8\n"
+        "  jne 8f\n"
+        "  cmp 48(%r11), %r9\n"
+        "  jne 8f\n"
+        "  mov 64(%r11), %rdi\n"         /* the output: where the kernel wrote it */
+        "  lea 88(%r11), %rsi\n"
+        "  mov 72(%r11), %rcx\n"
+        "  rep movsb\n"
+        "  movabs $" STR(RELIVE_HOOK_CODE) "+" STR(CTRL_FEED) ", %rcx\n"
+        "  mov (%rcx), %rcx\n"
+        "  mov 80(%r11), %rax\n"
+        "  add %rax, (%rcx)\n"           /* taken */
+        "  mov 8(%r11), %rdi\n"
+        "  mov 16(%r11), %rsi\n"
+        "  mov 16(%rcx), %ax\n"
+        "  add $0x7f, %al\n"             /* OF = the saved one */
+        "  sahf\n"
+        "  mov 56(%r11), %rax\n"         /* the result */
+        "  lea relive_hook_untraced_back(%rip), %rcx\n"  /* as `syscall` leaves rcx */
+        "  jmp relive_hook_untraced_back\n"
+        "8:\n"
+        "  mov %rax, %r11\n"
+        "  mov 16(%rcx), %ax\n"
+        "  add $0x7f, %al\n"
+        "  sahf\n"
+        "  mov %r11, %rax\n"
+        "  jmp relive_hook_untraced_insn\n");
 
 static void copy(u8 *to, const u8 *from, u64 n)
 {
