@@ -613,10 +613,9 @@ class Recorder:
         last record, for the caller to resume). `alarms_before`: the timer signals handled
         before the loop ran."""
         if batch.segments:  # with records of the syscall buffer (recorder.sysbuf_record)
-            for kind, count, records in batch.segments:
-                t.last_event = self.writer.add_syscalls(t.task.tid, count, records, kind)
-                if kind == Kind.BUFFERED:
-                    self.sysbuf.taken += count
+            t.last_event = self.writer.add_runs(t.task.tid, batch.segments)
+            self.sysbuf.taken += sum(n for kind, n, _ in batch.segments
+                                     if kind == Kind.BUFFERED)
             self.sysbuf.moved_to(t.space, batch.sysbuf_cursor)
         elif batch.recorded:
             t.last_event = self.writer.add_syscalls(t.task.tid, batch.recorded, batch.records)
