@@ -3,7 +3,9 @@
 A recorded process gets, at every exec, two flagged mappings at fixed addresses beside the
 relive page: HOOK_CODE (read+exec: the hook compiled from sysbuf_hook.c, then at TABLE_OFF the
 table saying which syscall numbers the hook buffers and where their output goes, generated
-from the catalogue's `buffered` entries) and HOOK_BUF (read+write: a header and the records).
+from the catalogue's `buffered` entries, then at FDS_OFF a bit per descriptor that is a
+regular file, which the recorder keeps up to date: recorder.sysbuf_fds) and HOOK_BUF
+(read+write: a header and the records).
 libc's `syscall; cmp $imm32,%rax` sites are patched to jump to the hook through trampolines
 (tracee.syscall_sites). The hook makes a buffered call with its one untraced `syscall`
 (UNTRACED_INSN, allowed by the seccomp filter: no ptrace stop) and keeps number, arguments,
@@ -32,7 +34,7 @@ from typing import NamedTuple
 
 from tracee.remote import RELIVE_PAGE
 from tracee.syscalls.catalogue import CATALOGUE
-from tracee.syscalls.rules import ArgIs, Fixed, Out, Result, WhenArg
+from tracee.syscalls.rules import ArgIs, Fixed, OnFile, Out, Result, WhenArg
 from tracee.sysnums import NAME_OF
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,9 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("sysbuf_hook.c")
 HOOK_CODE = RELIVE_PAGE + 0x1_0000  # beside the relive page: tracee.remote places all three
 TABLE_OFF = 0x2000
-CODE_SIZE = 0x6000
+CODE_SIZE = 0x7000
+FDS_OFF = 0x6000  # the descriptor bitmap: a bit per descriptor below FDS_MAX
+FDS_MAX = 0x8000
 HOOK_BUF = RELIVE_PAGE + 0x2_0000
 BUF_SIZE = 0xF0000  # 960 KiB (not a multiple of a scratch area: tests/test_scratch.py)
 MAX_OUT = 0x10000
@@ -48,14 +52,15 @@ HDR_SIZE = 64
 REC_HEAD = 64
 TABLE_NRS = 512
 ENTRY_SIZE = 32
-_ENTRY = struct.Struct("<BBBBB3xIII12x")
+_ENTRY = struct.Struct("<BBBBBB2xIII12x")
 NO_ARG = 0xFF
 PENDING = -(1 << 63)
 DONE = 0x8000_0000
 DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_OFF,
             "HOOK_BUF": HOOK_BUF, "BUF_SIZE": BUF_SIZE, "MAX_OUT": MAX_OUT,
             "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD, "TABLE_NRS": TABLE_NRS,
-            "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE}
+            "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE, "FDS_OFF": FDS_OFF,
+            "FDS_MAX": FDS_MAX}
 CFLAGS = ["-nostdlib", "-fPIC", "-fno-stack-protector", "-O2", "-mgeneral-regs-only",
           "-fno-jump-tables", "-ffreestanding", "-fno-tree-loop-distribute-patterns",
           "-fno-asynchronous-unwind-tables", "-w"]
@@ -97,13 +102,15 @@ def table() -> bytes:
     most the argument after the buffer's: read, getdents64); a second output's pointer
     must be NULL for the call to be buffered (gettimeofday's timezone). `buffered` as an
     ArgIs: only for those commands (a bit each, 0-31), for which its WhenArg outputs are
-    none (futex: the wakes)."""
+    none (futex: the wakes); an OnFile: only on a descriptor whose bit is set (read,
+    write: regular files)."""
     out = bytearray(TABLE_NRS * ENTRY_SIZE)
     for nr, name in NAME_OF.items():
         call = CATALOGUE.get(name)
         if call is None or not call.buffered or nr >= TABLE_NRS:
             continue
         when = call.buffered if isinstance(call.buffered, ArgIs) else None
+        fd_arg = call.buffered.arg if isinstance(call.buffered, OnFile) else NO_ARG
         if when is not None and (when.negate or any(not 0 <= v < 32 for v in when.values)):
             raise ValueError(f"catalogue: {name}'s buffered commands are not 0-31")
         outputs = [o for o in call.outputs if not (
@@ -123,8 +130,8 @@ def table() -> bytes:
         if when is not None:
             cmd_arg, cmd_mask = when.arg, when.mask
             allowed = sum(1 << v for v in when.values)
-        _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, size,
-                         cmd_mask, allowed)
+        _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, fd_arg,
+                         size, cmd_mask, allowed)
     return bytes(out)
 
 
@@ -170,7 +177,7 @@ def _entries() -> dict[int, tuple[int, int, int, int]]:
         raw = table()
         _ENTRIES = {}
         for nr in range(TABLE_NRS):
-            on, out_arg, null_arg, cap_arg, _, size, _, _ = _ENTRY.unpack_from(
+            on, out_arg, null_arg, cap_arg, _, _, size, _, _ = _ENTRY.unpack_from(
                 raw, nr * ENTRY_SIZE)
             if on:
                 _ENTRIES[nr] = (out_arg, null_arg, cap_arg, size)
@@ -271,7 +278,12 @@ def _from_object(obj: bytes) -> Hook:
 
 
 def code_page() -> bytes:
-    """What HOOK_CODE holds: the code, then the table."""
+    """What HOOK_CODE holds: the code, then the table, then the descriptor bitmap (clear)."""
     h = hook()
     assert h is not None
     return h.code.ljust(TABLE_OFF, b"\xcc") + table().ljust(CODE_SIZE - TABLE_OFF, b"\0")
+
+
+def fd_word(fd: int) -> int:
+    """The address of the bitmap's word holding descriptor `fd`'s bit (fd < FDS_MAX)."""
+    return HOOK_CODE + FDS_OFF + fd // 64 * 8
