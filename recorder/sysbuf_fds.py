@@ -132,7 +132,7 @@ class FdBits:
                 lo, hi = max(fd, word * 64), min(last, word * 64 + 63)
                 changes[word] = (((1 << (hi - lo + 1)) - 1) << lo % 64, 0)
         elif name == "mmap" and result >= 0 and not args[3] & 0x20:  # (not MAP_ANONYMOUS)
-            changes = self._mapped(task, fd)
+            changes = self._mapped(task, args[4] & 0xFFFF_FFFF)
         return self._write(task, changes) if changes else []
 
     # -- the bitmap in the tracee ------------------------------------------------------------

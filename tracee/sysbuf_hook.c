@@ -167,9 +167,8 @@ __asm__(".text\n"
 
 static void copy(u8 *to, const u8 *from, u64 n)
 {
-    for (u64 i = 0; i < n; i++)
-        to[i] = from[i];
-    __asm__ volatile("" ::: "memory");
+    /* (a byte loop took ~1 cycle a byte: 10 us for a 10 KiB read of a file) */
+    __asm__ volatile("rep movsb" : "+D"(to), "+S"(from), "+c"(n) : : "memory");
 }
 
 /* Is `fd` one the recorder knows to be a regular file (its bit set: recorder.sysbuf_fds)?
