@@ -106,3 +106,20 @@ def test_a_buffered_read_replays_the_recorded_bytes_not_the_file(programs, tmp_p
     assert not (work / "data").exists()  # (the program unlinks it)
     (work / "data").write_bytes(b"x" * 4000)  # another file of that name: not read
     assert_faithful(rec, replay(trace, env=env))
+
+
+def test_a_vfork_childs_descriptors_set_no_bit(programs, tmp_path):
+    """posix_spawn's child shares the parent's memory (the bitmap) but not its descriptor
+    table: it opens a regular file at 30, where the parent has a pipe. The parent's reads of
+    its pipe at 30 afterwards must still stop (a bit set for the child's file would have the
+    hook make them: a read that may block)."""
+    env = dict(os.environ, RELIVE_SYSCALLBUF="1")
+    work = tmp_path / "work"
+    work.mkdir()
+    trace = tmp_path / "t"
+    rec = record(trace, programs["spawn_fd_reuse"], work, ROUNDS, env=env)
+    assert rec.returncode == 0, describe(rec)
+    got = _by_fd(trace)
+    assert got[Kind.BUFFERED, READ, 30] == 0, got
+    assert got[Kind.SYSCALL, READ, 30] == ROUNDS, got
+    assert_faithful(rec, replay(trace, env=env))
