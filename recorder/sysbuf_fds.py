@@ -154,6 +154,8 @@ class FdBits:
             return {}
         ident = (st.st_dev, st.st_ino)
         changes: dict[int, tuple[int, int]] = {}
+        if raw.count(0) == len(raw):
+            return changes  # (no bit set: the usual case, libraries mapped at start)
         for word, (value,) in enumerate(_WORD.iter_unpack(raw)):
             while value:
                 low = value & -value

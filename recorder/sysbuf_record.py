@@ -46,6 +46,7 @@ class SyscallBuffer:
         self._cursor: weakref.WeakKeyDictionary[AddressSpace, int] = (
             weakref.WeakKeyDictionary())
         self._scans: dict[str, list[tuple[int, int]]] = {}
+        self._made: dict[tuple[int, tuple[int, ...], bytes], tuple[bytes, list[bytes]]] = {}
         self.taken = 0  # records written as events, for --log debug and tests
         # The last `take` ended with a call whose result was still in rax: the thread is
         # stopped right where that call returned (a signal delivered there is delivered
@@ -203,17 +204,16 @@ class SyscallBuffer:
         mapping = Mapping(start=page, end=page + size, prot=PROT_READ | PROT_EXEC,
                           flags=Flag.SYSBUF)
         space.map(mapping)
-        tramp = syscall_sites.trampolines(page, found, self.hook.entry)
+        tramp, jump_codes = self._trampolines(page, found)
         writes = [(page, tramp)]
         task.mem.write(page, tramp)
-        k = 0
+        codes = iter(jump_codes)
         for start, image, here in runs:
             jumps = []
             for addr, code in here:
-                jump = syscall_sites.jump(addr, syscall_sites.trampoline_at(page, k), len(code))
+                jump = next(codes)
                 image[addr - start:addr - start + len(jump)] = jump
                 jumps.append((addr, jump))
-                k += 1
             if task.mem.write(start, bytes(image)) == len(image):
                 writes += jumps  # (replay makes them one by one: 8 bytes a site in the trace)
                 continue
@@ -223,6 +223,26 @@ class SyscallBuffer:
         log.debug("%d syscall sites of libc jump to the hook (trampolines at %#x)",
                   len(writes) - 1, page)
         return mapping, writes
+
+    def _trampolines(self, page: int, found: list[tuple[int, bytes]]
+                     ) -> tuple[bytes, list[bytes]]:
+        """The trampoline page and each site's jump. Both depend on the page and the sites
+        only through their distances, the same at every exec of a program (libc and the
+        page move together): made once for each."""
+        assert self.hook is not None
+        base = found[0][0]
+        key = (page - base, tuple(addr - base for addr, _ in found),
+               b"".join(code for _, code in found))
+        made = self._made.get(key)
+        if made is None:
+            if len(self._made) >= 16:
+                self._made.clear()
+            made = self._made[key] = (
+                syscall_sites.trampolines(page - base, [(a - base, c) for a, c in found],
+                                          self.hook.entry),
+                [syscall_sites.jump(addr - base, syscall_sites.trampoline_at(page - base, k),
+                                    len(code)) for k, (addr, code) in enumerate(found)])
+        return made
 
     def _sites(self, file_id: str) -> list[tuple[int, int]]:
         found = self._scans.get(file_id)

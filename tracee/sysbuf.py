@@ -278,10 +278,18 @@ def _from_object(obj: bytes) -> Hook:
 
 
 def code_page() -> bytes:
-    """What HOOK_CODE holds: the code, then the table, then the descriptor bitmap (clear)."""
-    h = hook()
-    assert h is not None
-    return h.code.ljust(TABLE_OFF, b"\xcc") + table().ljust(CODE_SIZE - TABLE_OFF, b"\0")
+    """What HOOK_CODE holds: the code, then the table, then the descriptor bitmap (clear);
+    made once (every exec maps it)."""
+    global _code_page
+    if _code_page is None:
+        h = hook()
+        assert h is not None
+        _code_page = h.code.ljust(TABLE_OFF, b"\xcc") + table().ljust(CODE_SIZE - TABLE_OFF,
+                                                                      b"\0")
+    return _code_page
+
+
+_code_page: bytes | None = None
 
 
 def fd_word(fd: int) -> int:
