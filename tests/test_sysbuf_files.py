@@ -7,14 +7,17 @@ byte for byte, a short read and EOF included."""
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 from collections import Counter
 
 import pytest
-from conftest import assert_faithful, describe, record, replay
+import trace_rows
+from conftest import assert_faithful, describe, record, replay, reseal
 
 from tracee import fastloop, sysbuf
+from tracefile.integrity import write_crc
 from tracefile.reader import TraceReader
 from tracefile.records import Kind
 
@@ -123,3 +126,39 @@ def test_a_vfork_childs_descriptors_set_no_bit(programs, tmp_path):
     assert got[Kind.BUFFERED, READ, 30] == 0, got
     assert got[Kind.SYSCALL, READ, 30] == ROUNDS, got
     assert_faithful(rec, replay(trace, env=env))
+
+
+def test_a_lost_bitmap_change_diverges_at_the_call_it_decides(programs, tmp_path):
+    """Every change of the bitmap is a write of the event of the call that made it: a trace
+    whose last change before the file's first buffered call lost the file's bit replays
+    with the bit clear, so the hook takes the traced path where the recording buffered the
+    call: a divergence reported at that call's event, not a silent one."""
+    work = tmp_path / "work"
+    work.mkdir()
+    trace = tmp_path / "t"
+    env = dict(os.environ, RELIVE_SYSCALLBUF="1")
+    rec = record(trace, programs["file_pipe_reads"], work, 10, env=env)
+    assert rec.returncode == 0, describe(rec)
+    file, _ = _fds(rec.stdout)
+    bitmap = sysbuf.HOOK_CODE + sysbuf.FDS_OFF
+    db = trace_rows.connect(trace)
+    buffered = db.execute("SELECT seq, regs FROM events WHERE kind = ? ORDER BY seq",
+                          (int(Kind.BUFFERED),)).fetchall()
+    first_seq = next(s for s, regs in buffered if struct.unpack_from("<q", regs)[0] == file)
+    # the last change of the file's word before that call (its bit set: the call buffered)
+    seq, order, addr, size, conservative, packed, data = db.execute(
+        "SELECT seq, ord, addr, size, conservative, zstd, data FROM writes "
+        "WHERE addr = ? AND seq < ? ORDER BY seq DESC LIMIT 1",
+        (sysbuf.fd_word(file), first_seq)).fetchone()
+    assert not packed and int.from_bytes(data, "little") >> file % 64 & 1, data
+    assert bitmap <= addr < bitmap + sysbuf.FDS_MAX // 8
+    lost = (int.from_bytes(data, "little") & ~(1 << file % 64)).to_bytes(8, "little")
+    db.execute("UPDATE writes SET data = ?, crc = ? WHERE seq = ? AND ord = ?",
+               (lost, write_crc(seq, order, addr, size, conservative, 0, lost), seq, order))
+    reseal(db)
+    db.commit()
+    db.close()
+    rep = replay(trace, env=env)
+    err = rep.stderr.decode(errors="replace")
+    assert rep.returncode == 1, describe(rep)
+    assert re.search(rf"diverged at event {first_seq}\b", err), err

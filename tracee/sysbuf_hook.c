@@ -68,10 +68,11 @@ struct entry {
     u8 out_arg;         /* the argument holding the output pointer, or NO_ARG */
     u8 null_arg;        /* an argument that must be 0 for the call to be buffered, or NO_ARG */
     u8 cap_arg;         /* result-sized output: at most this argument's bytes; or NO_ARG */
-    u8 cmd_arg;         /* buffered only when this argument & cmd_mask is a command in */
-                        /* cmd_allowed (a bit per command 0-31); or NO_ARG */
-    u8 fd_arg;          /* buffered only when the descriptor in this argument has its bit */
-    u8 pad[2];          /* in the bitmap at FDS_OFF (a regular file); or NO_ARG */
+    u8 cmd_arg;         /* buffered only when this argument & cmd_mask is a command in
+                           cmd_allowed (a bit per command 0-31); or NO_ARG */
+    u8 fd_arg;          /* buffered only when the descriptor in this argument has its bit
+                           in the bitmap at FDS_OFF (a regular file); or NO_ARG */
+    u8 pad[2];
     u32 out_size;       /* the output's size in bytes (fixed), if cap_arg is NO_ARG */
     u32 cmd_mask;
     u32 cmd_allowed;
