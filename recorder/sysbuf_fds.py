@@ -25,7 +25,6 @@ set in both: bits set before the clone stay (left alone, see docs/architecture.m
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import stat
@@ -207,7 +206,7 @@ def fs_type(path: str) -> int:
     """statfs(path).f_type (if it fails: /proc's, never a plain file system)."""
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc = ctypes.CDLL(None, use_errno=True)  # (find_library runs ldconfig: ms)
     buf = _StatFs()
     if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
         return 0x9FA0  # unknown: as /proc (never buffered)
