@@ -136,10 +136,9 @@ def _segments(raw: bytes, data: bytes, n: int) -> tuple[Segment, ...]:
     and BUFFERED ones (each chunk's records, counted here, converted when written)."""
     out: list[Segment] = []
     first = 0
-    for i in range(n + 1):
-        if i < n and int.from_bytes(raw[i * _REC.size + _NWRITES:][:8], "little") \
-                != fastloop.SYSBUF_CHUNK:
-            continue
+    chunk_at = [i for i, (nw,) in enumerate(_NW.iter_unpack(raw[:n * _REC.size]))
+                if nw == fastloop.SYSBUF_CHUNK]
+    for i in (*chunk_at, n):
         if i > first:
             part = raw[first * _REC.size:i * _REC.size]
             out.append((Kind.SYSCALL, i - first, functools.partial(_unpack, part, data)))
@@ -170,6 +169,7 @@ def _unpack(raw: bytes, data: bytes) -> Iterator[SyscallRecord]:
 
 Segment = tuple[Kind, int, Callable[[], Iterable[SyscallRecord]]]
 _NWRITES = REGS_SIZE + 16  # struct rec's nwrites
+_NW = struct.Struct(f"<{_NWRITES}xQ{fastloop.REC.size - _NWRITES - 8}x")  # it alone
 
 
 class Batch(NamedTuple):

@@ -62,7 +62,7 @@ def snapshot_image(task: Task, writer: TraceWriter, argv: list[str], patcher: Co
                           offset=m.offset, path=_clean(m.path) if m.path else None,
                           file_id=file_id, flags=buffer.flags_at(m.start))
         space.map(mapping)
-        if file_id is None or m.prot & PROT_WRITE:
+        if (file_id is None or m.prot & PROT_WRITE) and not buffer.fresh(m.start):
             data = task.mem.read_upto(m.start, m.size)
             if file_id is not None or data.strip(b"\0"):
                 writes.append(MemoryWrite(addr=m.start, data=data))

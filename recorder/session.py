@@ -31,6 +31,7 @@ from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_inf
 from recorder.signals import (SignalRecorder, disposition, has_no_effect,
                               pending_with_effect)
 from recorder.syscall_effects import EffectRecorder
+from recorder.sysbuf_fds import FdBits
 from recorder.sysbuf_record import SyscallBuffer
 from tracee import cpuid, fastloop, seccomp, sysbuf
 from tracee import ptrace_api as api
@@ -124,6 +125,7 @@ class Recorder:
         self.cpuid = CpuidRecorder(self, faulting=False)
         self.sysbuf = SyscallBuffer(writer)  # in-process recording (tracee.sysbuf)
         self.effects.sysbuf = self.sysbuf
+        self.fdbits = FdBits(self.effects.watched_files)  # the hook's regular files
         self.queue.on_leave = self._flush_buffer
         self._info = api.SyscallInfo()
         self.seccomp = False  # the tasks stop at syscalls through tracee.seccomp's filter
@@ -184,6 +186,8 @@ class Recorder:
         self.writer.put_task(TaskRecord(tid=pid, pid=pid, ppid=os.getpid(),
                                         argv=tuple(self.argv), exe=self.path))
         self._refuse_32_bit(t)
+        # (the first image's bitmap is made at its EXEC event, before the filter is in)
+        self.fdbits.on = self.sysbuf.hook is not None and seccomp.enabled()
         self._record_exec(t)
         self._install_filter(t)
         self.queue.current = t
@@ -229,6 +233,7 @@ class Recorder:
             seccomp.install(t.task, seccomp.UNTRACED + self.sysbuf.untraced())
         except InjectionError as e:
             log.warning("relive: recording without the seccomp filter: %s", e)
+            self.fdbits.on = False
             return
         self.seccomp = True
         if self.sysbuf.hook is not None:
@@ -467,6 +472,10 @@ class Recorder:
         red = entry.redirect
         eff = self.effects.effects(t.task, t.space, entry.nr, red.args if red else entry.args,
                                    result)
+        if self.fdbits.on:  # the descriptors the hook may read and write (after `effects`:
+            eff.writes.extend(MemoryWrite(addr=a, data=d)  # a file it mapped is watched)
+                              for a, d in self.fdbits.after_call(
+                                  t.task, t.space, name_of(entry.nr), entry.args, result))
         if not self.descriptors.empty:
             call = queries.entry(name_of(entry.nr))
             if call is not None:
@@ -586,6 +595,8 @@ class Recorder:
             if self.sysbuf.on:
                 fastloop.sysbuf_cursor(sysbuf.HOOK_BUF, self.sysbuf.cursor(t.space), resume,
                                        sysbuf.HDR_SIZE, sysbuf.BUF_SIZE)
+            fastloop.sysbuf_fds(sysbuf.HOOK_CODE + sysbuf.FDS_OFF if self.fdbits.on else 0,
+                                self.fdbits.may_set(t.task.tid, t.space))
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
                                   watched=self.effects.watched_files(),
                                   reads_left=self.cpus.watched_fds(t.task.pid),
@@ -613,10 +624,9 @@ class Recorder:
         last record, for the caller to resume). `alarms_before`: the timer signals handled
         before the loop ran."""
         if batch.segments:  # with records of the syscall buffer (recorder.sysbuf_record)
-            for kind, count, records in batch.segments:
-                t.last_event = self.writer.add_syscalls(t.task.tid, count, records, kind)
-                if kind == Kind.BUFFERED:
-                    self.sysbuf.taken += count
+            t.last_event = self.writer.add_runs(t.task.tid, batch.segments)
+            self.sysbuf.taken += sum(n for kind, n, _ in batch.segments
+                                     if kind == Kind.BUFFERED)
             self.sysbuf.moved_to(t.space, batch.sysbuf_cursor)
         elif batch.recorded:
             t.last_event = self.writer.add_syscalls(t.task.tid, batch.recorded, batch.records)
@@ -724,6 +734,7 @@ class Recorder:
         space = t.space if flags & CLONE_VM else t.space.copy()
         if not flags & CLONE_VM:
             self.sysbuf.forked(t.space, space)
+        self.fdbits.cloned(t.space, child_tid, space, flags)
         if not flags & CLONE_VM:  # the copied scratch areas are the child's to reuse
             for m in space.flagged(Flag.SCRATCH):
                 self.scratch.release(m.owner, space)
@@ -804,7 +815,9 @@ class Recorder:
         if not first:
             self.writer.set_task_command(t.task.tid, argv, _exe(t.task.tid))
         info = {**event.info, **self.cpuid.on_exec(t)}
-        self.emit(t, Kind.EXEC, regs=event.regs, writes=event.writes, info=info)
+        self.fdbits.gone(t.task.tid)  # (its own table now)
+        seeded = tuple(MemoryWrite(addr=a, data=d) for a, d in self.fdbits.seed(t.task))
+        self.emit(t, Kind.EXEC, regs=event.regs, writes=event.writes + seeded, info=info)
 
     def on_exit_event(self, t: RecordedTask) -> None:
         """The task is exiting (PTRACE_EVENT_EXIT). It is let go and, unless it leads a
@@ -849,6 +862,7 @@ class Recorder:
             self.emit(t, Kind.EXIT, result=status)
             self.writer.set_task_exit(t.task.tid, status)
         self.scratch.release(t.task.tid, t.space)
+        self.fdbits.gone(t.task.tid)
         self.cpus.remove_task(t.task.tid)
         self.cpuid.forget(t.task.tid)
         self.queue.remove(t)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import struct
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from tracee import remote, sysbuf, syscall_sites
 from tracee.address_space import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace, Flag, Mapping
@@ -46,6 +46,7 @@ class SyscallBuffer:
         self._cursor: weakref.WeakKeyDictionary[AddressSpace, int] = (
             weakref.WeakKeyDictionary())
         self._scans: dict[str, list[tuple[int, int]]] = {}
+        self._plans = _Plans()
         self.taken = 0  # records written as events, for --log debug and tests
         # The last `take` ended with a call whose result was still in rax: the thread is
         # stopped right where that call returned (a signal delivered there is delivered
@@ -65,6 +66,12 @@ class SyscallBuffer:
             remote.mmap_in_tracee(task, addr, size, prot, remote.MAP_PRIVATE
                                   | remote.MAP_ANONYMOUS | remote.MAP_FIXED_NOREPLACE)
         task.mem.write(sysbuf.HOOK_CODE, sysbuf.code_page())
+
+    @staticmethod
+    def fresh(start: int) -> bool:
+        """The buffer's mapping, just made by `map_hook`: all zeros, as replay maps it (an
+        EXEC event need not read its 960 KiB nor keep them)."""
+        return start == sysbuf.HOOK_BUF
 
     @staticmethod
     def flags_at(start: int) -> Flag:
@@ -159,27 +166,35 @@ class SyscallBuffer:
         (its mapping, in `space`) and the writes replay must make (page, then sites)."""
         if not self.on or self.hook is None:
             return None
-        found: list[tuple[int, bytes]] = []
+        # Read and written a run of adjacent pages holding sites at a time, not a site at a
+        # time (~500 sites: 2 ms an exec), nor the whole code (its pages faulted in: 1 ms);
+        # what depends only on libc's bytes and the distances is made once (`_Plans`).
+        runs: list[tuple[int, int, bytes, Checked]] = []  # (base, rel. start, image, sites)
         for m in space.overlapping(lo, hi):
             if not (m.prot & PROT_EXEC and m.file_id and not m.shared
                     and syscall_sites.is_libc(m.path)):
                 continue
-            for off, length in self._sites(m.file_id):
-                addr = m.start + off - m.offset
-                if max(lo, m.start) <= addr and addr + length <= min(hi, m.end):
-                    try:
-                        code = task.mem.read(addr, length)
-                    except MemoryAccessError:
-                        continue
-                    if syscall_sites.matches(code):  # (not patched already)
-                        found.append((addr, code))
-        if not found:
+            base = m.start - m.offset
+            first, last = max(lo, m.start), min(hi, m.end)
+            for rel_start, rel_stop, run in self._plans.layout(
+                    m.file_id, self._sites(m.file_id), first - base, last - base):
+                try:
+                    image = task.mem.read(base + rel_start, rel_stop - rel_start)
+                except MemoryAccessError:
+                    continue
+                checked = self._plans.check(m.file_id, rel_start, image, run)
+                if checked.sites:  # (else patched already)
+                    runs.append((base, rel_start, image, checked))
+        if not runs:
             return None
-        size = syscall_sites.page_size_for(len(found))
+        count = sum(len(c.sites) for _, _, _, c in runs)
+        low = runs[0][0] + runs[0][3].sites[0][0]
+        high = runs[-1][0] + runs[-1][3].sites[-1][0] + 8
+        size = syscall_sites.page_size_for(count)
         maps = [(m.start, m.end) for m in remote_maps(task.pid)]
-        page = syscall_sites.free_near(maps, found[0][0], found[-1][0] + 8, size)
+        page = syscall_sites.free_near(maps, low, high, size)
         if page is None:
-            log.debug("no room for trampolines near %#x: libc's calls stay traced", found[0][0])
+            log.debug("no room for trampolines near %#x: libc's calls stay traced", low)
             return None
         got = remote.inject_syscall(task, remote.NR_MMAP, page, size, PROT_READ | PROT_EXEC,
                                     remote.MAP_PRIVATE | remote.MAP_ANONYMOUS
@@ -190,13 +205,19 @@ class SyscallBuffer:
         mapping = Mapping(start=page, end=page + size, prot=PROT_READ | PROT_EXEC,
                           flags=Flag.SYSBUF)
         space.map(mapping)
-        tramp = syscall_sites.trampolines(page, found, self.hook.entry)
-        writes = [(page, tramp)]
-        task.mem.write(page, tramp)
-        for k, (addr, code) in enumerate(found):
-            jump = syscall_sites.jump(addr, syscall_sites.trampoline_at(page, k), len(code))
-            if task.mem.write(addr, jump) == len(jump):
-                writes.append((addr, jump))
+        made = self._plans.made(page - low, [(base - low, rel, image, checked)
+                                             for base, rel, image, checked in runs],
+                                self.hook.entry)
+        writes = [(page, made.trampolines)]
+        task.mem.write(page, made.trampolines)
+        for (base, rel_start, _, _), patched, jumps in zip(runs, made.images, made.jumps):
+            if task.mem.write(base + rel_start, patched) == len(patched):
+                # (replay makes them one by one: 8 bytes a site in the trace)
+                writes += [(base + rel, jump) for rel, jump in jumps]
+                continue
+            for rel, jump in jumps:  # a page refused: site by site, as far as they go
+                if task.mem.write(base + rel, jump) == len(jump):
+                    writes.append((base + rel, jump))
         log.debug("%d syscall sites of libc jump to the hook (trampolines at %#x)",
                   len(writes) - 1, page)
         return mapping, writes
@@ -214,6 +235,107 @@ class SyscallBuffer:
                 self.writer.keep_note(NOTE, file_id, syscall_sites.to_json(found))
             self._scans[file_id] = found
         return found
+
+
+def _page_runs(sites: list[tuple[int, int]]) -> list[tuple[int, int, list[tuple[int, int]]]]:
+    """Sites (address, length; sorted) grouped by runs of adjacent pages holding them:
+    (first page, end of the last, the run's sites)."""
+    runs: list[tuple[int, int, list[tuple[int, int]]]] = []
+    for addr, length in sites:
+        if runs and addr & ~4095 <= runs[-1][1]:
+            runs[-1][2].append((addr, length))
+            runs[-1] = (runs[-1][0], max(runs[-1][1], _page_up(addr + length)), runs[-1][2])
+        else:
+            runs.append((addr & ~4095, _page_up(addr + length), [(addr, length)]))
+    return runs
+
+
+class Checked(NamedTuple):
+    """A run of libc's pages as read, and its sites that hold what a site must (offsets
+    from libc's start, original bytes); `gen` names this content."""
+    image: bytes
+    sites: list[tuple[int, bytes]]
+    gen: int
+
+
+class Made(NamedTuple):
+    trampolines: bytes
+    images: list[bytes]                   # each run with its sites' jumps
+    jumps: list[list[tuple[int, bytes]]]  # each run's (offset from libc's start, jump)
+
+
+class _Plans:
+    """What patching libc's sites computes from libc's bytes and distances alone, kept
+    across execs (every program maps the same libc, its trampolines next to it): ~500 sites
+    sorted, grouped, checked and turned into trampolines and jumps cost ~1.5 ms of Python an
+    exec. Keyed by content and offsets, never by address; bounded."""
+
+    def __init__(self) -> None:
+        self._layouts: dict[tuple[str, int, int], list[tuple[int, int, list[tuple[int, int]]]]]
+        self._layouts = {}
+        self._checked: dict[tuple[str, int], Checked] = {}
+        self._made: dict[tuple[int, tuple[tuple[int, int], ...]], Made] = {}
+        self._gen = 0
+
+    def layout(self, file_id: str, sites: list[tuple[int, int]], first: int, last: int
+               ) -> list[tuple[int, int, list[tuple[int, int]]]]:
+        """The page runs of `sites` (file offsets) within [first, last) of the file."""
+        key = (file_id, first, last)
+        runs = self._layouts.get(key)
+        if runs is None:
+            if len(self._layouts) >= 64:
+                self._layouts.clear()
+            runs = self._layouts[key] = _page_runs(
+                sorted((a, n) for a, n in sites if first <= a and a + n <= last))
+        return runs
+
+    def check(self, file_id: str, start: int, image: bytes, run: list[tuple[int, int]]
+              ) -> Checked:
+        """The sites of a run (read as `image` from offset `start`) not patched yet."""
+        key = (file_id, start)
+        checked = self._checked.get(key)
+        if checked is None or checked.image != image:
+            if len(self._checked) >= 4096:
+                self._checked.clear()
+            here = [(a, image[a - start:a - start + n]) for a, n in run]
+            self._gen += 1
+            checked = self._checked[key] = Checked(
+                image, [(a, code) for a, code in here if syscall_sites.matches(code)],
+                self._gen)
+        return checked
+
+    def made(self, page: int, runs: list[tuple[int, int, bytes, Checked]], entry: int
+             ) -> Made:
+        """The trampolines and the patched runs; `page` and each run's libc start as
+        distances from the first site, runs as (libc start, run start from it, image,
+        checked)."""
+        key = (page, tuple((base, checked.gen) for base, _, _, checked in runs))
+        made = self._made.get(key)
+        if made is None:
+            if len(self._made) >= 16:
+                self._made.clear()
+            sites = [(base + a, code) for base, _, _, checked in runs
+                     for a, code in checked.sites]
+            tramp = syscall_sites.trampolines(page, sites, entry)
+            images, jumps = [], []
+            k = 0
+            for base, start, image, checked in runs:
+                patched = bytearray(image)
+                run_jumps = []
+                for a, code in checked.sites:
+                    jump = syscall_sites.jump(base + a, syscall_sites.trampoline_at(page, k),
+                                              len(code))
+                    patched[a - start:a - start + len(jump)] = jump
+                    run_jumps.append((a, jump))
+                    k += 1
+                images.append(bytes(patched))
+                jumps.append(run_jumps)
+            made = self._made[key] = Made(tramp, images, jumps)
+        return made
+
+
+def _page_up(addr: int) -> int:
+    return (addr + 4095) & ~4095
 
 
 def calls_from(chunk: bytes, addr: int) -> list[BufferedCall]:

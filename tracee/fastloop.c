@@ -47,6 +47,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -537,6 +538,100 @@ void relive_sysbuf_cursor(uint64_t addr, uint64_t cursor, int resume, uint64_t h
     sysbuf_size = size;
 }
 
+/* The syscall buffer's descriptor bitmap (recorder/sysbuf_fds.py says what it holds): its
+   address in the task being run (0: none) and whether that task's calls may set bits (else
+   they only clear those of the numbers they change: a vfork child). */
+static uint64_t fds_addr;
+static int fds_may_set;
+#define FDS_MAX 0x8000  /* tracee/sysbuf.py FDS_MAX */
+
+void relive_sysbuf_fds(uint64_t addr, int may_set)
+{
+    fds_addr = addr;
+    fds_may_set = may_set;
+}
+
+/* statfs f_type of file systems whose files are not plain data (recorder/sysbuf_fds.py
+   PSEUDO_FS: the same list). */
+static const long pseudo_fs[] = {0x9fa0, 0x62656572, 0x64626720, 0x74726163, 0x73636673,
+                                 0x27e0eb, 0x63677270, 0x62656570, 0xde5e81e4, 0x6165676c,
+                                 0xcafe4a11, 0x65735543, 0x65735546, 0x42494e4d, 0xf97cff8c};
+
+/* recorder/sysbuf_fds.py FdBits.plain_file: a regular file, on no pseudo file system, none
+   of the `watched` ones. */
+static int plain_file(int tid, int64_t fd, const uint64_t *watched, long nwatched)
+{
+    char path[64];
+    struct stat st;
+    struct statfs sf;
+    snprintf(path, sizeof path, "/proc/%d/fd/%lld", tid, (long long)fd);
+    if (stat(path, &st) || !S_ISREG(st.st_mode) || statfs(path, &sf))
+        return 0;
+    for (size_t k = 0; k < sizeof pseudo_fs / sizeof pseudo_fs[0]; k++)
+        if ((long)sf.f_type == pseudo_fs[k])
+            return 0;
+    for (long k = 0; k < nwatched; k++)
+        if (watched[2 * k] == (uint64_t)st.st_dev && watched[2 * k + 1] == (uint64_t)st.st_ino)
+            return 0;
+    return 1;
+}
+
+static int fd_bit(int memfd, uint64_t fd)
+{
+    uint64_t word;
+    return fd < FDS_MAX
+        && pread(memfd, &word, 8, (off_t)(fds_addr + fd / 64 * 8)) == 8
+        && (word >> (fd % 64) & 1);
+}
+
+/* After a simple call the loop recorded: the bitmap as recorder/sysbuf_fds.py FdBits.
+   after_call leaves it (close_range is never simple here: fds_entry_to_python), the change
+   written to the task and added to the record's writes. 0, or -1: no room in the record
+   (Python handles this exit stop, and the change). */
+static int fds_after(int tid, int memfd, const struct user_regs_struct *regs, int64_t result,
+                     const uint64_t *watched, long nwatched, struct rec *r,
+                     unsigned char *data, int64_t cap, int64_t *used)
+{
+    uint64_t nr = regs->orig_rax, fd0 = (uint32_t)regs->rdi, fd;
+    int on;
+    if (nr == SYS_open || nr == SYS_openat || nr == SYS_creat || nr == SYS_openat2) {
+        if (result < 0)
+            return 0;
+        fd = (uint64_t)result;
+        on = fds_may_set && plain_file(tid, result, watched, nwatched);
+    } else if (nr == SYS_dup || nr == SYS_dup2 || nr == SYS_dup3
+               || (nr == SYS_fcntl && ((uint32_t)regs->rsi == 0 || (uint32_t)regs->rsi == 1030))) {
+        if (result < 0 || (uint64_t)result == fd0)
+            return 0;
+        fd = (uint64_t)result;
+        on = fds_may_set && fd_bit(memfd, fd0);
+    } else if (nr == SYS_close) {
+        fd = fd0;
+        on = 0;
+    } else {
+        return 0;
+    }
+    if (fd >= FDS_MAX)
+        return 0;
+    uint64_t addr = fds_addr + fd / 64 * 8, word, bit = 1ULL << (fd % 64);
+    if (pread(memfd, &word, 8, (off_t)addr) != 8)
+        return 0;
+    uint64_t next = on ? word | bit : word & ~bit;
+    if (next == word)
+        return 0;
+    if (r->nwrites >= MAX_OUTS || cap - *used < 8)
+        return -1;
+    if (pwrite(memfd, &next, 8, (off_t)addr) != 8)
+        return -1;
+    memcpy(data + *used, &next, 8);
+    r->w[r->nwrites].addr = addr;
+    r->w[r->nwrites].len = 8;
+    r->w[r->nwrites].off = (uint64_t)*used;
+    r->nwrites++;
+    *used += 8;
+    return 0;
+}
+
 /* The chunks the last loop took and the cursor it left (Python's to keep). */
 long relive_sysbuf_state(uint64_t *cursor)
 {
@@ -672,6 +767,8 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
             || (call[1] >= 0
                 && writes_watched_file(tid, arg_of(&regs, call[1]), watched, nwatched)))
             call = allowed(o->allow, o->nallow, &regs);
+        if (fds_addr && nr == SYS_close_range)
+            call = NULL;  /* the bitmap's words it clears: Python (recorder/sysbuf_fds.py) */
         if (!call) {
             reason = R_STOP;  /* an entry Python handles */
             out[2] = w;
@@ -714,7 +811,9 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
         struct rec *r = &recs[n];
         r->result = (int64_t)xregs.rax;
         if (is_erestart(r->result)
-            || read_outputs(memfd, call, &regs, r, data, data_cap, &used)) {
+            || read_outputs(memfd, call, &regs, r, data, data_cap, &used)
+            || (fds_addr && fds_after(tid, memfd, &regs, r->result, watched, nwatched, r,
+                                      data, data_cap, &used))) {
             reason = R_STOP;  /* Python handles this exit stop */
             out[2] = w;
             break;

@@ -198,6 +198,14 @@ def sysbuf_cursor(addr: int, cursor: int, resume: int = -1, hdr: int = 0,
                                  ctypes.c_uint64(size))
 
 
+def sysbuf_fds(addr: int, may_set: bool) -> None:
+    """Where the run task's descriptor bitmap is (0: none; recorder.sysbuf_fds), and whether
+    its calls may set bits: the loop keeps it as FdBits.after_call does."""
+    lib = load()
+    if lib is not None:
+        lib.relive_sysbuf_fds(ctypes.c_uint64(addr), ctypes.c_int(int(may_set)))
+
+
 def sysbuf_state() -> tuple[int, int]:
     """(buffer chunks the last record loop took, the cursor it left)."""
     lib = load()
@@ -275,6 +283,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.relive_sysbuf_cursor.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int,
                                          ctypes.c_uint64, ctypes.c_uint64]
     lib.relive_sysbuf_state.restype = ctypes.c_long
+    lib.relive_sysbuf_fds.restype = None
+    lib.relive_sysbuf_fds.argtypes = [ctypes.c_uint64, ctypes.c_int]
     lib.relive_sysbuf_state.argtypes = [ctypes.c_void_p]
     lib.relive_trap_cpuid.restype = None
     lib.relive_trap_cpuid.argtypes = [ctypes.c_int]

@@ -3,7 +3,9 @@
 A recorded process gets, at every exec, two flagged mappings at fixed addresses beside the
 relive page: HOOK_CODE (read+exec: the hook compiled from sysbuf_hook.c, then at TABLE_OFF the
 table saying which syscall numbers the hook buffers and where their output goes, generated
-from the catalogue's `buffered` entries) and HOOK_BUF (read+write: a header and the records).
+from the catalogue's `buffered` entries, then at FDS_OFF a bit per descriptor that is a
+regular file, which the recorder keeps up to date: recorder.sysbuf_fds) and HOOK_BUF
+(read+write: a header and the records).
 libc's `syscall; cmp $imm32,%rax` sites are patched to jump to the hook through trampolines
 (tracee.syscall_sites). The hook makes a buffered call with its one untraced `syscall`
 (UNTRACED_INSN, allowed by the seccomp filter: no ptrace stop) and keeps number, arguments,
@@ -36,7 +38,7 @@ from typing import NamedTuple
 from tracee import sysbuf_build
 from tracee.remote import RELIVE_AREA_SIZE, RELIVE_PAGE
 from tracee.syscalls.catalogue import CATALOGUE
-from tracee.syscalls.rules import ArgIs, Fixed, Out, Result, WhenArg
+from tracee.syscalls.rules import ArgIs, Fixed, OnFile, Out, Result, WhenArg
 from tracee.sysnums import NAME_OF
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,9 @@ SOURCE = Path(__file__).with_name("sysbuf_hook.c")
 INSTALLED = Path(__file__).with_name("_sysbuf_hook.o")  # setup.py's build
 HOOK_CODE = RELIVE_PAGE + sysbuf_build.CODE_OFF  # beside the relive page (tracee.remote)
 TABLE_OFF = 0x2000
-CODE_SIZE = 0x6000
+CODE_SIZE = 0x7000
+FDS_OFF = 0x6000  # the descriptor bitmap: a bit per descriptor below FDS_MAX
+FDS_MAX = 0x8000
 HOOK_BUF = RELIVE_PAGE + sysbuf_build.BUF_OFF
 BUF_SIZE = 0xF0000  # 960 KiB (not a multiple of a scratch area: tests/test_scratch.py)
 MAX_OUT = 0x10000
@@ -53,7 +57,7 @@ HDR_SIZE = 64
 REC_HEAD = 64
 TABLE_NRS = 512
 ENTRY_SIZE = 32
-_ENTRY = struct.Struct("<BBBBB3xIII12x")
+_ENTRY = struct.Struct("<BBBBBB2xIII12x")
 NO_ARG = 0xFF
 PENDING = -(1 << 63)
 DONE = 0x8000_0000
@@ -74,7 +78,8 @@ DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_O
             "HOOK_BUF": HOOK_BUF, "BUF_SIZE": BUF_SIZE, "MAX_OUT": MAX_OUT,
             "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD, "TABLE_NRS": TABLE_NRS,
             "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE, "CTRL_OFF": CTRL_OFF,
-            "FEED_HEAD": FEED_HEAD, "FEED_REC_HEAD": FEED_REC_HEAD}
+            "FEED_HEAD": FEED_HEAD, "FEED_REC_HEAD": FEED_REC_HEAD, "FDS_OFF": FDS_OFF,
+            "FDS_MAX": FDS_MAX}
 _REC = struct.Struct("<II6Qq")
 
 
@@ -114,13 +119,15 @@ def table() -> bytes:
     most the argument after the buffer's: read, getdents64); a second output's pointer
     must be NULL for the call to be buffered (gettimeofday's timezone). `buffered` as an
     ArgIs: only for those commands (a bit each, 0-31), for which its WhenArg outputs are
-    none (futex: the wakes)."""
+    none (futex: the wakes); an OnFile: only on a descriptor whose bit is set (read,
+    write: regular files)."""
     out = bytearray(TABLE_NRS * ENTRY_SIZE)
     for nr, name in NAME_OF.items():
         call = CATALOGUE.get(name)
         if call is None or not call.buffered or nr >= TABLE_NRS:
             continue
         when = call.buffered if isinstance(call.buffered, ArgIs) else None
+        fd_arg = call.buffered.arg if isinstance(call.buffered, OnFile) else NO_ARG
         if when is not None and (when.negate or any(not 0 <= v < 32 for v in when.values)):
             raise ValueError(f"catalogue: {name}'s buffered commands are not 0-31")
         outputs = [o for o in call.outputs if not (
@@ -140,8 +147,8 @@ def table() -> bytes:
         if when is not None:
             cmd_arg, cmd_mask = when.arg, when.mask
             allowed = sum(1 << v for v in when.values)
-        _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, size,
-                         cmd_mask, allowed)
+        _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, fd_arg,
+                         size, cmd_mask, allowed)
     return bytes(out)
 
 
@@ -187,7 +194,7 @@ def _entries() -> dict[int, tuple[int, int, int, int]]:
         raw = table()
         _ENTRIES = {}
         for nr in range(TABLE_NRS):
-            on, out_arg, null_arg, cap_arg, _, size, _, _ = _ENTRY.unpack_from(
+            on, out_arg, null_arg, cap_arg, _, _, size, _, _ = _ENTRY.unpack_from(
                 raw, nr * ENTRY_SIZE)
             if on:
                 _ENTRIES[nr] = (out_arg, null_arg, cap_arg, size)
@@ -313,9 +320,20 @@ def _from_object(obj: bytes) -> Hook:
 
 def code_page() -> bytes:
     """What HOOK_CODE holds: the code, the control block (the feed's magic, its address:
-    0), then the table."""
-    h = hook()
-    assert h is not None
-    ctrl = (FEED_MAGIC + bytes(8)).ljust(TABLE_OFF - CTRL_OFF, b"\0")
-    return (h.code.ljust(CTRL_OFF, b"\xcc") + ctrl
-            + table().ljust(CODE_SIZE - TABLE_OFF, b"\0"))
+    0), the table, then the descriptor bitmap (clear); made once (every exec maps it)."""
+    global _code_page
+    if _code_page is None:
+        h = hook()
+        assert h is not None
+        ctrl = (FEED_MAGIC + bytes(8)).ljust(TABLE_OFF - CTRL_OFF, b"\0")
+        _code_page = (h.code.ljust(CTRL_OFF, b"\xcc") + ctrl
+                      + table().ljust(CODE_SIZE - TABLE_OFF, b"\0"))
+    return _code_page
+
+
+_code_page: bytes | None = None
+
+
+def fd_word(fd: int) -> int:
+    """The address of the bitmap's word holding descriptor `fd`'s bit (fd < FDS_MAX)."""
+    return HOOK_CODE + FDS_OFF + fd // 64 * 8

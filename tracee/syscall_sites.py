@@ -126,11 +126,15 @@ def to_json(sites: list[tuple[int, int]]) -> str:
 
 def from_json(text: str) -> list[tuple[int, int]]:
     sites = json.loads(text)
+    try:
+        out = [(off, length) for off, length in sites]
+    except (TypeError, ValueError):
+        raise ValueError("not a list of sites") from None
     if not isinstance(sites, list) or not all(
-            isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) for v in s)
-            and s[1] in (CMP_SITE, MOV_SITE) for s in sites):
+            type(off) is int and length in (CMP_SITE, MOV_SITE) and type(length) is int
+            for off, length in out):
         raise ValueError("not a list of sites")
-    return [(off, length) for off, length in sites]
+    return out
 
 
 def page_size_for(count: int) -> int:
@@ -140,19 +144,22 @@ def page_size_for(count: int) -> int:
 def trampolines(page: int, sites: list[tuple[int, bytes]], entry: int) -> bytes:
     """The trampoline page at `page` for `sites` ((address, its original bytes: 8 for a
     `cmp` site, 7 for a `mov` one)) that call the hook at `entry`."""
-    out = bytearray(struct.pack("<Q", entry))
+    rel = struct.Struct("<i").pack
+    parts = [struct.pack("<Q", entry)]
     for k, (addr, original) in enumerate(sites):
         at = page + SLOT + TRAMPOLINE * k
-        mov = len(original) == MOV_SITE
-        code = bytearray(original[:5] if mov else b"")                  # mov $imm32,%eax
-        code += b"\x48\x8d\xa4\x24\x80\xff\xff\xff"                     # lea -128(%rsp)
-        code += b"\xff\x15" + struct.pack("<i", page - (at + len(code) + 6))  # call *slot
-        code += b"\x48\x8d\xa4\x24\x80\x00\x00\x00"                     # lea 128(%rsp)
-        code += b"\x48\x85\xc9\x75\x02\x0f\x05"          # test %rcx,%rcx; jnz 1f; syscall
-        code += b"" if mov else original[2:]                            # 1: cmp $imm32,%rax
-        code += b"\xe9" + struct.pack("<i", addr + len(original) - (at + len(code) + 5))
-        out += code.ljust(TRAMPOLINE, b"\xcc")
-    return bytes(out.ljust(page_size_for(len(sites)), b"\xcc"))
+        head, cmp = (original[:5], b"") if len(original) == MOV_SITE else (b"", original[2:])
+        call_end = at + len(head) + 14
+        back_end = call_end + 15 + len(cmp) + 5
+        parts.append(b"".join((
+            head,                                                 # [mov $imm32,%eax]
+            b"\x48\x8d\xa4\x24\x80\xff\xff\xff",                   # lea -128(%rsp)
+            b"\xff\x15", rel(page - call_end),                      # call *slot
+            b"\x48\x8d\xa4\x24\x80\x00\x00\x00",                   # lea 128(%rsp)
+            b"\x48\x85\xc9\x75\x02\x0f\x05",         # test %rcx,%rcx; jnz 1f; syscall
+            cmp,                                                  # 1: [cmp $imm32,%rax]
+            b"\xe9", rel(addr + len(original) - back_end))).ljust(TRAMPOLINE, b"\xcc"))
+    return b"".join(parts).ljust(page_size_for(len(sites)), b"\xcc")
 
 
 def jump(addr: int, target: int, length: int) -> bytes:

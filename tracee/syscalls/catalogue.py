@@ -30,14 +30,15 @@ from tracee.syscalls.rules import (CAP_DATA, EPOLL_EVENT_SIZE, FD_SET_WORD, INT,
                                    POLLFD_SIZE, RLIMIT, RUSAGE, SCHED_PARAM, SIGINFO,
                                    SOCKADDR_MAX, STACK_T, STAT, STATFS, STATX, SYSINFO, TIMESPEC,
                                    TIMEVAL, TIMEX, TIMEZONE, TMS, UTSNAME, ArgCeil, ArgValue,
-                                   Copy, DerefAfter, Effect, Flow, IovecOut, Min, OnFd, OnOpen,
-                                   OnQueue, Out, Record, Replay, Result, ResultTimes, S,
+                                   Copy, DerefAfter, Effect, Flow, IovecOut, Min, OnFd, OnFile,
+                                   OnOpen, OnQueue, Out, Record, Replay, Result, ResultTimes, S,
                                    Scratch, Sum, Syscall, WaitMask, WhenArg)
 
 # The address written by accept/getsockname/recvfrom: at most the buffer the caller gave,
 # which after the call is only known as *addrlen = the full address length; capped.
 _SOCKADDR = Min(DerefAfter(2), SOCKADDR_MAX)
 FD = OnFd()  # I/O on the descriptor in argument 0
+ON_FILE = OnFile(0)  # buffered on a regular file's descriptor (tracee.sysbuf)
 CODE = Record.CODE
 _SELECT_SCRATCH = (*(Scratch(i, ArgCeil(0, 8 * FD_SET_WORD, FD_SET_WORD), copy_in=True)
                      for i in (1, 2, 3)), Scratch(4, TIMEVAL, copy_in=True))
@@ -46,15 +47,15 @@ _ACCEPT_SCRATCH = (Scratch(1, DerefAfter(2)), Scratch(2, INT, copy_in=True, with
 CATALOGUE: dict[str, Syscall] = {
     # -- reading and writing file descriptors
     "read": S(Out(1, Result()), may_block=FD, flow=Flow.IN,
-              scratch=(Scratch(1, ArgValue(2)),)),
-    "pread64": S(Out(1, Result()), flow=Flow.IN),
+              scratch=(Scratch(1, ArgValue(2)),), buffered=ON_FILE),
+    "pread64": S(Out(1, Result()), flow=Flow.IN, buffered=ON_FILE),
     "readv": S(IovecOut(1, 2), may_block=FD),
     "preadv": S(IovecOut(1, 2)),
     "preadv2": S(IovecOut(1, 2), may_block=FD),   # offset -1 reads like readv
-    "write": S(may_block=FD, file_fd=0, shown=True, flow=Flow.OUT),
-    "pwrite64": S(file_fd=0, shown=True, flow=Flow.OUT),
-    "writev": S(may_block=FD, file_fd=0, shown=True),
-    "pwritev": S(file_fd=0, shown=True),
+    "write": S(may_block=FD, file_fd=0, shown=True, flow=Flow.OUT, buffered=ON_FILE),
+    "pwrite64": S(file_fd=0, shown=True, flow=Flow.OUT, buffered=ON_FILE),
+    "writev": S(may_block=FD, file_fd=0, shown=True, buffered=ON_FILE),
+    "pwritev": S(file_fd=0, shown=True, buffered=ON_FILE),
     "pwritev2": S(may_block=FD, file_fd=0, shown=True),
     "lseek": S(buffered=True),
     "sendfile": S(Out(2, LONG, always=True), may_block=OnFd((0, 1)), file_fd=0,

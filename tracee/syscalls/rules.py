@@ -111,6 +111,13 @@ class ArgIs(NamedTuple):
     negate: bool = False
 
 
+class OnFile(NamedTuple):
+    """`buffered` only when the descriptor in argument `arg` is one the recorder knows to be
+    a regular file whose writes need nothing more recorded (recorder.sysbuf_fds): its reads
+    and writes never wait for another task."""
+    arg: int
+
+
 class OnFd(NamedTuple):
     """I/O on the descriptors in `fds`: it may wait unless each of them never does (opened
     O_NONBLOCK, or a regular file, directory or block device), or unless the per-call flags
@@ -247,8 +254,9 @@ class Syscall(NamedTuple):
     clock: bool = False
     # Made by relive's in-process hook without a ptrace stop (tracee.sysbuf): never blocks,
     # changes nothing the recorder tracks, at most one output (a struct, or as many bytes
-    # as it returns); an ArgIs: only when it holds (futex: the wakes).
-    buffered: bool | ArgIs = False
+    # as it returns); an ArgIs: only when it holds (futex: the wakes); an OnFile: only on
+    # a regular file's descriptor (read, write).
+    buffered: bool | ArgIs | OnFile = False
 
 
 def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TABLE,
@@ -257,7 +265,7 @@ def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TAB
       copies: Copy | None = None, scratch: tuple[Scratch, ...] = (), path: int = -1,
       flow: Flow | None = None, wait_mask: WaitMask | None = None,
       plain_unless: ArgIs | None = None, cpu_view: bool = False, dups_fd: int = -1,
-      clock: bool = False, buffered: bool | ArgIs = False) -> Syscall:
+      clock: bool = False, buffered: bool | ArgIs | OnFile = False) -> Syscall:
     return Syscall(tuple(outputs), may_block, record, replay, effects, status_when, file_fd,
                    shown, copies, scratch, path, flow, wait_mask, plain_unless, cpu_view,
                    dups_fd, clock, buffered)
