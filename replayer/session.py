@@ -291,21 +291,25 @@ class ReplaySession:
 
     # -- checkpoints ------------------------------------------------------------------------
     def can_snapshot(self) -> bool:
-        """Checkpoints copy one process, its threads recreated from their saved state
-        (replayer.snapshot): only when there is one process, its leader thread is alive (the
-        copy's leader is the same thread), none of its threads is inside a real syscall (a
-        vfork parent) or on its way out or about to be killed by an exec, no signal is half
-        delivered, it is not between an execve and its EXEC event, and it has no writable
-        shared memory (a fork would share it with the copy, so the copy's view would change
-        as the replay goes on)."""
+        """Checkpoints copy every process, their threads recreated from their saved state
+        (replayer.snapshot): only when each process's leader thread is alive (a copy's
+        leader is the same thread), no two processes share memory (a fork of each would
+        split it), no thread is inside a real syscall (a vfork parent) or on its way out or
+        about to be killed by an exec, no signal is half delivered, the replay is not
+        between an execve and its EXEC event, and no process has writable shared memory (a
+        fork would share it with the copy, so the copy's view would change as the replay
+        goes on)."""
         ts = self.taskset
         if (not ts.tasks or ts.in_kernel or self.dying or self.exec_victims
-                or self.signal_ready is not None or self.mid_exec()
-                or len({t.pid for t in ts.tasks.values()}) != 1
-                or not any(t.tid == t.pid for t in ts.tasks.values())):
+                or self.signal_ready is not None or self.mid_exec()):
             return False
-        proc = next(iter(ts.procs.values()))
-        return not any(m.shared and m.prot & PROT_WRITE for m in proc.space)
+        pids = {t.pid for t in ts.tasks.values()}
+        if (pids != {t.tid for t in ts.tasks.values() if t.tid == t.pid}
+                or len({id(proc) for proc in ts.procs.values()}) != len(pids)):
+            return False
+        return not any(m.shared and m.prot & PROT_WRITE
+                       for proc in {id(p): p for p in ts.procs.values()}.values()
+                       for m in proc.space)
 
     def mid_exec(self) -> bool:
         """Between an execve and its EXEC event: the kernel has loaded the new program but
@@ -317,7 +321,7 @@ class ReplaySession:
         """A stopped copy of the process at the current point, with what replay needs to
         continue from it."""
         if not self.can_snapshot():
-            raise ReplayError("cannot checkpoint here: several processes run, or a thread is "
+            raise ReplayError("cannot checkpoint here: processes share memory, or a thread is "
                               "inside vfork or exiting")
         return snapshot.take(self.taskset, self.position, self.task, steps)
 
