@@ -31,7 +31,7 @@ from tracee.spawn import SpawnError, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
 from tracee.syscalls import queries
 from tracee.sysnums import name_of
-from tracee.task import Memory, Task, reap
+from tracee.task import Memory, Task, kill_tasks, reap
 from tracefile.errors import TraceError
 from tracefile.reader import EventCursor, Row, TraceReader
 from tracefile.records import Event, Kind
@@ -109,6 +109,8 @@ class ReplaySession:
         # A stop that compiled code waited for and left for the ordinary path (the next
         # event is replayed from it): consumed by run_once within the same step.
         self._pending: tuple[Task, Stop] | None = None
+        # Snapshots at one boundary share copies of the processes that do not run there.
+        self._copies = snapshot.SharedCopies()
         if self.next_event is None or self.next_event.kind != Kind.EXEC:
             raise ReplayError(f"trace {trace} has no initial exec event; nothing to replay")
 
@@ -323,13 +325,27 @@ class ReplaySession:
         if not self.can_snapshot():
             raise ReplayError("cannot checkpoint here: processes share memory, or a thread is "
                               "inside vfork or exiting")
-        return snapshot.take(self.taskset, self.position, self.task, steps)
+        snap = snapshot.take(self.taskset, self.position, self.task, steps,
+                             self._copies.reusable(self.taskset, self.position,
+                                                   self._running_pid()))
+        self._copies.note(snap, self.taskset)
+        return snap
 
     def restore(self, snap: Snapshot) -> None:
-        """Continue from a snapshot: a fresh fork of the stored copy (which never runs), with
-        its other threads recreated."""
-        self._kill_task()
-        self.taskset = snapshot.restore(snap)
+        """Continue from a snapshot: a fresh fork of each stored copy (which never runs), with
+        its other threads recreated; at the snapshot's own boundary, the processes that do
+        not run in its stretch are kept as they stand."""
+        keep = set() if self.dying or self.taskset.in_kernel or self.exec_victims \
+            else snapshot.standing(snap, self.taskset, self.position, self._running_pid())
+        if keep:
+            self._kill_exec_victims()
+            kill_tasks([t for tid, t in self.taskset.tasks.items()
+                        if tid not in keep], later=True)
+            self.taskset = snapshot.restore(snap, self.taskset, frozenset(
+                image.owner for image in snap.processes if image.owner in keep))
+        else:
+            self._kill_task()
+            self.taskset = snapshot.restore(snap)
         self.task, self.proc = self.taskset.select(
             snap.current if snap.current in self.taskset.tasks else snap.owner)
         self.position = snap.position
@@ -339,6 +355,12 @@ class ReplaySession:
         self.dying.clear()
         self.exec_victims.clear()
         self.finished = False
+
+    def _running_pid(self) -> int | None:
+        """The live process of the next event's task: the only one that runs until then."""
+        nxt = self.next_event
+        task = self.taskset.tasks.get(nxt.tid) if nxt is not None else None
+        return task.pid if task is not None else None
 
     def current_task(self) -> Task:
         """The task that replays the current stretch (ReplayError when none is left)."""

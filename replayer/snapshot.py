@@ -17,9 +17,16 @@ is dropped (Task.drop_child_signals). What would make copies of several processe
 from the originals is refused (ReplaySession.can_snapshot): memory they share (writable
 MAP_SHARED, or a clone(CLONE_VM) child or vfork child), a process whose leader is gone, a
 thread inside a real syscall (a vfork parent) or on its way out, or a signal half delivered.
+
+Inside a stretch only the thread of the next event runs, so the other processes stand still
+until the next event: snapshots taken at one event boundary share their copies of those
+processes (`reuse`; each copy is killed when the last snapshot holding it is discarded), and
+going back to a snapshot from the same boundary forks only the running process's copy and
+keeps the others' live tasks (`keep`): a snapshot costs one fork, not one per process.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from tracee import thread_state
@@ -72,20 +79,47 @@ class Snapshot(NamedTuple):
         return [p.stored for p in self.processes]
 
     def discard(self) -> None:
-        kill_tasks(self.stored(), later=True)  # (reaped when the tracer is idle)
+        gone = []
+        for copy in self.stored():
+            holders = _holders.get(copy.pid, set())
+            holders.discard(id(self))
+            if not holders:
+                _holders.pop(copy.pid, None)
+                gone.append(copy)
+        kill_tasks(gone, later=True)  # (reaped when the tracer is idle)
 
 
-def take(taskset: TaskSet, position: int, current: Task | None, steps: int = 0) -> Snapshot:
-    """A snapshot of every replayed process; the live tasks are left as they were."""
+# The snapshots (by id) holding each stored copy (by its pid): a copy of a process that did not
+# run between two snapshots is shared by them, and killed with the last one.
+_holders: dict[int, set[int]] = {}
+
+
+def held(image: ProcessImage) -> bool:
+    """Is `image`'s stored copy alive (held by a snapshot not discarded)?"""
+    return bool(_holders.get(image.stored.pid))
+
+
+def take(taskset: TaskSet, position: int, current: Task | None, steps: int = 0,
+         reuse: Mapping[int, ProcessImage] | None = None) -> Snapshot:
+    """A snapshot of every replayed process; the live tasks are left as they were. `reuse`:
+    images of processes (by live pid) known to stand exactly as they do now."""
     images: list[ProcessImage] = []
+    made: list[Task] = []
     try:
         for pid in dict.fromkeys(t.pid for t in taskset.tasks.values()):
-            images.append(_take_process(taskset, pid))
+            image = (reuse or {}).get(pid)
+            if image is None or not held(image):
+                image = _take_process(taskset, pid)
+                made.append(image.stored)
+            images.append(image)
     except BaseException:
-        kill_tasks([i.stored for i in images])
+        kill_tasks(made)
         raise
-    return Snapshot(position=position, processes=tuple(images), order=tuple(taskset.tasks),
+    snap = Snapshot(position=position, processes=tuple(images), order=tuple(taskset.tasks),
                     root=taskset.root, current=_recorded(taskset, current), steps=steps)
+    for image in images:
+        _holders.setdefault(image.stored.pid, set()).add(id(snap))
+    return snap
 
 
 def _take_process(taskset: TaskSet, pid: int) -> ProcessImage:
@@ -101,12 +135,76 @@ def _take_process(taskset: TaskSet, pid: int) -> ProcessImage:
                         proc=taskset.procs[owner].copy())
 
 
-def restore(snap: Snapshot) -> TaskSet:
-    """Live replayed processes in the snapshot's state (the stored copies stay untouched)."""
+class SharedCopies:
+    """The last snapshot taken and the live tasks of each of its processes then: the next
+    one at the same boundary reuses the images of the processes that have not run since."""
+
+    def __init__(self) -> None:
+        self._snap: Snapshot | None = None
+        self._tasks: dict[int, tuple[Task, ...] | None] = {}
+
+    def note(self, snap: Snapshot, taskset: TaskSet) -> None:
+        self._snap = snap
+        self._tasks = {image.owner: _live_threads(taskset, image) for image in snap.processes}
+
+    def reusable(self, taskset: TaskSet, position: int, running: int | None
+                 ) -> dict[int, ProcessImage]:
+        """Images of the last snapshot, by live pid, of the processes that have not run
+        since: it was taken at this boundary, their tasks are the very same, and they are
+        not the process that runs here (`running`, a live pid)."""
+        if self._snap is None or self._snap.position != position or running is None:
+            return {}
+        out = {}
+        for image in self._snap.processes:
+            live, then = _live_threads(taskset, image), self._tasks.get(image.owner)
+            if (live is not None and then is not None and len(live) == len(then)
+                    and all(a is b for a, b in zip(live, then)) and live[0].pid != running):
+                out[live[0].pid] = image
+        return out
+
+
+def standing(snap: Snapshot, taskset: TaskSet, position: int, running: int | None
+             ) -> set[int]:
+    """Recorded tids of the live tasks that stand where `snap` has them: at its boundary,
+    those of the processes other than the one that runs there (`running`, a live pid), when
+    the live processes are the snapshot's, thread for thread."""
+    if snap.position != position or running is None or set(taskset.tasks) != set(snap.order):
+        return set()
+    keep: set[int] = set()
+    for image in snap.processes:
+        live = _live_threads(taskset, image)
+        if live is None:
+            return set()
+        if live[0].pid != running:
+            keep |= {t.tid for t in image.threads}
+    return keep
+
+
+def _live_threads(taskset: TaskSet, image: ProcessImage) -> tuple[Task, ...] | None:
+    """The live tasks of `image`'s threads, if they are exactly one live process."""
+    found = [taskset.tasks.get(t.tid) for t in image.threads]
+    live = tuple(t for t in found if t is not None)
+    if len(live) != len(found) or not live:
+        return None
+    pid = live[0].pid
+    if {tid for tid, t in taskset.tasks.items() if t.pid == pid} != {t.tid for t in image.threads}:
+        return None
+    return live
+
+
+def restore(snap: Snapshot, kept: TaskSet | None = None,
+            keep: frozenset[int] = frozenset()) -> TaskSet:
+    """Live replayed processes in the snapshot's state (the stored copies stay untouched).
+    The processes whose leader's recorded tid is in `keep` stand as the snapshot has them in
+    `kept`, the live replay: their tasks are taken from there (the caller killed the rest)."""
     made: list[Task] = []
     live: dict[int, tuple[Task, ProcessState]] = {}
     try:
         for image in snap.processes:
+            if kept is not None and image.owner in keep:
+                live.update({t.tid: (kept.tasks[t.tid], kept.procs[t.tid])
+                             for t in image.threads})
+                continue
             leader = fork_tracee(image.stored)
             made.append(leader)
             live.update(_rebuild(image, leader, made))

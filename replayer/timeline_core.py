@@ -125,7 +125,8 @@ class TimelineCore:
         total = 0
         stored = ([*self.checkpoints, *(m.snap for m in self.mids.chain)]
                   if checkpoints is None else checkpoints)
-        for copy in (task for cp in stored for task in cp.stored()):
+        copies = {task.pid: task for cp in stored for task in cp.stored()}  # (some shared)
+        for copy in copies.values():
             try:
                 with open(f"/proc/{copy.pid}/smaps_rollup") as f:
                     for line in f:

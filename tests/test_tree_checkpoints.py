@@ -130,3 +130,48 @@ def test_processes_sharing_memory_are_not_checkpointed(programs, tmp_path):
         assert both > 0
     finally:
         session.close()
+
+
+def test_snapshots_at_one_boundary_share_the_processes_that_do_not_run(traces):
+    """fork_compute: the parent waits in read while the child computes. Two snapshots at one
+    boundary share the copy of the waiting parent (one fork each, not two), going back to
+    one there keeps the parent's live tasks, and from either snapshot, gone back to from
+    elsewhere, the replay runs on to the end printing the same; discarding one leaves the
+    other whole."""
+    trace = traces["fork_compute"]
+    want, printed = _printed_after(trace)
+    out: list[bytes] = []
+    session = ReplaySession(trace, output=lambda fd, data: out.append(data))
+    try:
+        while not (_processes(session) > 1 and session.can_snapshot()
+                   and session.next_event is not None
+                   and session.next_event.tid != session.taskset.root):
+            session.step()
+        running = session.next_event.tid
+        waiting = {tid: t for tid, t in session.taskset.tasks.items() if tid != running}
+        before = (_tasks(session), _digests(session))
+        first, second = session.snapshot(), session.snapshot()
+        copies = [{p.owner: p.stored.pid for p in snap.processes} for snap in (first, second)]
+        assert copies[0][running] != copies[1][running]
+        (parent,) = waiting
+        assert copies[0][parent] == copies[1][parent]  # shared
+
+        session.restore(first)  # at its own boundary: the parent stays as it stands
+        assert session.taskset.tasks[parent] is waiting[parent]
+        assert session.taskset.tasks[running].tid != copies[0][running]
+        assert (_tasks(session), _digests(session)) == before
+        out.clear()
+        session.run()
+        assert b"".join(out) == want[printed[first.position]:]
+
+        first.discard()  # the parent's copy lives on in `second`
+        for _ in range(2):
+            session.restore(second)  # from the end of the replay: every process forked
+            assert session.taskset.tasks[parent] is not waiting[parent]
+            assert (_tasks(session), _digests(session)) == before
+            out.clear()
+            session.run()
+            assert b"".join(out) == want[printed[second.position]:]
+        second.discard()
+    finally:
+        session.close()
