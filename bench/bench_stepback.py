@@ -66,7 +66,10 @@ import time
 def timed(name, cmd):
     t = time.perf_counter()
     gdb.execute(cmd, to_string=True)
-    print("T %s %.6f" % (name, time.perf_counter() - t), flush=True)
+    took = time.perf_counter() - t
+    said = gdb.execute("monitor info reverse", to_string=True)
+    print("T %s %.6f %s" % (name, took, (said.split() or ["?"])[3 if "command:" in said else 0]),
+          flush=True)
 timed("continue", "continue")
 gdb.execute("delete")
 {extra}
@@ -79,6 +82,7 @@ end
 
 
 TIMEOUT = 1800.0  # seconds per gdb session (--timeout)
+SLOW = 0.2  # a backward command slower than this is reported with its stops (on stderr)
 PID: int | None = None  # --procs: the recorded pid of the child gdb debugs
 
 
@@ -110,8 +114,11 @@ def session(python: str, trace: Path, workdir: Path, line: int, phase: int, cmd:
                               capture_output=True, text=True, env=gdb_env(), timeout=TIMEOUT,
                               check=False)
     times: dict[str, list[float]] = {}
-    for m in re.finditer(r"^T (\S+) ([0-9.]+)$", proc.stdout, re.MULTILINE):
+    for m in re.finditer(r"^T (\S+) ([0-9.]+) (\S+)$", proc.stdout, re.MULTILINE):
         times.setdefault(m[1], []).append(float(m[2]))
+        if m[1] != "continue" and float(m[2]) > SLOW:  # load, or re-executing much?
+            print(f"slow: {cmd} ({m[1]}) took {float(m[2]) * 1000:.0f} ms, {m[3]} stops "
+                  "in its last backward packet (`monitor info reverse`)", file=sys.stderr)
     if "first" not in times or len(times.get("next", [])) != steps:
         raise Failed(f"gdb session failed: {proc.stdout[-800:]} {proc.stderr[-800:]}")
     cps = re.search(r"^C (.*)$", proc.stdout, re.MULTILINE)
