@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PROGRAMS_DIR, describe, record
-from gdbhelpers import MiSession, requires_gdb, serve
+from gdbhelpers import END_OF_HISTORY, MiSession, gdb_batch, requires_gdb, section, serve
 
 from tracefile.reader import TraceReader
 
@@ -106,3 +106,29 @@ def test_first_step_back_in_a_process_tree_is_bounded(tree, serve, who):
         line = int(mi.ok("-stack-info-frame")["frame"]["line"])
         assert line in range(END - 5, END), line  # still inside the loop
     assert all(stops <= MAX_STOPS for stops in cost.values()), (who, cost, server.describe())
+
+
+def test_monitor_checkpoint_in_a_child_and_restart_to_it(tree, serve):
+    """`monitor checkpoint` in the child while its parent lives (refused before: "several
+    processes live"), then on to the child's end, and `monitor restart` back: the same
+    event, registers and variables as when it was taken."""
+    trace, pids = tree
+    server = serve(trace, pid=pids["child"])
+    goto = ("python here = re.search(r'event: (\\d+)', gdb.execute('monitor when', "
+            "to_string=True)).group(1); gdb.execute('monitor goto ' + here)")
+    show = ("monitor when", "maint flush register-cache", "print round_no", "print x",
+            "info registers rip rsp rbp")
+    run = gdb_batch("python import re", f"break fork_compute.c:{END} if round_no == 1",
+                    "continue", "delete", goto, "monitor checkpoint", "echo ===BEFORE===\\n",
+                    *show, "echo ===RUN===\\n", "continue", "echo ===RESTART===\\n",
+                    "monitor restart 1", "echo ===AFTER===\\n", *show, "echo ===END===\\n",
+                    connect=server.address, timeout=300)
+    out = run.output
+    assert run.returncode == 0 and "Remote failure reply" not in out, f"{run}\n{server.describe()}"
+    assert re.search(r"^Checkpoint 1 at event \d+$", out, re.MULTILINE), out
+    before = section(out, "===BEFORE===", "===RUN===")
+    after = section(out, "===AFTER===", "===END===")
+    assert "round_no" not in before and "$1 = 1" in before, out
+    assert END_OF_HISTORY in section(out, "===RUN===", "===RESTART==="), out
+    strip = re.compile(r"^\$\d+ = ", re.MULTILINE)  # (gdb numbers values on)
+    assert strip.sub("", before) == strip.sub("", after), f"{before}\n--- after ---\n{after}"
