@@ -12,6 +12,7 @@ share.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,5 +174,50 @@ def test_snapshots_at_one_boundary_share_the_processes_that_do_not_run(traces):
             session.run()
             assert b"".join(out) == want[printed[second.position]:]
         second.discard()
+    finally:
+        session.close()
+
+
+PY_CHILD = """
+import os
+r1, w1 = os.pipe(); r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    for _ in range(3):
+        n = int(os.read(r1, 64))
+        os.write(w2, str(sum(i * i for i in range(n))).encode())
+    os._exit(5)
+total = 0
+for n in (20000, 30000, 40000):
+    os.write(w1, str(n).encode())
+    total += int(os.read(r2, 64))
+print("python child said", total, "status", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_checkpoints_of_a_python_parent_and_child(tmp_path):
+    """python3 forks a child that computes for it over pipes: checkpoints taken while both
+    live (at every fourth boundary where one can be) replay to the end faithfully."""
+    rec = record(tmp_path / "t", "--force", sys.executable, "-c", PY_CHILD)
+    assert rec.returncode == 0 and b"status 5" in rec.stdout, describe(rec)
+    want, printed = _printed_after(tmp_path / "t")
+    out: list[bytes] = []
+    session = ReplaySession(tmp_path / "t", output=lambda fd, data: out.append(data))
+    try:
+        session.step()
+        snaps, seen = [], 0
+        while not session.finished:
+            if _processes(session) > 1 and session.can_snapshot():
+                seen += 1
+                if seen % 4 == 1 and len(snaps) < 6:
+                    snaps.append((session.snapshot(), _digests(session)))
+            session.step()
+        assert len(snaps) >= 3, f"only {seen} boundaries with a checkpoint among processes"
+        for snap, digests in snaps:
+            session.restore(snap)
+            assert _digests(session) == digests, snap.position
+            out.clear()
+            session.run()
+            assert b"".join(out) == want[printed[snap.position]:], snap.position
     finally:
         session.close()
