@@ -50,14 +50,16 @@ HDR_SIZE = 64
 REC_HEAD = 64
 TABLE_NRS = 512
 ENTRY_SIZE = 32
-_ENTRY = struct.Struct("<BBBBB3xIII12x")
+_ENTRY = struct.Struct("<BBBBBB2xIII12x")
 NO_ARG = 0xFF
+WAIT_PROBE = 1  # futex's entry flag: the hook probes its waits (tracee/sysbuf_hook.c)
 PENDING = -(1 << 63)
 DONE = 0x8000_0000
 DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_OFF,
             "HOOK_BUF": HOOK_BUF, "BUF_SIZE": BUF_SIZE, "MAX_OUT": MAX_OUT,
             "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD, "TABLE_NRS": TABLE_NRS,
-            "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE}
+            "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE,
+            "WAIT_PROBE": WAIT_PROBE}
 CFLAGS = ["-nostdlib", "-fPIC", "-fno-stack-protector", "-O2", "-mgeneral-regs-only",
           "-fno-jump-tables", "-ffreestanding", "-fno-tree-loop-distribute-patterns",
           "-fno-asynchronous-unwind-tables", "-w"]
@@ -93,6 +95,13 @@ def buffered_names() -> frozenset[str]:
     return frozenset(n for n, c in CATALOGUE.items() if c.buffered)
 
 
+def waits_probed() -> bool:
+    """Futex waits that will not sleep are made by the hook too (after a buffered probe:
+    tracee/sysbuf_hook.c futex_wait), unless RELIVE_SYSCALLBUF_WAITS=0. The choice is in the
+    table, so a replay follows the recording's."""
+    return os.environ.get("RELIVE_SYSCALLBUF_WAITS", "1") != "0"
+
+
 def table() -> bytes:
     """The hook's table (struct entry per syscall number), from the catalogue: a buffered
     call writes at most one output, a fixed-size struct or as many bytes as it returns (at
@@ -125,8 +134,9 @@ def table() -> bytes:
         if when is not None:
             cmd_arg, cmd_mask = when.arg, when.mask
             allowed = sum(1 << v for v in when.values)
-        _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, size,
-                         cmd_mask, allowed)
+        flags = WAIT_PROBE if name == "futex" and waits_probed() else 0
+        _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, flags,
+                         size, cmd_mask, allowed)
     return bytes(out)
 
 
@@ -172,7 +182,7 @@ def _entries() -> dict[int, tuple[int, int, int, int]]:
         raw = table()
         _ENTRIES = {}
         for nr in range(TABLE_NRS):
-            on, out_arg, null_arg, cap_arg, _, size, _, _ = _ENTRY.unpack_from(
+            on, out_arg, null_arg, cap_arg, _, _, size, _, _ = _ENTRY.unpack_from(
                 raw, nr * ENTRY_SIZE)
             if on:
                 _ENTRIES[nr] = (out_arg, null_arg, cap_arg, size)

@@ -41,6 +41,7 @@ tracee/sysbuf.py checks against its own declarations. */
 #define PENDING ((long)0x8000000000000000UL)
 #define NO_ARG 0xff
 #define DONE 0x80000000U
+#define WAIT_PROBE 1
 
 typedef unsigned long u64;
 typedef unsigned int u32;
@@ -67,7 +68,9 @@ struct entry {
     u8 null_arg;        /* an argument that must be 0 for the call to be buffered, or NO_ARG */
     u8 cap_arg;         /* result-sized output: at most this argument's bytes; or NO_ARG */
     u8 cmd_arg;         /* buffered only when this argument & cmd_mask is a command in */
-    u8 pad[3];          /* cmd_allowed (a bit per command 0-31); or NO_ARG */
+                        /* cmd_allowed (a bit per command 0-31); or NO_ARG */
+    u8 flags;           /* WAIT_PROBE (futex's entry): its waits are probed (futex_wait) */
+    u8 pad[2];
     u32 out_size;       /* the output's size in bytes (fixed), if cap_arg is NO_ARG */
     u32 cmd_mask;
     u32 cmd_allowed;
@@ -89,6 +92,7 @@ ABI(ENTRY_SIZE, 32);
 ABI(CODE_SIZE, 0x6000);
 ABI(NO_ARG, 0xff);
 ABI(DONE, 0x80000000);
+ABI(WAIT_PROBE, 1);
 
 static long relive_hook_untraced(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                           volatile long *result);
@@ -159,6 +163,31 @@ __asm__(".text\n"
         "  pop %rbp\n"
         "  ret\n");
 
+/* A futex wait (FUTEX_WAIT, FUTEX_WAIT_BITSET, private or not) that will not block is made
+   here without a stop; one that will is left to the trampoline, traced, as before (the
+   recorder schedules around it). Whether it will block is asked of the kernel first by a
+   buffered FUTEX_CMP_REQUEUE of the word onto itself, waking and moving nobody: 0 if the word
+   still holds the value (the wait would sleep), -EAGAIN if not (the wait returns -EAGAIN at
+   once), -EFAULT/-EINVAL as the wait would. Only one recorded thread runs at a time, so no
+   recorded thread can change the word between the probe and the wait. With -EAGAIN and no
+   timeout (and a bitset for WAIT_BITSET, no FUTEX_CLOCK_REALTIME) the wait's result is
+   known: -EAGAIN, no second call; otherwise the wait is made, buffered (its timeout or its
+   flags may still be invalid: the kernel says so at once). Replay
+   reproduces the choice: the probe's result is its BUFFERED event's. (tracee/sysbuf.py) */
+#define NR_FUTEX 202
+#define FUTEX_WAIT 0
+#define FUTEX_CMP_REQUEUE 4
+#define FUTEX_WAIT_BITSET 9
+#define FUTEX_PRIVATE 128
+#define FUTEX_CLOCK_REALTIME 256
+#define EAGAIN 11
+
+static int futex_wait_op(long op)
+{
+    u32 cmd = (u32)op & ~(u32)(FUTEX_PRIVATE | FUTEX_CLOCK_REALTIME);
+    return cmd == FUTEX_WAIT || cmd == FUTEX_WAIT_BITSET;
+}
+
 static void copy(u8 *to, const u8 *from, u64 n)
 {
     for (u64 i = 0; i < n; i++)
@@ -178,11 +207,22 @@ static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, l
     long args[6] = {a0, a1, a2, a3, a4, a5};
     if (e->null_arg != NO_ARG && args[e->null_arg])
         return not_made;
+    if (nr == NR_FUTEX && (e->flags & WAIT_PROBE) && futex_wait_op(a1)) {
+        struct outcome probe = relive_hook(NR_FUTEX, a0, FUTEX_CMP_REQUEUE | (a1 & FUTEX_PRIVATE),
+                                           0, 0, a0, (long)(u32)a2);
+        if (!probe.made || probe.rax != -EAGAIN)
+            return not_made;   /* it would sleep (or fail): traced, as before */
+        u32 cmd = (u32)a1 & ~(u32)FUTEX_PRIVATE;   /* (CLOCK_REALTIME: made, see below) */
+        if (!a3 && (cmd == FUTEX_WAIT || (cmd == FUTEX_WAIT_BITSET && (u32)a5)))
+            return (struct outcome){-EAGAIN, 1};
+        goto buffered;         /* the wait itself: it returns at once */
+    }
     if (e->cmd_arg != NO_ARG) {
         u32 cmd = (u32)args[e->cmd_arg] & e->cmd_mask;
         if (cmd >= 32 || !(e->cmd_allowed & (1U << cmd)))
             return not_made;
     }
+buffered:;
     u8 *out = 0;
     u64 out_size = 0;
     if (e->out_arg != NO_ARG && args[e->out_arg]) {
