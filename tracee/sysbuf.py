@@ -286,4 +286,6 @@ def code_page() -> bytes:
     """What HOOK_CODE holds: the code, then the table."""
     h = hook()
     assert h is not None
-    return h.code.ljust(TABLE_OFF, b"\xcc") + table().ljust(CODE_SIZE - TABLE_OFF, b"\0")
+    page = h.code.ljust(TABLE_OFF, b"\xcc") + table().ljust(CODE_SIZE - TABLE_OFF, b"\0")
+    assert page[-4:] == bytes(4), "the hook's ZERO_WORD (the last entry's padding) is not 0"
+    return page

@@ -163,17 +163,19 @@ __asm__(".text\n"
         "  pop %rbp\n"
         "  ret\n");
 
-/* A futex wait (FUTEX_WAIT, FUTEX_WAIT_BITSET, private or not) that will not block is made
-   here without a stop; one that will is left to the trampoline, traced, as before (the
-   recorder schedules around it). Whether it will block is asked of the kernel first by a
-   buffered FUTEX_CMP_REQUEUE of the word onto itself, waking and moving nobody: 0 if the word
-   still holds the value (the wait would sleep), -EAGAIN if not (the wait returns -EAGAIN at
-   once), -EFAULT/-EINVAL as the wait would. Only one recorded thread runs at a time, so no
-   recorded thread can change the word between the probe and the wait. With -EAGAIN and no
-   timeout (and a bitset for WAIT_BITSET, no FUTEX_CLOCK_REALTIME) the wait's result is
-   known: -EAGAIN, no second call; otherwise the wait is made, buffered (its timeout or its
-   flags may still be invalid: the kernel says so at once). Replay
-   reproduces the choice: the probe's result is its BUFFERED event's. (tracee/sysbuf.py) */
+/* A futex wait (FUTEX_WAIT, FUTEX_WAIT_BITSET, private or not) that will not sleep is
+   answered here without a stop; one that will is left to the trampoline, traced, as before
+   (the recorder schedules around it). The hook never makes a wait itself: it asks the kernel
+   with buffered calls that cannot sleep. First a FUTEX_CMP_REQUEUE of the word onto itself,
+   waking and moving nobody: 0 if the word still holds the value (the wait would sleep: left
+   to the trampoline), -EAGAIN if not, -EFAULT/-EINVAL as the wait would (left to the
+   trampoline too, which gets them from the wait). Only one recorded thread runs at a time,
+   so none can change the word after the probe. With -EAGAIN the wait returns at once, with
+   -EAGAIN unless its other arguments are wrong, which the kernel checks first: a plain
+   FUTEX_WAIT without a timeout has none to check; otherwise the same wait on ZERO_WORD (a
+   read-only word that is 0, waiting for 1: never sleeps) returns what the wait would, the
+   errors of its timeout, flags and bitset or -EAGAIN. Replay reproduces every choice: the
+   probes' results are their BUFFERED events'. (tracee/sysbuf.py WAIT_PROBE) */
 #define NR_FUTEX 202
 #define FUTEX_WAIT 0
 #define FUTEX_CMP_REQUEUE 4
@@ -181,6 +183,7 @@ __asm__(".text\n"
 #define FUTEX_PRIVATE 128
 #define FUTEX_CLOCK_REALTIME 256
 #define EAGAIN 11
+#define ZERO_WORD (HOOK_CODE + CODE_SIZE - 4)   /* table padding (tracee/sysbuf.py code_page) */
 
 static int futex_wait_op(long op)
 {
@@ -212,10 +215,13 @@ static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, l
                                            0, 0, a0, (long)(u32)a2);
         if (!probe.made || probe.rax != -EAGAIN)
             return not_made;   /* it would sleep (or fail): traced, as before */
-        u32 cmd = (u32)a1 & ~(u32)FUTEX_PRIVATE;   /* (CLOCK_REALTIME: made, see below) */
-        if (!a3 && (cmd == FUTEX_WAIT || (cmd == FUTEX_WAIT_BITSET && (u32)a5)))
+        if (!a3 && ((u32)a1 & ~(u32)FUTEX_PRIVATE) == FUTEX_WAIT)
             return (struct outcome){-EAGAIN, 1};
-        goto buffered;         /* the wait itself: it returns at once */
+        args[0] = (long)ZERO_WORD;   /* the checks the wait makes before the word's */
+        args[1] = a1 | FUTEX_PRIVATE;
+        args[2] = 1;
+        args[4] = 0;
+        goto buffered;
     }
     if (e->cmd_arg != NO_ARG) {
         u32 cmd = (u32)args[e->cmd_arg] & e->cmd_mask;
@@ -243,7 +249,8 @@ buffered:;
            generation starts, unless a signal handler's call already started one while
            this call waited (its records must not be overwritten). */
         h->busy = 0;
-        long r = relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+        long r = relive_hook_traced(nr, args[0], args[1], args[2], args[3], args[4],
+                                    args[5]);
         __sync_bool_compare_and_swap(&h->pos, pos, (((pos >> 32) + 1) << 32) | HDR_SIZE);
         return (struct outcome){r, 1};
     }
