@@ -141,12 +141,13 @@ def test_signals_among_buffered_waits_replay(programs, tmp_path):
     found = 0
     for i in range(3):
         trace = tmp_path / f"t{i}"
-        rec = record(trace, programs["threads_wait_ring"], 100, "alarm", env=_env(),
+        rec = record(trace, programs["threads_wait_ring"], 200, "alarm", env=_env(),
                      timeout=300)
         assert rec.returncode == 0, describe(rec)
         assert re.search(rb"alarms [1-9]", rec.stdout), describe(rec)
         assert_faithful(rec, replay(trace))
         alarms, after = _signals_after_buffered(trace)
         assert alarms > 0
+        assert _probes(trace)[1] >= 50 * 4 * 200 - 20  # the stale waits: buffered
         found += after
     assert found > 0  # a signal came where a buffered wait returned

@@ -3,10 +3,11 @@
  * not named wake, see it is not their turn and wait again). At each turn the holder also
  * waits STALE times on the ring's futex word with turns it saw before its own
  * (FUTEX_WAIT_PRIVATE, as hand-made locks wait with a value they read earlier): the word has
- * moved on, so each wait returns EAGAIN at once. With argv[2] = "alarm", an ITIMER_REAL every 2 ms interrupts
- * them (SA_RESTART); its handler counts and makes a stale wait of its own. Prints the
- * checksum of the order the token went round, the stale waits' results and, with alarm, the
- * handler's count (how many signals came depends on the run: a replay prints its own count).
+ * moved on, so each wait returns EAGAIN at once. With argv[2] = "alarm", an ITIMER_REAL
+ * every 2 ms interrupts the workers (SA_RESTART; main blocks it while it joins them); its
+ * handler counts and makes a stale wait of its own. Prints the checksum of the order the
+ * token went round, the stale waits' results and, with alarm, the handler's count (how many
+ * signals came depends on the run: a replay prints its own count).
  * Exit status: 0, or 1 on setup failure. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -89,6 +90,12 @@ int main(int argc, char **argv)
             puts("pthread_create failed");
             return 1;
         }
+    if (alarm_on) {  /* the workers take the signals, not main waiting in pthread_join */
+        sigset_t alrm;
+        sigemptyset(&alrm);
+        sigaddset(&alrm, SIGALRM);
+        pthread_sigmask(SIG_BLOCK, &alrm, NULL);
+    }
     for (int i = 0; i < NTHREADS; i++)
         pthread_join(th[i], NULL);
     if (alarm_on) {
