@@ -14,10 +14,13 @@ import subprocess
 
 import pytest
 from conftest import assert_faithful, describe, record, replay, run_native, run_relive
+from gdbhelpers import gdb_batch, requires_gdb, serve
 
 from tracee import fastloop, sysbuf
 from tracefile.reader import TraceReader
 from tracefile.records import Kind
+
+__all__ = ["serve"]  # the fixture, imported for pytest
 
 FUTEX = 202
 CMP_REQUEUE = 4
@@ -151,3 +154,41 @@ def test_signals_among_buffered_waits_replay(programs, tmp_path):
         assert _probes(trace)[1] >= 50 * 4 * 200 - 20  # the stale waits: buffered
         found += after
     assert found > 0  # a signal came where a buffered wait returned
+
+
+BACK_TO_SYSCALL = """\
+set $n = 0
+while $n < 64
+  reverse-stepi
+  if *(unsigned short *)$pc == 0x050f
+    loop_break
+  end
+  set $n = $n + 1
+end
+"""
+
+
+@requires_gdb
+def test_gdb_steps_back_onto_a_probed_wait(programs, tmp_path, serve):
+    """Stepping back from a stale wait's return lands on libc's `syscall` of it, not yet
+    run, shown with the program's arguments (FUTEX_WAIT_PRIVATE, not the probe's) and its
+    whole backtrace (replayer.sysbuf_frames: the hook calls itself for the probe); stepi
+    runs it again: EAGAIN."""
+    trace = tmp_path / "t"
+    rec = record(trace, programs["futex_waits"], 3, env=_env())
+    assert rec.returncode == 0, describe(rec)
+    script = tmp_path / "back.gdb"
+    script.write_text(BACK_TO_SYSCALL)
+    run = gdb_batch("break wait_result", "continue", "next", "source " + str(script),
+                    "echo ===BT===\\n", "bt", "x/i $pc", "echo ===END===\\n",
+                    'printf "back %ld %#lx %ld\\n", $rax, $rsi, $rdx', "stepi",
+                    'printf "again %ld\\n", $rax',
+                    connect=serve(trace).address, program=programs["futex_waits"])
+    out = run.output
+    bt = out.split("===BT===")[1].split("===END===")[0]
+    assert re.search(r"^#0 .*syscall", bt, re.M), str(run)
+    assert re.search(r"^#1 .*wait_result", bt, re.M), str(run)
+    assert re.search(r"^#2 .*\bmain \(", bt, re.M) and "??" not in bt, str(run)
+    assert re.search(r"=> 0x[0-9a-f]+ .*:\s+syscall", bt), str(run)
+    assert re.search(r"^back 202 0x80 1$", out, re.M), str(run)
+    assert re.search(rf"^again {-EAGAIN}$", out, re.M), str(run)
