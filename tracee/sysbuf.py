@@ -50,7 +50,7 @@ HDR_SIZE = 64
 REC_HEAD = 64
 TABLE_NRS = 512
 ENTRY_SIZE = 32
-_ENTRY = struct.Struct("<BBBBBB2xIII12x")
+_ENTRY = struct.Struct("<BBBBBxBxIII12x")
 NO_ARG = 0xFF
 WAIT_PROBE = 1  # futex's entry flag: the hook probes its waits (tracee/sysbuf_hook.c)
 PENDING = -(1 << 63)
@@ -287,5 +287,6 @@ def code_page() -> bytes:
     h = hook()
     assert h is not None
     page = h.code.ljust(TABLE_OFF, b"\xcc") + table().ljust(CODE_SIZE - TABLE_OFF, b"\0")
-    assert page[-4:] == bytes(4), "the hook's ZERO_WORD (the last entry's padding) is not 0"
+    zero = TABLE_OFF + TABLE_NRS * ENTRY_SIZE - 4
+    assert page[zero:zero + 4] == bytes(4), "the hook's ZERO_WORD (the last entry's padding)"
     return page

@@ -69,8 +69,9 @@ struct entry {
     u8 cap_arg;         /* result-sized output: at most this argument's bytes; or NO_ARG */
     u8 cmd_arg;         /* buffered only when this argument & cmd_mask is a command in */
                         /* cmd_allowed (a bit per command 0-31); or NO_ARG */
+    u8 pad0;
     u8 flags;           /* WAIT_PROBE (futex's entry): its waits are probed (futex_wait) */
-    u8 pad[2];
+    u8 pad1;
     u32 out_size;       /* the output's size in bytes (fixed), if cap_arg is NO_ARG */
     u32 cmd_mask;
     u32 cmd_allowed;
@@ -183,7 +184,8 @@ __asm__(".text\n"
 #define FUTEX_PRIVATE 128
 #define FUTEX_CLOCK_REALTIME 256
 #define EAGAIN 11
-#define ZERO_WORD (HOOK_CODE + CODE_SIZE - 4)   /* table padding (tracee/sysbuf.py code_page) */
+/* the last table entry's padding (syscall 511 does not exist): tracee/sysbuf.py code_page */
+#define ZERO_WORD (HOOK_CODE + TABLE_OFF + TABLE_NRS * ENTRY_SIZE - 4)
 
 static int futex_wait_op(long op)
 {
