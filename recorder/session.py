@@ -703,6 +703,14 @@ class Recorder:
         if isinstance(stop, SyscallStop):  # already restarted: this is its new entry
             self.handle(t, stop)  # (restart_syscall is made the call again: on_entry)
             return True
+        if isinstance(stop, SignalStop) and t.task.regs.rip != rip:
+            # The kernel restarted the call (cut short without a signal: a PTRACE_INTERRUPT)
+            # before this signal came: the program never saw the first attempt, and the
+            # signal comes before the call is made again (held: "before_syscall").
+            log.debug("task %d: %s after its %s was restarted", t.task.tid,
+                      signal.Signals(stop.signal).name, name_of(entry.nr))
+            self.handle(t, stop)
+            return True
         writes, info = self._effects(t, entry, result)
         if result > 0 and name_of(entry.nr) == "process_vm_writev":
             self._other_process_written(t, entry.args, result, info)

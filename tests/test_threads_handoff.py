@@ -101,3 +101,36 @@ def test_threads_woken_as_the_process_exits_replay(programs, tmp_path):
         rec = record(trace, programs["threads_wake_exit"])
         assert rec.returncode == 0 and rec.stdout == b"woke 6\n", describe(rec)
         assert_faithful(rec, replay(trace))
+
+
+def test_with_the_buffer_a_hand_off_costs_two_python_stops_and_no_compiled_call(programs,
+                                                                                  tmp_path):
+    """The syscall buffer on (the default): the wakes are buffered, and each futex wait is
+    first probed in the hook (a buffered FUTEX_CMP_REQUEUE of the word onto itself:
+    tracee/sysbuf_hook.c futex_wait). In this ping-pong every wait sleeps (the other thread
+    cannot run before it does), so each is then made traced: its entry (ENTER, switch) and
+    the exit when the woken thread runs are the only stops, 2 per hand-off, in Python."""
+    trace = tmp_path / "t"
+    env = dict(os.environ, RELIVE_SYSCALLBUF="1")
+    env.pop("RELIVE_SYSCALLBUF_WAITS", None)
+    rec = run_relive("--log", "debug", "record", "-o", trace, programs["threads_handoff"],
+                     ROUNDS, env=env, stdin=open(os.devnull, "rb"), timeout=300)
+    assert rec.returncode == 0, describe(rec)
+    found = COUNTERS.search(rec.stderr)
+    assert found, describe(rec)
+    python_stops, compiled, switches = map(int, found.groups())
+    assert python_stops <= 2 * HANDOFFS + STARTUP_STOPS, (python_stops, compiled)
+    assert compiled <= STARTUP_STOPS, compiled          # the wakes: buffered
+    assert switches <= HANDOFFS + 50, switches
+    dump = run_relive("dump", trace, timeout=300)
+    assert dump.returncode == 0, describe(dump)
+    probes = traced_waits = 0
+    for line in dump.stdout.splitlines():
+        fields = line.split()
+        if fields[3:4] and fields[3].startswith(b"futex("):
+            op = int(fields[4].rstrip(b","), 16) & 0x7F
+            probes += fields[2] == b"BUFFERED" and op == 4   # FUTEX_CMP_REQUEUE
+            traced_waits += fields[2] == b"SYSCALL" and op in (0, 9)
+    assert probes >= HANDOFFS - 50, probes              # every wait asked first
+    assert traced_waits <= HANDOFFS + 50, traced_waits  # the sleeping ones: traced
+    assert_faithful(_without_debug_lines(rec), replay(trace))

@@ -57,8 +57,9 @@ HDR_SIZE = 64
 REC_HEAD = 64
 TABLE_NRS = 512
 ENTRY_SIZE = 32
-_ENTRY = struct.Struct("<BBBBBB2xIII12x")
+_ENTRY = struct.Struct("<BBBBBBBxIII12x")
 NO_ARG = 0xFF
+WAIT_PROBE = 1  # futex's entry flag: the hook probes its waits (tracee/sysbuf_hook.c)
 PENDING = -(1 << 63)
 DONE = 0x8000_0000
 # Replay's feed (sysbuf_hook.c relive_hook_fed, replayer/sysbuf_feed.py): a control block
@@ -79,7 +80,7 @@ DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_O
             "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD, "TABLE_NRS": TABLE_NRS,
             "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE, "CTRL_OFF": CTRL_OFF,
             "FEED_HEAD": FEED_HEAD, "FEED_REC_HEAD": FEED_REC_HEAD, "FDS_OFF": FDS_OFF,
-            "FDS_MAX": FDS_MAX}
+            "FDS_MAX": FDS_MAX, "WAIT_PROBE": WAIT_PROBE}
 _REC = struct.Struct("<II6Qq")
 
 
@@ -111,6 +112,13 @@ def enabled() -> bool:
 
 def buffered_names() -> frozenset[str]:
     return frozenset(n for n, c in CATALOGUE.items() if c.buffered)
+
+
+def waits_probed() -> bool:
+    """Futex waits that will not sleep are made by the hook too (after a buffered probe:
+    tracee/sysbuf_hook.c futex_wait), unless RELIVE_SYSCALLBUF_WAITS=0. The choice is in the
+    table, so a replay follows the recording's."""
+    return os.environ.get("RELIVE_SYSCALLBUF_WAITS", "1") != "0"
 
 
 def table() -> bytes:
@@ -147,8 +155,9 @@ def table() -> bytes:
         if when is not None:
             cmd_arg, cmd_mask = when.arg, when.mask
             allowed = sum(1 << v for v in when.values)
+        flags = WAIT_PROBE if name == "futex" and waits_probed() else 0
         _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, fd_arg,
-                         size, cmd_mask, allowed)
+                         flags, size, cmd_mask, allowed)
     return bytes(out)
 
 
@@ -194,7 +203,7 @@ def _entries() -> dict[int, tuple[int, int, int, int]]:
         raw = table()
         _ENTRIES = {}
         for nr in range(TABLE_NRS):
-            on, out_arg, null_arg, cap_arg, _, _, size, _, _ = _ENTRY.unpack_from(
+            on, out_arg, null_arg, cap_arg, _, _, _, size, _, _ = _ENTRY.unpack_from(
                 raw, nr * ENTRY_SIZE)
             if on:
                 _ENTRIES[nr] = (out_arg, null_arg, cap_arg, size)
@@ -326,8 +335,11 @@ def code_page() -> bytes:
         h = hook()
         assert h is not None
         ctrl = (FEED_MAGIC + bytes(8)).ljust(TABLE_OFF - CTRL_OFF, b"\0")
-        _code_page = (h.code.ljust(CTRL_OFF, b"\xcc") + ctrl
-                      + table().ljust(CODE_SIZE - TABLE_OFF, b"\0"))
+        page = (h.code.ljust(CTRL_OFF, b"\xcc") + ctrl
+                + table().ljust(CODE_SIZE - TABLE_OFF, b"\0"))
+        zero = TABLE_OFF + TABLE_NRS * ENTRY_SIZE - 4
+        assert page[zero:zero + 4] == bytes(4), "the hook's ZERO_WORD (the last entry's padding)"
+        _code_page = page
     return _code_page
 
 

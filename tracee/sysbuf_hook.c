@@ -49,6 +49,7 @@ tracee/sysbuf.py checks against its own declarations. */
 #define PENDING ((long)0x8000000000000000UL)
 #define NO_ARG 0xff
 #define DONE 0x80000000U
+#define WAIT_PROBE 1
 
 typedef unsigned long u64;
 typedef unsigned int u32;
@@ -78,7 +79,8 @@ struct entry {
                            cmd_allowed (a bit per command 0-31); or NO_ARG */
     u8 fd_arg;          /* buffered only when the descriptor in this argument has its bit
                            in the bitmap at FDS_OFF (a regular file); or NO_ARG */
-    u8 pad[2];
+    u8 flags;           /* WAIT_PROBE (futex's entry): its waits are probed (futex_wait) */
+    u8 pad1;
     u32 out_size;       /* the output's size in bytes (fixed), if cap_arg is NO_ARG */
     u32 cmd_mask;
     u32 cmd_allowed;
@@ -119,6 +121,7 @@ ABI(DONE, 0x80000000);
 ABI(CTRL_OFF, 0x1FC0);
 ABI(FEED_HEAD, 64);
 ABI(FEED_REC_HEAD, 88);
+ABI(WAIT_PROBE, 1);
 
 static long relive_hook_untraced(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                           volatile long *result);
@@ -251,6 +254,35 @@ __asm__(".text\n"
         "  mov %r11, %rax\n"
         "  jmp relive_hook_untraced_insn\n");
 
+/* A futex wait (FUTEX_WAIT, FUTEX_WAIT_BITSET, private or not) that will not sleep is
+   answered here without a stop; one that will is left to the trampoline, traced, as before
+   (the recorder schedules around it). The hook never makes a wait itself: it asks the kernel
+   with buffered calls that cannot sleep. First a FUTEX_CMP_REQUEUE of the word onto itself,
+   waking and moving nobody: 0 if the word still holds the value (the wait would sleep: left
+   to the trampoline), -EAGAIN if not, -EFAULT/-EINVAL as the wait would (left to the
+   trampoline too, which gets them from the wait). Only one recorded thread runs at a time,
+   so none can change the word after the probe. With -EAGAIN the wait returns at once, with
+   -EAGAIN unless its other arguments are wrong, which the kernel checks first: a plain
+   FUTEX_WAIT without a timeout has none to check; otherwise the same wait on ZERO_WORD (a
+   read-only word that is 0, waiting for 1: never sleeps) returns what the wait would, the
+   errors of its timeout, flags and bitset or -EAGAIN. Replay reproduces every choice: the
+   probes' results are their BUFFERED events'. (tracee/sysbuf.py WAIT_PROBE) */
+#define NR_FUTEX 202
+#define FUTEX_WAIT 0
+#define FUTEX_CMP_REQUEUE 4
+#define FUTEX_WAIT_BITSET 9
+#define FUTEX_PRIVATE 128
+#define FUTEX_CLOCK_REALTIME 256
+#define EAGAIN 11
+/* the last table entry's padding (syscall 511 does not exist): tracee/sysbuf.py code_page */
+#define ZERO_WORD (HOOK_CODE + TABLE_OFF + TABLE_NRS * ENTRY_SIZE - 4)
+
+static int futex_wait_op(long op)
+{
+    u32 cmd = (u32)op & ~(u32)(FUTEX_PRIVATE | FUTEX_CLOCK_REALTIME);
+    return cmd == FUTEX_WAIT || cmd == FUTEX_WAIT_BITSET;
+}
+
 static void copy(u8 *to, const u8 *from, u64 n)
 {
     /* (a byte loop took ~1 cycle a byte: 10 us for a 10 KiB read of a file) */
@@ -278,6 +310,19 @@ static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, l
     long args[6] = {a0, a1, a2, a3, a4, a5};
     if (e->null_arg != NO_ARG && args[e->null_arg])
         return not_made;
+    if (nr == NR_FUTEX && (e->flags & WAIT_PROBE) && futex_wait_op(a1)) {
+        struct outcome probe = relive_hook(NR_FUTEX, a0, FUTEX_CMP_REQUEUE | (a1 & FUTEX_PRIVATE),
+                                           0, 0, a0, (long)(u32)a2);
+        if (!probe.made || probe.rax != -EAGAIN)
+            return not_made;   /* it would sleep (or fail): traced, as before */
+        if (!a3 && ((u32)a1 & ~(u32)FUTEX_PRIVATE) == FUTEX_WAIT)
+            return (struct outcome){-EAGAIN, 1};
+        args[0] = (long)ZERO_WORD;   /* the checks the wait makes before the word's */
+        args[1] = a1 | FUTEX_PRIVATE;
+        args[2] = 1;
+        args[4] = 0;
+        goto buffered;
+    }
     if (e->fd_arg != NO_ARG && !regular_file((u32)args[e->fd_arg]))
         return not_made;
     if (e->cmd_arg != NO_ARG) {
@@ -285,6 +330,7 @@ static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, l
         if (cmd >= 32 || !(e->cmd_allowed & (1U << cmd)))
             return not_made;
     }
+buffered:;
     u8 *out = 0;
     u64 out_size = 0;
     if (e->out_arg != NO_ARG && args[e->out_arg]) {
@@ -305,7 +351,8 @@ static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, l
            generation starts, unless a signal handler's call already started one while
            this call waited (its records must not be overwritten). */
         h->busy = 0;
-        long r = relive_hook_traced(nr, a0, a1, a2, a3, a4, a5);
+        long r = relive_hook_traced(nr, args[0], args[1], args[2], args[3], args[4],
+                                    args[5]);
         __sync_bool_compare_and_swap(&h->pos, pos, (((pos >> 32) + 1) << 32) | HDR_SIZE);
         return (struct outcome){r, 1};
     }
