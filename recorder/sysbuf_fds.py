@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 
 from tracee import sysbuf
 from tracee.address_space import AddressSpace
+from tracee.syscalls.queries import DESCRIPTOR_CHANGERS, DUPS_FD, OPENS
 from tracee.task import MemoryAccessError, Task
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,6 @@ _WORD = struct.Struct("<Q")
 F_DUPFD, F_DUPFD_CLOEXEC = 0, 1030
 CLOSE_RANGE_CLOEXEC = 4
 CLONE_VM, CLONE_FILES = 0x100, 0x400
-OPENS = frozenset({"open", "openat", "openat2", "creat"})
-DUPS = frozenset({"dup", "dup2", "dup3"})
-CHANGES = OPENS | DUPS | {"fcntl", "close", "close_range", "mmap", "unshare"}
 CLOSE_RANGE_UNSHARE = 2
 # statfs f_type of file systems whose "regular" files are not plain data (tracee/fastloop.c
 # PSEUDO_FS has the same list): proc, sysfs, debugfs, tracefs, securityfs, cgroup, cgroup2,
@@ -103,7 +101,7 @@ class FdBits:
                    result: int) -> list[Write]:
         """The bitmap after syscall `name` returned `result`: the writes made (to go into the
         call's event)."""
-        if not self.on or name not in CHANGES:
+        if not self.on or name not in DESCRIPTOR_CHANGERS:
             return []
         may_set = self.may_set(task.tid, space)
         changes: dict[int, tuple[int, int]] = {}  # word -> (bits to clear, bits to set)
@@ -115,12 +113,11 @@ class FdBits:
                 changes[fd // 64] = (clear | bit, put_on | bit if on and may_set else put_on)
 
         fd = args[0] & 0xFFFF_FFFF
-        if name == "unshare" and result == 0 and args[0] & CLONE_FILES or (
-                name == "close_range" and result == 0 and args[2] & CLOSE_RANGE_UNSHARE):
+        if name == "close_range" and result == 0 and args[2] & CLOSE_RANGE_UNSHARE:
             self._borrowers.add(task.tid)  # its own table now, not its space's others'
         if name in OPENS and result >= 0:
             put(result, self.plain_file(task.pid, result))
-        elif (name in DUPS or name == "fcntl" and args[1] & 0xFFFF_FFFF in (
+        elif (name in DUPS_FD or name == "fcntl" and args[1] & 0xFFFF_FFFF in (
                 F_DUPFD, F_DUPFD_CLOEXEC)) and result >= 0 and result != fd:
             put(result, self.bit(task, fd))
         elif name == "close":

@@ -72,6 +72,11 @@ WAIT_MASKS: dict[str, WaitMask] = {n: c.wait_mask for n, c in CATALOGUE.items()
 CPU_VIEW = names(lambda c: c.cpu_view)
 READS_FD: dict[str, int] = {n: 0 for n in READS}
 DUPS_FD: dict[str, int] = {n: c.dups_fd for n, c in CATALOGUE.items() if c.dups_fd >= 0}
+# Calls after which a descriptor may be open on another file than before, or a file's
+# descriptors may have to leave the syscall buffer's bitmap (recorder.sysbuf_fds): they make
+# a descriptor (OPENS, DUPS_FD, fcntl's F_DUPFD), close or replace one (FD_CHANGERS), or map
+# a file (MAP_CHANGERS).
+DESCRIPTOR_CHANGERS = frozenset(OPENS) | frozenset(DUPS_FD) | FD_CHANGERS | MAP_CHANGERS
 
 
 # -- may this call wait for another task? ----------------------------------------------------
