@@ -1,3 +1,9 @@
+/* signal_at_return.c - one SIGALRM that arrives while the program computes in compute(), a
+ * function that is not inlined, between getppid calls. With the syscall buffer (getppid made
+ * without a stop) relive delivers it at a point in user code: the return address of
+ * compute(), every round the same registers, told apart by memory. Without the buffer, just
+ * before the next getppid. Stepping back from the handler's first instruction must land
+ * where it interrupted the program. Prints whether rounds ran first; exit status 0. */
 #include <signal.h>
 #include <stdio.h>
 #include <sys/time.h>
