@@ -329,7 +329,8 @@ def point_info(t: RecordedTask) -> dict[str, object]:
     task = t.task
     near = near_ranges(task.regs, t.space)
     return {"rip": task.regs.rip, "after": t.last_event,
-            "digest": memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space)),
+            "digest": memory_digest(task.pid, task.mem.read_upto, scratch_ranges(t.space),
+                                    rsp=task.regs.rsp),
             "near": near, "near_digest": ranges_digest(task.mem.read_upto, near)}
 
 

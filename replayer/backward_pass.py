@@ -384,11 +384,18 @@ class CountedTrapPass(Pass):
 
 
 def open_counters(tid: int, addrs: frozenset[int]) -> list[HwCounter]:
-    """Kernel counters for as many of `addrs` as there are free debug registers."""
+    """Kernel counters for as many of `addrs` as there are free debug registers, but one:
+    replay needs one of its own to find where a signal came in user code or a thread was
+    preempted (replayer.signals; taking all made that fail with ENOSPC in a search)."""
     counters = []
     for addr in sorted(addrs):
         try:
             counters.append(HwCounter(tid, addr))
         except HwCounterError:
             break
+    if counters:
+        try:
+            HwCounter(tid, counters[0].addr).close()  # is one register left?
+        except HwCounterError:
+            counters.pop().close()
     return counters

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from replayer.control import Watchpoint
-from tracee.digest import matches_recorded, state_digest
+from tracee.digest import RED_ZONE, matches_recorded, state_digest
 from tracee.task import Task
 
 from replayer import registers
@@ -98,7 +98,7 @@ class Position:
         if self.quick is None:
             self.quick = stack_hash(task)
         if self.digest is None:
-            self.digest = STATE + state_digest(task.pid, task.mem.read_upto)
+            self.digest = STATE + state_digest(task.pid, task.mem.read_upto, task.regs.rsp)
 
     def matched_by(self, task: Task, planted: bool = False) -> bool:
         """Is `task` in this state? (`planted`: an int3 of ours sits at its pc.) Without a
@@ -118,15 +118,18 @@ class Position:
         if self.digest is None:
             return True
         if self.digest.startswith(STATE):
-            return STATE + state_digest(task.pid, task.mem.read_upto) == self.digest
-        return matches_recorded(task.pid, task.mem.read_upto, self.digest)
+            return STATE + state_digest(task.pid, task.mem.read_upto,
+                                        task.regs.rsp) == self.digest
+        return matches_recorded(task.pid, task.mem.read_upto, self.digest, rsp=task.regs.rsp)
 
 
 def stack_hash(task: Task) -> bytes:
-    """A hash of the stack around rsp: tells most loop iterations apart at the cost of one
-    small read, before the full memory digest is computed."""
+    """A hash of the stack from the red zone below rsp up: tells most loop iterations apart
+    at the cost of one small read, before the full memory digest is computed (not deeper:
+    dead stack need not repeat, tracee.digest)."""
     rsp = task.regs.rsp
-    return hashlib.blake2b(task.mem.read_upto(rsp - 256, 4352), digest_size=16).digest()
+    return hashlib.blake2b(task.mem.read_upto(rsp - RED_ZONE, 4096 + RED_ZONE),
+                           digest_size=16).digest()
 
 
 @dataclass(frozen=True, slots=True)

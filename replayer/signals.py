@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # Debug register 3 is relive's own (finding signal points); 0-2 serve gdb's watchpoints.
 MATCH_SLOT = fastloop.OWN_SLOT
 DR7_MATCH_ENABLE = 1 << (2 * MATCH_SLOT)
+DR6_MATCH_HIT = 1 << MATCH_SLOT
 MAX_HITS = 10_000_000
 FINDER_BUDGET_NS = 1_000_000_000  # the compiled search returns this often to note progress
 
@@ -180,6 +181,11 @@ class SignalReplayer:
                     break
         finally:
             api.set_debugreg(task.tid, 7, api.get_debugreg(task.tid, 7) & ~DR7_MATCH_ENABLE)
+            # The kernel keeps DR6 until the next debug trap: our hit's bit left there made
+            # the int3 of a breakpoint at the handler's first instruction look like one of
+            # ours (replayer.traps), and the replay went on to a stray SIGTRAP.
+            if api.get_debugreg(task.tid, 6) & DR6_MATCH_HIT:
+                api.set_debugreg(task.tid, 6, 0)
 
     def at_point(self, ev: Event, task: Task) -> bool:
         """Is `task` (stopped) where the point of `ev` (a PREEMPT, a SIGNAL in user code) was
@@ -194,7 +200,8 @@ class SignalReplayer:
             return False
         proc = self.s.taskset.procs.get(ev.tid)
         skip = scratch_ranges(proc.space if proc else None)
-        return matches_recorded(task.pid, task.mem.read_upto, str(ev.info["digest"]), skip)
+        return matches_recorded(task.pid, task.mem.read_upto, str(ev.info["digest"]), skip,
+                                rsp=task.regs.rsp)
 
     def _next_hit(self, task: Task, rip: int, regs: bytes, budget: int) -> tuple[Stop | None, int]:
         """Run `task` to its next stop worth checking, and how many hits of the breakpoint

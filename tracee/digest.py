@@ -13,6 +13,14 @@ whichever pages a read by relive or gdb happened to bring in.
 A recorded digest is marked with its kind (DIGEST_KIND); one without the mark comes from a
 trace made before, when every byte of every writable range was read (`matches_recorded` still checks
 those the old way).
+
+The digest of a thread's point (STACK_KIND) leaves out that thread's dead stack too: below its
+red zone, which the ABI lets anything overwrite at any time. Code that ran earlier left bytes
+there that no execution can be relied on to repeat: glibc's lazy binding
+(_dl_runtime_resolve_xsavec) saves the vector registers there with XSAVEC, whose header says
+which register sets the CPU holds "in use", and that depends on whether the kernel switched
+the thread out meanwhile (a SIGALRM at the return of a function failed to be found again in
+replay for one flipped bit 2 KB below rsp).
 """
 from __future__ import annotations
 
@@ -29,6 +37,8 @@ PAGE = 4096
 ZERO_PAGE = bytes(PAGE)
 READ_CHUNK = 1 << 24  # bytes read at a time
 DIGEST_KIND = "p:"  # a recorded digest of the non-zero pages (memory_digest)
+STACK_KIND = "s:"   # the same but for the dead stack of the thread at the point
+RED_ZONE = 128      # bytes below rsp a function may use without moving rsp (x86-64 ABI)
 
 Read = Callable[[int, int], bytes]
 
@@ -71,27 +81,42 @@ def scratch_ranges(space: AddressSpace | None) -> list[tuple[int, int]]:
     return [(m.start, m.end) for m in space.flagged(Flag.SCRATCH)] if space else []
 
 
-def memory_digest(pid: int, read: Read, skip: Iterable[tuple[int, int]] = ()) -> str:
+def memory_digest(pid: int, read: Read, skip: Iterable[tuple[int, int]] = (),
+                  rsp: int | None = None) -> str:
     """The digest a trace stores for a point: the extent of the program's writable memory
     (adjacent mappings joined, so it does not depend on how the kernel split or merged
-    them) and its non-zero pages with their addresses."""
+    them) and its non-zero pages with their addresses. With `rsp` (the thread's at the
+    point), its dead stack is left out (STACK_KIND)."""
     # Imported here, not at start-up: importing hashlib costs ~5 ms (OpenSSL), and most
     # recordings never digest memory.
     import hashlib
     h = hashlib.blake2b(digest_size=16)
+    skip = [*skip, *dead_stack(pid, rsp)] if rsp is not None else skip
     pieces = writable_mappings(pid, _without_relive_area(skip))
     for start, end in _joined((p.start, p.end) for p in pieces):
         h.update(struct.pack("<QQ", start, end))
     _hash_pages(h, pid, read, pieces)
-    return DIGEST_KIND + h.hexdigest()
+    return (DIGEST_KIND if rsp is None else STACK_KIND) + h.hexdigest()
 
 
 def matches_recorded(pid: int, read: Read, recorded: str,
-                     skip: Iterable[tuple[int, int]] = ()) -> bool:
-    """Whether the process's memory has the digest a trace recorded (of either kind)."""
+                     skip: Iterable[tuple[int, int]] = (), rsp: int = 0) -> bool:
+    """Whether the process's memory has the digest a trace recorded (of any kind; `rsp`:
+    the thread's, equal to the recorded one)."""
+    if recorded.startswith(STACK_KIND):
+        return memory_digest(pid, read, skip, rsp) == recorded
     if recorded.startswith(DIGEST_KIND):
         return memory_digest(pid, read, skip) == recorded
     return _legacy_digest(pid, read, skip) == recorded
+
+
+def dead_stack(pid: int, rsp: int) -> list[tuple[int, int]]:
+    """The part of the mapping holding `rsp` below the red zone: memory the thread has
+    given up, whose contents no replay can be sure to repeat (see the module)."""
+    for m in read_proc_maps(pid):
+        if m.start <= rsp < m.end or m.end == rsp:
+            return [(m.start, rsp - RED_ZONE)] if rsp - RED_ZONE > m.start else []
+    return []
 
 
 def ranges_digest(read: Read, ranges: Iterable[Sequence[int]]) -> str:
@@ -104,13 +129,15 @@ def ranges_digest(read: Read, ranges: Iterable[Sequence[int]]) -> str:
     return h.hexdigest()
 
 
-def state_digest(pid: int, read: Read) -> str:
+def state_digest(pid: int, read: Read, rsp: int | None = None) -> str:
     """A digest of the process's writable memory for telling replayed states apart (not
-    the recorded one): its non-zero pages with their addresses. Two states get the same
-    digest exactly when their writable memory is the same."""
+    the recorded one): its non-zero pages with their addresses (but the dead stack below
+    `rsp`, the thread's). Two states get the same digest exactly when that memory is the
+    same."""
     import hashlib
     h = hashlib.blake2b(digest_size=16)
-    _hash_pages(h, pid, read, writable_mappings(pid, _without_relive_area(())))
+    skip = dead_stack(pid, rsp) if rsp is not None else []
+    _hash_pages(h, pid, read, writable_mappings(pid, _without_relive_area(skip)))
     return h.hexdigest()
 
 
