@@ -152,19 +152,32 @@ def _hash_pages(h: blake2b, pid: int, read: Read, pieces: list[Piece]) -> None:
         for piece in pieces:
             runs = (scanner.present(piece.start, piece.end)
                     if piece.anonymous and scanner is not None else [(piece.start, piece.end)])
-            for lo, hi in runs:
-                for at in range(lo, hi, READ_CHUNK):
-                    data = memoryview(read(at, min(hi, at + READ_CHUNK) - at))
-                    for off in range(0, len(data), PAGE):
-                        page = data[off:off + PAGE]
-                        if page != ZERO_PAGE:
-                            h.update(struct.pack("<Q", at + off))
-                            h.update(page)
+            for lo, hi in runs:  # (the page map's runs are whole pages: cut to the piece)
+                _hash_run(h, read, max(lo, piece.start), min(hi, piece.end))
     except PagemapError as e:
         raise OSError(e.errno, f"the page map of process {pid}: {e.strerror}") from e
     finally:
         if scanner is not None:
             scanner.close()
+
+
+def _hash_run(h: blake2b, read: Read, lo: int, hi: int) -> None:
+    """Feed `h` the parts of [lo, hi) that are not all zeros, cut at page boundaries (so
+    the parts do not depend on where the run started: a piece may start inside a page, as
+    a dead stack's end does), each with its address."""
+    at = lo
+    while at < hi:
+        end = min(hi, (at // READ_CHUNK + 1) * READ_CHUNK)
+        data = memoryview(read(at, end - at))
+        off = 0
+        while off < len(data):
+            n = min(len(data) - off, PAGE - (at + off) % PAGE)
+            part = data[off:off + n]
+            if part != (ZERO_PAGE if n == PAGE else bytes(n)):
+                h.update(struct.pack("<Q", at + off))
+                h.update(part)
+            off += n
+        at = end
 
 
 def _joined(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
