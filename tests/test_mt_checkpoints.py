@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from checkpointing import printed_after, task_states
 from conftest import PROGRAMS_DIR, describe, record
 from gdbhelpers import END_OF_HISTORY, gdb_batch, requires_gdb, section, serve
 
@@ -42,26 +43,6 @@ def traces(programs, tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def _printed_after(trace: Path) -> tuple[bytes, dict[int, int]]:
-    """What a replay prints, and how much of it was printed before each event boundary."""
-    out: list[bytes] = []
-    session = ReplaySession(trace, output=lambda fd, data: out.append(data))
-    printed = {}
-    try:
-        while not session.finished:
-            printed[session.position] = sum(map(len, out))
-            session.step()
-    finally:
-        session.close()
-    return b"".join(out), printed
-
-
-def _threads(session: ReplaySession) -> dict[int, tuple[bytes, bytes, int, bool]]:
-    ts = session.taskset
-    return {tid: (t.regs_bytes(), api.get_xstate(t.tid), api.get_sigmask(t.tid),
-                  t.tid in ts.entered) for tid, t in ts.tasks.items()}
-
-
 def _digest(session: ReplaySession) -> str:
     task = next(iter(session.taskset.tasks.values()))
     return memory_digest(task.pid, task.mem.read_upto)
@@ -73,7 +54,7 @@ def test_every_multithreaded_checkpoint_replays_to_the_end_faithfully(traces, na
     every thread has its registers, extended state, signal mask and place (at a syscall entry
     or not), memory is the same, and replaying on prints the rest of the output."""
     trace = traces[name]
-    want, printed = _printed_after(trace)
+    want, printed = printed_after(trace)
     out: list[bytes] = []
     session = ReplaySession(trace, output=lambda fd, data: out.append(data))
     try:
@@ -81,14 +62,14 @@ def test_every_multithreaded_checkpoint_replays_to_the_end_faithfully(traces, na
         snaps = []
         while not session.finished:
             if len(session.taskset.tasks) > 1 and session.can_snapshot():
-                before = (_threads(session), _digest(session))
+                before = (task_states(session), _digest(session))
                 snaps.append((session.snapshot(), before))
             session.step()
         assert len(snaps) >= 5, f"only {len(snaps)} multi-threaded checkpoints in {name}"
         for snap, (threads, digest) in snaps:
             session.restore(snap)
             assert session.position == snap.position
-            after = _threads(session)
+            after = task_states(session)
             assert after.keys() == threads.keys(), snap.position
             for tid, (regs, xstate, mask, entered) in threads.items():
                 got = after[tid]
