@@ -23,6 +23,8 @@ CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
 CLONE_THREAD, CLONE_SYSVSEM = 0x10000, 0x40000
 THREAD_FLAGS = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM
 _ARGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+STEPS = 16              # single steps the injected call may take between signals (2-3 do)
+DROPPED_SIGNALS = 4096  # signals dropped on the way, at most (each a copy's SIGCHLD, ...)
 
 
 def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int:
@@ -30,7 +32,10 @@ def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int
     tid once it has reported its first stop; the task's registers are restored."""
     saved = task.regs_bytes()
     child = 0
-    for _ in range(16):
+    steps = dropped = 0
+    while True:
+        if steps >= STEPS:
+            raise InjectionError(f"{event.name.lower()} in {task.tid} did not complete")
         regs = task.regs
         if regs.rip != SYSCALL_INSN + 2 or not child:
             # From a syscall or event stop the first step only finishes the interrupted call
@@ -42,6 +47,15 @@ def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int
             for name, value in zip(_ARGS, args):
                 task.set_reg(name, value)
         stop = task.step()
+        if (isinstance(stop, SignalStop) and stop.signal != signal.SIGTRAP
+                and dropped < DROPPED_SIGNALS):
+            # e.g. SIGCHLD from an earlier copy's death (a process tree's snapshots kill many
+            # at once): dropped, and the call made again (fork gives way to a pending signal
+            # and is restarted after it), with its steps counted anew
+            dropped += 1
+            steps = 0
+            continue
+        steps += 1
         if isinstance(stop, EventStop) and stop.event == event:
             child = api.get_event_msg(task.tid)
             continue
@@ -49,11 +63,7 @@ def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int
             if task.regs.rip == SYSCALL_INSN + 2 and child:
                 break
             continue
-        if isinstance(stop, SignalStop):
-            continue  # e.g. SIGCHLD from an earlier copy's death: dropped, step again
         raise InjectionError(f"{event.name.lower()} in {task.tid} stopped unexpectedly: {stop}")
-    else:
-        raise InjectionError(f"{event.name.lower()} in {task.tid} did not complete")
     task.set_regs_from(saved)
     task.flush_regs()
     # The new task reports a stop of its own once it exists.
