@@ -33,9 +33,11 @@ def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int
     saved = task.regs_bytes()
     child = 0
     steps = dropped = 0
+    seen: list[str] = []
     while True:
         if steps >= STEPS:
-            raise InjectionError(f"{event.name.lower()} in {task.tid} did not complete")
+            raise InjectionError(f"{event.name.lower()} in {task.tid} did not complete "
+                                 f"(stops: {', '.join(seen[-6:])})")
         regs = task.regs
         if regs.rip != SYSCALL_INSN + 2 or not child:
             # From a syscall or event stop the first step only finishes the interrupted call
@@ -47,6 +49,7 @@ def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int
             for name, value in zip(_ARGS, args):
                 task.set_reg(name, value)
         stop = task.step()
+        seen.append(f"{stop} at {task.regs.rip:#x} rax {task.regs.rax:#x}")
         if (isinstance(stop, SignalStop) and stop.signal != signal.SIGTRAP
                 and dropped < DROPPED_SIGNALS):
             # e.g. SIGCHLD from an earlier copy's death (a process tree's snapshots kill many
