@@ -176,3 +176,16 @@ def set_rdi(regs, value=None):
     new = bytearray(regs)
     struct.pack_into("<Q", new, 8 * RDI, old + 1 if value is None else value)
     return old, bytes(new)
+
+
+@pytest.fixture(scope="module")
+def syscallbuf_on():
+    """The module's recordings have the syscall buffer on whatever the environment says
+    (`pytestmark = pytest.mark.usefixtures("syscallbuf_on")`)."""
+    old = os.environ.get("RELIVE_SYSCALLBUF")
+    os.environ["RELIVE_SYSCALLBUF"] = "1"
+    yield
+    if old is None:
+        del os.environ["RELIVE_SYSCALLBUF"]
+    else:
+        os.environ["RELIVE_SYSCALLBUF"] = old

@@ -23,19 +23,9 @@ from tracefile.records import Kind
 
 READS = 20000
 GETPID = 39
-pytestmark = pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None,
-                                reason="the hook or the fast path could not be built (no gcc?)")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _buffer_on():
-    old = os.environ.get("RELIVE_SYSCALLBUF")
-    os.environ["RELIVE_SYSCALLBUF"] = "1"
-    yield
-    if old is None:
-        del os.environ["RELIVE_SYSCALLBUF"]
-    else:
-        os.environ["RELIVE_SYSCALLBUF"] = old
+pytestmark = [pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None,
+                                 reason="the hook or the fast path could not be built (no gcc?)"),
+              pytest.mark.usefixtures("syscallbuf_on")]
 
 
 def _replay_counted(trace, **kw):

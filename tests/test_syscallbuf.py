@@ -32,20 +32,9 @@ __all__ = ["serve"]  # the fixture, imported for pytest
 
 READS = 20000
 FUTEX = 202
-pytestmark = pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None,
-                                reason="the hook or the fast path could not be built (no gcc?)")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _buffer_on():
-    """These recordings have the buffer on whatever the environment says."""
-    old = os.environ.get("RELIVE_SYSCALLBUF")
-    os.environ["RELIVE_SYSCALLBUF"] = "1"
-    yield
-    if old is None:
-        del os.environ["RELIVE_SYSCALLBUF"]
-    else:
-        os.environ["RELIVE_SYSCALLBUF"] = old
+pytestmark = [pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None,
+                                 reason="the hook or the fast path could not be built (no gcc?)"),
+              pytest.mark.usefixtures("syscallbuf_on")]
 
 
 def _stops(stderr: bytes) -> int:
