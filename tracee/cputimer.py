@@ -17,9 +17,7 @@ import struct
 
 from tracee import ptrace_api as api
 
-NR_PERF_EVENT_OPEN = 298
 PERF_TYPE_SOFTWARE, PERF_COUNT_SW_TASK_CLOCK = 1, 1
-PERF_FLAG_FD_CLOEXEC = 8
 ATTR_SIZE = 128
 DISABLED, EXCLUDE_KERNEL, EXCLUDE_HV = 1 << 0, 1 << 5, 1 << 6
 PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_DISABLE = 0x2400, 0x2401
@@ -45,11 +43,10 @@ class CpuTimer:
                          PERF_COUNT_SW_TASK_CLOCK, period, 0, 0,
                          DISABLED | EXCLUDE_KERNEL | EXCLUDE_HV)
         struct.pack_into("<I", buf, 48, 1)  # wakeup_events: a signal per period
-        fd = api._libc.syscall(NR_PERF_EVENT_OPEN, buf, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)
-        if fd < 0:
-            err = ctypes.get_errno()
-            raise CpuTimerError(err, f"perf_event_open task clock: {os.strerror(err)}")
-        self.fd = int(fd)
+        try:
+            self.fd = api.perf_event_open(buf, tid)
+        except OSError as e:
+            raise CpuTimerError(e.errno, f"perf_event_open task clock: {e.strerror}") from None
         try:
             fcntl.fcntl(self.fd, F_SETSIG, signal.SIGSTOP)
             fcntl.fcntl(self.fd, F_SETOWN_EX, struct.pack("<ii", F_OWNER_TID, tid))

@@ -15,10 +15,8 @@ import struct
 
 from tracee import ptrace_api as api
 
-NR_PERF_EVENT_OPEN = 298
 PERF_TYPE_BREAKPOINT = 5
 HW_BREAKPOINT_X = 4
-PERF_FLAG_FD_CLOEXEC = 8
 ATTR_SIZE = 128
 # perf_event_attr flag bits
 DISABLED, EXCLUDE_KERNEL, EXCLUDE_HV = 1 << 0, 1 << 5, 1 << 6
@@ -45,12 +43,11 @@ class HwCounter:
 
     def __init__(self, tid: int, addr: int, stop_at: int = 0, sig: int = 0) -> None:
         attr = _attr(addr, stop_at)
-        fd = api._libc.syscall(NR_PERF_EVENT_OPEN, attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)
-        if fd < 0:
-            err = ctypes.get_errno()
-            raise HwCounterError(err, f"perf_event_open breakpoint at {addr:#x}: "
-                                      f"{os.strerror(err)}")
-        self.fd = int(fd)
+        try:
+            self.fd = api.perf_event_open(attr, tid)
+        except OSError as e:
+            raise HwCounterError(e.errno, (f"perf_event_open breakpoint at {addr:#x}: "
+                                        f"{e.strerror}")) from None
         self.addr = addr
         if stop_at:
             fcntl.fcntl(self.fd, F_SETSIG, sig)

@@ -17,6 +17,19 @@ _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_
 _libc.syscall.restype = ctypes.c_long
 
 
+NR_PERF_EVENT_OPEN, PERF_FLAG_FD_CLOEXEC = 298, 8
+
+
+def perf_event_open(attr: ctypes.Array[ctypes.c_char], tid: int) -> int:
+    """A perf event counting thread `tid` on any CPU, closed on exec: its descriptor.
+    Raises OSError (EACCES, ENOENT, ...) as the kernel refuses it."""
+    fd = _libc.syscall(NR_PERF_EVENT_OPEN, attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(fd)
+
+
 class Req(enum.IntEnum):
     TRACEME = 0
     PEEKUSER = 3

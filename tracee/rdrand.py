@@ -26,6 +26,7 @@ import struct
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from tracee import elf
 from tracee.address_space import PROT_EXEC, Mapping
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 UD2 = b"\x0f\x0b"
 NOP = b"\x90"
-PT_LOAD, PT_GNU_EH_FRAME, PF_X = 1, 0x6474E550, 1
-SHT_PROGBITS, SHF_EXECINSTR = 1, 4
 _REGS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
          "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 _CARRY, _CLEARED = 0x1, 0x4 | 0x10 | 0x40 | 0x80 | 0x800 | 0x10000  # CF; PF AF ZF SF OF RF
@@ -67,10 +66,10 @@ def scan(path: Path) -> FileSites:
     if data[:5] != b"\x7fELF\x02":
         return NO_SITES
     try:
-        segments = _segments(data)
-        code = _code_sections(data) or list(_executable(segments))
+        segments = elf.segments(data)
+        code = elf.code_sections(data) or list(elf.executable(segments))
         hits = [hit for off, size in code for hit in _matches(data, off, size)]
-        functions = _functions(data, segments) if hits else []
+        functions = elf.functions(data, segments) if hits else []
     except (struct.error, ValueError):
         return NO_SITES  # not a whole ELF file: nothing the loader would have mapped
     found = [_confirm(data, functions, hit) for hit in hits]
@@ -89,38 +88,6 @@ def from_json(text: str) -> FileSites:
                            for o, c, r, w, i in d["sites"]), d["doubtful"])
 
 
-def _segments(data: bytes) -> list[tuple[int, int, int, int, int]]:
-    """(type, flags, file offset, vaddr, file size) of each program header."""
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    out = []
-    for i in range(phnum):
-        p_type, flags, offset, vaddr, _, filesz = struct.unpack_from(
-            "<IIQQQQ", data, phoff + i * phentsize)
-        out.append((p_type, flags, offset, vaddr, filesz))
-    return out
-
-
-def _code_sections(data: bytes) -> list[tuple[int, int]]:
-    """(file offset, size) of the sections holding instructions (SHF_EXECINSTR): narrower
-    than the executable segments, which may hold read-only data too."""
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    out = []
-    for i in range(shnum if shoff else 0):
-        _, sh_type, flags, _, offset, size = struct.unpack_from("<IIQQQQ", data,
-                                                                shoff + i * shentsize)
-        if sh_type == SHT_PROGBITS and flags & SHF_EXECINSTR:
-            out.append((offset, size))
-    return out
-
-
-def _executable(segments: list[tuple[int, int, int, int, int]]) -> Iterator[tuple[int, int]]:
-    for p_type, flags, offset, _, size in segments:
-        if p_type == PT_LOAD and flags & PF_X:
-            yield offset, size
-
-
 def _matches(data: bytes, offset: int, size: int) -> Iterator[int]:
     """File offsets of 0F C7 followed by a ModRM of the register form with reg 6 or 7."""
     end = min(offset + size, len(data) - 2)
@@ -129,39 +96,6 @@ def _matches(data: bytes, offset: int, size: int) -> Iterator[int]:
         if data[i + 2] >= 0xF0:
             yield i
         i = data.find(b"\x0f\xc7", i + 2, end)
-
-
-def _functions(data: bytes, segments: list[tuple[int, int, int, int, int]]
-               ) -> list[tuple[int, int]]:
-    """(start, end) file offsets of the functions .eh_frame_hdr lists, sorted; [] if it has
-    no table in the usual encodings (datarel sdata4 pairs; FDEs with pcrel sdata4 pc_begin,
-    so pc_range is the 4 bytes after it)."""
-    hdr = next(((off, vaddr) for p_type, _, off, vaddr, _ in segments
-                if p_type == PT_GNU_EH_FRAME), None)
-    if hdr is None:
-        return []
-    off, vaddr = hdr
-    version, ptr_enc, count_enc, table_enc = data[off:off + 4]
-    if version != 1 or ptr_enc != 0x1B or count_enc != 0x03 or table_enc != 0x3B:
-        return []
-    count, = struct.unpack_from("<I", data, off + 8)
-    loads = [(v, o, size) for p_type, _, o, v, size in segments if p_type == PT_LOAD]
-    functions = []
-    for i in range(count):
-        start_rel, fde_rel = struct.unpack_from("<ii", data, off + 12 + 8 * i)
-        start = _file_offset(loads, vaddr + start_rel)
-        fde = _file_offset(loads, vaddr + fde_rel)
-        if start is not None and fde is not None:
-            size, = struct.unpack_from("<I", data, fde + 12)
-            functions.append((start, start + size))
-    return sorted(functions)
-
-
-def _file_offset(loads: list[tuple[int, int, int]], vaddr: int) -> int | None:
-    for v, o, size in loads:
-        if v <= vaddr < v + size:
-            return o + vaddr - v
-    return None
 
 
 def _confirm(data: bytes, functions: list[tuple[int, int]], hit: int) -> Site | bool:

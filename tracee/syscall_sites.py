@@ -32,7 +32,7 @@ import json
 import struct
 from pathlib import Path
 
-from tracee import rdrand
+from tracee import elf
 
 PATTERN = b"\x0f\x05\x48\x3d"
 CMP_SITE, MOV_SITE = 8, 7  # a site's kind is its length
@@ -65,8 +65,8 @@ def scan(path: Path) -> list[tuple[int, int]]:
     if data[:5] != b"\x7fELF\x02":
         return []
     try:
-        segments = rdrand._segments(data)
-        code = rdrand._code_sections(data) or list(rdrand._executable(segments))
+        segments = elf.segments(data)
+        code = elf.code_sections(data) or list(elf.executable(segments))
         hits = []
         for off, size in code:
             i = data.find(b"\x0f\x05", off + 5, off + size - CMP_SITE)
@@ -77,7 +77,7 @@ def scan(path: Path) -> list[tuple[int, int]]:
                       and struct.unpack_from("<I", data, i - 4)[0] not in STACK_BOUND):
                     hits.append((i - 5, MOV_SITE))
                 i = data.find(b"\x0f\x05", i + 1, off + size - CMP_SITE)
-        functions = rdrand._functions(data, segments) if hits else []
+        functions = elf.functions(data, segments) if hits else []
     except (struct.error, ValueError):
         return []
     if not hits:
