@@ -89,6 +89,7 @@ class SignalReplayer:
             self._raise(ev, task)
         elif where == "preempted":  # the PREEMPT event before it left the task there
             self._raise(ev, task)
+            _as_on_syscall_exit(task, ev)
         elif where in ("after_syscall", "before_syscall"):
             if where == "before_syscall":
                 stop = self.s.resume_until_stop(ev)
@@ -265,6 +266,18 @@ def _as_from_user_mode(task: Task, ev: Event) -> None:
     that state too."""
     if api.signed(registers.unpack(ev.regs)["orig_rax"]) == -1:
         task.set_reg("orig_rax", -1)
+
+
+def _as_on_syscall_exit(task: Task, ev: Event) -> None:
+    """A thread preempted on its way out of a syscall (the recorder's interrupt taken at the
+    call's exit) still held the call's number in orig_rax when the signal came. Replay
+    reaches that point by a jump or a breakpoint, which leave -1 there. The kernel reads
+    orig_rax at delivery only to decide whether to restart the call (rax an -ERESTART* code),
+    so the recorded value, given back at the signal-delivery-stop, delivers the signal as
+    recorded."""
+    recorded = registers.unpack(ev.regs)["orig_rax"]
+    if api.signed(recorded) != -1 and api.signed(task.regs.orig_rax) == -1:
+        task.set_reg("orig_rax", recorded)
 
 
 def _temporary_mask(task: Task) -> int | None:
