@@ -459,9 +459,23 @@ def main(argv: list[str] | None = None) -> int:
         return TOOL_FAILURE if args.command == "record" else 1
     except BrokenPipeError:
         return 1
+    except (BlockingIOError, RuntimeError) as e:
+        if not _no_room_for_tasks(e):
+            raise
+        print("relive: the system refused to create another process or thread (EAGAIN): "
+              "too many are running (see ulimit -u and /proc/sys/kernel/pid_max)",
+              file=sys.stderr)
+        return TOOL_FAILURE if args.command == "record" else 1
     except KeyboardInterrupt:  # (the commands that run long say where they stopped)
         print("relive: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
+
+
+def _no_room_for_tasks(e: Exception) -> bool:
+    """fork's EAGAIN, or threading's way of saying clone failed."""
+    if isinstance(e, BlockingIOError):
+        return e.errno == errno.EAGAIN
+    return str(e) == "can't start new thread"
 
 
 def run() -> None:

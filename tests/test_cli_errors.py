@@ -3,6 +3,7 @@ status (127/126 like a shell, 125 when relive cannot record, 1 for a bad trace),
 Python traceback, and nothing of theirs overwritten."""
 from __future__ import annotations
 
+import errno
 import os
 import re
 import resource
@@ -415,6 +416,21 @@ def true_trace(tmp_path_factory):
     proc = record(trace, "true")
     assert proc.returncode == 0, describe(proc)
     return trace
+
+
+def test_no_room_for_another_process_is_one_line(true_trace, monkeypatch, capsys):
+    """A machine out of processes (fork: EAGAIN, as pid_max ran out in a CI run) gets one
+    line saying so, not a traceback from wherever the fork was."""
+    from relive.cli import main as relive_main
+
+    def refuse() -> int:
+        raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(os, "fork", refuse)
+    code = relive_main(["replay", "--autopilot", str(true_trace)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("relive: the system refused to create another "
+                                        "process") and err.count("\n") == 1, err
 
 
 def _start_replay(*args, **kw):
