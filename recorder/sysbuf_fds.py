@@ -53,6 +53,21 @@ PSEUDO_FS = frozenset({0x9FA0, 0x62656572, 0x64626720, 0x74726163, 0x73636673, 0
                        0x65735543, 0x65735546, 0x42494E4D, 0xF97CFF8C})
 
 
+NR_CLOSE, NR_FCNTL, NR_OPENAT = 3, 72, 257
+_ARG1 = struct.Struct("<8xQ")
+
+
+def closes_or_makes(nr: int, regs: bytes) -> bool:
+    """Does a buffered call (number, its BUFFERED event's "registers": the arguments) close
+    or make a descriptor? The hook makes close, openat of a directory and fcntl F_DUPFD
+    only for descriptors without a bit (tracee/sysbuf_hook.c FD_CLEAR): the bitmap needs
+    no change, but what else the recorder knows of that number may (tracee/fastloop.c
+    counts the same calls)."""
+    if nr == NR_FCNTL:
+        return _ARG1.unpack_from(regs)[0] & 0xFFFF_FFFF in (F_DUPFD, F_DUPFD_CLOEXEC)
+    return nr in (NR_CLOSE, NR_OPENAT)
+
+
 class FdBits:
     """The recorder's side of the bitmap (one per recording)."""
 

@@ -524,6 +524,7 @@ static int wait_own(int tid, int *status, struct loop_opts *o)
 static uint64_t sysbuf_pos_addr, sysbuf_cursor, sysbuf_hdr, sysbuf_size;
 static int sysbuf_resume = -1;
 static long sysbuf_chunks;  /* buffer chunks the last loop took into its records */
+static long sysbuf_fd_calls;  /* buffered calls among them that closed or made a descriptor */
 
 /* Also: `resume`, the status of the entry stop the last loop returned R_SYSBUF at (the
    next loop starts there instead of resuming the task), or -1; the buffer's header and
@@ -639,6 +640,13 @@ long relive_sysbuf_state(uint64_t *cursor)
     return sysbuf_chunks;
 }
 
+/* How many of the last loop's buffered calls closed or made a descriptor (close, openat,
+   fcntl F_DUPFD[_CLOEXEC]): what recorder.blocking caches of the process may be stale. */
+long relive_sysbuf_fd_calls(void)
+{
+    return sysbuf_fd_calls;
+}
+
 /* The buffer's position, if it moved past the cursor (else 0). */
 static uint64_t sysbuf_moved(int memfd)
 {
@@ -675,6 +683,7 @@ static int sysbuf_take(int memfd, uint64_t pos, struct rec *r, unsigned char *da
     if (pread(memfd, buf, len, (off_t)(sysbuf_pos_addr + start)) != (ssize_t)len)
         return -1;
     uint64_t count = 0;
+    long fd_calls = 0;
     for (uint64_t at = 0; at < len; count++) {
         uint32_t size, nr;
         int64_t result;
@@ -686,6 +695,13 @@ static int sysbuf_take(int memfd, uint64_t pos, struct rec *r, unsigned char *da
         if (size < SYSBUF_REC_HEAD || size % 8 || size > len - at || !(nr & SYSBUF_DONE)
             || result == SYSBUF_PENDING)
             return -1;
+        nr &= ~SYSBUF_DONE;
+        if (nr == SYS_close || nr == SYS_openat || nr == SYS_fcntl) {
+            uint32_t cmd;
+            memcpy(&cmd, buf + at + 16, 4);  /* args[1] */
+            if (nr != SYS_fcntl || cmd == 0 || cmd == 1030)
+                fd_calls++;
+        }
         at += size;
     }
     memset(r, 0, sizeof *r);
@@ -698,6 +714,7 @@ static int sysbuf_take(int memfd, uint64_t pos, struct rec *r, unsigned char *da
     *used += (int64_t)len;
     sysbuf_cursor = pos;
     sysbuf_chunks++;
+    sysbuf_fd_calls += fd_calls;
     return 0;
 }
 
@@ -716,6 +733,7 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
     int resume = sysbuf_resume;
     sysbuf_resume = -1;
     sysbuf_chunks = 0;
+    sysbuf_fd_calls = 0;
     memset(out, 0, OUT_WORDS * sizeof(int64_t));
     for (;;) {
         if (resume >= 0) {  /* at the entry stop the last loop left for the buffer */

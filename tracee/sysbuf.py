@@ -57,9 +57,10 @@ HDR_SIZE = 64
 REC_HEAD = 64
 TABLE_NRS = 512
 ENTRY_SIZE = 32
-_ENTRY = struct.Struct("<BBBBBBBxIII12x")
+_ENTRY = struct.Struct("<BBBBBBBxIIII8x")
 NO_ARG = 0xFF
 WAIT_PROBE = 1  # futex's entry flag: the hook probes its waits (tracee/sysbuf_hook.c)
+FD_CLEAR = 2  # the entry's fd_arg must be a descriptor whose bit is clear (close, fcntl)
 PENDING = -(1 << 63)
 DONE = 0x8000_0000
 # Replay's feed (sysbuf_hook.c relive_hook_fed, replayer/sysbuf_feed.py): a control block
@@ -80,7 +81,7 @@ DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_O
             "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD, "TABLE_NRS": TABLE_NRS,
             "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE, "CTRL_OFF": CTRL_OFF,
             "FEED_HEAD": FEED_HEAD, "FEED_REC_HEAD": FEED_REC_HEAD, "FDS_OFF": FDS_OFF,
-            "FDS_MAX": FDS_MAX, "WAIT_PROBE": WAIT_PROBE}
+            "FDS_MAX": FDS_MAX, "WAIT_PROBE": WAIT_PROBE, "FD_CLEAR": FD_CLEAR}
 _REC = struct.Struct("<II6Qq")
 
 
@@ -126,18 +127,24 @@ def table() -> bytes:
     call writes at most one output, a fixed-size struct or as many bytes as it returns (at
     most the argument after the buffer's: read, getdents64); a second output's pointer
     must be NULL for the call to be buffered (gettimeofday's timezone). `buffered` as an
-    ArgIs: only for those commands (a bit each, 0-31), for which its WhenArg outputs are
-    none (futex: the wakes); an OnFile: only on a descriptor whose bit is set (read,
-    write: regular files)."""
+    ArgIs: only for those commands (a bit each, 0-31, and at most one other value: fcntl's
+    F_DUPFD_CLOEXEC, openat's O_DIRECTORY), for which its WhenArg outputs are none (futex:
+    the wakes); an OnFile: only on a descriptor whose bit is set (read, write: regular
+    files), or with regular=False only on one whose bit is clear (close, fcntl)."""
     out = bytearray(TABLE_NRS * ENTRY_SIZE)
     for nr, name in NAME_OF.items():
         call = CATALOGUE.get(name)
         if call is None or not call.buffered or nr >= TABLE_NRS:
             continue
-        when = call.buffered if isinstance(call.buffered, ArgIs) else None
-        fd_arg = call.buffered.arg if isinstance(call.buffered, OnFile) else NO_ARG
-        if when is not None and (when.negate or any(not 0 <= v < 32 for v in when.values)):
-            raise ValueError(f"catalogue: {name}'s buffered commands are not 0-31")
+        on_file = call.buffered if isinstance(call.buffered, OnFile) else None
+        when = call.buffered if isinstance(call.buffered, ArgIs) else (
+            on_file.when if on_file is not None else None)
+        fd_arg = on_file.arg if on_file is not None else NO_ARG
+        extra = [v for v in when.values if not 0 <= v < 32] if when is not None else []
+        if when is not None and (when.negate or len(extra) > 1 or any(
+                not 0 < v < 1 << 32 for v in extra)):
+            raise ValueError(f"catalogue: {name}'s buffered commands are not 0-31 and one "
+                             "other (tracee.sysbuf)")
         outputs = [o for o in call.outputs if not (
             when is not None and isinstance(o, Out) and isinstance(o.size, WhenArg)
             and o.size.arg == when.arg and o.size.mask == when.mask
@@ -154,10 +161,12 @@ def table() -> bytes:
         cmd_arg, cmd_mask, allowed = NO_ARG, 0, 0
         if when is not None:
             cmd_arg, cmd_mask = when.arg, when.mask
-            allowed = sum(1 << v for v in when.values)
+            allowed = sum(1 << v for v in when.values if 0 <= v < 32)
         flags = WAIT_PROBE if name == "futex" and waits_probed() else 0
+        if on_file is not None and not on_file.regular:
+            flags |= FD_CLEAR
         _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, fd_arg,
-                         flags, size, cmd_mask, allowed)
+                         flags, size, cmd_mask, allowed, extra[0] if extra else 0)
     return bytes(out)
 
 
@@ -203,7 +212,7 @@ def _entries() -> dict[int, tuple[int, int, int, int]]:
         raw = table()
         _ENTRIES = {}
         for nr in range(TABLE_NRS):
-            on, out_arg, null_arg, cap_arg, _, _, _, size, _, _ = _ENTRY.unpack_from(
+            on, out_arg, null_arg, cap_arg, _, _, _, size, _, _, _ = _ENTRY.unpack_from(
                 raw, nr * ENTRY_SIZE)
             if on:
                 _ENTRIES[nr] = (out_arg, null_arg, cap_arg, size)

@@ -50,6 +50,7 @@ tracee/sysbuf.py checks against its own declarations. */
 #define NO_ARG 0xff
 #define DONE 0x80000000U
 #define WAIT_PROBE 1
+#define FD_CLEAR 2
 
 typedef unsigned long u64;
 typedef unsigned int u32;
@@ -79,12 +80,16 @@ struct entry {
                            cmd_allowed (a bit per command 0-31); or NO_ARG */
     u8 fd_arg;          /* buffered only when the descriptor in this argument has its bit
                            in the bitmap at FDS_OFF (a regular file); or NO_ARG */
-    u8 flags;           /* WAIT_PROBE (futex's entry): its waits are probed (futex_wait) */
+    u8 flags;           /* WAIT_PROBE (futex's entry): its waits are probed (futex_wait);
+                           FD_CLEAR: fd_arg's bit must be clear instead (close, fcntl: a
+                           descriptor the recorder follows no further) */
     u8 pad1;
     u32 out_size;       /* the output's size in bytes (fixed), if cap_arg is NO_ARG */
     u32 cmd_mask;
     u32 cmd_allowed;
-    u32 pad2[3];
+    u32 cmd_extra;      /* one more allowed command, >= 32 (F_DUPFD_CLOEXEC, O_DIRECTORY);
+                           0: none */
+    u32 pad2[2];
 };
 
 /* Replay's feed (relive_hook_fed): the replayer writes the feed's address at CTRL_FEED in
@@ -122,6 +127,7 @@ ABI(CTRL_OFF, 0x1FC0);
 ABI(FEED_HEAD, 64);
 ABI(FEED_REC_HEAD, 88);
 ABI(WAIT_PROBE, 1);
+ABI(FD_CLEAR, 2);
 
 static long relive_hook_untraced(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                           volatile long *result);
@@ -323,11 +329,12 @@ static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, l
         args[4] = 0;
         goto buffered;
     }
-    if (e->fd_arg != NO_ARG && !regular_file((u32)args[e->fd_arg]))
+    if (e->fd_arg != NO_ARG
+        && regular_file((u32)args[e->fd_arg]) == !!(e->flags & FD_CLEAR))
         return not_made;
     if (e->cmd_arg != NO_ARG) {
         u32 cmd = (u32)args[e->cmd_arg] & e->cmd_mask;
-        if (cmd >= 32 || !(e->cmd_allowed & (1U << cmd)))
+        if (cmd >= 32 ? cmd != e->cmd_extra : !(e->cmd_allowed & (1U << cmd)))
             return not_made;
     }
 buffered:;
