@@ -203,3 +203,27 @@ def test_tar_archives_byte_for_byte_with_directories_buffered(tmp_path):
     assert got[Kind.BUFFERED, CLOSE, ""] >= 4, got  # json, email and their subdirectories
     assert got[Kind.SYSCALL, OPENAT, "dir"] == 0, got
     assert_faithful(rec, replay(trace))
+
+
+@pytest.mark.skipif(shutil.which("ls") is None, reason="no ls")
+def test_ls_l_reads_links_and_attributes_without_a_stop(tmp_path):
+    """ls -lR asks every file's ACL (getxattr, lgetxattr: none here, ENODATA) and every
+    link's target (readlink): all without a stop; the listing is the native one."""
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    for i in range(10):
+        (tree / f"f{i}").write_text("x" * i)
+        (tree / "sub" / f"l{i}").symlink_to(f"../f{i}")
+    argv = ["ls", "-lR", "--time-style=+", tree]
+    native = run_native(argv)
+    trace = tmp_path / "t"
+    rec = record(trace, *argv, timeout=120)
+    assert rec.returncode == 0, describe(rec)
+    assert rec.stdout == native.stdout
+    got = _calls(trace)
+    readlink, lgetxattr, getxattr = 89, 192, 191
+    assert got[Kind.BUFFERED, readlink, ""] >= 10, got
+    assert got[Kind.BUFFERED, lgetxattr, ""] + got[Kind.BUFFERED, getxattr, ""] >= 20, got
+    for nr in (readlink, lgetxattr, getxattr):
+        assert got[Kind.SYSCALL, nr, ""] == 0, (nr, got)
+    assert_faithful(rec, replay(trace))

@@ -38,7 +38,7 @@ from typing import NamedTuple
 from tracee import sysbuf_build
 from tracee.remote import RELIVE_AREA_SIZE, RELIVE_PAGE
 from tracee.syscalls.catalogue import CATALOGUE
-from tracee.syscalls.rules import ArgIs, Fixed, OnFile, Out, Result, WhenArg
+from tracee.syscalls.rules import ArgIs, ArgValue, Fixed, Min, OnFile, Out, Result, WhenArg
 from tracee.sysnums import NAME_OF
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def table() -> bytes:
             when is not None and isinstance(o, Out) and isinstance(o.size, WhenArg)
             and o.size.arg == when.arg and o.size.mask == when.mask
             and not o.size.values & when.values)]
-        outs = [o for o in outputs if isinstance(o, Out)]
+        outs = [_capped(o) for o in outputs if isinstance(o, Out)]
         if len(outs) != len(outputs) or len(outs) > 2 or any(
                 not isinstance(o.size, (Fixed, Result)) for o in outs[:1]):
             raise ValueError(f"catalogue: {name} is buffered but its outputs are not one "
@@ -168,6 +168,16 @@ def table() -> bytes:
         _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, fd_arg,
                          flags, size, cmd_mask, allowed, extra[0] if extra else 0)
     return bytes(out)
+
+
+def _capped(out: Out) -> Out:
+    """min(result, the next argument) bytes (getxattr, listxattr) is what the hook makes of
+    a result-sized output anyway (at most the next argument's bytes)."""
+    size = out.size
+    if (isinstance(size, Min) and isinstance(size.a, Result)
+            and size.b == ArgValue(out.arg + 1)):
+        return out._replace(size=Result())
+    return out
 
 
 # -- the buffer -----------------------------------------------------------------------------
