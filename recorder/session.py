@@ -597,7 +597,7 @@ class Recorder:
             if self.sysbuf.on:
                 fastloop.sysbuf_cursor(sysbuf.HOOK_BUF, self.sysbuf.cursor(t.space), resume,
                                        sysbuf.HDR_SIZE, sysbuf.BUF_SIZE)
-            fastloop.sysbuf_fds(sysbuf.HOOK_CODE + sysbuf.FDS_OFF if self.fdbits.on else 0,
+            fastloop.sysbuf_fds(sysbuf.FDS if self.fdbits.on else 0,
                                 self.fdbits.may_set(t.task.tid, t.space))
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
                                   watched=self.effects.watched_files(),

@@ -35,12 +35,13 @@ tracee/sysbuf.py checks against its own declarations. */
 /* RELIVE_HOOK_CODE and RELIVE_HOOK_BUF come from tracee/sysbuf.py (-D): they follow the
    relive page (tracee/remote.py RELIVE_PAGE), the one place relive's addresses derive from. */
 #define HOOK_CODE ((u64)RELIVE_HOOK_CODE)   /* this code, then the table at TABLE_OFF */
-#define CODE_SIZE 0x7000UL
+#define CODE_SIZE 0x6000UL
 #define TABLE_OFF 0x2000UL
-#define FDS_OFF 0x6000UL             /* the descriptor bitmap (tracee/sysbuf.py FDS_OFF) */
-#define FDS_MAX 0x8000UL             /* descriptors it covers */
-#define HOOK_BUF ((u64)RELIVE_HOOK_BUF)     /* the buffer: header then records */
+#define HOOK_BUF ((u64)RELIVE_HOOK_BUF)     /* the buffer: header then records, then */
 #define BUF_SIZE 0xF0000UL
+#define FDS_OFF 0xF0000UL            /* the descriptor bitmap (tracee/sysbuf.py FDS_OFF) */
+#define FDS_MAX 0x8000UL             /* descriptors it covers */
+#define BUF_MAP 0xF1000UL            /* the whole read+write mapping */
 #define MAX_OUT 0x10000UL            /* a larger result-sized output makes the call traced */
 #define HDR_SIZE 64
 #define REC_HEAD 64                  /* struct rec before its data */
@@ -51,6 +52,7 @@ tracee/sysbuf.py checks against its own declarations. */
 #define DONE 0x80000000U
 #define WAIT_PROBE 1
 #define FD_CLEAR 2
+#define FD_FREES 4
 
 typedef unsigned long u64;
 typedef unsigned int u32;
@@ -118,8 +120,8 @@ ABI(HDR_SIZE, 64);
 ABI(REC_HEAD, 64);
 ABI(TABLE_NRS, 512);
 ABI(ENTRY_SIZE, 32);
-ABI(CODE_SIZE, 0x7000);
-ABI(FDS_OFF, 0x6000);
+ABI(CODE_SIZE, 0x6000);
+ABI(FDS_OFF, 0xF0000);
 ABI(FDS_MAX, 0x8000);
 ABI(NO_ARG, 0xff);
 ABI(DONE, 0x80000000);
@@ -128,6 +130,8 @@ ABI(FEED_HEAD, 64);
 ABI(FEED_REC_HEAD, 88);
 ABI(WAIT_PROBE, 1);
 ABI(FD_CLEAR, 2);
+ABI(FD_FREES, 4);
+ABI(BUF_MAP, 0xF1000);
 
 static long relive_hook_untraced(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                           volatile long *result);
@@ -300,8 +304,18 @@ static void copy(u8 *to, const u8 *from, u64 n)
    socket, a terminal, one the recorder has not seen made) takes the traced path. */
 static int regular_file(u64 fd)
 {
-    const volatile u64 *bits = (const volatile u64 *)(HOOK_CODE + FDS_OFF);
+    const volatile u64 *bits = (const volatile u64 *)(HOOK_BUF + FDS_OFF);
     return fd < FDS_MAX && (bits[fd / 64] >> (fd % 64) & 1);
+}
+
+/* A descriptor about to be closed (FD_FREES): its bit is cleared before the call, so no
+   later call takes it for the regular file it was (a clear bit is always safe: the traced
+   path). Replay runs this same code: the bitmap follows without a write in the trace. */
+static void forget_fd(u64 fd)
+{
+    volatile u64 *bits = (volatile u64 *)(HOOK_BUF + FDS_OFF);
+    if (fd < FDS_MAX)
+        bits[fd / 64] &= ~(1UL << (fd % 64));
 }
 
 __attribute__((used, noipa))
@@ -329,7 +343,7 @@ static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, l
         args[4] = 0;
         goto buffered;
     }
-    if (e->fd_arg != NO_ARG
+    if (e->fd_arg != NO_ARG && !(e->flags & FD_FREES)
         && regular_file((u32)args[e->fd_arg]) == !!(e->flags & FD_CLEAR))
         return not_made;
     if (e->cmd_arg != NO_ARG) {
@@ -371,6 +385,8 @@ buffered:;
     rec->result = PENDING;
     __asm__ volatile("" ::: "memory");
     h->pos = (pos & ~0xffffffffUL) | (off + size);   /* claimed */
+    if (e->flags & FD_FREES)
+        forget_fd((u32)args[e->fd_arg]);
     long r = relive_hook_untraced(nr, args[0], args[1], args[2], args[3], args[4], args[5],
                                   &rec->result);
     h->busy = 0;

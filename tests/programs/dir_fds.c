@@ -11,7 +11,9 @@
    3. A descriptor number reused: /dev/null is read at number N (a call that never waits),
       closed, and a copy of a pipe's read end (fcntl F_DUPFD) takes number N; the read of N
       then waits until a child writes into the pipe 100 ms later.
-   4. The program closes its stdout (relive's) and opens OUTFILE, which takes number 1, and
+   4. A regular file (DIR/f0) is opened, read and closed; a pipe made next takes its number,
+      and the read of the pipe waits for a child's write (the file's bit must be gone).
+   5. The program closes its stdout (relive's) and opens OUTFILE, which takes number 1, and
       writes to it; it says so on stderr. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -120,6 +122,31 @@ static void reuse(void)
            got);
 }
 
+static void file_then_pipe(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/f0", dir);
+    int f = open(path, O_RDONLY);
+    char c[8];
+    long first = read(f, c, 1);
+    close(f);
+    int p[2];
+    if (pipe(p) != 0)
+        exit(1);
+    pid_t child = fork();
+    if (child == 0) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        _exit(write(p[1], "pipe", 4) == 4 ? 0 : 1);
+    }
+    close(p[1]);
+    long got = read(p[0], c, sizeof c);
+    int status;
+    waitpid(child, &status, 0);
+    printf("file %d read %ld, then a pipe at %d read %ld\n", f, first, p[0], got);
+    close(p[0]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 5) {
@@ -132,6 +159,7 @@ int main(int argc, char **argv)
     printf("walked %d rounds, checksum %lx\n", rounds, sum);
     fifo(argv[3]);
     reuse();
+    file_then_pipe(argv[1]);
     fflush(stdout);
     close(1);
     int out = open(argv[4], O_WRONLY | O_CREAT | O_TRUNC, 0644);

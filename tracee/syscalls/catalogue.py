@@ -77,7 +77,7 @@ CATALOGUE: dict[str, Syscall] = {
     "openat": S(may_block=OnOpen(1, dirfd=0, flags=2), path=1, buffered=OPENAT_BUFFERED),
     "openat2": S(may_block=True, path=1),  # (flags in struct open_how: rare, assumed to wait)
     "creat": S(may_block=OnOpen(0, fixed_flags=O_CREAT | O_WRONLY | O_TRUNC), path=0),
-    "close": S(effects=Effect.FD_CLOSE, buffered=OnFile(0, regular=False)),
+    "close": S(effects=Effect.FD_CLOSE, buffered=True),  # (the hook clears its bit)
     "close_range": S(effects=Effect.FD_TABLE),
     "dup": S(dups_fd=0),
     "dup2": S(effects=Effect.FD_REPLACE, dups_fd=0),

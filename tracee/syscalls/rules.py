@@ -115,8 +115,8 @@ class OnFile(NamedTuple):
     """`buffered` only when the descriptor in argument `arg` is one the recorder knows to be
     a regular file whose writes need nothing more recorded (recorder.sysbuf_fds): its reads
     and writes never wait for another task. With `regular=False` only when it is none of
-    those (its bit clear): closing or duplicating it changes no bit of the bitmap (close,
-    fcntl F_DUPFD), and `when` (an ArgIs on another argument) must hold too."""
+    those (its bit clear): duplicating it changes no bit of the bitmap (fcntl F_DUPFD),
+    and `when` (an ArgIs on another argument) must hold too."""
     arg: int
     regular: bool = True
     when: ArgIs | None = None
@@ -260,7 +260,8 @@ class Syscall(NamedTuple):
     # changes nothing the recorder tracks, at most one output (a struct, or as many bytes
     # as it returns); an ArgIs: only when it holds (futex: the wakes; openat: O_DIRECTORY);
     # an OnFile: only on a regular file's descriptor (read, write), or only on any other
-    # (close, fcntl's commands that change no bit of the descriptor bitmap).
+    # (fcntl's commands that change no bit of the descriptor bitmap). A buffered call
+    # with Effect.FD_CLOSE (close) has its descriptor's bit cleared by the hook.
     buffered: bool | ArgIs | OnFile = False
 
 
