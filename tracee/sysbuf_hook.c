@@ -81,10 +81,11 @@ struct entry {
     u8 cmd_arg;         /* buffered only when this argument & cmd_mask is a command in
                            cmd_allowed (a bit per command 0-31); or NO_ARG */
     u8 fd_arg;          /* buffered only when the descriptor in this argument has its bit
-                           in the bitmap at FDS_OFF (a regular file); or NO_ARG */
+                           in the bitmap at HOOK_BUF + FDS_OFF (a regular file); or NO_ARG */
     u8 flags;           /* WAIT_PROBE (futex's entry): its waits are probed (futex_wait);
-                           FD_CLEAR: fd_arg's bit must be clear instead (close, fcntl: a
-                           descriptor the recorder follows no further) */
+                           FD_CLEAR: fd_arg's bit must be clear instead (fcntl: a copy of
+                           it gets no bit); FD_FREES: any descriptor, its bit cleared
+                           before the call (close: forget_fd) */
     u8 pad1;
     u32 out_size;       /* the output's size in bytes (fixed), if cap_arg is NO_ARG */
     u32 cmd_mask;
