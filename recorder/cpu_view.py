@@ -236,6 +236,20 @@ class CpuView:
         return View(0)
 
     # -- status files -------------------------------------------------------------------------
+    def copies_made(self, task: Task) -> None:
+        """Calls made without a stop (tracee.sysbuf: fcntl F_DUPFD) may have copied a status
+        file's descriptor: look for the copies (only while one is open: rare)."""
+        fds = self.status_fds.get(task.pid)
+        if not fds:
+            return
+        try:
+            numbers = [int(n) for n in os.listdir(f"/proc/{task.pid}/fd")]
+        except (OSError, ValueError):
+            return
+        for fd in numbers:
+            if fd not in fds:
+                self._opened(task, fd)
+
     def _opened(self, task: Task, fd: int) -> None:
         try:
             path = os.readlink(f"/proc/{task.pid}/fd/{fd}")

@@ -186,6 +186,8 @@ class Batch(NamedTuple):
     # as runs of one kind (count, records), and the buffer's cursor after them.
     segments: tuple[Segment, ...] = ()
     sysbuf_cursor: int = 0
+    # Of those, calls that closed or made a descriptor (close, openat, fcntl F_DUPFD).
+    buffered_fd_calls: int = 0
 
 
 class RecordLoop:
@@ -297,4 +299,5 @@ class RecordLoop:
                      exit_at=exit_at,
                      others=shared.others() if shared is not None else (),
                      armed=shared is not None and shared.armed(),
-                     segments=segments, sysbuf_cursor=cursor)
+                     segments=segments, sysbuf_cursor=cursor,
+                     buffered_fd_calls=fastloop.sysbuf_fd_calls() if chunks else 0)

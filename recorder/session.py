@@ -31,7 +31,7 @@ from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_inf
 from recorder.signals import (SignalRecorder, disposition, has_no_effect,
                               pending_with_effect)
 from recorder.syscall_effects import EffectRecorder
-from recorder.sysbuf_fds import FdBits
+from recorder.sysbuf_fds import FdBits, closes_or_makes
 from recorder.sysbuf_record import SyscallBuffer
 from tracee import cpuid, fastloop, seccomp, sysbuf
 from tracee import ptrace_api as api
@@ -160,6 +160,8 @@ class Recorder:
         if calls:
             t.last_event = self.writer.add_syscalls(t.task.tid, len(calls), lambda: calls,
                                                     Kind.BUFFERED)
+            if any(closes_or_makes(nr, args) for nr, _, args, _ in calls):
+                self._buffered_fd_calls(t)
             # It ran user code since its last stopped syscall, unless it is stopped right
             # where the last buffered one returned.
             t.exit_at = self.sysbuf.at_return
@@ -595,7 +597,7 @@ class Recorder:
             if self.sysbuf.on:
                 fastloop.sysbuf_cursor(sysbuf.HOOK_BUF, self.sysbuf.cursor(t.space), resume,
                                        sysbuf.HDR_SIZE, sysbuf.BUF_SIZE)
-            fastloop.sysbuf_fds(sysbuf.HOOK_CODE + sysbuf.FDS_OFF if self.fdbits.on else 0,
+            fastloop.sysbuf_fds(sysbuf.FDS if self.fdbits.on else 0,
                                 self.fdbits.may_set(t.task.tid, t.space))
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
                                   watched=self.effects.watched_files(),
@@ -633,6 +635,8 @@ class Recorder:
         if batch.recorded or batch.segments:
             if not self.descriptors.empty:
                 self._descriptors_after(t, batch)
+            if batch.buffered_fd_calls:
+                self._buffered_fd_calls(t)
             t.exit_at = batch.exit_at
             self.preempter.made_syscall(t)
         if batch.entry is not None:  # entered, resumed into the kernel, not recorded
@@ -664,6 +668,14 @@ class Recorder:
                     api.ptrace(api.Req.INTERRUPT, t.task.tid)
                 except OSError:
                     pass
+
+    def _buffered_fd_calls(self, t: RecordedTask) -> None:
+        """The hook closed or made descriptors of t's process without a stop (close, openat
+        of a directory, fcntl F_DUPFD: never of a descriptor in the bitmap, whose bits stay
+        right): a number recorder.blocking knew may now be another file, a status file
+        may have a copy."""
+        self.descriptors.forget(t.task.pid)
+        self.cpus.copies_made(t.task)
 
     def _descriptors_after(self, t: RecordedTask, batch: Batch) -> None:
         """The compiled loop recorded calls (close, dup2, fcntl F_SETFL, ...) that may have

@@ -1,5 +1,5 @@
 """The syscall buffer's descriptor bitmap: which descriptors the hook may read and write
-without a stop (tracee.sysbuf FDS_OFF; the catalogue's `buffered=OnFile`).
+without a stop (tracee.sysbuf FDS; the catalogue's `buffered=OnFile`).
 
 A bit is set only while its descriptor is open on a regular file that is not on a pseudo
 file system (/proc, /sys, FUSE... whose reads the recorder fakes or that may wait for a
@@ -11,10 +11,12 @@ Kept exact by the recorder, which sees every call that could make a set bit wron
 descriptor is only ever made at a free number (its bit cleared when it was freed) except by
 dup2/dup3, so the calls to follow are those that open a regular file (open, openat,
 openat2, creat), duplicate one (dup, dup2, dup3, fcntl F_DUPFD) or free numbers (close,
-close_range); exec starts from a bitmap made from /proc/PID/fd. The compiled record loop
-keeps it too for the calls it records (tracee/fastloop.c fds_after; close_range it leaves
-to Python). Every change is a write of the event of the call that made it, so replay's
-hook decides as the recorded one did (a missed write diverges there, never silently).
+close_range); exec starts from a bitmap made from /proc/PID/fd. A close the hook makes
+clears the bit in the hook (tracee/sysbuf_hook.c FD_FREES: replay runs the same code).
+The compiled record loop keeps it too for the calls it records (tracee/fastloop.c
+fds_after; close_range it leaves to Python). Every other change is a write of the event of
+the call that made it, so replay's hook decides as the recorded one did (a missed write
+diverges there, never silently).
 
 A thread sharing the address space but not the descriptor table (a vfork child) only
 clears the bits of the numbers it changes: the bitmap stays true for the table it was
@@ -51,6 +53,21 @@ CLOSE_RANGE_UNSHARE = 2
 PSEUDO_FS = frozenset({0x9FA0, 0x62656572, 0x64626720, 0x74726163, 0x73636673, 0x27E0EB,
                        0x63677270, 0x62656570, 0xDE5E81E4, 0x6165676C, 0xCAFE4A11,
                        0x65735543, 0x65735546, 0x42494E4D, 0xF97CFF8C})
+
+
+NR_CLOSE, NR_FCNTL, NR_OPENAT = 3, 72, 257
+_ARG1 = struct.Struct("<8xQ")
+
+
+def closes_or_makes(nr: int, regs: bytes) -> bool:
+    """Does a buffered call (number, its BUFFERED event's "registers": the arguments) close
+    or make a descriptor? The hook clears a closed descriptor's bit itself and makes openat
+    of a directory and fcntl F_DUPFD only for descriptors without a bit (tracee/
+    sysbuf_hook.c FD_FREES, FD_CLEAR): the bitmap is right, but what else the recorder
+    knows of that number may not be (tracee/fastloop.c counts the same calls)."""
+    if nr == NR_FCNTL:
+        return _ARG1.unpack_from(regs)[0] & 0xFFFF_FFFF in (F_DUPFD, F_DUPFD_CLOEXEC)
+    return nr in (NR_CLOSE, NR_OPENAT)
 
 
 class FdBits:
@@ -145,7 +162,7 @@ class FdBits:
         bits of every descriptor open on it are cleared."""
         try:
             st = os.stat(f"/proc/{task.pid}/fd/{fd}")
-            raw = task.mem.read(sysbuf.HOOK_CODE + sysbuf.FDS_OFF, sysbuf.FDS_MAX // 8)
+            raw = task.mem.read(sysbuf.FDS, sysbuf.FDS_MAX // 8)
         except (OSError, MemoryAccessError):
             return {}
         ident = (st.st_dev, st.st_ino)
@@ -168,7 +185,7 @@ class FdBits:
     def _write(self, task: Task, changes: dict[int, tuple[int, int]]) -> list[Write]:
         writes: list[Write] = []
         for word, (clear, put_on) in sorted(changes.items()):
-            addr = sysbuf.HOOK_CODE + sysbuf.FDS_OFF + word * 8
+            addr = sysbuf.FDS + word * 8
             try:
                 old = task.mem.read_u64(addr)
             except (MemoryAccessError, OSError):

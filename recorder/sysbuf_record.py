@@ -62,7 +62,7 @@ class SyscallBuffer:
         if self.hook is None:
             return
         for addr, size, prot in ((sysbuf.HOOK_CODE, sysbuf.CODE_SIZE, PROT_READ | PROT_EXEC),
-                                 (sysbuf.HOOK_BUF, sysbuf.BUF_SIZE, PROT_READ | PROT_WRITE)):
+                                 (sysbuf.HOOK_BUF, sysbuf.BUF_MAP, PROT_READ | PROT_WRITE)):
             remote.mmap_in_tracee(task, addr, size, prot, remote.MAP_PRIVATE
                                   | remote.MAP_ANONYMOUS | remote.MAP_FIXED_NOREPLACE)
         task.mem.write(sysbuf.HOOK_CODE, sysbuf.code_page())

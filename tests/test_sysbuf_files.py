@@ -140,7 +140,7 @@ def test_a_lost_bitmap_change_diverges_at_the_call_it_decides(programs, tmp_path
     rec = record(trace, programs["file_pipe_reads"], work, 10, env=env)
     assert rec.returncode == 0, describe(rec)
     file, _ = _fds(rec.stdout)
-    bitmap = sysbuf.HOOK_CODE + sysbuf.FDS_OFF
+    bitmap = sysbuf.FDS
     db = trace_rows.connect(trace)
     buffered = db.execute("SELECT seq, regs FROM events WHERE kind = ? ORDER BY seq",
                           (int(Kind.BUFFERED),)).fetchall()

@@ -524,6 +524,7 @@ static int wait_own(int tid, int *status, struct loop_opts *o)
 static uint64_t sysbuf_pos_addr, sysbuf_cursor, sysbuf_hdr, sysbuf_size;
 static int sysbuf_resume = -1;
 static long sysbuf_chunks;  /* buffer chunks the last loop took into its records */
+static long sysbuf_fd_calls;  /* buffered calls among them that closed or made a descriptor */
 
 /* Also: `resume`, the status of the entry stop the last loop returned R_SYSBUF at (the
    next loop starts there instead of resuming the task), or -1; the buffer's header and
@@ -639,6 +640,13 @@ long relive_sysbuf_state(uint64_t *cursor)
     return sysbuf_chunks;
 }
 
+/* How many of the last loop's buffered calls closed or made a descriptor (close, openat,
+   fcntl F_DUPFD[_CLOEXEC]): what recorder.blocking caches of the process may be stale. */
+long relive_sysbuf_fd_calls(void)
+{
+    return sysbuf_fd_calls;
+}
+
 /* The buffer's position, if it moved past the cursor (else 0). */
 static uint64_t sysbuf_moved(int memfd)
 {
@@ -660,6 +668,14 @@ static uint64_t sysbuf_moved(int memfd)
    stop at a syscall entry is after any call the hook made, unless a signal handler's call
    interrupted it; Python takes those). 0, or -1: Python must. */
 #define SYSBUF_CHUNK 0x5b
+/* Records longer than this hold a result-sized output (read, getdents64: the hook reserves
+   the whole count; every fixed-size output is a smaller struct): only the head and the
+   result's bytes are copied, the record's size in the copy says so (recorder/sysbuf_record.py
+   calls_from walks by it). find's getdents64 reserve 32 KiB each: copying the reservations
+   cost ~1.1 GB of /proc/PID/mem reads a run. */
+#define SYSBUF_BIG 4160
+#define SYSBUF_WINDOW 8192  /* the records are read this much at a time */
+
 static int sysbuf_take(int memfd, uint64_t pos, struct rec *r, unsigned char *data,
                        int64_t cap, int64_t *used)
 {
@@ -668,36 +684,77 @@ static int sysbuf_take(int memfd, uint64_t pos, struct rec *r, unsigned char *da
     uint64_t end = pos & 0xffffffffU;
     if (start < sysbuf_hdr)
         start = sysbuf_hdr;
-    if (start > end || end > sysbuf_size || (int64_t)(end - start) > cap - *used)
+    if (start > end || end > sysbuf_size)
         return -1;
     unsigned char *buf = data + *used;
-    uint64_t len = end - start;
-    if (pread(memfd, buf, len, (off_t)(sysbuf_pos_addr + start)) != (ssize_t)len)
-        return -1;
-    uint64_t count = 0;
-    for (uint64_t at = 0; at < len; count++) {
-        uint32_t size, nr;
-        int64_t result;
-        if (len - at < SYSBUF_REC_HEAD)
+    uint64_t room = (uint64_t)(cap - *used), dst = 0, src = start, count = 0;
+    long fd_calls = 0;
+    while (src < end) {
+        uint64_t win = end - src < SYSBUF_WINDOW ? end - src : SYSBUF_WINDOW, w = 0;
+        if (win > room - dst || win < SYSBUF_REC_HEAD
+            || pread(memfd, buf + dst, win, (off_t)(sysbuf_pos_addr + src)) != (ssize_t)win)
             return -1;
-        memcpy(&size, buf + at, 4);
-        memcpy(&nr, buf + at + 4, 4);
-        memcpy(&result, buf + at + 56, 8);
-        if (size < SYSBUF_REC_HEAD || size % 8 || size > len - at || !(nr & SYSBUF_DONE)
-            || result == SYSBUF_PENDING)
+        while (win - w >= SYSBUF_REC_HEAD) {
+            unsigned char *at = buf + dst + w;
+            uint32_t size, nr;
+            int64_t result;
+            memcpy(&size, at, 4);
+            memcpy(&nr, at + 4, 4);
+            memcpy(&result, at + 56, 8);
+            if (size < SYSBUF_REC_HEAD || size % 8 || size > end - src - w
+                || !(nr & SYSBUF_DONE) || result == SYSBUF_PENDING)
+                return -1;
+            nr &= ~SYSBUF_DONE;
+            uint64_t keep = size;
+            if (size > SYSBUF_BIG) {
+                uint64_t n = result > 0 && (uint64_t)result <= size - SYSBUF_REC_HEAD
+                             ? (uint64_t)result : 0;
+                keep = SYSBUF_REC_HEAD + ((n + 7) & ~7ULL);
+            } else if (size > win - w) {
+                break;  /* runs past the window: the next window starts with it */
+            }
+            if (nr == SYS_close || nr == SYS_openat || nr == SYS_fcntl) {
+                uint32_t cmd;
+                memcpy(&cmd, at + 16, 4);  /* args[1] */
+                if (nr != SYS_fcntl || cmd == 0 || cmd == 1030)
+                    fd_calls++;
+            }
+            count++;
+            if (size <= SYSBUF_BIG) {
+                w += size;
+                continue;
+            }
+            /* a reservation: keep its head and output, go on after it */
+            if (keep > win - w) {
+                if (keep > room - dst - w
+                    || pread(memfd, at, keep, (off_t)(sysbuf_pos_addr + src + w))
+                       != (ssize_t)keep)
+                    return -1;
+            }
+            uint32_t kept = (uint32_t)keep;
+            memcpy(at, &kept, 4);
+            dst += w + keep;
+            src += w + size;
+            w = 0;
+            win = 0;
+            break;
+        }
+        dst += w;
+        src += w;
+        if (w == 0 && win)  /* not one whole record in a window */
             return -1;
-        at += size;
     }
     memset(r, 0, sizeof *r);
     r->nwrites = SYSBUF_CHUNK;
     r->w[0].addr = sysbuf_pos_addr + start;
-    r->w[0].len = len;
+    r->w[0].len = dst;
     r->w[0].off = (uint64_t)*used;
     r->w[1].addr = pos;
     r->w[1].len = count;
-    *used += (int64_t)len;
+    *used += (int64_t)dst;
     sysbuf_cursor = pos;
     sysbuf_chunks++;
+    sysbuf_fd_calls += fd_calls;
     return 0;
 }
 
@@ -716,6 +773,7 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
     int resume = sysbuf_resume;
     sysbuf_resume = -1;
     sysbuf_chunks = 0;
+    sysbuf_fd_calls = 0;
     memset(out, 0, OUT_WORDS * sizeof(int64_t));
     for (;;) {
         if (resume >= 0) {  /* at the entry stop the last loop left for the buffer */

@@ -215,6 +215,12 @@ def sysbuf_state() -> tuple[int, int]:
     return int(lib.relive_sysbuf_state(ctypes.byref(cursor))), cursor.value
 
 
+def sysbuf_fd_calls() -> int:
+    """How many buffered calls the last record loop took closed or made a descriptor."""
+    lib = load()
+    return int(lib.relive_sysbuf_fd_calls()) if lib is not None else 0
+
+
 def load() -> ctypes.CDLL | None:
     """The loaded library, or None (disabled, or it could not be built: said once)."""
     global _lib, _tried, _status
@@ -286,6 +292,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.relive_sysbuf_fds.restype = None
     lib.relive_sysbuf_fds.argtypes = [ctypes.c_uint64, ctypes.c_int]
     lib.relive_sysbuf_state.argtypes = [ctypes.c_void_p]
+    lib.relive_sysbuf_fd_calls.restype = ctypes.c_long
+    lib.relive_sysbuf_fd_calls.argtypes = []
     lib.relive_trap_cpuid.restype = None
     lib.relive_trap_cpuid.argtypes = [ctypes.c_int]
 

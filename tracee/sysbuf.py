@@ -3,9 +3,9 @@
 A recorded process gets, at every exec, two flagged mappings at fixed addresses beside the
 relive page: HOOK_CODE (read+exec: the hook compiled from sysbuf_hook.c, then at TABLE_OFF the
 table saying which syscall numbers the hook buffers and where their output goes, generated
-from the catalogue's `buffered` entries, then at FDS_OFF a bit per descriptor that is a
-regular file, which the recorder keeps up to date: recorder.sysbuf_fds) and HOOK_BUF
-(read+write: a header and the records).
+from the catalogue's `buffered` entries) and HOOK_BUF (read+write: a header and the records,
+then at FDS_OFF a bit per descriptor that is a regular file, which the recorder keeps up to
+date, recorder.sysbuf_fds, and the hook clears when it closes one).
 libc's `syscall; cmp $imm32,%rax` sites are patched to jump to the hook through trampolines
 (tracee.syscall_sites). The hook makes a buffered call with its one untraced `syscall`
 (UNTRACED_INSN, allowed by the seccomp filter: no ptrace stop) and keeps number, arguments,
@@ -38,7 +38,8 @@ from typing import NamedTuple
 from tracee import sysbuf_build
 from tracee.remote import RELIVE_AREA_SIZE, RELIVE_PAGE
 from tracee.syscalls.catalogue import CATALOGUE
-from tracee.syscalls.rules import ArgIs, Fixed, OnFile, Out, Result, WhenArg
+from tracee.syscalls.rules import (ArgIs, ArgValue, Effect, Fixed, Min, OnFile, Out, Result,
+                                   WhenArg)
 from tracee.sysnums import NAME_OF
 
 log = logging.getLogger(__name__)
@@ -47,19 +48,25 @@ SOURCE = Path(__file__).with_name("sysbuf_hook.c")
 INSTALLED = Path(__file__).with_name("_sysbuf_hook.o")  # setup.py's build
 HOOK_CODE = RELIVE_PAGE + sysbuf_build.CODE_OFF  # beside the relive page (tracee.remote)
 TABLE_OFF = 0x2000
-CODE_SIZE = 0x7000
-FDS_OFF = 0x6000  # the descriptor bitmap: a bit per descriptor below FDS_MAX
+CODE_SIZE = 0x6000
 FDS_MAX = 0x8000
 HOOK_BUF = RELIVE_PAGE + sysbuf_build.BUF_OFF
 BUF_SIZE = 0xF0000  # 960 KiB (not a multiple of a scratch area: tests/test_scratch.py)
+# The descriptor bitmap, a bit per descriptor below FDS_MAX, in the page after the records
+# (HOOK_BUF's mapping is BUF_MAP long): the hook clears a bit when it closes a descriptor.
+FDS_OFF = BUF_SIZE
+FDS = HOOK_BUF + FDS_OFF
+BUF_MAP = BUF_SIZE + FDS_MAX // 8
 MAX_OUT = 0x10000
 HDR_SIZE = 64
 REC_HEAD = 64
 TABLE_NRS = 512
 ENTRY_SIZE = 32
-_ENTRY = struct.Struct("<BBBBBBBxIII12x")
+_ENTRY = struct.Struct("<BBBBBBBxIIII8x")
 NO_ARG = 0xFF
 WAIT_PROBE = 1  # futex's entry flag: the hook probes its waits (tracee/sysbuf_hook.c)
+FD_CLEAR = 2  # the entry's fd_arg must be a descriptor whose bit is clear (fcntl)
+FD_FREES = 4  # the call frees fd_arg: the hook clears its bit first (close)
 PENDING = -(1 << 63)
 DONE = 0x8000_0000
 # Replay's feed (sysbuf_hook.c relive_hook_fed, replayer/sysbuf_feed.py): a control block
@@ -72,7 +79,8 @@ FEED = RELIVE_PAGE + 0x12_0000
 FEED_SIZE = 0x10_0000
 FEED_HEAD = 64
 FEED_REC_HEAD = 88
-if max(HOOK_BUF + BUF_SIZE, FEED + FEED_SIZE) > RELIVE_PAGE + RELIVE_AREA_SIZE:
+if max(HOOK_BUF + BUF_MAP, FEED + FEED_SIZE) > RELIVE_PAGE + RELIVE_AREA_SIZE or (
+        HOOK_BUF + BUF_MAP > FEED):
     # (memory digests leave that area out: tracee.digest)
     raise ImportError("the syscall buffer or the feed lies outside tracee.remote.RELIVE_AREA_SIZE")
 DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_OFF,
@@ -80,7 +88,8 @@ DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_O
             "HDR_SIZE": HDR_SIZE, "REC_HEAD": REC_HEAD, "TABLE_NRS": TABLE_NRS,
             "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE, "CTRL_OFF": CTRL_OFF,
             "FEED_HEAD": FEED_HEAD, "FEED_REC_HEAD": FEED_REC_HEAD, "FDS_OFF": FDS_OFF,
-            "FDS_MAX": FDS_MAX, "WAIT_PROBE": WAIT_PROBE}
+            "FDS_MAX": FDS_MAX, "WAIT_PROBE": WAIT_PROBE, "FD_CLEAR": FD_CLEAR,
+            "FD_FREES": FD_FREES, "BUF_MAP": BUF_MAP}
 _REC = struct.Struct("<II6Qq")
 
 
@@ -126,23 +135,29 @@ def table() -> bytes:
     call writes at most one output, a fixed-size struct or as many bytes as it returns (at
     most the argument after the buffer's: read, getdents64); a second output's pointer
     must be NULL for the call to be buffered (gettimeofday's timezone). `buffered` as an
-    ArgIs: only for those commands (a bit each, 0-31), for which its WhenArg outputs are
-    none (futex: the wakes); an OnFile: only on a descriptor whose bit is set (read,
-    write: regular files)."""
+    ArgIs: only for those commands (a bit each, 0-31, and at most one other value: fcntl's
+    F_DUPFD_CLOEXEC, openat's O_DIRECTORY), for which its WhenArg outputs are none (futex:
+    the wakes); an OnFile: only on a descriptor whose bit is set (read, write: regular
+    files), or with regular=False only on one whose bit is clear (close, fcntl)."""
     out = bytearray(TABLE_NRS * ENTRY_SIZE)
     for nr, name in NAME_OF.items():
         call = CATALOGUE.get(name)
         if call is None or not call.buffered or nr >= TABLE_NRS:
             continue
-        when = call.buffered if isinstance(call.buffered, ArgIs) else None
-        fd_arg = call.buffered.arg if isinstance(call.buffered, OnFile) else NO_ARG
-        if when is not None and (when.negate or any(not 0 <= v < 32 for v in when.values)):
-            raise ValueError(f"catalogue: {name}'s buffered commands are not 0-31")
+        on_file = call.buffered if isinstance(call.buffered, OnFile) else None
+        when = call.buffered if isinstance(call.buffered, ArgIs) else (
+            on_file.when if on_file is not None else None)
+        fd_arg = on_file.arg if on_file is not None else NO_ARG
+        extra = [v for v in when.values if not 0 <= v < 32] if when is not None else []
+        if when is not None and (when.negate or len(extra) > 1 or any(
+                not 0 < v < 1 << 32 for v in extra)):
+            raise ValueError(f"catalogue: {name}'s buffered commands are not 0-31 and one "
+                             "other (tracee.sysbuf)")
         outputs = [o for o in call.outputs if not (
             when is not None and isinstance(o, Out) and isinstance(o.size, WhenArg)
             and o.size.arg == when.arg and o.size.mask == when.mask
             and not o.size.values & when.values)]
-        outs = [o for o in outputs if isinstance(o, Out)]
+        outs = [_capped(o) for o in outputs if isinstance(o, Out)]
         if len(outs) != len(outputs) or len(outs) > 2 or any(
                 not isinstance(o.size, (Fixed, Result)) for o in outs[:1]):
             raise ValueError(f"catalogue: {name} is buffered but its outputs are not one "
@@ -154,11 +169,25 @@ def table() -> bytes:
         cmd_arg, cmd_mask, allowed = NO_ARG, 0, 0
         if when is not None:
             cmd_arg, cmd_mask = when.arg, when.mask
-            allowed = sum(1 << v for v in when.values)
+            allowed = sum(1 << v for v in when.values if 0 <= v < 32)
         flags = WAIT_PROBE if name == "futex" and waits_probed() else 0
+        if on_file is not None and not on_file.regular:
+            flags |= FD_CLEAR
+        if call.effects & Effect.FD_CLOSE:  # (argument 0: close)
+            fd_arg, flags = 0, flags | FD_FREES
         _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, fd_arg,
-                         flags, size, cmd_mask, allowed)
+                         flags, size, cmd_mask, allowed, extra[0] if extra else 0)
     return bytes(out)
+
+
+def _capped(out: Out) -> Out:
+    """min(result, the next argument) bytes (getxattr, listxattr) is what the hook makes of
+    a result-sized output anyway (at most the next argument's bytes)."""
+    size = out.size
+    if (isinstance(size, Min) and isinstance(size.a, Result)
+            and size.b == ArgValue(out.arg + 1)):
+        return out._replace(size=Result())
+    return out
 
 
 # -- the buffer -----------------------------------------------------------------------------
@@ -203,7 +232,7 @@ def _entries() -> dict[int, tuple[int, int, int, int]]:
         raw = table()
         _ENTRIES = {}
         for nr in range(TABLE_NRS):
-            on, out_arg, null_arg, cap_arg, _, _, _, size, _, _ = _ENTRY.unpack_from(
+            on, out_arg, null_arg, cap_arg, _, _, _, size, _, _, _ = _ENTRY.unpack_from(
                 raw, nr * ENTRY_SIZE)
             if on:
                 _ENTRIES[nr] = (out_arg, null_arg, cap_arg, size)
@@ -329,7 +358,7 @@ def _from_object(obj: bytes) -> Hook:
 
 def code_page() -> bytes:
     """What HOOK_CODE holds: the code, the control block (the feed's magic, its address:
-    0), the table, then the descriptor bitmap (clear); made once (every exec maps it)."""
+    0), the table; made once (every exec maps it)."""
     global _code_page
     if _code_page is None:
         h = hook()
@@ -348,4 +377,4 @@ _code_page: bytes | None = None
 
 def fd_word(fd: int) -> int:
     """The address of the bitmap's word holding descriptor `fd`'s bit (fd < FDS_MAX)."""
-    return HOOK_CODE + FDS_OFF + fd // 64 * 8
+    return FDS + fd // 64 * 8

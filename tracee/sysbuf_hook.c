@@ -35,12 +35,13 @@ tracee/sysbuf.py checks against its own declarations. */
 /* RELIVE_HOOK_CODE and RELIVE_HOOK_BUF come from tracee/sysbuf.py (-D): they follow the
    relive page (tracee/remote.py RELIVE_PAGE), the one place relive's addresses derive from. */
 #define HOOK_CODE ((u64)RELIVE_HOOK_CODE)   /* this code, then the table at TABLE_OFF */
-#define CODE_SIZE 0x7000UL
+#define CODE_SIZE 0x6000UL
 #define TABLE_OFF 0x2000UL
-#define FDS_OFF 0x6000UL             /* the descriptor bitmap (tracee/sysbuf.py FDS_OFF) */
-#define FDS_MAX 0x8000UL             /* descriptors it covers */
-#define HOOK_BUF ((u64)RELIVE_HOOK_BUF)     /* the buffer: header then records */
+#define HOOK_BUF ((u64)RELIVE_HOOK_BUF)     /* the buffer: header then records, then */
 #define BUF_SIZE 0xF0000UL
+#define FDS_OFF 0xF0000UL            /* the descriptor bitmap (tracee/sysbuf.py FDS_OFF) */
+#define FDS_MAX 0x8000UL             /* descriptors it covers */
+#define BUF_MAP 0xF1000UL            /* the whole read+write mapping */
 #define MAX_OUT 0x10000UL            /* a larger result-sized output makes the call traced */
 #define HDR_SIZE 64
 #define REC_HEAD 64                  /* struct rec before its data */
@@ -50,6 +51,8 @@ tracee/sysbuf.py checks against its own declarations. */
 #define NO_ARG 0xff
 #define DONE 0x80000000U
 #define WAIT_PROBE 1
+#define FD_CLEAR 2
+#define FD_FREES 4
 
 typedef unsigned long u64;
 typedef unsigned int u32;
@@ -78,13 +81,18 @@ struct entry {
     u8 cmd_arg;         /* buffered only when this argument & cmd_mask is a command in
                            cmd_allowed (a bit per command 0-31); or NO_ARG */
     u8 fd_arg;          /* buffered only when the descriptor in this argument has its bit
-                           in the bitmap at FDS_OFF (a regular file); or NO_ARG */
-    u8 flags;           /* WAIT_PROBE (futex's entry): its waits are probed (futex_wait) */
+                           in the bitmap at HOOK_BUF + FDS_OFF (a regular file); or NO_ARG */
+    u8 flags;           /* WAIT_PROBE (futex's entry): its waits are probed (futex_wait);
+                           FD_CLEAR: fd_arg's bit must be clear instead (fcntl: a copy of
+                           it gets no bit); FD_FREES: any descriptor, its bit cleared
+                           before the call (close: forget_fd) */
     u8 pad1;
     u32 out_size;       /* the output's size in bytes (fixed), if cap_arg is NO_ARG */
     u32 cmd_mask;
     u32 cmd_allowed;
-    u32 pad2[3];
+    u32 cmd_extra;      /* one more allowed command, >= 32 (F_DUPFD_CLOEXEC, O_DIRECTORY);
+                           0: none */
+    u32 pad2[2];
 };
 
 /* Replay's feed (relive_hook_fed): the replayer writes the feed's address at CTRL_FEED in
@@ -113,8 +121,8 @@ ABI(HDR_SIZE, 64);
 ABI(REC_HEAD, 64);
 ABI(TABLE_NRS, 512);
 ABI(ENTRY_SIZE, 32);
-ABI(CODE_SIZE, 0x7000);
-ABI(FDS_OFF, 0x6000);
+ABI(CODE_SIZE, 0x6000);
+ABI(FDS_OFF, 0xF0000);
 ABI(FDS_MAX, 0x8000);
 ABI(NO_ARG, 0xff);
 ABI(DONE, 0x80000000);
@@ -122,6 +130,9 @@ ABI(CTRL_OFF, 0x1FC0);
 ABI(FEED_HEAD, 64);
 ABI(FEED_REC_HEAD, 88);
 ABI(WAIT_PROBE, 1);
+ABI(FD_CLEAR, 2);
+ABI(FD_FREES, 4);
+ABI(BUF_MAP, 0xF1000);
 
 static long relive_hook_untraced(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                           volatile long *result);
@@ -294,8 +305,18 @@ static void copy(u8 *to, const u8 *from, u64 n)
    socket, a terminal, one the recorder has not seen made) takes the traced path. */
 static int regular_file(u64 fd)
 {
-    const volatile u64 *bits = (const volatile u64 *)(HOOK_CODE + FDS_OFF);
+    const volatile u64 *bits = (const volatile u64 *)(HOOK_BUF + FDS_OFF);
     return fd < FDS_MAX && (bits[fd / 64] >> (fd % 64) & 1);
+}
+
+/* A descriptor about to be closed (FD_FREES): its bit is cleared before the call, so no
+   later call takes it for the regular file it was (a clear bit is always safe: the traced
+   path). Replay runs this same code: the bitmap follows without a write in the trace. */
+static void forget_fd(u64 fd)
+{
+    volatile u64 *bits = (volatile u64 *)(HOOK_BUF + FDS_OFF);
+    if (fd < FDS_MAX)
+        bits[fd / 64] &= ~(1UL << (fd % 64));
 }
 
 __attribute__((used, noipa))
@@ -323,11 +344,12 @@ static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, l
         args[4] = 0;
         goto buffered;
     }
-    if (e->fd_arg != NO_ARG && !regular_file((u32)args[e->fd_arg]))
+    if (e->fd_arg != NO_ARG && !(e->flags & FD_FREES)
+        && regular_file((u32)args[e->fd_arg]) == !!(e->flags & FD_CLEAR))
         return not_made;
     if (e->cmd_arg != NO_ARG) {
         u32 cmd = (u32)args[e->cmd_arg] & e->cmd_mask;
-        if (cmd >= 32 || !(e->cmd_allowed & (1U << cmd)))
+        if (cmd >= 32 ? cmd != e->cmd_extra : !(e->cmd_allowed & (1U << cmd)))
             return not_made;
     }
 buffered:;
@@ -364,6 +386,8 @@ buffered:;
     rec->result = PENDING;
     __asm__ volatile("" ::: "memory");
     h->pos = (pos & ~0xffffffffUL) | (off + size);   /* claimed */
+    if (e->flags & FD_FREES)
+        forget_fd((u32)args[e->fd_arg]);
     long r = relive_hook_untraced(nr, args[0], args[1], args[2], args[3], args[4], args[5],
                                   &rec->result);
     h->busy = 0;

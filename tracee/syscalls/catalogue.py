@@ -17,13 +17,14 @@ those of the interrupted call it resumes.
 """
 from __future__ import annotations
 
-from tracee.syscalls.commands import (EPOLL_WAITS, FCNTL_NOT_PLAIN, FCNTL_SETS_STATUS,
-                                      FCNTL_WAITS, FLOCK_WAITS, FUTEX_BUFFERED, FUTEX_CMD_MASK,
-                                      FUTEX_WAITS,
+from tracee.syscalls.commands import (EPOLL_WAITS, FCNTL_BUFFERED, FCNTL_NOT_PLAIN,
+                                      FCNTL_SETS_STATUS, FCNTL_WAITS, FLOCK_WAITS,
+                                      FUTEX_BUFFERED, FUTEX_CMD_MASK, FUTEX_WAITS,
                                       IOCTL_SETS_STATUS, IOCTL_WAITS, MQ_SETS_STATUS,
                                       MSG_DONTWAIT, MSGRCV_WAITS, MSGSND_WAITS, O_CREAT,
-                                      O_TRUNC, O_WRONLY, POLL_WAITS, SEMOP_WAITS, WAIT4_WAITS,
-                                      WAITID_WAITS, FutexOp, futex_ops)
+                                      O_TRUNC, O_WRONLY, OPENAT_BUFFERED, POLL_WAITS,
+                                      SEMOP_WAITS, WAIT4_WAITS, WAITID_WAITS, FutexOp,
+                                      futex_ops)
 from tracee.syscalls.rules import (CAP_DATA, EPOLL_EVENT_SIZE, FD_SET_WORD, INT, INT_PAIR,
                                    ITIMERSPEC, ITIMERVAL, KERNEL_SIGACTION, LONG, MQ_ATTR,
                                    PAGE_SIZE,
@@ -73,10 +74,10 @@ CATALOGUE: dict[str, Syscall] = {
     "sync_file_range": S(),
     # -- opening and closing (opening a FIFO blocks until the other end opens)
     "open": S(may_block=OnOpen(0, flags=1), path=0),
-    "openat": S(may_block=OnOpen(1, dirfd=0, flags=2), path=1),
+    "openat": S(may_block=OnOpen(1, dirfd=0, flags=2), path=1, buffered=OPENAT_BUFFERED),
     "openat2": S(may_block=True, path=1),  # (flags in struct open_how: rare, assumed to wait)
     "creat": S(may_block=OnOpen(0, fixed_flags=O_CREAT | O_WRONLY | O_TRUNC), path=0),
-    "close": S(effects=Effect.FD_CLOSE),
+    "close": S(effects=Effect.FD_CLOSE, buffered=True),  # (the hook clears its bit)
     "close_range": S(effects=Effect.FD_TABLE),
     "dup": S(dups_fd=0),
     "dup2": S(effects=Effect.FD_REPLACE, dups_fd=0),
@@ -91,27 +92,27 @@ CATALOGUE: dict[str, Syscall] = {
     "lstat": S(Out(1, STAT), buffered=True),
     "newfstatat": S(Out(2, STAT), buffered=True),
     "statx": S(Out(4, STATX), buffered=True),
-    "statfs": S(Out(1, STATFS)),
-    "fstatfs": S(Out(1, STATFS)),
+    "statfs": S(Out(1, STATFS), buffered=True),
+    "fstatfs": S(Out(1, STATFS), buffered=True),
     "access": S(buffered=True),
     "faccessat": S(buffered=True),
     "faccessat2": S(buffered=True),
-    "readlink": S(Out(1, Result())),
-    "readlinkat": S(Out(2, Result())),
+    "readlink": S(Out(1, Result()), buffered=True),
+    "readlinkat": S(Out(2, Result()), buffered=True),
     "getdents": S(Out(1, Result())),
     "getdents64": S(Out(1, Result()), buffered=True),
     # With size 0 the *xattr calls return the size needed and write nothing.
-    "getxattr": S(Out(2, Min(Result(), ArgValue(3)))),
-    "lgetxattr": S(Out(2, Min(Result(), ArgValue(3)))),
-    "fgetxattr": S(Out(2, Min(Result(), ArgValue(3)))),
-    "listxattr": S(Out(1, Min(Result(), ArgValue(2)))),
-    "llistxattr": S(Out(1, Min(Result(), ArgValue(2)))),
-    "flistxattr": S(Out(1, Min(Result(), ArgValue(2)))),
+    "getxattr": S(Out(2, Min(Result(), ArgValue(3))), buffered=True),
+    "lgetxattr": S(Out(2, Min(Result(), ArgValue(3))), buffered=True),
+    "fgetxattr": S(Out(2, Min(Result(), ArgValue(3))), buffered=True),
+    "listxattr": S(Out(1, Min(Result(), ArgValue(2))), buffered=True),
+    "llistxattr": S(Out(1, Min(Result(), ArgValue(2))), buffered=True),
+    "flistxattr": S(Out(1, Min(Result(), ArgValue(2))), buffered=True),
     "setxattr": S(), "lsetxattr": S(), "fsetxattr": S(),
     "removexattr": S(), "lremovexattr": S(), "fremovexattr": S(),
     # -- the file tree and attributes (inputs only)
     "getcwd": S(Out(0, Result())),   # the result is the length including the NUL
-    "chdir": S(), "fchdir": S(),
+    "chdir": S(buffered=True), "fchdir": S(buffered=True),
     "chroot": S(),  # the recorder sees paths as the process does (/proc/PID/root)
     "mkdir": S(), "mkdirat": S(), "rmdir": S(),
     "mknod": S(), "mknodat": S(),
@@ -341,7 +342,8 @@ CATALOGUE: dict[str, Syscall] = {
     "ioctl": S(record=CODE, may_block=IOCTL_WAITS, effects=Effect.FD_STATUS,
                status_when=IOCTL_SETS_STATUS),
     "fcntl": S(record=CODE, may_block=FCNTL_WAITS, effects=Effect.FD_STATUS,
-               status_when=FCNTL_SETS_STATUS, plain_unless=FCNTL_NOT_PLAIN),
+               status_when=FCNTL_SETS_STATUS, plain_unless=FCNTL_NOT_PLAIN,
+               buffered=OnFile(0, regular=False, when=FCNTL_BUFFERED)),
     # -- socket messages: outputs in tracee.syscalls.outputs
     "recvmsg": S(record=CODE, may_block=OnFd(flags=2, nowait=MSG_DONTWAIT)),
     "recvmmsg": S(record=CODE, may_block=OnFd(flags=3, nowait=MSG_DONTWAIT)),

@@ -44,6 +44,9 @@ FUTEX_BUFFERED = ArgIs(1, frozenset({1, 3, 4, 10}), mask=FUTEX_CMD_MASK)
 
 class Fcntl(IntEnum):
     """On x86-64 the ...64 commands (F_SETLKW64, ...) are these same numbers."""
+    F_DUPFD = 0
+    F_GETFD = 1
+    F_SETFD = 2
     F_GETFL = 3
     F_SETFL = 4
     F_GETLK = 5
@@ -54,6 +57,7 @@ class Fcntl(IntEnum):
     F_OFD_GETLK = 36
     F_OFD_SETLK = 37
     F_OFD_SETLKW = 38
+    F_DUPFD_CLOEXEC = 1030
     F_GET_RW_HINT = 1035
     F_GET_FILE_RW_HINT = 1037
 
@@ -75,6 +79,13 @@ FCNTL_WAITS = ArgIs(1, frozenset({Fcntl.F_SETLKW, Fcntl.F_OFD_SETLKW}))
 FCNTL_NOT_PLAIN = ArgIs(1, frozenset(_FCNTL_OUTPUTS) | FCNTL_WAITS.values)
 # F_SETFL may set or clear O_NONBLOCK.
 FCNTL_SETS_STATUS = ArgIs(1, frozenset({Fcntl.F_SETFL}))
+# The commands relive's hook makes without a stop (tracee.sysbuf), on a descriptor that is
+# not a regular file of the descriptor bitmap (so a copy's bit stays clear, as a free
+# number's is): they never wait, write nothing and change nothing the recorder tracks
+# (F_SETFD: close-on-exec only; the table is read again at exec). fts (find, du, rm -r)
+# makes 4-5 of them a directory.
+FCNTL_BUFFERED = ArgIs(1, frozenset({Fcntl.F_DUPFD, Fcntl.F_GETFD, Fcntl.F_SETFD,
+                                     Fcntl.F_GETFL, Fcntl.F_DUPFD_CLOEXEC}))
 
 
 def fcntl_outputs(args: tuple[int, ...]) -> tuple[Output, ...]:
@@ -327,4 +338,10 @@ def keyctl_outputs(args: tuple[int, ...]) -> tuple[Output, ...] | None:
 O_WRONLY, O_CREAT, O_EXCL, O_TRUNC = 0o1, 0o100, 0o200, 0o1000
 O_NONBLOCK = 0o4000
 O_PATH = 0o10000000
+O_DIRECTORY, O_TMPFILE_ONLY = 0o200000, 0o20000000  # (O_TMPFILE is both)
+# openat of a directory: it never waits (a FIFO or device fails with ENOTDIR before it is
+# opened) and makes no descriptor the recorder follows (no bit in the descriptor bitmap):
+# relive's hook makes it without a stop (tracee.sysbuf). Not with O_CREAT (older kernels
+# create a regular file) nor O_TMPFILE (a regular file).
+OPENAT_BUFFERED = ArgIs(2, frozenset({O_DIRECTORY}), mask=O_DIRECTORY | O_TMPFILE_ONLY | O_CREAT)
 AT_FDCWD = -100

@@ -114,8 +114,12 @@ class ArgIs(NamedTuple):
 class OnFile(NamedTuple):
     """`buffered` only when the descriptor in argument `arg` is one the recorder knows to be
     a regular file whose writes need nothing more recorded (recorder.sysbuf_fds): its reads
-    and writes never wait for another task."""
+    and writes never wait for another task. With `regular=False` only when it is none of
+    those (its bit clear): duplicating it changes no bit of the bitmap (fcntl F_DUPFD),
+    and `when` (an ArgIs on another argument) must hold too."""
     arg: int
+    regular: bool = True
+    when: ArgIs | None = None
 
 
 class OnFd(NamedTuple):
@@ -254,8 +258,10 @@ class Syscall(NamedTuple):
     clock: bool = False
     # Made by relive's in-process hook without a ptrace stop (tracee.sysbuf): never blocks,
     # changes nothing the recorder tracks, at most one output (a struct, or as many bytes
-    # as it returns); an ArgIs: only when it holds (futex: the wakes); an OnFile: only on
-    # a regular file's descriptor (read, write).
+    # as it returns); an ArgIs: only when it holds (futex: the wakes; openat: O_DIRECTORY);
+    # an OnFile: only on a regular file's descriptor (read, write), or only on any other
+    # (fcntl's commands that change no bit of the descriptor bitmap). A buffered call
+    # with Effect.FD_CLOSE (close) has its descriptor's bit cleared by the hook.
     buffered: bool | ArgIs | OnFile = False
 
 
