@@ -109,6 +109,7 @@ class ReplaySession:
         # A stop that compiled code waited for and left for the ordinary path (the next
         # event is replayed from it): consumed by run_once within the same step.
         self._pending: tuple[Task, Stop] | None = None
+        self._replaying: Event | None = None  # the event step() replays now
         # ptrace stops waited for, and BUFFERED events replayed without one (the hook's
         # feed, replayer.sysbuf_feed): said at --log debug when the session closes.
         self.stops = 0
@@ -151,6 +152,7 @@ class ReplaySession:
             assert ev is not None  # a stop is left pending only at an event of the batch
         self._ahead.popleft()
         self.task, self.proc = self.taskset.select(ev.tid)
+        self._replaying = ev
         try:
             self.replay_event(ev)
         except Paused:
@@ -161,6 +163,7 @@ class ReplaySession:
                              f"{type(e).__name__}: {e}") from None
         finally:
             self._pending = None
+            self._replaying = None
         self.position = ev.seq + 1
         for listener in self.listeners:
             listener(ev)
@@ -378,8 +381,10 @@ class ReplaySession:
         self.finished = False
 
     def _running_pid(self) -> int | None:
-        """The live process of the next event's task: the only one that runs until then."""
-        nxt = self.next_event
+        """The live process of the next event's task: the only one that runs until then.
+        While an event is replayed (a tick inside its stretch) the position is still before
+        it, and it is that event's: the next one may be another process's."""
+        nxt = self._replaying or self.next_event
         task = self.taskset.tasks.get(nxt.tid) if nxt is not None else None
         return task.pid if task is not None else None
 

@@ -17,6 +17,7 @@ again: one `stepi` from the state reverse-stepi reached gives back exactly the r
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,67 @@ def test_monitor_checkpoint_in_a_child_and_restart_to_it(tree, serve):
     assert END_OF_HISTORY in section(out, "===RUN===", "===RESTART==="), out
     strip = re.compile(r"^\$\d+ = ", re.MULTILINE)  # (gdb numbers values on)
     assert strip.sub("", before) == strip.sub("", after), f"{before}\n--- after ---\n{after}"
+
+
+ZOMBIES_MAX = 64  # zombies in relive's process tree at any moment, at most
+
+
+def _zombies(root: int) -> int:
+    """Zombie processes among the descendants of `root` (relive): killed copies that
+    nobody has reaped, counted from /proc."""
+    parent: dict[int, int] = {}
+    zombie: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # (gone meanwhile)
+        pid = int(entry.name)
+        parent[pid] = int(fields[1])
+        if fields[0] == "Z":
+            zombie.add(pid)
+    count = 0
+    for pid in zombie:
+        up, seen = parent.get(pid, 0), 0
+        while up > 1 and up != root and seen < 64:
+            up, seen = parent.get(up, 0), seen + 1
+        count += up == root
+    return count
+
+
+def test_a_long_reverse_session_leaves_no_zombies(tree, serve):
+    """Stepping back and forth in the child while its parent lives: every snapshot and
+    restore forks and kills copies of both processes (thousands in this session). The
+    copies are children of relive, which reaps each one; as children of the replayed
+    processes (before: their real parent) nobody reaped them: ~30,000 zombies within 20 s,
+    until fork failed with EAGAIN (pid_max)."""
+    trace, pids = tree
+    server = serve(trace, pid=pids["child"])
+    commands: list[str] = []
+    for round_no in (1, 2):
+        commands += [f"break fork_compute.c:{END} if round_no == {round_no}", "continue",
+                     "delete", *["reverse-stepi"] * 20, *["reverse-next"] * 3,
+                     *["stepi"] * 5, "echo ===ROUND===\\n"]
+    seen: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            seen.append(_zombies(server.proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run = gdb_batch(*commands, "monitor info checkpoints", connect=server.address,
+                        timeout=300)
+    finally:
+        done.set()
+        sampler.join()
+    after = _zombies(server.proc.pid)
+    out = run.output
+    assert run.returncode == 0 and "Remote failure reply" not in out, f"{run}\n{server.describe()}"
+    assert out.count("===ROUND===") == 2 and "2 processes" in out, out
+    assert len(seen) >= 5, seen  # (sampled all along)
+    assert max(seen) <= ZOMBIES_MAX and after <= ZOMBIES_MAX, (max(seen), after, seen)
