@@ -20,6 +20,7 @@ from conftest import describe, record
 
 from replayer import registers
 from replayer.session import ReplaySession
+from tracefile.reader import TraceReader
 from tracee import ptrace_api as api
 from tracee.digest import memory_digest
 
@@ -173,6 +174,52 @@ def test_snapshots_at_one_boundary_share_the_processes_that_do_not_run(traces):
             out.clear()
             session.run()
             assert b"".join(out) == want[printed[second.position]:]
+        second.discard()
+    finally:
+        session.close()
+
+
+def test_a_snapshot_while_an_event_replays_copies_that_events_process(traces):
+    """A tick of closing in takes a snapshot while an event is replayed (inside its
+    stretch). The process that runs there is that event's, not the next event's: here the
+    child's last event before the parent's (an ENTER: it blocks in read, the parent's read
+    returns). Two snapshots made there share the parent's copy, not the child's: sharing the
+    child's (before) gave a mid the child's state of an earlier tick, and the first
+    reverse-stepi after it ran on past `now` into the next round (test_tree_stepback, 1 run
+    in 3 under load)."""
+    trace = traces["fork_compute"]
+    want, printed = _printed_after(trace)
+    reader = TraceReader(trace)
+    try:
+        tids = {ev.seq: ev.tid for ev in reader.events()}
+    finally:
+        reader.close()
+    out: list[bytes] = []
+    session = ReplaySession(trace, output=lambda fd, data: out.append(data))
+    taken: list = []
+    replay_event = session.replay_event
+
+    def ticking(ev):  # (what a tick does, at the start of the event's stretch)
+        if (not taken and tids.get(ev.seq + 1, ev.tid) != ev.tid
+                and _processes(session) > 1 and session.can_snapshot()):
+            taken.extend((ev, session.snapshot(), session.snapshot()))
+        return replay_event(ev)
+
+    session.replay_event = ticking  # type: ignore[method-assign]
+    try:
+        while not taken and not session.finished:
+            session.step()
+        ev, first, second = taken
+        copies = [{p.owner: p.stored.pid for p in snap.processes} for snap in (first, second)]
+        running = ev.tid  # (one thread each: the leader, which owns its process's copy)
+        (other,) = set(copies[0]) - {running}
+        assert copies[0][running] != copies[1][running], (ev, copies)
+        assert copies[0][other] == copies[1][other], (ev, copies)
+        first.discard()
+        session.restore(second)  # from later: the replay goes on from the snapshot's state
+        out.clear()
+        session.run()
+        assert b"".join(out) == want[printed[second.position]:]
         second.discard()
     finally:
         session.close()

@@ -135,47 +135,55 @@ def test_monitor_checkpoint_in_a_child_and_restart_to_it(tree, serve):
     assert strip.sub("", before) == strip.sub("", after), f"{before}\n--- after ---\n{after}"
 
 
-ZOMBIES_MAX = 64  # zombies in relive's process tree at any moment, at most
+ZOMBIES_MAX = 16  # zombies of relive's processes at any moment, at most
+RESTARTS = 40
 
 
-def _zombies(root: int) -> int:
-    """Zombie processes among the descendants of `root` (relive): killed copies that
-    nobody has reaped, counted from /proc."""
-    parent: dict[int, int] = {}
-    zombie: set[int] = set()
+def _zombies(relive: int) -> int:
+    """Zombies whose parent is `relive` or a process it traces (a replayed process or a
+    copy, wherever the kernel moved it: a copy whose parent died is init's child), from
+    /proc: killed processes that nobody has reaped."""
+    tracer = {int(t.name) for t in Path(f"/proc/{relive}/task").iterdir()}
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
-            continue  # (gone meanwhile)
-        pid = int(entry.name)
-        parent[pid] = int(fields[1])
+            continue  # (not a process, or gone meanwhile)
         if fields[0] == "Z":
-            zombie.add(pid)
+            parents[int(entry.name)] = int(fields[1])
     count = 0
-    for pid in zombie:
-        up, seen = parent.get(pid, 0), 0
-        while up > 1 and up != root and seen < 64:
-            up, seen = parent.get(up, 0), seen + 1
-        count += up == root
+    for parent in parents.values():
+        if parent == relive:
+            count += 1
+            continue
+        try:
+            status = Path(f"/proc/{parent}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^TracerPid:\s+(\d+)", status, re.MULTILINE)
+        count += bool(match and int(match.group(1)) in tracer)
     return count
 
 
 def test_a_long_reverse_session_leaves_no_zombies(tree, serve):
-    """Stepping back and forth in the child while its parent lives: every snapshot and
-    restore forks and kills copies of both processes (thousands in this session). The
-    copies are children of relive, which reaps each one; as children of the replayed
-    processes (before: their real parent) nobody reaped them: ~30,000 zombies within 20 s,
-    until fork failed with EAGAIN (pid_max)."""
+    """Back and forth in the child while its parent lives: a checkpoint restarted again and
+    again, steps back and forth; each restore and snapshot forks copies and kills others.
+    They are children of relive, which reaps each one. As children of the replayed
+    processes (before) nobody reaped them: a zombie per restart under the checkpoint's copy
+    (which never runs), and ~30,000 within 20 s of this module in CI, until fork failed
+    with EAGAIN (pid_max)."""
     trace, pids = tree
     server = serve(trace, pid=pids["child"])
-    commands: list[str] = []
-    for round_no in (1, 2):
-        commands += [f"break fork_compute.c:{END} if round_no == {round_no}", "continue",
-                     "delete", *["reverse-stepi"] * 20, *["reverse-next"] * 3,
-                     *["stepi"] * 5, "echo ===ROUND===\\n"]
+    goto = ("python here = re.search(r'event: (\\d+)', gdb.execute('monitor when', "
+            "to_string=True)).group(1); gdb.execute('monitor goto ' + here)")
+    commands = ["python import re", f"break fork_compute.c:{END} if round_no == 1", "continue",
+                "delete", goto, "monitor checkpoint"]
+    for _ in range(RESTARTS):
+        commands += ["monitor restart 1", "reverse-stepi", "stepi"]
+    commands += ["echo ===STEPS===\\n", f"break fork_compute.c:{END} if round_no == 2",
+                 "continue", "delete", *["reverse-stepi"] * 20, *["reverse-next"] * 3,
+                 *["stepi"] * 5, "echo ===END===\\n"]
     seen: list[int] = []
     done = threading.Event()
 
@@ -188,12 +196,13 @@ def test_a_long_reverse_session_leaves_no_zombies(tree, serve):
     try:
         run = gdb_batch(*commands, "monitor info checkpoints", connect=server.address,
                         timeout=300)
+        after = _zombies(server.proc.pid)
     finally:
         done.set()
         sampler.join()
-    after = _zombies(server.proc.pid)
     out = run.output
     assert run.returncode == 0 and "Remote failure reply" not in out, f"{run}\n{server.describe()}"
-    assert out.count("===ROUND===") == 2 and "2 processes" in out, out
+    assert out.count("At checkpoint 1") == RESTARTS and "===END===" in out, out
+    assert "2 processes" in section(out, "===END===", "Inferior"), out
     assert len(seen) >= 5, seen  # (sampled all along)
-    assert max(seen) <= ZOMBIES_MAX and after <= ZOMBIES_MAX, (max(seen), after, seen)
+    assert max(seen + [after]) <= ZOMBIES_MAX, (after, seen)
