@@ -13,6 +13,9 @@ How much each backward command re-executed is read from `monitor info reverse` (
 the replayed program), not from wall time. Where it lands is checked by going forwards
 again: one `stepi` from the state reverse-stepi reached gives back exactly the registers
 (and `x`) of the stop it stepped back from.
+
+The copies those snapshots fork and kill are children of relive, which reaps them: a long
+session leaves no zombies (counted from /proc while it runs).
 """
 from __future__ import annotations
 
@@ -188,7 +191,7 @@ def test_a_long_reverse_session_leaves_no_zombies(tree, serve):
     done = threading.Event()
 
     def sample() -> None:
-        while not done.wait(0.2):
+        while not done.wait(0.2) and server.proc.poll() is None:
             seen.append(_zombies(server.proc.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
