@@ -11,12 +11,15 @@ task map is rebuilt around them, so replay goes on as if nothing happened.
 
 A snapshot of a tree (issue 23) is one such image per live process, all taken at the same
 point (only one task runs at a time, so every other process stands after its last event).
-The copies are not each other's children any more: nothing in replay needs it, since every
-call between processes (wait4, kill, pipes, sockets) is emulated and a child's real SIGCHLD
-is dropped (Task.drop_child_signals). What would make copies of several processes differ
-from the originals is refused (ReplaySession.can_snapshot): memory they share (writable
-MAP_SHARED, or a clone(CLONE_VM) child or vfork child), a process whose leader is gone, a
-thread inside a real syscall (a vfork parent) or on its way out, or a signal half delivered.
+The copies are not each other's children any more: every copy, like every replayed process,
+is a child of relive (clone with CLONE_PARENT: tracee.fork, replayer.tasks), which reaps it
+completely when it kills it, so no zombie is left under a replayed process or a stored copy.
+Nothing in replay needs the kinship, since every call between processes (wait4, kill, pipes,
+sockets) is emulated and a child's real SIGCHLD is dropped (Task.drop_child_signals). What
+would make copies of several processes differ from the originals is refused
+(ReplaySession.can_snapshot): memory they share (writable MAP_SHARED, or a clone(CLONE_VM)
+child or vfork child), a process whose leader is gone, a thread inside a real syscall (a
+vfork parent) or on its way out, or a signal half delivered.
 
 Inside a stretch only the thread of the next event runs, so the other processes stand still
 until the next event: snapshots taken at one event boundary share their copies of those
