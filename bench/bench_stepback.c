@@ -6,10 +6,12 @@
  * makes one (getppid).  `phase` holds the current phase number, so a conditional breakpoint
  * on compute()'s `return` line stops at the end of one chosen phase's computation.  With
  * THREADED 1 the phases run in a second thread while main waits in pthread_join (a
- * multi-threaded replay). */
+ * multi-threaded replay); with THREADED 2 in a forked child while the parent waits in
+ * waitpid (a process tree: `relive replay -p CHILD` debugs the child). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 volatile int phase;
@@ -46,6 +48,22 @@ int main(int argc, char **argv)
     }
     phases = atoi(argv[1]);
     iters = strtoul(argv[2], NULL, 0);
+    if (argc == 4 && atoi(argv[3]) == 2) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            run(NULL);
+            printf("bench_stepback: %d x %lu: %lx (child)\n", phases, iters, x);
+            fflush(stdout);
+            _exit(0);
+        }
+        int status;
+        if (pid < 0 || waitpid(pid, &status, 0) != pid || status != 0) {
+            fprintf(stderr, "the child failed\n");
+            return 1;
+        }
+        return 0;
+    }
     if (argc == 4 && atoi(argv[3])) {
         pthread_t th;
         if (pthread_create(&th, NULL, run, NULL) != 0) {

@@ -23,10 +23,12 @@ a whole computation). `monitor info checkpoints` is printed at the end of each s
 With --threads the phases run in a second thread while main waits in pthread_join, so the
 replay is a multi-threaded one (its backward commands search every thread);
 the reverse-continue session is left out there (`--rc` puts it back: it searches the whole
-stretch among threads).
+stretch among threads). With --procs they run in a forked child while the parent waits in
+waitpid (a process tree, as a server and its clients), and gdb debugs the child
+(`relive replay -p CHILD`).
 
 Usage: python3 bench/bench_stepback.py [--phases 9] [--iters 400000000] [--steps 20]
-       [--threads [--rc]] [--timeout 1800] [--markdown]
+       [--threads [--rc] | --procs] [--timeout 1800] [--markdown]
 """
 from __future__ import annotations
 
@@ -42,10 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gdb import (
     BENCH_DIR,
     GDB,
+    RELIVE_SERVING,
     Failed,
+    Server,
     compile_c,
     gdb_env,
     host_description,
+    relive_env,
     relive_record,
     relive_server,
 )
@@ -61,7 +66,10 @@ import time
 def timed(name, cmd):
     t = time.perf_counter()
     gdb.execute(cmd, to_string=True)
-    print("T %s %.6f" % (name, time.perf_counter() - t), flush=True)
+    took = time.perf_counter() - t
+    said = gdb.execute("monitor info reverse", to_string=True)
+    print("T %s %.6f %s" % (name, took, (said.split() or ["?"])[3 if "command:" in said else 0]),
+          flush=True)
 timed("continue", "continue")
 gdb.execute("delete")
 {extra}
@@ -74,6 +82,25 @@ end
 
 
 TIMEOUT = 1800.0  # seconds per gdb session (--timeout)
+SLOW = 0.2  # a backward command slower than this is reported with its stops (on stderr)
+PID: int | None = None  # --procs: the recorded pid of the child gdb debugs
+
+
+def server_for(python: str, trace: Path, workdir: Path) -> Server:
+    if PID is None:
+        return relive_server(python, trace, workdir)
+    return Server("relive", [python, "-m", "relive", "replay", "--port", "0", "-p", str(PID),
+                             str(trace)], RELIVE_SERVING, workdir, env=relive_env())
+
+
+def child_pid(python: str, trace: Path) -> int:
+    """The second process of the recorded tree (`relive ps`)."""
+    out = subprocess.run([python, "-m", "relive", "ps", str(trace)], capture_output=True,
+                         text=True, env=relive_env(), timeout=120, check=True).stdout
+    rows = [line.split("\t") for line in out.splitlines()[1:] if line.strip()]
+    if len(rows) != 2:
+        raise Failed(f"expected two processes in {trace}: {out}")
+    return int(rows[1][0])
 
 
 def session(python: str, trace: Path, workdir: Path, line: int, phase: int, cmd: str,
@@ -81,14 +108,17 @@ def session(python: str, trace: Path, workdir: Path, line: int, phase: int, cmd:
     script = workdir / "stepback.gdb"
     script.write_text(SCRIPT.format(line=line, phase=phase, cmd=cmd, steps=steps,
                                     extra=extra))
-    with relive_server(python, trace, workdir) as server:
+    with server_for(python, trace, workdir) as server:
         proc = subprocess.run([GDB, "-nx", "-batch", "-ex", f"target remote {server.address}",
                                "-x", str(script)], stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, env=gdb_env(), timeout=TIMEOUT,
                               check=False)
     times: dict[str, list[float]] = {}
-    for m in re.finditer(r"^T (\S+) ([0-9.]+)$", proc.stdout, re.MULTILINE):
+    for m in re.finditer(r"^T (\S+) ([0-9.]+) (\S+)$", proc.stdout, re.MULTILINE):
         times.setdefault(m[1], []).append(float(m[2]))
+        if m[1] != "continue" and float(m[2]) > SLOW:  # load, or re-executing much?
+            print(f"slow: {cmd} ({m[1]}) took {float(m[2]) * 1000:.0f} ms, {m[3]} stops "
+                  "in its last backward packet (`monitor info reverse`)", file=sys.stderr)
     if "first" not in times or len(times.get("next", [])) != steps:
         raise Failed(f"gdb session failed: {proc.stdout[-800:]} {proc.stderr[-800:]}")
     cps = re.search(r"^C (.*)$", proc.stdout, re.MULTILINE)
@@ -109,7 +139,7 @@ def rc_cells(python: str, trace: Path, out: Path, line: int, body: int, phase: i
 
 
 def main() -> int:
-    global TIMEOUT
+    global TIMEOUT, PID
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phases", type=int, default=9)
     ap.add_argument("--iters", type=int, default=400_000_000)
@@ -118,6 +148,8 @@ def main() -> int:
                     help="compute in a second thread (a multi-threaded replay)")
     ap.add_argument("--rc", action="store_true",
                     help="with --threads: time reverse-continue too")
+    ap.add_argument("--procs", action="store_true",
+                    help="compute in a forked child, which gdb debugs (a process tree)")
     ap.add_argument("--timeout", type=float, default=TIMEOUT,
                     help="seconds a gdb session may take (then its cells are n/a)")
     ap.add_argument("--markdown", action="store_true")
@@ -130,11 +162,17 @@ def main() -> int:
     lines = src.read_text().splitlines()
     line = next(i for i, text in enumerate(lines, 1) if "end of computation" in text)
     body = next(i for i, text in enumerate(lines, 1) if "x = (x << 13)" in text)
-    trace = out / ("bench_stepback_threads.trace" if args.threads else "bench_stepback.trace")
-    argv = [str(binary), str(args.phases), str(args.iters)] + (["1"] if args.threads else [])
+    kind = "procs" if args.procs else "threads" if args.threads else ""
+    trace = out / f"bench_stepback{'_' + kind if kind else ''}.trace"
+    argv = [str(binary), str(args.phases), str(args.iters)] + (
+        ["2"] if args.procs else ["1"] if args.threads else [])
     took = relive_record(python, trace, argv, 3600)
+    if args.procs:
+        PID = child_pid(python, trace)
+    where = {"procs": f"in a forked child (pid {PID})", "threads": "in a second thread",
+             "": "one thread"}[kind]
     print(f"{host_description()}\nrecorded {args.phases} x {args.iters} iterations "
-          f"({'in a second thread' if args.threads else 'one thread'}) in {took:.1f} s\n")
+          f"({where}) in {took:.1f} s\n")
     rows = []
     for label, phase in (("start", 0), ("middle", args.phases // 2),
                          ("end", args.phases - 1)):

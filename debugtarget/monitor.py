@@ -19,6 +19,7 @@ from tracefile.records import Event, Kind
 
 if TYPE_CHECKING:
     from debugtarget.replay import ReplayTarget
+    from replayer.snapshot import Snapshot
 
 HELP = """relive monitor commands (event numbers are those of `relive dump`):
   info                   the trace, the current event, whether the trace is complete
@@ -105,16 +106,19 @@ def _checkpoints(target: ReplayTarget) -> str:
     if kept:
         lines = [f"Checkpoints (`restart N` goes to one, `delete checkpoint N` drops it), "
                  f"{timeline.memory_kib(timeline.kept.snapshots())} KiB private memory:"]
-        lines += [f"  {n}: event {event_of(cp.position)}" + _threads(cp.threads)
+        lines += [f"  {n}: event {event_of(cp.position)}" + _threads(cp)
                   for n, cp in kept]
     else:
         lines = ["No checkpoints (`checkpoint` keeps one here)."]
     autos = timeline.checkpoints
     lines.append(f"Automatic, for reverse execution: {len(autos)} checkpoints, "
                  f"{timeline.memory_kib()} KiB private memory:")
-    lines += [f"  event {event_of(cp.position)}" + _threads(cp.threads) for cp in autos]
+    lines += [f"  event {event_of(cp.position)}" + _threads(cp) for cp in autos]
     return "\n".join(lines) + "\n"
 
 
-def _threads(threads: tuple[object, ...]) -> str:
-    return f" ({len(threads)} threads)" if len(threads) > 1 else ""
+def _threads(cp: Snapshot) -> str:
+    procs, threads = len(cp.processes), len(cp.threads)
+    if procs > 1:
+        return f" ({procs} processes, {threads} threads)"
+    return f" ({threads} threads)" if threads > 1 else ""

@@ -290,9 +290,9 @@ class Debuggee:
             raise Refused("checkpoints are taken at event boundaries; go to one "
                               "(`goto N`) first")
         if not self.session.can_snapshot():
-            raise Refused("no checkpoint can be taken here: several processes live, a "
-                              "thread is inside vfork or exiting, or the process has writable "
-                              "shared memory; try another event (`goto N`)")
+            raise Refused("no checkpoint can be taken here: a thread is inside vfork or "
+                              "exiting, or processes share memory (writable shared mappings, "
+                              "clone with CLONE_VM); try another event (`goto N`)")
         return self.timeline.keep()
 
     def goto_position(self, position: int) -> int:

@@ -31,7 +31,7 @@ from tracee.spawn import SpawnError, spawn
 from tracee.stops import EventStop, Exited, Killed, SignalStop, Stop, SyscallStop
 from tracee.syscalls import queries
 from tracee.sysnums import name_of
-from tracee.task import Memory, Task, reap
+from tracee.task import Memory, Task, kill_tasks, reap
 from tracefile.errors import TraceError
 from tracefile.reader import EventCursor, Row, TraceReader
 from tracefile.records import Event, Kind
@@ -109,10 +109,13 @@ class ReplaySession:
         # A stop that compiled code waited for and left for the ordinary path (the next
         # event is replayed from it): consumed by run_once within the same step.
         self._pending: tuple[Task, Stop] | None = None
+        self._replaying: Event | None = None  # the event step() replays now
         # ptrace stops waited for, and BUFFERED events replayed without one (the hook's
         # feed, replayer.sysbuf_feed): said at --log debug when the session closes.
         self.stops = 0
         self.fed = 0
+        # Snapshots at one boundary share copies of the processes that do not run there.
+        self._copies = snapshot.SharedCopies()
         if self.next_event is None or self.next_event.kind != Kind.EXEC:
             raise ReplayError(f"trace {trace} has no initial exec event; nothing to replay")
 
@@ -149,6 +152,7 @@ class ReplaySession:
             assert ev is not None  # a stop is left pending only at an event of the batch
         self._ahead.popleft()
         self.task, self.proc = self.taskset.select(ev.tid)
+        self._replaying = ev
         try:
             self.replay_event(ev)
         except Paused:
@@ -159,6 +163,7 @@ class ReplaySession:
                              f"{type(e).__name__}: {e}") from None
         finally:
             self._pending = None
+            self._replaying = None
         self.position = ev.seq + 1
         for listener in self.listeners:
             listener(ev)
@@ -312,21 +317,25 @@ class ReplaySession:
 
     # -- checkpoints ------------------------------------------------------------------------
     def can_snapshot(self) -> bool:
-        """Checkpoints copy one process, its threads recreated from their saved state
-        (replayer.snapshot): only when there is one process, its leader thread is alive (the
-        copy's leader is the same thread), none of its threads is inside a real syscall (a
-        vfork parent) or on its way out or about to be killed by an exec, no signal is half
-        delivered, it is not between an execve and its EXEC event, and it has no writable
-        shared memory (a fork would share it with the copy, so the copy's view would change
-        as the replay goes on)."""
+        """Checkpoints copy every process, their threads recreated from their saved state
+        (replayer.snapshot): only when each process's leader thread is alive (a copy's
+        leader is the same thread), no two processes share memory (a fork of each would
+        split it), no thread is inside a real syscall (a vfork parent) or on its way out or
+        about to be killed by an exec, no signal is half delivered, the replay is not
+        between an execve and its EXEC event, and no process has writable shared memory (a
+        fork would share it with the copy, so the copy's view would change as the replay
+        goes on)."""
         ts = self.taskset
         if (not ts.tasks or ts.in_kernel or self.dying or self.exec_victims
-                or self.signal_ready is not None or self.mid_exec()
-                or len({t.pid for t in ts.tasks.values()}) != 1
-                or not any(t.tid == t.pid for t in ts.tasks.values())):
+                or self.signal_ready is not None or self.mid_exec()):
             return False
-        proc = next(iter(ts.procs.values()))
-        return not any(m.shared and m.prot & PROT_WRITE for m in proc.space)
+        pids = {t.pid for t in ts.tasks.values()}
+        if (pids != {t.tid for t in ts.tasks.values() if t.tid == t.pid}
+                or len({id(proc) for proc in ts.procs.values()}) != len(pids)):
+            return False
+        return not any(m.shared and m.prot & PROT_WRITE
+                       for proc in {id(p): p for p in ts.procs.values()}.values()
+                       for m in proc.space)
 
     def mid_exec(self) -> bool:
         """Between an execve and its EXEC event: the kernel has loaded the new program but
@@ -338,15 +347,29 @@ class ReplaySession:
         """A stopped copy of the process at the current point, with what replay needs to
         continue from it."""
         if not self.can_snapshot():
-            raise ReplayError("cannot checkpoint here: several processes run, or a thread is "
+            raise ReplayError("cannot checkpoint here: processes share memory, or a thread is "
                               "inside vfork or exiting")
-        return snapshot.take(self.taskset, self.position, self.task, steps)
+        snap = snapshot.take(self.taskset, self.position, self.task, steps,
+                             self._copies.reusable(self.taskset, self.position,
+                                                   self._running_pid()))
+        self._copies.note(snap, self.taskset)
+        return snap
 
     def restore(self, snap: Snapshot) -> None:
-        """Continue from a snapshot: a fresh fork of the stored copy (which never runs), with
-        its other threads recreated."""
-        self._kill_task()
-        self.taskset = snapshot.restore(snap)
+        """Continue from a snapshot: a fresh fork of each stored copy (which never runs), with
+        its other threads recreated; at the snapshot's own boundary, the processes that do
+        not run in its stretch are kept as they stand."""
+        keep = set() if self.dying or self.taskset.in_kernel or self.exec_victims \
+            else snapshot.standing(snap, self.taskset, self.position, self._running_pid())
+        if keep:
+            self._kill_exec_victims()
+            kill_tasks([t for tid, t in self.taskset.tasks.items()
+                        if tid not in keep], later=True)
+            self.taskset = snapshot.restore(snap, self.taskset, frozenset(
+                image.owner for image in snap.processes if image.owner in keep))
+        else:
+            self._kill_task()
+            self.taskset = snapshot.restore(snap)
         self.task, self.proc = self.taskset.select(
             snap.current if snap.current in self.taskset.tasks else snap.owner)
         self.position = snap.position
@@ -356,6 +379,14 @@ class ReplaySession:
         self.dying.clear()
         self.exec_victims.clear()
         self.finished = False
+
+    def _running_pid(self) -> int | None:
+        """The live process of the next event's task: the only one that runs until then.
+        While an event is replayed (a tick inside its stretch) the position is still before
+        it, and it is that event's: the next one may be another process's."""
+        nxt = self._replaying or self.next_event
+        task = self.taskset.tasks.get(nxt.tid) if nxt is not None else None
+        return task.pid if task is not None else None
 
     def current_task(self) -> Task:
         """The task that replays the current stretch (ReplayError when none is left)."""

@@ -5,6 +5,15 @@ the program at the same point), so their stacks, TLS and shared memory are the p
 The kernel gives them other tids; the program never sees those: every syscall that returns a
 tid is emulated, and the tid words the kernel writes for CLONE_PARENT_SETTID/CHILD_SETTID are
 overwritten with the recorded ones.
+
+A new process is made with CLONE_PARENT added (fork and vfork become the equivalent clone):
+the kernel makes it a sibling of its creator instead of its child, so every replayed process,
+and every checkpoint copy of one (tracee.fork), is a child of relive, and relive's wait for a
+killed one reaps it completely. Were it a child of a replayed process, it would stay a zombie
+once relive had taken its exit: nobody waits for it. The program cannot tell: wait4, waitid,
+getppid and kill are emulated, the kernel's SIGCHLDs to replayed processes were dropped anyway
+(the recorded ones are delivered from the trace), and the arguments are given back on both
+sides of the call.
 """
 from __future__ import annotations
 
@@ -21,7 +30,9 @@ from replayer import registers
 from replayer.errors import ReplayDivergence, ReplayError
 from replayer.syscalls import ProcessState
 
-CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
+CLONE_VM, CLONE_VFORK, CLONE_PARENT, CLONE_THREAD = 0x100, 0x4000, 0x8000, 0x10000
+NR_CLONE, NR_FORK, NR_VFORK = 56, 57, 58
+SIGCHLD = 17
 CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID = 0x100000, 0x200000, 0x1000000
 Divergence = Callable[..., ReplayDivergence]
 
@@ -35,6 +46,8 @@ class TaskSet:
         self.entered: set[int] = set()
         # Real tids inside a real syscall (a vfork parent) -> the result to give them.
         self.in_kernel: dict[int, int] = {}
+        # Real tids of vfork parents in there -> (the call's number, rdi, rsi) to give back.
+        self._called: dict[int, tuple[int, int, int]] = {}
         # Per recorded tid, what the kernel holds for a thread but will not show, so that a
         # checkpoint can give it back: the CLONE_CHILD_CLEARTID word (the real clone sets it;
         # set_tid_address is emulated) and the stack_t of a real sigaltstack.
@@ -77,6 +90,7 @@ class TaskSet:
             return
         self.entered.discard(task.tid)
         self.in_kernel.pop(task.tid, None)
+        self._called.pop(task.tid, None)
         self.clear_tid.pop(tid, None)
         self.altstack.pop(tid, None)
         if not self.threads_of(task):
@@ -92,6 +106,7 @@ class TaskSet:
         self.procs.clear()
         self.entered.clear()
         self.in_kernel.clear()
+        self._called.clear()
         self.clear_tid.clear()
         self.altstack.clear()
 
@@ -117,14 +132,17 @@ class TaskSet:
         if not isinstance(stop, SyscallStop):
             raise ReplayError(f"task {task.tid}: expected the end of vfork, got {stop}")
         task.set_reg("rax", result)
+        nr, *args = self._called.pop(task.tid)
+        _as_called(task, nr, (args[0], args[1]))
 
     # -- clone, fork, vfork -------------------------------------------------------------------
     def clone(self, parent: Task, ev: Event, divergence: Divergence) -> None:
         """At the SYSEMU entry of a recorded clone/fork/vfork: make the call for real."""
         flags = int(ev.info.get("flags", 0))
+        args = (parent.regs.rdi, parent.regs.rsi)
         parent.set_reg("rip", parent.regs.rip - 2)
-        parent.set_reg("rax", ev.nr)
         parent.set_reg("orig_rax", -1)
+        _as_sibling(parent, ev.nr, flags)
         for what in ("the skipped call's exit", "the real call's entry"):
             stop = _step(parent)
             if not isinstance(stop, SyscallStop):
@@ -138,6 +156,8 @@ class TaskSet:
         thread = bool(flags & CLONE_THREAD)
         child = Task(real, parent.pid if thread else real,
                      parent.mem if thread else Memory(real), drop_child_signals=True)
+        if not thread:
+            _as_called(child, ev.nr, args)
         proc = self.procs[ev.tid]
         self.add(ev.result, child, proc if flags & CLONE_VM else proc.copy())
         if "ptid" in ev.info:
@@ -151,11 +171,14 @@ class TaskSet:
         if stop.event == api.Event.VFORK:  # back when the child has exec'd or exited
             parent.resume(api.Req.SYSCALL)
             self.in_kernel[parent.tid] = ev.result
+            self._called[parent.tid] = (ev.nr, *args)
             return
         stop = _step(parent)
         if not isinstance(stop, SyscallStop):
             raise divergence(ev, "clone did not return", stop)
         parent.set_reg("rax", ev.result)
+        if not thread:
+            _as_called(parent, ev.nr, args)
 
 
 def wait_through_exec(task: Task, victims: dict[int, int]) -> Stop:
@@ -196,6 +219,30 @@ def _let_victim_go(tid: int, victims: dict[int, int], flags: int) -> bool:
                               f"in replay, {victims[tid]:#x} when recorded")
     api.ptrace(api.Req.CONT, tid, 0, 0)
     return False
+
+
+def _as_sibling(parent: Task, nr: int, flags: int) -> None:
+    """Set `parent`, at the entry of a recorded clone/fork/vfork it is about to make again,
+    to make the new process with CLONE_PARENT (fork and vfork as the clone they are); a
+    thread (CLONE_THREAD: its parent is the process's already) is made as recorded."""
+    if nr in (NR_FORK, NR_VFORK):
+        real = SIGCHLD if nr == NR_FORK else CLONE_VM | CLONE_VFORK | SIGCHLD
+        parent.set_reg("rsi", 0)  # (the child's stack: the caller's)
+    elif nr == NR_CLONE and not flags & CLONE_THREAD:
+        real = parent.regs.rdi  # the program's flags and exit signal
+    else:
+        parent.set_reg("rax", nr)
+        return
+    parent.set_reg("rax", NR_CLONE)
+    parent.set_reg("rdi", real | CLONE_PARENT)
+
+
+def _as_called(task: Task, nr: int, args: tuple[int, int]) -> None:
+    """What the recorded call leaves in a task's registers (one side of the call that
+    _as_sibling changed): its number and arguments."""
+    task.set_reg("rdi", args[0])
+    task.set_reg("rsi", args[1])
+    task.set_reg("orig_rax", nr)
 
 
 def _step(task: Task) -> Stop:

@@ -87,7 +87,7 @@ class TimelineCore:
         raise NotImplementedError
 
     def take(self) -> None:
-        """A checkpoint here, if the replay can be snapshotted (one process, threads
+        """A checkpoint here, if the replay can be snapshotted (every process, threads
         recreated on restore; see ReplaySession.can_snapshot)."""
         if (any(cp.position == self.s.position for cp in self.checkpoints)
                 or not self.s.can_snapshot()):
@@ -125,9 +125,10 @@ class TimelineCore:
         total = 0
         stored = ([*self.checkpoints, *(m.snap for m in self.mids.chain)]
                   if checkpoints is None else checkpoints)
-        for cp in stored:
+        copies = {task.pid: task for cp in stored for task in cp.stored()}  # (some shared)
+        for copy in copies.values():
             try:
-                with open(f"/proc/{cp.stored.pid}/smaps_rollup") as f:
+                with open(f"/proc/{copy.pid}/smaps_rollup") as f:
                     for line in f:
                         if line.startswith(("Private_Dirty:", "Private_Clean:")):
                             total += int(line.split()[1])

@@ -65,13 +65,16 @@ def relive_env() -> dict[str, str]:
 class ReplayServer:
     """``relive replay --port 0 TRACE`` as a subprocess; ``port`` once it is listening."""
 
-    def __init__(self, trace: Path, workdir: Path, *, startup_timeout: float = 60.0) -> None:
+    def __init__(self, trace: Path, workdir: Path, *, startup_timeout: float = 60.0,
+                 pid: int | None = None) -> None:
         self.trace = Path(trace)
         workdir.mkdir(parents=True, exist_ok=True)
         stem = f"server-{os.getpid()}-{time.monotonic_ns()}"
         self.stdout_path = workdir / f"{stem}.out"
         self.stderr_path = workdir / f"{stem}.err"
         self.argv = [sys.executable, "-m", "relive", "replay", "--port", "0", str(self.trace)]
+        if pid is not None:  # another process of the recorded tree than the first
+            self.argv[-1:-1] = ["-p", str(pid)]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             # Its own session: cleanup can kill the whole group (relive and the tracee).
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
@@ -143,12 +146,13 @@ class ReplayServer:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[[Path], ReplayServer]]:
-    """``serve(trace)`` starts a replay server; all of them are stopped at teardown."""
+def serve(tmp_path: Path) -> Iterator[Callable[..., ReplayServer]]:
+    """``serve(trace, pid=None)`` starts a replay server (of process `pid` of the tree);
+    all of them are stopped at teardown."""
     servers: list[ReplayServer] = []
 
-    def start(trace: Path) -> ReplayServer:
-        server = ReplayServer(trace, tmp_path / "servers")
+    def start(trace: Path, pid: int | None = None) -> ReplayServer:
+        server = ReplayServer(trace, tmp_path / "servers", pid=pid)
         servers.append(server)
         return server
 

@@ -3,7 +3,11 @@ basis of checkpoints.
 
 A forked copy shares nothing with the original but file-backed pages (copy-on-write), is
 auto-attached by ptrace (TRACEFORK) and is left stopped; its registers are set to the
-original's so it stands at exactly the same point. A new thread (TRACECLONE) shares its
+original's so it stands at exactly the same point. It is made with clone(CLONE_PARENT): a
+sibling of the original, not its child, so that the copies of a tree whose root relive
+started are all children of relive, which reaps each one completely when it kills it (the
+child of a replayed process would stay a zombie once relive had taken its exit: nobody waits
+for it; see docs/reverse.md, "Processes"). A new thread (TRACECLONE) shares its
 creator's process and is left stopped before it runs any user code, with its creator's
 registers: the caller gives it the state it is meant to have.
 """
@@ -16,11 +20,14 @@ from tracee.remote import SYSCALL_INSN, InjectionError
 from tracee.stops import EventStop, SignalStop, decode
 from tracee.task import Memory, Task
 
-NR_CLONE, NR_FORK = 56, 57
+NR_CLONE = 56
 # What pthread_create asks for, minus what the caller sets by hand afterwards (the TLS base is
 # a register; the tid words are the program's business, already written).
 CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
-CLONE_THREAD, CLONE_SYSVSEM = 0x10000, 0x40000
+CLONE_THREAD, CLONE_SYSVSEM, CLONE_PARENT = 0x10000, 0x40000, 0x8000
+# A process copy: a sibling of the original (same parent), with the original's exit signal;
+# SIGCHLD here makes ptrace report it as a fork (PTRACE_EVENT_FORK) and auto-attach it.
+COPY_FLAGS = CLONE_PARENT | 17  # SIGCHLD
 THREAD_FLAGS = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM
 _ARGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 STEPS = 16              # single steps the injected call may take between signals (2-3 do)
@@ -79,7 +86,7 @@ def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int
 
 def fork_tracee(task: Task) -> Task:
     """A stopped copy of `task`'s process at the same point (same registers and memory)."""
-    child = _create(task, NR_FORK, (), api.Event.FORK)
+    child = _create(task, NR_CLONE, (COPY_FLAGS, 0, 0, 0, 0), api.Event.FORK)
     copy = Task(child, child, Memory(child), drop_child_signals=True)
     copy.set_regs_from(task.regs_bytes())
     copy.flush_regs()
