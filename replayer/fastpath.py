@@ -23,7 +23,7 @@ import struct
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from tracee import fastloop
+from tracee import fastloop, sysbuf
 from tracee.ptrace_api import REGS_SIZE
 from tracee.syscalls import queries
 from tracee.sysnums import NAME_OF
@@ -154,7 +154,8 @@ class ReplayLoop:
         except struct.error:
             return None
         out = self._out
-        self._lib.relive_replay_feed(feed, int(feed_last))
+        self._lib.relive_replay_feed(feed, int(feed_last), sysbuf.HOOK_CODE,
+                                     sysbuf.HOOK_CODE + sysbuf.CODE_SIZE)
         self._lib.relive_replay_run(tid, memfd, b"".join(parts), len(events),
                                     b"".join(wparts), b"".join(data), deadline_ns, out)
         return Outcome(done=out[0], reason=out[1], status=out[3], errno=out[5], fed=out[4],

@@ -101,6 +101,10 @@ class ReplaySession:
         # the driver turns it on: only where per-event hooks (observers, watchpoints,
         # positions of a reverse search) cannot miss anything.
         self.fast = False
+        # Fed runs (replayer.sysbuf_feed) under an observer too: the driver says no trap can
+        # be met inside the hook (replayer.forward: no watchpoint, no breakpoint in relive's
+        # area); the hook is then pointed at the feed only while the compiled loop runs.
+        self.feed_observed = False
         # A CPU timer on the program (tracee.cputimer), counting only while the program runs
         # its own code (run_once): reverse execution's ticks for mid-stretch checkpoints.
         self.ticks: CpuTimer | ThreadTimers | None = None
@@ -196,10 +200,14 @@ class ReplaySession:
         if self.ticks is not None:
             self.ticks.enable(task.tid)
         proc = self.proc
-        # Fed runs only where nothing looks between events (no observer, no ticks): a stop
-        # inside one is no position a debugger could be shown.
-        feed = (sysbuf.FEED if proc is not None and proc.feed and self.observer is None
-                and self.ticks is None else 0)
+        # Fed runs where nothing looks between events (no observer, no ticks), the hook
+        # armed for good; or where the driver allows them under its observer, armed for
+        # this run only, so that every stop shown, snapshot or search finds the hook as
+        # when recorded. The loop holds back relive's own SIGSTOPs (ticks, Ctrl-C) that
+        # reach the hook mid-record until the task is out of it.
+        alone = self.observer is None and self.ticks is None
+        feed = (sysbuf.FEED if proc is not None and proc.feed
+                and (alone or self.feed_observed) else 0)
         if feed and proc is not None and not proc.feed_armed:
             proc.feed_armed = sysbuf_feed.arm(task)
             feed = feed if proc.feed_armed else 0
@@ -211,6 +219,9 @@ class ReplaySession:
             self.running = False
             if self.ticks is not None:
                 self.ticks.disable()
+            if feed and not alone and proc is not None:
+                sysbuf_feed.disarm(task)
+                proc.feed_armed = False
         done = outcome.done if outcome is not None else 0
         if outcome is not None:
             self.stops += outcome.stops
