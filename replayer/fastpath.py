@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from tracee import fastloop, sysbuf
@@ -29,7 +29,7 @@ from tracee.syscalls import queries
 from tracee.sysnums import NAME_OF
 from tracee.syscalls.queries import NOT_EMULATED
 from tracefile.reader import Row
-from tracefile.records import Event, Kind
+from tracefile.records import Event, Kind, MemoryWrite
 
 # The gdb target reads the program's memory at these to learn thread names
 # (replayer.process_view): prctl(PR_SET_NAME), opens of comm files, writes to them.
@@ -112,6 +112,84 @@ def reached_by_running(row: Row | None, tid: int) -> bool:
     return row is not None and row[1] == tid and row[2] in _REACHED
 
 
+class Batch(NamedTuple):
+    """A run of events packed for relive_replay_run: the rows (for what was not replayed
+    to go back), the struct evs, the struct wrs and the written bytes."""
+    rows: list[Row]
+    evs: bytes
+    wrs: bytes
+    data: bytes
+    after: Row | None  # the event after the batch, if it was read
+
+
+_BUFFERED_REGS = _ARGS.size
+
+
+def _conservative(writes: tuple[MemoryWrite, ...]) -> bool:
+    for w in writes:
+        if w[2]:
+            return True
+    return False
+
+
+def collect(first: Row, next_row: Callable[[], Row | None],
+            push_back: Callable[[Row], None], *, naming: bool) -> Batch | None:
+    """The run of events `row_emulated_only` takes, from `first` (taken) on, read with
+    `next_row` (the first one it does not take goes back with `push_back`), up to MAX_BATCH
+    events or MAX_BATCH_BYTES written, packed as the loop reads them in the same pass: one
+    tuple unpacked per event, no call per event but the packs. None if a value does not
+    fit its C type (a corrupt trace: the ordinary path reports it)."""
+    tid = first[1]
+    nrs = _BATCHABLE - _NAMING_NRS if naming else _BATCHABLE
+    rows = [first]
+    parts: list[bytes] = []
+    wparts: list[bytes] = []
+    data: list[bytes] = []
+    off = nwrites = 0
+    pack, wpack, args, bpack = _EV.pack, _WR.pack, _ARGS.unpack, _BUFFERED_EV.pack
+    buffered_flag = fastloop.EV_BUFFERED
+    after: Row | None = None
+    row: Row | None = first
+    take, put, wput, dput = rows.append, parts.append, wparts.append, data.append
+    n = 1
+    try:
+        while row is not None:
+            _, rtid, kind, nr, result, regs, info, writes = row
+            if row is not first:
+                if (rtid != tid or nr not in nrs or info
+                        or (kind != _BUFFERED or len(regs) != _BUFFERED_REGS)
+                        and (kind != _SYSCALL or len(regs) != REGS_SIZE)
+                        or writes and _conservative(writes)):
+                    push_back(row)
+                    after = row
+                    break
+                take(row)
+                n += 1
+            if kind == _BUFFERED:
+                a0, a1, a2, a3, a4, a5, rip = args(regs)
+                put(bpack(a3, a5, a4, a2, a1, a0, rip, nr, result, len(writes) | buffered_flag,
+                          nwrites))
+            else:
+                put(regs)
+                put(pack(nr, result, len(writes), nwrites))
+            if writes:
+                for w in writes:
+                    wput(wpack(w[0], len(w[1]), off))
+                    dput(w[1])
+                    off += len(w[1])
+                    nwrites += 1
+                if off >= MAX_BATCH_BYTES:
+                    break
+            if n >= MAX_BATCH:
+                break
+            row = next_row()
+    except struct.error:
+        for r in reversed(rows[1:]):
+            push_back(r)
+        return None
+    return Batch(rows, b"".join(parts), b"".join(wparts), b"".join(data), after)
+
+
 class Outcome(NamedTuple):
     done: int      # events replayed
     reason: int    # fastloop.STOP / EINTR / PARKED / ERROR
@@ -153,11 +231,16 @@ class ReplayLoop:
                     nwrites += 1
         except struct.error:
             return None
+        return self.run_packed(tid, memfd, b"".join(parts), len(events), b"".join(wparts),
+                               b"".join(data), deadline_ns, feed, feed_last)
+
+    def run_packed(self, tid: int, memfd: int, evs: bytes, nev: int, wrs: bytes, data: bytes,
+                   deadline_ns: int, feed: int = 0, feed_last: bool = False) -> Outcome:
+        """`run` of events already packed (`collect`)."""
         out = self._out
         self._lib.relive_replay_feed(feed, int(feed_last), sysbuf.HOOK_CODE,
                                      sysbuf.HOOK_CODE + sysbuf.CODE_SIZE)
-        self._lib.relive_replay_run(tid, memfd, b"".join(parts), len(events),
-                                    b"".join(wparts), b"".join(data), deadline_ns, out)
+        self._lib.relive_replay_run(tid, memfd, evs, nev, wrs, data, deadline_ns, out)
         return Outcome(done=out[0], reason=out[1], status=out[3], errno=out[5], fed=out[4],
                        stops=out[6])
 

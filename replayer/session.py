@@ -38,8 +38,8 @@ from tracefile.records import Event, Kind
 
 from replayer import cpu_match, registers, snapshot, sysbuf_feed
 from replayer.errors import Paused, ReplayDivergence, ReplayError
-from replayer.fastpath import (MAX_BATCH, MAX_BATCH_BYTES, ReplayLoop, emulated_only,
-                               reached_by_running, row_emulated_only, written_bytes)
+from replayer.fastpath import (Outcome, ReplayLoop, collect, emulated_only,
+                               reached_by_running)
 from replayer.rebuild import map_anonymous, rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.snapshot import Snapshot
@@ -181,19 +181,10 @@ class ReplaySession:
         if (len(self._ahead) != 1 or not isinstance(cursor, EventCursor)
                 or not emulated_only(first, first.tid, naming=naming)):
             return None
-        rows = [_row_of(first)]
-        size = written_bytes(rows[0])
-        after: Row | None = None  # the event after the batch, if read
-        while len(rows) < MAX_BATCH and size < MAX_BATCH_BYTES:
-            row = cursor.next_row()
-            if row is None:
-                break
-            if not row_emulated_only(row, first.tid, naming=naming):
-                cursor.push_back(row)
-                after = row
-                break
-            rows.append(row)
-            size += written_bytes(row)
+        batch = collect(_row_of(first), cursor.next_row, cursor.push_back, naming=naming)
+        if batch is None:
+            return None
+        rows, after = batch.rows, batch.after
         self.task, self.proc = self.taskset.select(first.tid)
         task.hand_over(api.Req.SYSEMU)
         self.running = True
@@ -212,9 +203,9 @@ class ReplaySession:
             proc.feed_armed = sysbuf_feed.arm(task)
             feed = feed if proc.feed_armed else 0
         try:
-            outcome = self._loop.run(task.tid, task.mem.fd, rows,  # type: ignore[union-attr]
-                                     time.monotonic_ns() + BATCH_BUDGET_NS, feed,
-                                     reached_by_running(after, first.tid))
+            outcome: Outcome | None = self._loop.run_packed(  # type: ignore[union-attr]
+                task.tid, task.mem.fd, batch.evs, len(rows), batch.wrs, batch.data,
+                time.monotonic_ns() + BATCH_BUDGET_NS, feed, reached_by_running(after, first.tid))
         finally:
             self.running = False
             if self.ticks is not None:
