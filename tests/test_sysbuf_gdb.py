@@ -2,7 +2,8 @@
 `_run_batch`, tracee/fastloop.c `held_in_hook`): a `continue` with no watchpoint runs the
 buffered calls between two stops without a stop each, and gdb sees what a replay with a
 stop per call shows: the same breakpoint stops with the same values, the same reverse
-stops, a watchpoint on a buffer a buffered read fills reported where the read is made.
+stops, a watchpoint on a buffer a buffered read fills reported where the read is made, the
+end of the program (a fed run never goes past the last event of its batch under gdb).
 
 The run is made with a CPU-timer tick every millisecond (RELIVE_MID_PERIOD_MS=1: the
 checkpoints of a continue), most of which land in the hook while it copies a 64 KiB read
@@ -14,7 +15,7 @@ import re
 
 import pytest
 from conftest import describe, record
-from gdbhelpers import ReplayServer, gdb_batch, requires_gdb
+from gdbhelpers import END_OF_HISTORY, ReplayServer, gdb_batch, requires_gdb
 
 from tracee import fastloop, sysbuf
 
@@ -42,6 +43,8 @@ continue
 printf "WATCH %d\\n", 'fed_marks.c'::buf[5]
 continue
 printf "WATCH %d\\n", 'fed_marks.c'::buf[5]
+delete
+continue
 """
 SEEN = re.compile(r"^(MARK|BACK|WATCH) .*$|^(Old|New) value = .*$|^0x[0-9a-f]+ in \S+ \(.*$",
                   re.M)
@@ -76,6 +79,8 @@ def _session(trace, programs, tmp_path, env: dict[str, str]) -> tuple[list[str],
     counts = COUNTS.findall(server.stderr())
     assert counts, server.describe()
     seen = [m.group(0) for m in SEEN.finditer(run.output)]
+    # the last continue runs to the end of the program, which gdb is shown
+    assert END_OF_HISTORY in run.output, str(run)
     assert "diverged" not in run.output and "Error" not in run.output, str(run)
     return seen, int(counts[-1][2])
 
