@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import NamedTuple
 
 from tracee import fastloop, sysbuf
@@ -55,14 +55,6 @@ _BUFFERED_EV = struct.Struct(f"<56xQQQ16xQQQ8xQ{REGS_SIZE - 136}x" + _EV.format.
 assert sorted(_ARG_SLOTS) == [7, 8, 9, 12, 13, 14, 16] and _BUFFERED_EV.size == REGS_SIZE + _EV.size
 
 
-def _buffered_ev(regs: bytes, nr: int, result: int, nwrites: int, first: int) -> bytes:
-    """A BUFFERED event's register file as the loop compares it (the arguments and rip
-    where user_regs_struct has them) and its struct ev, in one pack."""
-    a0, a1, a2, a3, a4, a5, rip = _ARGS.unpack(regs)
-    return _BUFFERED_EV.pack(a3, a5, a4, a2, a1, a0, rip, nr, result,
-                             nwrites | fastloop.EV_BUFFERED, first)
-
-
 def _regs_fit(kind: int, regs: bytes) -> bool:
     return len(regs) == (_ARGS.size if kind == _BUFFERED else REGS_SIZE)
 
@@ -76,26 +68,6 @@ def emulated_only(ev: Event, tid: int, *, naming: bool) -> bool:
     if ev.info and ("out" in ev.info or "remote" in ev.info):
         return False
     for w in ev.writes:
-        if w.conservative:
-            return False
-    return True
-
-
-def written_bytes(row: Row) -> int:
-    writes = row[7]
-    if len(writes) < 2:
-        return len(writes[0].data) if writes else 0
-    return sum(len(w.data) for w in writes)
-
-
-def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:
-    """`emulated_only` on an event as stored (replayer.session makes Events only for the
-    events it hands to others); stricter: an event with any info is not batched."""
-    _, rtid, kind, nr, _, regs, info, writes = row
-    if (kind not in (_SYSCALL, _BUFFERED) or rtid != tid or nr not in _BATCHABLE
-            or not _regs_fit(kind, regs) or info or (naming and nr in _NAMING_NRS)):
-        return False
-    for w in writes:
         if w.conservative:
             return False
     return True
@@ -134,11 +106,13 @@ def _conservative(writes: tuple[MemoryWrite, ...]) -> bool:
 
 def collect(first: Row, next_row: Callable[[], Row | None],
             push_back: Callable[[Row], None], *, naming: bool) -> Batch | None:
-    """The run of events `row_emulated_only` takes, from `first` (taken) on, read with
-    `next_row` (the first one it does not take goes back with `push_back`), up to MAX_BATCH
-    events or MAX_BATCH_BYTES written, packed as the loop reads them in the same pass: one
-    tuple unpacked per event, no call per event but the packs. None if a value does not
-    fit its C type (a corrupt trace: the ordinary path reports it)."""
+    """The run of emulated events of `first`'s task from `first` (taken, checked by
+    `emulated_only`) on, read with `next_row` (the first one it does not take goes back
+    with `push_back`), up to MAX_BATCH events or MAX_BATCH_BYTES written, packed as the loop
+    reads them in the same pass. Stricter than `emulated_only` on the events it reads (an
+    event with any info is not taken: Events are made only for the events handed to
+    others). None if a value does not fit its C type (a corrupt trace: the ordinary path
+    reports it)."""
     tid = first[1]
     nrs = _BATCHABLE - _NAMING_NRS if naming else _BATCHABLE
     rows = [first]
@@ -204,39 +178,13 @@ class ReplayLoop:
         self._lib = lib
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
 
-    def run(self, tid: int, memfd: int, events: Sequence[Row],
-            deadline_ns: int, feed: int = 0, feed_last: bool = False) -> Outcome | None:
-        """Replay `events` (task `tid` stopped at the boundary before the first); None if
-        they cannot be handed to C (values out of range: a corrupt trace). `feed`: the
-        address of the process's feed (replayer.sysbuf_feed), through which runs of
-        BUFFERED events are replayed without a stop each; 0 for none. `feed_last`: the
-        last event may be fed too (the event after it is a stop the task reaches by
-        running on: `reached_by_running`)."""
-        parts: list[bytes] = []
-        wparts: list[bytes] = []
-        data: list[bytes] = []
-        off = nwrites = 0
-        pack = _EV.pack
-        try:
-            for _, _, kind, nr, result, regs, _, writes in events:
-                if kind == _BUFFERED:
-                    parts.append(_buffered_ev(regs, nr, result, len(writes), nwrites))
-                else:
-                    parts.append(regs)
-                    parts.append(pack(nr, result, len(writes), nwrites))
-                for w in writes:
-                    wparts.append(_WR.pack(w.addr, len(w.data), off))
-                    data.append(w.data)
-                    off += len(w.data)
-                    nwrites += 1
-        except struct.error:
-            return None
-        return self.run_packed(tid, memfd, b"".join(parts), len(events), b"".join(wparts),
-                               b"".join(data), deadline_ns, feed, feed_last)
-
     def run_packed(self, tid: int, memfd: int, evs: bytes, nev: int, wrs: bytes, data: bytes,
                    deadline_ns: int, feed: int = 0, feed_last: bool = False) -> Outcome:
-        """`run` of events already packed (`collect`)."""
+        """Replay `nev` events packed by `collect` (task `tid` stopped at the boundary
+        before the first). `feed`: the address of the process's feed (replayer.sysbuf_feed),
+        through which runs of BUFFERED events are replayed without a stop each; 0 for none.
+        `feed_last`: the last event may be fed too (the event after it is a stop the task
+        reaches by running on: `reached_by_running`)."""
         out = self._out
         self._lib.relive_replay_feed(feed, int(feed_last), sysbuf.HOOK_CODE,
                                      sysbuf.HOOK_CODE + sysbuf.CODE_SIZE)
