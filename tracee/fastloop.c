@@ -1085,7 +1085,7 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
                 stopped |= held == 1;
                 failed = sysemu_and_wait_fed(tid, &status, &reason, out) < 0;
             }
-            if (stopped)  /* pending again: the next resume stops outside the hook */
+            if (stopped)  /* pending again: delivered at the next resume, from a boundary */
                 syscall(SYS_tkill, tid, SIGSTOP);
             long c = feed_taken(memfd, fed);
             if (c < 0) {
