@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import NamedTuple
 
-from tracee import fastloop
+from tracee import fastloop, sysbuf
 from tracee.ptrace_api import REGS_SIZE
 from tracee.syscalls import queries
 from tracee.sysnums import NAME_OF
 from tracee.syscalls.queries import NOT_EMULATED
 from tracefile.reader import Row
-from tracefile.records import Event, Kind
+from tracefile.records import Event, Kind, MemoryWrite
 
 # The gdb target reads the program's memory at these to learn thread names
 # (replayer.process_view): prctl(PR_SET_NAME), opens of comm files, writes to them.
@@ -55,14 +55,6 @@ _BUFFERED_EV = struct.Struct(f"<56xQQQ16xQQQ8xQ{REGS_SIZE - 136}x" + _EV.format.
 assert sorted(_ARG_SLOTS) == [7, 8, 9, 12, 13, 14, 16] and _BUFFERED_EV.size == REGS_SIZE + _EV.size
 
 
-def _buffered_ev(regs: bytes, nr: int, result: int, nwrites: int, first: int) -> bytes:
-    """A BUFFERED event's register file as the loop compares it (the arguments and rip
-    where user_regs_struct has them) and its struct ev, in one pack."""
-    a0, a1, a2, a3, a4, a5, rip = _ARGS.unpack(regs)
-    return _BUFFERED_EV.pack(a3, a5, a4, a2, a1, a0, rip, nr, result,
-                             nwrites | fastloop.EV_BUFFERED, first)
-
-
 def _regs_fit(kind: int, regs: bytes) -> bool:
     return len(regs) == (_ARGS.size if kind == _BUFFERED else REGS_SIZE)
 
@@ -81,26 +73,6 @@ def emulated_only(ev: Event, tid: int, *, naming: bool) -> bool:
     return True
 
 
-def written_bytes(row: Row) -> int:
-    writes = row[7]
-    if len(writes) < 2:
-        return len(writes[0].data) if writes else 0
-    return sum(len(w.data) for w in writes)
-
-
-def row_emulated_only(row: Row, tid: int, *, naming: bool) -> bool:
-    """`emulated_only` on an event as stored (replayer.session makes Events only for the
-    events it hands to others); stricter: an event with any info is not batched."""
-    _, rtid, kind, nr, _, regs, info, writes = row
-    if (kind not in (_SYSCALL, _BUFFERED) or rtid != tid or nr not in _BATCHABLE
-            or not _regs_fit(kind, regs) or info or (naming and nr in _NAMING_NRS)):
-        return False
-    for w in writes:
-        if w.conservative:
-            return False
-    return True
-
-
 _REACHED = frozenset({int(Kind.SYSCALL), int(Kind.ENTER), int(Kind.RDTSC), int(Kind.RDRAND),
                       int(Kind.CPUID)})
 
@@ -110,6 +82,86 @@ def reached_by_running(row: Row | None, tid: int) -> bool:
     its last event (a syscall, a trap)? Not so a signal delivered at that event's stop,
     another task's event, or a recorded point run to with a breakpoint."""
     return row is not None and row[1] == tid and row[2] in _REACHED
+
+
+class Batch(NamedTuple):
+    """A run of events packed for relive_replay_run: the rows (for what was not replayed
+    to go back), the struct evs, the struct wrs and the written bytes."""
+    rows: list[Row]
+    evs: bytes
+    wrs: bytes
+    data: bytes
+    after: Row | None  # the event after the batch, if it was read
+
+
+_BUFFERED_REGS = _ARGS.size
+
+
+def _conservative(writes: tuple[MemoryWrite, ...]) -> bool:
+    for w in writes:
+        if w[2]:
+            return True
+    return False
+
+
+def collect(first: Row, next_row: Callable[[], Row | None],
+            push_back: Callable[[Row], None], *, naming: bool) -> Batch | None:
+    """The run of emulated events of `first`'s task from `first` (taken, checked by
+    `emulated_only`) on, read with `next_row` (the first one it does not take goes back
+    with `push_back`), up to MAX_BATCH events or MAX_BATCH_BYTES written, packed as the loop
+    reads them in the same pass. Stricter than `emulated_only` on the events it reads (an
+    event with any info is not taken: Events are made only for the events handed to
+    others). None if a value does not fit its C type (a corrupt trace: the ordinary path
+    reports it)."""
+    tid = first[1]
+    nrs = _BATCHABLE - _NAMING_NRS if naming else _BATCHABLE
+    rows = [first]
+    parts: list[bytes] = []
+    wparts: list[bytes] = []
+    data: list[bytes] = []
+    off = nwrites = 0
+    pack, wpack, args, bpack = _EV.pack, _WR.pack, _ARGS.unpack, _BUFFERED_EV.pack
+    buffered_flag = fastloop.EV_BUFFERED
+    after: Row | None = None
+    row: Row | None = first
+    take, put, wput, dput = rows.append, parts.append, wparts.append, data.append
+    n = 1
+    try:
+        while row is not None:
+            _, rtid, kind, nr, result, regs, info, writes = row
+            if row is not first:
+                if (rtid != tid or nr not in nrs or info
+                        or (kind != _BUFFERED or len(regs) != _BUFFERED_REGS)
+                        and (kind != _SYSCALL or len(regs) != REGS_SIZE)
+                        or writes and _conservative(writes)):
+                    push_back(row)
+                    after = row
+                    break
+                take(row)
+                n += 1
+            if kind == _BUFFERED:
+                a0, a1, a2, a3, a4, a5, rip = args(regs)
+                put(bpack(a3, a5, a4, a2, a1, a0, rip, nr, result, len(writes) | buffered_flag,
+                          nwrites))
+            else:
+                put(regs)
+                put(pack(nr, result, len(writes), nwrites))
+            if writes:
+                for w in writes:
+                    wput(wpack(w[0], len(w[1]), off))
+                    dput(w[1])
+                    off += len(w[1])
+                    nwrites += 1
+                if off >= MAX_BATCH_BYTES:
+                    break
+            if n >= MAX_BATCH:
+                break
+            row = next_row()
+    except struct.error:
+        for r in reversed(rows[1:]):
+            push_back(r)
+        return None
+    return Batch(rows, b"".join(parts), b"".join(wparts), b"".join(data), after)
 
 
 class Outcome(NamedTuple):
@@ -126,37 +178,17 @@ class ReplayLoop:
         self._lib = lib
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
 
-    def run(self, tid: int, memfd: int, events: Sequence[Row],
-            deadline_ns: int, feed: int = 0, feed_last: bool = False) -> Outcome | None:
-        """Replay `events` (task `tid` stopped at the boundary before the first); None if
-        they cannot be handed to C (values out of range: a corrupt trace). `feed`: the
-        address of the process's feed (replayer.sysbuf_feed), through which runs of
-        BUFFERED events are replayed without a stop each; 0 for none. `feed_last`: the
-        last event may be fed too (the event after it is a stop the task reaches by
-        running on: `reached_by_running`)."""
-        parts: list[bytes] = []
-        wparts: list[bytes] = []
-        data: list[bytes] = []
-        off = nwrites = 0
-        pack = _EV.pack
-        try:
-            for _, _, kind, nr, result, regs, _, writes in events:
-                if kind == _BUFFERED:
-                    parts.append(_buffered_ev(regs, nr, result, len(writes), nwrites))
-                else:
-                    parts.append(regs)
-                    parts.append(pack(nr, result, len(writes), nwrites))
-                for w in writes:
-                    wparts.append(_WR.pack(w.addr, len(w.data), off))
-                    data.append(w.data)
-                    off += len(w.data)
-                    nwrites += 1
-        except struct.error:
-            return None
+    def run_packed(self, tid: int, memfd: int, evs: bytes, nev: int, wrs: bytes, data: bytes,
+                   deadline_ns: int, feed: int = 0, feed_last: bool = False) -> Outcome:
+        """Replay `nev` events packed by `collect` (task `tid` stopped at the boundary
+        before the first). `feed`: the address of the process's feed (replayer.sysbuf_feed),
+        through which runs of BUFFERED events are replayed without a stop each; 0 for none.
+        `feed_last`: the last event may be fed too (the event after it is a stop the task
+        reaches by running on: `reached_by_running`)."""
         out = self._out
-        self._lib.relive_replay_feed(feed, int(feed_last))
-        self._lib.relive_replay_run(tid, memfd, b"".join(parts), len(events),
-                                    b"".join(wparts), b"".join(data), deadline_ns, out)
+        self._lib.relive_replay_feed(feed, int(feed_last), sysbuf.HOOK_CODE,
+                                     sysbuf.HOOK_CODE + sysbuf.CODE_SIZE)
+        self._lib.relive_replay_run(tid, memfd, evs, nev, wrs, data, deadline_ns, out)
         return Outcome(done=out[0], reason=out[1], status=out[3], errno=out[5], fed=out[4],
                        stops=out[6])
 

@@ -22,6 +22,7 @@ from replayer.timeline import Timeline
 from replayer.traps import Trap, Traps, condition_holds, written_watchpoints
 from tracee import ptrace_api as api
 from tracee.cputimer import CpuTimer, CpuTimerError, ThreadTimers, drain_stop
+from tracee.remote import RELIVE_AREA_SIZE, RELIVE_PAGE
 from tracee.stops import SignalStop, SyscallStop
 from tracee.stops import Stop as TraceeStop
 from tracee.syscalls import queries
@@ -102,6 +103,10 @@ class ForwardRun:
         # reach the observer; not with watchpoints (a syscall's recorded writes are checked
         # after each event) nor while stepping (each event may end the step).
         s.fast = not command.watchpoints and stepper is None
+        # ... and their buffered calls without a stop each (the hook's feed), unless a
+        # breakpoint lies in relive's area, where the hook runs.
+        s.feed_observed = s.fast and not any(RELIVE_PAGE <= b < RELIVE_PAGE + RELIVE_AREA_SIZE
+                                             for b in command.breakpoints)
         self._start_timer(stepper)
         try:
             while True:
@@ -147,7 +152,7 @@ class ForwardRun:
                         return self.t.stop(StopKind.STEPPED, tid=ev.tid)
         finally:
             s.observer = None
-            s.fast = False
+            s.fast = s.feed_observed = False
             s.run_request = api.Req.SYSEMU
             self.stepper = None
             traps.disarm()

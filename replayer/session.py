@@ -38,8 +38,8 @@ from tracefile.records import Event, Kind
 
 from replayer import cpu_match, registers, snapshot, sysbuf_feed
 from replayer.errors import Paused, ReplayDivergence, ReplayError
-from replayer.fastpath import (MAX_BATCH, MAX_BATCH_BYTES, ReplayLoop, emulated_only,
-                               reached_by_running, row_emulated_only, written_bytes)
+from replayer.fastpath import (Outcome, ReplayLoop, collect, emulated_only,
+                               reached_by_running)
 from replayer.rebuild import map_anonymous, rebuild, write_memory
 from replayer.signals import SignalReplayer
 from replayer.snapshot import Snapshot
@@ -101,6 +101,10 @@ class ReplaySession:
         # the driver turns it on: only where per-event hooks (observers, watchpoints,
         # positions of a reverse search) cannot miss anything.
         self.fast = False
+        # Fed runs (replayer.sysbuf_feed) under an observer too: the driver says no trap can
+        # be met inside the hook (replayer.forward: no watchpoint, no breakpoint in relive's
+        # area); the hook is then pointed at the feed only while the compiled loop runs.
+        self.feed_observed = False
         # A CPU timer on the program (tracee.cputimer), counting only while the program runs
         # its own code (run_once): reverse execution's ticks for mid-stretch checkpoints.
         self.ticks: CpuTimer | ThreadTimers | None = None
@@ -182,40 +186,42 @@ class ReplaySession:
         if (len(self._ahead) != 1 or not isinstance(cursor, EventCursor)
                 or not emulated_only(first, first.tid, naming=naming)):
             return None
-        rows = [_row_of(first)]
-        size = written_bytes(rows[0])
-        after: Row | None = None  # the event after the batch, if read
-        while len(rows) < MAX_BATCH and size < MAX_BATCH_BYTES:
-            row = cursor.next_row()
-            if row is None:
-                break
-            if not row_emulated_only(row, first.tid, naming=naming):
-                cursor.push_back(row)
-                after = row
-                break
-            rows.append(row)
-            size += written_bytes(row)
+        batch = collect(_row_of(first), cursor.next_row, cursor.push_back, naming=naming)
+        if batch is None:
+            return None
+        rows, after = batch.rows, batch.after
         self.task, self.proc = self.taskset.select(first.tid)
         task.hand_over(api.Req.SYSEMU)
         self.running = True
         if self.ticks is not None:
             self.ticks.enable(task.tid)
         proc = self.proc
-        # Fed runs only where nothing looks between events (no observer, no ticks): a stop
-        # inside one is no position a debugger could be shown.
-        feed = (sysbuf.FEED if proc is not None and proc.feed and self.observer is None
-                and self.ticks is None else 0)
+        # Fed runs where nothing looks between events (no observer, no ticks), the hook
+        # armed for good; or where the driver allows them under its observer, armed for
+        # this run only, so that every stop shown, snapshot or search finds the hook as
+        # when recorded. The loop holds back relive's own SIGSTOPs (ticks, Ctrl-C) that
+        # reach the hook mid-record until the task is out of it.
+        alone = self.observer is None and self.ticks is None
+        feed = (sysbuf.FEED if proc is not None and proc.feed
+                and (alone or self.feed_observed) else 0)
         if feed and proc is not None and not proc.feed_armed:
             proc.feed_armed = sysbuf_feed.arm(task)
             feed = feed if proc.feed_armed else 0
         try:
-            outcome = self._loop.run(task.tid, task.mem.fd, rows,  # type: ignore[union-attr]
-                                     time.monotonic_ns() + BATCH_BUDGET_NS, feed,
-                                     reached_by_running(after, first.tid))
+            outcome: Outcome | None = self._loop.run_packed(  # type: ignore[union-attr]
+                task.tid, task.mem.fd, batch.evs, len(rows), batch.wrs, batch.data,
+                time.monotonic_ns() + BATCH_BUDGET_NS, feed,
+                # The last event fed too only when alone: the task then runs on into the
+                # next event's stop, which this step replays at once, past the boundary a
+                # driver looks at between steps (gdb's end of the process, checkpoints).
+                alone and reached_by_running(after, first.tid))
         finally:
             self.running = False
             if self.ticks is not None:
                 self.ticks.disable()
+            if feed and not alone and proc is not None:
+                sysbuf_feed.disarm(task)
+                proc.feed_armed = False
         done = outcome.done if outcome is not None else 0
         if outcome is not None:
             self.stops += outcome.stops

@@ -17,9 +17,11 @@ and is reported as a divergence naming its event, as without a feed.
 
 The feed is left out of memory digests (tracee.digest): the recording had no such mapping.
 A recorded mapping that overlaps it (never seen: it lies beside relive's own pages) turns
-the feed off for that process first (`still_clear`). Used only where nothing looks between
-events (autopilot; replayer.session decides): a stop inside a fed run is not a position a
-debugger could be shown.
+the feed off for that process first (`still_clear`). In autopilot the hook stays armed;
+under gdb (a `continue` without watchpoints: replayer.forward, replayer.session) it is
+armed only while the compiled loop runs, which holds back signals from outside that reach
+the hook mid-record (tracee/fastloop.c held_in_hook): no stop gdb is shown lies inside a
+fed call, and no checkpoint holds an armed hook.
 """
 from __future__ import annotations
 

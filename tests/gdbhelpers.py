@@ -66,19 +66,22 @@ class ReplayServer:
     """``relive replay --port 0 TRACE`` as a subprocess; ``port`` once it is listening."""
 
     def __init__(self, trace: Path, workdir: Path, *, startup_timeout: float = 60.0,
-                 pid: int | None = None) -> None:
+                 pid: int | None = None, options: Iterable[str] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.trace = Path(trace)
         workdir.mkdir(parents=True, exist_ok=True)
         stem = f"server-{os.getpid()}-{time.monotonic_ns()}"
         self.stdout_path = workdir / f"{stem}.out"
         self.stderr_path = workdir / f"{stem}.err"
-        self.argv = [sys.executable, "-m", "relive", "replay", "--port", "0", str(self.trace)]
+        self.argv = [sys.executable, "-m", "relive", *options, "replay", "--port", "0",
+                     str(self.trace)]
         if pid is not None:  # another process of the recorded tree than the first
             self.argv[-1:-1] = ["-p", str(pid)]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             # Its own session: cleanup can kill the whole group (relive and the tracee).
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=err, env=relive_env(), start_new_session=True)
+                                         stderr=err, env={**relive_env(), **(env or {})},
+                                         start_new_session=True)
         try:
             self.host, self.port = self._wait_until_listening(startup_timeout)
         except BaseException:

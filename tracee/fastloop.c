@@ -1002,16 +1002,19 @@ static int sysemu_and_wait(int tid, int *status, int *reason, int64_t *out)
 #define FEED_MAX (FEED_SIZE / FEED_REC_HEAD)
 static uint64_t feed_addr;                 /* 0: no feed (Python sets it before each run) */
 static int feed_last;                      /* the batch's last event may be fed too */
+static uint64_t hook_lo, hook_hi;          /* the hook's code (relive_hook_fed runs there) */
 static unsigned char feed_buf[FEED_SIZE];
 static uint64_t feed_ends[FEED_MAX];       /* where each record of the feed ends */
 
 /* `last`: the event after the batch is reached by running on (a syscall of the same task):
    else the batch's last event keeps its stop, where replay delivers a signal, switches
    to another task or runs to a recorded point. */
-void relive_replay_feed(uint64_t addr, int last)
+void relive_replay_feed(uint64_t addr, int last, uint64_t code_lo, uint64_t code_hi)
 {
     feed_addr = addr;
     feed_last = last;
+    hook_lo = code_lo;
+    hook_hi = code_hi;
 }
 
 /* Write the feed: the BUFFERED events from evs[i] on (one write at most each), as many as
@@ -1088,6 +1091,29 @@ static int sysemu_and_wait_fed(int tid, int *status, int *reason, int64_t *out)
     return 0;
 }
 
+/* A signal that reached the task inside the hook's code during a fed run: relive's own
+   SIGSTOP (a Ctrl-C kick, a CPU-timer tick) or the kernel's SIGCHLD (which replay drops),
+   both sent from outside. The hook may be half-way through a record there (its output
+   partly copied, `next` not yet moved past it), which no stop may show: the signal is
+   held back (1: a SIGSTOP, sent again once the run has stopped elsewhere; 2: a SIGCHLD,
+   dropped) and the task runs on. 0: any other stop, left as it is. */
+static int held_in_hook(int tid, int status)
+{
+    if (!WIFSTOPPED(status) || (status >> 16) != 0
+        || (WSTOPSIG(status) != SIGSTOP && WSTOPSIG(status) != SIGCHLD))
+        return 0;
+    errno = 0;
+    long rip = ptrace(PTRACE_PEEKUSER, tid, offsetof(struct user_regs_struct, rip), 0);
+    if (errno || (uint64_t)rip < hook_lo || (uint64_t)rip >= hook_hi)
+        return 0;
+    if (WSTOPSIG(status) == SIGSTOP)
+        return 1;
+    siginfo_t si;
+    if (ptrace(PTRACE_GETSIGINFO, tid, 0, &si) < 0 || si.si_code <= 0)
+        return 0;  /* sent by a process: not the kernel's, Python decides */
+    return 2;
+}
+
 /* out: [0] events replayed, [1] reason, [2] tid, [3] status, [4] buffered calls taken from
    the feed, [5] errno, [6] stops waited for. The task starts
    stopped at the previous event's boundary with its registers set. Events are replayed in
@@ -1112,6 +1138,13 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
             ? feed_write(memfd, evs, i, nev, writes, data) : 0;
         if (fed > 0) {
             int failed = sysemu_and_wait_fed(tid, &status, &reason, out) < 0;
+            int held, stopped = 0;
+            while (!failed && (held = held_in_hook(tid, status)) != 0) {
+                stopped |= held == 1;
+                failed = sysemu_and_wait_fed(tid, &status, &reason, out) < 0;
+            }
+            if (stopped)  /* pending again: delivered at the next resume, from a boundary */
+                syscall(SYS_tkill, tid, SIGSTOP);
             long c = feed_taken(memfd, fed);
             if (c < 0) {
                 reason = R_ERROR;

@@ -278,7 +278,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p,
         ctypes.c_char_p, ctypes.c_int64, ctypes.c_void_p]
     lib.relive_replay_feed.restype = None
-    lib.relive_replay_feed.argtypes = [ctypes.c_uint64, ctypes.c_int]
+    lib.relive_replay_feed.argtypes = [ctypes.c_uint64, ctypes.c_int, ctypes.c_uint64,
+                                          ctypes.c_uint64]
     lib.relive_find_point.restype = ctypes.c_long
     lib.relive_find_point.argtypes = [
         ctypes.c_int, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_long, ctypes.c_int64,

@@ -205,6 +205,10 @@ def _decode(first: int, count: int, raw: bytes) -> list[Row]:
     fp = wi = 0
     ipos = pos + sum(r for r in rlens if r != REGS)
     dpos = ipos + sum(ilens)
+    # (the loop makes ~10 objects an event and is most of a replay's reading: MemoryWrites
+    # are made with tuple.__new__, not their NamedTuple __new__, a Python call each)
+    new_write = tuple.__new__
+    append = out.append
     for i in range(n):
         tid = tids[i]
         rl = rlens[i]
@@ -217,19 +221,27 @@ def _decode(first: int, count: int, raw: bytes) -> list[Row]:
             regs = raw[pos:pos + rl]
             pos += rl
         il = ilens[i]
-        info = raw[ipos:ipos + il]
-        ipos += il
+        if il:
+            info = raw[ipos:ipos + il]
+            ipos += il
+        else:
+            info = b""
         writes: tuple[MemoryWrite, ...] = ()
         nw = counts[i]
-        if nw:
+        if nw == 1:
+            size = sizes[wi]
+            writes = (new_write(MemoryWrite, (addrs[wi], raw[dpos:dpos + size], cons[wi] != 0)),)
+            dpos += size
+            wi += 1
+        elif nw:
             ws = []
             for k in range(wi, wi + nw):
                 size = sizes[k]
-                ws.append(MemoryWrite(addrs[k], raw[dpos:dpos + size], cons[k] != 0))
+                ws.append(new_write(MemoryWrite, (addrs[k], raw[dpos:dpos + size], cons[k] != 0)))
                 dpos += size
             wi += nw
             writes = tuple(ws)
-        out.append((first + i, tid, kinds[i], nrs[i], results[i], regs, info, writes))
+        append((first + i, tid, kinds[i], nrs[i], results[i], regs, info, writes))
     return out
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from tracefile import chunks, integrity
+from tracefile import checked_copies, chunks, integrity
 from tracefile.chunks import ChunkIndex, ChunkSource
 from tracefile.errors import TraceError
 from tracefile.exec_copies import ExecCopies, on_noexec_mount
@@ -232,11 +232,12 @@ class TraceReader:
     def file_path(self, file_id: str) -> Path:
         """The trace's copy of a mapped file, at a path replayed processes can exec and map
         executable (tracefile.exec_copies when the trace is on a noexec mount); its content is
-        checked against its id (its hash) the first time it is asked for."""
+        checked against its id (its hash) the first time it is asked for, unless it was checked
+        by an earlier replay and has not changed since (tracefile.checked_copies)."""
         path = self.dir / "files" / checked_file_id(self.dir, file_id)
         if not path.is_file():
             raise TraceError(f"trace {self.dir} is missing its copy of a mapped file ({file_id})")
-        if file_id not in self._files_checked:
+        if file_id not in self._files_checked and not checked_copies.known(path, file_id):
             try:
                 found = integrity.content_id(path)
             except OSError as e:
@@ -246,6 +247,7 @@ class TraceReader:
                 raise TraceError(f"trace {self.dir} is corrupt: its copy of a mapped file "
                                  f"({self._file_name(file_id)}) is damaged: files/{file_id} "
                                  f"holds other content")
+            checked_copies.note(path, file_id)
             self._files_checked.add(file_id)
         if self._exec_copies is None and on_noexec_mount(self.dir):
             self._exec_copies = ExecCopies(self.dir)

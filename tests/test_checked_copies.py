@@ -1,0 +1,59 @@
+"""A replay does not hash again the file copies an earlier replay checked and that have not
+changed since (tracefile/checked_copies.py): the hash cost every start-up ~25 ms. A copy
+changed after it was checked is hashed again, and its damage reported as before."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import describe, record
+
+from tracefile import checked_copies, integrity
+from tracefile.errors import TraceError
+from tracefile.reader import TraceReader
+
+
+@pytest.fixture
+def hashes(monkeypatch, tmp_path):
+    """Count the copies hashed; notes in a cache of the test's own, made at once."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(checked_copies, "RECENT_NS", 0)
+    seen: list[str] = []
+    real = integrity.content_id
+
+    def counted(path):
+        seen.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(integrity, "content_id", counted)
+    return seen
+
+
+def _map_all(trace) -> list[str]:
+    r = TraceReader(trace)
+    try:
+        ids = sorted(r.file_ids())
+        for file_id in ids:
+            r.file_path(file_id)
+        return ids
+    finally:
+        r.close()
+
+
+def test_a_copy_checked_once_is_not_hashed_again_until_it_changes(tmp_path, hashes):
+    trace = tmp_path / "t"
+    rec = record(trace, "/bin/true")
+    assert rec.returncode == 0, describe(rec)
+    ids = _map_all(trace)
+    assert ids and sorted(hashes) == ids  # the first replay hashes every copy
+    hashes.clear()
+    assert _map_all(trace) == ids
+    assert hashes == []  # the next one none
+    time.sleep(0.05)  # (past a tick of the filesystem's clock)
+    copy = trace / "files" / ids[0]
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    copy.write_bytes(data)
+    with pytest.raises(TraceError, match="is damaged"):
+        _map_all(trace)
+    assert hashes == [ids[0]]
