@@ -92,6 +92,14 @@ class RunQueue:
         if self.alarms == alarms_before:
             self._armed = True
 
+    def switched_in_loop(self, t: RecordedTask, switches: int, *, timer_on: bool) -> None:
+        """The compiled loop gave the CPU to `t` after `switches` switches of its own at
+        futex waits (recorder.handoff), starting and stopping the timer as `pick` does;
+        `timer_on`: it runs now."""
+        self.current = t
+        self.switches += switches
+        self._armed = timer_on
+
     def _on_alarm(self, signum: int, frame: object) -> None:
         self._armed = False
         self.expired = True
