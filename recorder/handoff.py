@@ -13,7 +13,8 @@ compiled loop handed back at once. With several tasks this loop
     kernel reported them, so every scheduling decision is the one the Python path makes. The
     first kept stop starts the timeslice as the run queue does when a thread becomes ready.
   - switches threads itself at a plain futex wait (FUTEX_WAIT, FUTEX_WAIT_BITSET) when the
-    first stop kept is the wait exit of a thread in such a wait (`waiters`, picked by the
+    first stop kept (or, none kept, the next stop once the task waits) is the wait exit of
+    a thread in such a wait (`waiters`, picked by the
     recorder: recorder.session `_futex_waiters`), making the decisions Python's scheduler
     would (ENTER for the task that waits, the woken thread's exit recorded with its result
     alone, the woken thread run next, the timeslice started or stopped as `RunQueue.pick`

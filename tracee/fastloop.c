@@ -392,7 +392,10 @@ static int opens_proc(int memfd, uint64_t addr)
  *     nothing but its result. When the task enters such a wait itself while the first
  *     stop kept is the exit of one of them with a result that is no restart, the loop does
  *     what Python's scheduler would: it resumes the task into its wait, yields the CPU and
- *     checks that the task did not come back at once (Python's _enter_blocking), then
+ *     checks that the task did not come back at once (Python's _enter_blocking); with no
+ *     stop kept, it resumes the task into its wait and waits for the next stop, which must
+ *     be such a waiter's exit (Python's main loop: the task left in the kernel, the other
+ *     made ready and picked; anything else is handed back with the entry pending); then
  *     appends a SWITCH_MARK record (regs: the task's entry, the ENTER event; result and
  *     exit_rip: the waiter's exit; w[0].addr, w[0].len: the two tids), makes the waiter the
  *     task it runs (it resumes from its exit stop as Python's would) and the task a waiter,
