@@ -9,8 +9,9 @@ are replayed as output, and mapped files, whose mappings show the change): the l
 its entry. With several tasks only calls that never block (the catalogue's PLAIN_WHEN_SHARED:
 never, or only with arguments the loop leaves to Python) are simple, so no thread switch,
 ENTER or scratch redirect is ever skipped. With several tasks the loop is
-relive_record_shared_run (recorder.handoff): it also runs futex wakes and keeps the other
-tasks' syscall stops for the recorder (`Batch.others`) rather than returning at the first.
+relive_record_shared_run (recorder.handoff): it also runs futex wakes, keeps the other
+tasks' syscall stops for the recorder (`Batch.others`) rather than returning at the first, and
+switches threads at futex waits (`Batch.mixed`: the runs of each thread and the switches).
 
 The recorder calls `run()` where it would resume a task after recording the exit of a simple
 syscall (a run of them is likely to go on; after other calls the loop would mostly return at
