@@ -391,8 +391,9 @@ static int opens_proc(int memfd, uint64_t addr)
  *     (FUTEX_WAIT or FUTEX_WAIT_BITSET; ENTER recorded) whose exit Python would record with
  *     nothing but its result. When the task enters such a wait itself while the first
  *     stop kept is the exit of one of them with a result that is no restart, the loop does
- *     what Python's scheduler would: it resumes the task into its wait, yields the CPU and
- *     checks that the task did not come back at once (Python's _enter_blocking); with no
+ *     what Python's scheduler would: it resumes the task into its wait (without Python's
+ *     yield to see whether it comes back at once: the hook's probe said it sleeps, and an
+ *     exit that comes anyway is a waiter's like any other, after its ENTER); with no
  *     stop kept, it resumes the task into its wait and waits for the next stop, which must
  *     be such a waiter's exit (Python's main loop: the task left in the kernel, the other
  *     made ready and picked; anything else is handed back with the entry pending); then
@@ -778,7 +779,7 @@ static int switchable(const struct loop_opts *o, int next, int st,
    main loop: the task left in the kernel, the other made ready and run).
    1: switched (a record appended at `r`, *tid is the waiter); 0: not (nothing done: the
    entry is Python's); the task was resumed into its wait (the entry is pending, for
-   Python) and: -1: it came back, *status holds its stop; -2: a ptrace request failed
+   Python) and: -1: it came back (none kept), *status holds its stop; -2: a ptrace request failed
    (errno); -3: SIGALRM ended the wait for a stop; -4: another task's stop came that the
    loop does not switch to (*who, *status). */
 static int hand_off(int *tid, const struct user_regs_struct *regs, struct rec *r,
@@ -794,13 +795,10 @@ static int hand_off(int *tid, const struct user_regs_struct *regs, struct rec *r
         next = (int)o->others[0];
         if (!switchable(o, next, (int)o->others[1], &info))
             return 0;
+        /* Unlike Python's _enter_blocking, no yield to see whether the wait comes back at
+           once: the probe said it sleeps (the buffer's futex_wait), and if it does not, its
+           exit is a stop kept like any other waiter's. */
         if (ptrace(PTRACE_SYSCALL, *tid, 0, 0) < 0)
-            return -2;
-        sched_yield();  /* the wait sleeps, or comes back at once (Python's _enter_blocking) */
-        int w = waitpid(*tid, status, __WALL | WNOHANG);
-        if (w == *tid)
-            return -1;
-        if (w < 0)
             return -2;
         o->kept--;
         memmove(o->others, o->others + 2, (size_t)o->kept * 2 * sizeof(int64_t));
