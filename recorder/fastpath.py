@@ -9,8 +9,9 @@ are replayed as output, and mapped files, whose mappings show the change): the l
 its entry. With several tasks only calls that never block (the catalogue's PLAIN_WHEN_SHARED:
 never, or only with arguments the loop leaves to Python) are simple, so no thread switch,
 ENTER or scratch redirect is ever skipped. With several tasks the loop is
-relive_record_shared_run (recorder.handoff): it also runs futex wakes and keeps the other
-tasks' syscall stops for the recorder (`Batch.others`) rather than returning at the first.
+relive_record_shared_run (recorder.handoff): it also runs futex wakes, keeps the other
+tasks' syscall stops for the recorder (`Batch.others`) rather than returning at the first, and
+switches threads at futex waits (`Batch.mixed`: the runs of each thread and the switches).
 
 The recorder calls `run()` where it would resume a task after recording the exit of a simple
 syscall (a run of them is likely to go on; after other calls the loop would mostly return at
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
-from recorder.handoff import SharedRun
+from recorder.handoff import SWITCH_MARK, SharedRun
 from recorder.syscall_effects import EffectRecorder
 from tracee import fastloop
 from tracee.ptrace_api import REGS_SIZE, PtraceError
@@ -151,6 +152,38 @@ def _segments(raw: bytes, data: bytes, n: int) -> tuple[Segment, ...]:
     return tuple(out)
 
 
+class Switch(NamedTuple):
+    """A thread switch the shared loop made at a futex wait (recorder.handoff)."""
+    from_tid: int    # the thread that left the CPU in its wait (an ENTER event)
+    to_tid: int      # the thread whose wait returned, run next
+    regs: bytes      # from_tid's registers at its wait's entry
+    result: int      # to_tid's wait's result
+    exit_rip: int
+
+
+def _mixed(raw: bytes, data: bytes, n: int) -> tuple[Segment | Switch, ...]:
+    """A batch with thread switches: runs of SYSCALL and BUFFERED events of the thread that
+    ran them, and the switches between them, in order (the recorder knows whose runs)."""
+    out: list[Segment | Switch] = []
+    first = 0
+    marks = [i for i, (nw,) in enumerate(_NW.iter_unpack(raw[:n * _REC.size]))
+             if nw in (fastloop.SYSBUF_CHUNK, SWITCH_MARK)]
+    for i in (*marks, n):
+        if i > first:
+            part = raw[first * _REC.size:i * _REC.size]
+            out.append((Kind.SYSCALL, i - first, functools.partial(_unpack, part, data)))
+        if i < n:
+            regs, result, exit_rip, nw, a, b, off, _, count = struct.unpack_from(
+                f"<{REGS_SIZE}sqQQ5Q", raw, i * _REC.size)
+            if nw == SWITCH_MARK:
+                out.append(Switch(a, b, regs, result, exit_rip))
+            else:
+                chunk = data[off:off + b]
+                out.append((Kind.BUFFERED, count, functools.partial(calls_from, chunk, a)))
+        first = i + 1
+    return tuple(out)
+
+
 def _zero_pages(size: int) -> ctypes.Array[ctypes.c_char]:
     """A buffer of `size` zero bytes whose pages the kernel provides when first touched
     (ctypes.create_string_buffer fills them all at once: milliseconds of start-up)."""
@@ -161,7 +194,7 @@ def _unpack(raw: bytes, data: bytes) -> Iterator[SyscallRecord]:
     """The records of relive_record_run's buffer (`raw`, whole records) and its output
     bytes, as the trace writer stores them (the syscall buffer's chunks left out)."""
     for regs, result, _exit_rip, nw, *w in _REC.iter_unpack(raw):
-        if nw == fastloop.SYSBUF_CHUNK:
+        if nw == fastloop.SYSBUF_CHUNK or nw == SWITCH_MARK:
             continue
         writes = [(w[3 * k], data[w[3 * k + 2]:w[3 * k + 2] + w[3 * k + 1]]) for k in range(nw)]
         yield _NR.unpack_from(regs, 8 * _ORIG_RAX)[0], result, regs, writes
@@ -188,6 +221,12 @@ class Batch(NamedTuple):
     sysbuf_cursor: int = 0
     # Of those, calls that closed or made a descriptor (close, openat, fcntl F_DUPFD).
     buffered_fd_calls: int = 0
+    # With thread switches made by the loop (recorder.handoff): the records in order, as
+    # runs and switches (segments is then empty), and whether the timeslice timer ran at
+    # the end.
+    switches: int = 0
+    mixed: tuple[Segment | Switch, ...] = ()
+    timer_on: bool = False
 
 
 class RecordLoop:
@@ -257,13 +296,14 @@ class RecordLoop:
 
     def run(self, tid: int, memfd: int, *, alone: bool,
             watched: tuple[tuple[int, int], ...], reads_left: tuple[int, ...] = (),
-            arm_us: int = 0) -> Batch:
+            arm_us: int = 0, waiters: tuple[int, ...] = (), slice_us: int = 0) -> Batch:
         """Resume `tid` (stopped after a recorded syscall exit) and record what it can,
         leaving writes to the `watched` files ((dev, ino) pairs) and reads (and dups) of
         the descriptors `reads_left` to the Python path. The records are copied out of the
         loop's buffers here and unpacked later (by the trace writer's thread). With several
         tasks, `arm_us`: the timeslice to start when another task becomes ready (0: the
-        timer runs already)."""
+        timer runs already); `waiters`: the threads in a futex wait the loop may switch to
+        (recorder.handoff), `slice_us` the timeslice a switch starts."""
         out: ctypes.Array[ctypes.c_int64] = self._out
         self.simple(alone=alone)
         if watched is not self._watched:
@@ -275,7 +315,8 @@ class RecordLoop:
             out = shared.out
             n = shared.call(tid, memfd, self._spec(alone, reads_left), self._watched_array,
                             len(watched), self._recs, MAX_RECORDS, self._data, DATA_SIZE,
-                            time.monotonic_ns() + BUDGET_NS, self._entry, arm_us)
+                            time.monotonic_ns() + BUDGET_NS, self._entry, arm_us, waiters,
+                            slice_us)
         else:
             n = self._lib.relive_record_run(
                 tid, memfd, self._spec(alone, reads_left), 512, self._watched_array,
@@ -291,13 +332,16 @@ class RecordLoop:
             _regs, result, exit_rip, nw, *_ = _REC.unpack_from(raw, len(raw) - _REC.size)
             exit_at = (exit_rip, result) if nw != fastloop.SYSBUF_CHUNK else None
         chunks, cursor = fastloop.sysbuf_state() if self.sysbuf else (0, 0)
-        segments = _segments(raw, data, n) if chunks else ()
-        if segments:
-            n -= chunks
+        switches = shared.switches() if shared is not None else 0
+        mixed = _mixed(raw, data, n) if switches else ()
+        segments = _segments(raw, data, n) if chunks and not switches else ()
+        n -= chunks + switches
         return Batch(recorded=n, records=lambda: _unpack(raw, data), reason=reason, tid=out[2],
                      status=out[3], entry=self._entry.raw if out[4] else None,
                      exit_at=exit_at,
                      others=shared.others() if shared is not None else (),
                      armed=shared is not None and shared.armed(),
                      segments=segments, sysbuf_cursor=cursor,
-                     buffered_fd_calls=fastloop.sysbuf_fd_calls() if chunks else 0)
+                     buffered_fd_calls=fastloop.sysbuf_fd_calls() if chunks else 0,
+                     switches=switches, mixed=mixed,
+                     timer_on=shared is not None and shared.timer_on())

@@ -12,8 +12,14 @@ compiled loop handed back at once. With several tasks this loop
     for its own task; the recorder hands them to its main loop afterwards, in the order the
     kernel reported them, so every scheduling decision is the one the Python path makes. The
     first kept stop starts the timeslice as the run queue does when a thread becomes ready.
-What is left to Python per hand-off is where the scheduler decides: the waiter's futex wait
-entry (it blocks: ENTER, switch) and the woken thread's wait exit (its result).
+  - switches threads itself at a plain futex wait (FUTEX_WAIT, FUTEX_WAIT_BITSET) when the
+    first stop kept (or, none kept, the next stop once the task waits) is the wait exit of
+    a thread in such a wait (`waiters`, picked by the
+    recorder: recorder.session `_futex_waiters`), making the decisions Python's scheduler
+    would (ENTER for the task that waits, the woken thread's exit recorded with its result
+    alone, the woken thread run next, the timeslice started or stopped as `RunQueue.pick`
+    does) and noting each switch as a record of its own (SWITCH_MARK), so a condvar
+    ping-pong runs in C from one batch to the next.
 """
 from __future__ import annotations
 
@@ -29,10 +35,13 @@ from tracee.sysnums import NAME_OF
 log = logging.getLogger(__name__)
 
 ALLOW_WORDS = 3 + fastloop.MAX_EXCEPT
-SHARED_OUT_WORDS = fastloop.OUT_WORDS + 2
+SHARED_OUT_WORDS = fastloop.OUT_WORDS + 4
 MAX_OTHERS = 64  # stops of other tasks kept per run; one more is handed back
+SWITCH_MARK = 0x5C  # a struct rec noting a thread switch made by the loop
+MAX_WAITERS = 64
 DECLARED = {"ALLOW_WORDS": ALLOW_WORDS, "SHARED_OUT_WORDS": SHARED_OUT_WORDS,
-            "MAX_EXCEPT": fastloop.MAX_EXCEPT, "sizeof(struct rec)": fastloop.REC.size}
+            "MAX_EXCEPT": fastloop.MAX_EXCEPT, "sizeof(struct rec)": fastloop.REC.size,
+            "SWITCH_MARK": SWITCH_MARK, "MAX_WAITERS": MAX_WAITERS}
 
 
 def allow_values(name: str) -> tuple[int, int, frozenset[int]] | None:
@@ -94,7 +103,8 @@ def _declare(lib: ctypes.CDLL) -> bool:
         ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p,
         ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long,
         ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-        ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
+        ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_long,
+        ctypes.c_void_p]
     iface.restype = ctypes.c_long
     iface.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
     names = (ctypes.c_char_p * 16)()
@@ -120,6 +130,7 @@ class SharedRun:
         self._allow = allow_table(rows)
         self._nallow = len(rows)
         self._others = (ctypes.c_int64 * (2 * MAX_OTHERS))()
+        self._waiters = (ctypes.c_int64 * MAX_WAITERS)()
         self.out = (ctypes.c_int64 * SHARED_OUT_WORDS)()
 
     @classmethod
@@ -129,10 +140,14 @@ class SharedRun:
     def call(self, tid: int, memfd: int, spec: ctypes.Array[ctypes.c_int64],
              watched: ctypes.Array[ctypes.c_uint64], nwatched: int, recs: object,
              max_recs: int, data: object, data_cap: int, deadline_ns: int, entry: object,
-             arm_us: int) -> int:
+             arm_us: int, waiters: tuple[int, ...] = (), slice_us: int = 0) -> int:
+        n = min(len(waiters), MAX_WAITERS)
+        for i in range(n):
+            self._waiters[i] = waiters[i]
         return int(self._fn(tid, memfd, spec, 512, self._allow, self._nallow, watched,
                             nwatched, recs, max_recs, data, data_cap, deadline_ns, entry,
-                            self._others, MAX_OTHERS, arm_us, self.out))
+                            self._others, MAX_OTHERS, arm_us, self._waiters, n, slice_us,
+                            self.out))
 
     def others(self) -> tuple[tuple[int, int], ...]:
         """The other tasks' stops the last call kept, in the order they came."""
@@ -143,3 +158,11 @@ class SharedRun:
     def armed(self) -> bool:
         """Did the last call start the timeslice timer?"""
         return bool(self.out[fastloop.OUT_WORDS + 1])
+
+    def timer_on(self) -> bool:
+        """Was the timeslice timer running when the last call returned?"""
+        return bool(self.out[fastloop.OUT_WORDS + 2])
+
+    def switches(self) -> int:
+        """Thread switches the last call made (SWITCH_MARK records)."""
+        return int(self.out[fastloop.OUT_WORDS + 3])

@@ -92,6 +92,16 @@ class RunQueue:
         if self.alarms == alarms_before:
             self._armed = True
 
+    def switched_in_loop(self, t: RecordedTask, switches: int, *, timer_on: bool) -> None:
+        """The compiled loop gave the CPU to `t` after `switches` switches of its own at
+        futex waits (recorder.handoff), starting and stopping the timer as `pick` does;
+        `timer_on`: it runs now. The loop took the records the threads it switched from
+        left in the syscall buffer (at their wait's entry); what is there now is `t`'s, for
+        its next stop: no `on_leave`."""
+        self._current = t
+        self.switches += switches
+        self._armed = timer_on
+
     def _on_alarm(self, signum: int, frame: object) -> None:
         self._armed = False
         self.expired = True

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable, Iterable
 import os
 import signal
 
 from recorder.blocking import Descriptors, may_block
 from recorder.cpu_view import CpuView
 from recorder.cpuid_record import CpuidRecorder
-from recorder.fastpath import Batch, RecordLoop, entry_of
+from recorder.fastpath import Batch, RecordLoop, Switch, entry_of
+from recorder.handoff import MAX_WAITERS
 from recorder.errors import UnsupportedError
 from recorder.image import snapshot_image
 from recorder.preempt import Preempter
-from recorder.scheduler import RunQueue
+from recorder.scheduler import TIMESLICE, RunQueue
 from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_info
 from recorder.signals import (SignalRecorder, disposition, has_no_effect,
                               pending_with_effect)
@@ -45,7 +47,7 @@ from tracee.address_space import Flag
 from tracee.remote import RELIVE_PAGE, InjectionError
 from tracee.task import Memory, MemoryAccessError, Task, kill_tasks
 from tracefile.records import Event, Kind, MemoryWrite, TaskRecord
-from tracefile.writer import TraceWriter
+from tracefile.writer import SyscallRecord, TraceWriter
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,10 @@ ERESTART = {-512, -513, -514, -516}
 ERESTART_RESTARTBLOCK = -516  # resumed with restart_syscall once the signal is handled
 NR_RESTART_SYSCALL = 219
 CLONE_EVENTS = (api.Event.CLONE, api.Event.FORK, api.Event.VFORK)
+# The futex waits the compiled loop may switch threads at (recorder.handoff): FUTEX_WAIT,
+# FUTEX_WAIT_BITSET (private or not, either clock); RELIVE_HANDOFF=0 leaves them to Python.
+NR_FUTEX, FUTEX_CMD_MASK, FUTEX_PLAIN_WAITS = 202, 0x7F, (0, 9)
+HANDOFF_OFF = os.environ.get("RELIVE_HANDOFF", "1") == "0"
 
 
 # The two classes below are mutable state with slots, written out rather than dataclasses
@@ -599,11 +605,13 @@ class Recorder:
                                        sysbuf.HDR_SIZE, sysbuf.BUF_SIZE)
             fastloop.sysbuf_fds(sysbuf.FDS if self.fdbits.on else 0,
                                 self.fdbits.may_set(t.task.tid, t.space))
+            waiters = () if alone else self._futex_waiters(t)
             batch = self.fast.run(t.task.tid, t.task.mem.fd, alone=alone,
                                   watched=self.effects.watched_files(),
                                   reads_left=self.cpus.watched_fds(t.task.pid),
-                                  arm_us=self.queue.loop_arm_us())
-            self._take_batch(t, batch, alarms_before=alarms)
+                                  arm_us=self.queue.loop_arm_us(), waiters=waiters,
+                                  slice_us=int(TIMESLICE * 1_000_000))
+            t = self._take_batch(t, batch, alarms_before=alarms)
             resume = -1
             if batch.reason == fastloop.SYSBUF:  # at an entry stop, records to write first
                 self._flush_buffer(t)
@@ -616,23 +624,100 @@ class Recorder:
             return
         self.resume(t)
 
+    def _futex_waiters(self, t: RecordedTask) -> tuple[int, ...]:
+        """The threads the compiled loop may switch to when `t` enters a futex wait
+        (recorder.handoff): t's process's threads parked in a plain futex wait (ENTER
+        recorded) whose exit this recorder would record with its result alone and then run
+        through the loop, as `t`. Only while no thread waits in the run queue (the loop's
+        kept stops are then the whole queue, in order) and the timeslice has not ended."""
+        if HANDOFF_OFF or self.queue.ready or self.queue.expired:
+            return ()
+        may_set = self.fdbits.may_set(t.task.tid, t.space)
+        out = []
+        for o in self.tasks.values():
+            e = o.entry
+            if (o is t or e is None or not o.entered or e.nr != NR_FUTEX
+                    or e.args[1] & FUTEX_CMD_MASK not in FUTEX_PLAIN_WAITS
+                    or o.space is not t.space or o.task.pid != t.task.pid or o.exited
+                    or e.fake_result is not None or e.view or e.done or e.redirect is not None
+                    or o.pending is not None or o.wants is not None or o.held
+                    or o.restart_of is not None or o.task.tid in self._stashed
+                    or self.fdbits.may_set(o.task.tid, o.space) != may_set):
+                continue
+            o.task.hand_over(api.Req.SYSCALL)  # the loop may resume it
+            out.append(o.task.tid)
+            if len(out) == MAX_WAITERS:
+                break
+        return tuple(out)
+
+    def _take_switches(self, t: RecordedTask, batch: Batch, alarms_before: int) -> RecordedTask:
+        """Write a batch in which the compiled loop switched threads at futex waits, and
+        leave every thread it switched as the Python path would have: the one that left the
+        CPU inside its wait (ENTER), the one whose wait returned (its SYSCALL event, then
+        its runs). Returns the thread the loop ran last, now current."""
+        runs: list[tuple[int, Kind, int, Callable[[], Iterable[SyscallRecord]]]] = []
+        last: dict[int, int] = {}  # tid -> index of its last event in this batch
+        at = 0
+        cur = t
+        for item in batch.mixed:
+            if isinstance(item, Switch):
+                nxt = self.tasks[item.to_tid]
+                wait = nxt.entry
+                assert wait is not None and item.from_tid == cur.task.tid
+                nr, args = entry_of(item.regs)
+                runs.append((cur.task.tid, Kind.ENTER, 1, _one(nr, 0, item.regs)))
+                runs.append((nxt.task.tid, Kind.SYSCALL, 1,
+                             _one(wait.nr, item.result, wait.regs)))
+                last[cur.task.tid], last[nxt.task.tid] = at, at + 1
+                at += 2
+                cur.entry = Entry(nr=nr, args=args, regs=item.regs)
+                cur.entered = cur.in_kernel = True
+                cur.running_user = False
+                cur.exit_at = cur.restart_of = None
+                self.preempter.made_syscall(cur)
+                nxt.entry = None
+                nxt.entered = nxt.in_kernel = False
+                nxt.exit_at = (item.exit_rip, item.result)
+                cur = nxt
+            else:
+                kind, n, records = item
+                runs.append((cur.task.tid, kind, n, records))
+                at += n
+                last[cur.task.tid] = at - 1
+                if kind == Kind.BUFFERED:
+                    self.sysbuf.taken += n
+        first = self.writer.add_task_runs(runs) - at + 1
+        for tid, i in last.items():
+            self.tasks[tid].last_event = first + i
+        if self.sysbuf.on:
+            self.sysbuf.moved_to(t.space, batch.sysbuf_cursor)
+        self.queue.switched_in_loop(cur, batch.switches, timer_on=batch.timer_on
+                                    and self.queue.alarms == alarms_before)
+        return cur
+
     def _nothing_else_waits(self, t: RecordedTask) -> bool:
         return (t is self.queue.current and not t.held and not self._stashed
                 and not self.signals.holding() and not self.queue.should_switch())
 
-    def _take_batch(self, t: RecordedTask, batch: Batch, *, alarms_before: int) -> None:
+    def _take_batch(self, t: RecordedTask, batch: Batch, *,
+                    alarms_before: int) -> RecordedTask:
         """Write what the compiled loop recorded and put `t` in the state the Python path
         would have left it in at the stop where the loop gave up (PARKED: stopped after the
         last record, for the caller to resume). `alarms_before`: the timer signals handled
-        before the loop ran."""
-        if batch.segments:  # with records of the syscall buffer (recorder.sysbuf_record)
+        before the loop ran. Returns the task the loop ran last (`t`, unless it switched
+        threads: then the thread now current)."""
+        if batch.switches:
+            t = self._take_switches(t, batch, alarms_before)
+            if self.queue.alarms == alarms_before:
+                self.queue.expired = False  # (RunQueue.pick's start_slice)
+        elif batch.segments:  # with records of the syscall buffer (recorder.sysbuf_record)
             t.last_event = self.writer.add_runs(t.task.tid, batch.segments)
             self.sysbuf.taken += sum(n for kind, n, _ in batch.segments
                                      if kind == Kind.BUFFERED)
             self.sysbuf.moved_to(t.space, batch.sysbuf_cursor)
         elif batch.recorded:
             t.last_event = self.writer.add_syscalls(t.task.tid, batch.recorded, batch.records)
-        if batch.recorded or batch.segments:
+        if batch.recorded or batch.segments or batch.mixed:
             if not self.descriptors.empty:
                 self._descriptors_after(t, batch)
             if batch.buffered_fd_calls:
@@ -651,10 +736,12 @@ class Recorder:
         self.queue.compiled_calls += batch.recorded
         for tid, status in batch.others:  # other tasks' stops, in the order they came
             self._stashed[tid] = status
-        if batch.armed:
+        if batch.armed and not batch.switches:
             self.queue.armed_by_loop(alarms_before)
         if batch.reason == fastloop.STOP:
             self._stashed[batch.tid] = batch.status  # the main loop takes it from here
+            if batch.tid == t.task.tid and batch.entry is not None:
+                t.in_kernel = False  # its own stop came: not left waiting in the kernel
         # `t` still runs user code if the loop stopped waiting for it (EINTR) or met another
         # task's stop, while `t` was not inside a syscall it entered (the main loop then
         # waits for that syscall's exit). It may be interrupted again from now on.
@@ -668,6 +755,7 @@ class Recorder:
                     api.ptrace(api.Req.INTERRUPT, t.task.tid)
                 except OSError:
                     pass
+        return t
 
     def _buffered_fd_calls(self, t: RecordedTask) -> None:
         """The hook closed or made descriptors of t's process without a stop (close, openat
@@ -906,6 +994,11 @@ class Recorder:
                     "(pid %s) until %s; Ctrl-C stops the recording here",
                     len(pids), "es" if len(pids) > 1 else "", ", ".join(map(str, pids)),
                     "they exit" if len(pids) > 1 else "it exits")
+
+
+def _one(nr: int, result: int, regs: bytes) -> Callable[[], Iterable[SyscallRecord]]:
+    """A run of one event without writes, for TraceWriter.add_task_runs."""
+    return lambda: ((nr, result, regs, []),)
 
 
 def _check_clone_flags(flags: int) -> None:

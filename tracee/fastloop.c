@@ -38,6 +38,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stddef.h>
@@ -385,19 +386,43 @@ static int opens_proc(int memfd, uint64_t addr)
  *     whether it comes during a wait or just before one (the window in which a plain waitpid
  *     would block for good while the task spins). Its waits peek (waitid WNOWAIT) and then
  *     reap, so a signal that ends a wait never takes a stop with it.
- *   Its out[] is SHARED_OUT_WORDS: OUT_WORDS, then [7] others kept, [8] timer armed.
+ *   - the switch of a futex hand-off (issue 18.2, hand_off below): `waiters` (nwaiters
+ *     tids, at most MAX_WAITERS) are threads of the same process left in a plain futex wait
+ *     (FUTEX_WAIT or FUTEX_WAIT_BITSET; ENTER recorded) whose exit Python would record with
+ *     nothing but its result. When the task enters such a wait itself while the first
+ *     stop kept is the exit of one of them with a result that is no restart, the loop does
+ *     what Python's scheduler would: it resumes the task into its wait (without Python's
+ *     yield to see whether it comes back at once: the hook's probe said it sleeps, and an
+ *     exit that comes anyway is a waiter's like any other, after its ENTER); with no
+ *     stop kept, it resumes the task into its wait and waits for the next stop, which must
+ *     be such a waiter's exit (Python's main loop: the task left in the kernel, the other
+ *     made ready and picked; anything else is handed back with the entry pending); then
+ *     appends a SWITCH_MARK record (regs: the task's entry, the ENTER event; result and
+ *     exit_rip: the waiter's exit; w[0].addr, w[0].len: the two tids), makes the waiter the
+ *     task it runs (it resumes from its exit stop as Python's would) and the task a waiter,
+ *     and starts or stops the timeslice as the run queue's pick does (running while others
+ *     stay kept, stopped otherwise; slice_us). Anything else (a SIGALRM seen, a restart, a
+ *     stop that is not the waiter's exit) leaves the entry to Python as before.
+ *   Its out[] is SHARED_OUT_WORDS: OUT_WORDS, then [7] others kept, [8] timer armed by the
+ *   loop, [9] the timer running at the end, [10] switches made.
  */
 #define ALLOW_WORDS (3 + MAX_EXCEPT)
-#define SHARED_OUT_WORDS (OUT_WORDS + 2)
+#define SHARED_OUT_WORDS (OUT_WORDS + 4)
+#define SWITCH_MARK 0x5c   /* struct rec's nwrites: a thread switch (see above) */
+#define MAX_WAITERS 64
 
 struct loop_opts {
     const int64_t *allow;  /* nallow rows of ALLOW_WORDS (none: 0 rows) */
     long nallow;
     int64_t *others;       /* other tasks' syscall stops kept (none: max_others 0) */
     long max_others;
-    long arm_us;           /* the timeslice the first stop kept starts (0: none) */
+    long slice_us;         /* the timeslice a stop kept starts while the timer is off */
     int alarmable;         /* on_alarm is installed: waits end at SIGALRM */
+    int timer_on;          /* the timeslice timer runs (at the start: Python's) */
+    int64_t *waiters;      /* threads in a plain futex wait the loop may switch to */
+    long nwaiters;
     int64_t kept, armed;   /* results: stops kept in `others`, the timer started */
+    int64_t switches;      /* thread switches made by the loop */
 };
 
 static const int64_t no_outputs[SPEC_WORDS] = {
@@ -497,23 +522,40 @@ static int wait_stop(int *status, int alarmable)
     }
 }
 
+/* Start (on) or stop the timeslice timer, as the run queue's arm and disarm do. */
+static void set_slice(struct loop_opts *o, int on)
+{
+    struct itimerval it = {{0, 0}, {0, 0}};
+    if (on) {
+        it.it_value.tv_sec = o->slice_us / 1000000;
+        it.it_value.tv_usec = o->slice_us % 1000000;
+        o->armed = 1;
+    }
+    setitimer(ITIMER_REAL, &it, NULL);
+    o->timer_on = on;
+}
+
+/* Must a wait end at SIGALRM? Not while the timeslice timer is off (nothing else sends
+   it): a plain waitpid then, one syscall instead of a peek and a reap. */
+static int alarm_may_come(const struct loop_opts *o)
+{
+    return o->alarmable && (o->timer_on || alarm_seen);
+}
+
 /* `tid`'s next stop, keeping other tasks' syscall stops in o->others while there is room
    (none: every stop is handed back): returns what waitpid returned (tid, another task whose
    stop is handed back, or -1). */
 static int wait_own(int tid, int *status, struct loop_opts *o)
 {
     for (;;) {
-        int w = wait_stop(status, o->alarmable);
+        int w = wait_stop(status, alarm_may_come(o));
         if (w < 0 || w == tid || o->kept >= o->max_others || !is_syscall_stop(*status))
             return w;
         o->others[2 * o->kept] = w;
         o->others[2 * o->kept + 1] = *status;
         o->kept++;
-        if (o->arm_us > 0 && !o->armed) {
-            struct itimerval it = {{0, 0}, {o->arm_us / 1000000, o->arm_us % 1000000}};
-            setitimer(ITIMER_REAL, &it, NULL);
-            o->armed = 1;
-        }
+        if (o->slice_us > 0 && !o->timer_on)
+            set_slice(o, 1);
     }
 }
 
@@ -758,6 +800,96 @@ static int sysbuf_take(int memfd, uint64_t pos, struct rec *r, unsigned char *da
     return 0;
 }
 
+#define FUTEX_CMD_MASK_ 0x7f  /* (besides FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME) */
+#define FUTEX_WAIT_ 0
+#define FUTEX_WAIT_BITSET_ 9
+
+static int is_waiter(const struct loop_opts *o, int64_t tid)
+{
+    for (long i = 0; i < o->nwaiters; i++)
+        if (o->waiters[i] == tid)
+            return 1;
+    return 0;
+}
+
+static void drop_waiter(struct loop_opts *o, int64_t tid)
+{
+    for (long i = 0; i < o->nwaiters; i++)
+        if (o->waiters[i] == tid) {
+            o->waiters[i] = o->waiters[--o->nwaiters];
+            return;
+        }
+}
+
+/* Can the loop switch to `next`, whose stop `st` it has (its wait's exit, `info`)? */
+static int switchable(const struct loop_opts *o, int next, int st,
+                      struct __ptrace_syscall_info *info)
+{
+    return is_waiter(o, next) && is_syscall_stop(st)
+           && ptrace(PTRACE_GET_SYSCALL_INFO, next, sizeof *info, info) >= 0
+           && info->op == PTRACE_SYSCALL_INFO_EXIT && !is_erestart(info->exit.rval);
+}
+
+/* The task `*tid`, at the entry stop `regs` (registers also in `entry`), enters a futex
+   wait: switch to the waiter whose exit stop was kept first, as described above, or, with
+   none kept, let the task wait and switch to the waiter whose exit comes next (Python's
+   main loop: the task left in the kernel, the other made ready and run).
+   1: switched (a record appended at `r`, *tid is the waiter); 0: not (nothing done: the
+   entry is Python's); the task was resumed into its wait (the entry is pending, for
+   Python) and: -1: it came back (none kept), *status holds its stop; -2: a ptrace request failed
+   (errno); -3: SIGALRM ended the wait for a stop; -4: another task's stop came that the
+   loop does not switch to (*who, *status). */
+static int hand_off(int *tid, const struct user_regs_struct *regs, struct rec *r,
+                    struct loop_opts *o, int *status, int *who)
+{
+    uint64_t cmd = regs->rsi & FUTEX_CMD_MASK_;
+    struct __ptrace_syscall_info info;
+    int next;
+    if (!o->waiters || regs->orig_rax != SYS_futex
+        || (cmd != FUTEX_WAIT_ && cmd != FUTEX_WAIT_BITSET_) || alarm_seen)
+        return 0;
+    if (o->kept > 0) {
+        next = (int)o->others[0];
+        if (!switchable(o, next, (int)o->others[1], &info))
+            return 0;
+        /* Unlike Python's _enter_blocking, no yield to see whether the wait comes back at
+           once: the probe said it sleeps (the buffer's futex_wait), and if it does not, its
+           exit is a stop kept like any other waiter's. */
+        if (ptrace(PTRACE_SYSCALL, *tid, 0, 0) < 0)
+            return -2;
+        o->kept--;
+        memmove(o->others, o->others + 2, (size_t)o->kept * 2 * sizeof(int64_t));
+    } else {
+        if (ptrace(PTRACE_SYSCALL, *tid, 0, 0) < 0)
+            return -2;
+        int w = wait_stop(status, alarm_may_come(o));
+        if (w < 0)
+            return errno == EINTR ? -3 : -2;
+        if (w == *tid)
+            return -1;
+        if (alarm_seen || !switchable(o, w, *status, &info)) {
+            *who = w;
+            return -4;
+        }
+        next = w;
+    }
+    memset(r, 0, sizeof *r);
+    memcpy(r->regs, regs, REGS_SIZE);
+    r->result = info.exit.rval;
+    r->exit_rip = info.instruction_pointer;
+    r->nwrites = SWITCH_MARK;
+    r->w[0].addr = (uint64_t)*tid;
+    r->w[0].len = (uint64_t)next;
+    drop_waiter(o, next);
+    if (o->nwaiters < MAX_WAITERS)
+        o->waiters[o->nwaiters++] = *tid;
+    if ((o->kept > 0) != o->timer_on)
+        set_slice(o, o->kept > 0);
+    o->switches++;
+    *tid = next;
+    return 1;
+}
+
 /* The loop both functions run (see above); fills out[0 .. OUT_WORDS). */
 static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
                         const uint64_t *watched, long nwatched,
@@ -771,6 +903,7 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
     int status = 0, reason = 0, w;
     int tsc = trap_like_tracees();
     int resume = sysbuf_resume;
+    unsigned resumes = 0;
     sysbuf_resume = -1;
     sysbuf_chunks = 0;
     sysbuf_fd_calls = 0;
@@ -781,7 +914,8 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
             w = tid;
             resume = -1;
         } else {
-            if (n >= max_recs || now_ns() >= deadline_ns) {
+            /* (the clock is a syscall here: read at every 4th resume) */
+            if (n >= max_recs || ((++resumes & 3) == 0 && now_ns() >= deadline_ns)) {
                 reason = R_PARKED;
                 break;
             }
@@ -827,6 +961,22 @@ static long record_loop(int tid, int memfd, const int64_t *spec, long nspec,
             call = allowed(o->allow, o->nallow, &regs);
         if (fds_addr && nr == SYS_close_range)
             call = NULL;  /* the bitmap's words it clears: Python (recorder/sysbuf_fds.py) */
+        if (!call && n < max_recs) {
+            memcpy(entry, &regs, REGS_SIZE);
+            int who = tid;
+            int h = hand_off(&tid, &regs, &recs[n], o, &status, &who);
+            if (h == 1) {
+                n++;
+                continue;
+            }
+            if (h < 0) {
+                out[4] = 1;  /* entered, in the kernel or back, not recorded */
+                out[5] = errno;
+                reason = h == -2 ? R_ERROR : h == -3 ? R_EINTR : R_STOP;
+                out[2] = who;
+                break;
+            }
+        }
         if (!call) {
             reason = R_STOP;  /* an entry Python handles */
             out[2] = w;
@@ -904,17 +1054,24 @@ long relive_record_shared_run(int tid, int memfd, const int64_t *spec, long nspe
                               const uint64_t *watched, long nwatched,
                               struct rec *recs, long max_recs, unsigned char *data,
                               int64_t data_cap, int64_t deadline_ns, unsigned char *entry,
-                              int64_t *others, long max_others, long arm_us, int64_t *out)
+                              int64_t *others, long max_others, long arm_us,
+                              int64_t *waiters, long nwaiters, long slice_us, int64_t *out)
 {
     struct loop_opts o = {.allow = allow, .nallow = nallow, .others = others,
-                          .max_others = max_others, .arm_us = arm_us,
-                          .alarmable = take_alarm() == 0};
+                          .max_others = max_others, .slice_us = arm_us > 0 ? arm_us : slice_us,
+                          .timer_on = arm_us <= 0, .alarmable = take_alarm() == 0,
+                          .waiters = nwaiters > 0 ? waiters : NULL,
+                          .nwaiters = nwaiters < MAX_WAITERS ? nwaiters : MAX_WAITERS};
+    if (!o.alarmable)
+        o.waiters = NULL;  /* a switch needs the SIGALRM check (hand_off) */
     long n = record_loop(tid, memfd, spec, nspec, watched, nwatched, recs, max_recs, data,
                          data_cap, deadline_ns, entry, &o, out);
     if (o.alarmable)
         give_alarm_back();
     out[7] = o.kept;
     out[8] = o.armed;
+    out[9] = o.timer_on;
+    out[10] = o.switches;
     return n;
 }
 
@@ -1301,6 +1458,7 @@ long relive_shared_interface(const char **names, int64_t *values, long n)
     static const struct abi_entry shared_abi[] = {
         {"ALLOW_WORDS", ALLOW_WORDS}, {"SHARED_OUT_WORDS", SHARED_OUT_WORDS},
         {"MAX_EXCEPT", MAX_EXCEPT}, {"sizeof(struct rec)", sizeof(struct rec)},
+        {"SWITCH_MARK", SWITCH_MARK}, {"MAX_WAITERS", MAX_WAITERS},
     };
     long count = (long)(sizeof shared_abi / sizeof shared_abi[0]);
     for (long i = 0; i < count && i < n; i++) {

@@ -220,8 +220,16 @@ class TraceWriter:
         """`add_syscalls` of several runs of task `tid`, in order, handed to the SQL thread
         as one job: a batch of the compiled loop alternates SYSCALL runs with BUFFERED ones
         (tar: thousands a second), and each hand-off costs the recording thread ~25 us."""
+        return self.add_task_runs([(tid, kind, n, records) for kind, n, records in runs])
+
+    def add_task_runs(self, runs: Sequence[tuple[int, Kind, int,
+                                                 Callable[[], Iterable[SyscallRecord]]]]
+                      ) -> int:
+        """`add_runs` of runs of several tasks (tid, kind, count, records), in order: the
+        compiled loop's thread switches (recorder.handoff). An ENTER event is a run of one
+        record (nr, 0, entry registers, no writes), stored as `add` would store it."""
         first = self.event_count
-        count = sum(n for _, n, _ in runs)
+        count = sum(n for _, _, n, _ in runs)
         self.event_count += count
         self._uncommitted += count
         self._queue_rows()  # what `add` stored before comes first
@@ -229,7 +237,7 @@ class TraceWriter:
 
         def job(db: sqlite3.Connection) -> None:
             at = first
-            for kind, n, records in runs:
+            for tid, kind, n, records in runs:
                 sink.syscalls(db, tid, at, records(), kind)
                 at += n
 
