@@ -13,6 +13,7 @@ import subprocess
 import pytest
 from conftest import describe, record
 
+from replayer import registers
 from replayer.closing_in import SliceTicks
 from replayer.positions import Landing
 from replayer.session import ReplaySession
@@ -22,6 +23,7 @@ from tracee.cputimer import CpuTimer, CpuTimerError
 from tracee.stops import SignalStop
 
 STEPS = 24  # instructions run into the stretch before "now"
+GETPPID = 110
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +127,47 @@ def test_a_step_back_from_a_mid_at_now_moves_back(replay, monkeypatch):
 
     timeline.step_back(now, cross)
     assert timeline._task().regs.rip == replay.pcs[-1]  # before the fix: now's pc again
+
+
+def test_a_tick_after_a_rep_copy_is_kept_past_it(programs, tmp_path):
+    """A tick can leave a `rep movsb` that has copied everything at the instruction with rcx
+    0 (replayer.tick_states); a mid there could not be found again by a pass (each arrival
+    there is an iteration, the last with rcx 1) and the step back from it failed. The mid
+    is kept one instruction on, and the step back from it lands before the last
+    iteration."""
+    trace = tmp_path / "t"
+    rec = record(trace, programs["rep_copies"], 20,
+                 env=dict(os.environ, RELIVE_SYSCALLBUF="0"), stdin=subprocess.DEVNULL)
+    assert rec.returncode == 0, describe(rec)
+    r = Replay(trace)
+    try:
+        timeline = r.timeline
+        getppids = [ev.seq for ev in r.session.reader.events() if ev.nr == GETPPID]
+        timeline.seek(getppids[len(getppids) // 2] + 1)  # the stretch from one to the next
+        task = timeline._task()
+        for _ in range(2000):  # to the copy, then through it
+            if task.mem.read_upto(task.regs.rip, 2) == b"\xf3\xa4" and task.regs.rcx == 64:
+                break
+            task.resume(api.Req.SYSEMU_SINGLESTEP)
+            task.wait()
+        rep = task.regs.rip
+        assert task.mem.read_upto(rep, 2) == b"\xf3\xa4", "no rep movsb in the stretch"
+        while task.regs.rip == rep:
+            task.resume(api.Req.SYSEMU_SINGLESTEP)
+            task.wait()
+        assert task.regs.rip == rep + 2 and task.regs.rcx == 0
+        task.set_reg("rip", rep)  # where the tick leaves it: copied, not yet moved on
+        task.flush_regs()
+        timeline.take_mid(0)
+        assert timeline.base is not None
+        assert registers.unpack(timeline.base.regs)["rip"] == rep + 2  # before: rep
+        now = timeline.now(boundary=False, steps=0)
+
+        def cross(position: int) -> Landing:
+            raise AssertionError(f"crossed the event before {position}")
+
+        timeline.step_back(now, cross)  # before: "lost the current position"
+        task = timeline._task()
+        assert (task.regs.rip, task.regs.rcx) == (rep, 1)
+    finally:
+        r.close()
