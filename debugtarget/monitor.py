@@ -19,6 +19,7 @@ from tracefile.records import Event, Kind
 
 if TYPE_CHECKING:
     from debugtarget.replay import ReplayTarget
+    from replayer.cpu_pin import CpuPin
     from replayer.snapshot import Snapshot
 
 HELP = """relive monitor commands (event numbers are those of `relive dump`):
@@ -92,7 +93,15 @@ def _info(target: ReplayTarget) -> str:
             f"events: {r.event_count} ({'complete' if r.complete else 'INCOMPLETE'}), "
             f"numbered 0..{r.event_count - 1}\n"
             f"current event: {event_of(session.position)} "
-            f"({'end of trace' if nxt is None else 'next: ' + _describe(nxt)})\n")
+            f"({'end of trace' if nxt is None else 'next: ' + _describe(nxt)})\n"
+            + _cpu(session.pin))
+
+
+def _cpu(pin: CpuPin) -> str:
+    if pin.cpu is None:
+        return "cpu: not pinned\n"
+    moved = f" (moved {pin.moves} times off a crowded CPU)" if pin.moves else ""
+    return f"cpu: {pin.cpu}{moved}\n"
 
 
 def _describe(ev: Event) -> str:

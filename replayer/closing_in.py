@@ -25,6 +25,7 @@ from tracee.task import Task
 from replayer.midpoints import CLOSE_FIRST_NS, CLOSE_LEVELS, CLOSE_MIN_NS, Mid
 from replayer.positions import LostPosition, Position
 from replayer.session import ReplaySession
+from replayer.tick_states import settle
 from replayer.timeline_core import TimelineCore
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,15 @@ class SliceTicks:
             # resume flag): one instruction on, it is neither.
             self.task.resume(api.Req.SYSEMU_SINGLESTEP)
             self.task.wait()
+        if not settle(self.task):
+            return
+        if self.now.matched_by(self.task):
+            # A tick at now itself (seen under load: the timer's SIGSTOP, pending, came at
+            # now before the int3 planted there ran, even twice). A mid here is no state
+            # before now: the step back would count zero instructions from it and land
+            # where it started (a reverse-stepi that does not move).
+            log.debug("closing in: a tick at now itself at %#x, no mid", self.task.regs.rip)
+            return
         mid = Mid(self.now.position, self.s.snapshot(), self.task.regs_bytes(),
                   self.clock0 + self.timer.elapsed())
         self.drop()

@@ -7,7 +7,9 @@ without it holds the CPU it was recorded on (number and model): the replay pins 
 that CPU by default, and says before it starts when it cannot (the CPU is not available,
 RELIVE_CPU chose another, the model differs): the APIC id and other per-CPU values the
 program may have kept from cpuid would differ, and the replay may diverge. Older traces
-say nothing of their CPU: the replay runs where it starts, as they always did.
+say nothing of their CPU: the replay runs where it starts, as they always did. Recorded with
+faulting, the replay starts on the CPU it runs on and moves off it when other jobs crowd it
+(replayer.cpu_pin).
 """
 from __future__ import annotations
 
@@ -57,6 +59,13 @@ def pin_replay(meta: dict[str, object]) -> int | None:
                     "program took from cpuid (the APIC id, ...) may differ and the replay "
                     "diverge", "; ".join(problems))
     return cpu
+
+
+def may_move(meta: dict[str, object]) -> bool:
+    """May the replay move to another CPU while it runs (replayer.cpu_pin)? Only where
+    nothing the program sees depends on the CPU (cpuid recorded) and RELIVE_CPU did not
+    choose one."""
+    return meta.get("cpuid") == "faulting" and not os.environ.get("RELIVE_CPU")
 
 
 def _model(sig: dict[str, object]) -> str:

@@ -371,6 +371,8 @@ class Debuggee:
                     "in the replay, unchanged\n"))
             return stop
         command = self._relocated(command)
+        pin = self.session.pin
+        pin.command_starts()
         try:
             stop = self._resume(command)
             for _ in range(HIDDEN_STEPS):  # a step into the hook or a trampoline goes on
@@ -380,6 +382,7 @@ class Debuggee:
                 stop = self._resume(command)
         finally:
             self._interrupt = False
+            pin.command_ends(t.tid for t in self.session.taskset.tasks.values())
         if note:
             stop = dataclasses.replace(stop, console=note)
         self.last_stop = stop

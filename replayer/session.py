@@ -37,6 +37,7 @@ from tracefile.reader import EventCursor, Row, TraceReader
 from tracefile.records import Event, Kind
 
 from replayer import cpu_match, registers, snapshot, sysbuf_feed
+from replayer.cpu_pin import CpuPin
 from replayer.errors import Paused, ReplayDivergence, ReplayError
 from replayer.fastpath import (Outcome, ReplayLoop, collect, emulated_only,
                                reached_by_running)
@@ -65,6 +66,7 @@ class ReplaySession:
     def __init__(self, trace: Path, output: OutputSink | None = None) -> None:
         self.reader = TraceReader(trace)
         self.output = output
+        self.pin = CpuPin(None, movable=False)  # (pinned when the first exec is replayed)
         self.syscalls = SyscallReplayer(self.reader)
         self.signals = SignalReplayer(self)
         self._events: Iterator[Event] = self.reader.events()
@@ -376,6 +378,7 @@ class ReplaySession:
         else:
             self._kill_task()
             self.taskset = snapshot.restore(snap)
+        self.pin.follow(t.tid for t in self.taskset.tasks.values())
         self.task, self.proc = self.taskset.select(
             snap.current if snap.current in self.taskset.tasks else snap.owner)
         self.position = snap.position
@@ -440,7 +443,9 @@ class ReplaySession:
     def _exec(self, ev: Event) -> None:
         exe = self.reader.file_path(ev.info["exe_id"])
         if self.task is None:
-            self.reader.avoid_cpu(cpu_match.pin_replay(self.reader.meta))
+            cpu = cpu_match.pin_replay(self.reader.meta)
+            self.reader.avoid_cpu(cpu)
+            self.pin = CpuPin(cpu, cpu_match.may_move(self.reader.meta), self.reader.avoid_cpu)
             try:
                 pid = spawn(str(exe), [str(exe)], {}, ignored=ev.info.get("ignored"),
                             own_group=True)

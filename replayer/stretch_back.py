@@ -143,9 +143,13 @@ class StretchBack(TimelineCore):
                 return self.step_back(replace(now, steps=0), cross)
             return self._land(now, steps - 1, None)
         steps = now.steps if now.steps is not None else self._count_steps(now, now.anchor)
+        if steps == 0:  # now is its origin (a mid, or the anchor's arrival): from before it
+            return self.step_back(replace(now, steps=0), cross)
         return self._land(now, steps - 1, now.anchor)
 
     def _land(self, now: Position, steps: int, anchor: tuple[int, int] | None) -> Landing:
+        if steps < 0:  # (never: a landing there would be `now` again, a step back that stays)
+            raise ReplayError(f"stepping back counted {steps} instructions from the origin")
         self.goto_steps(now.position, steps, anchor, now.base)
         self.base = now.base
         if steps == 0 and anchor is None and now.base is None:

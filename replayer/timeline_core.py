@@ -29,6 +29,7 @@ from replayer.midpoints import ArrivalCache, Mid, Mids
 from replayer.positions import Hit, Landing, Position, Verdict
 from replayer.session import ReplaySession
 from replayer.snapshot import Snapshot as Checkpoint
+from replayer.tick_states import settle
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class TimelineCore:
         """A mid here, inside the stretch being replayed (a forward run's CPU timer
         stopped the program; the caller has lifted any int3 of its own)."""
         s = self.s
-        if not s.can_snapshot():
+        if not s.can_snapshot() or not settle(s.current_task()):
             return
         after = self.base if self.base is not None and self.base.position == s.position \
             else None

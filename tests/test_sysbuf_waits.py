@@ -169,8 +169,6 @@ end
 
 
 @requires_gdb
-@pytest.mark.skip(reason="flaky under load (1 of 2 CI runs, 2026-12-07): reverse-stepi from a "
-                         "probed wait's return can stay on the same line (stop 19 notes)")
 def test_gdb_steps_back_onto_a_probed_wait(programs, tmp_path, serve):
     """Stepping back from a stale wait's return lands on libc's `syscall` of it, not yet
     run, shown with the program's arguments (FUTEX_WAIT_PRIVATE, not the probe's) and its
