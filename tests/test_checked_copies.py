@@ -14,8 +14,10 @@ from tracefile.reader import TraceReader
 
 
 @pytest.fixture
-def hashes(monkeypatch, tmp_path):
-    """Count the copies hashed; notes in a cache of the test's own, made at once."""
+def hashes(monkeypatch, tmp_path, trace_root):
+    """Count the copies hashed; notes in a cache of the test's own, made at once. The trace
+    root (and so the file cache, whose inodes the trace's copies are) is the test's own too:
+    the damage below would otherwise be linked into every later recording of the session."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(checked_copies, "RECENT_NS", 0)
     seen: list[str] = []

@@ -62,6 +62,24 @@ def test_file_changed_in_place_is_copied_again(tmp_path, settled):
     assert first.read_bytes() == b"A" * 4096
 
 
+def test_a_trace_copy_damaged_in_place_is_not_linked_into_later_traces(tmp_path, settled):
+    """A trace's copy is the cache's inode: writing into one trace's files/<id> (a test did,
+    and every later recording of the machine mapped a 'damaged' ld.so) must not reach the
+    next recordings."""
+    src = tmp_path / "libfoo.so"
+    src.write_bytes(b"A" * 8192)
+    cache = tmp_path / "cache"
+    first, = traced(tmp_path / "t1", cache, src)
+    time.sleep(0.05)  # (past a tick of the filesystem's clock)
+    with open(first, "r+b") as f:
+        f.write(b"X")
+    second, = traced(tmp_path / "t2", cache, src)
+    assert second.stat().st_ino != first.stat().st_ino
+    assert second.read_bytes() == b"A" * 8192
+    third, = traced(tmp_path / "t3", cache, src)  # and the fresh copy is cached again
+    assert third.stat().st_ino == second.stat().st_ino
+
+
 def test_file_changed_just_now_is_not_indexed(tmp_path):
     """Two changes within one tick of the clock leave the same ctime: a fresh file is copied
     every time until it has settled."""

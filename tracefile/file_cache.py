@@ -11,9 +11,11 @@ Layout of the cache directory (relive puts it in the trace root as `.files`, mod
                     recordings (e.g. where its rdrand instructions are); swept with by-id/<id>
 
 A file whose key is in the index holds the bytes that were copied: users cannot set a ctime,
-so any change to the file gives it a new key. The exception is two changes within one tick of
-the filesystem's clock, which leave the same ctime: a file changed less than RECENT_NS ago is
-therefore not indexed (git's "racy clean" entries, handled the same way).
+so any change to the file gives it a new key. A copy written in place after it was indexed
+(a trace's files/<id> is the same inode as by-id/<id>) has an mtime after its index entry's
+and is dropped from the cache rather than linked into new traces. The exception is two
+changes within one tick of the filesystem's clock, which leave the same ctime: a file changed
+less than RECENT_NS ago is therefore not indexed (git's "racy clean" entries, handled the same way).
 
 Entries appear whole (link() and symlink() are atomic), so recorders running at once never see
 half a file. The cache is only a shortcut: every failure (another filesystem, an entry removed
@@ -79,14 +81,24 @@ class FileCache:
         return the id; otherwise None."""
         if not self._usable:
             return None
+        entry = self._by_stat / stat_key(st)
         try:
-            file_id = os.path.basename(os.readlink(self._by_stat / stat_key(st)))
+            file_id = os.path.basename(os.readlink(entry))
+            indexed_ns = os.lstat(entry).st_mtime_ns
         except OSError:
             return None
         if len(file_id) != ID_DIGITS or file_id.strip("0123456789abcdef"):
             return None
+        content = self._by_id / file_id
         try:
-            os.link(self._by_id / file_id, directory / file_id)
+            if os.stat(content).st_mtime_ns > indexed_ns:
+                # Written in place since it was indexed (through some trace's files/<id>,
+                # the same inode): no longer the bytes copied. Every later recording would
+                # have linked the damage; forget it and copy the file afresh.
+                os.unlink(entry)
+                os.unlink(content)
+                return None
+            os.link(content, directory / file_id)
         except FileExistsError:
             pass  # the trace holds these bytes already, mapped under another name
         except OSError as e:
