@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from checkpointing import printed_after, task_states
 from conftest import describe, record
 
 from replayer import registers
 from replayer.session import ReplaySession
 from tracefile.reader import TraceReader
-from tracee import ptrace_api as api
 from tracee.digest import memory_digest
 
 pytestmark = pytest.mark.slow
@@ -47,26 +47,6 @@ def traces(programs, tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def _printed_after(trace: Path) -> tuple[bytes, dict[int, int]]:
-    """What a replay prints, and how much of it was printed before each event boundary."""
-    out: list[bytes] = []
-    session = ReplaySession(trace, output=lambda fd, data: out.append(data))
-    printed = {}
-    try:
-        while not session.finished:
-            printed[session.position] = sum(map(len, out))
-            session.step()
-    finally:
-        session.close()
-    return b"".join(out), printed
-
-
-def _tasks(session: ReplaySession) -> dict[int, tuple[bytes, bytes, int, bool]]:
-    ts = session.taskset
-    return {tid: (t.regs_bytes(), api.get_xstate(t.tid), api.get_sigmask(t.tid),
-                  t.tid in ts.entered) for tid, t in ts.tasks.items()}
-
-
 def _digests(session: ReplaySession) -> dict[int, str]:
     """A digest of each process's writable memory, by the recorded tid of its first task."""
     seen: dict[int, str] = {}
@@ -85,7 +65,7 @@ def _processes(session: ReplaySession) -> int:
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_every_tree_checkpoint_replays_to_the_end_faithfully(traces, name):
     trace = traces[name]
-    want, printed = _printed_after(trace)
+    want, printed = printed_after(trace)
     out: list[bytes] = []
     session = ReplaySession(trace, output=lambda fd, data: out.append(data))
     try:
@@ -93,7 +73,7 @@ def test_every_tree_checkpoint_replays_to_the_end_faithfully(traces, name):
         snaps = []
         while not session.finished:
             if _processes(session) > 1 and session.can_snapshot():
-                before = (_tasks(session), _digests(session))
+                before = (task_states(session), _digests(session))
                 snaps.append((session.snapshot(), before))
             session.step()
         assert len(snaps) >= 3, f"only {len(snaps)} checkpoints among processes in {name}"
@@ -101,7 +81,7 @@ def test_every_tree_checkpoint_replays_to_the_end_faithfully(traces, name):
             session.restore(snap)
             assert session.position == snap.position
             assert len(snap.processes) == _processes(session) > 1
-            after = _tasks(session)
+            after = task_states(session)
             assert after.keys() == tasks.keys(), snap.position
             for tid, (regs, xstate, mask, entered) in tasks.items():
                 got = after[tid]
@@ -141,7 +121,7 @@ def test_snapshots_at_one_boundary_share_the_processes_that_do_not_run(traces):
     elsewhere, the replay runs on to the end printing the same; discarding one leaves the
     other whole."""
     trace = traces["fork_compute"]
-    want, printed = _printed_after(trace)
+    want, printed = printed_after(trace)
     out: list[bytes] = []
     session = ReplaySession(trace, output=lambda fd, data: out.append(data))
     try:
@@ -151,7 +131,7 @@ def test_snapshots_at_one_boundary_share_the_processes_that_do_not_run(traces):
             session.step()
         running = session.next_event.tid
         waiting = {tid: t for tid, t in session.taskset.tasks.items() if tid != running}
-        before = (_tasks(session), _digests(session))
+        before = (task_states(session), _digests(session))
         first, second = session.snapshot(), session.snapshot()
         copies = [{p.owner: p.stored.pid for p in snap.processes} for snap in (first, second)]
         assert copies[0][running] != copies[1][running]
@@ -161,7 +141,7 @@ def test_snapshots_at_one_boundary_share_the_processes_that_do_not_run(traces):
         session.restore(first)  # at its own boundary: the parent stays as it stands
         assert session.taskset.tasks[parent] is waiting[parent]
         assert session.taskset.tasks[running].tid != copies[0][running]
-        assert (_tasks(session), _digests(session)) == before
+        assert (task_states(session), _digests(session)) == before
         out.clear()
         session.run()
         assert b"".join(out) == want[printed[first.position]:]
@@ -170,7 +150,7 @@ def test_snapshots_at_one_boundary_share_the_processes_that_do_not_run(traces):
         for _ in range(2):
             session.restore(second)  # from the end of the replay: every process forked
             assert session.taskset.tasks[parent] is not waiting[parent]
-            assert (_tasks(session), _digests(session)) == before
+            assert (task_states(session), _digests(session)) == before
             out.clear()
             session.run()
             assert b"".join(out) == want[printed[second.position]:]
@@ -188,7 +168,7 @@ def test_a_snapshot_while_an_event_replays_copies_that_events_process(traces):
     reverse-stepi after it ran on past `now` into the next round (test_tree_stepback, 1 run
     in 3 under load)."""
     trace = traces["fork_compute"]
-    want, printed = _printed_after(trace)
+    want, printed = printed_after(trace)
     reader = TraceReader(trace)
     try:
         tids = {ev.seq: ev.tid for ev in reader.events()}
@@ -247,7 +227,7 @@ def test_checkpoints_of_a_python_parent_and_child(tmp_path):
     live (at every fourth boundary where one can be) replay to the end faithfully."""
     rec = record(tmp_path / "t", "--force", sys.executable, "-c", PY_CHILD)
     assert rec.returncode == 0 and b"status 5" in rec.stdout, describe(rec)
-    want, printed = _printed_after(tmp_path / "t")
+    want, printed = printed_after(tmp_path / "t")
     out: list[bytes] = []
     session = ReplaySession(tmp_path / "t", output=lambda fd, data: out.append(data))
     try:
