@@ -89,7 +89,7 @@ class SignalReplayer:
             self._raise(ev, task)
         elif where == "preempted":  # the PREEMPT event before it left the task there
             self._raise(ev, task)
-            _as_on_syscall_exit(task, ev)
+            _orig_rax_as_recorded(task, ev)
         elif where in ("after_syscall", "before_syscall"):
             if where == "before_syscall":
                 stop = self.s.resume_until_stop(ev)
@@ -100,7 +100,7 @@ class SignalReplayer:
                 task.set_reg("orig_rax", -1)
             else:
                 _let_in(task, sig)
-                _as_from_user_mode(task, ev)
+                _orig_rax_as_recorded(task, ev)
             self._raise(ev, task)
         else:
             self._reach_user_point(ev)
@@ -259,24 +259,16 @@ def _let_in(task: Task, sig: int) -> None:
     api.set_sigmask(task.tid, temporary)
 
 
-def _as_from_user_mode(task: Task, ev: Event) -> None:
-    """A signal recorded right after a syscall may have come a moment later, from user mode
-    (a timer's interrupt before the next instruction ran): same rip and rax, but no syscall
-    in progress (orig_rax -1), so the kernel does not consider restarting it. Deliver it in
-    that state too."""
-    if api.signed(registers.unpack(ev.regs)["orig_rax"]) == -1:
-        task.set_reg("orig_rax", -1)
-
-
-def _as_on_syscall_exit(task: Task, ev: Event) -> None:
-    """A thread preempted on its way out of a syscall (the recorder's interrupt taken at the
-    call's exit) still held the call's number in orig_rax when the signal came. Replay
-    reaches that point by a jump or a breakpoint, which leave -1 there. The kernel reads
-    orig_rax at delivery only to decide whether to restart the call (rax an -ERESTART* code),
-    so the recorded value, given back at the signal-delivery-stop, delivers the signal as
-    recorded."""
+def _orig_rax_as_recorded(task: Task, ev: Event) -> None:
+    """At a signal's delivery the kernel reads orig_rax only to decide whether a syscall is
+    in progress (and to restart it if rax is an -ERESTART* code). Replay and recording may
+    differ there by one side having none (-1): a signal recorded right after a syscall that
+    came a moment later from user mode (a timer's interrupt before the next instruction), or
+    a thread preempted on its way out of a syscall, whose point replay reaches by a jump or a
+    breakpoint (both leave -1). The recorded value delivers the signal as recorded; two
+    different call numbers are a divergence, left to check_regs."""
     recorded = registers.unpack(ev.regs)["orig_rax"]
-    if api.signed(recorded) != -1 and api.signed(task.regs.orig_rax) == -1:
+    if -1 in (api.signed(recorded), api.signed(task.regs.orig_rax)):
         task.set_reg("orig_rax", recorded)
 
 
