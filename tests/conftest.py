@@ -2,6 +2,7 @@
 helper to run the relive CLI as a subprocess (``python -m relive``)."""
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -134,6 +135,14 @@ def describe(proc):
     """A failing subprocess, for assertion messages."""
     return (f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]!r}\n"
             f"--- stderr ---\n{proc.stderr[-3000:]!r}")
+
+
+def assert_diverged_at(rep, seq) -> str:
+    """The replay stopped with a divergence naming event `seq`; its stderr, for more checks."""
+    err = rep.stderr.decode(errors="replace")
+    assert rep.returncode == 1, describe(rep)
+    assert re.search(rf"diverged at event {seq}\b", err), err
+    return err
 
 
 def assert_faithful(rec, rep):

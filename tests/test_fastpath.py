@@ -14,7 +14,8 @@ import sys
 
 import trace_rows
 import pytest
-from conftest import REPO_ROOT, assert_faithful, describe, replay, reseal, run_relive, set_rdi
+from conftest import (REPO_ROOT, assert_diverged_at, assert_faithful, describe, replay, reseal,
+                      run_relive, set_rdi)
 from gdbhelpers import gdb_batch, requires_gdb, serve
 
 from replayer.errors import ReplayDivergence
@@ -130,9 +131,7 @@ def test_a_changed_register_in_a_fast_run_is_reported_with_its_event(both, tmp_p
     db.commit()
     db.close()
     rep = replay(trace, env=_env(True))
-    err = rep.stderr.decode(errors="replace")
-    assert rep.returncode == 1, describe(rep)
-    assert re.search(rf"diverged at event {seq}\b", err), err
+    err = assert_diverged_at(rep, seq)
     assert re.search(rf"\brdi: recorded {old + 1:#x}, replay {old:#x}\b", err), err
     # in process, the divergence carries the event and the register
     session = ReplaySession(trace)

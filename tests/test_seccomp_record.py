@@ -16,8 +16,8 @@ import sys
 
 import pytest
 import trace_rows
-from conftest import (REPO_ROOT, assert_faithful, describe, record, replay, reseal, run_native,
-                      set_rdi)
+from conftest import (REPO_ROOT, assert_diverged_at, assert_faithful, describe, record, replay,
+                      reseal, run_native, set_rdi)
 
 from tracee import fastloop
 from tracefile.records import Kind
@@ -87,9 +87,7 @@ def test_a_tampered_answered_read_diverges(answered, tmp_path):
     db.commit()
     db.close()
     rep = replay(trace)
-    err = rep.stderr.decode(errors="replace")
-    assert rep.returncode == 1, describe(rep)
-    assert re.search(rf"diverged at event {seq}\b", err), err
+    err = assert_diverged_at(rep, seq)
     assert re.search(rf"\brdi: recorded {old + 1:#x}, replay {old:#x}\b", err), err
 
 

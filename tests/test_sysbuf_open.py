@@ -15,7 +15,8 @@ from collections import Counter
 
 import pytest
 import trace_rows
-from conftest import assert_faithful, describe, record, replay, reseal, run_native
+from conftest import (assert_diverged_at, assert_faithful, describe, record, replay, reseal,
+                      run_native)
 
 from tracee import fastloop, sysbuf
 from tracefile.reader import TraceReader
@@ -180,9 +181,7 @@ def test_a_tampered_buffered_close_diverges_naming_its_event(walked, tmp_path):
     db.commit()
     db.close()
     rep = replay(trace, env=env)
-    err = rep.stderr.decode(errors="replace")
-    assert rep.returncode == 1, describe(rep)
-    assert re.search(rf"diverged at event {seq}\b", err), err
+    err = assert_diverged_at(rep, seq)
     assert re.search(rf"\brdi: recorded {args[0]:#x}, replay {args[0] - 7:#x}\b", err), err
 
 
