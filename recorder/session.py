@@ -484,6 +484,8 @@ class Recorder:
             eff.writes.extend(MemoryWrite(addr=a, data=d)  # a file it mapped is watched)
                               for a, d in self.fdbits.after_call(
                                   t.task, t.space, name_of(entry.nr), entry.args, result))
+            eff.writes.extend(MemoryWrite(addr=a, data=d)
+                              for a, d in self.fdbits.reseed(t.task, t.space))
         if not self.descriptors.empty:
             call = queries.entry(name_of(entry.nr))
             if call is not None:

@@ -20,7 +20,11 @@ diverges there, never silently).
 
 A thread sharing the address space but not the descriptor table (a vfork child) only
 clears the bits of the numbers it changes: the bitmap stays true for the table it was
-made for, and for the child every bit it could rely on is one it never changed. A table
+made for, and for the child every bit it could rely on is one it never changed. Once the
+child has exec'd or ended, the bits it cleared are set again from /proc/PID/fd at the next
+syscall event of the parent's space the recorder handles (`reseed`: a spawning parent such
+as Python's subprocess, whose child closes every descriptor above 2, otherwise read and
+wrote its files with a stop each from then on, e.g. pytest's capture files). A table
 shared by two address spaces (clone CLONE_FILES without CLONE_VM) stops bits from being
 set in both: bits set before the clone stay (left alone, see docs/architecture.md 3b).
 """
@@ -78,6 +82,8 @@ class FdBits:
         self.watched = watched  # recorder.syscall_effects.EffectRecorder.watched_files
         self._shared_table: weakref.WeakSet[AddressSpace] = weakref.WeakSet()
         self._borrowers: set[int] = set()  # tids sharing a space, not its table
+        self._lent: dict[int, AddressSpace] = {}  # vfork child tid -> the space it shares
+        self._stale: weakref.WeakSet[AddressSpace] = weakref.WeakSet()  # bits a child cleared
 
     def may_set(self, tid: int, space: AddressSpace) -> bool:
         """Can `tid`'s calls set bits in `space`'s bitmap (else they only clear)?"""
@@ -102,6 +108,8 @@ class FdBits:
                flags: int) -> None:
         if flags & CLONE_VM and not flags & CLONE_FILES:
             self._borrowers.add(child_tid)
+            self._lent[child_tid] = space
+            self._stale.add(space)  # (it may clear bits by any path: the hook, the loop)
         elif flags & CLONE_FILES and not flags & CLONE_VM:
             log.debug("descriptor table shared by two address spaces: no more buffered "
                       "reads and writes of newly opened files there")
@@ -113,6 +121,30 @@ class FdBits:
     def gone(self, tid: int) -> None:
         """`tid` exec'd (its own table and space now) or ended."""
         self._borrowers.discard(tid)
+        self._lent.pop(tid, None)
+
+    def reseed(self, task: Task, space: AddressSpace) -> list[Write]:
+        """At a syscall event of `task`: if a vfork child that shared `space` cleared bits
+        and is gone, the bits of the descriptors open now (the event's writes)."""
+        if (not self.on or space not in self._stale or not self.may_set(task.tid, space)
+                or any(s is space for s in self._lent.values())):
+            return []
+        self._stale.discard(space)
+        try:
+            fds = [int(n) for n in os.listdir(f"/proc/{task.pid}/fd")]
+        except (OSError, ValueError):
+            return []
+        words = dict.fromkeys(range(sysbuf.FDS_MAX // 64), 0)
+        for fd in fds:
+            if 0 <= fd < sysbuf.FDS_MAX and self.plain_file(task.pid, fd):
+                words[fd // 64] |= 1 << fd % 64
+        try:
+            raw = task.mem.read(sysbuf.FDS, sysbuf.FDS_MAX // 8)
+        except (OSError, MemoryAccessError):
+            return []
+        now = [v for (v,) in _WORD.iter_unpack(raw)]
+        return self._write(task, {w: ((1 << 64) - 1, v) for w, v in words.items()
+                                  if w < len(now) and now[w] != v})
 
     def after_call(self, task: Task, space: AddressSpace, name: str, args: tuple[int, ...],
                    result: int) -> list[Write]:

@@ -127,6 +127,30 @@ def test_a_vfork_childs_descriptors_set_no_bit(programs, tmp_path):
     assert_faithful(rec, replay(trace, env=env))
 
 
+def test_a_spawning_parents_files_are_buffered_again_once_the_child_execs(tmp_path):
+    """Python's subprocess spawns with vfork, and its child closes every descriptor above 2
+    before exec: in the shared bitmap that cleared the parent's bits too, so from the first
+    spawn on every read of the parent's files stopped (pytest's capture files: ~10 stops a
+    test). Once the child has exec'd, the parent's bits are set again, at the next syscall
+    event the recorder makes in Python (the compiled loop may make a few first)."""
+    script = tmp_path / "spawn_then_read.py"
+    script.write_text(
+        "import os, subprocess, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "subprocess.run(['true'], check=True)\n"
+        "print(fd, sum(len(os.pread(fd, 64, i)) for i in range(300)))\n")
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(4096))
+    env = dict(os.environ, RELIVE_SYSCALLBUF="1")
+    trace = tmp_path / "t"
+    rec = record(trace, "python3", script, data, env=env)
+    assert rec.returncode == 0, describe(rec)
+    fd = int(rec.stdout.split()[0])
+    got = _by_fd(trace)
+    assert got[Kind.BUFFERED, PREAD, fd] >= 250, got
+    assert_faithful(rec, replay(trace, env=env))
+
+
 def test_a_lost_bitmap_change_diverges_at_the_call_it_decides(programs, tmp_path):
     """Every change of the bitmap is a write of the event of the call that made it: a trace
     whose last change before the file's first buffered call lost the file's bit replays
