@@ -21,7 +21,7 @@ from tracefile.reader import TraceReader
 from tracefile.records import Kind
 
 ROUNDS = 60
-READ, WRITE, PREAD = 0, 1, 17
+READ, WRITE, PREAD, FTRUNCATE = 0, 1, 17, 77
 _RDI = 14  # in user_regs_struct (a SYSCALL event's registers)
 pytestmark = pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None,
                                 reason="the hook or the fast path could not be built (no gcc?)")
@@ -148,6 +148,34 @@ def test_a_spawning_parents_files_are_buffered_again_once_the_child_execs(tmp_pa
     fd = int(rec.stdout.split()[0])
     got = _by_fd(trace)
     assert got[Kind.BUFFERED, PREAD, fd] >= 250, got
+    assert_faithful(rec, replay(trace, env=env))
+
+
+def test_ftruncate_of_a_file_is_buffered_and_of_a_mapped_file_traced(tmp_path):
+    """pytest empties its capture files with ftruncate after every test: on a regular
+    file's descriptor it is made by the hook. Once the file is mapped (its bit cleared) it
+    stops again, and the mapping shows the cut as in the recording."""
+    script = tmp_path / "truncates.py"
+    script.write_text(
+        "import mmap, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+        f"for i in range({ROUNDS}):\n"
+        "    os.pwrite(fd, b'x' * (i + 1), 0)\n"
+        "    os.ftruncate(fd, i // 2)\n"
+        "os.ftruncate(fd, 8192)\n"
+        "m = mmap.mmap(fd, 8192)\n"
+        "os.pwrite(fd, b'mapped', 4096)\n"
+        "os.ftruncate(fd, 4100)\n"
+        "print(fd, os.fstat(fd).st_size, m[4096:4100])\n")
+    env = dict(os.environ, RELIVE_SYSCALLBUF="1")
+    trace = tmp_path / "t"
+    rec = record(trace, "python3", script, tmp_path / "data", env=env)
+    assert rec.returncode == 0, describe(rec)
+    fd = int(rec.stdout.split()[0])
+    got = _by_fd(trace)
+    assert got[Kind.BUFFERED, FTRUNCATE, fd] == ROUNDS + 1, got
+    assert got[Kind.SYSCALL, FTRUNCATE, fd] == 1, got
+    assert rec.stdout.split()[1:] == [b"4100", b"b'mapp'"], describe(rec)
     assert_faithful(rec, replay(trace, env=env))
 
 

@@ -122,7 +122,7 @@ CATALOGUE: dict[str, Syscall] = {
     "chmod": S(), "fchmod": S(), "fchmodat": S(), "fchmodat2": S(),
     "chown": S(), "fchown": S(), "lchown": S(), "fchownat": S(),
     "umask": S(),
-    "truncate": S(), "ftruncate": S(file_fd=0), "fallocate": S(file_fd=0),
+    "truncate": S(), "ftruncate": S(file_fd=0, buffered=ON_FILE), "fallocate": S(file_fd=0),
     "fsync": S(), "fdatasync": S(), "sync": S(), "syncfs": S(),
     "utime": S(), "utimes": S(), "futimesat": S(), "utimensat": S(),
     # -- sockets
