@@ -23,7 +23,7 @@ from tracefile.reader import TraceReader
 from tracefile.records import Kind
 
 READS = 20000
-GETPID = 39
+GETPID, UNAME, GETRANDOM = 39, 63, 318
 pytestmark = [pytest.mark.skipif(sysbuf.hook() is None or fastloop.load() is None,
                                  reason="the hook or the fast path could not be built (no gcc?)"),
               pytest.mark.usefixtures("syscallbuf_on")]
@@ -137,3 +137,30 @@ def test_without_the_compiled_loop_every_buffered_call_stops(clocks):
     slow, _, stops, fed = _replay_counted(trace, env=dict(os.environ, RELIVE_FASTPATH="0"))
     assert_faithful(rec, slow)
     assert fed == 0 and stops > READS
+
+
+def test_random_bytes_and_uname_are_buffered_and_replayed_as_recorded(tmp_path):
+    """getrandom (Python's os.urandom, glibc's malloc and hash seeds: ~10,000 calls in
+    boltons' test suite) and uname (platform, ~10,000 there too) cost no stop, and the
+    replay hands the program the recorded random bytes and names."""
+    script = tmp_path / "rand_uname.py"
+    script.write_text(
+        "import hashlib, os\n"
+        "h = hashlib.sha256()\n"
+        "for _ in range(300):\n"
+        "    h.update(os.urandom(16))\n"
+        "    h.update(repr(os.uname()).encode())\n"
+        "print(h.hexdigest())\n")
+    trace = tmp_path / "t"
+    rec = record(trace, "python3", script)
+    assert rec.returncode == 0, describe(rec)
+    r = TraceReader(trace)
+    try:
+        kinds = [(ev.kind, ev.nr) for ev in r.events() if ev.nr in (GETRANDOM, UNAME)]
+    finally:
+        r.close()
+    assert kinds.count((Kind.BUFFERED, GETRANDOM)) >= 290, kinds  # (a full buffer: traced)
+    assert kinds.count((Kind.BUFFERED, UNAME)) >= 290, kinds
+    rep, _, _, fed = _replay_counted(trace)
+    assert_faithful(rec, rep)
+    assert fed >= 580

@@ -216,9 +216,9 @@ CATALOGUE: dict[str, Syscall] = {
     "prlimit64": S(Out(3, RLIMIT)),
     "getrusage": S(Out(1, RUSAGE)),
     "sysinfo": S(Out(0, SYSINFO)),
-    "uname": S(Out(0, UTSNAME)),
+    "uname": S(Out(0, UTSNAME), buffered=True),
     "sethostname": S(), "setdomainname": S(),
-    "getrandom": S(Out(0, Result())),
+    "getrandom": S(Out(0, Result()), buffered=True),  # (it waits only at boot)
     "personality": S(),
     # The version field is rewritten (and EINVAL returned) when the caller's is unknown.
     "capget": S(Out(0, INT, always=True), Out(1, CAP_DATA)),
