@@ -27,6 +27,7 @@ from recorder.fastpath import Batch, RecordLoop, Switch, entry_of
 from recorder.handoff import MAX_WAITERS
 from recorder.errors import UnsupportedError
 from recorder.image import snapshot_image
+from recorder import robust_list
 from recorder.preempt import Preempter
 from recorder.scheduler import TIMESLICE, RunQueue
 from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_info
@@ -951,10 +952,22 @@ class Recorder:
         status = api.get_event_msg(t.task.tid)
         execing = self._execing_thread(t)
         info = {"exec": execing.task.tid} if execing is not None else {}
-        self.emit(t, Kind.EXIT, result=status, info=info)
+        self.emit(t, Kind.EXIT, result=status, info=info, writes=self._owner_died(t))
         t.exited = True
         self.writer.set_task_exit(t.task.tid, status)
         self.queue.remove(t)
+
+    @staticmethod
+    def _owner_died(t: RecordedTask) -> tuple[MemoryWrite, ...]:
+        """What the kernel is about to write into the robust mutexes t holds (FUTEX_OWNER_DIED:
+        recorder.robust_list), as the EXIT event's writes."""
+        head = robust_list.robust_head(t.task.tid)
+        if not head:
+            return ()
+        writes = robust_list.owner_died_writes(t.task.mem, t.task.tid, head)
+        if writes:
+            log.debug("task %d exits holding %d robust futex(es)", t.task.tid, len(writes))
+        return tuple(MemoryWrite(addr=a, data=d) for a, d in writes)
 
     def _execing_thread(self, t: RecordedTask) -> RecordedTask | None:
         """Another thread of t's process that is inside execve (which kills t), if any."""

@@ -663,6 +663,7 @@ class ReplaySession:
         """The task ends: by exit/exit_group run in place or a fatal signal (`dying`), or by a
         kill from outside the recording (replay has no more events for it)."""
         task = self.event_task(ev)
+        write_memory(task, ev)  # the kernel's FUTEX_OWNER_DIED in robust mutexes it held
         if "exec" in ev.info:  # killed by another thread's execve, the next event of its
             self.exec_victims[task.tid] = ev.result  # process: that exec kills it here too
             self.taskset.remove(ev.tid)
