@@ -59,6 +59,19 @@ def test_a_process_exits_holding_a_shared_robust_mutex(programs, tmp_path):
     assert_faithful(rec, replay(trace))
 
 
+def test_a_process_killed_holding_a_shared_robust_mutex(programs, tmp_path):
+    """The classic case: the parent kills (SIGKILL) a child process that holds the shared
+    lock; the kernel still walks the child's robust list. Whether the parent was already
+    waiting (FUTEX_WAITERS kept) depends on timing; the owner bits are gone either way."""
+    trace = tmp_path / "t"
+    rec = _record(trace, programs["robust_owner"], "killed", 5)
+    assert rec.stdout.startswith(b"robust: EOWNERDEAD 5, plain 0, "), describe(rec)
+    exits = _exit_words(trace)
+    assert len(exits) == 5 and all(len(words) == 1 for words in exits), exits
+    assert all(w & ~FUTEX_WAITERS == FUTEX_OWNER_DIED for words in exits for w in words), exits
+    assert_faithful(rec, replay(trace))
+
+
 def test_a_priority_inheritance_robust_mutex(programs, tmp_path):
     """A guard more than a check of the fix: for a PI robust mutex the waiter's
     FUTEX_LOCK_PI rewrites the word in the kernel (a recorded output of that call), after

@@ -1,6 +1,6 @@
 /* robust_owner.c - robust mutexes whose owner goes away holding them.
  *
- *   robust_owner two|shared|pi|leader [ROUNDS]   (default 5)
+ *   robust_owner two|shared|killed|pi|leader [ROUNDS]   (default 5)
  *
  * two: ROUNDS times, a thread takes two robust mutexes and exits holding both while main
  *   waits for the first (a futex wait the kernel ends at the thread's exit, through its
@@ -8,6 +8,7 @@
  *   FUTEX_OWNER_DIED in its word is all that says EOWNERDEAD (no system call at all).
  * shared: ROUNDS times, a child process takes a process-shared robust mutex in a
  *   MAP_SHARED page and _exits holding it while its parent waits for it.
+ * killed: as shared, but the parent kills the child (SIGKILL) once it holds the lock.
  * pi: as two with one priority-inheritance robust mutex (FUTEX_LOCK_PI for the waiter).
  * leader: main takes a robust mutex, starts a thread that waits for it and leaves by
  *   pthread_exit holding it: the thread gets EOWNERDEAD and prints the tally.
@@ -16,6 +17,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +96,7 @@ static int round_threads(long n)
     return pthread_join(h, NULL);
 }
 
-static int round_process(void)
+static int round_process(int killed)
 {
     sh->ready = 0;
     pid_t child = fork();
@@ -104,13 +106,19 @@ static int round_process(void)
         if (pthread_mutex_lock(&sh->m[0]) != 0)
             _exit(1);
         sh->ready = 1;
+        if (killed)
+            for (;;)
+                pause();
         usleep(2000);
         _exit(0);  /* the whole process goes, holding the lock */
     }
     while (!sh->ready)
         sched_yield();
+    if (killed && kill(child, SIGKILL) != 0)
+        return -1;
     int status;
-    if (take(&sh->m[0]) != 0 || waitpid(child, &status, 0) != child || status != 0)
+    if (take(&sh->m[0]) != 0 || waitpid(child, &status, 0) != child
+        || status != (killed ? SIGKILL : 0))
         return -1;
     return 0;
 }
@@ -119,7 +127,8 @@ int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "two";
     long rounds = argc > 2 ? strtol(argv[2], NULL, 0) : 5;
-    int shared = strcmp(mode, "shared") == 0, pi = strcmp(mode, "pi") == 0;
+    int killed = strcmp(mode, "killed") == 0;
+    int shared = killed || strcmp(mode, "shared") == 0, pi = strcmp(mode, "pi") == 0;
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
               (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED || init(&sh->m[0], shared, pi) != 0 || init(&sh->m[1], shared, 0) != 0) {
@@ -136,7 +145,7 @@ int main(int argc, char **argv)
         pthread_exit(NULL);  /* holding m[0]; the process lives on in `waits` */
     }
     for (long k = 0; k < rounds; k++) {
-        int r = shared ? round_process() : round_threads(pi ? 1 : 2);
+        int r = shared ? round_process(killed) : round_threads(pi ? 1 : 2);
         if (r != 0) {
             printf("round %ld failed\n", k);
             return 1;
