@@ -29,8 +29,6 @@ keeps the others' live tasks (`keep`): a snapshot costs one fork, not one per pr
 """
 from __future__ import annotations
 
-import errno
-import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -119,7 +117,7 @@ def take(taskset: TaskSet, position: int, current: Task | None, steps: int = 0,
             images.append(image)
     except ForkFailed as e:
         kill_tasks(made)
-        raise CheckpointFailed(f"cannot make a checkpoint: {_why(e)}; the replay stays "
+        raise CheckpointFailed(f"cannot make a checkpoint: {e.reason}; the replay stays "
                                "where it is") from e
     except BaseException:
         kill_tasks(made)
@@ -221,7 +219,7 @@ def restore(snap: Snapshot, kept: TaskSet | None = None,
             live.update(_rebuild(image, leader, made))
     except ForkFailed as e:
         kill_tasks(made)
-        raise CheckpointFailed(f"cannot go back to a checkpoint: {_why(e)}; the replay "
+        raise CheckpointFailed(f"cannot go back to a checkpoint: {e.reason}; the replay "
                                "stays where it is") from e
     except BaseException:
         kill_tasks(made)
@@ -278,12 +276,6 @@ def _forker(order: list[tuple[int, Task]]) -> tuple[int, Task]:
         if task.tid == task.pid:
             return tid, task
     raise ReplayError("no checkpoint without the process leader")
-
-
-def _why(e: ForkFailed) -> str:
-    if e.errno == errno.EAGAIN:
-        return "out of processes (fork: EAGAIN; see ulimit -u, pids.max, pid_max)"
-    return f"fork: {os.strerror(e.errno)}"
 
 
 def _image(images: tuple[ThreadImage, ...], tid: int) -> ThreadImage:

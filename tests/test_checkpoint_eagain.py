@@ -70,6 +70,8 @@ def test_out_of_processes_leaves_the_replay_as_it_was(programs, tmp_path, pids_c
             r.checkpoint()
         with pytest.raises(ScriptError, match=OUT_OF_PROCESSES):
             r.step_back()
+        with pytest.raises(ScriptError):  # a call runs in a copy of the process: a fork
+            r.eval("(int) getpid()")
         assert r.frame() == before
         assert r._console("info threads") == threads  # every thread still there, unmoved
         log = r.server_log()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from errno import EAGAIN
 import signal
 
 from tracee import ptrace_api as api
@@ -44,6 +45,13 @@ class ForkFailed(InjectionError):
     def __init__(self, what: str, errno: int) -> None:
         super().__init__(f"{what} failed: {os.strerror(errno)}")
         self.errno = errno
+
+    @property
+    def reason(self) -> str:
+        """Why, for a user."""
+        if self.errno == EAGAIN:
+            return "out of processes (fork: EAGAIN; see ulimit -u, pids.max, pid_max)"
+        return f"fork: {os.strerror(self.errno)}"
 
 
 def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int:
