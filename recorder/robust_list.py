@@ -15,6 +15,10 @@ no more user code, and the word's owner is the dying thread, so nobody else take
 between. Observing them after the exit is not possible in general: when the whole process
 goes, its memory goes too (a robust mutex in shared memory still matters to the others).
 
+Not covered: execve walks the exec'ing thread's list too (futex_exec_release), into the
+address space it leaves; only a lock in memory shared with another process would show it,
+and no event carries that write yet.
+
 This module reads the tracee; it does not know about events or the trace.
 """
 from __future__ import annotations
