@@ -215,7 +215,8 @@ class Recorder:
                     continue
                 t.running_user = t.in_kernel = False
                 stop = decode(tid, status)
-                if t is not self.queue.current and not _ends_task(stop):
+                if t is not self.queue.current and (not _ends_task(stop)
+                                                     or self._exit_waits(t, stop)):
                     t.pending = stop
                     self.queue.make_ready(t)
                     cur = self.queue.current
@@ -956,6 +957,17 @@ class Recorder:
         t.exited = True
         self.writer.set_task_exit(t.task.tid, status)
         self.queue.remove(t)
+
+    def _exit_waits(self, t: RecordedTask, stop: Stop) -> bool:
+        """An exit stop that waits for the CPU like any other stop: `t`, killed from outside
+        its process, holds robust mutexes the kernel marks once it is let go, and the task
+        running now, of another process, could meet that write anywhere in the stretch it
+        runs (in replay the EXIT event's writes come before that stretch). At t's turn that
+        task is stopped; were it waiting for t in the kernel, it leaves the CPU to t."""
+        cur = self.queue.current
+        return (isinstance(stop, EventStop) and stop.event == api.Event.EXIT
+                and cur is not None and cur.task.pid != t.task.pid
+                and bool(self._owner_died(t)))
 
     @staticmethod
     def _owner_died(t: RecordedTask) -> tuple[MemoryWrite, ...]:

@@ -61,13 +61,16 @@ def test_a_process_exits_holding_a_shared_robust_mutex(programs, tmp_path):
 
 def test_a_process_killed_holding_a_shared_robust_mutex(programs, tmp_path):
     """The classic case: the parent kills (SIGKILL) a child process that holds the shared
-    lock; the kernel still walks the child's robust list. Whether the parent was already
-    waiting (FUTEX_WAITERS kept) depends on timing; the owner bits are gone either way."""
+    lock; the kernel still walks the child's robust list. The child's exit stop comes while
+    the parent runs on towards the lock: let go at once, the kernel's write would land
+    anywhere in the parent's stretch, which replay runs after the EXIT event (a divergence
+    in about two recordings of three, before the exit waited for the parent to stop).
+    Whether the parent waits already (FUTEX_WAITERS kept) depends on timing."""
     trace = tmp_path / "t"
-    rec = _record(trace, programs["robust_owner"], "killed", 5)
-    assert rec.stdout.startswith(b"robust: EOWNERDEAD 5, plain 0, "), describe(rec)
+    rec = _record(trace, programs["robust_owner"], "killed", 30)
+    assert rec.stdout.startswith(b"robust: EOWNERDEAD 30, plain 0, "), describe(rec)
     exits = _exit_words(trace)
-    assert len(exits) == 5 and all(len(words) == 1 for words in exits), exits
+    assert len(exits) == 30 and all(len(words) == 1 for words in exits), exits
     assert all(w & ~FUTEX_WAITERS == FUTEX_OWNER_DIED for words in exits for w in words), exits
     assert_faithful(rec, replay(trace))
 
