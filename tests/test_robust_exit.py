@@ -25,6 +25,13 @@ def _record(trace, prog, *args):
     return rec
 
 
+def _owner_died(exits: list[list[int]]) -> bool:
+    """Every word written is FUTEX_OWNER_DIED, the owner's tid gone, FUTEX_WAITERS kept if
+    a waiter had set it (whether it had by then is the scheduler's: under load the holder
+    may exit before the other side waits)."""
+    return all(w & ~FUTEX_WAITERS == FUTEX_OWNER_DIED for words in exits for w in words)
+
+
 def _exit_words(trace) -> list[list[int]]:
     """Per EXIT event with writes: the 32-bit words it writes."""
     reader = TraceReader(trace)
@@ -43,9 +50,9 @@ def test_a_thread_exits_holding_two_robust_mutexes(programs, tmp_path):
     rec = _record(trace, programs["robust_owner"], "two", 5)
     assert rec.stdout.startswith(b"robust: EOWNERDEAD 10, plain 0, "), describe(rec)
     exits = _exit_words(trace)
-    assert len(exits) == 5, exits
-    for words in exits:  # the waited-for one keeps FUTEX_WAITERS, the other has none
-        assert sorted(words) == [FUTEX_OWNER_DIED, FUTEX_WAITERS | FUTEX_OWNER_DIED], exits
+    assert len(exits) == 5 and all(len(words) == 2 for words in exits), exits
+    assert _owner_died(exits), exits
+    assert FUTEX_OWNER_DIED in exits[0], exits  # the second lock: nobody waited for it
     assert_faithful(rec, replay(trace))
 
 
@@ -55,7 +62,9 @@ def test_a_process_exits_holding_a_shared_robust_mutex(programs, tmp_path):
     trace = tmp_path / "t"
     rec = _record(trace, programs["robust_owner"], "shared", 5)
     assert rec.stdout.startswith(b"robust: EOWNERDEAD 5, plain 0, "), describe(rec)
-    assert _exit_words(trace) == [[FUTEX_WAITERS | FUTEX_OWNER_DIED]] * 5
+    exits = _exit_words(trace)
+    assert len(exits) == 5 and all(len(words) == 1 for words in exits), exits
+    assert _owner_died(exits), exits
     assert_faithful(rec, replay(trace))
 
 
@@ -71,7 +80,7 @@ def test_a_process_killed_holding_a_shared_robust_mutex(programs, tmp_path):
     assert rec.stdout.startswith(b"robust: EOWNERDEAD 30, plain 0, "), describe(rec)
     exits = _exit_words(trace)
     assert len(exits) == 30 and all(len(words) == 1 for words in exits), exits
-    assert all(w & ~FUTEX_WAITERS == FUTEX_OWNER_DIED for words in exits for w in words), exits
+    assert _owner_died(exits), exits
     assert_faithful(rec, replay(trace))
 
 
