@@ -96,7 +96,7 @@ class ReplaySession:
         # Threads whose recorded exit was caused by another thread's execve, not yet run:
         # real tid -> recorded exit status. That execve kills them.
         self.exec_victims: dict[int, int] = {}
-        self._fork_refused = False  # a checkpoint's fork failed (said once)
+        self.fork_refused = False  # a checkpoint's fork failed (said once)
         # Called with every event once it is replayed, the event's task still stopped right
         # after it (the gdb target learns thread names and program images this way).
         self.listeners: list[Callable[[Event], None]] = []
@@ -373,9 +373,9 @@ class ReplaySession:
         try:
             return self.snapshot(steps)
         except CheckpointFailed as e:
-            if not self._fork_refused:
+            if not self.fork_refused:
                 log.warning("%s (going on without it)", e)
-            self._fork_refused = True
+            self.fork_refused = True
             return None
 
     def restore(self, snap: Snapshot) -> None:

@@ -94,6 +94,8 @@ class TimelineCore:
             return
         snap = self.s.optional_snapshot()
         if snap is None:
+            if self.s.fork_refused:  # (not tried again before the interval is over)
+                self._last_time = time.monotonic()
             return
         self.checkpoints.append(snap)
         self.checkpoints.sort(key=lambda cp: cp.position)
