@@ -380,6 +380,9 @@ class Session:
         try:
             with self._progress():
                 stop = self._target.resume(command)
+        except TargetError as exc:  # refused (the target is as it was): one line
+            log.warning("%s", exc)
+            return Reply((*replies.console_output(f"relive: {exc}\n"), ERROR))
         except Exception as exc:
             log.exception("resume failed: %s", command)
             return Reply((*replies.console_output(f"relive: {exc}\n"), ERROR))

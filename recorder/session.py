@@ -27,6 +27,7 @@ from recorder.fastpath import Batch, RecordLoop, Switch, entry_of
 from recorder.handoff import MAX_WAITERS
 from recorder.errors import UnsupportedError
 from recorder.image import snapshot_image
+from recorder import robust_list
 from recorder.preempt import Preempter
 from recorder.scheduler import TIMESLICE, RunQueue
 from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_info
@@ -214,7 +215,8 @@ class Recorder:
                     continue
                 t.running_user = t.in_kernel = False
                 stop = decode(tid, status)
-                if t is not self.queue.current and not _ends_task(stop):
+                if t is not self.queue.current and (not _ends_task(stop)
+                                                     or self._exit_waits(t, stop)):
                     t.pending = stop
                     self.queue.make_ready(t)
                     cur = self.queue.current
@@ -953,10 +955,33 @@ class Recorder:
         status = api.get_event_msg(t.task.tid)
         execing = self._execing_thread(t)
         info = {"exec": execing.task.tid} if execing is not None else {}
-        self.emit(t, Kind.EXIT, result=status, info=info)
+        self.emit(t, Kind.EXIT, result=status, info=info, writes=self._owner_died(t))
         t.exited = True
         self.writer.set_task_exit(t.task.tid, status)
         self.queue.remove(t)
+
+    def _exit_waits(self, t: RecordedTask, stop: Stop) -> bool:
+        """An exit stop that waits for the CPU like any other stop: `t`, killed from outside
+        its process, holds robust mutexes the kernel marks once it is let go, and the task
+        running now, of another process, could meet that write anywhere in the stretch it
+        runs (in replay the EXIT event's writes come before that stretch). At t's turn that
+        task is stopped; were it waiting for t in the kernel, it leaves the CPU to t."""
+        cur = self.queue.current
+        return (isinstance(stop, EventStop) and stop.event == api.Event.EXIT
+                and cur is not None and cur.task.pid != t.task.pid
+                and bool(self._owner_died(t)))
+
+    @staticmethod
+    def _owner_died(t: RecordedTask) -> tuple[MemoryWrite, ...]:
+        """What the kernel is about to write into the robust mutexes t holds (FUTEX_OWNER_DIED:
+        recorder.robust_list), as the EXIT event's writes."""
+        head = robust_list.robust_head(t.task.tid)
+        if not head:
+            return ()
+        writes = robust_list.owner_died_writes(t.task.mem, t.task.tid, head)
+        if writes:
+            log.debug("task %d exits holding %d robust futex(es)", t.task.tid, len(writes))
+        return tuple(MemoryWrite(addr=a, data=d) for a, d in writes)
 
     def _execing_thread(self, t: RecordedTask) -> RecordedTask | None:
         """Another thread of t's process that is inside execve (which kills t), if any."""

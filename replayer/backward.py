@@ -32,7 +32,7 @@ from replayer.control import (
     WatchKind,
     Watchpoint,
 )
-from replayer.errors import Refused
+from replayer.errors import CheckpointFailed, Refused
 from replayer.hit_search import HitSearch, SearchHost
 from replayer.positions import Land, Landing, Position, SearchInterrupted
 from tracefile.records import Kind
@@ -72,7 +72,7 @@ class Backward:
     # -- the request ------------------------------------------------------------------------
     def resume(self, command: ResumeCommand) -> Stop:
         """A backward continue or step of `command.tid`: the stop gdb gets."""
-        position = self.s.position
+        position, before = self.s.position, self._state()
         try:
             return self._resume(command)
         except SearchInterrupted as e:
@@ -80,15 +80,31 @@ class Backward:
             self.h.where(e.boundary, 0 if e.boundary else None)
             return self._stop(StopKind.INTERRUPTED, sig=signal.SIGINT)
         except Exception:
-            self._recover(position)
+            self._recover(position, before)
             raise
 
-    def _recover(self, position: int) -> None:
-        """Leave a consistent replay behind: the boundary before where the user was."""
-        self.search.seek(max(self.h.birth, position))
+    def _state(self) -> tuple[object, int, bytes]:
+        """What tells whether the live replay moved: its tasks, position and registers."""
+        task = self.s.task
+        return self.s.taskset, self.s.position, task.regs_bytes() if task is not None else b""
+
+    def _recover(self, position: int, before: tuple[object, int, bytes]) -> None:
+        """Leave a consistent replay behind: the boundary before where the user was. When
+        the kernel will not fork (CheckpointFailed: out of processes) the replay stays
+        where it was if it has not moved; else it goes forward from where the search left
+        it, which needs no fork (how far into the stretch it then is may be unknown)."""
+        boundary = True
+        try:
+            self.search.seek(max(self.h.birth, position))
+        except CheckpointFailed:
+            if self._state() == before:
+                return
+            boundary = self.s.position < position
+            while self.s.position < position and self.s.step() is not None:
+                pass
         self.forget()
         self.h.parked = False
-        self.h.where(True, 0)
+        self.h.where(boundary, 0 if boundary else None)
 
     def _resume(self, command: ResumeCommand) -> Stop:
         # A step inside the current stretch fingerprints `now` only if it must look for it
@@ -211,13 +227,15 @@ class Backward:
         """Go back to just before the last write to `wp`'s range before now (by an
         instruction or a syscall, in any thread of the debugged process). A failure leaves
         the replay where it was, or at the boundary before."""
-        position = self.s.position
+        position, before = self.s.position, self._state()
         try:
             return self._last_write(wp)
-        except Refused:
+        except Refused as e:
+            if isinstance(e, CheckpointFailed):  # (perhaps after the search moved)
+                self._recover(position, before)
             raise
         except Exception:
-            self._recover(position)
+            self._recover(position, before)
             raise
 
     def _last_write(self, wp: Watchpoint) -> str:

@@ -67,7 +67,10 @@ class SliceTicks:
             # where it started (a reverse-stepi that does not move).
             log.debug("closing in: a tick at now itself at %#x, no mid", self.task.regs.rip)
             return
-        mid = Mid(self.now.position, self.s.snapshot(), self.task.regs_bytes(),
+        snap = self.s.optional_snapshot()
+        if snap is None:
+            return
+        mid = Mid(self.now.position, snap, self.task.regs_bytes(),
                   self.clock0 + self.timer.elapsed())
         self.drop()
         self.last = mid
@@ -106,8 +109,8 @@ class ClosingIn(TimelineCore):
             self.base = None
         else:
             self._origin(now.position, now.base)
-            if now.base is None and self.s.can_snapshot():
-                self._boundary_fork = self.s.snapshot()
+            if now.base is None:
+                self._boundary_fork = self.s.optional_snapshot()
 
     def _close_in_once(self, now: Position, period: int) -> int | None:
         """One run from now's base to now with ticks every `period` ns; the next period, or

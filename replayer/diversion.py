@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 from tracee import ptrace_api as api
 from tracee import remote, thread_state
-from tracee.fork import fork_tracee
+from tracee.fork import ForkFailed, fork_tracee
 from tracee.stops import Exited, Killed, SignalStop, Stop as TraceeStop
 from tracee.spawn import OPTIONS
 from tracee.task import Task
@@ -71,7 +71,13 @@ class Diversion:
         self.tid = tid  # the recorded thread gdb runs here
         self.original = register_values(task)
         saved = task.regs_bytes()
-        self.copy = fork_tracee(task)
+        try:
+            self.copy = fork_tracee(task)
+        except ForkFailed as e:  # (registers given back; no copy made)
+            if in_syscall:
+                thread_state.enter_syscall(task, saved)
+            raise Refused(f"cannot copy the process for gdb's writes and calls: {e.reason}; "
+                          "the replay is unchanged") from e
         api.ptrace(api.Req.SETOPTIONS, self.copy.tid, 0, int(_UNTRACED_CHILDREN))
         # Code runs for real here: rdtsc too (the replay makes it fault, and so would a
         # program that system() starts, in ld.so, before its first line).

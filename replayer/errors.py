@@ -33,3 +33,8 @@ class Paused(Exception):
 class Refused(ReliveError):
     """A request the replay cannot carry out where it is (no such thread here, unmapped
     memory, no checkpoint possible at this point): the replay is left as it was."""
+
+
+class CheckpointFailed(Refused):
+    """A checkpoint could not be made or restored: the kernel would not fork (out of
+    processes). The replay is left as it was."""

@@ -158,9 +158,10 @@ class ReverseContinue(TimelineCore):
             if not self._run_to_arrival(hit, step + again):
                 return False
             done += step
-            if (done < hit.count and len(cache.forks) < MAX_ARRIVAL_FORKS
-                    and self.s.can_snapshot()):
-                cache.forks[done] = self.s.snapshot()
+            if done < hit.count and len(cache.forks) < MAX_ARRIVAL_FORKS:
+                snap = self.s.optional_snapshot()
+                if snap is not None:
+                    cache.forks[done] = snap
         return True
 
     def _run_to_arrival(self, hit: Hit, count: int) -> bool:

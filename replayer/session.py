@@ -38,7 +38,7 @@ from tracefile.records import Event, Kind
 
 from replayer import cpu_match, registers, snapshot, sysbuf_feed
 from replayer.cpu_pin import CpuPin
-from replayer.errors import Paused, ReplayDivergence, ReplayError
+from replayer.errors import CheckpointFailed, Paused, ReplayDivergence, ReplayError
 from replayer.fastpath import (Outcome, ReplayLoop, collect, emulated_only,
                                reached_by_running)
 from replayer.rebuild import map_anonymous, rebuild, write_memory
@@ -96,6 +96,7 @@ class ReplaySession:
         # Threads whose recorded exit was caused by another thread's execve, not yet run:
         # real tid -> recorded exit status. That execve kills them.
         self.exec_victims: dict[int, int] = {}
+        self.fork_refused = False  # a checkpoint's fork failed (said once)
         # Called with every event once it is replayed, the event's task still stopped right
         # after it (the gdb target learns thread names and program images this way).
         self.listeners: list[Callable[[Event], None]] = []
@@ -363,21 +364,37 @@ class ReplaySession:
         self._copies.note(snap, self.taskset)
         return snap
 
+    def optional_snapshot(self, steps: int = 0) -> Snapshot | None:
+        """A snapshot that only saves work later (an automatic checkpoint, a search's cache):
+        None where none can be taken here, or when the kernel will not fork (out of
+        processes: said once; going back then replays from the checkpoints there are)."""
+        if not self.can_snapshot():
+            return None
+        try:
+            return self.snapshot(steps)
+        except CheckpointFailed as e:
+            if not self.fork_refused:
+                log.warning("%s (going on without it)", e)
+            self.fork_refused = True
+            return None
+
     def restore(self, snap: Snapshot) -> None:
         """Continue from a snapshot: a fresh fork of each stored copy (which never runs), with
         its other threads recreated; at the snapshot's own boundary, the processes that do
-        not run in its stretch are kept as they stand."""
+        not run in its stretch are kept as they stand. The copies are made before the live
+        tasks go: if they cannot be (CheckpointFailed), the replay is left as it was."""
         keep = set() if self.dying or self.taskset.in_kernel or self.exec_victims \
             else snapshot.standing(snap, self.taskset, self.position, self._running_pid())
         if keep:
+            taskset = snapshot.restore(snap, self.taskset, frozenset(
+                image.owner for image in snap.processes if image.owner in keep))
             self._kill_exec_victims()
             kill_tasks([t for tid, t in self.taskset.tasks.items()
                         if tid not in keep], later=True)
-            self.taskset = snapshot.restore(snap, self.taskset, frozenset(
-                image.owner for image in snap.processes if image.owner in keep))
         else:
+            taskset = snapshot.restore(snap)
             self._kill_task()
-            self.taskset = snapshot.restore(snap)
+        self.taskset = taskset
         self.pin.follow(t.tid for t in self.taskset.tasks.values())
         self.task, self.proc = self.taskset.select(
             snap.current if snap.current in self.taskset.tasks else snap.owner)
@@ -663,6 +680,7 @@ class ReplaySession:
         """The task ends: by exit/exit_group run in place or a fatal signal (`dying`), or by a
         kill from outside the recording (replay has no more events for it)."""
         task = self.event_task(ev)
+        write_memory(task, ev)  # the kernel's FUTEX_OWNER_DIED in robust mutexes it held
         if "exec" in ev.info:  # killed by another thread's execve, the next event of its
             self.exec_victims[task.tid] = ev.result  # process: that exec kills it here too
             self.taskset.remove(ev.tid)

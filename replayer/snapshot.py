@@ -33,11 +33,11 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from tracee import thread_state
-from tracee.fork import clone_thread, fork_tracee
+from tracee.fork import ForkFailed, clone_thread, fork_tracee
 from tracee.task import Task, kill_tasks
 from tracee.thread_state import ThreadState
 
-from replayer.errors import ReplayError
+from replayer.errors import CheckpointFailed, ReplayError
 from replayer.syscalls import ProcessState
 from replayer.tasks import TaskSet
 
@@ -115,6 +115,10 @@ def take(taskset: TaskSet, position: int, current: Task | None, steps: int = 0,
                 image = _take_process(taskset, pid)
                 made.append(image.stored)
             images.append(image)
+    except ForkFailed as e:
+        kill_tasks(made)
+        raise CheckpointFailed(f"cannot make a checkpoint: {e.reason}; the replay stays "
+                               "where it is") from e
     except BaseException:
         kill_tasks(made)
         raise
@@ -131,9 +135,11 @@ def _take_process(taskset: TaskSet, pid: int) -> ProcessImage:
     images = tuple(ThreadImage(tid, thread_state.capture(
         t, altstack=taskset.altstack.get(tid), clear_tid=taskset.clear_tid.get(tid, 0)),
         t.tid in taskset.entered) for tid, t in order)
-    stored = fork_tracee(task)
-    if task.tid in taskset.entered:  # the fork took it out of its syscall: back in
-        thread_state.enter_syscall(task, _image(images, owner).state.regs)
+    try:
+        stored = fork_tracee(task)
+    finally:  # (made or not:) the fork took it out of its syscall: back in
+        if task.tid in taskset.entered:
+            thread_state.enter_syscall(task, _image(images, owner).state.regs)
     return ProcessImage(stored=stored, owner=owner, threads=images,
                         proc=taskset.procs[owner].copy())
 
@@ -211,6 +217,10 @@ def restore(snap: Snapshot, kept: TaskSet | None = None,
             leader = fork_tracee(image.stored)
             made.append(leader)
             live.update(_rebuild(image, leader, made))
+    except ForkFailed as e:
+        kill_tasks(made)
+        raise CheckpointFailed(f"cannot go back to a checkpoint: {e.reason}; the replay "
+                               "stays where it is") from e
     except BaseException:
         kill_tasks(made)
         raise

@@ -44,6 +44,7 @@ from replayer.errors import ReplayError
 from replayer.midpoints import ARRIVAL_FORK_EVERY, MAX_ARRIVAL_FORKS, ArrivalCache, Mid
 from replayer.positions import BOUNDARY, Hit, Land, Landing, Position
 from replayer.session import ReplaySession
+from replayer.snapshot import Snapshot
 from replayer.timeline_core import MAX_STEPS, StepCache, TimelineCore, replace
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,9 @@ class ArrivalCounting:
             raise TooManyArrivals(self.addr)
         self.close()
         self.done += ARRIVAL_FORK_EVERY
-        if len(self.cache.forks) < MAX_ARRIVAL_FORKS and self.s.can_snapshot():
-            self.cache.forks[self.done] = self.s.snapshot()
+        snap = self.s.optional_snapshot() if len(self.cache.forks) < MAX_ARRIVAL_FORKS else None
+        if snap is not None:
+            self.cache.forks[self.done] = snap
         self.recount = int(not self.task.regs.eflags & EFLAGS_RF)
         self.counter = self._counter(self.recount)
         return True
@@ -273,9 +275,8 @@ class StretchBack(TimelineCore):
         if self.matches(now):
             return 0
         for done in range(SHORT_SLICE):
-            if (done and done % SHORT_FORK == 0 and done not in cache.forks
-                    and self.s.can_snapshot()):
-                cache.forks[done] = self.s.snapshot(steps=done)
+            if done and done % SHORT_FORK == 0 and done not in cache.forks:
+                _keep(cache.forks, done, self.s.optional_snapshot(steps=done))
             task.resume(api.Req.SYSEMU_SINGLESTEP)
             stop = task.wait()
             if self.matches(now):
@@ -290,9 +291,8 @@ class StretchBack(TimelineCore):
         cache, done = self._from_step_cache(position, steps, anchor, base)
         task = self._task()
         while done < steps:
-            if (done and done % STEP_CACHE == 0 and done not in cache.forks
-                    and self.s.can_snapshot()):
-                cache.forks[done] = self.s.snapshot(steps=done)
+            if done and done % STEP_CACHE == 0 and done not in cache.forks:
+                _keep(cache.forks, done, self.s.optional_snapshot(steps=done))
             task.resume(api.Req.SYSEMU_SINGLESTEP)
             stop = task.wait()
             if not _is_step(stop):
@@ -312,8 +312,7 @@ class StretchBack(TimelineCore):
         key = max((k for k in cache.forks if k <= steps), default=None)
         if key is None:
             self.goto_anchor(position, anchor, base)
-            if self.s.can_snapshot():
-                cache.forks[0] = self.s.snapshot()
+            _keep(cache.forks, 0, self.s.optional_snapshot())
             return cache, 0
         cp = cache.forks[key]
         self.s.restore(cp)
@@ -323,3 +322,9 @@ class StretchBack(TimelineCore):
 
 def _is_step(stop: Stop) -> bool:
     return isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP
+
+
+def _keep(forks: dict[int, Snapshot], done: int, snap: Snapshot | None) -> None:
+    """A fork `done` instructions into the stretch, for later steps back, if one was made."""
+    if snap is not None:
+        forks[done] = snap

@@ -67,7 +67,10 @@ class ThreadsPass(HitsPass):
         def take() -> None:
             point = Position(s.position, tid, task.regs_bytes())
             point.fingerprint(task)
-            w = self.count.waypoint(s.snapshot(), point)
+            snap = s.optional_snapshot()
+            if snap is None:
+                return
+            w = self.count.waypoint(snap, point)
             self.taken.append(w)
             self.waypoints.add(w)
             self.waypoints.thin(self.taken)

@@ -90,10 +90,14 @@ class TimelineCore:
     def take(self) -> None:
         """A checkpoint here, if the replay can be snapshotted (every process, threads
         recreated on restore; see ReplaySession.can_snapshot)."""
-        if (any(cp.position == self.s.position for cp in self.checkpoints)
-                or not self.s.can_snapshot()):
+        if any(cp.position == self.s.position for cp in self.checkpoints):
             return
-        self.checkpoints.append(self.s.snapshot())
+        snap = self.s.optional_snapshot()
+        if snap is None:
+            if self.s.fork_refused:  # (not tried again before the interval is over)
+                self._last_time = time.monotonic()
+            return
+        self.checkpoints.append(snap)
         self.checkpoints.sort(key=lambda cp: cp.position)
         self._last_time = time.monotonic()
         self._thin()
@@ -158,7 +162,10 @@ class TimelineCore:
             return
         after = self.base if self.base is not None and self.base.position == s.position \
             else None
-        mid = Mid(s.position, s.snapshot(), s.current_task().regs_bytes(), clock)
+        snap = s.optional_snapshot()
+        if snap is None:
+            return
+        mid = Mid(s.position, snap, s.current_task().regs_bytes(), clock)
         self.mids.add(mid, after, keep={after})
         self.base = mid
         self._takes += 1
@@ -203,10 +210,12 @@ class TimelineCore:
 
     def _add_near(self) -> None:
         """A near fork at this boundary (the newest NEAR_FORKS are kept)."""
-        if (not self.s.can_snapshot()
-                or any(c.position == self.s.position for c in self._near)):
+        if any(c.position == self.s.position for c in self._near):
             return
-        self._near.append(self.s.snapshot())
+        snap = self.s.optional_snapshot()
+        if snap is None:
+            return
+        self._near.append(snap)
         while len(self._near) > NEAR_FORKS:
             self._near.pop(0).discard()
 

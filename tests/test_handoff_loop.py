@@ -12,8 +12,6 @@ threads the same way.
 import os
 import re
 
-import pytest
-
 from conftest import assert_faithful, describe, replay, run_relive
 
 ROUNDS = 2000                  # per thread: 4 * ROUNDS hand-offs
@@ -123,10 +121,9 @@ def test_pi_mutex_turns_stay_on_the_traced_path(programs, tmp_path):
     assert_faithful(rec, replay(trace))
 
 
-@pytest.mark.xfail(strict=True, reason="open bug: the kernel's robust-list write at a thread's "
-                   "exit (FUTEX_OWNER_DIED) is in no event, so a waiter's replay diverges; "
-                   "RELIVE_HANDOFF=0 diverges the same way")
 def test_a_robust_mutex_whose_owner_exits_replays(programs, tmp_path):
+    """The kernel's FUTEX_OWNER_DIED at the holder's exit is in its EXIT event (recorder.
+    robust_list): main's wait ends, and its lock returns EOWNERDEAD, in the replay too."""
     trace = tmp_path / "t"
     rec, _ = _record(trace, programs["pi_robust"], 100, "robust")
     assert b"robust: EOWNERDEAD 10, plain 0" in rec.stdout, describe(rec)

@@ -13,6 +13,9 @@ registers: the caller gives it the state it is meant to have.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+from errno import EAGAIN
 import signal
 
 from tracee import ptrace_api as api
@@ -32,12 +35,49 @@ THREAD_FLAGS = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD 
 _ARGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 STEPS = 16              # single steps the injected call may take between signals (2-3 do)
 DROPPED_SIGNALS = 4096  # signals dropped on the way, at most (each a copy's SIGCHLD, ...)
+ERESTART_FIRST, ERESTART_LAST = 512, 516  # ERESTARTSYS .. ERESTART_RESTARTBLOCK
+
+
+class ForkFailed(InjectionError):
+    """The kernel refused to make the task (`errno`: EAGAIN when out of processes, a pids
+    cgroup or RLIMIT_NPROC, ENOMEM): nothing was made, the caller's task is as it was."""
+
+    def __init__(self, what: str, errno: int) -> None:
+        super().__init__(f"{what} failed: {os.strerror(errno)}")
+        self.errno = errno
+
+    @property
+    def reason(self) -> str:
+        """Why, for a user."""
+        if self.errno == EAGAIN:
+            return "out of processes (fork: EAGAIN; see ulimit -u, pids.max, pid_max)"
+        return f"fork: {os.strerror(self.errno)}"
 
 
 def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int:
     """Run the task-creating syscall `nr(args)` in `task` (stopped) and return the new task's
-    tid once it has reported its first stop; the task's registers are restored."""
+    tid once it has reported its first stop. The task's registers are restored, also when
+    it fails (ForkFailed: the kernel said no; InjectionError: anything else)."""
     saved = task.regs_bytes()
+    try:
+        child = _run_create(task, nr, args, event)
+    except BaseException:
+        with contextlib.suppress(OSError):  # (a task gone: nothing to give back)
+            task.set_regs_from(saved)
+            task.flush_regs()
+        raise
+    task.set_regs_from(saved)
+    task.flush_regs()
+    # The new task reports a stop of its own once it exists.
+    while True:
+        st = decode(child, api.wait_task(child))
+        if isinstance(st, (EventStop, SignalStop)):
+            return child
+        raise InjectionError(f"new task {child} ended before it started ({st})")
+
+
+def _run_create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int:
+    """Make the call, through single steps; the new task's tid."""
     child = 0
     steps = dropped = 0
     seen: list[str] = []
@@ -71,17 +111,21 @@ def _create(task: Task, nr: int, args: tuple[int, ...], event: api.Event) -> int
             continue
         if isinstance(stop, SignalStop) and stop.signal == signal.SIGTRAP:
             if task.regs.rip == SYSCALL_INSN + 2 and child:
-                break
+                return child
+            if task.regs.rip == SYSCALL_INSN + 2 and _refused(task.regs.rax):
+                raise ForkFailed(f"{event.name.lower()} in {task.tid}", -_signed(task.regs.rax))
             continue
         raise InjectionError(f"{event.name.lower()} in {task.tid} stopped unexpectedly: {stop}")
-    task.set_regs_from(saved)
-    task.flush_regs()
-    # The new task reports a stop of its own once it exists.
-    while True:
-        st = decode(child, api.wait_task(child))
-        if isinstance(st, (EventStop, SignalStop)):
-            return child
-        raise InjectionError(f"new task {child} ended before it started ({st})")
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _refused(rax: int) -> bool:
+    """The call returned an error of its own (not a restart for a signal: made again)."""
+    result = _signed(rax)
+    return -4095 <= result < 0 and not ERESTART_FIRST <= -result <= ERESTART_LAST
 
 
 def fork_tracee(task: Task) -> Task:
