@@ -38,9 +38,9 @@ def _never_waits(st: os.stat_result) -> bool:
             or (stat.S_ISCHR(mode) and os.major(st.st_rdev) == MEM_DEVICES))
 
 
-def _status_flags(pid: int, fd: int) -> int | None:
+def _status_flags(tid: int, fd: int) -> int | None:
     try:
-        with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
+        with open(f"/proc/{tid}/fdinfo/{fd}", "rb") as f:
             for line in f:
                 if line.startswith(b"flags:"):
                     return int(line.split()[1], 8)
@@ -50,15 +50,15 @@ def _status_flags(pid: int, fd: int) -> int | None:
 
 
 # Paths whose meaning depends on who asks: resolved here, they would name the recorder's own.
-_SELF = (("/proc/self/", "/proc/{pid}/"), ("/proc/thread-self/", "/proc/{pid}/"),
-         ("/dev/fd/", "/proc/{pid}/fd/"), ("/dev/stdin", "/proc/{pid}/fd/0"),
-         ("/dev/stdout", "/proc/{pid}/fd/1"), ("/dev/stderr", "/proc/{pid}/fd/2"))
+_SELF = (("/proc/self/", "/proc/{tid}/"), ("/proc/thread-self/", "/proc/{tid}/"),
+         ("/dev/fd/", "/proc/{tid}/fd/"), ("/dev/stdin", "/proc/{tid}/fd/0"),
+         ("/dev/stdout", "/proc/{tid}/fd/1"), ("/dev/stderr", "/proc/{tid}/fd/2"))
 
 
-def _as_seen_by(pid: int, path: str) -> str:
+def _as_seen_by(tid: int, path: str) -> str:
     for prefix, own in _SELF:
         if path.startswith(prefix):
-            return own.format(pid=pid) + path[len(prefix):]
+            return own.format(tid=tid) + path[len(prefix):]
     return path
 
 
@@ -68,13 +68,15 @@ class Descriptors:
     def __init__(self) -> None:
         self._waits: dict[tuple[int, int], bool] = {}
 
-    def fd_waits(self, pid: int, fd: int) -> bool:
+    def fd_waits(self, pid: int, tid: int, fd: int) -> bool:
+        """(pid keys the cache; the thread `tid` is asked: a process whose leader has exited
+        has no descriptors under /proc/PID/fd, its other threads have them under theirs.)"""
         key = (pid, fd)
         known = self._waits.get(key)
         if known is not None:
             return known
         try:
-            st = os.stat(f"/proc/{pid}/fd/{fd}")
+            st = os.stat(f"/proc/{tid}/fd/{fd}")
         except FileNotFoundError:
             return False  # not open: the call fails at once (EBADF)
         except OSError:
@@ -82,7 +84,7 @@ class Descriptors:
         if _never_waits(st):
             waits = False
         else:
-            flags = _status_flags(pid, fd)
+            flags = _status_flags(tid, fd)
             if flags is None:
                 return True
             waits = not flags & O_NONBLOCK
@@ -90,23 +92,23 @@ class Descriptors:
         return waits
 
     @staticmethod
-    def queue_waits(pid: int, fd: int) -> bool:
-        if not os.path.lexists(f"/proc/{pid}/fd/{fd}"):
+    def queue_waits(tid: int, fd: int) -> bool:
+        if not os.path.lexists(f"/proc/{tid}/fd/{fd}"):
             return False  # not open: EBADF at once
-        flags = _status_flags(pid, fd)
+        flags = _status_flags(tid, fd)
         return flags is None or not flags & O_NONBLOCK
 
-    def opening_waits(self, pid: int, mem: Memory, dirfd: int, path_addr: int) -> bool:
+    def opening_waits(self, tid: int, mem: Memory, dirfd: int, path_addr: int) -> bool:
         try:
             path = os.fsdecode(mem.read_cstring(path_addr))
         except MemoryAccessError:
             return False  # EFAULT
         if path.startswith("/"):
-            where = f"/proc/{pid}/root{_as_seen_by(pid, path)}"
+            where = f"/proc/{tid}/root{_as_seen_by(tid, path)}"
         elif dirfd == AT_FDCWD:
-            where = f"/proc/{pid}/cwd/{path}"
+            where = f"/proc/{tid}/cwd/{path}"
         else:
-            where = f"/proc/{pid}/fd/{dirfd}/{path}"
+            where = f"/proc/{tid}/fd/{dirfd}/{path}"
         try:
             st = os.stat(where)
         except OSError:
@@ -143,18 +145,19 @@ class Descriptors:
 
 class CallingProcess:
     """The `queries.Process` of one call: the process of the task making it."""
-    __slots__ = ("_fds", "_pid", "_mem")
+    __slots__ = ("_fds", "_pid", "_tid", "_mem")
 
-    def __init__(self, fds: Descriptors, pid: int, mem: Memory) -> None:
+    def __init__(self, fds: Descriptors, pid: int, tid: int, mem: Memory) -> None:
         self._fds = fds
         self._pid = pid
+        self._tid = tid
         self._mem = mem
 
     def fd_waits(self, fd: int) -> bool:
-        return self._fds.fd_waits(self._pid, fd)
+        return self._fds.fd_waits(self._pid, self._tid, fd)
 
     def queue_waits(self, fd: int) -> bool:
-        return self._fds.queue_waits(self._pid, fd)
+        return self._fds.queue_waits(self._tid, fd)
 
     def read_memory(self, addr: int, size: int) -> bytes | None:
         try:
@@ -163,11 +166,11 @@ class CallingProcess:
             return None
 
     def opening_waits(self, dirfd: int, path_addr: int) -> bool:
-        return self._fds.opening_waits(self._pid, self._mem, dirfd, path_addr)
+        return self._fds.opening_waits(self._tid, self._mem, dirfd, path_addr)
 
 
-def may_block(fds: Descriptors, pid: int, mem: Memory, call: Syscall,
+def may_block(fds: Descriptors, pid: int, tid: int, mem: Memory, call: Syscall,
               args: tuple[int, ...]) -> bool:
     if isinstance(call.may_block, bool):  # (most calls: no object made)
         return call.may_block
-    return queries.may_block(call, args, CallingProcess(fds, pid, mem))
+    return queries.may_block(call, args, CallingProcess(fds, pid, tid, mem))

@@ -243,7 +243,7 @@ class CpuView:
         if not fds:
             return
         try:
-            numbers = [int(n) for n in os.listdir(f"/proc/{task.pid}/fd")]
+            numbers = [int(n) for n in os.listdir(f"/proc/{task.tid}/fd")]
         except (OSError, ValueError):
             return
         for fd in numbers:
@@ -252,7 +252,7 @@ class CpuView:
 
     def _opened(self, task: Task, fd: int) -> None:
         try:
-            path = os.readlink(f"/proc/{task.pid}/fd/{fd}")
+            path = os.readlink(f"/proc/{task.tid}/fd/{fd}")
         except OSError:
             return
         fds = self.status_fds.setdefault(task.pid, {})
@@ -271,7 +271,7 @@ class CpuView:
         if f is None:
             return None
         try:
-            still = os.readlink(f"/proc/{task.pid}/fd/{fd}") == f.path
+            still = os.readlink(f"/proc/{task.tid}/fd/{fd}") == f.path
         except OSError:
             still = False
         if not still:
@@ -291,7 +291,7 @@ class CpuView:
                 return AT_EXIT
             chunk = served.text[args[3]:args[3] + count]
         else:
-            pos = _position(task.pid, fd)
+            pos = _position(task.tid, fd)
             if served is None or pos != served.pos:
                 self._served.pop((task.pid, fd), None)
                 # from the start (just opened, or seeked back): read for real, then rewrite
@@ -342,9 +342,9 @@ def _kernel_mask_size() -> int:
     return size if 0 < size <= MAX_MASK else MAX_MASK
 
 
-def _position(pid: int, fd: int) -> int:
+def _position(tid: int, fd: int) -> int:
     try:
-        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        with open(f"/proc/{tid}/fdinfo/{fd}") as f:
             return int(f.readline().split()[1])  # "pos:\t<n>"
     except (OSError, IndexError, ValueError):
         return -1

@@ -427,7 +427,8 @@ class Recorder:
                                    "id): not supported by relive yet")
         # Only another task can end a wait, and only when there is one does it matter.
         blocks = (entry.fake_result is None and not entry.view and len(self.tasks) > 1
-                  and may_block(self.descriptors, t.task.pid, t.task.mem, call, args))
+                  and may_block(self.descriptors, t.task.pid, t.task.tid, t.task.mem, call,
+                                                     args))
         if entry.fake_result is not None:
             t.task.set_reg("orig_rax", -1)  # the kernel skips the call
         elif blocks and self._shares_memory(t) and not self._use_scratch(t, entry, name):
@@ -435,7 +436,7 @@ class Recorder:
         if name in queries.ENDS_TASK:  # no exit stop follows: record it now
             self.emit(t, Kind.SYSCALL, nr=nr, result=0, regs=entry.regs)
         t.entry = entry
-        t.in_kernel = blocks and not self.effects.writes_own_output(t.task.pid, name, args)
+        t.in_kernel = blocks and not self.effects.writes_own_output(t.task.tid, name, args)
         if t.in_kernel and self.queue.ready:
             self._enter_blocking(t)
             return
@@ -735,7 +736,8 @@ class Recorder:
             t.entry = Entry(nr=nr, args=args, regs=batch.entry)
             call = queries.entry(name_of(nr))  # (simple calls never write our outputs)
             t.in_kernel = (call is not None and len(self.tasks) > 1
-                           and may_block(self.descriptors, t.task.pid, t.task.mem, call, args))
+                           and may_block(self.descriptors, t.task.pid, t.task.tid, t.task.mem, call,
+                                                     args))
             t.running_user = False
         self.queue.compiled_calls += batch.recorded
         for tid, status in batch.others:  # other tasks' stops, in the order they came

@@ -96,11 +96,11 @@ class FdBits:
             return []
         words: dict[int, int] = {}
         try:
-            fds = [int(n) for n in os.listdir(f"/proc/{task.pid}/fd")]
+            fds = [int(n) for n in os.listdir(f"/proc/{task.tid}/fd")]
         except (OSError, ValueError):
             return []
         for fd in fds:
-            if 0 <= fd < sysbuf.FDS_MAX and self.plain_file(task.pid, fd):
+            if 0 <= fd < sysbuf.FDS_MAX and self.plain_file(task.tid, fd):
                 words[fd // 64] = words.get(fd // 64, 0) | 1 << fd % 64
         return self._write(task, {w: (0, v) for w, v in words.items()})
 
@@ -131,12 +131,12 @@ class FdBits:
             return []
         self._stale.discard(space)
         try:
-            fds = [int(n) for n in os.listdir(f"/proc/{task.pid}/fd")]
+            fds = [int(n) for n in os.listdir(f"/proc/{task.tid}/fd")]
         except (OSError, ValueError):
             return []
         words = dict.fromkeys(range(sysbuf.FDS_MAX // 64), 0)
         for fd in fds:
-            if 0 <= fd < sysbuf.FDS_MAX and self.plain_file(task.pid, fd):
+            if 0 <= fd < sysbuf.FDS_MAX and self.plain_file(task.tid, fd):
                 words[fd // 64] |= 1 << fd % 64
         try:
             raw = task.mem.read(sysbuf.FDS, sysbuf.FDS_MAX // 8)
@@ -165,7 +165,7 @@ class FdBits:
         if name == "close_range" and result == 0 and args[2] & CLOSE_RANGE_UNSHARE:
             self._borrowers.add(task.tid)  # its own table now, not its space's others'
         if name in OPENS and result >= 0:
-            put(result, self.plain_file(task.pid, result))
+            put(result, self.plain_file(task.tid, result))
         elif (name in DUPS_FD or name == "fcntl" and args[1] & 0xFFFF_FFFF in (
                 F_DUPFD, F_DUPFD_CLOEXEC)) and result >= 0 and result != fd:
             put(result, self.bit(task, fd))
@@ -193,7 +193,7 @@ class FdBits:
         """A file now mapped is watched from now on (its writes change the mapping): the
         bits of every descriptor open on it are cleared."""
         try:
-            st = os.stat(f"/proc/{task.pid}/fd/{fd}")
+            st = os.stat(f"/proc/{task.tid}/fd/{fd}")
             raw = task.mem.read(sysbuf.FDS, sysbuf.FDS_MAX // 8)
         except (OSError, MemoryAccessError):
             return {}
@@ -207,7 +207,7 @@ class FdBits:
                 value ^= low
                 other = word * 64 + low.bit_length() - 1
                 try:
-                    ost = os.stat(f"/proc/{task.pid}/fd/{other}")
+                    ost = os.stat(f"/proc/{task.tid}/fd/{other}")
                 except OSError:
                     continue
                 if (ost.st_dev, ost.st_ino) == ident:
@@ -229,10 +229,11 @@ class FdBits:
                     writes.append((addr, data))
         return writes
 
-    def plain_file(self, pid: int, fd: int) -> bool:
+    def plain_file(self, tid: int, fd: int) -> bool:
         """Is descriptor `fd` of process `pid` open on a regular file whose reads and writes
-        need nothing but their results (and the bytes read) recorded?"""
-        path = f"/proc/{pid}/fd/{fd}"
+        need nothing but their results (and the bytes read) recorded? (Asked of thread
+        `tid`: a process whose leader exited has no descriptors under /proc/PID/fd.)"""
+        path = f"/proc/{tid}/fd/{fd}"
         try:
             st = os.stat(path)
         except OSError:

@@ -180,7 +180,7 @@ class EffectRecorder:
         _, length, prot, flags, fd, offset = args
         path = file_id = None
         if not flags & MAP_ANONYMOUS:
-            fd_path = f"/proc/{task.pid}/fd/{fd & 0xFFFFFFFF}"
+            fd_path = f"/proc/{task.tid}/fd/{fd & 0xFFFFFFFF}"
             st = os.stat(fd_path)
             if stat.S_ISREG(st.st_mode):
                 path = os.readlink(fd_path)
@@ -239,7 +239,7 @@ class EffectRecorder:
                       result: int, eff: Effects) -> None:
         fd = args[FILE_WRITERS[name]]
         try:
-            st = os.stat(f"/proc/{task.pid}/fd/{fd & 0xFFFFFFFF}")
+            st = os.stat(f"/proc/{task.tid}/fd/{fd & 0xFFFFFFFF}")
         except OSError:
             return
         ident = (st.st_dev, st.st_ino)
@@ -248,7 +248,7 @@ class EffectRecorder:
             if out:
                 eff.info["out"] = out
                 if name in COPIERS:
-                    eff.info["data"] = _copied_data(task.pid, name, args, result, st,
+                    eff.info["data"] = _copied_data(task.tid, name, args, result, st,
                                                     "stdout" if out == 1 else "stderr").hex()
         if not stat.S_ISREG(st.st_mode):
             return
@@ -261,13 +261,13 @@ class EffectRecorder:
                 if data:
                     eff.writes.append(MemoryWrite(addr=m.start, data=data))
 
-    def writes_own_output(self, pid: int, name: str, args: tuple[int, ...]) -> bool:
+    def writes_own_output(self, tid: int, name: str, args: tuple[int, ...]) -> bool:
         """Is this a write to the file that is relive's stdout or stderr? The user sees
         those in the order they complete, so no other thread may run while one is made."""
         if name not in SHOWN:
             return False
         try:
-            st = os.stat(f"/proc/{pid}/fd/{args[FILE_WRITERS[name]] & 0xFFFFFFFF}")
+            st = os.stat(f"/proc/{tid}/fd/{args[FILE_WRITERS[name]] & 0xFFFFFFFF}")
         except OSError:
             return False
         return (st.st_dev, st.st_ino) in self.own_outputs.values()
@@ -300,7 +300,7 @@ def semaphores_in_set(semid: int) -> int:
                            "find in /proc/sysvipc/sem (another IPC namespace?): not supported")
 
 
-def _copied_data(pid: int, name: str, args: tuple[int, ...], result: int,
+def _copied_data(tid: int, name: str, args: tuple[int, ...], result: int,
                  out_st: os.stat_result, stream: str) -> bytes:
     """The `result` bytes a copying call (COPIERS) just wrote to relive's stdout or stderr:
     read back from that file if it is a regular one, else re-read from the input file. A copy
@@ -309,10 +309,10 @@ def _copied_data(pid: int, name: str, args: tuple[int, ...], result: int,
     try:
         if stat.S_ISREG(out_st.st_mode):
             out_offset = args[out_offset_arg] if out_offset_arg is not None else 0
-            return _moved_bytes(pid, args[FILE_WRITERS[name]], out_offset, result)
+            return _moved_bytes(tid, args[FILE_WRITERS[name]], out_offset, result)
         in_fd = args[in_arg] & 0xFFFFFFFF
-        if in_offset_arg is not None and stat.S_ISREG(os.stat(f"/proc/{pid}/fd/{in_fd}").st_mode):
-            return _moved_bytes(pid, in_fd, args[in_offset_arg], result)
+        if in_offset_arg is not None and stat.S_ISREG(os.stat(f"/proc/{tid}/fd/{in_fd}").st_mode):
+            return _moved_bytes(tid, in_fd, args[in_offset_arg], result)
     except OSError as e:
         raise UnsupportedError(f"cannot read what {name} wrote to relive's {stream}: {e}"
                                ) from None
@@ -321,18 +321,18 @@ def _copied_data(pid: int, name: str, args: tuple[int, ...], result: int,
                            f"{stream} to a file")
 
 
-def _moved_bytes(pid: int, fd: int, offset_ptr: int, count: int) -> bytes:
-    """The `count` bytes a call just moved through `fd` of process `pid`, whose offset
+def _moved_bytes(tid: int, fd: int, offset_ptr: int, count: int) -> bytes:
+    """The `count` bytes a call just moved through `fd` of thread `tid`, whose offset
     (*offset_ptr if not NULL, else the file position) the call advanced past them."""
     fd &= 0xFFFFFFFF
     if offset_ptr:
-        with open(f"/proc/{pid}/mem", "rb") as mem:
+        with open(f"/proc/{tid}/mem", "rb") as mem:
             mem.seek(offset_ptr)
             end = int.from_bytes(mem.read(8), "little")
     else:
-        with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+        with open(f"/proc/{tid}/fdinfo/{fd}") as info:
             end = next(int(line.split()[1]) for line in info if line.startswith("pos:"))
-    readable = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY)
+    readable = os.open(f"/proc/{tid}/fd/{fd}", os.O_RDONLY)
     try:
         return os.pread(readable, count, end - count)
     finally:

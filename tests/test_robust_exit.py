@@ -118,11 +118,6 @@ def test_the_leader_exits_holding_a_robust_mutex(programs, tmp_path):
     assert rep.returncode == 0 and b"diverged" not in rep.stderr, describe(rep)
 
 
-@pytest.mark.xfail(strict=True, reason="open bug, not the robust list's: a write to stdout by "
-                   "a thread whose leader has exited is not marked as output when recorded "
-                   "(recorder/syscall_effects.py stats /proc/PID/fd/N, gone with the zombie "
-                   "leader's files; /proc/PID/task/TID/fd/N is the thread's), so the replay "
-                   "does not print it and still exits 0")
 def test_the_leader_exits_holding_a_robust_mutex_output(programs, tmp_path):
     trace = tmp_path / "t"
     rec = _record(trace, programs["robust_owner"], "leader")
