@@ -36,7 +36,7 @@ from tracefile.errors import TraceError
 from tracefile.reader import EventCursor, Row, TraceReader
 from tracefile.records import Event, Kind
 
-from replayer import cpu_match, registers, snapshot, sysbuf_feed
+from replayer import cpu_match, handoff_replay, registers, snapshot, sysbuf_feed
 from replayer.cpu_pin import CpuPin
 from replayer.errors import Paused, ReplayDivergence, ReplayError
 from replayer.fastpath import (Outcome, ReplayLoop, collect, emulated_only,
@@ -112,6 +112,8 @@ class ReplaySession:
         self.ticks: CpuTimer | ThreadTimers | None = None
         lib = fastloop.load()
         self._loop = ReplayLoop(lib) if lib is not None else None
+        # Futex hand-offs between threads in compiled code too (replayer.handoff_replay).
+        self._handoffs = handoff_replay.load(lib)
         # A stop that compiled code waited for and left for the ordinary path (the next
         # event is replayed from it): consumed by run_once within the same step.
         self._pending: tuple[Task, Stop] | None = None
@@ -151,7 +153,9 @@ class ReplaySession:
             self.finished = True
             return None
         if self.fast and self._loop is not None:
-            last = self._run_batch(ev)
+            last = self._handoffs.run(self, ev) if self._handoffs is not None else None
+            if last is None and self._pending is None:
+                last = self._run_batch(ev)
             if last is not None and self._pending is None:
                 return last
             ev = self.next_event

@@ -1,0 +1,283 @@
+"""Futex hand-offs replayed in compiled code (tracee/fastloop.c relive_replay_handoff; issue
+18.2).
+
+A condition variable's ping-pong between two threads is recorded as, per hand-off, an ENTER
+(the waiting thread left the CPU inside futex), then the SYSCALL event that completes the
+other thread's wait, the woken thread's buffered calls, and its own ENTER. Replayed event by
+event, each hand-off came back to Python two or three times (the completion, a batch of one
+thread's calls, the ENTER), for one ptrace stop. Here a run of such events of the threads of
+one process goes to the compiled loop at once: it does what replayer.session does with each
+(an ENTER runs its thread to the futex entry and checks it there, a completion writes the
+result into the parked thread, the other calls as relive_replay_run replays them, buffered
+ones through the feed) and comes back at the end of the run, at the deadline, or at the first
+stop that is not the recorded one, which the ordinary path then replays from that very stop:
+a divergence is reported by the same code, naming the same event, thread and registers.
+
+Only where nothing looks between events (no observer, no CPU-timer ticks: `relive replay -a`
+and the compiled forward runs like it); gdb, reverse execution's runs, signals, exits and
+every other kind of event keep their path. RELIVE_REPLAY_HANDOFF=0 turns it off.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import struct
+import time
+from typing import TYPE_CHECKING
+
+from tracee import fastloop, sysbuf
+from tracee import ptrace_api as api
+from tracee.ptrace_api import REGS_SIZE
+from tracee.syscalls import queries
+from tracee.syscalls.queries import NOT_EMULATED
+from tracee.sysnums import NAME_OF, nr
+from tracee.task import Task
+from tracefile.reader import EventCursor, Row
+from tracefile.records import Event, Kind
+
+from replayer import sysbuf_feed
+from replayer.errors import ReplayError
+from replayer.fastpath import NAMING, reached_by_running
+
+if TYPE_CHECKING:
+    from replayer.session import ReplaySession
+
+log = logging.getLogger(__name__)
+
+HOP_RUN, HOP_ENTER, HOP_COMPLETE = 0, 1, 2
+MAX_TASKS = 64
+HEV = struct.Struct("<iI")
+MAX_EVENTS = 2048
+MAX_BYTES = 4 << 20
+BUDGET_NS = 20_000_000  # back to Python at least this often (checkpoints, Ctrl-C)
+DECLARED = {"HOP_RUN": HOP_RUN, "HOP_ENTER": HOP_ENTER, "HOP_COMPLETE": HOP_COMPLETE,
+            "HANDOFF_MAX_TASKS": MAX_TASKS, "sizeof(struct hev)": HEV.size,
+            "sizeof(struct ev)": REGS_SIZE + fastloop.EV.size,
+            "sizeof(struct wr)": fastloop.WR.size, "EV_BUFFERED": fastloop.EV_BUFFERED,
+            "OUT_WORDS": fastloop.OUT_WORDS}
+
+FUTEX = nr("futex")
+_SYSCALL, _BUFFERED, _ENTER = int(Kind.SYSCALL), int(Kind.BUFFERED), int(Kind.ENTER)
+_EMULATED = frozenset(NAME_OF) - queries.numbers(NOT_EMULATED)
+_NAMING = queries.numbers(NAMING)
+_ARGS = struct.Struct("<7Q")  # a BUFFERED event's "registers" (recorder.sysbuf_record)
+# Its register file for the loop: rdi rsi rdx r10 r8 r9 rip where user_regs_struct has them
+# (slots 7-9 r10 r9 r8, 12-14 rdx rsi rdi, 16 rip), then struct ev.
+_BUFFERED_EV = struct.Struct(f"<56xQQQ16xQQQ8xQ{REGS_SIZE - 136}x"
+                             + fastloop.EV.format.lstrip("<"))
+
+
+def enabled() -> bool:
+    return os.environ.get("RELIVE_REPLAY_HANDOFF", "1") != "0"
+
+
+def load(lib: ctypes.CDLL | None) -> HandoffReplay | None:
+    """The compiled hand-off path, or None (off, or a library without it or that does not
+    agree with the declarations here: said once, the ordinary path replays)."""
+    if lib is None or not enabled():
+        return None
+    try:
+        fn, iface = lib.relive_replay_handoff, lib.relive_handoff_interface
+    except AttributeError:
+        log.warning("compiled fast path has no relive_replay_handoff: thread switches are "
+                    "replayed by the slower Python path")
+        return None
+    fn.restype = ctypes.c_long
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_int, ctypes.c_char_p,
+                   ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_char_p,
+                   ctypes.c_int64, ctypes.c_void_p]
+    iface.restype = ctypes.c_long
+    iface.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    names = (ctypes.c_char_p * 16)()
+    values = (ctypes.c_int64 * 16)()
+    count = min(iface(names, values, 16), 16)
+    c_side = {(names[i] or b"").decode(): values[i] for i in range(count)}
+    wrong = [k for k, v in DECLARED.items() if c_side.get(k) != v]
+    if wrong:
+        log.warning("relive_replay_handoff does not match relive's Python code (%s): thread "
+                    "switches are replayed by the slower Python path", ", ".join(wrong))
+        return None
+    return HandoffReplay(lib)
+
+
+def starts_handoff(s: ReplaySession, first: Event) -> bool:
+    """Is `first` a hand-off: a futex ENTER, or the event completing a thread's ENTER?"""
+    if first.nr != FUTEX or first.info:
+        return False
+    if first.kind == Kind.ENTER:
+        return True
+    task = s.taskset.tasks.get(first.tid)
+    return first.kind == Kind.SYSCALL and task is not None and task.tid in s.taskset.entered
+
+
+class _Run:
+    """A run of events packed for relive_replay_handoff, as `collect` read it."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.evs: list[bytes] = []
+        self.hevs: list[bytes] = []
+        self.wrs: list[bytes] = []
+        self.data: list[bytes] = []
+        self.ops: list[int] = []
+        self.after: Row | None = None
+
+
+def _op(row: Row, index: dict[int, int], entered: set[int], naming: bool) -> int:
+    """What the loop does with `row` (HOP_*), entered (recorded tids parked at a futex entry)
+    updated; -1 if the run ends before it."""
+    _, rtid, kind, num, _, regs, info, writes = row
+    if rtid not in index or info or any(w.conservative for w in writes):
+        return -1
+    if kind == _ENTER:
+        if num != FUTEX or len(regs) != REGS_SIZE or rtid in entered:
+            return -1
+        entered.add(rtid)
+        return HOP_ENTER
+    if rtid in entered:
+        if kind != _SYSCALL or num != FUTEX or len(regs) != REGS_SIZE:
+            return -1
+        entered.discard(rtid)
+        return HOP_COMPLETE
+    if (num not in _EMULATED or (naming and num in _NAMING)
+            or len(regs) != (_ARGS.size if kind == _BUFFERED else REGS_SIZE)
+            or kind not in (_SYSCALL, _BUFFERED)):
+        return -1
+    return HOP_RUN
+
+
+def collect(first: Row, cursor: EventCursor, index: dict[int, int], entered: set[int],
+            naming: bool) -> _Run | None:
+    """The run from `first` on (read from `cursor`; the first row not taken goes back), or
+    None if `first` cannot start one or a value does not fit its C type (a corrupt trace:
+    the ordinary path reports it)."""
+    run = _Run()
+    entered = set(entered)
+    row: Row | None = first
+    off = nwrites = 0
+    try:
+        while row is not None:
+            op = _op(row, index, entered, naming)
+            if op < 0:
+                if row is not first:
+                    cursor.push_back(row)
+                    run.after = row
+                break
+            _, rtid, kind, num, result, regs, _, writes = row
+            run.rows.append(row)
+            run.ops.append(op)
+            run.hevs.append(HEV.pack(index[rtid], op))
+            flags = len(writes)
+            if kind == _BUFFERED:
+                a0, a1, a2, a3, a4, a5, rip = _ARGS.unpack(regs)
+                run.evs.append(_BUFFERED_EV.pack(a3, a5, a4, a2, a1, a0, rip, num, result,
+                                                 flags | fastloop.EV_BUFFERED, nwrites))
+            else:
+                run.evs.append(regs + fastloop.EV.pack(num, result, flags, nwrites))
+            for w in writes:
+                run.wrs.append(fastloop.WR.pack(w.addr, len(w.data), off))
+                run.data.append(w.data)
+                off += len(w.data)
+                nwrites += 1
+            if len(run.rows) >= MAX_EVENTS or off >= MAX_BYTES:
+                run.after = cursor.next_row()  # (whether the last call may be fed)
+                if run.after is not None:
+                    cursor.push_back(run.after)
+                break
+            row = cursor.next_row()
+    except struct.error:
+        for r in reversed(run.rows[1:]):
+            cursor.push_back(r)
+        return None
+    return run if run.rows else None
+
+
+class HandoffReplay:
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._lib = lib
+        self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
+
+    def run(self, s: ReplaySession, first: Event) -> Event | None:
+        """Replay the run of hand-offs that starts at `first` (the next event) in compiled
+        code; the last event replayed, or None. A stop the loop met and did not handle is
+        left to the session (`take_back`) for the ordinary replay of the next event."""
+        cursor = s._events
+        task = s.taskset.tasks.get(first.tid)
+        if (task is None or s.observer is not None or s.ticks is not None
+                or s.run_request != api.Req.SYSEMU or s.dying or s.exec_victims
+                or s.signal_ready is not None or s.taskset.in_kernel
+                or len(s._ahead) != 1 or not isinstance(cursor, EventCursor)
+                or not starts_handoff(s, first)):
+            return None
+        threads = [(rtid, t) for rtid, t in s.taskset.tasks.items() if t.pid == task.pid]
+        if len(threads) > MAX_TASKS:
+            return None
+        index = {rtid: k for k, (rtid, _) in enumerate(threads)}
+        by_real = {t.tid: rtid for rtid, t in threads}
+        entered = {by_real[t] for t in s.taskset.entered if t in by_real}
+        first_row: Row = (first.seq, first.tid, int(first.kind), first.nr, first.result,
+                          first.regs, b"", first.writes)
+        run = collect(first_row, cursor, index, entered, bool(s.listeners))
+        if run is None:
+            return None
+        proc = s.taskset.procs.get(first.tid)
+        feed = sysbuf.FEED if proc is not None and proc.feed else 0
+        if feed and proc is not None and not proc.feed_armed:
+            proc.feed_armed = sysbuf_feed.arm(task)
+            feed = feed if proc.feed_armed else 0
+        for _, t in threads:
+            t.hand_over(api.Req.SYSEMU)
+        tids = struct.pack(f"<{len(threads)}i", *(t.tid for _, t in threads))
+        last_tid = run.rows[-1][1]
+        self._lib.relive_replay_feed(feed, int(reached_by_running(run.after, last_tid)),
+                                     sysbuf.HOOK_CODE, sysbuf.HOOK_CODE + sysbuf.CODE_SIZE)
+        out = self._out
+        s.running = True
+        try:
+            self._lib.relive_replay_handoff(
+                tids, len(threads), task.mem.fd, b"".join(run.evs), b"".join(run.hevs),
+                len(run.rows), b"".join(run.wrs), b"".join(run.data),
+                time.monotonic_ns() + BUDGET_NS, out)
+        finally:
+            s.running = False
+        done, reason, status = int(out[0]), int(out[1]), int(out[3])
+        s.stops += int(out[6])
+        s.fed += int(out[4])
+        for row in reversed(run.rows[max(done, 1):]):  # not replayed: next again
+            cursor.push_back(row)
+        for row, op in zip(run.rows[:done], run.ops[:done]):
+            real = s.taskset.tasks[row[1]].tid
+            if op == HOP_ENTER:
+                s.taskset.entered.add(real)
+            elif op == HOP_COMPLETE:
+                s.taskset.entered.discard(real)
+        if done:
+            s._ahead.popleft()  # first
+            s.position = first.seq + done
+            s.task, s.proc = s.taskset.select(run.rows[done - 1][1])
+        stopped = _task_of(threads, int(out[2]))
+        if reason in (fastloop.STOP, fastloop.EINTR):
+            if stopped is None:
+                raise ReplayError(f"the compiled loop stopped in task {out[2]}, not one of "
+                                  f"the process replayed at event {first.seq + done}")
+            s.take_back(stopped, reason, status)
+        elif reason == fastloop.ERROR:
+            raise api.PtraceError(int(out[5]), f"ptrace of task {out[2]} failed while "
+                                  f"replaying event {first.seq + done}")
+        if not done:
+            return None
+        if s.listeners:
+            replayed = [first] + [s.reader.event_from(r) for r in run.rows[1:done]]
+            for ev in replayed:
+                for listener in s.listeners:
+                    listener(ev)
+            return replayed[-1]
+        return first if done == 1 else s.reader.event_from(run.rows[done - 1])
+
+
+def _task_of(threads: list[tuple[int, Task]], real: int) -> Task | None:
+    for _, t in threads:
+        if t.tid == real:
+            return t
+    return None
