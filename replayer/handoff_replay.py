@@ -180,10 +180,11 @@ def collect(first: Row, cursor: EventCursor, index: dict[int, int], entered: set
                 run.data.append(w.data)
                 off += len(w.data)
                 nwrites += 1
-            if len(run.rows) >= MAX_EVENTS or off >= MAX_BYTES:
-                run.after = cursor.next_row()  # (whether the last call may be fed)
-                if run.after is not None:
-                    cursor.push_back(run.after)
+            # Past the limits the run ends after an ENTER, where the next one starts (not
+            # amid a thread's buffered calls, each end of which would cost a stop).
+            if ((len(run.rows) >= MAX_EVENTS or off >= MAX_BYTES)
+                    and (op == HOP_ENTER or len(run.rows) >= 2 * MAX_EVENTS
+                         or off >= 2 * MAX_BYTES)):
                 break
             row = cursor.next_row()
     except struct.error:
@@ -197,6 +198,7 @@ class HandoffReplay:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._lib = lib
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
+        self.events = 0  # replayed by the loop (said at --log debug)
 
     def run(self, s: ReplaySession, first: Event) -> Event | None:
         """Replay the run of hand-offs that starts at `first` (the next event) in compiled
@@ -244,6 +246,7 @@ class HandoffReplay:
         done, reason, status = int(out[0]), int(out[1]), int(out[3])
         s.stops += int(out[6])
         s.fed += int(out[4])
+        self.events += done
         for row in reversed(run.rows[max(done, 1):]):  # not replayed: next again
             cursor.push_back(row)
         for row, op in zip(run.rows[:done], run.ops[:done]):

@@ -257,6 +257,9 @@ class ReplaySession:
     def close(self) -> None:
         log.debug("replay: %d events, %d ptrace stops, %d buffered calls without a stop",
                   self.position, self.stops, self.fed)
+        if self._handoffs is not None:
+            log.debug("replay: %d events replayed across thread switches in compiled code",
+                      self._handoffs.events)
         self._kill_task()
         self.syscalls.close()
         self.reader.close()
