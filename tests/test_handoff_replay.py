@@ -164,3 +164,24 @@ def test_gdb_across_hand_offs_stops_where_it_did(traces, tmp_path, serve, monkey
     assert hit and "turn=3000 me=0 " in hit[0], outputs[0]
     assert any(line.startswith("REV turn=2900 me=0 ") for line in outputs[0]), outputs[0]
     assert outputs[0] == outputs[1], outputs
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_the_loop_is_used_only_if_both_sides_agree(tmp_path, monkeypatch):
+    """handoff_replay's declarations are checked against the C side's (relive_handoff_
+    interface); a copy that drifted turns the compiled hand-offs off, and so does
+    RELIVE_REPLAY_HANDOFF=0."""
+    import ctypes
+
+    from replayer import handoff_replay
+    from tracee import fastloop
+    lib_path = tmp_path / "fastloop.so"
+    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-o", str(lib_path),
+                    str(fastloop.SOURCE)], check=True, timeout=120)
+    lib = ctypes.CDLL(str(lib_path))
+    assert handoff_replay.load(lib) is not None
+    monkeypatch.setitem(handoff_replay.DECLARED, "sizeof(struct hev)", 12)
+    assert handoff_replay.load(lib) is None
+    monkeypatch.undo()
+    monkeypatch.setenv("RELIVE_REPLAY_HANDOFF", "0")
+    assert handoff_replay.load(lib) is None
