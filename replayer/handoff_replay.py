@@ -136,7 +136,8 @@ def _op(row: Row, index: dict[int, int], entered: set[int], naming: bool) -> int
         entered.add(rtid)
         return HOP_ENTER
     if rtid in entered:
-        if kind != _SYSCALL or num != FUTEX or len(regs) != REGS_SIZE:
+        if (kind != _SYSCALL or num != FUTEX or num not in _EMULATED
+                or len(regs) != REGS_SIZE):
             return -1
         entered.discard(rtid)
         return HOP_COMPLETE

@@ -185,3 +185,41 @@ def test_the_loop_is_used_only_if_both_sides_agree(tmp_path, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setenv("RELIVE_REPLAY_HANDOFF", "0")
     assert handoff_replay.load(lib) is None
+
+
+def _state(session):
+    """Every thread's registers and whether it is parked at a syscall entry, by recorded tid
+    (not the threads let go to exit: they run)."""
+    ts = session.taskset
+    return {rtid: (bytes(t.regs), t.tid in ts.entered) for rtid, t in ts.tasks.items()
+            if t.tid not in session.dying}
+
+
+def test_every_boundary_the_loop_returns_at_is_the_python_paths(traces, monkeypatch):
+    """The ring replayed in process twice side by side: with the compiled hand-offs (and the
+    batches) and event by event in Python. Wherever the first returns, the second, brought to
+    the same event, has every thread at the same registers and parked alike."""
+    trace, _ = traces["ring"]
+    monkeypatch.setenv("RELIVE_REPLAY_HANDOFF", "1")
+    fast = ReplaySession(trace)
+    monkeypatch.setenv("RELIVE_REPLAY_HANDOFF", "0")
+    slow = ReplaySession(trace)
+    fast.fast = True
+    compared = 0
+    try:
+        while not fast.finished:
+            if fast.step() is None:
+                break
+            while slow.position < fast.position:
+                assert slow.step() is not None
+            assert slow.position == fast.position
+            if fast.finished or slow.finished:
+                break
+            assert _state(fast) == _state(slow), fast.position
+            compared += 1
+        looped = fast._handoffs.events if fast._handoffs is not None else 0
+    finally:
+        fast.close()
+        slow.close()
+    assert looped >= 2 * 4 * ROUNDS - 20, looped
+    assert compared >= 10  # (runs end after 2048 events or 20 ms)
