@@ -24,7 +24,7 @@ import logging
 import os
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 from tracee import fastloop, sysbuf
 from tracee import ptrace_api as api
@@ -36,12 +36,8 @@ from tracee.task import Task
 from tracefile.reader import EventCursor, Row
 from tracefile.records import Event, Kind
 
-from replayer import sysbuf_feed
-from replayer.errors import ReplayError
-from replayer.fastpath import NAMING, reached_by_running
-
-if TYPE_CHECKING:
-    from replayer.session import ReplaySession
+from replayer.fastpath import NAMING, Outcome, reached_by_running
+from replayer.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +97,14 @@ def load(lib: ctypes.CDLL | None) -> HandoffReplay | None:
     return HandoffReplay(lib)
 
 
-def starts_handoff(s: ReplaySession, first: Event) -> bool:
+def starts_handoff(first: Event, taskset: TaskSet) -> bool:
     """Is `first` a hand-off: a futex ENTER, or the event completing a thread's ENTER?"""
     if first.nr != FUTEX or first.info:
         return False
     if first.kind == Kind.ENTER:
         return True
-    task = s.taskset.tasks.get(first.tid)
-    return first.kind == Kind.SYSCALL and task is not None and task.tid in s.taskset.entered
+    task = taskset.tasks.get(first.tid)
+    return first.kind == Kind.SYSCALL and task is not None and task.tid in taskset.entered
 
 
 class _Run:
@@ -195,93 +191,64 @@ def collect(first: Row, cursor: EventCursor, index: dict[int, int], entered: set
     return run if run.rows else None
 
 
+class Plan(NamedTuple):
+    """A run to replay and the threads it switches between (recorded tid, task), in the
+    order the loop indexes them."""
+    run: _Run
+    threads: list[tuple[int, Task]]
+
+
+def plan(first: Event, taskset: TaskSet, cursor: EventCursor, *, naming: bool) -> Plan | None:
+    """The run of hand-offs from `first` (the next event; the rows after it are read from
+    `cursor`), or None if there is none to replay here."""
+    task = taskset.tasks.get(first.tid)
+    if task is None or taskset.in_kernel or not starts_handoff(first, taskset):
+        return None
+    threads = [(rtid, t) for rtid, t in taskset.tasks.items() if t.pid == task.pid]
+    if len(threads) > MAX_TASKS:
+        return None
+    index = {rtid: k for k, (rtid, _) in enumerate(threads)}
+    by_real = {t.tid: rtid for rtid, t in threads}
+    entered = {by_real[t] for t in taskset.entered if t in by_real}
+    first_row: Row = (first.seq, first.tid, int(first.kind), first.nr, first.result,
+                      first.regs, b"", first.writes)
+    run = collect(first_row, cursor, index, entered, naming)
+    return Plan(run, threads) if run is not None else None
+
+
 class HandoffReplay:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._lib = lib
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
         self.events = 0  # replayed by the loop (said at --log debug)
 
-    def run(self, s: ReplaySession, first: Event) -> Event | None:
-        """Replay the run of hand-offs that starts at `first` (the next event) in compiled
-        code; the last event replayed, or None. A stop the loop met and did not handle is
-        left to the session (`take_back`) for the ordinary replay of the next event."""
-        cursor = s._events
-        task = s.taskset.tasks.get(first.tid)
-        if (task is None or s.observer is not None or s.ticks is not None
-                or s.run_request != api.Req.SYSEMU or s.dying or s.exec_victims
-                or s.signal_ready is not None or s.taskset.in_kernel
-                or len(s._ahead) != 1 or not isinstance(cursor, EventCursor)
-                or not starts_handoff(s, first)):
-            return None
-        threads = [(rtid, t) for rtid, t in s.taskset.tasks.items() if t.pid == task.pid]
-        if len(threads) > MAX_TASKS:
-            return None
-        index = {rtid: k for k, (rtid, _) in enumerate(threads)}
-        by_real = {t.tid: rtid for rtid, t in threads}
-        entered = {by_real[t] for t in s.taskset.entered if t in by_real}
-        first_row: Row = (first.seq, first.tid, int(first.kind), first.nr, first.result,
-                          first.regs, b"", first.writes)
-        run = collect(first_row, cursor, index, entered, bool(s.listeners))
-        if run is None:
-            return None
-        proc = s.taskset.procs.get(first.tid)
-        feed = sysbuf.FEED if proc is not None and proc.feed else 0
-        if feed and proc is not None and not proc.feed_armed:
-            proc.feed_armed = sysbuf_feed.arm(task)
-            feed = feed if proc.feed_armed else 0
-        for _, t in threads:
+    def replay(self, p: Plan, taskset: TaskSet, cursor: EventCursor, memfd: int,
+               feed: int) -> tuple[Outcome, Task | None]:
+        """Replay `p` (every thread stopped at its boundary; `feed`: the process's feed, 0
+        for none); what it did, and the thread of the stop it returned at. The rows not
+        replayed, but the first, go back to `cursor`; the threads parked by the events
+        replayed are in `taskset.entered`."""
+        run = p.run
+        for _, t in p.threads:
             t.hand_over(api.Req.SYSEMU)
-        tids = struct.pack(f"<{len(threads)}i", *(t.tid for _, t in threads))
-        last_tid = run.rows[-1][1]
-        self._lib.relive_replay_feed(feed, int(reached_by_running(run.after, last_tid)),
+        tids = struct.pack(f"<{len(p.threads)}i", *(t.tid for _, t in p.threads))
+        self._lib.relive_replay_feed(feed, int(reached_by_running(run.after, run.rows[-1][1])),
                                      sysbuf.HOOK_CODE, sysbuf.HOOK_CODE + sysbuf.CODE_SIZE)
         out = self._out
-        s.running = True
-        try:
-            self._lib.relive_replay_handoff(
-                tids, len(threads), task.mem.fd, b"".join(run.evs), b"".join(run.hevs),
-                len(run.rows), b"".join(run.wrs), b"".join(run.data),
-                time.monotonic_ns() + BUDGET_NS, out)
-        finally:
-            s.running = False
-        done, reason, status = int(out[0]), int(out[1]), int(out[3])
-        s.stops += int(out[6])
-        s.fed += int(out[4])
+        self._lib.relive_replay_handoff(
+            tids, len(p.threads), memfd, b"".join(run.evs), b"".join(run.hevs),
+            len(run.rows), b"".join(run.wrs), b"".join(run.data),
+            time.monotonic_ns() + BUDGET_NS, out)
+        done = int(out[0])
         self.events += done
         for row in reversed(run.rows[max(done, 1):]):  # not replayed: next again
             cursor.push_back(row)
         for row, op in zip(run.rows[:done], run.ops[:done]):
-            real = s.taskset.tasks[row[1]].tid
+            real = taskset.tasks[row[1]].tid
             if op == HOP_ENTER:
-                s.taskset.entered.add(real)
+                taskset.entered.add(real)
             elif op == HOP_COMPLETE:
-                s.taskset.entered.discard(real)
-        if done:
-            s._ahead.popleft()  # first
-            s.position = first.seq + done
-            s.task, s.proc = s.taskset.select(run.rows[done - 1][1])
-        stopped = _task_of(threads, int(out[2]))
-        if reason in (fastloop.STOP, fastloop.EINTR):
-            if stopped is None:
-                raise ReplayError(f"the compiled loop stopped in task {out[2]}, not one of "
-                                  f"the process replayed at event {first.seq + done}")
-            s.take_back(stopped, reason, status)
-        elif reason == fastloop.ERROR:
-            raise api.PtraceError(int(out[5]), f"ptrace of task {out[2]} failed while "
-                                  f"replaying event {first.seq + done}")
-        if not done:
-            return None
-        if s.listeners:
-            replayed = [first] + [s.reader.event_from(r) for r in run.rows[1:done]]
-            for ev in replayed:
-                for listener in s.listeners:
-                    listener(ev)
-            return replayed[-1]
-        return first if done == 1 else s.reader.event_from(run.rows[done - 1])
-
-
-def _task_of(threads: list[tuple[int, Task]], real: int) -> Task | None:
-    for _, t in threads:
-        if t.tid == real:
-            return t
-    return None
+                taskset.entered.discard(real)
+        stopped = next((t for _, t in p.threads if t.tid == out[2]), None)
+        return Outcome(done=done, reason=int(out[1]), status=int(out[3]), errno=int(out[5]),
+                       fed=int(out[4]), stops=int(out[6])), stopped
