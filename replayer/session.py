@@ -36,7 +36,7 @@ from tracefile.errors import TraceError
 from tracefile.reader import EventCursor, Row, TraceReader
 from tracefile.records import Event, Kind
 
-from replayer import cpu_match, registers, snapshot, sysbuf_feed
+from replayer import cpu_match, handoff_replay, registers, snapshot, sysbuf_feed
 from replayer.cpu_pin import CpuPin
 from replayer.errors import CheckpointFailed, Paused, ReplayDivergence, ReplayError
 from replayer.fastpath import (Outcome, ReplayLoop, collect, emulated_only,
@@ -113,6 +113,8 @@ class ReplaySession:
         self.ticks: CpuTimer | ThreadTimers | None = None
         lib = fastloop.load()
         self._loop = ReplayLoop(lib) if lib is not None else None
+        # Futex hand-offs between threads in compiled code too (replayer.handoff_replay).
+        self._handoffs = handoff_replay.load(lib)
         # A stop that compiled code waited for and left for the ordinary path (the next
         # event is replayed from it): consumed by run_once within the same step.
         self._pending: tuple[Task, Stop] | None = None
@@ -152,7 +154,9 @@ class ReplaySession:
             self.finished = True
             return None
         if self.fast and self._loop is not None:
-            last = self._run_batch(ev)
+            last = self._run_handoffs(ev)
+            if last is None and self._pending is None:
+                last = self._run_batch(ev)
             if last is not None and self._pending is None:
                 return last
             ev = self.next_event
@@ -251,9 +255,62 @@ class ReplaySession:
             return replayed[-1]
         return first if done == 1 else self.reader.event_from(rows[done - 1])
 
+    def _run_handoffs(self, first: Event) -> Event | None:
+        """Replay the run of futex hand-offs between threads of one process that starts at
+        `first` in compiled code (replayer.handoff_replay), only where nothing looks between
+        events; the last event replayed, or None. A stop the loop did not handle is left in
+        `_pending`, as by `_run_batch`."""
+        cursor = self._events
+        if (self._handoffs is None or self.observer is not None or self.ticks is not None
+                or self.run_request != api.Req.SYSEMU or self.dying or self.exec_victims
+                or self.signal_ready is not None or len(self._ahead) != 1
+                or not isinstance(cursor, EventCursor)):
+            return None
+        plan = handoff_replay.plan(first, self.taskset, cursor, naming=bool(self.listeners))
+        if plan is None:
+            return None
+        task, proc = self.taskset.select(first.tid)
+        assert task is not None and proc is not None
+        if proc.feed and not proc.feed_armed:
+            proc.feed_armed = sysbuf_feed.arm(task)
+        self.running = True
+        try:
+            outcome, stopped = self._handoffs.replay(
+                plan, self.taskset, cursor, task.mem.fd,
+                sysbuf.FEED if proc.feed and proc.feed_armed else 0)
+        finally:
+            self.running = False
+        done, rows = outcome.done, plan.run.rows
+        self.stops += outcome.stops
+        self.fed += outcome.fed
+        if done:
+            self._ahead.popleft()  # first
+            self.position = first.seq + done
+            self.task, self.proc = self.taskset.select(rows[done - 1][1])
+        if outcome.reason in (fastloop.STOP, fastloop.EINTR):
+            if stopped is None:
+                raise ReplayError(f"the compiled loop stopped in a task that is not one of "
+                                  f"the process replayed at event {first.seq + done}")
+            self.take_back(stopped, outcome.reason, outcome.status)
+        elif outcome.reason == fastloop.ERROR:
+            raise api.PtraceError(outcome.errno, "ptrace failed while replaying event "
+                                  f"{first.seq + done}")
+        if not done:
+            return None
+        if not self.listeners:
+            return first if done == 1 else self.reader.event_from(rows[done - 1])
+        replayed = [first] + [self.reader.event_from(r) for r in rows[1:done]]
+        for ev in replayed:
+            for listener in self.listeners:
+                listener(ev)
+        return replayed[-1]
+
     def close(self) -> None:
         log.debug("replay: %d events, %d ptrace stops, %d buffered calls without a stop",
                   self.position, self.stops, self.fed)
+        if self._handoffs is not None:
+            log.debug("replay: %d events replayed across thread switches in compiled code",
+                      self._handoffs.events)
         self._kill_task()
         self.syscalls.close()
         self.reader.close()

@@ -19,6 +19,8 @@
  *                       emulation, PTRACE_SYSEMU to the entry, compare the registers with
  *                       the recorded ones (as replayer/registers.diff does), write the
  *                       recorded memory, set rax.
+ *   relive_replay_handoff  replay: the same across the threads of one process, switching
+ *                       between them where a thread waited in a futex call when recorded.
  *   relive_find_point   replay: run a task (PTRACE_SYSEMU) from one hit of relive's own
  *                       instruction breakpoint (debug register 3) to the next, until a hit
  *                       where the registers are the recorded ones: the search for the
@@ -1174,14 +1176,14 @@ void relive_replay_feed(uint64_t addr, int last, uint64_t code_lo, uint64_t code
     hook_hi = code_hi;
 }
 
-/* Write the feed: the BUFFERED events from evs[i] on (one write at most each), as many as
-   fit; how many (0: none, the feed left as it was). */
-static long feed_write(int memfd, const struct ev *evs, long i, long nev,
+/* Write the feed: the BUFFERED events from evs[i] up to evs[limit] (not included; one
+   write at most each), as many as fit; how many (0: none, the feed left as it was). */
+static long feed_write(int memfd, const struct ev *evs, long i, long limit,
                        const struct wr *writes, const unsigned char *data)
 {
     uint64_t at = FEED_HEAD;
     long n = 0;
-    for (long k = i; k < (feed_last ? nev : nev - 1) && n < FEED_MAX; k++) {
+    for (long k = i; k < limit && n < FEED_MAX; k++) {
         uint32_t nw = evs[k].nwrites & ~EV_BUFFERED;
         if (!(evs[k].nwrites & EV_BUFFERED) || nw > 1)
             break;
@@ -1292,7 +1294,7 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
         if (i > 0 && now_ns() >= deadline_ns)
             break;
         long fed = feed_addr && (evs[i].nwrites & EV_BUFFERED)
-            ? feed_write(memfd, evs, i, nev, writes, data) : 0;
+            ? feed_write(memfd, evs, i, feed_last ? nev : nev - 1, writes, data) : 0;
         if (fed > 0) {
             int failed = sysemu_and_wait_fed(tid, &status, &reason, out) < 0;
             int held, stopped = 0;
@@ -1339,6 +1341,140 @@ long relive_replay_run(int tid, int memfd, const struct ev *evs, long nev,
         }
         if (ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, rax),
                    (void *)evs[i].result) < 0) {
+            reason = R_STOP;  /* Python replays the event again from this stop */
+            break;
+        }
+    }
+    restore_traps(tsc);
+    out[0] = i;
+    out[1] = reason;
+    out[3] = status;
+    return i;
+}
+
+/* ==== Replay across futex hand-offs: relive_replay_handoff ==================================
+ *
+ * A run of events of the threads of ONE process, switching between them only where a thread
+ * waited in a traced futex call when recorded (replayer/handoff_replay.py picks the run):
+ * each event names its thread (struct hev: an index into tids[]) and what replay does with
+ * it, as replayer/session.py does event by event:
+ *   HOP_RUN       the thread runs (PTRACE_SYSEMU) from its last boundary to the event's
+ *                 syscall stop, checked as relive_replay_run checks it (number, registers
+ *                 or a BUFFERED event's arguments and rip), the recorded memory written,
+ *                 rax set; runs of BUFFERED events through the feed as there;
+ *   HOP_ENTER     (an ENTER event) the thread runs to its futex entry, checked the same way,
+ *                 and stays there: it left the CPU inside the call when recorded;
+ *   HOP_COMPLETE  (the SYSCALL event completing an ENTER) the thread, stopped at that entry,
+ *                 gets the recorded memory and result without running.
+ * At the first event whose stop, registers or writes are not the recorded ones the loop
+ * returns R_STOP with that stop untouched (out[2]: the thread), and Python replays that event
+ * itself from it, which reports the divergence with its event, thread and registers; a
+ * HOP_COMPLETE whose write does not land returns R_PARKED before it (Python completes it).
+ */
+#define HOP_RUN 0
+#define HOP_ENTER 1
+#define HOP_COMPLETE 2
+#define HANDOFF_MAX_TASKS 64
+
+struct hev {
+    int32_t task;   /* index into tids[] */
+    uint32_t op;    /* HOP_* */
+};
+
+/* Write event e's recorded memory and set its result; 0, or -1 if one did not land. */
+static int put_result(int tid, int memfd, const struct ev *e, const struct wr *writes,
+                      const unsigned char *data)
+{
+    const struct wr *wp = writes + e->first_write;
+    uint32_t nwrites = e->nwrites & ~EV_BUFFERED;
+    for (uint32_t k = 0; k < nwrites; k++)
+        if (write_all(memfd, data + wp[k].off, wp[k].len, wp[k].addr) < 0)
+            return -1;
+    return ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, rax),
+                  (void *)e->result) < 0 ? -1 : 0;
+}
+
+/* Where a fed run of thread `task` from evs[i] may end (not included): at its last BUFFERED
+   event, or past it when the next event is a stop that thread reaches by running on (its
+   own syscall or futex entry; at the end of the run, as relive_replay_feed says). */
+static long handoff_feed_limit(const struct ev *evs, const struct hev *hevs, long i, long nev)
+{
+    long j = i;
+    while (j < nev && hevs[j].task == hevs[i].task && hevs[j].op == HOP_RUN
+           && (evs[j].nwrites & EV_BUFFERED))
+        j++;
+    if (j < nev)
+        return hevs[j].task == hevs[i].task && hevs[j].op != HOP_COMPLETE ? j : j - 1;
+    return feed_last ? j : j - 1;
+}
+
+/* out: as relive_replay_run's ([2]: the thread of the stop or error). */
+long relive_replay_handoff(const int32_t *tids, long ntasks, int memfd, const struct ev *evs,
+                           const struct hev *hevs, long nev, const struct wr *writes,
+                           const unsigned char *data, int64_t deadline_ns, int64_t *out)
+{
+    struct user_regs_struct regs;
+    long i;
+    int status = 0, reason = R_PARKED;
+    int tsc = trap_like_tracees();
+    memset(out, 0, OUT_WORDS * sizeof(int64_t));
+    for (i = 0; i < nev; i++) {
+        if (i > 0 && now_ns() >= deadline_ns)
+            break;
+        if (hevs[i].task < 0 || hevs[i].task >= ntasks || ntasks > HANDOFF_MAX_TASKS
+            || hevs[i].op > HOP_COMPLETE) {
+            reason = R_ERROR;
+            out[5] = EINVAL;
+            break;
+        }
+        int tid = tids[hevs[i].task];
+        out[2] = tid;
+        if (hevs[i].op == HOP_COMPLETE) {
+            if (put_result(tid, memfd, evs + i, writes, data) < 0)
+                break;  /* R_PARKED: Python completes it and reports what did not land */
+            continue;
+        }
+        long fed = feed_addr && (evs[i].nwrites & EV_BUFFERED)
+            ? feed_write(memfd, evs, i, handoff_feed_limit(evs, hevs, i, nev), writes, data)
+            : 0;
+        if (fed > 0) {
+            int failed = sysemu_and_wait_fed(tid, &status, &reason, out) < 0;
+            int held, stopped = 0;
+            while (!failed && (held = held_in_hook(tid, status)) != 0) {
+                stopped |= held == 1;
+                failed = sysemu_and_wait_fed(tid, &status, &reason, out) < 0;
+            }
+            if (stopped)
+                syscall(SYS_tkill, tid, SIGSTOP);
+            long c = feed_taken(memfd, fed);
+            if (c < 0) {
+                reason = R_ERROR;
+                out[5] = EPROTO;
+                break;
+            }
+            out[4] += c;
+            i += c;
+            if (failed)
+                break;
+            if (i >= nev) {
+                reason = R_STOP;  /* the stop is the event's after the run (same thread) */
+                break;
+            }
+        } else if (sysemu_and_wait(tid, &status, &reason, out) < 0) {
+            break;
+        } else {
+            out[6]++;
+        }
+        int buffered = (evs[i].nwrites & EV_BUFFERED) != 0;
+        if (!is_syscall_stop(status) || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0
+            || (int64_t)regs.orig_rax != evs[i].nr
+            || !(buffered ? same_args(evs[i].regs, &regs) : same_regs(evs[i].regs, &regs))) {
+            reason = R_STOP;
+            break;
+        }
+        if (hevs[i].op == HOP_ENTER)
+            continue;  /* parked at its futex entry until its HOP_COMPLETE */
+        if (put_result(tid, memfd, evs + i, writes, data) < 0) {
             reason = R_STOP;  /* Python replays the event again from this stop */
             break;
         }
@@ -1464,6 +1600,23 @@ long relive_shared_interface(const char **names, int64_t *values, long n)
     for (long i = 0; i < count && i < n; i++) {
         names[i] = shared_abi[i].name;
         values[i] = shared_abi[i].value;
+    }
+    return count;
+}
+
+/* relive_replay_handoff's constants and layout (replayer/handoff_replay.py checks them). */
+long relive_handoff_interface(const char **names, int64_t *values, long n)
+{
+    static const struct abi_entry handoff_abi[] = {
+        {"HOP_RUN", HOP_RUN}, {"HOP_ENTER", HOP_ENTER}, {"HOP_COMPLETE", HOP_COMPLETE},
+        {"HANDOFF_MAX_TASKS", HANDOFF_MAX_TASKS}, {"sizeof(struct hev)", sizeof(struct hev)},
+        {"sizeof(struct ev)", sizeof(struct ev)}, {"sizeof(struct wr)", sizeof(struct wr)},
+        {"EV_BUFFERED", EV_BUFFERED}, {"OUT_WORDS", OUT_WORDS},
+    };
+    long count = (long)(sizeof handoff_abi / sizeof handoff_abi[0]);
+    for (long i = 0; i < count && i < n; i++) {
+        names[i] = handoff_abi[i].name;
+        values[i] = handoff_abi[i].value;
     }
     return count;
 }
