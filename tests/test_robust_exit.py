@@ -10,7 +10,6 @@ waited for came back plain instead of EOWNERDEAD.
 import struct
 import subprocess
 
-import pytest
 
 from conftest import assert_faithful, describe, replay, run_relive
 from tracefile.reader import TraceReader
