@@ -74,15 +74,11 @@ def _loaded() -> None:
 
 # -- record ------------------------------------------------------------------------------------
 def cmd_record(args: argparse.Namespace) -> int:
-    from recorder.errors import UnsupportedError
-    from recorder.session import Recorder, exit_code
     from relive import privacy, traces
     from tracee.cpuid import model_name
     from tracee.hwcount import has_pmu
-    from tracee.spawn import SpawnError
     from tracefile.writer import TraceWriter
 
-    _loaded()
     argv = [args.program, *args.args]
     path = _program_path(args.program)
     made = not args.output or not os.path.lexists(args.output)
@@ -93,6 +89,13 @@ def cmd_record(args: argparse.Namespace) -> int:
                     started=_now_iso(),
                     cpu=model_name(), pmu=has_pmu(), complete=False)
     writer.commit(wait=False)  # the program starts while the SQL thread creates the database
+    # The recorder is imported only now: the SQL thread imports sqlite3 and zstandard and
+    # creates the database meanwhile, rather than while the first syscalls are recorded
+    # (where each of the recorder's wake-ups waited for the GIL that thread held).
+    from recorder.errors import UnsupportedError
+    from recorder.session import Recorder, exit_code
+    from tracee.spawn import SpawnError
+    _loaded()
     if not args.output:
         traces.set_latest(out)
     environ = dict(os.environ)
