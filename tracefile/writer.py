@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracefile.errors import TraceError
-from tracefile import recording_lock
+from tracefile import checked_copies, recording_lock
 from tracefile.file_cache import ID_DIGITS, FileCache
 from tracefile import chunks, sparse
 from tracefile.chunks import ChunkBuilder
@@ -160,8 +160,9 @@ class TraceWriter:
                                  "refusing to overwrite it even with --force")
             for name in ("trace.db", "trace.db-wal", "trace.db-shm"):
                 (self.dir / name).unlink(missing_ok=True)
-            for old in (self.dir / "files").glob("*"):
-                old.unlink()
+            old_copies = list((self.dir / "files").glob("*"))
+        else:
+            old_copies = []
         old_umask = os.umask(0o077)
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -174,6 +175,17 @@ class TraceWriter:
             self._cache = FileCache.open(file_cache) if file_cache is not None else None
         finally:
             os.umask(old_umask)
+        for old in old_copies:
+            self._remove_copy(old)
+
+    def _remove_copy(self, old: Path) -> None:
+        """Remove an old trace's copy. Unlinking changes the inode's ctime: the note of a
+        replay that checked its content is kept for the file cache's link to the same inode
+        (the next recording links it)."""
+        made = checked_copies.checked_stat(old, old.name) if self._cache is not None else None
+        old.unlink()
+        if made is not None and self._cache is not None:
+            checked_copies.note_made(self._cache.content(old.name), old.name, made)
 
     # -- metadata ---------------------------------------------------------------------------
     def set_meta(self, **values: Any) -> None:
@@ -300,11 +312,18 @@ class TraceWriter:
         if file_id is not None:
             return file_id
         cache = self._cache if not fresh else None
-        file_id = cache.link_into(st, self.dir / "files") if cache is not None else None
+        file_id = made = None  # made: the copy's stat once its content was known
+        if cache is not None:
+            cached = cache.lookup(st)
+            made = checked_copies.checked_stat(cache.content(cached), cached) if cached else None
+            file_id = cache.link_into(st, self.dir / "files")
+            made = made if file_id == cached else None
         if file_id is None:
-            file_id = self._copy(path, name or path)
+            file_id, made = self._copy(path, name or path)
             if cache is not None:
                 cache.remember(st, self.dir / "files" / file_id)
+        if made is not None:  # its first replay need not hash it again
+            checked_copies.note_made(self.dir / "files" / file_id, file_id, made)
         row = (file_id, _path_value(name or path), st.st_size)
         self._sql.execute("INSERT OR IGNORE INTO files(id, path, size, crc) VALUES (?, ?, ?, ?)",
                           (*row, row_crc(*row)))
@@ -324,8 +343,10 @@ class TraceWriter:
         if self._cache is not None:
             self._cache.keep_note(kind, file_id, text)
 
-    def _copy(self, path: str, shown: str) -> str:
-        """Copy `path` (`shown` to users) into files/ under its id; returns the id."""
+    def _copy(self, path: str, shown: str) -> tuple[str, os.stat_result | None]:
+        """Copy `path` (`shown` to users) into files/ under its id; returns the id and, if
+        this was the first copy of that content in the trace, its stat after the last
+        write."""
         import hashlib  # only on a file-cache miss: OpenSSL's start-up costs ~5 ms
         tmp = self.dir / "files" / f".incoming-{os.getpid()}"
         digest = hashlib.sha256()
@@ -333,6 +354,7 @@ class TraceWriter:
             with open(path, "rb") as src, open(tmp, "wb") as dst:
                 os.fchmod(dst.fileno(), 0o700)
                 sparse.copy(src.fileno(), dst.fileno(), digest)  # holes stay holes
+                written = os.fstat(dst.fileno())
         except OSError as e:  # a full disk, most likely: free what the copy took at once
             tmp.unlink(missing_ok=True)
             raise TraceError(f"copying {shown} into the trace {self.dir} failed: "
@@ -341,9 +363,9 @@ class TraceWriter:
         final = self.dir / "files" / file_id
         if final.exists():
             tmp.unlink()
-        else:
-            tmp.rename(final)
-        return file_id
+            return file_id, None
+        tmp.rename(final)
+        return file_id, written
 
     def close(self, *, complete: bool = True, **meta: Any) -> None:
         """Write the final metadata, commit and close. A writing failure is raised (as a
