@@ -68,8 +68,10 @@ def _now_iso() -> str:
 def _loaded() -> None:
     """relive's modules are imported: hide what they made from the garbage collector
     (gc.freeze). It all lives until exit, yet every full collection walked it again, the
-    interpreter's last ones at exit included (~35 ms of `relive record /bin/true` here)."""
+    interpreter's last ones at exit included (~35 ms of `relive record /bin/true` here).
+    The collector, off while they were imported (main: ~2 ms of collections), is on again."""
     gc.freeze()
+    gc.enable()
 
 
 # -- record ------------------------------------------------------------------------------------
@@ -445,7 +447,14 @@ def _split_record_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    gc.disable()  # until the command's modules are imported
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    finally:
+        gc.enable()
+
+
+def _main(argv: list[str]) -> int:
     options, program = _split_record_argv(argv)
     i = _command_index(argv)
     parser = build_parser(argv[i] if i < len(argv) and argv[i] in _COMMANDS else None)
@@ -455,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     logging.basicConfig(level=args.log.upper(), format="relive: %(message)s")
+    if args.func not in (cmd_record, cmd_replay):  # (those two import first: _loaded)
+        gc.enable()
     try:
         return int(args.func(args))
     except ReliveError as e:
