@@ -1,4 +1,5 @@
-"""Write a trace directory: trace.db (SQLite, WAL) plus files/ with copies of mapped files.
+"""Write a trace directory: trace.db (SQLite; WAL until closed) plus files/ with copies of
+mapped files.
 
 Events are batched and committed often (every COMMIT_EVERY events or COMMIT_SECONDS), so a
 recorder killed mid-recording leaves a trace that replays up to its last commit; `complete` is
@@ -90,8 +91,8 @@ def _create_database(path: Path) -> sqlite3.Connection:
     a crash of the machine itself could lose or damage the trace; syncing at every WAL
     checkpoint halved the writer thread's throughput; `synchronous` is set before the switch
     to WAL, which otherwise syncs the new file three times (12-14 ms on a busy disk, 0.05 ms
-    without). Called on the SQL thread, which imports
-    sqlite3 too (with datetime, ~9 ms) while the recording starts."""
+    without). Called on the SQL thread, which imports sqlite3 too (with datetime, ~9 ms)
+    while the recording starts."""
     import sqlite3
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA page_size=65536")
