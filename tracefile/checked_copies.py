@@ -23,8 +23,9 @@ and the recorder notes the copies it just wrote or linked (`note_made`), every c
 new trace otherwise being hashed by its first replay (the link into the trace changes the
 inode's ctime): ~4 ms of CPU, 8-14 ms on a busy machine. The recorder knows the content
 of what it wrote (it hashed the bytes as it wrote them, then stat'ed the copy) or linked
-(a cached copy `known` here, stat'ed just before the link); its own rename and link change
-only the ctime, so the copy is noted if its size and mtime are still those stat'ed: a write
+(a cached copy `known` here, stat'ed just before the link); its own rename, link and unlink
+(of an overwritten trace's link to the same inode) change only the ctime, so the copy is
+noted if its size and mtime are still those stat'ed: a write
 after that stat would have given it another mtime. What is not seen is only the write that
 puts the mtime back at once (utimes), microseconds after relive's own step: no stray edit
 does that, and a forged trace is not what these checks are against (tracefile.integrity).
