@@ -68,21 +68,19 @@ def _now_iso() -> str:
 def _loaded() -> None:
     """relive's modules are imported: hide what they made from the garbage collector
     (gc.freeze). It all lives until exit, yet every full collection walked it again, the
-    interpreter's last ones at exit included (~35 ms of `relive record /bin/true` here)."""
+    interpreter's last ones at exit included (~35 ms of `relive record /bin/true` here).
+    The collector, off while they were imported (main: ~2 ms of collections), is on again."""
     gc.freeze()
+    gc.enable()
 
 
 # -- record ------------------------------------------------------------------------------------
 def cmd_record(args: argparse.Namespace) -> int:
-    from recorder.errors import UnsupportedError
-    from recorder.session import Recorder, exit_code
     from relive import privacy, traces
     from tracee.cpuid import model_name
     from tracee.hwcount import has_pmu
-    from tracee.spawn import SpawnError
     from tracefile.writer import TraceWriter
 
-    _loaded()
     argv = [args.program, *args.args]
     path = _program_path(args.program)
     made = not args.output or not os.path.lexists(args.output)
@@ -93,6 +91,13 @@ def cmd_record(args: argparse.Namespace) -> int:
                     started=_now_iso(),
                     cpu=model_name(), pmu=has_pmu(), complete=False)
     writer.commit(wait=False)  # the program starts while the SQL thread creates the database
+    # The recorder is imported only now: the SQL thread imports sqlite3 and zstandard and
+    # creates the database meanwhile, rather than while the first syscalls are recorded
+    # (where each of the recorder's wake-ups waited for the GIL that thread held).
+    from recorder.errors import UnsupportedError
+    from recorder.session import Recorder, exit_code
+    from tracee.spawn import SpawnError
+    _loaded()
     if not args.output:
         traces.set_latest(out)
     environ = dict(os.environ)
@@ -442,7 +447,14 @@ def _split_record_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    gc.disable()  # until the command's modules are imported
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    finally:
+        gc.enable()
+
+
+def _main(argv: list[str]) -> int:
     options, program = _split_record_argv(argv)
     i = _command_index(argv)
     parser = build_parser(argv[i] if i < len(argv) and argv[i] in _COMMANDS else None)
@@ -452,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     logging.basicConfig(level=args.log.upper(), format="relive: %(message)s")
+    if args.func not in (cmd_record, cmd_replay):  # (those two import first: _loaded)
+        gc.enable()
     try:
         return int(args.func(args))
     except ReliveError as e:

@@ -82,14 +82,14 @@ class FileCache:
         if not self._usable:
             return None
         entry = self._by_stat / stat_key(st)
+        file_id = self.lookup(st)
         try:
-            file_id = os.path.basename(os.readlink(entry))
             indexed_ns = os.lstat(entry).st_mtime_ns
         except OSError:
             return None
-        if len(file_id) != ID_DIGITS or file_id.strip("0123456789abcdef"):
+        if file_id is None:
             return None
-        content = self._by_id / file_id
+        content = self.content(file_id)
         try:
             if os.stat(content).st_mtime_ns > indexed_ns:
                 # Written in place since it was indexed (through some trace's files/<id>,
@@ -105,6 +105,20 @@ class FileCache:
             self._give_up_on(e)
             return None
         return file_id
+
+    def lookup(self, st: os.stat_result) -> str | None:
+        """The id of the content indexed for the file `st` describes, if any."""
+        try:
+            file_id = os.path.basename(os.readlink(self._by_stat / stat_key(st)))
+        except OSError:
+            return None
+        if len(file_id) != ID_DIGITS or file_id.strip("0123456789abcdef"):
+            return None
+        return file_id
+
+    def content(self, file_id: str) -> Path:
+        """Where the content `file_id` is kept (it may be gone)."""
+        return self._by_id / file_id
 
     def remember(self, st: os.stat_result, copy: Path) -> None:
         """Index `copy`, a trace's finished copy of the file `st` describes (named by its id),

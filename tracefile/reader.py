@@ -239,6 +239,7 @@ class TraceReader:
             raise TraceError(f"trace {self.dir} is missing its copy of a mapped file ({file_id})")
         if file_id not in self._files_checked and not checked_copies.known(path, file_id):
             try:
+                before = os.stat(path)
                 found = integrity.content_id(path)
             except OSError as e:
                 raise TraceError(f"trace {self.dir}: cannot read its copy of a mapped file "
@@ -247,7 +248,7 @@ class TraceReader:
                 raise TraceError(f"trace {self.dir} is corrupt: its copy of a mapped file "
                                  f"({self._file_name(file_id)}) is damaged: files/{file_id} "
                                  f"holds other content")
-            checked_copies.note(path, file_id)
+            checked_copies.note(path, file_id, before)
             self._files_checked.add(file_id)
         if self._exec_copies is None and on_noexec_mount(self.dir):
             self._exec_copies = ExecCopies(self.dir)

@@ -1,4 +1,5 @@
-"""Write a trace directory: trace.db (SQLite, WAL) plus files/ with copies of mapped files.
+"""Write a trace directory: trace.db (SQLite; WAL until closed) plus files/ with copies of
+mapped files.
 
 Events are batched and committed often (every COMMIT_EVERY events or COMMIT_SECONDS), so a
 recorder killed mid-recording leaves a trace that replays up to its last commit; `complete` is
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracefile.errors import TraceError
-from tracefile import recording_lock
+from tracefile import checked_copies, recording_lock
 from tracefile.file_cache import ID_DIGITS, FileCache
 from tracefile import chunks, sparse
 from tracefile.chunks import ChunkBuilder
@@ -88,16 +89,30 @@ def _create_database(path: Path) -> sqlite3.Connection:
     209 MB with 32 KiB pages, whose overflow pages were mostly empty). No syncs: a
     committed transaction survives the recorder being killed (the kernel has the data), only
     a crash of the machine itself could lose or damage the trace; syncing at every WAL
-    checkpoint halved the writer thread's throughput. Called on the SQL thread, which imports
-    sqlite3 too (with datetime, ~9 ms) while the recording starts."""
+    checkpoint halved the writer thread's throughput; `synchronous` is set before the switch
+    to WAL, which otherwise syncs the new file three times (12-14 ms on a busy disk, 0.05 ms
+    without). Called on the SQL thread, which imports sqlite3 too (with datetime, ~9 ms)
+    while the recording starts."""
     import sqlite3
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA page_size=65536")
+    db.execute("PRAGMA synchronous=OFF")  # before WAL: switching syncs otherwise (~12 ms)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=OFF")
-    db.executescript(SCHEMA)
+    db.executescript(f"BEGIN; {SCHEMA} COMMIT;")  # one transaction, not one per table
     db.execute("BEGIN")
     return db
+
+
+def _leave_wal(db: sqlite3.Connection) -> None:
+    """A finished trace is read in rollback-journal mode: its readers then open trace.db
+    alone, where a WAL database made each new trace's first reader create its -wal and
+    -shm files (1-7 ms on a busy disk) and left them behind. Should a reader have it open
+    now (`relive info` during the recording), it stays a WAL database, as readable."""
+    import sqlite3
+    try:
+        db.execute("PRAGMA journal_mode=DELETE")
+    except sqlite3.OperationalError:
+        pass
 
 
 def _path_value(path: str) -> str | bytes:
@@ -146,8 +161,9 @@ class TraceWriter:
                                  "refusing to overwrite it even with --force")
             for name in ("trace.db", "trace.db-wal", "trace.db-shm"):
                 (self.dir / name).unlink(missing_ok=True)
-            for old in (self.dir / "files").glob("*"):
-                old.unlink()
+            old_copies = list((self.dir / "files").glob("*"))
+        else:
+            old_copies = []
         old_umask = os.umask(0o077)
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -160,6 +176,17 @@ class TraceWriter:
             self._cache = FileCache.open(file_cache) if file_cache is not None else None
         finally:
             os.umask(old_umask)
+        for old in old_copies:
+            self._remove_copy(old)
+
+    def _remove_copy(self, old: Path) -> None:
+        """Remove an old trace's copy. Unlinking changes the inode's ctime: the note of a
+        replay that checked its content is kept for the file cache's link to the same inode
+        (the next recording links it)."""
+        made = checked_copies.checked_stat(old, old.name) if self._cache is not None else None
+        old.unlink()
+        if made is not None and self._cache is not None:
+            checked_copies.note_made(self._cache.content(old.name), old.name, made)
 
     # -- metadata ---------------------------------------------------------------------------
     def set_meta(self, **values: Any) -> None:
@@ -286,11 +313,18 @@ class TraceWriter:
         if file_id is not None:
             return file_id
         cache = self._cache if not fresh else None
-        file_id = cache.link_into(st, self.dir / "files") if cache is not None else None
+        file_id = made = None  # made: the copy's stat once its content was known
+        if cache is not None:
+            cached = cache.lookup(st)
+            made = checked_copies.checked_stat(cache.content(cached), cached) if cached else None
+            file_id = cache.link_into(st, self.dir / "files")
+            made = made if file_id == cached else None
         if file_id is None:
-            file_id = self._copy(path, name or path)
+            file_id, made = self._copy(path, name or path)
             if cache is not None:
                 cache.remember(st, self.dir / "files" / file_id)
+        if made is not None:  # its first replay need not hash it again
+            checked_copies.note_made(self.dir / "files" / file_id, file_id, made)
         row = (file_id, _path_value(name or path), st.st_size)
         self._sql.execute("INSERT OR IGNORE INTO files(id, path, size, crc) VALUES (?, ?, ?, ?)",
                           (*row, row_crc(*row)))
@@ -310,8 +344,10 @@ class TraceWriter:
         if self._cache is not None:
             self._cache.keep_note(kind, file_id, text)
 
-    def _copy(self, path: str, shown: str) -> str:
-        """Copy `path` (`shown` to users) into files/ under its id; returns the id."""
+    def _copy(self, path: str, shown: str) -> tuple[str, os.stat_result | None]:
+        """Copy `path` (`shown` to users) into files/ under its id; returns the id and, if
+        this was the first copy of that content in the trace, its stat after the last
+        write."""
         import hashlib  # only on a file-cache miss: OpenSSL's start-up costs ~5 ms
         tmp = self.dir / "files" / f".incoming-{os.getpid()}"
         digest = hashlib.sha256()
@@ -319,6 +355,7 @@ class TraceWriter:
             with open(path, "rb") as src, open(tmp, "wb") as dst:
                 os.fchmod(dst.fileno(), 0o700)
                 sparse.copy(src.fileno(), dst.fileno(), digest)  # holes stay holes
+                written = os.fstat(dst.fileno())
         except OSError as e:  # a full disk, most likely: free what the copy took at once
             tmp.unlink(missing_ok=True)
             raise TraceError(f"copying {shown} into the trace {self.dir} failed: "
@@ -327,9 +364,9 @@ class TraceWriter:
         final = self.dir / "files" / file_id
         if final.exists():
             tmp.unlink()
-        else:
-            tmp.rename(final)
-        return file_id
+            return file_id, None
+        tmp.rename(final)
+        return file_id, written
 
     def close(self, *, complete: bool = True, **meta: Any) -> None:
         """Write the final metadata, commit and close. A writing failure is raised (as a
@@ -340,6 +377,7 @@ class TraceWriter:
             self._flush()
             self._sql.execute("COMMIT")
             self._sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._sql.submit(_leave_wal)
         except TraceError:
             pass  # stop() raises it
         if self._cache is not None:
