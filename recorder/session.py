@@ -46,6 +46,7 @@ from tracee.sysnums import name_of
 from tracee.address_space import Flag
 from tracee.remote import RELIVE_PAGE, InjectionError
 from tracee.task import Memory, MemoryAccessError, Task, kill_tasks
+from tracefile.columnar import Columns
 from tracefile.records import Event, Kind, MemoryWrite, TaskRecord
 from tracefile.writer import SyscallRecord, TraceWriter
 
@@ -655,7 +656,7 @@ class Recorder:
         leave every thread it switched as the Python path would have: the one that left the
         CPU inside its wait (ENTER), the one whose wait returned (its SYSCALL event, then
         its runs). Returns the thread the loop ran last, now current."""
-        runs: list[tuple[int, Kind, int, Callable[[], Iterable[SyscallRecord]]]] = []
+        runs: list[tuple[int, Kind, int, Callable[[], Iterable[SyscallRecord] | Columns]]] = []
         last: dict[int, int] = {}  # tid -> index of its last event in this batch
         at = 0
         cur = t

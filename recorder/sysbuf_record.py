@@ -23,12 +23,13 @@ import struct
 import weakref
 from typing import TYPE_CHECKING, NamedTuple
 
-from tracee import remote, sysbuf, syscall_sites
+from tracee import records, remote, sysbuf, syscall_sites
 from tracee.address_space import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace, Flag, Mapping
 from tracee.task import MemoryAccessError
 
 if TYPE_CHECKING:
     from tracee.task import Task
+    from tracefile.columnar import Columns
     from tracefile.writer import TraceWriter
 
 log = logging.getLogger(__name__)
@@ -336,6 +337,16 @@ class _Plans:
 
 def _page_up(addr: int) -> int:
     return (addr + 4095) & ~4095
+
+
+def columns_from(chunk: bytes, addr: int) -> list[BufferedCall] | Columns:
+    """`calls_from`, made in compiled code as the columns a trace chunk stores
+    (tracefile.columnar): the writer adds them without a Python step per call."""
+    lib = records.load()
+    hook = sysbuf.hook()
+    if lib is None or hook is None:
+        return calls_from(chunk, addr)
+    return records.buffered_columns(lib, chunk, hook.untraced_insn + 2, len(chunk))[0]
 
 
 def calls_from(chunk: bytes, addr: int) -> list[BufferedCall]:

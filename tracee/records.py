@@ -1,0 +1,193 @@
+"""The per-event work on buffered syscalls in compiled code (records.c), loaded with ctypes
+as fastloop.c is (tracee.fastloop: a build made at install if it was built from this very
+source, else one built with gcc at first use and cached, else none: the Python paths).
+
+- `buffered_columns`: the syscall buffer's records as a chunk's columns (the recorder's
+  trace writer thread: recorder.sysbuf_record `columns_from`).
+- `RecordsCodec.layout`: a chunk's raw blob checked and laid out (tracefile.columnar);
+  `collect`: a run of its events packed for the replay loop (replayer.fastpath).
+
+RELIVE_FASTPATH=0 turns it off with the compiled loops. The C side lists its constants by
+name (`relive_interface`), checked against `DECLARED` at load.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import logging
+from pathlib import Path
+
+from tracee import fastloop, sysbuf
+from tracee.ptrace_api import REGS_SIZE
+from tracefile import columnar
+from tracefile.columnar import Columns, Decoded
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("records.c")
+INSTALLED_NAME = "_records"  # setup.py's extension tracee._records
+ARGS_SIZE = 56
+TABLE_WORDS = 3
+OFF_WORDS = 4
+EV_SIZE = REGS_SIZE + fastloop.EV.size
+MAX_NR = 1024
+KIND_SYSCALL, KIND_BUFFERED = 2, 11  # tracefile.records Kind
+DECLARED = {"REC_HEAD": sysbuf.REC_HEAD, "DONE": sysbuf.DONE, "NO_ARG": sysbuf.NO_ARG,
+            "MAX_OUT": sysbuf.MAX_OUT, "ARGS_SIZE": ARGS_SIZE, "REGS": columnar.REGS,
+            "COLUMNS": 7, "WCOLUMNS": 3, "TABLE_WORDS": TABLE_WORDS, "OFF_WORDS": OFF_WORDS,
+            "EV_SIZE": EV_SIZE, "WR_SIZE": fastloop.WR.size,
+            "EV_BUFFERED": fastloop.EV_BUFFERED, "KIND_SYSCALL": KIND_SYSCALL,
+            "KIND_BUFFERED": KIND_BUFFERED, "MAX_NR": MAX_NR}
+_ERRORS = {-1: "shorter than its columns", -2: "a negative length",
+           -3: "more writes than bytes", -4: "lengths do not add up to its size",
+           -5: "its layout changed"}
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def _installed(source: bytes) -> Path | None:
+    here = SOURCE.parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = here / f"{INSTALLED_NAME}{suffix}"
+        if path.exists():
+            try:
+                lib = ctypes.CDLL(str(path))
+                lib.relive_source_crc.restype = ctypes.c_int64
+                if lib.relive_source_crc() == fastloop.source_crc(source):
+                    return path
+            except (OSError, AttributeError):
+                pass
+    return None
+
+
+def _build(source: bytes) -> Path:
+    import zlib
+    cache = fastloop._cache_dir()
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = cache / f"records-{zlib.crc32(source):08x}-{len(source)}.so"
+    built_from = target.with_suffix(".c")
+    if target.exists() and built_from.exists() and built_from.read_bytes() == source:
+        return target
+    fastloop.gcc_build(["-O2", "-shared", "-fPIC"], SOURCE, source, target, mode=0o700)
+    return target
+
+
+def load() -> ctypes.CDLL | None:
+    """The loaded library (installed as tracefile.columnar's codec), or None: disabled, not
+    built (said once: the Python paths do the same work)."""
+    global _lib, _tried
+    if not fastloop.enabled():
+        return None
+    if _tried:
+        return _lib
+    _tried = True
+    try:
+        source = SOURCE.read_bytes()
+        path = _installed(source) or _build(source)
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
+        log.warning("compiled buffered records unavailable (%s); using the Python path", e)
+        return None
+    _declare(lib)
+    differ = fastloop.disagreements(lib, DECLARED)
+    if differ:
+        log.warning("compiled buffered records unavailable (%s does not match relive's Python "
+                    "code: %s); using the Python path", path, differ)
+        return None
+    _lib = lib
+    columnar.codec = RecordsCodec(lib)
+    return lib
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    i64, vp, cp = ctypes.c_int64, ctypes.c_void_p, ctypes.c_char_p
+    lib.relive_buffered_columns.restype = ctypes.c_long
+    lib.relive_buffered_columns.argtypes = [cp, i64, i64, i64, ctypes.c_uint64, vp, i64,
+                                            vp, vp, vp, vp, vp, vp, vp, vp]
+    lib.relive_chunk_sizes.restype = ctypes.c_long
+    lib.relive_chunk_sizes.argtypes = [cp, i64, i64, vp]
+    lib.relive_chunk_layout.restype = ctypes.c_long
+    lib.relive_chunk_layout.argtypes = [cp, i64, i64, i64, i64, vp, vp]
+    lib.relive_chunk_collect.restype = ctypes.c_long
+    lib.relive_chunk_collect.argtypes = [cp, i64, i64, cp, vp, i64, i64, cp, i64, i64, i64,
+                                         i64, vp, vp, vp, vp]
+    lib.relive_interface.restype = ctypes.c_long
+    lib.relive_interface.argtypes = [vp, vp, ctypes.c_long]
+
+
+_table: ctypes.Array[ctypes.c_int64] | None = None
+
+
+def _entry_table() -> ctypes.Array[ctypes.c_int64]:
+    """The hook's table (tracee.sysbuf entries) as TABLE_WORDS int64 per number: out_arg
+    (NO_ARG: no output), cap_arg, fixed size."""
+    global _table
+    if _table is None:
+        table = (ctypes.c_int64 * (sysbuf.TABLE_NRS * TABLE_WORDS))()
+        for nr in range(sysbuf.TABLE_NRS):
+            table[nr * TABLE_WORDS] = sysbuf.NO_ARG
+        for nr, (out_arg, _, cap_arg, size) in sysbuf.entries().items():
+            table[nr * TABLE_WORDS:nr * TABLE_WORDS + 3] = [out_arg, cap_arg, size]
+        _table = table
+    return _table
+
+
+def _buf(size: int) -> ctypes.Array[ctypes.c_char]:
+    return ctypes.create_string_buffer(max(size, 1))
+
+
+def buffered_columns(lib: ctypes.CDLL, chunk: bytes, rip: int, cap: int, pos: int = 0
+                     ) -> tuple[Columns, int]:
+    """Up to `cap` records of `chunk` from `pos` as columns, and where the next starts."""
+    most = min(cap, max(len(chunk) - pos, 0) // sysbuf.REC_HEAD)
+    nrs, results, counts = _buf(8 * most), _buf(8 * most), _buf(8 * most)
+    regs, waddrs, wsizes = _buf(ARGS_SIZE * most), _buf(8 * most), _buf(8 * most)
+    data, state = _buf(len(chunk) - pos), (ctypes.c_int64 * 3)()
+    n = lib.relive_buffered_columns(chunk, len(chunk), pos, most, rip, _entry_table(),
+                                    sysbuf.TABLE_NRS, nrs, results, counts, regs, waddrs,
+                                    wsizes, data, state)
+    w = state[1]
+    return Columns(n, nrs.raw[:8 * n], results.raw[:8 * n], counts.raw[:8 * n],
+                   regs.raw[:ARGS_SIZE * n], ARGS_SIZE, waddrs.raw[:8 * w], wsizes.raw[:8 * w],
+                   data.raw[:state[2]]), state[0]
+
+
+class RecordsCodec:
+    """tracefile.columnar's Codec, and the batch packing of replayer.fastpath."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._lib = lib
+
+    def layout(self, first: int, count: int, raw: bytes) -> Decoded:
+        sizes = (ctypes.c_int64 * 2)()
+        err = self._lib.relive_chunk_sizes(raw, len(raw), count, sizes)
+        if err:
+            raise ValueError(_ERRORS.get(err, "malformed"))
+        writes, planes = sizes[0], sizes[1]
+        flat = _buf(planes * columnar.REGS)
+        off = bytearray(8 * OFF_WORDS * max(count, 1))
+        err = self._lib.relive_chunk_layout(raw, len(raw), count, writes, planes, flat,
+                                            (ctypes.c_char * len(off)).from_buffer(off))
+        if err:
+            raise ValueError(_ERRORS.get(err, "malformed"))
+        return Decoded(first, count, raw, writes, flat.raw[:planes * columnar.REGS],
+                       memoryview(off).cast("q"))
+
+    def collect(self, chunk: Decoded, i: int, hi: int, tid: int, allowed: bytes,
+                max_events: int, max_bytes: int, nw0: int, off0: int
+                ) -> tuple[int, bytes, bytes, bytes]:
+        """Events [i, hi) of `chunk` packed as replayer.fastpath collect packs them, while
+        they are task `tid`'s emulated events (numbers in `allowed`, MAX_NR bytes): (how
+        many, struct evs, struct wrs, data), writes numbered from `nw0`, data from `off0`."""
+        lib, out = self._lib, (ctypes.c_int64 * 3)()
+        off = (ctypes.c_char * len(chunk.off.obj)).from_buffer(chunk.off.obj)  # type: ignore[arg-type]
+        args = (chunk.raw, chunk.count, chunk.writes, chunk.flat, off, i, tid, allowed,
+                min(max_events, hi - i), max_bytes, nw0, off0)
+        lib.relive_chunk_collect(*args, None, None, None, out)
+        k, nw, nb = out[0], out[1], out[2]
+        if not k:
+            return 0, b"", b"", b""
+        evs, wrs, data = _buf(k * EV_SIZE), _buf(nw * fastloop.WR.size), _buf(nb)
+        lib.relive_chunk_collect(*args, evs, wrs, data, out)
+        return k, evs.raw[:k * EV_SIZE], wrs.raw[:nw * fastloop.WR.size], data.raw[:nb]
