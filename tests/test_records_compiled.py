@@ -6,7 +6,10 @@ and on crafted input, where the compiled code must never read past what it was g
 mangled chunk is `Damaged` or the same rows as the Python decoder's, never a crash)."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import struct
 
 import pytest
@@ -17,7 +20,7 @@ from test_trace_chunks import event_runs
 
 from recorder.sysbuf_record import calls_from, columns_from
 from replayer.fastpath import collect, emulated_only
-from tracee import records, sysbuf
+from tracee import fastloop, records, sysbuf
 from tracefile import chunks, columnar
 from tracefile.columnar import Columns, Decoded
 from tracefile.integrity import Damaged
@@ -296,3 +299,21 @@ def test_crafted_events_lay_out_and_pack_as_the_python_path_does(evs, naming):
                                                             slow.after)
         assert list(got.rows) == list(slow.rows)
         assert cursor.next_row() == slow_cursor.next_row()
+
+
+def test_the_c_and_python_declarations_agree_and_a_drift_is_named():
+    lib = records.load()
+    assert lib is not None
+    assert fastloop.disagreements(lib, records.DECLARED) == ""
+    wrong = dict(records.DECLARED, EV_SIZE=records.EV_SIZE + 8)
+    assert f"EV_SIZE is {records.EV_SIZE} in C" in fastloop.disagreements(lib, wrong)
+
+
+def test_relive_fastpath_0_keeps_the_python_paths():
+    """RELIVE_FASTPATH=0: no compiled codec, chunks decode to rows in Python."""
+    code = ("from tracee import records; from tracefile import columnar; "
+            "print(records.load(), columnar.codec)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, RELIVE_FASTPATH="0", PYTHONPATH=str(REPO_ROOT)),
+                         check=True)
+    assert out.stdout.split() == ["None", "None"]
