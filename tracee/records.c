@@ -54,11 +54,14 @@ static void put64(uint8_t *p, uint64_t v)
    `table`: TABLE_WORDS per syscall number below `table_nrs` (out_arg NO_ARG: no output).
    state[0]: where the next record starts, state[1] the writes, state[2] the data bytes.
    `data` has room for len - pos bytes (the outputs are copies of parts of the records).
-   Returns the records taken. */
+   `whole`: the records are read as the recorder's stop finds them (recorder.sysbuf_record
+   take): stop before one that is not whole (tracee.sysbuf parse), whose output the hook
+   has not copied yet (no DONE) or whose result it has not stored (PENDING): the Python path
+   takes those. Returns the records taken. */
 long relive_buffered_columns(const uint8_t *chunk, long len, long pos, long cap, uint64_t rip,
                              const int64_t *table, long table_nrs, int64_t *nrs,
                              int64_t *results, int64_t *counts, uint8_t *regs, int64_t *waddrs,
-                             int64_t *wsizes, uint8_t *data, int64_t *state)
+                             int64_t *wsizes, uint8_t *data, int64_t *state, int whole)
 {
     long n = 0, w = 0, d = 0;
     if (pos < 0)
@@ -72,6 +75,8 @@ long relive_buffered_columns(const uint8_t *chunk, long len, long pos, long cap,
         memcpy(args, chunk + pos + 8, 48);
         memcpy(&result, chunk + pos + 56, 8);
         if (size < REC_HEAD)
+            break;
+        if (whole && (size % 8 || size > len - pos || !(nr & DONE) || result == INT64_MIN))
             break;
         nr &= ~DONE;
         int64_t count = 0;

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import importlib.machinery
 import logging
+import threading
 from pathlib import Path
 
 from tracee import fastloop, sysbuf
@@ -104,7 +105,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     i64, vp, cp = ctypes.c_int64, ctypes.c_void_p, ctypes.c_char_p
     lib.relive_buffered_columns.restype = ctypes.c_long
     lib.relive_buffered_columns.argtypes = [cp, i64, i64, i64, ctypes.c_uint64, vp, i64,
-                                            vp, vp, vp, vp, vp, vp, vp, vp]
+                                            vp, vp, vp, vp, vp, vp, vp, vp, ctypes.c_int]
     lib.relive_chunk_sizes.restype = ctypes.c_long
     lib.relive_chunk_sizes.argtypes = [cp, i64, i64, vp]
     lib.relive_chunk_layout.restype = ctypes.c_long
@@ -137,20 +138,46 @@ def _buf(size: int) -> ctypes.Array[ctypes.c_char]:
     return ctypes.create_string_buffer(max(size, 1))
 
 
-def buffered_columns(lib: ctypes.CDLL, chunk: bytes, rip: int, cap: int, pos: int = 0
-                     ) -> tuple[Columns, int]:
-    """Up to `cap` records of `chunk` from `pos` as columns, and where the next starts."""
+class _Scratch(threading.local):
+    """The buffers `buffered_columns` fills, kept per thread and grown as needed (zeroing
+    fresh ones at every call cost more than the conversion)."""
+
+    def __init__(self) -> None:
+        self.size = -1
+        self.data_size = -1
+        self.bufs: list[ctypes.Array[ctypes.c_char]] = []
+        self.data = _buf(0)
+
+    def get(self, records: int, data: int) -> tuple[list[ctypes.Array[ctypes.c_char]],
+                                                    ctypes.Array[ctypes.c_char]]:
+        if records > self.size:
+            self.size = max(records, 2 * self.size, 256)
+            self.bufs = [_buf(8 * self.size) for _ in range(5)] + [_buf(ARGS_SIZE * self.size)]
+        if data > self.data_size:
+            self.data_size = max(data, 2 * self.data_size, 1 << 16)
+            self.data = _buf(self.data_size)
+        return self.bufs, self.data
+
+
+_scratch = _Scratch()
+
+
+def buffered_columns(lib: ctypes.CDLL, chunk: bytes, rip: int, cap: int, pos: int = 0, *,
+                     whole: bool = False) -> tuple[Columns, int]:
+    """Up to `cap` records of `chunk` from `pos` as columns, and where the next starts.
+    `whole`: only records that are whole, done and with their result (records.c says
+    why)."""
     most = min(cap, max(len(chunk) - pos, 0) // sysbuf.REC_HEAD)
-    nrs, results, counts = _buf(8 * most), _buf(8 * most), _buf(8 * most)
-    regs, waddrs, wsizes = _buf(ARGS_SIZE * most), _buf(8 * most), _buf(8 * most)
-    data, state = _buf(len(chunk) - pos), (ctypes.c_int64 * 3)()
+    (nrs, results, counts, waddrs, wsizes, regs), data = _scratch.get(most, len(chunk) - pos)
+    state = (ctypes.c_int64 * 3)()
     n = lib.relive_buffered_columns(chunk, len(chunk), pos, most, rip, _entry_table(),
                                     sysbuf.TABLE_NRS, nrs, results, counts, regs, waddrs,
-                                    wsizes, data, state)
+                                    wsizes, data, state, int(whole))
     w = state[1]
-    return Columns(n, nrs.raw[:8 * n], results.raw[:8 * n], counts.raw[:8 * n],
-                   regs.raw[:ARGS_SIZE * n], ARGS_SIZE, waddrs.raw[:8 * w], wsizes.raw[:8 * w],
-                   data.raw[:state[2]]), state[0]
+    at = ctypes.string_at
+    return Columns(n, at(nrs, 8 * n), at(results, 8 * n), at(counts, 8 * n),
+                   at(regs, ARGS_SIZE * n), ARGS_SIZE, at(waddrs, 8 * w), at(wsizes, 8 * w),
+                   at(data, state[2])), state[0]
 
 
 class RecordsCodec:
