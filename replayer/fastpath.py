@@ -43,6 +43,11 @@ MAX_BATCH = 256
 # the events it had no time for are built again into the next (with 1 MiB reads, 256 of them
 # made every 20 ms batch copy 256 MiB).
 MAX_BATCH_BYTES = 4 << 20
+# A batch packed from laid-out chunks in compiled code (tracee.records) may be longer: the
+# stop that ends each batch is then rarer (find: ~1,600 batches of 256 for 406k buffered
+# calls), and the events a batch had no time for go back to the cursor without a row each
+# (tracefile.reader EventCursor.push_back).
+MAX_PACKED = 4096
 _BATCHABLE = frozenset(NAME_OF) - queries.numbers(NOT_EMULATED)
 _NAMING_NRS = queries.numbers(NAMING)
 _SYSCALL, _BUFFERED = int(Kind.SYSCALL), int(Kind.BUFFERED)
@@ -198,6 +203,7 @@ def collect(first: Row, next_row: Callable[[], Row | None],
     packer = codec if isinstance(codec, records.RecordsCodec) else None
     allowed = _allowed(naming) if packer is not None else b""
     n = 1
+    most = MAX_PACKED if packer is not None else MAX_BATCH
     try:
         while row is not None:
             _, rtid, kind, nr, result, regs, info, writes = row
@@ -233,7 +239,7 @@ def collect(first: Row, next_row: Callable[[], Row | None],
                 if got is None:
                     break
                 chunk, at, hi = got
-                room = min(MAX_BATCH - n, hi - at)
+                room = min(most - n, hi - at)
                 k, evs, wrs, more = packer.collect(chunk, at, hi, tid, allowed, room,
                                                    MAX_BATCH_BYTES, nwrites, off)
                 if k:
@@ -245,7 +251,7 @@ def collect(first: Row, next_row: Callable[[], Row | None],
                     n += k
                     nwrites += len(wrs) // _WR.size
                     off += len(more)
-                if off >= MAX_BATCH_BYTES or n >= MAX_BATCH:
+                if off >= MAX_BATCH_BYTES or n >= most:
                     return Batch(rows, b"".join(parts), b"".join(wparts), b"".join(data), None)
                 if k < room:  # an event it does not take: the next one, read as a row
                     break

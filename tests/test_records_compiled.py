@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from test_trace_chunks import event_runs
 
 from recorder.sysbuf_record import calls_from, columns_from
+from replayer import fastpath
 from replayer.fastpath import collect, emulated_only
 from tracee import fastloop, records, sysbuf
 from tracefile import chunks, columnar
@@ -134,12 +135,14 @@ class _ListCursor:
 
 @pytest.mark.parametrize("name", ["find", "tar", "clocks"])
 @pytest.mark.parametrize("naming", [False, True])
-def test_replay_batches_are_packed_the_same_either_way(traces, name, naming):
+def test_replay_batches_are_packed_the_same_either_way(traces, name, naming, monkeypatch):
     """Every batch a replay of the trace would pack, from each of its events: records.c's
     packing of the laid-out chunks and the Python path's, from rows, are the same bytes,
-    the same events, ending at the same event; most of them are many events long."""
+    the same events, ending at the same event; most of them are many events long. (The
+    Python path's batches are as long as the compiled one's for the comparison.)"""
     if name not in traces:
         pytest.skip(f"needs {name}")
+    monkeypatch.setattr(fastpath, "MAX_BATCH", fastpath.MAX_PACKED)
     rows = _all_rows(traces[name], None)
     r = TraceReader(traces[name])
     long_batches = compiled_runs = 0
@@ -292,6 +295,7 @@ class _SpanCursor(_ListCursor):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(evs=event_runs(), naming=st.booleans())
 def test_crafted_events_lay_out_and_pack_as_the_python_path_does(evs, naming):
+    assert len(evs) < fastpath.MAX_BATCH  # (the same lengths either way)
     """Events of several threads, of every kind, with odd register lengths, infos and
     conservative writes: laid out as decoded, and every batch from every event packed as
     the Python path packs it (the same events taken, the same bytes, the same end)."""
@@ -335,3 +339,28 @@ def test_relive_fastpath_0_keeps_the_python_paths():
                          env=dict(os.environ, RELIVE_FASTPATH="0", PYTHONPATH=str(REPO_ROOT)),
                          check=True)
     assert out.stdout.split() == ["None", "None"]
+
+
+def test_a_batchs_events_not_replayed_go_back_to_the_span(traces):
+    """The events of a compiled batch the loop had no time for go back (replayer.session,
+    in reverse order) as a step back in the chunk: the next batch packs them again from it,
+    not row by row; a row from elsewhere goes back as a row."""
+    r = TraceReader(traces[next(iter(traces))])
+    try:
+        cursor = r.events()
+        cursor.next_row()
+        got = cursor.span()
+        assert got is not None
+        chunk, at, hi = got
+        assert hi - at > 20
+        cursor.skip(10)
+        for i in reversed(range(at, at + 10)):
+            cursor.push_back(chunk.row(i))
+        assert cursor.span() == (chunk, at, hi)
+        cursor.skip(1)
+        cursor.push_back(chunk.row(at + 5))  # not the one just before: a row
+        assert cursor.span() is None
+        assert cursor.next_row() == chunk.row(at + 5)
+        assert cursor.next_row() == chunk.row(at + 1)
+    finally:
+        r.close()

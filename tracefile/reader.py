@@ -492,7 +492,17 @@ class EventCursor:
         return row
 
     def push_back(self, row: Row) -> None:
-        """Make `row` the next one again (rows go back in the reverse of their order)."""
+        """Make `row` the next one again (rows go back in the reverse of their order). The
+        row just before the next one of the current span goes back by a step back in it:
+        a compiled batch's events not replayed go back without a row each (and are packed
+        again from the span)."""
+        if not self._rows and self._spans:
+            span = self._spans[0]
+            chunk = span.chunk
+            if (isinstance(chunk, Decoded) and self._at > span.lo
+                    and row[0] == chunk.first + self._at - 1):
+                self._at -= 1
+                return
         self._rows.appendleft(row)
 
     def span(self) -> tuple[Decoded, int, int] | None:
