@@ -13,7 +13,8 @@ import sys
 import struct
 
 import pytest
-from conftest import REPO_ROOT, describe, record
+import trace_rows
+from conftest import REPO_ROOT, assert_diverged_at, describe, record, replay, reseal
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_trace_chunks import event_runs
@@ -364,3 +365,24 @@ def test_a_batchs_events_not_replayed_go_back_to_the_span(traces):
         assert cursor.next_row() == chunk.row(at + 1)
     finally:
         r.close()
+
+
+def test_a_tampered_record_in_a_packed_batch_diverges_at_its_event(traces, tmp_path):
+    """find's trace with one buffered call's argument changed in the middle of a long run
+    (a batch packed by records.c): the replay names that event."""
+    if "find" not in traces:
+        pytest.skip("needs find")
+    trace = tmp_path / "t"
+    shutil.copytree(traces["find"], trace)
+    db = trace_rows.connect(trace)
+    found = db.execute("SELECT seq, regs FROM events WHERE kind = ? ORDER BY seq",
+                       (int(Kind.BUFFERED),)).fetchall()
+    seq, regs = found[len(found) // 2]
+    assert len(regs) == 56
+    args = list(struct.unpack("<7Q", regs))
+    args[1] ^= 0x10  # the path's or the buffer's address
+    db.execute("UPDATE events SET regs = ? WHERE seq = ?", (struct.pack("<7Q", *args), seq))
+    reseal(db)
+    db.commit()
+    db.close()
+    assert_diverged_at(replay(trace), seq)
