@@ -126,7 +126,7 @@ long relive_buffered_columns(const uint8_t *chunk, long len, long pos, long cap,
    does; sizes[0] = its writes, sizes[1] = its full register files (216 bytes). 0 or E_*. */
 long relive_chunk_sizes(const uint8_t *raw, long size, long n, int64_t *sizes)
 {
-    if (n < 0 || n > (1L << 24) || size < 0 || (size - 0) / 8 / COLUMNS < n)
+    if (n < 0 || n > (1L << 24) || size < 0 || size / 8 / COLUMNS < n)
         return E_COLUMNS;
     long head = COLUMNS * n * 8;
     uint64_t w = 0, planes = 0, other = 0, infos = 0, data = 0;
@@ -135,7 +135,9 @@ long relive_chunk_sizes(const uint8_t *raw, long size, long n, int64_t *sizes)
         int64_t il = get64(raw + (6 * n + i) * 8);
         if (nw < 0 || rl < 0 || il < 0)
             return E_NEGATIVE;
-        if (nw > size || rl > size || il > size)
+        if (nw > size)
+            return E_WRITES;
+        if (rl > size || il > size)
             return E_LENGTHS;
         w += (uint64_t)nw;
         if (w > (uint64_t)size)
