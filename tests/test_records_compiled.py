@@ -386,3 +386,12 @@ def test_a_tampered_record_in_a_packed_batch_diverges_at_its_event(traces, tmp_p
     db.commit()
     db.close()
     assert_diverged_at(replay(trace), seq)
+
+
+def test_doctor_says_whether_records_c_is_on():
+    from conftest import run_relive
+    on = run_relive("doctor", text=True, timeout=60)
+    off = run_relive("doctor", text=True, timeout=60, env=dict(os.environ, RELIVE_FASTPATH="0"))
+    line = next(x for x in on.stdout.splitlines() if "records path:" in x)
+    assert "on (" in line, line
+    assert "records path:    off (RELIVE_FASTPATH=0)" in off.stdout, off.stdout

@@ -45,6 +45,7 @@ _ERRORS = {-1: "shorter than its columns", -2: "a negative length",
 
 _lib: ctypes.CDLL | None = None
 _tried = False
+_status = "not loaded yet"
 
 
 def _installed(source: bytes) -> Path | None:
@@ -77,28 +78,45 @@ def _build(source: bytes) -> Path:
 def load() -> ctypes.CDLL | None:
     """The loaded library (installed as tracefile.columnar's codec), or None: disabled, not
     built (said once: the Python paths do the same work)."""
-    global _lib, _tried
+    global _lib, _tried, _status
     if not fastloop.enabled():
+        _status = "off (RELIVE_FASTPATH=0)"
         return None
     if _tried:
         return _lib
     _tried = True
     try:
         source = SOURCE.read_bytes()
-        path = _installed(source) or _build(source)
+        path = _installed(source)
+        origin = "built when relive was installed"
+        if path is None:
+            path = _build(source)
+            origin = "built with gcc at first use"
         lib = ctypes.CDLL(str(path))
     except OSError as e:
-        log.warning("compiled buffered records unavailable (%s); using the Python path", e)
+        _unavailable(str(e))
         return None
     _declare(lib)
     differ = fastloop.disagreements(lib, DECLARED)
     if differ:
-        log.warning("compiled buffered records unavailable (%s does not match relive's Python "
-                    "code: %s); using the Python path", path, differ)
+        _unavailable(f"{path} does not match relive's Python code: {differ}")
         return None
     _lib = lib
+    _status = f"on ({origin}: {path})"
     columnar.codec = RecordsCodec(lib)
     return lib
+
+
+def _unavailable(why: str) -> None:
+    global _status
+    _status = f"off ({why}; the Python path does the same work more slowly)"
+    log.warning("compiled buffered records unavailable (%s); using the Python path", why)
+
+
+def status() -> str:
+    """Whether records.c is on, and where it comes from or why not (`relive doctor`)."""
+    load()
+    return _status
 
 
 def _declare(lib: ctypes.CDLL) -> None:
