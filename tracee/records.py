@@ -198,6 +198,33 @@ def buffered_columns(lib: ctypes.CDLL, chunk: bytes, rip: int, cap: int, pos: in
                    at(data, state[2])), state[0]
 
 
+_EMPTY = ctypes.c_char * 0  # a view of a bytearray's start, of one ctypes type whatever its size
+
+
+def _ptr(buf: bytearray) -> ctypes.Array[ctypes.c_char]:
+    """`buf`'s bytes, as a pointer argument (an array type per size would be a new ctypes
+    type each time: ~30 µs)."""
+    return _EMPTY.from_buffer(buf)
+
+
+class _Batch(threading.local):
+    """collect's output buffers, kept per thread and grown as needed."""
+
+    def __init__(self) -> None:
+        self.evs = bytearray(0)
+        self.wrs = bytearray(0)
+        self.data = bytearray(0)
+
+
+_batch = _Batch()
+
+
+def _room(buf: bytearray, size: int) -> bytearray:
+    if len(buf) < size:
+        buf.extend(bytes(max(size, 2 * len(buf)) - len(buf)))
+    return buf
+
+
 class RecordsCodec:
     """tracefile.columnar's Codec, and the batch packing of replayer.fastpath."""
 
@@ -210,13 +237,13 @@ class RecordsCodec:
         if err:
             raise ValueError(_ERRORS.get(err, "malformed"))
         writes, planes = sizes[0], sizes[1]
-        flat = _buf(planes * columnar.REGS)
+        flat = bytearray(planes * columnar.REGS + 1)
         off = bytearray(8 * OFF_WORDS * max(count, 1))
-        err = self._lib.relive_chunk_layout(raw, len(raw), count, writes, planes, flat,
-                                            (ctypes.c_char * len(off)).from_buffer(off))
+        err = self._lib.relive_chunk_layout(raw, len(raw), count, writes, planes, _ptr(flat),
+                                            _ptr(off))
         if err:
             raise ValueError(_ERRORS.get(err, "malformed"))
-        return Decoded(first, count, raw, writes, flat.raw[:planes * columnar.REGS],
+        return Decoded(first, count, raw, writes, bytes(flat[:planes * columnar.REGS]),
                        memoryview(off).cast("q"))
 
     def collect(self, chunk: Decoded, i: int, hi: int, tid: int, allowed: bytes,
@@ -226,13 +253,18 @@ class RecordsCodec:
         they are task `tid`'s emulated events (numbers in `allowed`, MAX_NR bytes): (how
         many, struct evs, struct wrs, data), writes numbered from `nw0`, data from `off0`."""
         lib, out = self._lib, (ctypes.c_int64 * 3)()
-        off = (ctypes.c_char * len(chunk.off.obj)).from_buffer(chunk.off.obj)  # type: ignore[arg-type]
-        args = (chunk.raw, chunk.count, chunk.writes, chunk.flat, off, i, tid, allowed,
+        off = chunk.off.obj
+        assert isinstance(off, bytearray)
+        args = (chunk.raw, chunk.count, chunk.writes, chunk.flat, _ptr(off), i, tid, allowed,
                 min(max_events, hi - i), max_bytes, nw0, off0)
         lib.relive_chunk_collect(*args, None, None, None, out)
         k, nw, nb = out[0], out[1], out[2]
         if not k:
             return 0, b"", b"", b""
-        evs, wrs, data = _buf(k * EV_SIZE), _buf(nw * fastloop.WR.size), _buf(nb)
-        lib.relive_chunk_collect(*args, evs, wrs, data, out)
-        return k, evs.raw[:k * EV_SIZE], wrs.raw[:nw * fastloop.WR.size], data.raw[:nb]
+        b = _batch
+        evs = _room(b.evs, k * EV_SIZE + 1)
+        wrs = _room(b.wrs, nw * fastloop.WR.size + 1)
+        data = _room(b.data, nb + 1)
+        lib.relive_chunk_collect(*args, _ptr(evs), _ptr(wrs), _ptr(data), out)
+        return (k, bytes(memoryview(evs)[:k * EV_SIZE]),
+                bytes(memoryview(wrs)[:nw * fastloop.WR.size]), bytes(memoryview(data)[:nb]))
