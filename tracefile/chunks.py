@@ -25,7 +25,6 @@ import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from array import array
-from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from tracefile import columnar
@@ -42,6 +41,7 @@ CHUNK_BYTES = 4 << 20      # or once its payload passes this many bytes, or at a
 MAX_CHUNK_EVENTS = 1 << 16   # what a reader accepts (a bound before sizing work)
 MAX_CHUNK_SIZE = 1 << 34     # raw bytes a reader accepts (one write may be large)
 _HEAD = struct.Struct("<3q")  # first, count, size: then the blob
+_I64 = struct.Struct("<q")
 _COLUMNS = 7
 _WCOLUMNS = 3
 INSERT_CHUNK = "INSERT INTO chunks VALUES (?, ?, ?, ?, ?)"
@@ -112,18 +112,18 @@ class ChunkBuilder:
         seals chunks between runs (`add_run`)."""
         n, w = run.events, len(run.waddrs) // 8
         tids, kinds, nrs, results, counts, rlens, ilens = self.cols
-        tids.extend(repeat(tid, n))
-        kinds.extend(repeat(kind, n))
+        tids.frombytes(_I64.pack(tid) * n)  # (bytes repeated and copied: no step per event)
+        kinds.frombytes(_I64.pack(kind) * n)
         nrs.frombytes(run.nrs)
         results.frombytes(run.results)
         counts.frombytes(run.counts)
-        rlens.extend(repeat(run.regs_size, n))
-        ilens.extend(repeat(0, n))
+        rlens.frombytes(_I64.pack(run.regs_size) * n)
+        ilens.frombytes(bytes(8 * n))
         self.other.append(run.regs)
         addrs, sizes, cons = self.wcols
         addrs.frombytes(run.waddrs)
         sizes.frombytes(run.wsizes)
-        cons.extend(repeat(0, w))
+        cons.frombytes(bytes(8 * w))
         self.wdata.append(run.data)
         self.count += n
         self.payload += len(run.regs) + 56 * n + len(run.data) + 24 * w
