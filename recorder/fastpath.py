@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from recorder.handoff import SWITCH_MARK, SharedRun
 from recorder.syscall_effects import EffectRecorder
-from tracee import fastloop
+from tracee import fastloop, records
 from tracee.ptrace_api import REGS_SIZE, PtraceError
 from tracee.syscalls import queries
 from tracee.syscalls.queries import DUPS_FD, FILE_WRITERS, PLAIN_WHEN_SHARED, READS_FD
@@ -246,6 +246,7 @@ class RecordLoop:
         self._shared = SharedRun.load(lib)
         self._resumed_in_loop: frozenset[int] = frozenset()
         self.sysbuf = False  # the tasks may have a syscall buffer (recorder.sysbuf_record)
+        records.load()  # (buffered records as columns: loaded, or built, before the run)
 
     def simple(self, *, alone: bool) -> frozenset[int]:
         """The numbers of the syscalls the loop records (worked out at first use: start-up
