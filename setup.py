@@ -1,5 +1,5 @@
-"""Builds relive's compiled fast path (tracee/fastloop.c) and the syscall buffer's hook
-(tracee/sysbuf_hook.c) with the package.
+"""Builds relive's compiled fast path (tracee/fastloop.c, and tracee/records.c: the work per
+buffered syscall) and the syscall buffer's hook (tracee/sysbuf_hook.c) with the package.
 
 The library is loaded with ctypes, not imported, so it is an extension only in name. It is
 optional: where it cannot be built (no compiler) the install still succeeds, and relive
@@ -22,6 +22,8 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).parent
 SOURCE = "tracee/fastloop.c"
 CRC = zlib.crc32((HERE / SOURCE).read_bytes())
+RECORDS = "tracee/records.c"  # the per-buffered-event work (tracee/records.py), the same way
+RECORDS_CRC = zlib.crc32((HERE / RECORDS).read_bytes())
 HOOK = "tracee/sysbuf_hook.c"
 BUILD = "tracee/sysbuf_build.py"  # its flags (tracee/sysbuf.py builds it the same way)
 PAGE = "tracee/remote.py"  # DEFAULT_RELIVE_PAGE, which its addresses follow
@@ -62,4 +64,6 @@ class BuildWithHook(build_ext):
 
 setup(cmdclass={"build_ext": BuildWithHook}, ext_modules=[Extension(
     "tracee._fastloop", sources=[SOURCE], optional=True, extra_compile_args=["-O2"],
-    define_macros=[("FASTLOOP_SOURCE_CRC", f"{CRC}LL")])])
+    define_macros=[("FASTLOOP_SOURCE_CRC", f"{CRC}LL")]), Extension(
+    "tracee._records", sources=[RECORDS], optional=True, extra_compile_args=["-O2"],
+    define_macros=[("RECORDS_SOURCE_CRC", f"{RECORDS_CRC}LL")])])

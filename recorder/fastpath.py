@@ -33,13 +33,14 @@ from typing import NamedTuple
 
 from recorder.handoff import SWITCH_MARK, SharedRun
 from recorder.syscall_effects import EffectRecorder
-from tracee import fastloop
+from tracee import fastloop, records
 from tracee.ptrace_api import REGS_SIZE, PtraceError
 from tracee.syscalls import queries
 from tracee.syscalls.queries import DUPS_FD, FILE_WRITERS, PLAIN_WHEN_SHARED, READS_FD
 from tracee.syscalls.rules import Fixed, Out, Record, Result, ArgValue
 from tracee.sysnums import NAME_OF
-from recorder.sysbuf_record import calls_from
+from recorder.sysbuf_record import columns_from
+from tracefile.columnar import Columns
 from tracefile.records import Kind
 from tracefile.writer import SyscallRecord
 
@@ -147,7 +148,7 @@ def _segments(raw: bytes, data: bytes, n: int) -> tuple[Segment, ...]:
             addr, length, off, _, count = struct.unpack_from("<5Q", raw,
                                                              i * _REC.size + _NWRITES + 8)
             chunk = data[off:off + length]
-            out.append((Kind.BUFFERED, count, functools.partial(calls_from, chunk, addr)))
+            out.append((Kind.BUFFERED, count, functools.partial(columns_from, chunk, addr)))
         first = i + 1
     return tuple(out)
 
@@ -179,7 +180,7 @@ def _mixed(raw: bytes, data: bytes, n: int) -> tuple[Segment | Switch, ...]:
                 out.append(Switch(a, b, regs, result, exit_rip))
             else:
                 chunk = data[off:off + b]
-                out.append((Kind.BUFFERED, count, functools.partial(calls_from, chunk, a)))
+                out.append((Kind.BUFFERED, count, functools.partial(columns_from, chunk, a)))
         first = i + 1
     return tuple(out)
 
@@ -200,7 +201,7 @@ def _unpack(raw: bytes, data: bytes) -> Iterator[SyscallRecord]:
         yield _NR.unpack_from(regs, 8 * _ORIG_RAX)[0], result, regs, writes
 
 
-Segment = tuple[Kind, int, Callable[[], Iterable[SyscallRecord]]]
+Segment = tuple[Kind, int, Callable[[], Iterable[SyscallRecord] | Columns]]
 _NWRITES = REGS_SIZE + 16  # struct rec's nwrites
 _NW = struct.Struct(f"<{_NWRITES}xQ{fastloop.REC.size - _NWRITES - 8}x")  # it alone
 
@@ -245,6 +246,7 @@ class RecordLoop:
         self._shared = SharedRun.load(lib)
         self._resumed_in_loop: frozenset[int] = frozenset()
         self.sysbuf = False  # the tasks may have a syscall buffer (recorder.sysbuf_record)
+        records.load()  # (buffered records as columns: loaded, or built, before the run)
 
     def simple(self, *, alone: bool) -> frozenset[int]:
         """The numbers of the syscalls the loop records (worked out at first use: start-up

@@ -34,7 +34,7 @@ from recorder.scratch import ARG_REGS, Redirect, ScratchAreas, mapping_event_inf
 from recorder.signals import (SignalRecorder, disposition, has_no_effect,
                               pending_with_effect)
 from recorder.syscall_effects import EffectRecorder
-from recorder.sysbuf_fds import FdBits, closes_or_makes
+from recorder.sysbuf_fds import FdBits
 from recorder.sysbuf_record import SyscallBuffer
 from tracee import cpuid, fastloop, seccomp, sysbuf
 from tracee import ptrace_api as api
@@ -47,6 +47,7 @@ from tracee.sysnums import name_of
 from tracee.address_space import Flag
 from tracee.remote import RELIVE_PAGE, InjectionError
 from tracee.task import Memory, MemoryAccessError, Task, kill_tasks
+from tracefile.columnar import Columns
 from tracefile.records import Event, Kind, MemoryWrite, TaskRecord
 from tracefile.writer import SyscallRecord, TraceWriter
 
@@ -163,11 +164,10 @@ class Recorder:
     def _flush_buffer(self, t: RecordedTask) -> None:
         """Write the calls t's address space made through the in-process hook since the
         last flush as BUFFERED events of `t`, the thread that ran them."""
-        calls = self.sysbuf.take(t.task, t.space)
-        if calls:
-            t.last_event = self.writer.add_syscalls(t.task.tid, len(calls), lambda: calls,
-                                                    Kind.BUFFERED)
-            if any(closes_or_makes(nr, args) for nr, _, args, _ in calls):
+        taken = self.sysbuf.take(t.task, t.space)
+        if taken:
+            t.last_event = self.writer.add_runs(t.task.tid, taken.segments())
+            if taken.closes_or_makes():
                 self._buffered_fd_calls(t)
             # It ran user code since its last stopped syscall, unless it is stopped right
             # where the last buffered one returned.
@@ -660,7 +660,7 @@ class Recorder:
         leave every thread it switched as the Python path would have: the one that left the
         CPU inside its wait (ENTER), the one whose wait returned (its SYSCALL event, then
         its runs). Returns the thread the loop ran last, now current."""
-        runs: list[tuple[int, Kind, int, Callable[[], Iterable[SyscallRecord]]]] = []
+        runs: list[tuple[int, Kind, int, Callable[[], Iterable[SyscallRecord] | Columns]]] = []
         last: dict[int, int] = {}  # tid -> index of its last event in this batch
         at = 0
         cur = t

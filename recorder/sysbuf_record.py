@@ -18,14 +18,20 @@ and every buffered call would be recorded twice; sites are then never patched.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import struct
+from array import array
+from collections.abc import Callable
 import weakref
 from typing import TYPE_CHECKING, NamedTuple
 
-from tracee import remote, sysbuf, syscall_sites
+from recorder.sysbuf_fds import NR_CLOSE, NR_FCNTL, NR_OPENAT, closes_or_makes
+from tracee import records, remote, sysbuf, syscall_sites
 from tracee.address_space import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace, Flag, Mapping
 from tracee.task import MemoryAccessError
+from tracefile.columnar import Columns
+from tracefile.records import Kind
 
 if TYPE_CHECKING:
     from tracee.task import Task
@@ -36,6 +42,39 @@ NOTE = "sysbuf-sites3"  # the file cache's name for site scans
 BufferedCall = tuple[int, int, bytes, list[tuple[int, bytes]]]  # nr, result, regs, writes
 ARGS = struct.Struct("<7Q")  # a BUFFERED event's "registers": the six arguments, then rip
 _HEAD = struct.Struct("<II6Qq")  # a record's head (tracee/sysbuf_hook.c struct rec)
+
+
+class Taken:
+    """What `SyscallBuffer.take` took: runs of BUFFERED events, as calls or as columns."""
+
+    def __init__(self, runs: list[list[BufferedCall] | Columns]) -> None:
+        self.runs = runs
+        self.count = sum(r.events if isinstance(r, Columns) else len(r) for r in runs)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def segments(self) -> list[tuple[Kind, int, Callable[[], list[BufferedCall] | Columns]]]:
+        """The runs as the trace writer's add_runs takes them."""
+        return [(Kind.BUFFERED, r.events if isinstance(r, Columns) else len(r),
+                 functools.partial(_itself, r)) for r in self.runs]
+
+    def closes_or_makes(self) -> bool:
+        """Does one of them close or make a descriptor (recorder.sysbuf_fds)?"""
+        for run in self.runs:
+            if isinstance(run, Columns):
+                nrs = array("q", run.nrs)
+                if NR_CLOSE in nrs or NR_OPENAT in nrs or NR_FCNTL in nrs and any(
+                        closes_or_makes(nr, run.regs[ARGS.size * i:ARGS.size * (i + 1)])
+                        for i, nr in enumerate(nrs) if nr == NR_FCNTL):
+                    return True
+            elif any(closes_or_makes(nr, args) for nr, _, args, _ in run):
+                return True
+        return False
+
+
+def _itself(run: list[BufferedCall] | Columns) -> list[BufferedCall] | Columns:
+    return run
 
 
 class SyscallBuffer:
@@ -92,35 +131,44 @@ class SyscallBuffer:
             self._cursor[child] = self._cursor[parent]
 
     # -- flushing ---------------------------------------------------------------------------
-    def take(self, task: Task, space: AddressSpace) -> list[BufferedCall]:
-        """The records `task`'s address space made since the last call, as
-        (nr, result, registers, writes); `task` is the thread that ran them (stopped, or
-        its pending claim is left for later)."""
+    def take(self, task: Task, space: AddressSpace) -> Taken:
+        """The records `task`'s address space made since the last call, as runs of
+        (nr, result, registers, writes), or of columns (the whole, done records before any
+        other, converted in compiled code: tracee.records); `task` is the thread that ran
+        them (stopped, or its pending claim is left for later)."""
         self.at_return = None
         if not self.on or self.hook is None:
-            return []
+            return Taken([])
         try:
             pos = task.mem.read_u64(sysbuf.HOOK_BUF)
         except (MemoryAccessError, OSError):
-            return []
+            return Taken([])
         cursor = self._cursor.get(space, 0)
         if pos == cursor:
-            return []
+            return Taken([])
         gen, end = pos >> 32, pos & 0xFFFF_FFFF
         start = cursor & 0xFFFF_FFFF if gen == cursor >> 32 else sysbuf.HDR_SIZE
         start = max(start, sysbuf.HDR_SIZE)
         if not start <= end <= sysbuf.BUF_SIZE:
             log.warning("relive: the syscall buffer's position %#x is out of bounds", pos)
             self._cursor[space] = pos
-            return []
+            return Taken([])
         try:
             raw = task.mem.read(sysbuf.HOOK_BUF + start, end - start)
         except (MemoryAccessError, OSError):
-            return []
-        recs, _ = sysbuf.parse(raw, start)
-        out: list[BufferedCall] = []
-        taken_to = start
+            return Taken([])
         rip = self.hook.untraced_insn + 2  # as a syscall stop shows it
+        runs: list[list[BufferedCall] | Columns] = []
+        lib = records.load()
+        whole = 0
+        if lib is not None:
+            columns, whole = records.buffered_columns(lib, raw, rip, len(raw), whole=True)
+            if columns.events:
+                runs.append(columns)
+                self.taken += columns.events
+        taken_to = start + whole
+        out: list[BufferedCall] = []
+        recs, _ = sysbuf.parse(raw[whole:], start + whole) if whole < len(raw) else ([], 0)
         for rec in recs:
             result = rec.result
             if result == sysbuf.PENDING:
@@ -143,9 +191,11 @@ class SyscallBuffer:
             writes = [(addr, data)] if n else []
             out.append((rec.nr, result, ARGS.pack(*rec.args, rip), writes))
             taken_to = rec.data_addr - sysbuf.HOOK_BUF + len(rec.data)
+        if out:
+            runs.append(out)
         self._cursor[space] = (gen << 32) | taken_to
         self.taken += len(out)
-        return out
+        return Taken(runs)
 
     def _result_in_rax(self, task: Task) -> int | None:
         """A claimed record's result, if `task` is stopped right after the hook's untraced
@@ -336,6 +386,16 @@ class _Plans:
 
 def _page_up(addr: int) -> int:
     return (addr + 4095) & ~4095
+
+
+def columns_from(chunk: bytes, addr: int) -> list[BufferedCall] | Columns:
+    """`calls_from`, made in compiled code as the columns a trace chunk stores
+    (tracefile.columnar): the writer adds them without a Python step per call."""
+    lib = records.load()
+    hook = sysbuf.hook()
+    if lib is None or hook is None:
+        return calls_from(chunk, addr)
+    return records.buffered_columns(lib, chunk, hook.untraced_insn + 2, len(chunk))[0]
 
 
 def calls_from(chunk: bytes, addr: int) -> list[BufferedCall]:

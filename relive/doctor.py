@@ -69,6 +69,14 @@ def _fast_path() -> Check:
     return Check(OK if state.startswith("on") else NOTE, "fast path", state)
 
 
+def _buffered_records() -> Check:
+    """Whether the syscall buffer's records are handled without Python per record
+    (tracee/records.c)."""
+    from tracee import records
+    state = records.status()
+    return Check(OK if state.startswith("on") else NOTE, "records path", state)
+
+
 def _syscall_stops() -> Check:
     """Whether recordings stop at syscalls through relive's seccomp filter (tracee.seccomp)."""
     from tracee import seccomp
@@ -155,7 +163,7 @@ def _version() -> str:
 
 def checks() -> Iterator[Check]:
     yield Check(OK, "relive", f"{_version()} on Python {platform.python_version()}")
-    steps: list[Callable[[], Check]] = [_ptrace, _fast_path, _syscall_stops,
+    steps: list[Callable[[], Check]] = [_ptrace, _fast_path, _buffered_records, _syscall_stops,
                                           _syscall_buffer, _gdb, _trace_dir]
     for step in steps:
         yield step()

@@ -18,16 +18,19 @@ words, as if there had been no batch.
 """
 from __future__ import annotations
 
+import bisect
 import ctypes
 import struct
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol, overload
 
-from tracee import fastloop, sysbuf
+from tracee import fastloop, records, sysbuf
 from tracee.ptrace_api import REGS_SIZE
 from tracee.syscalls import queries
 from tracee.sysnums import NAME_OF
 from tracee.syscalls.queries import NOT_EMULATED
+from tracefile import columnar
+from tracefile.columnar import Decoded
 from tracefile.reader import Row
 from tracefile.records import Event, Kind, MemoryWrite
 
@@ -40,6 +43,11 @@ MAX_BATCH = 256
 # the events it had no time for are built again into the next (with 1 MiB reads, 256 of them
 # made every 20 ms batch copy 256 MiB).
 MAX_BATCH_BYTES = 4 << 20
+# A batch packed from laid-out chunks in compiled code (tracee.records) may be longer: the
+# stop that ends each batch is then rarer (find: ~1,600 batches of 256 for 406k buffered
+# calls), and the events a batch had no time for go back to the cursor without a row each
+# (tracefile.reader EventCursor.push_back).
+MAX_PACKED = 4096
 _BATCHABLE = frozenset(NAME_OF) - queries.numbers(NOT_EMULATED)
 _NAMING_NRS = queries.numbers(NAMING)
 _SYSCALL, _BUFFERED = int(Kind.SYSCALL), int(Kind.BUFFERED)
@@ -86,12 +94,74 @@ def reached_by_running(row: Row | None, tid: int) -> bool:
 
 class Batch(NamedTuple):
     """A run of events packed for relive_replay_run: the rows (for what was not replayed
-    to go back), the struct evs, the struct wrs and the written bytes."""
-    rows: list[Row]
+    to go back; made only when asked for), the struct evs, the struct wrs and the written
+    bytes."""
+    rows: Sequence[Row]
     evs: bytes
     wrs: bytes
     data: bytes
     after: Row | None  # the event after the batch, if it was read
+
+
+class Spans(Protocol):
+    """A cursor over laid-out chunks (tracefile.reader EventCursor)."""
+
+    def span(self) -> tuple[Decoded, int, int] | None: ...
+
+    def skip(self, count: int) -> None: ...
+
+
+class BatchRows(Sequence[Row]):
+    """A batch's rows: rows read one by one, and runs of a laid-out chunk's events packed
+    in compiled code, whose rows are made only if asked for (the events not replayed)."""
+
+    def __init__(self) -> None:
+        self._parts: list[Row | tuple[Decoded, int, int]] = []
+        self._ends: list[int] = []
+
+    def add_row(self, row: Row) -> None:
+        self._parts.append(row)
+        self._ends.append(len(self) + 1)
+
+    def add_run(self, chunk: Decoded, at: int, count: int) -> None:
+        self._parts.append((chunk, at, count))
+        self._ends.append(len(self) + count)
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @overload
+    def __getitem__(self, i: int) -> Row: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Row]: ...
+
+    def __getitem__(self, i: int | slice) -> Row | list[Row]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        p = bisect.bisect_right(self._ends, i)
+        part = self._parts[p]
+        if len(part) == 3:  # (a row has 8 items)
+            chunk, at, _ = part
+            start = self._ends[p - 1] if p else 0
+            return chunk.row(at + i - start)
+        return part
+
+
+_ALLOWED: dict[bool, bytes] = {}
+
+
+def _allowed(naming: bool) -> bytes:
+    """The numbers a batch takes as records.c's map (MAX_NR bytes)."""
+    got = _ALLOWED.get(naming)
+    if got is None:
+        nrs = _BATCHABLE - _NAMING_NRS if naming else _BATCHABLE
+        got = _ALLOWED[naming] = bytes(int(nr in nrs) for nr in range(records.MAX_NR))
+    return got
 
 
 _BUFFERED_REGS = _ARGS.size
@@ -105,17 +175,21 @@ def _conservative(writes: tuple[MemoryWrite, ...]) -> bool:
 
 
 def collect(first: Row, next_row: Callable[[], Row | None],
-            push_back: Callable[[Row], None], *, naming: bool) -> Batch | None:
+            push_back: Callable[[Row], None], *, naming: bool,
+            cursor: Spans | None = None) -> Batch | None:
     """The run of emulated events of `first`'s task from `first` (taken, checked by
     `emulated_only`) on, read with `next_row` (the first one it does not take goes back
     with `push_back`), up to MAX_BATCH events or MAX_BATCH_BYTES written, packed as the loop
     reads them in the same pass. Stricter than `emulated_only` on the events it reads (an
     event with any info is not taken: Events are made only for the events handed to
     others). None if a value does not fit its C type (a corrupt trace: the ordinary path
-    reports it)."""
+    reports it). Given the `cursor` and the compiled codec (tracee.records), the events of
+    a laid-out chunk are checked and packed in compiled code, with the same checks (an
+    event whose value does not fit ends the batch before it), without a row each."""
     tid = first[1]
     nrs = _BATCHABLE - _NAMING_NRS if naming else _BATCHABLE
-    rows = [first]
+    rows = BatchRows()
+    rows.add_row(first)
     parts: list[bytes] = []
     wparts: list[bytes] = []
     data: list[bytes] = []
@@ -124,8 +198,12 @@ def collect(first: Row, next_row: Callable[[], Row | None],
     buffered_flag = fastloop.EV_BUFFERED
     after: Row | None = None
     row: Row | None = first
-    take, put, wput, dput = rows.append, parts.append, wparts.append, data.append
+    put, wput, dput = parts.append, wparts.append, data.append
+    codec = columnar.codec if cursor is not None else None
+    packer = codec if isinstance(codec, records.RecordsCodec) else None
+    allowed = _allowed(naming) if packer is not None else b""
     n = 1
+    most = MAX_PACKED if packer is not None else MAX_BATCH
     try:
         while row is not None:
             _, rtid, kind, nr, result, regs, info, writes = row
@@ -137,7 +215,7 @@ def collect(first: Row, next_row: Callable[[], Row | None],
                     push_back(row)
                     after = row
                     break
-                take(row)
+                rows.add_row(row)
                 n += 1
             if kind == _BUFFERED:
                 a0, a1, a2, a3, a4, a5, rip = args(regs)
@@ -156,6 +234,27 @@ def collect(first: Row, next_row: Callable[[], Row | None],
                     break
             if n >= MAX_BATCH:
                 break
+            while packer is not None and cursor is not None:  # (compiled: whole spans)
+                got = cursor.span()
+                if got is None:
+                    break
+                chunk, at, hi = got
+                room = min(most - n, hi - at)
+                k, evs, wrs, more = packer.collect(chunk, at, hi, tid, allowed, room,
+                                                   MAX_BATCH_BYTES, nwrites, off)
+                if k:
+                    put(evs)
+                    wput(wrs)
+                    dput(more)
+                    rows.add_run(chunk, at, k)
+                    cursor.skip(k)
+                    n += k
+                    nwrites += len(wrs) // _WR.size
+                    off += len(more)
+                if off >= MAX_BATCH_BYTES or n >= most:
+                    return Batch(rows, b"".join(parts), b"".join(wparts), b"".join(data), None)
+                if k < room:  # an event it does not take: the next one, read as a row
+                    break
             row = next_row()
     except struct.error:
         for r in reversed(rows[1:]):
@@ -177,6 +276,7 @@ class ReplayLoop:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._lib = lib
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
+        records.load()  # (the trace's chunks laid out, batches packed, in compiled code)
 
     def run_packed(self, tid: int, memfd: int, evs: bytes, nev: int, wrs: bytes, data: bytes,
                    deadline_ns: int, feed: int = 0, feed_last: bool = False) -> Outcome:

@@ -193,7 +193,8 @@ class ReplaySession:
         if (len(self._ahead) != 1 or not isinstance(cursor, EventCursor)
                 or not emulated_only(first, first.tid, naming=naming)):
             return None
-        batch = collect(_row_of(first), cursor.next_row, cursor.push_back, naming=naming)
+        batch = collect(_row_of(first), cursor.next_row, cursor.push_back, naming=naming,
+                        cursor=cursor)
         if batch is None:
             return None
         rows, after = batch.rows, batch.after

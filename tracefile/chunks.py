@@ -24,8 +24,11 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
+from array import array
 from typing import TYPE_CHECKING, Any
 
+from tracefile import columnar
+from tracefile.columnar import Columns, Decoded, split
 from tracefile.integrity import Damaged
 from tracefile.records import MemoryWrite
 
@@ -38,6 +41,7 @@ CHUNK_BYTES = 4 << 20      # or once its payload passes this many bytes, or at a
 MAX_CHUNK_EVENTS = 1 << 16   # what a reader accepts (a bound before sizing work)
 MAX_CHUNK_SIZE = 1 << 34     # raw bytes a reader accepts (one write may be large)
 _HEAD = struct.Struct("<3q")  # first, count, size: then the blob
+_I64 = struct.Struct("<q")
 _COLUMNS = 7
 _WCOLUMNS = 3
 INSERT_CHUNK = "INSERT INTO chunks VALUES (?, ?, ?, ?, ?)"
@@ -50,25 +54,29 @@ def chunk_crc(first: int, count: int, size: int, blob: bytes) -> int:
 
 
 class ChunkBuilder:
-    """The events of the chunk being filled (on the writer's SQL thread only)."""
+    """The events of the chunk being filled (on the writer's SQL thread only). Columns are
+    arrays, so that a run of BUFFERED events made as columns (tracefile.columnar Columns)
+    is appended without a step per event."""
 
     def __init__(self) -> None:
         self.first = 0
         self._reset()
 
     def _reset(self) -> None:
-        self.cols: list[list[int]] = [[] for _ in range(_COLUMNS)]
-        self.regs: list[bytes] = []
+        self.cols: list[array[int]] = [array("q") for _ in range(_COLUMNS)]
+        self.full_regs: list[tuple[int, bytes]] = []  # (tid, a register file of REGS)
+        self.other: list[bytes] = []  # the other "registers", in order
         self.infos: list[bytes] = []
-        self.wcols: list[list[int]] = [[] for _ in range(_WCOLUMNS)]
+        self.wcols: list[array[int]] = [array("q") for _ in range(_WCOLUMNS)]
         self.wdata: list[bytes] = []
         self.payload = 0
+        self.count = 0
 
     def __len__(self) -> int:
-        return len(self.regs)
+        return self.count
 
     def full(self) -> bool:
-        return len(self.regs) >= CHUNK_EVENTS or self.payload >= CHUNK_BYTES
+        return self.count >= CHUNK_EVENTS or self.payload >= CHUNK_BYTES
 
     def add(self, tid: int, kind: int, nr: int, result: int, regs: bytes, info: bytes,
             writes: Sequence[tuple[int, bytes, int]]) -> None:
@@ -81,8 +89,13 @@ class ChunkBuilder:
         counts.append(len(writes))
         rlens.append(len(regs))
         ilens.append(len(info))
-        self.regs.append(regs)
-        self.infos.append(info)
+        if len(regs) == REGS:
+            self.full_regs.append((tid, regs))
+        else:
+            self.other.append(regs)
+        if info:
+            self.infos.append(info)
+        self.count += 1
         self.payload += len(regs) + len(info) + 56
         if writes:
             addrs, sizes, cons = self.wcols
@@ -93,26 +106,42 @@ class ChunkBuilder:
                 self.wdata.append(data)
                 self.payload += len(data) + 24
 
+    def add_columns(self, tid: int, kind: int, run: Columns) -> None:
+        """A run of events of task `tid` made as columns (no info; `run.regs_size` bytes of
+        registers each, never a full register file; exact writes), all of them: the caller
+        seals chunks between runs (`add_run`)."""
+        n, w = run.events, len(run.waddrs) // 8
+        tids, kinds, nrs, results, counts, rlens, ilens = self.cols
+        tids.frombytes(_I64.pack(tid) * n)  # (bytes repeated and copied: no step per event)
+        kinds.frombytes(_I64.pack(kind) * n)
+        nrs.frombytes(run.nrs)
+        results.frombytes(run.results)
+        counts.frombytes(run.counts)
+        rlens.frombytes(_I64.pack(run.regs_size) * n)
+        ilens.frombytes(bytes(8 * n))
+        self.other.append(run.regs)
+        addrs, sizes, cons = self.wcols
+        addrs.frombytes(run.waddrs)
+        sizes.frombytes(run.wsizes)
+        cons.frombytes(bytes(8 * w))
+        self.wdata.append(run.data)
+        self.count += n
+        self.payload += len(run.regs) + 56 * n + len(run.data) + 24 * w
+
     def encode(self) -> tuple[int, int, bytes]:
         """(first seq, count, raw blob) of the chunk; the builder starts the next one."""
-        n = len(self.regs)
+        n = self.count
         prev: dict[int, int] = {}
         planes: list[bytes] = []
-        other: list[bytes] = []
         from_bytes = int.from_bytes
-        for tid, regs in zip(self.cols[0], self.regs):
-            if len(regs) == REGS:
-                value = from_bytes(regs, "little")
-                planes.append((value ^ prev.get(tid, 0)).to_bytes(REGS, "little"))
-                prev[tid] = value
-            else:
-                other.append(regs)
+        for tid, regs in self.full_regs:
+            value = from_bytes(regs, "little")
+            planes.append((value ^ prev.get(tid, 0)).to_bytes(REGS, "little"))
+            prev[tid] = value
         flat = b"".join(planes)
-        columns = [v for col in self.cols for v in col]
-        wcolumns = [v for col in self.wcols for v in col]
-        raw = b"".join((struct.pack(f"<{len(columns)}q", *columns),
-                        struct.pack(f"<{len(wcolumns)}q", *wcolumns),
-                        *(flat[i::REGS] for i in range(REGS)), *other, *self.infos,
+        raw = b"".join((*(col.tobytes() for col in self.cols),
+                        *(col.tobytes() for col in self.wcols),
+                        *(flat[i::REGS] for i in range(REGS)), *self.other, *self.infos,
                         *self.wdata))
         first = self.first
         self.first += n
@@ -132,8 +161,17 @@ def store(db: Any, builder: ChunkBuilder, compress: zstandard.ZstdCompressor) ->
 
 def add_syscalls(builder: ChunkBuilder, db: Any, compress: zstandard.ZstdCompressor,
                  tid: int, kind: int,
-                 records: Iterable[tuple[int, int, bytes, list[tuple[int, bytes]]]]) -> None:
-    """A run of one task's SYSCALL events (no info), sealing chunks as they fill."""
+                 records: Iterable[tuple[int, int, bytes, list[tuple[int, bytes]]]] | Columns
+                 ) -> None:
+    """A run of one task's SYSCALL events (no info), sealing chunks as they fill; or a run
+    already made as columns (BUFFERED events: tracefile.columnar), added whole, split only
+    where a chunk fills."""
+    if isinstance(records, Columns):
+        for part in split(records, CHUNK_EVENTS - len(builder), CHUNK_EVENTS):
+            builder.add_columns(tid, kind, part)
+            if builder.full():
+                store(db, builder, compress)
+        return
     for nr, result, regs, ws in records:
         builder.add(tid, kind, nr, result, regs, b"", [(a, d, 0) for a, d in ws])
         if builder.full():
@@ -281,23 +319,33 @@ class ChunkSource:
         self.db = db
         self._zstd = zstd
         self._index = index
-        self._decoded: dict[int, list[Row]] = {}  # first event -> rows, oldest use first
+        self._decoded: dict[int, Decoded | list[Row]] = {}  # first event -> rows, oldest use first
 
     def rows(self, seq: int, hi: int) -> list[Row]:
         """Events [seq, hi) (within the index), checked and decoded."""
+        out: list[Row] = []
+        for span in self.spans(seq, hi):
+            out.extend(columnar.span_rows(span))
+        return out
+
+    def spans(self, seq: int, hi: int) -> list[columnar.Span]:
+        """Events [seq, hi) (within the index), checked, as the spans of chunks holding
+        them: laid out (tracefile.columnar Decoded) where the compiled codec is loaded,
+        else decoded rows."""
         import bisect
         index = self._index
         i = bisect.bisect_right(index.firsts, seq) - 1
-        out: list[Row] = []
+        out: list[columnar.Span] = []
         while seq < hi:
             first = index.firsts[i]
-            rows = self._chunk(first, index.counts[i])
-            out.extend(rows[seq - first:hi - first])
-            seq = first + len(rows)
+            chunk = self._chunk(first, index.counts[i])
+            end = min(hi, first + len(chunk))
+            out.append(columnar.Span(chunk, seq - first, end - first))
+            seq = first + len(chunk)
             i += 1
         return out
 
-    def _chunk(self, first: int, count: int) -> list[Row]:
+    def _chunk(self, first: int, count: int) -> Decoded | list[Row]:
         if first in self._decoded:
             rows = self._decoded[first] = self._decoded.pop(first)
             return rows
@@ -315,8 +363,20 @@ class ChunkSource:
             raise Damaged(f"chunk of events: {e}", first) from None
         if len(raw) != size:
             raise Damaged(f"chunk of events: {len(raw)} bytes, not {size}", first)
-        rows = decode(first, count, raw)
+        rows = decode_chunk(first, count, raw)
         self._decoded[first] = rows
         while len(self._decoded) > KEEP_DECODED:
             del self._decoded[next(iter(self._decoded))]
         return rows
+
+
+def decode_chunk(first: int, count: int, raw: bytes) -> Decoded | list[Row]:
+    """The events of a chunk's raw blob: laid out by the compiled codec if it is loaded,
+    else decoded in Python (the same rows; the same checks)."""
+    codec = columnar.codec
+    if codec is None:
+        return decode(first, count, raw)
+    try:
+        return codec.layout(first, count, raw)
+    except ValueError as e:
+        raise Damaged(f"chunk of events: {e}", first) from None

@@ -27,6 +27,7 @@ import zstandard
 
 from tracefile import checked_copies, chunks, integrity
 from tracefile.chunks import ChunkIndex, ChunkSource
+from tracefile.columnar import Decoded, Span
 from tracefile.errors import TraceError
 from tracefile.exec_copies import ExecCopies, on_noexec_mount
 from tracefile.file_cache import ID_DIGITS
@@ -184,7 +185,13 @@ class TraceReader:
             return _chunk_rows(self._chunks, self.dir, seq, hi)
         return _read_rows(self.db, self._zstd, self.dir, seq, hi, self.verified)
 
-    def _rows_ahead(self, seq: int, hi: int) -> Future[list[Row]]:
+    def _spans(self, seq: int, hi: int) -> list[Span]:
+        if self._chunks is not None:
+            return _chunk_spans(self._chunks, self.dir, seq, hi)
+        rows = _read_rows(self.db, self._zstd, self.dir, seq, hi, self.verified)
+        return [Span(rows, 0, len(rows))]
+
+    def _rows_ahead(self, seq: int, hi: int) -> Future[list[Span]]:
         """Start reading rows [seq, hi) on the reader's thread (started at first use)."""
         if self._ahead is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -197,7 +204,7 @@ class TraceReader:
         its tracees to, and which a thread it starts would inherit), if there are any."""
         self._avoid = cpu
 
-    def _read_ahead(self, seq: int, hi: int) -> list[Row]:
+    def _read_ahead(self, seq: int, hi: int) -> list[Span]:
         if self._avoiding != self._avoid:  # (only ever on the reader's thread, as below)
             self._avoiding = self._avoid
             others = self._cpus - {self._avoid}
@@ -212,8 +219,9 @@ class TraceReader:
         if self._index is not None:
             if self._ahead_chunks is None:
                 self._ahead_chunks = ChunkSource(db, zstd, self._index)
-            return _chunk_rows(self._ahead_chunks, self.dir, seq, hi)
-        return _read_rows(db, zstd, self.dir, seq, hi, self.verified)
+            return _chunk_spans(self._ahead_chunks, self.dir, seq, hi)
+        rows = _read_rows(db, zstd, self.dir, seq, hi, self.verified)
+        return [Span(rows, 0, len(rows))]
 
     def event_from(self, row: Row) -> Event:
         s, tid, kind, nr, result, regs, info, writes = row
@@ -360,6 +368,16 @@ def _chunk_rows(source: ChunkSource, trace: Path, seq: int, hi: int) -> list[Row
         raise TraceError(f"trace {trace} is corrupt or truncated: {e}") from None
 
 
+def _chunk_spans(source: ChunkSource, trace: Path, seq: int, hi: int) -> list[Span]:
+    """`_chunk_rows` as spans of chunks (tracefile.columnar)."""
+    try:
+        return source.spans(seq, hi)
+    except Damaged as e:
+        raise _damaged(trace, seq if e.seq is None else e.seq, e.what) from None
+    except sqlite3.DatabaseError as e:
+        raise TraceError(f"trace {trace} is corrupt or truncated: {e}") from None
+
+
 def _read_rows(db: sqlite3.Connection, zstd: zstandard.ZstdDecompressor, trace: Path,
                seq: int, hi: int, verified: bool) -> list[Row]:
     """The rows of events [seq, hi), checked, with their memory writes checked and then
@@ -417,15 +435,19 @@ def _unpack(zstd: zstandard.ZstdDecompressor, trace: Path, packed: int, data: by
 class EventCursor:
     """Iterates over a trace's events in order (fetched CHUNK rows at a time). Besides
     Events it hands out the rows they are made from (`next_row`, `push_back`), for callers
-    that look at many events and need objects only for a few (replay's compiled batches)."""
+    that look at many events and need objects only for a few (replay's compiled batches),
+    and the chunk laid out under the cursor (`span`, `skip`), for callers that need no row
+    at all (replayer.fastpath packs batches from it in compiled code)."""
 
     def __init__(self, reader: TraceReader, start: int, end: int) -> None:
         self._reader = reader
         self._seq = start
         self._end = end
-        self._rows: deque[Row] = deque()
+        self._rows: deque[Row] = deque()  # rows pushed back: before the spans
+        self._spans: deque[Span] = deque()
+        self._at = 0  # in the first span: its next event
         self._chunks = 0  # read so far; from the second on, the next is read ahead
-        self._ahead: Future[list[Row]] | None = None
+        self._ahead: Future[list[Span]] | None = None
 
     def __iter__(self) -> EventCursor:
         return self
@@ -436,20 +458,63 @@ class EventCursor:
             raise StopIteration
         return self._reader.event_from(row)
 
+    def _fill(self) -> bool:
+        """A span with events left first in `_spans` (read if need be); whether there is."""
+        spans = self._spans
+        while spans and self._at >= spans[0].hi:
+            spans.popleft()
+            if spans:
+                self._at = spans[0].lo
+        if spans:
+            return True
+        if self._seq >= self._end:
+            return False
+        hi = min(self._seq + CHUNK, self._end)
+        if self._ahead is not None:
+            got, self._ahead = self._ahead.result(), None
+        else:
+            got = self._reader._spans(self._seq, hi)
+        spans.extend(s for s in got if s.hi > s.lo)
+        self._seq = hi
+        self._chunks += 1
+        if self._chunks >= 2 and hi < self._end:
+            self._ahead = self._reader._rows_ahead(hi, min(hi + CHUNK, self._end))
+        if spans:
+            self._at = spans[0].lo
+        return bool(spans)
+
     def next_row(self) -> Row | None:
-        if not self._rows and self._seq < self._end:
-            hi = min(self._seq + CHUNK, self._end)
-            if self._ahead is not None:
-                rows, self._ahead = self._ahead.result(), None
-            else:
-                rows = self._reader._rows(self._seq, hi)
-            self._rows.extend(rows)
-            self._seq = hi
-            self._chunks += 1
-            if self._chunks >= 2 and hi < self._end:
-                self._ahead = self._reader._rows_ahead(hi, min(hi + CHUNK, self._end))
-        return self._rows.popleft() if self._rows else None
+        if self._rows:
+            return self._rows.popleft()
+        if not self._fill():
+            return None
+        row = self._spans[0].row(self._at)
+        self._at += 1
+        return row
 
     def push_back(self, row: Row) -> None:
-        """Make `row` the next one again (rows go back in the reverse of their order)."""
+        """Make `row` the next one again (rows go back in the reverse of their order). The
+        row just before the next one of the current span goes back by a step back in it:
+        a compiled batch's events not replayed go back without a row each (and are packed
+        again from the span)."""
+        if not self._rows and self._spans:
+            span = self._spans[0]
+            chunk = span.chunk
+            if (isinstance(chunk, Decoded) and self._at > span.lo
+                    and row[0] == chunk.first + self._at - 1):
+                self._at -= 1
+                return
         self._rows.appendleft(row)
+
+    def span(self) -> tuple[Decoded, int, int] | None:
+        """The laid-out chunk the next events are in, the next's index in it and the end of
+        what this cursor reads of it; None if a row pushed back comes first, or the chunk
+        is not laid out (no compiled codec, an older trace)."""
+        if self._rows or not self._fill():
+            return None
+        chunk, _, hi = self._spans[0]
+        return (chunk, self._at, hi) if isinstance(chunk, Decoded) else None
+
+    def skip(self, count: int) -> None:
+        """Go past `count` events of the current `span` (taken without rows)."""
+        self._at += count

@@ -26,6 +26,7 @@ from tracefile import checked_copies, recording_lock
 from tracefile.file_cache import ID_DIGITS, FileCache
 from tracefile import chunks, sparse
 from tracefile.chunks import ChunkBuilder
+from tracefile.columnar import Columns
 from tracefile.integrity import row_crc
 from tracefile.records import FORMAT_VERSION, Event, Kind, TaskRecord
 from tracefile.schema import SCHEMA
@@ -73,7 +74,8 @@ class ChunkSink:
                 self.seal(db)
 
     def syscalls(self, db: sqlite3.Connection, tid: int, first: int,
-                 records: Iterable[SyscallRecord], kind: Kind = Kind.SYSCALL) -> None:
+                 records: Iterable[SyscallRecord] | Columns, kind: Kind = Kind.SYSCALL
+                 ) -> None:
         """A run of one task's SYSCALL (or BUFFERED) events (no info): most of a
         recording's events."""
         if first != self.builder.first + len(self.builder):
@@ -242,15 +244,16 @@ class TraceWriter:
         return self.add_runs(tid, ((kind, count, records),))
 
     def add_runs(self, tid: int,
-                 runs: Sequence[tuple[Kind, int, Callable[[], Iterable[SyscallRecord]]]]
+                 runs: Sequence[tuple[Kind, int,
+                                      Callable[[], Iterable[SyscallRecord] | Columns]]]
                  ) -> int:
         """`add_syscalls` of several runs of task `tid`, in order, handed to the SQL thread
         as one job: a batch of the compiled loop alternates SYSCALL runs with BUFFERED ones
         (tar: thousands a second), and each hand-off costs the recording thread ~25 us."""
         return self.add_task_runs([(tid, kind, n, records) for kind, n, records in runs])
 
-    def add_task_runs(self, runs: Sequence[tuple[int, Kind, int,
-                                                 Callable[[], Iterable[SyscallRecord]]]]
+    def add_task_runs(self, runs: Sequence[tuple[int, Kind, int, Callable[
+                          [], Iterable[SyscallRecord] | Columns]]]
                       ) -> int:
         """`add_runs` of runs of several tasks (tid, kind, count, records), in order: the
         compiled loop's thread switches (recorder.handoff). An ENTER event is a run of one
