@@ -484,6 +484,8 @@ class Recorder:
             eff.writes.extend(MemoryWrite(addr=a, data=d)  # a file it mapped is watched)
                               for a, d in self.fdbits.after_call(
                                   t.task, t.space, name_of(entry.nr), entry.args, result))
+            eff.writes.extend(MemoryWrite(addr=a, data=d)
+                              for a, d in self.fdbits.table_writes(t.task, t.space))
         if not self.descriptors.empty:
             call = queries.entry(name_of(entry.nr))
             if call is not None:
@@ -924,7 +926,8 @@ class Recorder:
             self.writer.set_task_command(t.task.tid, argv, _exe(t.task.tid))
         info = {**event.info, **self.cpuid.on_exec(t)}
         self.fdbits.gone(t.task.tid)  # (its own table now)
-        seeded = tuple(MemoryWrite(addr=a, data=d) for a, d in self.fdbits.seed(t.task))
+        seeded = tuple(MemoryWrite(addr=a, data=d) for a, d in (
+            *self.fdbits.seed(t.task), *self.fdbits.table_writes(t.task, space)))
         self.emit(t, Kind.EXEC, regs=event.regs, writes=event.writes + seeded, info=info)
 
     def on_exit_event(self, t: RecordedTask) -> None:

@@ -18,8 +18,14 @@ fds_after; close_range it leaves to Python). Every other change is a write of th
 the call that made it, so replay's hook decides as the recorded one did (a missed write
 diverges there, never silently).
 
+The hook also sets bits itself, at the opens of regular files it makes (sysbuf_hook.c
+open_file), from buffered fstat/fstatfs results and the watched table this module keeps
+in the buffer's mapping (`table_writes`: relive's outputs and the files ever mapped, and
+the pid whose descriptor table the bitmap describes), each change a write of an event.
+
 A thread sharing the address space but not the descriptor table (a vfork child) only
-clears the bits of the numbers it changes: the bitmap stays true for the table it was
+clears the bits of the numbers it changes (the hook's opens there set none: its pid is
+not the table's owner): the bitmap stays true for the table it was
 made for, and for the child every bit it could rely on is one it never changed. A table
 shared by two address spaces (clone CLONE_FILES without CLONE_VM) stops bits from being
 set in both: bits set before the clone stay (left alone, see docs/architecture.md 3b).
@@ -78,6 +84,9 @@ class FdBits:
         self.watched = watched  # recorder.syscall_effects.EffectRecorder.watched_files
         self._shared_table: weakref.WeakSet[AddressSpace] = weakref.WeakSet()
         self._borrowers: set[int] = set()  # tids sharing a space, not its table
+        # what each space's watched table holds: (owner, the watched tuple written)
+        self._tables: weakref.WeakKeyDictionary[AddressSpace, tuple[int, tuple[
+            tuple[int, int], ...]]] = weakref.WeakKeyDictionary()
 
     def may_set(self, tid: int, space: AddressSpace) -> bool:
         """Can `tid`'s calls set bits in `space`'s bitmap (else they only clear)?"""
@@ -109,6 +118,35 @@ class FdBits:
             self._shared_table.add(child_space)
         elif space in self._shared_table:
             self._shared_table.add(child_space)
+
+    def table_writes(self, task: Task, space: AddressSpace) -> list[Write]:
+        """The watched table of `space` (tracee/sysbuf_hook.c struct watch: the hook sets
+        no bit for these files, nor in any process but the owner), written if it is not
+        what the hook must see now: the owner is `task`'s process (none if its descriptor
+        table is shared with another address space; a vfork child writes nothing: the
+        table stays its parent's). Called at every event the Python path writes of a
+        stopped call and at exec, so a file mapped by another process is in the table
+        from this space's next such event on."""
+        if not self.on or task.tid in self._borrowers:
+            return []
+        owner = 0 if space in self._shared_table else task.pid
+        files = self.watched()
+        files = files if isinstance(files, tuple) else tuple(files)
+        now = self._tables.get(space)
+        if now is not None and now[0] == owner and (now[1] is files or now[1] == files):
+            return []
+        if len(files) > sysbuf.WATCH_MAX:  # (too many: the hook sets no bit)
+            data = struct.pack("<QQ", owner, sysbuf.WATCH_MAX + 1)
+        else:
+            data = struct.pack(f"<QQ{2 * len(files)}Q", owner, len(files),
+                               *(v for f in files for v in f))
+        try:
+            if task.mem.write(sysbuf.WATCH, data) != len(data):
+                return []
+        except (MemoryAccessError, OSError):
+            return []
+        self._tables[space] = (owner, files)
+        return [(sysbuf.WATCH, data)]
 
     def gone(self, tid: int) -> None:
         """`tid` exec'd (its own table and space now) or ended."""
