@@ -340,7 +340,8 @@ static void forget_fd(u64 fd)
 
 /* Claim a record, make the call untraced and copy its output in (or, with the buffer full,
    make it traced: *traced = 1). */
-static struct outcome make(const struct entry *e, long nr, long *args, int *traced)
+static inline __attribute__((always_inline)) struct outcome make(const struct entry *e, long nr,
+                                                               long *args, int *traced)
 {
     struct hdr *h = (struct hdr *)HOOK_BUF;
     u8 *out = 0;
