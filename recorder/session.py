@@ -760,10 +760,9 @@ class Recorder:
         return t
 
     def _buffered_fd_calls(self, t: RecordedTask) -> None:
-        """The hook closed or made descriptors of t's process without a stop (close, openat
-        of a directory, fcntl F_DUPFD: never of a descriptor in the bitmap, whose bits stay
-        right): a number recorder.blocking knew may now be another file, a status file
-        may have a copy."""
+        """The hook closed or made descriptors of t's process without a stop (close, openat,
+        fcntl F_DUPFD: the bits stay right, the hook keeps them): a number recorder.blocking
+        knew may now be another file, a status file may have a copy."""
         self.descriptors.forget(t.task.pid)
         self.cpus.copies_made(t.task)
 

@@ -67,10 +67,11 @@ _ARG1 = struct.Struct("<8xQ")
 
 def closes_or_makes(nr: int, regs: bytes) -> bool:
     """Does a buffered call (number, its BUFFERED event's "registers": the arguments) close
-    or make a descriptor? The hook clears a closed descriptor's bit itself and makes openat
+    or make a descriptor? The hook clears a closed descriptor's bit itself, makes openat
     of a directory and fcntl F_DUPFD only for descriptors without a bit (tracee/
-    sysbuf_hook.c FD_FREES, FD_CLEAR): the bitmap is right, but what else the recorder
-    knows of that number may not be (tracee/fastloop.c counts the same calls)."""
+    sysbuf_hook.c FD_FREES, FD_CLEAR) and sets the bit of a regular file it opens
+    (open_file): the bitmap is right, but what else the recorder knows of that number
+    may not be (tracee/fastloop.c counts the same calls)."""
     if nr == NR_FCNTL:
         return _ARG1.unpack_from(regs)[0] & 0xFFFF_FFFF in (F_DUPFD, F_DUPFD_CLOEXEC)
     return nr in (NR_CLOSE, NR_OPENAT)
