@@ -462,9 +462,9 @@ static struct outcome open_file(const struct entry *e, long nr, long *args)
     if ((args[2] & (O_NONBLOCK | O_NOCTTY)) != (O_NONBLOCK | O_NOCTTY)) {
         struct outcome s = relive_hook(NR_NEWFSTATAT, args[0], args[1], (long)&st,
                                        args[2] & O_NOFOLLOW ? AT_SYMLINK_NOFOLLOW : 0, 0, 0);
-        if (!s.made || s.rax != 0
-            || ((st.mode & S_IFMT) != S_IFREG && (st.mode & S_IFMT) != S_IFDIR))
-            return not_made;
+        if (!s.made || (s.rax == 0 && (st.mode & S_IFMT) != S_IFREG
+                                     && (st.mode & S_IFMT) != S_IFDIR))
+            return not_made;    /* (an error, e.g. ENOENT: the open fails the same way) */
     }
     int traced;
     struct outcome o = make(e, nr, args, &traced);
