@@ -5,7 +5,8 @@ relive page: HOOK_CODE (read+exec: the hook compiled from sysbuf_hook.c, then at
 table saying which syscall numbers the hook buffers and where their output goes, generated
 from the catalogue's `buffered` entries) and HOOK_BUF (read+write: a header and the records,
 then at FDS_OFF a bit per descriptor that is a regular file, which the recorder keeps up to
-date, recorder.sysbuf_fds, and the hook clears when it closes one).
+date, recorder.sysbuf_fds, and the hook clears when it closes one and sets when it opens a
+regular file, then at WATCH_OFF the watched files' table the hook consults for that).
 libc's `syscall; cmp $imm32,%rax` sites are patched to jump to the hook through trampolines
 (tracee.syscall_sites). The hook makes a buffered call with its one untraced `syscall`
 (UNTRACED_INSN, allowed by the seccomp filter: no ptrace stop) and keeps number, arguments,
