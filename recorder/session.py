@@ -489,6 +489,8 @@ class Recorder:
                                   t.task, t.space, name_of(entry.nr), entry.args, result))
             eff.writes.extend(MemoryWrite(addr=a, data=d)
                               for a, d in self.fdbits.reseed(t.task, t.space))
+            eff.writes.extend(MemoryWrite(addr=a, data=d)
+                              for a, d in self.fdbits.table_writes(t.task, t.space))
         if not self.descriptors.empty:
             call = queries.entry(name_of(entry.nr))
             if call is not None:
@@ -764,10 +766,9 @@ class Recorder:
         return t
 
     def _buffered_fd_calls(self, t: RecordedTask) -> None:
-        """The hook closed or made descriptors of t's process without a stop (close, openat
-        of a directory, fcntl F_DUPFD: never of a descriptor in the bitmap, whose bits stay
-        right): a number recorder.blocking knew may now be another file, a status file
-        may have a copy."""
+        """The hook closed or made descriptors of t's process without a stop (close, openat,
+        fcntl F_DUPFD: the bits stay right, the hook keeps them): a number recorder.blocking
+        knew may now be another file, a status file may have a copy."""
         self.descriptors.forget(t.task.pid)
         self.cpus.copies_made(t.task)
 
@@ -930,7 +931,8 @@ class Recorder:
             self.writer.set_task_command(t.task.tid, argv, _exe(t.task.tid))
         info = {**event.info, **self.cpuid.on_exec(t)}
         self.fdbits.gone(t.task.tid)  # (its own table now)
-        seeded = tuple(MemoryWrite(addr=a, data=d) for a, d in self.fdbits.seed(t.task))
+        seeded = tuple(MemoryWrite(addr=a, data=d) for a, d in (
+            *self.fdbits.seed(t.task), *self.fdbits.table_writes(t.task, space)))
         self.emit(t, Kind.EXEC, regs=event.regs, writes=event.writes + seeded, info=info)
 
     def on_exit_event(self, t: RecordedTask) -> None:

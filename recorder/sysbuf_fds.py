@@ -18,13 +18,19 @@ fds_after; close_range it leaves to Python). Every other change is a write of th
 the call that made it, so replay's hook decides as the recorded one did (a missed write
 diverges there, never silently).
 
+The hook also sets bits itself, at the opens of regular files it makes (sysbuf_hook.c
+open_file), from buffered fstat/fstatfs results and the watched table this module keeps
+in the buffer's mapping (`table_writes`: relive's outputs and the files ever mapped, and
+the pid whose descriptor table the bitmap describes), each change a write of an event.
+
 A thread sharing the address space but not the descriptor table (a vfork child) only
-clears the bits of the numbers it changes: the bitmap stays true for the table it was
-made for, and for the child every bit it could rely on is one it never changed. Once the
-child has exec'd or ended, the bits it cleared are set again from /proc/PID/fd at the next
-syscall event of the parent's space the recorder handles (`reseed`: a spawning parent such
-as Python's subprocess, whose child closes every descriptor above 2, otherwise read and
-wrote its files with a stop each from then on, e.g. pytest's capture files). A table
+clears the bits of the numbers it changes (the hook's opens there set none: its pid is
+not the table's owner): the bitmap stays true for the table it was made for, and for the
+child every bit it could rely on is one it never changed. Once the child has exec'd or
+ended, the bits it cleared are set again from /proc/PID/fd at the next syscall event of the
+parent's space the recorder handles (`reseed`: a spawning parent such as Python's
+subprocess, whose child closes every descriptor above 2, otherwise read and wrote its files
+with a stop each from then on, e.g. pytest's capture files). A table
 shared by two address spaces (clone CLONE_FILES without CLONE_VM) stops bits from being
 set in both: bits set before the clone stay (left alone, see docs/architecture.md 3b).
 """
@@ -65,10 +71,11 @@ _ARG1 = struct.Struct("<8xQ")
 
 def closes_or_makes(nr: int, regs: bytes) -> bool:
     """Does a buffered call (number, its BUFFERED event's "registers": the arguments) close
-    or make a descriptor? The hook clears a closed descriptor's bit itself and makes openat
+    or make a descriptor? The hook clears a closed descriptor's bit itself, makes openat
     of a directory and fcntl F_DUPFD only for descriptors without a bit (tracee/
-    sysbuf_hook.c FD_FREES, FD_CLEAR): the bitmap is right, but what else the recorder
-    knows of that number may not be (tracee/fastloop.c counts the same calls)."""
+    sysbuf_hook.c FD_FREES, FD_CLEAR) and sets the bit of a regular file it opens
+    (open_file): the bitmap is right, but what else the recorder knows of that number
+    may not be (tracee/fastloop.c counts the same calls)."""
     if nr == NR_FCNTL:
         return _ARG1.unpack_from(regs)[0] & 0xFFFF_FFFF in (F_DUPFD, F_DUPFD_CLOEXEC)
     return nr in (NR_CLOSE, NR_OPENAT)
@@ -84,6 +91,9 @@ class FdBits:
         self._borrowers: set[int] = set()  # tids sharing a space, not its table
         self._lent: dict[int, AddressSpace] = {}  # vfork child tid -> the space it shares
         self._stale: weakref.WeakSet[AddressSpace] = weakref.WeakSet()  # bits a child cleared
+        # what each space's watched table holds: (owner, the watched tuple written)
+        self._tables: weakref.WeakKeyDictionary[AddressSpace, tuple[int, tuple[
+            tuple[int, int], ...]]] = weakref.WeakKeyDictionary()
 
     def may_set(self, tid: int, space: AddressSpace) -> bool:
         """Can `tid`'s calls set bits in `space`'s bitmap (else they only clear)?"""
@@ -117,6 +127,35 @@ class FdBits:
             self._shared_table.add(child_space)
         elif space in self._shared_table:
             self._shared_table.add(child_space)
+
+    def table_writes(self, task: Task, space: AddressSpace) -> list[Write]:
+        """The watched table of `space` (tracee/sysbuf_hook.c struct watch: the hook sets
+        no bit for these files, nor in any process but the owner), written if it is not
+        what the hook must see now: the owner is `task`'s process (none if its descriptor
+        table is shared with another address space; a vfork child writes nothing: the
+        table stays its parent's). Called at every event the Python path writes of a
+        stopped call and at exec, so a file mapped by another process is in the table
+        from this space's next such event on."""
+        if not self.on or task.tid in self._borrowers:
+            return []
+        owner = 0 if space in self._shared_table else task.pid
+        files = self.watched()
+        files = files if isinstance(files, tuple) else tuple(files)
+        now = self._tables.get(space)
+        if now is not None and now[0] == owner and (now[1] is files or now[1] == files):
+            return []
+        if len(files) > sysbuf.WATCH_MAX:  # (too many: the hook sets no bit)
+            data = struct.pack("<QQ", owner, sysbuf.WATCH_MAX + 1)
+        else:
+            data = struct.pack(f"<QQ{2 * len(files)}Q", owner, len(files),
+                               *(v for f in files for v in f))
+        try:
+            if task.mem.write(sysbuf.WATCH, data) != len(data):
+                return []
+        except (MemoryAccessError, OSError):
+            return []
+        self._tables[space] = (owner, files)
+        return [(sysbuf.WATCH, data)]
 
     def gone(self, tid: int) -> None:
         """`tid` exec'd (its own table and space now) or ended."""

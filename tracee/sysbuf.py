@@ -5,7 +5,8 @@ relive page: HOOK_CODE (read+exec: the hook compiled from sysbuf_hook.c, then at
 table saying which syscall numbers the hook buffers and where their output goes, generated
 from the catalogue's `buffered` entries) and HOOK_BUF (read+write: a header and the records,
 then at FDS_OFF a bit per descriptor that is a regular file, which the recorder keeps up to
-date, recorder.sysbuf_fds, and the hook clears when it closes one).
+date, recorder.sysbuf_fds, and the hook clears when it closes one and sets when it opens a
+regular file, then at WATCH_OFF the watched files' table the hook consults for that).
 libc's `syscall; cmp $imm32,%rax` sites are patched to jump to the hook through trampolines
 (tracee.syscall_sites). The hook makes a buffered call with its one untraced `syscall`
 (UNTRACED_INSN, allowed by the seccomp filter: no ptrace stop) and keeps number, arguments,
@@ -38,8 +39,8 @@ from typing import NamedTuple
 from tracee import sysbuf_build
 from tracee.remote import RELIVE_AREA_SIZE, RELIVE_PAGE
 from tracee.syscalls.catalogue import CATALOGUE
-from tracee.syscalls.rules import (ArgIs, ArgValue, Effect, Fixed, Min, OnFile, Out, Result,
-                                   WhenArg)
+from tracee.syscalls.rules import (ArgIs, ArgValue, Effect, Fixed, Min, OnFile, OpensFile, Out,
+                                   Result, WhenArg)
 from tracee.sysnums import NAME_OF
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,23 @@ BUF_SIZE = 0xF0000  # 960 KiB (not a multiple of a scratch area: tests/test_scra
 # (HOOK_BUF's mapping is BUF_MAP long): the hook clears a bit when it closes a descriptor.
 FDS_OFF = BUF_SIZE
 FDS = HOOK_BUF + FDS_OFF
-BUF_MAP = BUF_SIZE + FDS_MAX // 8
+# The watched files' table (sysbuf_hook.c struct watch; recorder.sysbuf_fds keeps it): the
+# pid whose descriptor table the bitmap is, a count, then (st_dev, st_ino) pairs.
+WATCH_OFF = FDS_OFF + FDS_MAX // 8
+WATCH = HOOK_BUF + WATCH_OFF
+WATCH_MAX = 255
+BUF_MAP = WATCH_OFF + 16 + WATCH_MAX * 16
 MAX_OUT = 0x10000
 HDR_SIZE = 64
 REC_HEAD = 64
 TABLE_NRS = 512
 ENTRY_SIZE = 32
-_ENTRY = struct.Struct("<BBBBBBBxIIII8x")
+_ENTRY = struct.Struct("<BBBBBBBxIIIII4x")
 NO_ARG = 0xFF
 WAIT_PROBE = 1  # futex's entry flag: the hook probes its waits (tracee/sysbuf_hook.c)
 FD_CLEAR = 2  # the entry's fd_arg must be a descriptor whose bit is clear (fcntl)
 FD_FREES = 4  # the call frees fd_arg: the hook clears its bit first (close)
+OPENS_FILE = 8  # an open the hook makes and whose bit it decides (openat: OpensFile)
 PENDING = -(1 << 63)
 DONE = 0x8000_0000
 # Replay's feed (sysbuf_hook.c relive_hook_fed, replayer/sysbuf_feed.py): a control block
@@ -89,7 +96,8 @@ DECLARED = {"HOOK_CODE": HOOK_CODE, "CODE_SIZE": CODE_SIZE, "TABLE_OFF": TABLE_O
             "ENTRY_SIZE": ENTRY_SIZE, "NO_ARG": NO_ARG, "DONE": DONE, "CTRL_OFF": CTRL_OFF,
             "FEED_HEAD": FEED_HEAD, "FEED_REC_HEAD": FEED_REC_HEAD, "FDS_OFF": FDS_OFF,
             "FDS_MAX": FDS_MAX, "WAIT_PROBE": WAIT_PROBE, "FD_CLEAR": FD_CLEAR,
-            "FD_FREES": FD_FREES, "BUF_MAP": BUF_MAP}
+            "FD_FREES": FD_FREES, "BUF_MAP": BUF_MAP, "OPENS_FILE": OPENS_FILE,
+            "WATCH_OFF": WATCH_OFF, "WATCH_MAX": WATCH_MAX}
 _REC = struct.Struct("<II6Qq")
 
 
@@ -130,6 +138,13 @@ def waits_probed() -> bool:
     return os.environ.get("RELIVE_SYSCALLBUF_WAITS", "1") != "0"
 
 
+def files_opened() -> bool:
+    """Opens of regular files are made by the hook too (tracee/sysbuf_hook.c open_file),
+    unless RELIVE_SYSCALLBUF_OPENS=0. The choice is in the table, so a replay follows the
+    recording's."""
+    return os.environ.get("RELIVE_SYSCALLBUF_OPENS", "1") != "0"
+
+
 def table() -> bytes:
     """The hook's table (struct entry per syscall number), from the catalogue: a buffered
     call writes at most one output, a fixed-size struct or as many bytes as it returns (at
@@ -145,8 +160,9 @@ def table() -> bytes:
         if call is None or not call.buffered or nr >= TABLE_NRS:
             continue
         on_file = call.buffered if isinstance(call.buffered, OnFile) else None
+        opens = call.buffered if isinstance(call.buffered, OpensFile) else None
         when = call.buffered if isinstance(call.buffered, ArgIs) else (
-            on_file.when if on_file is not None else None)
+            on_file.when if on_file is not None else opens.dirs if opens is not None else None)
         fd_arg = on_file.arg if on_file is not None else NO_ARG
         extra = [v for v in when.values if not 0 <= v < 32] if when is not None else []
         if when is not None and (when.negate or len(extra) > 1 or any(
@@ -175,8 +191,11 @@ def table() -> bytes:
             flags |= FD_CLEAR
         if call.effects & Effect.FD_CLOSE:  # (argument 0: close)
             fd_arg, flags = 0, flags | FD_FREES
+        refused = 0
+        if opens is not None and files_opened():
+            flags, refused = flags | OPENS_FILE, opens.refused
         _ENTRY.pack_into(out, nr * ENTRY_SIZE, 1, out_arg, null_arg, cap_arg, cmd_arg, fd_arg,
-                         flags, size, cmd_mask, allowed, extra[0] if extra else 0)
+                         flags, size, cmd_mask, allowed, extra[0] if extra else 0, refused)
     return bytes(out)
 
 
@@ -232,7 +251,7 @@ def _entries() -> dict[int, tuple[int, int, int, int]]:
         raw = table()
         _ENTRIES = {}
         for nr in range(TABLE_NRS):
-            on, out_arg, null_arg, cap_arg, _, _, _, size, _, _, _ = _ENTRY.unpack_from(
+            on, out_arg, null_arg, cap_arg, _, _, _, size, _, _, _, _ = _ENTRY.unpack_from(
                 raw, nr * ENTRY_SIZE)
             if on:
                 _ENTRIES[nr] = (out_arg, null_arg, cap_arg, size)

@@ -41,7 +41,9 @@ tracee/sysbuf.py checks against its own declarations. */
 #define BUF_SIZE 0xF0000UL
 #define FDS_OFF 0xF0000UL            /* the descriptor bitmap (tracee/sysbuf.py FDS_OFF) */
 #define FDS_MAX 0x8000UL             /* descriptors it covers */
-#define BUF_MAP 0xF1000UL            /* the whole read+write mapping */
+#define WATCH_OFF 0xF1000UL          /* the watched files' table (struct watch) */
+#define WATCH_MAX 255UL              /* (dev, inode) pairs it holds */
+#define BUF_MAP 0xF2000UL            /* the whole read+write mapping */
 #define MAX_OUT 0x10000UL            /* a larger result-sized output makes the call traced */
 #define HDR_SIZE 64
 #define REC_HEAD 64                  /* struct rec before its data */
@@ -53,6 +55,7 @@ tracee/sysbuf.py checks against its own declarations. */
 #define WAIT_PROBE 1
 #define FD_CLEAR 2
 #define FD_FREES 4
+#define OPENS_FILE 8
 
 typedef unsigned long u64;
 typedef unsigned int u32;
@@ -92,7 +95,20 @@ struct entry {
     u32 cmd_allowed;
     u32 cmd_extra;      /* one more allowed command, >= 32 (F_DUPFD_CLOEXEC, O_DIRECTORY);
                            0: none */
-    u32 pad2[2];
+    u32 file_refused;   /* OPENS_FILE: an open whose cmd_arg (its flags) has none of these
+                           bits is made by open_file */
+    u32 pad2;
+};
+
+/* The files whose descriptors get no bit (recorder/sysbuf_fds.py FdBits.table_writes, kept
+   current by the recorder with writes in the trace): relive's stdout and stderr and every
+   file ever mapped; `owner` is the process whose descriptor table the bitmap describes (a
+   vfork child, sharing the memory and not the table, sets no bit: open_file). */
+struct watch {
+    u64 owner;          /* its pid; 0: nobody sets bits here (a table shared with another
+                           address space) */
+    u64 count;          /* pairs below; more than WATCH_MAX: too many, no bit is set */
+    u64 files[2 * WATCH_MAX];   /* st_dev, st_ino */
 };
 
 /* Replay's feed (relive_hook_fed): the replayer writes the feed's address at CTRL_FEED in
@@ -132,7 +148,10 @@ ABI(FEED_REC_HEAD, 88);
 ABI(WAIT_PROBE, 1);
 ABI(FD_CLEAR, 2);
 ABI(FD_FREES, 4);
-ABI(BUF_MAP, 0xF1000);
+ABI(OPENS_FILE, 8);
+ABI(WATCH_OFF, 0xF1000);
+ABI(WATCH_MAX, 255);
+ABI(BUF_MAP, 0xF2000);
 
 static long relive_hook_untraced(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                           volatile long *result);
@@ -319,6 +338,161 @@ static void forget_fd(u64 fd)
         bits[fd / 64] &= ~(1UL << (fd % 64));
 }
 
+/* Claim a record, make the call untraced and copy its output in (or, with the buffer full,
+   make it traced: *traced = 1). */
+static inline __attribute__((always_inline)) struct outcome make(const struct entry *e, long nr,
+                                                               long *args, int *traced)
+{
+    struct hdr *h = (struct hdr *)HOOK_BUF;
+    u8 *out = 0;
+    u64 out_size = 0;
+    *traced = 0;
+    if (e->out_arg != NO_ARG && args[e->out_arg]) {
+        out = (u8 *)args[e->out_arg];
+        out_size = e->cap_arg == NO_ARG ? e->out_size : (u64)args[e->cap_arg];
+        if (out_size > MAX_OUT)
+            return (struct outcome){nr, 0};
+    }
+    u64 size = (REC_HEAD + out_size + 7) & ~7UL;
+    h->busy = 1;
+    __asm__ volatile("" ::: "memory");
+    u64 pos = h->pos;
+    u64 off = pos & 0xffffffffUL;
+    if (off < HDR_SIZE)
+        off = HDR_SIZE;
+    if (off + size > BUF_SIZE) {
+        /* Full: made traced; the recorder takes every record at its stop. Then a new
+           generation starts, unless a signal handler's call already started one while
+           this call waited (its records must not be overwritten). */
+        h->busy = 0;
+        *traced = 1;
+        long r = relive_hook_traced(nr, args[0], args[1], args[2], args[3], args[4],
+                                    args[5]);
+        __sync_bool_compare_and_swap(&h->pos, pos, (((pos >> 32) + 1) << 32) | HDR_SIZE);
+        return (struct outcome){r, 1};
+    }
+    struct rec *rec = (struct rec *)(HOOK_BUF + off);
+    rec->size = (u32)size;
+    rec->nr = (u32)nr;
+    for (int i = 0; i < 6; i++)                /* the arguments as the `syscall` gets them */
+        rec->args[i] = (u64)args[i];
+    rec->result = PENDING;
+    __asm__ volatile("" ::: "memory");
+    h->pos = (pos & ~0xffffffffUL) | (off + size);   /* claimed */
+    if (e->flags & FD_FREES)
+        forget_fd((u32)args[e->fd_arg]);
+    long r = relive_hook_untraced(nr, args[0], args[1], args[2], args[3], args[4], args[5],
+                                  &rec->result);
+    h->busy = 0;
+    __asm__ volatile("" ::: "memory");
+    if (out && e->cap_arg != NO_ARG)
+        out_size = r > 0 && (u64)r <= out_size ? (u64)r : 0;
+    if (out && (r >= 0 || r < -4095))
+        copy(rec->data, out, out_size);
+    rec->nr = (u32)nr | DONE;
+    return (struct outcome){r, 1};
+}
+
+/* An open of a regular file (OPENS_FILE; tracee/sysbuf.py says which flags): made here, and
+   the new descriptor's bit decided from buffered calls only, so replay's hook, given the
+   same results, decides the same (a changed record is a different call or a different
+   branch: a divergence at that event or the next). An open that could wait or take a
+   terminal (without both O_NONBLOCK and O_NOCTTY: a FIFO's, a device's) is made only if its path is a regular file now (a buffered
+   newfstatat; a file swapped for a FIFO in between is the residual race, docs/
+   architecture.md 3b). Once it is open, fstat and fstatfs of the new descriptor say what
+   it is: a directory is kept (no bit); anything else but a regular file on a plain file
+   system (a FIFO opened O_NONBLOCK, a device, /proc/PID/status, which recorder.cpu_view
+   must see opened) is closed again and the open left to the trampoline, traced, as
+   before. The bit is set only by the process
+   the bitmap's table is (getpid == the watched table's owner: never a vfork child) and
+   for none of the watched files. */
+#define NR_CLOSE 3
+#define NR_FSTAT 5
+#define NR_GETPID 39
+#define NR_FSTATFS 138
+#define NR_NEWFSTATAT 262
+#define O_NONBLOCK 04000
+#define O_NOCTTY 0400
+#define O_NOFOLLOW 0400000
+#define AT_SYMLINK_NOFOLLOW 0x100
+#define S_IFMT 0170000
+#define S_IFREG 0100000
+#define S_IFDIR 0040000
+
+struct kstat {          /* the kernel's struct stat (x86-64), 144 bytes */
+    u64 dev, ino, nlink;
+    u32 mode, uid, gid, pad0;
+    u64 rest[13];
+};
+
+struct kstatfs {        /* the kernel's struct statfs, 120 bytes */
+    long type;
+    long rest[14];
+};
+
+_Static_assert(sizeof(struct kstat) == 144, "struct stat");
+_Static_assert(sizeof(struct kstatfs) == 120, "struct statfs");
+
+/* recorder/sysbuf_fds.py PSEUDO_FS (tests/test_sysbuf_opens_files.py checks they agree) */
+static int pseudo_fs(long type)
+{
+    u32 t = (u32)type;
+    return t == 0x9FA0 || t == 0x62656572 || t == 0x64626720 || t == 0x74726163
+        || t == 0x73636673 || t == 0x27E0EB || t == 0x63677270 || t == 0x62656570
+        || t == 0xDE5E81E4 || t == 0x6165676C || t == 0xCAFE4A11 || t == 0x65735543
+        || t == 0x65735546 || t == 0x42494E4D || t == 0xF97CFF8C;
+}
+
+static int watched(const volatile struct watch *w, u64 dev, u64 ino)
+{
+    u64 n = w->count;
+    if (n > WATCH_MAX)
+        return 1;       /* (too many to list: every file counts as watched) */
+    for (u64 i = 0; i < n; i++)
+        if (w->files[2 * i] == dev && w->files[2 * i + 1] == ino)
+            return 1;
+    return 0;
+}
+
+static struct outcome open_file(const struct entry *e, long nr, long *args)
+{
+    const struct outcome not_made = {nr, 0};
+    struct kstat st;
+    struct kstatfs sf;
+    if ((args[2] & (O_NONBLOCK | O_NOCTTY)) != (O_NONBLOCK | O_NOCTTY)) {
+        struct outcome s = relive_hook(NR_NEWFSTATAT, args[0], args[1], (long)&st,
+                                       args[2] & O_NOFOLLOW ? AT_SYMLINK_NOFOLLOW : 0, 0, 0);
+        if (!s.made || (s.rax == 0 && (st.mode & S_IFMT) != S_IFREG
+                                     && (st.mode & S_IFMT) != S_IFDIR))
+            return not_made;    /* (an error, e.g. ENOENT: the open fails the same way) */
+    }
+    int traced;
+    struct outcome o = make(e, nr, args, &traced);
+    if (!o.made || traced || o.rax < 0)
+        return o;       /* (made traced: the recorder set its bit at the stop) */
+    long fd = o.rax;
+    struct outcome f = relive_hook(NR_FSTAT, fd, (long)&st, 0, 0, 0, 0);
+    if (f.made && f.rax == 0 && (st.mode & S_IFMT) == S_IFDIR)
+        return o;       /* a directory (tar's, without O_DIRECTORY): no bit, as openat's
+                           with O_DIRECTORY */
+    struct outcome fs = {0, 0};
+    if (f.made && f.rax == 0 && (st.mode & S_IFMT) == S_IFREG)
+        fs = relive_hook(NR_FSTATFS, fd, (long)&sf, 0, 0, 0, 0);
+    if (!fs.made || fs.rax != 0 || pseudo_fs(sf.type)) {
+        relive_hook(NR_CLOSE, fd, 0, 0, 0, 0, 0);
+        return not_made;
+    }
+    const volatile struct watch *w = (const volatile struct watch *)(HOOK_BUF + WATCH_OFF);
+    if ((u64)fd < FDS_MAX && w->owner && !watched(w, st.dev, st.ino)) {
+        struct outcome p = relive_hook(NR_GETPID, 0, 0, 0, 0, 0, 0);
+        if (p.made && (u64)p.rax == w->owner) {
+            volatile u64 *bits = (volatile u64 *)(HOOK_BUF + FDS_OFF);
+            bits[fd / 64] |= 1UL << (fd % 64);
+        }
+    }
+    return o;
+}
+
 __attribute__((used, noipa))
 static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, long a4,
                                   long a5)
@@ -347,55 +521,14 @@ static struct outcome relive_hook(long nr, long a0, long a1, long a2, long a3, l
     if (e->fd_arg != NO_ARG && !(e->flags & FD_FREES)
         && regular_file((u32)args[e->fd_arg]) == !!(e->flags & FD_CLEAR))
         return not_made;
+    if ((e->flags & OPENS_FILE) && !((u32)args[e->cmd_arg] & e->file_refused))
+        return open_file(e, nr, args);
     if (e->cmd_arg != NO_ARG) {
         u32 cmd = (u32)args[e->cmd_arg] & e->cmd_mask;
         if (cmd >= 32 ? cmd != e->cmd_extra : !(e->cmd_allowed & (1U << cmd)))
             return not_made;
     }
 buffered:;
-    u8 *out = 0;
-    u64 out_size = 0;
-    if (e->out_arg != NO_ARG && args[e->out_arg]) {
-        out = (u8 *)args[e->out_arg];
-        out_size = e->cap_arg == NO_ARG ? e->out_size : (u64)args[e->cap_arg];
-        if (out_size > MAX_OUT)
-            return not_made;
-    }
-    u64 size = (REC_HEAD + out_size + 7) & ~7UL;
-    h->busy = 1;
-    __asm__ volatile("" ::: "memory");
-    u64 pos = h->pos;
-    u64 off = pos & 0xffffffffUL;
-    if (off < HDR_SIZE)
-        off = HDR_SIZE;
-    if (off + size > BUF_SIZE) {
-        /* Full: made traced; the recorder takes every record at its stop. Then a new
-           generation starts, unless a signal handler's call already started one while
-           this call waited (its records must not be overwritten). */
-        h->busy = 0;
-        long r = relive_hook_traced(nr, args[0], args[1], args[2], args[3], args[4],
-                                    args[5]);
-        __sync_bool_compare_and_swap(&h->pos, pos, (((pos >> 32) + 1) << 32) | HDR_SIZE);
-        return (struct outcome){r, 1};
-    }
-    struct rec *rec = (struct rec *)(HOOK_BUF + off);
-    rec->size = (u32)size;
-    rec->nr = (u32)nr;
-    for (int i = 0; i < 6; i++)                /* the arguments as the `syscall` gets them */
-        rec->args[i] = (u64)args[i];
-    rec->result = PENDING;
-    __asm__ volatile("" ::: "memory");
-    h->pos = (pos & ~0xffffffffUL) | (off + size);   /* claimed */
-    if (e->flags & FD_FREES)
-        forget_fd((u32)args[e->fd_arg]);
-    long r = relive_hook_untraced(nr, args[0], args[1], args[2], args[3], args[4], args[5],
-                                  &rec->result);
-    h->busy = 0;
-    __asm__ volatile("" ::: "memory");
-    if (out && e->cap_arg != NO_ARG)
-        out_size = r > 0 && (u64)r <= out_size ? (u64)r : 0;
-    if (out && (r >= 0 || r < -4095))
-        copy(rec->data, out, out_size);
-    rec->nr = (u32)nr | DONE;
-    return (struct outcome){r, 1};
+    int traced;
+    return make(e, nr, args, &traced);
 }

@@ -11,7 +11,7 @@ from enum import IntEnum
 from tracee.syscalls.rules import (FLOCK, F_OWNER_EX, IFREQ, INT, INT_PAIR, LONG, MSGINFO,
                                    MSQID_DS, SEMID_DS, SEMINFO, SHM_INFO, SHMID_DS, SHMINFO,
                                    TERMIO, TERMIOS, TERMIOS2, WINSIZE, ArgIs, ArgValue, Fixed,
-                                   Min, Out, Output, Result, SemOps)
+                                   Min, OpensFile, Out, Output, Result, SemOps)
 
 class FutexOp(IntEnum):
     """Futex operations that write the futex words (besides waking)."""
@@ -343,5 +343,12 @@ O_DIRECTORY, O_TMPFILE_ONLY = 0o200000, 0o20000000  # (O_TMPFILE is both)
 # opened) and makes no descriptor the recorder follows (no bit in the descriptor bitmap):
 # relive's hook makes it without a stop (tracee.sysbuf). Not with O_CREAT (older kernels
 # create a regular file) nor O_TMPFILE (a regular file).
-OPENAT_BUFFERED = ArgIs(2, frozenset({O_DIRECTORY}), mask=O_DIRECTORY | O_TMPFILE_ONLY | O_CREAT)
+# Any other openat is made by the hook too unless it creates, truncates or makes a file,
+# opens a path only (O_PATH: no bit, nothing to decide) or is a directory's: the hook then
+# opens it only if it is a regular file on a plain file system (tracee/sysbuf_hook.c
+# open_file; a file opened for writing too: its writes are buffered like any file's).
+O_ASYNC = 0o20000
+OPENAT_BUFFERED = OpensFile(
+    ArgIs(2, frozenset({O_DIRECTORY}), mask=O_DIRECTORY | O_TMPFILE_ONLY | O_CREAT),
+    refused=O_CREAT | O_EXCL | O_TRUNC | O_TMPFILE_ONLY | O_DIRECTORY | O_PATH | O_ASYNC)
 AT_FDCWD = -100

@@ -122,6 +122,16 @@ class OnFile(NamedTuple):
     when: ArgIs | None = None
 
 
+class OpensFile(NamedTuple):
+    """`buffered` for an open (openat): of a directory when `dirs` holds (as an ArgIs), and
+    of anything else when its flags (`dirs.arg`) have none of the `refused` bits: the hook
+    makes it only if it opens a regular file on a plain file system (else it closes it and
+    leaves the open traced) and decides the new descriptor's bit itself, from buffered
+    fstat and fstatfs results (tracee/sysbuf_hook.c open_file)."""
+    dirs: ArgIs
+    refused: int
+
+
 class OnFd(NamedTuple):
     """I/O on the descriptors in `fds`: it may wait unless each of them never does (opened
     O_NONBLOCK, or a regular file, directory or block device), or unless the per-call flags
@@ -258,11 +268,11 @@ class Syscall(NamedTuple):
     clock: bool = False
     # Made by relive's in-process hook without a ptrace stop (tracee.sysbuf): never blocks,
     # changes nothing the recorder tracks, at most one output (a struct, or as many bytes
-    # as it returns); an ArgIs: only when it holds (futex: the wakes; openat: O_DIRECTORY);
+    # as it returns); an ArgIs: only when it holds (futex: the wakes); an OpensFile: openat;
     # an OnFile: only on a regular file's descriptor (read, write), or only on any other
     # (fcntl's commands that change no bit of the descriptor bitmap). A buffered call
     # with Effect.FD_CLOSE (close) has its descriptor's bit cleared by the hook.
-    buffered: bool | ArgIs | OnFile = False
+    buffered: bool | ArgIs | OnFile | OpensFile = False
 
 
 def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TABLE,
@@ -271,7 +281,7 @@ def S(*outputs: Output, may_block: Blocking = False, record: Record = Record.TAB
       copies: Copy | None = None, scratch: tuple[Scratch, ...] = (), path: int = -1,
       flow: Flow | None = None, wait_mask: WaitMask | None = None,
       plain_unless: ArgIs | None = None, cpu_view: bool = False, dups_fd: int = -1,
-      clock: bool = False, buffered: bool | ArgIs | OnFile = False) -> Syscall:
+      clock: bool = False, buffered: bool | ArgIs | OnFile | OpensFile = False) -> Syscall:
     return Syscall(tuple(outputs), may_block, record, replay, effects, status_when, file_fd,
                    shown, copies, scratch, path, flow, wait_mask, plain_unless, cpu_view,
                    dups_fd, clock, buffered)
