@@ -68,11 +68,37 @@ def write_memory(task: Task, event: Event) -> None:
     """Apply an event's recorded writes; exact ones must land in full."""
     for w in event.writes:
         done = task.mem.write(w.addr, w.data)
+        if done != len(w.data):
+            done += _write_shared_read_only(task, w.addr + done, w.data[done:])
         if done != len(w.data) and not w.conservative:
             raise ReplayDivergence(
                 event=event.seq, tid=event.tid,
                 what=f"recorded write of {len(w.data)} bytes at {w.addr:#x} landed only "
                      f"{done} bytes (memory not mapped in replay)")
+
+
+def _write_shared_read_only(task: Task, addr: int, data: bytes) -> int:
+    """/proc/PID/mem writes read-only private pages, but not a read-only MAP_SHARED mapping
+    of a file (replay's own copy: map_shared_copy), whose pages the recorded program's
+    pwrite changed through its descriptor (LMDB maps its database so): made writable for
+    the write, then as it was. Returns the bytes written."""
+    done = 0
+    while done < len(data):
+        here = addr + done
+        m = next((m for m in read_proc_maps(task.pid) if m.start <= here < m.end), None)
+        if m is None or not m.shared or m.prot & PROT_WRITE:
+            break
+        if inject_syscall(task, remote.NR_MPROTECT, m.start, m.size, m.prot | PROT_WRITE):
+            break
+        try:
+            wrote = task.mem.write(here, data[done:done + m.end - here])
+        finally:
+            checked(inject_syscall(task, remote.NR_MPROTECT, m.start, m.size, m.prot),
+                    "mprotect")
+        done += wrote
+        if here + wrote < min(m.end, addr + len(data)):
+            break
+    return done
 
 
 def rebuild(task: Task, reader: TraceReader, event: Event) -> AddressSpace:

@@ -42,6 +42,7 @@ CASES = [
     ("shared_file_rounds", ["{tmp}", "keep"], True),
     ("shared_file_rounds", ["{tmp}", "trunc"], True),
     ("shared_file_rounds", ["{tmp}", "recreate"], True),
+    ("shared_readonly_map", ["{tmp}"], True),
     ("mprotect_mremap", [], False),
     ("epoll_timers", [], False),
     ("udp_mmsg", [], True),
