@@ -276,10 +276,10 @@ def test_descriptors_from_proc(me, tmp_path: Path) -> None:
     regular = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     null = os.open("/dev/null", os.O_RDONLY)
     try:
-        assert fds.fd_waits(pid, r) and fds.fd_waits(pid, w)
-        assert not fds.fd_waits(pid, nonblocking_r)
-        assert not fds.fd_waits(pid, regular) and not fds.fd_waits(pid, null)
-        assert not fds.fd_waits(pid, 999)  # not open: EBADF at once
+        assert fds.fd_waits(pid, pid, r) and fds.fd_waits(pid, pid, w)
+        assert not fds.fd_waits(pid, pid, nonblocking_r)
+        assert not fds.fd_waits(pid, pid, regular) and not fds.fd_waits(pid, pid, null)
+        assert not fds.fd_waits(pid, pid, 999)  # not open: EBADF at once
     finally:
         for fd in (r, w, nonblocking_r, nonblocking_w, regular, null):
             os.close(fd)
@@ -297,7 +297,7 @@ def test_message_queue_descriptors_from_proc(me) -> None:
     libc.mq_unlink(name)
     nonblocking = os.dup(waiting)
     try:
-        assert not fds.fd_waits(pid, waiting), "a regular file to stat"
+        assert not fds.fd_waits(pid, pid, waiting), "a regular file to stat"
         assert fds.queue_waits(pid, waiting)
         os.close(nonblocking)
         nonblocking = libc.mq_open(name, os.O_RDWR | os.O_CREAT | O_NONBLOCK, 0o600, None)
@@ -314,21 +314,21 @@ def test_cache_follows_status_flags_close_and_dup(me) -> None:
     r, w = os.pipe()
     other_r, other_w = os.pipe2(os.O_NONBLOCK)
     try:
-        assert fds.fd_waits(pid, r)
+        assert fds.fd_waits(pid, pid, r)
         os.set_blocking(r, False)  # fcntl(F_SETFL) as the program would
         fcntl_call = CATALOGUE["fcntl"]
         fds.after_call(pid, fcntl_call, (r, Fcntl.F_GETFL, 0, 0, 0, 0), 0)
-        assert fds.fd_waits(pid, r), "F_GETFL changes nothing: the cached answer stays"
+        assert fds.fd_waits(pid, pid, r), "F_GETFL changes nothing: the cached answer stays"
         fds.after_call(pid, fcntl_call, (r, Fcntl.F_SETFL, O_NONBLOCK, 0, 0, 0), 0)
-        assert not fds.fd_waits(pid, r)
-        assert fds.fd_waits(pid, w)
+        assert not fds.fd_waits(pid, pid, r)
+        assert fds.fd_waits(pid, pid, w)
         os.dup2(other_r, w)  # w is now a non-blocking read end
         fds.after_call(pid, CATALOGUE["dup2"], (other_r, w, 0, 0, 0, 0), w)
-        assert not fds.fd_waits(pid, w)
+        assert not fds.fd_waits(pid, pid, w)
         os.close(w)
         fds.after_call(pid, CATALOGUE["close"], (w, 0, 0, 0, 0, 0), 0)
         new_r, new_w = os.pipe()  # (w's number again, most likely: it was the lowest free)
-        assert fds.fd_waits(pid, new_r) and fds.fd_waits(pid, new_w)
+        assert fds.fd_waits(pid, pid, new_r) and fds.fd_waits(pid, pid, new_w)
         os.close(new_r)
         os.close(new_w)
     finally:
