@@ -428,7 +428,7 @@ class Recorder:
         # Only another task can end a wait, and only when there is one does it matter.
         blocks = (entry.fake_result is None and not entry.view and len(self.tasks) > 1
                   and may_block(self.descriptors, t.task.pid, t.task.tid, t.task.mem, call,
-                                                     args))
+                                args))
         if entry.fake_result is not None:
             t.task.set_reg("orig_rax", -1)  # the kernel skips the call
         elif blocks and self._shares_memory(t) and not self._use_scratch(t, entry, name):
@@ -436,11 +436,23 @@ class Recorder:
         if name in queries.ENDS_TASK:  # no exit stop follows: record it now
             self.emit(t, Kind.SYSCALL, nr=nr, result=0, regs=entry.regs)
         t.entry = entry
-        t.in_kernel = blocks and not self.effects.writes_own_output(t.task.tid, name, args)
+        t.in_kernel = blocks and not self._writes_own_output_at_once(t, name, args)
         if t.in_kernel and self.queue.ready:
             self._enter_blocking(t)
             return
         self.resume(t, in_syscall=True)
+
+    def _writes_own_output_at_once(self, t: RecordedTask, name: str,
+                                   args: tuple[int, ...]) -> bool:
+        """Is this a write to relive's stdout or stderr that no other task must overtake (the
+        user sees those in the order they complete)? Not a copy from a descriptor that may
+        wait (grep -c ... >/dev/null drains its pipe with splice into /dev/null): it writes
+        nothing before its input comes, and only another task can send that (a hang)."""
+        if not self.effects.writes_own_output(t.task.tid, name, args):
+            return False
+        copy = queries.COPIERS.get(name)
+        return copy is None or not self.descriptors.fd_waits(
+            t.task.pid, t.task.tid, queries.int_arg(args[copy.in_fd]))
 
     def _shares_memory(self, t: RecordedTask) -> bool:
         return any(o.space is t.space and o is not t for o in self.tasks.values())
@@ -738,8 +750,8 @@ class Recorder:
             t.entry = Entry(nr=nr, args=args, regs=batch.entry)
             call = queries.entry(name_of(nr))  # (simple calls never write our outputs)
             t.in_kernel = (call is not None and len(self.tasks) > 1
-                           and may_block(self.descriptors, t.task.pid, t.task.tid, t.task.mem, call,
-                                                     args))
+                           and may_block(self.descriptors, t.task.pid, t.task.tid,
+                                         t.task.mem, call, args))
             t.running_user = False
         self.queue.compiled_calls += batch.recorded
         for tid, status in batch.others:  # other tasks' stops, in the order they came

@@ -28,6 +28,7 @@ from tracefile.records import MemoryWrite
 from tracefile.writer import TraceWriter
 
 PAGE = 4096
+DEV_NULL = os.makedev(1, 3)
 
 # The catalogue's FILE_WRITERS write file contents through a descriptor: a privately mapped
 # file that changes under the mapping shows the change in the pages nobody wrote, so those pages
@@ -303,9 +304,12 @@ def semaphores_in_set(semid: int) -> int:
 def _copied_data(tid: int, name: str, args: tuple[int, ...], result: int,
                  out_st: os.stat_result, stream: str) -> bytes:
     """The `result` bytes a copying call (COPIERS) just wrote to relive's stdout or stderr:
-    read back from that file if it is a regular one, else re-read from the input file. A copy
+    read back from that file if it is a regular one, else re-read from the input file (none
+    if it is /dev/null, where nobody saw them). A copy
     from a pipe or socket to a pipe or terminal leaves the bytes nowhere to read: refused."""
     in_arg, in_offset_arg, out_offset_arg = COPIERS[name]  # (a Copy)
+    if stat.S_ISCHR(out_st.st_mode) and out_st.st_rdev == DEV_NULL:
+        return b""  # (gone, unseen: grep -c drains its input so; replay shows nothing of it)
     try:
         if stat.S_ISREG(out_st.st_mode):
             out_offset = args[out_offset_arg] if out_offset_arg is not None else 0
