@@ -102,8 +102,9 @@ def _native(binary, tmp_path) -> bytes:
 def test_a_go_program_replays_with_its_clock_reads_and_file_calls_buffered(
         name, recorded, go_programs, tmp_path):
     """The whole program replays identically; its clock reads cost no stop (before: one
-    traced clock_gettime per read, ~6,000 here), nor do the reads and writes of its regular
-    file; its TCP reads stay traced (a socket may block)."""
+    traced clock_gettime per read), nor do the reads and writes of its regular file; its
+    TCP reads stay traced (a socket may block); 8,000 clock reads in a row with no other
+    call (a spin) stop again after the first 2,048 (tracee.go_sites SPIN_LIMIT)."""
     trace, rec = recorded[name]
     assert rec.stdout == _native(go_programs[name], tmp_path)
     assert re.search(rb"relive: \d+ syscall sites of the Go binary \S+ jump to the hook",
@@ -112,9 +113,10 @@ def test_a_go_program_replays_with_its_clock_reads_and_file_calls_buffered(
     got = _calls(trace)
     buffered_clocks = got.get((Kind.BUFFERED, CLOCK_GETTIME), 0)
     traced_clocks = got.get((Kind.SYSCALL, CLOCK_GETTIME), 0)
-    assert buffered_clocks > 2000, got
-    assert traced_clocks * 50 < buffered_clocks, got  # (a few: the hook stack was taken)
-    assert got.get((Kind.BUFFERED, WRITE), 0) >= 200, got  # the file's 200 lines
+    assert buffered_clocks > 2000, got  # the 2,000 between writes, the runtime's
+    assert 1000 < traced_clocks < 6000, got  # the spin's but its first 2,048 (or more:
+    #                          another thread's call, e.g. sysmon's usleep, ends a run too)
+    assert got.get((Kind.BUFFERED, WRITE), 0) >= 200, got  # of the 220 (a full buffer: traced)
     assert got.get((Kind.BUFFERED, READ), 0) > 0, got
     assert got.get((Kind.SYSCALL, READ), 0) >= 100, got  # the sockets'
 
@@ -129,7 +131,7 @@ def test_a_stripped_go_binary_keeps_the_traced_path(recorded, go_programs, tmp_p
     assert_faithful(rec, replay(trace, timeout=300))
     got = _calls(trace)
     assert got.get((Kind.BUFFERED, CLOCK_GETTIME), 0) == 0, got
-    assert got.get((Kind.SYSCALL, CLOCK_GETTIME), 0) > 2000, got
+    assert got.get((Kind.SYSCALL, CLOCK_GETTIME), 0) > 10000, got
 
 
 def test_a_tampered_buffered_go_clock_read_diverges_naming_its_event(recorded, tmp_path):

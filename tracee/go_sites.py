@@ -26,7 +26,13 @@ if the stack is taken (a thread stopped inside the hook while another runs, a si
 handler's call) the call is made traced, as before, on the site's stack:
 
     [mov $nr,%eax | mov $nr,%rax]   the displaced instruction (a `mov` site)
-    movabs $HOOK_STACK,%r11
+    movabs $SPIN,%r11               clock reads in a row: a clock_gettime counts one, any
+    cmp $228,%rax; jne 3f           other call starts again at 0; past SPIN_LIMIT the
+    incq (%r11)                     read is made traced (2f)
+    cmpq $SPIN_LIMIT,(%r11); ja 2f
+    jmp 4f
+3:  movq $0,(%r11)
+4:  movabs $HOOK_STACK,%r11
     xor %ecx,%ecx; xchg %rcx,(%r11) the stack's top, or 0: taken
     jrcxz 2f
     mov %rsp,-8(%rcx); lea -8(%rcx),%rsp
@@ -38,6 +44,16 @@ handler's call) the call is made traced, as before, on the site's stack:
 2:  syscall                         not made: traced, with the site's stack and registers
 1:  [cmp $imm32,%rax]               the displaced instruction (a `cmp` site)
     jmp site+length
+
+Why a limit on clock reads in a row: a Go thread that waits for another by spinning
+(runtime.GC's wait for the sweepers: Gosched in a loop, a nanotime per goroutine switch)
+keeps the CPU until its 20 ms timeslice ends, as only one recorded thread runs at a time;
+buffered, each spin costs ~0.5 us instead of a stop, so a timeslice of spinning made
+~40,000 events instead of ~800 (bench_go -scale 5: 760,000 events, record and replay 2-3x
+slower than with every read traced). Real work reads the clock in runs too (a channel
+hand-off between goroutines on one thread: ~1,700 in a row), hence 2,048. The counter is
+program memory the trampolines change: replay, running the same code, makes the same
+choices.
 
 Every register Go keeps across SYSCALL survives (R14 = g, R15, X15: the hook touches no
 vector register; rcx and r11 are the syscall's). The page starts with the hook entry's
@@ -57,9 +73,12 @@ from tracee.remote import RELIVE_AREA_SIZE, RELIVE_PAGE
 MOV32, CMP, MOV64 = 7, 8, 9  # a site's kind is its length
 MAGIC = b"RLVGOTR1"
 HEAD = 16                    # the entry's address, then MAGIC
-TRAMPOLINE = 80
+TRAMPOLINE = 128
 HOOK_STACK = RELIVE_PAGE + 0x22_0000  # the lock word, then the stack below its top
 HOOK_STACK_SIZE = 0x1_0000
+SPIN = HOOK_STACK + 8  # clock reads in a row (the trampolines count them)
+SPIN_LIMIT = 2048
+CLOCK_GETTIME = 228
 NEVER = syscall_sites.STACK_BOUND | {60, 231}  # ... and exit, exit_group
 # Versions whose site shapes were read (go1.18's are go1.19's); others: today's path.
 VERSIONS = re.compile(rb"go1\.(1[89]|2[0-3])(\.\d+)?")
@@ -205,13 +224,24 @@ def trampolines(page: int, sites: list[tuple[int, bytes]], entry: int) -> bytes:
     hook at `entry` (layout: the module docstring)."""
     rel = struct.Struct("<i").pack
     stack = struct.pack("<Q", HOOK_STACK)
+    spin = b"".join((
+        b"\x49\xbb", struct.pack("<Q", SPIN),     # movabs $SPIN,%r11
+        b"\x48\x3d", struct.pack("<I", CLOCK_GETTIME),  # cmp $228,%rax
+        b"\x75\x0e",                              # jne 3f
+        b"\x49\xff\x03",                          # incq (%r11)
+        b"\x49\x81\x3b", struct.pack("<I", SPIN_LIMIT),  # cmpq $SPIN_LIMIT,(%r11)
+        b"\x77", bytes([TRACED - 30]),              # ja 2f
+        b"\xeb\x07",                              # jmp 4f
+        b"\x49\xc7\x03\x00\x00\x00\x00"))         # 3: movq $0,(%r11); 4:
+    assert len(spin) == _SPIN_LEN
     parts = [struct.pack("<Q", entry), MAGIC]
     for k, (addr, original) in enumerate(sites):
         at = trampoline_at(page, k)
         head, cmp = (b"", original[2:]) if len(original) == CMP else (original[:-2], b"")
-        call_end = at + len(head) + 15 + 2 + 8 + 6
+        call_end = at + len(head) + AFTER_CALL
         body = b"".join((
             head,
+            spin,
             b"\x49\xbb", stack,                       # movabs $HOOK_STACK,%r11
             b"\x31\xc9\x49\x87\x0b",                  # xor %ecx,%ecx; xchg %rcx,(%r11)
             b"\xe3\x25",                              # jrcxz 2f (37 bytes on)
@@ -222,6 +252,7 @@ def trampolines(page: int, sites: list[tuple[int, bytes]], entry: int) -> bytes:
             b"\x48\xb9", stack, b"\x4c\x89\x19",      # movabs $HOOK_STACK,%rcx; mov %r11,(%rcx)
             b"\x75\x02\x0f\x05",                      # jnz 1f; 2: syscall
             cmp))                                     # 1: [cmp]
+        assert body[len(head) + TRACED:len(head) + TRACED + 2] == b"\x0f\x05"
         back_end = at + len(body) + 5
         parts.append((body + b"\xe9" + rel(addr + len(original) - back_end)
                        ).ljust(TRAMPOLINE, b"\xcc"))
@@ -229,7 +260,8 @@ def trampolines(page: int, sites: list[tuple[int, bytes]], entry: int) -> bytes:
 
 
 # offsets in a trampoline, from the end of its displaced `mov` (0 for a `cmp` site)
-CALL, AFTER_CALL, FREED, TRACED = 25, 31, 52, 54
+_SPIN_LEN = 39
+CALL, AFTER_CALL, FREED, TRACED = (_SPIN_LEN + n for n in (25, 31, 52, 54))
 
 
 class Site(NamedTuple):
@@ -246,7 +278,8 @@ class Site(NamedTuple):
 def decode(at: int, code: bytes) -> Site | None:
     """The site whose trampoline is `code` (TRAMPOLINE bytes at `at`), if it is one."""
     head = 5 if code[:1] == b"\xb8" else 7 if code[:3] == b"\x48\xc7\xc0" else 0
-    if code[head:head + 2] != b"\x49\xbb" or code[head + TRACED:head + TRACED + 2] != (
+    if code[head:head + 2] != b"\x49\xbb" or code[head + _SPIN_LEN:head + _SPIN_LEN + 2] != (
+            b"\x49\xbb") or code[head + TRACED:head + TRACED + 2] != (
             b"\x0f\x05"):
         return None
     cmp = code[head + TRACED + 2:head + TRACED + 8] if not head else b""

@@ -65,15 +65,27 @@ func timers() int {
 	return ticks
 }
 
-func clocks() int {
+// clocks: time.Since 2000 times, a byte written to the file after every 100 (a call that
+// is no clock read); then spin: 8000 in a row with no other call, as a loop waiting for
+// another thread does (relive's trampolines stop buffering such a run after 2048).
+func clocks(f *os.File) (int, int) {
 	start := time.Now()
 	n := 0
 	for i := 0; i < 2000; i++ {
 		if time.Since(start) >= 0 {
 			n++
 		}
+		if i%100 == 99 {
+			f.Write([]byte{'.'})
+		}
 	}
-	return n
+	spun := 0
+	for i := 0; i < 8000; i++ {
+		if time.Since(start) >= 0 {
+			spun++
+		}
+	}
+	return n, spun
 }
 
 func files(path string) uint32 {
@@ -159,7 +171,13 @@ func echo() uint32 {
 func main() {
 	fmt.Printf("pipeline %08x\n", pipeline(3000))
 	fmt.Printf("timers %d\n", timers())
-	fmt.Printf("clocks %d\n", clocks())
+	f, err := os.Create(os.Args[1] + ".clocks")
+	if err != nil {
+		panic(err)
+	}
+	n, spun := clocks(f)
+	f.Close()
+	fmt.Printf("clocks %d %d\n", n, spun)
 	fmt.Printf("file %08x\n", files(os.Args[1]))
 	fmt.Printf("echo %08x\n", echo())
 }
