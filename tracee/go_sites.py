@@ -3,8 +3,10 @@
 Go binaries make their system calls themselves (runtime·futex, runtime·read, nanotime1's
 clock_gettime fallback: the vDSO is hidden, runtime/internal/syscall.Syscall6, ...), so the
 libc sites of tracee.syscall_sites never see them. A Go binary is recognised by its
-`.go.buildinfo` section (the version string inline, go1.18 on; older ones, and binaries
-without a `.symtab`, i.e. stripped ones, keep today's path: said in the debug log). Its
+`.go.buildinfo` section (the version string inline, go1.18 on; older ones and versions
+after go1.23, whose shapes were not read, keep today's path: said in the debug log). Its
+functions come from `.symtab`, or in a stripped binary (every Debian package) from the
+function table of its pclntab, which the Go runtime keeps for its own tracebacks. Its
 sites, in `.text`, have three shapes (go1.19-go1.23's sys_linux_amd64.s and
 internal/syscall asm_linux_amd64.s):
 
@@ -12,7 +14,7 @@ internal/syscall asm_linux_amd64.s):
     48 C7 C0 imm32 0F 05     mov $nr,%rax; syscall              9 bytes (clock_gettime, ...)
     0F 05 48 3D imm32        syscall; cmp $-4095,%rax           8 bytes (Syscall6, open, ...)
 
-each confirmed by decoding its function from the `.symtab` symbol that holds it: the
+each confirmed by decoding the function that holds it: the
 instructions are there, no other instruction starts and no direct branch lands inside the
 site (nanotime1's `je` to its `mov` lands on its start: allowed), and after a `mov` site no
 instruction reads the flags the hook leaves changed. Calls bound to their stack
@@ -122,7 +124,13 @@ def scan(data: bytes) -> Scan:
     except (struct.error, ValueError):
         return Scan([], "unreadable ELF headers")
     if not functions:
-        return Scan([], f"{ver.decode()} binary without a .symtab (stripped)")
+        try:
+            functions = pcln_functions(data)
+        except (struct.error, ValueError):
+            functions = []
+    if not functions:
+        return Scan([], f"{ver.decode()} binary without a .symtab (stripped) nor a function "
+                        "table in its pclntab")
     import capstone
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     found = []
@@ -178,6 +186,39 @@ def symbol_functions(data: bytes) -> list[tuple[int, int]]:
                 if start is not None:
                     out.append((start, start + sym_size))
     return sorted(set(out))
+
+
+PCLN_MAGICS = (b"\xf0\xff\xff\xff\x00\x00\x01\x08",  # go1.18-1.19: magic, pads, minLC 1,
+               b"\xf1\xff\xff\xff\x00\x00\x01\x08")  # 8-byte pointers; go1.20 on
+MAX_FUNCS = 1 << 20
+
+
+def pcln_functions(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) file offsets of the functions of the pclntab's function table, sorted:
+    what the Go runtime itself unwinds with, kept in a stripped binary. Its header
+    (runtime/symtab.go pcHeader) is found by its magic, checked by what follows: a count of
+    functions, the text's start, an offset to the table of (entry, func) offset pairs whose
+    entries rise and end inside an executable segment."""
+    segs = elf.segments(data)
+    loads = [(v, o, size) for p_type, _, o, v, size in segs if p_type == 1]
+    code = [(v, v + size) for p_type, flags, _, v, size in segs if p_type == 1 and flags & 1]
+    for magic in PCLN_MAGICS:
+        at = data.find(magic)
+        while at >= 0:
+            nfunc, _, text, _, _, _, _, pcln = struct.unpack_from("<8Q", data, at + 8)
+            table = at + pcln
+            if 0 < nfunc < MAX_FUNCS and table + 8 * (nfunc + 1) <= len(data):
+                entries = struct.unpack_from(f"<{2 * (nfunc + 1)}I", data, table)[::2]
+                if all(a < b for a, b in zip(entries, entries[1:])) and any(
+                        lo <= text and text + entries[-1] <= hi for lo, hi in code):
+                    out = []
+                    for a, b in zip(entries, entries[1:]):
+                        start = elf.file_offset(loads, text + a)
+                        if start is not None:
+                            out.append((start, start + b - a))
+                    return out
+            at = data.find(magic, at + 1)
+    return []
 
 
 def _confirmed(md: object, data: bytes, function: tuple[int, int], hit: int,
