@@ -65,8 +65,12 @@ def patch(task: Task, writer: TraceWriter, buffer: SyscallBuffer
     sites = _sites(writer, file_id)
     if not sites:
         return None
-    data = writer.copy_of(file_id).read_bytes()
-    loads = [(o, v, size) for p_type, _, o, v, size in _segments(data) if p_type == 1]
+    try:
+        with open(writer.copy_of(file_id), "rb") as f:
+            data = f.read(0x4000)  # the ELF header and the program headers
+        loads = [(o, v, size) for p_type, _, o, v, size in _segments(data) if p_type == 1]
+    except (OSError, struct.error):
+        return None
     et_dyn = struct.unpack_from("<H", data, 0x10)[0] == 3
     maps = read_proc_maps(task.pid)
     base = 0
@@ -88,7 +92,7 @@ def patch(task: Task, writer: TraceWriter, buffer: SyscallBuffer
     except MemoryAccessError:
         return None
     here = [(a, code) for a, code in here if go_sites.matches(code)]
-    if not here:
+    if not here or not loads:
         return None
     size = go_sites.page_size_for(len(here))
     page = syscall_sites.free_near([(m.start, m.end) for m in maps], here[0][0],
@@ -104,8 +108,6 @@ def patch(task: Task, writer: TraceWriter, buffer: SyscallBuffer
     except remote.InjectionError as e:
         log.debug("Go's trampolines not mapped (%s): its calls stay traced", e)
         return None
-    top = go_sites.HOOK_STACK + go_sites.HOOK_STACK_SIZE
-    task.mem.write(go_sites.HOOK_STACK, struct.pack("<Q", top))  # free: its top
     task.mem.write(page, go_sites.trampolines(page, here, hook.entry))
     writes = []
     for k, (addr, code) in enumerate(here):

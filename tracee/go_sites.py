@@ -22,10 +22,11 @@ instruction reads the flags the hook leaves changed. Calls bound to their stack
 
 The stack: a goroutine's stack may have only 128 bytes left at a NOSPLIT function (Go has
 no red zone and no guard page), so the hook never runs on it. Each trampoline takes the hook
-stack (HOOK_STACK, in relive's area: a lock word holding the stack's top while it is free,
-then the stack) with one `xchg`, saves the site's rsp there, calls the hook and comes back;
-if the stack is taken (a thread stopped inside the hook while another runs, a signal
-handler's call) the call is made traced, as before, on the site's stack:
+stack (HOOK_STACK, in relive's area: a lock word, 0 while it is free, the spin counter,
+then the stack; all zeros when mapped) with one `xchg`, saves the site's rsp at its top,
+calls the hook and comes back; if the stack is taken (a thread stopped inside the hook
+while another runs, a signal handler's call) the call is made traced, as before, on the
+site's stack:
 
     [mov $nr,%eax | mov $nr,%rax]   the displaced instruction (a `mov` site)
     movabs $SPIN,%r11               clock reads in a row: a clock_gettime counts one, any
@@ -35,13 +36,13 @@ handler's call) the call is made traced, as before, on the site's stack:
     jmp 4f
 3:  movq $0,(%r11)
 4:  movabs $HOOK_STACK,%r11
-    xor %ecx,%ecx; xchg %rcx,(%r11) the stack's top, or 0: taken
-    jrcxz 2f
-    mov %rsp,-8(%rcx); lea -8(%rcx),%rsp
+    mov $1,%ecx; xchg %rcx,(%r11)   the lock word: 0 free, 1 taken
+    test %ecx,%ecx; jnz 2f
+    lea TOP-8(%r11),%rcx; mov %rsp,(%rcx); mov %rcx,%rsp
     call *slot(%rip)                relive_hook_entry: rcx 1 = made (rax its result)
-    pop %r11; xchg %rsp,%r11        the site's stack again, r11 the hook stack's top
+    pop %r11; xchg %rsp,%r11        the site's stack again
     test %rcx,%rcx
-    movabs $HOOK_STACK,%rcx; mov %r11,(%rcx)   freed (flags kept from the test)
+    movabs $HOOK_STACK,%rcx; movq $0,(%rcx)    freed (flags kept from the test)
     jnz 1f
 2:  syscall                         not made: traced, with the site's stack and registers
 1:  [cmp $imm32,%rax]               the displaced instruction (a `cmp` site)
@@ -284,13 +285,15 @@ def trampolines(page: int, sites: list[tuple[int, bytes]], entry: int) -> bytes:
             head,
             spin,
             b"\x49\xbb", stack,                       # movabs $HOOK_STACK,%r11
-            b"\x31\xc9\x49\x87\x0b",                  # xor %ecx,%ecx; xchg %rcx,(%r11)
-            b"\xe3\x25",                              # jrcxz 2f (37 bytes on)
-            b"\x48\x89\x61\xf8\x48\x8d\x61\xf8",      # mov %rsp,-8(%rcx); lea -8(%rcx),%rsp
+            b"\xb9\x01\x00\x00\x00\x49\x87\x0b",      # mov $1,%ecx; xchg %rcx,(%r11)
+            b"\x85\xc9\x75\x2e",                      # test %ecx,%ecx; jnz 2f (taken)
+            b"\x49\x8d\x8b", struct.pack("<I", HOOK_STACK_SIZE - 8),  # lea TOP-8(%r11),%rcx
+            b"\x48\x89\x21\x48\x89\xcc",              # mov %rsp,(%rcx); mov %rcx,%rsp
             b"\xff\x15", rel(page - call_end),        # call *slot
             b"\x41\x5b\x49\x87\xe3",                  # pop %r11; xchg %rsp,%r11
             b"\x48\x85\xc9",                          # test %rcx,%rcx
-            b"\x48\xb9", stack, b"\x4c\x89\x19",      # movabs $HOOK_STACK,%rcx; mov %r11,(%rcx)
+            b"\x48\xb9", stack,                       # movabs $HOOK_STACK,%rcx
+            b"\x48\xc7\x01\x00\x00\x00\x00",          # movq $0,(%rcx): free
             b"\x75\x02\x0f\x05",                      # jnz 1f; 2: syscall
             cmp))                                     # 1: [cmp]
         assert body[len(head) + TRACED:len(head) + TRACED + 2] == b"\x0f\x05"
@@ -302,7 +305,7 @@ def trampolines(page: int, sites: list[tuple[int, bytes]], entry: int) -> bytes:
 
 # offsets in a trampoline, from the end of its displaced `mov` (0 for a `cmp` site)
 _SPIN_LEN = 39
-CALL, AFTER_CALL, FREED, TRACED = (_SPIN_LEN + n for n in (25, 31, 52, 54))
+CALL, AFTER_CALL, FREED, TRACED = (_SPIN_LEN + n for n in (35, 41, 66, 68))
 
 
 class Site(NamedTuple):
