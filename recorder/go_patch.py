@@ -61,7 +61,8 @@ def patch(task: Task, writer: TraceWriter, buffer: SyscallBuffer
     exe = f"/proc/{task.pid}/exe"
     if hook is None or not sysbuf.enabled() or not seccomp.enabled() or not is_go(exe):
         return None
-    file_id = writer.add_file(exe, name=os.readlink(exe))
+    name = os.readlink(exe)
+    file_id = writer.add_file(exe, name=name.removesuffix(" (deleted)"))  # (as image.py)
     sites = _sites(writer, file_id)
     if not sites:
         return None
@@ -115,7 +116,7 @@ def patch(task: Task, writer: TraceWriter, buffer: SyscallBuffer
         if task.mem.write(addr, jump) == len(jump):
             writes.append((addr, jump))
     log.debug("%d syscall sites of the Go binary %s jump to the hook (trampolines at %#x)",
-              len(writes), os.readlink(exe), page)
+              len(writes), name, page)
     return page, writes
 
 
