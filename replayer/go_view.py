@@ -42,12 +42,16 @@ class GoView:
         out: list[gs.Site] = []
         for m in self.pages(task, space):
             try:
-                page = task.mem.read_upto(m.start, m.end - m.start)
+                head = task.mem.read_upto(m.start, gs.HEAD + gs.TRAMPOLINE)
             except MemoryAccessError:
                 continue
-            key = (m.start, m.end, page[:gs.HEAD + gs.TRAMPOLINE])
+            key = (m.start, m.end, head)
             found = self._pages.get(key)
             if found is None:
+                try:
+                    page = task.mem.read_upto(m.start, m.end - m.start)
+                except MemoryAccessError:
+                    continue
                 found = []
                 for at in range(m.start + gs.HEAD, m.start + len(page) - gs.TRAMPOLINE + 1,
                                 gs.TRAMPOLINE):
