@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 
+from recorder import go_patch
 from recorder.code_patches import CodePatcher
 from recorder.sysbuf_record import SyscallBuffer
 from tracee import remote
@@ -41,6 +42,7 @@ def snapshot_image(task: Task, writer: TraceWriter, argv: list[str], patcher: Co
     remote.map_relive_page(task)
     buffer.map_hook(task)
     auxv = hide_vdso(task)
+    go = go_patch.patch(task, writer, buffer)  # a Go binary's own sites (before the snapshot)
     pid = task.pid
     space = AddressSpace()
     files: list[tuple[tuple[int, int], str]] = []
@@ -60,12 +62,15 @@ def snapshot_image(task: Task, writer: TraceWriter, argv: list[str], patcher: Co
                 files.append((ident, file_id))
         mapping = Mapping(start=m.start, end=m.end, prot=m.prot, shared=m.shared,
                           offset=m.offset, path=_clean(m.path) if m.path else None,
-                          file_id=file_id, flags=buffer.flags_at(m.start))
+                          file_id=file_id, flags=Flag.SYSBUF if go and m.start == go[0]
+                          else buffer.flags_at(m.start))
         space.map(mapping)
         if (file_id is None or m.prot & PROT_WRITE) and not buffer.fresh(m.start):
             data = task.mem.read_upto(m.start, m.size)
             if file_id is not None or data.strip(b"\0"):
                 writes.append(MemoryWrite(addr=m.start, data=data))
+    if go:
+        writes += [MemoryWrite(addr=a, data=d) for a, d in go[1]]
     exe = _clean(os.readlink(f"/proc/{pid}/exe"))
     exe_id = writer.add_file(f"/proc/{pid}/exe", name=_clean(exe))
     info = {"maps": [mapping_info(m) for m in space], "exe": exe, "exe_id": exe_id,

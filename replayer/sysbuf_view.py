@@ -15,6 +15,7 @@ import struct
 from typing import NamedTuple
 
 from replayer import sysbuf_frames
+from replayer.go_view import GoView
 from tracee import syscall_sites as ss
 from tracee import sysbuf
 from tracee.address_space import AddressSpace, Flag
@@ -64,6 +65,7 @@ class SysbufView:
 
     def __init__(self) -> None:
         self._pages: dict[tuple[int, int, bytes], list[Site]] = {}
+        self.go = GoView()  # a Go binary's own sites (tracee.go_sites)
 
     def sites(self, task: Task, space: AddressSpace) -> list[Site]:
         out: list[Site] = []
@@ -97,11 +99,14 @@ class SysbufView:
         """`values` (a thread's registers) as at the site if the thread is in a trampoline."""
         rip = values.get("rip", 0)
         if sysbuf_frames.in_hook(rip):
-            return self._from_hook(task, space, values)
+            found = self.go.from_hook(task, space, values)
+            return found if found is not None else self._from_hook(task, space, values)
         m = space.find(rip)
         if m is None or not m.flags & Flag.SYSBUF or m.start in (sysbuf.HOOK_CODE,
                                                                   sysbuf.HOOK_BUF):
             return values
+        if self.go.is_page(task, m):
+            return self.go.registers(task, m, values)
         if rip < m.start + ss.SLOT:
             return values
         site, off = _trampoline_at(task, m.start, rip)
@@ -157,9 +162,12 @@ class SysbufView:
         m = space.find(rip)
         if m is None or not m.flags & Flag.SYSBUF:
             sites = self.sites(task, space) if m is not None and m.prot & 4 else []
-            return any(s.addr == rip and not s.mov for s in sites)
+            return any(s.addr == rip and not s.mov for s in sites) or bool(
+                m is not None and m.prot & 4 and rip in self.go.starts(task, space))
         if m.start in (sysbuf.HOOK_CODE, sysbuf.HOOK_BUF) or rip < m.start + ss.SLOT:
             return False
+        if self.go.is_page(task, m):
+            return self.go.hidden(task, m, rip)
         found, off = _trampoline_at(task, m.start, rip)
         if found is None:
             return False
@@ -180,7 +188,7 @@ class SysbufView:
             if data[site.addr + lo - addr:site.addr + hi - addr] == ours[lo:hi]:
                 out = out if out is not None else bytearray(data)
                 out[site.addr + lo - addr:site.addr + hi - addr] = site.original[lo:hi]
-        return bytes(out) if out is not None else data
+        return self.go.show_original(task, space, addr, bytes(out) if out is not None else data)
 
     def relocate(self, task: Task, space: AddressSpace,
                  breakpoints: frozenset[int]) -> frozenset[int]:
@@ -188,7 +196,7 @@ class SysbufView:
         same instruction in its trampoline."""
         if not breakpoints:
             return breakpoints
-        inner = {}
+        inner = self.go.inner(task, space)
         for site in self.sites(task, space):
             if site.mov:
                 inner[site.addr + 5] = site.trampoline + 5 + _TRACED

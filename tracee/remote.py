@@ -46,7 +46,7 @@ def _relive_page() -> int:
 RELIVE_PAGE = _relive_page()
 # The relive page and what follows it (the syscall buffer's hook and buffer, and replay's
 # feed: tracee.sysbuf): relive's own memory, never part of the program's state.
-RELIVE_AREA_SIZE = 0x22_0000
+RELIVE_AREA_SIZE = 0x23_0000  # (+64 KiB: the Go sites' hook stack, tracee.go_sites)
 SYSCALL_INSN = RELIVE_PAGE
 DATA_OFFSET = 256
 DATA = RELIVE_PAGE + DATA_OFFSET
