@@ -79,7 +79,7 @@ def main():
         subprocess.run(relive_cmd(sys.executable, "record", "-o", trace, "--", "sh", "-c",
                                   "find /usr -type f -size +100k | wc -l"),
                        env=relive_env(), check=True, stdout=subprocess.DEVNULL)
-    codec, columnar.codec = columnar.codec, None
+    codec, columnar.codec = records.codec(), None
     reader = TraceReader(trace)
     rows = reader._chunks.rows(0, reader.event_count)
     reader.close()

@@ -162,7 +162,8 @@ class SyscallBuffer:
         lib = records.load()
         whole = 0
         if lib is not None:
-            columns, whole = records.buffered_columns(lib, raw, rip, len(raw), whole=True)
+            fields, whole = records.buffered_columns(lib, raw, rip, len(raw), whole=True)
+            columns = Columns(*fields)
             if columns.events:
                 runs.append(columns)
                 self.taken += columns.events
@@ -395,7 +396,7 @@ def columns_from(chunk: bytes, addr: int) -> list[BufferedCall] | Columns:
     hook = sysbuf.hook()
     if lib is None or hook is None:
         return calls_from(chunk, addr)
-    return records.buffered_columns(lib, chunk, hook.untraced_insn + 2, len(chunk))[0]
+    return Columns(*records.buffered_columns(lib, chunk, hook.untraced_insn + 2, len(chunk))[0])
 
 
 def calls_from(chunk: bytes, addr: int) -> list[BufferedCall]:

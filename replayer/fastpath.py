@@ -276,7 +276,8 @@ class ReplayLoop:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._lib = lib
         self._out = (ctypes.c_int64 * fastloop.OUT_WORDS)()
-        records.load()  # (the trace's chunks laid out, batches packed, in compiled code)
+        if columnar.codec is None:  # (the trace's chunks laid out, batches packed, compiled)
+            columnar.codec = records.codec()
 
     def run_packed(self, tid: int, memfd: int, evs: bytes, nev: int, wrs: bytes, data: bytes,
                    deadline_ns: int, feed: int = 0, feed_last: bool = False) -> Outcome:

@@ -54,6 +54,12 @@ def traces(programs, tmp_path_factory):
     return out
 
 
+@pytest.fixture(autouse=True)
+def _compiled_codec(monkeypatch):
+    """As a replay installs it (replayer.fastpath): the chunks laid out in compiled code."""
+    monkeypatch.setattr(columnar, "codec", records.codec())
+
+
 def _all_rows(trace, codec):
     """Every row of `trace`, its chunks decoded by `codec` (None: the Python decoder)."""
     old, columnar.codec = columnar.codec, codec
@@ -213,8 +219,9 @@ def test_a_mangled_buffer_gives_the_same_columns_or_none(traces, edits, cut, wor
     assert fast == slow
     hook = sysbuf.hook()
     assert hook is not None
-    cols, end = records.buffered_columns(records.load(), bytes(data), hook.untraced_insn + 2,
-                                         len(data), whole=True)
+    fields, end = records.buffered_columns(records.load(), bytes(data),
+                                           hook.untraced_insn + 2, len(data), whole=True)
+    cols = Columns(*fields)
     builder = chunks.ChunkBuilder()
     builder.add_columns(7, int(Kind.BUFFERED), cols)
     assert (builder.encode()[2], end) == (slow_whole, whole)
@@ -334,8 +341,7 @@ def test_the_c_and_python_declarations_agree_and_a_drift_is_named():
 
 def test_relive_fastpath_0_keeps_the_python_paths():
     """RELIVE_FASTPATH=0: no compiled codec, chunks decode to rows in Python."""
-    code = ("from tracee import records; from tracefile import columnar; "
-            "print(records.load(), columnar.codec)")
+    code = "from tracee import records; print(records.load(), records.codec())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, RELIVE_FASTPATH="0", PYTHONPATH=str(REPO_ROOT)),
                          check=True)

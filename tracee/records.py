@@ -4,7 +4,9 @@ source, else one built with gcc at first use and cached, else none: the Python p
 
 - `buffered_columns`: the syscall buffer's records as a chunk's columns (the recorder's
   trace writer thread: recorder.sysbuf_record `columns_from`).
-- `RecordsCodec.layout`: a chunk's raw blob checked and laid out (tracefile.columnar);
+- `RecordsCodec.layout`: a chunk's raw blob checked and laid out (the fields of a
+  tracefile.columnar Decoded; replayer.fastpath installs the codec there: tracee knows no
+  trace types);
   `collect`: a run of its events packed for the replay loop (replayer.fastpath).
 
 RELIVE_FASTPATH=0 turns it off with the compiled loops. The C side lists its constants by
@@ -17,13 +19,27 @@ import importlib.machinery
 import logging
 import threading
 from pathlib import Path
+from typing import Protocol
 
 from tracee import fastloop, sysbuf
 from tracee.ptrace_api import REGS_SIZE
-from tracefile import columnar
-from tracefile.columnar import Columns, Decoded
 
 log = logging.getLogger(__name__)
+
+# What tracefile.columnar makes its Columns and Decoded of (tracee imports no trace types):
+# (events, nrs, results, counts, regs, regs_size, waddrs, wsizes, data) and
+# (first, count, raw, writes, flat, off).
+ColumnFields = tuple[int, bytes, bytes, bytes, bytes, int, bytes, bytes, bytes]
+LayoutFields = tuple[int, int, bytes, int, bytes, memoryview]
+
+
+class LaidOut(Protocol):
+    """A chunk as `layout` laid it out (tracefile.columnar.Decoded)."""
+    raw: bytes
+    count: int
+    writes: int
+    flat: bytes
+    off: memoryview
 
 SOURCE = Path(__file__).with_name("records.c")
 INSTALLED_NAME = "_records"  # setup.py's extension tracee._records
@@ -34,7 +50,7 @@ EV_SIZE = REGS_SIZE + fastloop.EV.size
 MAX_NR = 1024
 KIND_SYSCALL, KIND_BUFFERED = 2, 11  # tracefile.records Kind
 DECLARED = {"REC_HEAD": sysbuf.REC_HEAD, "DONE": sysbuf.DONE, "NO_ARG": sysbuf.NO_ARG,
-            "MAX_OUT": sysbuf.MAX_OUT, "ARGS_SIZE": ARGS_SIZE, "REGS": columnar.REGS,
+            "MAX_OUT": sysbuf.MAX_OUT, "ARGS_SIZE": ARGS_SIZE, "REGS": REGS_SIZE,
             "COLUMNS": 7, "WCOLUMNS": 3, "TABLE_WORDS": TABLE_WORDS, "OFF_WORDS": OFF_WORDS,
             "EV_SIZE": EV_SIZE, "WR_SIZE": fastloop.WR.size,
             "EV_BUFFERED": fastloop.EV_BUFFERED, "KIND_SYSCALL": KIND_SYSCALL,
@@ -76,7 +92,7 @@ def _build(source: bytes) -> Path:
 
 
 def load() -> ctypes.CDLL | None:
-    """The loaded library (installed as tracefile.columnar's codec), or None: disabled, not
+    """The loaded library, or None: disabled, not
     built (said once: the Python paths do the same work)."""
     global _lib, _tried, _status
     if not fastloop.enabled():
@@ -103,8 +119,13 @@ def load() -> ctypes.CDLL | None:
         return None
     _lib = lib
     _status = f"on ({origin}: {path})"
-    columnar.codec = RecordsCodec(lib)
     return lib
+
+
+def codec() -> RecordsCodec | None:
+    """The compiled chunk codec (for tracefile.columnar), if the library loads."""
+    lib = load()
+    return RecordsCodec(lib) if lib is not None else None
 
 
 def _unavailable(why: str) -> None:
@@ -181,7 +202,7 @@ _scratch = _Scratch()
 
 
 def buffered_columns(lib: ctypes.CDLL, chunk: bytes, rip: int, cap: int, pos: int = 0, *,
-                     whole: bool = False) -> tuple[Columns, int]:
+                     whole: bool = False) -> tuple[ColumnFields, int]:
     """Up to `cap` records of `chunk` from `pos` as columns, and where the next starts.
     `whole`: only records that are whole, done and with their result (records.c says
     why)."""
@@ -193,7 +214,7 @@ def buffered_columns(lib: ctypes.CDLL, chunk: bytes, rip: int, cap: int, pos: in
                                     wsizes, data, state, int(whole))
     w = state[1]
     at = ctypes.string_at
-    return Columns(n, at(nrs, 8 * n), at(results, 8 * n), at(counts, 8 * n),
+    return (n, at(nrs, 8 * n), at(results, 8 * n), at(counts, 8 * n),
                    at(regs, ARGS_SIZE * n), ARGS_SIZE, at(waddrs, 8 * w), at(wsizes, 8 * w),
                    at(data, state[2])), state[0]
 
@@ -231,22 +252,22 @@ class RecordsCodec:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._lib = lib
 
-    def layout(self, first: int, count: int, raw: bytes) -> Decoded:
+    def layout(self, first: int, count: int, raw: bytes) -> LayoutFields:
         sizes = (ctypes.c_int64 * 2)()
         err = self._lib.relive_chunk_sizes(raw, len(raw), count, sizes)
         if err:
             raise ValueError(_ERRORS.get(err, "malformed"))
         writes, planes = sizes[0], sizes[1]
-        flat = bytearray(planes * columnar.REGS + 1)
+        flat = bytearray(planes * REGS_SIZE + 1)
         off = bytearray(8 * OFF_WORDS * max(count, 1))
         err = self._lib.relive_chunk_layout(raw, len(raw), count, writes, planes, _ptr(flat),
                                             _ptr(off))
         if err:
             raise ValueError(_ERRORS.get(err, "malformed"))
-        return Decoded(first, count, raw, writes, bytes(flat[:planes * columnar.REGS]),
+        return (first, count, raw, writes, bytes(flat[:planes * REGS_SIZE]),
                        memoryview(off).cast("q"))
 
-    def collect(self, chunk: Decoded, i: int, hi: int, tid: int, allowed: bytes,
+    def collect(self, chunk: LaidOut, i: int, hi: int, tid: int, allowed: bytes,
                 max_events: int, max_bytes: int, nw0: int, off0: int
                 ) -> tuple[int, bytes, bytes, bytes]:
         """Events [i, hi) of `chunk` packed as replayer.fastpath collect packs them, while

@@ -377,6 +377,6 @@ def decode_chunk(first: int, count: int, raw: bytes) -> Decoded | list[Row]:
     if codec is None:
         return decode(first, count, raw)
     try:
-        return codec.layout(first, count, raw)
+        return columnar.Decoded(*codec.layout(first, count, raw))
     except ValueError as e:
         raise Damaged(f"chunk of events: {e}", first) from None

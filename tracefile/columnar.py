@@ -44,11 +44,13 @@ class Columns(NamedTuple):
 
 
 class Codec(Protocol):
-    def layout(self, first: int, count: int, raw: bytes) -> Decoded:
-        """The chunk checked and laid out; ValueError saying what does not add up."""
+    def layout(self, first: int, count: int, raw: bytes) -> tuple[
+            int, int, bytes, int, bytes, memoryview]:
+        """The chunk checked and laid out, Decoded's fields; ValueError saying what does
+        not add up."""
 
 
-codec: Codec | None = None  # set by tracee.records when its library loads
+codec: Codec | None = None  # tracee.records' compiled one, set by replayer.fastpath
 
 
 class Decoded:
