@@ -103,11 +103,23 @@ def source_crc(source: bytes) -> int:
     return zlib.crc32(source)
 
 
-def _installed(source: bytes) -> Path | None:
+def library_path(source_path: Path, installed_name: str) -> tuple[Path, str]:
+    """Where a compiled part's library is (this one, tracee.records'), and where it comes
+    from: the build made at install if it was built from this very source, else one built
+    with gcc at first use (cached by the source's checksum). Raises OSError."""
+    source = source_path.read_bytes()
+    path = _installed(source, source_path, installed_name)
+    if path is not None:
+        return path, "built when relive was installed"
+    return _build(source, source_path), "built with gcc at first use"
+
+
+def _installed(source: bytes, source_path: Path | None = None,
+               installed_name: str = INSTALLED_NAME) -> Path | None:
     """The build made at install time, if it was built from this very source."""
-    here = SOURCE.parent
+    source_path = source_path or SOURCE
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = here / f"{INSTALLED_NAME}{suffix}"
+        path = source_path.parent / f"{installed_name}{suffix}"
         if path.exists():
             try:
                 lib = ctypes.CDLL(str(path))
@@ -116,19 +128,19 @@ def _installed(source: bytes) -> Path | None:
                     return path
             except (OSError, AttributeError):
                 pass
-            log.debug("%s was built from another fastloop.c: not used", path)
+            log.debug("%s was built from another %s: not used", path, source_path.name)
     return None
 
 
-def _build(source: bytes) -> Path:
+def _build(source: bytes, source_path: Path) -> Path:
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(cache, 0o700)
-    target = cache / f"fastloop-{zlib.crc32(source):08x}-{len(source)}.so"
+    target = cache / f"{source_path.stem}-{zlib.crc32(source):08x}-{len(source)}.so"
     built_from = target.with_suffix(".c")
     if target.exists() and built_from.exists() and built_from.read_bytes() == source:
         return target
-    gcc_build(["-O2", "-shared", "-fPIC"], SOURCE, source, target, mode=0o700)
+    gcc_build(["-O2", "-shared", "-fPIC"], source_path, source, target, mode=0o700)
     return target
 
 
@@ -231,12 +243,7 @@ def load() -> ctypes.CDLL | None:
         return _lib
     _tried = True
     try:
-        source = SOURCE.read_bytes()
-        path = _installed(source)
-        origin = "built when relive was installed"
-        if path is None:
-            path = _build(source)
-            origin = "built with gcc at first use"
+        path, origin = library_path(SOURCE, INSTALLED_NAME)
         lib = ctypes.CDLL(str(path))
     except FileNotFoundError as e:
         _unavailable(f"{e.filename} not found")

@@ -15,7 +15,6 @@ name (`relive_interface`), checked against `DECLARED` at load.
 from __future__ import annotations
 
 import ctypes
-import importlib.machinery
 import logging
 import threading
 from pathlib import Path
@@ -64,36 +63,9 @@ _tried = False
 _status = "not loaded yet"
 
 
-def _installed(source: bytes) -> Path | None:
-    here = SOURCE.parent
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = here / f"{INSTALLED_NAME}{suffix}"
-        if path.exists():
-            try:
-                lib = ctypes.CDLL(str(path))
-                lib.relive_source_crc.restype = ctypes.c_int64
-                if lib.relive_source_crc() == fastloop.source_crc(source):
-                    return path
-            except (OSError, AttributeError):
-                pass
-    return None
-
-
-def _build(source: bytes) -> Path:
-    import zlib
-    cache = fastloop._cache_dir()
-    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = cache / f"records-{zlib.crc32(source):08x}-{len(source)}.so"
-    built_from = target.with_suffix(".c")
-    if target.exists() and built_from.exists() and built_from.read_bytes() == source:
-        return target
-    fastloop.gcc_build(["-O2", "-shared", "-fPIC"], SOURCE, source, target, mode=0o700)
-    return target
-
-
 def load() -> ctypes.CDLL | None:
-    """The loaded library, or None: disabled, not
-    built (said once: the Python paths do the same work)."""
+    """The loaded library, or None: disabled, not built (said once: the Python paths do the
+    same work)."""
     global _lib, _tried, _status
     if not fastloop.enabled():
         _status = "off (RELIVE_FASTPATH=0)"
@@ -102,12 +74,7 @@ def load() -> ctypes.CDLL | None:
         return _lib
     _tried = True
     try:
-        source = SOURCE.read_bytes()
-        path = _installed(source)
-        origin = "built when relive was installed"
-        if path is None:
-            path = _build(source)
-            origin = "built with gcc at first use"
+        path, origin = fastloop.library_path(SOURCE, INSTALLED_NAME)
         lib = ctypes.CDLL(str(path))
     except OSError as e:
         _unavailable(str(e))
