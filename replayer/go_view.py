@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from replayer import sysbuf_frames
+from replayer.trampoline_pages import page_sites
 from tracee import go_sites as gs
 from tracee import sysbuf
 from tracee.address_space import AddressSpace, Flag, Mapping
@@ -41,26 +42,7 @@ class GoView:
     def sites(self, task: Task, space: AddressSpace) -> list[gs.Site]:
         out: list[gs.Site] = []
         for m in self.pages(task, space):
-            try:
-                head = task.mem.read_upto(m.start, gs.HEAD + gs.TRAMPOLINE)
-            except MemoryAccessError:
-                continue
-            key = (m.start, m.end, head)
-            found = self._pages.get(key)
-            if found is None:
-                try:
-                    page = task.mem.read_upto(m.start, m.end - m.start)
-                except MemoryAccessError:
-                    continue
-                found = []
-                for at in range(m.start + gs.HEAD, m.start + len(page) - gs.TRAMPOLINE + 1,
-                                gs.TRAMPOLINE):
-                    site = gs.decode(at, page[at - m.start:at - m.start + gs.TRAMPOLINE])
-                    if site is None:
-                        break
-                    found.append(site)
-                self._pages[key] = found
-            out += found
+            out += page_sites(self._pages, task, m, gs.HEAD, gs.TRAMPOLINE, gs.decode)
         return out
 
     def _at(self, task: Task, page: Mapping, rip: int) -> tuple[gs.Site | None, int]:

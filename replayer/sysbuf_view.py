@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from replayer import sysbuf_frames
 from replayer.go_view import GoView
+from replayer.trampoline_pages import page_sites
 from tracee import syscall_sites as ss
 from tracee import sysbuf
 from tracee.address_space import AddressSpace, Flag
@@ -70,28 +71,8 @@ class SysbufView:
     def sites(self, task: Task, space: AddressSpace) -> list[Site]:
         out: list[Site] = []
         for m in space.flagged(Flag.SYSBUF):
-            if m.start in (sysbuf.HOOK_CODE, sysbuf.HOOK_BUF):
-                continue
-            try:
-                head = task.mem.read_upto(m.start, ss.SLOT + ss.TRAMPOLINE)
-            except MemoryAccessError:
-                continue
-            key = (m.start, m.end, head)
-            found = self._pages.get(key)
-            if found is None:
-                try:
-                    page = task.mem.read_upto(m.start, m.end - m.start)
-                except MemoryAccessError:
-                    continue
-                found = []
-                for at in range(m.start + ss.SLOT, m.start + len(page) - ss.TRAMPOLINE + 1,
-                                ss.TRAMPOLINE):
-                    site = _decode(at, page[at - m.start:at - m.start + ss.TRAMPOLINE])
-                    if site is None:
-                        break
-                    found.append(site)
-                self._pages[key] = found
-            out += found
+            if m.start not in (sysbuf.HOOK_CODE, sysbuf.HOOK_BUF):
+                out += page_sites(self._pages, task, m, ss.SLOT, ss.TRAMPOLINE, _decode)
         return out
 
     def registers(self, task: Task, space: AddressSpace,
