@@ -11,6 +11,7 @@ with the process parked, alive, at its exit syscall, so it can be inspected.
 """
 from __future__ import annotations
 
+import errno
 import signal
 from typing import Protocol
 
@@ -289,7 +290,7 @@ class ForwardRun:
         task = self.t.task_of(nxt.tid)
         s.taskset.settle(task)
         s.task, s.proc = s.taskset.select(nxt.tid)
-        if task.tid in s.taskset.entered:
+        if task.tid in s.taskset.entered or _at_entry_of(task, nxt.nr):
             self.t.parked = True
             return
         stop = s.run_once(task, api.Req.SYSEMU_SINGLESTEP if step_once else api.Req.SYSEMU)
@@ -326,3 +327,12 @@ class ForwardRun:
         if self.stepper is not None and tid == self.stepper:
             raise Paused(("step", tid))
         return None  # another thread's step over one of our int3s: let it run on
+
+
+def _at_entry_of(task: Task, nr: int) -> bool:
+    """Is `task` stopped at the entry of syscall `nr` (SYSEMU: the kernel set rax to -ENOSYS
+    and kept the number in orig_rax; a stop in user code has orig_rax -1)? A search that
+    went back from the parked exit and returned (monitor last-write finding no write) puts
+    it back there, where running it again would skip the exit call and run on past it."""
+    regs = task.regs
+    return regs.orig_rax == nr and api.signed(regs.rax) == -errno.ENOSYS

@@ -224,3 +224,26 @@ def test_hostile_packets_get_error_replies_and_the_replay_stays_faithful(
         replay.output.clear()
         assert b"replaylog:end" in replay.stop_reply(b"vCont;c")
         assert b"".join(replay.output) == recorded
+
+
+def test_a_last_write_finding_nothing_at_the_end_leaves_the_exit_as_it_was(
+        hello: tuple[Path, bytes], caplog: pytest.LogCaptureFixture) -> None:
+    """Found by the fuzz: at the end (the process parked at its exit call), a `monitor
+    last-write` that found no write went back to the end with the process stopped at the
+    entry of exit_group but no longer counted as parked, so the next continue skipped the
+    call and ran on past it: "replay diverged ... expected syscall exit_group"."""
+    caplog.set_level(logging.WARNING)
+    r = Replay(hello[0])
+    try:
+        assert b"replaylog:end" in r.stop_reply(b"c")
+        r.ask(b"qRcmd," + b"last-write 0x100000000 1".hex().encode())
+        for _ in range(2):
+            assert b"replaylog:end" in r.stop_reply(b"c")
+        errors = [x.getMessage()[:300] for x in caplog.records if x.levelno >= logging.ERROR]
+        assert not errors, errors
+        assert b"replaylog:begin" in r.stop_reply(b"bc")
+        r.output.clear()
+        assert b"replaylog:end" in r.stop_reply(b"vCont;c")
+        assert b"".join(r.output) == hello[1]
+    finally:
+        r.close()
