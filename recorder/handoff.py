@@ -93,7 +93,7 @@ def _declare(lib: ctypes.CDLL) -> bool:
     not have it or does not agree with the declarations here."""
     try:
         fn = lib.relive_record_shared_run
-        iface = lib.relive_shared_interface
+        wrong = fastloop.disagreements(lib, DECLARED, "relive_shared_interface")
     except AttributeError:
         log.warning("compiled fast path has no relive_record_shared_run: thread switches "
                     "take the slower Python path")
@@ -105,16 +105,9 @@ def _declare(lib: ctypes.CDLL) -> bool:
         ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
         ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_long,
         ctypes.c_void_p]
-    iface.restype = ctypes.c_long
-    iface.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
-    names = (ctypes.c_char_p * 16)()
-    values = (ctypes.c_int64 * 16)()
-    count = min(iface(names, values, 16), 16)
-    c_side = {(names[i] or b"").decode(): values[i] for i in range(count)}
-    wrong = [k for k, v in DECLARED.items() if c_side.get(k) != v]
     if wrong:
         log.warning("relive_record_shared_run does not match relive's Python code (%s): "
-                    "thread switches take the slower Python path", ", ".join(wrong))
+                    "thread switches take the slower Python path", wrong)
         return False
     return True
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from replayer import sysbuf_frames
-from replayer.trampoline_pages import page_sites
+from replayer.trampoline_pages import as_original, page_sites
 from tracee import go_sites as gs
 from tracee import sysbuf
 from tracee.address_space import AddressSpace, Flag, Mapping
@@ -122,17 +122,7 @@ class GoView:
 
     def show_original(self, task: Task, space: AddressSpace, addr: int,
                       data: bytes) -> bytes:
-        out: bytearray | None = None
-        for site in self.sites(task, space):
-            n = len(site.original)
-            if not (addr - n < site.addr < addr + len(data)):
-                continue
-            ours = gs.jump(site.addr, site.trampoline, n)
-            lo, hi = max(addr - site.addr, 0), min(n, addr + len(data) - site.addr)
-            if data[site.addr + lo - addr:site.addr + hi - addr] == ours[lo:hi]:
-                out = out if out is not None else bytearray(data)
-                out[site.addr + lo - addr:site.addr + hi - addr] = site.original[lo:hi]
-        return bytes(out) if out is not None else data
+        return as_original(self.sites(task, space), addr, data, gs.jump)
 
     def inner(self, task: Task, space: AddressSpace) -> dict[int, int]:
         """Instructions inside patched sites -> the same instruction in their trampoline."""

@@ -74,7 +74,8 @@ def load(lib: ctypes.CDLL | None) -> HandoffReplay | None:
     if lib is None or not enabled():
         return None
     try:
-        fn, iface = lib.relive_replay_handoff, lib.relive_handoff_interface
+        fn = lib.relive_replay_handoff
+        wrong = fastloop.disagreements(lib, DECLARED, "relive_handoff_interface")
     except AttributeError:
         log.warning("compiled fast path has no relive_replay_handoff: thread switches are "
                     "replayed by the slower Python path")
@@ -83,16 +84,9 @@ def load(lib: ctypes.CDLL | None) -> HandoffReplay | None:
     fn.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_int, ctypes.c_char_p,
                    ctypes.c_char_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_char_p,
                    ctypes.c_int64, ctypes.c_void_p]
-    iface.restype = ctypes.c_long
-    iface.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
-    names = (ctypes.c_char_p * 16)()
-    values = (ctypes.c_int64 * 16)()
-    count = min(iface(names, values, 16), 16)
-    c_side = {(names[i] or b"").decode(): values[i] for i in range(count)}
-    wrong = [k for k, v in DECLARED.items() if c_side.get(k) != v]
     if wrong:
         log.warning("relive_replay_handoff does not match relive's Python code (%s): thread "
-                    "switches are replayed by the slower Python path", ", ".join(wrong))
+                    "switches are replayed by the slower Python path", wrong)
         return None
     return HandoffReplay(lib)
 

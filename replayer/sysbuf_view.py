@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from replayer import sysbuf_frames
 from replayer.go_view import GoView
-from replayer.trampoline_pages import page_sites
+from replayer.trampoline_pages import as_original, page_sites
 from tracee import syscall_sites as ss
 from tracee import sysbuf
 from tracee.address_space import AddressSpace, Flag
@@ -159,17 +159,8 @@ class SysbufView:
                       data: bytes) -> bytes:
         """`data` read at `addr` with each patched site's bytes (if they hold the patch) as
         the program has them."""
-        out: bytearray | None = None
-        for site in self.sites(task, space):
-            n = len(site.original)
-            if not (addr - n < site.addr < addr + len(data)):
-                continue
-            ours = ss.jump(site.addr, site.trampoline, n)
-            lo, hi = max(addr - site.addr, 0), min(n, addr + len(data) - site.addr)
-            if data[site.addr + lo - addr:site.addr + hi - addr] == ours[lo:hi]:
-                out = out if out is not None else bytearray(data)
-                out[site.addr + lo - addr:site.addr + hi - addr] = site.original[lo:hi]
-        return self.go.show_original(task, space, addr, bytes(out) if out is not None else data)
+        libc = as_original(self.sites(task, space), addr, data, ss.jump)
+        return self.go.show_original(task, space, addr, libc)
 
     def relocate(self, task: Task, space: AddressSpace,
                  breakpoints: frozenset[int]) -> frozenset[int]:

@@ -306,18 +306,22 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.relive_trap_cpuid.argtypes = [ctypes.c_int]
 
 
-def interface(lib: ctypes.CDLL) -> dict[str, int]:
-    """The C side's constants and struct layouts, by name (fastloop.c `abi[]`)."""
+def interface(lib: ctypes.CDLL, listing: str = "relive_interface") -> dict[str, int]:
+    """The C side's constants and struct layouts, by name, as its function `listing` lists
+    them (fastloop.c `abi[]`; the hand-off loops list theirs apart)."""
     names = (ctypes.c_char_p * MAX_INTERFACE)()
     values = (ctypes.c_int64 * MAX_INTERFACE)()
-    count = min(lib.relive_interface(names, values, MAX_INTERFACE), MAX_INTERFACE)
+    fn = getattr(lib, listing)
+    fn.restype = ctypes.c_long
+    count = min(fn(names, values, MAX_INTERFACE), MAX_INTERFACE)
     return {(names[i] or b"").decode(): values[i] for i in range(count)}
 
 
-def disagreements(lib: ctypes.CDLL, declared: dict[str, int]) -> str:
+def disagreements(lib: ctypes.CDLL, declared: dict[str, int],
+                  listing: str = "relive_interface") -> str:
     """What of `declared` (name -> the value Python uses) the library says otherwise; empty
     if they agree. A name the library does not list disagrees too."""
-    c_side = interface(lib)
+    c_side = interface(lib, listing)
     wrong = [f"{name} is {c_side.get(name, 'missing')} in C, {value} in Python"
              for name, value in declared.items() if c_side.get(name) != value]
     return "; ".join(wrong)

@@ -225,32 +225,18 @@ def pcln_functions(data: bytes) -> list[tuple[int, int]]:
 def _confirmed(md: object, data: bytes, function: tuple[int, int], hit: int,
                length: int) -> bool:
     """Decoding the function: the site's two instructions where expected, nothing else
-    starting or landing inside it, no flag read right after a `mov` site."""
-    start, end = function
+    starting or landing inside it, no flag read right after a `mov` site (the patch's
+    trampoline does not keep the flags a `mov; syscall` leaves)."""
     want = ({hit: ("syscall", 2), hit + 2: ("cmp", 6)} if length == CMP
             else {hit: ("mov", length - 2), hit + length - 2: ("syscall", 2)})
-    seen = 0
-    for address, size, mnemonic, op_str in md.disasm_lite(  # type: ignore[attr-defined]
-            data[start:end], start):
-        if address in want:
-            if (mnemonic, size) != want[address] or (
-                    mnemonic in ("cmp", "mov") and not op_str.startswith(("rax,", "eax,"))):
-                return False
-            seen += 1
-        elif hit < address < hit + length:
-            return False
-        elif address == hit + length and length != CMP and (
-                (mnemonic.startswith("j") and mnemonic != "jmp")
-                or mnemonic.startswith(_FLAG_READERS)):
-            return False
-        if mnemonic.startswith("j") or mnemonic in ("call", "loop"):
-            try:
-                target = int(op_str, 16)
-            except ValueError:
-                continue
-            if hit < target < hit + length:
-                return False
-    return seen == 2
+    return syscall_sites.site_confirmed(
+        md, data, function, hit, length, want,
+        None if length == CMP else _reads_flags)
+
+
+def _reads_flags(mnemonic: str) -> bool:
+    return (mnemonic.startswith("j") and mnemonic != "jmp") or mnemonic.startswith(
+        _FLAG_READERS)
 
 
 def page_size_for(count: int) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from tracee import elf
@@ -97,9 +98,19 @@ def _confirmed(md: object, data: bytes, function: tuple[int, int], hit: int,
                length: int) -> bool:
     """Decoding the function: the site's two instructions are there as expected, and no
     other instruction starts or direct branch lands inside it."""
-    start, end = function
     want = ({hit: ("syscall", 2), hit + 2: ("cmp", 6)} if length == CMP_SITE
             else {hit: ("mov", 5), hit + 5: ("syscall", 2)})
+    return site_confirmed(md, data, function, hit, length, want)
+
+
+def site_confirmed(md: object, data: bytes, function: tuple[int, int], hit: int, length: int,
+                   want: dict[int, tuple[str, int]],
+                   refused_after: Callable[[str], bool] | None = None) -> bool:
+    """Decoding `function`: the instructions `want`s (address -> mnemonic, size; a `cmp` or
+    `mov` on rax/eax) where it says, no other instruction starting or direct branch landing
+    inside the `length` bytes at `hit`, and none right after them that `refused_after`
+    refuses (tracee.go_sites: a flag read after a `mov` site)."""
+    start, end = function
     seen = 0
     for address, size, mnemonic, op_str in md.disasm_lite(  # type: ignore[attr-defined]
             data[start:end], start):
@@ -110,6 +121,8 @@ def _confirmed(md: object, data: bytes, function: tuple[int, int], hit: int,
             seen += 1
         elif hit < address < hit + length:
             return False
+        elif address == hit + length and refused_after is not None and refused_after(mnemonic):
+            return False
         if mnemonic.startswith("j") or mnemonic in ("call", "loop"):
             try:
                 target = int(op_str, 16)
@@ -117,7 +130,7 @@ def _confirmed(md: object, data: bytes, function: tuple[int, int], hit: int,
                 continue
             if hit < target < hit + length:
                 return False
-    return seen == 2
+    return seen == len(want)
 
 
 def to_json(sites: list[tuple[int, int]]) -> str:
